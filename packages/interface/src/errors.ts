@@ -1,0 +1,77 @@
+/** Shared error classes. Each names one failure; `code` is stable for callers and exit codes. */
+
+export class NotFoundError extends Error {
+  static override name = 'NotFoundError'
+  readonly code = 'ERR_NOT_FOUND'
+  constructor (message = 'Not found') {
+    super(message)
+    this.name = 'NotFoundError'
+  }
+}
+
+export class InvalidManifestError extends Error {
+  static override name = 'InvalidManifestError'
+  readonly code = 'ERR_INVALID_MANIFEST'
+  constructor (message: string) {
+    super(message)
+    this.name = 'InvalidManifestError'
+  }
+}
+
+export class InvalidRefError extends Error {
+  static override name = 'InvalidRefError'
+  readonly code = 'ERR_INVALID_REF'
+  constructor (message: string) {
+    super(message)
+    this.name = 'InvalidRefError'
+  }
+}
+
+/** Bytes did not hash to the CID they were asked for. */
+export class ChunkVerificationError extends Error {
+  static override name = 'ChunkVerificationError'
+  readonly code = 'ERR_CHUNK_VERIFICATION'
+  constructor (readonly cid: string, readonly source: string, message?: string) {
+    super(message ?? `chunk ${cid} from ${source} failed verification`)
+    this.name = 'ChunkVerificationError'
+  }
+}
+
+/** A read touched a chunk that is not in the local store. */
+export class ChunkMissingError extends Error {
+  static override name = 'ChunkMissingError'
+  readonly code = 'ERR_CHUNK_MISSING'
+  constructor (readonly cid: string, message?: string) {
+    super(message ?? `chunk ${cid} is not present locally`)
+    this.name = 'ChunkMissingError'
+  }
+}
+
+/** No source could deliver a chunk. `causes` holds each source's failure. */
+export class ChunkUnavailableError extends Error {
+  static override name = 'ChunkUnavailableError'
+  readonly code = 'ERR_CHUNK_UNAVAILABLE'
+  constructor (readonly cid: string, readonly causes: Array<{ source: string, error: Error }>) {
+    super(`chunk ${cid} unavailable: ${causes.map(c => `${c.source}: ${c.error.message}`).join('; ') || 'no sources'}`)
+    this.name = 'ChunkUnavailableError'
+  }
+}
+
+export class OriginUnavailableError extends Error {
+  static override name = 'OriginUnavailableError'
+  readonly code = 'ERR_ORIGIN_UNAVAILABLE'
+  constructor (message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'OriginUnavailableError'
+  }
+}
+
+export class AbortError extends Error {
+  static override name = 'AbortError'
+  readonly code = 'ABORT_ERR'
+  readonly type = 'aborted'
+  constructor (message = 'The operation was aborted') {
+    super(message)
+    this.name = 'AbortError'
+  }
+}

@@ -1,0 +1,195 @@
+/**
+ * @packageDocumentation
+ *
+ * The vocabulary every Swarm package speaks. Nothing here does I/O.
+ *
+ * A model is a {@link Manifest}: files, each cut into content-addressed chunks
+ * ({@link ChunkRef}, a CIDv1 raw/sha2-256). Bytes come from a {@link ChunkSource}
+ * (a peer, the origin, the local store) and land in a {@link ChunkStore} only
+ * after they hash to their CID. Names resolve to manifest CIDs only through an
+ * {@link Origin}; peers are never trusted to name a model.
+ *
+ * @example
+ *
+ * ```ts
+ * import type { ChunkSource } from '@swarm/interface'
+ *
+ * const source: ChunkSource = {
+ *   name: 'origin',
+ *   kind: 'origin',
+ *   async fetch ({ cid, size }, { signal } = {}) { return await origin.getChunk(cid, { signal }) }
+ * }
+ * ```
+ */
+
+export * from './errors.js'
+export * from './logger.js'
+
+/** Every async API takes this last and honours it. */
+export interface AbortOptions {
+  signal?: AbortSignal
+}
+
+/** A CIDv1 (raw codec, sha2-256) in its default base32 string form. */
+export type CidString = string
+
+/** One chunk of one file: its CID and where it sits in the file. */
+export interface ChunkRef {
+  cid: CidString
+  /** byte offset in the file */
+  offset: number
+  /** bytes */
+  size: number
+}
+
+/** A tensor of a safetensors file; `start`/`end` are absolute file offsets (end exclusive). */
+export interface TensorInfo {
+  name: string
+  dtype: string
+  shape: number[]
+  start: number
+  end: number
+}
+
+export interface FileEntry {
+  /** relative POSIX path inside the model, e.g. `model-00001-of-00030.safetensors` */
+  path: string
+  size: number
+  /** permission bits, e.g. 0o644 */
+  mode: number
+  chunks: ChunkRef[]
+  /** present for `.safetensors` files, in file order */
+  tensors?: TensorInfo[]
+}
+
+export const MANIFEST_VERSION = 1
+
+/**
+ * A model's content. Deliberately carries no name, tag or timestamp, so the same
+ * bytes always get the same manifest CID.
+ */
+export interface Manifest {
+  version: typeof MANIFEST_VERSION
+  /** the target chunk size the files were cut with */
+  chunkSize: number
+  files: FileEntry[]
+}
+
+/** `name:tag` as resolved at the origin. */
+export interface ModelRef {
+  name: string
+  tag: string
+}
+
+export interface RefEntry extends ModelRef {
+  cid: CidString
+}
+
+/** What a fetch asks a source for. The size lets a source bound its read. */
+export interface ChunkRequest {
+  cid: CidString
+  size: number
+}
+
+export type SourceKind = 'local' | 'peer' | 'origin'
+
+/**
+ * Anything that can produce the bytes of a chunk: the origin, one peer, the local store.
+ * Sources return bytes as received; the fetcher verifies them against the CID.
+ */
+export interface ChunkSource {
+  /** stable and unique among sources, e.g. `origin` or `peer:12D3Koo…` */
+  readonly name: string
+  readonly kind: SourceKind
+  fetch(request: ChunkRequest, options?: AbortOptions): Promise<Uint8Array>
+}
+
+/**
+ * Object storage holding chunks, manifests and refs. Layout under the origin's prefix:
+ * `chunks/<cid>`, `manifests/<cid>`, `refs/<name>/<tag>` (the ref object's body is the manifest CID).
+ * A missing object rejects with {@link NotFoundError}.
+ */
+export interface Origin {
+  /** where it points, for logs and errors (credentials never appear here) */
+  readonly url: string
+  getChunk(cid: CidString, options?: AbortOptions): Promise<Uint8Array>
+  hasChunk(cid: CidString, options?: AbortOptions): Promise<boolean>
+  putChunk(cid: CidString, bytes: Uint8Array, options?: AbortOptions): Promise<void>
+  /** every chunk CID the origin holds */
+  listChunks(options?: AbortOptions): AsyncIterable<CidString>
+  getManifest(cid: CidString, options?: AbortOptions): Promise<Uint8Array>
+  putManifest(cid: CidString, bytes: Uint8Array, options?: AbortOptions): Promise<void>
+  resolveRef(ref: ModelRef, options?: AbortOptions): Promise<CidString>
+  putRef(ref: ModelRef, cid: CidString, options?: AbortOptions): Promise<void>
+  listRefs(options?: AbortOptions): AsyncIterable<RefEntry>
+  close(): Promise<void>
+}
+
+/** A model the local store holds, fully or in part. */
+export interface HeldModel {
+  manifestCid: CidString
+  /** names it was pulled or pushed under, `name:tag` */
+  refs: string[]
+  pinned: boolean
+  /** bytes of the manifest's files */
+  totalBytes: number
+  /** bytes present locally */
+  presentBytes: number
+  /** ms since epoch */
+  lastUsed: number
+}
+
+/** Where one file of a held model lives in the store. */
+export interface StoredFile {
+  entry: FileEntry
+  /** absolute path of the store's file for this content; sparse until complete */
+  path: string
+  complete: boolean
+}
+
+export interface PutResult {
+  /** false when the chunk was already present and nothing was written */
+  written: boolean
+}
+
+/**
+ * The node's local store. Each distinct file content is one file, filled in place.
+ * `putChunk` verifies bytes against the CID before anything is written or recorded.
+ */
+export interface ChunkStore {
+  /** Records a manifest as held and makes room for its files. Idempotent. */
+  addManifest(manifestCid: CidString, manifest: Manifest, options?: AbortOptions & { ref?: string }): Promise<void>
+  getManifest(manifestCid: CidString): Manifest | undefined
+  /** raw canonical bytes of a held manifest, as first verified */
+  getManifestBytes(manifestCid: CidString): Uint8Array | undefined
+  /** whether a chunk is present in any local file */
+  hasChunk(cid: CidString): boolean
+  /** the chunks of a held manifest not yet present (unique by CID, in file order) */
+  missingChunks(manifestCid: CidString): ChunkRequest[]
+  /** bytes of a present chunk (one pread) */
+  readChunk(cid: CidString, options?: AbortOptions): Promise<Uint8Array>
+  /** verifies `bytes` against `cid`, writes them wherever a held file needs them, then records them */
+  putChunk(cid: CidString, bytes: Uint8Array, options?: AbortOptions): Promise<PutResult>
+  /** fills chunks of this manifest that another local file already holds; returns bytes copied */
+  fillFromLocal(manifestCid: CidString, options?: AbortOptions): Promise<number>
+  /** reads a range of a held file; rejects with ChunkMissingError if part of it is not present */
+  read(manifestCid: CidString, path: string, offset: number, length: number, options?: AbortOptions): Promise<Uint8Array>
+  files(manifestCid: CidString): StoredFile[]
+  models(): HeldModel[]
+  pin(manifestCid: CidString, pinned: boolean): Promise<void>
+  touch(manifestCid: CidString): void
+  /** drops a held model and whatever content no other held model shares */
+  remove(manifestCid: CidString): Promise<void>
+  /** evicts least-recently-used unpinned models until under budget; returns evicted manifest CIDs */
+  gc(options?: AbortOptions & { budgetBytes?: number }): Promise<CidString[]>
+  close(): Promise<void>
+}
+
+/** Byte counts of a pull, by where the bytes came from. */
+export interface TransferProgress {
+  totalBytes: number
+  doneBytes: number
+  totalChunks: number
+  doneChunks: number
+  bytesBySource: Record<SourceKind, number>
+}
