@@ -1,0 +1,9 @@
+/** A configuration value failed validation; the message names the field and where it came from. */
+export class ConfigError extends Error {
+  static override name = 'ConfigError'
+  readonly code = 'ERR_CONFIG'
+  constructor (message: string, readonly issues: Array<{ field: string, source: string, message: string }> = []) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * @packageDocumentation
+ *
+ * One configuration for the CLI and the agent, from four layers, later ones winning:
+ * defaults, a YAML file (`--config`, `SWARM_CONFIG`, or /etc/swarm/config.yaml when present),
+ * `SWARM_*` environment variables, and command-line flags. Every layer is validated with zod,
+ * and an error names the field and the layer it came from (`SWARM_CONCURRENCY (env): expected
+ * a positive integer`), so a typo never turns into a silent default.
+ *
+ * @example
+ *
+ * ```ts
+ * import { loadConfig } from '@swarm/config'
+ *
+ * const config = await loadConfig({ flags: { origin: 's3://models/prod' }, env: process.env })
+ * ```
+ */
+
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import { z } from 'zod'
+import { DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR_ROOT, DEFAULT_DATA_PORT, DEFAULT_METRICS_PORT, DEFAULT_P2P_PORT } from './constants.js'
+import { ConfigError } from './errors.js'
+
+export * from './constants.js'
+export * from './errors.js'
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1000, kib: 1024, m: 1024 ** 2, mb: 1000 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1000 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tb: 1000 ** 4, tib: 1024 ** 4 }
+
+/** `4MiB`, `100 GB`, `1.5t` or a plain number of bytes. */
+export function parseByteSize (text: string | number): number {
+  if (typeof text === 'number') return text
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
+  const unit = UNITS[match?.[2]?.toLowerCase() ?? 'x']
+  if (match == null || unit == null) throw new Error(`"${text}" is not a size (e.g. 4MiB, 100GB, 1048576)`)
+  return Math.round(Number(match[1]) * unit)
+}
+
+const byteSize = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  try {
+    const bytes = parseByteSize(value)
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new Error(`"${value}" is out of range`)
+    return bytes
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message })
+    return z.NEVER
+  }
+})
+
+const integer = (min: number, max: number): z.ZodType<number, unknown> =>
+  z.coerce.number({ error: 'expected a number' }).int('expected an integer').min(min).max(max) as unknown as z.ZodType<number, unknown>
+
+const boolean = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])])
+  .transform(v => v === true || v === 'true' || v === '1' || v === 'yes')
+
+const list = z.union([z.array(z.string()), z.string()])
+  .transform(v => Array.isArray(v) ? v : v.split(',').map(s => s.trim()).filter(s => s.length > 0))
+
+const originUrl = z.string().refine(v => /^(s3|file):\/\/./.test(v), 'expected an s3://bucket[/prefix] or file:///dir URL')
+
+/** Every key the configuration accepts. All optional here; defaults are applied after merging. */
+export const ConfigSchema = z.object({
+  origin: originUrl,
+  dataDir: z.string().min(1),
+  cacheSize: byteSize,
+  chunkSize: byteSize.refine(v => v >= 1024 * 1024 && v <= 64 * 1024 * 1024, 'must be between 1MiB and 64MiB'),
+  concurrency: integer(1, 1024),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']),
+  s3: z.object({
+    endpoint: z.url({ error: 'expected a URL such as http://127.0.0.1:7480' }).optional(),
+    region: z.string().min(1).optional(),
+    forcePathStyle: boolean.optional(),
+    accessKeyId: z.string().min(1).optional(),
+    secretAccessKey: z.string().min(1).optional()
+  }).strict(),
+  agent: z.object({
+    socket: z.string().min(1),
+    listen: list,
+    bootstrap: list,
+    swarmKeyFile: z.string().min(1).optional(),
+    mdns: boolean,
+    dataPort: integer(0, 65535),
+    dataHost: z.string().min(1).optional(),
+    metricsPort: integer(0, 65535),
+    metricsHost: z.string().min(1),
+    uploadSlots: integer(1, 4096),
+    uploadRate: byteSize,
+    downloadRate: byteSize
+  }).strict()
+}).strict()
+
+export type Config = z.output<typeof ConfigSchema>
+
+type DeepPartialInput = { [K in keyof z.input<typeof ConfigSchema>]?: unknown }
+export type ConfigLayer = Record<string, unknown> & DeepPartialInput
+
+export interface LoadConfigOptions {
+  /** values from flags, already named as config keys (`dataDir`, `s3.endpoint` nested) */
+  flags?: ConfigLayer
+  env?: Record<string, string | undefined>
+  /** explicit file; a missing explicit file is an error, a missing default one is not */
+  file?: string
+}
+
+/** Where each environment variable goes. */
+export const ENV_KEYS: Record<string, string> = {
+  SWARM_ORIGIN: 'origin',
+  SWARM_DATA_DIR: 'dataDir',
+  SWARM_CACHE_SIZE: 'cacheSize',
+  SWARM_CHUNK_SIZE: 'chunkSize',
+  SWARM_CONCURRENCY: 'concurrency',
+  SWARM_LOG_LEVEL: 'logLevel',
+  SWARM_S3_ENDPOINT: 's3.endpoint',
+  SWARM_S3_REGION: 's3.region',
+  SWARM_S3_FORCE_PATH_STYLE: 's3.forcePathStyle',
+  SWARM_S3_ACCESS_KEY_ID: 's3.accessKeyId',
+  SWARM_S3_SECRET_ACCESS_KEY: 's3.secretAccessKey',
+  SWARM_SOCKET: 'agent.socket',
+  SWARM_LISTEN: 'agent.listen',
+  SWARM_BOOTSTRAP: 'agent.bootstrap',
+  SWARM_SWARM_KEY_FILE: 'agent.swarmKeyFile',
+  SWARM_MDNS: 'agent.mdns',
+  SWARM_DATA_PORT: 'agent.dataPort',
+  SWARM_DATA_HOST: 'agent.dataHost',
+  SWARM_METRICS_PORT: 'agent.metricsPort',
+  SWARM_METRICS_HOST: 'agent.metricsHost',
+  SWARM_UPLOAD_SLOTS: 'agent.uploadSlots',
+  SWARM_UPLOAD_RATE: 'agent.uploadRate',
+  SWARM_DOWNLOAD_RATE: 'agent.downloadRate'
+}
+
+export function defaultConfig (env: Record<string, string | undefined> = process.env): Config {
+  const root = process.getuid?.() === 0
+  const dataDir = root ? DEFAULT_DATA_DIR_ROOT : join(env.XDG_DATA_HOME ?? join(homedir(), '.local', 'share'), 'swarm')
+  return {
+    origin: '',
+    dataDir,
+    cacheSize: 0,
+    chunkSize: DEFAULT_CHUNK_SIZE,
+    concurrency: DEFAULT_CONCURRENCY,
+    logLevel: 'info',
+    s3: {},
+    agent: {
+      socket: join(dataDir, 'agent.sock'),
+      listen: [`/ip4/0.0.0.0/tcp/${DEFAULT_P2P_PORT}`],
+      bootstrap: [],
+      mdns: false,
+      dataPort: DEFAULT_DATA_PORT,
+      metricsPort: DEFAULT_METRICS_PORT,
+      metricsHost: '127.0.0.1',
+      uploadSlots: 64,
+      uploadRate: 0,
+      downloadRate: 0
+    }
+  }
+}
+
+function setPath (target: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.')
+  let node = target
+  for (const key of keys.slice(0, -1)) {
+    node[key] ??= {}
+    node = node[key] as Record<string, unknown>
+  }
+  node[keys[keys.length - 1] as string] = value
+}
+
+function envLayer (env: Record<string, string | undefined>): { layer: Record<string, unknown>, names: Map<string, string> } {
+  const layer: Record<string, unknown> = {}
+  const names = new Map<string, string>()
+  for (const [name, path] of Object.entries(ENV_KEYS)) {
+    const value = env[name]
+    if (value != null && value !== '') {
+      setPath(layer, path, value)
+      names.set(path, name)
+    }
+  }
+  return { layer, names }
+}
+
+const PartialSchema = ConfigSchema.partial().extend({
+  s3: ConfigSchema.shape.s3.partial().optional(),
+  agent: ConfigSchema.shape.agent.partial().optional()
+}).strict()
+
+/** Validates one layer alone, so an error can say which layer the bad value came from. */
+function validateLayer (layer: unknown, source: string, names?: Map<string, string>): Record<string, unknown> {
+  const result = PartialSchema.safeParse(layer)
+  if (result.success) return stripUndefined(result.data as Record<string, unknown>)
+  const issues = result.error.issues.map(issue => {
+    const path = issue.path.join('.')
+    const field = names?.get(path) ?? (path === '' ? '(root)' : path)
+    const message = issue.code === 'unrecognized_keys'
+      ? `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map(k => `"${[path, k].filter(Boolean).join('.')}"`).join(', ')}`
+      : issue.message
+    return { field, source, message }
+  })
+  throw new ConfigError(`invalid configuration: ${issues.map(i => `${i.field} (${i.source}): ${i.message}`).join('; ')}`, issues)
+}
+
+function stripUndefined (value: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const [key, v] of Object.entries(value)) {
+    if (v === undefined) continue
+    out[key] = v != null && typeof v === 'object' && !Array.isArray(v) ? stripUndefined(v as Record<string, unknown>) : v
+  }
+  return out
+}
+
+function merge (base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base }
+  for (const [key, value] of Object.entries(over)) {
+    const prior = out[key]
+    out[key] = value != null && typeof value === 'object' && !Array.isArray(value) && prior != null && typeof prior === 'object' && !Array.isArray(prior)
+      ? merge(prior as Record<string, unknown>, value as Record<string, unknown>)
+      : value
+  }
+  return out
+}
+
+export async function loadConfig (options: LoadConfigOptions = {}): Promise<Config> {
+  const env = options.env ?? process.env
+  const explicit = options.file ?? env.SWARM_CONFIG
+  const file = explicit ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined)
+
+  let fileLayer: Record<string, unknown> = {}
+  if (file != null) {
+    let text: string
+    try {
+      text = await readFile(file, 'utf8')
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`)
+    }
+    let parsed: unknown
+    try {
+      parsed = parseYaml(text) ?? {}
+    } catch (err) {
+      throw new ConfigError(`config file ${file} is not valid YAML: ${(err as Error).message}`)
+    }
+    fileLayer = validateLayer(parsed, file)
+  }
+  const { layer, names } = envLayer(env)
+  const envValues = validateLayer(layer, 'env', names)
+  const flagValues = validateLayer(options.flags ?? {}, 'flag')
+
+  const defaults = defaultConfig(env)
+  const merged = merge(merge(merge(defaults as unknown as Record<string, unknown>, fileLayer), envValues), flagValues)
+  // the socket follows the data dir unless set explicitly
+  const agentOverride = [fileLayer, envValues, flagValues].some(l => (l.agent as Record<string, unknown> | undefined)?.socket != null)
+  if (!agentOverride) (merged.agent as Record<string, unknown>).socket = join(merged.dataDir as string, 'agent.sock')
+  return merged as unknown as Config
+}

@@ -1,0 +1,59 @@
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig, parseByteSize } from '../src/index.js'
+
+async function tempFile (text: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'swarm-config-'))
+  const file = join(dir, 'config.yaml')
+  await writeFile(file, text)
+  return file
+}
+
+describe('config', () => {
+  it('layers file < env < flags', async () => {
+    const file = await tempFile('origin: file:///from-file\nconcurrency: 4\ncacheSize: 10GiB\ndataDir: /tmp/a\n')
+    const config = await loadConfig({ file, env: { SWARM_CONCURRENCY: '8', SWARM_ORIGIN: 's3://bucket/env' }, flags: { origin: 'file:///flag' } })
+    expect(config.origin).toBe('file:///flag')
+    expect(config.concurrency).toBe(8)
+    expect(config.cacheSize).toBe(10 * 1024 ** 3)
+    expect(config.dataDir).toBe('/tmp/a')
+    expect(config.agent.socket).toBe('/tmp/a/agent.sock')
+  })
+
+  it('names the env variable of a bad value', async () => {
+    const err = await loadConfig({ env: { SWARM_CONCURRENCY: 'lots' } }).catch(e => e)
+    expect(err).toBeInstanceOf(ConfigError)
+    expect(err.message).toContain('SWARM_CONCURRENCY (env)')
+  })
+
+  it('names the file field of a bad value and rejects unknown keys', async () => {
+    const file = await tempFile('chunkSize: 128MiB\n')
+    await expect(loadConfig({ file, env: {} })).rejects.toThrow(/chunkSize \(.*config\.yaml\): must be between 1MiB and 64MiB/)
+    const typo = await tempFile('orign: s3://x\n')
+    await expect(loadConfig({ file: typo, env: {} })).rejects.toThrow(/unknown key "orign"/)
+    const nested = await tempFile('s3:\n  endpont: http://x\n')
+    await expect(loadConfig({ file: nested, env: {} })).rejects.toThrow(/unknown key "s3.endpont"/)
+  })
+
+  it('rejects bad YAML, a missing explicit file and bad origins clearly', async () => {
+    const bad = await tempFile('origin: [unclosed\n')
+    await expect(loadConfig({ file: bad, env: {} })).rejects.toThrow(/not valid YAML/)
+    await expect(loadConfig({ file: '/nonexistent/swarm.yaml', env: {} })).rejects.toThrow(/cannot read config file \/nonexistent\/swarm.yaml/)
+    await expect(loadConfig({ env: {}, flags: { origin: 'http://x' } })).rejects.toThrow(/origin \(flag\): expected an s3:\/\/bucket/)
+  })
+
+  it('splits comma lists and parses booleans from env', async () => {
+    const config = await loadConfig({ env: { SWARM_BOOTSTRAP: '/ip4/10.0.0.1/tcp/4001/p2p/x, dns:swarm.default.svc:4001', SWARM_MDNS: 'true' } })
+    expect(config.agent.bootstrap).toEqual(['/ip4/10.0.0.1/tcp/4001/p2p/x', 'dns:swarm.default.svc:4001'])
+    expect(config.agent.mdns).toBe(true)
+  })
+
+  it('parses byte sizes', () => {
+    expect(parseByteSize('4MiB')).toBe(4 * 1024 * 1024)
+    expect(parseByteSize('1.5 GB')).toBe(1.5e9)
+    expect(parseByteSize('123')).toBe(123)
+    expect(() => parseByteSize('4 parsecs')).toThrow(/not a size/)
+  })
+})

@@ -1,0 +1,285 @@
+/**
+ * @packageDocumentation
+ *
+ * The fetcher gets chunks from whichever sources can give them (peers, the origin), the way
+ * Helia's block brokers do: sources are tried in order of preference and hedged — when the
+ * preferred one has not answered within `hedgeAfterMs`, the next one starts too — and the first
+ * copy that verifies wins, while the losers are aborted. Verification and write-through happen in
+ * one place, `store.putChunk`, which hashes the bytes against the CID before anything is written
+ * or recorded; a source whose bytes fail is reported through `onBadSource` and not used again for
+ * that chunk.
+ *
+ * Concurrent requests for one CID share one fetch (a FUSE read and a background pull of the
+ * same chunk cost one download). The shared fetch is aborted only when every waiter has gone.
+ *
+ * @example
+ *
+ * ```ts
+ * import { fetcher } from '@swarm/fetcher'
+ *
+ * const f = fetcher({ store, sources: () => [...peerSources, originSource(origin)] })
+ * const summary = await f.pull(manifestCid, { onProgress: p => bar.update(p.doneBytes), signal })
+ * ```
+ */
+
+import { AbortError, ChunkUnavailableError, ChunkVerificationError, silentLogger } from '@swarm/interface'
+import pLimit from 'p-limit'
+import { DEFAULT_HEDGE_AFTER_MS, DEFAULT_PULL_CONCURRENCY, DEFAULT_SOURCE_TIMEOUT_MS } from './constants.js'
+import { ManifestNotHeldError, SourceTimeoutError } from './errors.js'
+import type { AbortOptions, ChunkRequest, ChunkSource, ChunkStore, CidString, Logger, Origin, SourceKind, TransferProgress } from '@swarm/interface'
+
+export * from './constants.js'
+export * from './errors.js'
+
+export interface FetcherInit {
+  store: ChunkStore
+  /** sources in order of preference; a function is asked again for every chunk (peers come and go) */
+  sources: ChunkSource[] | ((request: ChunkRequest) => ChunkSource[])
+  hedgeAfterMs?: number
+  sourceTimeoutMs?: number
+  /** a source sent bytes that failed verification (e.g. disconnect that peer) */
+  onBadSource?(source: ChunkSource, cid: CidString): void
+  logger?: Logger
+}
+
+export interface FetchResult {
+  /** the source whose copy was stored, or `local` when it was already present */
+  source: string
+  kind: SourceKind
+  bytes: number
+}
+
+export interface FetchOptions extends AbortOptions {
+  /** overrides the fetcher's sources for this request */
+  sources?: ChunkSource[]
+}
+
+export interface PullOptions extends AbortOptions {
+  concurrency?: number
+  onProgress?(progress: TransferProgress): void
+  /** called after each chunk is stored */
+  onChunk?(request: ChunkRequest, result: FetchResult): void
+}
+
+export interface PullSummary {
+  manifestCid: CidString
+  progress: TransferProgress
+  durationMs: number
+}
+
+export interface Fetcher {
+  /** gets one chunk into the store (a no-op when it is already there) */
+  fetch(request: ChunkRequest, options?: FetchOptions): Promise<FetchResult>
+  /** gets every missing chunk of a held manifest; local copies first, then sources */
+  pull(manifestCid: CidString, options?: PullOptions): Promise<PullSummary>
+}
+
+interface InFlight {
+  promise: Promise<FetchResult>
+  controller: AbortController
+  waiters: number
+}
+
+class ChunkFetcher implements Fetcher {
+  private readonly store: ChunkStore
+  private readonly sources: (request: ChunkRequest) => ChunkSource[]
+  private readonly hedgeAfterMs: number
+  private readonly sourceTimeoutMs: number
+  private readonly onBadSource?: (source: ChunkSource, cid: CidString) => void
+  private readonly log: Logger
+  private readonly inFlight = new Map<CidString, InFlight>()
+
+  constructor (init: FetcherInit) {
+    this.store = init.store
+    const sources = init.sources
+    this.sources = typeof sources === 'function' ? sources : () => sources
+    this.hedgeAfterMs = init.hedgeAfterMs ?? DEFAULT_HEDGE_AFTER_MS
+    this.sourceTimeoutMs = init.sourceTimeoutMs ?? DEFAULT_SOURCE_TIMEOUT_MS
+    this.onBadSource = init.onBadSource
+    this.log = (init.logger ?? silentLogger).child({ component: 'fetcher' })
+  }
+
+  async fetch (request: ChunkRequest, options: FetchOptions = {}): Promise<FetchResult> {
+    options.signal?.throwIfAborted()
+    if (this.store.hasChunk(request.cid)) {
+      return { source: 'local', kind: 'local', bytes: 0 }
+    }
+    let flight = this.inFlight.get(request.cid)
+    if (flight == null) {
+      const controller = new AbortController()
+      const sources = options.sources ?? this.sources(request)
+      const promise = this.race(request, sources, controller.signal)
+        .finally(() => { this.inFlight.delete(request.cid) })
+      flight = { promise, controller, waiters: 0 }
+      this.inFlight.set(request.cid, flight)
+    }
+    return await this.wait(flight, options.signal)
+  }
+
+  /** Waits for a shared fetch; aborting abandons only this waiter, and the fetch itself once no waiter is left. */
+  private async wait (flight: InFlight, signal?: AbortSignal): Promise<FetchResult> {
+    flight.waiters++
+    return await new Promise<FetchResult>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (--flight.waiters === 0) flight.controller.abort()
+        reject(new AbortError())
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      flight.promise.then(result => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve(result)
+      }, (err: unknown) => {
+        signal?.removeEventListener('abort', onAbort)
+        reject(err)
+      })
+    })
+  }
+
+  /**
+   * Tries sources in order, starting the next one when the current has failed or has been
+   * silent for `hedgeAfterMs`. Resolves with the first copy the store accepts.
+   */
+  private async race (request: ChunkRequest, sources: ChunkSource[], signal: AbortSignal): Promise<FetchResult> {
+    const causes: Array<{ source: string, error: Error }> = []
+    const attempts = new Set<AbortController>()
+    let next = 0
+    let settled = false
+
+    return await new Promise<FetchResult>((resolve, reject) => {
+      let hedgeTimer: NodeJS.Timeout | undefined
+      const finish = (err: Error | undefined, result?: FetchResult): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(hedgeTimer)
+        signal.removeEventListener('abort', onAbort)
+        for (const attempt of attempts) attempt.abort()
+        if (err != null) reject(err)
+        else resolve(result as FetchResult)
+      }
+      const onAbort = (): void => { finish(new AbortError()) }
+      signal.addEventListener('abort', onAbort, { once: true })
+
+      const startNext = (): void => {
+        clearTimeout(hedgeTimer)
+        if (settled) return
+        const source = sources[next++]
+        if (source == null) {
+          if (attempts.size === 0) finish(new ChunkUnavailableError(request.cid, causes))
+          return
+        }
+        const attempt = new AbortController()
+        attempts.add(attempt)
+        hedgeTimer = setTimeout(startNext, this.hedgeAfterMs)
+        this.attempt(request, source, attempt.signal)
+          .then(result => {
+            attempts.delete(attempt)
+            finish(undefined, result)
+          })
+          .catch((error: Error) => {
+            attempts.delete(attempt)
+            if (settled) return
+            causes.push({ source: source.name, error })
+            if (error instanceof ChunkVerificationError) {
+              this.log.warn({ cid: request.cid, source: source.name }, 'bytes failed verification')
+              this.onBadSource?.(source, request.cid)
+            } else {
+              this.log.debug({ cid: request.cid, source: source.name, err: error.message }, 'source failed')
+            }
+            startNext()
+          })
+      }
+      startNext()
+    })
+  }
+
+  private async attempt (request: ChunkRequest, source: ChunkSource, signal: AbortSignal): Promise<FetchResult> {
+    const timeout = AbortSignal.timeout(this.sourceTimeoutMs)
+    const combined = AbortSignal.any([signal, timeout])
+    let bytes: Uint8Array
+    try {
+      bytes = await source.fetch(request, { signal: combined })
+    } catch (err) {
+      if (timeout.aborted && !signal.aborted) throw new SourceTimeoutError(source.name, this.sourceTimeoutMs)
+      throw err
+    }
+    signal.throwIfAborted()
+    if (bytes.byteLength !== request.size) {
+      throw new ChunkVerificationError(request.cid, source.name, `chunk ${request.cid} from ${source.name} has ${bytes.byteLength} bytes, expected ${request.size}`)
+    }
+    try {
+      await this.store.putChunk(request.cid, bytes, { signal })
+    } catch (err) {
+      if (err instanceof ChunkVerificationError) throw new ChunkVerificationError(request.cid, source.name)
+      throw err
+    }
+    return { source: source.name, kind: source.kind, bytes: bytes.byteLength }
+  }
+
+  async pull (manifestCid: CidString, options: PullOptions = {}): Promise<PullSummary> {
+    const started = performance.now()
+    const manifest = this.store.getManifest(manifestCid)
+    if (manifest == null) throw new ManifestNotHeldError(manifestCid)
+    this.store.touch(manifestCid)
+
+    const unique = new Map<CidString, number>()
+    for (const file of manifest.files) {
+      for (const chunk of file.chunks) unique.set(chunk.cid, chunk.size)
+    }
+    const progress: TransferProgress = {
+      totalBytes: 0,
+      doneBytes: 0,
+      totalChunks: unique.size,
+      doneChunks: 0,
+      bytesBySource: { local: 0, peer: 0, origin: 0 }
+    }
+    for (const size of unique.values()) progress.totalBytes += size
+
+    const missingBefore = this.store.missingChunks(manifestCid)
+    const copied = await this.store.fillFromLocal(manifestCid, options)
+    const missing = this.store.missingChunks(manifestCid)
+    const missingBytes = missing.reduce((sum, c) => sum + c.size, 0)
+    progress.bytesBySource.local += copied
+    progress.doneBytes = progress.totalBytes - missingBytes
+    progress.doneChunks = progress.totalChunks - missing.length
+    this.log.info({ manifestCid, chunks: unique.size, missing: missing.length, copiedLocally: missingBefore.length - missing.length }, 'pull started')
+    options.onProgress?.({ ...progress, bytesBySource: { ...progress.bytesBySource } })
+
+    const limit = pLimit(options.concurrency ?? DEFAULT_PULL_CONCURRENCY)
+    const failure = new AbortController()
+    const signal = options.signal == null ? failure.signal : AbortSignal.any([options.signal, failure.signal])
+    const results = await Promise.allSettled(missing.map(async request => await limit(async () => {
+      signal.throwIfAborted()
+      try {
+        const result = await this.fetch(request, { signal })
+        progress.doneBytes += request.size
+        progress.doneChunks++
+        progress.bytesBySource[result.kind] += result.bytes
+        options.onChunk?.(request, result)
+        options.onProgress?.({ ...progress, bytesBySource: { ...progress.bytesBySource } })
+      } catch (err) {
+        // one chunk that nobody can give ends the pull: stop starting new work
+        failure.abort()
+        throw err
+      }
+    })))
+    const firstError = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof AbortError))?.reason ??
+      results.find((r): r is PromiseRejectedResult => r.status === 'rejected')?.reason
+    if (firstError != null) throw firstError
+    return { manifestCid, progress, durationMs: performance.now() - started }
+  }
+}
+
+export function fetcher (init: FetcherInit): Fetcher {
+  return new ChunkFetcher(init)
+}
+
+/** The origin as a chunk source: the last resort, always tried after peers. */
+export function originSource (origin: Origin): ChunkSource {
+  return {
+    name: 'origin',
+    kind: 'origin',
+    async fetch (request: ChunkRequest, options?: AbortOptions): Promise<Uint8Array> {
+      return await origin.getChunk(request.cid, options)
+    }
+  }
+}

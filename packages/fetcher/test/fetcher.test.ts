@@ -1,0 +1,149 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { cidForBytes } from '@swarm/chunker'
+import { ChunkUnavailableError } from '@swarm/interface'
+import { encodeManifest } from '@swarm/manifest'
+import { createStore } from '@swarm/store'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { fetcher, ManifestNotHeldError } from '../src/index.js'
+import type { ChunkRequest, ChunkSource, ChunkStore, Manifest } from '@swarm/interface'
+
+const CHUNK = 256 * 1024
+
+interface Model { manifest: Manifest, cid: string, chunks: Map<string, Uint8Array> }
+
+function makeModel (chunkCount: number): Model {
+  const chunks = new Map<string, Uint8Array>()
+  const refs = []
+  for (let i = 0; i < chunkCount; i++) {
+    const bytes = randomBytes(CHUNK)
+    const cid = cidForBytes(bytes)
+    chunks.set(cid, bytes)
+    refs.push({ cid, offset: i * CHUNK, size: CHUNK })
+  }
+  const manifest: Manifest = { version: 1, chunkSize: 1024 * 1024, files: [{ path: 'weights.bin', size: chunkCount * CHUNK, mode: 0o644, chunks: refs }] }
+  return { manifest, cid: encodeManifest(manifest).cid, chunks }
+}
+
+/** A source with programmable behaviour, counting what it was asked. */
+function source (name: string, model: Model, behaviour: { delayMs?: number, lie?: boolean, silent?: boolean, fail?: boolean } = {}): ChunkSource & { calls: number, aborted: number } {
+  const s = {
+    name,
+    kind: name === 'origin' ? 'origin' as const : 'peer' as const,
+    calls: 0,
+    aborted: 0,
+    async fetch ({ cid }: ChunkRequest, { signal }: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+      s.calls++
+      await new Promise<void>((resolve, reject) => {
+        if (behaviour.silent !== true) setTimeout(resolve, behaviour.delayMs ?? 0)
+        signal?.addEventListener('abort', () => { s.aborted++; reject(signal.reason) }, { once: true })
+      })
+      if (behaviour.fail === true) throw new Error(`${name} is down`)
+      const bytes = model.chunks.get(cid)
+      if (bytes == null) throw new Error('unknown chunk')
+      if (behaviour.lie === true) {
+        const wrong = Uint8Array.from(bytes)
+        wrong[0] = (wrong[0] ?? 0) ^ 0xff
+        return wrong
+      }
+      return bytes
+    }
+  }
+  return s
+}
+
+describe('fetcher', () => {
+  let dir: string
+  let store: ChunkStore
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'swarm-fetcher-'))
+    store = await createStore({ dir })
+  })
+
+  afterEach(async () => {
+    await store.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('pulls every chunk, verified, and reports bytes by source', async () => {
+    const model = makeModel(8)
+    await store.addManifest(model.cid, model.manifest)
+    const origin = source('origin', model)
+    const summary = await fetcher({ store, sources: [origin] }).pull(model.cid)
+    expect(summary.progress.doneBytes).toBe(8 * CHUNK)
+    expect(summary.progress.bytesBySource.origin).toBe(8 * CHUNK)
+    expect(store.missingChunks(model.cid)).toEqual([])
+    const all = await store.read(model.cid, 'weights.bin', 0, 8 * CHUNK)
+    expect(Buffer.compare(Buffer.from(all), Buffer.concat([...model.chunks.values()]))).toBe(0)
+  })
+
+  it('never stores bytes from a lying source, reports it, and takes the next source', async () => {
+    const model = makeModel(4)
+    await store.addManifest(model.cid, model.manifest)
+    const liar = source('peer:liar', model, { lie: true })
+    const origin = source('origin', model)
+    const bad: string[] = []
+    await fetcher({ store, sources: [liar, origin], onBadSource: s => bad.push(s.name) }).pull(model.cid)
+    expect(bad).toEqual(['peer:liar', 'peer:liar', 'peer:liar', 'peer:liar'])
+    for (const [cid, bytes] of model.chunks) {
+      expect(Buffer.compare(Buffer.from(await store.readChunk(cid)), Buffer.from(bytes))).toBe(0)
+    }
+  })
+
+  it('hedges a silent source and aborts the loser', async () => {
+    const model = makeModel(1)
+    await store.addManifest(model.cid, model.manifest)
+    const silent = source('peer:silent', model, { silent: true })
+    const origin = source('origin', model)
+    const started = performance.now()
+    const [request] = store.missingChunks(model.cid)
+    const result = await fetcher({ store, sources: [silent, origin], hedgeAfterMs: 50 }).fetch(request as ChunkRequest)
+    expect(result.source).toBe('origin')
+    expect(performance.now() - started).toBeLessThan(5_000)
+    expect(silent.aborted).toBe(1)
+  })
+
+  it('shares one fetch between concurrent requests for the same chunk', async () => {
+    const model = makeModel(1)
+    await store.addManifest(model.cid, model.manifest)
+    const origin = source('origin', model, { delayMs: 30 })
+    const f = fetcher({ store, sources: [origin] })
+    const [request] = store.missingChunks(model.cid)
+    await Promise.all(Array.from({ length: 10 }, async () => await f.fetch(request as ChunkRequest)))
+    expect(origin.calls).toBe(1)
+  })
+
+  it('one waiter aborting does not abort the fetch others still wait for', async () => {
+    const model = makeModel(1)
+    await store.addManifest(model.cid, model.manifest)
+    const origin = source('origin', model, { delayMs: 100 })
+    const f = fetcher({ store, sources: [origin] })
+    const [request] = store.missingChunks(model.cid) as ChunkRequest[]
+    const quitter = new AbortController()
+    const first = f.fetch(request as ChunkRequest, { signal: quitter.signal })
+    const second = f.fetch(request as ChunkRequest)
+    quitter.abort()
+    await expect(first).rejects.toThrow(/abort/i)
+    await expect(second).resolves.toMatchObject({ source: 'origin' })
+    expect(origin.aborted).toBe(0)
+    expect(store.hasChunk(request.cid)).toBe(true)
+  })
+
+  it('fails with every cause when no source can deliver', async () => {
+    const model = makeModel(1)
+    await store.addManifest(model.cid, model.manifest)
+    const err = await fetcher({ store, sources: [source('peer:a', model, { fail: true }), source('origin', model, { lie: true })] })
+      .pull(model.cid).catch(e => e)
+    expect(err).toBeInstanceOf(ChunkUnavailableError)
+    expect(err.message).toMatch(/peer:a: peer:a is down/)
+    expect(err.message).toMatch(/origin: .*failed verification/)
+    expect(store.missingChunks(model.cid)).toHaveLength(1)
+  })
+
+  it('rejects a pull of a manifest the store does not hold', async () => {
+    await expect(fetcher({ store, sources: [] }).pull(makeModel(1).cid)).rejects.toBeInstanceOf(ManifestNotHeldError)
+  })
+})

@@ -1,0 +1,104 @@
+/**
+ * Open descriptors for content files, shared by concurrent reads and writes and closed when
+ * idle beyond a cap. A lease keeps its descriptor open; a forgotten path (deleted, or switched
+ * from writable to read-only) is closed as soon as its last lease ends.
+ */
+import { open } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+
+export type OpenMode = 'r' | 'r+'
+
+export interface FileLease {
+  readonly handle: FileHandle
+  release(): void
+}
+
+interface Entry {
+  readonly path: string
+  readonly opening: Promise<FileHandle>
+  handle?: FileHandle
+  leases: number
+  lastUsed: number
+  closed: boolean
+}
+
+export class FdPool {
+  private readonly entries = new Map<string, Entry>()
+  private readonly closing = new Set<Promise<void>>()
+
+  constructor (private readonly maxOpen: number) {}
+
+  async acquire (path: string, mode: OpenMode): Promise<FileLease> {
+    const key = `${mode}:${path}`
+    let entry = this.entries.get(key)
+    if (entry === undefined) {
+      const opening = open(path, mode)
+      const created: Entry = { path, opening, leases: 0, lastUsed: Date.now(), closed: false }
+      opening.then(handle => { created.handle = handle }, () => {
+        if (this.entries.get(key) === created) this.entries.delete(key)
+      })
+      this.entries.set(key, created)
+      entry = created
+    }
+    const leased = entry
+    leased.leases++
+    let handle: FileHandle
+    try {
+      handle = await leased.opening
+    } catch (err) {
+      leased.leases--
+      throw err
+    }
+    this.trim()
+    let released = false
+    return {
+      handle,
+      release: () => {
+        if (released) return
+        released = true
+        leased.leases--
+        leased.lastUsed = Date.now()
+        if (leased.leases === 0 && this.entries.get(key) !== leased) this.closeEntry(leased)
+        else this.trim()
+      }
+    }
+  }
+
+  /** Stops handing out descriptors of `path`; open ones close once no lease holds them. */
+  forget (path: string, mode?: OpenMode): void {
+    for (const m of mode === undefined ? ['r', 'r+'] as const : [mode]) {
+      const key = `${m}:${path}`
+      const entry = this.entries.get(key)
+      if (entry === undefined) continue
+      this.entries.delete(key)
+      if (entry.leases === 0) this.closeEntry(entry)
+    }
+  }
+
+  /** Closes every descriptor; callers make sure no lease is outstanding. */
+  async closeAll (): Promise<void> {
+    for (const entry of this.entries.values()) this.closeEntry(entry)
+    this.entries.clear()
+    await Promise.all(this.closing)
+  }
+
+  private trim (): void {
+    if (this.entries.size <= this.maxOpen) return
+    const idle = [...this.entries.entries()]
+      .filter(([, entry]) => entry.leases === 0 && entry.handle !== undefined)
+      .sort(([, a], [, b]) => a.lastUsed - b.lastUsed)
+    for (const [key, entry] of idle) {
+      if (this.entries.size <= this.maxOpen) break
+      this.entries.delete(key)
+      this.closeEntry(entry)
+    }
+  }
+
+  private closeEntry (entry: Entry): void {
+    if (entry.closed) return
+    entry.closed = true
+    const done = entry.opening.then(handle => handle.close(), () => {}).catch(() => {})
+    this.closing.add(done)
+    void done.finally(() => this.closing.delete(done))
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * @packageDocumentation
+ *
+ * Swarm's local store: every distinct file content is one plain file under `dir/content/`,
+ * created sparse and filled in place as verified chunks arrive, with a journal of which chunks
+ * are durably present. Peers and the FUSE view read present ranges straight from those files;
+ * a complete file is read-only and holds exactly the model file's bytes. Held models, pins and
+ * last use survive restarts; gc evicts unpinned models, least recently used first, to a budget.
+ * The design (layout, crash safety, group commit) is described in store.ts.
+ *
+ * @example
+ *
+ * ```ts
+ * import { createStore, verifyModel } from '@swarm/store'
+ *
+ * const store = await createStore({ dir: '/var/lib/swarm', budgetBytes: 200e9, logger })
+ * await store.addManifest(manifestCid, manifest, { ref: 'llama-3-8b:latest' })
+ * await store.fillFromLocal(manifestCid)
+ * for (const { cid } of store.missingChunks(manifestCid)) {
+ *   await store.putChunk(cid, await source.fetch({ cid, size }), { source: source.name })
+ * }
+ * const header = await store.read(manifestCid, 'model.safetensors', 0, 8)
+ * const report = await verifyModel(store, manifestCid)
+ * await store.gc()
+ * await store.close()
+ * ```
+ */
+
+export { createStore, verifyModel, contentKey } from './store.js'
+export type {
+  Store,
+  StoreInit,
+  StoreUsage,
+  PutChunkOptions,
+  VerifyOptions,
+  VerifyReport,
+  BadChunk,
+  EvictDetails,
+  EvictReason
+} from './store.js'
+export { StoreLockedError, CorruptModelsFileError, StoreClosedError } from './errors.js'
+export * from './constants.js'

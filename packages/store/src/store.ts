@@ -1,0 +1,1107 @@
+/**
+ * The local store: each distinct file content is one plain file, filled in place.
+ *
+ * ## Layout under `dir`
+ *
+ * - `content/<key>`: the file's bytes and nothing else, created sparse at full size with
+ *   ftruncate and filled chunk by chunk. `key` is a SHA-256 over the file's size and chunk list
+ *   (offsets, sizes, CIDs), so identical content in different manifests (or twice in one) shares
+ *   one file. A complete file is chmod 0444 and can be handed to the kernel (FUSE passthrough,
+ *   mmap) as is; a present range is served with one pread.
+ * - `content/<key>.have`: the presence journal, fixed-size self-checking records appended in
+ *   order (see journal.ts). It is the only record of which chunks are present.
+ * - `manifests/<manifestCid>`: the canonical manifest bytes, written atomically.
+ * - `models.json`: held models (refs, pinned, lastUsed), rewritten atomically (temp file, fsync,
+ *   rename, fsync of the directory) and validated with zod when loaded.
+ * - `lock`: keeps a second process out (see lock.ts).
+ *
+ * ## Why a recorded chunk is never wrong
+ *
+ * putChunk hashes the bytes against the CID before anything touches the disk, pwrites them into
+ * every slot (content file + offset) that needs that CID, and only then hands the slots to the
+ * commit loop. A commit takes everything written since the previous one: it fdatasyncs the touched
+ * content files, then appends one record per slot to each journal and fdatasyncs the journal.
+ * Only after that are the slots marked present in memory and the puts resolved. A crash at any
+ * point leaves, at worst, bytes on disk without a record (fetched again later) or a torn journal
+ * tail (its checksum fails, it is ignored and truncated at the next open); never a record without
+ * its bytes. Many concurrent puts share one pair of fsyncs, because puts arriving while a commit
+ * is in flight all go into the next one.
+ *
+ * fillFromLocal copies a chunk that another content file already holds, re-hashing it on the
+ * way, instead of fetching it. verify() re-hashes present chunks from disk; a chunk that no longer
+ * matches is marked missing in memory at once and a "dropped" record is journaled, so the next
+ * pull fetches it again.
+ *
+ * ## Index and lifecycle
+ *
+ * At open the store reads models.json, each held manifest and each journal, and builds in
+ * memory: CID → slots, and per content file a presence map. Content files and manifests no held
+ * model refers to (left by a crash between steps of addManifest or remove) are deleted then.
+ * addManifest writes the manifest, creates missing content files, then records the model in
+ * models.json; remove drops the model from models.json first, then deletes the content no other
+ * held model uses. Structural changes and commits run one at a time (`exclusive`), so a journal
+ * is never appended after its file was deleted. gc evicts unpinned models, least recently used
+ * first, until the bytes present are within the budget; content shared with a model that stays
+ * stays too.
+ */
+import { createHash } from 'node:crypto'
+import { chmod, mkdir, open, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { parseChunkCid, verifyChunk } from '@swarm/chunker'
+import {
+  AbortError,
+  ChunkMissingError,
+  ChunkVerificationError,
+  InvalidManifestError,
+  NotFoundError,
+  silentLogger
+} from '@swarm/interface'
+import {
+  InvalidManifestCidError,
+  ManifestCidMismatchError,
+  decodeManifest,
+  encodeManifest,
+  formatRef,
+  parseManifestCid,
+  parseRef,
+  totalBytes
+} from '@swarm/manifest'
+import {
+  COMPLETE_FILE_MODE,
+  CONTENT_DIR,
+  DEFAULT_MAX_OPEN_FILES,
+  DEFAULT_PUT_SOURCE,
+  JOURNAL_SUFFIX,
+  LOCAL_COPY_CONCURRENCY,
+  LOCK_FILE,
+  MANIFESTS_DIR,
+  MAX_WRITE_ROUNDS,
+  MODELS_FILE,
+  PARTIAL_FILE_MODE,
+  TEMP_SUFFIX
+} from './constants.js'
+import { StoreClosedError } from './errors.js'
+import { FdPool } from './fd-pool.js'
+import type { FileLease } from './fd-pool.js'
+import { fsyncDir, isMissing, unlinkIfPresent, writeFileAtomic } from './fs-util.js'
+import { cidTag, decodeJournal, encodeRecords } from './journal.js'
+import type { JournalRecordKind } from './journal.js'
+import { acquireLock } from './lock.js'
+import type { StoreLock } from './lock.js'
+import { loadModelsFile, saveModelsFile } from './models-file.js'
+import type { HeldModelRecord } from './models-file.js'
+import type {
+  AbortOptions,
+  ChunkRef,
+  ChunkRequest,
+  ChunkStore,
+  CidString,
+  FileEntry,
+  HeldModel,
+  Logger,
+  Manifest,
+  PutResult,
+  StoredFile
+} from '@swarm/interface'
+import type { FileHandle } from 'node:fs/promises'
+
+export type EvictReason = 'remove' | 'gc'
+
+export interface EvictDetails {
+  reason: EvictReason
+  /** chunk CIDs the store held before and no longer holds in any file */
+  droppedChunks: CidString[]
+}
+
+export interface StoreInit {
+  /** data directory; created if missing */
+  dir: string
+  /** default budget for gc(): bytes present on disk, shared content counted once */
+  budgetBytes?: number
+  logger?: Logger
+  /** called after a model leaves the store (remove or gc), e.g. to withdraw adverts */
+  onEvict?(manifestCid: CidString, details: EvictDetails): void
+  /** descriptors kept open at once; idle ones beyond this are closed */
+  maxOpenFiles?: number
+}
+
+export interface PutChunkOptions extends AbortOptions {
+  /** named in the ChunkVerificationError when the bytes do not match */
+  source?: string
+}
+
+export interface VerifyOptions extends AbortOptions {
+  /** called after each chunk is re-hashed */
+  onProgress?(progress: { checkedBytes: number, totalBytes: number }): void
+}
+
+export interface BadChunk {
+  /** path of the file in the model */
+  path: string
+  cid: CidString
+  offset: number
+  size: number
+}
+
+export interface VerifyReport {
+  manifestCid: CidString
+  /** present chunks re-hashed (shared content once) */
+  checkedChunks: number
+  checkedBytes: number
+  /** chunks whose bytes no longer match their CID; they are now recorded as missing */
+  bad: BadChunk[]
+  /** unique chunk CIDs of the model not present after the check, bad ones included */
+  missingChunks: number
+}
+
+export interface StoreUsage {
+  /** bytes present on disk, shared content counted once */
+  presentBytes: number
+  /** bytes of all content files once complete */
+  totalBytes: number
+}
+
+export interface Store extends ChunkStore {
+  /** absolute data directory */
+  readonly dir: string
+  putChunk(cid: CidString, bytes: Uint8Array, options?: PutChunkOptions): Promise<PutResult>
+  /** re-hashes every present chunk of a model from disk; bad ones become missing again */
+  verify(manifestCid: CidString, options?: VerifyOptions): Promise<VerifyReport>
+  usage(): StoreUsage
+}
+
+interface Content {
+  readonly key: string
+  readonly dataPath: string
+  readonly journalPath: string
+  readonly size: number
+  readonly chunks: readonly ChunkRef[]
+  /** 1 where a chunk is recorded present */
+  readonly present: Uint8Array
+  /** slots being written, settled once their record is durable (or the write failed) */
+  readonly pending: Map<number, Promise<void>>
+  presentCount: number
+  presentBytes: number
+  /** bytes of intact journal records; the next record goes here */
+  journalSize: number
+  /** whether the file is chmod 0444 */
+  sealed: boolean
+  /** manifest CIDs whose files use this content */
+  readonly users: Set<CidString>
+  removed: boolean
+}
+
+interface Slot {
+  content: Content
+  index: number
+}
+
+interface Model {
+  readonly manifestCid: CidString
+  readonly manifest: Manifest
+  readonly bytes: Uint8Array
+  readonly files: ReadonlyArray<{ entry: FileEntry, content: Content }>
+  readonly fileByPath: ReadonlyMap<string, number>
+  readonly totalBytes: number
+  refs: string[]
+  pinned: boolean
+  lastUsed: number
+}
+
+interface CommitItem {
+  kind: JournalRecordKind
+  content: Content
+  index: number
+  /** the writable descriptor the bytes went through, released after the data fsync */
+  lease?: FileLease
+  resolve(): void
+  reject(err: unknown): void
+}
+
+/** Opens (creating if needed) the store in `init.dir`; rejects with StoreLockedError if another process has it open. */
+export async function createStore (init: StoreInit, options: AbortOptions = {}): Promise<Store> {
+  if (typeof init.dir !== 'string' || init.dir === '') throw new TypeError('store dir must be a non-empty path')
+  if (init.budgetBytes !== undefined) checkBudget(init.budgetBytes)
+  const maxOpenFiles = init.maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES
+  if (!Number.isSafeInteger(maxOpenFiles) || maxOpenFiles < 1) throw new TypeError(`maxOpenFiles must be a positive integer, got ${maxOpenFiles}`)
+  throwIfAborted(options.signal)
+  const dir = resolve(init.dir)
+  await mkdir(join(dir, CONTENT_DIR), { recursive: true })
+  await mkdir(join(dir, MANIFESTS_DIR), { recursive: true })
+  const lock = await acquireLock(dir, join(dir, LOCK_FILE))
+  const store = new LocalStore(dir, init, maxOpenFiles, lock)
+  try {
+    await store.load(options)
+  } catch (err) {
+    await store.close()
+    throw err
+  }
+  return store
+}
+
+/** Re-hashes every present chunk of a held model from disk; see {@link Store.verify}. */
+export async function verifyModel (store: Store, manifestCid: CidString, options?: VerifyOptions): Promise<VerifyReport> {
+  return await store.verify(manifestCid, options)
+}
+
+class LocalStore implements Store {
+  readonly dir: string
+  private readonly contentDir: string
+  private readonly manifestsDir: string
+  private readonly modelsPath: string
+  private readonly log: Logger
+  private readonly pool: FdPool
+  private readonly held = new Map<CidString, Model>()
+  private readonly contents = new Map<string, Content>()
+  private readonly slotsByCid = new Map<CidString, Slot[]>()
+  private readonly adding = new Map<CidString, Promise<Model>>()
+  private readonly inflight = new Set<Promise<unknown>>()
+  private commitQueue: CommitItem[] = []
+  private committing: Promise<void> | undefined
+  private exclusiveTail: Promise<void> = Promise.resolve()
+  private persistTail: Promise<void> = Promise.resolve()
+  private persistQueued: Promise<void> | undefined
+  private closed = false
+  private closing: Promise<void> | undefined
+
+  constructor (dir: string, private readonly init: StoreInit, maxOpenFiles: number, private readonly lock: StoreLock) {
+    this.dir = dir
+    this.contentDir = join(dir, CONTENT_DIR)
+    this.manifestsDir = join(dir, MANIFESTS_DIR)
+    this.modelsPath = join(dir, MODELS_FILE)
+    this.log = (init.logger ?? silentLogger).child({ component: 'store' })
+    this.pool = new FdPool(maxOpenFiles)
+  }
+
+  // ---- open -------------------------------------------------------------------------------
+
+  async load (options: AbortOptions): Promise<void> {
+    const records = await loadModelsFile(this.modelsPath)
+    let dropped = false
+    for (const record of records) {
+      throwIfAborted(options.signal)
+      const manifest = await this.loadManifest(record.manifestCid)
+      if (manifest === undefined) {
+        dropped = true
+        continue
+      }
+      const files: Array<{ entry: FileEntry, content: Content }> = []
+      for (const entry of manifest.manifest.files) {
+        const key = contentKey(entry)
+        const content = this.contents.get(key) ?? await this.openContent(key, entry)
+        content.users.add(record.manifestCid)
+        files.push({ entry, content })
+      }
+      this.held.set(record.manifestCid, makeModel(record.manifestCid, manifest.manifest, manifest.bytes, files, record))
+    }
+    if (dropped) await this.persistModels()
+    await this.removeOrphans()
+    this.log.debug({ models: this.held.size, contents: this.contents.size }, 'store opened')
+  }
+
+  /** a held manifest, or undefined (logged) when its file is gone or damaged so the model is dropped */
+  private async loadManifest (manifestCid: CidString): Promise<{ manifest: Manifest, bytes: Uint8Array } | undefined> {
+    let bytes: Uint8Array
+    try {
+      bytes = await readFile(join(this.manifestsDir, manifestCid))
+    } catch (err) {
+      if (!isMissing(err)) throw err
+      this.log.warn({ manifestCid }, 'manifest of a held model is missing; dropping the model')
+      return undefined
+    }
+    try {
+      const manifest = decodeManifest(bytes, { expectedCid: manifestCid })
+      checkLayout(manifest)
+      return { manifest, bytes }
+    } catch (err) {
+      if (!(err instanceof InvalidManifestError || err instanceof ManifestCidMismatchError || err instanceof InvalidManifestCidError)) throw err
+      this.log.warn({ manifestCid, err: err.message }, 'manifest of a held model is damaged; dropping the model')
+      return undefined
+    }
+  }
+
+  /** an existing content file with its journal replayed, or a fresh one when the file is missing or the wrong size */
+  private async openContent (key: string, entry: FileEntry): Promise<Content> {
+    const dataPath = join(this.contentDir, key)
+    const journalPath = dataPath + JOURNAL_SUFFIX
+    const info = await stat(dataPath).catch(err => { if (isMissing(err)) return undefined; throw err })
+    if (info === undefined || !info.isFile() || info.size !== entry.size) {
+      if (info !== undefined) this.log.warn({ key, size: info.size, expected: entry.size }, 'content file has the wrong size; starting it over')
+      return await this.createContent(key, entry)
+    }
+    let journal: Uint8Array
+    try {
+      journal = await readFile(journalPath)
+    } catch (err) {
+      if (!isMissing(err)) throw err
+      journal = new Uint8Array(0)
+      await writeFile(journalPath, journal)
+    }
+    const { records, validLength } = decodeJournal(journal)
+    if (validLength !== journal.byteLength) {
+      this.log.warn({ key, torn: journal.byteLength - validLength }, 'ignoring a torn journal tail')
+      await truncate(journalPath, validLength)
+    }
+    const content = makeContent(key, dataPath, journalPath, entry)
+    content.journalSize = validLength
+    let mismatched = 0
+    for (const record of records) {
+      const chunk = content.chunks[record.index]
+      if (chunk === undefined || cidTag(chunk.cid) !== record.cidTag) {
+        mismatched++
+        continue
+      }
+      if (record.kind === 'present') setPresent(content, record.index)
+      else clearPresent(content, record.index)
+    }
+    if (mismatched > 0) this.log.warn({ key, mismatched }, 'ignoring journal records that do not match the chunk list')
+    const complete = isComplete(content)
+    await chmod(dataPath, complete ? COMPLETE_FILE_MODE : PARTIAL_FILE_MODE)
+    content.sealed = complete
+    this.register(content)
+    return content
+  }
+
+  /** a new, empty (sparse) content file with an empty journal; anything at those paths is replaced */
+  private async createContent (key: string, entry: FileEntry): Promise<Content> {
+    const dataPath = join(this.contentDir, key)
+    const journalPath = dataPath + JOURNAL_SUFFIX
+    // the journal goes first: a journal must never outlive, and so describe, an older data file
+    await unlinkIfPresent(journalPath)
+    await unlinkIfPresent(dataPath)
+    const handle = await open(dataPath, 'wx', PARTIAL_FILE_MODE)
+    try {
+      await handle.truncate(entry.size)
+    } finally {
+      await handle.close()
+    }
+    await writeFile(journalPath, new Uint8Array(0), { flag: 'wx' })
+    const content = makeContent(key, dataPath, journalPath, entry)
+    if (isComplete(content)) {
+      await chmod(dataPath, COMPLETE_FILE_MODE)
+      content.sealed = true
+    }
+    this.register(content)
+    return content
+  }
+
+  private register (content: Content): void {
+    this.contents.set(content.key, content)
+    content.chunks.forEach((chunk, index) => {
+      const slots = this.slotsByCid.get(chunk.cid)
+      if (slots === undefined) this.slotsByCid.set(chunk.cid, [{ content, index }])
+      else slots.push({ content, index })
+    })
+  }
+
+  private unregister (content: Content): void {
+    content.removed = true
+    this.contents.delete(content.key)
+    for (const chunk of new Set(content.chunks.map(c => c.cid))) {
+      const slots = this.slotsByCid.get(chunk)?.filter(slot => slot.content !== content)
+      if (slots === undefined || slots.length === 0) this.slotsByCid.delete(chunk)
+      else this.slotsByCid.set(chunk, slots)
+    }
+  }
+
+  private async removeOrphans (): Promise<void> {
+    let removed = 0
+    for (const name of await readdir(this.contentDir)) {
+      const key = name.endsWith(JOURNAL_SUFFIX) ? name.slice(0, -JOURNAL_SUFFIX.length) : name
+      if (this.contents.has(key)) continue
+      await unlinkIfPresent(join(this.contentDir, name))
+      removed++
+    }
+    for (const name of await readdir(this.manifestsDir)) {
+      if (this.held.has(name)) continue
+      await unlinkIfPresent(join(this.manifestsDir, name))
+      removed++
+    }
+    await unlinkIfPresent(this.modelsPath + TEMP_SUFFIX)
+    if (removed > 0) {
+      await fsyncDir(this.contentDir)
+      this.log.info({ removed }, 'removed files no held model refers to')
+    }
+  }
+
+  // ---- models -----------------------------------------------------------------------------
+
+  async addManifest (manifestCid: CidString, manifest: Manifest, options: AbortOptions & { ref?: string } = {}): Promise<void> {
+    await this.track(async () => {
+      throwIfAborted(options.signal)
+      // the canonical form, so 'llama' and 'llama:latest' are one ref
+      const ref = options.ref === undefined ? undefined : formatRef(parseRef(options.ref))
+      let model = this.held.get(manifestCid)
+      if (model === undefined) {
+        let adding = this.adding.get(manifestCid)
+        if (adding === undefined) {
+          adding = this.addModel(manifestCid, manifest).finally(() => this.adding.delete(manifestCid))
+          this.adding.set(manifestCid, adding)
+        }
+        model = await adding
+      }
+      if (ref !== undefined && !model.refs.includes(ref)) {
+        // a name:tag names one model: moving it here takes it from whichever held it before
+        for (const other of this.held.values()) other.refs = other.refs.filter(r => r !== ref)
+        model.refs.push(ref)
+        await this.persistModels()
+      }
+    })
+  }
+
+  private async addModel (manifestCid: CidString, manifest: Manifest): Promise<Model> {
+    // a CID is also a file name here: nothing but a canonical manifest CID gets that far
+    if (parseManifestCid(manifestCid) !== manifestCid) throw new InvalidManifestCidError(`${manifestCid} is not in canonical base32 form`)
+    const encoded = encodeManifest(manifest)
+    if (encoded.cid !== manifestCid) throw new ManifestCidMismatchError(manifestCid, encoded.cid)
+    // our own copy, exactly what the canonical bytes say
+    const canonical = decodeManifest(encoded.bytes, { expectedCid: manifestCid })
+    checkLayout(canonical)
+    return await this.exclusive(async () => {
+      const existing = this.held.get(manifestCid)
+      if (existing !== undefined) return existing
+      await writeFileAtomic(join(this.manifestsDir, manifestCid), encoded.bytes)
+      const files: Array<{ entry: FileEntry, content: Content }> = []
+      try {
+        for (const entry of canonical.files) {
+          const key = contentKey(entry)
+          const content = this.contents.get(key) ?? await this.createContent(key, entry)
+          content.users.add(manifestCid)
+          files.push({ entry, content })
+        }
+        await fsyncDir(this.contentDir)
+      } catch (err) {
+        await this.releaseContents(manifestCid, files.map(f => f.content))
+        throw err
+      }
+      const model = makeModel(manifestCid, canonical, encoded.bytes, files, { refs: [], pinned: false, lastUsed: Date.now() })
+      this.held.set(manifestCid, model)
+      await this.persistModels()
+      this.log.info({ manifestCid, files: files.length, bytes: model.totalBytes }, 'model added')
+      return model
+    })
+  }
+
+  getManifest (manifestCid: CidString): Manifest | undefined {
+    return this.held.get(manifestCid)?.manifest
+  }
+
+  getManifestBytes (manifestCid: CidString): Uint8Array | undefined {
+    return this.held.get(manifestCid)?.bytes.slice()
+  }
+
+  models (): HeldModel[] {
+    return [...this.held.values()].map(model => ({
+      manifestCid: model.manifestCid,
+      refs: [...model.refs],
+      pinned: model.pinned,
+      totalBytes: model.totalBytes,
+      presentBytes: model.files.reduce((sum, file) => sum + file.content.presentBytes, 0),
+      lastUsed: model.lastUsed
+    }))
+  }
+
+  files (manifestCid: CidString): StoredFile[] {
+    return this.requireModel(manifestCid).files.map(({ entry, content }) => ({
+      entry,
+      path: content.dataPath,
+      complete: isComplete(content)
+    }))
+  }
+
+  usage (): StoreUsage {
+    let presentBytes = 0
+    let total = 0
+    for (const content of this.contents.values()) {
+      presentBytes += content.presentBytes
+      total += content.size
+    }
+    return { presentBytes, totalBytes: total }
+  }
+
+  async pin (manifestCid: CidString, pinned: boolean): Promise<void> {
+    await this.track(async () => {
+      const model = this.requireModel(manifestCid)
+      if (model.pinned === pinned) return
+      model.pinned = pinned
+      await this.persistModels()
+    })
+  }
+
+  touch (manifestCid: CidString): void {
+    this.assertOpen()
+    const model = this.requireModel(manifestCid)
+    model.lastUsed = Math.max(Date.now(), model.lastUsed)
+    this.persistModels().catch(err => { this.log.error({ err }, 'could not save models.json') })
+  }
+
+  async remove (manifestCid: CidString): Promise<void> {
+    await this.track(async () => {
+      this.requireModel(manifestCid)
+      await this.exclusive(async () => {
+        // it may have gone while we waited our turn
+        if (this.held.has(manifestCid)) await this.removeModel(manifestCid, 'remove')
+      })
+    })
+  }
+
+  async gc (options: AbortOptions & { budgetBytes?: number } = {}): Promise<CidString[]> {
+    return await this.track(async () => {
+      const budget = options.budgetBytes ?? this.init.budgetBytes
+      if (budget === undefined) return []
+      checkBudget(budget)
+      return await this.exclusive(async () => {
+        const evicted: CidString[] = []
+        const candidates = [...this.held.values()]
+          .filter(model => !model.pinned)
+          .sort((a, b) => a.lastUsed - b.lastUsed)
+        for (const model of candidates) {
+          if (this.usage().presentBytes <= budget) break
+          throwIfAborted(options.signal)
+          // a model whose every file is also a pinned model's frees nothing: keep its name
+          if (!model.files.some(file => [...file.content.users].every(user => this.held.get(user)?.pinned !== true))) continue
+          await this.removeModel(model.manifestCid, 'gc')
+          evicted.push(model.manifestCid)
+        }
+        const { presentBytes } = this.usage()
+        if (presentBytes > budget) this.log.warn({ presentBytes, budgetBytes: budget }, 'over budget with nothing left to evict')
+        return evicted
+      })
+    })
+  }
+
+  /** drops a model and the content only it used; the caller holds `exclusive` */
+  private async removeModel (manifestCid: CidString, reason: 'remove' | 'gc'): Promise<void> {
+    const model = this.held.get(manifestCid)
+    if (model === undefined) return
+    const heldBefore = new Set<CidString>()
+    for (const { content } of model.files) {
+      content.chunks.forEach((chunk, index) => { if (content.present[index] === 1) heldBefore.add(chunk.cid) })
+    }
+    // forgotten durably first: a crash after this leaves only orphans, deleted at the next open
+    this.held.delete(manifestCid)
+    await this.persistModels()
+    await this.releaseContents(manifestCid, model.files.map(f => f.content))
+    await unlinkIfPresent(join(this.manifestsDir, manifestCid))
+    const droppedChunks = [...heldBefore].filter(cid => !this.hasChunk(cid))
+    this.log.info({ manifestCid, reason, droppedChunks: droppedChunks.length }, 'model removed')
+    try {
+      this.init.onEvict?.(manifestCid, { reason, droppedChunks })
+    } catch (err) {
+      this.log.error({ err, manifestCid }, 'onEvict threw')
+    }
+  }
+
+  /** drops `manifestCid` as a user of `contents` and deletes those no one else uses; the caller holds `exclusive` */
+  private async releaseContents (manifestCid: CidString, contents: Content[]): Promise<void> {
+    for (const content of new Set(contents)) {
+      content.users.delete(manifestCid)
+      if (content.users.size > 0 || content.removed) continue
+      this.unregister(content)
+      this.pool.forget(content.dataPath)
+      await unlinkIfPresent(content.journalPath)
+      await unlinkIfPresent(content.dataPath)
+    }
+  }
+
+  // ---- chunks -----------------------------------------------------------------------------
+
+  hasChunk (cid: CidString): boolean {
+    return this.presentSlot(cid) !== undefined
+  }
+
+  missingChunks (manifestCid: CidString): ChunkRequest[] {
+    const model = this.requireModel(manifestCid)
+    const seen = new Set<CidString>()
+    const missing: ChunkRequest[] = []
+    for (const { content } of model.files) {
+      content.chunks.forEach((chunk, index) => {
+        if (content.present[index] === 1 || seen.has(chunk.cid)) return
+        seen.add(chunk.cid)
+        missing.push({ cid: chunk.cid, size: chunk.size })
+      })
+    }
+    return missing
+  }
+
+  async readChunk (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
+    return await this.track(async () => {
+      this.assertOpen()
+      throwIfAborted(options.signal)
+      const slot = this.presentSlot(cid)
+      if (slot === undefined) throw new ChunkMissingError(cid)
+      const chunk = slotChunk(slot)
+      return await this.readRange(slot.content, chunk.offset, chunk.size)
+    })
+  }
+
+  async read (manifestCid: CidString, path: string, offset: number, length: number, options: AbortOptions = {}): Promise<Uint8Array> {
+    return await this.track(async () => {
+      this.assertOpen()
+      throwIfAborted(options.signal)
+      const model = this.requireModel(manifestCid)
+      const fileIndex = model.fileByPath.get(path)
+      const file = fileIndex === undefined ? undefined : model.files[fileIndex]
+      if (file === undefined) throw new NotFoundError(`model ${manifestCid} has no file ${JSON.stringify(path)}`)
+      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > file.entry.size) {
+        throw new RangeError(`range ${offset}+${length} is outside ${path} (${file.entry.size} bytes)`)
+      }
+      if (length === 0) return new Uint8Array(0)
+      const { content } = file
+      const end = offset + length
+      for (let index = firstChunkAt(content.chunks, offset); index < content.chunks.length; index++) {
+        const chunk = content.chunks[index]
+        if (chunk === undefined || chunk.offset >= end) break
+        if (content.present[index] !== 1) throw new ChunkMissingError(chunk.cid, `chunk ${chunk.cid} of ${path} (bytes ${chunk.offset}–${chunk.offset + chunk.size}) is not present locally`)
+      }
+      // the content file holds the file's bytes at their own offsets: one pread, whatever the chunking
+      return await this.readRange(content, offset, length)
+    })
+  }
+
+  async putChunk (cid: CidString, bytes: Uint8Array, options: PutChunkOptions = {}): Promise<PutResult> {
+    return await this.track(async () => {
+      this.assertOpen()
+      throwIfAborted(options.signal)
+      const source = options.source ?? DEFAULT_PUT_SOURCE
+      if (!verifyChunk(cid, bytes)) throw new ChunkVerificationError(cid, source)
+      const slots = this.slotsByCid.get(cid)
+      if (slots === undefined || slots.length === 0) throw new NotFoundError(`no held file needs chunk ${cid}`)
+      const written = await this.writeSlots(cid, bytes, slots, source)
+      return { written: written > 0 }
+    })
+  }
+
+  async fillFromLocal (manifestCid: CidString, options: AbortOptions = {}): Promise<number> {
+    return await this.track(async () => {
+      this.assertOpen()
+      throwIfAborted(options.signal)
+      const wanted = this.missingChunks(manifestCid).filter(request => this.hasChunk(request.cid))
+      let copied = 0
+      await forEachLimit(wanted, LOCAL_COPY_CONCURRENCY, async ({ cid }) => {
+        throwIfAborted(options.signal)
+        const bytes = await this.readVerified(cid)
+        if (bytes === undefined) return
+        const slots = this.slotsByCid.get(cid) ?? []
+        const written = await this.writeSlots(cid, bytes, slots, 'local')
+        copied += written * bytes.byteLength
+      })
+      if (copied > 0) this.log.debug({ manifestCid, bytes: copied }, 'filled from local content')
+      return copied
+    })
+  }
+
+  /** bytes of `cid` from a present slot that still hashes right; slots that do not are marked missing */
+  private async readVerified (cid: CidString): Promise<Uint8Array | undefined> {
+    for (let slot = this.presentSlot(cid); slot !== undefined; slot = this.presentSlot(cid)) {
+      const chunk = slotChunk(slot)
+      const bytes = await this.readRange(slot.content, chunk.offset, chunk.size)
+      if (verifyChunk(cid, bytes)) return bytes
+      this.log.warn({ cid, key: slot.content.key, offset: chunk.offset }, 'local chunk no longer matches its CID; marking it missing')
+      await this.markMissing(slot.content, slot.index)
+    }
+    return undefined
+  }
+
+  async verify (manifestCid: CidString, options: VerifyOptions = {}): Promise<VerifyReport> {
+    return await this.track(async () => {
+      this.assertOpen()
+      throwIfAborted(options.signal)
+      const model = this.requireModel(manifestCid)
+      const work: Array<{ path: string, content: Content, index: number, chunk: ChunkRef }> = []
+      const seen = new Set<Content>()
+      for (const { entry, content } of model.files) {
+        if (seen.has(content)) continue
+        seen.add(content)
+        content.chunks.forEach((chunk, index) => {
+          if (content.present[index] === 1) work.push({ path: entry.path, content, index, chunk })
+        })
+      }
+      const total = work.reduce((sum, item) => sum + item.chunk.size, 0)
+      const bad: BadChunk[] = []
+      let checkedChunks = 0
+      let checkedBytes = 0
+      await forEachLimit(work, LOCAL_COPY_CONCURRENCY, async ({ path, content, index, chunk }) => {
+        throwIfAborted(options.signal)
+        if (content.removed || content.present[index] !== 1) return
+        const bytes = await this.readRange(content, chunk.offset, chunk.size)
+        if (!verifyChunk(chunk.cid, bytes)) {
+          bad.push({ path, cid: chunk.cid, offset: chunk.offset, size: chunk.size })
+          await this.markMissing(content, index)
+        }
+        checkedChunks++
+        checkedBytes += chunk.size
+        options.onProgress?.({ checkedBytes, totalBytes: total })
+      })
+      if (bad.length > 0) this.log.warn({ manifestCid, bad: bad.length }, 'chunks failed verification and are missing again')
+      bad.sort((a, b) => a.path.localeCompare(b.path) || a.offset - b.offset)
+      return { manifestCid, checkedChunks, checkedBytes, bad, missingChunks: this.missingChunks(manifestCid).length }
+    })
+  }
+
+  private presentSlot (cid: CidString): Slot | undefined {
+    return this.slotsByCid.get(cid)?.find(slot => slot.content.present[slot.index] === 1)
+  }
+
+  /** writes verified bytes into every slot of `cid` still missing; resolves once all are durable, with the number this call wrote */
+  private async writeSlots (cid: CidString, bytes: Uint8Array, slots: readonly Slot[], source: string): Promise<number> {
+    for (const slot of slots) {
+      const expected = slotChunk(slot).size
+      // a manifest that lies about a size must not let a write spill into the next chunk
+      if (expected !== bytes.byteLength) {
+        throw new ChunkVerificationError(cid, source, `chunk ${cid} from ${source} is ${bytes.byteLength} bytes, a held manifest says ${expected}`)
+      }
+    }
+    let written = 0
+    // a write we waited on may fail; then the next round writes that slot itself
+    for (let round = 0; round < MAX_WRITE_ROUNDS; round++) {
+      const writes: Array<Promise<boolean>> = []
+      const waits: Array<Promise<void>> = []
+      for (const { content, index } of slots) {
+        if (content.present[index] === 1 || content.removed) continue
+        const pending = content.pending.get(index)
+        if (pending !== undefined) {
+          waits.push(pending)
+          continue
+        }
+        const write = this.writeSlot(content, index, bytes)
+        const settled: Promise<void> = write.then(() => {}, () => {}).finally(() => {
+          if (content.pending.get(index) === settled) content.pending.delete(index)
+        })
+        content.pending.set(index, settled)
+        writes.push(write)
+      }
+      written += (await Promise.all(writes)).filter(Boolean).length
+      if (waits.length === 0) break
+      await Promise.all(waits)
+    }
+    return written
+  }
+
+  /** true once the slot is written and recorded; false when its content went away meanwhile */
+  private async writeSlot (content: Content, index: number, bytes: Uint8Array): Promise<boolean> {
+    const chunk = content.chunks[index]
+    if (chunk === undefined) throw new RangeError(`no chunk ${index} in ${content.key}`)
+    let lease: FileLease
+    try {
+      lease = await this.pool.acquire(content.dataPath, 'r+')
+    } catch (err) {
+      if (content.removed) return false
+      throw err
+    }
+    if (content.removed) {
+      lease.release()
+      return false
+    }
+    try {
+      await writeFully(lease.handle, bytes, chunk.offset)
+    } catch (err) {
+      lease.release()
+      throw err
+    }
+    await this.commit({ kind: 'present', content, index, lease })
+    return !content.removed
+  }
+
+  /** forgets a present chunk at once and journals that; the next pull fetches it again */
+  private async markMissing (content: Content, index: number): Promise<void> {
+    if (content.present[index] !== 1 || content.removed) return
+    if (content.sealed) {
+      // writable again before anyone may try to fill the slot
+      await chmod(content.dataPath, PARTIAL_FILE_MODE)
+      content.sealed = false
+    }
+    if (content.present[index] !== 1) return
+    clearPresent(content, index)
+    await this.commit({ kind: 'dropped', content, index })
+  }
+
+  // ---- commits ----------------------------------------------------------------------------
+
+  private async commit (item: Omit<CommitItem, 'resolve' | 'reject'>): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.commitQueue.push({ ...item, resolve, reject })
+      this.committing ??= this.runCommits()
+    })
+  }
+
+  private async runCommits (): Promise<void> {
+    try {
+      while (this.commitQueue.length > 0) {
+        const batch = this.commitQueue
+        this.commitQueue = []
+        await this.exclusive(async () => { await this.commitBatch(batch) })
+      }
+    } finally {
+      this.committing = undefined
+    }
+  }
+
+  /** data fsync, then journal append + fsync, per content file, all files at once */
+  private async commitBatch (batch: CommitItem[]): Promise<void> {
+    const byContent = new Map<Content, CommitItem[]>()
+    for (const item of batch) {
+      if (item.content.removed) {
+        item.lease?.release()
+        item.resolve()
+        continue
+      }
+      const items = byContent.get(item.content)
+      if (items === undefined) byContent.set(item.content, [item])
+      else items.push(item)
+    }
+    await Promise.all([...byContent].map(async ([content, items]) => {
+      try {
+        const handles = new Set<FileHandle>()
+        for (const item of items) if (item.lease !== undefined) handles.add(item.lease.handle)
+        for (const handle of handles) await handle.datasync()
+        const records = encodeRecords(items.map(item => ({ kind: item.kind, index: item.index, cid: slotChunk(item).cid })))
+        await this.appendJournal(content, records)
+      } catch (err) {
+        this.log.error({ err, key: content.key }, 'commit failed')
+        for (const item of items) item.reject(err)
+        return
+      } finally {
+        for (const item of items) item.lease?.release()
+      }
+      for (const item of items) if (item.kind === 'present') setPresent(content, item.index)
+      for (const item of items) item.resolve()
+      if (isComplete(content) && !content.sealed) await this.seal(content)
+    }))
+  }
+
+  private async appendJournal (content: Content, records: Uint8Array): Promise<void> {
+    const handle = await open(content.journalPath, 'r+')
+    try {
+      // written at the end of the intact records, so a failed append is overwritten by the next
+      await writeFully(handle, records, content.journalSize)
+      await handle.datasync()
+    } finally {
+      await handle.close()
+    }
+    content.journalSize += records.byteLength
+  }
+
+  /** a complete file becomes read-only: from here on it may be handed out as is */
+  private async seal (content: Content): Promise<void> {
+    try {
+      await chmod(content.dataPath, COMPLETE_FILE_MODE)
+      content.sealed = true
+      this.pool.forget(content.dataPath, 'r+')
+      this.log.debug({ key: content.key, bytes: content.size }, 'content complete')
+    } catch (err) {
+      this.log.warn({ err, key: content.key }, 'could not make a complete content file read-only')
+    }
+  }
+
+  // ---- plumbing ---------------------------------------------------------------------------
+
+  private async readRange (content: Content, offset: number, length: number): Promise<Uint8Array> {
+    const lease = await this.pool.acquire(content.dataPath, 'r')
+    try {
+      const out = Buffer.allocUnsafe(length)
+      let done = 0
+      while (done < length) {
+        const { bytesRead } = await lease.handle.read(out, done, length - done, offset + done)
+        if (bytesRead === 0) throw new Error(`content file ${content.dataPath} ends before byte ${offset + length}`)
+        done += bytesRead
+      }
+      return out
+    } finally {
+      lease.release()
+    }
+  }
+
+  /** runs `fn` alone among structural changes and commits */
+  private async exclusive<T> (fn: () => Promise<T>): Promise<T> {
+    const run = this.exclusiveTail.then(fn)
+    this.exclusiveTail = run.then(() => {}, () => {})
+    return await run
+  }
+
+  /** saves models.json; calls made while a save waits to start share it */
+  private async persistModels (): Promise<void> {
+    if (this.persistQueued !== undefined) return await this.persistQueued
+    const save = this.persistTail.then(async () => {
+      this.persistQueued = undefined
+      await saveModelsFile(this.modelsPath, this.modelRecords())
+    })
+    this.persistQueued = save
+    this.persistTail = save.catch(() => {})
+    await save
+  }
+
+  private modelRecords (): HeldModelRecord[] {
+    return [...this.held.values()].map(model => ({
+      manifestCid: model.manifestCid,
+      refs: [...model.refs],
+      pinned: model.pinned,
+      lastUsed: model.lastUsed
+    }))
+  }
+
+  private requireModel (manifestCid: CidString): Model {
+    const model = this.held.get(manifestCid)
+    if (model === undefined) throw new NotFoundError(`model ${manifestCid} is not in the store`)
+    return model
+  }
+
+  private assertOpen (): void {
+    if (this.closed) throw new StoreClosedError(this.dir)
+  }
+
+  private async track<T> (fn: () => Promise<T>): Promise<T> {
+    this.assertOpen()
+    const run = fn()
+    this.inflight.add(run)
+    try {
+      return await run
+    } finally {
+      this.inflight.delete(run)
+    }
+  }
+
+  async close (): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true
+      while (this.inflight.size > 0) await Promise.allSettled([...this.inflight])
+      await this.committing
+      await this.persistTail
+      await this.pool.closeAll()
+      await this.lock.release()
+    })()
+    await this.closing
+  }
+}
+
+function makeContent (key: string, dataPath: string, journalPath: string, entry: FileEntry): Content {
+  return {
+    key,
+    dataPath,
+    journalPath,
+    size: entry.size,
+    chunks: entry.chunks.map(chunk => ({ cid: chunk.cid, offset: chunk.offset, size: chunk.size })),
+    present: new Uint8Array(entry.chunks.length),
+    pending: new Map(),
+    presentCount: 0,
+    presentBytes: 0,
+    journalSize: 0,
+    sealed: false,
+    users: new Set(),
+    removed: false
+  }
+}
+
+function makeModel (
+  manifestCid: CidString,
+  manifest: Manifest,
+  bytes: Uint8Array,
+  files: Array<{ entry: FileEntry, content: Content }>,
+  record: Pick<HeldModelRecord, 'refs' | 'pinned' | 'lastUsed'>
+): Model {
+  return {
+    manifestCid,
+    manifest,
+    bytes,
+    files,
+    fileByPath: new Map(files.map((file, i) => [file.entry.path, i])),
+    totalBytes: totalBytes(manifest),
+    refs: [...record.refs],
+    pinned: record.pinned,
+    lastUsed: record.lastUsed
+  }
+}
+
+function setPresent (content: Content, index: number): void {
+  if (content.present[index] === 1) return
+  content.present[index] = 1
+  content.presentCount++
+  content.presentBytes += content.chunks[index]?.size ?? 0
+}
+
+function clearPresent (content: Content, index: number): void {
+  if (content.present[index] !== 1) return
+  content.present[index] = 0
+  content.presentCount--
+  content.presentBytes -= content.chunks[index]?.size ?? 0
+}
+
+function isComplete (content: Content): boolean {
+  return content.presentCount === content.chunks.length
+}
+
+function slotChunk (slot: { content: Content, index: number }): ChunkRef {
+  const chunk = slot.content.chunks[slot.index]
+  if (chunk === undefined) throw new RangeError(`no chunk ${slot.index} in ${slot.content.key}`)
+  return chunk
+}
+
+/** SHA-256 over the size and the chunk list: equal keys mean equal bytes at equal offsets */
+export function contentKey (entry: FileEntry): string {
+  const hash = createHash('sha256').update(`swarm-content-v1\n${entry.size}\n`)
+  for (const chunk of entry.chunks) hash.update(`${chunk.offset} ${chunk.size} ${chunk.cid}\n`)
+  return hash.digest('hex')
+}
+
+/**
+ * Chunks must tile each file in order, so no two slots overlap and a write can never land on
+ * another chunk's bytes; paths must be unique, so a path names one file.
+ */
+function checkLayout (manifest: Manifest): void {
+  const paths = new Set<string>()
+  for (const file of manifest.files) {
+    if (paths.has(file.path)) throw new InvalidManifestError(`file ${JSON.stringify(file.path)} is listed twice`)
+    paths.add(file.path)
+    let next = 0
+    for (const chunk of file.chunks) {
+      if (chunk.offset !== next) throw new InvalidManifestError(`${file.path}: chunk at offset ${chunk.offset}, expected ${next}; chunks must tile the file in order`)
+      if (!Number.isSafeInteger(chunk.size) || chunk.size <= 0) throw new InvalidManifestError(`${file.path}: chunk at offset ${chunk.offset} has size ${chunk.size}`)
+      try {
+        parseChunkCid(chunk.cid)
+      } catch (err) {
+        throw new InvalidManifestError(`${file.path}: ${(err as Error).message}`)
+      }
+      next += chunk.size
+    }
+    if (next !== file.size) throw new InvalidManifestError(`${file.path}: chunks cover ${next} bytes of ${file.size}`)
+  }
+}
+
+function checkBudget (budgetBytes: number): void {
+  if (!Number.isFinite(budgetBytes) || budgetBytes < 0) throw new RangeError(`budgetBytes must be a non-negative number, got ${budgetBytes}`)
+}
+
+/** index of the chunk holding byte `offset` (chunks tile the file in order) */
+function firstChunkAt (chunks: readonly ChunkRef[], offset: number): number {
+  let lo = 0
+  let hi = chunks.length - 1
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1
+    if ((chunks[mid]?.offset ?? 0) <= offset) lo = mid
+    else hi = mid - 1
+  }
+  return lo
+}
+
+async function writeFully (handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let done = 0
+  while (done < bytes.byteLength) {
+    const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, position + done)
+    done += bytesWritten
+  }
+}
+
+async function forEachLimit<T> (items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T
+      await fn(item)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+}
+
+function throwIfAborted (signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new AbortError()
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs a benchmark from bench/ (all of them without an argument). Benchmarks print figures and their
+# ratio to a baseline measured in the same run; results also go to bench/results/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh test
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=($(ls bench | grep -v -e results -e '\.'))
+for name in "${names[@]}"; do
+  echo "== bench/$name" >&2
+  node "bench/$name/run.mjs"
+done

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Brings a fresh machine to the point where Swarm builds, tests and runs its demo:
+# Node version check, the Debian packages a purpose needs, npm dependencies, the TypeScript build.
+#
+#   scripts/setup.sh demo    what the demo needs (nothing beyond Node)
+#   scripts/setup.sh test    plus the S3 server (Ceph RGW) the tests run against
+#
+# Installs missing Debian packages when it can (root and apt-get); otherwise it names them and stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+purpose=${1:-demo}
+need_node="20.18.0"
+
+have_node=$(node -p 'process.versions.node' 2>/dev/null || echo "none")
+if [ "$have_node" = none ] || [ "$(printf '%s\n%s\n' "$need_node" "$have_node" | sort -V | head -1)" != "$need_node" ]; then
+  echo "swarm setup: Node.js >= $need_node is required (found: $have_node)" >&2
+  exit 1
+fi
+
+packages=()
+case "$purpose" in
+  demo) ;;
+  test) packages+=(ceph-mon ceph-osd radosgw) ;;
+  *) echo "swarm setup: unknown purpose '$purpose' (demo|test)" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "swarm setup: installing ${missing[*]} (apt-get)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  else
+    echo "swarm setup: missing Debian packages: ${missing[*]}" >&2
+    echo "  install them with: sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "swarm setup: installing npm dependencies" >&2
+  npm ci --no-audit --no-fund >&2
+fi
+
+npx tsc -b >&2
