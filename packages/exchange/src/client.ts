@@ -1,0 +1,516 @@
+/**
+ * The fetching side: a pool of authenticated TLS connections per peer, many requests in flight
+ * on each.
+ *
+ * Connections open on demand. A request goes to the least-loaded connection, but while the pool
+ * may still grow, a request that would share a busy connection dials another one instead, so a
+ * burst spreads over `connectionsPerPeer` connections rather than queueing behind one. A failed
+ * dial rejects the waiting requests when the peer has no working connection; otherwise it only
+ * stops further dials for a moment and the working connections carry on.
+ *
+ * `requestTimeoutMs` bounds a whole fetch, including waiting for a connection. A request that
+ * times out or is aborted is cancelled on the wire; its connection still expects the one response
+ * the protocol guarantees and drops it unread. A connection that has received nothing at all since
+ * a request timed out is taken for dead and closed.
+ *
+ * The client enforces the size bound (no response may exceed the size asked for, checked before
+ * the payload is read) but not the CID: the caller verifies bytes in one place, and calls
+ * `disconnect` on a peer that sent bad ones. The download rate limit stops reading sockets,
+ * so TCP flow control slows the senders.
+ */
+
+import './polyfill.js'
+import tls from 'node:tls'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { AbortError, NotFoundError, silentLogger } from '@swarm/interface'
+import {
+  DEFAULT_CONNECTIONS_PER_PEER, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_INFLIGHT_PER_CONNECTION, DEFAULT_REQUEST_TIMEOUT_MS,
+  HANDSHAKE_TIMEOUT_MS, MAX_CANCELLED_PER_CONNECTION, MAX_CHUNK_SIZE, MAX_ERROR_MESSAGE_LENGTH, RECONNECT_BACKOFF_MS
+} from './constants.js'
+import {
+  ClientClosedError, ConnectionClosedError, ConnectionFailedError, InvalidRequestError, PeerAuthenticationError,
+  PeerBusyError, ProtocolError, RemoteError, RequestTimeoutError, ResponseTooLargeError, UnexpectedPeerError
+} from './errors.js'
+import { authenticate, certificateFor, tlsOptions } from './identity.js'
+import { FrameDecoder, MAX_RESPONSE_BODY_LENGTH, Status, encodeCancel, encodeGet, isValidCid } from './protocol.js'
+import { TokenBucket } from './rate-limit.js'
+import type { Certificate } from './identity.js'
+import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { AbortOptions, ChunkRequest, ChunkSource, Logger } from '@swarm/interface'
+import type { TLSSocket } from 'node:tls'
+
+/** Where a peer serves data: its libp2p peer id and its data port, as announced over libp2p. */
+export interface DataPeer {
+  peerId: string
+  host: string
+  port: number
+}
+
+export interface DataClientInit {
+  /** the node's libp2p key; servers see this node's peer id */
+  privateKey: PrivateKey
+  /** connections opened to one peer at most (default 4) */
+  connectionsPerPeer?: number
+  /** requests in flight on one connection at most; more wait (default 8) */
+  maxInflightPerConnection?: number
+  /** download rate over all connections in bytes per second; 0 or absent = unlimited */
+  downloadBytesPerSecond?: number
+  /** a fetch that is not answered in full within this many ms fails (default 30 s) */
+  requestTimeoutMs?: number
+  /** connections with nothing in flight are closed after this many ms (default 60 s) */
+  idleTimeoutMs?: number
+  logger?: Logger
+}
+
+export interface DataClientStats {
+  /** GETs sent */
+  requests: number
+  /** bytes read from data connections after authentication, frames included */
+  bytesReceived: number
+  timeouts: number
+  connectionsOpened: number
+  /** connections open or opening now */
+  connections: number
+}
+
+export interface DataClient {
+  /**
+   * The bytes a peer holds under `request.cid` (a chunk or a manifest), at most `request.size`
+   * of them, unverified. Rejects with NotFoundError, PeerBusyError, RemoteError,
+   * RequestTimeoutError, UnexpectedPeerError, PeerAuthenticationError, ConnectionFailedError,
+   * ConnectionClosedError, ResponseTooLargeError, ProtocolError, InvalidRequestError or AbortError.
+   */
+  fetch(peer: DataPeer, request: ChunkRequest, options?: AbortOptions): Promise<Uint8Array>
+  /** closes every connection to a peer and fails its requests, e.g. after it sent bytes that failed verification */
+  disconnect(peerId: string): void
+  /** closes every connection; fetches fail with ClientClosedError afterwards */
+  close(): Promise<void>
+  readonly stats: Readonly<DataClientStats>
+}
+
+export function dataClient (init: DataClientInit): DataClient {
+  return new TlsDataClient(init)
+}
+
+/** A {@link ChunkSource} for one peer, named `peer:<peerId>`. */
+export function peerSource (client: DataClient, peer: DataPeer): ChunkSource {
+  return {
+    name: `peer:${peer.peerId}`,
+    kind: 'peer',
+    fetch: async (request, options) => await client.fetch(peer, request, options)
+  }
+}
+
+interface PendingRequest {
+  readonly cid: string
+  readonly maxSize: number
+  readonly pool: PeerPool
+  id: number
+  connection: ClientConnection | undefined
+  sentAt: number
+  settled: boolean
+  resolve(bytes: Uint8Array): void
+  reject(err: Error): void
+}
+
+interface PeerPool {
+  readonly peerId: string
+  readonly expected: PeerId
+  host: string
+  port: number
+  readonly connections: Set<ClientConnection>
+  readonly queue: PendingRequest[]
+  /** no new dials before this (performance.now()) while other connections work */
+  dialAfter: number
+  disposed: boolean
+}
+
+interface ClientConnection {
+  readonly socket: TLSSocket
+  readonly pool: PeerPool
+  ready: boolean
+  error: Error | undefined
+  readonly inflight: Map<number, PendingRequest>
+  /** ids of cancelled requests still owed a response, with their size bound */
+  readonly cancelled: Map<number, number>
+  nextId: number
+  lastReceiveAt: number
+  readonly closed: Promise<void>
+}
+
+type ResponseContext = { request: PendingRequest, status: Status }
+
+class TlsDataClient implements DataClient {
+  private readonly pools = new Map<string, PeerPool>()
+  private readonly counters = { requests: 0, bytesReceived: 0, timeouts: 0, connectionsOpened: 0 }
+  private certifying: Promise<Certificate> | undefined
+  private certificate: Certificate | undefined
+  private closed = false
+  private readonly log: Logger
+  private readonly connectionsPerPeer: number
+  private readonly maxInflight: number
+  private readonly requestTimeoutMs: number
+  private readonly idleTimeoutMs: number
+  private readonly downloadBucket: TokenBucket | undefined
+
+  constructor (private readonly init: DataClientInit) {
+    this.log = (init.logger ?? silentLogger).child({ component: 'exchange-client' })
+    this.connectionsPerPeer = positiveInteger(init.connectionsPerPeer ?? DEFAULT_CONNECTIONS_PER_PEER, 'connectionsPerPeer')
+    this.maxInflight = positiveInteger(init.maxInflightPerConnection ?? DEFAULT_MAX_INFLIGHT_PER_CONNECTION, 'maxInflightPerConnection')
+    this.requestTimeoutMs = positiveInteger(init.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
+    this.idleTimeoutMs = positiveInteger(init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, 'idleTimeoutMs')
+    const rate = init.downloadBytesPerSecond ?? 0
+    this.downloadBucket = rate > 0 ? new TokenBucket(rate) : undefined
+  }
+
+  get stats (): DataClientStats {
+    let connections = 0
+    for (const pool of this.pools.values()) connections += pool.connections.size
+    return { ...this.counters, connections }
+  }
+
+  async fetch (peer: DataPeer, request: ChunkRequest, options: AbortOptions = {}): Promise<Uint8Array> {
+    if (this.closed) throw new ClientClosedError()
+    validateRequest(request)
+    const expected = validatePeer(peer)
+    const { signal } = options
+    throwIfAborted(signal)
+    this.certifying ??= certificateFor(this.init.privateKey).catch(err => {
+      this.certifying = undefined
+      throw err
+    })
+    this.certificate ??= await this.certifying
+    throwIfAborted(signal)
+    if (this.closed) throw new ClientClosedError()
+    const pool = this.poolFor(peer, expected)
+
+    return await new Promise<Uint8Array>((resolve, reject) => {
+      const finish = (): void => {
+        pending.settled = true
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+      }
+      const pending: PendingRequest = {
+        cid: request.cid,
+        maxSize: request.size,
+        pool,
+        id: -1,
+        connection: undefined,
+        sentAt: 0,
+        settled: false,
+        resolve: bytes => { finish(); resolve(bytes) },
+        reject: err => { finish(); reject(err) }
+      }
+      const onAbort = (): void => {
+        this.withdraw(pending)
+        pending.reject(new AbortError())
+      }
+      const timer = setTimeout(() => {
+        this.counters.timeouts++
+        const connection = pending.connection
+        this.withdraw(pending)
+        pending.reject(new RequestTimeoutError(this.requestTimeoutMs, `no response from ${pool.peerId} for ${request.cid} within ${this.requestTimeoutMs} ms`))
+        if (connection != null && connection.lastReceiveAt < pending.sentAt) {
+          this.log.warn({ peer: pool.peerId }, 'closing a data connection that went silent')
+          connection.error ??= new ConnectionClosedError(`connection to ${pool.peerId} went silent`)
+          connection.socket.destroy()
+        }
+      }, this.requestTimeoutMs)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      pool.queue.push(pending)
+      this.dispatch(pool)
+    })
+  }
+
+  disconnect (peerId: string): void {
+    const pool = this.pools.get(peerId)
+    if (pool == null) return
+    this.dispose(pool, new ConnectionClosedError(`disconnected from ${peerId}`))
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    const closing: Array<Promise<void>> = []
+    for (const pool of [...this.pools.values()]) {
+      for (const connection of pool.connections) closing.push(connection.closed)
+      this.dispose(pool, new ClientClosedError())
+    }
+    await Promise.all(closing)
+  }
+
+  private poolFor (peer: DataPeer, expected: PeerId): PeerPool {
+    let pool = this.pools.get(peer.peerId)
+    if (pool == null) {
+      pool = { peerId: peer.peerId, expected, host: peer.host, port: peer.port, connections: new Set(), queue: [], dialAfter: 0, disposed: false }
+      this.pools.set(peer.peerId, pool)
+    } else {
+      // a peer that moved: working connections stay, new ones go to the new address
+      pool.host = peer.host
+      pool.port = peer.port
+    }
+    return pool
+  }
+
+  /** Fails everything queued or in flight to a peer and closes its connections. */
+  private dispose (pool: PeerPool, error: Error): void {
+    pool.disposed = true
+    if (this.pools.get(pool.peerId) === pool) this.pools.delete(pool.peerId)
+    for (const request of pool.queue.splice(0)) request.reject(error)
+    for (const connection of pool.connections) {
+      connection.error ??= error
+      for (const request of connection.inflight.values()) request.reject(error)
+      connection.inflight.clear()
+      connection.socket.destroy()
+    }
+  }
+
+  /** Takes a request out of its queue, or cancels it on the wire. */
+  private withdraw (request: PendingRequest): void {
+    const { pool, connection } = request
+    if (connection == null) {
+      const index = pool.queue.indexOf(request)
+      if (index >= 0) pool.queue.splice(index, 1)
+      return
+    }
+    if (connection.inflight.get(request.id) !== request) return
+    connection.inflight.delete(request.id)
+    if (connection.socket.destroyed) return
+    connection.cancelled.set(request.id, request.maxSize)
+    connection.socket.write(encodeCancel(request.id))
+    if (connection.cancelled.size > MAX_CANCELLED_PER_CONNECTION) {
+      connection.error ??= new ProtocolError('too many cancelled requests left unanswered')
+      connection.socket.destroy()
+      return
+    }
+    this.dispatch(pool)
+  }
+
+  private dispatch (pool: PeerPool): void {
+    if (pool.disposed) return
+    while (pool.queue.length > 0) {
+      let least: ClientConnection | undefined
+      let connecting = 0
+      for (const connection of pool.connections) {
+        if (!connection.ready) connecting++
+        else if (least == null || connection.inflight.size < least.inflight.size) least = connection
+      }
+      const hasRoom = least != null && least.inflight.size < this.maxInflight
+      const canDial = pool.connections.size < this.connectionsPerPeer && (least == null || performance.now() >= pool.dialAfter)
+      if (least != null && hasRoom && (least.inflight.size === 0 || !canDial)) {
+        const request = pool.queue.shift()
+        if (request != null) this.send(least, request)
+        continue
+      }
+      if (canDial && connecting < pool.queue.length) {
+        this.dial(pool)
+        continue
+      }
+      break
+    }
+  }
+
+  private send (connection: ClientConnection, request: PendingRequest): void {
+    let id = connection.nextId
+    while (connection.inflight.has(id) || connection.cancelled.has(id)) id = (id + 1) >>> 0
+    connection.nextId = (id + 1) >>> 0
+    request.id = id
+    request.connection = connection
+    request.sentAt = performance.now()
+    connection.inflight.set(id, request)
+    this.counters.requests++
+    connection.socket.write(encodeGet(id, request.cid, request.maxSize))
+  }
+
+  private dial (pool: PeerPool): void {
+    const certificate = this.certificate
+    // requests are queued only after the certificate is ready
+    if (certificate == null) throw new ClientClosedError()
+    this.counters.connectionsOpened++
+    const socket = tls.connect({ host: pool.host, port: pool.port, ...tlsOptions(certificate) })
+    socket.setNoDelay(true)
+    this.opened(pool, socket, this.log.child({ peer: pool.peerId }))
+  }
+
+  private opened (pool: PeerPool, socket: TLSSocket, log: Logger): void {
+    let markClosed!: () => void
+    const connection: ClientConnection = {
+      socket,
+      pool,
+      ready: false,
+      error: undefined,
+      inflight: new Map(),
+      cancelled: new Map(),
+      nextId: 0,
+      lastReceiveAt: 0,
+      closed: new Promise<void>(resolve => { markClosed = resolve })
+    }
+    pool.connections.add(connection)
+    const handshakeTimer = setTimeout(() => {
+      connection.error ??= new ConnectionFailedError(`handshake with ${pool.peerId} at ${pool.host}:${pool.port} timed out`)
+      socket.destroy()
+    }, Math.min(HANDSHAKE_TIMEOUT_MS, this.requestTimeoutMs))
+    socket.on('error', err => {
+      connection.error ??= err
+      log.debug({ err }, 'data connection error')
+    })
+    socket.once('secureConnect', () => {
+      // Until authenticate() passes, no listener reads the socket and nothing is written to it.
+      authenticate(socket, pool.expected).then(() => {
+        clearTimeout(handshakeTimer)
+        if (socket.destroyed) return
+        connection.ready = true
+        socket.setTimeout(this.idleTimeoutMs, () => {
+          if (connection.inflight.size === 0 && connection.cancelled.size === 0) socket.destroy()
+        })
+        this.read(connection, log)
+        this.dispatch(pool)
+      }, (err: Error) => {
+        log.warn({ err }, 'refused a data server that failed authentication')
+        connection.error = err
+        socket.destroy()
+      })
+    })
+    socket.once('close', () => {
+      clearTimeout(handshakeTimer)
+      pool.connections.delete(connection)
+      markClosed()
+      this.closedConnection(connection, log)
+    })
+  }
+
+  private closedConnection (connection: ClientConnection, log: Logger): void {
+    const { pool } = connection
+    const cause = connection.error
+    if (!connection.ready) {
+      const error = cause instanceof UnexpectedPeerError || cause instanceof PeerAuthenticationError || cause instanceof ConnectionFailedError
+        ? cause
+        : new ConnectionFailedError(`could not connect to ${pool.peerId} at ${pool.host}:${pool.port}${cause != null ? `: ${cause.message}` : ''}`, { cause })
+      let ready = 0
+      for (const other of pool.connections) if (other.ready) ready++
+      if (ready > 0) {
+        pool.dialAfter = performance.now() + RECONNECT_BACKOFF_MS
+        this.dispatch(pool)
+      } else if (pool.connections.size === 0) {
+        for (const request of pool.queue.splice(0)) request.reject(error)
+      }
+    } else {
+      const error = cause instanceof ProtocolError || cause instanceof ConnectionClosedError || cause instanceof ClientClosedError
+        ? cause
+        : new ConnectionClosedError(`connection to ${pool.peerId} closed${cause != null ? `: ${cause.message}` : ''}`, { cause })
+      for (const request of connection.inflight.values()) request.reject(error)
+      connection.inflight.clear()
+      log.debug('data connection closed')
+      this.dispatch(pool)
+    }
+    if (pool.connections.size === 0 && pool.queue.length === 0 && this.pools.get(pool.peerId) === pool) {
+      this.pools.delete(pool.peerId)
+      pool.disposed = true
+    }
+  }
+
+  private read (connection: ClientConnection, log: Logger): void {
+    const { socket } = connection
+    const decoder = new FrameDecoder<ResponseContext>({
+      maxBodyLength: MAX_RESPONSE_BODY_LENGTH,
+      onHeader: (header, payloadLength) => this.responseHeader(connection, header, payloadLength),
+      onFrame: (context, payload) => { this.response(connection, context, payload) }
+    })
+    socket.on('data', (chunk: Buffer) => {
+      connection.lastReceiveAt = performance.now()
+      this.counters.bytesReceived += chunk.length
+      if (this.downloadBucket != null) {
+        const delay = this.downloadBucket.consume(chunk.length)
+        if (delay > 0) {
+          socket.pause()
+          setTimeout(() => { socket.resume() }, delay)
+        }
+      }
+      try {
+        decoder.push(chunk)
+      } catch (err) {
+        log.error({ err }, 'closing a data connection that broke the protocol')
+        connection.error = err instanceof ResponseTooLargeError ? new ProtocolError(err.message) : err as Error
+        socket.destroy()
+      }
+    })
+  }
+
+  private responseHeader (connection: ClientConnection, header: Buffer, payloadLength: number): ResponseContext | undefined {
+    const id = header.readUInt32BE(0)
+    const status = header[4] as Status
+    if (status > Status.CANCELLED) throw new ProtocolError(`unknown response status ${String(status)}`)
+    const request = connection.inflight.get(id)
+    const maxSize = request?.maxSize ?? connection.cancelled.get(id)
+    if (maxSize === undefined) throw new ProtocolError(`response to unknown request ${id}`)
+    const limit = status === Status.OK ? maxSize : status === Status.ERROR ? MAX_ERROR_MESSAGE_LENGTH : 0
+    if (payloadLength > limit) {
+      const error = status === Status.OK
+        ? new ResponseTooLargeError(payloadLength, limit)
+        : new ProtocolError(`response with status ${status} carries ${payloadLength} bytes`)
+      if (request != null) {
+        connection.inflight.delete(id)
+        request.reject(error)
+      }
+      throw error
+    }
+    if (request == null) {
+      // the late answer to a cancelled request: skipped unread
+      connection.cancelled.delete(id)
+      return undefined
+    }
+    return { request, status }
+  }
+
+  private response (connection: ClientConnection, { request, status }: ResponseContext, payload: Buffer): void {
+    const { pool } = connection
+    if (connection.inflight.get(request.id) === request) connection.inflight.delete(request.id)
+    else connection.cancelled.delete(request.id)
+    if (!request.settled) {
+      switch (status) {
+        case Status.OK:
+          request.resolve(payload)
+          break
+        case Status.NOT_FOUND:
+          request.reject(new NotFoundError(`${request.cid} not found at ${pool.peerId}`))
+          break
+        case Status.BUSY:
+          request.reject(new PeerBusyError(pool.peerId))
+          break
+        case Status.ERROR:
+          request.reject(new RemoteError(pool.peerId, payload.toString('utf8')))
+          break
+        default:
+          request.reject(new RemoteError(pool.peerId, 'request cancelled by the peer'))
+      }
+    }
+    this.dispatch(pool)
+  }
+}
+
+function validateRequest (request: ChunkRequest): void {
+  if (typeof request.cid !== 'string' || !isValidCid(request.cid)) {
+    throw new InvalidRequestError(`invalid CID string ${JSON.stringify(request.cid)}`)
+  }
+  if (!Number.isInteger(request.size) || request.size < 0 || request.size > MAX_CHUNK_SIZE) {
+    throw new InvalidRequestError(`chunk size ${String(request.size)} is not an integer in 0..${MAX_CHUNK_SIZE}`)
+  }
+}
+
+function validatePeer (peer: DataPeer): PeerId {
+  if (typeof peer.host !== 'string' || peer.host.length === 0) throw new InvalidRequestError('peer host must be a non-empty string')
+  if (!Number.isInteger(peer.port) || peer.port < 1 || peer.port > 65535) throw new InvalidRequestError(`invalid peer port ${String(peer.port)}`)
+  try {
+    return peerIdFromString(peer.peerId)
+  } catch (err) {
+    throw new InvalidRequestError(`invalid peer id ${JSON.stringify(peer.peerId)}`, { cause: err })
+  }
+}
+
+function throwIfAborted (signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new AbortError()
+}
+
+function positiveInteger (value: number, name: string): number {
+  if (!Number.isInteger(value) || value < 1) throw new InvalidRequestError(`${name} must be a positive integer, got ${String(value)}`)
+  return value
+}

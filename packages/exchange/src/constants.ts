@@ -1,0 +1,54 @@
+/** ALPN protocol id; its suffix is the wire protocol version. */
+export const PROTOCOL = 'swarm-data/1'
+
+/** The largest chunk a request may ask for. */
+export const MAX_CHUNK_SIZE = 64 * 1024 * 1024
+
+/** The longest CID string a request may carry (a CIDv1 sha2-256 in base32 is 59 characters). */
+export const MAX_CID_LENGTH = 128
+
+/** Request bodies are tiny; anything longer is an attack or a bug. */
+export const MAX_REQUEST_BODY_LENGTH = 1024
+
+/** ERROR responses carry a UTF-8 message of at most this many bytes. */
+export const MAX_ERROR_MESSAGE_LENGTH = 1024
+
+export const DEFAULT_HOST = '127.0.0.1'
+export const DEFAULT_PORT = 0
+
+/** Total concurrent uploads a server runs; more requests get BUSY. */
+export const DEFAULT_MAX_UPLOADS = 32
+
+/** Concurrent uploads one peer may hold, so one greedy peer cannot take every slot. */
+export const DEFAULT_MAX_UPLOADS_PER_PEER = 8
+
+export const DEFAULT_CONNECTIONS_PER_PEER = 4
+export const DEFAULT_MAX_INFLIGHT_PER_CONNECTION = 8
+
+/** A fetch, from the call to the last payload byte, including any wait for a connection. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
+
+/** TLS handshake plus certificate verification, on both sides. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000
+
+/** How long a peer whose new connection failed is not dialled again while other connections to it work. */
+export const RECONNECT_BACKOFF_MS = 1_000
+
+/**
+ * Payloads up to this size go out in one write together with their header (one TLS record
+ * instead of two); larger ones are written as they are, because a gathered write makes Node's
+ * TLS copy the whole payload into one buffer.
+ */
+export const COALESCE_PAYLOAD_LENGTH = 16 * 1024
+
+/** With an upload rate limit, payloads are paced in slices of this size. */
+export const RATE_LIMIT_SLICE_LENGTH = 64 * 1024
+
+/** Responses a server queues on one connection before it stops reading that connection's requests. */
+export const MAX_QUEUED_RESPONSES = 64
+
+/** Cancelled requests whose late response a client connection still expects and drops. */
+export const MAX_CANCELLED_PER_CONNECTION = 1024
+
+/** A client connection with nothing in flight for this long is closed. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 60_000

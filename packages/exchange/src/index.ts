@@ -1,0 +1,39 @@
+/**
+ * @packageDocumentation
+ *
+ * Swarm's peer data plane: chunk and manifest bytes between peers over Node's native TLS 1.3,
+ * with certificates bound to libp2p peer ids. Who holds what and where a peer's data port is
+ * travel over libp2p elsewhere; this package only moves bytes, about four times cheaper in CPU
+ * than libp2p streams. The wire protocol is described in `protocol.ts`.
+ *
+ * A server answers only peers the swarm admits, bounds concurrent uploads (answering BUSY
+ * beyond them) and can cap its upload rate. A client keeps a small pool of connections per peer
+ * with many requests in flight on each, bounds every response by the size it asked for, and
+ * leaves verifying bytes against their CID to its caller.
+ *
+ * @example
+ *
+ * ```ts
+ * import { dataClient, dataServer, peerSource } from '@swarm/exchange'
+ *
+ * const server = dataServer({ privateKey, store, isAdmitted: peerId => swarm.has(peerId), host: '0.0.0.0' })
+ * const { port } = await server.start()           // announce the port over libp2p
+ *
+ * const client = dataClient({ privateKey })
+ * const source = peerSource(client, { peerId: '12D3Koo…', host: '10.0.0.7', port: 7001 })
+ * const bytes = await source.fetch({ cid, size }, { signal })
+ * if (!verifies(cid, bytes)) client.disconnect('12D3Koo…')
+ *
+ * await client.close()
+ * await server.stop()
+ * ```
+ */
+
+import './polyfill.js'
+
+export * from './constants.js'
+export * from './errors.js'
+export { dataServer } from './server.js'
+export type { ChunkProvider, DataServer, DataServerAddress, DataServerInit, DataServerStats } from './server.js'
+export { dataClient, peerSource } from './client.js'
+export type { DataClient, DataClientInit, DataClientStats, DataPeer } from './client.js'

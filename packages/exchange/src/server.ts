@@ -1,0 +1,398 @@
+/**
+ * The serving side: a TLS server that answers GETs for chunks and manifests from the local store.
+ *
+ * Upload slots bound the work a server takes on: a GET holds a slot from the moment it is
+ * accepted until its last payload byte is handed to the socket, so slots also bound the memory
+ * of chunks read but not yet sent. When every slot (or the peer's share) is taken the answer is
+ * BUSY at once, never a queue: the client has other peers and the origin to ask. Responses on
+ * one connection are written one after another (frames must not interleave); the upload rate
+ * limit paces payloads in slices, shared by all connections. A connection whose client stops
+ * reading is not read either once enough responses wait for it, so it cannot pile up work.
+ * Admission is checked on every GET as well as after the handshake, so a peer removed from the
+ * swarm loses its open connections at its next request.
+ */
+
+import './polyfill.js'
+import tls from 'node:tls'
+import { silentLogger } from '@swarm/interface'
+import {
+  DEFAULT_HOST, DEFAULT_MAX_UPLOADS, DEFAULT_MAX_UPLOADS_PER_PEER, DEFAULT_PORT, COALESCE_PAYLOAD_LENGTH,
+  HANDSHAKE_TIMEOUT_MS, MAX_QUEUED_RESPONSES, MAX_REQUEST_BODY_LENGTH, RATE_LIMIT_SLICE_LENGTH
+} from './constants.js'
+import { ConnectionClosedError, ProtocolError, ServerStateError } from './errors.js'
+import { authenticate, certificateFor, tlsOptions } from './identity.js'
+import {
+  FrameDecoder, RequestType, Status, decodeRequest, encodeErrorMessage, encodeResponse, encodeResponseHeader
+} from './protocol.js'
+import { TokenBucket } from './rate-limit.js'
+import { waitForDrain } from './socket.js'
+import type { Request } from './protocol.js'
+import type { PrivateKey } from '@libp2p/interface'
+import type { AbortOptions, ChunkStore, Logger } from '@swarm/interface'
+import type { Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
+
+/** The part of the store a server reads. */
+export type ChunkProvider = Pick<ChunkStore, 'hasChunk' | 'readChunk' | 'getManifestBytes'>
+
+export interface DataServerInit {
+  /** the node's libp2p key; the certificate is bound to its peer id */
+  privateKey: PrivateKey
+  store: ChunkProvider
+  /** only peers currently admitted to the swarm are served */
+  isAdmitted(peerId: string): boolean
+  /** default 127.0.0.1 */
+  host?: string
+  /** default 0 (any free port) */
+  port?: number
+  /** concurrent uploads in all; a GET beyond gets BUSY (default 32) */
+  maxUploads?: number
+  /** concurrent uploads to one peer (default 8) */
+  maxUploadsPerPeer?: number
+  /** upload rate over all connections in bytes per second; 0 or absent = unlimited */
+  uploadBytesPerSecond?: number
+  logger?: Logger
+}
+
+export interface DataServerAddress {
+  host: string
+  port: number
+}
+
+export interface DataServerStats {
+  /** payload bytes of OK responses handed to sockets */
+  bytesServed: number
+  /** GETs received */
+  requests: number
+  /** connections refused: no valid certificate, or a peer not admitted */
+  rejectedPeers: number
+  /** GETs answered BUSY */
+  busy: number
+  notFound: number
+  /** GETs answered ERROR */
+  errors: number
+  /** connections closed for breaking the protocol */
+  protocolErrors: number
+  /** authenticated connections open now */
+  connections: number
+  /** upload slots taken now */
+  uploads: number
+}
+
+export interface DataServer {
+  /** listens; resolves with the bound address */
+  start(options?: AbortOptions): Promise<DataServerAddress>
+  /** stops listening and closes every connection; requests in progress are abandoned */
+  stop(): Promise<void>
+  /** the bound address; throws ServerStateError before start */
+  readonly address: DataServerAddress
+  readonly stats: Readonly<DataServerStats>
+}
+
+export function dataServer (init: DataServerInit): DataServer {
+  return new TlsDataServer(init)
+}
+
+class TlsDataServer implements DataServer {
+  readonly stats: DataServerStats = {
+    bytesServed: 0, requests: 0, rejectedPeers: 0, busy: 0, notFound: 0, errors: 0, protocolErrors: 0, connections: 0, uploads: 0
+  }
+
+  private server: tls.Server | undefined
+  private bound: DataServerAddress | undefined
+  /** every TCP connection, authenticated or not, so stop() need not wait for handshakes */
+  private readonly sockets = new Set<Socket>()
+  private readonly tlsSockets = new Set<TLSSocket>()
+  private readonly connections = new Set<ServerConnection>()
+  private readonly uploadsByPeer = new Map<string, number>()
+  private readonly log: Logger
+  private readonly maxUploads: number
+  private readonly maxUploadsPerPeer: number
+  readonly uploadBucket: TokenBucket | undefined
+
+  constructor (private readonly init: DataServerInit) {
+    this.log = (init.logger ?? silentLogger).child({ component: 'exchange-server' })
+    this.maxUploads = init.maxUploads ?? DEFAULT_MAX_UPLOADS
+    this.maxUploadsPerPeer = init.maxUploadsPerPeer ?? DEFAULT_MAX_UPLOADS_PER_PEER
+    const rate = init.uploadBytesPerSecond ?? 0
+    this.uploadBucket = rate > 0 ? new TokenBucket(rate) : undefined
+  }
+
+  get address (): DataServerAddress {
+    if (this.bound == null) throw new ServerStateError('data server is not started')
+    return this.bound
+  }
+
+  async start (options: AbortOptions = {}): Promise<DataServerAddress> {
+    if (this.server != null) throw new ServerStateError('data server is already started')
+    const certificate = await certificateFor(this.init.privateKey)
+    options.signal?.throwIfAborted()
+    const server = tls.createServer({
+      ...tlsOptions(certificate),
+      requestCert: true,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS
+    })
+    this.server = server
+    server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket)
+      socket.once('close', () => { this.sockets.delete(socket) })
+    })
+    server.on('secureConnection', socket => { this.accept(socket) })
+    server.on('tlsClientError', (err, socket) => {
+      this.log.debug({ err, remote: socket.remoteAddress }, 'TLS handshake failed')
+    })
+    server.on('error', err => { this.log.error({ err }, 'data server error') })
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => { reject(err) }
+      server.once('error', onError)
+      server.listen(this.init.port ?? DEFAULT_PORT, this.init.host ?? DEFAULT_HOST, () => {
+        server.off('error', onError)
+        resolve()
+      })
+    }).catch(err => {
+      this.server = undefined
+      throw err
+    })
+    const address = server.address()
+    if (address == null || typeof address === 'string') throw new ServerStateError('data server has no TCP address')
+    this.bound = { host: address.address, port: address.port }
+    this.log.info({ ...this.bound }, 'data server listening')
+    return this.bound
+  }
+
+  async stop (): Promise<void> {
+    const server = this.server
+    if (server == null) return
+    this.server = undefined
+    const closed = new Promise<void>(resolve => { server.close(() => { resolve() }) })
+    for (const connection of this.connections) connection.destroy()
+    for (const socket of this.tlsSockets) socket.destroy()
+    for (const socket of this.sockets) socket.destroy()
+    await closed
+    this.bound = undefined
+    this.log.info('data server stopped')
+  }
+
+  private accept (socket: TLSSocket): void {
+    socket.on('error', err => { this.log.debug({ err, remote: socket.remoteAddress }, 'data connection error') })
+    socket.setNoDelay(true)
+    this.tlsSockets.add(socket)
+    socket.once('close', () => { this.tlsSockets.delete(socket) })
+    // Until authenticate() passes, no listener reads the socket and nothing is written to it.
+    authenticate(socket).then(peerId => {
+      if (socket.destroyed || this.server == null) {
+        socket.destroy()
+        return
+      }
+      const peer = peerId.toString()
+      if (!this.admitted(peer)) {
+        this.stats.rejectedPeers++
+        this.log.info({ peer, remote: socket.remoteAddress }, 'refused a peer that is not admitted')
+        socket.destroy()
+        return
+      }
+      const connection = new ServerConnection(this, socket, peer, this.log.child({ peer }))
+      this.connections.add(connection)
+      this.stats.connections++
+      socket.once('close', () => {
+        this.connections.delete(connection)
+        this.stats.connections--
+      })
+      connection.start()
+    }, (err: Error) => {
+      this.stats.rejectedPeers++
+      this.log.info({ err, remote: socket.remoteAddress }, 'refused a peer without a valid certificate')
+      socket.destroy()
+    })
+  }
+
+  admitted (peer: string): boolean {
+    try {
+      return this.init.isAdmitted(peer)
+    } catch (err) {
+      this.log.error({ err, peer }, 'admission check failed')
+      return false
+    }
+  }
+
+  /** Takes an upload slot for `peer`, or returns false when none is free. */
+  acquireSlot (peer: string): boolean {
+    const peerUploads = this.uploadsByPeer.get(peer) ?? 0
+    if (this.stats.uploads >= this.maxUploads || peerUploads >= this.maxUploadsPerPeer) return false
+    this.stats.uploads++
+    this.uploadsByPeer.set(peer, peerUploads + 1)
+    return true
+  }
+
+  releaseSlot (peer: string): void {
+    this.stats.uploads--
+    const peerUploads = (this.uploadsByPeer.get(peer) ?? 1) - 1
+    if (peerUploads <= 0) this.uploadsByPeer.delete(peer)
+    else this.uploadsByPeer.set(peer, peerUploads)
+  }
+
+  /** The chunk, else the manifest, stored under `cid`; undefined when neither is held. */
+  async lookup (cid: string, options: AbortOptions): Promise<Uint8Array | undefined> {
+    if (this.init.store.hasChunk(cid)) return await this.init.store.readChunk(cid, options)
+    return this.init.store.getManifestBytes(cid)
+  }
+}
+
+/** One authenticated connection on the server. */
+class ServerConnection {
+  /** GETs that hold an upload slot, by request id */
+  private readonly requests = new Map<number, AbortController>()
+  private readonly closed = new AbortController()
+  private writeTail: Promise<void> = Promise.resolve()
+  private queuedResponses = 0
+  private readonly decoder: FrameDecoder<Buffer>
+
+  constructor (
+    private readonly server: TlsDataServer,
+    private readonly socket: TLSSocket,
+    private readonly peer: string,
+    private readonly log: Logger
+  ) {
+    this.decoder = new FrameDecoder<Buffer>({
+      maxBodyLength: MAX_REQUEST_BODY_LENGTH,
+      onHeader: header => Buffer.from(header),
+      onFrame: (header, rest) => { this.handle(decodeRequest(header, rest)) }
+    })
+  }
+
+  start (): void {
+    this.socket.once('close', () => {
+      this.closed.abort(new ConnectionClosedError())
+      for (const controller of this.requests.values()) controller.abort()
+    })
+    this.socket.on('data', (chunk: Buffer) => {
+      if (this.socket.destroyed) return
+      try {
+        this.decoder.push(chunk)
+      } catch (err) {
+        this.server.stats.protocolErrors++
+        this.log.error({ err, remote: this.socket.remoteAddress }, 'closing a data connection that broke the protocol')
+        this.destroy()
+      }
+    })
+  }
+
+  destroy (): void {
+    this.socket.destroy()
+  }
+
+  private handle (request: Request): void {
+    if (request.type === RequestType.CANCEL) {
+      this.requests.get(request.id)?.abort()
+      return
+    }
+    const { stats } = this.server
+    stats.requests++
+    if (!this.server.admitted(this.peer)) {
+      stats.rejectedPeers++
+      this.log.info('closing the connection of a peer no longer admitted')
+      this.destroy()
+      return
+    }
+    if (this.requests.has(request.id)) throw new ProtocolError(`request id ${request.id} is already in flight`)
+    if (!this.server.acquireSlot(this.peer)) {
+      stats.busy++
+      void this.respond(request.id, Status.BUSY)
+      return
+    }
+    const controller = new AbortController()
+    this.requests.set(request.id, controller)
+    this.serve(request, controller).catch((err: Error) => {
+      this.log.error({ err, cid: request.cid }, 'failed to serve a request')
+      this.destroy()
+    }).finally(() => {
+      this.requests.delete(request.id)
+      this.server.releaseSlot(this.peer)
+    })
+  }
+
+  private async serve ({ id, cid, maxSize }: { id: number, cid: string, maxSize: number }, controller: AbortController): Promise<void> {
+    let status: Status
+    let payload: Uint8Array | undefined
+    try {
+      payload = await this.server.lookup(cid, { signal: controller.signal })
+      if (payload === undefined) {
+        status = Status.NOT_FOUND
+      } else if (payload.byteLength > maxSize) {
+        status = Status.ERROR
+        payload = encodeErrorMessage(`${cid} is ${payload.byteLength} bytes, more than the ${maxSize} asked for`)
+      } else {
+        status = Status.OK
+      }
+    } catch (err) {
+      payload = undefined
+      const name = (err as Error | undefined)?.name
+      if (controller.signal.aborted) {
+        status = Status.CANCELLED
+      } else if (name === 'NotFoundError' || name === 'ChunkMissingError') {
+        // the chunk left the store between hasChunk and the read
+        status = Status.NOT_FOUND
+      } else {
+        status = Status.ERROR
+        payload = encodeErrorMessage(`failed to read ${cid}: ${err instanceof Error ? err.message : String(err)}`)
+        this.log.warn({ err, cid }, 'failed to read a requested chunk')
+      }
+    }
+    await this.respond(id, status, payload, controller.signal)
+  }
+
+  /**
+   * Queues a response behind those already queued. A request cancelled before its turn is
+   * answered CANCELLED instead. Resolves once it is handed to the socket, or dropped with the
+   * connection; never rejects.
+   */
+  private async respond (id: number, status: Status, payload?: Uint8Array, cancelled?: AbortSignal): Promise<void> {
+    this.queuedResponses++
+    if (this.queuedResponses > MAX_QUEUED_RESPONSES) this.socket.pause()
+    const write = this.writeTail.then(async () => {
+      if (this.socket.destroyed) return
+      if (cancelled?.aborted === true) {
+        status = Status.CANCELLED
+        payload = undefined
+      }
+      await this.write(id, status, payload)
+      const { stats } = this.server
+      if (status === Status.OK) stats.bytesServed += payload?.byteLength ?? 0
+      else if (status === Status.NOT_FOUND) stats.notFound++
+      else if (status === Status.ERROR) stats.errors++
+    }).catch((err: Error) => {
+      this.log.debug({ err }, 'response dropped with its connection')
+    }).finally(() => {
+      this.queuedResponses--
+      if (this.queuedResponses <= MAX_QUEUED_RESPONSES / 2 && this.socket.isPaused() && !this.socket.destroyed) this.socket.resume()
+    })
+    this.writeTail = write
+    await write
+  }
+
+  private async write (id: number, status: Status, payload?: Uint8Array): Promise<void> {
+    const { socket } = this
+    const bucket = this.server.uploadBucket
+    const options = { signal: this.closed.signal }
+    const length = payload?.byteLength ?? 0
+    let flushed: boolean
+    if (payload === undefined || length <= COALESCE_PAYLOAD_LENGTH) {
+      const frame = encodeResponse(id, status, payload)
+      await bucket?.take(frame.length, options)
+      flushed = socket.write(frame)
+    } else if (bucket === undefined) {
+      socket.write(encodeResponseHeader(id, status, length))
+      flushed = socket.write(payload)
+    } else {
+      flushed = socket.write(encodeResponseHeader(id, status, length))
+      for (let offset = 0; offset < length; offset += RATE_LIMIT_SLICE_LENGTH) {
+        if (!flushed) await waitForDrain(socket)
+        const slice = payload.subarray(offset, offset + RATE_LIMIT_SLICE_LENGTH)
+        await bucket.take(slice.byteLength, options)
+        if (socket.destroyed) throw new ConnectionClosedError()
+        flushed = socket.write(slice)
+      }
+    }
+    if (!flushed) await waitForDrain(socket)
+  }
+}

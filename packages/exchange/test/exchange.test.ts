@@ -1,0 +1,301 @@
+import {
+  ClientClosedError, ConnectionClosedError, ConnectionFailedError, InvalidRequestError, PeerBusyError, RemoteError,
+  RequestTimeoutError, ResponseTooLargeError, dataClient, dataServer, peerSource
+} from '../src/index.js'
+import { AbortError, NotFoundError } from '@swarm/interface'
+import { afterEach, describe, expect, it } from 'vitest'
+import { MemoryStore, cidOf, identity, randomChunk, rogueServer, within } from './helpers.js'
+import type { DataClient, DataServer, DataServerInit } from '../src/index.js'
+import type { Identity } from './helpers.js'
+
+const MiB = 1024 * 1024
+const cleanups: Array<() => Promise<void>> = []
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+async function startServer (overrides: Partial<DataServerInit> = {}, admitted?: Set<string>): Promise<{ server: DataServer, store: MemoryStore, id: Identity, port: number }> {
+  const id = await identity()
+  const store = new MemoryStore()
+  const server = dataServer({
+    privateKey: id.privateKey,
+    store,
+    isAdmitted: peerId => admitted == null || admitted.has(peerId),
+    ...overrides
+  })
+  const { port } = await server.start()
+  cleanups.push(async () => { await server.stop() })
+  return { server, store, id, port }
+}
+
+async function startClient (init: Partial<Parameters<typeof dataClient>[0]> = {}): Promise<{ client: DataClient, id: Identity }> {
+  const id = await identity()
+  const client = dataClient({ privateKey: id.privateKey, ...init })
+  cleanups.push(async () => { await client.close() })
+  return { client, id }
+}
+
+describe('data exchange', () => {
+  it('moves many chunks byte-identical, many in flight, spread over the connection pool', async () => {
+    const { server, store, id, port } = await startServer()
+    const sizes = [0, 1, 1000, 16 * 1024, 16 * 1024 + 1, 100_000, MiB, 2 * MiB + 3, 64 * 1024, 300_000, 5, 3 * MiB]
+    const chunks = await Promise.all(sizes.map(async size => await randomChunk(size)))
+    for (const { cid, bytes } of chunks) store.chunks.set(cid, bytes)
+    const { client } = await startClient({ connectionsPerPeer: 2, maxInflightPerConnection: 3 })
+    const peer = { peerId: id.peerId, host: '127.0.0.1', port }
+
+    const results = await Promise.all(chunks.map(async ({ cid, bytes }) => await client.fetch(peer, { cid, size: bytes.length })))
+
+    results.forEach((got, i) => { expect(Buffer.compare(got, chunks[i]!.bytes)).toBe(0) })
+    expect(store.maxConcurrentReads).toBeGreaterThan(1)
+    expect(client.stats.connectionsOpened).toBe(2)
+    expect(server.stats.connections).toBe(2)
+    expect(server.stats.requests).toBe(chunks.length)
+    expect(server.stats.bytesServed).toBe(sizes.reduce((a, b) => a + b, 0))
+    expect(server.stats.uploads).toBe(0)
+  })
+
+  it('serves a manifest by its CID, through a peer source', async () => {
+    const { store, id, port } = await startServer()
+    const manifest = new TextEncoder().encode(JSON.stringify({ version: 1, chunkSize: 4 * MiB, files: [] }))
+    const cid = await cidOf(manifest)
+    store.manifests.set(cid, manifest)
+    const { client } = await startClient()
+    const source = peerSource(client, { peerId: id.peerId, host: '127.0.0.1', port })
+
+    expect(source.name).toBe(`peer:${id.peerId}`)
+    expect(source.kind).toBe('peer')
+    expect(Buffer.from(await source.fetch({ cid, size: manifest.length })).toString()).toBe(Buffer.from(manifest).toString())
+  })
+
+  it('answers NOT_FOUND for a CID it does not hold, and keeps the connection', async () => {
+    const { server, store, id, port } = await startServer()
+    const held = await randomChunk(1234)
+    store.chunks.set(held.cid, held.bytes)
+    const missing = await randomChunk(10)
+    const { client } = await startClient()
+    const peer = { peerId: id.peerId, host: '127.0.0.1', port }
+
+    await expect(client.fetch(peer, { cid: missing.cid, size: 10 })).rejects.toBeInstanceOf(NotFoundError)
+    expect(server.stats.notFound).toBe(1)
+    expect(Buffer.compare(await client.fetch(peer, { cid: held.cid, size: held.bytes.length }), held.bytes)).toBe(0)
+    expect(client.stats.connectionsOpened).toBe(1)
+  })
+
+  it('refuses to send a chunk larger than the size asked for', async () => {
+    const { server, store, id, port } = await startServer()
+    const chunk = await randomChunk(5000)
+    store.chunks.set(chunk.cid, chunk.bytes)
+    const { client } = await startClient()
+
+    await expect(client.fetch({ peerId: id.peerId, host: '127.0.0.1', port }, { cid: chunk.cid, size: 4999 }))
+      .rejects.toThrow(RemoteError)
+    expect(server.stats.errors).toBe(1)
+    expect(server.stats.bytesServed).toBe(0)
+  })
+
+  it('answers BUSY when every upload slot is taken', async () => {
+    const { server, store, id, port } = await startServer({ maxUploads: 1 })
+    const a = await randomChunk(1000)
+    const b = await randomChunk(1000)
+    store.chunks.set(a.cid, a.bytes)
+    store.chunks.set(b.cid, b.bytes)
+    const gate = store.gate(a.cid)
+    const { client } = await startClient()
+    const peer = { peerId: id.peerId, host: '127.0.0.1', port }
+
+    const first = client.fetch(peer, { cid: a.cid, size: 1000 })
+    await within(gate.started, 5000, 'the first read')
+    await expect(client.fetch(peer, { cid: b.cid, size: 1000 })).rejects.toBeInstanceOf(PeerBusyError)
+    expect(server.stats.busy).toBe(1)
+    gate.release()
+    expect(Buffer.compare(await first, a.bytes)).toBe(0)
+    // the slot is free again
+    expect(Buffer.compare(await client.fetch(peer, { cid: b.cid, size: 1000 }), b.bytes)).toBe(0)
+  })
+
+  it('bounds uploads per peer without starving other peers', async () => {
+    const { store, id, port } = await startServer({ maxUploads: 4, maxUploadsPerPeer: 1 })
+    const a = await randomChunk(1000)
+    const b = await randomChunk(1000)
+    store.chunks.set(a.cid, a.bytes)
+    store.chunks.set(b.cid, b.bytes)
+    const gate = store.gate(a.cid)
+    const { client: greedy } = await startClient()
+    const { client: other } = await startClient()
+    const peer = { peerId: id.peerId, host: '127.0.0.1', port }
+
+    const first = greedy.fetch(peer, { cid: a.cid, size: 1000 })
+    await within(gate.started, 5000, 'the first read')
+    await expect(greedy.fetch(peer, { cid: b.cid, size: 1000 })).rejects.toBeInstanceOf(PeerBusyError)
+    expect(Buffer.compare(await other.fetch(peer, { cid: b.cid, size: 1000 }), b.bytes)).toBe(0)
+    gate.release()
+    await first
+  })
+
+  it('paces uploads at the configured rate', async () => {
+    const { id, store, port } = await startServer({ uploadBytesPerSecond: 8 * MiB })
+    const chunk = await randomChunk(4 * MiB)
+    store.chunks.set(chunk.cid, chunk.bytes)
+    const { client } = await startClient()
+    const peer = { peerId: id.peerId, host: '127.0.0.1', port }
+
+    const started = performance.now()
+    const got = await client.fetch(peer, { cid: chunk.cid, size: chunk.bytes.length })
+    const seconds = (performance.now() - started) / 1000
+
+    expect(Buffer.compare(got, chunk.bytes)).toBe(0)
+    // 4 MiB at 8 MiB/s less a 0.8 MiB burst is 0.4 s
+    expect(seconds).toBeGreaterThanOrEqual(0.3)
+  })
+
+  it('paces downloads at the configured rate', async () => {
+    const { id, store, port } = await startServer()
+    const chunk = await randomChunk(4 * MiB)
+    store.chunks.set(chunk.cid, chunk.bytes)
+    const { client } = await startClient({ downloadBytesPerSecond: 8 * MiB })
+    const peer = { peerId: id.peerId, host: '127.0.0.1', port }
+
+    const started = performance.now()
+    const got = await client.fetch(peer, { cid: chunk.cid, size: chunk.bytes.length })
+    const seconds = (performance.now() - started) / 1000
+
+    expect(Buffer.compare(got, chunk.bytes)).toBe(0)
+    expect(seconds).toBeGreaterThanOrEqual(0.3)
+  })
+
+  it('cancels a request on abort, drops its late answer and keeps the connection', async () => {
+    const { store, id, port } = await startServer()
+    const slow = await randomChunk(200_000)
+    const next = await randomChunk(3000)
+    store.chunks.set(slow.cid, slow.bytes)
+    store.chunks.set(next.cid, next.bytes)
+    const gate = store.gate(slow.cid)
+    const { client } = await startClient()
+    const peer = { peerId: id.peerId, host: '127.0.0.1', port }
+    const controller = new AbortController()
+
+    const fetching = client.fetch(peer, { cid: slow.cid, size: slow.bytes.length }, { signal: controller.signal })
+    const readSignal = await within(gate.started, 5000, 'the read')
+    controller.abort()
+    await expect(fetching).rejects.toBeInstanceOf(AbortError)
+    // the server heard the CANCEL: its read was aborted
+    await within(new Promise(resolve => {
+      if (readSignal?.aborted === true) resolve(undefined)
+      readSignal?.addEventListener('abort', resolve)
+    }), 5000, 'the server-side abort')
+    gate.release()
+
+    expect(Buffer.compare(await client.fetch(peer, { cid: next.cid, size: next.bytes.length }), next.bytes)).toBe(0)
+    expect(client.stats.connectionsOpened).toBe(1)
+  })
+
+  it('rejects at once when the signal is already aborted', async () => {
+    const { server, id, port } = await startServer()
+    const { client } = await startClient()
+    const chunk = await randomChunk(10)
+
+    await expect(client.fetch({ peerId: id.peerId, host: '127.0.0.1', port }, { cid: chunk.cid, size: 10 }, { signal: AbortSignal.abort() }))
+      .rejects.toBeInstanceOf(AbortError)
+    expect(server.stats.requests).toBe(0)
+  })
+
+  it('times out with a named error when the server never answers', async () => {
+    const silent = await identity()
+    const rogue = await rogueServer(silent.privateKey, socket => { socket.resume() })
+    cleanups.push(rogue.close)
+    const { client } = await startClient({ requestTimeoutMs: 300 })
+    const chunk = await randomChunk(10)
+
+    const started = performance.now()
+    await expect(client.fetch({ peerId: silent.peerId, host: '127.0.0.1', port: rogue.port }, { cid: chunk.cid, size: 10 }))
+      .rejects.toBeInstanceOf(RequestTimeoutError)
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250)
+    expect(client.stats.timeouts).toBe(1)
+  })
+
+  it('refuses a response larger than asked for before reading it', async () => {
+    const rogueId = await identity()
+    const rogue = await rogueServer(rogueId.privateKey, socket => {
+      socket.once('data', (frame: Buffer) => {
+        // answer request id (bytes 5..8 of the GET) with a 64 MiB OK, then nothing more
+        const header = Buffer.alloc(9)
+        header.writeUInt32BE(5 + 64 * MiB, 0)
+        frame.copy(header, 4, 5, 9)
+        header[8] = 0
+        socket.write(header)
+      })
+    })
+    cleanups.push(rogue.close)
+    const { client } = await startClient({ requestTimeoutMs: 10_000 })
+    const chunk = await randomChunk(10)
+
+    const started = performance.now()
+    await expect(client.fetch({ peerId: rogueId.peerId, host: '127.0.0.1', port: rogue.port }, { cid: chunk.cid, size: 10 }))
+      .rejects.toBeInstanceOf(ResponseTooLargeError)
+    expect(performance.now() - started).toBeLessThan(5000)
+  })
+
+  it('closes its connections on stop, failing requests in progress', async () => {
+    const { server, store, id, port } = await startServer()
+    const chunk = await randomChunk(1000)
+    store.chunks.set(chunk.cid, chunk.bytes)
+    const gate = store.gate(chunk.cid)
+    const { client } = await startClient()
+    const peer = { peerId: id.peerId, host: '127.0.0.1', port }
+
+    const fetching = client.fetch(peer, { cid: chunk.cid, size: 1000 })
+    const readSignal = await within(gate.started, 5000, 'the read')
+    await within(server.stop(), 5000, 'stop')
+    await expect(fetching).rejects.toBeInstanceOf(ConnectionClosedError)
+    expect(readSignal?.aborted).toBe(true)
+    expect(client.stats.connections).toBe(0)
+    await expect(client.fetch(peer, { cid: chunk.cid, size: 1000 })).rejects.toBeInstanceOf(ConnectionFailedError)
+  })
+
+  it('disconnect fails requests in flight and later fetches dial again', async () => {
+    const { store, id, port } = await startServer()
+    const chunk = await randomChunk(1000)
+    store.chunks.set(chunk.cid, chunk.bytes)
+    const gate = store.gate(chunk.cid)
+    const { client } = await startClient()
+    const peer = { peerId: id.peerId, host: '127.0.0.1', port }
+
+    const fetching = client.fetch(peer, { cid: chunk.cid, size: 1000 })
+    await within(gate.started, 5000, 'the read')
+    client.disconnect(id.peerId)
+    await expect(fetching).rejects.toBeInstanceOf(ConnectionClosedError)
+    gate.release()
+    const other = await randomChunk(77)
+    store.chunks.set(other.cid, other.bytes)
+    expect(Buffer.compare(await client.fetch(peer, { cid: other.cid, size: 77 }), other.bytes)).toBe(0)
+    expect(client.stats.connectionsOpened).toBe(2)
+  })
+
+  it('rejects requests the protocol cannot carry', async () => {
+    const { id, port } = await startServer()
+    const { client } = await startClient()
+    const peer = { peerId: id.peerId, host: '127.0.0.1', port }
+    const { cid } = await randomChunk(1)
+
+    await expect(client.fetch(peer, { cid: 'b'.repeat(129), size: 1 })).rejects.toBeInstanceOf(InvalidRequestError)
+    await expect(client.fetch(peer, { cid: '', size: 1 })).rejects.toBeInstanceOf(InvalidRequestError)
+    await expect(client.fetch(peer, { cid: 'bafy ok', size: 1 })).rejects.toBeInstanceOf(InvalidRequestError)
+    await expect(client.fetch(peer, { cid, size: 64 * MiB + 1 })).rejects.toBeInstanceOf(InvalidRequestError)
+    await expect(client.fetch(peer, { cid, size: -1 })).rejects.toBeInstanceOf(InvalidRequestError)
+    await expect(client.fetch(peer, { cid, size: 1.5 })).rejects.toBeInstanceOf(InvalidRequestError)
+    await expect(client.fetch({ ...peer, peerId: 'not-a-peer-id' }, { cid, size: 1 })).rejects.toBeInstanceOf(InvalidRequestError)
+    await expect(client.fetch({ ...peer, port: 70000 }, { cid, size: 1 })).rejects.toBeInstanceOf(InvalidRequestError)
+    expect(() => dataClient({ privateKey: id.privateKey, connectionsPerPeer: 0 })).toThrow(InvalidRequestError)
+    expect(client.stats.requests).toBe(0)
+  })
+
+  it('fails fetches after close', async () => {
+    const { id, port } = await startServer()
+    const { client } = await startClient()
+    await client.close()
+    const { cid } = await randomChunk(1)
+    await expect(client.fetch({ peerId: id.peerId, host: '127.0.0.1', port }, { cid, size: 1 })).rejects.toBeInstanceOf(ClientClosedError)
+  })
+})
