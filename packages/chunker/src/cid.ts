@@ -50,3 +50,24 @@ export function verifyChunk (cid: CidString, bytes: Uint8Array, codec: number = 
 }
 
 export const RAW_CODEC = raw.code
+
+/**
+ * The canonical base32 form of every CIDv1 raw/sha2-256: `b`, the 4 prefix bytes (`afkrei` plus
+ * 2 bits of the next character), the 32-byte digest, and 2 zero padding bits in the last character.
+ */
+const CANONICAL_RAW_SHA256_CID = /^bafkrei[a-h][a-z2-7]{50}[aeimquy4]$/
+
+/**
+ * True when `cid` is a chunk CID Swarm can verify, in its canonical base32 form (the form
+ * manifests and stores use). Canonical raw CIDs are recognised without decoding them, which
+ * matters when a manifest lists millions.
+ */
+export function isChunkCid (cid: CidString, codec: number = raw.code): boolean {
+  if (typeof cid !== 'string') return false
+  if (codec === raw.code && CANONICAL_RAW_SHA256_CID.test(cid)) return true
+  try {
+    return parseChunkCid(cid, codec).toString() === cid
+  } catch {
+    return false
+  }
+}

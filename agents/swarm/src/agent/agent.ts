@@ -1,0 +1,294 @@
+/**
+ * The node agent: one per node. It owns the local store, runs the libp2p node (discovery,
+ * DHT, control protocol), serves chunks to admitted peers over the TLS data plane, pulls
+ * models on request (peers first, origin after, see `session.ts`), exposes a control API on
+ * a Unix socket for the CLI and Prometheus metrics on a local port.
+ *
+ * Everything it holds it also advertises: a model is joined on the control channel and
+ * provided in the DHT from the moment its pull starts until it is evicted.
+ */
+
+import { mkdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { dataClient, dataServer } from '@swarm/exchange'
+import { fetcher as createFetcher } from '@swarm/fetcher'
+import { NotFoundError, OriginUnavailableError, silentLogger } from '@swarm/interface'
+import { decodeManifest, formatRef, MANIFEST_LIMITS } from '@swarm/manifest'
+import { createSwarmNode, loadOrCreateKey } from '@swarm/p2p'
+import { createStore } from '@swarm/store'
+import { placeFiles } from '../pull.js'
+import { agentMetrics, serveMetrics } from './metrics.js'
+import { PullSession, uniqueChunks } from './session.js'
+import type { Config } from '@swarm/config'
+import type { DataClient, DataServer } from '@swarm/exchange'
+import type { Fetcher } from '@swarm/fetcher'
+import type { AbortOptions, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
+import type { SwarmNode } from '@swarm/p2p'
+import type { Store } from '@swarm/store'
+import type { AgentMetrics } from './metrics.js'
+import type { Server } from 'node:http'
+
+export interface AgentInit {
+  config: Config
+  /** undefined when no origin is configured: peers only */
+  origin?: Origin
+  logger?: Logger
+}
+
+export interface PullRequest {
+  ref?: ModelRef
+  cid?: string
+  to?: string
+  pin?: boolean
+}
+
+export interface AgentPullResult {
+  manifestCid: string
+  ref?: string
+  progress: TransferProgress
+  durationMs: number
+  originRequests: number
+  peerRequests: number
+}
+
+export interface TransferStatus {
+  manifestCid: string
+  ref?: string
+  startedAt: number
+  progress: TransferProgress
+}
+
+export class ManifestUnavailableError extends Error {
+  static override name = 'ManifestUnavailableError'
+  readonly code = 'ERR_NOT_FOUND'
+  constructor (manifestCid: string, reason: string) {
+    super(`manifest ${manifestCid} could not be had: ${reason}`)
+    this.name = 'ManifestUnavailableError'
+  }
+}
+
+export class Agent {
+  readonly config: Config
+  readonly store: Store
+  readonly node: SwarmNode
+  readonly server: DataServer
+  readonly client: DataClient
+  readonly fetcher: Fetcher
+  readonly metrics: AgentMetrics
+  readonly origin?: Origin
+  readonly log: Logger
+  private metricsServer?: Server
+  private readonly sessions = new Map<string, { session: Promise<AgentPullResult>, status: TransferStatus }>()
+  private readonly shutdown = new AbortController()
+  private started = false
+
+  private constructor (init: { config: Config, store: Store, node: SwarmNode, server: DataServer, client: DataClient, metrics: AgentMetrics, origin?: Origin, log: Logger }) {
+    this.config = init.config
+    this.store = init.store
+    this.node = init.node
+    this.server = init.server
+    this.client = init.client
+    this.metrics = init.metrics
+    this.origin = init.origin
+    this.log = init.log
+    this.fetcher = createFetcher({ store: this.store, sources: [], logger: this.log })
+  }
+
+  static async start (init: AgentInit): Promise<Agent> {
+    const { config } = init
+    const log = (init.logger ?? silentLogger).child({ component: 'agent' })
+    await mkdir(config.dataDir, { recursive: true })
+    const privateKey = await loadOrCreateKey(join(config.dataDir, 'node.key'))
+    const swarmKey = config.agent.swarmKeyFile != null ? await readFile(config.agent.swarmKeyFile) : undefined
+
+    let node: SwarmNode | undefined
+    const store = await createStore({
+      dir: config.dataDir,
+      budgetBytes: config.cacheSize > 0 ? config.cacheSize : undefined,
+      logger: init.logger,
+      onEvict: manifestCid => {
+        node?.control.leave(manifestCid)
+        node?.router.withdraw(manifestCid).catch(() => {})
+      }
+    })
+    const server = dataServer({
+      privateKey,
+      store,
+      // only peers connected to us over libp2p (which the swarm key guards) are served
+      isAdmitted: peerId => node?.isConnected(peerId) === true,
+      host: config.agent.dataHost ?? '0.0.0.0',
+      port: config.agent.dataPort,
+      maxUploads: config.agent.uploadSlots,
+      uploadBytesPerSecond: config.agent.uploadRate,
+      logger: init.logger
+    })
+    const bound = await server.start()
+    node = await createSwarmNode({
+      privateKey,
+      listen: config.agent.listen,
+      bootstrap: config.agent.bootstrap,
+      swarmKey,
+      mdns: config.agent.mdns,
+      dataAddress: () => ({ host: config.agent.dataHost != null && config.agent.dataHost !== '0.0.0.0' ? config.agent.dataHost : undefined, port: bound.port }),
+      logger: init.logger
+    })
+    const client = dataClient({ privateKey, downloadBytesPerSecond: config.agent.downloadRate, logger: init.logger })
+    const metrics = agentMetrics({ peers: () => node?.connectedPeers().length ?? 0, bytesServed: () => server.stats.bytesServed })
+    const agent = new Agent({ config, store, node, server, client, metrics, origin: init.origin, log })
+    agent.metricsServer = await serveMetrics(metrics, config.agent.metricsHost, config.agent.metricsPort, () => agent.started)
+
+    // advertise what we already hold
+    for (const model of store.models()) agent.announce(model.manifestCid)
+    agent.started = true
+    log.info({ peerId: node.peerId, multiaddrs: node.multiaddrs(), dataPort: bound.port, metricsPort: agent.metricsPort }, 'agent started')
+    return agent
+  }
+
+  get metricsPort (): number {
+    const address = this.metricsServer?.address()
+    return address != null && typeof address === 'object' ? address.port : 0
+  }
+
+  get dataPort (): number {
+    return this.server.address.port
+  }
+
+  /** Joins a held model on the control channel and provides it in the DHT. */
+  private announce (manifestCid: string): void {
+    const manifest = this.store.getManifest(manifestCid)
+    if (manifest == null) return
+    const chunks = uniqueChunks(manifest)
+    const bitfield = new Uint8Array(Math.ceil(chunks.length / 8))
+    chunks.forEach((c, i) => { if (this.store.hasChunk(c.cid)) bitfield[i >> 3] = (bitfield[i >> 3] ?? 0) | (0x80 >> (i & 7)) })
+    this.node.control.join(manifestCid, { bitfield, chunkCount: chunks.length, pulling: false })
+    this.node.router.advertise(manifestCid).catch(err => { this.log.debug({ err: (err as Error).message }, 'advertise failed') })
+  }
+
+  /**
+   * The manifest by CID: from the store, else from peers (any copy that hashes to the CID is
+   * as good as the origin's), else from the origin.
+   */
+  private async manifestFor (manifestCid: string, options: AbortOptions): Promise<Manifest> {
+    const held = this.store.getManifest(manifestCid)
+    if (held != null) return held
+    const reasons: string[] = []
+    const candidates = new Set(this.node.connectedPeers())
+    const lookup = AbortSignal.any([AbortSignal.timeout(3_000), ...(options.signal != null ? [options.signal] : [])])
+    try {
+      for await (const peer of this.node.router.lookup(manifestCid, { signal: lookup })) {
+        candidates.add(peer.peerId)
+        await this.node.control.dial(peer, { signal: lookup }).catch(() => {})
+        if (candidates.size >= 8) break
+      }
+    } catch {}
+    for (const peerId of candidates) {
+      const address = this.node.control.dataAddressOf(peerId)
+      if (address == null) continue
+      try {
+        const bytes = await this.client.fetch({ peerId, ...address }, { cid: manifestCid, size: MANIFEST_LIMITS.maxManifestBytes }, { signal: AbortSignal.any([AbortSignal.timeout(10_000), ...(options.signal != null ? [options.signal] : [])]) })
+        return decodeManifest(bytes, { expectedCid: manifestCid })
+      } catch (err) {
+        reasons.push(`peer ${peerId}: ${(err as Error).message}`)
+      }
+    }
+    if (this.origin != null) {
+      try {
+        return decodeManifest(await this.origin.getManifest(manifestCid, options), { expectedCid: manifestCid })
+      } catch (err) {
+        if (err instanceof NotFoundError) throw new ManifestUnavailableError(manifestCid, 'not at the origin and no peer has it')
+        reasons.push(`origin: ${(err as Error).message}`)
+      }
+    }
+    throw new ManifestUnavailableError(manifestCid, reasons.length > 0 ? reasons.join('; ') : 'no peer has it and no origin is configured')
+  }
+
+  async pull (request: PullRequest, options: AbortOptions & { onProgress?(progress: TransferProgress, manifestCid: string): void } = {}): Promise<AgentPullResult> {
+    const signal = options.signal != null ? AbortSignal.any([options.signal, this.shutdown.signal]) : this.shutdown.signal
+    let manifestCid = request.cid
+    const ref = request.ref != null ? formatRef(request.ref) : undefined
+    if (manifestCid == null) {
+      if (request.ref == null) throw new TypeError('pull needs a name or a manifest CID')
+      if (this.origin == null) throw new OriginUnavailableError('names resolve only through the origin, and none is configured: pull by --cid instead')
+      manifestCid = await this.origin.resolveRef(request.ref, { signal })
+    }
+    const manifest = await this.manifestFor(manifestCid, { signal })
+    await this.store.addManifest(manifestCid, manifest, { ref })
+    if (request.pin === true) await this.store.pin(manifestCid, true)
+    this.store.touch(manifestCid)
+    const copied = await this.store.fillFromLocal(manifestCid, { signal })
+    if (copied > 0) this.metrics.bytes.inc({ source: 'local' }, copied)
+
+    const result = await this.runSession(manifestCid, manifest, ref, signal, options.onProgress)
+    if (request.to != null) await placeFiles(this.store, manifestCid, request.to)
+    if (this.config.cacheSize > 0) await this.store.gc({ budgetBytes: this.config.cacheSize })
+    return result
+  }
+
+  /** One session per manifest: a second pull of the same model joins the running one. */
+  private async runSession (manifestCid: string, manifest: Manifest, ref: string | undefined, signal: AbortSignal, onProgress?: (progress: TransferProgress, manifestCid: string) => void): Promise<AgentPullResult> {
+    const running = this.sessions.get(manifestCid)
+    if (running != null) return await running.session
+    const status: TransferStatus = { manifestCid, ref, startedAt: Date.now(), progress: { totalBytes: 0, doneBytes: 0, totalChunks: 0, doneChunks: 0, bytesBySource: { local: 0, peer: 0, origin: 0 } } }
+    const session = new PullSession({
+      manifestCid,
+      manifest,
+      store: this.store,
+      node: this.node,
+      client: this.client,
+      fetcher: this.fetcher,
+      origin: this.origin,
+      logger: this.log,
+      onBytes: (kind, bytes) => { this.metrics.countBytes(kind, bytes) },
+      onRejected: () => { this.metrics.chunksRejected.inc({ source: 'peer' }) }
+    })
+    const started = performance.now()
+    const promise = session.run({
+      signal,
+      onProgress: progress => {
+        status.progress = progress
+        onProgress?.(progress, manifestCid)
+      }
+    }).then(result => {
+      this.metrics.pullDuration.observe({ result: 'ok' }, (performance.now() - started) / 1000)
+      this.log.info({ manifestCid, ref, ...result.progress.bytesBySource, ms: Math.round(result.durationMs) }, 'pull complete')
+      return { manifestCid, ref, ...result }
+    }, (err: Error) => {
+      this.metrics.pullDuration.observe({ result: 'error' }, (performance.now() - started) / 1000)
+      throw err
+    }).finally(() => { this.sessions.delete(manifestCid) })
+    this.sessions.set(manifestCid, { session: promise, status })
+    this.node.router.advertise(manifestCid).catch(() => {})
+    return await promise
+  }
+
+  status (): Record<string, unknown> {
+    return {
+      peerId: this.node.peerId,
+      multiaddrs: this.node.multiaddrs(),
+      dataPort: this.dataPort,
+      metricsPort: this.metricsPort,
+      origin: this.origin?.url ?? null,
+      peers: this.node.connectedPeers(),
+      models: this.store.models(),
+      transfers: [...this.sessions.values()].map(s => {
+        const seconds = Math.max((Date.now() - s.status.startedAt) / 1000, 1e-3)
+        const fetched = s.status.progress.bytesBySource.peer + s.status.progress.bytesBySource.origin
+        return { ...s.status, bytesPerSecond: Math.round(fetched / seconds) }
+      }),
+      served: this.server.stats
+    }
+  }
+
+  async stop (): Promise<void> {
+    this.started = false
+    this.shutdown.abort(new Error('agent shutting down'))
+    await Promise.allSettled([...this.sessions.values()].map(async s => await s.session))
+    await new Promise<void>(resolve => { this.metricsServer?.close(() => { resolve() }) ?? resolve() })
+    await this.client.close()
+    await this.server.stop()
+    await this.node.stop()
+    await this.store.close()
+    await this.origin?.close()
+    this.log.info('agent stopped')
+  }
+}

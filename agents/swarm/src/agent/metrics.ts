@@ -1,0 +1,75 @@
+/**
+ * Prometheus metrics and health endpoints on a local HTTP port: `/metrics`, `/healthz` (the
+ * process answers), `/readyz` (the store is open and the libp2p node runs).
+ */
+
+import { createServer } from 'node:http'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Server } from 'node:http'
+import type { SourceKind } from '@swarm/interface'
+
+export interface AgentMetrics {
+  registry: Registry
+  bytes: Counter<'source'>
+  chunksVerified: Counter
+  chunksRejected: Counter<'source'>
+  peers: Gauge
+  pullDuration: Histogram<'result'>
+  bytesServed: Gauge
+  countBytes(kind: SourceKind, bytes: number): void
+}
+
+export function agentMetrics (collect: { peers(): number, bytesServed(): number }): AgentMetrics {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'swarm_process_' })
+  const bytes = new Counter({ name: 'swarm_bytes_total', help: 'Chunk bytes stored, by where they came from', labelNames: ['source'] as const, registers: [registry] })
+  for (const source of ['peer', 'origin', 'local']) bytes.inc({ source }, 0)
+  const chunksVerified = new Counter({ name: 'swarm_chunks_verified_total', help: 'Chunks that hashed to their CID and were stored', registers: [registry] })
+  const chunksRejected = new Counter({ name: 'swarm_chunks_rejected_total', help: 'Chunks whose bytes failed verification', labelNames: ['source'] as const, registers: [registry] })
+  const peers = new Gauge({ name: 'swarm_peers', help: 'Peers connected over libp2p', registers: [registry], collect () { this.set(collect.peers()) } })
+  const bytesServed = new Gauge({ name: 'swarm_bytes_served', help: 'Bytes served to peers since start', registers: [registry], collect () { this.set(collect.bytesServed()) } })
+  const pullDuration = new Histogram({ name: 'swarm_pull_duration_seconds', help: 'Duration of pulls', labelNames: ['result'] as const, buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600], registers: [registry] })
+  return {
+    registry,
+    bytes,
+    chunksVerified,
+    chunksRejected,
+    peers,
+    pullDuration,
+    bytesServed,
+    countBytes (kind, n) {
+      bytes.inc({ source: kind }, n)
+      chunksVerified.inc()
+    }
+  }
+}
+
+export async function serveMetrics (metrics: AgentMetrics, host: string, port: number, ready: () => boolean): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      metrics.registry.metrics().then(text => {
+        res.writeHead(200, { 'content-type': metrics.registry.contentType })
+        res.end(text)
+      }, err => {
+        res.writeHead(500)
+        res.end(String(err))
+      })
+      return
+    }
+    if (req.url === '/healthz') {
+      res.writeHead(200).end('ok\n')
+      return
+    }
+    if (req.url === '/readyz') {
+      const ok = ready()
+      res.writeHead(ok ? 200 : 503).end(ok ? 'ready\n' : 'starting\n')
+      return
+    }
+    res.writeHead(404).end()
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => { resolve() })
+  })
+  return server
+}

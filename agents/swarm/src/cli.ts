@@ -1,0 +1,363 @@
+#!/usr/bin/env node
+/**
+ * `swarm`: publish, pull, inspect and maintain models. Every command takes the same
+ * configuration layers (flags > SWARM_* env > YAML file > defaults) and honours `--json`.
+ */
+
+import { existsSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { Command, Option } from 'commander'
+import { loadConfig } from '@swarm/config'
+import { formatRef, isManifestCid, parseRef } from '@swarm/manifest'
+import { createStore, verifyModel } from '@swarm/store'
+import { describeError, EXIT } from './exit-codes.js'
+import { formatBytes, outputMode, reporter } from './progress.js'
+import { pullModel, placeFiles, resolveManifestCid } from './pull.js'
+import { pushDirectory } from './push.js'
+import { agentPull, agentStatus } from './agent/control-api.js'
+import { createLogger, createOrigin } from './runtime.js'
+import type { Config, ConfigLayer } from '@swarm/config'
+import type { ChunkStore, Logger, TransferProgress } from '@swarm/interface'
+import type { Store } from '@swarm/store'
+
+interface GlobalOptions {
+  origin?: string
+  dataDir?: string
+  config?: string
+  logLevel?: string
+  concurrency?: string
+  cacheSize?: string
+  chunkSize?: string
+  json?: boolean
+}
+
+export class ModelNotHeldError extends Error {
+  static override name = 'ModelNotHeldError'
+  readonly code = 'ERR_MODEL_NOT_HELD'
+  constructor (target: string) {
+    super(`${target} is not held locally (swarm ls shows what is)`)
+    this.name = 'ModelNotHeldError'
+  }
+}
+
+export class VerifyFailedError extends Error {
+  static override name = 'VerifyFailedError'
+  readonly code = 'ERR_VERIFY_FAILED'
+  constructor (message: string) {
+    super(message)
+    this.name = 'VerifyFailedError'
+  }
+}
+
+const controller = new AbortController()
+
+function globals (command: Command): GlobalOptions {
+  return command.optsWithGlobals<GlobalOptions>()
+}
+
+async function configFrom (options: GlobalOptions, agent?: Record<string, unknown>): Promise<Config> {
+  const flags: ConfigLayer = {}
+  if (agent != null && Object.keys(agent).length > 0) flags.agent = agent
+  if (options.origin != null) flags.origin = options.origin
+  if (options.dataDir != null) flags.dataDir = options.dataDir
+  if (options.logLevel != null) flags.logLevel = options.logLevel
+  if (options.concurrency != null) flags.concurrency = options.concurrency
+  if (options.cacheSize != null) flags.cacheSize = options.cacheSize
+  if (options.chunkSize != null) flags.chunkSize = options.chunkSize
+  return await loadConfig({ flags, file: options.config })
+}
+
+function logLevelFor (config: Config, options: GlobalOptions): Config['logLevel'] {
+  // keep stderr for the progress bar unless asked otherwise
+  return options.logLevel != null ? config.logLevel : (config.logLevel === 'info' ? 'warn' : config.logLevel)
+}
+
+function emit (options: GlobalOptions, result: Record<string, unknown>, human: string): void {
+  if (options.json === true) process.stdout.write(JSON.stringify({ event: 'done', ...result }) + '\n')
+  else process.stdout.write(human + '\n')
+}
+
+async function withStore<T> (config: Config, logger: Logger, fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = await createStore({ dir: config.dataDir, budgetBytes: config.cacheSize > 0 ? config.cacheSize : undefined, logger })
+  try {
+    return await fn(store)
+  } finally {
+    await store.close()
+  }
+}
+
+function findHeld (store: ChunkStore, target: string): string {
+  if (isManifestCid(target) && store.getManifest(target) != null) return target
+  const ref = formatRef(parseRef(target))
+  const held = store.models().filter(m => m.refs.includes(ref)).sort((a, b) => b.lastUsed - a.lastUsed)[0]
+  if (held == null) throw new ModelNotHeldError(target)
+  return held.manifestCid
+}
+
+export function program (): Command {
+  const cmd = new Command('swarm')
+    .description('Peer-to-peer model-weight distribution: peers first, object storage after')
+    .option('--origin <url>', 'object storage holding the models: s3://bucket/prefix or file:///dir (SWARM_ORIGIN)')
+    .option('--data-dir <dir>', 'local store directory (SWARM_DATA_DIR)')
+    .option('--config <file>', 'YAML config file (SWARM_CONFIG; default /etc/swarm/config.yaml)')
+    .option('--concurrency <n>', 'chunks in flight (SWARM_CONCURRENCY)')
+    .addOption(new Option('--log-level <level>', 'log level (SWARM_LOG_LEVEL)').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
+    .option('--json', 'machine-readable output: one JSON object per line on stdout')
+    .showHelpAfterError()
+    .exitOverride()
+
+  cmd.command('push')
+    .description('publish a model directory: chunk, upload what the origin lacks, write the manifest, move the tag')
+    .argument('<dir>', 'model directory')
+    .requiredOption('--name <name[:tag]>', 'name and tag to publish under (tag defaults to latest)')
+    .option('--chunk-size <size>', 'target chunk size, 1MiB–64MiB (SWARM_CHUNK_SIZE)')
+    .action(async (dir: string, local: { name: string }, command: Command) => {
+      const options = globals(command)
+      const ref = parseRef(local.name)
+      const config = await configFrom(options)
+      const logger = createLogger(logLevelFor(config, options))
+      const origin = createOrigin(config, logger)
+      const progress = reporter(outputMode(options.json === true), `push ${formatRef(ref)}`)
+      try {
+        const result = await pushDirectory(dir, {
+          origin, ref, chunkSize: config.chunkSize, concurrency: config.concurrency, logger, signal: controller.signal,
+          onProgress: p => { progress.update({ doneBytes: p.doneBytes, totalBytes: p.totalBytes, detail: { uploadedChunks: p.uploadedChunks, skippedChunks: p.skippedChunks } }) }
+        })
+        progress.stop()
+        emit(options, { command: 'push', ...result },
+          `pushed ${result.ref} = ${result.manifestCid}: ${result.files} files, ${formatBytes(result.totalBytes)}; uploaded ${result.uploadedChunks} chunks (${formatBytes(result.uploadedBytes)}), ${result.skippedChunks} already at the origin`)
+      } finally {
+        progress.stop()
+        await origin.close()
+      }
+    })
+
+  cmd.command('pull')
+    .description('fetch a model into the local store, through the local agent when one runs (peers first, origin after)')
+    .argument('<target>', 'name[:tag], or a manifest CID with --cid')
+    .option('--to <dir>', 'also place the files in this directory')
+    .option('--cid', 'the target is a manifest CID (verified against its bytes; peers may serve it)')
+    .option('--pin', 'pin the model so gc never evicts it')
+    .option('--no-agent', 'pull straight from the origin in this process, without the local agent')
+    .action(async (target: string, local: { to?: string, cid?: boolean, pin?: boolean, agent: boolean }, command: Command) => {
+      const options = globals(command)
+      const config = await configFrom(options)
+      const logger = createLogger(logLevelFor(config, options))
+      const ref = local.cid === true ? undefined : parseRef(target)
+      const label = ref != null ? formatRef(ref) : target
+      const progress = reporter(outputMode(options.json === true), `pull ${label}`)
+      try {
+        if (local.agent && existsSync(config.agent.socket)) {
+          const result = await agentPull(config.agent.socket, { target, cid: local.cid === true, pin: local.pin === true, to: local.to != null ? resolve(local.to) : undefined }, event => {
+            progress.update({ doneBytes: Number(event.doneBytes), totalBytes: Number(event.totalBytes), detail: { bytesBySource: event.bytesBySource } })
+          })
+          progress.stop()
+          const bySource = result.progress as TransferProgress
+          const seconds = Number(result.durationMs) / 1000
+          emit(options, { command: 'pull', via: 'agent', ...result, ...bySource, peakRssBytes: process.resourceUsage().maxRSS * 1024, to: local.to },
+            `pulled ${label} = ${String(result.manifestCid)} through the agent: ${formatBytes(bySource.totalBytes)} in ${seconds.toFixed(1)} s; ${formatBytes(bySource.bytesBySource.peer)} from peers, ${formatBytes(bySource.bytesBySource.origin)} from the origin${local.to != null ? `; placed in ${local.to}` : ''}`)
+          return
+        }
+        const origin = createOrigin(config, logger)
+        try {
+          await withStore(config, logger, async store => {
+            const manifestCid = ref != null ? await resolveManifestCid(origin, ref, { signal: controller.signal }) : target
+            try {
+              const summary = await pullModel({
+                store, origin, manifestCid, ref: ref != null ? formatRef(ref) : undefined, concurrency: config.concurrency, logger, signal: controller.signal,
+                onProgress: p => { progress.update({ doneBytes: p.doneBytes, totalBytes: p.totalBytes, detail: { bytesBySource: p.bytesBySource } }) }
+              })
+              progress.stop()
+              if (local.pin === true) await store.pin(manifestCid, true)
+              if (local.to != null) await placeFiles(store, manifestCid, local.to)
+              if (config.cacheSize > 0) await store.gc({ budgetBytes: config.cacheSize })
+              const seconds = summary.durationMs / 1000
+              const fetched = summary.progress.bytesBySource.origin + summary.progress.bytesBySource.peer
+              emit(options, { command: 'pull', via: 'origin', manifestCid, ref: ref != null ? formatRef(ref) : undefined, ...summary.progress, durationMs: Math.round(summary.durationMs), peakRssBytes: process.resourceUsage().maxRSS * 1024, to: local.to },
+                `pulled ${label} = ${manifestCid}: ${formatBytes(summary.progress.totalBytes)}; fetched ${formatBytes(fetched)} in ${seconds.toFixed(1)} s (${formatBytes(fetched / Math.max(seconds, 1e-3))}/s), ${formatBytes(summary.progress.bytesBySource.local)} copied locally${local.to != null ? `; placed in ${local.to}` : ''}`)
+            } catch (err) {
+              const { message, exitCode } = describeError(err, store.getManifest(manifestCid))
+              throw Object.assign(new Error(message), { exitCode })
+            }
+          })
+        } finally {
+          await origin.close()
+        }
+      } finally {
+        progress.stop()
+      }
+    })
+
+  cmd.command('agent')
+    .description('run the node agent: store, libp2p node, peer data server, control socket, metrics')
+    .option('--listen <multiaddrs>', 'libp2p listen addresses, comma-separated (SWARM_LISTEN)')
+    .option('--bootstrap <peers>', 'bootstrap multiaddrs or dns:<name>:<port>, comma-separated (SWARM_BOOTSTRAP)')
+    .option('--swarm-key <file>', 'pre-shared swarm key file; only nodes with the same key connect (SWARM_SWARM_KEY_FILE)')
+    .option('--data-port <port>', 'TLS data port, 0 for any (SWARM_DATA_PORT)')
+    .option('--data-host <host>', 'address the data server binds and announces (SWARM_DATA_HOST)')
+    .option('--metrics-port <port>', 'Prometheus /metrics, /healthz, /readyz port, 0 for any (SWARM_METRICS_PORT)')
+    .option('--socket <path>', 'control socket (SWARM_SOCKET)')
+    .option('--mdns', 'also find peers on the local link with mDNS (SWARM_MDNS)')
+    .action(async (local: { listen?: string, bootstrap?: string, swarmKey?: string, dataPort?: string, dataHost?: string, metricsPort?: string, socket?: string, mdns?: boolean }, command: Command) => {
+      const options = globals(command)
+      const agentFlags: Record<string, unknown> = {}
+      if (local.listen != null) agentFlags.listen = local.listen
+      if (local.bootstrap != null) agentFlags.bootstrap = local.bootstrap
+      if (local.swarmKey != null) agentFlags.swarmKeyFile = local.swarmKey
+      if (local.dataPort != null) agentFlags.dataPort = local.dataPort
+      if (local.dataHost != null) agentFlags.dataHost = local.dataHost
+      if (local.metricsPort != null) agentFlags.metricsPort = local.metricsPort
+      if (local.socket != null) agentFlags.socket = local.socket
+      if (local.mdns === true) agentFlags.mdns = true
+      const config = await configFrom(options, agentFlags)
+      const logger = createLogger(config.logLevel)
+      const origin = config.origin !== '' ? createOrigin(config, logger) : undefined
+      const { Agent } = await import('./agent/agent.js')
+      const { serveControlApi } = await import('./agent/control-api.js')
+      const agent = await Agent.start({ config, origin, logger })
+      const api = await serveControlApi(agent, config.agent.socket, err => describeError(err))
+      const ready = { event: 'ready', peerId: agent.node.peerId, multiaddrs: agent.node.multiaddrs(), dataPort: agent.dataPort, metricsPort: agent.metricsPort, socket: config.agent.socket }
+      process.stdout.write((options.json === true ? JSON.stringify(ready) : `swarm agent ${agent.node.peerId} ready: libp2p ${agent.node.multiaddrs().join(' ')}, data port ${agent.dataPort}, metrics port ${agent.metricsPort}, socket ${config.agent.socket}`) + '\n')
+      await new Promise<void>(resolve => { controller.signal.addEventListener('abort', () => { resolve() }, { once: true }) })
+      logger.info('shutting down')
+      api.close()
+      await agent.stop()
+      await rm(config.agent.socket, { force: true })
+    })
+
+  cmd.command('status')
+    .description('what the local agent is doing: peers, models held, transfers in flight and their rates')
+    .action(async (_local: unknown, command: Command) => {
+      const options = globals(command)
+      const config = await configFrom(options)
+      const status = await agentStatus(config.agent.socket)
+      if (options.json === true) {
+        process.stdout.write(JSON.stringify({ event: 'done', command: 'status', ...status }) + '\n')
+        return
+      }
+      const models = status.models as Array<{ refs: string[], manifestCid: string, totalBytes: number, presentBytes: number, pinned: boolean }>
+      const transfers = status.transfers as Array<{ manifestCid: string, ref?: string, progress: TransferProgress, bytesPerSecond: number }>
+      const lines = [
+        `agent ${String(status.peerId)}`,
+        `  origin: ${String(status.origin ?? '(none)')}`,
+        `  listening: ${(status.multiaddrs as string[]).join(' ')}; data port ${String(status.dataPort)}; metrics port ${String(status.metricsPort)}`,
+        `  peers: ${(status.peers as string[]).length}`,
+        `  models held: ${models.length}`,
+        ...models.map(m => `    ${(m.refs.join(',') || '(no name)').padEnd(32)} ${m.manifestCid} ${formatBytes(m.presentBytes)}/${formatBytes(m.totalBytes)}${m.pinned ? ' pinned' : ''}`),
+        `  transfers: ${transfers.length}`,
+        ...transfers.map(t => `    ${t.ref ?? t.manifestCid}: ${formatBytes(t.progress.doneBytes)}/${formatBytes(t.progress.totalBytes)} at ${formatBytes(t.bytesPerSecond)}/s (peers ${formatBytes(t.progress.bytesBySource.peer)}, origin ${formatBytes(t.progress.bytesBySource.origin)})`)
+      ]
+      process.stdout.write(lines.join('\n') + '\n')
+    })
+
+  cmd.command('ls')
+    .description('list tags at the origin and models held locally')
+    .option('--local', 'only models held locally')
+    .option('--remote', 'only tags at the origin')
+    .action(async (local: { local?: boolean, remote?: boolean }, command: Command) => {
+      const options = globals(command)
+      const config = await configFrom(options)
+      const logger = createLogger(logLevelFor(config, options))
+      const remote: Array<{ ref: string, cid: string }> = []
+      if (local.local !== true && config.origin !== '') {
+        const origin = createOrigin(config, logger)
+        try {
+          for await (const entry of origin.listRefs({ signal: controller.signal })) remote.push({ ref: formatRef(entry), cid: entry.cid })
+        } finally {
+          await origin.close()
+        }
+      }
+      const held = local.remote === true ? [] : await withStore(config, logger, async store => store.models())
+      if (options.json === true) {
+        process.stdout.write(JSON.stringify({ event: 'done', command: 'ls', remote, local: held }) + '\n')
+        return
+      }
+      if (local.local !== true) {
+        process.stdout.write(`origin ${config.origin === '' ? '(none configured)' : config.origin}:\n`)
+        for (const r of remote.sort((a, b) => a.ref.localeCompare(b.ref))) process.stdout.write(`  ${r.ref.padEnd(40)} ${r.cid}\n`)
+      }
+      if (local.remote !== true) {
+        process.stdout.write(`local ${config.dataDir}:\n`)
+        for (const m of held) {
+          const pct = m.totalBytes === 0 ? 100 : Math.floor(m.presentBytes / m.totalBytes * 100)
+          process.stdout.write(`  ${(m.refs.join(',') || '(no name)').padEnd(40)} ${m.manifestCid} ${formatBytes(m.totalBytes)} ${pct}%${m.pinned ? ' pinned' : ''}\n`)
+        }
+      }
+    })
+
+  cmd.command('verify')
+    .description('re-hash every chunk of a held model against its CID')
+    .argument('<target>', 'name[:tag] or manifest CID')
+    .action(async (target: string, _local: unknown, command: Command) => {
+      const options = globals(command)
+      const config = await configFrom(options)
+      const logger = createLogger(logLevelFor(config, options))
+      await withStore(config, logger, async store => {
+        const manifestCid = findHeld(store, target)
+        const report = await verifyModel(store, manifestCid, { signal: controller.signal })
+        emit(options, { command: 'verify', ...report },
+          report.bad.length === 0
+            ? `${target}: ${report.checkedChunks} chunks verified (${formatBytes(report.checkedBytes)}), ${report.missingChunks} missing`
+            : `${target}: ${report.bad.length} of ${report.checkedChunks} chunks are corrupt and were marked missing (pull again to repair): ${report.bad.map(b => `${b.path} at offset ${b.offset} (${b.cid})`).join(', ')}`)
+        if (report.bad.length > 0) throw new VerifyFailedError(`${report.bad.length} corrupt chunks in ${target}`)
+      })
+    })
+
+  cmd.command('pin')
+    .description('keep a held model from eviction (--off to undo)')
+    .argument('<target>', 'name[:tag] or manifest CID')
+    .option('--off', 'unpin')
+    .action(async (target: string, local: { off?: boolean }, command: Command) => {
+      const options = globals(command)
+      const config = await configFrom(options)
+      const logger = createLogger(logLevelFor(config, options))
+      await withStore(config, logger, async store => {
+        const manifestCid = findHeld(store, target)
+        await store.pin(manifestCid, local.off !== true)
+        emit(options, { command: 'pin', manifestCid, pinned: local.off !== true }, `${target} ${local.off === true ? 'unpinned' : 'pinned'}`)
+      })
+    })
+
+  cmd.command('gc')
+    .description('evict least-recently-used unpinned models until the store fits its budget')
+    .option('--cache-size <size>', 'budget, e.g. 200GiB (SWARM_CACHE_SIZE); 0 evicts every unpinned model')
+    .action(async (local: { cacheSize?: string }, command: Command) => {
+      const options = { ...globals(command), cacheSize: local.cacheSize }
+      const config = await configFrom(options)
+      const logger = createLogger(logLevelFor(config, options))
+      await withStore(config, logger, async store => {
+        const evicted = await store.gc({ budgetBytes: config.cacheSize, signal: controller.signal })
+        emit(options, { command: 'gc', evicted }, evicted.length === 0 ? 'nothing to evict' : `evicted ${evicted.length} models: ${evicted.join(', ')}`)
+      })
+    })
+
+  return cmd
+}
+
+export async function main (argv: string[]): Promise<number> {
+  const onSignal = (): void => { controller.abort() }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  const cmd = program()
+  const json = argv.includes('--json')
+  try {
+    await cmd.parseAsync(argv)
+    return EXIT.ok
+  } catch (err) {
+    const e = err as Error & { exitCode?: number, code?: string }
+    if (typeof e.code === 'string' && e.code.startsWith('commander.')) {
+      // commander has already printed help or the usage error
+      return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help' ? EXIT.ok : EXIT.usage
+    }
+    const { message, exitCode } = e.exitCode != null ? { message: e.message, exitCode: e.exitCode } : describeError(err)
+    if (json) process.stdout.write(JSON.stringify({ event: 'error', code: e.code ?? 'ERR_UNKNOWN', message, exitCode }) + '\n')
+    process.stderr.write(`swarm: ${message}\n`)
+    return exitCode
+  }
+}
+
+main(process.argv).then(code => { process.exitCode = code }, err => {
+  process.stderr.write(`swarm: ${(err as Error).stack ?? String(err)}\n`)
+  process.exitCode = EXIT.failure
+})

@@ -1,0 +1,26 @@
+import { MAX_CHUNK_SIZE } from '@swarm/chunker'
+
+/**
+ * Bounds on what a manifest may describe. Manifests come from the origin and from peers, so
+ * every count a reader would loop over or allocate for is capped before anything trusts it.
+ */
+export const MANIFEST_LIMITS = Object.freeze({
+  maxFiles: 100_000,
+  /** 1 PiB */
+  maxFileSize: 2 ** 50,
+  maxTotalChunks: 10_000_000,
+  maxChunkSize: MAX_CHUNK_SIZE,
+  /** UTF-8 bytes, as PATH_MAX counts them */
+  maxPathLength: 4096,
+  /** UTF-8 bytes of one path segment, as NAME_MAX counts them */
+  maxPathSegmentLength: 255,
+  maxManifestBytes: 256 * 1024 * 1024,
+  maxTensorsPerFile: 1_000_000
+})
+
+/** The tag a reference without one means. */
+export const DEFAULT_TAG = 'latest'
+
+export const MAX_REF_NAME_LENGTH = 200
+
+export const MAX_TAG_LENGTH = 128

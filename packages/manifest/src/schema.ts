@@ -1,0 +1,252 @@
+/**
+ * What a valid manifest is.
+ *
+ * Checking happens in two steps. `manifestShapeSchema` checks types and per-field bounds;
+ * only when the shape holds does the second step check what spans fields: that paths are safe
+ * to join under a directory (relative, no `.`/`..`/empty segments, no NUL or backslash, no path
+ * that is both a file and a directory), that chunks tile each file exactly, that tensors lie in
+ * order inside their file, and the limits that add up over the whole manifest. Running the
+ * second step on a malformed shape would only produce confusing follow-on errors.
+ *
+ * Every problem is reported as `files[3].path "../x": must not contain ".."`: where, what value,
+ * and why. Readers validate a manifest in full before using any of it.
+ */
+
+import { z } from 'zod'
+import { InvalidManifestError, MANIFEST_VERSION, type FileEntry, type Manifest } from '@swarm/interface'
+import { isChunkCid, parseChunkCid } from '@swarm/chunker'
+import { MANIFEST_LIMITS } from './constants.js'
+
+const { maxChunkSize, maxFileSize, maxFiles, maxPathLength, maxPathSegmentLength, maxTensorsPerFile, maxTotalChunks } = MANIFEST_LIMITS
+
+/** `must be a number`, or `is required` when the field is missing. */
+function expected (what: string): { error: (issue: { input?: unknown }) => string } {
+  return { error: (issue) => issue.input === undefined ? 'is required' : `must be ${what}` }
+}
+
+function integer (init: { min: number, max: number, tooBig: string }): z.ZodNumber {
+  return z.number(expected('a number'))
+    .min(init.min, init.min === 0 ? 'must not be negative' : `must be at least ${init.min}`)
+    .max(init.max, init.tooBig)
+    .int('must be an integer')
+}
+
+const offsetSchema = integer({ min: 0, max: maxFileSize, tooBig: `exceeds the file size limit of 2^50 bytes` })
+
+const chunkRefSchema = z.strictObject({
+  cid: z.string(expected('a string')).check((ctx) => {
+    if (isChunkCid(ctx.value)) return
+    let message: string
+    try {
+      message = `invalid CID ${ctx.value}: write it in its canonical base32 form, ${parseChunkCid(ctx.value).toString()}`
+    } catch (err) {
+      message = (err as Error).message
+    }
+    ctx.issues.push({ code: 'custom', message, input: undefined })
+  }),
+  offset: offsetSchema,
+  size: z.number(expected('a number'))
+    .min(1, 'chunks must not be empty')
+    .max(maxChunkSize, `exceeds the chunk size limit of ${maxChunkSize} bytes (64 MiB)`)
+    .int('must be an integer')
+}, expected('an object'))
+
+const tensorSchema = z.strictObject({
+  name: z.string(expected('a string')).min(1, 'must not be empty'),
+  dtype: z.string(expected('a string')).min(1, 'must not be empty'),
+  shape: z.array(integer({ min: 0, max: Number.MAX_SAFE_INTEGER, tooBig: 'must be a safe integer' }), expected('an array')),
+  start: offsetSchema,
+  end: offsetSchema
+}, expected('an object'))
+
+const fileEntrySchema = z.strictObject({
+  path: z.string(expected('a string')),
+  size: integer({ min: 0, max: maxFileSize, tooBig: `exceeds the file size limit of 2^50 bytes` }),
+  mode: integer({ min: 0, max: 0o7777, tooBig: 'must be permission bits, 0 to 0o7777' }),
+  chunks: z.array(chunkRefSchema, expected('an array')),
+  tensors: z.array(tensorSchema, expected('an array'))
+    .max(maxTensorsPerFile, { error: (issue) => `holds ${(issue.input as unknown[]).length} tensors; the limit is ${maxTensorsPerFile}` })
+    .optional()
+}, expected('an object'))
+
+/** Types and per-field bounds of a version 1 manifest, without the checks that span fields. */
+export const manifestShapeSchema = z.strictObject({
+  version: z.literal(MANIFEST_VERSION, { error: `must be ${MANIFEST_VERSION}` }),
+  chunkSize: integer({ min: 1, max: maxChunkSize, tooBig: `exceeds the chunk size limit of ${maxChunkSize} bytes (64 MiB)` }),
+  files: z.array(fileEntrySchema, expected('an array'))
+    .max(maxFiles, { error: (issue) => `holds ${(issue.input as unknown[]).length} files; the limit is ${maxFiles}` })
+})
+
+/** A complete version 1 manifest: shape, then the checks that span fields. */
+export const manifestSchema = manifestShapeSchema.pipe(z.custom<Manifest>().superRefine((manifest, ctx) => {
+  checkManifest(manifest, (path, message, input) => {
+    ctx.addIssue({ code: 'custom', path, message, ...(input === undefined ? {} : { input }) })
+  })
+}))
+
+type Report = (path: Array<string | number>, message: string, input?: unknown) => void
+
+const utf8 = new TextEncoder()
+
+/** Why `path` is unsafe to join under a directory, or undefined when it is fine. */
+export function pathProblem (path: string): string | undefined {
+  if (path.length === 0) return 'must not be empty'
+  if (path.includes('\0')) return 'must not contain a NUL byte'
+  if (path.includes('\\')) return 'must not contain a backslash; directories are separated by "/"'
+  if (!path.isWellFormed()) return 'must be valid Unicode (it holds a lone surrogate)'
+  if (path.startsWith('/')) return 'must be relative, not start with "/"'
+  const bytes = utf8.encode(path).length
+  if (bytes > maxPathLength) return `is ${bytes} bytes long; the limit is ${maxPathLength}`
+  for (const segment of path.split('/')) {
+    if (segment === '') return 'must not contain empty segments (a doubled or trailing "/")'
+    if (segment === '..') return 'must not contain ".."'
+    if (segment === '.') return 'must not contain "." segments'
+    const segmentBytes = utf8.encode(segment).length
+    if (segmentBytes > maxPathSegmentLength) return `has a ${segmentBytes}-byte segment; the limit is ${maxPathSegmentLength}`
+  }
+  return undefined
+}
+
+function checkManifest (manifest: Manifest, report: Report): void {
+  const fileIndex = new Map<string, number>()
+  let totalChunks = 0
+  manifest.files.forEach((file, i) => {
+    const problem = pathProblem(file.path)
+    if (problem !== undefined) {
+      report(['files', i, 'path'], problem, file.path)
+    } else {
+      const first = fileIndex.get(file.path)
+      if (first !== undefined) report(['files', i, 'path'], `duplicates files[${first}].path`, file.path)
+      else fileIndex.set(file.path, i)
+    }
+    totalChunks += file.chunks.length
+    checkChunks(file, i, manifest.chunkSize, report)
+    checkTensors(file, i, report)
+  })
+
+  // Only a path that passed the checks above (and so has no empty segments) gets here.
+  for (const [path, i] of fileIndex) {
+    let slash = path.indexOf('/')
+    while (slash !== -1) {
+      const directory = path.slice(0, slash)
+      const asFile = fileIndex.get(directory)
+      if (asFile !== undefined) {
+        report(['files', asFile, 'path'], `is both a file and a directory (files[${i}].path ${JSON.stringify(path)} lies inside it)`, directory)
+        break
+      }
+      slash = path.indexOf('/', slash + 1)
+    }
+  }
+
+  if (totalChunks > maxTotalChunks) {
+    report(['files'], `hold ${totalChunks} chunks in all; the limit is ${maxTotalChunks}`)
+  }
+}
+
+function checkChunks (file: FileEntry, i: number, chunkSize: number, report: Report): void {
+  let end = 0
+  for (let j = 0; j < file.chunks.length; j++) {
+    const chunk = file.chunks[j] as FileEntry['chunks'][number]
+    if (chunk.size > chunkSize) {
+      report(['files', i, 'chunks', j, 'size'], `exceeds the manifest's chunkSize ${chunkSize}`, chunk.size)
+      return
+    }
+    if (chunk.offset !== end) {
+      const why = j === 0
+        ? 'the first chunk must start at 0'
+        : chunk.offset > end
+          ? `leaves a gap after the previous chunk, which ends at ${end}`
+          : `overlaps the previous chunk, which ends at ${end}`
+      report(['files', i, 'chunks', j, 'offset'], why, chunk.offset)
+      return
+    }
+    end = chunk.offset + chunk.size
+    if (end > file.size) {
+      report(['files', i, 'chunks', j], `[${chunk.offset}, ${end}) runs past the end of the ${file.size}-byte file`)
+      return
+    }
+  }
+  if (end < file.size) {
+    report(['files', i, 'chunks'], file.chunks.length === 0
+      ? `are missing: the file has ${file.size} bytes`
+      : `end at ${end}, short of the file's ${file.size} bytes`)
+  }
+}
+
+function checkTensors (file: FileEntry, i: number, report: Report): void {
+  if (file.tensors === undefined) return
+  const names = new Map<string, number>()
+  let previousEnd = 0
+  for (let k = 0; k < file.tensors.length; k++) {
+    const tensor = file.tensors[k] as NonNullable<FileEntry['tensors']>[number]
+    const at = ['files', i, 'tensors', k]
+    if (tensor.end < tensor.start) {
+      report([...at, 'end'], `is before the tensor's start ${tensor.start}`, tensor.end)
+      return
+    }
+    if (tensor.end > file.size) {
+      report([...at, 'end'], `lies outside the ${file.size}-byte file`, tensor.end)
+      return
+    }
+    if (tensor.start < previousEnd) {
+      report([...at, 'start'], `overlaps or precedes tensors[${k - 1}], which ends at ${previousEnd}; tensors must be in file order`, tensor.start)
+      return
+    }
+    const first = names.get(tensor.name)
+    if (first !== undefined) {
+      report([...at, 'name'], `duplicates tensors[${first}].name`, tensor.name)
+      return
+    }
+    names.set(tensor.name, k)
+    previousEnd = tensor.end
+  }
+}
+
+function formatPath (path: PropertyKey[]): string {
+  let text = ''
+  for (const key of path) {
+    text += typeof key === 'number' ? `[${key}]` : text === '' ? String(key) : `.${String(key)}`
+  }
+  return text
+}
+
+function formatInput (issue: z.core.$ZodIssue): string | undefined {
+  if ((issue as { received?: unknown }).received === 'NaN') return 'NaN'
+  const input = issue.input
+  if (typeof input === 'string') return JSON.stringify(input)
+  if (typeof input === 'number' || typeof input === 'boolean' || input === null) return String(input)
+  return undefined
+}
+
+/** `files[3].path "../x": must not contain ".."` */
+export function formatIssue (issue: z.core.$ZodIssue): string {
+  const where = formatPath(issue.path)
+  const input = formatInput(issue)
+  const message = issue.code === 'unrecognized_keys'
+    ? `unknown field${issue.keys.length === 1 ? '' : 's'} ${issue.keys.map(key => JSON.stringify(key)).join(', ')}`
+    : issue.message
+  const subject = [where, input].filter(part => part !== undefined && part !== '').join(' ')
+  return subject === '' ? message : `${subject}: ${message}`
+}
+
+/**
+ * Checks that `value` is a valid version 1 manifest and returns it (a copy with nothing
+ * dropped: unknown fields are rejected). Throws InvalidManifestError naming the first problem
+ * and counting the rest.
+ */
+export function validateManifest (value: unknown): Manifest {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidManifestError(`invalid manifest: must be a JSON object, got ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}`)
+  }
+  if (!('version' in value)) {
+    throw new InvalidManifestError(`invalid manifest: no version field (supported: ${MANIFEST_VERSION})`)
+  }
+  if (value.version !== MANIFEST_VERSION) {
+    throw new InvalidManifestError(`invalid manifest: version ${JSON.stringify(value.version)} is not supported (supported: ${MANIFEST_VERSION})`)
+  }
+  const result = manifestSchema.safeParse(value, { reportInput: true })
+  if (result.success) return result.data
+  const [first, ...rest] = result.error.issues
+  const more = rest.length === 0 ? '' : ` (and ${rest.length} more problem${rest.length === 1 ? '' : 's'})`
+  throw new InvalidManifestError(`invalid manifest: ${first === undefined ? 'rejected' : formatIssue(first)}${more}`)
+}

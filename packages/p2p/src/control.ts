@@ -1,0 +1,729 @@
+/**
+ * The control channel: which peers hold or pull which manifests, which of its chunks each
+ * holds, and where each peer's data server listens. Bytes never travel here.
+ *
+ * Streams. Each node writes its messages on one outbound stream per peer and reads the streams
+ * peers open to it, so a pair of peers uses two half-duplex streams. Each side opening its own
+ * needs no tie-break when both open at once (they always do: both learn the other speaks the
+ * protocol from identify at the same moment), and a dead stream is replaced by whichever side
+ * next has something to say.
+ *
+ * State. A writer stream starts with `hello` and then a `join` per manifest we hold, with the
+ * whole bitfield, so a fresh stream always carries our full state and anything queued for a
+ * stream that died is simply dropped. After that:
+ * - `join` goes to every connected peer at once, so the peers of a small fleet find each other
+ *   without waiting for the DHT; peers connecting later get it in their stream's first messages.
+ * - `have` goes only to peers that joined the same manifest; indices are coalesced for
+ *   {@link HAVE_FLUSH_DELAY_MS} and only chunks not already announced are sent.
+ * - When a peer joins a manifest we hold and it had not joined before, we send it our current
+ *   `join` again, because the `have`s it missed in between were never sent to it.
+ * A peer's state lives until its last connection closes (`peer:disconnected`) or it sends a
+ * new `hello`.
+ *
+ * Backpressure: messages queue per peer and are written with `stream.send()`, waiting for
+ * `'drain'` whenever it returns false. A peer that lets {@link MAX_QUEUED_BYTES} pile up loses
+ * its stream; the next message opens a new one with our full state.
+ *
+ * Network input is validated in `messages.ts`; a malformed message, an oversized length or a
+ * protocol violation closes that one stream with a logged warning and changes nothing else.
+ *
+ * Data address: peers announce the port of their data server and, optionally, a host. Without
+ * a host the address is the IP the peer's connection comes from, which is right for pods and
+ * hosts behind no NAT and needs no configuration.
+ */
+
+import { TypedEventEmitter } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr as toMultiaddr } from '@multiformats/multiaddr'
+import { silentLogger } from '@swarm/interface'
+import { bitfieldLength, hasBit, setBit } from './bitfield.js'
+import {
+  CONTROL_PROTOCOL,
+  DIAL_TIMEOUT_MS,
+  HAVE_FLUSH_DELAY_MS,
+  MAX_CHUNK_COUNT,
+  MAX_CONTROL_STREAMS,
+  MAX_HAVE_INDICES_PER_MESSAGE,
+  MAX_PEER_MANIFESTS,
+  MAX_PEER_STATE_BYTES,
+  MAX_QUEUED_BYTES,
+  OPEN_STREAM_TIMEOUT_MS
+} from './constants.js'
+import {
+  ControlMessageTooLargeError,
+  InvalidChunkStateError,
+  InvalidControlMessageError,
+  InvalidManifestCidError,
+  InvalidMultiaddrError,
+  InvalidPeerIdError,
+  NodeNotStartedError
+} from './errors.js'
+import { canonicalCid, decodeMessage, encodeMessage, FrameDecoder, isValidDataAddress, PROTOCOL_VERSION } from './messages.js'
+import type { ControlMessage, DataAddress } from './messages.js'
+import type { Connection, Libp2p, PeerId, Stream, TypedEventTarget } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { AbortOptions, Logger } from '@swarm/interface'
+
+export type { DataAddress }
+
+/** What we tell peers about one manifest. */
+export interface ChunkState {
+  /** bit i set when chunk i is present; see `bitfield.ts` for the bit order. Copied, not kept. */
+  bitfield: Uint8Array
+  chunkCount: number
+  /** true while we are still pulling it (peers may prefer seeders) */
+  pulling: boolean
+}
+
+/** A peer as a DHT lookup or any other discovery returns it. */
+export interface PeerAddress {
+  peerId: string
+  multiaddrs: string[]
+}
+
+/** Where a peer's data server listens, as we can reach it. */
+export interface ResolvedDataAddress {
+  host: string
+  port: number
+}
+
+/** One peer's state for one manifest, as {@link ControlChannel.peersFor} returns it. */
+export interface ManifestPeer {
+  peerId: string
+  pulling: boolean
+  chunkCount: number
+  /** live: updated in place as `have` messages arrive; treat it as read-only */
+  bitfield: Uint8Array
+  dataAddress?: ResolvedDataAddress
+}
+
+export interface PeerJoinedEvent {
+  peerId: string
+  manifestCid: string
+  /**
+   * the peer's whole bitfield; replaces any earlier one (a peer re-joins when its state changes).
+   * It is the same array `peersFor` returns, updated in place by later `have`s.
+   */
+  bitfield: Uint8Array
+  chunkCount: number
+  pulling: boolean
+}
+
+export interface PeerHaveEvent {
+  peerId: string
+  manifestCid: string
+  /** chunks that became present at the peer */
+  indices: number[]
+}
+
+export interface PeerLeftEvent {
+  peerId: string
+  manifestCid: string
+}
+
+/** The peer's last connection closed: everything it announced is gone. */
+export interface PeerDisconnectedEvent {
+  peerId: string
+}
+
+export interface PeerDataAddressEvent {
+  peerId: string
+  host: string
+  port: number
+}
+
+/**
+ * A peer that opens a new control stream (after losing one) first un-announces everything
+ * (`peer:left` per manifest) and then joins again with its current state.
+ */
+export interface ControlEvents {
+  'peer:joined': CustomEvent<PeerJoinedEvent>
+  'peer:have': CustomEvent<PeerHaveEvent>
+  'peer:left': CustomEvent<PeerLeftEvent>
+  'peer:disconnected': CustomEvent<PeerDisconnectedEvent>
+  'peer:data-address': CustomEvent<PeerDataAddressEvent>
+}
+
+export interface ControlChannel extends TypedEventTarget<ControlEvents> {
+  /**
+   * Tells every connected peer, and every peer that connects later, that we hold or pull this
+   * manifest, with our bitfield. Calling it again replaces the state (e.g. `pulling: false`
+   * once complete).
+   */
+  join(manifestCid: string, state: ChunkState): void
+  /** Chunks that landed locally; coalesced and sent to the peers that joined the manifest. Ignored for manifests not joined. */
+  have(manifestCid: string, indices: Iterable<number>): void
+  leave(manifestCid: string): void
+  /** manifests we have joined */
+  joined(): string[]
+  /** Sends our data address again if `dataAddress()` now returns something else. */
+  announceDataAddress(): void
+  /** Connects to a peer (e.g. one a DHT lookup found); it then gets our state. */
+  dial(peer: PeerAddress, options?: AbortOptions): Promise<void>
+  /** Peers that joined a manifest, with their bitfields. */
+  peersFor(manifestCid: string): ManifestPeer[]
+  dataAddressOf(peerId: string): ResolvedDataAddress | undefined
+}
+
+export interface ControlChannelInit {
+  dataAddress?: () => DataAddress | undefined
+  logger?: Logger
+}
+
+interface LocalManifest {
+  chunkCount: number
+  pulling: boolean
+  bitfield: Uint8Array
+  /** present locally but not yet announced with `have` */
+  pending: Set<number>
+}
+
+interface RemoteManifest {
+  chunkCount: number
+  pulling: boolean
+  bitfield: Uint8Array
+}
+
+interface PeerSession {
+  readonly peerId: PeerId
+  readonly id: string
+  writer?: Stream
+  opening?: Promise<void>
+  queue: Uint8Array[]
+  queuedBytes: number
+  pumping: boolean
+  readers: Set<Stream>
+  manifests: Map<string, RemoteManifest>
+  stateBytes: number
+  announced?: DataAddress
+  observedHost?: string
+  dataAddress?: ResolvedDataAddress
+}
+
+export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> implements ControlChannel {
+  readonly #libp2p: Libp2p
+  readonly #log: Logger
+  readonly #dataAddress: () => DataAddress | undefined
+  readonly #local = new Map<string, LocalManifest>()
+  readonly #sessions = new Map<string, PeerSession>()
+  #announcedAddressKey = ''
+  #invalidAddressKey = ''
+  #flushTimer: ReturnType<typeof setTimeout> | undefined
+  #topologyId: string | undefined
+  #shutdown = new AbortController()
+  #running = false
+
+  constructor (libp2p: Libp2p, init: ControlChannelInit = {}) {
+    super()
+    this.#libp2p = libp2p
+    this.#log = (init.logger ?? silentLogger).child({ component: 'p2p:control' })
+    this.#dataAddress = init.dataAddress ?? (() => undefined)
+    this.onPeerDisconnect = this.onPeerDisconnect.bind(this)
+  }
+
+  async start (options: AbortOptions = {}): Promise<void> {
+    if (this.#running) {
+      return
+    }
+    this.#running = true
+    this.#shutdown = new AbortController()
+    this.#announcedAddressKey = addressKey(this.#currentDataAddress())
+    await this.#libp2p.handle(CONTROL_PROTOCOL, (stream, connection) => { this.onStream(stream, connection) }, {
+      maxInboundStreams: MAX_CONTROL_STREAMS,
+      maxOutboundStreams: MAX_CONTROL_STREAMS,
+      signal: options.signal
+    })
+    this.#topologyId = await this.#libp2p.register(CONTROL_PROTOCOL, {
+      onConnect: (peerId) => { this.#ensureWriter(this.#session(peerId)) }
+    }, options)
+    this.#libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
+  }
+
+  async stop (): Promise<void> {
+    if (!this.#running) {
+      return
+    }
+    this.#running = false
+    this.#shutdown.abort()
+    clearTimeout(this.#flushTimer)
+    this.#flushTimer = undefined
+    this.#libp2p.removeEventListener('peer:disconnect', this.onPeerDisconnect)
+    if (this.#topologyId != null) {
+      this.#libp2p.unregister(this.#topologyId)
+      this.#topologyId = undefined
+    }
+    await this.#libp2p.unhandle(CONTROL_PROTOCOL).catch(() => {})
+    const closing: Array<Promise<void>> = []
+    for (const session of this.#sessions.values()) {
+      for (const stream of [session.writer, ...session.readers]) {
+        if (stream != null) {
+          closing.push(stream.close({ signal: AbortSignal.timeout(500) }).catch(err => { stream.abort(err) }))
+        }
+      }
+    }
+    this.#sessions.clear()
+    await Promise.all(closing)
+  }
+
+  join (manifestCid: string, state: ChunkState): void {
+    const cid = manifestKey(manifestCid)
+    const { chunkCount, bitfield, pulling } = state
+    if (!Number.isSafeInteger(chunkCount) || chunkCount < 0 || chunkCount > MAX_CHUNK_COUNT) {
+      throw new InvalidChunkStateError(`chunk count ${chunkCount} is not an integer from 0 to ${MAX_CHUNK_COUNT}`)
+    }
+    if (bitfield.length !== bitfieldLength(chunkCount)) {
+      throw new InvalidChunkStateError(`a bitfield for ${chunkCount} chunks is ${bitfieldLength(chunkCount)} bytes, not ${bitfield.length}`)
+    }
+    const local: LocalManifest = { chunkCount, pulling, bitfield: Uint8Array.from(bitfield), pending: new Set() }
+    this.#clearSpareBits(local)
+    this.#local.set(cid, local)
+    this.announceDataAddress()
+    for (const session of this.#sessions.values()) {
+      this.#send(session, this.#joinMessage(cid, local))
+    }
+  }
+
+  have (manifestCid: string, indices: Iterable<number>): void {
+    const cid = manifestKey(manifestCid)
+    const local = this.#local.get(cid)
+    if (local == null) {
+      this.#log.debug({ manifest: cid }, 'have for a manifest not joined; ignored')
+      return
+    }
+    for (const index of indices) {
+      if (!Number.isInteger(index) || index < 0 || index >= local.chunkCount) {
+        throw new InvalidChunkStateError(`chunk index ${index} is outside manifest ${cid} of ${local.chunkCount} chunks`)
+      }
+      if (!hasBit(local.bitfield, index)) {
+        setBit(local.bitfield, index)
+        local.pending.add(index)
+      }
+    }
+    if (local.pending.size > 0 && this.#flushTimer == null) {
+      this.#flushTimer = setTimeout(() => { this.#flushHaves() }, HAVE_FLUSH_DELAY_MS)
+      this.#flushTimer.unref?.()
+    }
+  }
+
+  leave (manifestCid: string): void {
+    const cid = manifestKey(manifestCid)
+    if (!this.#local.delete(cid)) {
+      return
+    }
+    for (const session of this.#sessions.values()) {
+      if (session.writer != null) {
+        this.#send(session, { type: 'leave', manifest: cid })
+      }
+    }
+  }
+
+  joined (): string[] {
+    return [...this.#local.keys()]
+  }
+
+  announceDataAddress (): void {
+    const address = this.#currentDataAddress()
+    const key = addressKey(address)
+    if (key === this.#announcedAddressKey) {
+      return
+    }
+    this.#announcedAddressKey = key
+    for (const session of this.#sessions.values()) {
+      if (session.writer != null) {
+        this.#send(session, { type: 'address', dataAddress: address ?? null })
+      }
+    }
+  }
+
+  async dial (peer: PeerAddress, options: AbortOptions = {}): Promise<void> {
+    if (!this.#running) {
+      throw new NodeNotStartedError()
+    }
+    const peerId = parsePeerId(peer.peerId)
+    if (peerId.equals(this.#libp2p.peerId)) {
+      return
+    }
+    if (this.#libp2p.getConnections(peerId).length === 0) {
+      const addresses = peer.multiaddrs.map(address => withPeerId(parseMultiaddr(address), peer.peerId))
+      const signal = AbortSignal.any([AbortSignal.timeout(DIAL_TIMEOUT_MS), ...(options.signal != null ? [options.signal] : [])])
+      await this.#libp2p.dial(addresses.length > 0 ? addresses : peerId, { signal })
+    }
+    this.#ensureWriter(this.#session(peerId))
+  }
+
+  peersFor (manifestCid: string): ManifestPeer[] {
+    const cid = canonicalCid(manifestCid)
+    const peers: ManifestPeer[] = []
+    if (cid == null) {
+      return peers
+    }
+    for (const session of this.#sessions.values()) {
+      const state = session.manifests.get(cid)
+      if (state != null) {
+        peers.push({
+          peerId: session.id,
+          pulling: state.pulling,
+          chunkCount: state.chunkCount,
+          bitfield: state.bitfield,
+          ...(session.dataAddress != null ? { dataAddress: { ...session.dataAddress } } : {})
+        })
+      }
+    }
+    return peers
+  }
+
+  dataAddressOf (peerId: string): ResolvedDataAddress | undefined {
+    const address = this.#sessions.get(peerId)?.dataAddress
+    return address == null ? undefined : { ...address }
+  }
+
+  private onPeerDisconnect (event: CustomEvent<PeerId>): void {
+    const id = event.detail.toString()
+    const session = this.#sessions.get(id)
+    if (session == null) {
+      return
+    }
+    this.#sessions.delete(id)
+    session.queue = []
+    session.queuedBytes = 0
+    this.#log.debug({ peer: id }, 'peer disconnected')
+    this.safeDispatchEvent('peer:disconnected', { detail: { peerId: id } })
+  }
+
+  private onStream (stream: Stream, connection: Connection): void {
+    if (!this.#running) {
+      stream.abort(new NodeNotStartedError())
+      return
+    }
+    const session = this.#session(connection.remotePeer)
+    session.readers.add(stream)
+    // reply even before identify tells us the peer speaks the protocol
+    this.#ensureWriter(session)
+    this.#read(session, stream, connection)
+      .catch(err => {
+        const bad = err instanceof InvalidControlMessageError || err instanceof ControlMessageTooLargeError
+        if (bad) {
+          this.#log.warn({ peer: session.id, err: err.message }, 'closing control stream after a bad message')
+        } else {
+          this.#log.debug({ peer: session.id, err: err.message }, 'control stream failed')
+        }
+        stream.abort(err)
+      })
+      .finally(() => {
+        session.readers.delete(stream)
+      })
+  }
+
+  async #read (session: PeerSession, stream: Stream, connection: Connection): Promise<void> {
+    const decoder = new FrameDecoder()
+    let greeted = false
+    for await (const chunk of stream) {
+      for (const body of decoder.push(chunk)) {
+        const message = decodeMessage(body)
+        if (message == null) {
+          continue
+        }
+        if (!greeted && message.type !== 'hello') {
+          throw new InvalidControlMessageError(`a control stream must start with hello, not ${message.type}`)
+        }
+        greeted = true
+        if (this.#sessions.get(session.id) === session) {
+          this.#receive(session, connection, message)
+        }
+      }
+    }
+    if (decoder.pendingBytes > 0) {
+      throw new InvalidControlMessageError(`control stream ended inside a message (${decoder.pendingBytes} bytes left)`)
+    }
+    // we never write on a stream the peer opened: close our end so it is freed on both sides
+    await stream.close({ signal: AbortSignal.timeout(OPEN_STREAM_TIMEOUT_MS) })
+  }
+
+  #receive (session: PeerSession, connection: Connection, message: ControlMessage): void {
+    switch (message.type) {
+      case 'hello': {
+        for (const [cid, state] of session.manifests) {
+          session.stateBytes -= state.bitfield.length
+          session.manifests.delete(cid)
+          this.safeDispatchEvent('peer:left', { detail: { peerId: session.id, manifestCid: cid } })
+        }
+        session.observedHost = observedHost(connection.remoteAddr)
+        this.#updateDataAddress(session, message.dataAddress)
+        break
+      }
+      case 'address': {
+        session.observedHost = observedHost(connection.remoteAddr)
+        this.#updateDataAddress(session, message.dataAddress ?? undefined)
+        break
+      }
+      case 'join': {
+        const previous = session.manifests.get(message.manifest)
+        const stateBytes = session.stateBytes - (previous?.bitfield.length ?? 0) + message.bitfield.length
+        if (previous == null && session.manifests.size >= MAX_PEER_MANIFESTS) {
+          throw new InvalidControlMessageError(`peer joined more than ${MAX_PEER_MANIFESTS} manifests`)
+        }
+        if (stateBytes > MAX_PEER_STATE_BYTES) {
+          throw new InvalidControlMessageError(`peer's bitfields exceed ${MAX_PEER_STATE_BYTES} bytes`)
+        }
+        session.stateBytes = stateBytes
+        session.manifests.set(message.manifest, { chunkCount: message.chunkCount, pulling: message.pulling, bitfield: message.bitfield })
+        this.safeDispatchEvent('peer:joined', {
+          detail: { peerId: session.id, manifestCid: message.manifest, bitfield: message.bitfield, chunkCount: message.chunkCount, pulling: message.pulling }
+        })
+        const local = this.#local.get(message.manifest)
+        if (previous == null && local != null) {
+          this.#send(session, this.#joinMessage(message.manifest, local))
+        }
+        break
+      }
+      case 'have': {
+        const state = session.manifests.get(message.manifest)
+        if (state == null) {
+          this.#log.debug({ peer: session.id, manifest: message.manifest }, 'have for a manifest the peer has not joined; ignored')
+          break
+        }
+        for (const index of message.indices) {
+          if (index >= state.chunkCount) {
+            throw new InvalidControlMessageError(`have index ${index} is outside manifest ${message.manifest} of ${state.chunkCount} chunks`)
+          }
+        }
+        for (const index of message.indices) {
+          setBit(state.bitfield, index)
+        }
+        this.safeDispatchEvent('peer:have', { detail: { peerId: session.id, manifestCid: message.manifest, indices: message.indices } })
+        break
+      }
+      case 'leave': {
+        const state = session.manifests.get(message.manifest)
+        if (state != null) {
+          session.manifests.delete(message.manifest)
+          session.stateBytes -= state.bitfield.length
+          this.safeDispatchEvent('peer:left', { detail: { peerId: session.id, manifestCid: message.manifest } })
+        }
+        break
+      }
+    }
+  }
+
+  /** our data address if peers will accept it; an invalid one is logged and not announced */
+  #currentDataAddress (): DataAddress | undefined {
+    const address = this.#dataAddress()
+    if (address == null || isValidDataAddress(address)) {
+      return address
+    }
+    const key = addressKey(address)
+    if (key !== this.#invalidAddressKey) {
+      this.#invalidAddressKey = key
+      this.#log.error({ dataAddress: address }, 'not announcing an invalid data address')
+    }
+    return undefined
+  }
+
+  #updateDataAddress (session: PeerSession, announced: DataAddress | undefined): void {
+    session.announced = announced
+    const host = announced?.host ?? session.observedHost
+    const resolved = announced != null && host != null ? { host, port: announced.port } : undefined
+    if (addressKey(resolved) === addressKey(session.dataAddress)) {
+      return
+    }
+    session.dataAddress = resolved
+    if (resolved != null) {
+      this.safeDispatchEvent('peer:data-address', { detail: { peerId: session.id, ...resolved } })
+    }
+  }
+
+  #session (peerId: PeerId): PeerSession {
+    const id = peerId.toString()
+    let session = this.#sessions.get(id)
+    if (session == null) {
+      session = { peerId, id, queue: [], queuedBytes: 0, pumping: false, readers: new Set(), manifests: new Map(), stateBytes: 0 }
+      this.#sessions.set(id, session)
+    }
+    return session
+  }
+
+  #joinMessage (cid: string, local: LocalManifest): ControlMessage {
+    return { type: 'join', manifest: cid, chunkCount: local.chunkCount, pulling: local.pulling, bitfield: local.bitfield }
+  }
+
+  #clearSpareBits (local: LocalManifest): void {
+    const spare = local.bitfield.length * 8 - local.chunkCount
+    if (spare > 0) {
+      const last = local.bitfield.length - 1
+      local.bitfield[last] = (local.bitfield[last] ?? 0) & (0xff << spare)
+    }
+  }
+
+  #flushHaves (): void {
+    this.#flushTimer = undefined
+    for (const [cid, local] of this.#local) {
+      if (local.pending.size === 0) {
+        continue
+      }
+      const indices = [...local.pending].sort((a, b) => a - b)
+      local.pending.clear()
+      for (const session of this.#sessions.values()) {
+        if (!session.manifests.has(cid)) {
+          continue
+        }
+        for (let start = 0; start < indices.length; start += MAX_HAVE_INDICES_PER_MESSAGE) {
+          this.#send(session, { type: 'have', manifest: cid, indices: indices.slice(start, start + MAX_HAVE_INDICES_PER_MESSAGE) })
+        }
+      }
+    }
+  }
+
+  /**
+   * Queues a message for a peer. Without a writer stream the message is dropped and one is
+   * opened instead: a new stream starts with our whole state, which includes the message.
+   */
+  #send (session: PeerSession, message: ControlMessage): void {
+    const writer = session.writer
+    if (writer == null) {
+      this.#ensureWriter(session)
+      return
+    }
+    const frame = encodeMessage(message)
+    session.queue.push(frame)
+    session.queuedBytes += frame.length
+    if (session.queuedBytes > MAX_QUEUED_BYTES) {
+      this.#log.warn({ peer: session.id, bytes: session.queuedBytes }, 'peer is not reading control messages; resetting its stream')
+      this.#dropWriter(session, writer)
+      writer.abort(new Error('control messages not read'))
+      return
+    }
+    void this.#pump(session)
+  }
+
+  #ensureWriter (session: PeerSession): void {
+    if (!this.#running || session.writer != null || session.opening != null) {
+      return
+    }
+    session.opening = this.#openWriter(session)
+      .catch(err => {
+        this.#log.debug({ peer: session.id, err: err.message }, 'could not open a control stream')
+      })
+      .finally(() => {
+        session.opening = undefined
+      })
+  }
+
+  async #openWriter (session: PeerSession): Promise<void> {
+    const signal = AbortSignal.any([this.#shutdown.signal, AbortSignal.timeout(OPEN_STREAM_TIMEOUT_MS)])
+    const stream = await this.#libp2p.dialProtocol(session.peerId, CONTROL_PROTOCOL, { signal })
+    if (!this.#running || this.#sessions.get(session.id) !== session) {
+      stream.abort(new Error('peer session ended while the control stream opened'))
+      return
+    }
+    stream.addEventListener('close', () => { this.#dropWriter(session, stream) })
+    session.writer = stream
+    session.queue = []
+    session.queuedBytes = 0
+    const dataAddress = this.#currentDataAddress()
+    this.#send(session, { type: 'hello', version: PROTOCOL_VERSION, ...(dataAddress != null ? { dataAddress } : {}) })
+    for (const [cid, local] of this.#local) {
+      this.#send(session, this.#joinMessage(cid, local))
+    }
+  }
+
+  #dropWriter (session: PeerSession, stream: Stream): void {
+    if (session.writer === stream) {
+      session.writer = undefined
+      session.queue = []
+      session.queuedBytes = 0
+    }
+  }
+
+  async #pump (session: PeerSession): Promise<void> {
+    if (session.pumping) {
+      return
+    }
+    session.pumping = true
+    try {
+      for (;;) {
+        const stream = session.writer
+        const frame = session.queue.shift()
+        if (stream == null || frame == null) {
+          break
+        }
+        session.queuedBytes -= frame.length
+        if (!stream.send(frame)) {
+          await drained(stream)
+        }
+      }
+    } catch (err) {
+      this.#log.debug({ peer: session.id, err: (err as Error).message }, 'control stream write failed')
+      const stream = session.writer
+      if (stream != null) {
+        this.#dropWriter(session, stream)
+        stream.abort(err as Error)
+      }
+    } finally {
+      session.pumping = false
+    }
+  }
+}
+
+/** Resolves on the stream's next `'drain'`; rejects if it closes first. */
+async function drained (stream: Stream): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onDrain = (): void => {
+      stream.removeEventListener('close', onClose)
+      resolve()
+    }
+    const onClose = (): void => {
+      stream.removeEventListener('drain', onDrain)
+      reject(new Error('control stream closed while waiting to write'))
+    }
+    stream.addEventListener('drain', onDrain, { once: true })
+    stream.addEventListener('close', onClose, { once: true })
+  })
+}
+
+function manifestKey (value: string): string {
+  const cid = canonicalCid(value)
+  if (cid == null) {
+    throw new InvalidManifestCidError(value)
+  }
+  return cid
+}
+
+function addressKey (address: DataAddress | undefined): string {
+  return address == null ? '' : `${address.host ?? ''}|${address.port}`
+}
+
+function observedHost (address: Multiaddr): string | undefined {
+  for (const component of address.getComponents()) {
+    if ((component.name === 'ip4' || component.name === 'ip6') && component.value != null) {
+      return component.value
+    }
+  }
+  return undefined
+}
+
+export function parsePeerId (value: string): PeerId {
+  try {
+    return peerIdFromString(value)
+  } catch {
+    throw new InvalidPeerIdError(value)
+  }
+}
+
+export function parseMultiaddr (value: string): Multiaddr {
+  try {
+    return toMultiaddr(value)
+  } catch (err) {
+    throw new InvalidMultiaddrError(value, `not a multiaddr: ${JSON.stringify(value)} (${(err as Error).message})`)
+  }
+}
+
+function withPeerId (address: Multiaddr, peerId: string): Multiaddr {
+  const named = address.getComponents().find(component => component.name === 'p2p')?.value
+  if (named == null) {
+    return address.encapsulate(`/p2p/${peerId}`)
+  }
+  if (named !== peerId) {
+    throw new InvalidMultiaddrError(address.toString(), `address ${address.toString()} names peer ${named}, not ${peerId}`)
+  }
+  return address
+}

@@ -1,0 +1,200 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import {
+  CONTROL_PROTOCOL,
+  createBitfield,
+  encodeMessage,
+  generateSwarmKey,
+  hasBit,
+  InvalidChunkStateError,
+  InvalidManifestCidError,
+  InvalidPeerIdError,
+  setBit
+} from '../src/index.js'
+import { addressWithPeer, capturingLogger, Fleet, manifestCid, waitFor } from './helpers.js'
+import type { ControlChannel, ControlEvents, SwarmNode } from '../src/index.js'
+
+const swarmKey = generateSwarmKey()
+
+function bitfieldOf (chunkCount: number, indices: number[]): Uint8Array {
+  const bitfield = createBitfield(chunkCount)
+  indices.forEach(index => { setBit(bitfield, index) })
+  return bitfield
+}
+
+function indicesOf (bitfield: Uint8Array | undefined, chunkCount: number): number[] {
+  return Array.from({ length: chunkCount }, (_, i) => i).filter(i => bitfield != null && hasBit(bitfield, i))
+}
+
+type Recorded = Array<{ type: keyof ControlEvents, detail: any }>
+
+function record (control: ControlChannel): Recorded {
+  const events: Recorded = []
+  for (const type of ['peer:joined', 'peer:have', 'peer:left', 'peer:disconnected', 'peer:data-address'] as const) {
+    control.addEventListener(type, (event) => { events.push({ type, detail: event.detail }) })
+  }
+  return events
+}
+
+function viewOf (node: SwarmNode, manifest: string, peerId: string): ReturnType<ControlChannel['peersFor']>[number] | undefined {
+  return node.control.peersFor(manifest).find(peer => peer.peerId === peerId)
+}
+
+async function connectedPair (fleet: Fleet, initA = {}, initB = {}): Promise<[SwarmNode, SwarmNode]> {
+  const a = await fleet.add({ swarmKey, ...initA })
+  const b = await fleet.add({ swarmKey, bootstrap: [addressWithPeer(a)], ...initB })
+  await waitFor(() => a.isConnected(b.peerId) && b.isConnected(a.peerId), 'the pair to connect')
+  return [a, b]
+}
+
+describe('control channel', () => {
+  const fleet = new Fleet()
+  afterEach(async () => { await fleet.stopAll() })
+
+  it('propagates joins, haves and bitfields with data addresses', async () => {
+    let portOfA = 7001
+    const [a, b] = await connectedPair(fleet, { dataAddress: () => ({ port: portOfA }) }, { dataAddress: () => ({ host: '10.9.8.7', port: 7002 }) })
+    const eventsOfB = record(b.control)
+    const m = await manifestCid('control')
+
+    // a join reaches every connected peer at once, whether or not it joined
+    a.control.join(m, { bitfield: bitfieldOf(10, [0, 2]), chunkCount: 10, pulling: false })
+    expect(a.control.joined()).toEqual([m])
+    await waitFor(() => viewOf(b, m, a.peerId) != null, 'b to learn that a holds the manifest')
+    expect(viewOf(b, m, a.peerId)).toMatchObject({ pulling: false, chunkCount: 10, dataAddress: { host: '127.0.0.1', port: 7001 } })
+    expect(indicesOf(viewOf(b, m, a.peerId)?.bitfield, 10)).toEqual([0, 2])
+    expect(eventsOfB).toContainEqual({ type: 'peer:data-address', detail: { peerId: a.peerId, host: '127.0.0.1', port: 7001 } })
+    expect(eventsOfB.find(event => event.type === 'peer:joined')?.detail).toMatchObject({ peerId: a.peerId, manifestCid: m, chunkCount: 10, pulling: false })
+
+    // b has not joined: a's haves are not sent to it ...
+    a.control.have(m, [5])
+    await new Promise(resolve => setTimeout(resolve, 200))
+    expect(indicesOf(viewOf(b, m, a.peerId)?.bitfield, 10)).toEqual([0, 2])
+    // ... but once b joins, a sends its current state again
+    b.control.join(m, { bitfield: createBitfield(10), chunkCount: 10, pulling: true })
+    await waitFor(() => viewOf(a, m, b.peerId) != null, 'a to learn that b pulls the manifest')
+    expect(viewOf(a, m, b.peerId)).toMatchObject({ pulling: true, dataAddress: { host: '10.9.8.7', port: 7002 } })
+    await waitFor(() => indicesOf(viewOf(b, m, a.peerId)?.bitfield, 10).includes(5), 'b to get the chunk it missed')
+
+    // haves in quick succession are coalesced into one message
+    const before = eventsOfB.length
+    a.control.have(m, [6, 7])
+    a.control.have(m, [7, 8])
+    a.control.have(m, [0])
+    await waitFor(() => indicesOf(viewOf(b, m, a.peerId)?.bitfield, 10).includes(8), 'b to see the new chunks')
+    expect(indicesOf(viewOf(b, m, a.peerId)?.bitfield, 10)).toEqual([0, 2, 5, 6, 7, 8])
+    expect(eventsOfB.slice(before)).toEqual([{ type: 'peer:have', detail: { peerId: a.peerId, manifestCid: m, indices: [6, 7, 8] } }])
+
+    // the data server moved
+    portOfA = 7003
+    a.control.announceDataAddress()
+    await waitFor(() => b.control.dataAddressOf(a.peerId)?.port === 7003, 'b to see the new data port')
+    expect(b.control.dataAddressOf(a.peerId)).toEqual({ host: '127.0.0.1', port: 7003 })
+
+    // a node connecting later, to a only, then to b as a lookup would have it dial
+    const c = await fleet.add({ swarmKey, bootstrap: [addressWithPeer(a)] })
+    await waitFor(() => viewOf(c, m, a.peerId) != null, 'c to get a\'s state on connecting')
+    expect(indicesOf(viewOf(c, m, a.peerId)?.bitfield, 10)).toEqual([0, 2, 5, 6, 7, 8])
+    expect(viewOf(c, m, b.peerId)).toBeUndefined()
+    await c.control.dial({ peerId: b.peerId, multiaddrs: b.multiaddrs() })
+    await waitFor(() => viewOf(c, m, b.peerId)?.pulling === true, 'c to get b\'s state after dialling it')
+    expect(c.control.peersFor(m).map(peer => peer.peerId).sort()).toEqual([a.peerId, b.peerId].sort())
+
+    // leaving
+    a.control.leave(m)
+    await waitFor(() => viewOf(b, m, a.peerId) == null && viewOf(c, m, a.peerId) == null, 'a\'s leave to reach its peers')
+    expect(eventsOfB).toContainEqual({ type: 'peer:left', detail: { peerId: a.peerId, manifestCid: m } })
+    expect(a.control.joined()).toEqual([])
+    // haves for a manifest no longer joined go nowhere
+    a.control.have(m, [9])
+
+    // disconnecting drops everything the peer announced
+    const eventsOfA = record(a.control)
+    await b.stop()
+    await waitFor(() => eventsOfA.some(event => event.type === 'peer:disconnected' && event.detail.peerId === b.peerId), 'a to see b go')
+    expect(viewOf(a, m, b.peerId)).toBeUndefined()
+    expect(a.control.dataAddressOf(b.peerId)).toBeUndefined()
+  })
+
+  it('closes a stream that sends bad messages and keeps working', async () => {
+    const entries: Array<{ obj: Record<string, unknown>, msg?: string, level: string }> = []
+    const [a, b] = await connectedPair(fleet, { logger: capturingLogger(entries) })
+    const m = await manifestCid('bad messages')
+    const text = (value: string): Uint8Array => {
+      const body = new TextEncoder().encode(value)
+      const frame = new Uint8Array(4 + body.length)
+      new DataView(frame.buffer).setUint32(0, body.length)
+      frame.set(body, 4)
+      return frame
+    }
+    const oversized = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x7b])
+    const hello = encodeMessage({ type: 'hello', version: 1 })
+    const other = await manifestCid('raw stream')
+    const join = encodeMessage({ type: 'join', manifest: other, chunkCount: 4, pulling: true, bitfield: createBitfield(4) })
+    const badSequences: Array<[string, Uint8Array[]]> = [
+      ['not JSON', [text('{"type": "hello",')]],
+      ['an oversized length prefix', [oversized]],
+      ['no hello first', [join]],
+      ['an index past the manifest', [hello, join, encodeMessage({ type: 'have', manifest: other, indices: [4] })]]
+    ]
+    for (const [name, frames] of badSequences) {
+      const stream = await b.libp2p.dialProtocol(a.libp2p.peerId, CONTROL_PROTOCOL)
+      frames.forEach(frame => stream.send(frame))
+      await waitFor(() => stream.status !== 'open', `a to close the stream that sent ${name}`, 5_000)
+      expect(stream.status).toBe('reset')
+    }
+    const warnings = entries.filter(entry => entry.msg === 'closing control stream after a bad message')
+    expect(warnings.map(entry => entry.level)).toEqual(['warn', 'warn', 'warn', 'warn'])
+    expect(warnings.every(entry => entry.obj.peer === b.peerId)).toBe(true)
+
+    // the node, the connection and b's own control stream all still work
+    expect(a.isConnected(b.peerId)).toBe(true)
+    b.control.join(m, { bitfield: bitfieldOf(4, [1]), chunkCount: 4, pulling: false })
+    await waitFor(() => viewOf(a, m, b.peerId) != null, 'a to hear b\'s join')
+    expect(indicesOf(viewOf(a, m, b.peerId)?.bitfield, 4)).toEqual([1])
+  })
+
+  it('replaces a lost stream with one that carries the whole state', async () => {
+    const [a, b] = await connectedPair(fleet)
+    const m = await manifestCid('reopen')
+    a.control.join(m, { bitfield: bitfieldOf(8, [1]), chunkCount: 8, pulling: true })
+    b.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true })
+    await waitFor(() => viewOf(b, m, a.peerId) != null && viewOf(a, m, b.peerId) != null, 'both to join')
+
+    const writerOfA = () => a.libp2p.getConnections(b.libp2p.peerId)
+      .flatMap(connection => connection.streams)
+      .find(stream => stream.protocol === CONTROL_PROTOCOL && stream.direction === 'outbound' && stream.status === 'open')
+    const lost = writerOfA()
+    expect(lost).toBeDefined()
+    lost?.abort(new Error('simulated loss'))
+    // chunks that land while no stream is open are not lost: the next stream starts with them
+    a.control.have(m, [2])
+    a.control.have(m, [3])
+    await waitFor(() => indicesOf(viewOf(b, m, a.peerId)?.bitfield, 8).includes(3), 'b to see chunks sent after the loss')
+    expect(indicesOf(viewOf(b, m, a.peerId)?.bitfield, 8)).toEqual([1, 2, 3])
+    expect(writerOfA()).not.toBe(lost)
+  })
+
+  it('rejects bad local input with clear errors', async () => {
+    const node = await fleet.add({ swarmKey })
+    const m = await manifestCid('local input')
+    expect(() => { node.control.join('not a cid', { bitfield: createBitfield(8), chunkCount: 8, pulling: true }) }).toThrow(InvalidManifestCidError)
+    expect(() => { node.control.join(m, { bitfield: createBitfield(8), chunkCount: 9, pulling: true }) }).toThrow(InvalidChunkStateError)
+    expect(() => { node.control.join(m, { bitfield: createBitfield(8), chunkCount: -1, pulling: true }) }).toThrow(InvalidChunkStateError)
+    node.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true })
+    expect(() => { node.control.have(m, [8]) }).toThrow(InvalidChunkStateError)
+    expect(() => { node.control.have(m, [1.5]) }).toThrow(InvalidChunkStateError)
+    await expect(node.control.dial({ peerId: 'nope', multiaddrs: [] })).rejects.toBeInstanceOf(InvalidPeerIdError)
+    expect(node.control.peersFor('not a cid')).toEqual([])
+  })
+
+  it('does not announce a data address peers would reject', async () => {
+    const entries: Array<{ obj: Record<string, unknown>, msg?: string, level: string }> = []
+    const [a, b] = await connectedPair(fleet, { dataAddress: () => ({ host: 'not a host', port: 7001 }), logger: capturingLogger(entries) })
+    const m = await manifestCid('invalid address')
+    a.control.join(m, { bitfield: createBitfield(3), chunkCount: 3, pulling: false })
+    // the stream survives: the join arrives, without an address
+    await waitFor(() => viewOf(b, m, a.peerId) != null, 'b to hear a\'s join')
+    expect(b.control.dataAddressOf(a.peerId)).toBeUndefined()
+    expect(entries.filter(entry => entry.msg === 'not announcing an invalid data address').map(entry => entry.level)).toEqual(['error'])
+  })
+})

@@ -1,0 +1,1024 @@
+/**
+ * The chunk scheduler: for one manifest pulled by one node, decides which chunk to ask of which
+ * peer, and which chunks this node takes from the origin. It does no I/O and reads no clock:
+ * facts come in as events stamped with `now` (peers joining and leaving, their bitfields and
+ * "have"s, requests finishing or failing), and {@link ChunkScheduler.tick} answers with the
+ * requests to start and to cancel, plus the time it next wants to be asked. So the same code
+ * runs a real pull and a discrete-event simulation with virtual time, and a seeded PRNG makes a
+ * simulated run repeat exactly.
+ *
+ * ## Who takes what from the origin
+ *
+ * N nodes pulling the same model at once should make the origin serve about one copy of it,
+ * with no coordinator. Every node knows the set of nodes pulling the manifest (the "pullers",
+ * itself included; the control plane gossips it) and ranks them for each chunk by rendezvous
+ * hashing of (chunk CID, peer id). The top-ranked puller *owns* the chunk: it is the only one
+ * that fetches it from the origin right away. Everyone else waits for the chunk to show up at a
+ * peer (a bitfield or "have") and takes it from there. Because every node computes the same
+ * ranking from the same set, each chunk leaves the origin once, and the fleet spreads the
+ * origin's work evenly (each owner takes about 1/N of the chunks).
+ *
+ * Views of the set are never perfectly in step, so two safety nets keep chunks moving:
+ *
+ * - When the owner leaves the set, the next-ranked puller becomes the owner and fetches the
+ *   chunk from the origin at once (if no peer has it yet); the others restart their wait.
+ * - A non-owner falls back to the origin when no peer has produced the chunk within
+ *   `originFallbackMs` × (1 + ⌊r / maxInflightOrigin⌋), counted from when the chunk became wanted
+ *   under its current owner, where r is the chunk's position in its owner's origin queue. Owners
+ *   fetch what they own in chunk order, at most `maxInflightOrigin` at a time, so with few
+ *   pullers (each owning a long list) the wait grows with the owner's queue instead of
+ *   triggering duplicate origin fetches; with many pullers r is 0 and the wait is
+ *   `originFallbackMs`. The formula assumes the fleet shares one configuration.
+ *
+ * An owner also prefers a peer: it goes to the origin only for chunks no usable peer holds.
+ * Until the set of pullers is known (`pullers` in init or {@link ChunkScheduler.setPullers}) a
+ * node would believe it owns everything, so until then it takes nothing from the origin as an
+ * owner; only the fallback applies.
+ *
+ * ## Among peers
+ *
+ * - Rarest first: of the chunks some peer with a free slot holds and nobody is fetching, the one
+ *   the fewest connected peers hold goes first. Ties go in chunk order from a random start (one
+ *   draw of the seeded PRNG per scheduler), so nodes spread over the chunks instead of all
+ *   asking for chunk 0, while each node still fills whole stretches of files.
+ * - The chosen chunk goes to the least-loaded holder, scanning from a random position.
+ * - Limits: per peer, at the origin, and in all. Origin picks are made before peer picks,
+ *   because other nodes are waiting for the chunks this node owns.
+ * - A failed or timed-out request frees its slot and the chunk goes back to the pool, but that
+ *   peer is not asked for that chunk again while any other holder exists (and then only after
+ *   `retryAfterMs`). A peer that sent bytes that failed verification is banned for the rest of
+ *   the pull: its holdings stop counting and its requests are cancelled.
+ * - Hedging: a request outstanding for `hedgeAfterMs` is duplicated once to another holder.
+ * - Endgame: once every missing chunk is being fetched, free slots duplicate those requests to
+ *   other holders (up to {@link MAX_REQUESTS_PER_CHUNK} per chunk). The first copy to arrive
+ *   wins, and the others are cancelled. Duplicates never go to the origin.
+ *
+ * ## Cost
+ *
+ * A simulator runs thousands of these, so events are cheap: bitfields are kept as 32-bit words,
+ * holder counts are updated as haves arrive, owners are cached per chunk and updated only for
+ * the pullers that joined or left (one score per chunk per joining puller), and `tick` skips the
+ * search for new work unless something that could create work happened (a slot freed, a wanted
+ * chunk appeared at a peer with room, an owner changed, a deadline passed). A search is linear
+ * in the missing chunks plus (peers with free slots × chunks / 32).
+ */
+
+import { silentLogger } from '@swarm/interface'
+import type { Logger } from '@swarm/interface'
+import { bitfieldLength, validateBitfield } from './bitfield.js'
+import {
+  DEFAULT_HEDGE_AFTER_MS,
+  DEFAULT_MAX_INFLIGHT_ORIGIN,
+  DEFAULT_MAX_INFLIGHT_PER_PEER,
+  DEFAULT_MAX_INFLIGHT_TOTAL,
+  DEFAULT_ORIGIN_FALLBACK_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_RETRY_AFTER_MS,
+  MAX_REQUESTS_PER_CHUNK
+} from './constants.js'
+import {
+  InvalidBitfieldError,
+  InvalidChunkIndexError,
+  InvalidFailureReasonError,
+  InvalidPeerIdError,
+  InvalidSchedulerInitError,
+  InvalidTimeError,
+  RequestMismatchError
+} from './errors.js'
+import { PullerSet } from './pullers.js'
+
+/** Where a request goes. */
+export type RequestSource = { kind: 'peer', peerId: string } | { kind: 'origin' }
+
+/** A request for one chunk from one source. The same object is returned when it is cancelled. */
+export interface Request {
+  /** unique within this scheduler, increasing */
+  readonly id: number
+  /** index into the manifest's unique chunk list */
+  readonly chunk: number
+  readonly cid: string
+  readonly size: number
+  readonly source: RequestSource
+  /** a second (or third) request for a chunk already being fetched: a hedge or an endgame duplicate */
+  readonly duplicate: boolean
+}
+
+/** What the caller should do now. */
+export interface Actions {
+  /** requests to start */
+  start: Request[]
+  /** requests to abort; the scheduler has already forgotten them, and later reports about them are ignored */
+  cancel: Request[]
+  /** when to call `tick` again if no other event comes first (a deadline), or undefined when only events matter */
+  wakeAt: number | undefined
+}
+
+/**
+ * How a request ended without delivering its chunk. `bad-data`: the bytes did not match the CID,
+ * and the peer is banned for the rest of the pull. `cancelled`: the caller gave it up itself.
+ */
+export type FailureReason = 'error' | 'timeout' | 'bad-data' | 'cancelled'
+
+export interface SchedulerInit {
+  /** this node's peer id; it is always one of the pullers */
+  selfId: string
+  /** the manifest's unique chunks in file order; a chunk's index is its position here */
+  chunks: ReadonlyArray<{ cid: string, size: number }>
+  /** what is already local: a bitfield (see `encodeBitfield`) or one flag per chunk */
+  have?: Uint8Array | ArrayLike<boolean>
+  /** a seeded PRNG returning numbers in [0, 1), e.g. `seededRandom(seed)` */
+  random: () => number
+  /**
+   * the other nodes pulling this manifest. Give it (even empty) once known; until it is known
+   * (here or through `setPullers`) nothing is taken from the origin as an owner.
+   */
+  pullers?: Iterable<string>
+  /**
+   * instead of `pullers`: a set shared with other schedulers in this process that see the same
+   * pullers (a simulator's nodes); it must contain `selfId`. Changes made through any of them,
+   * or to the set itself, apply to all.
+   */
+  pullerSet?: PullerSet
+  /** when the pull starts; defaults to the time of the first event */
+  now?: number
+  maxInflightPerPeer?: number
+  maxInflightOrigin?: number
+  maxInflightTotal?: number
+  /** Infinity: a non-owner never falls back to the origin */
+  originFallbackMs?: number
+  requestTimeoutMs?: number
+  /** Infinity: no hedging */
+  hedgeAfterMs?: number
+  retryAfterMs?: number
+  /** duplicate the last outstanding requests to other holders (default true) */
+  endgame?: boolean
+  /** false: peers only, e.g. pulling by CID while the origin is down (default true) */
+  useOrigin?: boolean
+  logger?: Logger
+}
+
+export interface SchedulerStats {
+  chunks: number
+  chunksDone: number
+  bytes: number
+  bytesDone: number
+  bytesFromOrigin: number
+  bytesFromPeers: number
+  /** bytes that arrived without a request of ours (e.g. copied from another local model) */
+  bytesOther: number
+  originRequests: number
+  peerRequests: number
+  /** hedges and endgame duplicates, counted in `peerRequests` too */
+  duplicateRequests: number
+  inflight: number
+  inflightOrigin: number
+  cancelled: number
+  failures: number
+  timeouts: number
+  bannedPeers: number
+  connectedPeers: number
+  /** pullers, this node included */
+  pullers: number
+  /** chunks this node owns among the current pullers */
+  ownedChunks: number
+  endgame: boolean
+}
+
+export interface ChunkScheduler {
+  readonly selfId: string
+  readonly chunkCount: number
+  /** every chunk is local */
+  readonly done: boolean
+  readonly stats: SchedulerStats
+  /** A connection to a peer we may ask for chunks. `puller`: it also pulls this manifest (see `pullerJoined`). */
+  peerJoined(peerId: string, now: number, options?: { puller?: boolean }): void
+  /** The connection is gone; its requests are cancelled. `puller`: it also stopped pulling (see `pullerLeft`). */
+  peerLeft(peerId: string, now: number, options?: { puller?: boolean }): void
+  /**
+   * A connected peer holds these chunks: a bitfield (Uint8Array) or a list of indices. Holdings only
+   * grow, so this adds to what is known. Ignored for peers not connected or banned.
+   */
+  peerHas(peerId: string, chunks: Uint8Array | readonly number[], now: number): void
+  /** The complete set of other pullers (self is added, and ignored if listed); marks the set known. */
+  setPullers(peerIds: Iterable<string>, now: number): void
+  pullerJoined(peerId: string, now: number): void
+  pullerLeft(peerId: string, now: number): void
+  /**
+   * A chunk is local and verified. `requestId`: the request that delivered it; other requests
+   * for the chunk are cancelled by the next `tick`. Without one (e.g. copied from another local
+   * model), all of the chunk's requests are cancelled.
+   */
+  chunkArrived(chunk: number, now: number, requestId?: number): void
+  /** A request ended without its chunk. Unknown or already cancelled ids are ignored. */
+  requestFailed(requestId: number, now: number, reason: FailureReason): void
+  /** Expires timed-out requests, hedges slow ones, fills every free slot. */
+  tick(now: number): Actions
+  /** The rendezvous owner of a chunk among the current pullers (self included unless a shared set dropped it). */
+  owner(chunk: number): string | undefined
+  has(chunk: number): boolean
+  /** What this node holds, to announce to peers. */
+  bitfield(): Uint8Array
+  /** Requests outstanding now. */
+  inflight(): Request[]
+}
+
+const ORIGIN: RequestSource = Object.freeze({ kind: 'origin' })
+const FAILURE_REASONS = new Set<string>(['error', 'timeout', 'bad-data', 'cancelled'])
+
+interface PeerState {
+  readonly id: string
+  readonly source: RequestSource
+  /** chunk holdings as 32-bit words, bit i of word w = chunk 32w + i */
+  readonly bits: Uint32Array
+  inflight: number
+}
+
+interface Outstanding {
+  readonly request: Request
+  /** undefined: the origin */
+  readonly peer: PeerState | undefined
+  readonly startedAt: number
+  /** already duplicated once, or itself a duplicate: never hedged (again) */
+  hedged: boolean
+}
+
+export class Scheduler implements ChunkScheduler {
+  readonly selfId: string
+  readonly chunkCount: number
+
+  private readonly cids: string[]
+  private readonly sizes: Float64Array
+  private readonly totalBytes: number
+  private readonly words: number
+  private readonly random: () => number
+  private readonly log: Logger
+
+  private readonly maxPerPeer: number
+  private readonly maxOrigin: number
+  private readonly maxTotal: number
+  private readonly originFallbackMs: number
+  private readonly requestTimeoutMs: number
+  private readonly hedgeAfterMs: number
+  private readonly retryAfterMs: number
+  private readonly endgameEnabled: boolean
+  private readonly useOrigin: boolean
+
+  private readonly haveWords: Uint32Array
+  private haveCount = 0
+  private bytesDone = 0
+  /** missing chunks with no request outstanding */
+  private readonly idleWords: Uint32Array
+  private idleCount = 0
+  /** connected, unbanned peers holding each chunk */
+  private readonly holders: Uint32Array
+  /** rotation of chunk order from a random start: the tie-break among equally rare chunks */
+  private readonly tiebreak: Uint32Array
+  private readonly scratch: Uint32Array
+
+  private readonly peers = new Map<string, PeerState>()
+  private readonly banned = new Set<string>()
+  private readonly outstanding = new Map<number, Outstanding>()
+  private readonly byChunk: Array<Outstanding[] | undefined>
+  private originInflight = 0
+  private nextRequestId = 1
+  /** peers that failed us for a chunk: asked again only when no other holder is left */
+  private readonly failedPeers: Array<Set<string> | undefined>
+  private readonly peerRetryAt: Float64Array
+  private readonly originRetryAt: Float64Array
+
+  // ownership
+  private readonly pullers: PullerSet
+  private pullersKnown: boolean
+  /** the pullers' version the waits below account for */
+  private seenVersion = 0
+  /** when the chunk started waiting under its current owner */
+  private readonly waitSince: Float64Array
+
+  // time and pending work
+  private startedAt: number | undefined
+  private lastNow = -Infinity
+  private dirty = true
+  private nextFallbackAt = Infinity
+  private nextRetryAt = Infinity
+  private pendingCancels: Request[] = []
+
+  private counters = {
+    bytesFromOrigin: 0,
+    bytesFromPeers: 0,
+    bytesOther: 0,
+    originRequests: 0,
+    peerRequests: 0,
+    duplicateRequests: 0,
+    cancelled: 0,
+    failures: 0,
+    timeouts: 0
+  }
+
+  constructor (init: SchedulerInit) {
+    if (init == null || typeof init !== 'object') throw new InvalidSchedulerInitError('init must be an object')
+    if (typeof init.selfId !== 'string' || init.selfId === '') throw new InvalidSchedulerInitError('selfId must be a non-empty string')
+    if (typeof init.random !== 'function') throw new InvalidSchedulerInitError('random must be a function returning numbers in [0, 1)')
+    if (!Array.isArray(init.chunks)) throw new InvalidSchedulerInitError('chunks must be an array')
+    this.selfId = init.selfId
+    this.random = init.random
+    this.log = (init.logger ?? silentLogger).child({ component: 'scheduler' })
+
+    const n = init.chunks.length
+    this.chunkCount = n
+    this.words = (n + 31) >>> 5
+    this.cids = new Array<string>(n)
+    this.sizes = new Float64Array(n)
+    const seen = new Set<string>()
+    let totalBytes = 0
+    for (let i = 0; i < n; i++) {
+      const chunk = init.chunks[i]
+      if (chunk == null || typeof chunk.cid !== 'string' || chunk.cid === '') {
+        throw new InvalidSchedulerInitError(`chunk ${i} has no CID`)
+      }
+      if (!Number.isSafeInteger(chunk.size) || chunk.size < 0) {
+        throw new InvalidSchedulerInitError(`chunk ${i} has size ${String(chunk.size)}, expected a non-negative integer`)
+      }
+      if (seen.has(chunk.cid)) throw new InvalidSchedulerInitError(`chunk ${i} repeats CID ${chunk.cid}; chunks must be unique`)
+      seen.add(chunk.cid)
+      this.cids[i] = chunk.cid
+      this.sizes[i] = chunk.size
+      totalBytes += chunk.size
+    }
+    this.totalBytes = totalBytes
+
+    this.maxPerPeer = count(init.maxInflightPerPeer, DEFAULT_MAX_INFLIGHT_PER_PEER, 1, 'maxInflightPerPeer')
+    this.maxOrigin = count(init.maxInflightOrigin, DEFAULT_MAX_INFLIGHT_ORIGIN, 0, 'maxInflightOrigin')
+    this.maxTotal = count(init.maxInflightTotal, DEFAULT_MAX_INFLIGHT_TOTAL, 1, 'maxInflightTotal')
+    this.originFallbackMs = duration(init.originFallbackMs, DEFAULT_ORIGIN_FALLBACK_MS, 'originFallbackMs')
+    this.requestTimeoutMs = duration(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
+    this.hedgeAfterMs = duration(init.hedgeAfterMs, DEFAULT_HEDGE_AFTER_MS, 'hedgeAfterMs')
+    this.retryAfterMs = duration(init.retryAfterMs, DEFAULT_RETRY_AFTER_MS, 'retryAfterMs')
+    if (this.requestTimeoutMs === 0) throw new InvalidSchedulerInitError('requestTimeoutMs must be above 0')
+    this.endgameEnabled = init.endgame ?? true
+    this.useOrigin = (init.useOrigin ?? true) && this.maxOrigin > 0
+
+    this.haveWords = new Uint32Array(this.words)
+    this.idleWords = new Uint32Array(this.words)
+    this.scratch = new Uint32Array(this.words)
+    this.holders = new Uint32Array(n)
+    this.tiebreak = new Uint32Array(n)
+    this.byChunk = new Array<Outstanding[] | undefined>(n)
+    this.failedPeers = new Array<Set<string> | undefined>(n)
+    this.peerRetryAt = new Float64Array(n)
+    this.originRetryAt = new Float64Array(n)
+    this.waitSince = new Float64Array(n)
+
+    const have = init.have === undefined ? undefined : haveFlags(init.have, n)
+    for (let i = 0; i < n; i++) {
+      if (have?.[i] === true) {
+        this.haveWords[i >>> 5] = this.haveWords[i >>> 5]! | (1 << (i & 31))
+        this.haveCount++
+        this.bytesDone += this.sizes[i]!
+      } else {
+        this.setIdle(i)
+      }
+    }
+
+    const start = n === 0 ? 0 : Math.floor(this.draw() * n)
+    for (let i = 0; i < n; i++) this.tiebreak[i] = (i - start + n) % n
+
+    if (init.pullerSet !== undefined) {
+      if (init.pullers !== undefined) throw new InvalidSchedulerInitError('give pullers or pullerSet, not both')
+      if (!(init.pullerSet instanceof PullerSet)) throw new InvalidSchedulerInitError('pullerSet must come from pullerSet()')
+      if (!init.pullerSet.covers(this.cids)) throw new InvalidSchedulerInitError('pullerSet was made for other chunks')
+      if (!init.pullerSet.has(this.selfId)) throw new InvalidSchedulerInitError(`pullerSet does not contain selfId ${this.selfId}`)
+      this.pullers = init.pullerSet
+    } else {
+      this.pullers = new PullerSet(init.chunks, [this.selfId])
+      for (const id of init.pullers ?? []) this.pullers.add(id)
+    }
+    this.pullersKnown = init.pullers !== undefined || init.pullerSet !== undefined
+    if (init.now !== undefined) this.clock(init.now)
+  }
+
+  get done (): boolean {
+    return this.haveCount === this.chunkCount
+  }
+
+  get stats (): SchedulerStats {
+    this.catchUp()
+    return {
+      chunks: this.chunkCount,
+      chunksDone: this.haveCount,
+      bytes: this.totalBytes,
+      bytesDone: this.bytesDone,
+      ...this.counters,
+      inflight: this.outstanding.size,
+      inflightOrigin: this.originInflight,
+      bannedPeers: this.banned.size,
+      connectedPeers: this.peers.size,
+      pullers: this.pullers.size,
+      ownedChunks: this.pullers.ownedBy(this.selfId),
+      endgame: this.inEndgame()
+    }
+  }
+
+  peerJoined (peerId: string, now: number, options: { puller?: boolean } = {}): void {
+    this.clock(now)
+    checkPeerId(peerId)
+    if (options.puller === true && peerId !== this.selfId) this.pullers.add(peerId)
+    if (peerId === this.selfId || this.banned.has(peerId) || this.peers.has(peerId)) return
+    this.peers.set(peerId, {
+      id: peerId,
+      source: Object.freeze({ kind: 'peer', peerId }),
+      bits: new Uint32Array(this.words),
+      inflight: 0
+    })
+  }
+
+  peerLeft (peerId: string, now: number, options: { puller?: boolean } = {}): void {
+    this.clock(now)
+    checkPeerId(peerId)
+    if (options.puller === true && peerId !== this.selfId) this.pullers.remove(peerId)
+    const peer = this.peers.get(peerId)
+    if (peer !== undefined) this.dropPeer(peer)
+  }
+
+  peerHas (peerId: string, chunks: Uint8Array | readonly number[], now: number): void {
+    this.clock(now)
+    checkPeerId(peerId)
+    const peer = this.peers.get(peerId)
+    let incoming: Uint32Array
+    if (chunks instanceof Uint8Array) {
+      validateBitfield(chunks, this.chunkCount)
+      incoming = this.scratch
+      incoming.fill(0)
+      for (let byte = 0; byte < chunks.length; byte++) {
+        let value = chunks[byte]!
+        while (value !== 0) {
+          const bit = 31 - Math.clz32(value)
+          value ^= 1 << bit
+          const i = (byte << 3) + (7 - bit)
+          incoming[i >>> 5] = incoming[i >>> 5]! | (1 << (i & 31))
+        }
+      }
+    } else if (Array.isArray(chunks)) {
+      for (const i of chunks) this.checkChunk(i)
+      incoming = this.scratch
+      incoming.fill(0)
+      for (const i of chunks) incoming[i >>> 5] = incoming[i >>> 5]! | (1 << (i & 31))
+    } else {
+      throw new InvalidBitfieldError('chunks must be a bitfield (Uint8Array) or an array of chunk indices')
+    }
+    if (peer === undefined) return
+
+    const hasRoom = peer.inflight < this.maxPerPeer && this.outstanding.size < this.maxTotal
+    const endgame = this.endgameEnabled && this.inEndgame()
+    for (let w = 0; w < this.words; w++) {
+      let added = (incoming[w]! & ~peer.bits[w]!) >>> 0
+      if (added === 0) continue
+      peer.bits[w] = peer.bits[w]! | added
+      if (hasRoom && ((added & this.idleWords[w]!) !== 0 || (endgame && (added & ~this.haveWords[w]!) !== 0))) {
+        this.dirty = true
+      }
+      while (added !== 0) {
+        const low = added & -added
+        added = (added ^ low) >>> 0
+        this.holders[(w << 5) + 31 - Math.clz32(low)]!++
+      }
+    }
+  }
+
+  setPullers (peerIds: Iterable<string>, now: number): void {
+    this.clock(now)
+    const next = new Set<string>(peerIds)
+    next.add(this.selfId)
+    this.pullers.set(next)
+    if (!this.pullersKnown) {
+      this.pullersKnown = true
+      this.dirty = true
+    }
+  }
+
+  pullerJoined (peerId: string, now: number): void {
+    this.clock(now)
+    checkPeerId(peerId)
+    if (peerId !== this.selfId) this.pullers.add(peerId)
+  }
+
+  pullerLeft (peerId: string, now: number): void {
+    this.clock(now)
+    checkPeerId(peerId)
+    if (peerId !== this.selfId) this.pullers.remove(peerId)
+  }
+
+  chunkArrived (chunk: number, now: number, requestId?: number): void {
+    this.clock(now)
+    this.checkChunk(chunk)
+    const delivered = requestId === undefined ? undefined : this.outstanding.get(requestId)
+    if (delivered !== undefined && delivered.request.chunk !== chunk) {
+      throw new RequestMismatchError(`request ${String(requestId)} was for chunk ${delivered.request.chunk}, not chunk ${chunk}`)
+    }
+    if (delivered !== undefined) this.endRequest(delivered)
+    if (this.has(chunk)) return
+
+    this.haveWords[chunk >>> 5] = this.haveWords[chunk >>> 5]! | (1 << (chunk & 31))
+    this.haveCount++
+    const size = this.sizes[chunk]!
+    this.bytesDone += size
+    this.clearIdle(chunk)
+    if (delivered === undefined) this.counters.bytesOther += size
+    else if (delivered.peer === undefined) this.counters.bytesFromOrigin += size
+    else this.counters.bytesFromPeers += size
+
+    const others = this.byChunk[chunk]
+    if (others !== undefined) {
+      for (const other of [...others]) this.cancel(other)
+    }
+    this.failedPeers[chunk] = undefined
+    this.dirty = true
+  }
+
+  requestFailed (requestId: number, now: number, reason: FailureReason): void {
+    now = this.clock(now)
+    if (!FAILURE_REASONS.has(reason)) {
+      throw new InvalidFailureReasonError(reason)
+    }
+    const failed = this.outstanding.get(requestId)
+    if (failed === undefined) return
+    this.endRequest(failed)
+    if (reason === 'cancelled') {
+      this.counters.cancelled++
+      return
+    }
+    if (reason === 'timeout') this.counters.timeouts++
+    else this.counters.failures++
+    const peer = failed.peer
+    if (reason === 'bad-data' && peer !== undefined) {
+      this.ban(peer)
+    } else {
+      this.noteFailure(failed, now)
+    }
+  }
+
+  tick (now: number): Actions {
+    now = this.clock(now)
+    this.catchUp()
+    const start: Request[] = []
+    const cancel = this.pendingCancels
+    this.pendingCancels = []
+
+    if (this.done) {
+      for (const outstanding of [...this.outstanding.values()]) {
+        this.endRequest(outstanding)
+        this.counters.cancelled++
+        cancel.push(outstanding.request)
+      }
+      return { start, cancel, wakeAt: undefined }
+    }
+
+    for (const outstanding of [...this.outstanding.values()]) {
+      if (now - outstanding.startedAt >= this.requestTimeoutMs) {
+        this.endRequest(outstanding)
+        this.counters.timeouts++
+        this.noteFailure(outstanding, now)
+        cancel.push(outstanding.request)
+      }
+    }
+
+    this.hedge(now, start)
+    if (this.dirty || now >= this.nextFallbackAt || now >= this.nextRetryAt) this.fill(now, start)
+
+    return { start, cancel, wakeAt: this.wakeAt(now) }
+  }
+
+  owner (chunk: number): string | undefined {
+    this.checkChunk(chunk)
+    this.catchUp()
+    return this.pullers.owner(chunk)
+  }
+
+  has (chunk: number): boolean {
+    return (this.haveWords[chunk >>> 5]! & (1 << (chunk & 31))) !== 0
+  }
+
+  bitfield (): Uint8Array {
+    const bytes = new Uint8Array(bitfieldLength(this.chunkCount))
+    for (let i = 0; i < this.chunkCount; i++) {
+      if (this.has(i)) bytes[i >>> 3] = bytes[i >>> 3]! | (0x80 >>> (i & 7))
+    }
+    return bytes
+  }
+
+  inflight (): Request[] {
+    return [...this.outstanding.values()].map(o => o.request)
+  }
+
+  // ---- deciding ----
+
+  private fill (now: number, start: Request[]): void {
+    this.dirty = false
+    this.nextFallbackAt = Infinity
+    this.nextRetryAt = Infinity
+    if (this.done) return
+    this.fillFromOrigin(now, start)
+    this.fillFromPeers(now, start)
+    if (this.endgameEnabled && this.inEndgame()) this.fillEndgame(now, start)
+  }
+
+  /**
+   * Chunks no usable peer holds: the ones this node owns at once, in chunk order (others count
+   * on that order, see the notes at the top), then those whose fallback deadline has passed.
+   */
+  private fillFromOrigin (now: number, start: Request[]): void {
+    if (!this.useOrigin) return
+    const ownsNow = this.pullersKnown
+    const fallbacks: number[] = []
+    for (let w = 0; w < this.words; w++) {
+      let word = this.idleWords[w]!
+      while (word !== 0) {
+        if (!this.originHasRoom()) {
+          this.nextFallbackAt = Infinity
+          return
+        }
+        const low = word & -word
+        word = (word ^ low) >>> 0
+        const i = (w << 5) + 31 - Math.clz32(low)
+        if (this.freshHolders(i) > 0) continue
+        const retryAt = this.originRetryAt[i]!
+        if (retryAt > now) {
+          this.nextRetryAt = Math.min(this.nextRetryAt, retryAt)
+          continue
+        }
+        if (ownsNow && this.pullers.owner(i) === this.selfId) {
+          this.startRequest(i, undefined, now, start)
+          continue
+        }
+        const deadline = this.fallbackAt(i)
+        if (now >= deadline) fallbacks.push(i)
+        else this.nextFallbackAt = Math.min(this.nextFallbackAt, deadline)
+      }
+    }
+    for (const i of fallbacks) {
+      if (!this.originHasRoom()) {
+        this.nextFallbackAt = Infinity
+        return
+      }
+      this.startRequest(i, undefined, now, start)
+    }
+  }
+
+  /** Rarest first among idle chunks that some peer with a free slot holds. */
+  private fillFromPeers (now: number, start: Request[]): void {
+    if (this.outstanding.size >= this.maxTotal || this.idleCount === 0) return
+    const available = this.availablePeers()
+    if (available.length === 0) return
+    const candidates = this.scratch
+    candidates.fill(0)
+    for (const peer of available) {
+      const bits = peer.bits
+      for (let w = 0; w < this.words; w++) candidates[w] = candidates[w]! | bits[w]!
+    }
+    for (let w = 0; w < this.words; w++) candidates[w] = candidates[w]! & this.idleWords[w]!
+
+    const n = this.chunkCount
+    while (this.outstanding.size < this.maxTotal && available.length > 0) {
+      let best = -1
+      let bestKey = Infinity
+      for (let w = 0; w < this.words; w++) {
+        let word = candidates[w]!
+        while (word !== 0) {
+          const low = word & -word
+          word = (word ^ low) >>> 0
+          const i = (w << 5) + 31 - Math.clz32(low)
+          const key = this.holders[i]! * n + this.tiebreak[i]!
+          if (key < bestKey) {
+            bestKey = key
+            best = i
+          }
+        }
+      }
+      if (best < 0) return
+      candidates[best >>> 5] = candidates[best >>> 5]! & ~(1 << (best & 31))
+      const chosen = this.choosePeer(best, available, now, true)
+      if (chosen < 0) continue
+      const peer = available[chosen]!
+      this.startRequest(best, peer, now, start)
+      if (peer.inflight >= this.maxPerPeer) removeAt(available, chosen)
+    }
+  }
+
+  /** Every missing chunk is being fetched: ask other holders too, least-duplicated chunks first. */
+  private fillEndgame (now: number, start: Request[]): void {
+    if (this.outstanding.size >= this.maxTotal) return
+    const available = this.availablePeers()
+    if (available.length === 0) return
+    for (let copies = 1; copies < MAX_REQUESTS_PER_CHUNK; copies++) {
+      for (let w = 0; w < this.words; w++) {
+        let word = (~this.haveWords[w]! & ~this.idleWords[w]!) >>> 0
+        if (w === this.words - 1 && (this.chunkCount & 31) !== 0) word &= (1 << (this.chunkCount & 31)) - 1
+        while (word !== 0) {
+          const low = word & -word
+          word = (word ^ low) >>> 0
+          const i = (w << 5) + 31 - Math.clz32(low)
+          if (this.byChunk[i]?.length !== copies) continue
+          if (this.outstanding.size >= this.maxTotal || available.length === 0) return
+          const chosen = this.choosePeer(i, available, now, false)
+          if (chosen < 0) continue
+          const peer = available[chosen]!
+          this.startRequest(i, peer, now, start, true)
+          if (peer.inflight >= this.maxPerPeer) removeAt(available, chosen)
+        }
+      }
+    }
+  }
+
+  /** Requests outstanding past `hedgeAfterMs` get one duplicate at another holder. */
+  private hedge (now: number, start: Request[]): void {
+    if (!Number.isFinite(this.hedgeAfterMs)) return
+    let available: PeerState[] | undefined
+    for (const outstanding of this.outstanding.values()) {
+      if (outstanding.hedged || now - outstanding.startedAt < this.hedgeAfterMs) continue
+      if (this.outstanding.size >= this.maxTotal) return
+      const chunk = outstanding.request.chunk
+      if ((this.byChunk[chunk]?.length ?? 0) >= MAX_REQUESTS_PER_CHUNK) {
+        outstanding.hedged = true
+        continue
+      }
+      available ??= this.availablePeers()
+      const chosen = this.choosePeer(chunk, available, now, false)
+      if (chosen < 0) continue
+      const peer = available[chosen]!
+      outstanding.hedged = true
+      this.startRequest(chunk, peer, now, start, true)
+      if (peer.inflight >= this.maxPerPeer) removeAt(available, chosen)
+    }
+  }
+
+  /**
+   * The least-loaded peer in `available` that holds `chunk` and is not already asked for it,
+   * scanning from a random position. A peer that failed this chunk is used only when no other
+   * connected holder is left, and not before its retry time.
+   */
+  private choosePeer (chunk: number, available: PeerState[], now: number, allowFailed: boolean): number {
+    const count = available.length
+    if (count === 0) return -1
+    const word = chunk >>> 5
+    const mask = 1 << (chunk & 31)
+    const asked = this.byChunk[chunk]
+    const failed = this.failedPeers[chunk]
+    let best = -1
+    let bestLoad = Infinity
+    let fallback = -1
+    let fallbackLoad = Infinity
+    const offset = Math.floor(this.draw() * count)
+    for (let k = 0; k < count; k++) {
+      const j = offset + k < count ? offset + k : offset + k - count
+      const peer = available[j]!
+      if ((peer.bits[word]! & mask) === 0) continue
+      if (asked?.some(o => o.peer === peer) === true) continue
+      if (failed?.has(peer.id) === true) {
+        if (peer.inflight < fallbackLoad) {
+          fallback = j
+          fallbackLoad = peer.inflight
+        }
+      } else if (peer.inflight < bestLoad) {
+        best = j
+        bestLoad = peer.inflight
+      }
+    }
+    if (best >= 0 || fallback < 0 || !allowFailed || this.freshHolders(chunk) > 0) return best
+    const retryAt = this.peerRetryAt[chunk]!
+    if (now >= retryAt) return fallback
+    this.nextRetryAt = Math.min(this.nextRetryAt, retryAt)
+    return -1
+  }
+
+  private wakeAt (now: number): number | undefined {
+    let at = Math.min(this.nextFallbackAt, this.nextRetryAt)
+    const hedging = Number.isFinite(this.hedgeAfterMs)
+    for (const outstanding of this.outstanding.values()) {
+      at = Math.min(at, outstanding.startedAt + this.requestTimeoutMs)
+      if (hedging && !outstanding.hedged) {
+        const hedgeAt = outstanding.startedAt + this.hedgeAfterMs
+        // a hedge already due found no holder; only an event (a have, a freed slot) can change that
+        if (hedgeAt > now) at = Math.min(at, hedgeAt)
+      }
+    }
+    return at > now && Number.isFinite(at) ? at : undefined
+  }
+
+  // ---- bookkeeping ----
+
+  private startRequest (chunk: number, peer: PeerState | undefined, now: number, start: Request[], duplicate = false): void {
+    const request: Request = {
+      id: this.nextRequestId++,
+      chunk,
+      cid: this.cids[chunk]!,
+      size: this.sizes[chunk]!,
+      source: peer?.source ?? ORIGIN,
+      duplicate
+    }
+    const outstanding: Outstanding = { request, peer, startedAt: now, hedged: duplicate }
+    this.outstanding.set(request.id, outstanding)
+    let list = this.byChunk[chunk]
+    if (list === undefined) {
+      list = []
+      this.byChunk[chunk] = list
+    }
+    list.push(outstanding)
+    this.clearIdle(chunk)
+    if (peer === undefined) {
+      this.originInflight++
+      this.counters.originRequests++
+    } else {
+      peer.inflight++
+      this.counters.peerRequests++
+      if (duplicate) this.counters.duplicateRequests++
+    }
+    start.push(request)
+  }
+
+  private endRequest (outstanding: Outstanding): void {
+    const { request, peer } = outstanding
+    if (!this.outstanding.delete(request.id)) return
+    const list = this.byChunk[request.chunk]
+    if (list !== undefined) {
+      const at = list.indexOf(outstanding)
+      if (at >= 0) list.splice(at, 1)
+      if (list.length === 0) {
+        this.byChunk[request.chunk] = undefined
+        if (!this.has(request.chunk)) this.setIdle(request.chunk)
+      }
+    }
+    if (peer === undefined) this.originInflight--
+    else peer.inflight--
+    this.dirty = true
+  }
+
+  private cancel (outstanding: Outstanding): void {
+    this.endRequest(outstanding)
+    this.counters.cancelled++
+    this.pendingCancels.push(outstanding.request)
+  }
+
+  private noteFailure (outstanding: Outstanding, now: number): void {
+    const chunk = outstanding.request.chunk
+    if (outstanding.peer === undefined) {
+      this.originRetryAt[chunk] = now + this.retryAfterMs
+      return
+    }
+    let failed = this.failedPeers[chunk]
+    if (failed === undefined) {
+      failed = new Set()
+      this.failedPeers[chunk] = failed
+    }
+    failed.add(outstanding.peer.id)
+    this.peerRetryAt[chunk] = now + this.retryAfterMs
+  }
+
+  private ban (peer: PeerState): void {
+    this.log.warn({ peer: peer.id }, 'peer sent a chunk that failed verification; not asking it again in this pull')
+    this.banned.add(peer.id)
+    this.dropPeer(peer)
+  }
+
+  private dropPeer (peer: PeerState): void {
+    this.peers.delete(peer.id)
+    for (let w = 0; w < this.words; w++) {
+      let word = peer.bits[w]!
+      while (word !== 0) {
+        const low = word & -word
+        word = (word ^ low) >>> 0
+        this.holders[(w << 5) + 31 - Math.clz32(low)]!--
+      }
+    }
+    for (const outstanding of [...this.outstanding.values()]) {
+      if (outstanding.peer === peer) this.cancel(outstanding)
+    }
+    this.dirty = true
+  }
+
+  /** Connected, unbanned holders of a chunk that have not failed it. */
+  private freshHolders (chunk: number): number {
+    let holders = this.holders[chunk]!
+    if (holders === 0) return 0
+    const failed = this.failedPeers[chunk]
+    if (failed === undefined) return holders
+    for (const id of failed) {
+      const peer = this.peers.get(id)
+      if (peer !== undefined && (peer.bits[chunk >>> 5]! & (1 << (chunk & 31))) !== 0) holders--
+    }
+    return holders
+  }
+
+  private availablePeers (): PeerState[] {
+    const available: PeerState[] = []
+    for (const peer of this.peers.values()) {
+      if (peer.inflight < this.maxPerPeer) available.push(peer)
+    }
+    return available
+  }
+
+  private originHasRoom (): boolean {
+    return this.originInflight < this.maxOrigin && this.outstanding.size < this.maxTotal
+  }
+
+  private inEndgame (): boolean {
+    return this.idleCount === 0 && !this.done
+  }
+
+  private fallbackAt (chunk: number): number {
+    const rank = this.pullersKnown ? this.pullers.queuePosition(chunk) : 0
+    return this.waitSince[chunk]! + this.originFallbackMs * (1 + Math.floor(rank / Math.max(1, this.maxOrigin)))
+  }
+
+  private setIdle (chunk: number): void {
+    const w = chunk >>> 5
+    const mask = 1 << (chunk & 31)
+    if ((this.idleWords[w]! & mask) !== 0) return
+    this.idleWords[w] = this.idleWords[w]! | mask
+    this.idleCount++
+    this.dirty = true
+  }
+
+  private clearIdle (chunk: number): void {
+    const w = chunk >>> 5
+    const mask = 1 << (chunk & 31)
+    if ((this.idleWords[w]! & mask) === 0) return
+    this.idleWords[w] = this.idleWords[w]! & ~mask
+    this.idleCount--
+  }
+
+  // ---- ownership ----
+
+  /** Restarts the wait of every chunk whose owner changed since last looked. */
+  private catchUp (): void {
+    const version = this.pullers.version
+    if (version === this.seenVersion) return
+    const changed = this.pullers.changesSince(this.seenVersion)
+    this.seenVersion = version
+    this.dirty = true
+    const now = this.lastNow
+    // before the first event the clock has not started; it will set every wait then
+    if (!Number.isFinite(now)) return
+    if (changed === undefined) this.waitSince.fill(now)
+    else for (const i of changed) this.waitSince[i] = now
+  }
+
+  // ---- input checks ----
+
+  private clock (now: number): number {
+    if (typeof now !== 'number' || !Number.isFinite(now)) throw new InvalidTimeError(now)
+    if (this.startedAt === undefined) {
+      this.startedAt = now
+      this.lastNow = now
+      this.waitSince.fill(now)
+    }
+    // events from several sources may be stamped a little out of order; time never runs back here
+    if (now < this.lastNow) return this.lastNow
+    this.lastNow = now
+    return now
+  }
+
+  private checkChunk (chunk: number): void {
+    if (!Number.isInteger(chunk) || chunk < 0 || chunk >= this.chunkCount) {
+      throw new InvalidChunkIndexError(chunk, this.chunkCount)
+    }
+  }
+
+  private draw (): number {
+    const value = this.random()
+    if (!(value >= 0 && value < 1)) throw new InvalidSchedulerInitError(`random() returned ${String(value)}, expected a number in [0, 1)`)
+    return value
+  }
+}
+
+function count (value: number | undefined, fallback: number, min: number, name: string): number {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || value < min) throw new InvalidSchedulerInitError(`${name} must be an integer of at least ${min}, got ${String(value)}`)
+  return value
+}
+
+function duration (value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
+    throw new InvalidSchedulerInitError(`${name} must be a non-negative number of milliseconds (Infinity allowed), got ${String(value)}`)
+  }
+  return value
+}
+
+function checkPeerId (peerId: string): void {
+  if (typeof peerId !== 'string' || peerId === '') throw new InvalidPeerIdError(peerId)
+}
+
+function haveFlags (have: Uint8Array | ArrayLike<boolean>, n: number): boolean[] {
+  if (have instanceof Uint8Array) {
+    validateBitfield(have, n)
+    const flags = new Array<boolean>(n)
+    for (let i = 0; i < n; i++) flags[i] = (have[i >>> 3]! & (0x80 >>> (i & 7))) !== 0
+    return flags
+  }
+  if (have.length !== n) throw new InvalidSchedulerInitError(`have lists ${have.length} flags for ${n} chunks`)
+  return Array.from(have, flag => flag === true)
+}
+
+function removeAt<T> (items: T[], index: number): void {
+  items[index] = items[items.length - 1]!
+  items.pop()
+}

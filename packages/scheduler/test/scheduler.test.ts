@@ -1,0 +1,496 @@
+import { describe, expect, it } from 'vitest'
+import {
+  chunkScheduler,
+  encodeBitfield,
+  InvalidBitfieldError,
+  InvalidChunkIndexError,
+  InvalidFailureReasonError,
+  InvalidPeerIdError,
+  InvalidSchedulerInitError,
+  InvalidTimeError,
+  rendezvousOwner,
+  rendezvousRanking,
+  RequestMismatchError,
+  seededRandom
+} from '../src/index.js'
+import type { ChunkScheduler, Request, SchedulerInit } from '../src/index.js'
+import { chunkList, range } from './fixtures.js'
+
+const SELF = 'self'
+
+function make (init: Partial<SchedulerInit> & { chunks: SchedulerInit['chunks'] }): ChunkScheduler {
+  return chunkScheduler({ selfId: SELF, random: seededRandom(1), now: 0, ...init })
+}
+
+function peerOf (request: Request): string | undefined {
+  return request.source.kind === 'peer' ? request.source.peerId : undefined
+}
+
+function connect (scheduler: ChunkScheduler, peer: string, chunks: number[], now = 0): void {
+  scheduler.peerJoined(peer, now)
+  scheduler.peerHas(peer, chunks, now)
+}
+
+describe('choosing among peers', () => {
+  it('asks for the rarest chunk first', () => {
+    const scheduler = make({ chunks: chunkList(4), useOrigin: false, maxInflightTotal: 1 })
+    connect(scheduler, 'a', [0, 1, 2, 3])
+    connect(scheduler, 'b', [0, 1, 2])
+    connect(scheduler, 'c', [0, 1])
+    connect(scheduler, 'd', [0])
+    const order: number[] = []
+    for (let t = 1; t <= 4; t++) {
+      const { start } = scheduler.tick(t)
+      expect(start).toHaveLength(1)
+      order.push(start[0]!.chunk)
+      scheduler.chunkArrived(start[0]!.chunk, t, start[0]!.id)
+    }
+    expect(order).toEqual([3, 2, 1, 0])
+    expect(scheduler.done).toBe(true)
+  })
+
+  it('takes a newly rare chunk ahead of the others', () => {
+    const scheduler = make({ chunks: chunkList(6), useOrigin: false, maxInflightTotal: 1 })
+    connect(scheduler, 'a', range(6))
+    connect(scheduler, 'b', range(6))
+    scheduler.peerLeft('b', 0)
+    connect(scheduler, 'c', [0, 1, 2, 3, 5])
+    expect(scheduler.tick(1).start[0]!.chunk).toBe(4)
+  })
+
+  it('starts equally rare chunks at a random place, the same place for the same seed', () => {
+    const firstChunks = new Set<number>()
+    for (let seed = 1; seed <= 20; seed++) {
+      const sequence = (): number[] => {
+        const scheduler = chunkScheduler({ selfId: SELF, chunks: chunkList(64), random: seededRandom(seed), useOrigin: false, maxInflightTotal: 1, now: 0 })
+        connect(scheduler, 'a', range(64))
+        const chunks: number[] = []
+        for (let t = 1; t <= 5; t++) {
+          const request = scheduler.tick(t).start[0]!
+          chunks.push(request.chunk)
+          scheduler.chunkArrived(request.chunk, t, request.id)
+        }
+        return chunks
+      }
+      const first = sequence()
+      expect(sequence()).toEqual(first)
+      // from the random start it goes on in chunk order
+      expect(first.slice(1)).toEqual(first.slice(0, 4).map(c => (c + 1) % 64))
+      firstChunks.add(first[0]!)
+    }
+    expect(firstChunks.size).toBeGreaterThan(10)
+  })
+
+  it('never has more requests at a peer than the per-peer limit', () => {
+    const scheduler = make({ chunks: chunkList(20), useOrigin: false, maxInflightPerPeer: 3, maxInflightTotal: 100, endgame: false })
+    connect(scheduler, 'a', range(20))
+    connect(scheduler, 'b', range(20))
+    const perPeer = (): Record<string, number> => {
+      const counts: Record<string, number> = {}
+      for (const request of scheduler.inflight()) counts[peerOf(request)!] = (counts[peerOf(request)!] ?? 0) + 1
+      return counts
+    }
+    const { start } = scheduler.tick(1)
+    expect(start).toHaveLength(6)
+    expect(perPeer()).toEqual({ a: 3, b: 3 })
+    const fromA = start.find(r => peerOf(r) === 'a')!
+    scheduler.chunkArrived(fromA.chunk, 2, fromA.id)
+    const next = scheduler.tick(2).start
+    expect(next.map(peerOf)).toEqual(['a'])
+    expect(perPeer()).toEqual({ a: 3, b: 3 })
+    expect(scheduler.tick(3).start).toEqual([])
+  })
+
+  it('keeps within the total limit', () => {
+    const scheduler = make({ chunks: chunkList(30), useOrigin: false, maxInflightPerPeer: 8, maxInflightTotal: 5 })
+    for (const peer of ['a', 'b', 'c']) connect(scheduler, peer, range(30))
+    expect(scheduler.tick(1).start).toHaveLength(5)
+    expect(scheduler.tick(2).start).toHaveLength(0)
+  })
+
+  it('spreads requests over holders, least loaded first', () => {
+    const scheduler = make({ chunks: chunkList(12), useOrigin: false, maxInflightPerPeer: 10, maxInflightTotal: 6, endgame: false })
+    for (const peer of ['a', 'b', 'c']) connect(scheduler, peer, range(12))
+    const peers = scheduler.tick(1).start.map(peerOf)
+    expect(peers.filter(p => p === 'a')).toHaveLength(2)
+    expect(peers.filter(p => p === 'b')).toHaveLength(2)
+    expect(peers.filter(p => p === 'c')).toHaveLength(2)
+  })
+
+  it('accepts bitfields and ignores haves from peers that are not connected', () => {
+    const scheduler = make({ chunks: chunkList(10), useOrigin: false, maxInflightTotal: 1 })
+    scheduler.peerHas('stranger', [1, 2], 0)
+    expect(scheduler.tick(0).start).toEqual([])
+    scheduler.peerJoined('a', 0)
+    scheduler.peerHas('a', encodeBitfield(range(10).map(i => i === 9)), 0)
+    const { start } = scheduler.tick(1)
+    expect(start.map(r => [r.chunk, peerOf(r)])).toEqual([[9, 'a']])
+  })
+})
+
+describe('failures', () => {
+  it('retries a failed request at another holder, and the failed one only later', () => {
+    const scheduler = make({ chunks: chunkList(1), useOrigin: false, retryAfterMs: 50, hedgeAfterMs: Infinity, endgame: false })
+    connect(scheduler, 'a', [0])
+    connect(scheduler, 'b', [0])
+    const first = scheduler.tick(1).start
+    expect(first).toHaveLength(1)
+    scheduler.requestFailed(first[0]!.id, 2, 'error')
+    const second = scheduler.tick(2)
+    expect(second.start).toHaveLength(1)
+    expect(peerOf(second.start[0]!)).not.toBe(peerOf(first[0]!))
+    scheduler.requestFailed(second.start[0]!.id, 3, 'error')
+    // both have failed it: wait, then try again
+    const waiting = scheduler.tick(3)
+    expect(waiting.start).toEqual([])
+    expect(waiting.wakeAt).toBe(53)
+    expect(scheduler.tick(52).start).toEqual([])
+    expect(scheduler.tick(53).start).toHaveLength(1)
+    expect(scheduler.stats.failures).toBe(2)
+  })
+
+  it('never asks a peer that sent bad data again in this pull', () => {
+    const scheduler = make({ chunks: chunkList(3), useOrigin: false, retryAfterMs: 0 })
+    connect(scheduler, 'liar', [0, 1, 2])
+    const requests = scheduler.tick(1).start
+    expect(requests).toHaveLength(3)
+    scheduler.requestFailed(requests[0]!.id, 2, 'bad-data')
+    const after = scheduler.tick(2)
+    // its other requests are cancelled, and nothing new goes to it
+    expect(after.cancel.map(r => r.id).sort()).toEqual([requests[1]!.id, requests[2]!.id].sort())
+    expect(after.start).toEqual([])
+    scheduler.peerLeft('liar', 3)
+    connect(scheduler, 'liar', [0, 1, 2], 4)
+    expect(scheduler.tick(1000).start).toEqual([])
+    expect(scheduler.stats.bannedPeers).toBe(1)
+    connect(scheduler, 'honest', [0], 1001)
+    expect(scheduler.tick(1001).start.map(peerOf)).toEqual(['honest'])
+  })
+
+  it('times requests out on tick and retries them elsewhere', () => {
+    const scheduler = make({ chunks: chunkList(1), useOrigin: false, requestTimeoutMs: 100, hedgeAfterMs: Infinity, endgame: false })
+    connect(scheduler, 'a', [0])
+    connect(scheduler, 'b', [0])
+    const first = scheduler.tick(0)
+    expect(first.start).toHaveLength(1)
+    expect(first.wakeAt).toBe(100)
+    const before = scheduler.tick(99)
+    expect(before.cancel).toEqual([])
+    expect(before.start).toEqual([])
+    const at = scheduler.tick(100)
+    expect(at.cancel).toEqual(first.start)
+    expect(at.start).toHaveLength(1)
+    expect(peerOf(at.start[0]!)).not.toBe(peerOf(first.start[0]!))
+    expect(scheduler.stats.timeouts).toBe(1)
+    // a late report about the timed-out request changes nothing
+    scheduler.requestFailed(first.start[0]!.id, 101, 'error')
+    expect(scheduler.stats.failures).toBe(0)
+  })
+
+  it('cancels the requests to a peer that leaves and asks another', () => {
+    const scheduler = make({ chunks: chunkList(2), useOrigin: false, maxInflightPerPeer: 2, endgame: false })
+    connect(scheduler, 'a', [0, 1])
+    const first = scheduler.tick(0).start
+    expect(first.map(peerOf)).toEqual(['a', 'a'])
+    connect(scheduler, 'b', [0, 1], 1)
+    scheduler.peerLeft('a', 2)
+    const after = scheduler.tick(2)
+    expect(after.cancel.map(r => r.id).sort()).toEqual(first.map(r => r.id).sort())
+    expect(after.start.map(peerOf)).toEqual(['b', 'b'])
+  })
+
+  it('forgets a request the caller cancelled without blaming the peer', () => {
+    const scheduler = make({ chunks: chunkList(1), useOrigin: false })
+    connect(scheduler, 'a', [0])
+    const first = scheduler.tick(0).start[0]!
+    scheduler.requestFailed(first.id, 1, 'cancelled')
+    const again = scheduler.tick(1).start
+    expect(again.map(peerOf)).toEqual(['a'])
+    expect(scheduler.stats.failures).toBe(0)
+  })
+})
+
+describe('hedging and endgame', () => {
+  it('duplicates a slow request to another holder and cancels the loser', () => {
+    const scheduler = make({ chunks: chunkList(2), useOrigin: false, hedgeAfterMs: 100, requestTimeoutMs: 10_000, endgame: false, maxInflightTotal: 1 })
+    connect(scheduler, 'slow', [0, 1])
+    const first = scheduler.tick(0)
+    expect(first.wakeAt).toBe(100)
+    const original = first.start[0]!
+    connect(scheduler, 'fast', [0, 1], 50)
+    // the total limit is full: no hedge until a slot frees
+    expect(scheduler.tick(100).start).toEqual([])
+    const scheduler2 = make({ chunks: chunkList(2), useOrigin: false, hedgeAfterMs: 100, requestTimeoutMs: 10_000, endgame: false, maxInflightPerPeer: 1 })
+    connect(scheduler2, 'slow', [0, 1])
+    const [slowRequest] = scheduler2.tick(0).start
+    connect(scheduler2, 'fast', [slowRequest!.chunk], 50)
+    expect(scheduler2.tick(99).start).toEqual([])
+    const hedge = scheduler2.tick(100).start
+    expect(hedge).toHaveLength(1)
+    expect(hedge[0]).toMatchObject({ chunk: slowRequest!.chunk, duplicate: true, source: { kind: 'peer', peerId: 'fast' } })
+    scheduler2.chunkArrived(slowRequest!.chunk, 110, hedge[0]!.id)
+    expect(scheduler2.tick(110).cancel).toEqual([slowRequest])
+    expect(original.duplicate).toBe(false)
+  })
+
+  it('in endgame asks a second holder and cancels the duplicate when a copy lands', () => {
+    const scheduler = make({ chunks: chunkList(2), useOrigin: false, hedgeAfterMs: Infinity })
+    connect(scheduler, 'a', [0, 1])
+    connect(scheduler, 'b', [0, 1])
+    const { start } = scheduler.tick(1)
+    expect(start).toHaveLength(4)
+    for (const chunk of [0, 1]) {
+      const forChunk = start.filter(r => r.chunk === chunk)
+      expect(forChunk.map(peerOf).sort()).toEqual(['a', 'b'])
+      expect(forChunk.map(r => r.duplicate).sort()).toEqual([false, true])
+    }
+    expect(scheduler.stats.endgame).toBe(true)
+    const landed = start.find(r => r.chunk === 0 && peerOf(r) === 'a')!
+    scheduler.chunkArrived(0, 2, landed.id)
+    const after = scheduler.tick(2)
+    expect(after.cancel).toEqual(start.filter(r => r.chunk === 0 && r !== landed))
+    expect(after.start).toEqual([])
+    expect(scheduler.stats.duplicateRequests).toBe(2)
+  })
+
+  it('does not go into endgame while chunks remain to be asked for', () => {
+    const scheduler = make({ chunks: chunkList(3), useOrigin: false, hedgeAfterMs: Infinity, maxInflightTotal: 2 })
+    connect(scheduler, 'a', [0, 1, 2])
+    connect(scheduler, 'b', [0, 1, 2])
+    const { start } = scheduler.tick(1)
+    expect(start.filter(r => r.duplicate)).toEqual([])
+    expect(scheduler.stats.endgame).toBe(false)
+  })
+
+  it('sends no duplicates with endgame off', () => {
+    const scheduler = make({ chunks: chunkList(2), useOrigin: false, hedgeAfterMs: Infinity, endgame: false })
+    connect(scheduler, 'a', [0, 1])
+    connect(scheduler, 'b', [0, 1])
+    expect(scheduler.tick(1).start).toHaveLength(2)
+  })
+})
+
+describe('taking chunks from the origin', () => {
+  const pullers = ['alpha', 'bravo', 'charlie']
+  const chunks = chunkList(30, 4)
+
+  function puller (selfId: string, init: Partial<SchedulerInit> = {}): ChunkScheduler {
+    return chunkScheduler({
+      selfId,
+      chunks,
+      random: seededRandom(selfId.length),
+      pullers: pullers.filter(p => p !== selfId),
+      maxInflightOrigin: 64,
+      maxInflightTotal: 64,
+      originFallbackMs: 1000,
+      now: 0,
+      ...init
+    })
+  }
+
+  it('gives each chunk exactly one owner, who alone takes it from the origin', () => {
+    const schedulers = pullers.map(id => puller(id))
+    const fetched = new Map<number, string>()
+    for (const scheduler of schedulers) {
+      const { start } = scheduler.tick(0)
+      for (const request of start) {
+        expect(request.source).toEqual({ kind: 'origin' })
+        expect(fetched.has(request.chunk)).toBe(false)
+        fetched.set(request.chunk, scheduler.selfId)
+      }
+    }
+    expect([...fetched.keys()].sort((a, b) => a - b)).toEqual(range(30))
+    for (const [chunk, who] of fetched) {
+      expect(who).toBe(rendezvousOwner(chunks[chunk]!.cid, pullers))
+      for (const scheduler of schedulers) expect(scheduler.owner(chunk)).toBe(who)
+    }
+    // every puller owns some
+    expect(new Set(fetched.values()).size).toBe(3)
+    expect(schedulers.reduce((sum, s) => sum + s.stats.ownedChunks, 0)).toBe(30)
+  })
+
+  it('takes a chunk from a peer rather than the origin, even one it owns', () => {
+    const scheduler = puller('alpha', { maxInflightPerPeer: 64 })
+    const owned = range(30).filter(i => scheduler.owner(i) === 'alpha')
+    connect(scheduler, 'bravo', owned)
+    const { start } = scheduler.tick(0)
+    expect(start.filter(r => r.source.kind === 'origin')).toEqual([])
+    expect(start.map(r => r.chunk).sort((a, b) => a - b)).toEqual(owned)
+  })
+
+  it('falls back to the origin for chunks no peer produced within originFallbackMs', () => {
+    const scheduler = puller('alpha')
+    const owned = range(30).filter(i => scheduler.owner(i) === 'alpha')
+    const first = scheduler.tick(0)
+    expect(first.start.map(r => r.chunk)).toEqual(owned)
+    expect(first.wakeAt).toBe(1000)
+    // bravo delivers one of its chunks in time
+    const bravos = range(30).filter(i => scheduler.owner(i) === 'bravo')
+    connect(scheduler, 'bravo', [bravos[0]!], 500)
+    const fromPeer = scheduler.tick(500).start
+    expect(fromPeer.map(r => [r.chunk, peerOf(r)])).toEqual([[bravos[0], 'bravo']])
+    expect(scheduler.tick(999).start).toEqual([])
+    const fallback = scheduler.tick(1000).start
+    expect(fallback.every(r => r.source.kind === 'origin')).toBe(true)
+    expect(fallback.map(r => r.chunk).sort((a, b) => a - b)).toEqual(range(30).filter(i => !owned.includes(i) && i !== bravos[0]))
+  })
+
+  it('waits longer for chunks deep in their owner\'s origin queue', () => {
+    // two pullers, two origin slots each: the owner fetches its list two at a time
+    const scheduler = chunkScheduler({
+      selfId: 'alpha',
+      chunks,
+      random: seededRandom(3),
+      pullers: ['bravo'],
+      maxInflightOrigin: 2,
+      maxInflightTotal: 64,
+      originFallbackMs: 1000,
+      now: 0
+    })
+    const bravos = range(30).filter(i => scheduler.owner(i) === 'bravo')
+    const alphas = range(30).filter(i => scheduler.owner(i) === 'alpha')
+    expect(bravos.length).toBeGreaterThan(4)
+    const taken: number[] = []
+    const drain = (t: number): number[] => {
+      const started = scheduler.tick(t).start
+      for (const r of started) scheduler.chunkArrived(r.chunk, t, r.id)
+      return started.map(r => r.chunk)
+    }
+    // alpha's own chunks go first, two at a time as they land
+    for (let k = 0; k < alphas.length; k += 2) taken.push(...drain(k))
+    expect(taken).toEqual(alphas)
+    // bravo's first two chunks may fall back after 1000 ms, the next two after 2000, ...
+    expect(drain(999)).toEqual([])
+    expect(drain(1000)).toEqual(bravos.slice(0, 2))
+    expect(drain(1999)).toEqual([])
+    expect(drain(2000)).toEqual(bravos.slice(2, 4))
+  })
+
+  it('hands a leaving owner\'s chunks to the next-ranked puller, who takes them at once', () => {
+    const schedulers = new Map(pullers.map(id => [id, puller(id)]))
+    for (const scheduler of schedulers.values()) scheduler.tick(0)
+    const orphans = range(30).filter(i => rendezvousRanking(chunks[i]!.cid, pullers)[0] === 'bravo')
+    expect(orphans.length).toBeGreaterThan(0)
+    for (const id of ['alpha', 'charlie']) {
+      const scheduler = schedulers.get(id)!
+      scheduler.pullerLeft('bravo', 10)
+      const { start } = scheduler.tick(10)
+      const heirs = orphans.filter(i => rendezvousRanking(chunks[i]!.cid, pullers)[1] === id)
+      expect(start.map(r => r.chunk).sort((a, b) => a - b)).toEqual(heirs)
+      expect(start.every(r => r.source.kind === 'origin')).toBe(true)
+      for (const i of orphans) expect(scheduler.owner(i)).toBe(rendezvousRanking(chunks[i]!.cid, pullers)[1])
+    }
+  })
+
+  it('restarts the wait for chunks whose owner changed to someone else', () => {
+    const scheduler = puller('alpha')
+    scheduler.tick(0)
+    const movedToCharlie = range(30).filter(i => {
+      const ranking = rendezvousRanking(chunks[i]!.cid, pullers)
+      return ranking[0] === 'bravo' && ranking[1] === 'charlie'
+    })
+    expect(movedToCharlie.length).toBeGreaterThan(0)
+    scheduler.pullerLeft('bravo', 600)
+    scheduler.tick(600)
+    const atFallback = scheduler.tick(1000).start.map(r => r.chunk)
+    for (const i of movedToCharlie) expect(atFallback).not.toContain(i)
+    const later = scheduler.tick(1600).start.map(r => r.chunk)
+    expect(later.sort((a, b) => a - b)).toEqual(movedToCharlie)
+  })
+
+  it('takes nothing from the origin as owner until it knows who else pulls', () => {
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, maxInflightTotal: 64, now: 0 })
+    expect(scheduler.tick(0).start).toEqual([])
+    scheduler.setPullers(['bravo', 'charlie', 'alpha'], 5)
+    const { start } = scheduler.tick(5)
+    expect(start.map(r => r.chunk)).toEqual(range(30).filter(i => rendezvousOwner(chunks[i]!.cid, pullers) === 'alpha'))
+    expect(scheduler.stats.pullers).toBe(3)
+  })
+
+  it('falls back for everything when the pullers never become known', () => {
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, maxInflightTotal: 64, now: 0 })
+    expect(scheduler.tick(0)).toMatchObject({ start: [], wakeAt: 1000 })
+    expect(scheduler.tick(1000).start).toHaveLength(30)
+  })
+
+  it('never uses the origin in peer-only mode', () => {
+    const scheduler = puller('alpha', { useOrigin: false })
+    expect(scheduler.tick(0)).toEqual({ start: [], cancel: [], wakeAt: undefined })
+    expect(scheduler.tick(1e9).start).toEqual([])
+    scheduler.setPullers([], 1e9)
+    expect(scheduler.tick(1e9 + 1).start).toEqual([])
+    connect(scheduler, 'bravo', [3, 4], 1e9 + 2)
+    const { start } = scheduler.tick(1e9 + 2)
+    expect(start.map(r => [r.chunk, peerOf(r)]).sort()).toEqual([[3, 'bravo'], [4, 'bravo']])
+    expect(scheduler.stats.originRequests).toBe(0)
+  })
+
+  it('retries the origin after a failure, not at once', () => {
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks: chunkList(1), random: seededRandom(1), pullers: [], retryAfterMs: 20, now: 0 })
+    const [request] = scheduler.tick(0).start
+    expect(request!.source.kind).toBe('origin')
+    scheduler.requestFailed(request!.id, 5, 'error')
+    expect(scheduler.tick(5)).toMatchObject({ start: [], wakeAt: 25 })
+    expect(scheduler.tick(25).start.map(r => r.source.kind)).toEqual(['origin'])
+  })
+})
+
+describe('state and bad input', () => {
+  it('is done at once when everything is local', () => {
+    const scheduler = make({ chunks: chunkList(9), have: encodeBitfield(new Array(9).fill(true)), pullers: [] })
+    expect(scheduler.done).toBe(true)
+    expect(scheduler.tick(0)).toEqual({ start: [], cancel: [], wakeAt: undefined })
+    expect(scheduler.bitfield()).toEqual(encodeBitfield(new Array(9).fill(true)))
+  })
+
+  it('asks only for what is missing', () => {
+    const have = range(8).map(i => i % 2 === 0)
+    const scheduler = make({ chunks: chunkList(8), have, pullers: [] })
+    expect(scheduler.tick(0).start.map(r => r.chunk)).toEqual([1, 3, 5, 7])
+    expect(scheduler.stats).toMatchObject({ chunksDone: 4, bytesDone: 4000, bytes: 8000 })
+  })
+
+  it('counts bytes by where they came from and cancels everything for a chunk that arrives by other means', () => {
+    const scheduler = make({ chunks: chunkList(2), pullers: [], hedgeAfterMs: Infinity })
+    const requests = scheduler.tick(0).start
+    expect(requests.map(r => r.source.kind)).toEqual(['origin', 'origin'])
+    scheduler.chunkArrived(requests[0]!.chunk, 1, requests[0]!.id)
+    scheduler.chunkArrived(requests[1]!.chunk, 1)
+    expect(scheduler.tick(1).cancel).toEqual([requests[1]])
+    expect(scheduler.stats).toMatchObject({ bytesFromOrigin: 1000, bytesOther: 1000, bytesFromPeers: 0, chunksDone: 2 })
+    expect(scheduler.done).toBe(true)
+  })
+
+  it('rejects bad input with clear errors', () => {
+    const chunks = chunkList(10)
+    expect(() => make({ chunks: [...chunks, chunks[0]!] })).toThrow(InvalidSchedulerInitError)
+    expect(() => make({ chunks, maxInflightPerPeer: 0 })).toThrow(/maxInflightPerPeer/)
+    expect(() => make({ chunks, originFallbackMs: -1 })).toThrow(InvalidSchedulerInitError)
+    expect(() => make({ chunks, have: new Uint8Array(1) })).toThrow(InvalidBitfieldError)
+    expect(() => make({ chunks, have: [true] })).toThrow(InvalidSchedulerInitError)
+    expect(() => make({ chunks, selfId: '' })).toThrow(InvalidSchedulerInitError)
+    expect(() => make({ chunks: [{ cid: 'x', size: -1 }] })).toThrow(/size/)
+    expect(() => chunkScheduler({ selfId: SELF, chunks, random: () => 1 })).toThrow(/random/)
+
+    const scheduler = make({ chunks, pullers: [] })
+    expect(() => scheduler.chunkArrived(10, 0)).toThrow(InvalidChunkIndexError)
+    expect(() => scheduler.owner(-1)).toThrow(InvalidChunkIndexError)
+    scheduler.peerJoined('a', 0)
+    expect(() => scheduler.peerHas('a', new Uint8Array(1), 0)).toThrow(InvalidBitfieldError)
+    expect(() => scheduler.peerHas('a', [3, 11], 0)).toThrow(InvalidChunkIndexError)
+    expect(() => scheduler.peerJoined('', 0)).toThrow(InvalidPeerIdError)
+    expect(() => scheduler.tick(Number.NaN)).toThrow(InvalidTimeError)
+    const [request] = scheduler.tick(0).start
+    expect(() => scheduler.chunkArrived((request!.chunk + 1) % 10, 1, request!.id)).toThrow(RequestMismatchError)
+    expect(() => scheduler.requestFailed(request!.id, 1, 'nope' as never)).toThrow(InvalidFailureReasonError)
+  })
+
+  it('never lets time run backwards', () => {
+    const scheduler = make({ chunks: chunkList(1), useOrigin: false, requestTimeoutMs: 100, hedgeAfterMs: Infinity })
+    connect(scheduler, 'a', [0])
+    const [request] = scheduler.tick(50).start
+    // an event stamped earlier than one already seen counts as happening now
+    expect(scheduler.tick(10).cancel).toEqual([])
+    expect(scheduler.tick(150).cancel).toEqual([request])
+  })
+})
