@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -40,6 +40,8 @@ async function main (): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'swarm-demo-'))
   const say = (line: string): void => { process.stdout.write(line + '\n') }
   try {
+    // a file:// origin must exist (an unmounted share must not be mistaken for an empty one)
+    await mkdir(join(root, 'origin'))
     const origin = pathToFileURL(join(root, 'origin')).href
     say(`origin: ${origin}`)
     const model = await writeSyntheticModel(join(root, 'model'), { layers, hidden: 1024, intermediate: 2816, vocab: 32000, shards: 2 })

@@ -22,6 +22,7 @@
  * ```
  */
 
+import { setMaxListeners } from 'node:events'
 import { AbortError, ChunkUnavailableError, ChunkVerificationError, silentLogger } from '@swarm/interface'
 import pLimit from 'p-limit'
 import { DEFAULT_HEDGE_AFTER_MS, DEFAULT_PULL_CONCURRENCY, DEFAULT_SOURCE_TIMEOUT_MS } from './constants.js'
@@ -247,6 +248,8 @@ class ChunkFetcher implements Fetcher {
     const limit = pLimit(options.concurrency ?? DEFAULT_PULL_CONCURRENCY)
     const failure = new AbortController()
     const signal = options.signal == null ? failure.signal : AbortSignal.any([options.signal, failure.signal])
+    // every chunk in flight listens on it
+    setMaxListeners(Infinity, signal)
     const results = await Promise.allSettled(missing.map(async request => await limit(async () => {
       signal.throwIfAborted()
       try {

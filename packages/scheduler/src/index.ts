@@ -52,7 +52,7 @@ export type {
 export * from './bitfield.js'
 export * from './constants.js'
 export * from './errors.js'
-export { PullerSet } from './pullers.js'
+export type { PullerSet } from './pullers.js'
 export { seededRandom } from './random.js'
 export { keyHash, rendezvousOwner, rendezvousRanking, rendezvousScore } from './rendezvous.js'
 export type { KeyHash } from './rendezvous.js'

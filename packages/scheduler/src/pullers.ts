@@ -2,8 +2,9 @@
  * The nodes pulling one manifest, and which of them owns each chunk (rendezvous hashing of the
  * chunk's CID and the node's peer id; see `rendezvous.ts` and the notes in `scheduler.ts`).
  *
- * Owners are cached per chunk and updated incrementally: a joining puller costs one score per
- * chunk, a leaving one a full ranking only of the chunks it owned. Changes are applied lazily,
+ * Owners (and runners-up) are cached per chunk and updated incrementally: a joining puller
+ * costs one score per chunk, a leaving one a full ranking only of the chunks it ranked first or
+ * second for. Changes are applied lazily,
  * on the next read, so a burst of joins costs one pass over the chunks per joiner and one
  * re-count of the owners' queues.
  *
@@ -20,6 +21,8 @@ import type { KeyHash } from './rendezvous.js'
 
 /** Changed chunks kept for schedulers catching up, in chunk indices, as a multiple of the chunk count. */
 const CHANGE_LOG_CHUNKS = 4
+/** At most this many versions are kept for schedulers catching up. */
+const CHANGE_LOG_ENTRIES = 1024
 
 export class PullerSet {
   readonly chunkCount: number
@@ -32,6 +35,10 @@ export class PullerSet {
   private readonly owners: string[]
   private readonly ownerHigh: Uint32Array
   private readonly ownerLow: Uint32Array
+  /** the runner-up, who takes over the chunk's origin fetch first when the owner stalls; '' while there is none */
+  private readonly backups: string[]
+  private readonly backupHigh: Uint32Array
+  private readonly backupLow: Uint32Array
   private readonly positions: Uint32Array
   private ownedCounts = new Map<string, number>()
   private currentVersion = 0
@@ -48,6 +55,9 @@ export class PullerSet {
     this.ownerHigh = new Uint32Array(n)
     this.ownerLow = new Uint32Array(n)
     this.positions = new Uint32Array(n)
+    this.backups = new Array<string>(n).fill('')
+    this.backupHigh = new Uint32Array(n)
+    this.backupLow = new Uint32Array(n)
     for (let i = 0; i < n; i++) {
       const cid = chunks[i]?.cid
       if (typeof cid !== 'string' || cid === '') throw new InvalidSchedulerInitError(`chunk ${i} has no CID`)
@@ -72,7 +82,7 @@ export class PullerSet {
     return this.members.size
   }
 
-  /** Increases whenever some chunk's owner changes. */
+  /** Increases whenever some chunk's owner or runner-up changes. */
   get version (): number {
     this.sync()
     return this.currentVersion
@@ -121,6 +131,14 @@ export class PullerSet {
     return owner === '' ? undefined : owner
   }
 
+  /** The puller ranked second for a chunk, or undefined while there are fewer than two. */
+  backup (chunk: number): string | undefined {
+    this.checkChunk(chunk)
+    this.sync()
+    const backup = this.backups[chunk]!
+    return backup === '' ? undefined : backup
+  }
+
   /** How many of its owner's chunks come before this one: its place in the owner's origin queue. */
   queuePosition (chunk: number): number {
     this.checkChunk(chunk)
@@ -135,8 +153,9 @@ export class PullerSet {
   }
 
   /**
-   * The chunks whose owner changed after `version` (possibly with repeats), or undefined when
-   * that is too long ago to say, in which case any chunk may have changed.
+   * The chunks whose owner changed after `version` (possibly with repeats; runner-up changes are
+   * not listed), or undefined when that is too long ago to say, in which case any chunk may have
+   * changed.
    */
   changesSince (version: number): Uint32Array | undefined {
     this.sync()
@@ -158,44 +177,53 @@ export class PullerSet {
     const n = this.chunkCount
     const changed = new Uint8Array(n)
     let changes = 0
+    let backupsChanged = false
 
     if (this.left.size > 0) {
       const ids = [...this.members.keys()]
       const hashes = [...this.members.values()]
       for (let i = 0; i < n; i++) {
-        if (!this.left.has(this.owners[i]!)) continue
+        const owner = this.owners[i]!
+        const backup = this.backups[i]!
+        if (!this.left.has(owner) && !this.left.has(backup)) continue
         this.owners[i] = ''
-        this.ownerHigh[i] = 0
-        this.ownerLow[i] = 0
+        this.backups[i] = ''
         for (let p = 0; p < ids.length; p++) this.consider(i, ids[p]!, hashes[p]!)
-        changed[i] = 1
-        changes++
+        if (this.owners[i] !== owner) {
+          changed[i] = 1
+          changes++
+        }
+        if (this.backups[i] !== backup) backupsChanged = true
       }
     }
     if (this.joined.size > 0) {
       const ids = [...this.joined]
       const hashes = ids.map(id => this.members.get(id)!)
       for (let i = 0; i < n; i++) {
-        const before = this.owners[i]
+        const owner = this.owners[i]
+        const backup = this.backups[i]
         for (let p = 0; p < ids.length; p++) this.consider(i, ids[p]!, hashes[p]!)
-        if (this.owners[i] !== before && changed[i] === 0) {
+        if (this.owners[i] !== owner && changed[i] === 0) {
           changed[i] = 1
           changes++
         }
+        if (this.backups[i] !== backup) backupsChanged = true
       }
     }
     this.joined.clear()
     this.left.clear()
-    if (changes === 0) return
+    if (changes === 0 && !backupsChanged) return
 
-    const counts = new Map<string, number>()
-    for (let i = 0; i < n; i++) {
-      const owner = this.owners[i]!
-      const position = counts.get(owner) ?? 0
-      this.positions[i] = position
-      counts.set(owner, position + 1)
+    if (changes > 0) {
+      const counts = new Map<string, number>()
+      for (let i = 0; i < n; i++) {
+        const owner = this.owners[i]!
+        const position = counts.get(owner) ?? 0
+        this.positions[i] = position
+        counts.set(owner, position + 1)
+      }
+      this.ownedCounts = counts
     }
-    this.ownedCounts = counts
 
     const list = new Uint32Array(changes)
     let at = 0
@@ -203,24 +231,29 @@ export class PullerSet {
     this.currentVersion++
     this.log.push({ version: this.currentVersion, chunks: list })
     this.logged += changes
-    while (this.log.length > 1 && this.logged > CHANGE_LOG_CHUNKS * n) this.logged -= this.log.shift()!.chunks.length
+    while (this.log.length > 1 && (this.logged > CHANGE_LOG_CHUNKS * n || this.log.length > CHANGE_LOG_ENTRIES)) {
+      this.logged -= this.log.shift()!.chunks.length
+    }
   }
 
-  /** Makes `id` the owner of chunk `i` if it outranks the current one: higher score, ties by id. */
+  /** Ranks `id` for chunk `i` against the current owner and runner-up: higher score first, ties by id. */
   private consider (i: number, id: string, hash: KeyHash): void {
     const high = scoreHigh(this.keyA[i]!, this.keyB[i]!, hash.a)
-    const current = this.ownerHigh[i]!
-    if (high < current && this.owners[i] !== '') return
-    if (high === current && this.owners[i] !== '') {
-      const low = scoreLow(this.keyB[i]!, hash.b, high)
-      const currentLow = this.ownerLow[i]!
-      if (low < currentLow || (low === currentLow && id <= this.owners[i]!)) return
+    // most candidates lose to the runner-up on the high bits alone
+    if (this.backups[i] !== '' && high < this.backupHigh[i]!) return
+    const low = scoreLow(this.keyB[i]!, hash.b, high)
+    if (this.owners[i] === '' || outranks(high, low, id, this.ownerHigh[i]!, this.ownerLow[i]!, this.owners[i]!)) {
+      this.backups[i] = this.owners[i]!
+      this.backupHigh[i] = this.ownerHigh[i]!
+      this.backupLow[i] = this.ownerLow[i]!
+      this.owners[i] = id
+      this.ownerHigh[i] = high
       this.ownerLow[i] = low
-    } else {
-      this.ownerLow[i] = scoreLow(this.keyB[i]!, hash.b, high)
+    } else if (this.backups[i] === '' || outranks(high, low, id, this.backupHigh[i]!, this.backupLow[i]!, this.backups[i]!)) {
+      this.backups[i] = id
+      this.backupHigh[i] = high
+      this.backupLow[i] = low
     }
-    this.owners[i] = id
-    this.ownerHigh[i] = high
   }
 
   private checkChunk (chunk: number): void {
@@ -228,6 +261,10 @@ export class PullerSet {
       throw new InvalidChunkIndexError(chunk, this.chunkCount)
     }
   }
+}
+
+function outranks (high: number, low: number, id: string, otherHigh: number, otherLow: number, other: string): boolean {
+  return high > otherHigh || (high === otherHigh && (low > otherLow || (low === otherLow && id > other)))
 }
 
 function checkPeerId (peerId: string): void {

@@ -18,17 +18,21 @@
  * ranking from the same set, each chunk leaves the origin once, and the fleet spreads the
  * origin's work evenly (each owner takes about 1/N of the chunks).
  *
- * Views of the set are never perfectly in step, so two safety nets keep chunks moving:
+ * Owners can leave or stall, and views of the set are never perfectly in step, so two safety
+ * nets keep chunks moving:
  *
  * - When the owner leaves the set, the next-ranked puller becomes the owner and fetches the
  *   chunk from the origin at once (if no peer has it yet); the others restart their wait.
  * - A non-owner falls back to the origin when no peer has produced the chunk within
- *   `originFallbackMs` × (1 + ⌊r / maxInflightOrigin⌋), counted from when the chunk became wanted
- *   under its current owner, where r is the chunk's position in its owner's origin queue. Owners
- *   fetch what they own in chunk order, at most `maxInflightOrigin` at a time, so with few
- *   pullers (each owning a long list) the wait grows with the owner's queue instead of
- *   triggering duplicate origin fetches; with many pullers r is 0 and the wait is
- *   `originFallbackMs`. The formula assumes the fleet shares one configuration.
+ *   `originFallbackMs` × (1 + ⌊q / maxInflightOrigin⌋) × tier, counted from when the chunk
+ *   became wanted under its current owner. q is the chunk's place in its owner's origin queue:
+ *   owners fetch what they own in chunk order, at most `maxInflightOrigin` at a time, so with
+ *   few pullers (each owning a long list) the wait grows with the owner's queue instead of
+ *   triggering duplicate fetches; with many pullers q is 0. The tier is 1 for the runner-up
+ *   (second in the ranking) and 2 for everyone else, so when an owner stalls silently the
+ *   runner-up alone fetches the chunk, and the rest find it at the runner-up before their own
+ *   deadline; only if both stall does everyone go to the origin. The formula assumes the fleet
+ *   shares one configuration.
  *
  * An owner also prefers a peer: it goes to the origin only for chunks no usable peer holds.
  * Until the set of pullers is known (`pullers` in init or {@link ChunkScheduler.setPullers}) a
@@ -50,17 +54,28 @@
  *   the pull: its holdings stop counting and its requests are cancelled.
  * - Hedging: a request outstanding for `hedgeAfterMs` is duplicated once to another holder.
  * - Endgame: once every missing chunk is being fetched, free slots duplicate those requests to
- *   other holders (up to {@link MAX_REQUESTS_PER_CHUNK} per chunk). The first copy to arrive
+ *   other holders (up to {@link MAX_REQUESTS_PER_CHUNK} requests per chunk). The first copy to arrive
  *   wins, and the others are cancelled. Duplicates never go to the origin.
  *
  * ## Cost
  *
  * A simulator runs thousands of these, so events are cheap: bitfields are kept as 32-bit words,
  * holder counts are updated as haves arrive, owners are cached per chunk and updated only for
- * the pullers that joined or left (one score per chunk per joining puller), and `tick` skips the
+ * the pullers that joined or left (one score per chunk per joining puller; see `pullers.ts`,
+ * whose set a simulator may share among all its schedulers), and `tick` skips the
  * search for new work unless something that could create work happened (a slot freed, a wanted
  * chunk appeared at a peer with room, an owner changed, a deadline passed). A search is linear
  * in the missing chunks plus (peers with free slots × chunks / 32).
+ *
+ * ## Limits
+ *
+ * - Ownership is only as consistent as the views of the set: a node that knows k of N pullers
+ *   believes it owns about 1/(k+1) of the chunks, so the origin sees about N/(k+1) copies of
+ *   what such nodes own. The control plane has to spread the full set.
+ * - A puller that joins mid-pull takes over about 1/N of the chunks; those an old owner is
+ *   still fetching from the origin may be fetched a second time.
+ * - Each node ranks every puller for every chunk once (O(N × chunks) per node when the set is
+ *   first learned); a simulator of many nodes with one shared view shares one `PullerSet`.
  */
 
 import { silentLogger } from '@swarm/interface'
@@ -164,7 +179,7 @@ export interface SchedulerStats {
   bytesDone: number
   bytesFromOrigin: number
   bytesFromPeers: number
-  /** bytes that arrived without a request of ours (e.g. copied from another local model) */
+  /** bytes that arrived without a live request of ours (e.g. copied from another local model) */
   bytesOther: number
   originRequests: number
   peerRequests: number
@@ -414,7 +429,7 @@ export class Scheduler implements ChunkScheduler {
       connectedPeers: this.peers.size,
       pullers: this.pullers.size,
       ownedChunks: this.pullers.ownedBy(this.selfId),
-      endgame: this.inEndgame()
+      endgame: this.endgameEnabled && this.inEndgame()
     }
   }
 
@@ -443,44 +458,25 @@ export class Scheduler implements ChunkScheduler {
     this.clock(now)
     checkPeerId(peerId)
     const peer = this.peers.get(peerId)
-    let incoming: Uint32Array
     if (chunks instanceof Uint8Array) {
       validateBitfield(chunks, this.chunkCount)
-      incoming = this.scratch
-      incoming.fill(0)
+      if (peer === undefined) return
+      const hasRoom = this.peerHasRoom(peer)
       for (let byte = 0; byte < chunks.length; byte++) {
         let value = chunks[byte]!
         while (value !== 0) {
           const bit = 31 - Math.clz32(value)
           value ^= 1 << bit
-          const i = (byte << 3) + (7 - bit)
-          incoming[i >>> 5] = incoming[i >>> 5]! | (1 << (i & 31))
+          this.addHolding(peer, (byte << 3) + (7 - bit), hasRoom)
         }
       }
     } else if (Array.isArray(chunks)) {
       for (const i of chunks) this.checkChunk(i)
-      incoming = this.scratch
-      incoming.fill(0)
-      for (const i of chunks) incoming[i >>> 5] = incoming[i >>> 5]! | (1 << (i & 31))
+      if (peer === undefined) return
+      const hasRoom = this.peerHasRoom(peer)
+      for (const i of chunks) this.addHolding(peer, i, hasRoom)
     } else {
       throw new InvalidBitfieldError('chunks must be a bitfield (Uint8Array) or an array of chunk indices')
-    }
-    if (peer === undefined) return
-
-    const hasRoom = peer.inflight < this.maxPerPeer && this.outstanding.size < this.maxTotal
-    const endgame = this.endgameEnabled && this.inEndgame()
-    for (let w = 0; w < this.words; w++) {
-      let added = (incoming[w]! & ~peer.bits[w]!) >>> 0
-      if (added === 0) continue
-      peer.bits[w] = peer.bits[w]! | added
-      if (hasRoom && ((added & this.idleWords[w]!) !== 0 || (endgame && (added & ~this.haveWords[w]!) !== 0))) {
-        this.dirty = true
-      }
-      while (added !== 0) {
-        const low = added & -added
-        added = (added ^ low) >>> 0
-        this.holders[(w << 5) + 31 - Math.clz32(low)]!++
-      }
     }
   }
 
@@ -572,13 +568,15 @@ export class Scheduler implements ChunkScheduler {
       return { start, cancel, wakeAt: undefined }
     }
 
-    for (const outstanding of [...this.outstanding.values()]) {
-      if (now - outstanding.startedAt >= this.requestTimeoutMs) {
-        this.endRequest(outstanding)
-        this.counters.timeouts++
-        this.noteFailure(outstanding, now)
-        cancel.push(outstanding.request)
-      }
+    let expired: Outstanding[] | undefined
+    for (const outstanding of this.outstanding.values()) {
+      if (now - outstanding.startedAt >= this.requestTimeoutMs) (expired ??= []).push(outstanding)
+    }
+    for (const outstanding of expired ?? []) {
+      this.endRequest(outstanding)
+      this.counters.timeouts++
+      this.noteFailure(outstanding, now)
+      cancel.push(outstanding.request)
     }
 
     this.hedge(now, start)
@@ -805,6 +803,23 @@ export class Scheduler implements ChunkScheduler {
 
   // ---- bookkeeping ----
 
+  /** Records that `peer` holds `chunk`; new work is possible if it has room and we want the chunk. */
+  private addHolding (peer: PeerState, chunk: number, hasRoom: boolean): void {
+    const w = chunk >>> 5
+    const mask = 1 << (chunk & 31)
+    if ((peer.bits[w]! & mask) !== 0) return
+    peer.bits[w] = peer.bits[w]! | mask
+    this.holders[chunk]!++
+    if (hasRoom && !this.dirty && (this.haveWords[w]! & mask) === 0) {
+      // an idle chunk can now be asked for; in endgame, an outstanding one can be duplicated
+      if ((this.idleWords[w]! & mask) !== 0 || (this.endgameEnabled && this.inEndgame())) this.dirty = true
+    }
+  }
+
+  private peerHasRoom (peer: PeerState): boolean {
+    return peer.inflight < this.maxPerPeer && this.outstanding.size < this.maxTotal
+  }
+
   private startRequest (chunk: number, peer: PeerState | undefined, now: number, start: Request[], duplicate = false): void {
     const request: Request = {
       id: this.nextRequestId++,
@@ -923,9 +938,12 @@ export class Scheduler implements ChunkScheduler {
     return this.idleCount === 0 && !this.done
   }
 
+  /** When a non-owner gives up waiting for a chunk nobody holds; see the notes at the top. */
   private fallbackAt (chunk: number): number {
-    const rank = this.pullersKnown ? this.pullers.queuePosition(chunk) : 0
-    return this.waitSince[chunk]! + this.originFallbackMs * (1 + Math.floor(rank / Math.max(1, this.maxOrigin)))
+    if (!this.pullersKnown) return this.waitSince[chunk]! + this.originFallbackMs
+    const rounds = 1 + Math.floor(this.pullers.queuePosition(chunk) / Math.max(1, this.maxOrigin))
+    const tier = this.pullers.backup(chunk) === this.selfId ? 1 : 2
+    return this.waitSince[chunk]! + this.originFallbackMs * rounds * tier
   }
 
   private setIdle (chunk: number): void {

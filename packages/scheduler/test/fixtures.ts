@@ -1,4 +1,4 @@
-import { chunkScheduler, seededRandom } from '../src/index.js'
+import { chunkScheduler, pullerSet, seededRandom } from '../src/index.js'
 import type { ChunkScheduler, Request, SchedulerInit } from '../src/index.js'
 
 const BASE32 = 'abcdefghijklmnopqrstuvwxyz234567'
@@ -90,6 +90,10 @@ export interface SwarmOptions {
   /** who each node is connected to (symmetric); default everyone */
   neighbours?: (node: number, nodes: number) => number[]
   init?: Partial<SchedulerInit>
+  /** nodes that never act: no requests, no answers, no announcements */
+  stalled?: number[]
+  /** one puller set shared by every scheduler instead of one each */
+  sharedPullers?: boolean
   /** chunks each node holds at the start */
   have?: (node: number) => number[]
   /** stop at this virtual time */
@@ -98,8 +102,11 @@ export interface SwarmOptions {
 
 export interface SwarmResult {
   schedulers: ChunkScheduler[]
+  cids: string[]
   /** origin requests started for each chunk */
   originFetches: number[]
+  /** who first asked the origin for each chunk */
+  originBy: Array<string | undefined>
   /** virtual time each node finished, or Infinity */
   finishedAt: number[]
   /** events processed */
@@ -124,16 +131,19 @@ export function runSwarm (options: SwarmOptions): SwarmResult {
     for (const chunk of options.have?.(i) ?? []) flags[chunk] = 1
     return flags
   })
+  const shared = options.sharedPullers === true ? pullerSet(chunks, ids) : undefined
   const schedulers = ids.map((selfId, i) => chunkScheduler({
     selfId,
     chunks,
     have: Array.from(holds[i]!, flag => flag === 1),
     random: seededRandom(seed * 1000 + i),
-    pullers: ids.filter(id => id !== selfId),
+    ...(shared === undefined ? { pullers: ids.filter(id => id !== selfId) } : { pullerSet: shared }),
     now: 0,
     ...options.init
   }))
   const originFetches = new Array<number>(chunks.length).fill(0)
+  const originBy = new Array<string | undefined>(chunks.length).fill(undefined)
+  const stalled = new Set(options.stalled ?? [])
   const finishedAt = new Array<number>(nodes).fill(Infinity)
   const active = new Set<number>()
   type Event = { kind: 'done', node: number, request: Request } | { kind: 'wake', node: number }
@@ -152,12 +162,14 @@ export function runSwarm (options: SwarmOptions): SwarmResult {
   let touched = new Set(range(nodes))
   for (;;) {
     for (const i of [...touched].sort((a, b) => a - b)) {
+      if (stalled.has(i)) continue
       const scheduler = schedulers[i]!
       const { start, cancel, wakeAt } = scheduler.tick(now)
       for (const request of cancel) active.delete(requestKey(i, request))
       for (const request of start) {
         if (request.source.kind === 'origin') {
           originFetches[request.chunk]!++
+          originBy[request.chunk] ??= ids[i]
           queue.push(now + originLatency, { kind: 'done', node: i, request })
         } else {
           const from = indexOf.get(request.source.peerId)!
@@ -191,5 +203,5 @@ export function runSwarm (options: SwarmOptions): SwarmResult {
       }
     }
   }
-  return { schedulers, originFetches, finishedAt, events }
+  return { schedulers, cids: chunks.map(c => c.cid), originFetches, originBy, finishedAt, events }
 }

@@ -318,7 +318,7 @@ describe('taking chunks from the origin', () => {
     expect(start.map(r => r.chunk).sort((a, b) => a - b)).toEqual(owned)
   })
 
-  it('falls back to the origin for chunks no peer produced within originFallbackMs', () => {
+  it('falls back to the origin for chunks no peer produced within originFallbackMs, runner-up first', () => {
     const scheduler = puller('alpha')
     const owned = range(30).filter(i => scheduler.owner(i) === 'alpha')
     const first = scheduler.tick(0)
@@ -330,9 +330,19 @@ describe('taking chunks from the origin', () => {
     const fromPeer = scheduler.tick(500).start
     expect(fromPeer.map(r => [r.chunk, peerOf(r)])).toEqual([[bravos[0], 'bravo']])
     expect(scheduler.tick(999).start).toEqual([])
-    const fallback = scheduler.tick(1000).start
-    expect(fallback.every(r => r.source.kind === 'origin')).toBe(true)
-    expect(fallback.map(r => r.chunk).sort((a, b) => a - b)).toEqual(range(30).filter(i => !owned.includes(i) && i !== bravos[0]))
+    const waiting = range(30).filter(i => !owned.includes(i) && i !== bravos[0])
+    const second = waiting.filter(i => rendezvousRanking(chunks[i]!.cid, pullers)[1] === 'alpha')
+    const third = waiting.filter(i => !second.includes(i))
+    expect(second.length).toBeGreaterThan(0)
+    expect(third.length).toBeGreaterThan(0)
+    // where alpha is runner-up it goes after originFallbackMs ...
+    const atOnce = scheduler.tick(1000)
+    expect(atOnce.start.every(r => r.source.kind === 'origin')).toBe(true)
+    expect(atOnce.start.map(r => r.chunk)).toEqual(second)
+    expect(atOnce.wakeAt).toBe(2000)
+    // ... and for the rest it leaves the runner-up time to fetch them first
+    expect(scheduler.tick(1999).start).toEqual([])
+    expect(scheduler.tick(2000).start.map(r => r.chunk)).toEqual(third)
   })
 
   it('waits longer for chunks deep in their owner\'s origin queue', () => {

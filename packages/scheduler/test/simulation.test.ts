@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { rendezvousOwner, rendezvousRanking } from '../src/index.js'
 import { range, runSwarm } from './fixtures.js'
 
 describe('a small swarm', () => {
@@ -24,6 +25,15 @@ describe('a small swarm', () => {
     expect(Math.max(...result.finishedAt)).toBeLessThan(10 * 6)
   })
 
+  it('behaves the same with one puller set shared by every scheduler', () => {
+    const options = { nodes: 10, chunks: 40, seed: 5, init: { originFallbackMs: 1e9, requestTimeoutMs: 1e9, hedgeAfterMs: Infinity } }
+    const own = runSwarm(options)
+    const shared = runSwarm({ ...options, sharedPullers: true })
+    expect(shared.originFetches).toEqual(new Array(40).fill(1))
+    expect(shared.finishedAt).toEqual(own.finishedAt)
+    expect(shared.schedulers.map(s => s.stats)).toEqual(own.schedulers.map(s => s.stats))
+  })
+
   it('keeps the origin near one copy when nodes see only some of the others', () => {
     const chunks = 64
     const nodes = 60
@@ -39,6 +49,28 @@ describe('a small swarm', () => {
     expect(result.finishedAt.every(t => Number.isFinite(t))).toBe(true)
     // no node was served by the origin for anything it does not own
     expect(range(nodes).every(i => result.schedulers[i]!.stats.originRequests === result.schedulers[i]!.stats.ownedChunks)).toBe(true)
+  })
+
+  it('routes around an owner that stalls without leaving: its runner-up alone takes its chunks', () => {
+    const chunks = 48
+    const result = runSwarm({
+      nodes: 12,
+      chunks,
+      seed: 4,
+      // node 0 fetches nothing and serves nothing, but stays in everyone's puller set
+      stalled: [0],
+      init: { originFallbackMs: 100, requestTimeoutMs: 1e9, hedgeAfterMs: Infinity }
+    })
+    const ids = result.schedulers.map(s => s.selfId)
+    const stalledOwns = range(chunks).filter(i => rendezvousOwner(result.cids[i]!, ids) === ids[0])
+    expect(stalledOwns.length).toBeGreaterThan(0)
+    expect(result.schedulers.slice(1).every(s => s.done)).toBe(true)
+    expect(result.originFetches).toEqual(new Array(chunks).fill(1))
+    for (const chunk of stalledOwns) {
+      expect(result.originBy[chunk]).toBe(rendezvousRanking(result.cids[chunk]!, ids)[1])
+    }
+    // the others waited for the runner-up instead of going to the origin themselves
+    expect(Math.max(...result.finishedAt.slice(1))).toBeLessThan(200)
   })
 
   it('finishes with peers only when every chunk starts at some node', () => {

@@ -1,0 +1,120 @@
+/**
+ * Peers first, end to end: real `swarm agent` processes on 127.0.0.1 with real libp2p over TCP,
+ * the TLS data plane, and the real S3 server behind a counting proxy, so origin egress is
+ * measured where it happens.
+ */
+
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { generateSwarmKey } from '@swarm/p2p'
+import { metric, startAgent } from './helpers/agents.js'
+import { swarm } from './helpers/cli.js'
+import { hashes, writeSyntheticModel } from './helpers/model.js'
+import { originProxy } from './helpers/proxy.js'
+import { cliEnv, deletePrefix, s3Client, s3Settings, uniquePrefix } from './helpers/s3.js'
+import type { RunningAgent } from './helpers/agents.js'
+import type { OriginProxy } from './helpers/proxy.js'
+import type { SyntheticModel } from './helpers/model.js'
+import type { S3Settings } from './helpers/s3.js'
+
+describe('agents pull from each other first', () => {
+  let s3: S3Settings
+  let work: string
+  let proxy: OriginProxy
+  let prefix: string
+  let env: Record<string, string>
+  let keyFile: string
+  let model: SyntheticModel
+  let manifestCid: string
+  const agents: RunningAgent[] = []
+
+  beforeAll(async () => {
+    s3 = s3Settings()
+    work = await mkdtemp(join(tmpdir(), 'swarm-agents-'))
+    proxy = await originProxy(s3.endpoint)
+    prefix = uniquePrefix('agents')
+    env = cliEnv(s3, prefix, proxy.endpoint)
+    keyFile = join(work, 'swarm.key')
+    await writeFile(keyFile, generateSwarmKey(), { mode: 0o600 })
+    model = await writeSyntheticModel(join(work, 'model'), { layers: 6, hidden: 512, intermediate: 1536, vocab: 8192, shards: 2 })
+    const push = await swarm(['push', model.dir, '--name', 'fleet:v1', '--chunk-size', '1MiB', '--json'], env)
+    expect(push.code, push.stderr).toBe(0)
+    manifestCid = String(push.done?.manifestCid)
+    const first = await startAgent({ dataDir: join(work, 'agent-0'), env, swarmKeyFile: keyFile })
+    agents.push(first)
+    for (let i = 1; i < 5; i++) {
+      agents.push(await startAgent({ dataDir: join(work, `agent-${i}`), env, swarmKeyFile: keyFile, bootstrap: first.multiaddrs }))
+    }
+  })
+
+  afterAll(async () => {
+    await Promise.allSettled(agents.map(async a => await a.kill()))
+    await proxy.stop().catch(() => {})
+    const client = s3Client(s3)
+    await deletePrefix(client, s3.bucket, prefix)
+    client.destroy()
+    await rm(work, { recursive: true, force: true })
+  })
+
+  it('five agents pulling at once: byte-identical copies, origin egress near one copy, most bytes from peers', async () => {
+    proxy.reset()
+    const pulls = await Promise.all(agents.map(async (agent, i) =>
+      await swarm(['pull', 'fleet:v1', '--to', join(work, `out-${i}`), '--json'], agent.env)))
+    for (const [i, pull] of pulls.entries()) {
+      expect(pull.code, `${pull.stderr}\n${agents[i]!.stderr()}`).toBe(0)
+      expect(pull.done?.via).toBe('agent')
+    }
+    const expected = await hashes(model.dir, model.files)
+    for (let i = 0; i < agents.length; i++) expect(await hashes(join(work, `out-${i}`), model.files)).toEqual(expected)
+
+    const originBytes = proxy.getBytes.chunks ?? 0
+    const ratio = originBytes / model.totalBytes
+    process.stderr.write(`5 agents: origin egress ${(ratio).toFixed(3)} × model size\n`)
+    expect(ratio).toBeLessThanOrEqual(1.5)
+
+    let peerBytes = 0
+    let originMetric = 0
+    for (const agent of agents) {
+      peerBytes += await metric(agent, 'swarm_bytes_total', { source: 'peer' })
+      originMetric += await metric(agent, 'swarm_bytes_total', { source: 'origin' })
+    }
+    expect(originMetric).toBeLessThanOrEqual(originBytes)
+    expect(peerBytes).toBeGreaterThan(originMetric)
+    expect(peerBytes + originMetric).toBeGreaterThanOrEqual(5 * model.totalBytes * 0.95)
+
+    const status = await swarm(['status', '--json'], agents[0]!.env)
+    expect(status.code, status.stderr).toBe(0)
+    expect((status.done?.peers as string[]).length).toBeGreaterThanOrEqual(1)
+    expect((status.done?.models as Array<{ manifestCid: string }>)[0]?.manifestCid).toBe(manifestCid)
+  })
+
+  it('a sixth agent that starts after the others finished takes nothing from the origin', async () => {
+    const late = await startAgent({ dataDir: join(work, 'agent-late'), env, swarmKeyFile: keyFile, bootstrap: agents[0]!.multiaddrs })
+    agents.push(late)
+    proxy.reset()
+    const pull = await swarm(['pull', 'fleet:v1', '--to', join(work, 'out-late'), '--json'], late.env)
+    expect(pull.code, pull.stderr + late.stderr()).toBe(0)
+    expect(proxy.gets.chunks ?? 0).toBe(0)
+    expect((pull.done?.bytesBySource as { peer: number }).peer).toBeGreaterThan(0)
+    expect(await hashes(join(work, 'out-late'), model.files)).toEqual(await hashes(model.dir, model.files))
+  })
+
+  it('with the origin down, a node pulls by manifest CID entirely from peers', async () => {
+    await proxy.stop()
+    try {
+      const orphan = await startAgent({ dataDir: join(work, 'agent-orphan'), env, swarmKeyFile: keyFile, bootstrap: agents[1]!.multiaddrs })
+      agents.push(orphan)
+      const pull = await swarm(['pull', '--cid', manifestCid, '--to', join(work, 'out-orphan'), '--json'], orphan.env)
+      expect(pull.code, pull.stderr + orphan.stderr()).toBe(0)
+      expect((pull.done?.bytesBySource as { origin: number }).origin).toBe(0)
+      expect(await hashes(join(work, 'out-orphan'), model.files)).toEqual(await hashes(model.dir, model.files))
+      // a name still needs the origin: peers never name models
+      const byName = await swarm(['pull', 'fleet:v1', '--json'], orphan.env)
+      expect(byName.code).toBe(5)
+    } finally {
+      await proxy.restart()
+    }
+  })
+})

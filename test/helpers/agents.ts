@@ -1,0 +1,94 @@
+/** Starts real `swarm agent` processes on loopback and reads their metrics. */
+
+import { join } from 'node:path'
+import { spawnSwarm } from './cli.js'
+import type { ChildProcess } from 'node:child_process'
+
+export interface RunningAgent {
+  peerId: string
+  multiaddrs: string[]
+  dataPort: number
+  metricsPort: number
+  socket: string
+  dataDir: string
+  child: ChildProcess
+  env: Record<string, string>
+  stderr(): string
+  stop(): Promise<number | null>
+  kill(): Promise<void>
+}
+
+export interface AgentOptions {
+  dataDir: string
+  env: Record<string, string>
+  bootstrap?: string[]
+  swarmKeyFile?: string
+}
+
+export async function startAgent (options: AgentOptions): Promise<RunningAgent> {
+  const socket = join(options.dataDir, 'agent.sock')
+  const env: Record<string, string> = {
+    ...options.env,
+    SWARM_DATA_DIR: options.dataDir,
+    SWARM_SOCKET: socket,
+    SWARM_LISTEN: '/ip4/127.0.0.1/tcp/0',
+    SWARM_DATA_HOST: '127.0.0.1',
+    SWARM_DATA_PORT: '0',
+    SWARM_METRICS_PORT: '0',
+    ...(options.bootstrap != null ? { SWARM_BOOTSTRAP: options.bootstrap.join(',') } : {}),
+    ...(options.swarmKeyFile != null ? { SWARM_SWARM_KEY_FILE: options.swarmKeyFile } : {})
+  }
+  const child = spawnSwarm(['agent', '--json'], { ...env, SWARM_LOG_LEVEL: process.env.SWARM_TEST_AGENT_LOG ?? 'warn' })
+  let stderr = ''
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d })
+  const exited = new Promise<number | null>(resolve => child.on('exit', code => { resolve(code) }))
+  const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    let out = ''
+    const timer = setTimeout(() => { reject(new Error(`agent did not start in 30 s: ${stderr}`)) }, 30_000)
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      out += d
+      const line = out.split('\n').find(l => l.includes('"ready"'))
+      if (line != null) {
+        clearTimeout(timer)
+        resolve(JSON.parse(line) as Record<string, unknown>)
+      }
+    })
+    child.on('exit', code => {
+      clearTimeout(timer)
+      reject(new Error(`agent exited with ${String(code)} before it was ready: ${stderr}`))
+    })
+  })
+  return {
+    peerId: String(ready.peerId),
+    multiaddrs: ready.multiaddrs as string[],
+    dataPort: Number(ready.dataPort),
+    metricsPort: Number(ready.metricsPort),
+    socket,
+    dataDir: options.dataDir,
+    child,
+    env,
+    stderr: () => stderr,
+    async stop () {
+      if (child.exitCode != null) return child.exitCode
+      child.kill('SIGTERM')
+      return await exited
+    },
+    async kill () {
+      if (child.exitCode == null) child.kill('SIGKILL')
+      await exited
+    }
+  }
+}
+
+/** One Prometheus sample by name and labels, from the agent's /metrics. */
+export async function metric (agent: RunningAgent, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`)).text()
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue
+    const match = /^(\w+)(\{[^}]*\})?\s+(\S+)$/.exec(line)
+    if (match == null || match[1] !== name) continue
+    const have = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map(m => [m[1], m[2]]))
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(match[3])
+  }
+  throw new Error(`metric ${name}${JSON.stringify(labels)} not found`)
+}
