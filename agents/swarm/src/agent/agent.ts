@@ -10,7 +10,7 @@
 
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { dataClient, dataServer } from '@swarm/exchange'
+import { dataClient, dataServer, MAX_CHUNK_SIZE } from '@swarm/exchange'
 import { fetcher as createFetcher } from '@swarm/fetcher'
 import { NotFoundError, OriginUnavailableError, silentLogger } from '@swarm/interface'
 import { decodeManifest, formatRef, MANIFEST_LIMITS } from '@swarm/manifest'
@@ -60,7 +60,7 @@ export interface TransferStatus {
 
 export class ManifestUnavailableError extends Error {
   static override name = 'ManifestUnavailableError'
-  readonly code = 'ERR_NOT_FOUND'
+  readonly code = 'ERR_MANIFEST_UNAVAILABLE'
   constructor (manifestCid: string, reason: string) {
     super(`manifest ${manifestCid} could not be had: ${reason}`)
     this.name = 'ManifestUnavailableError'
@@ -185,7 +185,7 @@ export class Agent {
       const address = this.node.control.dataAddressOf(peerId)
       if (address == null) continue
       try {
-        const bytes = await this.client.fetch({ peerId, ...address }, { cid: manifestCid, size: MANIFEST_LIMITS.maxManifestBytes }, { signal: AbortSignal.any([AbortSignal.timeout(10_000), ...(options.signal != null ? [options.signal] : [])]) })
+        const bytes = await this.client.fetch({ peerId, ...address }, { cid: manifestCid, size: Math.min(MANIFEST_LIMITS.maxManifestBytes, MAX_CHUNK_SIZE) }, { signal: AbortSignal.any([AbortSignal.timeout(10_000), ...(options.signal != null ? [options.signal] : [])]) })
         return decodeManifest(bytes, { expectedCid: manifestCid })
       } catch (err) {
         reasons.push(`peer ${peerId}: ${(err as Error).message}`)
@@ -195,7 +195,7 @@ export class Agent {
       try {
         return decodeManifest(await this.origin.getManifest(manifestCid, options), { expectedCid: manifestCid })
       } catch (err) {
-        if (err instanceof NotFoundError) throw new ManifestUnavailableError(manifestCid, 'not at the origin and no peer has it')
+        if (err instanceof NotFoundError) throw new NotFoundError(`manifest ${manifestCid} is not at the origin and no peer has it`)
         reasons.push(`origin: ${(err as Error).message}`)
       }
     }
