@@ -3,9 +3,11 @@
  *
  * With SWARM_TEST_S3_ENDPOINT set, that server is used as it is (SWARM_TEST_S3_ACCESS_KEY_ID,
  * …_SECRET_ACCESS_KEY, …_REGION, …_BUCKET default to the values below) and the bucket is created
- * if missing. Otherwise `scripts/s3-server.sh up` starts a local Ceph RGW (about 15 s), and
- * teardown stops it, but only if this run started it: a server that was already up is left up.
- * Keep one running between runs with `scripts/s3-server.sh up && eval "$(scripts/s3-server.sh env)"`.
+ * if missing. Otherwise `scripts/s3-server.sh up --lease <pid>` starts a local Ceph RGW (about
+ * 15 s) or joins the one running, and teardown releases the lease. The script stops the server
+ * only if a test run started it and no other run still holds a lease, so overlapping runs
+ * share one server and none pulls it from under another; a server started by hand
+ * (`scripts/s3-server.sh up`) is left running.
  *
  * The same values are exported as SWARM_TEST_S3_* for child processes the tests start.
  */
@@ -41,9 +43,9 @@ const UP_TIMEOUT_MS = 180_000
 
 const run = promisify(execFile)
 
-async function script (command: 'up' | 'down' | 'status' | 'env'): Promise<{ ok: boolean, stdout: string, stderr: string }> {
+async function script (...args: string[]): Promise<{ ok: boolean, stdout: string, stderr: string }> {
   try {
-    const { stdout, stderr } = await run(SCRIPT, [command], { timeout: UP_TIMEOUT_MS, encoding: 'utf8' })
+    const { stdout, stderr } = await run(SCRIPT, args, { timeout: UP_TIMEOUT_MS, encoding: 'utf8' })
     return { ok: true, stdout, stderr }
   } catch (err) {
     const e = err as { stdout?: string, stderr?: string, message: string }
@@ -76,7 +78,7 @@ export default async function setup (project: TestProject): Promise<() => Promis
   // the SDK warns once per process that its 2027 releases need Node 22: in every test worker that is noise
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
   let server: S3TestServer
-  let startedHere = false
+  let leased = false
   const given = process.env.SWARM_TEST_S3_ENDPOINT
   if (given !== undefined && given !== '') {
     server = {
@@ -88,14 +90,11 @@ export default async function setup (project: TestProject): Promise<() => Promis
     }
     await ensureBucket(server)
   } else {
-    const status = await script('status')
-    if (!status.ok) {
-      const up = await script('up')
-      if (!up.ok) throw new Error(`could not start the S3 test server (scripts/s3-server.sh up):\n${up.stderr.trim()}`)
-      startedHere = true
-    }
-    const endpoint = (await script('env')).stdout.match(/SWARM_TEST_S3_ENDPOINT=(\S+)/)?.[1]
-    if (endpoint === undefined) throw new Error('scripts/s3-server.sh env printed no SWARM_TEST_S3_ENDPOINT')
+    const up = await script('up', '--lease', String(process.pid))
+    if (!up.ok) throw new Error(`could not start the S3 test server (scripts/s3-server.sh up):\n${up.stderr.trim()}`)
+    leased = true
+    const endpoint = up.stdout.trim().split('\n').at(-1)
+    if (endpoint === undefined || !endpoint.startsWith('http')) throw new Error(`scripts/s3-server.sh up printed no endpoint: ${up.stdout}`)
     server = { endpoint, ...LOCAL_SERVER }
   }
 
@@ -107,8 +106,8 @@ export default async function setup (project: TestProject): Promise<() => Promis
   project.provide('s3', server)
 
   return async () => {
-    if (!startedHere) return
-    const down = await script('down')
-    if (!down.ok) throw new Error(`could not stop the S3 test server (scripts/s3-server.sh down):\n${down.stderr.trim()}`)
+    if (!leased) return
+    const release = await script('release', String(process.pid))
+    if (!release.ok) throw new Error(`could not release the S3 test server (scripts/s3-server.sh release):\n${release.stderr.trim()}`)
   }
 }
