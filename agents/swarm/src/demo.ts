@@ -1,10 +1,13 @@
 /**
  * The demo on the embedded default: a `file://` origin in a temporary directory, a synthetic
  * Llama-shaped model, `swarm push`, then `swarm pull` into a second node's data directory,
- * `swarm verify`, and the figures. Everything runs through the real CLI, as a user would.
+ * `swarm verify`; then several agents (separate processes on loopback, default 3) pull the
+ * model at once from each other and the origin, and each says how many bytes came from where.
+ * Everything runs through the real CLI, as a user would.
  */
 
 import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
@@ -27,6 +30,40 @@ async function swarm (args: string[], env: Record<string, string>): Promise<Done
   const done = lines.find(l => l.event === 'done')
   if (code !== 0 || done == null) throw new Error(`swarm ${args.join(' ')} exited with ${code}: ${out}`)
   return done
+}
+
+interface DemoAgent { child: ChildProcess, env: Record<string, string>, multiaddrs: string[] }
+
+async function startAgent (dataDir: string, env: Record<string, string>, bootstrap?: string[]): Promise<DemoAgent> {
+  const agentEnv = {
+    ...env,
+    SWARM_DATA_DIR: dataDir,
+    SWARM_SOCKET: join(dataDir, 'agent.sock'),
+    SWARM_LISTEN: '/ip4/127.0.0.1/tcp/0',
+    SWARM_DATA_HOST: '127.0.0.1',
+    SWARM_DATA_PORT: '0',
+    SWARM_METRICS_PORT: '0',
+    SWARM_LOG_LEVEL: process.env.SWARM_DEMO_LOG_LEVEL ?? 'warn',
+    ...(bootstrap != null ? { SWARM_BOOTSTRAP: bootstrap.join(',') } : {})
+  }
+  const child = spawn(process.execPath, [cli, 'agent', '--json'], { env: { ...process.env, ...agentEnv }, stdio: ['ignore', 'pipe', 'inherit'] })
+  const ready = await new Promise<{ multiaddrs: string[] }>((resolve, reject) => {
+    let out = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d
+      const line = out.split('\n').find(l => l.includes('"ready"'))
+      if (line != null) resolve(JSON.parse(line) as { multiaddrs: string[] })
+    })
+    child.on('exit', code => { reject(new Error(`agent exited with ${String(code)}`)) })
+  })
+  return { child, env: agentEnv, multiaddrs: ready.multiaddrs }
+}
+
+async function stopAgent (agent: DemoAgent): Promise<void> {
+  if (agent.child.exitCode != null) return
+  const exited = new Promise(resolve => agent.child.on('exit', resolve))
+  agent.child.kill('SIGTERM')
+  await exited
 }
 
 async function sha256 (path: string): Promise<string> {
@@ -63,6 +100,26 @@ async function main (): Promise<void> {
       if (a !== b) throw new Error(`${file} differs after the round trip`)
     }
     say(`round trip: all ${model.files.length} files byte-identical (sha256)`)
+
+    const count = Math.max(1, Number(process.env.SWARM_DEMO_AGENTS ?? 3))
+    const agents: DemoAgent[] = []
+    try {
+      agents.push(await startAgent(join(root, 'agent-0'), { SWARM_ORIGIN: origin }))
+      for (let i = 1; i < count; i++) agents.push(await startAgent(join(root, `agent-${i}`), { SWARM_ORIGIN: origin }, agents[0]?.multiaddrs))
+      say(`agents: ${count} running on 127.0.0.1, pulling demo-llama:v1 at once`)
+      const started = performance.now()
+      const pulls = await Promise.all(agents.map(async agent => await swarm(['pull', 'demo-llama:v1'], agent.env)))
+      const wall = (performance.now() - started) / 1000
+      let fromOrigin = 0
+      for (const [i, result] of pulls.entries()) {
+        const bySource = result.bytesBySource as { peer: number, origin: number }
+        fromOrigin += bySource.origin
+        say(`  agent-${i}: ${formatBytes(bySource.peer)} from peers, ${formatBytes(bySource.origin)} from the origin, in ${(Number(result.durationMs) / 1000).toFixed(2)} s`)
+      }
+      say(`fleet: ${count} copies in ${wall.toFixed(2)} s; the origin served ${(fromOrigin / model.totalBytes).toFixed(2)} × the model`)
+    } finally {
+      await Promise.all(agents.map(stopAgent))
+    }
   } finally {
     await rm(root, { recursive: true, force: true })
   }

@@ -260,6 +260,11 @@ export class PullSession {
     this.init.fetcher.fetch(chunk, { sources: [source], signal: controller.signal }).then(result => {
       this.controllers.delete(request.id)
       if (this.settled) return
+      if (this.scheduler.has(request.chunk)) {
+        // a duplicate (endgame, hedge) that shared the winning fetch: counted once already
+        this.pump()
+        return
+      }
       if (request.source.kind === 'origin') this.originFailures = 0
       this.scheduler.chunkArrived(request.chunk, this.now(), request.id)
       this.init.node.control.have(this.init.manifestCid, [request.chunk])
@@ -317,6 +322,7 @@ export class PullSession {
       return
     }
     const stats = this.scheduler.stats
+    this.log.info({ stats }, 'session finished')
     this.resolve({ progress: this.progress, durationMs: performance.now() - this.started, originRequests: stats.originRequests, peerRequests: stats.peerRequests })
   }
 }

@@ -1,0 +1,37 @@
+/** Sockets per endpoint, for the SDK's agents and the bulk GET pool alike. */
+export const DEFAULT_MAX_SOCKETS = 64
+
+/** Retries after the first attempt, for failures that may pass (5xx, SlowDown, resets, timeouts). */
+export const DEFAULT_RETRIES = 4
+
+/** Backoff is full jitter: a uniform delay in [0, min(cap, base × 2^(retry − 1))]. */
+export const RETRY_BASE_DELAY_MS = 200
+export const RETRY_MAX_DELAY_MS = 10_000
+
+/** How long a connection may stay silent (connect, headers, body) before the attempt is failed and retried. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
+
+/** ListObjectsV2 page size; 1000 is the most S3 returns. */
+export const DEFAULT_LIST_PAGE_SIZE = 1000
+
+/** Ref bodies fetched at once while listing refs. */
+export const REF_LIST_CONCURRENCY = 8
+
+/** Presigned GET URLs are used at once; the expiry only bounds a leaked URL. */
+export const PRESIGNED_URL_EXPIRES_S = 300
+
+/** Idle keep-alive connections are kept this long. */
+export const KEEP_ALIVE_TIMEOUT_MS = 30_000
+
+/** At most this much of an error response body is read. */
+export const MAX_ERROR_BODY_BYTES = 64 * 1024
+
+/** The region for S3-compatible endpoints given without one; most ignore it but sign with it. */
+export const DEFAULT_ENDPOINT_REGION = 'us-east-1'
+
+export const CHUNKS_PREFIX = 'chunks/'
+export const MANIFESTS_PREFIX = 'manifests/'
+export const REFS_PREFIX = 'refs/'
+
+/** Canonical CIDv1 strings (base32): also keeps keys to a safe alphabet. */
+export const CID_PATTERN = /^b[a-z2-7]{8,200}$/

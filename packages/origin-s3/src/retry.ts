@@ -1,0 +1,140 @@
+/**
+ * The one retry policy of the S3 origin: which failures are worth another attempt, and how long to
+ * wait before it. The SDK's own retries are off (`maxAttempts: 1`) so that control calls and bulk
+ * GETs retry the same way and the attempt count is bounded in one place.
+ *
+ * Retried: HTTP 5xx (but 501), 429, 408, S3's throttling codes (SlowDown, …), connection errors
+ * (refused, reset, unreachable, DNS) and timeouts. Never retried: 4xx answers (404, 403, …) and
+ * aborts. Backoff is exponential with full jitter (AWS's recommendation: spreads a burst of clients
+ * that all failed at once).
+ */
+
+import { setTimeout as sleep } from 'node:timers/promises'
+import pRetry from 'p-retry'
+import { RETRY_BASE_DELAY_MS, RETRY_MAX_DELAY_MS } from './constants.js'
+import { S3ResponseError, TruncatedBodyError } from './errors.js'
+import type { Logger } from '@swarm/interface'
+
+/** What a failed request said, whichever client raised it. */
+export interface Failure {
+  status?: number
+  /** S3's error code (`NoSuchKey`, `SlowDown`, …) */
+  s3Code?: string
+  /** system or undici error code (`ECONNREFUSED`, `UND_ERR_SOCKET`, …) */
+  netCode?: string
+  name?: string
+}
+
+const TRANSIENT_S3_CODES = new Set([
+  'SlowDown', 'Throttling', 'ThrottlingException', 'RequestThrottled', 'RequestLimitExceeded', 'TooManyRequestsException',
+  'RequestTimeout', 'RequestTimeoutException', 'InternalError', 'ServiceUnavailable', 'PriorRequestNotComplete'
+])
+
+const TRANSIENT_NET_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN',
+  'ENETUNREACH', 'ENETDOWN', 'EHOSTUNREACH', 'EHOSTDOWN',
+  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'ERR_TRUNCATED_BODY'
+])
+
+/** Errors that mean "could not reach or hear from the endpoint", as opposed to "it answered". */
+const CONNECTION_NET_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'ENETDOWN', 'EHOSTUNREACH', 'EHOSTDOWN', 'UND_ERR_CONNECT_TIMEOUT'])
+
+export function describeFailure (err: unknown): Failure {
+  if (err instanceof S3ResponseError) return { status: err.status, s3Code: err.s3Code, name: err.name }
+  const e = err as { name?: unknown, code?: unknown, Code?: unknown, cause?: unknown, $metadata?: { httpStatusCode?: unknown } } | undefined
+  if (e == null || typeof e !== 'object') return {}
+  const failure: Failure = {}
+  if (typeof e.name === 'string') failure.name = e.name
+  const status = e.$metadata?.httpStatusCode
+  if (typeof status === 'number') {
+    failure.status = status
+    // the SDK names an error after S3's code; a bodiless answer (HEAD) gets a generic name
+    const s3Code = typeof e.Code === 'string' ? e.Code : failure.name
+    if (s3Code !== undefined && !['Unknown', 'UnknownError', 'NotFound', 'Forbidden'].includes(s3Code)) failure.s3Code = s3Code
+    return failure
+  }
+  let code = e.code
+  // undici and fetch wrap the socket's error
+  if (typeof code !== 'string' && typeof (e.cause as { code?: unknown } | undefined)?.code === 'string') code = (e.cause as { code: string }).code
+  if (typeof code === 'string') failure.netCode = code
+  return failure
+}
+
+export function isTransient (err: unknown): boolean {
+  if (err instanceof TruncatedBodyError) return true
+  const { status, s3Code, netCode, name } = describeFailure(err)
+  if (status !== undefined) {
+    if (status === 501) return false
+    return status >= 500 || status === 429 || status === 408 || (s3Code !== undefined && TRANSIENT_S3_CODES.has(s3Code))
+  }
+  if (netCode !== undefined && TRANSIENT_NET_CODES.has(netCode)) return true
+  return name === 'TimeoutError'
+}
+
+export function isConnectionFailure (err: unknown): boolean {
+  const { netCode } = describeFailure(err)
+  return netCode !== undefined && CONNECTION_NET_CODES.has(netCode)
+}
+
+/** One line for logs and messages: `HTTP 503 SlowDown`, `ECONNREFUSED`, … */
+export function formatFailure (err: unknown): string {
+  const { status, s3Code, netCode } = describeFailure(err)
+  const message = (err as Error | undefined)?.message
+  const detail = message !== undefined && message !== '' && message !== 'UnknownError' ? `: ${message}` : ''
+  if (status !== undefined) return `HTTP ${status}${s3Code !== undefined ? ` ${s3Code}` : ''}${detail}`
+  if (netCode !== undefined) return message?.includes(netCode) === true ? message : `${netCode}${detail}`
+  return message ?? String(err)
+}
+
+/** Full jitter: uniform in [0, min(cap, base × 2^(retry − 1))]. */
+export function backoffDelay (retry: number, baseMs = RETRY_BASE_DELAY_MS, capMs = RETRY_MAX_DELAY_MS): number {
+  return Math.random() * Math.min(capMs, baseMs * 2 ** (retry - 1))
+}
+
+export interface RetryOptions {
+  retries: number
+  signal?: AbortSignal
+  log: Logger
+  /** names the request in logs, e.g. `GET chunks/bafk…` */
+  what: string
+}
+
+export class RetriesExhausted extends Error {
+  constructor (readonly attempts: number, readonly last: unknown) {
+    super(`failed ${attempts} times`)
+    this.name = 'RetriesExhausted'
+  }
+}
+
+/**
+ * Runs `attempt` until it succeeds, fails in a way retrying cannot fix, or runs out of retries.
+ * A transient failure that used up the retries is thrown as {@link RetriesExhausted}; anything else
+ * as it was. An abort ends the wait at once.
+ */
+export async function withRetries<T> (attempt: (signal: AbortSignal | undefined) => Promise<T>, options: RetryOptions): Promise<T> {
+  const { retries, signal, log, what } = options
+  let attempts = 0
+  try {
+    return await pRetry(async () => {
+      attempts++
+      return await attempt(signal)
+    }, {
+      retries,
+      // the delay is ours (full jitter), taken in shouldRetry
+      minTimeout: 0,
+      signal,
+      shouldRetry: async ({ error, attemptNumber, retriesLeft }) => {
+        if (signal?.aborted === true || !isTransient(error)) return false
+        const delayMs = backoffDelay(attemptNumber)
+        log.debug({ request: what, attempt: attemptNumber, retriesLeft, delayMs: Math.round(delayMs), error: formatFailure(error) }, 'S3 request failed; retrying')
+        await sleep(delayMs, undefined, { signal })
+        return true
+      }
+    })
+  } catch (err) {
+    if (signal?.aborted === true) throw signal.reason
+    if (isTransient(err)) throw new RetriesExhausted(attempts, err)
+    throw err
+  }
+}
