@@ -165,13 +165,23 @@ export class Agent {
   }
 
   /**
-   * The manifest by CID: from the store, else from peers (any copy that hashes to the CID is
-   * as good as the origin's), else from the origin.
+   * The manifest by CID: from the store, else from the origin when one is configured, else
+   * from peers (any copy that hashes to the CID is as good as the origin's, so peers may serve
+   * it; they are only never trusted to name a model).
    */
   private async manifestFor (manifestCid: string, options: AbortOptions): Promise<Manifest> {
     const held = this.store.getManifest(manifestCid)
     if (held != null) return held
     const reasons: string[] = []
+    if (this.origin != null) {
+      try {
+        return decodeManifest(await this.origin.getManifest(manifestCid, options), { expectedCid: manifestCid })
+      } catch (err) {
+        if (err instanceof NotFoundError) throw new NotFoundError(`manifest ${manifestCid} is not at the origin`)
+        options.signal?.throwIfAborted()
+        reasons.push(`origin: ${(err as Error).message}`)
+      }
+    }
     const candidates = new Set(this.node.connectedPeers())
     const lookup = AbortSignal.any([AbortSignal.timeout(3_000), ...(options.signal != null ? [options.signal] : [])])
     try {
@@ -189,14 +199,6 @@ export class Agent {
         return decodeManifest(bytes, { expectedCid: manifestCid })
       } catch (err) {
         reasons.push(`peer ${peerId}: ${(err as Error).message}`)
-      }
-    }
-    if (this.origin != null) {
-      try {
-        return decodeManifest(await this.origin.getManifest(manifestCid, options), { expectedCid: manifestCid })
-      } catch (err) {
-        if (err instanceof NotFoundError) throw new NotFoundError(`manifest ${manifestCid} is not at the origin and no peer has it`)
-        reasons.push(`origin: ${(err as Error).message}`)
       }
     }
     throw new ManifestUnavailableError(manifestCid, reasons.length > 0 ? reasons.join('; ') : 'no peer has it and no origin is configured')
