@@ -3,16 +3,16 @@
  * Kubernetes object, and the pieces that must agree do (ports, paths, names, labels), with the
  * agent's own configuration schema and bootstrap parser as the judges of what it will accept.
  *
- * Each check is a function from the parsed files to a list of problems. Every check runs once
- * on the files as they are (no problems) and once on a copy broken in the way the check exists
- * to catch (the problem it must report), so none of them can pass vacuously.
+ * Each check is a function from the parsed files to a list of problems. Every check runs on the
+ * files as they are (no problems) and on copies broken in each way it exists to catch (it must
+ * report that problem), so none of them can pass vacuously.
  */
 
 import { readdir, readFile } from 'node:fs/promises'
 import { join, posix } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { DEFAULT_DATA_DIR_ROOT, ENV_KEYS, loadConfig } from '@swarm/config'
-import { parseBootstrapEntry, parseSwarmKey } from '@swarm/p2p'
+import { generateSwarmKey, parseBootstrapEntry, parseSwarmKey } from '@swarm/p2p'
 import { describe, expect, it } from 'vitest'
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet'
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment'
@@ -138,7 +138,8 @@ function agentEnvironment (bundle: Bundle): Record<string, string> {
 }
 
 async function agentConfig (bundle: Bundle): Promise<Config> {
-  return await loadConfig({ env: agentEnvironment(bundle) })
+  // the image holds no config file; an empty one keeps this machine's /etc/swarm/config.yaml out
+  return await loadConfig({ env: agentEnvironment(bundle), file: '/dev/null' })
 }
 
 function cpu (quantity: string | number | undefined): number {
@@ -169,8 +170,7 @@ function dockerStages (text: string): Instruction[][] {
   let pending = ''
   for (const raw of text.split('\n')) {
     const line = raw.trim()
-    if (pending === '' && (line === '' || line.startsWith('#'))) continue
-    if (line.startsWith('#')) continue
+    if (line === '' || line.startsWith('#')) continue
     if (line.endsWith('\\')) {
       pending += line.slice(0, -1) + ' '
       continue
@@ -205,13 +205,13 @@ function last (stage: Instruction[] | undefined, keyword: string): Instruction |
 
 // ---- the checks -------------------------------------------------------------------------------
 
+/** a way to break a copy of the files, and what the check must then report */
+type Break = [how: string, breakIt: (bundle: Bundle) => void, reason: RegExp]
+
 interface Check {
   name: string
   check: (bundle: Bundle) => Promise<string[]> | string[]
-  /** breaks a copy of the files the way this check exists to catch */
-  breakIt: (bundle: Bundle) => void
-  /** what the check must then report */
-  reason: RegExp
+  breaks: Break[]
 }
 
 type Model = new (data: any) => { validate: () => void }
@@ -225,6 +225,35 @@ const MODELS: Record<string, Model> = {
   'v1 Service': Service,
   'apps/v1 DaemonSet': DaemonSet,
   'apps/v1 Deployment': Deployment
+}
+
+function listenPorts (config: Config): number[] {
+  return config.agent.listen.map(address => Number(/\/tcp\/(\d+)/.exec(address)?.[1]))
+}
+
+function setEnv (bundle: Bundle, name: string, value: string): void {
+  const entry = agentContainer(bundle).env?.find(e => e.name === name)
+  if (entry == null) throw new Error(`the agent has no ${name}`)
+  entry.value = value
+}
+
+function agentMount (bundle: Bundle, mountPath: string): NonNullable<IContainer['volumeMounts']>[number] {
+  const mount = agentContainer(bundle).volumeMounts?.find(m => m.mountPath === mountPath)
+  if (mount == null) throw new Error(`the agent mounts nothing at ${mountPath}`)
+  return mount
+}
+
+function agentVolume (bundle: Bundle, mountPath: string): IVolume {
+  const name = agentMount(bundle, mountPath).name
+  const volume = podSpec(daemonSet(bundle)).volumes?.find(v => v.name === name)
+  if (volume == null) throw new Error(`no volume ${name}`)
+  return volume
+}
+
+function inferenceServer (bundle: Bundle): IContainer {
+  const server = podSpec(inference(bundle)).containers.find(c => c.args?.includes('--model') === true)
+  if (server == null) throw new Error('no inference container takes --model')
+  return server
 }
 
 const checks: Check[] = [
@@ -247,14 +276,14 @@ const checks: Check[] = [
       }
       return problems
     },
-    breakIt (bundle) {
-      const port = agentContainer(bundle).ports![0]! as { containerPort: unknown }
-      port.containerPort = 'p2p'
-    },
-    reason: /containerPort must be integer/
+    breaks: [
+      ['a port given by name where a number belongs', b => { (agentContainer(b).ports![0] as { containerPort: unknown }).containerPort = 'p2p' }, /containerPort must be integer/],
+      ['a Deployment without its selector', b => { delete (inference(b).spec as { selector?: unknown }).selector }, /data\/spec must have required property selector/],
+      ['a kind of object nothing checks', b => { (daemonSet(b) as KubeObject).apiVersion = 'extensions/v1beta1' }, /no schema for extensions\/v1beta1 DaemonSet/]
+    ]
   },
   {
-    name: 'kustomization.yaml lists every manifest but the examples, and puts them in one namespace',
+    name: 'kustomization.yaml lists every manifest but the examples, all in its namespace, with the agent\'s image',
     check (bundle) {
       const k = kustomization(bundle)
       const problems: string[] = []
@@ -263,7 +292,7 @@ const checks: Check[] = [
       for (const file of Object.keys(bundle.files)) {
         if (file === 'kustomization.yaml') continue
         const example = file.includes('example')
-        if (example && listed.has(file)) problems.push(`${file} is an example (applying it would overwrite real Secrets or deploy a workload of the user's) but is listed`)
+        if (example && listed.has(file)) problems.push(`${file} is an example but is listed: applying it would overwrite real Secrets or deploy a workload of the user's`)
         if (!example && !listed.has(file)) problems.push(`${file} is not listed in kustomization.yaml`)
       }
       for (const file of listed) if (bundle.files[file] == null) problems.push(`kustomization.yaml lists ${file}, which does not exist`)
@@ -276,8 +305,13 @@ const checks: Check[] = [
       if (!(k.images ?? []).some(i => i.name === image)) problems.push(`kustomization.yaml's images do not cover the agent's image ${String(image)}`)
       return problems
     },
-    breakIt (bundle) { kustomization(bundle).resources = kustomization(bundle).resources!.filter(r => r !== 'service-headless.yaml') },
-    reason: /service-headless\.yaml is not listed/
+    breaks: [
+      ['a manifest left out', b => { kustomization(b).resources = kustomization(b).resources!.filter(r => r !== 'service-headless.yaml') }, /service-headless\.yaml is not listed/],
+      ['the example Secrets listed', b => { kustomization(b).resources!.push('secret-example.yaml') }, /secret-example\.yaml is an example but is listed/],
+      ['a listed file that does not exist', b => { kustomization(b).resources!.push('pdb.yaml') }, /lists pdb\.yaml, which does not exist/],
+      ['an object in another namespace', b => { service(b).metadata!.namespace = 'default' }, /Service is in namespace default, not swarm/],
+      ['an image the kustomization does not name', b => { agentContainer(b).image = 'other/agent:1' }, /do not cover the agent's image other\/agent/]
+    ]
   },
   {
     name: 'the agent\'s environment passes its own configuration schema, with only variables it reads',
@@ -295,11 +329,11 @@ const checks: Check[] = [
       }
       return problems
     },
-    breakIt (bundle) {
-      const configMap = only<IConfigMap>(bundle, 'ConfigMap')
-      configMap.data = { ...configMap.data, SWARM_CACHESIZE: '1GiB' }
-    },
-    reason: /SWARM_CACHESIZE is not a variable the agent reads/
+    breaks: [
+      ['a misspelt variable', b => { const c = only<IConfigMap>(b, 'ConfigMap'); c.data = { ...c.data, SWARM_CACHESIZE: '1GiB' } }, /SWARM_CACHESIZE is not a variable the agent reads/],
+      ['a value the agent rejects', b => { const c = only<IConfigMap>(b, 'ConfigMap'); c.data = { ...c.data, SWARM_CACHE_SIZE: 'lots' } }, /SWARM_CACHE_SIZE \(env\)/],
+      ['no origin', b => { const c = only<IConfigMap>(b, 'ConfigMap'); delete c.data!.SWARM_ORIGIN }, /no SWARM_ORIGIN/]
+    ]
   },
   {
     name: 'the probes ask the metrics port, which listens beyond loopback: /healthz for liveness and startup, /readyz for readiness',
@@ -322,8 +356,14 @@ const checks: Check[] = [
       }
       return problems
     },
-    breakIt (bundle) { agentContainer(bundle).readinessProbe!.httpGet!.path = '/healthz' },
-    reason: /readinessProbe asks \/healthz, not \/readyz/
+    breaks: [
+      ['readiness on /healthz', b => { agentContainer(b).readinessProbe!.httpGet!.path = '/healthz' }, /readinessProbe asks \/healthz, not \/readyz/],
+      ['no liveness probe', b => { delete agentContainer(b).livenessProbe }, /livenessProbe is not an HTTP GET/],
+      ['a startup probe on the data port', b => { agentContainer(b).startupProbe!.httpGet!.port = 'data' }, /startupProbe asks port data \(4002\)/],
+      ['metrics on another port than the probes ask', b => { setEnv(b, 'SWARM_METRICS_PORT', '9465') }, /metrics server listens on 9465/],
+      ['metrics on loopback', b => { setEnv(b, 'SWARM_METRICS_HOST', '127.0.0.1') }, /binds 127\.0\.0\.1/],
+      ['scraping another port', b => { daemonSet(b).spec!.template.metadata!.annotations!['prometheus.io/port'] = '4001' }, /scrape annotations/]
+    ]
   },
   {
     name: 'the agent listens on the ports it declares: libp2p and TLS data',
@@ -331,17 +371,19 @@ const checks: Check[] = [
       const container = agentContainer(bundle)
       const config = await agentConfig(bundle)
       const problems: string[] = []
-      const listenPorts = config.agent.listen.map(a => Number(/\/tcp\/(\d+)/.exec(a)?.[1]))
       const p2p = resolvePort(container, 'p2p')
-      if (p2p == null || !listenPorts.includes(p2p)) problems.push(`containerPort p2p (${String(p2p)}) is not among the libp2p listen ports ${listenPorts.join(', ')}`)
+      if (p2p == null || !listenPorts(config).includes(p2p)) problems.push(`containerPort p2p (${String(p2p)}) is not among the libp2p listen ports ${listenPorts(config).join(', ')}`)
       const data = resolvePort(container, 'data')
       if (data !== config.agent.dataPort) problems.push(`containerPort data (${String(data)}) is not the data port ${config.agent.dataPort}`)
-      const podIp = container.env?.find(e => e.name === 'SWARM_DATA_HOST')?.valueFrom?.fieldRef?.fieldPath
-      if (config.agent.dataHost != null && podIp !== 'status.podIP') problems.push('SWARM_DATA_HOST is set to something other than the pod\'s IP')
+      const dataHost = container.env?.find(e => e.name === 'SWARM_DATA_HOST')
+      if (dataHost != null && dataHost.valueFrom?.fieldRef?.fieldPath !== 'status.podIP') problems.push('SWARM_DATA_HOST is set to something other than the pod\'s IP')
       return problems
     },
-    breakIt (bundle) { agentContainer(bundle).env!.find(e => e.name === 'SWARM_DATA_PORT')!.value = '4102' },
-    reason: /containerPort data \(4002\) is not the data port 4102/
+    breaks: [
+      ['a data port the container does not declare', b => { setEnv(b, 'SWARM_DATA_PORT', '4102') }, /containerPort data \(4002\) is not the data port 4102/],
+      ['libp2p on another port', b => { setEnv(b, 'SWARM_LISTEN', '/ip4/0.0.0.0/tcp/4101') }, /containerPort p2p \(4001\) is not among the libp2p listen ports 4101/],
+      ['a fixed data host', b => { const e = agentContainer(b).env!.find(e => e.name === 'SWARM_DATA_HOST')!; delete e.valueFrom; e.value = '10.0.0.1' }, /SWARM_DATA_HOST is set to something other than the pod's IP/]
+    ]
   },
   {
     name: 'SWARM_BOOTSTRAP names the headless Service\'s DNS name and port, which reach the agent\'s libp2p port',
@@ -351,21 +393,24 @@ const checks: Check[] = [
       const config = await agentConfig(bundle)
       const problems: string[] = []
       const namespace = kustomization(bundle).namespace ?? svc.metadata?.namespace
-      const entries = config.agent.bootstrap.map(parseBootstrapEntry)
-      const dns = entries.find(e => e.kind === 'dns')
-      const servicePort = svc.spec?.ports?.[0]
+      const expectedName = `${String(svc.metadata?.name)}.${String(namespace)}.svc.cluster.local`
+      const dns = config.agent.bootstrap.map(parseBootstrapEntry).find(e => e.kind === 'dns')
       if (dns == null || dns.kind !== 'dns') return ['SWARM_BOOTSTRAP has no dns:<name>:<port> entry']
-      if (dns.name !== `${String(svc.metadata?.name)}.${String(namespace)}.svc.cluster.local`) problems.push(`SWARM_BOOTSTRAP names ${dns.name}, the Service is ${String(svc.metadata?.name)}.${String(namespace)}.svc.cluster.local`)
-      if (dns.port !== servicePort?.port) problems.push(`SWARM_BOOTSTRAP asks port ${dns.port}, the Service serves ${String(servicePort?.port)}`)
+      const servicePort = svc.spec?.ports?.find(p => p.port === dns.port)
+      if (dns.name !== expectedName) problems.push(`SWARM_BOOTSTRAP names ${dns.name}, the Service is ${expectedName}`)
+      if (servicePort == null) return [...problems, `SWARM_BOOTSTRAP asks port ${dns.port}, which the Service does not serve`]
       // a headless Service resolves to pod IPs, so the port dialled must be the container's own
-      const target = resolvePort(container, servicePort?.targetPort ?? servicePort?.port)
-      if (target !== dns.port) problems.push(`the Service's port ${String(servicePort?.port)} leads to container port ${String(target)}, not the dialled ${dns.port}`)
-      const listenPorts = config.agent.listen.map(a => Number(/\/tcp\/(\d+)/.exec(a)?.[1]))
-      if (!listenPorts.includes(dns.port)) problems.push(`no libp2p listen address uses port ${dns.port}`)
+      const target = resolvePort(container, servicePort.targetPort ?? servicePort.port)
+      if (target !== dns.port) problems.push(`the Service's port ${servicePort.port} leads to container port ${String(target)}, not the dialled ${dns.port}`)
+      if (!listenPorts(config).includes(dns.port)) problems.push(`no libp2p listen address uses the dialled port ${dns.port}`)
       return problems
     },
-    breakIt (bundle) { agentContainer(bundle).env!.find(e => e.name === 'SWARM_BOOTSTRAP')!.value = 'dns:swarm-headless.default.svc.cluster.local:4001' },
-    reason: /SWARM_BOOTSTRAP names swarm-headless\.default\.svc\.cluster\.local/
+    breaks: [
+      ['the wrong namespace in the name', b => { setEnv(b, 'SWARM_BOOTSTRAP', 'dns:swarm-headless.default.svc.cluster.local:4001') }, /SWARM_BOOTSTRAP names swarm-headless\.default\.svc\.cluster\.local/],
+      ['a port the Service does not serve', b => { setEnv(b, 'SWARM_BOOTSTRAP', 'dns:swarm-headless.swarm.svc.cluster.local:4002') }, /asks port 4002, which the Service does not serve/],
+      ['a Service port leading elsewhere', b => { service(b).spec!.ports![0]!.targetPort = 'data' }, /leads to container port 4002, not the dialled 4001/],
+      ['only multiaddrs', b => { setEnv(b, 'SWARM_BOOTSTRAP', '/ip4/10.0.0.1/tcp/4001') }, /no dns:<name>:<port> entry/]
+    ]
   },
   {
     name: 'the Service is headless, lists unready agents, and selects the DaemonSet\'s pods and nothing else here',
@@ -380,38 +425,48 @@ const checks: Check[] = [
       if (matches(svc.spec?.selector, inference(bundle).spec?.template.metadata?.labels)) problems.push('the Service also selects the inference pods')
       return problems
     },
-    breakIt (bundle) { service(bundle).spec!.selector = { 'app.kubernetes.io/name': 'swarm', 'app.kubernetes.io/component': 'peer' } },
-    reason: /selector does not match the DaemonSet's pod labels/
+    breaks: [
+      ['a cluster IP', b => { delete service(b).spec!.clusterIP }, /clusterIP is undefined/],
+      ['unready agents hidden', b => { service(b).spec!.publishNotReadyAddresses = false }, /publishNotReadyAddresses is not true/],
+      ['a selector for other pods', b => { service(b).spec!.selector = { 'app.kubernetes.io/name': 'swarm', 'app.kubernetes.io/component': 'peer' } }, /selector does not match the DaemonSet's pod labels/],
+      ['pod labels the DaemonSet does not select', b => { daemonSet(b).spec!.template.metadata!.labels = { 'app.kubernetes.io/name': 'swarm' } }, /DaemonSet's selector does not match its own pod labels/],
+      ['a selector matching inference pods too', b => { service(b).spec!.selector = { ...inference(b).spec!.template.metadata!.labels } }, /also selects the inference pods/]
+    ]
   },
   {
     name: 'the swarm key Secret is mounted and SWARM_SWARM_KEY_FILE points at its key; the example holds no usable key',
     async check (bundle) {
-      const ds = daemonSet(bundle)
       const config = await agentConfig(bundle)
       const problems: string[] = []
       const keyFile = config.agent.swarmKeyFile
       if (keyFile == null) return ['SWARM_SWARM_KEY_FILE is not set: any node could join']
-      const found = volumeAt(podSpec(ds), agentContainer(bundle), posix.dirname(keyFile))
+      const found = volumeAt(podSpec(daemonSet(bundle)), agentContainer(bundle), posix.dirname(keyFile))
       const secretName = found?.volume.secret?.secretName
       if (found == null || secretName == null) return [`nothing mounts a Secret at ${posix.dirname(keyFile)}`]
       if (found.volume.secret?.optional === true) problems.push('the swarm key Secret is optional: without it the agent would start outside the swarm')
       const example = objects(bundle).find(o => o.file === 'secret-example.yaml' && o.obj.kind === 'Secret' && o.obj.metadata?.name === secretName)?.obj as ISecret | undefined
       if (example == null) return [...problems, `secret-example.yaml does not show the Secret ${secretName}`]
       const fileName = posix.basename(keyFile)
-      const item = found.volume.secret?.items?.find(i => i.path === fileName)
-      const key = item != null ? item.key : fileName
+      const key = found.volume.secret?.items?.find(i => i.path === fileName)?.key ?? fileName
       const placeholder = example.stringData?.[key] ?? (example.data?.[key] != null ? Buffer.from(example.data[key], 'base64').toString() : undefined)
-      if (placeholder == null) problems.push(`SWARM_SWARM_KEY_FILE reads ${fileName}, which the Secret ${secretName} has no key for`)
-      else {
-        try {
-          parseSwarmKey(placeholder)
-          problems.push('secret-example.yaml holds a usable swarm key: everyone who reads this repository could join')
-        } catch {}
-      }
+      if (placeholder == null) return [...problems, `SWARM_SWARM_KEY_FILE reads ${fileName}, which the Secret ${secretName} has no key for`]
+      try {
+        parseSwarmKey(placeholder)
+        problems.push('secret-example.yaml holds a usable swarm key: anyone who reads it could join')
+      } catch {}
       return problems
     },
-    breakIt (bundle) { agentContainer(bundle).env!.find(e => e.name === 'SWARM_SWARM_KEY_FILE')!.value = '/etc/swarm/key/psk' },
-    reason: /reads psk, which the Secret swarm-key has no key for/
+    breaks: [
+      ['no key file', b => { agentContainer(b).env = agentContainer(b).env!.filter(e => e.name !== 'SWARM_SWARM_KEY_FILE') }, /SWARM_SWARM_KEY_FILE is not set/],
+      ['a key file name the Secret lacks', b => { setEnv(b, 'SWARM_SWARM_KEY_FILE', '/etc/swarm/key/psk') }, /reads psk, which the Secret swarm-key has no key for/],
+      ['a key file outside the Secret\'s mount', b => { setEnv(b, 'SWARM_SWARM_KEY_FILE', '/var/lib/swarm/swarm.key') }, /nothing mounts a Secret at \/var\/lib\/swarm/],
+      ['an optional Secret', b => { agentVolume(b, '/etc/swarm/key').secret!.optional = true }, /the swarm key Secret is optional/],
+      ['another Secret mounted than the example shows', b => { agentVolume(b, '/etc/swarm/key').secret!.secretName = 'psk' }, /does not show the Secret psk/],
+      ['a usable key in the example', b => {
+        const secret = objects(b).find(o => o.file === 'secret-example.yaml' && o.obj.metadata?.name === 'swarm-key')!.obj as ISecret
+        secret.stringData = { 'swarm.key': new TextDecoder().decode(generateSwarmKey()) }
+      }, /holds a usable swarm key/]
+    ]
   },
   {
     name: 'the store is the node\'s /var/lib/swarm, where the swarm CLI run as root on the node looks too',
@@ -421,12 +476,11 @@ const checks: Check[] = [
       if (found?.volume.hostPath == null) return [`the data dir ${config.dataDir} is not a hostPath volume: the store would be lost with the pod`]
       return found.volume.hostPath.path === DEFAULT_DATA_DIR_ROOT ? [] : [`the store is the node's ${found.volume.hostPath.path}, not ${DEFAULT_DATA_DIR_ROOT}`]
     },
-    breakIt (bundle) {
-      const volume = podSpec(daemonSet(bundle)).volumes!.find(v => v.name === 'data')!
-      volume.emptyDir = {}
-      delete volume.hostPath
-    },
-    reason: /not a hostPath volume/
+    breaks: [
+      ['an emptyDir store', b => { const v = agentVolume(b, '/var/lib/swarm'); v.emptyDir = {}; delete v.hostPath }, /not a hostPath volume/],
+      ['a data dir nothing is mounted at', b => { setEnv(b, 'SWARM_DATA_DIR', '/data') }, /the data dir \/data is not a hostPath volume/],
+      ['another node directory', b => { agentVolume(b, '/var/lib/swarm').hostPath!.path = '/srv/swarm' }, /the store is the node's \/srv\/swarm/]
+    ]
   },
   {
     name: 'the agent has /dev/fuse and mounts the view with Bidirectional propagation, privileged',
@@ -445,8 +499,14 @@ const checks: Check[] = [
       if (container.securityContext?.privileged !== true) problems.push('the agent is not privileged: Bidirectional propagation and mount(2) need it')
       return problems
     },
-    breakIt (bundle) { agentContainer(bundle).volumeMounts!.find(m => m.mountPath === '/mnt/swarm')!.mountPropagation = 'HostToContainer' },
-    reason: /does not propagate to the node/
+    breaks: [
+      ['no /dev/fuse', b => { agentContainer(b).volumeMounts = agentContainer(b).volumeMounts!.filter(m => m.mountPath !== '/dev/fuse') }, /\/dev\/fuse is not the node's character device/],
+      ['HostToContainer on the agent', b => { agentMount(b, '/mnt/swarm').mountPropagation = 'HostToContainer' }, /does not propagate to the node/],
+      ['the view in an emptyDir', b => { const v = agentVolume(b, '/mnt/swarm'); v.emptyDir = {}; delete v.hostPath }, /SWARM_MOUNT \/mnt\/swarm is not a hostPath volume/],
+      ['a read-only view volume', b => { agentMount(b, '/mnt/swarm').readOnly = true }, /read-only: the agent could not mount/],
+      ['no privileges', b => { agentContainer(b).securityContext!.privileged = false }, /not privileged/],
+      ['no SWARM_MOUNT', b => { agentContainer(b).env = agentContainer(b).env!.filter(e => e.name !== 'SWARM_MOUNT') }, /SWARM_MOUNT is not set/]
+    ]
   },
   {
     name: 'the inference example reads the same node path with HostToContainer propagation, read-only, unprivileged',
@@ -456,7 +516,8 @@ const checks: Check[] = [
       if (nodePath == null) return ['the agent mounts no view']
       const spec = podSpec(inference(bundle))
       const problems: string[] = []
-      const readers = spec.containers.flatMap(c => (c.volumeMounts ?? []).map(m => ({ c, m, v: spec.volumes?.find(v => v.name === m.name) })))
+      const readers = [...spec.initContainers ?? [], ...spec.containers]
+        .flatMap(c => (c.volumeMounts ?? []).map(m => ({ c, m, v: spec.volumes?.find(v => v.name === m.name) })))
         .filter(r => r.v?.hostPath?.path === nodePath)
       if (readers.length === 0) return [`no inference container mounts the node's ${nodePath}`]
       for (const { c, m } of readers) {
@@ -464,13 +525,18 @@ const checks: Check[] = [
         if (m.readOnly !== true) problems.push(`${c.name} mounts ${nodePath} writable`)
         if (c.securityContext?.privileged === true) problems.push(`${c.name} is privileged, and needs not be`)
       }
-      const server = readers.find(r => r.c.args?.includes('--model'))
+      const server = readers.find(r => r.c.args?.includes('--model') === true)
       const model = server?.c.args?.[server.c.args.indexOf('--model') + 1]
       if (server == null || model == null || !model.startsWith(server.m.mountPath + '/')) problems.push(`the server's --model (${String(model)}) is not under the view`)
       return problems
     },
-    breakIt (bundle) { podSpec(inference(bundle)).volumes!.find(v => v.name === 'models')!.hostPath!.path = '/mnt/models' },
-    reason: /no inference container mounts the node's \/mnt\/swarm/
+    breaks: [
+      ['another node path', b => { podSpec(inference(b)).volumes!.find(v => v.hostPath != null)!.hostPath!.path = '/mnt/models' }, /no inference container mounts the node's \/mnt\/swarm/],
+      ['no propagation', b => { delete inferenceServer(b).volumeMounts![0]!.mountPropagation }, /server mounts \/mnt\/swarm with undefined, not HostToContainer/],
+      ['a writable mount', b => { inferenceServer(b).volumeMounts![0]!.readOnly = false }, /server mounts \/mnt\/swarm writable/],
+      ['a privileged server', b => { inferenceServer(b).securityContext = { privileged: true } }, /server is privileged/],
+      ['a model outside the view', b => { const args = inferenceServer(b).args!; args[args.indexOf('--model') + 1] = '/models/llama-70b' }, /--model \(\/models\/llama-70b\) is not under the view/]
+    ]
   },
   {
     name: 'the agent has CPU and memory requests and limits, requests no larger than limits',
@@ -486,8 +552,11 @@ const checks: Check[] = [
       }
       return problems
     },
-    breakIt (bundle) { delete agentContainer(bundle).resources!.limits!.memory },
-    reason: /no memory limit/
+    breaks: [
+      ['no memory limit', b => { delete agentContainer(b).resources!.limits!.memory }, /no memory limit/],
+      ['no CPU request', b => { delete agentContainer(b).resources!.requests!.cpu }, /no cpu request/],
+      ['a request above its limit', b => { agentContainer(b).resources!.requests!.memory = '4Gi' }, /memory request above its limit/]
+    ]
   },
   {
     name: 'the agent runs on GPU nodes and rolls out one node at a time, never two agents on a node',
@@ -501,8 +570,12 @@ const checks: Check[] = [
       if (!((podSpec(ds).terminationGracePeriodSeconds ?? 30) >= 30)) problems.push('terminationGracePeriodSeconds leaves too little time to unmount and close the store')
       return problems
     },
-    breakIt (bundle) { daemonSet(bundle).spec!.updateStrategy!.rollingUpdate!.maxSurge = 1 },
-    reason: /maxSurge above 0/
+    breaks: [
+      ['no GPU toleration', b => { podSpec(daemonSet(b)).tolerations = [] }, /no toleration for nvidia\.com\/gpu/],
+      ['surge', b => { daemonSet(b).spec!.updateStrategy!.rollingUpdate!.maxSurge = 1 }, /maxSurge above 0/],
+      ['OnDelete updates', b => { daemonSet(b).spec!.updateStrategy = { type: 'OnDelete' } }, /no RollingUpdate with maxUnavailable/],
+      ['a short grace period', b => { podSpec(daemonSet(b)).terminationGracePeriodSeconds = 5 }, /too little time/]
+    ]
   },
   {
     name: 'the Dockerfile builds with npm ci and tsc -b, installs fuse and libfuse2, and its entrypoint runs the CLI\'s agent',
@@ -530,8 +603,17 @@ const checks: Check[] = [
       for (const port of agentContainer(bundle).ports ?? []) if (!exposed.includes(port.containerPort)) problems.push(`the image does not EXPOSE ${port.containerPort}`)
       return problems
     },
-    breakIt (bundle) { bundle.dockerfile = bundle.dockerfile.replace(/fuse libfuse2/, 'libfuse2') },
-    reason: /does not apt-get install fuse$/m
+    breaks: [
+      ['no fuse package', b => { b.dockerfile = b.dockerfile.replace(/fuse libfuse2/, 'libfuse2') }, /does not apt-get install fuse$/m],
+      ['no libfuse2', b => { b.dockerfile = b.dockerfile.replace(/fuse libfuse2/, 'fuse') }, /does not apt-get install libfuse2/],
+      ['an entrypoint on another file', b => { b.dockerfile = b.dockerfile.replace('dist/cli.js"]', 'dist/index.js"]') }, /ENTRYPOINT .* does not run node on \/app\/agents\/swarm\/dist\/cli\.js/],
+      ['a shell-form entrypoint', b => { b.dockerfile = b.dockerfile.replace(/^ENTRYPOINT .*$/m, 'ENTRYPOINT node /app/agents/swarm/dist/cli.js') }, /ENTRYPOINT undefined/],
+      ['another command', b => { b.dockerfile = b.dockerfile.replace(/^CMD .*$/m, 'CMD ["status"]') }, /CMD \["status"\] does not start the agent/],
+      ['no build stage', b => { b.dockerfile = b.dockerfile.replace(/^FROM node:20-bookworm-slim AS build$/m, '') }, /not a multi-stage build/],
+      ['no npm ci', b => { b.dockerfile = b.dockerfile.replace('npm ci', 'npm install') }, /does not run npm ci/],
+      ['an old Node', b => { b.dockerfile = b.dockerfile.replace(/^FROM node:20-bookworm-slim$/m, 'FROM node:18-bookworm-slim') }, /not a Node 20\+ image/],
+      ['an unexposed port', b => { b.dockerfile = b.dockerfile.replace('EXPOSE 4001 4002 9464', 'EXPOSE 4001 4002') }, /does not EXPOSE 9464/]
+    ]
   },
   {
     name: '.dockerignore keeps host builds out of the image\'s build',
@@ -541,11 +623,16 @@ const checks: Check[] = [
       for (const needed of ['**/node_modules', '**/dist', '**/*.tsbuildinfo']) {
         if (!patterns.includes(needed)) problems.push(`.dockerignore does not exclude ${needed}`)
       }
-      if (patterns.some(p => /^!?package(-lock)?\.json$/.test(p) && !p.startsWith('!'))) problems.push('.dockerignore excludes package.json or package-lock.json, which npm ci needs')
+      for (const needed of ['package.json', 'package-lock.json']) {
+        if (patterns.includes(needed)) problems.push(`.dockerignore excludes ${needed}, which npm ci needs`)
+      }
       return problems
     },
-    breakIt (bundle) { bundle.dockerignore = bundle.dockerignore.replace('**/*.tsbuildinfo', '') },
-    reason: /does not exclude \*\*\/\*\.tsbuildinfo/
+    breaks: [
+      ['build info let in', b => { b.dockerignore = b.dockerignore.replace('**/*.tsbuildinfo', '') }, /does not exclude \*\*\/\*\.tsbuildinfo/],
+      ['node_modules let in', b => { b.dockerignore = b.dockerignore.replace('**/node_modules', '') }, /does not exclude \*\*\/node_modules/],
+      ['the lockfile kept out', b => { b.dockerignore += '\npackage-lock.json\n' }, /excludes package-lock\.json/]
+    ]
   }
 ]
 
@@ -557,17 +644,19 @@ describe('deploy/ and the Dockerfile', () => {
     }
   })
 
-  for (const { name, check, breakIt, reason } of checks) {
+  for (const { name, check, breaks } of checks) {
     describe(name, () => {
       it('holds', async () => {
         expect(await check(await loadBundle())).toEqual([])
       })
 
-      it('fails when broken', async () => {
-        const bundle = await loadBundle()
-        breakIt(bundle)
-        expect((await check(bundle)).join('\n')).toMatch(reason)
-      })
+      for (const [how, breakIt, reason] of breaks) {
+        it(`catches ${how}`, async () => {
+          const bundle = await loadBundle()
+          breakIt(bundle)
+          expect((await check(bundle)).join('\n')).toMatch(reason)
+        })
+      }
     })
   }
 })
