@@ -59,3 +59,47 @@ export async function saveResult (name, result) {
 export const MB = 1e6
 export const MiB = 1024 * 1024
 export const fmt = (n, digits = 1) => n.toFixed(digits)
+
+/** Starts `swarm agent --json` and resolves when it is ready. */
+export async function startAgent ({ dataDir, env = {}, bootstrap, nodeOptions }) {
+  const child = spawn(process.execPath, [...(nodeOptions ?? []), cli, 'agent', '--json'], {
+    env: {
+      ...process.env,
+      SWARM_LOG_LEVEL: 'warn',
+      ...env,
+      SWARM_DATA_DIR: dataDir,
+      SWARM_SOCKET: join(dataDir, 'agent.sock'),
+      SWARM_LISTEN: '/ip4/127.0.0.1/tcp/0',
+      SWARM_DATA_HOST: '127.0.0.1',
+      SWARM_DATA_PORT: '0',
+      SWARM_METRICS_PORT: '0',
+      ...(bootstrap ? { SWARM_BOOTSTRAP: bootstrap.join(',') } : {})
+    },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  const ready = await new Promise((resolve, reject) => {
+    let out = ''
+    child.stdout.setEncoding('utf8').on('data', d => {
+      out += d
+      const line = out.split('\n').find(l => l.includes('"ready"'))
+      if (line) resolve(JSON.parse(line))
+    })
+    child.on('exit', code => reject(new Error(`agent exited with ${code}`)))
+  })
+  const exited = new Promise(resolve => child.on('exit', resolve))
+  return {
+    ...ready,
+    pid: child.pid,
+    dataDir,
+    env: { ...env, SWARM_DATA_DIR: dataDir, SWARM_SOCKET: join(dataDir, 'agent.sock') },
+    async stop () { child.kill('SIGTERM'); await exited }
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+export async function cpuSeconds (pid) {
+  const { readFile } = await import('node:fs/promises')
+  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ')
+  const ticks = Number(stat[11]) + Number(stat[12]) // utime, stime (fields 14, 15)
+  return ticks / 100
+}
