@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real S3 server for tests and local use: a one-node Ceph cluster (monitor, one BlueStore OSD on a sparse file)
-# behind the Ceph object gateway (RGW), listening on 127.0.0.1 only.
+# behind the Ceph object gateway (RGW), listening on 127.0.0.1 only (or on SWARM_S3_HOST).
 #
 #   scripts/s3-server.sh up       start it (or report that it already runs), create the user and the bucket
 #   scripts/s3-server.sh down     stop the daemons, wait for them to exit, remove the data
@@ -16,6 +16,8 @@
 #
 # Settings (environment):
 #   SWARM_S3_PORT        gateway port (7480)
+#   SWARM_S3_HOST        IPv4 address the gateway binds and is reached at (127.0.0.1), e.g. an address inside a
+#                        network namespace; the monitor always stays on 127.0.0.1
 #   SWARM_S3_MON_PORT    monitor port (SWARM_S3_PORT + 10000, so two servers on different ports do not collide)
 #   SWARM_S3_DIR         data, logs and pid files (/tmp/swarm-s3); wiped by `up` and `down`
 #   SWARM_S3_DISK_BYTES  size of the sparse OSD file (20 GiB; only written blocks use disk)
@@ -31,6 +33,8 @@
 set -euo pipefail
 
 PORT=${SWARM_S3_PORT:-7480}
+HOST=${SWARM_S3_HOST:-127.0.0.1}
+[[ $HOST =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]] || { printf 's3-server: SWARM_S3_HOST must be an IPv4 address, got "%s"\n' "$HOST" >&2; exit 2; }
 MON_PORT=${SWARM_S3_MON_PORT:-$((PORT + 10000))}
 DIR=${SWARM_S3_DIR:-/tmp/swarm-s3}
 DISK_BYTES=${SWARM_S3_DISK_BYTES:-21474836480}
@@ -39,7 +43,7 @@ ACCESS_KEY=test
 SECRET_KEY=testsecret
 BUCKET=swarm-test
 REGION=us-east-1
-ENDPOINT="http://127.0.0.1:$PORT"
+ENDPOINT="http://$HOST:$PORT"
 MARKER="$DIR/.swarm-s3-server"
 LOCK="$DIR.lock"
 LEASES="$DIR.leases"
@@ -95,7 +99,7 @@ healthy () {
 }
 
 port_in_use () {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null
 }
 
 print_env () {
@@ -173,9 +177,9 @@ osd_memory_target = 1073741824
 osd_op_num_shards = 2
 osd_op_num_threads_per_shard = 1
 [client.rgw.swarm]
-rgw_frontends = beast endpoint=127.0.0.1:$PORT tcp_nodelay=1
+rgw_frontends = beast endpoint=$HOST:$PORT tcp_nodelay=1
 rgw_data = $DIR/rgw
-rgw_dns_name = 127.0.0.1
+rgw_dns_name = $HOST
 CONF
 }
 
@@ -197,7 +201,7 @@ start () {
     return 0
   fi
   [ -n "$(running_pids)" ] && { log "running but not answering; restarting"; stop; }
-  port_in_use "$PORT" && die "port $PORT is taken by another program; set SWARM_S3_PORT"
+  port_in_use "$PORT" "$HOST" && die "port $PORT is taken by another program; set SWARM_S3_PORT"
   port_in_use "$MON_PORT" && die "port $MON_PORT (monitor) is taken by another program; set SWARM_S3_MON_PORT"
   wipe
   mkdir -p "$DIR"/{run,log,mon/a,osd/0,rgw}

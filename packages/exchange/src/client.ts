@@ -17,6 +17,13 @@
  * the payload is read) but not the CID: the caller verifies bytes in one place, and calls
  * `disconnect` on a peer that sent bad ones. The download rate limit stops reading sockets,
  * so TCP flow control slows the senders.
+ *
+ * Responses are read in place (see `FrameReader`): Node's TLS decrypts each record straight into
+ * the buffer the payload is handed out in, so a chunk costs no allocation per read and no copy in
+ * JavaScript. Payload buffers come from a pool; a caller that is done with the bytes gives them
+ * back with `release`, and the next response is read into the same memory instead of fresh
+ * memory the garbage collector has to chase (see buffer-pool.ts). A caller that does not release
+ * loses nothing but that reuse.
  */
 
 import './polyfill.js'
@@ -32,11 +39,13 @@ import {
   PeerBusyError, ProtocolError, RemoteError, RequestTimeoutError, ResponseTooLargeError, UnexpectedPeerError
 } from './errors.js'
 import { authenticate, certificateFor, tlsOptions } from './identity.js'
-import { FrameDecoder, MAX_RESPONSE_BODY_LENGTH, Status, encodeCancel, encodeGet, isValidCid } from './protocol.js'
+import { BufferPool } from './buffer-pool.js'
+import { FrameReader, MAX_RESPONSE_BODY_LENGTH, Status, encodeCancel, encodeGet, isValidCid } from './protocol.js'
 import { TokenBucket } from './rate-limit.js'
 import type { Certificate } from './identity.js'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
 import type { AbortOptions, ChunkRequest, ChunkSource, Logger } from '@swarm/interface'
+import type { OnReadOpts } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 
 /** Where a peer serves data: its libp2p peer id and its data port, as announced over libp2p. */
@@ -81,6 +90,11 @@ export interface DataClient {
    * ConnectionClosedError, ResponseTooLargeError, ProtocolError, InvalidRequestError or AbortError.
    */
   fetch(peer: DataPeer, request: ChunkRequest, options?: AbortOptions): Promise<Uint8Array>
+  /**
+   * Gives back bytes a fetch resolved with, once nothing reads them any more, so that their memory
+   * carries a later response. Optional; anything else, or a second release, is ignored.
+   */
+  release(bytes: Uint8Array): void
   /** closes every connection to a peer and fails its requests, e.g. after it sent bytes that failed verification */
   disconnect(peerId: string): void
   /** closes every connection; fetches fail with ClientClosedError afterwards */
@@ -97,7 +111,8 @@ export function peerSource (client: DataClient, peer: DataPeer): ChunkSource {
   return {
     name: `peer:${peer.peerId}`,
     kind: 'peer',
-    fetch: async (request, options) => await client.fetch(peer, request, options)
+    fetch: async (request, options) => await client.fetch(peer, request, options),
+    release: bytes => { client.release(bytes) }
   }
 }
 
@@ -152,6 +167,7 @@ class TlsDataClient implements DataClient {
   private readonly requestTimeoutMs: number
   private readonly idleTimeoutMs: number
   private readonly downloadBucket: TokenBucket | undefined
+  private readonly buffers = new BufferPool()
 
   constructor (private readonly init: DataClientInit) {
     this.log = (init.logger ?? silentLogger).child({ component: 'exchange-client' })
@@ -222,6 +238,10 @@ class TlsDataClient implements DataClient {
     })
   }
 
+  release (bytes: Uint8Array): void {
+    this.buffers.give(bytes)
+  }
+
   disconnect (peerId: string): void {
     const pool = this.pools.get(peerId)
     if (pool == null) return
@@ -236,6 +256,7 @@ class TlsDataClient implements DataClient {
       this.dispose(pool, new ClientClosedError())
     }
     await Promise.all(closing)
+    this.buffers.clear()
   }
 
   private poolFor (peer: DataPeer, expected: PeerId): PeerPool {
@@ -326,13 +347,23 @@ class TlsDataClient implements DataClient {
     // requests are queued only after the certificate is ready
     if (certificate == null) throw new ClientClosedError()
     this.counters.connectionsOpened++
-    const socket = tls.connect({ host: pool.host, port: pool.port, ...tlsOptions(certificate) })
-    socket.setNoDelay(true)
-    this.opened(pool, socket, this.log.child({ peer: pool.peerId }))
-  }
-
-  private opened (pool: PeerPool, socket: TLSSocket, log: Logger): void {
+    const log = this.log.child({ peer: pool.peerId })
     let markClosed!: () => void
+    const reader = new FrameReader<ResponseContext>({
+      maxBodyLength: MAX_RESPONSE_BODY_LENGTH,
+      onHeader: (header, payloadLength) => this.responseHeader(connection, header, payloadLength),
+      allocate: payloadLength => this.buffers.take(payloadLength),
+      onFrame: (context, payload) => { this.response(connection, context, payload) }
+    })
+    // `onread` makes Node decrypt into the buffers the reader names (see FrameReader)
+    const options: tls.ConnectionOptions & { onread: OnReadOpts } = {
+      host: pool.host,
+      port: pool.port,
+      ...tlsOptions(certificate),
+      onread: { buffer: () => reader.buffer(), callback: length => this.received(connection, reader, length, log) }
+    }
+    const socket = tls.connect(options)
+    socket.setNoDelay(true)
     const connection: ClientConnection = {
       socket,
       pool,
@@ -354,7 +385,8 @@ class TlsDataClient implements DataClient {
       log.debug({ err }, 'data connection error')
     })
     socket.once('secureConnect', () => {
-      // Until authenticate() passes, no listener reads the socket and nothing is written to it.
+      // Until authenticate() passes, nothing is written to the socket, and a byte that arrives
+      // closes it unread (see received).
       authenticate(socket, pool.expected).then(() => {
         clearTimeout(handshakeTimer)
         if (socket.destroyed) return
@@ -362,7 +394,6 @@ class TlsDataClient implements DataClient {
         socket.setTimeout(this.idleTimeoutMs, () => {
           if (connection.inflight.size === 0 && connection.cancelled.size === 0) socket.destroy()
         })
-        this.read(connection, log)
         this.dispatch(pool)
       }, (err: Error) => {
         log.warn({ err }, 'refused a data server that failed authentication')
@@ -408,31 +439,33 @@ class TlsDataClient implements DataClient {
     }
   }
 
-  private read (connection: ClientConnection, log: Logger): void {
+  /** `length` bytes were decrypted into the reader's buffer; false stops reading */
+  private received (connection: ClientConnection, reader: FrameReader<ResponseContext>, length: number, log: Logger): boolean {
     const { socket } = connection
-    const decoder = new FrameDecoder<ResponseContext>({
-      maxBodyLength: MAX_RESPONSE_BODY_LENGTH,
-      onHeader: (header, payloadLength) => this.responseHeader(connection, header, payloadLength),
-      onFrame: (context, payload) => { this.response(connection, context, payload) }
-    })
-    socket.on('data', (chunk: Buffer) => {
-      connection.lastReceiveAt = performance.now()
-      this.counters.bytesReceived += chunk.length
-      if (this.downloadBucket != null) {
-        const delay = this.downloadBucket.consume(chunk.length)
-        if (delay > 0) {
-          socket.pause()
-          setTimeout(() => { socket.resume() }, delay)
-        }
+    if (!connection.ready) {
+      // the server speaks only when asked, and nothing is asked before it is authenticated
+      connection.error ??= new ProtocolError('data server sent bytes before it was authenticated')
+      socket.destroy()
+      return false
+    }
+    connection.lastReceiveAt = performance.now()
+    this.counters.bytesReceived += length
+    try {
+      reader.received(length)
+    } catch (err) {
+      log.error({ err }, 'closing a data connection that broke the protocol')
+      connection.error = err instanceof ResponseTooLargeError ? new ProtocolError(err.message) : err as Error
+      socket.destroy()
+      return false
+    }
+    if (this.downloadBucket != null) {
+      const delay = this.downloadBucket.consume(length)
+      if (delay > 0) {
+        socket.pause()
+        setTimeout(() => { socket.resume() }, delay)
       }
-      try {
-        decoder.push(chunk)
-      } catch (err) {
-        log.error({ err }, 'closing a data connection that broke the protocol')
-        connection.error = err instanceof ResponseTooLargeError ? new ProtocolError(err.message) : err as Error
-        socket.destroy()
-      }
-    })
+    }
+    return true
   }
 
   private responseHeader (connection: ClientConnection, header: Buffer, payloadLength: number): ResponseContext | undefined {
@@ -465,10 +498,12 @@ class TlsDataClient implements DataClient {
     const { pool } = connection
     if (connection.inflight.get(request.id) === request) connection.inflight.delete(request.id)
     else connection.cancelled.delete(request.id)
+    let delivered = false
     if (!request.settled) {
       switch (status) {
         case Status.OK:
           request.resolve(payload)
+          delivered = true
           break
         case Status.NOT_FOUND:
           request.reject(new NotFoundError(`${request.cid} not found at ${pool.peerId}`))
@@ -483,6 +518,8 @@ class TlsDataClient implements DataClient {
           request.reject(new RemoteError(pool.peerId, 'request cancelled by the peer'))
       }
     }
+    // a payload no caller got goes back at once
+    if (!delivered) this.buffers.give(payload)
     this.dispatch(pool)
   }
 }

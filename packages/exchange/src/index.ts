@@ -9,7 +9,10 @@
  * A server answers only peers the swarm admits, bounds concurrent uploads (answering BUSY
  * beyond them) and can cap its upload rate. A client keeps a small pool of connections per peer
  * with many requests in flight on each, bounds every response by the size it asked for, and
- * leaves verifying bytes against their CID to its caller.
+ * leaves verifying bytes against their CID to its caller. Payload memory is reused on both sides
+ * instead of left to the garbage collector: a server reads chunks into pooled buffers, and a
+ * client reads each response in place into a pooled buffer that its caller hands back with
+ * `release` (see buffer-pool.ts for why this matters).
  *
  * @example
  *
@@ -23,6 +26,8 @@
  * const source = peerSource(client, { peerId: '12D3Koo…', host: '10.0.0.7', port: 7001 })
  * const bytes = await source.fetch({ cid, size }, { signal })
  * if (!verifies(cid, bytes)) client.disconnect('12D3Koo…')
+ * await store.putChunk(cid, bytes)
+ * client.release(bytes)                            // the next response reuses this memory
  *
  * await client.close()
  * await server.stop()
@@ -37,3 +42,5 @@ export { dataServer } from './server.js'
 export type { ChunkProvider, DataServer, DataServerAddress, DataServerInit, DataServerStats } from './server.js'
 export { dataClient, peerSource } from './client.js'
 export type { DataClient, DataClientInit, DataClientStats, DataPeer } from './client.js'
+export { BufferPool } from './buffer-pool.js'
+export type { BufferPoolInit } from './buffer-pool.js'

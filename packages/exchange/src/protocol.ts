@@ -45,7 +45,7 @@
  * connections are unaffected.
  */
 
-import { MAX_CHUNK_SIZE, MAX_CID_LENGTH, MAX_ERROR_MESSAGE_LENGTH } from './constants.js'
+import { MAX_CHUNK_SIZE, MAX_CID_LENGTH, MAX_ERROR_MESSAGE_LENGTH, SKIP_BUFFER_LENGTH } from './constants.js'
 import { ProtocolError } from './errors.js'
 
 export const LENGTH_PREFIX_BYTES = 4
@@ -229,3 +229,87 @@ export class FrameDecoder<T> {
   }
 }
 
+
+export interface FrameReaderInit<T> extends FrameDecoderInit<T> {
+  /** the buffer a payload of `payloadLength` accepted bytes is read into; `onFrame` gets it once full */
+  allocate(payloadLength: number): Buffer
+}
+
+/**
+ * Reads frames in place, for a socket made with Node's `onread` option: the socket asks
+ * {@link buffer} where to put the next bytes and reports with {@link received} how many it put
+ * there. Node's TLS copies each decrypted record straight into the buffer named, so a payload
+ * lands in the buffer its consumer gets: no buffer per read, no copy in JavaScript, no stream
+ * machinery. The buffer named always ends where the current part of a frame ends, so a read
+ * never spans two frames. As with {@link FrameDecoder}, the length is checked and `onHeader`
+ * decides before any payload buffer is allocated.
+ */
+export class FrameReader<T> {
+  private readonly prefix = Buffer.alloc(LENGTH_PREFIX_BYTES + HEADER_BYTES)
+  private readonly skipped = Buffer.allocUnsafe(SKIP_BUFFER_LENGTH)
+  /** the length prefix and header, an accepted payload, or a payload read and thrown away */
+  private part: 'prefix' | 'payload' | 'skip' = 'prefix'
+  private filled = 0
+  private payloadLength = 0
+  private payload: Buffer | undefined
+  private context: T | undefined
+  private failed = false
+
+  constructor (private readonly init: FrameReaderInit<T>) {}
+
+  /** Where the next bytes go; at least one byte long. */
+  buffer (): Buffer {
+    if (this.failed) return this.skipped
+    switch (this.part) {
+      case 'prefix':
+        return this.prefix.subarray(this.filled)
+      case 'payload':
+        return (this.payload as Buffer).subarray(this.filled)
+      default:
+        return this.skipped.subarray(0, Math.min(this.skipped.length, this.payloadLength - this.filled))
+    }
+  }
+
+  /**
+   * `n` bytes were written at the start of the last {@link buffer}. Throws ProtocolError (or
+   * whatever `onHeader` throws), after which the reader takes nothing more.
+   */
+  received (n: number): void {
+    if (this.failed) throw new ProtocolError('frame reader used after a protocol error')
+    try {
+      this.filled += n
+      if (this.part === 'prefix') {
+        if (this.filled < this.prefix.length) return
+        const length = this.prefix.readUInt32BE(0)
+        if (length > this.init.maxBodyLength) {
+          throw new ProtocolError(`frame of ${length} bytes exceeds the limit of ${this.init.maxBodyLength}`)
+        }
+        if (length < HEADER_BYTES) throw new ProtocolError(`frame of ${length} bytes is shorter than a header`)
+        this.payloadLength = length - HEADER_BYTES
+        this.filled = 0
+        this.context = this.init.onHeader(this.prefix.subarray(LENGTH_PREFIX_BYTES), this.payloadLength)
+        if (this.context === undefined) {
+          this.part = 'skip'
+        } else {
+          this.part = 'payload'
+          this.payload = this.init.allocate(this.payloadLength)
+          // a longer buffer would let the next frame's bytes in
+          if (this.payload.length !== this.payloadLength) throw new RangeError(`allocate returned ${this.payload.length} bytes for a payload of ${this.payloadLength}`)
+        }
+      }
+      if (this.filled === this.payloadLength) this.finishFrame()
+    } catch (err) {
+      this.failed = true
+      throw err
+    }
+  }
+
+  private finishFrame (): void {
+    const { context, payload } = this
+    this.part = 'prefix'
+    this.filled = 0
+    this.payload = undefined
+    this.context = undefined
+    if (context !== undefined) this.init.onFrame(context, payload ?? Buffer.alloc(0))
+  }
+}

@@ -10,6 +10,10 @@
  * reading is not read either once enough responses wait for it, so it cannot pile up work.
  * Admission is checked on every GET as well as after the handshake, so a peer removed from the
  * swarm loses its open connections at its next request.
+ *
+ * Chunks are read into buffers from a pool (see buffer-pool.ts) and each goes back once the
+ * socket has taken its payload: Node's TLS encrypts a write before its callback runs, so the
+ * buffer is free then. Buffers of responses that are never written are left to the collector.
  */
 
 import './polyfill.js'
@@ -24,11 +28,12 @@ import { authenticate, certificateFor, tlsOptions } from './identity.js'
 import {
   FrameDecoder, RequestType, Status, decodeRequest, encodeErrorMessage, encodeResponse, encodeResponseHeader
 } from './protocol.js'
+import { BufferPool } from './buffer-pool.js'
 import { TokenBucket } from './rate-limit.js'
 import { waitForDrain } from './socket.js'
 import type { Request } from './protocol.js'
 import type { PrivateKey } from '@libp2p/interface'
-import type { AbortOptions, ChunkStore, Logger } from '@swarm/interface'
+import type { AbortOptions, ChunkStore, Logger, ReadChunkOptions } from '@swarm/interface'
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 
@@ -109,6 +114,7 @@ class TlsDataServer implements DataServer {
   private readonly maxUploads: number
   private readonly maxUploadsPerPeer: number
   readonly uploadBucket: TokenBucket | undefined
+  readonly buffers = new BufferPool()
 
   constructor (private readonly init: DataServerInit) {
     this.log = (init.logger ?? silentLogger).child({ component: 'exchange-server' })
@@ -169,6 +175,7 @@ class TlsDataServer implements DataServer {
     for (const socket of this.tlsSockets) socket.destroy()
     for (const socket of this.sockets) socket.destroy()
     await closed
+    this.buffers.clear()
     this.bound = undefined
     this.log.info('data server stopped')
   }
@@ -232,7 +239,7 @@ class TlsDataServer implements DataServer {
   }
 
   /** The chunk, else the manifest, stored under `cid`; undefined when neither is held. */
-  async lookup (cid: string, options: AbortOptions): Promise<Uint8Array | undefined> {
+  async lookup (cid: string, options: ReadChunkOptions): Promise<Uint8Array | undefined> {
     if (this.init.store.hasChunk(cid)) return await this.init.store.readChunk(cid, options)
     return this.init.store.getManifestBytes(cid)
   }
@@ -314,8 +321,10 @@ class ServerConnection {
   private async serve ({ id, cid, maxSize }: { id: number, cid: string, maxSize: number }, controller: AbortController): Promise<void> {
     let status: Status
     let payload: Uint8Array | undefined
+    let pooled: Buffer | undefined
+    const allocate = (size: number): Buffer => (pooled = this.server.buffers.take(size))
     try {
-      payload = await this.server.lookup(cid, { signal: controller.signal })
+      payload = await this.server.lookup(cid, { signal: controller.signal, allocate })
       if (payload === undefined) {
         status = Status.NOT_FOUND
       } else if (payload.byteLength > maxSize) {
@@ -338,7 +347,14 @@ class ServerConnection {
         this.log.warn({ err, cid }, 'failed to read a requested chunk')
       }
     }
-    await this.respond(id, status, payload, controller.signal)
+    // the read is over; unless the chunk goes out in the pooled buffer, it is free now
+    let release: (() => void) | undefined
+    if (pooled !== undefined) {
+      const buffer = pooled
+      if (status === Status.OK && payload?.buffer === buffer.buffer) release = () => { this.server.buffers.give(buffer) }
+      else this.server.buffers.give(buffer)
+    }
+    await this.respond(id, status, payload, controller.signal, release)
   }
 
   /**
@@ -346,7 +362,7 @@ class ServerConnection {
    * answered CANCELLED instead. Resolves once it is handed to the socket, or dropped with the
    * connection; never rejects.
    */
-  private async respond (id: number, status: Status, payload?: Uint8Array, cancelled?: AbortSignal): Promise<void> {
+  private async respond (id: number, status: Status, payload?: Uint8Array, cancelled?: AbortSignal, release?: () => void): Promise<void> {
     this.queuedResponses++
     if (this.queuedResponses > MAX_QUEUED_RESPONSES) this.socket.pause()
     const write = this.writeTail.then(async () => {
@@ -355,7 +371,7 @@ class ServerConnection {
         status = Status.CANCELLED
         payload = undefined
       }
-      await this.write(id, status, payload)
+      await this.write(id, status, payload, release)
       const { stats } = this.server
       if (status === Status.OK) stats.bytesServed += payload?.byteLength ?? 0
       else if (status === Status.NOT_FOUND) stats.notFound++
@@ -370,7 +386,8 @@ class ServerConnection {
     await write
   }
 
-  private async write (id: number, status: Status, payload?: Uint8Array): Promise<void> {
+  /** `release` runs once the socket is done with the payload's memory (not at all if it never gets all of it) */
+  private async write (id: number, status: Status, payload?: Uint8Array, release?: () => void): Promise<void> {
     const { socket } = this
     const bucket = this.server.uploadBucket
     const options = { signal: this.closed.signal }
@@ -378,11 +395,12 @@ class ServerConnection {
     let flushed: boolean
     if (payload === undefined || length <= COALESCE_PAYLOAD_LENGTH) {
       const frame = encodeResponse(id, status, payload)
+      release?.()
       await bucket?.take(frame.length, options)
       flushed = socket.write(frame)
     } else if (bucket === undefined) {
       socket.write(encodeResponseHeader(id, status, length))
-      flushed = socket.write(payload)
+      flushed = socket.write(payload, release)
     } else {
       flushed = socket.write(encodeResponseHeader(id, status, length))
       for (let offset = 0; offset < length; offset += RATE_LIMIT_SLICE_LENGTH) {
@@ -390,7 +408,8 @@ class ServerConnection {
         const slice = payload.subarray(offset, offset + RATE_LIMIT_SLICE_LENGTH)
         await bucket.take(slice.byteLength, options)
         if (socket.destroyed) throw new ConnectionClosedError()
-        flushed = socket.write(slice)
+        const last = offset + RATE_LIMIT_SLICE_LENGTH >= length
+        flushed = socket.write(slice, last ? release : undefined)
       }
     }
     if (!flushed) await waitForDrain(socket)

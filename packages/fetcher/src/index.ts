@@ -12,6 +12,10 @@
  * Concurrent requests for one CID share one fetch (a FUSE read and a background pull of the
  * same chunk cost one download). The shared fetch is aborted only when every waiter has gone.
  *
+ * Once `putChunk` has settled (the bytes are stored or refused) or an attempt is abandoned, the
+ * bytes go back to their source through `release`, so a source that pools buffers reads the next
+ * chunk into the same memory.
+ *
  * @example
  *
  * ```ts
@@ -203,15 +207,20 @@ class ChunkFetcher implements Fetcher {
       if (timeout.aborted && !signal.aborted) throw new SourceTimeoutError(source.name, this.sourceTimeoutMs)
       throw err
     }
-    signal.throwIfAborted()
-    if (bytes.byteLength !== request.size) {
-      throw new ChunkVerificationError(request.cid, source.name, `chunk ${request.cid} from ${source.name} has ${bytes.byteLength} bytes, expected ${request.size}`)
-    }
     try {
-      await this.store.putChunk(request.cid, bytes, { signal })
-    } catch (err) {
-      if (err instanceof ChunkVerificationError) throw new ChunkVerificationError(request.cid, source.name)
-      throw err
+      signal.throwIfAborted()
+      if (bytes.byteLength !== request.size) {
+        throw new ChunkVerificationError(request.cid, source.name, `chunk ${request.cid} from ${source.name} has ${bytes.byteLength} bytes, expected ${request.size}`)
+      }
+      try {
+        await this.store.putChunk(request.cid, bytes, { signal })
+      } catch (err) {
+        if (err instanceof ChunkVerificationError) throw new ChunkVerificationError(request.cid, source.name)
+        throw err
+      }
+    } finally {
+      // putChunk has settled, so nothing reads the bytes any more
+      source.release?.(bytes)
     }
     return { source: source.name, kind: source.kind, bytes: bytes.byteLength }
   }

@@ -143,6 +143,61 @@ describe('fetcher', () => {
     expect(store.missingChunks(model.cid)).toHaveLength(1)
   })
 
+  it('gives bytes back to their source only once the store is done with them, stored or refused', async () => {
+    const model = makeModel(2)
+    await store.addManifest(model.cid, model.manifest)
+    const [first, second] = [...model.chunks.keys()] as [string, string]
+    const settled = new Set<Uint8Array>()
+    // the store as the fetcher sees it, noting which bytes putChunk is done with
+    const watched = {
+      hasChunk: (cid: string) => store.hasChunk(cid),
+      putChunk: async (cid: string, bytes: Uint8Array, options?: { signal?: AbortSignal }) => {
+        try {
+          return await store.putChunk(cid, bytes, options)
+        } finally {
+          settled.add(bytes)
+        }
+      }
+    } as unknown as ChunkStore
+    const releases: Array<{ source: string, bytes: Uint8Array, afterPut: boolean }> = []
+    const releasing = (s: ChunkSource): ChunkSource => ({ ...s, fetch: s.fetch.bind(s), release: bytes => { releases.push({ source: s.name, bytes, afterPut: settled.has(bytes) }) } })
+    const liar = releasing(source('peer:liar', model, { lie: true }))
+    const honest = releasing(source('peer:honest', model))
+    const f = fetcher({ store: watched, sources: [liar, honest] })
+
+    await f.fetch({ cid: first, size: CHUNK })
+    await f.fetch({ cid: second, size: CHUNK })
+
+    expect(releases.map(r => r.source)).toEqual(['peer:liar', 'peer:honest', 'peer:liar', 'peer:honest'])
+    expect(releases.every(r => r.afterPut)).toBe(true)
+    expect(new Set(releases.map(r => r.bytes)).size).toBe(4)
+    expect(store.hasChunk(first) && store.hasChunk(second)).toBe(true)
+  })
+
+  it('gives back bytes that arrive after the fetch was abandoned', async () => {
+    const model = makeModel(1)
+    await store.addManifest(model.cid, model.manifest)
+    const [cid] = [...model.chunks.keys()] as [string]
+    const released: Uint8Array[] = []
+    let deliver!: () => void
+    const late: ChunkSource = {
+      name: 'peer:late',
+      kind: 'peer',
+      // ignores the abort, as a source whose bytes are already on their way may
+      fetch: async () => { await new Promise<void>(resolve => { deliver = resolve }); return model.chunks.get(cid) as Uint8Array },
+      release: bytes => { released.push(bytes) }
+    }
+    const controller = new AbortController()
+    const fetching = fetcher({ store, sources: [late] }).fetch({ cid, size: CHUNK }, { signal: controller.signal })
+    await new Promise(resolve => setTimeout(resolve, 10))
+    controller.abort()
+    await expect(fetching).rejects.toThrow()
+    deliver()
+    await new Promise(resolve => setTimeout(resolve, 10))
+    expect(released).toEqual([model.chunks.get(cid)])
+    expect(store.hasChunk(cid)).toBe(false)
+  })
+
   it('rejects a pull of a manifest the store does not hold', async () => {
     await expect(fetcher({ store, sources: [] }).pull(makeModel(1).cid)).rejects.toBeInstanceOf(ManifestNotHeldError)
   })

@@ -102,6 +102,12 @@ export interface ChunkSource {
   readonly name: string
   readonly kind: SourceKind
   fetch(request: ChunkRequest, options?: AbortOptions): Promise<Uint8Array>
+  /**
+   * Called with bytes `fetch` returned once nothing reads them any more (stored or dropped), so
+   * the source may reuse their memory for a later fetch. Optional on both sides: a source without
+   * it lets the bytes be collected, and a caller that never calls it only loses that reuse.
+   */
+  release?(bytes: Uint8Array): void
 }
 
 /**
@@ -152,6 +158,15 @@ export interface PutResult {
   written: boolean
 }
 
+export interface ReadChunkOptions extends AbortOptions {
+  /**
+   * Supplies the buffer a chunk is read into, given its size: at least that long, and the result
+   * is then a view of it (a server reading into buffers it reuses). Without it a fresh buffer is
+   * allocated. A store may ignore it, so compare the result's memory before reusing the buffer.
+   */
+  allocate?(size: number): Uint8Array
+}
+
 /**
  * The node's local store. Each distinct file content is one file, filled in place.
  * `putChunk` verifies bytes against the CID before anything is written or recorded.
@@ -167,7 +182,7 @@ export interface ChunkStore {
   /** the chunks of a held manifest not yet present (unique by CID, in file order) */
   missingChunks(manifestCid: CidString): ChunkRequest[]
   /** bytes of a present chunk (one pread) */
-  readChunk(cid: CidString, options?: AbortOptions): Promise<Uint8Array>
+  readChunk(cid: CidString, options?: ReadChunkOptions): Promise<Uint8Array>
   /** verifies `bytes` against `cid`, writes them wherever a held file needs them, then records them */
   putChunk(cid: CidString, bytes: Uint8Array, options?: AbortOptions): Promise<PutResult>
   /** fills chunks of this manifest that another local file already holds; returns bytes copied */

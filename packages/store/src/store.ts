@@ -25,7 +25,8 @@
  * point leaves, at worst, bytes on disk without a record (fetched again later) or a torn journal
  * tail (its checksum fails, it is ignored and truncated at the next open); never a record without
  * its bytes. Many concurrent puts share one pair of fsyncs, because puts arriving while a commit
- * is in flight all go into the next one.
+ * is in flight all go into the next one. A put settles only after every write of its bytes has
+ * (failed ones included), so its caller may reuse the buffer for other bytes from then on.
  *
  * fillFromLocal copies a chunk that another content file already holds, re-hashing it on the
  * way, instead of fetching it. verify() re-hashes present chunks from disk; a chunk that no longer
@@ -101,6 +102,7 @@ import type {
   Logger,
   Manifest,
   PutResult,
+  ReadChunkOptions,
   StoredFile
 } from '@swarm/interface'
 import type { FileHandle } from 'node:fs/promises'
@@ -624,14 +626,14 @@ class LocalStore implements Store {
     return missing
   }
 
-  async readChunk (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
+  async readChunk (cid: CidString, options: ReadChunkOptions = {}): Promise<Uint8Array> {
     return await this.track(async () => {
       this.assertOpen()
       throwIfAborted(options.signal)
       const slot = this.presentSlot(cid)
       if (slot === undefined) throw new ChunkMissingError(cid)
       const chunk = slotChunk(slot)
-      return await this.readRange(slot.content, chunk.offset, chunk.size)
+      return await this.readRange(slot.content, chunk.offset, chunk.size, options.allocate)
     })
   }
 
@@ -771,7 +773,10 @@ class LocalStore implements Store {
         content.pending.set(index, settled)
         writes.push(write)
       }
-      written += (await Promise.all(writes)).filter(Boolean).length
+      // every write settles before the put does: the caller may reuse `bytes` once it has
+      const results = await Promise.allSettled(writes)
+      for (const result of results) if (result.status === 'rejected') throw result.reason
+      written += results.filter(result => result.status === 'fulfilled' && result.value).length
       if (waits.length === 0) break
       await Promise.all(waits)
     }
@@ -896,10 +901,18 @@ class LocalStore implements Store {
 
   // ---- plumbing ---------------------------------------------------------------------------
 
-  private async readRange (content: Content, offset: number, length: number): Promise<Uint8Array> {
+  /** settles only once no read into the buffer is left running, so a caller may reuse `allocate`'s buffer then */
+  private async readRange (content: Content, offset: number, length: number, allocate?: (size: number) => Uint8Array): Promise<Uint8Array> {
     const lease = await this.pool.acquire(content.dataPath, 'r')
     try {
-      const out = Buffer.allocUnsafe(length)
+      let out: Uint8Array
+      if (allocate === undefined) {
+        out = Buffer.allocUnsafe(length)
+      } else {
+        out = allocate(length)
+        if (out.byteLength < length) throw new RangeError(`allocate gave ${out.byteLength} bytes for a chunk of ${length}`)
+        if (out.byteLength > length) out = out.subarray(0, length)
+      }
       let done = 0
       while (done < length) {
         const { bytesRead } = await lease.handle.read(out, done, length - done, offset + done)

@@ -172,6 +172,27 @@ describe('put and read', () => {
     expect((await stat(empty?.path ?? '')).size).toBe(0)
     await expect(store.read(model.cid, 'empty.txt', 0, 0)).resolves.toHaveLength(0)
   })
+
+  it('reads a chunk into the buffer the caller supplies', async () => {
+    const store = await openStore()
+    const model = simpleModel('into', 1, 2, 5000)
+    await store.addManifest(model.cid, model.manifest)
+    await putAll(store, model)
+    const [cid, bytes] = [...chunksOf(model)][1] as [string, Uint8Array]
+    const supplied = new Uint8Array(8192)
+    const sizes: number[] = []
+
+    const read = await store.readChunk(cid, { allocate: size => { sizes.push(size); return supplied } })
+
+    expect(sizes).toEqual([5000])
+    expect(read.buffer).toBe(supplied.buffer)
+    expect(read.byteLength).toBe(5000)
+    expect(Buffer.from(read).equals(bytes)).toBe(true)
+    // a buffer of exactly the size comes back as it is
+    const exact = new Uint8Array(5000)
+    expect(await store.readChunk(cid, { allocate: () => exact })).toBe(exact)
+    await expect(store.readChunk(cid, { allocate: () => new Uint8Array(4999) })).rejects.toBeInstanceOf(RangeError)
+  })
 })
 
 describe('ranges', () => {

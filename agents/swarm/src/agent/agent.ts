@@ -18,6 +18,7 @@ import { createSwarmNode, loadOrCreateKey } from '@swarm/p2p'
 import { createStore } from '@swarm/store'
 import { placeFiles } from '../pull.js'
 import { agentMetrics, serveMetrics } from './metrics.js'
+import { mountAgentView } from './mount.js'
 import { PullSession, uniqueChunks } from './session.js'
 import type { Config } from '@swarm/config'
 import type { DataClient, DataServer } from '@swarm/exchange'
@@ -26,6 +27,7 @@ import type { AbortOptions, Logger, Manifest, ModelRef, Origin, TransferProgress
 import type { SwarmNode } from '@swarm/p2p'
 import type { Store } from '@swarm/store'
 import type { AgentMetrics } from './metrics.js'
+import type { ModelMount, MountOptions } from './mount.js'
 import type { Server } from 'node:http'
 
 export interface AgentInit {
@@ -33,6 +35,8 @@ export interface AgentInit {
   /** undefined when no origin is configured: peers only */
   origin?: Origin
   logger?: Logger
+  /** mount the read-only FUSE view of the models here (see mount.ts) */
+  mount?: MountOptions
 }
 
 export interface PullRequest {
@@ -78,6 +82,8 @@ export class Agent {
   readonly origin?: Origin
   readonly log: Logger
   private metricsServer?: Server
+  /** the FUSE view, when mounted */
+  mount?: ModelMount
   private readonly sessions = new Map<string, { session: Promise<AgentPullResult>, status: TransferStatus }>()
   private readonly shutdown = new AbortController()
   private started = false
@@ -139,6 +145,14 @@ export class Agent {
 
     // advertise what we already hold
     for (const model of store.models()) agent.announce(model.manifestCid)
+    if (init.mount != null) {
+      try {
+        agent.mount = await mountAgentView(agent, init.mount)
+      } catch (err) {
+        await agent.stop()
+        throw err
+      }
+    }
     agent.started = true
     log.info({ peerId: node.peerId, multiaddrs: node.multiaddrs(), dataPort: bound.port, metricsPort: agent.metricsPort }, 'agent started')
     return agent
@@ -154,7 +168,7 @@ export class Agent {
   }
 
   /** Joins a held model on the control channel and provides it in the DHT. */
-  private announce (manifestCid: string): void {
+  announce (manifestCid: string): void {
     const manifest = this.store.getManifest(manifestCid)
     if (manifest == null) return
     const chunks = uniqueChunks(manifest)
@@ -202,6 +216,11 @@ export class Agent {
       }
     }
     throw new ManifestUnavailableError(manifestCid, reasons.length > 0 ? reasons.join('; ') : 'no peer has it and no origin is configured')
+  }
+
+  /** A manifest by CID, held or fetched (peers, then the origin) and verified; the FUSE view adds what it reads this way. */
+  async fetchManifest (manifestCid: string, options: AbortOptions = {}): Promise<Manifest> {
+    return await this.manifestFor(manifestCid, options)
   }
 
   async pull (request: PullRequest, options: AbortOptions & { onProgress?(progress: TransferProgress, manifestCid: string): void } = {}): Promise<AgentPullResult> {
@@ -283,6 +302,8 @@ export class Agent {
 
   async stop (): Promise<void> {
     this.started = false
+    // readers first: nothing may wait on a store that is closing
+    await this.mount?.close().catch(err => { this.log.warn({ err: (err as Error).message }, 'unmounting the view failed') })
     this.shutdown.abort(new Error('agent shutting down'))
     await Promise.allSettled([...this.sessions.values()].map(async s => await s.session))
     await new Promise<void>(resolve => { this.metricsServer?.close(() => { resolve() }) ?? resolve() })

@@ -16,11 +16,15 @@
  * connections are closed; origin failures are retried by the scheduler, but `maxOriginFailures`
  * consecutive ones end the pull with the origin's error (an origin that went away should be a
  * clear error, not a hang); with no progress for `stallTimeoutMs` the pull ends too.
+ *
+ * A request holds its scheduler slot until its chunk is durable (verified, written, fsynced and
+ * journaled), not only until its bytes arrive, so a peer gets as many requests at once as it
+ * serves (its per-peer upload slots): with fewer, its link idles while our fsyncs run.
  */
 
 import { ChunkUnavailableError, ChunkVerificationError, OriginUnavailableError, silentLogger } from '@swarm/interface'
 import { chunkScheduler, seededRandom, keyHash } from '@swarm/scheduler'
-import { peerSource } from '@swarm/exchange'
+import { DEFAULT_MAX_UPLOADS_PER_PEER, peerSource } from '@swarm/exchange'
 import { originSource } from '@swarm/fetcher'
 import type { DataClient } from '@swarm/exchange'
 import type { Fetcher } from '@swarm/fetcher'
@@ -43,6 +47,8 @@ export interface SessionInit {
   stallTimeoutMs?: number
   maxOriginFailures?: number
   maxInflightOrigin?: number
+  /** requests outstanding at one peer; default: the upload slots a peer grants one peer by default */
+  maxInflightPerPeer?: number
   onBytes?(kind: SourceKind, bytes: number): void
   onRejected?(peerId: string, cid: string): void
 }
@@ -98,6 +104,7 @@ export class PullSession {
       useOrigin: init.origin != null,
       originFallbackMs: init.originFallbackMs,
       maxInflightOrigin: init.maxInflightOrigin,
+      maxInflightPerPeer: init.maxInflightPerPeer ?? DEFAULT_MAX_UPLOADS_PER_PEER,
       now: this.now(),
       logger: this.log
     })

@@ -1,0 +1,310 @@
+/**
+ * The FUSE view of a node's models: `@swarm/fs` answers, `@swarm/fuse-native` mounts, and this
+ * module wires them to what the node has.
+ *
+ * - In the agent (`swarm agent --mount DIR`, or SWARM_MOUNT): reads that need a chunk get it
+ *   through the agent's fetcher, from peers whose bitfields say they hold it (a few, in random
+ *   order, to spread the load), then the origin. What arrives is counted in the agent's metrics
+ *   and announced to peers (`have`), as a pull's chunks are. A name not held resolves at the
+ *   origin; a manifest not held comes from peers or the origin (verified against its CID either
+ *   way), is added to the store without pulling its files, and is announced.
+ * - Alone (`swarm mount DIR`, no agent on this data directory): the same view over the store with
+ *   the origin as the only source.
+ *
+ * The mount goes first when the process stops, so no reader waits on a store that is closing.
+ */
+
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { parseByteSize } from '@swarm/config'
+import { peerSource } from '@swarm/exchange'
+import { fetcher as createFetcher, originSource } from '@swarm/fetcher'
+import { DEFAULT_READ_TIMEOUT_MS, modelFs } from '@swarm/fs'
+import { READ_TIMEOUT_MARGIN_MS, checkFuse, mountFs } from '@swarm/fuse-native'
+import { NotFoundError } from '@swarm/interface'
+import { decodeManifest } from '@swarm/manifest'
+import { z } from 'zod'
+import { uniqueChunks } from './session.js'
+import type { Agent } from './agent.js'
+import type { ChunkFetcher, ModelFs, ModelResolver } from '@swarm/fs'
+import type { Mount } from '@swarm/fuse-native'
+import type { AbortOptions, ChunkRef, ChunkSource, CidString, Logger, Origin, RefEntry } from '@swarm/interface'
+import type { Store } from '@swarm/store'
+
+export interface MountOptions {
+  /** where the view is mounted; created when missing */
+  mountpoint: string
+  /** the most a sequential reader's read-ahead grows to (default 256 MiB) */
+  readAheadBytes?: number
+  /** chunks prefetched at once (default 16) */
+  prefetchConcurrency?: number
+  /** a read waits at most this long for its chunks (default 60 s) */
+  readTimeoutMs?: number
+}
+
+/** A mounted view; `close` unmounts it and stops its prefetching. */
+export interface ModelMount {
+  readonly mountpoint: string
+  readonly view: ModelFs
+  close(): Promise<void>
+}
+
+const byteSize = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  try {
+    return parseByteSize(value)
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message })
+    return z.NEVER
+  }
+})
+
+const mountOptionsSchema = z.object({
+  mountpoint: z.string().min(1, 'the mount point is empty').transform(path => resolve(path)),
+  readAheadBytes: byteSize.pipe(z.number().int().min(1024 * 1024, 'read-ahead must be at least 1MiB')).optional(),
+  prefetchConcurrency: z.coerce.number().int().min(1).max(256).optional(),
+  readTimeoutMs: z.coerce.number().int().min(100).optional()
+})
+
+export class InvalidMountOptionsError extends Error {
+  static override name = 'InvalidMountOptionsError'
+  readonly code = 'ERR_CONFIG'
+  constructor (message: string) {
+    super(`invalid mount settings: ${message}`)
+    this.name = 'InvalidMountOptionsError'
+  }
+}
+
+/**
+ * Mount settings from flags, else the environment (SWARM_MOUNT, SWARM_MOUNT_READ_AHEAD,
+ * SWARM_MOUNT_PREFETCH, SWARM_MOUNT_READ_TIMEOUT_MS); undefined when no mount point is given.
+ */
+export function mountOptionsFrom (flags: { mount?: string, readAhead?: string }, env: Record<string, string | undefined> = process.env): MountOptions | undefined {
+  const mountpoint = flags.mount ?? (env.SWARM_MOUNT !== '' ? env.SWARM_MOUNT : undefined)
+  if (mountpoint == null) return undefined
+  const parsed = mountOptionsSchema.safeParse({
+    mountpoint,
+    readAheadBytes: flags.readAhead ?? env.SWARM_MOUNT_READ_AHEAD,
+    prefetchConcurrency: env.SWARM_MOUNT_PREFETCH,
+    readTimeoutMs: env.SWARM_MOUNT_READ_TIMEOUT_MS
+  })
+  if (!parsed.success) throw new InvalidMountOptionsError(parsed.error.issues.map(i => `${i.path.join('.')}: ${i.message}`).join('; '))
+  return parsed.data
+}
+
+interface ViewParts {
+  store: Store
+  fetcher: ChunkFetcher
+  resolver?: ModelResolver
+  sourcesFor?(manifestCid: CidString, chunk: ChunkRef): ChunkSource[] | undefined
+  logger: Logger
+}
+
+async function mountView (parts: ViewParts, options: MountOptions): Promise<ModelMount> {
+  const view = modelFs({
+    store: parts.store,
+    fetcher: parts.fetcher,
+    resolver: parts.resolver,
+    sourcesFor: parts.sourcesFor,
+    readAhead: { maxBytes: options.readAheadBytes, concurrency: options.prefetchConcurrency },
+    readTimeoutMs: options.readTimeoutMs,
+    logger: parts.logger
+  })
+  let mount: Mount
+  try {
+    mount = await mountFs({
+      fs: view,
+      mountpoint: options.mountpoint,
+      // the view answers a read first, with EIO, when its chunks cannot be had in time
+      readOpTimeoutMs: (options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS) + READ_TIMEOUT_MARGIN_MS,
+      logger: parts.logger
+    })
+  } catch (err) {
+    await view.close()
+    throw err
+  }
+  let closing: Promise<void> | undefined
+  return {
+    mountpoint: mount.mountpoint,
+    view,
+    async close () {
+      closing ??= (async () => {
+        try {
+          await mount.unmount()
+        } finally {
+          await view.close()
+        }
+      })()
+      await closing
+    }
+  }
+}
+
+const MAX_LISTED_REFS = 10_000
+/** peers asked for one chunk before the origin */
+const PEERS_PER_CHUNK = 3
+
+function originResolver (origin: Origin | undefined): Pick<ModelResolver, 'resolveRef' | 'listRefs'> {
+  return {
+    async resolveRef (ref, options) {
+      if (origin == null) throw new NotFoundError('no origin is configured to resolve names')
+      return await origin.resolveRef(ref, options)
+    },
+    async listRefs (options) {
+      const refs: RefEntry[] = []
+      if (origin == null) return refs
+      for await (const entry of origin.listRefs(options)) {
+        refs.push(entry)
+        if (refs.length >= MAX_LISTED_REFS) break
+      }
+      return refs
+    }
+  }
+}
+
+function hasBit (bitfield: Uint8Array, index: number): boolean {
+  return ((bitfield[index >> 3] ?? 0) & (0x80 >> (index & 7))) !== 0
+}
+
+/** The agent's view: peers first, then the origin; arrivals counted and announced. */
+export async function mountAgentView (agent: Agent, options: MountOptions): Promise<ModelMount> {
+  // chunk CID → index in a manifest's bitfield, for the manifests the view has read from
+  const indexes = new Map<CidString, Map<CidString, number>>()
+  const indexOf = (manifestCid: CidString): Map<CidString, number> | undefined => {
+    let index = indexes.get(manifestCid)
+    if (index === undefined) {
+      const manifest = agent.store.getManifest(manifestCid)
+      if (manifest == null) return undefined
+      index = new Map(uniqueChunks(manifest).map((chunk, i) => [chunk.cid, i]))
+      indexes.set(manifestCid, index)
+    }
+    return index
+  }
+  const fetcher: ChunkFetcher = {
+    async fetch (request, fetchOptions) {
+      const result = await agent.fetcher.fetch(request, fetchOptions)
+      if (result.kind !== 'local') {
+        agent.metrics.countBytes(result.kind, result.bytes)
+        for (const [manifestCid, index] of indexes) {
+          const at = index.get(request.cid)
+          if (at !== undefined && agent.store.getManifest(manifestCid) != null) agent.node.control.have(manifestCid, [at])
+        }
+      }
+      return result
+    }
+  }
+  return await mountView({
+    store: agent.store,
+    fetcher,
+    logger: agent.log,
+    sourcesFor (manifestCid, chunk) {
+      const sources: ChunkSource[] = []
+      const at = indexOf(manifestCid)?.get(chunk.cid)
+      if (at !== undefined) {
+        const holders = agent.node.control.peersFor(manifestCid).filter(p => p.dataAddress != null && hasBit(p.bitfield, at))
+        for (let i = holders.length - 1; i > 0; i--) {
+          const j = Math.floor(Math.random() * (i + 1))
+          ;[holders[i], holders[j]] = [holders[j] as typeof holders[number], holders[i] as typeof holders[number]]
+        }
+        for (const peer of holders.slice(0, PEERS_PER_CHUNK)) {
+          if (peer.dataAddress != null) sources.push(peerSource(agent.client, { peerId: peer.peerId, ...peer.dataAddress }))
+        }
+      }
+      if (agent.origin != null) sources.push(originSource(agent.origin))
+      return sources
+    },
+    resolver: {
+      ...originResolver(agent.origin),
+      async addManifest (manifestCid, addOptions: AbortOptions & { ref?: string } = {}) {
+        const manifest = await agent.fetchManifest(manifestCid, addOptions)
+        await agent.store.addManifest(manifestCid, manifest, addOptions)
+        agent.announce(manifestCid)
+      }
+    }
+  }, options)
+}
+
+/** The view without an agent: the store, with the origin as the only source. */
+export async function mountStoreView (parts: { store: Store, origin?: Origin, logger: Logger }, options: MountOptions): Promise<ModelMount> {
+  const { store, origin } = parts
+  return await mountView({
+    store,
+    fetcher: createFetcher({ store, sources: origin != null ? [originSource(origin)] : [], logger: parts.logger }),
+    logger: parts.logger,
+    sourcesFor: () => origin != null ? [originSource(origin)] : [],
+    resolver: {
+      ...originResolver(origin),
+      async addManifest (manifestCid, addOptions: AbortOptions & { ref?: string } = {}) {
+        if (origin == null) throw new NotFoundError(`model ${manifestCid} is not held and no origin is configured`)
+        const manifest = decodeManifest(await origin.getManifest(manifestCid, addOptions), { expectedCid: manifestCid })
+        await store.addManifest(manifestCid, manifest, addOptions)
+      }
+    }
+  }, options)
+}
+
+export interface DemoMountOptions {
+  /** path of the `swarm` CLI (dist/cli.js) */
+  cli: string
+  /** environment for `swarm mount`: origin and data directory at least */
+  env: Record<string, string>
+  /** model name (optionally `name@tag`) as it appears at the top of the mount */
+  name: string
+  /** files of the model to read through the mount, with their SHA-256 when known */
+  files: string[] | Record<string, string>
+  say(line: string): void
+}
+
+export interface DemoMountResult {
+  /** why nothing was mounted, when FUSE is not available here */
+  skipped?: string
+  bytes?: number
+  seconds?: number
+}
+
+/**
+ * For the demo: mounts the view with `swarm mount` (when FUSE is available here; otherwise says
+ * why and returns), reads the model's files through the mount, checks their hashes when given,
+ * prints the rate, and unmounts.
+ */
+export async function demoMount (options: DemoMountOptions): Promise<DemoMountResult> {
+  const fuse = await checkFuse()
+  if (!fuse.available) {
+    options.say(`mount: skipped (${fuse.reason})`)
+    return { skipped: fuse.reason }
+  }
+  const mountpoint = await mkdtemp(join(tmpdir(), 'swarm-mount-'))
+  const child = spawn(process.execPath, [options.cli, 'mount', mountpoint, '--json'], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'inherit'] })
+  const exited = new Promise<number | null>(resolve => child.on('exit', code => { resolve(code) }))
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let out = ''
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        out += d
+        if (out.includes('"ready"')) resolve()
+      })
+      void exited.then(code => { reject(new Error(`swarm mount exited with ${String(code)} before it was ready`)) })
+    })
+    const files = Array.isArray(options.files) ? Object.fromEntries(options.files.map(f => [f, ''])) : options.files
+    let bytes = 0
+    const started = performance.now()
+    for (const [file, expected] of Object.entries(files)) {
+      const hash = createHash('sha256')
+      for await (const piece of createReadStream(join(mountpoint, options.name, file), { highWaterMark: 1024 * 1024 })) {
+        hash.update(piece as Buffer)
+        bytes += (piece as Buffer).length
+      }
+      if (expected !== '' && hash.digest('hex') !== expected) throw new Error(`${file} read through the mount differs from the original`)
+    }
+    const seconds = (performance.now() - started) / 1000
+    options.say(`mount: read ${Object.keys(files).length} files (${(bytes / 1024 / 1024).toFixed(0)} MiB) through ${join(mountpoint, options.name)} in ${seconds.toFixed(2)} s = ${(bytes / 1e6 / seconds).toFixed(0)} MB/s${Array.isArray(options.files) ? '' : ', byte-identical'}`)
+    return { bytes, seconds }
+  } finally {
+    if (child.exitCode == null) child.kill('SIGTERM')
+    await exited
+    await rm(mountpoint, { recursive: true, force: true }).catch(() => {})
+  }
+}

@@ -1,0 +1,185 @@
+// bench/fuse-read: reading one ≥ 2 GiB safetensors file through the FUSE view, against reading the
+// store's own file, and a lazy first read through the view against `swarm pull`, all in one run:
+//   (e) swarm pull of the model from the local S3 server into an empty store
+//   (a) the complete file read straight from that store (page cache dropped first)
+//   (b) the same file, first read through the mount (page cache dropped first)
+//   (c) the same file re-read through the mount (kernel page cache)
+//   (d) the same file read through a mount over an empty store: every chunk fetched as it is read
+// Reader: dd with 16 MiB blocks. Ratios: (b)/(a), (c)/(a), (d)/(e). Also where the time goes: CPU
+// seconds of the serving process per GiB, FUSE read requests and how long they waited for chunks.
+// Needs root (drop_caches) and FUSE; run as root on a quiet machine.
+import { execFile, spawn } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
+import { writeSyntheticModel } from '@swarm/agent'
+import { checkFuse } from '@swarm/fuse-native'
+import { createStore } from '@swarm/store'
+import { MB, MiB, cli, fmt, s3Env, s3Server, saveResult, swarm } from '../lib/common.mjs'
+
+const layers = Number(process.env.BENCH_LAYERS ?? 22) // one file of ≈ 2.3 GiB with the shape below
+const run = promisify(execFile)
+
+const fuse = await checkFuse()
+if (!fuse.available) {
+  console.log(`fuse-read: skipped: ${fuse.reason}`)
+  process.exit(0)
+}
+if (process.getuid?.() !== 0) {
+  console.log('fuse-read: skipped: needs root to drop the page cache between runs')
+  process.exit(0)
+}
+
+const s3 = await s3Server()
+const work = await mkdtemp(join(tmpdir(), 'swarm-bench-fuse-'))
+const prefix = `bench-fuse-read-${Date.now()}`
+const env = { ...s3Env(s3), SWARM_ORIGIN: `s3://${s3.bucket}/${prefix}`, SWARM_LOG_LEVEL: 'warn' }
+
+async function dropCaches () {
+  await run('sync')
+  await writeFile('/proc/sys/vm/drop_caches', '3')
+}
+
+/** Reads a file with dd (16 MiB blocks) and returns seconds and bytes. */
+async function ddRead (path) {
+  const started = performance.now()
+  const { stderr } = await run('dd', [`if=${path}`, 'of=/dev/null', 'bs=16M'])
+  const seconds = (performance.now() - started) / 1000
+  const bytes = Number(/^(\d+) bytes/m.exec(stderr)?.[1] ?? NaN)
+  return { seconds, bytes, MBps: bytes / MB / seconds }
+}
+
+async function cpuSeconds (pid) {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100 // utime + stime, in clock ticks of 10 ms
+}
+
+const children = new Set()
+
+/** `swarm pull` under /usr/bin/time: its `done` line and its CPU seconds. */
+async function timedPull (dataDir) {
+  const { stdout, stderr } = await run('/usr/bin/time', ['-f', 'cpu %U %S', process.execPath, cli, 'pull', 'bench:v1', '--data-dir', dataDir, '--json'], { env: { ...process.env, ...env }, maxBuffer: 64 * MiB })
+  const pull = stdout.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l)).find(l => l.event === 'done')
+  const [, user, system] = /cpu ([\d.]+) ([\d.]+)/.exec(stderr) ?? []
+  return { pull, cpu: Number(user) + Number(system) }
+}
+
+/** `swarm mount` over `dataDir`; resolves once mounted. */
+async function startMount (dataDir, mountpoint) {
+  const child = spawn(process.execPath, [cli, 'mount', mountpoint, '--data-dir', dataDir, '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+  children.add(child)
+  let out = ''
+  child.stdout.setEncoding('utf8').on('data', d => { out += d })
+  const exited = new Promise(resolve => child.on('exit', code => { children.delete(child); resolve(code) }))
+  await new Promise((resolve, reject) => {
+    const timer = setInterval(() => { if (out.includes('"ready"')) { clearInterval(timer); resolve() } }, 50)
+    exited.then(code => { clearInterval(timer); reject(new Error(`swarm mount exited with ${code}: ${out}`)) })
+  })
+  return {
+    pid: child.pid,
+    async stop () {
+      child.kill('SIGTERM')
+      await exited
+      return out.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l)).find(l => l.event === 'done')
+    }
+  }
+}
+
+try {
+  const model = await writeSyntheticModel(join(work, 'model'), { layers, hidden: 2048, intermediate: 5632, vocab: 32000, shards: 1 })
+  const pushed = await swarm(['push', model.dir, '--name', 'bench:v1', '--data-dir', join(work, 'pusher')], env)
+  await rm(model.dir, { recursive: true, force: true })
+  const fileName = 'model.safetensors'
+
+  // (e) swarm pull into an empty store, with its CPU time
+  const full = join(work, 'full')
+  const { pull, cpu: pullCpu } = await timedPull(full)
+  const pullMBps = pull.bytesBySource.origin / MB / (pull.durationMs / 1000)
+
+  const store = await createStore({ dir: full })
+  const stored = store.files(pushed.manifestCid).find(f => f.entry.path === fileName)
+  await store.close()
+  const fileBytes = stored.entry.size
+
+  // (a) the store's file, directly
+  await dropCaches()
+  const direct = await ddRead(stored.path)
+
+  // (b), (c) through the mount over the complete store
+  const mnt = join(work, 'mnt')
+  const complete = await startMount(full, mnt)
+  const viewPath = join(mnt, 'bench@v1', fileName)
+  await run('stat', ['-L', viewPath])
+  await dropCaches()
+  const cpuBefore = await cpuSeconds(complete.pid)
+  const first = await ddRead(viewPath)
+  const cpuFirst = await cpuSeconds(complete.pid) - cpuBefore
+  const again = await ddRead(viewPath)
+  const cpuAgain = await cpuSeconds(complete.pid) - cpuBefore - cpuFirst
+  const completeStats = await complete.stop()
+
+  // (d) through a mount over an empty store
+  const lazyMount = await startMount(join(work, 'empty'), mnt)
+  await run('stat', ['-L', viewPath])
+  const lazyCpuBefore = await cpuSeconds(lazyMount.pid)
+  const lazy = await ddRead(viewPath)
+  const cpuLazy = await cpuSeconds(lazyMount.pid) - lazyCpuBefore
+  const lazyStats = await lazyMount.stop()
+
+  const GiB = fileBytes / 1024 / MiB
+  const result = {
+    fileBytes,
+    chunks: stored.entry.chunks.length,
+    reader: 'dd bs=16M',
+    directMBps: direct.MBps,
+    mountFirstMBps: first.MBps,
+    mountRereadMBps: again.MBps,
+    lazyMBps: lazy.MBps,
+    pullMBps,
+    firstOverDirect: first.MBps / direct.MBps,
+    rereadOverDirect: again.MBps / direct.MBps,
+    lazyOverPull: lazy.MBps / pullMBps,
+    // the view's counters cover (b) and (c) together: (c) adds whatever exceeds one pass of 128 KiB requests
+    mountFirst: { cpuSecondsPerGiB: cpuFirst / GiB, requests: completeStats?.reads, meanRequestKiB: completeStats != null ? completeStats.bytesRead / completeStats.reads / 1024 : undefined },
+    mountReread: { cpuSecondsPerGiB: cpuAgain / GiB, requestsReachingTheView: completeStats != null ? Math.max(0, completeStats.reads - Math.ceil(fileBytes / (128 * 1024))) : undefined },
+    pull: { cpuSecondsPerGiB: pullCpu / GiB },
+    lazy: {
+      cpuSecondsPerGiB: cpuLazy / GiB,
+      requests: lazyStats?.reads,
+      readsThatWaited: lazyStats?.readsWaited,
+      waitSeconds: lazyStats != null ? lazyStats.waitMs / 1000 : undefined,
+      chunksFetchedForReads: lazyStats?.chunksFetched,
+      chunksPrefetched: lazyStats?.prefetch?.chunks
+    }
+  }
+  console.log(`fuse-read: ${fmt(fileBytes / MiB, 0)} MiB safetensors file, ${result.chunks} chunks, read with dd bs=16M`)
+  console.log(`  (a) store file, direct, cold cache:   ${fmt(direct.MBps)} MB/s`)
+  console.log(`  (b) mount, first read, cold cache:    ${fmt(first.MBps)} MB/s  (b)/(a) = ${fmt(result.firstOverDirect, 2)} (goal >= 0.9); ${fmt(result.mountFirst.cpuSecondsPerGiB, 2)} CPU-s/GiB in the view, ${result.mountFirst.requests} requests of ${fmt(result.mountFirst.meanRequestKiB ?? 0, 0)} KiB`)
+  console.log(`  (c) mount, re-read (page cache):      ${fmt(again.MBps)} MB/s  (c)/(a) = ${fmt(result.rereadOverDirect, 2)}; ${fmt(result.mountReread.cpuSecondsPerGiB, 2)} CPU-s/GiB in the view, ${result.mountReread.requestsReachingTheView} requests reached it`)
+  console.log(`  (e) swarm pull from S3:               ${fmt(pullMBps)} MB/s; ${fmt(result.pull.cpuSecondsPerGiB, 2)} CPU-s/GiB`)
+  console.log(`  (d) mount, lazy first read from S3:   ${fmt(lazy.MBps)} MB/s  (d)/(e) = ${fmt(result.lazyOverPull, 2)} (goal >= 0.8); ${fmt(result.lazy.cpuSecondsPerGiB, 2)} CPU-s/GiB; ${result.lazy.readsThatWaited} of ${result.lazy.requests} requests waited ${fmt(result.lazy.waitSeconds ?? 0, 1)} s in all; ${result.lazy.chunksFetchedForReads} chunks fetched by reads, ${result.lazy.chunksPrefetched} prefetched`)
+  console.log(`  results: ${await saveResult('fuse-read', result)}`)
+} finally {
+  for (const child of children) child.kill('SIGTERM')
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  await run('fusermount', ['-uz', join(work, 'mnt')]).catch(() => {})
+  await rm(work, { recursive: true, force: true })
+  await deletePrefix().catch(err => { process.stderr.write(`could not delete s3://${s3.bucket}/${prefix}: ${err.message}\n`) })
+}
+
+async function deletePrefix () {
+  const client = new S3Client({ endpoint: s3.endpoint, region: s3.region, forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } })
+  try {
+    let token
+    do {
+      const page = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: `${prefix}/`, ContinuationToken: token }))
+      const keys = (page.Contents ?? []).map(o => ({ Key: o.Key }))
+      if (keys.length > 0) await client.send(new DeleteObjectsCommand({ Bucket: s3.bucket, Delete: { Objects: keys } }))
+      token = page.NextContinuationToken
+    } while (token != null)
+  } finally {
+    client.destroy()
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * Payload buffers that are used again instead of left to the garbage collector.
+ *
+ * V8 counts the memory behind every ArrayBuffer as external memory, and each 64 MiB of it
+ * allocated since the last full collection starts another full mark-compact of the whole heap.
+ * Moving 4 MiB chunks at hundreds of MB/s, a fresh buffer per chunk meant several full
+ * collections per second, which cost more CPU than TLS and hashing together. So the data plane
+ * lends buffers from here and takes them back when their bytes are no longer needed.
+ *
+ * A lent buffer is a fresh view object; only that view can give it back, once. A second give,
+ * or a give of anything else, is ignored, so a buffer can never be lent to two holders at once.
+ * Free buffers are kept up to `maxFreeBytes` and all dropped after `idleMs` without a take, so
+ * an idle node holds none.
+ */
+
+import { BUFFER_POOL_IDLE_MS, BUFFER_POOL_MAX_FREE_BYTES, BUFFER_POOL_MIN_SIZE, BUFFER_POOL_SIZE_STEP } from './constants.js'
+
+export interface BufferPoolInit {
+  /** free bytes kept for reuse at most */
+  maxFreeBytes?: number
+  /** free buffers are dropped after this long without a take */
+  idleMs?: number
+}
+
+export class BufferPool {
+  private readonly free = new Map<number, Buffer[]>()
+  /** lent views, each to the whole buffer it was cut from */
+  private readonly lent = new WeakMap<Uint8Array, Buffer>()
+  private freeBytes = 0
+  private lastTake = 0
+  private idleTimer: NodeJS.Timeout | undefined
+  private readonly maxFreeBytes: number
+  private readonly idleMs: number
+
+  constructor (init: BufferPoolInit = {}) {
+    this.maxFreeBytes = init.maxFreeBytes ?? BUFFER_POOL_MAX_FREE_BYTES
+    this.idleMs = init.idleMs ?? BUFFER_POOL_IDLE_MS
+  }
+
+  /** Bytes held for reuse now. */
+  get retainedBytes (): number {
+    return this.freeBytes
+  }
+
+  /** A buffer of exactly `size` bytes with unspecified contents; give it back with {@link give}. */
+  take (size: number): Buffer {
+    if (size < BUFFER_POOL_MIN_SIZE) return Buffer.allocUnsafe(size)
+    this.lastTake = performance.now()
+    const capacity = Math.ceil(size / BUFFER_POOL_SIZE_STEP) * BUFFER_POOL_SIZE_STEP
+    const list = this.free.get(capacity)
+    let whole = list?.pop()
+    if (whole === undefined) {
+      whole = Buffer.allocUnsafeSlow(capacity)
+    } else {
+      this.freeBytes -= capacity
+      if (list?.length === 0) this.free.delete(capacity)
+    }
+    const view = whole.subarray(0, size)
+    this.lent.set(view, whole)
+    return view
+  }
+
+  /** Takes back a buffer {@link take} returned; its holder must not touch it afterwards. */
+  give (view: Uint8Array): void {
+    const whole = this.lent.get(view)
+    if (whole === undefined) return
+    this.lent.delete(view)
+    const capacity = whole.byteLength
+    if (capacity > this.maxFreeBytes) return
+    // room for it: the least useful free buffers (other sizes) go first
+    for (const [size, list] of this.free) {
+      if (this.freeBytes + capacity <= this.maxFreeBytes) break
+      if (size === capacity) continue
+      while (list.length > 0 && this.freeBytes + capacity > this.maxFreeBytes) {
+        list.pop()
+        this.freeBytes -= size
+      }
+      if (list.length === 0) this.free.delete(size)
+    }
+    if (this.freeBytes + capacity > this.maxFreeBytes) return
+    const list = this.free.get(capacity)
+    if (list === undefined) this.free.set(capacity, [whole])
+    else list.push(whole)
+    this.freeBytes += capacity
+    this.armIdleTimer()
+  }
+
+  /** Drops every free buffer. */
+  clear (): void {
+    this.free.clear()
+    this.freeBytes = 0
+    clearTimeout(this.idleTimer)
+    this.idleTimer = undefined
+  }
+
+  private armIdleTimer (): void {
+    if (this.idleTimer !== undefined) return
+    const check = (): void => {
+      this.idleTimer = undefined
+      if (this.freeBytes === 0) return
+      const idleFor = performance.now() - this.lastTake
+      if (idleFor >= this.idleMs) this.clear()
+      else this.idleTimer = setTimeout(check, this.idleMs - idleFor).unref()
+    }
+    this.idleTimer = setTimeout(check, this.idleMs).unref()
+  }
+}

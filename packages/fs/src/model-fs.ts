@@ -1,0 +1,829 @@
+/**
+ * The view itself: paths to models and files, attributes, listings, and reads that fetch what is
+ * missing. It knows nothing of FUSE; an adapter turns kernel requests into these calls and the
+ * errors thrown here into errno values.
+ *
+ * ## Layout
+ *
+ * - `/by-cid/<manifest cid>/<file path>`: a model's files and directories, exactly as its
+ *   manifest lists them. A manifest CID names immutable content, so everything below it can be
+ *   cached by the kernel for as long as it likes (pages and attributes alike).
+ * - `/<name>` and `/<name>@<tag>`: relative symbolic links to `by-cid/<cid>`, the model the name
+ *   means now (see namespace.ts for names with `/`). Names move when a new version is pulled or
+ *   pushed; a link is resolved at every path walk (libfuse 2 does not let the kernel cache link
+ *   targets), so a moved name is seen at once while the content it led to stays cached.
+ *
+ * Names come from the store (models held, and the names they were pulled under), from the
+ * resolver's list (names the origin knows) and, for a name looked up but listed nowhere, from the
+ * resolver (the origin). Looking up `/by-cid/<cid>` of a model not held asks the resolver to add
+ * its manifest to the store, without pulling a byte of its files; reads then fetch what they need.
+ *
+ * ## Reads
+ *
+ * A read of a complete file is one pread of the store's content file into the caller's buffer.
+ * Otherwise the chunks under the range that are missing are fetched first, all at once, through
+ * the fetcher (peers, then the origin; one fetch per CID however many readers wait), bounded by
+ * `readTimeoutMs`, and only then are bytes read from the store, which has verified them. A chunk
+ * that cannot be had fails the read with the reason logged. Every read also feeds the file's
+ * prefetch stream (prefetcher.ts). A model evicted while a file is open is added back, and its
+ * chunks are fetched again as they are read.
+ */
+
+import { close as closeFd, fstatSync, open as openFd, read as readFd } from 'node:fs'
+import { AbortError, ChunkMissingError, NotFoundError, silentLogger } from '@swarm/interface'
+import { formatRef, isManifestCid, parseRef } from '@swarm/manifest'
+import { LRUCache } from 'lru-cache'
+import {
+  BY_CID,
+  DEFAULT_NEGATIVE_TTL_MS,
+  DEFAULT_READ_TIMEOUT_MS,
+  DEFAULT_REFS_TTL_MS,
+  DEFAULT_RESOLVE_TIMEOUT_MS,
+  FILE_BLOCK_SIZE,
+  HELD_TTL_MS,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFREG,
+  TREE_CACHE_SIZE
+} from './constants.js'
+import { BadHandleError, IsADirectoryError, NotADirectoryError, NotALinkError, ReadOnlyError, ReadTimeoutError, ViewClosedError } from './errors.js'
+import { buildNamespace, linkTarget, lookupNamespace, refFromComponents } from './namespace.js'
+import { Prefetcher, chunkAt } from './prefetcher.js'
+import { buildTree } from './tree.js'
+import type { NamespaceDirectory } from './namespace.js'
+import type { PrefetchFile, PrefetchStats, PrefetchStream, ReadAheadOptions } from './prefetcher.js'
+import type { ModelTree } from './tree.js'
+import type {
+  AbortOptions,
+  ChunkRef,
+  ChunkRequest,
+  ChunkSource,
+  ChunkStore,
+  CidString,
+  FileEntry,
+  Logger,
+  Manifest,
+  ModelRef,
+  RefEntry
+} from '@swarm/interface'
+
+/** The part of `@swarm/fetcher`'s Fetcher the view uses. */
+export interface ChunkFetcher {
+  fetch(request: ChunkRequest, options?: AbortOptions & { sources?: ChunkSource[] }): Promise<unknown>
+}
+
+/** Names and manifests from beyond the store: the agent's origin and peers. */
+export interface ModelResolver {
+  /** the manifest CID a name points to now; rejects with NotFoundError when there is none */
+  resolveRef(ref: ModelRef, options?: AbortOptions): Promise<CidString>
+  /** names to list besides those held (e.g. every ref at the origin) */
+  listRefs?(options?: AbortOptions): Promise<RefEntry[]>
+  /** fetches and verifies a manifest and adds it to the store, pulling none of its chunks */
+  addManifest(manifestCid: CidString, options?: AbortOptions & { ref?: string }): Promise<void>
+}
+
+export interface ModelFsInit {
+  store: ChunkStore
+  fetcher: ChunkFetcher
+  /**
+   * sources for one chunk of a model, best first (peers holding it, then the origin); undefined
+   * leaves the choice to the fetcher
+   */
+  sourcesFor?(manifestCid: CidString, chunk: ChunkRef): ChunkSource[] | undefined
+  resolver?: ModelResolver
+  readAhead?: ReadAheadOptions
+  /** a read waits at most this long for its chunks (default 60 s) */
+  readTimeoutMs?: number
+  /** resolving a name or adding a manifest on lookup gives up after this long (default 10 s) */
+  resolveTimeoutMs?: number
+  /** a name or manifest that could not be had is not asked for again for this long (default 5 s) */
+  negativeTtlMs?: number
+  /** the resolver's list of names is reused for this long (default 30 s) */
+  refsTtlMs?: number
+  /** owner of every file (default: this process's) */
+  uid?: number
+  gid?: number
+  /** timestamps of every file and directory (default: when the view was made) */
+  mtime?: Date
+  logger?: Logger
+}
+
+export type NodeKind = 'file' | 'directory' | 'symlink'
+
+export interface Attributes {
+  kind: NodeKind
+  /** type and permission bits, as st_mode */
+  mode: number
+  size: number
+  nlink: number
+  uid: number
+  gid: number
+  mtime: Date
+  blksize: number
+  /** 512-byte blocks */
+  blocks: number
+}
+
+/** What statfs reports: the models held, in 4 KiB blocks; nothing is free, as nothing can be written. */
+export interface FsStatistics {
+  bsize: number
+  frsize: number
+  blocks: number
+  bfree: number
+  bavail: number
+  files: number
+  ffree: number
+  favail: number
+  namemax: number
+}
+
+export interface ViewStats {
+  reads: number
+  bytesRead: number
+  /** reads that had to wait for chunks */
+  readsWaited: number
+  /** total time reads waited for chunks */
+  waitMs: number
+  /** chunks fetched because a read needed them now */
+  chunksFetched: number
+  /** reads that failed with an I/O error */
+  failedReads: number
+  openFiles: number
+  prefetch: PrefetchStats
+}
+
+export interface OpenOptions extends AbortOptions {}
+
+/** The read-only file system of models. Every path is absolute (`/…`). */
+export interface ModelFs {
+  getattr(path: string, options?: AbortOptions): Promise<Attributes>
+  readdir(path: string, options?: AbortOptions): Promise<string[]>
+  readlink(path: string, options?: AbortOptions): Promise<string>
+  /** `mode` as access(2): asking for write access rejects with ReadOnlyError */
+  access(path: string, mode: number, options?: AbortOptions): Promise<void>
+  /** a handle for `read`; `flags` as open(2): anything but read-only rejects with ReadOnlyError */
+  open(path: string, flags: number, options?: OpenOptions): Promise<number>
+  /** fills `buffer` from `position`; resolves with the bytes read (0 at the end of the file) */
+  read(handle: number, buffer: Uint8Array, position: number, options?: AbortOptions): Promise<number>
+  release(handle: number): Promise<void>
+  /** every change (write, create, rename, truncate, …) rejects with ReadOnlyError */
+  change(path: string, operation: string): Promise<never>
+  statfs(): FsStatistics
+  stats(): ViewStats
+  /** stops prefetching and closes every open file */
+  close(): Promise<void>
+}
+
+type Target =
+  | { kind: 'root' }
+  | { kind: 'by-cid' }
+  | { kind: 'namespace', node: NamespaceDirectory }
+  | { kind: 'alias', cid: CidString, depth: number }
+  | { kind: 'model-dir', cid: CidString, tree: ModelTree, dir: string }
+  | { kind: 'model-file', cid: CidString, manifest: Manifest, index: number }
+
+/** One file of one model while it is open, shared by its handles. */
+interface FileView {
+  readonly key: string
+  readonly cid: CidString
+  readonly manifest: Manifest
+  readonly entry: FileEntry
+  readonly prefetchFile: PrefetchFile
+  /** a read-only descriptor of the store's content file */
+  fd?: number
+  /** descriptors of content files the store has since replaced; closed with the view, as reads may still use them */
+  readonly retired: number[]
+  opening?: Promise<void>
+  /** every chunk is in the content file: reads are one pread, nothing else */
+  complete: boolean
+  /**
+   * 1 for chunks the store has confirmed are in this content file (a read through the store
+   * covered them): later reads of them go straight to the descriptor
+   */
+  readonly confirmed: Uint8Array
+  refs: number
+  /** chunks before this index are known to be present */
+  scan: number
+  lastCompleteCheck: number
+  /** when the descriptor was last found to name the store's current file */
+  checkedAt: number
+}
+
+interface Handle {
+  readonly view: FileView
+  readonly stream: PrefetchStream
+}
+
+const O_ACCMODE = 0o3
+const O_RDONLY = 0
+const O_TRUNC = 0o1000
+const W_OK = 2
+const STATFS_BLOCK = 4096
+const MAX_U32 = 0xffffffff
+const READ_RETRIES = 3
+/** How often a descriptor of a content file still being filled is checked against the store's file. */
+const CONTENT_CHECK_INTERVAL_MS = 100
+
+async function openReadOnly (path: string): Promise<number> {
+  return await new Promise((resolve, reject) => { openFd(path, 'r', (err, fd) => { if (err != null) reject(err); else resolve(fd) }) })
+}
+
+async function pread (fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    readFd(fd, buffer, offset, length, position, (err, bytesRead) => { if (err != null) reject(err); else resolve(bytesRead) })
+  })
+}
+
+function closeQuietly (fd: number): void {
+  closeFd(fd, () => {})
+}
+
+function components (path: string): string[] {
+  if (typeof path !== 'string' || !path.startsWith('/')) throw new NotFoundError(`${String(path)} is not an absolute path`)
+  const parts = path.split('/').filter(part => part !== '')
+  if (parts.some(part => part === '.' || part === '..')) throw new NotFoundError(`${path} is not a normalized path`)
+  return parts
+}
+
+function heldEntries (store: ChunkStore): RefEntry[] {
+  const out: RefEntry[] = []
+  // least recently used first: when two held models claim one name, the later use wins
+  for (const model of store.models().sort((a, b) => a.lastUsed - b.lastUsed)) {
+    for (const ref of model.refs) {
+      const { name, tag } = parseRef(ref)
+      out.push({ name, tag, cid: model.manifestCid })
+    }
+  }
+  return out
+}
+
+function withTimeout (ms: number, signal?: AbortSignal): AbortSignal {
+  const timeout = AbortSignal.timeout(ms)
+  return signal == null ? timeout : AbortSignal.any([timeout, signal])
+}
+
+class View implements ModelFs {
+  private readonly store: ChunkStore
+  private readonly log: Logger
+  private readonly prefetcher: Prefetcher
+  private readonly readTimeoutMs: number
+  private readonly resolveTimeoutMs: number
+  private readonly negativeTtlMs: number
+  private readonly refsTtlMs: number
+  private readonly uid: number
+  private readonly gid: number
+  private readonly mtime: Date
+  private readonly trees = new LRUCache<CidString, ModelTree>({ max: TREE_CACHE_SIZE })
+  private readonly handles = new Map<number, Handle>()
+  private readonly views = new Map<string, FileView>()
+  private readonly viewOf = new WeakMap<PrefetchFile, FileView>()
+  private nextHandle = 1
+  private closed = false
+
+  // names
+  private held: RefEntry[] = []
+  private heldKey = ''
+  private heldAt = -Infinity
+  private known: RefEntry[] = []
+  private knownAt = -Infinity
+  private knownRefresh?: Promise<void>
+  private root?: NamespaceDirectory
+  /** name:tag → what the resolver said, until when */
+  private readonly resolved = new Map<string, { cid?: CidString, until: number }>()
+  /** manifest CID → the name it was reached through, recorded with it when it is added */
+  private readonly refOf = new Map<CidString, string>()
+  private readonly adding = new Map<CidString, Promise<Manifest>>()
+  private readonly unavailable = new Map<CidString, { error: Error, until: number }>()
+
+  private readonly counters = { reads: 0, bytesRead: 0, readsWaited: 0, waitMs: 0, chunksFetched: 0, failedReads: 0 }
+
+  constructor (private readonly init: ModelFsInit) {
+    this.store = init.store
+    this.log = (init.logger ?? silentLogger).child({ component: 'fs' })
+    this.readTimeoutMs = init.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS
+    this.resolveTimeoutMs = init.resolveTimeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS
+    this.negativeTtlMs = init.negativeTtlMs ?? DEFAULT_NEGATIVE_TTL_MS
+    this.refsTtlMs = init.refsTtlMs ?? DEFAULT_REFS_TTL_MS
+    for (const [name, value] of Object.entries({ readTimeoutMs: this.readTimeoutMs, resolveTimeoutMs: this.resolveTimeoutMs, negativeTtlMs: this.negativeTtlMs, refsTtlMs: this.refsTtlMs })) {
+      if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a non-negative number, got ${String(value)}`)
+    }
+    this.uid = init.uid ?? process.getuid?.() ?? 0
+    this.gid = init.gid ?? process.getgid?.() ?? 0
+    this.mtime = init.mtime ?? new Date()
+    this.prefetcher = new Prefetcher({
+      ...init.readAhead,
+      logger: init.logger,
+      has: cid => this.store.hasChunk(cid),
+      fetch: async (file, chunk, options) => {
+        const view = this.viewOf.get(file)
+        if (view === undefined) return
+        await this.init.fetcher.fetch({ cid: chunk.cid, size: chunk.size }, { signal: options.signal, sources: this.init.sourcesFor?.(view.cid, chunk) })
+      }
+    })
+  }
+
+  // ---- paths ------------------------------------------------------------------------------
+
+  private async resolve (path: string, signal?: AbortSignal): Promise<Target> {
+    this.assertOpen()
+    const parts = components(path)
+    if (parts.length === 0) return { kind: 'root' }
+    if (parts[0] === BY_CID) {
+      if (parts.length === 1) return { kind: 'by-cid' }
+      return await this.modelTarget(parts[1] as string, parts.slice(2), path, signal)
+    }
+    const root = await this.namespace(signal)
+    const found = lookupNamespace(root, parts)
+    if (found.kind === 'namespace') return { kind: 'namespace', node: found.node }
+    if (found.kind === 'alias') {
+      if (!this.isHeld(found.node.cid)) this.refOf.set(found.node.cid, formatRef(found.node.ref))
+      if (found.rest.length === 0) return { kind: 'alias', cid: found.node.cid, depth: found.depth }
+      // a caller that does not follow links itself (the kernel does): go on inside the model
+      return await this.modelTarget(found.node.cid, found.rest, path, signal)
+    }
+    const ref = refFromComponents(parts.slice(0, found.at + 1))
+    if (ref === undefined) throw new NotFoundError(`${path} does not exist`)
+    const cid = await this.resolveRef(ref, signal)
+    if (found.at === parts.length - 1) return { kind: 'alias', cid, depth: found.at }
+    return await this.modelTarget(cid, parts.slice(found.at + 1), path, signal)
+  }
+
+  private async modelTarget (cid: string, rest: string[], path: string, signal?: AbortSignal): Promise<Target> {
+    if (!isManifestCid(cid)) throw new NotFoundError(`${path} does not exist: ${cid} is not a manifest CID`)
+    const manifest = await this.manifest(cid, signal)
+    let tree = this.trees.get(cid)
+    if (tree === undefined) {
+      tree = buildTree(manifest)
+      this.trees.set(cid, tree)
+    }
+    const relative = rest.join('/')
+    if (tree.dirs.has(relative)) return { kind: 'model-dir', cid, tree, dir: relative }
+    const index = tree.files.get(relative)
+    if (index !== undefined) return { kind: 'model-file', cid, manifest, index }
+    throw new NotFoundError(`${path} does not exist`)
+  }
+
+  private isHeld (cid: CidString): boolean {
+    return this.store.getManifest(cid) !== undefined
+  }
+
+  /** A held manifest, or one the resolver adds to the store now. */
+  private async manifest (cid: CidString, signal?: AbortSignal): Promise<Manifest> {
+    const held = this.store.getManifest(cid)
+    if (held !== undefined) return held
+    const resolver = this.init.resolver
+    if (resolver === undefined) throw new NotFoundError(`model ${cid} is not held`)
+    const failed = this.unavailable.get(cid)
+    if (failed !== undefined && failed.until > Date.now()) throw failed.error
+    let adding = this.adding.get(cid)
+    if (adding === undefined) {
+      adding = (async () => {
+        const ref = this.refOf.get(cid)
+        await resolver.addManifest(cid, { signal: AbortSignal.timeout(this.resolveTimeoutMs), ...(ref !== undefined ? { ref } : {}) })
+        const manifest = this.store.getManifest(cid)
+        if (manifest === undefined) throw new NotFoundError(`model ${cid} was not added to the store`)
+        this.log.info({ manifestCid: cid, ref }, 'manifest added for the view')
+        this.heldAt = -Infinity
+        return manifest
+      })()
+      adding.catch((err: Error) => {
+        this.log.debug({ manifestCid: cid, err: err.message }, 'manifest could not be had')
+        this.unavailable.set(cid, { error: err instanceof NotFoundError ? err : new NotFoundError(`model ${cid}: ${err.message}`), until: Date.now() + this.negativeTtlMs })
+      }).finally(() => { this.adding.delete(cid) })
+      this.adding.set(cid, adding)
+    }
+    try {
+      return await abortable(adding, signal)
+    } catch (err) {
+      if (err instanceof NotFoundError || err instanceof AbortError) throw err
+      throw new NotFoundError(`model ${cid}: ${(err as Error).message}`)
+    }
+  }
+
+  private async resolveRef (ref: ModelRef, signal?: AbortSignal): Promise<CidString> {
+    const key = formatRef(ref)
+    const resolver = this.init.resolver
+    if (resolver === undefined) throw new NotFoundError(`${key} is not held`)
+    const cached = this.resolved.get(key)
+    if (cached !== undefined && cached.until > Date.now()) {
+      if (cached.cid === undefined) throw new NotFoundError(`${key} does not exist`)
+      return cached.cid
+    }
+    try {
+      const cid = await resolver.resolveRef(ref, { signal: withTimeout(this.resolveTimeoutMs, signal) })
+      this.resolved.set(key, { cid, until: Date.now() + this.refsTtlMs })
+      if (!this.isHeld(cid)) this.refOf.set(cid, key)
+      return cid
+    } catch (err) {
+      if (signal?.aborted === true) throw new AbortError()
+      this.resolved.set(key, { until: Date.now() + this.negativeTtlMs })
+      if (!(err instanceof NotFoundError)) this.log.debug({ ref: key, err: (err as Error).message }, 'name could not be resolved')
+      throw new NotFoundError(`${key} does not exist`)
+    }
+  }
+
+  private async namespace (signal?: AbortSignal): Promise<NamespaceDirectory> {
+    const now = Date.now()
+    if (now - this.heldAt > HELD_TTL_MS) {
+      this.heldAt = now
+      const held = heldEntries(this.store)
+      const key = held.map(e => `${e.name}:${e.tag}=${e.cid}`).join('\n')
+      if (key !== this.heldKey) {
+        this.held = held
+        this.heldKey = key
+        this.root = undefined
+      }
+    }
+    const listRefs = this.init.resolver?.listRefs
+    if (listRefs !== undefined && now - this.knownAt > this.refsTtlMs && this.knownRefresh === undefined) {
+      const first = this.knownAt === -Infinity
+      this.knownRefresh = (async () => {
+        try {
+          this.known = await listRefs.call(this.init.resolver, { signal: AbortSignal.timeout(this.resolveTimeoutMs) })
+          this.knownAt = Date.now()
+        } catch (err) {
+          // try again soon; meanwhile list what is held
+          this.knownAt = Date.now() - this.refsTtlMs + this.negativeTtlMs
+          this.log.debug({ err: (err as Error).message }, 'names could not be listed')
+        }
+        this.root = undefined
+      })().finally(() => { this.knownRefresh = undefined })
+      // only the first listing is waited for; later ones refresh behind the answer
+      if (first) await abortable(this.knownRefresh, signal)
+    }
+    this.root ??= buildNamespace([...this.known, ...this.held])
+    return this.root
+  }
+
+  // ---- metadata ---------------------------------------------------------------------------
+
+  async getattr (path: string, options: AbortOptions = {}): Promise<Attributes> {
+    const target = await this.resolve(path, options.signal)
+    switch (target.kind) {
+      case 'alias':
+        return this.attributes('symlink', S_IFLNK | 0o777, linkTarget(target.cid, target.depth).length)
+      case 'model-file': {
+        const entry = target.manifest.files[target.index] as FileEntry
+        return this.attributes('file', S_IFREG | (entry.mode & 0o555) | 0o444, entry.size)
+      }
+      default:
+        return this.attributes('directory', S_IFDIR | 0o555, 0)
+    }
+  }
+
+  private attributes (kind: NodeKind, mode: number, size: number): Attributes {
+    return {
+      kind,
+      mode,
+      size,
+      nlink: kind === 'directory' ? 2 : 1,
+      uid: this.uid,
+      gid: this.gid,
+      mtime: this.mtime,
+      blksize: FILE_BLOCK_SIZE,
+      blocks: Math.ceil(size / 512)
+    }
+  }
+
+  async readdir (path: string, options: AbortOptions = {}): Promise<string[]> {
+    const target = await this.resolve(path, options.signal)
+    switch (target.kind) {
+      case 'root':
+        return [BY_CID, ...[...(await this.namespace(options.signal)).listed].filter(name => name !== BY_CID).sort()]
+      case 'by-cid':
+        return this.store.models().map(m => m.manifestCid).sort()
+      case 'namespace':
+        return [...target.node.listed].sort()
+      case 'model-dir':
+        return [...(target.tree.dirs.get(target.dir) ?? [])]
+      default:
+        throw new NotADirectoryError(path)
+    }
+  }
+
+  async readlink (path: string, options: AbortOptions = {}): Promise<string> {
+    const target = await this.resolve(path, options.signal)
+    if (target.kind !== 'alias') throw new NotALinkError(path)
+    return linkTarget(target.cid, target.depth)
+  }
+
+  async access (path: string, mode: number, options: AbortOptions = {}): Promise<void> {
+    await this.resolve(path, options.signal)
+    if ((mode & W_OK) !== 0) throw new ReadOnlyError(path, 'write access to')
+  }
+
+  async change (path: string, operation: string): Promise<never> {
+    throw new ReadOnlyError(path, operation)
+  }
+
+  statfs (): FsStatistics {
+    let bytes = 0
+    let files = 0
+    for (const model of this.store.models()) {
+      bytes += model.totalBytes
+      files += this.store.getManifest(model.manifestCid)?.files.length ?? 0
+    }
+    return {
+      bsize: STATFS_BLOCK,
+      frsize: STATFS_BLOCK,
+      blocks: Math.min(MAX_U32, Math.ceil(bytes / STATFS_BLOCK)),
+      bfree: 0,
+      bavail: 0,
+      files: Math.min(MAX_U32, files),
+      ffree: 0,
+      favail: 0,
+      namemax: 255
+    }
+  }
+
+  stats (): ViewStats {
+    return { ...this.counters, openFiles: this.handles.size, prefetch: this.prefetcher.stats() }
+  }
+
+  // ---- files ------------------------------------------------------------------------------
+
+  async open (path: string, flags: number, options: OpenOptions = {}): Promise<number> {
+    const target = await this.resolve(path, options.signal)
+    if ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0) throw new ReadOnlyError(path, 'open for writing')
+    if (target.kind === 'alias') throw new NotFoundError(`${path} is a link; open what it points to`)
+    if (target.kind !== 'model-file') throw new IsADirectoryError(path)
+    const key = `${target.cid}/${target.index}`
+    let view = this.views.get(key)
+    if (view === undefined) {
+      const entry = target.manifest.files[target.index] as FileEntry
+      view = {
+        key,
+        cid: target.cid,
+        manifest: target.manifest,
+        entry,
+        prefetchFile: { path: entry.path, size: entry.size, chunks: entry.chunks, ...(entry.tensors != null ? { tensors: entry.tensors } : {}) },
+        retired: [],
+        complete: false,
+        confirmed: new Uint8Array(entry.chunks.length),
+        refs: 0,
+        scan: 0,
+        lastCompleteCheck: -Infinity,
+        checkedAt: -Infinity
+      }
+      this.views.set(key, view)
+      this.viewOf.set(view.prefetchFile, view)
+      await this.openContent(view)
+    }
+    view.refs++
+    this.store.touch(target.cid)
+    const handle = this.nextHandle++
+    this.handles.set(handle, { view, stream: view.complete ? idleStream : this.prefetcher.open(view.prefetchFile) })
+    return handle
+  }
+
+  async release (handle: number): Promise<void> {
+    const open = this.handles.get(handle)
+    if (open === undefined) throw new BadHandleError(handle)
+    this.handles.delete(handle)
+    open.stream.close()
+    const { view } = open
+    if (--view.refs === 0) {
+      this.views.delete(view.key)
+      if (view.fd !== undefined) closeQuietly(view.fd)
+      for (const fd of view.retired) closeQuietly(fd)
+    }
+  }
+
+  async read (handle: number, buffer: Uint8Array, position: number, options: AbortOptions = {}): Promise<number> {
+    const open = this.handles.get(handle)
+    if (open === undefined) throw new BadHandleError(handle)
+    const { view, stream } = open
+    const { entry } = view
+    if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`read position must be a non-negative integer, got ${String(position)}`)
+    if (position >= entry.size || buffer.byteLength === 0) return 0
+    const length = Math.min(buffer.byteLength, entry.size - position)
+    this.counters.reads++
+    try {
+      if (view.complete && view.fd !== undefined) return await this.readFromContent(view.fd, buffer, length, position)
+      if (!this.isHeld(view.cid)) {
+        this.log.info({ manifestCid: view.cid }, 'model evicted while open: adding it back')
+        this.forgetContent(view)
+        await this.store.addManifest(view.cid, view.manifest, options)
+      }
+      stream.read(position, length)
+      await this.ensureChunks(view, position, length, options.signal)
+      if (this.isConfirmed(view, position, length) && this.contentIsCurrent(view)) {
+        await this.readFromContent(view.fd as number, buffer, length, position)
+      } else {
+        await this.readPartial(view, buffer, position, length, options.signal)
+        this.counters.bytesRead += length
+      }
+      this.noticeComplete(view)
+      return length
+    } catch (err) {
+      this.counters.failedReads++
+      const cid = (err as { cid?: string }).cid
+      this.log.warn({ path: entry.path, manifestCid: view.cid, cid, position, length, err: (err as Error).message }, 'read failed')
+      throw err
+    }
+  }
+
+  private async readFromContent (fd: number, buffer: Uint8Array, length: number, position: number): Promise<number> {
+    let done = 0
+    while (done < length) {
+      const bytesRead = await pread(fd, buffer, done, length - done, position + done)
+      if (bytesRead === 0) break
+      done += bytesRead
+    }
+    this.counters.bytesRead += done
+    return done
+  }
+
+  /** Fetches the missing chunks under the range, all at once. */
+  private async ensureChunks (view: FileView, position: number, length: number, signal?: AbortSignal): Promise<void> {
+    const { chunks } = view.entry
+    const end = position + length
+    const waits: Array<Promise<void>> = []
+    for (let index = chunkAt(chunks, position); index < chunks.length; index++) {
+      const chunk = chunks[index] as ChunkRef
+      if (chunk.offset >= end) break
+      if (!this.store.hasChunk(chunk.cid)) waits.push(this.fetchNow(view, chunk, signal))
+    }
+    if (waits.length === 0) return
+    const started = performance.now()
+    this.counters.readsWaited++
+    try {
+      await Promise.all(waits)
+    } finally {
+      this.counters.waitMs += performance.now() - started
+    }
+  }
+
+  private async fetchNow (view: FileView, chunk: ChunkRef, signal?: AbortSignal): Promise<void> {
+    const timeout = AbortSignal.timeout(this.readTimeoutMs)
+    const combined = signal == null ? timeout : AbortSignal.any([timeout, signal])
+    try {
+      await this.init.fetcher.fetch({ cid: chunk.cid, size: chunk.size }, { signal: combined, sources: this.init.sourcesFor?.(view.cid, chunk) })
+      this.counters.chunksFetched++
+    } catch (err) {
+      if (timeout.aborted && signal?.aborted !== true) throw new ReadTimeoutError(chunk.cid, view.entry.path, this.readTimeoutMs)
+      throw err
+    }
+  }
+
+  /** Bytes of a file not yet complete, through the store; fills what the store finds missing and tries again. */
+  private async readPartial (view: FileView, buffer: Uint8Array, position: number, length: number, signal?: AbortSignal): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const bytes = await this.store.read(view.cid, view.entry.path, position, length, { signal })
+        buffer.set(bytes)
+        this.confirm(view, position, length)
+        return
+      } catch (err) {
+        if (attempt >= READ_RETRIES) throw err
+        if (err instanceof ChunkMissingError) {
+          const chunk = view.entry.chunks.find(c => c.cid === err.cid)
+          if (chunk === undefined) throw err
+          if (this.store.hasChunk(chunk.cid)) {
+            // present in another file of the store (shared content): copy it over, verified again on the way
+            await this.store.putChunk(chunk.cid, await this.store.readChunk(chunk.cid, { signal }), { signal })
+          } else {
+            await this.fetchNow(view, chunk, signal)
+          }
+        } else if (err instanceof NotFoundError && !this.isHeld(view.cid)) {
+          this.forgetContent(view)
+          await this.store.addManifest(view.cid, view.manifest, { signal })
+        } else {
+          throw err
+        }
+      }
+    }
+  }
+
+  /** whether the store has confirmed every chunk under the range is in this file's content */
+  private isConfirmed (view: FileView, position: number, length: number): boolean {
+    if (view.fd === undefined) return false
+    const { chunks } = view.entry
+    const end = position + length
+    for (let index = chunkAt(chunks, position); index < chunks.length && (chunks[index] as ChunkRef).offset < end; index++) {
+      if (view.confirmed[index] !== 1) return false
+    }
+    return true
+  }
+
+  private confirm (view: FileView, position: number, length: number): void {
+    const { chunks } = view.entry
+    const end = position + length
+    for (let index = chunkAt(chunks, position); index < chunks.length && (chunks[index] as ChunkRef).offset < end; index++) view.confirmed[index] = 1
+    if (view.fd === undefined) void this.openContent(view)
+  }
+
+  /**
+   * Whether the descriptor still names the store's file. One the store deleted (its model
+   * evicted, perhaps added again since as a new, empty file) would still read right for the
+   * chunks confirmed in it, but it holds the deleted file's space, and chunks fetched since land
+   * in the new file: so it is let go and the new file opened.
+   */
+  private contentIsCurrent (view: FileView): boolean {
+    if (view.fd === undefined) return false
+    // an eviction shows at once (the model is not held); this catches one undone again meanwhile
+    const now = performance.now()
+    if (now - view.checkedAt < CONTENT_CHECK_INTERVAL_MS) return true
+    try {
+      if (fstatSync(view.fd).nlink > 0) {
+        view.checkedAt = now
+        return true
+      }
+    } catch {}
+    this.forgetContent(view)
+    return false
+  }
+
+  private forgetContent (view: FileView): void {
+    if (view.fd !== undefined) view.retired.push(view.fd)
+    view.fd = undefined
+    view.checkedAt = -Infinity
+    view.complete = false
+    view.confirmed.fill(0)
+    view.scan = 0
+  }
+
+  /** Once every chunk of an open file is present, its reads are one pread each. */
+  private noticeComplete (view: FileView): void {
+    const { chunks } = view.entry
+    while (view.scan < chunks.length && this.store.hasChunk((chunks[view.scan] as ChunkRef).cid)) view.scan++
+    if (view.scan < chunks.length) return
+    const now = performance.now()
+    if (now - view.lastCompleteCheck < 1000) return
+    view.lastCompleteCheck = now
+    void this.openContent(view)
+  }
+
+  /** Opens the content file (again, when the store replaced it) and notes whether it is complete. */
+  private async openContent (view: FileView): Promise<void> {
+    view.opening ??= (async () => {
+      let stored
+      try {
+        stored = this.store.files(view.cid).find(f => f.entry.path === view.entry.path)
+      } catch {
+        return
+      }
+      if (stored === undefined) return
+      if (view.fd !== undefined && !this.contentIsCurrent(view)) return
+      if (view.fd === undefined) {
+        try {
+          const fd = await openReadOnly(stored.path)
+          if (view.fd !== undefined || !this.views.has(view.key)) {
+            closeQuietly(fd)
+            return
+          }
+          view.fd = fd
+        } catch (err) {
+          this.log.debug({ path: stored.path, err: (err as Error).message }, 'content file could not be opened; reading through the store')
+          return
+        }
+      }
+      // complete: every chunk is in this very file, which the store no longer changes
+      if (stored.complete) {
+        view.complete = true
+        view.confirmed.fill(1)
+      }
+    })().finally(() => { view.opening = undefined })
+    await view.opening
+  }
+
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.prefetcher.close()
+    for (const view of this.views.values()) {
+      if (view.fd !== undefined) closeQuietly(view.fd)
+      for (const fd of view.retired) closeQuietly(fd)
+    }
+    this.views.clear()
+    this.handles.clear()
+  }
+
+  private assertOpen (): void {
+    if (this.closed) throw new ViewClosedError()
+  }
+}
+
+/** A prefetch stream for a file that is already complete: nothing to fetch. */
+const idleStream: PrefetchStream = {
+  mode: 'sequential',
+  window: 0,
+  queued: () => [],
+  read: () => {},
+  close: () => {}
+}
+
+async function abortable<T> (promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (signal == null) return await promise
+  signal.throwIfAborted()
+  return await new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => { reject(new AbortError()) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+  })
+}
+
+/** The read-only view of the models in `init.store`; see the module comment for the layout. */
+export function modelFs (init: ModelFsInit): ModelFs {
+  return new View(init)
+}

@@ -1,0 +1,386 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ChunkUnavailableError, NotFoundError } from '@swarm/interface'
+import { formatRef } from '@swarm/manifest'
+import { createStore } from '@swarm/store'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { BadHandleError, IsADirectoryError, NotADirectoryError, NotALinkError, ReadOnlyError, ReadTimeoutError, modelFs } from '../src/index.js'
+import { MiB, bytesFor, fetcher, makeModel, memorySource, safetensorsBytes } from './helpers.js'
+import type { ModelFs, ModelFsInit, ModelResolver } from '../src/index.js'
+import type { CountingSource, TestModel } from './helpers.js'
+import type { ModelRef, RefEntry } from '@swarm/interface'
+import type { Store } from '@swarm/store'
+
+const READ = 128 * 1024
+
+async function readAll (view: ModelFs, path: string, piece = READ): Promise<Buffer> {
+  const { size } = await view.getattr(path)
+  const handle = await view.open(path, 0)
+  const out = Buffer.alloc(size)
+  try {
+    for (let at = 0; at < size; at += piece) {
+      const n = await view.read(handle, out.subarray(at, Math.min(size, at + piece)), at)
+      expect(n).toBe(Math.min(piece, size - at))
+    }
+  } finally {
+    await view.release(handle)
+  }
+  return out
+}
+
+async function until (condition: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+}
+
+/** A resolver over a fixed set of names and models, as the origin would answer. */
+function resolverFor (store: Store, models: TestModel[], refs: RefEntry[]): ModelResolver & { resolves: string[], added: string[] } {
+  const resolver = {
+    resolves: [] as string[],
+    added: [] as string[],
+    async resolveRef (ref: ModelRef) {
+      resolver.resolves.push(formatRef(ref))
+      const entry = refs.find(r => r.name === ref.name && r.tag === ref.tag)
+      if (entry == null) throw new NotFoundError(`no ref ${formatRef(ref)}`)
+      return entry.cid
+    },
+    async listRefs () { return refs },
+    async addManifest (cid: string, options: { ref?: string } = {}) {
+      resolver.added.push(cid)
+      const model = models.find(m => m.cid === cid)
+      if (model == null) throw new NotFoundError(`no manifest ${cid}`)
+      await store.addManifest(cid, model.manifest, options.ref != null ? { ref: options.ref } : {})
+    }
+  }
+  return resolver
+}
+
+describe('model view', () => {
+  let dir: string
+  let store: Store
+  let model: TestModel
+  let source: CountingSource
+  let view: ModelFs
+
+  function makeView (init: Partial<ModelFsInit> = {}): ModelFs {
+    view = modelFs({ store, fetcher: fetcher({ store, sources: [source] }), readAhead: { initialBytes: 1, maxBytes: 1 }, ...init })
+    return view
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'swarm-fs-'))
+    store = await createStore({ dir: join(dir, 'store') })
+    model = makeModel({
+      'model.safetensors': safetensorsBytes('base'),
+      'config.json': Buffer.from('{"hidden_size": 256}\n'),
+      'weights/extra.bin': bytesFor('extra', 5 * MiB + 12345),
+      'weights/deep/notes.txt': Buffer.from('notes\n')
+    })
+    source = memorySource(model)
+  })
+
+  afterEach(async () => {
+    await view?.close()
+    await store.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  describe('layout', () => {
+    beforeEach(async () => {
+      await store.addManifest(model.cid, model.manifest, { ref: 'llama:latest' })
+      await store.addManifest(model.cid, model.manifest, { ref: 'llama:v1' })
+      await store.addManifest(model.cid, model.manifest, { ref: 'org/team/model:v2' })
+      makeView()
+    })
+
+    it('lists names, tags and by-cid at the root, and names with "/" as directories', async () => {
+      expect(await view.readdir('/')).toEqual(['by-cid', 'llama', 'llama@v1', 'org'])
+      expect(await view.readdir('/org')).toEqual(['team'])
+      expect(await view.readdir('/org/team')).toEqual(['model@v2'])
+      expect(await view.readdir('/by-cid')).toEqual([model.cid])
+    })
+
+    it('names are relative links to the immutable by-cid directory', async () => {
+      expect(await view.readlink('/llama')).toBe(`by-cid/${model.cid}`)
+      expect(await view.readlink('/llama@latest')).toBe(`by-cid/${model.cid}`)
+      expect(await view.readlink('/llama@v1')).toBe(`by-cid/${model.cid}`)
+      expect(await view.readlink('/org/team/model@v2')).toBe(`../../by-cid/${model.cid}`)
+      const link = await view.getattr('/org/team/model@v2')
+      expect(link.kind).toBe('symlink')
+      expect(link.size).toBe(`../../by-cid/${model.cid}`.length)
+    })
+
+    it('has the manifest\'s files, directories, sizes and read-only modes', async () => {
+      const root = `/by-cid/${model.cid}`
+      expect(await view.readdir(root)).toEqual(['config.json', 'model.safetensors', 'weights'])
+      expect(await view.readdir(`${root}/weights`)).toEqual(['deep', 'extra.bin'])
+      expect(await view.readdir(`${root}/weights/deep`)).toEqual(['notes.txt'])
+      const file = await view.getattr(`${root}/weights/extra.bin`)
+      expect(file).toMatchObject({ kind: 'file', size: 5 * MiB + 12345, nlink: 1 })
+      expect(file.mode & 0o7777).toBe(0o444)
+      expect(file.mode & 0o170000).toBe(0o100000)
+      const directory = await view.getattr(`${root}/weights`)
+      expect(directory.kind).toBe('directory')
+      expect(directory.mode & 0o222).toBe(0)
+      // a caller that does not follow links itself still gets there through a name
+      expect((await view.getattr('/llama@v1/config.json')).size).toBe(model.files.get('config.json')?.length)
+    })
+
+    it('unknown paths do not exist; wrong kinds get their own errors', async () => {
+      for (const path of ['/nope', '/llama@v9', '/org/other', `/by-cid/${model.cid}/missing.bin`, '/by-cid/not-a-cid', '/by-cid/bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy', '/Upper', '/a:b']) {
+        await expect(view.getattr(path), path).rejects.toBeInstanceOf(NotFoundError)
+      }
+      await expect(view.readdir(`/by-cid/${model.cid}/config.json`)).rejects.toBeInstanceOf(NotADirectoryError)
+      await expect(view.readlink(`/by-cid/${model.cid}`)).rejects.toBeInstanceOf(NotALinkError)
+      await expect(view.open(`/by-cid/${model.cid}/weights`, 0)).rejects.toBeInstanceOf(IsADirectoryError)
+      await expect(view.getattr('relative')).rejects.toBeInstanceOf(NotFoundError)
+    })
+
+    it('refuses every change with ReadOnlyError', async () => {
+      const file = `/by-cid/${model.cid}/config.json`
+      await expect(view.open(file, 1)).rejects.toBeInstanceOf(ReadOnlyError)
+      await expect(view.open(file, 2)).rejects.toBeInstanceOf(ReadOnlyError)
+      await expect(view.open(file, 0o1000)).rejects.toBeInstanceOf(ReadOnlyError)
+      await expect(view.access(file, 2)).rejects.toBeInstanceOf(ReadOnlyError)
+      await expect(view.access(file, 4)).resolves.toBeUndefined()
+      for (const operation of ['write', 'create', 'rename', 'truncate', 'unlink', 'mkdir']) {
+        await expect(view.change(file, operation)).rejects.toBeInstanceOf(ReadOnlyError)
+      }
+    })
+
+    it('statfs counts the models held and nothing free', () => {
+      const stats = view.statfs()
+      const total = model.manifest.files.reduce((sum, f) => sum + f.size, 0)
+      expect(stats.blocks).toBe(Math.ceil(total / 4096))
+      expect(stats.files).toBe(4)
+      expect(stats.bfree).toBe(0)
+    })
+
+    it('rejects bad handles and bad settings', async () => {
+      await expect(view.read(999, Buffer.alloc(10), 0)).rejects.toBeInstanceOf(BadHandleError)
+      const handle = await view.open(`/by-cid/${model.cid}/config.json`, 0)
+      await view.release(handle)
+      await expect(view.release(handle)).rejects.toBeInstanceOf(BadHandleError)
+      expect(() => modelFs({ store, fetcher: fetcher({ store, sources: [] }), readTimeoutMs: -1 })).toThrow(RangeError)
+      expect(() => modelFs({ store, fetcher: fetcher({ store, sources: [] }), readAhead: { initialBytes: 10, maxBytes: 5 } })).toThrow(RangeError)
+    })
+  })
+
+  describe('reads', () => {
+    beforeEach(async () => {
+      await store.addManifest(model.cid, model.manifest, { ref: 'llama:latest' })
+    })
+
+    it('a read fetches exactly the chunks under its range, nothing else', async () => {
+      makeView()
+      const path = `/by-cid/${model.cid}/weights/extra.bin`
+      const chunks = model.manifest.files.find(f => f.path === 'weights/extra.bin')?.chunks ?? []
+      const third = chunks[2]
+      if (third == null) throw new Error('expected several chunks')
+      const handle = await view.open(path, 0)
+      const buffer = Buffer.alloc(1000)
+      expect(await view.read(handle, buffer, third.offset + 100)).toBe(1000)
+      expect(buffer).toEqual(model.files.get('weights/extra.bin')?.subarray(third.offset + 100, third.offset + 1100))
+      expect(source.asked).toEqual([third.cid])
+      // a range across a boundary needs both sides
+      const across = Buffer.alloc(2000)
+      await view.read(handle, across, third.offset + third.size - 1000)
+      expect(source.asked).toEqual([third.cid, chunks[3]?.cid])
+      await view.release(handle)
+    })
+
+    it('every byte of every file reads back identical, and reads past the end return 0', async () => {
+      makeView({ readAhead: {} })
+      for (const [path, bytes] of model.files) {
+        expect((await readAll(view, `/by-cid/${model.cid}/${path}`)).equals(bytes), path).toBe(true)
+      }
+      const handle = await view.open(`/by-cid/${model.cid}/config.json`, 0)
+      expect(await view.read(handle, Buffer.alloc(10), 1_000_000)).toBe(0)
+      await view.release(handle)
+      // complete now: read again straight from the content file
+      expect((await readAll(view, `/by-cid/${model.cid}/weights/extra.bin`, 3 * MiB)).equals(model.files.get('weights/extra.bin') as Buffer)).toBe(true)
+      expect(view.stats().failedReads).toBe(0)
+    })
+
+    it('concurrent readers of one chunk share one fetch', async () => {
+      makeView()
+      source.delayMs = 50
+      const path = `/by-cid/${model.cid}/weights/extra.bin`
+      const handles = await Promise.all(Array.from({ length: 16 }, async () => await view.open(path, 0)))
+      const buffers = handles.map(() => Buffer.alloc(4096))
+      await Promise.all(handles.map(async (handle, i) => await view.read(handle, buffers[i] as Buffer, i * 4096)))
+      expect(source.asked).toHaveLength(1)
+      for (const [i, buffer] of buffers.entries()) expect(buffer.equals(model.files.get('weights/extra.bin')?.subarray(i * 4096, (i + 1) * 4096) as Buffer)).toBe(true)
+      await Promise.all(handles.map(async handle => { await view.release(handle) }))
+    })
+
+    it('a chunk nobody has fails the read, and a silent source fails it within the read bound', async () => {
+      makeView({ readTimeoutMs: 300 })
+      const entry = model.manifest.files.find(f => f.path === 'weights/extra.bin')
+      const first = entry?.chunks[0]
+      if (first == null) throw new Error('no chunk')
+      source.missing.add(first.cid)
+      const handle = await view.open(`/by-cid/${model.cid}/weights/extra.bin`, 0)
+      await expect(view.read(handle, Buffer.alloc(100), 0)).rejects.toBeInstanceOf(ChunkUnavailableError)
+      source.missing.clear()
+      source.delayMs = 60_000
+      const started = Date.now()
+      await expect(view.read(handle, Buffer.alloc(100), 0)).rejects.toBeInstanceOf(ReadTimeoutError)
+      expect(Date.now() - started).toBeLessThan(5000)
+      expect(view.stats().failedReads).toBe(2)
+      await view.release(handle)
+    })
+
+    it('takes a model evicted while open back and goes on reading', async () => {
+      makeView()
+      const path = `/by-cid/${model.cid}/weights/extra.bin`
+      const handle = await view.open(path, 0)
+      const first = Buffer.alloc(1000)
+      await view.read(handle, first, 0)
+      await store.remove(model.cid)
+      expect(store.getManifest(model.cid)).toBeUndefined()
+      const again = Buffer.alloc(1000)
+      expect(await view.read(handle, again, 0)).toBe(1000)
+      expect(again.equals(model.files.get('weights/extra.bin')?.subarray(0, 1000) as Buffer)).toBe(true)
+      expect(store.getManifest(model.cid)).toBeDefined()
+      await view.release(handle)
+    })
+
+    it('reads stay right when the model is evicted and added back by someone else while open', async () => {
+      makeView()
+      const path = `/by-cid/${model.cid}/weights/extra.bin`
+      const original = model.files.get('weights/extra.bin') as Buffer
+      const handle = await view.open(path, 0)
+      const piece = Buffer.alloc(64 * 1024)
+      await view.read(handle, piece, 0)
+      await store.remove(model.cid)
+      await store.addManifest(model.cid, model.manifest)
+      await new Promise(resolve => setTimeout(resolve, 150))
+      for (const at of [0, 64 * 1024, 3 * MiB]) {
+        const out = Buffer.alloc(64 * 1024)
+        expect(await view.read(handle, out, at)).toBe(out.length)
+        expect(out.equals(original.subarray(at, at + out.length)), `at ${at}`).toBe(true)
+      }
+      // the new content file has what was read since
+      expect((await store.read(model.cid, 'weights/extra.bin', 3 * MiB, 1000)).equals(original.subarray(3 * MiB, 3 * MiB + 1000))).toBe(true)
+      await view.release(handle)
+    })
+
+    it('content another held model already has is copied locally, not fetched', async () => {
+      makeView()
+      // pull the whole model
+      for (const [cid, bytes] of model.chunks) await store.putChunk(cid, bytes)
+      const other = makeModel({ 'renamed.bin': model.files.get('weights/extra.bin') as Buffer, 'new.txt': Buffer.from('new\n') })
+      await store.addManifest(other.cid, other.manifest)
+      const bytes = await readAll(view, `/by-cid/${other.cid}/renamed.bin`)
+      expect(bytes.equals(model.files.get('weights/extra.bin') as Buffer)).toBe(true)
+      expect(source.asked).toEqual([])
+    })
+  })
+
+  describe('names not held', () => {
+    it('resolves a name at the resolver, adds the manifest on lookup and pulls nothing', async () => {
+      const resolver = resolverFor(store, [model], [{ name: 'remote', tag: 'latest', cid: model.cid }, { name: 'org/remote', tag: 'v3', cid: model.cid }])
+      makeView({ resolver })
+      expect(await view.readdir('/')).toEqual(['by-cid', 'org', 'remote'])
+      expect(await view.readlink('/remote')).toBe(`by-cid/${model.cid}`)
+      expect(store.getManifest(model.cid)).toBeUndefined()
+      expect((await view.readdir(`/by-cid/${model.cid}`)).sort()).toEqual(['config.json', 'model.safetensors', 'weights'])
+      expect(resolver.added).toEqual([model.cid])
+      expect(store.models().find(m => m.manifestCid === model.cid)?.refs).toEqual(['remote:latest'])
+      expect(source.asked).toEqual([])
+      const bytes = await readAll(view, `/by-cid/${model.cid}/config.json`)
+      expect(bytes.equals(model.files.get('config.json') as Buffer)).toBe(true)
+    })
+
+    it('asks the resolver for a name nobody listed, and remembers a miss for a while', async () => {
+      const resolver = resolverFor(store, [model], [])
+      resolver.listRefs = async () => []
+      const refs: RefEntry[] = []
+      resolver.resolveRef = async (ref: ModelRef) => {
+        resolver.resolves.push(formatRef(ref))
+        const entry = refs.find(r => r.name === ref.name && r.tag === ref.tag)
+        if (entry == null) throw new NotFoundError('no such ref')
+        return entry.cid
+      }
+      makeView({ resolver, negativeTtlMs: 200 })
+      await expect(view.getattr('/late@v1')).rejects.toBeInstanceOf(NotFoundError)
+      await expect(view.getattr('/late@v1')).rejects.toBeInstanceOf(NotFoundError)
+      expect(resolver.resolves).toEqual(['late:v1'])
+      refs.push({ name: 'late', tag: 'v1', cid: model.cid })
+      await new Promise(resolve => setTimeout(resolve, 250))
+      expect(await view.readlink('/late@v1')).toBe(`by-cid/${model.cid}`)
+      expect(resolver.resolves).toEqual(['late:v1', 'late:v1'])
+      await expect(view.getattr('/by-cid/bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy')).rejects.toBeInstanceOf(NotFoundError)
+    })
+  })
+
+  describe('prefetch', () => {
+    it('a sequential reader has chunks fetched ahead of it', async () => {
+      const big = makeModel({ 'big.bin': bytesFor('big', 24 * MiB) })
+      source = memorySource(big)
+      await store.addManifest(big.cid, big.manifest)
+      makeView({ readAhead: { initialBytes: 2 * MiB, maxBytes: 8 * MiB } })
+      const path = `/by-cid/${big.cid}/big.bin`
+      const handle = await view.open(path, 0)
+      const buffer = Buffer.alloc(READ)
+      for (let at = 0; at < 4 * MiB; at += READ) await view.read(handle, buffer, at)
+      await until(() => view.stats().prefetch.inflight === 0)
+      const chunks = big.manifest.files[0]?.chunks ?? []
+      const ahead = chunks.filter(c => c.offset >= 4 * MiB && store.hasChunk(c.cid))
+      expect(ahead.length).toBeGreaterThanOrEqual(2)
+      // bounded by the window: the far end of the file is untouched
+      expect(store.hasChunk(chunks[chunks.length - 1]?.cid as string)).toBe(false)
+      expect(view.stats().prefetch.chunks).toBeGreaterThanOrEqual(2)
+      await view.release(handle)
+    })
+
+    it('safetensors: the header is fetched on open; the last tensor alone costs that tensor, the header and one window', async () => {
+      const shape = { layers: 4, hidden: 512, intermediate: 1536, vocab: 8192 }
+      const st = makeModel({ 'model.safetensors': safetensorsBytes('st', shape) }, 1 * MiB)
+      source = memorySource(st)
+      await store.addManifest(st.cid, st.manifest)
+      const window = 2 * MiB
+      makeView({ readAhead: { initialBytes: window, maxBytes: window } })
+      const entry = st.manifest.files[0]
+      if (entry?.tensors == null) throw new Error('no tensor table')
+      const handle = await view.open(`/by-cid/${st.cid}/model.safetensors`, 0)
+      const header = entry.chunks[0]
+      await until(() => store.hasChunk(header?.cid as string))
+      const last = entry.tensors[entry.tensors.length - 1]
+      if (last == null) throw new Error('no tensors')
+      const bytes = Buffer.alloc(last.end - last.start)
+      for (let at = 0; at < bytes.length; at += READ) await view.read(handle, bytes.subarray(at, Math.min(bytes.length, at + READ)), last.start + at)
+      await until(() => view.stats().prefetch.inflight === 0)
+      expect(bytes.equals(st.files.get('model.safetensors')?.subarray(last.start, last.end) as Buffer)).toBe(true)
+      const tensorChunks = entry.chunks.filter(c => c.offset < last.end && c.offset + c.size > last.start)
+      const tensorBytes = tensorChunks.reduce((sum, c) => sum + c.size, 0)
+      const fileBytes = entry.size
+      expect(source.bytes).toBeGreaterThanOrEqual(tensorBytes)
+      expect(source.bytes).toBeLessThanOrEqual(tensorBytes + (header?.size ?? 0) + window + 1 * MiB)
+      expect(source.bytes).toBeLessThan(fileBytes / 2)
+      await view.release(handle)
+    })
+
+    it('scattered page-sized reads switch the file to whole-file prefetch', async () => {
+      const big = makeModel({ 'big.bin': bytesFor('scatter', 16 * MiB) })
+      source = memorySource(big)
+      await store.addManifest(big.cid, big.manifest)
+      makeView({ readAhead: { initialBytes: 1 * MiB, maxBytes: 4 * MiB, randomReadsForWholeFile: 3 } })
+      const handle = await view.open(`/by-cid/${big.cid}/big.bin`, 0)
+      const page = Buffer.alloc(4096)
+      for (const at of [13 * MiB, 2 * MiB, 9 * MiB + 4096]) await view.read(handle, page, at)
+      expect(view.stats().prefetch.wholeFile).toBe(1)
+      const chunks = big.manifest.files[0]?.chunks ?? []
+      await until(() => chunks.every(c => store.hasChunk(c.cid)))
+      expect(new Set(source.asked).size).toBe(chunks.length)
+      // and the file is then read straight from the store
+      expect((await readAll(view, `/by-cid/${big.cid}/big.bin`, 1 * MiB)).equals(big.files.get('big.bin') as Buffer)).toBe(true)
+      await view.release(handle)
+    })
+  })
+})
