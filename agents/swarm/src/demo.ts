@@ -14,6 +14,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { demoMount } from './agent/mount.js'
 import { formatBytes } from './progress.js'
 import { writeSyntheticModel } from './synthetic.js'
 
@@ -100,6 +101,11 @@ async function main (): Promise<void> {
       if (a !== b) throw new Error(`${file} differs after the round trip`)
     }
     say(`round trip: all ${model.files.length} files byte-identical (sha256)`)
+
+    // the read-only FUSE view on a third, empty node: every read is lazy, straight from the origin
+    const expected: Record<string, string> = {}
+    for (const file of model.files) expected[file] = await sha256(join(model.dir, file))
+    await demoMount({ cli, env: { SWARM_ORIGIN: origin, SWARM_DATA_DIR: join(root, 'node-c') }, name: 'demo-llama@v1', files: expected, say })
 
     const count = Math.max(1, Number(process.env.SWARM_DEMO_AGENTS ?? 3))
     const agents: DemoAgent[] = []

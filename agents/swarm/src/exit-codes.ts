@@ -33,6 +33,7 @@ const BY_CODE: Record<string, number> = {
   ERR_CHUNK_UNAVAILABLE: EXIT.unavailable,
   ERR_AGENT_UNAVAILABLE: EXIT.unavailable,
   ERR_MANIFEST_UNAVAILABLE: EXIT.unavailable,
+  ERR_FUSE_UNAVAILABLE: EXIT.unavailable,
   ABORT_ERR: EXIT.interrupted
 }
 
