@@ -91,7 +91,7 @@ describe('agents among hostile and failing peers', () => {
     } finally {
       await liar.stop()
     }
-  })
+  }, 180_000)
 
   it('a node without the swarm key can neither connect over libp2p nor fetch over the data port', async () => {
     const member = agents[0]!
@@ -115,7 +115,7 @@ describe('agents among hostile and failing peers', () => {
       await stranger.stop()
       await wrongKey.stop()
     }
-  })
+  }, 180_000)
 
   it('garbage on the libp2p and data ports does not disturb the agent', async () => {
     const member = agents[0]!
@@ -147,7 +147,7 @@ describe('agents among hostile and failing peers', () => {
     const status = await swarm(['status', '--json'], member.env)
     expect(status.code, status.stderr).toBe(0)
     expect(status.done?.peerId).toBe(member.peerId)
-  })
+  }, 180_000)
 
   it('a peer killed with SIGKILL mid-transfer: the others finish byte-identical', async () => {
     const prefix2 = uniquePrefix('killed')
@@ -174,5 +174,5 @@ describe('agents among hostile and failing peers', () => {
     } finally {
       await deletePrefix(client, s3.bucket, prefix2)
     }
-  })
+  }, 180_000)
 })

@@ -56,7 +56,7 @@ describe('agents pull from each other first', () => {
     await deletePrefix(client, s3.bucket, prefix)
     client.destroy()
     await rm(work, { recursive: true, force: true })
-  })
+  }, 180_000)
 
   it('five agents pulling at once: byte-identical copies, origin egress near one copy, most bytes from peers', async () => {
     proxy.reset()
@@ -88,7 +88,7 @@ describe('agents pull from each other first', () => {
     expect(status.code, status.stderr).toBe(0)
     expect((status.done?.peers as string[]).length).toBeGreaterThanOrEqual(1)
     expect((status.done?.models as Array<{ manifestCid: string }>)[0]?.manifestCid).toBe(manifestCid)
-  })
+  }, 180_000)
 
   it('a sixth agent that starts after the others finished takes nothing from the origin', async () => {
     const late = await startAgent({ dataDir: join(work, 'agent-late'), env, swarmKeyFile: keyFile, bootstrap: agents[0]!.multiaddrs })
@@ -99,7 +99,7 @@ describe('agents pull from each other first', () => {
     expect(proxy.gets.chunks ?? 0).toBe(0)
     expect((pull.done?.bytesBySource as { peer: number }).peer).toBeGreaterThan(0)
     expect(await hashes(join(work, 'out-late'), model.files)).toEqual(await hashes(model.dir, model.files))
-  })
+  }, 180_000)
 
   it('with the origin down, a node pulls by manifest CID entirely from peers', async () => {
     await proxy.stop()
@@ -116,5 +116,5 @@ describe('agents pull from each other first', () => {
     } finally {
       await proxy.restart()
     }
-  })
+  }, 180_000)
 })

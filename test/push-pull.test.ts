@@ -71,7 +71,7 @@ describe('push and pull through a real S3 server', () => {
     expect(ls.code).toBe(0)
     expect(ls.done?.remote).toEqual([{ ref: 'tiny-llama:v1', cid: push.done?.manifestCid }])
     expect((ls.done?.local as Array<{ refs: string[] }>)[0]?.refs).toEqual(['tiny-llama:v1'])
-  })
+  }, 180_000)
 
   it('a re-push uploads nothing; a new version uploads only the changed tensors and the header', async () => {
     const p = prefix('dedupe')
@@ -114,7 +114,7 @@ describe('push and pull through a real S3 server', () => {
     }
     expect(weights.chunks.some(c => !mayChange.has(c.cid) && c.offset > weights.tensors!.find(t => t.name in reshaped)!.end)).toBe(true)
     expect(added.length).toBeLessThan(weights.chunks.length / 2)
-  })
+  }, 180_000)
 
   it('a pull killed with SIGKILL resumes: the rerun fetches only the missing chunks and ends byte-identical', async () => {
     const p = prefix('resume')
@@ -151,7 +151,7 @@ describe('push and pull through a real S3 server', () => {
     } finally {
       await proxy.stop()
     }
-  })
+  }, 180_000)
 
   it('a chunk corrupted at the origin is detected, named, and never written', async () => {
     const p = prefix('corrupt')
@@ -186,7 +186,7 @@ describe('push and pull through a real S3 server', () => {
     const repaired = await swarm(['pull', 'cr', '--no-agent', '--to', to, '--json', '--data-dir', dataDir], env)
     expect(repaired.code, repaired.stderr).toBe(0)
     expect(await hashes(to, model.files)).toEqual(await hashes(model.dir, model.files))
-  })
+  }, 180_000)
 
   it('origin gone mid-pull: a clear error, nothing corrupt, and a rerun completes once it is back', async () => {
     const p = prefix('outage')
@@ -219,7 +219,7 @@ describe('push and pull through a real S3 server', () => {
     } finally {
       await proxy.stop().catch(() => {})
     }
-  })
+  }, 180_000)
 
   it('an unknown name, a bad name and a bad manifest at the origin each get a clear error and exit code', async () => {
     const p = prefix('errors')
@@ -245,5 +245,5 @@ describe('push and pull through a real S3 server', () => {
     expect(tampered.stderr).toMatch(/hash|CID|mismatch/i)
     const ls = await swarm(['ls', '--local', '--json', '--data-dir', join(work, 'er-node2')], env)
     expect(ls.done?.local).toEqual([])
-  })
+  }, 180_000)
 })
