@@ -22,14 +22,14 @@
  * the buffer the payload is handed out in, so a chunk costs no allocation per read and no copy in
  * JavaScript. Payload buffers come from a pool; a caller that is done with the bytes gives them
  * back with `release`, and the next response is read into the same memory instead of fresh
- * memory the garbage collector has to chase (see buffer-pool.ts). A caller that does not release
+ * memory the garbage collector has to chase (see BufferPool in @swarm/interface). A caller that does not release
  * loses nothing but that reuse.
  */
 
 import './polyfill.js'
 import tls from 'node:tls'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { AbortError, NotFoundError, silentLogger } from '@swarm/interface'
+import { AbortError, BufferPool, NotFoundError, silentLogger } from '@swarm/interface'
 import {
   DEFAULT_CONNECTIONS_PER_PEER, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_INFLIGHT_PER_CONNECTION, DEFAULT_REQUEST_TIMEOUT_MS,
   HANDSHAKE_TIMEOUT_MS, MAX_CANCELLED_PER_CONNECTION, MAX_CHUNK_SIZE, MAX_ERROR_MESSAGE_LENGTH, RECONNECT_BACKOFF_MS
@@ -39,7 +39,6 @@ import {
   PeerBusyError, ProtocolError, RemoteError, RequestTimeoutError, ResponseTooLargeError, UnexpectedPeerError
 } from './errors.js'
 import { authenticate, certificateFor, tlsOptions } from './identity.js'
-import { BufferPool } from './buffer-pool.js'
 import { FrameReader, MAX_RESPONSE_BODY_LENGTH, Status, encodeCancel, encodeGet, isValidCid } from './protocol.js'
 import { TokenBucket } from './rate-limit.js'
 import type { Certificate } from './identity.js'
@@ -151,6 +150,9 @@ interface ClientConnection {
   nextId: number
   lastReceiveAt: number
   readonly closed: Promise<void>
+  /** while paced by the download limit: when reading resumes */
+  resumeAt?: number
+  resumeTimer?: NodeJS.Timeout
 }
 
 type ResponseContext = { request: PendingRequest, status: Status }
@@ -461,8 +463,17 @@ class TlsDataClient implements DataClient {
     if (this.downloadBucket != null) {
       const delay = this.downloadBucket.consume(length)
       if (delay > 0) {
+        // records already decrypted keep arriving after pause(): resume only once the last of them is paid for
         socket.pause()
-        setTimeout(() => { socket.resume() }, delay)
+        const resumeAt = performance.now() + delay
+        if (resumeAt > (connection.resumeAt ?? 0)) {
+          connection.resumeAt = resumeAt
+          clearTimeout(connection.resumeTimer)
+          connection.resumeTimer = setTimeout(() => {
+            connection.resumeAt = undefined
+            socket.resume()
+          }, delay)
+        }
       }
     }
     return true

@@ -53,17 +53,9 @@ export const MAX_CANCELLED_PER_CONNECTION = 1024
 /** A client connection with nothing in flight for this long is closed. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000
 
-/** Payloads smaller than this are allocated as usual; the pool is for chunk-sized buffers. */
-export const BUFFER_POOL_MIN_SIZE = 64 * 1024
 
-/** Pooled buffers come in multiples of this size, so chunks of nearly equal size share buffers. */
-export const BUFFER_POOL_SIZE_STEP = 64 * 1024
 
-/** Free payload buffers one pool keeps for reuse: sixteen 4 MiB chunks. */
-export const BUFFER_POOL_MAX_FREE_BYTES = 64 * 1024 * 1024
 
-/** Free payload buffers are dropped after this long without a transfer. */
-export const BUFFER_POOL_IDLE_MS = 10_000
 
 /** Bytes of a skipped payload (a cancelled request's late answer) read at a time. */
 export const SKIP_BUFFER_LENGTH = 64 * 1024

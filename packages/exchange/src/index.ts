@@ -12,7 +12,7 @@
  * leaves verifying bytes against their CID to its caller. Payload memory is reused on both sides
  * instead of left to the garbage collector: a server reads chunks into pooled buffers, and a
  * client reads each response in place into a pooled buffer that its caller hands back with
- * `release` (see buffer-pool.ts for why this matters).
+ * `release` (see BufferPool in @swarm/interface for why this matters).
  *
  * @example
  *
@@ -42,5 +42,5 @@ export { dataServer } from './server.js'
 export type { ChunkProvider, DataServer, DataServerAddress, DataServerInit, DataServerStats } from './server.js'
 export { dataClient, peerSource } from './client.js'
 export type { DataClient, DataClientInit, DataClientStats, DataPeer } from './client.js'
-export { BufferPool } from './buffer-pool.js'
-export type { BufferPoolInit } from './buffer-pool.js'
+export { BufferPool } from '@swarm/interface'
+export type { BufferPoolInit } from '@swarm/interface'

@@ -11,14 +11,14 @@
  * Admission is checked on every GET as well as after the handshake, so a peer removed from the
  * swarm loses its open connections at its next request.
  *
- * Chunks are read into buffers from a pool (see buffer-pool.ts) and each goes back once the
+ * Chunks are read into buffers from a pool (see BufferPool in @swarm/interface) and each goes back once the
  * socket has taken its payload: Node's TLS encrypts a write before its callback runs, so the
  * buffer is free then. Buffers of responses that are never written are left to the collector.
  */
 
 import './polyfill.js'
 import tls from 'node:tls'
-import { silentLogger } from '@swarm/interface'
+import { BufferPool, silentLogger } from '@swarm/interface'
 import {
   DEFAULT_HOST, DEFAULT_MAX_UPLOADS, DEFAULT_MAX_UPLOADS_PER_PEER, DEFAULT_PORT, COALESCE_PAYLOAD_LENGTH,
   HANDSHAKE_TIMEOUT_MS, MAX_QUEUED_RESPONSES, MAX_REQUEST_BODY_LENGTH, RATE_LIMIT_SLICE_LENGTH
@@ -28,7 +28,6 @@ import { authenticate, certificateFor, tlsOptions } from './identity.js'
 import {
   FrameDecoder, RequestType, Status, decodeRequest, encodeErrorMessage, encodeResponse, encodeResponseHeader
 } from './protocol.js'
-import { BufferPool } from './buffer-pool.js'
 import { TokenBucket } from './rate-limit.js'
 import { waitForDrain } from './socket.js'
 import type { Request } from './protocol.js'

@@ -292,6 +292,10 @@ export function originSource (origin: Origin): ChunkSource {
     kind: 'origin',
     async fetch (request: ChunkRequest, options?: AbortOptions): Promise<Uint8Array> {
       return await origin.getChunk(request.cid, options)
+    },
+    // the origin may read a later chunk into the same memory
+    release (bytes: Uint8Array): void {
+      origin.release?.(bytes)
     }
   }
 }

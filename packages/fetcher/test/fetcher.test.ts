@@ -7,8 +7,8 @@ import { ChunkUnavailableError } from '@swarm/interface'
 import { encodeManifest } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { fetcher, ManifestNotHeldError } from '../src/index.js'
-import type { ChunkRequest, ChunkSource, ChunkStore, Manifest } from '@swarm/interface'
+import { fetcher, ManifestNotHeldError, originSource } from '../src/index.js'
+import type { ChunkRequest, ChunkSource, ChunkStore, Manifest, Origin } from '@swarm/interface'
 
 const CHUNK = 256 * 1024
 
@@ -196,6 +196,24 @@ describe('fetcher', () => {
     await new Promise(resolve => setTimeout(resolve, 10))
     expect(released).toEqual([model.chunks.get(cid)])
     expect(store.hasChunk(cid)).toBe(false)
+  })
+
+  it('gives the origin back its bytes once they are stored', async () => {
+    const model = makeModel(2)
+    await store.addManifest(model.cid, model.manifest)
+    const released: Array<{ bytes: Uint8Array, stored: boolean }> = []
+    const origin = {
+      url: 'memory://',
+      getChunk: async (cid: string) => Uint8Array.from(model.chunks.get(cid) as Uint8Array),
+      release: (bytes: Uint8Array) => { released.push({ bytes, stored: store.hasChunk(cidForBytes(bytes)) }) }
+    } as unknown as Origin
+    await fetcher({ store, sources: [originSource(origin)] }).pull(model.cid)
+    expect(released).toHaveLength(2)
+    expect(released.every(r => r.stored)).toBe(true)
+    expect(new Set(released.map(r => r.bytes)).size).toBe(2)
+    // an origin without release is fine too
+    const plain = { url: 'memory://', getChunk: origin.getChunk } as unknown as Origin
+    expect(() => { originSource(plain).release?.(new Uint8Array(1)) }).not.toThrow()
   })
 
   it('rejects a pull of a manifest the store does not hold', async () => {

@@ -22,6 +22,7 @@
  * ```
  */
 
+export * from './buffer-pool.js'
 export * from './errors.js'
 export * from './logger.js'
 
@@ -119,6 +120,11 @@ export interface Origin {
   /** where it points, for logs and errors (credentials never appear here) */
   readonly url: string
   getChunk(cid: CidString, options?: AbortOptions): Promise<Uint8Array>
+  /**
+   * Optional: takes back bytes `getChunk` returned once nothing reads them any more, so a later
+   * `getChunk` may reuse their memory (see {@link ChunkSource.release}).
+   */
+  release?(bytes: Uint8Array): void
   hasChunk(cid: CidString, options?: AbortOptions): Promise<boolean>
   putChunk(cid: CidString, bytes: Uint8Array, options?: AbortOptions): Promise<void>
   /** every chunk CID the origin holds */

@@ -35,3 +35,8 @@ export const REFS_PREFIX = 'refs/'
 
 /** Canonical CIDv1 strings (base32): also keeps keys to a safe alphabet. */
 export const CID_PATTERN = /^b[a-z2-7]{8,200}$/
+
+/** Free chunk buffers kept for the next GETs: a pull's in-flight chunks at 4 MiB each. */
+export const CHUNK_POOL_MAX_FREE_BYTES = 64 * 1024 * 1024
+/** Free chunk buffers are dropped after this long without a GET that needs one. */
+export const CHUNK_POOL_IDLE_MS = 5_000

@@ -8,10 +8,12 @@ import {
   S3Client
 } from '@aws-sdk/client-s3'
 import { getSignedUrl, S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
-import { InvalidRefError, NotFoundError, OriginUnavailableError, silentLogger } from '@swarm/interface'
+import { BufferPool, InvalidRefError, NotFoundError, OriginUnavailableError, silentLogger } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
 import { Agent as UndiciAgent } from 'undici'
 import {
+  CHUNK_POOL_IDLE_MS,
+  CHUNK_POOL_MAX_FREE_BYTES,
   CHUNKS_PREFIX,
   CID_PATTERN,
   DEFAULT_ENDPOINT_REGION,
@@ -95,6 +97,7 @@ export class S3Origin implements Origin {
   private readonly listPageSize: number
   private readonly log: Logger
   private objectUrlBase: Promise<ObjectUrlBase> | undefined
+  private readonly chunkBuffers = new BufferPool({ maxFreeBytes: CHUNK_POOL_MAX_FREE_BYTES, idleMs: CHUNK_POOL_IDLE_MS })
 
   constructor (init: S3OriginInit) {
     const location = parseS3Url(init.url)
@@ -148,7 +151,12 @@ export class S3Origin implements Origin {
 
   async getChunk (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
     checkCid(cid)
-    return await this.getObject(`${this.prefix}${CHUNKS_PREFIX}${cid}`, `chunk ${cid}`, options)
+    return await this.getObject(`${this.prefix}${CHUNKS_PREFIX}${cid}`, `chunk ${cid}`, options, this.chunkBuffers)
+  }
+
+  /** Takes back bytes `getChunk` returned, for a later GET to read into; the caller must not touch them afterwards. */
+  release (bytes: Uint8Array): void {
+    this.chunkBuffers.give(bytes)
   }
 
   async hasChunk (cid: CidString, options: AbortOptions = {}): Promise<boolean> {
@@ -248,6 +256,7 @@ export class S3Origin implements Origin {
   async close (): Promise<void> {
     this.client.destroy()
     await this.dispatcher?.close()
+    this.chunkBuffers.clear()
   }
 
   private refKey (ref: ModelRef): string {
@@ -293,10 +302,10 @@ export class S3Origin implements Origin {
     return new S3RequestError(status, s3Code, `${this.endpointName} refused ${what} (${this.url}): ${formatFailure(err)}`, { cause: err })
   }
 
-  private async getObject (key: string, what: string, options: AbortOptions): Promise<Uint8Array> {
+  private async getObject (key: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
     return await this.request(`GET ${key}`, options, async signal => {
       return this.dispatcher !== undefined
-        ? await this.getPresigned(this.dispatcher, key, signal)
+        ? await this.getPresigned(this.dispatcher, key, signal, pool)
         : await this.getWithSdk(key, signal)
     }, what)
   }
@@ -311,7 +320,7 @@ export class S3Origin implements Origin {
     return bytes
   }
 
-  private async getPresigned (dispatcher: UndiciAgent, key: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
+  private async getPresigned (dispatcher: UndiciAgent, key: string, signal: AbortSignal | undefined, pool: BufferPool | undefined): Promise<Uint8Array> {
     const base = await this.urlBase(key)
     const request: PresignRequest = {
       method: 'GET',
@@ -327,7 +336,7 @@ export class S3Origin implements Origin {
     for (const [name, value] of Object.entries(signed.query ?? {})) {
       for (const v of Array.isArray(value) ? value : [value]) if (v != null) query.append(name, v)
     }
-    return await fetchObject(dispatcher, `${base.protocol}//${base.host}`, `${signed.path}?${query.toString()}`, signal)
+    return await fetchObject(dispatcher, `${base.protocol}//${base.host}`, `${signed.path}?${query.toString()}`, signal, pool)
   }
 
   /** Learns the SDK's URL for one key once and reuses its shape: presigning through the SDK costs ~1 ms a request, the presigner ~0.1 ms. */
@@ -387,13 +396,15 @@ export class S3Origin implements Origin {
  * One GET through undici's dispatcher API: the body is copied straight into one buffer of the
  * announced length, with no stream in between. Measured against `request()` + `body.bytes()`
  * (the same pool): ~10% more throughput and ~15% less CPU, most of it garbage collection.
+ * With a `pool` the buffer is lent from it; a failed GET does not give it back, since undici may
+ * still be writing into it.
  */
-async function fetchObject (dispatcher: UndiciAgent, origin: string, path: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
+async function fetchObject (dispatcher: UndiciAgent, origin: string, path: string, signal: AbortSignal | undefined, pool?: BufferPool): Promise<Uint8Array> {
   signal?.throwIfAborted()
   return await new Promise<Uint8Array>((resolve, reject) => {
     let controller: { abort(reason: Error): void } | undefined
     let status = 0
-    let body: Buffer | undefined
+    let body: Uint8Array | undefined
     let received = 0
     const parts: Buffer[] = []
     const onAbort = (): void => { controller?.abort(signal?.reason) }
@@ -411,7 +422,7 @@ async function fetchObject (dispatcher: UndiciAgent, origin: string, path: strin
       onResponseStart (_controller, statusCode, headers) {
         status = statusCode
         const length = Number(headers['content-length'])
-        if (status === 200 && Number.isSafeInteger(length) && length >= 0) body = Buffer.allocUnsafe(length)
+        if (status === 200 && Number.isSafeInteger(length) && length >= 0) body = pool !== undefined ? pool.take(length) : Buffer.allocUnsafe(length)
       },
       onResponseData (ctl, chunk) {
         if (status !== 200) {
@@ -438,7 +449,8 @@ async function fetchObject (dispatcher: UndiciAgent, origin: string, path: strin
         } else if (received !== body.byteLength) {
           settle(new TruncatedBodyError(body.byteLength, received))
         } else {
-          settle(undefined, new Uint8Array(body.buffer, body.byteOffset, body.byteLength))
+          // a lent view goes out as it is: only that view can be given back
+          settle(undefined, Buffer.isBuffer(body) ? new Uint8Array(body.buffer, body.byteOffset, body.byteLength) : body)
         }
       },
       onResponseError (_controller, error) {

@@ -106,6 +106,31 @@ describe('s3Origin', () => {
     })
   })
 
+  describe('chunk buffers', () => {
+    it('reads a later chunk into memory given back through release, and only into that', async () => {
+      const origin = open()
+      const first = chunk(300_000)
+      const second = chunk(300_000)
+      await origin.putChunk(first.cid, first.bytes)
+      await origin.putChunk(second.cid, second.bytes)
+
+      const got = await origin.getChunk(first.cid)
+      expect(Buffer.from(got).equals(Buffer.from(first.bytes))).toBe(true)
+      origin.release?.(got)
+      // a second release of the same bytes, and bytes the origin never lent, are ignored
+      origin.release?.(got)
+      origin.release?.(new Uint8Array(300_000))
+      const again = await origin.getChunk(second.cid)
+      expect(again.buffer).toBe(got.buffer)
+      expect(Buffer.from(again).equals(Buffer.from(second.bytes))).toBe(true)
+      // the buffer was lent once: held bytes are never handed out again
+      const third = await origin.getChunk(first.cid)
+      expect(third.buffer).not.toBe(again.buffer)
+      expect(Buffer.from(third).equals(Buffer.from(first.bytes))).toBe(true)
+      expect(Buffer.from(again).equals(Buffer.from(second.bytes))).toBe(true)
+    })
+  })
+
   describe('retries', () => {
     it('retries 503 SlowDown on every kind of request, then succeeds', async () => {
       const { cid, bytes } = chunk(200_000)

@@ -5,7 +5,8 @@
  * allocated since the last full collection starts another full mark-compact of the whole heap.
  * Moving 4 MiB chunks at hundreds of MB/s, a fresh buffer per chunk meant several full
  * collections per second, which cost more CPU than TLS and hashing together. So the data plane
- * lends buffers from here and takes them back when their bytes are no longer needed.
+ * (peer data plane and origin alike) lends buffers from here and takes them back when their
+ * bytes are no longer needed (`ChunkSource.release`, `Origin.release`).
  *
  * A lent buffer is a fresh view object; only that view can give it back, once. A second give,
  * or a give of anything else, is ignored, so a buffer can never be lent to two holders at once.
@@ -13,7 +14,14 @@
  * an idle node holds none.
  */
 
-import { BUFFER_POOL_IDLE_MS, BUFFER_POOL_MAX_FREE_BYTES, BUFFER_POOL_MIN_SIZE, BUFFER_POOL_SIZE_STEP } from './constants.js'
+/** smaller buffers are cheap to allocate and not pooled */
+export const BUFFER_POOL_MIN_SIZE = 64 * 1024
+/** capacities are rounded up to this, so chunks of nearby sizes share buffers */
+export const BUFFER_POOL_SIZE_STEP = 64 * 1024
+/** free bytes kept for reuse at most, by default */
+export const BUFFER_POOL_MAX_FREE_BYTES = 64 * 1024 * 1024
+/** free buffers are dropped after this long without a take, by default */
+export const BUFFER_POOL_IDLE_MS = 10_000
 
 export interface BufferPoolInit {
   /** free bytes kept for reuse at most */
