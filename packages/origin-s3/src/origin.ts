@@ -450,7 +450,8 @@ async function fetchObject (dispatcher: UndiciAgent, origin: string, path: strin
           settle(new TruncatedBodyError(body.byteLength, received))
         } else {
           // a lent view goes out as it is: only that view can be given back
-          settle(undefined, Buffer.isBuffer(body) ? new Uint8Array(body.buffer, body.byteOffset, body.byteLength) : body)
+          // the very view the pool lent (a Buffer is a Uint8Array), so that release can give it back
+          settle(undefined, body)
         }
       },
       onResponseError (_controller, error) {
