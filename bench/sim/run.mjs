@@ -7,16 +7,22 @@
 //   transfers; transfers finishing, failing and being cancelled become its events, as in
 //   `agents/swarm/src/agent/session.ts`.
 // - Bandwidth: each node has an upload and a download link (`SIM_LINK_MBIT`), the origin one
-//   upload link (`SIM_ORIGIN_MBIT`). A transfer gets min(sender up / sender's active uploads,
-//   receiver down / receiver's active downloads), recomputed whenever a transfer starts or ends
-//   at either end (only the transfers touching those two links change). This is an equal share,
-//   not max-min fairness: capacity a sender-limited transfer leaves unused on the receiver's link
-//   is not handed to its other transfers, so with unbalanced loads the model is slower than TCP.
-//   When the origin carries so many transfers that its share is below any receiver's (k ≥ 2 ×
-//   origin rate × max downloads per node / link rate), its transfers are advanced together on
-//   one virtual clock, which is exact under the same rule and keeps a flood of origin requests
-//   cheap. All links carry `SIM_EFFICIENCY` × their rate in payload (TCP/IP framing on Ethernet:
-//   1448 of every 1514 bytes), so times compare with a real network; T* uses the nominal rates.
+//   upload link (`SIM_ORIGIN_MBIT`). A transfer of weight w gets
+//   w × min(sender up / sender's total weight, receiver down / receiver's total weight),
+//   recomputed whenever a transfer starts or ends at either end (only the transfers touching
+//   those two links change). Weights are log-normal (σ = `SIM_FAIRNESS_SIGMA`, 0.5, clipped to
+//   [1/4, 4]) because TCP flows through one token bucket are far from equal: measured here, 60
+//   flows of 2 MiB through one 50 Mbit/s tbf finished between 0.63 and 1.0 of the equal-share
+//   time (median 0.92); σ = 0.5 gives 0.59–1.0 (median 0.85), and with equal weights synchronised
+//   transfers all hit the same timeouts together, which real links do not do. This is a share per
+//   link, not max-min fairness: what a sender-limited transfer leaves unused on the receiver's
+//   link is not handed to its other transfers, so with unbalanced loads the model is slower
+//   than TCP. Above 2 × origin rate × max downloads per node / link rate transfers at the origin
+//   (64 by default), origin transfers share one virtual clock and the receivers' limits are
+//   ignored for them (their share is then far below a receiver's), which keeps a flood of origin
+//   requests cheap. All links carry `SIM_EFFICIENCY` × their rate in payload (TCP/IP framing on
+//   Ethernet: 1448 of every 1514 bytes), so times compare with a real network; T* uses the
+//   nominal rates.
 // - Latency: a peer transfer starts `SIM_PEER_LATENCY_MS` after it is asked for, an origin transfer
 //   `SIM_ORIGIN_LATENCY_MS` after. A peer already running `SIM_UPLOAD_SLOTS` uploads answers BUSY
 //   (a failed request), as the data server does. A chunk that lands is announced ("have") to the
@@ -40,8 +46,11 @@
 // Env: SIM_N (100,1000,10000), SIM_SCENARIOS (base,churn,late), SIM_MODEL_MIB (128),
 // SIM_CHUNK_MIB (4), SIM_LINK_MBIT (50), SIM_ORIGIN_MBIT (50), SIM_NEIGHBOURS (40), SIM_VIEW,
 // SIM_CHURN (0.1), SIM_LATE (0.1), SIM_SEED (1), SIM_SCHEDULER (JSON: scheduler init overrides,
-// e.g. '{"originFallbackMs":60000}'), SIM_CHUNKS_FROM (a bench/results/fanout*.json: use that
-// model's chunk sizes and compare with its measured N), SIM_NAME (results file name, "sim").
+// e.g. '{"originFallbackMs":60000}'), SIM_UPLOAD_SLOTS (64, the agent's default), SIM_CHUNKS_FROM
+// (a bench/results/fanout*.json: use that model's chunks, links and origin, and compare with its
+// measurements at the N both ran), SIM_LIMIT_S (virtual time a run may take; 20 × T*, ≥ 300 s),
+// SIM_TRACE (ms: print the fleet's state every so often, and events by kind at the end),
+// SIM_NAME (results file name, "sim").
 
 import { chunkScheduler, pullerSet, seededRandom, DEFAULT_MAX_INFLIGHT_TOTAL } from '@swarm/scheduler'
 import { readFile } from 'node:fs/promises'
@@ -276,7 +285,7 @@ class Network {
   uploads (node) { return this.up[node].size }
 
   start (src, dst, size, tag, now) {
-    const flow = { id: this.nextId++, src, dst, size, tag, weight: this.weight(), remaining: size, rate: 0, last: now, version: 0, live: true, pooled: false, pooledLive: false, vStart: 0, vEnd: 0 }
+    const flow = { id: this.nextId++, src, dst, size, tag, weight: this.weight(), remaining: size, rate: 0, last: now, due: Infinity, live: true, pooled: false, pooledLive: false, vStart: 0, vEnd: 0 }
     this.down[dst].add(flow)
     this.downWeight[dst] += flow.weight
     if (src === ORIGIN) {
@@ -347,8 +356,12 @@ class Network {
     flow.remaining = this.remainingAt(flow, now)
     flow.last = now
     flow.rate = rate
-    flow.version++
-    this.queue.push(now + flow.remaining / rate, { type: 'flow', flow, version: flow.version })
+    // a slower flow keeps its queued event, which finds it unfinished and queues the real end
+    const due = now + flow.remaining / rate
+    if (due < flow.due) {
+      flow.due = due
+      this.queue.push(due, { type: 'flow', flow, due })
+    }
   }
 
   // Pooled origin transfers share one virtual clock V: a flow of weight w moves w bytes per unit
@@ -364,7 +377,7 @@ class Network {
     flow.pooledLive = true
     flow.vStart = this.V - (flow.size - flow.remaining) / flow.weight
     flow.vEnd = this.V + flow.remaining / flow.weight
-    flow.version++
+    flow.due = Infinity
     this.vHeap.push(flow)
   }
 
@@ -405,7 +418,13 @@ class Network {
   handle (event, now) {
     if (event.type === 'flow') {
       const flow = event.flow
-      if (!flow.live || flow.pooled || event.version !== flow.version) return
+      if (!flow.live || flow.pooled || event.due !== flow.due) return
+      const left = this.remainingAt(flow, now)
+      if (left / flow.rate > 1e-6) {
+        flow.due = now + left / flow.rate
+        this.queue.push(flow.due, { type: 'flow', flow, due: flow.due })
+        return
+      }
       this.complete(flow, now)
       return
     }
@@ -599,7 +618,7 @@ function simulate ({ n, seed, churnAt, lateAt, limitMs }) {
       if (allDoneAt === undefined && pullingCount === 0) allDoneAt = now
       return
     }
-    if (now - node.lastProgress >= settings.stallMs) {
+    if (now >= node.lastProgress + settings.stallMs) {
       node.failedAt = now
       for (const entry of node.requests.values()) if (entry.flow !== undefined) net.remove(entry.flow, now)
       node.requests.clear()
@@ -667,6 +686,7 @@ function simulate ({ n, seed, churnAt, lateAt, limitMs }) {
   let lateDone = lateAt === undefined
   const joinersPending = () => !lateDone || (lateAt !== undefined && afterAll === undefined)
 
+  const byType = {}
   let now = 0
   let traceAt = 0
   for (;;) {
@@ -693,6 +713,10 @@ function simulate ({ n, seed, churnAt, lateAt, limitMs }) {
     while (queue.size > 0 && queue.peekTime() === now) {
       const event = queue.pop()
       events++
+      if (process.env.SIM_TRACE != null) {
+        byType[event.type] = (byType[event.type] ?? 0) + 1
+        if (event.type === 'flow' && (!event.flow.live || event.due !== event.flow.due)) byType.staleFlow = (byType.staleFlow ?? 0) + 1
+      }
       switch (event.type) {
         case 'flow':
         case 'origin':
@@ -750,6 +774,7 @@ function simulate ({ n, seed, churnAt, lateAt, limitMs }) {
     }
   }
 
+  if (process.env.SIM_TRACE != null) note(`events by kind ${JSON.stringify(byType)}, busy ${counters.busy}`)
   const summary = kind => {
     const group = nodes.filter(p => p.kind === kind && p.leftAt === undefined)
     const times = group.filter(p => p.finishedAt !== undefined).map(p => p.finishedAt - p.startAt).sort((a, b) => a - b)
@@ -839,7 +864,7 @@ note(`sim: ${fmt(modelBytes / MiB, 1)} MiB in ${chunks.length} chunks, links ${s
 
 for (const n of settings.sizes) {
   const tStar = lowerBound(n)
-  const limitMs = settings.limitS !== undefined ? settings.limitS * 1000 : Math.max(60 * tStar, 600_000)
+  const limitMs = settings.limitS !== undefined ? settings.limitS * 1000 : Math.max(20 * tStar, 300_000)
   const base = baseline({ n, limitMs: Math.max(limitMs, 4 * n * modelBytes / (settings.originMbit * Mbit)) })
   const entry = { n, tStarMs: tStar, baseline: base, runs: {} }
   results.push(entry)
