@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "swarm_fuse",
+      "sources": ["native/addon.c", "native/server.c"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"]
+    }
+  ]
+}

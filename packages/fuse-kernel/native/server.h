@@ -1,0 +1,118 @@
+/*
+ * The FUSE request server, without Node: an inode table fed by the host, request parsing and
+ * replies. The N-API glue (addon.c) owns threads, the mount and the calls into JavaScript; the
+ * test harness (test/harness.c) drives this file alone under AddressSanitizer.
+ */
+#ifndef SWARM_FUSE_SERVER_H
+#define SWARM_FUSE_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sw_server sw_server;
+
+enum sw_kind { SW_DIR = 1, SW_FILE = 2, SW_LINK = 3 };
+
+enum sw_upcall_kind {
+  /* requests the host must answer through sw_reply_* with the upcall's token and unique */
+  SW_UP_LOOKUP = 1,  /* ino = parent, text = name */
+  SW_UP_OPENDIR = 2, /* ino */
+  SW_UP_OPEN = 3,    /* ino, flags */
+  SW_UP_READ = 4,    /* ino, handle, offset, size */
+  /* notices that need no answer */
+  SW_EV_READ = 5,    /* bytes of a host-opened file served here: ino, handle, offset, size */
+  SW_EV_RELEASE = 6, /* handle */
+  SW_EV_LOG = 7      /* level, text */
+};
+
+enum sw_log_level { SW_LOG_DEBUG = 0, SW_LOG_INFO = 1, SW_LOG_WARN = 2 };
+
+#define SW_TEXT_MAX 512
+
+typedef struct sw_upcall {
+  int kind;
+  uint32_t token;
+  uint64_t unique;
+  uint64_t ino;
+  uint64_t handle;
+  uint64_t offset;
+  uint32_t size;
+  uint32_t flags;
+  int level;
+  char text[SW_TEXT_MAX];
+} sw_upcall;
+
+typedef struct sw_host {
+  /* must not block; takes ownership of `u` (free() it) */
+  void (*upcall)(void *ctx, sw_upcall *u);
+  void *ctx;
+} sw_host;
+
+typedef struct sw_options {
+  /* largest READ answered, bytes (the kernel is told max_pages from it) */
+  uint32_t max_read;
+  /* try kernel passthrough for complete files */
+  int passthrough;
+  /* 1, or 2 when the store sits on a stacking file system (overlayfs) */
+  uint32_t max_stack_depth;
+  double root_timeout;
+} sw_options;
+
+typedef struct sw_node_init {
+  int kind;
+  uint32_t mode; /* permission bits; the type comes from kind */
+  uint64_t size;
+  uint32_t uid, gid;
+  int64_t mtime;
+  double entry_timeout, attr_timeout;
+  /* directories: lookups and listings ask the host each time */
+  int dynamic;
+  const char *target;       /* links */
+  const char *backing_path; /* files: the store's content file */
+  int complete;             /* files: every byte is in the backing file */
+  const uint64_t *chunk_ends; /* files not complete: end offset of each chunk, ascending */
+  uint32_t nchunks;
+} sw_node_init;
+
+typedef struct sw_statfs {
+  uint64_t blocks, files;
+  uint32_t bsize;
+} sw_statfs;
+
+typedef struct sw_stats {
+  uint64_t requests, reads, reads_host, bytes_local, lookups_host;
+  uint64_t opens_passthrough, opens_local, opens_host;
+  uint64_t malformed;
+  int passthrough; /* still enabled */
+} sw_stats;
+
+#define SW_ROOT_INO 1
+
+sw_server *sw_server_new(const sw_options *options, const sw_host *host);
+void sw_server_free(sw_server *s);
+
+/* Adds or updates the child `name` of `parent`; a changed kind makes a new inode. 0 or -errno. */
+int sw_set_node(sw_server *s, uint64_t parent, const char *name, const sw_node_init *init, uint64_t *ino);
+/* Updates a node in place (e.g. the root). */
+int sw_update_node(sw_server *s, uint64_t ino, const sw_node_init *init);
+int sw_set_complete(sw_server *s, uint64_t ino);
+/* Marks the chunks overlapping [offset, offset + length) as present in the backing file. */
+int sw_mark_present(sw_server *s, uint64_t ino, uint64_t offset, uint64_t length);
+void sw_set_statfs(sw_server *s, const sw_statfs *st);
+void sw_get_stats(sw_server *s, sw_stats *out);
+
+/* Answers one request read from `fd` (replies go back to the same fd). */
+void sw_handle(sw_server *s, int fd, const uint8_t *request, size_t length, uint8_t *scratch, size_t scratch_length);
+/* The scratch a worker needs for sw_handle. */
+size_t sw_scratch_size(const sw_server *s);
+/* Whether INIT has been answered and DESTROY not yet received. */
+int sw_initialised(sw_server *s);
+
+/* Answers to upcalls. Each returns 0, or -errno when the token is unknown or the arguments bad. */
+int sw_reply_error(sw_server *s, uint32_t token, uint64_t unique, int error);
+int sw_reply_entry(sw_server *s, uint32_t token, uint64_t unique, uint64_t ino);
+int sw_reply_open(sw_server *s, uint32_t token, uint64_t unique, uint64_t handle);
+int sw_reply_data(sw_server *s, uint32_t token, uint64_t unique, const void *data, size_t length);
+int sw_reply_dir(sw_server *s, uint32_t token, uint64_t unique, const char *const *names, size_t count);
+
+#endif
