@@ -10,6 +10,8 @@ export interface RunningAgent {
   dataPort: number
   metricsPort: number
   socket: string
+  /** the FUSE adapter that mounted the view, when one was asked for */
+  mountAdapter: string | null
   dataDir: string
   child: ChildProcess
   env: Record<string, string>
@@ -64,6 +66,7 @@ export async function startAgent (options: AgentOptions): Promise<RunningAgent> 
     dataPort: Number(ready.dataPort),
     metricsPort: Number(ready.metricsPort),
     socket,
+    mountAdapter: typeof ready.mountAdapter === 'string' ? ready.mountAdapter : null,
     dataDir: options.dataDir,
     child,
     env,

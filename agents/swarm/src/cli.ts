@@ -201,7 +201,8 @@ export function program (): Command {
     .option('--mdns', 'also find peers on the local link with mDNS (SWARM_MDNS)')
     .option('--mount <dir>', 'also mount the read-only view of the models there (SWARM_MOUNT)')
     .option('--mount-read-ahead <size>', 'largest read-ahead of a sequential reader of the mount, default 256MiB (SWARM_MOUNT_READ_AHEAD)')
-    .action(async (local: { listen?: string, bootstrap?: string, swarmKey?: string, dataPort?: string, dataHost?: string, metricsPort?: string, socket?: string, mdns?: boolean, mount?: string, mountReadAhead?: string }, command: Command) => {
+    .option('--mount-adapter <name>', 'FUSE adapter: auto, kernel (own server, passthrough) or fuse-native (SWARM_MOUNT_ADAPTER)')
+    .action(async (local: { listen?: string, bootstrap?: string, swarmKey?: string, dataPort?: string, dataHost?: string, metricsPort?: string, socket?: string, mdns?: boolean, mount?: string, mountReadAhead?: string, mountAdapter?: string }, command: Command) => {
       const options = globals(command)
       const agentFlags: Record<string, unknown> = {}
       if (local.listen != null) agentFlags.listen = local.listen
@@ -218,10 +219,10 @@ export function program (): Command {
       const { Agent } = await import('./agent/agent.js')
       const { serveControlApi } = await import('./agent/control-api.js')
       const { mountOptionsFrom } = await import('./agent/mount.js')
-      const mount = mountOptionsFrom({ mount: local.mount, readAhead: local.mountReadAhead })
+      const mount = mountOptionsFrom({ mount: local.mount, readAhead: local.mountReadAhead, adapter: local.mountAdapter })
       const agent = await Agent.start({ config, origin, logger, mount })
       const api = await serveControlApi(agent, config.agent.socket, err => describeError(err))
-      const ready = { event: 'ready', peerId: agent.node.peerId, multiaddrs: agent.node.multiaddrs(), dataPort: agent.dataPort, metricsPort: agent.metricsPort, socket: config.agent.socket, mount: agent.mount?.mountpoint ?? null }
+      const ready = { event: 'ready', peerId: agent.node.peerId, multiaddrs: agent.node.multiaddrs(), dataPort: agent.dataPort, metricsPort: agent.metricsPort, socket: config.agent.socket, mount: agent.mount?.mountpoint ?? null, mountAdapter: agent.mount?.adapter ?? null }
       process.stdout.write((options.json === true ? JSON.stringify(ready) : `swarm agent ${agent.node.peerId} ready: libp2p ${agent.node.multiaddrs().join(' ')}, data port ${agent.dataPort}, metrics port ${agent.metricsPort}, socket ${config.agent.socket}${agent.mount != null ? `, models mounted at ${agent.mount.mountpoint}` : ''}`) + '\n')
       await new Promise<void>(resolve => { controller.signal.addEventListener('abort', () => { resolve() }, { once: true }) })
       logger.info('shutting down')
@@ -234,20 +235,21 @@ export function program (): Command {
     .description('mount the read-only view of the models at <dir> without an agent (origin only; with an agent: swarm agent --mount); files are fetched as they are read')
     .argument('<dir>', 'mount point, created when missing')
     .option('--read-ahead <size>', 'largest read-ahead of a sequential reader, default 256MiB (SWARM_MOUNT_READ_AHEAD)')
-    .action(async (dir: string, local: { readAhead?: string }, command: Command) => {
+    .option('--adapter <name>', 'FUSE adapter: auto, kernel (own server, passthrough) or fuse-native (SWARM_MOUNT_ADAPTER)')
+    .action(async (dir: string, local: { readAhead?: string, adapter?: string }, command: Command) => {
       const options = globals(command)
       const config = await configFrom(options)
       const logger = createLogger(logLevelFor(config, options))
       const { mountOptionsFrom, mountStoreView } = await import('./agent/mount.js')
-      const settings = mountOptionsFrom({ mount: dir, readAhead: local.readAhead })
+      const settings = mountOptionsFrom({ mount: dir, readAhead: local.readAhead, adapter: local.adapter })
       if (settings == null) throw new Error('no mount point given')
       const origin = config.origin !== '' ? createOrigin(config, logger) : undefined
       try {
         await withStore(config, logger, async store => {
           const mount = await mountStoreView({ store, origin, logger }, settings)
           try {
-            const ready = { event: 'ready', command: 'mount', mountpoint: mount.mountpoint, dataDir: config.dataDir }
-            process.stdout.write((options.json === true ? JSON.stringify(ready) : `swarm mount: models of ${config.dataDir} mounted read-only at ${mount.mountpoint}; stop with Ctrl-C`) + '\n')
+            const ready = { event: 'ready', command: 'mount', mountpoint: mount.mountpoint, adapter: mount.adapter, dataDir: config.dataDir }
+            process.stdout.write((options.json === true ? JSON.stringify(ready) : `swarm mount: models of ${config.dataDir} mounted read-only at ${mount.mountpoint} (${mount.adapter} adapter); stop with Ctrl-C`) + '\n')
             await new Promise<void>(resolve => {
               if (controller.signal.aborted) resolve()
               controller.signal.addEventListener('abort', () => { resolve() }, { once: true })
@@ -256,7 +258,7 @@ export function program (): Command {
             await mount.close()
           }
           const stats = mount.view.stats()
-          emit(options, { command: 'mount', mountpoint: mount.mountpoint, ...stats },
+          emit(options, { command: 'mount', mountpoint: mount.mountpoint, adapter: mount.adapter, ...stats, fuse: mount.fuseStats() ?? null },
             `unmounted ${mount.mountpoint}: ${stats.reads} reads, ${formatBytes(stats.bytesRead)}; ${stats.chunksFetched} chunks fetched for reads, ${stats.prefetch.chunks} prefetched`)
         })
       } finally {

@@ -67,3 +67,13 @@ export class ViewClosedError extends Error {
     this.name = 'ViewClosedError'
   }
 }
+
+/** A live file system is already mounted at the mount point. */
+export class MountpointBusyError extends Error {
+  static override name = 'MountpointBusyError'
+  readonly code = 'ERR_MOUNTPOINT_BUSY'
+  constructor (readonly mountpoint: string, readonly fsType: string) {
+    super(`${mountpoint} is already mounted (${fsType}) and answering; unmount it first (umount ${mountpoint})`)
+    this.name = 'MountpointBusyError'
+  }
+}

@@ -27,9 +27,13 @@
  */
 
 export { modelFs } from './model-fs.js'
+export { errnoOf } from './errno.js'
+export { checkFuseDevice, clearStaleMount, mountedAt } from './mount-table.js'
+export type { FuseCheck, MountEntry } from './mount-table.js'
 export type {
   Attributes,
   ChunkFetcher,
+  FileContent,
   FsStatistics,
   ModelFs,
   ModelFsInit,

@@ -154,6 +154,21 @@ export interface ViewStats {
 
 export interface OpenOptions extends AbortOptions {}
 
+/**
+ * Where a model file's bytes are, for an adapter that reads present bytes itself: the store's
+ * content file, and which of its chunks are in it now.
+ */
+export interface FileContent {
+  /** the store's file holding this file's bytes at their own offsets (sparse until complete) */
+  backingPath: string
+  complete: boolean
+  size: number
+  /** end offset of each chunk, ascending */
+  chunkEnds: number[]
+  /** 1 for each chunk present in the backing file */
+  present: Uint8Array
+}
+
 /** The read-only file system of models. Every path is absolute (`/…`). */
 export interface ModelFs {
   getattr(path: string, options?: AbortOptions): Promise<Attributes>
@@ -166,6 +181,13 @@ export interface ModelFs {
   /** fills `buffer` from `position`; resolves with the bytes read (0 at the end of the file) */
   read(handle: number, buffer: Uint8Array, position: number, options?: AbortOptions): Promise<number>
   release(handle: number): Promise<void>
+  /** where a file's bytes are in the store, and which are present */
+  content(path: string, options?: AbortOptions): Promise<FileContent>
+  /**
+   * Tells the view that bytes of an open file were read elsewhere (an adapter that served them
+   * from the content file itself), so prefetching follows the reader as if it had read them here.
+   */
+  observe(handle: number, position: number, length: number): void
   /** every change (write, create, rename, truncate, …) rejects with ReadOnlyError */
   change(path: string, operation: string): Promise<never>
   statfs(): FsStatistics
@@ -587,6 +609,22 @@ class View implements ModelFs {
       if (view.fd !== undefined) closeQuietly(view.fd)
       for (const fd of view.retired) closeQuietly(fd)
     }
+  }
+
+  async content (path: string, options: AbortOptions = {}): Promise<FileContent> {
+    const target = await this.resolve(path, options.signal)
+    if (target.kind === 'alias') throw new NotFoundError(`${path} is a link; ask for what it points to`)
+    if (target.kind !== 'model-file') throw new IsADirectoryError(path)
+    const entry = target.manifest.files[target.index] as FileEntry
+    const stored = this.store.files(target.cid)[target.index]
+    if (stored === undefined || stored.entry.path !== entry.path) throw new NotFoundError(`${path} is not in the store`)
+    return { backingPath: stored.path, complete: stored.complete, size: entry.size, chunkEnds: entry.chunks.map(chunk => chunk.offset + chunk.size), present: stored.present }
+  }
+
+  observe (handle: number, position: number, length: number): void {
+    const open = this.handles.get(handle)
+    if (open === undefined || !Number.isSafeInteger(position) || !Number.isSafeInteger(length) || position < 0 || length <= 0) return
+    open.stream.read(position, length)
   }
 
   async read (handle: number, buffer: Uint8Array, position: number, options: AbortOptions = {}): Promise<number> {

@@ -1,3 +1,5 @@
+export { MountpointBusyError } from '@swarm/fs'
+
 /** FUSE cannot be used here; `reason` says what is missing and how to get it. */
 export class FuseUnavailableError extends Error {
   static override name = 'FuseUnavailableError'
@@ -5,16 +7,6 @@ export class FuseUnavailableError extends Error {
   constructor (readonly reason: string) {
     super(`FUSE is not available: ${reason}`)
     this.name = 'FuseUnavailableError'
-  }
-}
-
-/** A live file system is already mounted at the mount point. */
-export class MountpointBusyError extends Error {
-  static override name = 'MountpointBusyError'
-  readonly code = 'ERR_MOUNTPOINT_BUSY'
-  constructor (readonly mountpoint: string, readonly fsType: string) {
-    super(`${mountpoint} is already mounted (${fsType}) and answering; unmount it first (fusermount -u ${mountpoint})`)
-    this.name = 'MountpointBusyError'
   }
 }
 

@@ -31,7 +31,7 @@
 
 import { execFile } from 'node:child_process'
 import { constants as fsConstants } from 'node:fs'
-import { access, mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { access, mkdir, stat, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { delimiter, join, resolve } from 'node:path'
 import { promisify } from 'node:util'
@@ -44,15 +44,15 @@ import {
   DEFAULT_READ_OP_TIMEOUT_MS,
   FS_NAME
 } from './constants.js'
-import { errnoOf } from './errno.js'
-import { FuseUnavailableError, MountFailedError, MountpointBusyError } from './errors.js'
-import type { Attributes, FsStatistics, ModelFs } from '@swarm/fs'
+import { FuseUnavailableError, MountFailedError } from './errors.js'
+import { checkFuseDevice, clearStaleMount, errnoOf, mountedAt } from '@swarm/fs'
+import type { Attributes, FsStatistics, FuseCheck, ModelFs } from '@swarm/fs'
 import type { Logger } from '@swarm/interface'
 import type FuseClass from 'fuse-native'
 
 export * from './constants.js'
 export * from './errors.js'
-export { errnoOf } from './errno.js'
+export { errnoOf } from '@swarm/fs'
 
 export interface MountInit {
   fs: ModelFs
@@ -84,7 +84,7 @@ export interface Mount {
   unmount(): Promise<void>
 }
 
-export type FuseCheck = { available: true } | { available: false, reason: string }
+export type { FuseCheck } from '@swarm/fs'
 
 const run = promisify(execFile)
 const require = createRequire(import.meta.url)
@@ -107,17 +107,8 @@ function loadFuse (): typeof FuseClass {
 
 /** Whether this process can mount with FUSE, and if not, what is missing. */
 export async function checkFuse (): Promise<FuseCheck> {
-  try {
-    await access('/dev/fuse', fsConstants.R_OK | fsConstants.W_OK)
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    return {
-      available: false,
-      reason: code === 'ENOENT'
-        ? '/dev/fuse does not exist: load the fuse kernel module (modprobe fuse), or give the container the device (docker --device /dev/fuse; in Kubernetes a privileged container or a hostPath /dev/fuse)'
-        : `/dev/fuse cannot be opened for reading and writing (${code ?? String(err)}): run as root or give this user access to it`
-    }
-  }
+  const device = await checkFuseDevice()
+  if (!device.available) return device
   if (await onPath('fusermount') === undefined) {
     return { available: false, reason: 'fusermount is not on PATH: install FUSE 2 (Debian: apt-get install fuse libfuse2)' }
   }
@@ -127,41 +118,6 @@ export async function checkFuse (): Promise<FuseCheck> {
     return { available: false, reason: `the FUSE binding could not be loaded (Debian: apt-get install libfuse2): ${(err as Error).message}` }
   }
   return { available: true }
-}
-
-interface MountEntry { mountpoint: string, fsType: string }
-
-function unescapeMountinfo (text: string): string {
-  return text.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)))
-}
-
-/** What is mounted at `mountpoint` according to /proc/self/mountinfo (the last, topmost mount). */
-async function mountedAt (mountpoint: string): Promise<MountEntry | undefined> {
-  let found: MountEntry | undefined
-  const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')
-  for (const line of text.split('\n')) {
-    const fields = line.split(' ')
-    const separator = fields.indexOf('-')
-    if (separator === -1 || fields[4] === undefined) continue
-    if (unescapeMountinfo(fields[4]) === mountpoint) found = { mountpoint, fsType: fields[separator + 1] ?? '' }
-  }
-  return found
-}
-
-/** Clears a FUSE mount whose process is gone (ENOTCONN); refuses one that still answers. */
-async function clearStaleMount (mountpoint: string, log: Logger): Promise<void> {
-  const entry = await mountedAt(mountpoint)
-  if (entry === undefined || !entry.fsType.startsWith('fuse')) return
-  try {
-    await stat(mountpoint)
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code !== 'ENOTCONN' && code !== 'ECONNABORTED' && code !== 'EIO') throw err
-    log.warn({ mountpoint, fsType: entry.fsType }, 'clearing a stale mount left by a process that is gone')
-    await run('fusermount', ['-uz', mountpoint])
-    return
-  }
-  throw new MountpointBusyError(mountpoint, entry.fsType)
 }
 
 /** Writes a tunable of the mount's backing device; a kernel that refuses only costs speed. */
@@ -227,7 +183,7 @@ export async function mountFs (init: MountInit): Promise<Mount> {
   const cacheTimeout = init.cacheTimeoutSeconds ?? DEFAULT_CACHE_TIMEOUT_SECONDS
   if (!Number.isFinite(cacheTimeout) || cacheTimeout < 0) throw new RangeError(`cacheTimeoutSeconds must be a non-negative number, got ${String(cacheTimeout)}`)
 
-  await clearStaleMount(mountpoint, log)
+  await clearStaleMount(mountpoint, log, async path => { await run('fusermount', ['-uz', path]) })
   await mkdir(mountpoint, { recursive: true })
   const Fuse = loadFuse()
   const opTimeout = init.opTimeoutMs ?? DEFAULT_OP_TIMEOUT_MS

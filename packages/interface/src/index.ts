@@ -157,6 +157,8 @@ export interface StoredFile {
   /** absolute path of the store's file for this content; sparse until complete */
   path: string
   complete: boolean
+  /** 1 for each chunk of `entry.chunks` present in that file (a copy) */
+  present: Uint8Array
 }
 
 export interface PutResult {

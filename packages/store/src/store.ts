@@ -507,7 +507,8 @@ class LocalStore implements Store {
     return this.requireModel(manifestCid).files.map(({ entry, content }) => ({
       entry,
       path: content.dataPath,
-      complete: isComplete(content)
+      complete: isComplete(content),
+      present: Uint8Array.from(content.present)
     }))
   }
 

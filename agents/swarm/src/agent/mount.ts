@@ -1,6 +1,11 @@
 /**
- * The FUSE view of a node's models: `@swarm/fs` answers, `@swarm/fuse-native` mounts, and this
- * module wires them to what the node has.
+ * The FUSE view of a node's models: `@swarm/fs` answers, a FUSE adapter mounts, and this module
+ * wires them to what the node has.
+ *
+ * - Adapters: `kernel` (`@swarm/fuse-kernel`: our own server on /dev/fuse; complete files in
+ *   kernel passthrough, other reads on its threads) wherever it can mount, which needs
+ *   CAP_SYS_ADMIN; `fuse-native` (libfuse 2 through fusermount) otherwise. `auto` (the default)
+ *   picks the first that can mount here and logs which and why.
  *
  * - In the agent (`swarm agent --mount DIR`, or SWARM_MOUNT): reads that need a chunk get it
  *   through the agent's fetcher, from peers whose bitfields say they hold it (a few, in random
@@ -24,14 +29,15 @@ import { parseByteSize } from '@swarm/config'
 import { peerSource } from '@swarm/exchange'
 import { fetcher as createFetcher, originSource } from '@swarm/fetcher'
 import { DEFAULT_READ_TIMEOUT_MS, modelFs } from '@swarm/fs'
-import { READ_TIMEOUT_MARGIN_MS, checkFuse, mountFs } from '@swarm/fuse-native'
+import { checkKernelFuse, mountFs as mountKernelFs } from '@swarm/fuse-kernel'
+import { READ_TIMEOUT_MARGIN_MS, checkFuse, mountFs as mountFuseNative } from '@swarm/fuse-native'
 import { NotFoundError } from '@swarm/interface'
 import { decodeManifest } from '@swarm/manifest'
 import { z } from 'zod'
 import { uniqueChunks } from './session.js'
 import type { Agent } from './agent.js'
 import type { ChunkFetcher, ModelFs, ModelResolver } from '@swarm/fs'
-import type { Mount } from '@swarm/fuse-native'
+import type { NativeStats } from '@swarm/fuse-kernel'
 import type { AbortOptions, ChunkRef, ChunkSource, CidString, Logger, Origin, RefEntry } from '@swarm/interface'
 import type { Store } from '@swarm/store'
 
@@ -44,12 +50,24 @@ export interface MountOptions {
   prefetchConcurrency?: number
   /** a read waits at most this long for its chunks (default 60 s) */
   readTimeoutMs?: number
+  /** which FUSE adapter mounts (default auto: kernel where it can mount, else fuse-native) */
+  adapter?: FuseAdapter
+  /** kernel adapter: open complete files in passthrough (default true) */
+  passthrough?: boolean
+  /** kernel adapter: its threads drop CAP_SYS_ADMIN once mounted (passthrough is then refused) */
+  dropSysAdmin?: boolean
 }
+
+export type FuseAdapter = 'auto' | 'kernel' | 'fuse-native'
 
 /** A mounted view; `close` unmounts it and stops its prefetching. */
 export interface ModelMount {
   readonly mountpoint: string
   readonly view: ModelFs
+  /** the adapter that mounted it */
+  readonly adapter: 'kernel' | 'fuse-native'
+  /** the kernel adapter's request counts (undefined with fuse-native) */
+  fuseStats(): NativeStats | undefined
   close(): Promise<void>
 }
 
@@ -66,7 +84,10 @@ const mountOptionsSchema = z.object({
   mountpoint: z.string().min(1, 'the mount point is empty').transform(path => resolve(path)),
   readAheadBytes: byteSize.pipe(z.number().int().min(1024 * 1024, 'read-ahead must be at least 1MiB')).optional(),
   prefetchConcurrency: z.coerce.number().int().min(1).max(256).optional(),
-  readTimeoutMs: z.coerce.number().int().min(100).optional()
+  readTimeoutMs: z.coerce.number().int().min(100).optional(),
+  adapter: z.enum(['auto', 'kernel', 'fuse-native']).optional(),
+  passthrough: z.enum(['true', 'false', '1', '0']).transform(value => value === 'true' || value === '1').optional(),
+  dropSysAdmin: z.enum(['true', 'false', '1', '0']).transform(value => value === 'true' || value === '1').optional()
 })
 
 export class InvalidMountOptionsError extends Error {
@@ -80,16 +101,20 @@ export class InvalidMountOptionsError extends Error {
 
 /**
  * Mount settings from flags, else the environment (SWARM_MOUNT, SWARM_MOUNT_READ_AHEAD,
- * SWARM_MOUNT_PREFETCH, SWARM_MOUNT_READ_TIMEOUT_MS); undefined when no mount point is given.
+ * SWARM_MOUNT_PREFETCH, SWARM_MOUNT_READ_TIMEOUT_MS, SWARM_MOUNT_ADAPTER,
+ * SWARM_MOUNT_PASSTHROUGH, SWARM_MOUNT_DROP_SYS_ADMIN); undefined when no mount point is given.
  */
-export function mountOptionsFrom (flags: { mount?: string, readAhead?: string }, env: Record<string, string | undefined> = process.env): MountOptions | undefined {
+export function mountOptionsFrom (flags: { mount?: string, readAhead?: string, adapter?: string }, env: Record<string, string | undefined> = process.env): MountOptions | undefined {
   const mountpoint = flags.mount ?? (env.SWARM_MOUNT !== '' ? env.SWARM_MOUNT : undefined)
   if (mountpoint == null) return undefined
   const parsed = mountOptionsSchema.safeParse({
     mountpoint,
     readAheadBytes: flags.readAhead ?? env.SWARM_MOUNT_READ_AHEAD,
     prefetchConcurrency: env.SWARM_MOUNT_PREFETCH,
-    readTimeoutMs: env.SWARM_MOUNT_READ_TIMEOUT_MS
+    readTimeoutMs: env.SWARM_MOUNT_READ_TIMEOUT_MS,
+    adapter: flags.adapter ?? (env.SWARM_MOUNT_ADAPTER !== '' ? env.SWARM_MOUNT_ADAPTER : undefined),
+    passthrough: env.SWARM_MOUNT_PASSTHROUGH !== '' ? env.SWARM_MOUNT_PASSTHROUGH : undefined,
+    dropSysAdmin: env.SWARM_MOUNT_DROP_SYS_ADMIN !== '' ? env.SWARM_MOUNT_DROP_SYS_ADMIN : undefined
   })
   if (!parsed.success) throw new InvalidMountOptionsError(parsed.error.issues.map(i => `${i.path.join('.')}: ${i.message}`).join('; '))
   return parsed.data
@@ -113,15 +138,26 @@ async function mountView (parts: ViewParts, options: MountOptions): Promise<Mode
     readTimeoutMs: options.readTimeoutMs,
     logger: parts.logger
   })
-  let mount: Mount
+  let mount: { mountpoint: string, unmount(): Promise<void>, stats?(): NativeStats }
+  let adapter: 'kernel' | 'fuse-native'
   try {
-    mount = await mountFs({
-      fs: view,
-      mountpoint: options.mountpoint,
-      // the view answers a read first, with EIO, when its chunks cannot be had in time
-      readOpTimeoutMs: (options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS) + READ_TIMEOUT_MARGIN_MS,
-      logger: parts.logger
-    })
+    adapter = await chooseAdapter(options.adapter ?? 'auto', parts.logger)
+    mount = adapter === 'kernel'
+      ? await mountKernelFs({
+        fs: view,
+        mountpoint: options.mountpoint,
+        backingDir: parts.store.dir,
+        passthrough: options.passthrough,
+        dropSysAdmin: options.dropSysAdmin,
+        logger: parts.logger
+      })
+      : await mountFuseNative({
+        fs: view,
+        mountpoint: options.mountpoint,
+        // the view answers a read first, with EIO, when its chunks cannot be had in time
+        readOpTimeoutMs: (options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS) + READ_TIMEOUT_MARGIN_MS,
+        logger: parts.logger
+      })
   } catch (err) {
     await view.close()
     throw err
@@ -130,6 +166,8 @@ async function mountView (parts: ViewParts, options: MountOptions): Promise<Mode
   return {
     mountpoint: mount.mountpoint,
     view,
+    adapter,
+    fuseStats: () => mount.stats?.(),
     async close () {
       closing ??= (async () => {
         try {
@@ -141,6 +179,15 @@ async function mountView (parts: ViewParts, options: MountOptions): Promise<Mode
       await closing
     }
   }
+}
+
+/** The adapter to mount with: the one asked for, or under `auto` the first that can mount here. */
+async function chooseAdapter (wanted: FuseAdapter, log: Logger): Promise<'kernel' | 'fuse-native'> {
+  if (wanted !== 'auto') return wanted
+  const kernel = await checkKernelFuse()
+  if (kernel.available) return 'kernel'
+  log.info({ reason: kernel.reason }, 'mounting with fuse-native: the kernel adapter cannot mount here')
+  return 'fuse-native'
 }
 
 const MAX_LISTED_REFS = 10_000
@@ -271,7 +318,7 @@ export interface DemoMountResult {
  * prints the rate, and unmounts.
  */
 export async function demoMount (options: DemoMountOptions): Promise<DemoMountResult> {
-  const fuse = await checkFuse()
+  const fuse = (await checkKernelFuse()).available ? { available: true as const } : await checkFuse()
   if (!fuse.available) {
     options.say(`mount: skipped (${fuse.reason})`)
     return { skipped: fuse.reason }

@@ -1,5 +1,5 @@
 /**
- * The one place where errors of the view become errno values. Everything the view cannot name
+ * The one place where errors of the view become errno values, for every FUSE adapter. Everything the view cannot name
  * more precisely (a chunk no source could deliver, a read that timed out, bytes that failed
  * verification, a manifest that could not be fetched) is an I/O error.
  */

@@ -1,0 +1,19 @@
+/** Seconds the kernel keeps attributes and entries under `by-cid/`: content under a manifest CID never changes. */
+export const DEFAULT_CACHE_TIMEOUT_SECONDS = 3600
+/** Seconds the kernel keeps names (`/<name>`, name directories): a name moves when a new version is pulled or pushed. */
+export const DEFAULT_NAME_TIMEOUT_SECONDS = 1
+/**
+ * Largest read answered, and the mount's read-ahead: with 1 MiB requests (max_pages 256, the
+ * kernel's limit) a sequential reader costs a quarter of the requests of 256 KiB ones.
+ */
+export const DEFAULT_MAX_READ = 1024 * 1024
+/** Threads reading /dev/fuse, each on its own cloned descriptor. */
+export const DEFAULT_THREADS = 4
+/** How often open files that are not yet complete are checked for chunks that arrived. */
+export const DEFAULT_PRESENCE_INTERVAL_MS = 250
+/** How often the totals statfs reports are refreshed. */
+export const STATFS_INTERVAL_MS = 5_000
+/** The file system's name in the mount table (`swarm on /mnt/swarm type fuse.swarm`). */
+export const FS_NAME = 'swarm'
+/** statfs f_type of overlayfs: a store on it needs a passthrough stack depth of 2. */
+export const OVERLAYFS_MAGIC = 0x794c7630

@@ -1,0 +1,93 @@
+/** The addon (native/addon.c), loaded from this package's node-gyp build. */
+
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+
+export const enum NodeKind { Directory = 1, File = 2, Link = 3 }
+
+export const enum UpcallKind { Lookup = 1, Opendir = 2, Open = 3, Read = 4, ReadNotice = 5, Release = 6, Log = 7 }
+
+export interface Upcall {
+  kind: UpcallKind
+  token: number
+  unique: number
+  ino: number
+  handle: number
+  offset: number
+  size: number
+  flags: number
+  level: number
+  text: string
+}
+
+export interface NodeInit {
+  kind: NodeKind
+  mode: number
+  size?: number
+  uid?: number
+  gid?: number
+  /** seconds since the epoch */
+  mtime?: number
+  entryTimeout?: number
+  attrTimeout?: number
+  dynamic?: boolean
+  target?: string
+  backingPath?: string
+  complete?: boolean
+  chunkEnds?: number[]
+}
+
+export interface NativeStats {
+  requests: number
+  reads: number
+  readsForwarded: number
+  bytesReadLocally: number
+  lookupsForwarded: number
+  opensPassthrough: number
+  opensLocal: number
+  opensForwarded: number
+  malformed: number
+  passthrough: boolean
+}
+
+export interface NativeMountOptions {
+  mountpoint: string
+  threads?: number
+  maxRead?: number
+  passthrough?: boolean
+  maxStackDepth?: number
+  allowOther?: boolean
+  rootTimeout?: number
+  /** worker threads drop CAP_SYS_ADMIN once mounted (the kernel then refuses passthrough) */
+  dropSysAdmin?: boolean
+}
+
+/** An opaque handle to a mounted server. */
+export type Server = object & { readonly __server: unique symbol }
+
+export interface Addon {
+  mount(options: NativeMountOptions, onUpcall: (upcall: Upcall) => void): Server
+  setNode(server: Server, parent: number, name: string, init: NodeInit): number
+  updateNode(server: Server, ino: number, init: NodeInit): void
+  setComplete(server: Server, ino: number): void
+  markPresent(server: Server, ino: number, offset: number, length: number): void
+  setStatfs(server: Server, blocks: number, files: number): void
+  replyError(server: Server, token: number, unique: number, errno: number): boolean
+  replyEntry(server: Server, token: number, unique: number, ino: number): boolean
+  replyOpen(server: Server, token: number, unique: number, handle: number): boolean
+  replyData(server: Server, token: number, unique: number, data: Uint8Array): boolean
+  replyDir(server: Server, token: number, unique: number, names: string[]): boolean
+  stats(server: Server): NativeStats
+  unmount(mountpoint: string): void
+}
+
+/** Where node-gyp puts the addon, relative to this file (dist/ or src/). */
+export const ADDON_PATH = fileURLToPath(new URL('../build/Release/swarm_fuse.node', import.meta.url))
+
+let loaded: Addon | undefined
+
+/** The addon; throws when it was not built (`npm run build:native -w @swarm/fuse-kernel`). */
+export function loadAddon (): Addon {
+  loaded ??= createRequire(import.meta.url)(ADDON_PATH) as Addon
+  return loaded
+}
