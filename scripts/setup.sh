@@ -48,4 +48,18 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund >&2
 fi
 
+# the kernel FUSE adapter's addon, built from this repository's C source with node-gyp (bundled
+# with npm) against the installed Node's headers; rebuilt when a source is newer than the build
+addon=packages/fuse-kernel/build/Release/swarm_fuse.node
+if [ ! -f "$addon" ] || [ -n "$(find packages/fuse-kernel/native packages/fuse-kernel/binding.gyp -newer "$addon" 2>/dev/null | head -1)" ]; then
+  echo "swarm setup: building the FUSE addon (node-gyp)" >&2
+  if ! npm run --silent build:native -w @swarm/fuse-kernel >&2; then
+    if [ "$purpose" = test ]; then
+      echo "swarm setup: the FUSE addon did not build; it needs a C compiler, make, python3 and Node's headers (Debian: apt-get install build-essential python3; headers come with Node or: npm config set nodedir <node prefix>)" >&2
+      exit 1
+    fi
+    echo "swarm setup: the FUSE addon did not build; mounts will use fuse-native instead" >&2
+  fi
+fi
+
 npx tsc -b >&2

@@ -314,8 +314,13 @@ class KernelMount implements Mount {
   }
 
   private release (handle: number): void {
+    const open = this.forwarded.get(handle)
     this.forwarded.delete(handle)
     this.fs.release(handle).catch((err: Error) => { this.log.debug({ handle, err: err.message }, 'release failed') })
+    // a file that completed while open: the next open goes to the server alone, in passthrough
+    if (open !== undefined && this.files.get(open.ino)?.complete !== true) {
+      this.fs.content(open.path).then(content => { this.notePresence(open.ino, open.path, content) }, () => {})
+    }
   }
 
   /** Chunks that prefetching brought in for open files, and files that became complete. */
