@@ -242,6 +242,12 @@ describe.each(['kernel', 'fuse-native'])('the FUSE view (%s adapter)', (adapter)
     const sums = await run('sha256sum', [inView(mountOf('a'), 'model.safetensors'), inView(mountOf('a'), 'checkpoint.pt')])
     expect(sums.stdout).toContain(sha256(originals.get('model.safetensors') as Buffer))
     expect(sums.stdout).toContain(sha256(originals.get('checkpoint.pt') as Buffer))
+    if (adapter === 'kernel') {
+      // every file was read whole before: complete in the store, so the kernel reads them itself
+      expect(await metric(again, 'swarm_fuse_passthrough')).toBe(1)
+      expect(await metric(again, 'swarm_fuse_passthrough_opens')).toBeGreaterThanOrEqual(2)
+      expect(await metric(again, 'swarm_fuse_read_requests')).toBe(0)
+    }
   })
 
   it('SIGTERM unmounts cleanly', async () => {

@@ -1,13 +1,15 @@
 // bench/fuse-read: reading one ≥ 2 GiB safetensors file through the FUSE view, against reading the
-// store's own file, and a lazy first read through the view against `swarm pull`, all in one run:
+// store's own file, and a lazy first read through the view against `swarm pull`, all in one run,
+// for each FUSE adapter (kernel: our own server with passthrough; fuse-native: libfuse 2):
 //   (e) swarm pull of the model from the local S3 server into an empty store
 //   (a) the complete file read straight from that store (page cache dropped first)
 //   (b) the same file, first read through the mount (page cache dropped first)
 //   (c) the same file re-read through the mount (kernel page cache)
 //   (d) the same file read through a mount over an empty store: every chunk fetched as it is read
-// Reader: dd with 16 MiB blocks. Ratios: (b)/(a), (c)/(a), (d)/(e). Also where the time goes: CPU
-// seconds of the serving process per GiB, FUSE read requests and how long they waited for chunks.
-// Needs root (drop_caches) and FUSE; run as root on a quiet machine.
+// Reader: dd with 16 MiB blocks. Ratios: (b)/(a), (c)/(a), (d)/(e). CPU per GiB of (a) and (b)
+// counts the reader and the serving process together (with passthrough the kernel reads the
+// store's file in the reader's own system time). Also FUSE read requests and how long they waited.
+// Needs root (drop_caches) and FUSE; run as root on a quiet machine. BENCH_ADAPTERS picks adapters.
 import { execFile, spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -15,6 +17,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3'
 import { writeSyntheticModel } from '@swarm/agent'
+import { checkKernelFuse } from '@swarm/fuse-kernel'
 import { checkFuse } from '@swarm/fuse-native'
 import { createStore } from '@swarm/store'
 import { MB, MiB, cli, fmt, s3Env, s3Server, saveResult, swarm } from '../lib/common.mjs'
@@ -42,13 +45,14 @@ async function dropCaches () {
   await writeFile('/proc/sys/vm/drop_caches', '3')
 }
 
-/** Reads a file with dd (16 MiB blocks) and returns seconds and bytes. */
+/** Reads a file with dd (16 MiB blocks) and returns seconds, bytes and dd's own CPU seconds. */
 async function ddRead (path) {
   const started = performance.now()
-  const { stderr } = await run('dd', [`if=${path}`, 'of=/dev/null', 'bs=16M'])
+  const { stderr } = await run('/usr/bin/time', ['-f', 'cpu %U %S', 'dd', `if=${path}`, 'of=/dev/null', 'bs=16M'])
   const seconds = (performance.now() - started) / 1000
   const bytes = Number(/^(\d+) bytes/m.exec(stderr)?.[1] ?? NaN)
-  return { seconds, bytes, MBps: bytes / MB / seconds }
+  const [, user, system] = /cpu ([\d.]+) ([\d.]+)/.exec(stderr) ?? []
+  return { seconds, bytes, MBps: bytes / MB / seconds, cpu: Number(user) + Number(system) }
 }
 
 async function cpuSeconds (pid) {
@@ -67,8 +71,8 @@ async function timedPull (dataDir) {
 }
 
 /** `swarm mount` over `dataDir`; resolves once mounted. */
-async function startMount (dataDir, mountpoint) {
-  const child = spawn(process.execPath, [cli, 'mount', mountpoint, '--data-dir', dataDir, '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+async function startMount (dataDir, mountpoint, adapter) {
+  const child = spawn(process.execPath, [cli, 'mount', mountpoint, '--data-dir', dataDir, '--adapter', adapter, '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
   children.add(child)
   let out = ''
   child.stdout.setEncoding('utf8').on('data', d => { out += d })
@@ -107,64 +111,86 @@ try {
   await dropCaches()
   const direct = await ddRead(stored.path)
 
-  // (b), (c) through the mount over the complete store
-  const mnt = join(work, 'mnt')
-  const complete = await startMount(full, mnt)
-  const viewPath = join(mnt, 'bench@v1', fileName)
-  await run('stat', ['-L', viewPath])
-  await dropCaches()
-  const cpuBefore = await cpuSeconds(complete.pid)
-  const first = await ddRead(viewPath)
-  const cpuFirst = await cpuSeconds(complete.pid) - cpuBefore
-  const again = await ddRead(viewPath)
-  const cpuAgain = await cpuSeconds(complete.pid) - cpuBefore - cpuFirst
-  const completeStats = await complete.stop()
-
-  // (d) through a mount over an empty store
-  const lazyMount = await startMount(join(work, 'empty'), mnt)
-  await run('stat', ['-L', viewPath])
-  const lazyCpuBefore = await cpuSeconds(lazyMount.pid)
-  const lazy = await ddRead(viewPath)
-  const cpuLazy = await cpuSeconds(lazyMount.pid) - lazyCpuBefore
-  const lazyStats = await lazyMount.stop()
-
   const GiB = fileBytes / 1024 / MiB
+  const adapters = (process.env.BENCH_ADAPTERS ?? 'kernel,fuse-native').split(',').filter(Boolean)
+  if (adapters.includes('kernel') && !(await checkKernelFuse()).available) adapters.splice(adapters.indexOf('kernel'), 1)
+  const mnt = join(work, 'mnt')
+  const viewPath = join(mnt, 'bench@v1', fileName)
+  const byAdapter = {}
+  for (const adapter of adapters) {
+    // (b), (c) through the mount over the complete store
+    const complete = await startMount(full, mnt, adapter)
+    await run('stat', ['-L', viewPath])
+    await dropCaches()
+    const cpuBefore = await cpuSeconds(complete.pid)
+    const first = await ddRead(viewPath)
+    const cpuFirst = await cpuSeconds(complete.pid) - cpuBefore
+    const again = await ddRead(viewPath)
+    const cpuAgain = await cpuSeconds(complete.pid) - cpuBefore - cpuFirst
+    const completeStats = await complete.stop()
+
+    // (d) through a mount over an empty store
+    const lazyMount = await startMount(join(work, `empty-${adapter}`), mnt, adapter)
+    await run('stat', ['-L', viewPath])
+    const lazyCpuBefore = await cpuSeconds(lazyMount.pid)
+    const lazy = await ddRead(viewPath)
+    const cpuLazy = await cpuSeconds(lazyMount.pid) - lazyCpuBefore
+    const lazyStats = await lazyMount.stop()
+    await rm(join(work, `empty-${adapter}`), { recursive: true, force: true })
+
+    // requests that reached the server: the kernel adapter counts them itself; fuse-native's are the view's reads
+    const firstRequests = completeStats?.fuse != null ? completeStats.fuse.reads : completeStats?.reads
+    byAdapter[adapter] = {
+      mountFirstMBps: first.MBps,
+      mountRereadMBps: again.MBps,
+      lazyMBps: lazy.MBps,
+      firstOverDirect: first.MBps / direct.MBps,
+      rereadOverDirect: again.MBps / direct.MBps,
+      lazyOverPull: lazy.MBps / pullMBps,
+      mountFirst: {
+        cpuSecondsPerGiB: (cpuFirst + first.cpu) / GiB,
+        serverCpuSecondsPerGiB: cpuFirst / GiB,
+        cpuOverDirect: (cpuFirst + first.cpu) / direct.cpu,
+        requests: firstRequests,
+        passthroughOpens: completeStats?.fuse?.opensPassthrough
+      },
+      mountReread: { cpuSecondsPerGiB: (cpuAgain + again.cpu) / GiB },
+      lazy: {
+        cpuSecondsPerGiB: cpuLazy / GiB,
+        requests: lazyStats?.fuse != null ? lazyStats.fuse.reads : lazyStats?.reads,
+        requestsForwarded: lazyStats?.fuse?.readsForwarded,
+        readsThatWaited: lazyStats?.readsWaited,
+        waitSeconds: lazyStats != null ? lazyStats.waitMs / 1000 : undefined,
+        chunksFetchedForReads: lazyStats?.chunksFetched,
+        chunksPrefetched: lazyStats?.prefetch?.chunks
+      }
+    }
+  }
+
   const result = {
     fileBytes,
     chunks: stored.entry.chunks.length,
     reader: 'dd bs=16M',
     directMBps: direct.MBps,
-    mountFirstMBps: first.MBps,
-    mountRereadMBps: again.MBps,
-    lazyMBps: lazy.MBps,
+    direct: { cpuSecondsPerGiB: direct.cpu / GiB },
     pullMBps,
-    firstOverDirect: first.MBps / direct.MBps,
-    rereadOverDirect: again.MBps / direct.MBps,
-    lazyOverPull: lazy.MBps / pullMBps,
-    // the view's counters cover (b) and (c) together: (c) adds whatever exceeds one pass of 128 KiB requests
-    mountFirst: { cpuSecondsPerGiB: cpuFirst / GiB, requests: completeStats?.reads, meanRequestKiB: completeStats != null ? completeStats.bytesRead / completeStats.reads / 1024 : undefined },
-    mountReread: { cpuSecondsPerGiB: cpuAgain / GiB, requestsReachingTheView: completeStats != null ? Math.max(0, completeStats.reads - Math.ceil(fileBytes / (128 * 1024))) : undefined },
     pull: { cpuSecondsPerGiB: pullCpu / GiB },
-    lazy: {
-      cpuSecondsPerGiB: cpuLazy / GiB,
-      requests: lazyStats?.reads,
-      readsThatWaited: lazyStats?.readsWaited,
-      waitSeconds: lazyStats != null ? lazyStats.waitMs / 1000 : undefined,
-      chunksFetchedForReads: lazyStats?.chunksFetched,
-      chunksPrefetched: lazyStats?.prefetch?.chunks
-    }
+    adapters: byAdapter
   }
   console.log(`fuse-read: ${fmt(fileBytes / MiB, 0)} MiB safetensors file, ${result.chunks} chunks, read with dd bs=16M`)
-  console.log(`  (a) store file, direct, cold cache:   ${fmt(direct.MBps)} MB/s`)
-  console.log(`  (b) mount, first read, cold cache:    ${fmt(first.MBps)} MB/s  (b)/(a) = ${fmt(result.firstOverDirect, 2)} (goal >= 0.9); ${fmt(result.mountFirst.cpuSecondsPerGiB, 2)} CPU-s/GiB in the view, ${result.mountFirst.requests} requests of ${fmt(result.mountFirst.meanRequestKiB ?? 0, 0)} KiB`)
-  console.log(`  (c) mount, re-read (page cache):      ${fmt(again.MBps)} MB/s  (c)/(a) = ${fmt(result.rereadOverDirect, 2)}; ${fmt(result.mountReread.cpuSecondsPerGiB, 2)} CPU-s/GiB in the view, ${result.mountReread.requestsReachingTheView} requests reached it`)
+  console.log(`  (a) store file, direct, cold cache:   ${fmt(direct.MBps)} MB/s; ${fmt(result.direct.cpuSecondsPerGiB, 2)} CPU-s/GiB`)
   console.log(`  (e) swarm pull from S3:               ${fmt(pullMBps)} MB/s; ${fmt(result.pull.cpuSecondsPerGiB, 2)} CPU-s/GiB`)
-  console.log(`  (d) mount, lazy first read from S3:   ${fmt(lazy.MBps)} MB/s  (d)/(e) = ${fmt(result.lazyOverPull, 2)} (goal >= 0.8); ${fmt(result.lazy.cpuSecondsPerGiB, 2)} CPU-s/GiB; ${result.lazy.readsThatWaited} of ${result.lazy.requests} requests waited ${fmt(result.lazy.waitSeconds ?? 0, 1)} s in all; ${result.lazy.chunksFetchedForReads} chunks fetched by reads, ${result.lazy.chunksPrefetched} prefetched`)
+  for (const [adapter, r] of Object.entries(byAdapter)) {
+    console.log(`  ${adapter}:`)
+    console.log(`    (b) mount, first read, cold cache:  ${fmt(r.mountFirstMBps)} MB/s  (b)/(a) = ${fmt(r.firstOverDirect, 2)} (goal >= 0.9); ${fmt(r.mountFirst.cpuSecondsPerGiB, 2)} CPU-s/GiB reader + server = ${fmt(r.mountFirst.cpuOverDirect, 2)} × (a) (goal <= 1.5), ${fmt(r.mountFirst.serverCpuSecondsPerGiB, 2)} in the server; ${r.mountFirst.requests} read requests reached it${r.mountFirst.passthroughOpens != null ? `, ${r.mountFirst.passthroughOpens} passthrough opens` : ''}`)
+    console.log(`    (c) mount, re-read (page cache):    ${fmt(r.mountRereadMBps)} MB/s  (c)/(a) = ${fmt(r.rereadOverDirect, 2)}; ${fmt(r.mountReread.cpuSecondsPerGiB, 2)} CPU-s/GiB`)
+    console.log(`    (d) mount, lazy first read from S3: ${fmt(r.lazyMBps)} MB/s  (d)/(e) = ${fmt(r.lazyOverPull, 2)} (goal >= 0.8); ${fmt(r.lazy.cpuSecondsPerGiB, 2)} CPU-s/GiB in the server; ${r.lazy.requests} requests${r.lazy.requestsForwarded != null ? ` (${r.lazy.requestsForwarded} forwarded to the view)` : ''}, ${r.lazy.readsThatWaited} waited ${fmt(r.lazy.waitSeconds ?? 0, 1)} s in all; ${r.lazy.chunksFetchedForReads} chunks fetched by reads, ${r.lazy.chunksPrefetched} prefetched`)
+  }
   console.log(`  results: ${await saveResult('fuse-read', result)}`)
 } finally {
   for (const child of children) child.kill('SIGTERM')
   await new Promise(resolve => setTimeout(resolve, 1000))
-  await run('fusermount', ['-uz', join(work, 'mnt')]).catch(() => {})
+  await run('umount', ['-l', join(work, 'mnt')]).catch(() => {})
   await rm(work, { recursive: true, force: true })
   await deletePrefix().catch(err => { process.stderr.write(`could not delete s3://${s3.bucket}/${prefix}: ${err.message}\n`) })
 }

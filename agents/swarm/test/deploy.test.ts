@@ -578,7 +578,7 @@ const checks: Check[] = [
     ]
   },
   {
-    name: 'the Dockerfile builds with npm ci and tsc -b, installs fuse and libfuse2, and its entrypoint runs the CLI\'s agent',
+    name: 'the Dockerfile builds with npm ci, the FUSE addon and tsc -b, installs fuse and libfuse2, and its entrypoint runs the CLI\'s agent',
     check (bundle) {
       const stages = dockerStages(bundle.dockerfile)
       const problems: string[] = []
@@ -586,6 +586,7 @@ const checks: Check[] = [
       const build = stages.slice(0, -1).flat().filter(i => i.keyword === 'RUN').map(i => i.args).join('\n')
       if (!/\bnpm ci\b/.test(build)) problems.push('the build stage does not run npm ci')
       if (!/\btsc -b\b/.test(build)) problems.push('the build stage does not run tsc -b')
+      if (!/\bnpm run build:native -w @swarm\/fuse-kernel\b/.test(build)) problems.push('the build stage does not build the FUSE addon')
       const runtime = stages.at(-1)
       const from = runtime?.[0]?.args ?? ''
       const nodeMajor = Number(/node:(\d+)/.exec(from)?.[1])
@@ -611,6 +612,7 @@ const checks: Check[] = [
       ['another command', b => { b.dockerfile = b.dockerfile.replace(/^CMD .*$/m, 'CMD ["status"]') }, /CMD \["status"\] does not start the agent/],
       ['no build stage', b => { b.dockerfile = b.dockerfile.replace(/^FROM node:20-bookworm-slim AS build$/m, '') }, /not a multi-stage build/],
       ['no npm ci', b => { b.dockerfile = b.dockerfile.replace('npm ci', 'npm install') }, /does not run npm ci/],
+      ['no addon build', b => { b.dockerfile = b.dockerfile.replace('npm run build:native -w @swarm/fuse-kernel', 'true') }, /does not build the FUSE addon/],
       ['an old Node', b => { b.dockerfile = b.dockerfile.replace(/^FROM node:20-bookworm-slim$/m, 'FROM node:18-bookworm-slim') }, /not a Node 20\+ image/],
       ['an unexposed port', b => { b.dockerfile = b.dockerfile.replace('EXPOSE 4001 4002 9464', 'EXPOSE 4001 4002') }, /does not EXPOSE 9464/]
     ]

@@ -139,7 +139,7 @@ export class Agent {
       logger: init.logger
     })
     const client = dataClient({ privateKey, downloadBytesPerSecond: config.agent.downloadRate, logger: init.logger })
-    const metrics = agentMetrics({ peers: () => node?.connectedPeers().length ?? 0, bytesServed: () => server.stats.bytesServed })
+    const metrics = agentMetrics({ peers: () => node?.connectedPeers().length ?? 0, bytesServed: () => server.stats.bytesServed, fuse: () => agent?.mount?.fuseStats() })
     const agent = new Agent({ config, store, node, server, client, metrics, origin: init.origin, log })
     agent.metricsServer = await serveMetrics(metrics, config.agent.metricsHost, config.agent.metricsPort, () => agent.started)
 

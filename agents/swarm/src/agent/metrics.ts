@@ -19,7 +19,15 @@ export interface AgentMetrics {
   countBytes(kind: SourceKind, bytes: number): void
 }
 
-export function agentMetrics (collect: { peers(): number, bytesServed(): number }): AgentMetrics {
+/** What the kernel FUSE adapter counts, when the view is mounted with it. */
+export interface FuseCounts {
+  reads: number
+  readsForwarded: number
+  opensPassthrough: number
+  passthrough: boolean
+}
+
+export function agentMetrics (collect: { peers(): number, bytesServed(): number, fuse?(): FuseCounts | undefined }): AgentMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'swarm_process_' })
   const bytes = new Counter({ name: 'swarm_bytes_total', help: 'Chunk bytes stored, by where they came from', labelNames: ['source'] as const, registers: [registry] })
@@ -28,6 +36,20 @@ export function agentMetrics (collect: { peers(): number, bytesServed(): number 
   const chunksRejected = new Counter({ name: 'swarm_chunks_rejected_total', help: 'Chunks whose bytes failed verification', labelNames: ['source'] as const, registers: [registry] })
   const peers = new Gauge({ name: 'swarm_peers', help: 'Peers connected over libp2p', registers: [registry], collect () { this.set(collect.peers()) } })
   const bytesServed = new Gauge({ name: 'swarm_bytes_served', help: 'Bytes served to peers since start', registers: [registry], collect () { this.set(collect.bytesServed()) } })
+  // cumulative since the mount, read from the adapter at each scrape (hence gauges)
+  const fuseGauge = (name: string, help: string, value: (counts: FuseCounts) => number): Gauge => new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect () {
+      const counts = collect.fuse?.()
+      if (counts !== undefined) this.set(value(counts))
+    }
+  })
+  fuseGauge('swarm_fuse_read_requests', 'Read requests that reached the FUSE server (none for files opened in passthrough)', c => c.reads)
+  fuseGauge('swarm_fuse_reads_forwarded', 'Read requests that needed chunks fetched first', c => c.readsForwarded)
+  fuseGauge('swarm_fuse_passthrough_opens', 'Opens of complete files the kernel reads itself', c => c.opensPassthrough)
+  fuseGauge('swarm_fuse_passthrough', '1 while the kernel accepts passthrough', c => c.passthrough ? 1 : 0)
   const pullDuration = new Histogram({ name: 'swarm_pull_duration_seconds', help: 'Duration of pulls', labelNames: ['result'] as const, buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600], registers: [registry] })
   return {
     registry,
