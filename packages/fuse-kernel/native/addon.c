@@ -32,6 +32,7 @@ typedef struct state {
   napi_threadsafe_function tsfn;
   int session_fd;
   int drop_sys_admin;
+  int unrefed;
   int refs; /* the JS object and the thread-safe function; freed at 0, both on the main thread */
 } state;
 
@@ -262,8 +263,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ERR_FUSE_ADDON", "could not create the thread-safe function");
     return NULL;
   }
-  /* the mount does not keep the process alive: the agent decides when to stop */
-  napi_unref_threadsafe_function(env, st->tsfn);
+  /* while mounted, the process stays alive to serve it (unref() lets go once unmounted) */
   int started = 0;
   for (int i = 0; i < threads; i++) {
     worker *w = calloc(1, sizeof *w);
@@ -542,6 +542,18 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+/* unref(server): the mount no longer keeps the process alive (threads serving files still held open may go on) */
+static napi_value js_unref(napi_env env, napi_callback_info info) {
+  double none[1];
+  state *st = numbers(env, info, 0, none, NULL);
+  if (st == NULL) return NULL;
+  if (!st->unrefed) {
+    st->unrefed = 1;
+    napi_unref_threadsafe_function(env, st->tsfn);
+  }
+  return NULL;
+}
+
 /* unmount(mountpoint): a lazy unmount (MNT_DETACH), so files still held do not block it */
 static napi_value js_unmount(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -572,6 +584,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyDir", NULL, js_reply_dir, NULL, NULL, NULL, napi_default, NULL },
     { "stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL },
     { "unmount", NULL, js_unmount, NULL, NULL, NULL, napi_default, NULL },
+    { "unref", NULL, js_unref, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions);
   return exports;

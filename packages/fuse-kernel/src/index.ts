@@ -187,6 +187,8 @@ class KernelMount implements Mount {
         // already gone (unmounted by hand) is as good as unmounted
         if ((await mountedAt(this.mountpoint))?.fsType.startsWith('fuse') === true) throw err
       }
+      // files still held open keep being served, but no longer keep the process alive
+      this.addon.unref(this.server)
       this.log.info({ mountpoint: this.mountpoint }, 'unmounted')
     })()
     await this.unmounting

@@ -79,6 +79,8 @@ export interface Addon {
   replyDir(server: Server, token: number, unique: number, names: string[]): boolean
   stats(server: Server): NativeStats
   unmount(mountpoint: string): void
+  /** the mount stops keeping the process alive */
+  unref(server: Server): void
 }
 
 /** Where node-gyp puts the addon, relative to this file (dist/ or src/). */
