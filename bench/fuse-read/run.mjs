@@ -118,6 +118,9 @@ try {
   const viewPath = join(mnt, 'bench@v1', fileName)
   const byAdapter = {}
   for (const adapter of adapters) {
+    // (a) again just before (b): a cold read of the store's file varies between runs on a shared disk
+    await dropCaches()
+    const directHere = await ddRead(stored.path)
     // (b), (c) through the mount over the complete store
     const complete = await startMount(full, mnt, adapter)
     await run('stat', ['-L', viewPath])
@@ -141,16 +144,17 @@ try {
     // requests that reached the server: the kernel adapter counts them itself; fuse-native's are the view's reads
     const firstRequests = completeStats?.fuse != null ? completeStats.fuse.reads : completeStats?.reads
     byAdapter[adapter] = {
+      directMBps: directHere.MBps,
       mountFirstMBps: first.MBps,
       mountRereadMBps: again.MBps,
       lazyMBps: lazy.MBps,
-      firstOverDirect: first.MBps / direct.MBps,
-      rereadOverDirect: again.MBps / direct.MBps,
+      firstOverDirect: first.MBps / directHere.MBps,
+      rereadOverDirect: again.MBps / directHere.MBps,
       lazyOverPull: lazy.MBps / pullMBps,
       mountFirst: {
         cpuSecondsPerGiB: (cpuFirst + first.cpu) / GiB,
         serverCpuSecondsPerGiB: cpuFirst / GiB,
-        cpuOverDirect: (cpuFirst + first.cpu) / direct.cpu,
+        cpuOverDirect: (cpuFirst + first.cpu) / directHere.cpu,
         requests: firstRequests,
         passthroughOpens: completeStats?.fuse?.opensPassthrough
       },
@@ -182,6 +186,7 @@ try {
   console.log(`  (e) swarm pull from S3:               ${fmt(pullMBps)} MB/s; ${fmt(result.pull.cpuSecondsPerGiB, 2)} CPU-s/GiB`)
   for (const [adapter, r] of Object.entries(byAdapter)) {
     console.log(`  ${adapter}:`)
+    console.log(`    (a) store file, direct, cold cache: ${fmt(r.directMBps)} MB/s (measured again just before (b))`)
     console.log(`    (b) mount, first read, cold cache:  ${fmt(r.mountFirstMBps)} MB/s  (b)/(a) = ${fmt(r.firstOverDirect, 2)} (goal >= 0.9); ${fmt(r.mountFirst.cpuSecondsPerGiB, 2)} CPU-s/GiB reader + server = ${fmt(r.mountFirst.cpuOverDirect, 2)} × (a) (goal <= 1.5), ${fmt(r.mountFirst.serverCpuSecondsPerGiB, 2)} in the server; ${r.mountFirst.requests} read requests reached it${r.mountFirst.passthroughOpens != null ? `, ${r.mountFirst.passthroughOpens} passthrough opens` : ''}`)
     console.log(`    (c) mount, re-read (page cache):    ${fmt(r.mountRereadMBps)} MB/s  (c)/(a) = ${fmt(r.rereadOverDirect, 2)}; ${fmt(r.mountReread.cpuSecondsPerGiB, 2)} CPU-s/GiB`)
     console.log(`    (d) mount, lazy first read from S3: ${fmt(r.lazyMBps)} MB/s  (d)/(e) = ${fmt(r.lazyOverPull, 2)} (goal >= 0.8); ${fmt(r.lazy.cpuSecondsPerGiB, 2)} CPU-s/GiB in the server; ${r.lazy.requests} requests${r.lazy.requestsForwarded != null ? ` (${r.lazy.requestsForwarded} forwarded to the view)` : ''}, ${r.lazy.readsThatWaited} waited ${fmt(r.lazy.waitSeconds ?? 0, 1)} s in all; ${r.lazy.chunksFetchedForReads} chunks fetched by reads, ${r.lazy.chunksPrefetched} prefetched`)
