@@ -157,7 +157,8 @@ static void host_notice(sw_server *s, int kind, uint64_t ino, uint64_t host_hand
 
 /* ---- replies ---------------------------------------------------------------------------- */
 
-static void send_reply(int fd, uint64_t unique, int error, const void *a, size_t alen, const void *b, size_t blen) {
+/* 0, or -errno when the kernel did not take the reply (ENOENT: the request was interrupted and is gone) */
+static int send_reply(int fd, uint64_t unique, int error, const void *a, size_t alen, const void *b, size_t blen) {
   struct fuse_out_header out = { .len = (uint32_t)(sizeof out + alen + blen), .error = error ? -error : 0, .unique = unique };
   struct iovec iov[3] = { { &out, sizeof out }, { (void *)a, alen }, { (void *)b, blen } };
   int count = 1 + (alen > 0) + (blen > 0);
@@ -166,7 +167,7 @@ static void send_reply(int fd, uint64_t unique, int error, const void *a, size_t
   do {
     written = writev(fd, iov, count);
   } while (written < 0 && errno == EINTR);
-  /* ENOENT: the request was interrupted and is gone; nothing else to do for any failure */
+  return written < 0 ? -errno : 0;
 }
 
 static void reply_error(int fd, uint64_t unique, int error) {
@@ -906,7 +907,18 @@ static void do_open(sw_server *s, int fd, const struct fuse_in_header *in, const
     out.open_flags = FOPEN_KEEP_CACHE;
     atomic_fetch_add(&s->stats.opens_local, 1);
   }
-  send_reply(fd, in->unique, 0, &out, sizeof out, NULL, 0);
+  if (send_reply(fd, in->unique, 0, &out, sizeof out, NULL, 0) != 0) {
+    /* the opener gave up: no RELEASE will come for this handle */
+    handle gone;
+    if (handle_take(s, fh, (1u << H_PASS) | (1u << H_LOCAL), &gone)) {
+      pthread_rwlock_rdlock(&s->table);
+      pthread_mutex_lock(&s->open_mu);
+      node *again = node_at(s, gone.ino);
+      if (again != NULL) drop_open(s, fd, again, gone.mode);
+      pthread_mutex_unlock(&s->open_mu);
+      pthread_rwlock_unlock(&s->table);
+    }
+  }
 }
 
 static void do_read(sw_server *s, int fd, const struct fuse_in_header *in, const uint8_t *body, size_t blen, uint8_t *scratch, size_t slen) {
@@ -1277,7 +1289,19 @@ int sw_reply_open(sw_server *s, uint32_t token, uint64_t unique, uint64_t host_h
     return -ENOMEM;
   }
   struct sw_open_out out = { .fh = fh, .open_flags = FOPEN_KEEP_CACHE };
-  send_reply(p.fd, p.unique, 0, &out, sizeof out, NULL, 0);
+  if (send_reply(p.fd, p.unique, 0, &out, sizeof out, NULL, 0) != 0) {
+    /* the opener gave up: no RELEASE will come for this handle, so it ends here */
+    handle gone;
+    if (handle_take(s, fh, 1u << H_HOST, &gone)) {
+      pthread_rwlock_rdlock(&s->table);
+      pthread_mutex_lock(&s->open_mu);
+      node *n = node_at(s, p.ino);
+      if (n != NULL) drop_open(s, p.fd, n, H_HOST);
+      pthread_mutex_unlock(&s->open_mu);
+      pthread_rwlock_unlock(&s->table);
+    }
+    return -ENOENT;
+  }
   return 0;
 }
 
