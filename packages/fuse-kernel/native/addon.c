@@ -465,6 +465,12 @@ static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   return st == NULL ? NULL : reply_result(env, sw_reply_open(st->server, (uint32_t)a[0], (uint64_t)a[1], (uint64_t)a[2]));
 }
 
+static napi_value js_reply_local(napi_env env, napi_callback_info info) {
+  double a[2];
+  state *st = numbers(env, info, 2, a, NULL);
+  return st == NULL ? NULL : reply_result(env, sw_reply_local(st->server, (uint32_t)a[0], (uint64_t)a[1]));
+}
+
 static napi_value js_reply_data(napi_env env, napi_callback_info info) {
   double a[2];
   napi_value buffer;
@@ -581,6 +587,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyEntry", NULL, js_reply_entry, NULL, NULL, NULL, napi_default, NULL },
     { "replyOpen", NULL, js_reply_open, NULL, NULL, NULL, napi_default, NULL },
     { "replyData", NULL, js_reply_data, NULL, NULL, NULL, napi_default, NULL },
+    { "replyLocal", NULL, js_reply_local, NULL, NULL, NULL, napi_default, NULL },
     { "replyDir", NULL, js_reply_dir, NULL, NULL, NULL, napi_default, NULL },
     { "stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL },
     { "unmount", NULL, js_unmount, NULL, NULL, NULL, napi_default, NULL },

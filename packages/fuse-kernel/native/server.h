@@ -114,5 +114,10 @@ int sw_reply_entry(sw_server *s, uint32_t token, uint64_t unique, uint64_t ino);
 int sw_reply_open(sw_server *s, uint32_t token, uint64_t unique, uint64_t handle);
 int sw_reply_data(sw_server *s, uint32_t token, uint64_t unique, const void *data, size_t length);
 int sw_reply_dir(sw_server *s, uint32_t token, uint64_t unique, const char *const *names, size_t count);
+/*
+ * Answers a passed-up READ from the backing file here, now that the host has marked its chunks
+ * present; -EAGAIN when they are not all present after all (the host then answers itself).
+ */
+int sw_reply_local(sw_server *s, uint32_t token, uint64_t unique);
 
 #endif

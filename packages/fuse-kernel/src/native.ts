@@ -77,6 +77,8 @@ export interface Addon {
   replyOpen(server: Server, token: number, unique: number, handle: number): boolean
   replyData(server: Server, token: number, unique: number, data: Uint8Array): boolean
   replyDir(server: Server, token: number, unique: number, names: string[]): boolean
+  /** answers a passed-up read from the store's file, if its chunks are marked present by now */
+  replyLocal(server: Server, token: number, unique: number): boolean
   stats(server: Server): NativeStats
   unmount(mountpoint: string): void
   /** the mount stops keeping the process alive */

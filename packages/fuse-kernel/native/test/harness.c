@@ -49,7 +49,8 @@ static void answer_upcalls(sw_server *s, uint64_t file_ino) {
     uint64_t unique = (rng() % 4 == 0) ? rng() : u->unique;
     uint8_t data[4096];
     memset(data, 0xab, sizeof data);
-    switch (rng() % 7) {
+    switch (rng() % 8) {
+      case 7: sw_reply_local(s, token, unique); break;
       case 0: sw_reply_error(s, token, unique, (int)(rng() % 5000) - 10); break;
       case 1: sw_reply_entry(s, token, unique, rng() % 2 ? file_ino : rng()); break;
       case 2: sw_reply_open(s, token, unique, rng()); break;
@@ -63,7 +64,9 @@ static void answer_upcalls(sw_server *s, uint64_t file_ino) {
       case SW_UP_LOOKUP: sw_reply_entry(s, u->token, u->unique, file_ino); break;
       case SW_UP_OPENDIR: sw_reply_dir(s, u->token, u->unique, names, 3); break;
       case SW_UP_OPEN: sw_reply_open(s, u->token, u->unique, 7); break;
-      case SW_UP_READ: sw_reply_data(s, u->token, u->unique, data, u->size < sizeof data ? u->size : sizeof data); break;
+      case SW_UP_READ:
+        if (rng() % 2 == 0 || sw_reply_local(s, u->token, u->unique) != 0) sw_reply_data(s, u->token, u->unique, data, u->size < sizeof data ? u->size : sizeof data);
+        break;
       default: break;
     }
     free(u);
