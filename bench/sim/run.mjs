@@ -53,6 +53,7 @@
 // SIM_NAME (results file name, "sim").
 
 import { chunkScheduler, pullerSet, seededRandom, DEFAULT_MAX_INFLIGHT_TOTAL } from '@swarm/scheduler'
+import { DEFAULT_MAX_UPLOADS_PER_PEER } from '@swarm/exchange'
 import { readFile } from 'node:fs/promises'
 import { MiB, fmt, saveResult } from '../lib/common.mjs'
 
@@ -540,6 +541,8 @@ function simulate ({ n, seed, churnAt, lateAt, limitMs }) {
       random: seededRandom(seed * 100_003 + node.index),
       now,
       ...view,
+      // as the agent's session sets it (agents/swarm/src/agent/session.ts): a peer's upload slots per peer
+      maxInflightPerPeer: DEFAULT_MAX_UPLOADS_PER_PEER,
       ...settings.schedulerInit
     })
     for (const j of node.neighbours) {
@@ -898,12 +901,14 @@ for (const entry of results) {
   const b = entry.baseline
   out.push(row([entry.n, 'baseline (all from origin)', s(b.p50Ms), s(b.p99Ms), s(b.maxMs), s(t), fmt(b.p99Ms / t, 2), fmt(b.originBytes / modelBytes, 2), '0', `${b.finished}/${entry.n}`]))
   for (const [scenario, run] of Object.entries(entry.runs)) {
-    const label = { base: 'swarm', churn: `swarm, ${run.left} leave at ${s(settings.settleMs + (entry.runs.base?.initial.p50Ms ?? t) / 2)} s`, late: 'swarm, late joiners' }[scenario]
+    // the time churn and late joiners came, as chosen above
+    const eventAt = settings.settleMs + (Number.isFinite(entry.runs.base?.initial.p50Ms) ? entry.runs.base.initial.p50Ms : t) / 2
+    const label = { base: 'swarm', churn: `swarm, ${run.left} leave at ${s(eventAt)} s`, late: 'swarm, late joiners' }[scenario]
     const i = run.initial
     const peerShare = run.peerBytes / Math.max(1, run.peerBytes + run.originBytes)
     out.push(row([entry.n, label, s(i.p50Ms), s(i.p99Ms), s(i.maxMs), s(t), fmt(i.p99Ms / t, 2), fmt(run.originBytes / modelBytes, 2), fmt(peerShare, 3), `${i.finished}/${i.nodes}`]))
     if (scenario === 'late') {
-      for (const [kind, what] of [['late', `${run.late.nodes} joining at ${s(settings.settleMs + (entry.runs.base?.initial.p50Ms ?? t) / 2)} s`], ['after', '1 joining after all finished']]) {
+      for (const [kind, what] of [['late', `${run.late.nodes} joining at ${s(eventAt)} s`], ['after', '1 joining after all finished']]) {
         const g = run[kind]
         out.push(row([entry.n, `… ${what}`, s(g.p50Ms), s(g.p99Ms), s(g.maxMs), s(modelBytes / (settings.linkMbit * Mbit)), fmt(g.p99Ms / (modelBytes / (settings.linkMbit * Mbit)), 2), '', '', `${g.finished}/${g.nodes}`]))
       }

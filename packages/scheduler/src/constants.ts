@@ -4,6 +4,34 @@ export const DEFAULT_MAX_INFLIGHT_PER_PEER = 4
 /** Requests outstanding at the origin at once. */
 export const DEFAULT_MAX_INFLIGHT_ORIGIN = 8
 
+/**
+ * Origin requests the whole fleet of pullers keeps outstanding at once, shared out evenly: each
+ * node takes ⌈this / pullers⌉ at a time (at least 1, at most its own origin limit). Every request
+ * on the origin shares its bandwidth: if each of hundreds of owners asked for eight chunks at
+ * once, every chunk would take hundreds of times its own transfer time, none would reach a peer
+ * early, and the nodes waiting on owners would give up and ask the origin themselves. A few at a
+ * time, chunks leave the origin one after another and peers pass each on as soon as it lands.
+ */
+export const DEFAULT_FLEET_INFLIGHT_ORIGIN = 16
+
+/**
+ * A non-owner waits for an owner at least this many times as long as its own origin requests
+ * take (measured, see `originFallbackMs`): owners fetch over the same origin at the same time,
+ * so a slow origin makes a slow owner, not a failed one.
+ */
+export const ORIGIN_WAIT_FACTOR = 2
+
+/**
+ * Until a first chunk has come in from anywhere (no owner has delivered, nor has this node), a
+ * non-owner's wait grows with the time since the pull started, up to twice this: nothing at all
+ * arriving says the origin is slow for everyone; only chunks arriving while one owner's do not
+ * say that owner stalled.
+ */
+export const SILENT_FLEET_WAIT_MS = 30_000
+
+/** An origin request is cancelled only after this many times as long as this node's origin requests usually take. */
+export const ORIGIN_TIMEOUT_FACTOR = 3
+
 /** Requests outstanding in all, peers and origin together. */
 export const DEFAULT_MAX_INFLIGHT_TOTAL = 32
 

@@ -24,15 +24,29 @@
  * - When the owner leaves the set, the next-ranked puller becomes the owner and fetches the
  *   chunk from the origin at once (if no peer has it yet); the others restart their wait.
  * - A non-owner falls back to the origin when no peer has produced the chunk within
- *   `originFallbackMs` × (1 + ⌊q / maxInflightOrigin⌋) × tier, counted from when the chunk
- *   became wanted under its current owner. q is the chunk's place in its owner's origin queue:
- *   owners fetch what they own in chunk order, at most `maxInflightOrigin` at a time, so with
+ *   wait × (1 + ⌊q / c⌋) × tier, counted from when the chunk became wanted under its current
+ *   owner. The wait is `originFallbackMs`, or twice as long as owners are seen to take if that
+ *   is longer: this node's own origin requests (their recent average, or the age of the oldest
+ *   still outstanding) and the time from a chunk becoming wanted to its first appearance at a
+ *   peer. Owners fetch over the same origin at the same time, so a slow origin makes slow
+ *   owners, not failed ones. Until any chunk has come in from anywhere, the wait grows with the
+ *   time since the pull started, up to twice `SILENT_FLEET_WAIT_MS`. c is how many origin requests each node keeps outstanding (below), and
+ *   q is the chunk's place in its owner's origin queue:
+ *   owners fetch what they own in chunk order, at most c at a time, so with
  *   few pullers (each owning a long list) the wait grows with the owner's queue instead of
  *   triggering duplicate fetches; with many pullers q is 0. The tier is 1 for the runner-up
  *   (second in the ranking) and 2 for everyone else, so when an owner stalls silently the
  *   runner-up alone fetches the chunk, and the rest find it at the runner-up before their own
  *   deadline; only if both stall does everyone go to the origin. The formula assumes the fleet
  *   shares one configuration.
+ *
+ * The fleet keeps about `fleetInflightOrigin` requests outstanding at the origin in all: each
+ * node c = ⌈fleetInflightOrigin / pullers⌉ (at least 1, at most `maxInflightOrigin`). The
+ * origin's bandwidth is shared by every request on it, so a few at a time make chunks land one
+ * after another, early enough for peers to pass them on while the origin sends the rest; every
+ * owner asking for all it owns at once would make every chunk land only at the end. An origin
+ * request is cancelled after `requestTimeoutMs`, or three times this node's usual origin request
+ * time if that is longer.
  *
  * An owner also prefers a peer: it goes to the origin only for chunks no usable peer holds.
  * Until the set of pullers is known (`pullers` in init or {@link ChunkScheduler.setPullers}) a
@@ -86,10 +100,14 @@ import {
   DEFAULT_MAX_INFLIGHT_ORIGIN,
   DEFAULT_MAX_INFLIGHT_PER_PEER,
   DEFAULT_MAX_INFLIGHT_TOTAL,
+  DEFAULT_FLEET_INFLIGHT_ORIGIN,
   DEFAULT_ORIGIN_FALLBACK_MS,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_RETRY_AFTER_MS,
-  MAX_REQUESTS_PER_CHUNK
+  MAX_REQUESTS_PER_CHUNK,
+  ORIGIN_TIMEOUT_FACTOR,
+  ORIGIN_WAIT_FACTOR,
+  SILENT_FLEET_WAIT_MS
 } from './constants.js'
 import {
   InvalidBitfieldError,
@@ -158,6 +176,8 @@ export interface SchedulerInit {
   now?: number
   maxInflightPerPeer?: number
   maxInflightOrigin?: number
+  /** origin requests the fleet keeps outstanding in all, shared out among the pullers (default 16) */
+  fleetInflightOrigin?: number
   maxInflightTotal?: number
   /** Infinity: a non-owner never falls back to the origin */
   originFallbackMs?: number
@@ -270,6 +290,13 @@ export class Scheduler implements ChunkScheduler {
 
   private readonly maxPerPeer: number
   private readonly maxOrigin: number
+  private readonly fleetOrigin: number
+  /** recent average time of this node's origin requests that delivered (0: none yet) */
+  private originMs = 0
+  private originSamples = 0
+  /** recent average time from a chunk becoming wanted to its first appearance at a peer */
+  private deliveryMs = 0
+  private deliveries = 0
   private readonly maxTotal: number
   private readonly originFallbackMs: number
   private readonly requestTimeoutMs: number
@@ -363,6 +390,7 @@ export class Scheduler implements ChunkScheduler {
 
     this.maxPerPeer = count(init.maxInflightPerPeer, DEFAULT_MAX_INFLIGHT_PER_PEER, 1, 'maxInflightPerPeer')
     this.maxOrigin = count(init.maxInflightOrigin, DEFAULT_MAX_INFLIGHT_ORIGIN, 0, 'maxInflightOrigin')
+    this.fleetOrigin = count(init.fleetInflightOrigin, DEFAULT_FLEET_INFLIGHT_ORIGIN, 1, 'fleetInflightOrigin')
     this.maxTotal = count(init.maxInflightTotal, DEFAULT_MAX_INFLIGHT_TOTAL, 1, 'maxInflightTotal')
     this.originFallbackMs = duration(init.originFallbackMs, DEFAULT_ORIGIN_FALLBACK_MS, 'originFallbackMs')
     this.requestTimeoutMs = duration(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
@@ -455,7 +483,7 @@ export class Scheduler implements ChunkScheduler {
   }
 
   peerHas (peerId: string, chunks: Uint8Array | readonly number[], now: number): void {
-    this.clock(now)
+    now = this.clock(now)
     checkPeerId(peerId)
     const peer = this.peers.get(peerId)
     if (chunks instanceof Uint8Array) {
@@ -467,14 +495,14 @@ export class Scheduler implements ChunkScheduler {
         while (value !== 0) {
           const bit = 31 - Math.clz32(value)
           value ^= 1 << bit
-          this.addHolding(peer, (byte << 3) + (7 - bit), hasRoom)
+          this.addHolding(peer, (byte << 3) + (7 - bit), hasRoom, now)
         }
       }
     } else if (Array.isArray(chunks)) {
       for (const i of chunks) this.checkChunk(i)
       if (peer === undefined) return
       const hasRoom = this.peerHasRoom(peer)
-      for (const i of chunks) this.addHolding(peer, i, hasRoom)
+      for (const i of chunks) this.addHolding(peer, i, hasRoom, now)
     } else {
       throw new InvalidBitfieldError('chunks must be a bitfield (Uint8Array) or an array of chunk indices')
     }
@@ -504,13 +532,20 @@ export class Scheduler implements ChunkScheduler {
   }
 
   chunkArrived (chunk: number, now: number, requestId?: number): void {
-    this.clock(now)
+    now = this.clock(now)
     this.checkChunk(chunk)
     const delivered = requestId === undefined ? undefined : this.outstanding.get(requestId)
     if (delivered !== undefined && delivered.request.chunk !== chunk) {
       throw new RequestMismatchError(`request ${String(requestId)} was for chunk ${delivered.request.chunk}, not chunk ${chunk}`)
     }
-    if (delivered !== undefined) this.endRequest(delivered)
+    if (delivered !== undefined) {
+      this.endRequest(delivered)
+      if (delivered.peer === undefined) {
+        const took = Math.max(0, now - delivered.startedAt)
+        this.originMs = this.originSamples === 0 ? took : 0.7 * this.originMs + 0.3 * took
+        this.originSamples++
+      }
+    }
     if (this.has(chunk)) return
 
     this.haveWords[chunk >>> 5] = this.haveWords[chunk >>> 5]! | (1 << (chunk & 31))
@@ -570,7 +605,7 @@ export class Scheduler implements ChunkScheduler {
 
     let expired: Outstanding[] | undefined
     for (const outstanding of this.outstanding.values()) {
-      if (now - outstanding.startedAt >= this.requestTimeoutMs) (expired ??= []).push(outstanding)
+      if (now - outstanding.startedAt >= this.timeoutOf(outstanding)) (expired ??= []).push(outstanding)
     }
     for (const outstanding of expired ?? []) {
       this.endRequest(outstanding)
@@ -626,6 +661,7 @@ export class Scheduler implements ChunkScheduler {
   private fillFromOrigin (now: number, start: Request[]): void {
     if (!this.useOrigin) return
     const ownsNow = this.pullersKnown
+    const wait = this.originWait(now)
     const fallbacks: number[] = []
     for (let w = 0; w < this.words; w++) {
       let word = this.idleWords[w]!
@@ -647,7 +683,7 @@ export class Scheduler implements ChunkScheduler {
           this.startRequest(i, undefined, now, start)
           continue
         }
-        const deadline = this.fallbackAt(i)
+        const deadline = this.fallbackAt(i, wait)
         if (now >= deadline) fallbacks.push(i)
         else this.nextFallbackAt = Math.min(this.nextFallbackAt, deadline)
       }
@@ -791,7 +827,7 @@ export class Scheduler implements ChunkScheduler {
     let at = Math.min(this.nextFallbackAt, this.nextRetryAt)
     const hedging = Number.isFinite(this.hedgeAfterMs)
     for (const outstanding of this.outstanding.values()) {
-      at = Math.min(at, outstanding.startedAt + this.requestTimeoutMs)
+      at = Math.min(at, outstanding.startedAt + this.timeoutOf(outstanding))
       if (hedging && !outstanding.hedged) {
         const hedgeAt = outstanding.startedAt + this.hedgeAfterMs
         // a hedge already due found no holder; only an event (a have, a freed slot) can change that
@@ -804,11 +840,17 @@ export class Scheduler implements ChunkScheduler {
   // ---- bookkeeping ----
 
   /** Records that `peer` holds `chunk`; new work is possible if it has room and we want the chunk. */
-  private addHolding (peer: PeerState, chunk: number, hasRoom: boolean): void {
+  private addHolding (peer: PeerState, chunk: number, hasRoom: boolean, now: number): void {
     const w = chunk >>> 5
     const mask = 1 << (chunk & 31)
     if ((peer.bits[w]! & mask) !== 0) return
     peer.bits[w] = peer.bits[w]! | mask
+    if (this.holders[chunk]! === 0 && (this.haveWords[w]! & mask) === 0) {
+      // a chunk showing up for the first time: how long owners take to bring one in
+      const took = Math.max(0, now - this.waitSince[chunk]!)
+      this.deliveryMs = this.deliveries === 0 ? took : 0.8 * this.deliveryMs + 0.2 * took
+      this.deliveries++
+    }
     this.holders[chunk]!++
     if (hasRoom && !this.dirty && (this.haveWords[w]! & mask) === 0) {
       // an idle chunk can now be asked for; in endgame, an outstanding one can be duplicated
@@ -931,7 +973,28 @@ export class Scheduler implements ChunkScheduler {
   }
 
   private originHasRoom (): boolean {
-    return this.originInflight < this.maxOrigin && this.outstanding.size < this.maxTotal
+    return this.originInflight < this.originCap() && this.outstanding.size < this.maxTotal
+  }
+
+  /** Origin requests this node keeps outstanding: its share of the fleet's; see the notes at the top. */
+  private originCap (): number {
+    if (!this.pullersKnown) return this.maxOrigin
+    return Math.min(this.maxOrigin, Math.max(1, Math.ceil(this.fleetOrigin / Math.max(1, this.pullers.size))))
+  }
+
+  /** How long a non-owner waits for an owner per round: see the notes at the top. */
+  private originWait (now: number): number {
+    let estimate = Math.max(this.originMs, this.deliveryMs)
+    for (const outstanding of this.outstanding.values()) {
+      if (outstanding.peer === undefined) estimate = Math.max(estimate, now - outstanding.startedAt)
+    }
+    // nothing has come in from anyone yet: the origin is slow for all, not an owner stalled
+    if (this.deliveries === 0 && this.originSamples === 0) estimate = Math.max(estimate, Math.min(now - (this.startedAt ?? now), SILENT_FLEET_WAIT_MS))
+    return Math.max(this.originFallbackMs, ORIGIN_WAIT_FACTOR * estimate)
+  }
+
+  private timeoutOf (outstanding: Outstanding): number {
+    return outstanding.peer === undefined ? Math.max(this.requestTimeoutMs, ORIGIN_TIMEOUT_FACTOR * this.originMs) : this.requestTimeoutMs
   }
 
   private inEndgame (): boolean {
@@ -939,11 +1002,11 @@ export class Scheduler implements ChunkScheduler {
   }
 
   /** When a non-owner gives up waiting for a chunk nobody holds; see the notes at the top. */
-  private fallbackAt (chunk: number): number {
-    if (!this.pullersKnown) return this.waitSince[chunk]! + this.originFallbackMs
-    const rounds = 1 + Math.floor(this.pullers.queuePosition(chunk) / Math.max(1, this.maxOrigin))
+  private fallbackAt (chunk: number, wait: number): number {
+    if (!this.pullersKnown) return this.waitSince[chunk]! + wait
+    const rounds = 1 + Math.floor(this.pullers.queuePosition(chunk) / this.originCap())
     const tier = this.pullers.backup(chunk) === this.selfId ? 1 : 2
-    return this.waitSince[chunk]! + this.originFallbackMs * rounds * tier
+    return this.waitSince[chunk]! + wait * rounds * tier
   }
 
   private setIdle (chunk: number): void {

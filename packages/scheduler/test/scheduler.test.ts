@@ -281,6 +281,8 @@ describe('taking chunks from the origin', () => {
       random: seededRandom(selfId.length),
       pullers: pullers.filter(p => p !== selfId),
       maxInflightOrigin: 64,
+      // the origin's share per node is not what these tests are about
+      fleetInflightOrigin: 1000,
       maxInflightTotal: 64,
       originFallbackMs: 1000,
       now: 0,
@@ -324,6 +326,8 @@ describe('taking chunks from the origin', () => {
     const first = scheduler.tick(0)
     expect(first.start.map(r => r.chunk)).toEqual(owned)
     expect(first.wakeAt).toBe(1000)
+    // its own origin requests take 100 ms: well under originFallbackMs, which then rules
+    for (const request of first.start) scheduler.chunkArrived(request.chunk, 100, request.id)
     // bravo delivers one of its chunks in time
     const bravos = range(30).filter(i => scheduler.owner(i) === 'bravo')
     connect(scheduler, 'bravo', [bravos[0]!], 500)
@@ -340,6 +344,7 @@ describe('taking chunks from the origin', () => {
     expect(atOnce.start.every(r => r.source.kind === 'origin')).toBe(true)
     expect(atOnce.start.map(r => r.chunk)).toEqual(second)
     expect(atOnce.wakeAt).toBe(2000)
+    for (const request of atOnce.start) scheduler.chunkArrived(request.chunk, 1100, request.id)
     // ... and for the rest it leaves the runner-up time to fetch them first
     expect(scheduler.tick(1999).start).toEqual([])
     expect(scheduler.tick(2000).start.map(r => r.chunk)).toEqual(third)
@@ -394,22 +399,66 @@ describe('taking chunks from the origin', () => {
 
   it('restarts the wait for chunks whose owner changed to someone else', () => {
     const scheduler = puller('alpha')
-    scheduler.tick(0)
+    for (const request of scheduler.tick(0).start) scheduler.chunkArrived(request.chunk, 100, request.id)
     const movedToCharlie = range(30).filter(i => {
       const ranking = rendezvousRanking(chunks[i]!.cid, pullers)
       return ranking[0] === 'bravo' && ranking[1] === 'charlie'
     })
     expect(movedToCharlie.length).toBeGreaterThan(0)
     scheduler.pullerLeft('bravo', 600)
-    scheduler.tick(600)
-    const atFallback = scheduler.tick(1000).start.map(r => r.chunk)
-    for (const i of movedToCharlie) expect(atFallback).not.toContain(i)
+    // what alpha now owns it takes at once, and gets quickly
+    for (const request of scheduler.tick(600).start) scheduler.chunkArrived(request.chunk, 700, request.id)
+    const atFallback = scheduler.tick(1000).start
+    for (const i of movedToCharlie) expect(atFallback.map(r => r.chunk)).not.toContain(i)
+    for (const request of atFallback) scheduler.chunkArrived(request.chunk, 1100, request.id)
     const later = scheduler.tick(1600).start.map(r => r.chunk)
     expect(later.sort((a, b) => a - b)).toEqual(movedToCharlie)
   })
 
+  it('waits for owners as long as its own origin requests take, when that is longer than originFallbackMs', () => {
+    const scheduler = puller('alpha')
+    const first = scheduler.tick(0).start
+    // the origin is slow for everyone: alpha's own requests take 3 s, so owners' take as long
+    const others = range(30).filter(i => scheduler.owner(i) !== 'alpha')
+    expect(scheduler.tick(1000).start).toEqual([])
+    expect(scheduler.tick(2500).start).toEqual([])
+    for (const request of first) scheduler.chunkArrived(request.chunk, 3000, request.id)
+    // runner-up chunks after 2 × 3 s from the start of the wait, the rest after twice that
+    expect(scheduler.tick(5999).start).toEqual([])
+    const runnerUp = scheduler.tick(6000).start.map(r => r.chunk)
+    expect(runnerUp.length).toBeGreaterThan(0)
+    expect(runnerUp.every(i => others.includes(i) && rendezvousRanking(chunks[i]!.cid, pullers)[1] === 'alpha')).toBe(true)
+    // and a slow origin request is not cancelled at requestTimeoutMs (30 s) but at 3 × 3 s only if longer
+    const slow = scheduler.tick(12_000)
+    expect(slow.cancel).toEqual([])
+  })
+
+  it('while nothing has arrived from anywhere, waits for owners as long as the pull has run, up to a limit', () => {
+    // the pullers never become known, so alpha owns nothing, and nothing arrives from anyone
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, maxInflightTotal: 64, now: 0 })
+    expect(scheduler.tick(0).start).toEqual([])
+    expect(scheduler.tick(1000).start).toEqual([])
+    expect(scheduler.tick(30_000).start).toEqual([])
+    // after twice 30 s of silence it gives up on the owners
+    expect(scheduler.tick(59_999).start).toEqual([])
+    expect(scheduler.tick(60_000).start).toHaveLength(30)
+  })
+
+  it('keeps only its share of the fleet\'s origin requests outstanding', () => {
+    const many = Array.from({ length: 8 }, (_, i) => `node-${i}`)
+    const scheduler = chunkScheduler({ selfId: 'node-0', chunks: chunkList(64, 4), random: seededRandom(2), pullers: many.slice(1), fleetInflightOrigin: 16, now: 0 })
+    // 16 across 8 pullers: two each, however many it owns
+    const owned = range(64).filter(i => scheduler.owner(i) === 'node-0')
+    expect(owned.length).toBeGreaterThan(2)
+    const { start } = scheduler.tick(0)
+    expect(start.map(r => r.chunk)).toEqual(owned.slice(0, 2))
+    scheduler.chunkArrived(owned[0]!, 500, start[0]!.id)
+    expect(scheduler.tick(500).start.map(r => r.chunk)).toEqual([owned[2]])
+    expect(scheduler.stats.inflightOrigin).toBe(2)
+  })
+
   it('takes nothing from the origin as owner until it knows who else pulls', () => {
-    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, maxInflightTotal: 64, now: 0 })
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, maxInflightTotal: 64, now: 0 })
     expect(scheduler.tick(0).start).toEqual([])
     scheduler.setPullers(['bravo', 'charlie', 'alpha'], 5)
     const { start } = scheduler.tick(5)
@@ -418,9 +467,11 @@ describe('taking chunks from the origin', () => {
   })
 
   it('falls back for everything when the pullers never become known', () => {
-    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, maxInflightTotal: 64, now: 0 })
-    expect(scheduler.tick(0)).toMatchObject({ start: [], wakeAt: 1000 })
-    expect(scheduler.tick(1000).start).toHaveLength(30)
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, maxInflightTotal: 64, now: 0 })
+    // a peer already holds chunk 0: chunks do arrive, so a missing one is not a slow origin's fault
+    connect(scheduler, 'bravo', [0], 0)
+    expect(scheduler.tick(0)).toMatchObject({ start: [{ chunk: 0, source: { kind: 'peer', peerId: 'bravo' } }], wakeAt: 1000 })
+    expect(scheduler.tick(1000).start).toHaveLength(29)
   })
 
   it('never uses the origin in peer-only mode', () => {

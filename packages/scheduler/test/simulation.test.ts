@@ -59,7 +59,8 @@ describe('a small swarm', () => {
       seed: 4,
       // node 0 fetches nothing and serves nothing, but stays in everyone's puller set
       stalled: [0],
-      init: { originFallbackMs: 100, requestTimeoutMs: 1e9, hedgeAfterMs: Infinity }
+      // each node keeps its full eight origin requests: the wait per round is the point here
+      init: { originFallbackMs: 100, requestTimeoutMs: 1e9, hedgeAfterMs: Infinity, fleetInflightOrigin: 96 }
     })
     const ids = result.schedulers.map(s => s.selfId)
     const stalledOwns = range(chunks).filter(i => rendezvousOwner(result.cids[i]!, ids) === ids[0])
