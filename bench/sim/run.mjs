@@ -46,14 +46,14 @@
 // Env: SIM_N (100,1000,10000), SIM_SCENARIOS (base,churn,late), SIM_MODEL_MIB (128),
 // SIM_CHUNK_MIB (4), SIM_LINK_MBIT (50), SIM_ORIGIN_MBIT (50), SIM_NEIGHBOURS (40), SIM_VIEW,
 // SIM_CHURN (0.1), SIM_LATE (0.1), SIM_SEED (1), SIM_SCHEDULER (JSON: scheduler init overrides,
-// e.g. '{"originFallbackMs":60000}'), SIM_UPLOAD_SLOTS (64, the agent's default), SIM_CHUNKS_FROM
+// e.g. '{"originFallbackMs":60000}'), SIM_UPLOAD_SLOTS (8, the agent's default), SIM_CHUNKS_FROM
 // (a bench/results/fanout*.json: use that model's chunks, links and origin, and compare with its
 // measurements at the N both ran), SIM_LIMIT_S (virtual time a run may take; 20 × T*, ≥ 300 s),
 // SIM_TRACE (ms: print the fleet's state every so often, and events by kind at the end),
 // SIM_NAME (results file name, "sim").
 
 import { chunkScheduler, pullerSet, seededRandom, DEFAULT_MAX_INFLIGHT_TOTAL } from '@swarm/scheduler'
-import { DEFAULT_MAX_UPLOADS_PER_PEER } from '@swarm/exchange'
+import { DEFAULT_MAX_UPLOADS, DEFAULT_MAX_UPLOADS_PER_PEER } from '@swarm/exchange'
 import { readFile } from 'node:fs/promises'
 import { MiB, fmt, saveResult } from '../lib/common.mjs'
 
@@ -93,7 +93,7 @@ const settings = {
   originLatencyMs: envNumber('SIM_ORIGIN_LATENCY_MS', 20),
   settleMs: envNumber('SIM_SETTLE_MS', 500),
   stallMs: envNumber('SIM_STALL_MS', 120_000, 1),
-  uploadSlots: envNumber('SIM_UPLOAD_SLOTS', 64, 1),
+  uploadSlots: envNumber('SIM_UPLOAD_SLOTS', DEFAULT_MAX_UPLOADS, 1),
   baselineConcurrency: envNumber('SIM_BASELINE_CONCURRENCY', 16, 1),
   churnShare: envNumber('SIM_CHURN', 0.1),
   lateShare: envNumber('SIM_LATE', 0.1),

@@ -5,3 +5,6 @@ export const DEFAULT_CONCURRENCY = 16
 export const DEFAULT_P2P_PORT = 4001
 export const DEFAULT_DATA_PORT = 4002
 export const DEFAULT_METRICS_PORT = 9464
+
+/** Concurrent uploads an agent serves (see `DEFAULT_MAX_UPLOADS` in `@swarm/exchange` for why few). */
+export const DEFAULT_UPLOAD_SLOTS = 8

@@ -22,7 +22,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
-import { DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR_ROOT, DEFAULT_DATA_PORT, DEFAULT_METRICS_PORT, DEFAULT_P2P_PORT } from './constants.js'
+import { DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR_ROOT, DEFAULT_DATA_PORT, DEFAULT_METRICS_PORT, DEFAULT_P2P_PORT, DEFAULT_UPLOAD_SLOTS } from './constants.js'
 import { ConfigError } from './errors.js'
 
 export * from './constants.js'
@@ -151,7 +151,7 @@ export function defaultConfig (env: Record<string, string | undefined> = process
       dataPort: DEFAULT_DATA_PORT,
       metricsPort: DEFAULT_METRICS_PORT,
       metricsHost: '127.0.0.1',
-      uploadSlots: 64,
+      uploadSlots: DEFAULT_UPLOAD_SLOTS,
       uploadRate: 0,
       downloadRate: 0
     }

@@ -38,7 +38,7 @@ async function startClient (init: Partial<Parameters<typeof dataClient>[0]> = {}
 
 describe('data exchange', () => {
   it('moves many chunks byte-identical, many in flight, spread over the connection pool', async () => {
-    const { server, store, id, port } = await startServer()
+    const { server, store, id, port } = await startServer({ maxUploads: 16, maxUploadsPerPeer: 16 })
     const sizes = [0, 1, 1000, 16 * 1024, 16 * 1024 + 1, 100_000, MiB, 2 * MiB + 3, 64 * 1024, 300_000, 5, 3 * MiB]
     const chunks = await Promise.all(sizes.map(async size => await randomChunk(size)))
     for (const { cid, bytes } of chunks) store.chunks.set(cid, bytes)

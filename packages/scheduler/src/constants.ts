@@ -32,8 +32,15 @@ export const SILENT_FLEET_WAIT_MS = 30_000
 /** An origin request is cancelled only after this many times as long as this node's origin requests usually take. */
 export const ORIGIN_TIMEOUT_FACTOR = 3
 
-/** Requests outstanding in all, peers and origin together. */
-export const DEFAULT_MAX_INFLIGHT_TOTAL = 32
+/**
+ * Requests outstanding in all, peers and origin together. They share this node's downlink: with
+ * dozens outstanding, an owner's origin request (which other nodes wait on) gets a dozenth of the
+ * link and every chunk lands late. A few keep a link busy.
+ */
+export const DEFAULT_MAX_INFLIGHT_TOTAL = 8
+
+/** Of `maxInflightTotal`, slots the origin never takes while peers are connected. */
+export const PEER_RESERVED_SLOTS = 2
 
 /**
  * How long a chunk nobody holds yet waits for its owner before this node takes it from the origin,

@@ -107,6 +107,7 @@ import {
   MAX_REQUESTS_PER_CHUNK,
   ORIGIN_TIMEOUT_FACTOR,
   ORIGIN_WAIT_FACTOR,
+  PEER_RESERVED_SLOTS,
   SILENT_FLEET_WAIT_MS
 } from './constants.js'
 import {
@@ -973,7 +974,9 @@ export class Scheduler implements ChunkScheduler {
   }
 
   private originHasRoom (): boolean {
-    return this.originInflight < this.originCap() && this.outstanding.size < this.maxTotal
+    // with peers around, a few slots stay theirs: a node owning many chunks still takes the rest from peers meanwhile
+    const reserved = this.peers.size > 0 ? Math.min(PEER_RESERVED_SLOTS, this.maxTotal - 1) : 0
+    return this.originInflight < Math.min(this.originCap(), this.maxTotal - reserved) && this.outstanding.size < this.maxTotal
   }
 
   /** Origin requests this node keeps outstanding: its share of the fleet's; see the notes at the top. */
