@@ -32,13 +32,14 @@
 // FANOUT_CHUNK_SIZE (4MiB), FANOUT_CASES (swarm,baseline,late,churn), FANOUT_EVENTS_N (8),
 // FANOUT_RUN_LIMIT (8: a run stops at this many × T*, at least 60 s), FANOUT_TIMEOUT_S (1800),
 // FANOUT_BASELINE_CONCURRENCY (1), FANOUT_SUBNET (10.77.0), FANOUT_NAME (fanout), FANOUT_DOCS_SVG (a path to copy
-// the plot to).
+// the plot to), FANOUT_AGENT_LOGS (a directory: each agent's JSON log goes to a file there, at
+// info level, with each pull's scheduler counters in its "session finished" line).
 import { execFile, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { createWriteStream, readFileSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { promisify } from 'node:util'
 import { writeSyntheticModel } from '@swarm/agent'
 import { generateSwarmKey } from '@swarm/p2p'
@@ -74,7 +75,8 @@ const settings = {
   timeoutS: envNumber('FANOUT_TIMEOUT_S', 1800, 60),
   baselineConcurrency: envNumber('FANOUT_BASELINE_CONCURRENCY', 1, 1),
   subnet: process.env.FANOUT_SUBNET ?? '10.77.0',
-  name: process.env.FANOUT_NAME ?? 'fanout'
+  name: process.env.FANOUT_NAME ?? 'fanout',
+  agentLogs: process.env.FANOUT_AGENT_LOGS
 }
 for (const c of settings.cases) if (!['swarm', 'baseline', 'late', 'churn'].includes(c)) throw new Error(`FANOUT_CASES: unknown case "${c}"`)
 const maxHosts = Math.max(...settings.sizes, settings.cases.some(c => c === 'late' || c === 'churn') ? settings.eventsN + 1 : 0)
@@ -276,7 +278,15 @@ async function startAgent (index, { bootstrap, env, keyFile, dir }) {
     onReady = resolve
     setTimeout(() => reject(new Error(`agent ${host} not ready in 90 s`)), 90_000).unref()
   })
+  if (settings.agentLogs != null) agentEnv.SWARM_LOG_LEVEL = 'info'
   const child = spawnIn(host, ['node', cli, 'agent', '--json'], agentEnv, { onLine: line => { if (line.event === 'ready') onReady(line) } })
+  if (settings.agentLogs != null) {
+    await mkdir(settings.agentLogs, { recursive: true })
+    const file = createWriteStream(join(settings.agentLogs, `${basename(dir)}-${host}.jsonl`))
+    child.stdout.pipe(file, { end: false })
+    child.stderr.pipe(file, { end: false })
+    child.on('close', () => file.end())
+  }
   const line = await Promise.race([ready, child.exited.then(code => { throw new Error(`agent ${host} exited with ${code}: ${child.stderrTail}`) })])
   return { index, host, address, child, dataDir, socket: agentEnv.SWARM_SOCKET, env: agentEnv, peerId: line.peerId, multiaddrs: line.multiaddrs, metricsPort: line.metricsPort, cpuAtStart: undefined }
 }

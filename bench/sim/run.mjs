@@ -50,7 +50,8 @@
 // (a bench/results/fanout*.json: use that model's chunks, links and origin, and compare with its
 // measurements at the N both ran), SIM_LIMIT_S (virtual time a run may take; 20 × T*, ≥ 300 s),
 // SIM_TRACE (ms: print the fleet's state every so often, and events by kind at the end),
-// SIM_NAME (results file name, "sim").
+// SIM_START_SPREAD_MS (0: each node's session begins at a uniformly random time up to this after
+// the release), SIM_NAME (results file name, "sim").
 
 import { chunkScheduler, pullerSet, seededRandom, DEFAULT_MAX_INFLIGHT_TOTAL } from '@swarm/scheduler'
 import { DEFAULT_MAX_UPLOADS, DEFAULT_MAX_UPLOADS_PER_PEER } from '@swarm/exchange'
@@ -92,6 +93,7 @@ const settings = {
   peerLatencyMs: envNumber('SIM_PEER_LATENCY_MS', 1),
   originLatencyMs: envNumber('SIM_ORIGIN_LATENCY_MS', 20),
   settleMs: envNumber('SIM_SETTLE_MS', 500),
+  startSpreadMs: envNumber('SIM_START_SPREAD_MS', 0),
   stallMs: envNumber('SIM_STALL_MS', 120_000, 1),
   uploadSlots: envNumber('SIM_UPLOAD_SLOTS', DEFAULT_MAX_UPLOADS, 1),
   baselineConcurrency: envNumber('SIM_BASELINE_CONCURRENCY', 16, 1),
@@ -543,6 +545,8 @@ function simulate ({ n, seed, churnAt, lateAt, limitMs }) {
       ...view,
       // as the agent's session sets it (agents/swarm/src/agent/session.ts): a peer's upload slots per peer
       maxInflightPerPeer: DEFAULT_MAX_UPLOADS_PER_PEER,
+      // as the session sets it: every connected node may be about to pull
+      expectedPullers: node.neighbours.size + 1,
       ...settings.schedulerInit
     })
     for (const j of node.neighbours) {
@@ -678,7 +682,10 @@ function simulate ({ n, seed, churnAt, lateAt, limitMs }) {
   // the fleet
   for (let i = 0; i < n; i++) addNode('initial', 0)
   for (const node of nodes) link(node, nodes, 0)
-  for (const node of nodes) join(node, 0)
+  // pulls released together reach their sessions over a spread (resolving the name and the
+  // manifest at the origin takes each node its own time): the puller set fills up meanwhile
+  const spreadRandom = seededRandom(seed + 29)
+  for (const node of nodes) join(node, settings.startSpreadMs > 0 ? spreadRandom() * settings.startSpreadMs : 0)
   if (churnAt !== undefined) queue.push(churnAt, { type: 'churn' })
   let lateCount = 0
   if (lateAt !== undefined) {

@@ -56,5 +56,14 @@ export const MAX_INCOMING_PENDING_CONNECTIONS = 256
 
 export const MAX_CONNECTIONS = 300
 
+/**
+ * A connection whose heartbeat ping takes longer than this is closed (libp2p's default is 5 s).
+ * A node busy loading a model shares its link and CPU with the transfer: pings queue behind
+ * megabytes of chunk data, and closing the connection then costs the peer its place in the
+ * pull (its data-plane admission, its share of the origin's chunks). A dead peer's connection
+ * ends with TCP long before this; a silent one is caught within a heartbeat of it.
+ */
+export const PING_TIMEOUT_MS = 30_000
+
 /** Length of the random part of a pre-shared swarm key, in bytes. */
 export const SWARM_KEY_BYTES = 32

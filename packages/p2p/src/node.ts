@@ -28,6 +28,7 @@ import {
   DEFAULT_LISTEN,
   DHT_PROTOCOL,
   DIAL_TIMEOUT_MS,
+  PING_TIMEOUT_MS,
   INBOUND_CONNECTION_THRESHOLD,
   MAX_CONNECTIONS,
   MAX_INCOMING_PENDING_CONNECTIONS,
@@ -133,6 +134,9 @@ export async function createSwarmNode (init: SwarmNodeInit = {}): Promise<SwarmN
       inboundConnectionThreshold: INBOUND_CONNECTION_THRESHOLD,
       maxIncomingPendingConnections: MAX_INCOMING_PENDING_CONNECTIONS,
       dialTimeout: DIAL_TIMEOUT_MS
+    },
+    connectionMonitor: {
+      pingTimeout: { minTimeout: PING_TIMEOUT_MS, maxTimeout: 2 * PING_TIMEOUT_MS }
     },
     services: {
       identify: identify(),

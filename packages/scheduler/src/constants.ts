@@ -29,6 +29,13 @@ export const ORIGIN_WAIT_FACTOR = 2
  */
 export const SILENT_FLEET_WAIT_MS = 30_000
 
+/**
+ * How long `expectedPullers` holds down a node's share of the fleet's origin requests: long enough
+ * for pulls released together to reach every node (resolving the name and the manifest at a busy
+ * origin took up to 8 s in bench/fanout), short for a node that pulls alone.
+ */
+export const EXPECTED_PULLERS_MS = 10_000
+
 /** An origin request is cancelled only after this many times as long as this node's origin requests usually take. */
 export const ORIGIN_TIMEOUT_FACTOR = 3
 

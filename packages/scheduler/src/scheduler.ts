@@ -41,7 +41,9 @@
  *   shares one configuration.
  *
  * The fleet keeps about `fleetInflightOrigin` requests outstanding at the origin in all: each
- * node c = ⌈fleetInflightOrigin / pullers⌉ (at least 1, at most `maxInflightOrigin`). The
+ * node c = ⌈fleetInflightOrigin / pullers⌉ (at least 1, at most `maxInflightOrigin`), where
+ * pullers is at least `expectedPullers` for the first `EXPECTED_PULLERS_MS`: nodes start their
+ * pulls seconds apart, and the first to start sees itself alone and believes it owns everything. The
  * origin's bandwidth is shared by every request on it, so a few at a time make chunks land one
  * after another, early enough for peers to pass them on while the origin sends the rest; every
  * owner asking for all it owns at once would make every chunk land only at the end. An origin
@@ -61,7 +63,11 @@
  *   asking for chunk 0, while each node still fills whole stretches of files.
  * - The chosen chunk goes to the least-loaded holder, scanning from a random position.
  * - Limits: per peer, at the origin, and in all. Origin picks are made before peer picks,
- *   because other nodes are waiting for the chunks this node owns.
+ *   because other nodes are waiting for the chunks this node owns; while peers are connected the
+ *   origin leaves `PEER_RESERVED_SLOTS` to them, so a node that owns many chunks still takes the
+ *   others' meanwhile. The limit in all is small (8): every outstanding request shares this
+ *   node's downlink, and an owner's origin request, which the fleet waits on, should not get a
+ *   thirtieth of it.
  * - A failed or timed-out request frees its slot and the chunk goes back to the pool, but that
  *   peer is not asked for that chunk again while any other holder exists (and then only after
  *   `retryAfterMs`). A peer that sent bytes that failed verification is banned for the rest of
@@ -102,6 +108,7 @@ import {
   DEFAULT_MAX_INFLIGHT_TOTAL,
   DEFAULT_FLEET_INFLIGHT_ORIGIN,
   DEFAULT_ORIGIN_FALLBACK_MS,
+  EXPECTED_PULLERS_MS,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_RETRY_AFTER_MS,
   MAX_REQUESTS_PER_CHUNK,
@@ -179,6 +186,15 @@ export interface SchedulerInit {
   maxInflightOrigin?: number
   /** origin requests the fleet keeps outstanding in all, shared out among the pullers (default 16) */
   fleetInflightOrigin?: number
+  /**
+   * How many nodes may be pulling, this one included, as far as this node can tell before their
+   * joins arrive (e.g. the nodes it is connected to). Until that many pullers are known, its
+   * share of the fleet's origin requests assumes them: a node that starts a moment before the
+   * others sees itself alone, believes it owns every chunk, and would otherwise ask the origin
+   * for many that their owners are about to fetch too. Holds for `EXPECTED_PULLERS_MS` from the
+   * first event, so a node pulling alone among many idle ones is held back only that long. Default 1.
+   */
+  expectedPullers?: number
   maxInflightTotal?: number
   /** Infinity: a non-owner never falls back to the origin */
   originFallbackMs?: number
@@ -203,6 +219,8 @@ export interface SchedulerStats {
   /** bytes that arrived without a live request of ours (e.g. copied from another local model) */
   bytesOther: number
   originRequests: number
+  /** origin requests for chunks this node did not own (an owner seemed slow or stalled), counted in `originRequests` too */
+  originFallbacks: number
   peerRequests: number
   /** hedges and endgame duplicates, counted in `peerRequests` too */
   duplicateRequests: number
@@ -299,6 +317,8 @@ export class Scheduler implements ChunkScheduler {
   private deliveryMs = 0
   private deliveries = 0
   private readonly maxTotal: number
+  private readonly expectedPullers: number
+  private expectedPullersLapsed = false
   private readonly originFallbackMs: number
   private readonly requestTimeoutMs: number
   private readonly hedgeAfterMs: number
@@ -350,6 +370,7 @@ export class Scheduler implements ChunkScheduler {
     bytesFromPeers: 0,
     bytesOther: 0,
     originRequests: 0,
+    originFallbacks: 0,
     peerRequests: 0,
     duplicateRequests: 0,
     cancelled: 0,
@@ -392,6 +413,7 @@ export class Scheduler implements ChunkScheduler {
     this.maxPerPeer = count(init.maxInflightPerPeer, DEFAULT_MAX_INFLIGHT_PER_PEER, 1, 'maxInflightPerPeer')
     this.maxOrigin = count(init.maxInflightOrigin, DEFAULT_MAX_INFLIGHT_ORIGIN, 0, 'maxInflightOrigin')
     this.fleetOrigin = count(init.fleetInflightOrigin, DEFAULT_FLEET_INFLIGHT_ORIGIN, 1, 'fleetInflightOrigin')
+    this.expectedPullers = count(init.expectedPullers, 1, 1, 'expectedPullers')
     this.maxTotal = count(init.maxInflightTotal, DEFAULT_MAX_INFLIGHT_TOTAL, 1, 'maxInflightTotal')
     this.originFallbackMs = duration(init.originFallbackMs, DEFAULT_ORIGIN_FALLBACK_MS, 'originFallbackMs')
     this.requestTimeoutMs = duration(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
@@ -616,6 +638,11 @@ export class Scheduler implements ChunkScheduler {
     }
 
     this.hedge(now, start)
+    if (now >= this.expectedUntil()) {
+      // the pullers expected at the start had their time to show up: the share grows to what is known
+      this.expectedPullersLapsed = true
+      this.dirty = true
+    }
     if (this.dirty || now >= this.nextFallbackAt || now >= this.nextRetryAt) this.fill(now, start)
 
     return { start, cancel, wakeAt: this.wakeAt(now) }
@@ -825,7 +852,7 @@ export class Scheduler implements ChunkScheduler {
   }
 
   private wakeAt (now: number): number | undefined {
-    let at = Math.min(this.nextFallbackAt, this.nextRetryAt)
+    let at = Math.min(this.nextFallbackAt, this.nextRetryAt, this.expectedUntil())
     const hedging = Number.isFinite(this.hedgeAfterMs)
     for (const outstanding of this.outstanding.values()) {
       at = Math.min(at, outstanding.startedAt + this.timeoutOf(outstanding))
@@ -884,6 +911,7 @@ export class Scheduler implements ChunkScheduler {
     if (peer === undefined) {
       this.originInflight++
       this.counters.originRequests++
+      if (!this.pullersKnown || this.pullers.owner(chunk) !== this.selfId) this.counters.originFallbacks++
     } else {
       peer.inflight++
       this.counters.peerRequests++
@@ -982,7 +1010,14 @@ export class Scheduler implements ChunkScheduler {
   /** Origin requests this node keeps outstanding: its share of the fleet's; see the notes at the top. */
   private originCap (): number {
     if (!this.pullersKnown) return this.maxOrigin
-    return Math.min(this.maxOrigin, Math.max(1, Math.ceil(this.fleetOrigin / Math.max(1, this.pullers.size))))
+    const pullers = this.expectedPullersLapsed ? this.pullers.size : Math.max(this.expectedPullers, this.pullers.size)
+    return Math.min(this.maxOrigin, Math.max(1, Math.ceil(this.fleetOrigin / pullers)))
+  }
+
+  /** Until when `expectedPullers` holds down this node's origin share (Infinity once it no longer does). */
+  private expectedUntil (): number {
+    if (this.expectedPullersLapsed || this.expectedPullers <= this.pullers.size || this.startedAt === undefined) return Infinity
+    return this.startedAt + EXPECTED_PULLERS_MS
   }
 
   /** How long a non-owner waits for an owner per round: see the notes at the top. */

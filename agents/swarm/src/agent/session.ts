@@ -15,7 +15,8 @@
  * Failure handling: a peer whose bytes fail verification is banned by the scheduler and its data
  * connections are closed; origin failures are retried by the scheduler, but `maxOriginFailures`
  * consecutive ones end the pull with the origin's error (an origin that went away should be a
- * clear error, not a hang); with no progress for `stallTimeoutMs` the pull ends too.
+ * clear error, not a hang). Timeouts do not count: a fleet sharing a slow origin times requests
+ * out without anything being broken. With no progress for `stallTimeoutMs` the pull ends too.
  *
  * A request holds its scheduler slot until its chunk is durable (verified, written, fsynced and
  * journaled), not only until its bytes arrive, so a peer gets as many requests at once as it
@@ -25,7 +26,7 @@
 import { ChunkUnavailableError, ChunkVerificationError, OriginUnavailableError, silentLogger } from '@swarm/interface'
 import { chunkScheduler, seededRandom, keyHash } from '@swarm/scheduler'
 import { DEFAULT_MAX_UPLOADS_PER_PEER, peerSource } from '@swarm/exchange'
-import { originSource } from '@swarm/fetcher'
+import { SourceTimeoutError, originSource } from '@swarm/fetcher'
 import type { DataClient } from '@swarm/exchange'
 import type { Fetcher } from '@swarm/fetcher'
 import type { ChunkRequest, ChunkSource, ChunkStore, Logger, Manifest, Origin, SourceKind, TransferProgress } from '@swarm/interface'
@@ -86,6 +87,7 @@ export class PullSession {
   private timer?: NodeJS.Timeout
   private settled = false
   private originFailures = 0
+  private lookups = 0
   private lastProgressAt = performance.now()
   private resolve!: (result: SessionResult) => void
   private reject!: (err: Error) => void
@@ -104,6 +106,8 @@ export class PullSession {
       useOrigin: init.origin != null,
       originFallbackMs: init.originFallbackMs,
       maxInflightOrigin: init.maxInflightOrigin,
+      // every node we are connected to may be about to pull this too
+      expectedPullers: init.node.connectedPeers().length + 1,
       maxInflightPerPeer: init.maxInflightPerPeer ?? DEFAULT_MAX_UPLOADS_PER_PEER,
       now: this.now(),
       logger: this.log
@@ -151,9 +155,16 @@ export class PullSession {
       // ownership needs the set of pullers; give their joins a moment to arrive
       setTimeout(() => {
         if (this.settled) return
-        this.scheduler.setPullers(this.pullers(), this.now())
+        const pullers = this.pullers()
+        this.log.info({ pullers: pullers.length + 1, peers: node.control.peersFor(manifestCid).length }, 'pullers known')
+        this.scheduler.setPullers(pullers, this.now())
         this.pump()
       }, this.init.settleMs ?? 500).unref()
+      // pullers that started after our lookup are only found by looking again; every puller
+      // missing from our view makes us take chunks from the origin that it owns
+      for (const delay of REDISCOVER_AFTER_MS) {
+        setTimeout(() => { if (!this.settled) void this.discover(options.signal) }, delay).unref()
+      }
     }
     try {
       return await done
@@ -168,6 +179,7 @@ export class PullSession {
 
   /** DHT lookup: dial every provider so it gets our join and we get its bitfield. */
   private async discover (signal?: AbortSignal): Promise<void> {
+    this.lookups++
     const { node, manifestCid } = this.init
     try {
       for await (const peer of node.router.lookup(manifestCid, { signal: signal ?? AbortSignal.timeout(30_000) })) {
@@ -300,6 +312,12 @@ export class PullSession {
             this.finish(err)
             return
           }
+          // a timeout says the origin is slow (congested by the whole fleet), not broken: the
+          // scheduler retries it, and a pull that makes no progress at all ends on the stall limit
+          if (isTimeout(cause)) {
+            this.pump()
+            return
+          }
           if (++this.originFailures >= (this.init.maxOriginFailures ?? 3)) {
             this.finish(cause instanceof OriginUnavailableError ? cause : new OriginUnavailableError(`origin failed ${this.originFailures} times in a row: ${cause.message}`, { cause }))
             return
@@ -325,11 +343,19 @@ export class PullSession {
     // keep serving what we hold; peers now see us as a seeder if complete
     node.control.join(manifestCid, { bitfield: this.scheduler.bitfield(), chunkCount: this.chunks.length, pulling: false })
     if (err != null) {
+      this.log.warn({ stats: this.scheduler.stats, err: err.message }, 'session failed')
       this.reject(err)
       return
     }
     const stats = this.scheduler.stats
-    this.log.info({ stats }, 'session finished')
+    this.log.info({ stats, lookups: this.lookups }, 'session finished')
     this.resolve({ progress: this.progress, durationMs: performance.now() - this.started, originRequests: stats.originRequests, peerRequests: stats.peerRequests })
   }
+}
+
+/** When a running pull looks up the manifest's providers again, counted from its start. */
+const REDISCOVER_AFTER_MS = [2_000, 5_000, 10_000, 20_000]
+
+function isTimeout (err: Error): boolean {
+  return err instanceof SourceTimeoutError || err.name === 'TimeoutError' || err.name === 'AbortError'
 }
