@@ -457,6 +457,39 @@ describe('taking chunks from the origin', () => {
     expect(scheduler.stats.inflightOrigin).toBe(2)
   })
 
+  it('takes the share of the pullers it expects until they show up or the expectation lapses', () => {
+    // it has just started and sees only itself, but was told 16 nodes pull: one request, not eight
+    const scheduler = chunkScheduler({ selfId: 'node-0', chunks: chunkList(64, 4), random: seededRandom(2), pullers: [], expectedPullers: 16, fleetInflightOrigin: 16, maxInflightOrigin: 8, now: 0 })
+    const first = scheduler.tick(0)
+    expect(first.start).toHaveLength(1)
+    // it wakes by the time the expectation lapses, and takes nothing more before then
+    let wakeAt = first.wakeAt
+    expect(wakeAt).toBeLessThanOrEqual(10_000)
+    while (wakeAt !== undefined && wakeAt < 10_000) {
+      const actions = scheduler.tick(wakeAt)
+      expect(actions.start).toEqual([])
+      wakeAt = actions.wakeAt
+    }
+    expect(wakeAt).toBe(10_000)
+    expect(scheduler.tick(9_999).start).toEqual([])
+    // nobody else came: it owns everything and takes its full origin limit
+    expect(scheduler.tick(10_000).start).toHaveLength(7)
+    expect(scheduler.stats.inflightOrigin).toBe(8)
+    expect(scheduler.stats.originFallbacks).toBe(0)
+  })
+
+  it('stops expecting once the expected pullers are known', () => {
+    const many = Array.from({ length: 4 }, (_, i) => `node-${i}`)
+    const scheduler = chunkScheduler({ selfId: 'node-0', chunks: chunkList(64, 4), random: seededRandom(2), pullers: [], expectedPullers: 4, fleetInflightOrigin: 16, maxInflightOrigin: 8, now: 0 })
+    expect(scheduler.tick(0).start).toHaveLength(4)
+    scheduler.setPullers(many, 100)
+    // 16 across the 4 it expected, now known: still four, and no deadline for the expectation
+    const { start, wakeAt } = scheduler.tick(100)
+    expect(start).toEqual([])
+    expect(wakeAt === undefined || wakeAt !== 10_000).toBe(true)
+    expect(scheduler.stats.inflightOrigin).toBe(4)
+  })
+
   it('takes nothing from the origin as owner until it knows who else pulls', () => {
     const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, maxInflightTotal: 64, now: 0 })
     expect(scheduler.tick(0).start).toEqual([])
@@ -472,6 +505,8 @@ describe('taking chunks from the origin', () => {
     connect(scheduler, 'bravo', [0], 0)
     expect(scheduler.tick(0)).toMatchObject({ start: [{ chunk: 0, source: { kind: 'peer', peerId: 'bravo' } }], wakeAt: 1000 })
     expect(scheduler.tick(1000).start).toHaveLength(29)
+    // none of them its own: every one counts as a fallback
+    expect(scheduler.stats.originFallbacks).toBe(29)
   })
 
   it('never uses the origin in peer-only mode', () => {
