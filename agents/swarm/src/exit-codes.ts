@@ -18,6 +18,9 @@ export const EXIT = {
 
 const BY_CODE: Record<string, number> = {
   ERR_CONFIG: EXIT.usage,
+  ERR_SWARM_KEY_REQUIRED: EXIT.usage,
+  ERR_KEY_FILE_EXISTS: EXIT.usage,
+  ERR_UNSAFE_TARGET: EXIT.usage,
   ERR_INVALID_REF: EXIT.usage,
   ERR_NO_ORIGIN: EXIT.usage,
   ERR_PUSH_SOURCE: EXIT.usage,

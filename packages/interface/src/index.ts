@@ -25,6 +25,7 @@
 export * from './buffer-pool.js'
 export * from './errors.js'
 export * from './logger.js'
+export * from './redact.js'
 
 /** Every async API takes this last and honours it. */
 export interface AbortOptions {

@@ -71,6 +71,17 @@ export class ManifestUnavailableError extends Error {
   }
 }
 
+/** An agent asked to join a swarm without a key, which would let any host that reaches it in. */
+export class SwarmKeyRequiredError extends Error {
+  static override name = 'SwarmKeyRequiredError'
+  readonly code = 'ERR_SWARM_KEY_REQUIRED'
+  constructor () {
+    super('no swarm key: without one any host that reaches this node joins the swarm, learns every model it holds and downloads them. ' +
+      'Give one with --swarm-key FILE (SWARM_SWARM_KEY_FILE; make one with `swarm keygen FILE`), or run open on purpose with --insecure-open-swarm (SWARM_INSECURE_OPEN_SWARM=1)')
+    this.name = 'SwarmKeyRequiredError'
+  }
+}
+
 export class Agent {
   readonly config: Config
   readonly store: Store
@@ -103,6 +114,8 @@ export class Agent {
   static async start (init: AgentInit): Promise<Agent> {
     const { config } = init
     const log = (init.logger ?? silentLogger).child({ component: 'agent' })
+    // closed by default: an open swarm is a choice someone made, never an accident of a missing flag
+    if (config.agent.swarmKeyFile == null && !config.agent.insecureOpenSwarm) throw new SwarmKeyRequiredError()
     await mkdir(config.dataDir, { recursive: true })
     const privateKey = await loadOrCreateKey(join(config.dataDir, 'node.key'))
     const swarmKey = config.agent.swarmKeyFile != null ? await readFile(config.agent.swarmKeyFile) : undefined
@@ -139,7 +152,7 @@ export class Agent {
       logger: init.logger
     })
     const client = dataClient({ privateKey, downloadBytesPerSecond: config.agent.downloadRate, logger: init.logger })
-    const metrics = agentMetrics({ peers: () => node?.connectedPeers().length ?? 0, bytesServed: () => server.stats.bytesServed, fuse: () => agent?.mount?.fuseStats() })
+    const metrics = agentMetrics({ openSwarm: swarmKey == null, peers: () => node?.connectedPeers().length ?? 0, bytesServed: () => server.stats.bytesServed, fuse: () => agent?.mount?.fuseStats() })
     const agent = new Agent({ config, store, node, server, client, metrics, origin: init.origin, log })
     agent.metricsServer = await serveMetrics(metrics, config.agent.metricsHost, config.agent.metricsPort, () => agent.started)
 
@@ -154,6 +167,7 @@ export class Agent {
       }
     }
     agent.started = true
+    if (swarmKey == null) log.warn({ dataPort: bound.port, listen: node.multiaddrs() }, 'open swarm (--insecure-open-swarm): no swarm key, so any host that reaches these ports can join, list and download every model held here')
     log.info({ peerId: node.peerId, multiaddrs: node.multiaddrs(), dataPort: bound.port, metricsPort: agent.metricsPort }, 'agent started')
     return agent
   }
