@@ -29,3 +29,13 @@ export class StoreClosedError extends Error {
     this.name = 'StoreClosedError'
   }
 }
+
+/** remove() of a model that something still holds a lease on (a pull in flight, a file open in the view). */
+export class ModelLeasedError extends Error {
+  static override name = 'ModelLeasedError'
+  readonly code = 'ERR_MODEL_LEASED'
+  constructor (readonly manifestCid: string, readonly holders: string[]) {
+    super(`model ${manifestCid} is in use (${holders.join(', ')}); it can be removed once they are done`)
+    this.name = 'ModelLeasedError'
+  }
+}
