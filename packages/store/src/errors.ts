@@ -39,3 +39,17 @@ export class ModelLeasedError extends Error {
     this.name = 'ModelLeasedError'
   }
 }
+
+/**
+ * A manifest lists a chunk with another size than a held manifest does. A CID fixes its bytes,
+ * so one of the two lies; the one held first stays, and the newcomer is refused before it can
+ * make the other's chunks fail to store.
+ */
+export class ManifestConflictError extends Error {
+  static override name = 'ManifestConflictError'
+  readonly code = 'ERR_MANIFEST_CONFLICT'
+  constructor (readonly manifestCid: string, readonly heldManifestCid: string, readonly chunkCid: string, readonly size: number, readonly heldSize: number) {
+    super(`manifest ${manifestCid} lists chunk ${chunkCid} as ${size} bytes, but held manifest ${heldManifestCid} lists it as ${heldSize}; one of them is wrong, so ${manifestCid} is refused`)
+    this.name = 'ManifestConflictError'
+  }
+}

@@ -45,5 +45,5 @@ export type {
   EvictDetails,
   EvictReason
 } from './store.js'
-export { StoreLockedError, CorruptModelsFileError, StoreClosedError, ModelLeasedError } from './errors.js'
+export { StoreLockedError, CorruptModelsFileError, StoreClosedError, ModelLeasedError, ManifestConflictError } from './errors.js'
 export * from './constants.js'

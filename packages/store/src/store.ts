@@ -92,7 +92,7 @@ import {
   PARTIAL_FILE_MODE,
   TEMP_SUFFIX
 } from './constants.js'
-import { ModelLeasedError, StoreClosedError } from './errors.js'
+import { ManifestConflictError, ModelLeasedError, StoreClosedError } from './errors.js'
 import { FdPool } from './fd-pool.js'
 import type { FileLease } from './fd-pool.js'
 import { fsyncDir, isMissing, unlinkIfPresent, writeFileAtomic } from './fs-util.js'
@@ -491,6 +491,7 @@ class LocalStore implements Store {
     return await this.exclusive(async () => {
       const existing = this.held.get(manifestCid)
       if (existing !== undefined) return existing
+      await this.resolveSizeConflicts(manifestCid, canonical)
       await writeFileAtomic(join(this.manifestsDir, manifestCid), encoded.bytes)
       const files: Array<{ entry: FileEntry, content: Content }> = []
       try {
@@ -511,6 +512,42 @@ class LocalStore implements Store {
       this.log.info({ manifestCid, files: files.length, bytes: model.totalBytes }, 'model added')
       return model
     })
+  }
+
+  /**
+   * Refuses a manifest that lists a chunk with another size than a held one does, so a put never
+   * meets slots of one CID that disagree (whichever size the bytes had, some slot would refuse
+   * them, and the source would be blamed). A held model that conflicts but holds no bytes and
+   * that nothing uses gives way instead: a manifest someone merely looked up by CID must not
+   * keep a real model out. The caller holds `exclusive`.
+   */
+  private async resolveSizeConflicts (manifestCid: CidString, manifest: Manifest): Promise<void> {
+    const conflicting = new Map<CidString, ManifestConflictError>()
+    for (const file of manifest.files) {
+      for (const chunk of file.chunks) {
+        const slot = this.slotsByCid.get(chunk.cid)?.[0]
+        if (slot === undefined) continue
+        const heldSize = slotChunk(slot).size
+        if (heldSize === chunk.size) continue
+        for (const user of slot.content.users) {
+          if (!conflicting.has(user)) conflicting.set(user, new ManifestConflictError(manifestCid, user, chunk.cid, chunk.size, heldSize))
+        }
+      }
+    }
+    if (conflicting.size === 0) return
+    for (const [user, error] of conflicting) {
+      const model = this.held.get(user)
+      if (model === undefined || !this.isUnused(model)) throw error
+    }
+    for (const user of conflicting.keys()) {
+      this.log.warn({ manifestCid, gaveWay: user }, 'an unused manifest that conflicts with a new one was removed')
+      await this.removeModel(user, 'gc')
+    }
+  }
+
+  /** holds no bytes, and no lease, pin or name keeps it */
+  private isUnused (model: Model): boolean {
+    return modelPresentBytes(model) === 0 && model.refs.length === 0 && !model.pinned && !this.isLeased(model.manifestCid)
   }
 
   getManifest (manifestCid: CidString): Manifest | undefined {
@@ -648,7 +685,7 @@ class LocalStore implements Store {
         // a manifest added only to be looked at (the view's by-cid) that never got bytes: nothing
         // would ever remove it, and it costs a name in every listing and an advert
         for (const model of [...this.held.values()]) {
-          if (modelPresentBytes(model) > 0 || model.refs.length > 0 || model.pinned || this.isLeased(model.manifestCid)) continue
+          if (!this.isUnused(model)) continue
           throwIfAborted(options.signal)
           await evict(model, 'unused')
         }
@@ -861,7 +898,8 @@ class LocalStore implements Store {
   private async writeSlots (cid: CidString, bytes: Uint8Array, slots: readonly Slot[], source: string): Promise<number> {
     for (const slot of slots) {
       const expected = slotChunk(slot).size
-      // a manifest that lies about a size must not let a write spill into the next chunk
+      // held manifests agree on every CID's size (addManifest sees to it), but all of them may
+      // lie: bytes that hash right yet differ in length must not spill into the next chunk
       if (expected !== bytes.byteLength) {
         throw new ChunkVerificationError(cid, source, `chunk ${cid} from ${source} is ${bytes.byteLength} bytes, a held manifest says ${expected}`)
       }
@@ -1177,10 +1215,11 @@ export function contentKey (entry: FileEntry): string {
 
 /**
  * Chunks must tile each file in order, so no two slots overlap and a write can never land on
- * another chunk's bytes; paths must be unique, so a path names one file.
+ * another chunk's bytes; paths must be unique, so a path names one file; a CID has one size.
  */
 function checkLayout (manifest: Manifest): void {
   const paths = new Set<string>()
+  const sizes = new Map<CidString, number>()
   for (const file of manifest.files) {
     if (paths.has(file.path)) throw new InvalidManifestError(`file ${JSON.stringify(file.path)} is listed twice`)
     paths.add(file.path)
@@ -1193,6 +1232,9 @@ function checkLayout (manifest: Manifest): void {
       } catch (err) {
         throw new InvalidManifestError(`${file.path}: ${(err as Error).message}`)
       }
+      const size = sizes.get(chunk.cid)
+      if (size !== undefined && size !== chunk.size) throw new InvalidManifestError(`chunk ${chunk.cid} is listed as ${size} bytes and as ${chunk.size}`)
+      sizes.set(chunk.cid, chunk.size)
       next += chunk.size
     }
     if (next !== file.size) throw new InvalidManifestError(`${file.path}: chunks cover ${next} bytes of ${file.size}`)

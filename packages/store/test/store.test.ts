@@ -5,7 +5,7 @@ import { cidForBytes } from '@swarm/chunker'
 import { ChunkMissingError, ChunkVerificationError, InvalidRefError, NotFoundError } from '@swarm/interface'
 import { ManifestCidMismatchError, encodeManifest } from '@swarm/manifest'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { CorruptModelsFileError, ModelLeasedError, StoreClosedError, StoreLockedError, createStore, verifyModel } from '../src/index.js'
+import { CorruptModelsFileError, ManifestConflictError, ModelLeasedError, StoreClosedError, StoreLockedError, createStore, verifyModel } from '../src/index.js'
 import type { EvictDetails, Store } from '../src/index.js'
 import { bytesFor, chunksOf, tempDir, testFile, testModel } from './helpers.js'
 import type { TestModel } from './helpers.js'
@@ -551,6 +551,66 @@ describe('leases', () => {
     await expect(readdir(join(dir, 'manifests'))).resolves.not.toContain(unused.cid)
     lease.release()
     expect(evictedBy(await store.gc())).toEqual([leased.cid])
+  })
+})
+
+describe('manifests that disagree', () => {
+  /** a manifest whose one file is `cid` claimed to be `size` bytes */
+  function liar (cid: string, size: number): TestModel {
+    const entry = { path: 'liar.bin', size, mode: 0o644, chunks: [{ cid, offset: 0, size }] }
+    const manifest = { version: 1 as const, chunkSize: size, files: [entry] }
+    return { manifest, cid: encodeManifest(manifest).cid, files: [] }
+  }
+
+  it('refuses at addManifest a manifest that gives a held chunk another size, naming both, and the held model fills as before', async () => {
+    const store = await openStore()
+    const legit = simpleModel('cl')
+    await store.addManifest(legit.cid, legit.manifest, { ref: 'legit:v1' })
+    const [first, ...rest] = [...chunksOf(legit)]
+    const [cid, bytes] = first as [string, Uint8Array]
+    await store.putChunk(cid, bytes)
+    const bad = liar(rest[0]?.[0] ?? '', 500)
+
+    const refused = await store.addManifest(bad.cid, bad.manifest).catch((err: unknown) => err)
+    expect(refused).toBeInstanceOf(ManifestConflictError)
+    expect((refused as Error).message).toContain(bad.cid)
+    expect((refused as Error).message).toContain(legit.cid)
+    expect(refused).toMatchObject({ manifestCid: bad.cid, heldManifestCid: legit.cid, chunkCid: rest[0]?.[0], size: 500, heldSize: 1000 })
+    expect(store.getManifest(bad.cid)).toBeUndefined()
+    await expect(readdir(join(dir, 'manifests'))).resolves.toEqual([legit.cid])
+
+    for (const [c, b] of rest) await expect(store.putChunk(c, b, { source: 'peer-1' })).resolves.toEqual({ written: true })
+    expect(store.missingChunks(legit.cid)).toEqual([])
+    for (const file of legit.files) expect(Buffer.from(await store.read(legit.cid, file.entry.path, 0, file.entry.size)).equals(file.bytes)).toBe(true)
+  })
+
+  it('a conflicting manifest that holds nothing and that nothing uses gives way to a new one', async () => {
+    const store = await openStore()
+    const legit = simpleModel('cg')
+    const [[cid]] = [...chunksOf(legit)] as Array<[string, Uint8Array]>
+    const squatter = liar(cid ?? '', 700)
+    await store.addManifest(squatter.cid, squatter.manifest)
+    await store.addManifest(legit.cid, legit.manifest)
+    expect(store.getManifest(squatter.cid)).toBeUndefined()
+    await putAll(store, legit)
+    expect(store.missingChunks(legit.cid)).toEqual([])
+
+    // named, it is in use: then the newcomer is refused instead
+    const named = liar(cid ?? '', 800)
+    const other = simpleModel('cg2')
+    await store.addManifest(other.cid, other.manifest)
+    await expect(store.addManifest(named.cid, named.manifest, { ref: 'liar:v1' })).rejects.toBeInstanceOf(ManifestConflictError)
+  })
+
+  it('refuses a manifest that lists one chunk with two sizes', async () => {
+    const store = await openStore()
+    const chunk = bytesFor('twice', 1000)
+    const cid = cidForBytes(chunk)
+    const manifest = { version: 1 as const, chunkSize: 1000, files: [
+      { path: 'a.bin', size: 1000, mode: 0o644, chunks: [{ cid, offset: 0, size: 1000 }] },
+      { path: 'b.bin', size: 900, mode: 0o644, chunks: [{ cid, offset: 0, size: 900 }] }
+    ] }
+    await expect(store.addManifest(encodeManifest(manifest).cid, manifest)).rejects.toThrow(/listed as 1000 bytes and as 900/)
   })
 })
 
