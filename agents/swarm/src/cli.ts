@@ -19,7 +19,7 @@ import { agentPull, agentStatus } from './agent/control-api.js'
 import { createLogger, createOrigin } from './runtime.js'
 import type { Config, ConfigLayer } from '@swarm/config'
 import { redactDeep, redactSecrets } from '@swarm/interface'
-import type { ChunkStore, Logger, TransferProgress } from '@swarm/interface'
+import type { ChunkStore, GcReport, Logger, TransferProgress } from '@swarm/interface'
 import type { Store } from '@swarm/store'
 
 interface GlobalOptions {
@@ -388,19 +388,30 @@ export function program (): Command {
     })
 
   cmd.command('gc')
-    .description('evict least-recently-used unpinned models until the store fits its budget')
+    .description('evict least-recently-used models that are neither pinned nor in use until the store fits its budget; models that hold nothing and have no name go too')
     .option('--cache-size <size>', 'budget, e.g. 200GiB (SWARM_CACHE_SIZE); 0 evicts every unpinned model')
     .action(async (local: { cacheSize?: string }, command: Command) => {
       const options = { ...globals(command), cacheSize: local.cacheSize }
       const config = await configFrom(options)
       const logger = createLogger(logLevelFor(config, options))
       await withStore(config, logger, async store => {
-        const evicted = await store.gc({ budgetBytes: config.cacheSize, signal: controller.signal })
-        emit(options, { command: 'gc', evicted }, evicted.length === 0 ? 'nothing to evict' : `evicted ${evicted.length} models: ${evicted.join(', ')}`)
+        const report = await store.gc({ budgetBytes: config.cacheSize, signal: controller.signal })
+        emit(options, { command: 'gc', ...report }, describeGc(report))
       })
     })
 
   return cmd
+}
+
+function describeGc (report: GcReport): string {
+  const name = (m: { manifestCid: string, refs: string[] }): string => m.refs.length > 0 ? `${m.refs.join(',')} (${m.manifestCid})` : m.manifestCid
+  const lines = [report.evicted.length === 0
+    ? 'nothing to evict'
+    : `evicted ${report.evicted.length} models, freed ${formatBytes(report.evicted.reduce((sum, e) => sum + e.freedBytes, 0))}: ${report.evicted.map(e => `${name(e)}${e.reason === 'unused' ? ' (unused, held nothing)' : ''}`).join(', ')}`]
+  const why = { pinned: 'pinned', leased: 'in use', 'shares-pinned': 'all its content is a pinned model\'s' }
+  for (const s of report.skipped) lines.push(`kept ${name(s)}: ${why[s.reason]}${s.holders != null ? ` by ${s.holders.join(', ')}` : ''}`)
+  if (report.budgetBytes != null && report.presentBytes > report.budgetBytes) lines.push(`still over budget: ${formatBytes(report.presentBytes)} present, budget ${formatBytes(report.budgetBytes)}`)
+  return lines.join('\n')
 }
 
 export async function main (argv: string[]): Promise<number> {

@@ -31,6 +31,7 @@ const BY_CODE: Record<string, number> = {
   ERR_INVALID_MANIFEST: EXIT.corrupt,
   ERR_MANIFEST_CID_MISMATCH: EXIT.corrupt,
   ERR_CHUNK_VERIFICATION: EXIT.corrupt,
+  ERR_MANIFEST_CONFLICT: EXIT.corrupt,
   ERR_VERIFY_FAILED: EXIT.corrupt,
   ERR_ORIGIN_UNAVAILABLE: EXIT.unavailable,
   ERR_CHUNK_UNAVAILABLE: EXIT.unavailable,

@@ -23,7 +23,7 @@ import { PullSession, uniqueChunks } from './session.js'
 import type { Config } from '@swarm/config'
 import type { DataClient, DataServer } from '@swarm/exchange'
 import type { Fetcher } from '@swarm/fetcher'
-import type { AbortOptions, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
+import type { AbortOptions, GcReport, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
 import type { SwarmNode } from '@swarm/p2p'
 import type { Store } from '@swarm/store'
 import type { AgentMetrics } from './metrics.js'
@@ -97,6 +97,8 @@ export class Agent {
   mount?: ModelMount
   private readonly sessions = new Map<string, { session: Promise<AgentPullResult>, status: TransferStatus }>()
   private readonly shutdown = new AbortController()
+  /** the latest gc's report, for status */
+  private lastGc?: GcReport & { at: number }
   private started = false
 
   private constructor (init: { config: Config, store: Store, node: SwarmNode, server: DataServer, client: DataClient, metrics: AgentMetrics, origin?: Origin, log: Logger }) {
@@ -247,16 +249,32 @@ export class Agent {
       manifestCid = await this.origin.resolveRef(request.ref, { signal })
     }
     const manifest = await this.manifestFor(manifestCid, { signal })
-    await this.store.addManifest(manifestCid, manifest, { ref })
-    if (request.pin === true) await this.store.pin(manifestCid, true)
-    this.store.touch(manifestCid)
-    const copied = await this.store.fillFromLocal(manifestCid, { signal })
-    if (copied > 0) this.metrics.bytes.inc({ source: 'local' }, copied)
+    // held from before the model is added until this pull is done with it, so no other pull's gc
+    // (nor this one's own) can evict the model under it
+    const lease = await this.store.addAndLease(manifestCid, manifest, `pull:${ref ?? manifestCid}`, { ref, signal })
+    try {
+      if (request.pin === true) await this.store.pin(manifestCid, true)
+      this.store.touch(manifestCid)
+      const copied = await this.store.fillFromLocal(manifestCid, { signal })
+      if (copied > 0) this.metrics.bytes.inc({ source: 'local' }, copied)
 
-    const result = await this.runSession(manifestCid, manifest, ref, signal, options.onProgress)
-    if (request.to != null) await placeFiles(this.store, manifestCid, request.to)
-    if (this.config.cacheSize > 0) await this.store.gc({ budgetBytes: this.config.cacheSize })
-    return result
+      const result = await this.runSession(manifestCid, manifest, ref, signal, options.onProgress)
+      if (request.to != null) await placeFiles(this.store, manifestCid, request.to)
+      await this.gc()
+      return result
+    } finally {
+      lease.release()
+    }
+  }
+
+  /** The store's gc to the configured budget (none: only unused, empty models go); the report is kept for status. */
+  async gc (options: AbortOptions = {}): Promise<GcReport> {
+    const report = await this.store.gc({ budgetBytes: this.config.cacheSize > 0 ? this.config.cacheSize : undefined, signal: options.signal })
+    this.lastGc = { at: Date.now(), ...report }
+    if (report.evicted.length > 0 || report.skipped.length > 0) {
+      this.log.info({ evicted: report.evicted.map(e => `${e.manifestCid} (${e.reason})`), skipped: report.skipped.map(s => `${s.manifestCid} (${s.reason}${s.holders != null ? `: ${s.holders.join(', ')}` : ''})`), presentBytes: report.presentBytes }, 'gc')
+    }
+    return report
   }
 
   /** One session per manifest: a second pull of the same model joins the running one. */
@@ -310,7 +328,9 @@ export class Agent {
         const fetched = s.status.progress.bytesBySource.peer + s.status.progress.bytesBySource.origin
         return { ...s.status, bytesPerSecond: Math.round(fetched / seconds) }
       }),
-      served: this.server.stats
+      served: this.server.stats,
+      leases: this.store.models().map(m => ({ manifestCid: m.manifestCid, holders: this.store.holders(m.manifestCid) })).filter(l => l.holders.length > 0),
+      lastGc: this.lastGc ?? null
     }
   }
 
