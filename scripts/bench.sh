@@ -3,6 +3,7 @@
 # ratio to a baseline measured in the same run; results also go to bench/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/node-env.sh
 scripts/setup.sh test
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=($(ls bench | grep -v -e results -e '\.'))

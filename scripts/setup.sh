@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Brings a fresh machine to the point where Swarm builds, tests and runs its demo:
-# Node version check, the Debian packages a purpose needs, npm dependencies, the TypeScript build.
+# Node.js 24 (the machine's, or one installed into .tools/node), the Debian packages a purpose needs, npm dependencies, the TypeScript build.
 #
 #   scripts/setup.sh demo    what the demo needs (nothing beyond Node)
 #   scripts/setup.sh test    plus the S3 server (Ceph RGW) the tests run against, FUSE and the loaders the FUSE tests use
@@ -10,13 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 purpose=${1:-demo}
-need_node="20.18.0"
-
-have_node=$(node -p 'process.versions.node' 2>/dev/null || echo "none")
-if [ "$have_node" = none ] || [ "$(printf '%s\n%s\n' "$need_node" "$have_node" | sort -V | head -1)" != "$need_node" ]; then
-  echo "swarm setup: Node.js >= $need_node is required (found: $have_node)" >&2
-  exit 1
-fi
+. scripts/node-env.sh
 
 packages=()
 case "$purpose" in

@@ -4,6 +4,7 @@
 # Results: .test-results/vitest.json (vitest's JSON report), read by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/node-env.sh
 scripts/setup.sh test
 mkdir -p .test-results
 exec npx vitest run --reporter=default --reporter=json --outputFile.json=.test-results/vitest.json "$@"

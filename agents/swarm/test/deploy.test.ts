@@ -610,10 +610,10 @@ const checks: Check[] = [
       ['an entrypoint on another file', b => { b.dockerfile = b.dockerfile.replace('dist/cli.js"]', 'dist/index.js"]') }, /ENTRYPOINT .* does not run node on \/app\/agents\/swarm\/dist\/cli\.js/],
       ['a shell-form entrypoint', b => { b.dockerfile = b.dockerfile.replace(/^ENTRYPOINT .*$/m, 'ENTRYPOINT node /app/agents/swarm/dist/cli.js') }, /ENTRYPOINT undefined/],
       ['another command', b => { b.dockerfile = b.dockerfile.replace(/^CMD .*$/m, 'CMD ["status"]') }, /CMD \["status"\] does not start the agent/],
-      ['no build stage', b => { b.dockerfile = b.dockerfile.replace(/^FROM node:20-bookworm-slim AS build$/m, '') }, /not a multi-stage build/],
+      ['no build stage', b => { b.dockerfile = b.dockerfile.replace(/^FROM node:24-bookworm-slim AS build$/m, '') }, /not a multi-stage build/],
       ['no npm ci', b => { b.dockerfile = b.dockerfile.replace('npm ci', 'npm install') }, /does not run npm ci/],
       ['no addon build', b => { b.dockerfile = b.dockerfile.replace('npm run build:native -w @swarm/fuse-kernel', 'true') }, /does not build the FUSE addon/],
-      ['an old Node', b => { b.dockerfile = b.dockerfile.replace(/^FROM node:20-bookworm-slim$/m, 'FROM node:18-bookworm-slim') }, /not a Node 20\+ image/],
+      ['an old Node', b => { b.dockerfile = b.dockerfile.replace(/^FROM node:24-bookworm-slim$/m, 'FROM node:22-bookworm-slim') }, /not a Node 24\+ image/],
       ['an unexposed port', b => { b.dockerfile = b.dockerfile.replace('EXPOSE 4001 4002 9464', 'EXPOSE 4001 4002') }, /does not EXPOSE 9464/]
     ]
   },
