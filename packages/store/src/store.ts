@@ -484,7 +484,7 @@ class LocalStore implements Store {
       const ref = options.ref === undefined ? undefined : formatRef(parseRef(options.ref))
       const requireSpace = options.requireSpace !== false
       let model = this.held.get(manifestCid)
-      if (model !== undefined && requireSpace) await this.checkSpace(manifestCid, missingBytes(model.files.map(f => f.content)))
+      if (model !== undefined && requireSpace) await this.checkSpace(manifestCid, await this.unallocatedBytes(model.files.map(f => f.content)))
       if (model === undefined) {
         let adding = this.adding.get(manifestCid)
         if (adding === undefined) {
@@ -515,14 +515,16 @@ class LocalStore implements Store {
       if (existing !== undefined) return existing
       await this.resolveSizeConflicts(manifestCid, canonical)
       if (requireSpace) {
-        // content another model already has counts only for what it still misses
-        const needed = new Map<string, number>()
+        // content another model already has counts only for what it has yet to take on disk
+        const fresh = new Map<string, number>()
+        const held: Content[] = []
         for (const entry of canonical.files) {
           const key = contentKey(entry)
-          const held = this.contents.get(key)
-          needed.set(key, held === undefined ? entry.size : held.size - held.presentBytes)
+          const content = this.contents.get(key)
+          if (content === undefined) fresh.set(key, entry.size)
+          else held.push(content)
         }
-        await this.checkSpace(manifestCid, [...needed.values()].reduce((sum, n) => sum + n, 0))
+        await this.checkSpace(manifestCid, [...fresh.values()].reduce((sum, n) => sum + n, 0) + await this.unallocatedBytes(held))
       }
       await writeFileAtomic(join(this.manifestsDir, manifestCid), encoded.bytes)
       const files: Array<{ entry: FileEntry, content: Content }> = []
@@ -575,6 +577,22 @@ class LocalStore implements Store {
       this.log.warn({ manifestCid, gaveWay: user }, 'an unused manifest that conflicts with a new one was removed')
       await this.removeModel(user, 'gc')
     }
+  }
+
+  /**
+   * bytes these (sparse) content files have yet to take on disk, each counted once: their size
+   * less the blocks already allocated, which include chunks written but never recorded (a write
+   * that met a full disk), so those are not counted twice
+   */
+  private async unallocatedBytes (contents: readonly Content[]): Promise<number> {
+    let bytes = 0
+    for (const content of new Set(contents)) {
+      const missing = content.size - content.presentBytes
+      if (missing === 0) continue
+      const info = await stat(content.dataPath).catch(() => undefined)
+      bytes += info === undefined ? missing : Math.max(0, Math.min(missing, content.size - info.blocks * 512))
+    }
+    return bytes
   }
 
   /** refuses a model whose missing bytes, plus a margin, exceed the data directory's free space */
@@ -1268,13 +1286,6 @@ function makeModel (
 function modelPresentBytes (model: Model): number {
   let bytes = 0
   for (const content of new Set(model.files.map(file => file.content))) bytes += content.presentBytes
-  return bytes
-}
-
-/** bytes still missing from these contents, each counted once */
-function missingBytes (contents: readonly Content[]): number {
-  let bytes = 0
-  for (const content of new Set(contents)) bytes += content.size - content.presentBytes
   return bytes
 }
 
