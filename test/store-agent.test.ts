@@ -127,6 +127,24 @@ describe('the store under a running agent', () => {
     }
   }, 180_000)
 
+  it('swarm gc --json reports what it evicted and what it kept and why', async () => {
+    const tiny = await writeSyntheticModel(join(work, 'gc-tiny'), { layers: 1, hidden: 256, intermediate: 512, vocab: 1024, seed: 'gc-tiny' })
+    const cid = await push(tiny, 'gc-tiny:v1', env)
+    const local = { ...env, SWARM_DATA_DIR: join(work, 'gc-cli') }
+    const pull = await swarm(['pull', 'gc-tiny:v1', '--no-agent', '--pin', '--json'], local)
+    expect(pull.code, pull.stderr).toBe(0)
+
+    const kept = await swarm(['gc', '--cache-size', '0', '--json'], local)
+    expect(kept.code, kept.stderr).toBe(0)
+    expect(kept.done).toMatchObject({ command: 'gc', evicted: [], skipped: [{ manifestCid: cid, refs: ['gc-tiny:v1'], reason: 'pinned' }], budgetBytes: 0 })
+    const human = await swarm(['gc', '--cache-size', '0'], local)
+    expect(human.stdout).toContain(`kept gc-tiny:v1 (${cid}): pinned`)
+
+    expect((await swarm(['pin', 'gc-tiny:v1', '--off'], local)).code).toBe(0)
+    const evicted = await swarm(['gc', '--cache-size', '0', '--json'], local)
+    expect(evicted.done).toMatchObject({ evicted: [{ manifestCid: cid, refs: ['gc-tiny:v1'], reason: 'budget', freedBytes: tiny.totalBytes }], skipped: [], presentBytes: 0 })
+  }, 120_000)
+
   describe('on a small file system', () => {
     let mountpoint: string
     let model: SyntheticModel
