@@ -53,8 +53,9 @@
  * they belong to the running process, and a restart ends every use they stood for. A pull takes
  * its lease before its manifest is added (addAndLease), so there is no moment in which a gc run
  * queued behind the add could evict the model it is about to fill. gc also collects models that
- * hold no bytes and that nothing uses, leases, pins or names (the view adds manifests it is asked
- * about by CID with no name); otherwise nothing would ever remove them.
+ * hold no bytes and that nothing leases, pins or names (the view adds manifests it is asked about
+ * by CID with no name), once unused for a grace period (a `stat` is often followed by an open);
+ * otherwise nothing would ever remove them.
  */
 import { createHash } from 'node:crypto'
 import { chmod, mkdir, open, readFile, readdir, stat, statfs, truncate, writeFile } from 'node:fs/promises'
@@ -84,6 +85,7 @@ import {
   CONTENT_DIR,
   DEFAULT_MAX_OPEN_FILES,
   DEFAULT_PUT_SOURCE,
+  DEFAULT_UNUSED_GRACE_MS,
   DISK_MARGIN_FRACTION,
   JOURNAL_SUFFIX,
   LOCAL_COPY_CONCURRENCY,
@@ -151,6 +153,8 @@ export interface StoreInit {
   diskMarginBytes?: number
   /** opens content files; tests pass one that injects faults at the descriptor */
   openFile?: OpenFile
+  /** gc collects an unused model that holds no bytes only once it has not been used for this long */
+  unusedGraceMs?: number
 }
 
 export interface PutChunkOptions extends AbortOptions {
@@ -269,6 +273,7 @@ export async function createStore (init: StoreInit, options: AbortOptions = {}):
   if (init.budgetBytes !== undefined) checkBudget(init.budgetBytes)
   const maxOpenFiles = init.maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES
   if (!Number.isSafeInteger(maxOpenFiles) || maxOpenFiles < 1) throw new TypeError(`maxOpenFiles must be a positive integer, got ${maxOpenFiles}`)
+  if (init.unusedGraceMs !== undefined && (!Number.isFinite(init.unusedGraceMs) || init.unusedGraceMs < 0)) throw new RangeError(`unusedGraceMs must be a non-negative number, got ${init.unusedGraceMs}`)
   if (init.diskMarginBytes !== undefined && (!Number.isSafeInteger(init.diskMarginBytes) || init.diskMarginBytes < 0)) throw new RangeError(`diskMarginBytes must be a non-negative integer, got ${init.diskMarginBytes}`)
   throwIfAborted(options.signal)
   const dir = resolve(init.dir)
@@ -758,8 +763,9 @@ class LocalStore implements Store {
         }
         // a manifest added only to be looked at (the view's by-cid) that never got bytes: nothing
         // would ever remove it, and it costs a name in every listing and an advert
+        const grace = this.init.unusedGraceMs ?? DEFAULT_UNUSED_GRACE_MS
         for (const model of [...this.held.values()]) {
-          if (!this.isUnused(model)) continue
+          if (!this.isUnused(model) || Date.now() - model.lastUsed < grace) continue
           throwIfAborted(options.signal)
           await evict(model, 'unused')
         }
