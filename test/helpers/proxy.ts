@@ -20,6 +20,8 @@ export interface OriginProxy {
   getBytes: Record<string, number>
   /** called for every proxied GET of a chunk (e.g. to kill a client after N of them) */
   onChunkGet?: (count: number) => void
+  /** asked for every GET of a chunk, by CID: a promise holds the request until it settles */
+  holdChunkGet?: (cid: string) => Promise<void> | undefined
   reset(): void
   stop(): Promise<void>
   restart(): Promise<void>
@@ -63,15 +65,20 @@ export async function originProxy (target: string, port = 0): Promise<OriginProx
       const counts = req.method === 'GET' ? proxy.gets : req.method === 'PUT' ? proxy.puts : undefined
       if (counts != null) counts[kind] = (counts[kind] ?? 0) + 1
       if (req.method === 'GET' && kind === 'chunks') proxy.onChunkGet?.(proxy.gets.chunks ?? 0)
-      const forward = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, upstreamRes => {
-        res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers)
-        if (req.method === 'GET') {
-          upstreamRes.on('data', (piece: Buffer) => { proxy.getBytes[kind] = (proxy.getBytes[kind] ?? 0) + piece.length })
-        }
-        upstreamRes.pipe(res)
-      })
-      forward.on('error', () => { res.destroy() })
-      req.pipe(forward)
+      const send = (): void => {
+        const forward = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, upstreamRes => {
+          res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers)
+          if (req.method === 'GET') {
+            upstreamRes.on('data', (piece: Buffer) => { proxy.getBytes[kind] = (proxy.getBytes[kind] ?? 0) + piece.length })
+          }
+          upstreamRes.pipe(res)
+        })
+        forward.on('error', () => { res.destroy() })
+        req.pipe(forward)
+      }
+      const held = req.method === 'GET' && kind === 'chunks' ? proxy.holdChunkGet?.(((req.url ?? '').split('?')[0] ?? '').split('/').pop() ?? '') : undefined
+      if (held == null) send()
+      else held.then(send, () => { res.destroy() })
     })
     server.on('connection', socket => {
       sockets.add(socket)

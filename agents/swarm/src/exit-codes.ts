@@ -13,6 +13,8 @@ export const EXIT = {
   notFound: 3,
   corrupt: 4,
   unavailable: 5,
+  /** the data directory's file system is full (or the quota spent): free space, then pull again */
+  diskFull: 6,
   interrupted: 130
 } as const
 
@@ -38,6 +40,7 @@ const BY_CODE: Record<string, number> = {
   ERR_AGENT_UNAVAILABLE: EXIT.unavailable,
   ERR_MANIFEST_UNAVAILABLE: EXIT.unavailable,
   ERR_FUSE_UNAVAILABLE: EXIT.unavailable,
+  ERR_DISK_FULL: EXIT.diskFull,
   ABORT_ERR: EXIT.interrupted
 }
 

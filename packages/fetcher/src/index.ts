@@ -12,6 +12,9 @@
  * Concurrent requests for one CID share one fetch (a FUSE read and a background pull of the
  * same chunk cost one download). The shared fetch is aborted only when every waiter has gone.
  *
+ * A full disk (`DiskFullError` from `putChunk`) is no source's fault: the fetch ends with it at
+ * once, without trying other sources, and a pull ends with it.
+ *
  * Once `putChunk` has settled (the bytes are stored or refused) or an attempt is abandoned, the
  * bytes go back to their source through `release`, so a source that pools buffers reads the next
  * chunk into the same memory.
@@ -27,7 +30,7 @@
  */
 
 import { setMaxListeners } from 'node:events'
-import { AbortError, ChunkUnavailableError, ChunkVerificationError, silentLogger } from '@swarm/interface'
+import { AbortError, ChunkUnavailableError, ChunkVerificationError, DiskFullError, silentLogger } from '@swarm/interface'
 import pLimit from 'p-limit'
 import { DEFAULT_HEDGE_AFTER_MS, DEFAULT_PULL_CONCURRENCY, DEFAULT_SOURCE_TIMEOUT_MS } from './constants.js'
 import { ManifestNotHeldError, SourceTimeoutError } from './errors.js'
@@ -183,6 +186,11 @@ class ChunkFetcher implements Fetcher {
           .catch((error: Error) => {
             attempts.delete(attempt)
             if (settled) return
+            // our own disk is full: no other source can help, and this one did nothing wrong
+            if (error instanceof DiskFullError) {
+              finish(error)
+              return
+            }
             causes.push({ source: source.name, error })
             if (error instanceof ChunkVerificationError) {
               this.log.warn({ cid: request.cid, source: source.name }, 'bytes failed verification')

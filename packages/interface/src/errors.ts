@@ -75,3 +75,16 @@ export class AbortError extends Error {
     this.name = 'AbortError'
   }
 }
+
+/**
+ * The file system of the store's data directory has no room (ENOSPC, EDQUOT), or too little for
+ * a model being added. Not a fault of any source: a pull that meets it ends with it at once.
+ */
+export class DiskFullError extends Error {
+  static override name = 'DiskFullError'
+  readonly code = 'ERR_DISK_FULL'
+  constructor (readonly dir: string, readonly neededBytes: number | undefined, readonly freeBytes: number | undefined, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'DiskFullError'
+  }
+}

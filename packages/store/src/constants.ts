@@ -36,3 +36,19 @@ export const MAX_WRITE_ROUNDS = 3
 export const EMPTY_LOCK_GRACE_MS = 100
 /** Tries at taking over a stale lock before giving up. */
 export const LOCK_TAKEOVER_ATTEMPTS = 3
+
+/**
+ * Room kept free beyond a model's missing bytes when it is added: journals, manifests,
+ * models.json and file system metadata grow too. A share of the file system, within bounds, so a
+ * small volume is not refused everything and a large one keeps a sane reserve.
+ */
+export const DISK_MARGIN_FRACTION = 0.01
+export const MIN_DISK_MARGIN_BYTES = 4 * 1024 * 1024
+export const MAX_DISK_MARGIN_BYTES = 1024 * 1024 * 1024
+
+/**
+ * How long a model that holds no bytes and that nothing names, pins or leases is kept after its
+ * last use before gc collects it: the view adds such manifests on a lookup by CID, and an open of
+ * a file usually follows soon after.
+ */
+export const DEFAULT_UNUSED_GRACE_MS = 10 * 60 * 1000

@@ -53,3 +53,17 @@ export class ManifestConflictError extends Error {
     this.name = 'ManifestConflictError'
   }
 }
+
+/**
+ * fdatasync of a content file failed. The kernel may have dropped the pages written through that
+ * descriptor and reports the failure only once, so a later fdatasync on it would succeed without
+ * those bytes: the chunks written through it are not recorded, and the descriptor is reopened.
+ */
+export class ContentSyncError extends Error {
+  static override name = 'ContentSyncError'
+  readonly code = 'ERR_CONTENT_SYNC'
+  constructor (readonly path: string, options?: { cause?: unknown }) {
+    super(`fdatasync of ${path} failed (${(options?.cause as Error | undefined)?.message ?? 'unknown error'}); the chunks written through that descriptor are not recorded and will be fetched again`, options)
+    this.name = 'ContentSyncError'
+  }
+}

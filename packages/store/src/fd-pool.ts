@@ -1,12 +1,16 @@
 /**
  * Open descriptors for content files, shared by concurrent reads and writes and closed when
- * idle beyond a cap. A lease keeps its descriptor open; a forgotten path (deleted, or switched
- * from writable to read-only) is closed as soon as its last lease ends.
+ * idle beyond a cap. A lease keeps its descriptor open; a forgotten path (deleted, switched from
+ * writable to read-only, or whose fdatasync failed so its descriptor can no longer be trusted) is
+ * closed as soon as its last lease ends, and the next acquire opens it afresh.
  */
 import { open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 
 export type OpenMode = 'r' | 'r+'
+
+/** Opens a content file; the store's tests pass one that injects faults at the descriptor. */
+export type OpenFile = (path: string, mode: OpenMode) => Promise<FileHandle>
 
 export interface FileLease {
   readonly handle: FileHandle
@@ -26,13 +30,13 @@ export class FdPool {
   private readonly entries = new Map<string, Entry>()
   private readonly closing = new Set<Promise<void>>()
 
-  constructor (private readonly maxOpen: number) {}
+  constructor (private readonly maxOpen: number, private readonly openFile: OpenFile = open) {}
 
   async acquire (path: string, mode: OpenMode): Promise<FileLease> {
     const key = `${mode}:${path}`
     let entry = this.entries.get(key)
     if (entry === undefined) {
-      const opening = open(path, mode)
+      const opening = this.openFile(path, mode)
       const created: Entry = { path, opening, leases: 0, lastUsed: Date.now(), closed: false }
       opening.then(handle => { created.handle = handle }, () => {
         if (this.entries.get(key) === created) this.entries.delete(key)

@@ -45,5 +45,6 @@ export type {
   EvictDetails,
   EvictReason
 } from './store.js'
-export { StoreLockedError, CorruptModelsFileError, StoreClosedError, ModelLeasedError, ManifestConflictError } from './errors.js'
+export { StoreLockedError, CorruptModelsFileError, StoreClosedError, ModelLeasedError, ManifestConflictError, ContentSyncError } from './errors.js'
+export type { OpenFile, OpenMode } from './fd-pool.js'
 export * from './constants.js'

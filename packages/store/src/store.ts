@@ -53,17 +53,19 @@
  * they belong to the running process, and a restart ends every use they stood for. A pull takes
  * its lease before its manifest is added (addAndLease), so there is no moment in which a gc run
  * queued behind the add could evict the model it is about to fill. gc also collects models that
- * hold no bytes and that nothing uses, leases, pins or names (the view adds manifests it is asked
- * about by CID with no name); otherwise nothing would ever remove them.
+ * hold no bytes and that nothing leases, pins or names (the view adds manifests it is asked about
+ * by CID with no name), once unused for a grace period (a `stat` is often followed by an open);
+ * otherwise nothing would ever remove them.
  */
 import { createHash } from 'node:crypto'
-import { chmod, mkdir, open, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, open, readFile, readdir, stat, statfs, truncate, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseChunkCid, verifyChunk } from '@swarm/chunker'
 import {
   AbortError,
   ChunkMissingError,
   ChunkVerificationError,
+  DiskFullError,
   InvalidManifestError,
   NotFoundError,
   silentLogger
@@ -83,18 +85,22 @@ import {
   CONTENT_DIR,
   DEFAULT_MAX_OPEN_FILES,
   DEFAULT_PUT_SOURCE,
+  DEFAULT_UNUSED_GRACE_MS,
+  DISK_MARGIN_FRACTION,
   JOURNAL_SUFFIX,
   LOCAL_COPY_CONCURRENCY,
   LOCK_FILE,
   MANIFESTS_DIR,
+  MAX_DISK_MARGIN_BYTES,
   MAX_WRITE_ROUNDS,
+  MIN_DISK_MARGIN_BYTES,
   MODELS_FILE,
   PARTIAL_FILE_MODE,
   TEMP_SUFFIX
 } from './constants.js'
-import { ManifestConflictError, ModelLeasedError, StoreClosedError } from './errors.js'
+import { ContentSyncError, ManifestConflictError, ModelLeasedError, StoreClosedError } from './errors.js'
 import { FdPool } from './fd-pool.js'
-import type { FileLease } from './fd-pool.js'
+import type { FileLease, OpenFile } from './fd-pool.js'
 import { fsyncDir, isMissing, unlinkIfPresent, writeFileAtomic } from './fs-util.js'
 import { cidTag, decodeJournal, encodeRecords } from './journal.js'
 import type { JournalRecordKind } from './journal.js'
@@ -140,6 +146,15 @@ export interface StoreInit {
   onEvict?(manifestCid: CidString, details: EvictDetails): void
   /** descriptors kept open at once; idle ones beyond this are closed */
   maxOpenFiles?: number
+  /**
+   * free space to keep beyond a model's missing bytes when it is added; default 1% of the file
+   * system, at least 4 MiB and at most 1 GiB
+   */
+  diskMarginBytes?: number
+  /** opens content files; tests pass one that injects faults at the descriptor */
+  openFile?: OpenFile
+  /** gc collects an unused model that holds no bytes only once it has not been used for this long */
+  unusedGraceMs?: number
 }
 
 export interface PutChunkOptions extends AbortOptions {
@@ -181,6 +196,12 @@ export interface StoreUsage {
 export interface AddManifestOptions extends AbortOptions {
   /** `name:tag` to record for the model (moved here from whichever model had it) */
   ref?: string
+  /**
+   * refuse with DiskFullError when the model's missing bytes (plus a margin) do not fit in the
+   * data directory's free space (default true); a reader that fetches only what it reads may
+   * pass false
+   */
+  requireSpace?: boolean
 }
 
 export interface Store extends ChunkStore {
@@ -252,6 +273,8 @@ export async function createStore (init: StoreInit, options: AbortOptions = {}):
   if (init.budgetBytes !== undefined) checkBudget(init.budgetBytes)
   const maxOpenFiles = init.maxOpenFiles ?? DEFAULT_MAX_OPEN_FILES
   if (!Number.isSafeInteger(maxOpenFiles) || maxOpenFiles < 1) throw new TypeError(`maxOpenFiles must be a positive integer, got ${maxOpenFiles}`)
+  if (init.unusedGraceMs !== undefined && (!Number.isFinite(init.unusedGraceMs) || init.unusedGraceMs < 0)) throw new RangeError(`unusedGraceMs must be a non-negative number, got ${init.unusedGraceMs}`)
+  if (init.diskMarginBytes !== undefined && (!Number.isSafeInteger(init.diskMarginBytes) || init.diskMarginBytes < 0)) throw new RangeError(`diskMarginBytes must be a non-negative integer, got ${init.diskMarginBytes}`)
   throwIfAborted(options.signal)
   const dir = resolve(init.dir)
   await mkdir(join(dir, CONTENT_DIR), { recursive: true })
@@ -286,6 +309,8 @@ class LocalStore implements Store {
   /** manifest CID → open leases (id → holder); an entry may precede the model (addAndLease) */
   private readonly leases = new Map<CidString, Map<number, string>>()
   private nextLeaseId = 0
+  /** descriptors whose fdatasync failed: nothing written through them is recorded any more */
+  private readonly poisoned = new WeakSet<FileHandle>()
   private readonly inflight = new Set<Promise<unknown>>()
   private commitQueue: CommitItem[] = []
   private committing: Promise<void> | undefined
@@ -301,7 +326,7 @@ class LocalStore implements Store {
     this.manifestsDir = join(dir, MANIFESTS_DIR)
     this.modelsPath = join(dir, MODELS_FILE)
     this.log = (init.logger ?? silentLogger).child({ component: 'store' })
-    this.pool = new FdPool(maxOpenFiles)
+    this.pool = new FdPool(maxOpenFiles, init.openFile)
   }
 
   // ---- open -------------------------------------------------------------------------------
@@ -462,11 +487,13 @@ class LocalStore implements Store {
       throwIfAborted(options.signal)
       // the canonical form, so 'llama' and 'llama:latest' are one ref
       const ref = options.ref === undefined ? undefined : formatRef(parseRef(options.ref))
+      const requireSpace = options.requireSpace !== false
       let model = this.held.get(manifestCid)
+      if (model !== undefined && requireSpace) await this.checkSpace(manifestCid, await this.unallocatedBytes(model.files.map(f => f.content)))
       if (model === undefined) {
         let adding = this.adding.get(manifestCid)
         if (adding === undefined) {
-          adding = this.addModel(manifestCid, manifest).finally(() => this.adding.delete(manifestCid))
+          adding = this.addModel(manifestCid, manifest, requireSpace).finally(() => this.adding.delete(manifestCid))
           this.adding.set(manifestCid, adding)
         }
         model = await adding
@@ -480,7 +507,7 @@ class LocalStore implements Store {
     })
   }
 
-  private async addModel (manifestCid: CidString, manifest: Manifest): Promise<Model> {
+  private async addModel (manifestCid: CidString, manifest: Manifest, requireSpace: boolean): Promise<Model> {
     // a CID is also a file name here: nothing but a canonical manifest CID gets that far
     if (parseManifestCid(manifestCid) !== manifestCid) throw new InvalidManifestCidError(`${manifestCid} is not in canonical base32 form`)
     const encoded = encodeManifest(manifest)
@@ -492,6 +519,18 @@ class LocalStore implements Store {
       const existing = this.held.get(manifestCid)
       if (existing !== undefined) return existing
       await this.resolveSizeConflicts(manifestCid, canonical)
+      if (requireSpace) {
+        // content another model already has counts only for what it has yet to take on disk
+        const fresh = new Map<string, number>()
+        const held: Content[] = []
+        for (const entry of canonical.files) {
+          const key = contentKey(entry)
+          const content = this.contents.get(key)
+          if (content === undefined) fresh.set(key, entry.size)
+          else held.push(content)
+        }
+        await this.checkSpace(manifestCid, [...fresh.values()].reduce((sum, n) => sum + n, 0) + await this.unallocatedBytes(held))
+      }
       await writeFileAtomic(join(this.manifestsDir, manifestCid), encoded.bytes)
       const files: Array<{ entry: FileEntry, content: Content }> = []
       try {
@@ -543,6 +582,46 @@ class LocalStore implements Store {
       this.log.warn({ manifestCid, gaveWay: user }, 'an unused manifest that conflicts with a new one was removed')
       await this.removeModel(user, 'gc')
     }
+  }
+
+  /**
+   * bytes these (sparse) content files have yet to take on disk, each counted once: their size
+   * less the blocks already allocated, which include chunks written but never recorded (a write
+   * that met a full disk), so those are not counted twice
+   */
+  private async unallocatedBytes (contents: readonly Content[]): Promise<number> {
+    let bytes = 0
+    for (const content of new Set(contents)) {
+      const missing = content.size - content.presentBytes
+      if (missing === 0) continue
+      const info = await stat(content.dataPath).catch(() => undefined)
+      bytes += info === undefined ? missing : Math.max(0, Math.min(missing, content.size - info.blocks * 512))
+    }
+    return bytes
+  }
+
+  /** refuses a model whose missing bytes, plus a margin, exceed the data directory's free space */
+  private async checkSpace (manifestCid: CidString, neededBytes: number): Promise<void> {
+    if (neededBytes === 0) return
+    const fs = await statfs(this.dir)
+    const freeBytes = fs.bavail * fs.bsize
+    const margin = this.init.diskMarginBytes ?? Math.min(MAX_DISK_MARGIN_BYTES, Math.max(MIN_DISK_MARGIN_BYTES, Math.round(fs.blocks * fs.bsize * DISK_MARGIN_FRACTION)))
+    if (neededBytes + margin <= freeBytes) return
+    throw new DiskFullError(this.dir, neededBytes + margin, freeBytes,
+      `disk full: model ${manifestCid} needs ${formatBytes(neededBytes)} more plus a margin of ${formatBytes(margin)}, but the file system of the data dir ${this.dir} has ${formatBytes(freeBytes)} free; free space or lower the cache budget (swarm gc), then pull again`)
+  }
+
+  /**
+   * An error of the store's own disk, as what it is: ENOSPC and EDQUOT become DiskFullError (so a
+   * pull ends with it rather than blaming its sources); anything else is returned as is.
+   */
+  private async diskError (err: unknown, doing: string): Promise<unknown> {
+    const code = (err as NodeJS.ErrnoException | undefined)?.code
+    if (code !== 'ENOSPC' && code !== 'EDQUOT') return err
+    const freeBytes = await statfs(this.dir).then(fs => fs.bavail * fs.bsize, () => undefined)
+    return new DiskFullError(this.dir, undefined, freeBytes,
+      `disk full: ${code === 'EDQUOT' ? 'the disk quota is exhausted' : 'no space left'} on the file system of the data dir ${this.dir}${freeBytes !== undefined ? ` (${formatBytes(freeBytes)} free)` : ''} while ${doing}; chunks not stored are not recorded and will be fetched again once there is room`,
+      { cause: err })
   }
 
   /** holds no bytes, and no lease, pin or name keeps it */
@@ -684,8 +763,9 @@ class LocalStore implements Store {
         }
         // a manifest added only to be looked at (the view's by-cid) that never got bytes: nothing
         // would ever remove it, and it costs a name in every listing and an advert
+        const grace = this.init.unusedGraceMs ?? DEFAULT_UNUSED_GRACE_MS
         for (const model of [...this.held.values()]) {
-          if (!this.isUnused(model)) continue
+          if (!this.isUnused(model) || Date.now() - model.lastUsed < grace) continue
           throwIfAborted(options.signal)
           await evict(model, 'unused')
         }
@@ -952,7 +1032,7 @@ class LocalStore implements Store {
       await writeFully(lease.handle, bytes, chunk.offset)
     } catch (err) {
       lease.release()
-      throw err
+      throw await this.diskError(err, `writing chunk ${chunk.cid}`)
     }
     await this.commit({ kind: 'present', content, index, lease })
     return !content.removed
@@ -1005,13 +1085,29 @@ class LocalStore implements Store {
       if (items === undefined) byContent.set(item.content, [item])
       else items.push(item)
     }
-    await Promise.all([...byContent].map(async ([content, items]) => {
+    await Promise.all([...byContent].map(async ([content, all]) => {
+      // bytes that went through a descriptor whose fdatasync already failed may be lost even if
+      // a later fdatasync on it succeeds: never record them
+      const items: CommitItem[] = []
+      for (const item of all) {
+        if (item.lease === undefined || !this.poisoned.has(item.lease.handle)) {
+          items.push(item)
+          continue
+        }
+        item.lease.release()
+        item.reject(new ContentSyncError(content.dataPath, { cause: new Error('an earlier fdatasync of the descriptor it was written through failed') }))
+      }
+      if (items.length === 0) return
       try {
         const handles = new Set<FileHandle>()
         for (const item of items) if (item.lease !== undefined) handles.add(item.lease.handle)
-        for (const handle of handles) await handle.datasync()
+        for (const handle of handles) await this.syncData(content, handle)
         const records = encodeRecords(items.map(item => ({ kind: item.kind, index: item.index, cid: slotChunk(item).cid })))
-        await this.appendJournal(content, records)
+        try {
+          await this.appendJournal(content, records)
+        } catch (err) {
+          throw await this.diskError(err, `recording chunks of ${content.dataPath}`)
+        }
       } catch (err) {
         this.log.error({ err, key: content.key }, 'commit failed')
         for (const item of items) item.reject(err)
@@ -1023,6 +1119,23 @@ class LocalStore implements Store {
       for (const item of items) item.resolve()
       if (isComplete(content) && !content.sealed) await this.seal(content)
     }))
+  }
+
+  /**
+   * fdatasync of a content file's descriptor. When it fails the kernel may have dropped the dirty
+   * pages and reports that only once per descriptor, so the descriptor is retired: the pool opens
+   * a fresh one for the next write, and whatever else was written through this one is refused.
+   */
+  private async syncData (content: Content, handle: FileHandle): Promise<void> {
+    try {
+      await handle.datasync()
+    } catch (err) {
+      this.poisoned.add(handle)
+      this.pool.forget(content.dataPath, 'r+')
+      this.log.warn({ key: content.key, err: (err as Error).message }, 'fdatasync failed; reopening the content file')
+      const disk = await this.diskError(err, `syncing ${content.dataPath}`)
+      throw disk instanceof DiskFullError ? disk : new ContentSyncError(content.dataPath, { cause: err })
+    }
   }
 
   private async appendJournal (content: Content, records: Uint8Array): Promise<void> {
@@ -1180,6 +1293,10 @@ function modelPresentBytes (model: Model): number {
   let bytes = 0
   for (const content of new Set(model.files.map(file => file.content))) bytes += content.presentBytes
   return bytes
+}
+
+function formatBytes (bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${(bytes / (1024 * 1024)).toFixed(1)} MiB (${bytes} bytes)` : `${bytes} bytes`
 }
 
 function setPresent (content: Content, index: number): void {

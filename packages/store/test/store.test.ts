@@ -509,7 +509,7 @@ describe('leases', () => {
   })
 
   it('addAndLease holds the model from before it is added, so a gc queued behind the add cannot take it', async () => {
-    const store = await openStore()
+    const store = await openStore({ unusedGraceMs: 0 })
     const leased = simpleModel('al')
     const plain = simpleModel('ap')
     // both gc runs queue behind the adds; each model is empty, unnamed and unpinned, so only a lease keeps it
@@ -533,24 +533,28 @@ describe('leases', () => {
 
   it('collects models that hold no bytes and that nothing names, pins or leases', async () => {
     const evicted: Array<[string, EvictDetails]> = []
-    const store = await openStore({ onEvict: (cid, details) => evicted.push([cid, details]) })
+    const store = await openStore({ unusedGraceMs: 60_000, onEvict: (cid, details) => evicted.push([cid, details]) })
     const [unused, named, pinned, leased, full] = ['eu', 'en', 'ep', 'el', 'ef'].map(seed => simpleModel(seed)) as [TestModel, TestModel, TestModel, TestModel, TestModel]
     await store.addManifest(unused.cid, unused.manifest)
     await store.addManifest(named.cid, named.manifest, { ref: 'named:v1' })
     await store.addManifest(pinned.cid, pinned.manifest)
     await store.pin(pinned.cid, true)
     await store.addManifest(leased.cid, leased.manifest)
-    const lease = store.lease(leased.cid, 'mount:/el-0.bin')
     await store.addManifest(full.cid, full.manifest)
     await putAll(store, full)
 
-    const report = await store.gc()
+    // used a moment ago (a lookup is often followed by an open): not yet
+    expect(evictedBy(await store.gc())).toEqual([])
+    await closeStore(store)
+    const later = await openStore({ unusedGraceMs: 0, onEvict: (cid, details) => evicted.push([cid, details]) })
+    const lease = later.lease(leased.cid, 'mount:/el-0.bin')
+    const report = await later.gc()
     expect(report).toEqual({ evicted: [{ manifestCid: unused.cid, refs: [], reason: 'unused', freedBytes: 0 }], skipped: [], presentBytes: 6000, budgetBytes: undefined })
     expect(evicted).toEqual([[unused.cid, { reason: 'gc', droppedChunks: [] }]])
-    expect(store.models().map(m => m.manifestCid).sort()).toEqual([named.cid, pinned.cid, leased.cid, full.cid].sort())
+    expect(later.models().map(m => m.manifestCid).sort()).toEqual([named.cid, pinned.cid, leased.cid, full.cid].sort())
     await expect(readdir(join(dir, 'manifests'))).resolves.not.toContain(unused.cid)
     lease.release()
-    expect(evictedBy(await store.gc())).toEqual([leased.cid])
+    expect(evictedBy(await later.gc())).toEqual([leased.cid])
   })
 })
 
@@ -705,5 +709,10 @@ describe('opening', () => {
 
   it('rejects a bad budget', async () => {
     await expect(createStore({ dir, budgetBytes: -5 })).rejects.toBeInstanceOf(RangeError)
+  })
+
+  it('rejects a bad disk margin or grace period', async () => {
+    await expect(createStore({ dir, diskMarginBytes: -1 })).rejects.toThrow(/diskMarginBytes/)
+    await expect(createStore({ dir, unusedGraceMs: Number.NaN })).rejects.toThrow(/unusedGraceMs/)
   })
 })

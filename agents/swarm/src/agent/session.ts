@@ -17,13 +17,15 @@
  * consecutive ones end the pull with the origin's error (an origin that went away should be a
  * clear error, not a hang). Timeouts do not count: a fleet sharing a slow origin times requests
  * out without anything being broken. With no progress for `stallTimeoutMs` the pull ends too.
+ * A full disk (DiskFullError from the store) ends the pull at once and is no source's failure:
+ * what was stored stays recorded, and a later pull fetches only the rest.
  *
  * A request holds its scheduler slot until its chunk is durable (verified, written, fsynced and
  * journaled), not only until its bytes arrive, so a peer gets as many requests at once as it
  * serves (its per-peer upload slots): with fewer, its link idles while our fsyncs run.
  */
 
-import { ChunkUnavailableError, ChunkVerificationError, OriginUnavailableError, silentLogger } from '@swarm/interface'
+import { ChunkUnavailableError, ChunkVerificationError, DiskFullError, OriginUnavailableError, silentLogger } from '@swarm/interface'
 import { chunkScheduler, seededRandom, keyHash } from '@swarm/scheduler'
 import { DEFAULT_MAX_UPLOADS_PER_PEER, peerSource } from '@swarm/exchange'
 import { SourceTimeoutError, originSource } from '@swarm/fetcher'
@@ -299,6 +301,11 @@ export class PullSession {
       this.controllers.delete(request.id)
       if (this.settled || controller.signal.aborted) return
       const cause = err instanceof ChunkUnavailableError ? err.causes[0]?.error ?? err : err
+      if (cause instanceof DiskFullError) {
+        // our disk, not the source: fetching more cannot help until space is freed
+        this.finish(cause)
+        return
+      }
       if (cause instanceof ChunkVerificationError && request.source.kind === 'peer') {
         this.log.warn({ peer: request.source.peerId, cid: chunk.cid }, 'peer sent bytes that failed verification: banned for this pull')
         this.init.client.disconnect(request.source.peerId)
