@@ -404,7 +404,9 @@ class TlsDataClient implements DataClient {
         clearTimeout(handshakeTimer)
         if (socket.destroyed) return
         connection.ready = true
-        socket.setTimeout(this.idleTimeoutMs, () => {
+        // a listener given to setTimeout itself runs once only, and the first may come mid-request
+        socket.setTimeout(this.idleTimeoutMs)
+        socket.on('timeout', () => {
           if (connection.inflight.size > 0 || connection.cancelled.size > 0) return
           this.counters.idleTimeouts++
           socket.destroy()

@@ -363,7 +363,9 @@ class ServerConnection {
   }
 
   start (): void {
-    this.socket.setTimeout(this.server.idleTimeoutMs, () => { this.idle() })
+    // a listener given to setTimeout itself runs once only, and the first may come mid-request
+    this.socket.setTimeout(this.server.idleTimeoutMs)
+    this.socket.on('timeout', () => { this.idle() })
     this.socket.once('close', () => {
       this.closed.abort(new ConnectionClosedError())
       for (const controller of this.requests.values()) controller.abort()
