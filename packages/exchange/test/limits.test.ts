@@ -4,7 +4,7 @@
  * reading, stay silent, or never finish a handshake.
  */
 import net from 'node:net'
-import { PeerBusyError, dataClient, dataServer } from '../src/index.js'
+import { ConnectionFailedError, PeerBusyError, dataClient, dataServer } from '../src/index.js'
 import { afterEach, describe, expect, it } from 'vitest'
 import { MemoryStore, getFrame, identity, randomChunk, rawClient, within } from './helpers.js'
 import type { DataServer, DataServerInit } from '../src/index.js'
@@ -162,12 +162,16 @@ describe('idle connections', () => {
   it('are closed by the server after the idle timeout, but not while a request is in flight', async () => {
     const s = await setup({ idleTimeoutMs: 300 })
     const silent = await admittedRaw(s)
+    // half a request holds nothing in flight: as idle as silence
+    const partial = await admittedRaw(s)
+    partial.socket.write(getFrame(1, s.small.cid, s.small.bytes.length).subarray(0, 7))
     const busy = await admittedRaw(s)
     const gate = s.store.gate(s.small.cid)
     busy.socket.write(getFrame(1, s.small.cid, s.small.bytes.length))
     await within(gate.started, 5000, 'the read')
     await within(silent.closed, 3000, 'the silent connection closing')
-    expect(s.server.stats.timeouts.idle).toBe(1)
+    await within(partial.closed, 3000, 'the connection with half a request closing')
+    expect(s.server.stats.timeouts.idle).toBe(2)
     // the read outlasts the idle timeout; its connection stays and gets the answer
     await new Promise(resolve => setTimeout(resolve, 600))
     expect(busy.socket.destroyed).toBe(false)
@@ -176,7 +180,7 @@ describe('idle connections', () => {
     expect(Buffer.compare(responses(busy.bytes())[0]?.payload ?? Buffer.alloc(0), s.small.bytes)).toBe(0)
     // and once the answer is out it idles too
     await within(busy.closed, 3000, 'the served connection closing once idle')
-    expect(s.server.stats.timeouts.idle).toBe(2)
+    expect(s.server.stats.timeouts.idle).toBe(3)
   })
 
   it('are closed by the client after its idle timeout', async () => {
@@ -226,6 +230,27 @@ describe('handshakes', () => {
     expect(performance.now() - started).toBeLessThan(2000)
     expect(s.server.stats.timeouts.handshake).toBe(1)
     await expectStillServing(s)
+  })
+
+  it('fails a client\'s dial to a server that never finishes the handshake, and counts it', async () => {
+    const silent = net.createServer(socket => { socket.on('error', () => {}) })
+    const accepted = new Set<net.Socket>()
+    silent.on('connection', socket => { accepted.add(socket) })
+    await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+    cleanups.push(async () => {
+      for (const socket of accepted) socket.destroy()
+      await new Promise<void>(resolve => silent.close(() => { resolve() }))
+    })
+    const { port } = silent.address() as net.AddressInfo
+    const me = await identity()
+    const them = await identity()
+    const client = dataClient({ privateKey: me.privateKey, handshakeTimeoutMs: 300 })
+    cleanups.push(async () => { await client.close() })
+    const started = performance.now()
+    await expect(client.fetch({ peerId: them.peerId, host: '127.0.0.1', port }, { cid: 'bafkqaaa', size: 1 })).rejects.toBeInstanceOf(ConnectionFailedError)
+    expect(performance.now() - started).toBeLessThan(3000)
+    expect(client.stats.handshakeTimeouts).toBe(1)
+    expect(client.stats.connections).toBe(0)
   })
 
   it('keeps authenticated connections past the handshake deadline', async () => {
