@@ -207,13 +207,18 @@ export function program (): Command {
     .option('--insecure-open-swarm', 'run without a swarm key: any host that reaches the ports may join and download every model held (SWARM_INSECURE_OPEN_SWARM)')
     .option('--data-port <port>', 'TLS data port, 0 for any (SWARM_DATA_PORT)')
     .option('--data-host <host>', 'address the data server binds and announces (SWARM_DATA_HOST)')
+    .option('--data-connections <n>', 'data connections in all, more are refused at accept, default 512 (SWARM_DATA_CONNECTIONS)')
+    .option('--data-connections-per-peer <n>', 'data connections of one peer, more are refused, default 8 (SWARM_DATA_CONNECTIONS_PER_PEER)')
+    .option('--data-write-timeout <ms>', 'close a data connection whose peer takes no response bytes for this long, default 30000 (SWARM_DATA_WRITE_TIMEOUT_MS)')
+    .option('--data-idle-timeout <ms>', 'close a data connection idle for this long, default 120000 (SWARM_DATA_IDLE_TIMEOUT_MS)')
+    .option('--data-handshake-timeout <ms>', 'close a data connection not authenticated this long after accept, default 10000 (SWARM_DATA_HANDSHAKE_TIMEOUT_MS)')
     .option('--metrics-port <port>', 'Prometheus /metrics, /healthz, /readyz port, 0 for any (SWARM_METRICS_PORT)')
     .option('--socket <path>', 'control socket (SWARM_SOCKET)')
     .option('--mdns', 'also find peers on the local link with mDNS (SWARM_MDNS)')
     .option('--mount <dir>', 'also mount the read-only view of the models there (SWARM_MOUNT)')
     .option('--mount-read-ahead <size>', 'largest read-ahead of a sequential reader of the mount, default 256MiB (SWARM_MOUNT_READ_AHEAD)')
     .option('--mount-adapter <name>', 'FUSE adapter: auto, kernel (own server, passthrough) or fuse-native (SWARM_MOUNT_ADAPTER)')
-    .action(async (local: { listen?: string, bootstrap?: string, swarmKey?: string, insecureOpenSwarm?: boolean, dataPort?: string, dataHost?: string, metricsPort?: string, socket?: string, mdns?: boolean, mount?: string, mountReadAhead?: string, mountAdapter?: string }, command: Command) => {
+    .action(async (local: { listen?: string, bootstrap?: string, swarmKey?: string, insecureOpenSwarm?: boolean, dataPort?: string, dataHost?: string, dataConnections?: string, dataConnectionsPerPeer?: string, dataWriteTimeout?: string, dataIdleTimeout?: string, dataHandshakeTimeout?: string, metricsPort?: string, socket?: string, mdns?: boolean, mount?: string, mountReadAhead?: string, mountAdapter?: string }, command: Command) => {
       const options = globals(command)
       const agentFlags: Record<string, unknown> = {}
       if (local.listen != null) agentFlags.listen = local.listen
@@ -222,6 +227,11 @@ export function program (): Command {
       if (local.insecureOpenSwarm === true) agentFlags.insecureOpenSwarm = true
       if (local.dataPort != null) agentFlags.dataPort = local.dataPort
       if (local.dataHost != null) agentFlags.dataHost = local.dataHost
+      if (local.dataConnections != null) agentFlags.dataConnections = local.dataConnections
+      if (local.dataConnectionsPerPeer != null) agentFlags.dataConnectionsPerPeer = local.dataConnectionsPerPeer
+      if (local.dataWriteTimeout != null) agentFlags.dataWriteTimeoutMs = local.dataWriteTimeout
+      if (local.dataIdleTimeout != null) agentFlags.dataIdleTimeoutMs = local.dataIdleTimeout
+      if (local.dataHandshakeTimeout != null) agentFlags.dataHandshakeTimeoutMs = local.dataHandshakeTimeout
       if (local.metricsPort != null) agentFlags.metricsPort = local.metricsPort
       if (local.socket != null) agentFlags.socket = local.socket
       if (local.mdns === true) agentFlags.mdns = true

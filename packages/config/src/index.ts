@@ -90,7 +90,13 @@ export const ConfigSchema = z.object({
     metricsHost: z.string().min(1),
     uploadSlots: integer(1, 4096),
     uploadRate: byteSize,
-    downloadRate: byteSize
+    downloadRate: byteSize,
+    // data plane limits; absent: the defaults of @swarm/exchange
+    dataConnections: integer(1, 65536).optional(),
+    dataConnectionsPerPeer: integer(1, 1024).optional(),
+    dataWriteTimeoutMs: integer(100, 3_600_000).optional(),
+    dataIdleTimeoutMs: integer(100, 86_400_000).optional(),
+    dataHandshakeTimeoutMs: integer(100, 600_000).optional()
   }).strict()
 }).strict()
 
@@ -132,7 +138,12 @@ export const ENV_KEYS: Record<string, string> = {
   SWARM_METRICS_HOST: 'agent.metricsHost',
   SWARM_UPLOAD_SLOTS: 'agent.uploadSlots',
   SWARM_UPLOAD_RATE: 'agent.uploadRate',
-  SWARM_DOWNLOAD_RATE: 'agent.downloadRate'
+  SWARM_DOWNLOAD_RATE: 'agent.downloadRate',
+  SWARM_DATA_CONNECTIONS: 'agent.dataConnections',
+  SWARM_DATA_CONNECTIONS_PER_PEER: 'agent.dataConnectionsPerPeer',
+  SWARM_DATA_WRITE_TIMEOUT_MS: 'agent.dataWriteTimeoutMs',
+  SWARM_DATA_IDLE_TIMEOUT_MS: 'agent.dataIdleTimeoutMs',
+  SWARM_DATA_HANDSHAKE_TIMEOUT_MS: 'agent.dataHandshakeTimeoutMs'
 }
 
 export function defaultConfig (env: Record<string, string | undefined> = process.env): Config {

@@ -40,6 +40,7 @@ import {
 } from './errors.js'
 import { authenticate, certificateFor, tlsOptions } from './identity.js'
 import { FrameReader, MAX_RESPONSE_BODY_LENGTH, Status, encodeCancel, encodeGet, isValidCid } from './protocol.js'
+import { positiveInteger } from './options.js'
 import { TokenBucket } from './rate-limit.js'
 import type { Certificate } from './identity.js'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
@@ -67,6 +68,8 @@ export interface DataClientInit {
   requestTimeoutMs?: number
   /** connections with nothing in flight are closed after this many ms (default 60 s) */
   idleTimeoutMs?: number
+  /** a connection not through TLS and the server's certificate check this many ms after the dial fails (default 10 s, or the request timeout if shorter) */
+  handshakeTimeoutMs?: number
   logger?: Logger
 }
 
@@ -75,7 +78,12 @@ export interface DataClientStats {
   requests: number
   /** bytes read from data connections after authentication, frames included */
   bytesReceived: number
+  /** fetches that timed out */
   timeouts: number
+  /** connections closed after the idle timeout with nothing in flight */
+  idleTimeouts: number
+  /** dials that did not get through the handshake in time */
+  handshakeTimeouts: number
   connectionsOpened: number
   /** connections open or opening now */
   connections: number
@@ -159,7 +167,7 @@ type ResponseContext = { request: PendingRequest, status: Status }
 
 class TlsDataClient implements DataClient {
   private readonly pools = new Map<string, PeerPool>()
-  private readonly counters = { requests: 0, bytesReceived: 0, timeouts: 0, connectionsOpened: 0 }
+  private readonly counters = { requests: 0, bytesReceived: 0, timeouts: 0, idleTimeouts: 0, handshakeTimeouts: 0, connectionsOpened: 0 }
   private certifying: Promise<Certificate> | undefined
   private certificate: Certificate | undefined
   private closed = false
@@ -168,6 +176,7 @@ class TlsDataClient implements DataClient {
   private readonly maxInflight: number
   private readonly requestTimeoutMs: number
   private readonly idleTimeoutMs: number
+  private readonly handshakeTimeoutMs: number
   private readonly downloadBucket: TokenBucket | undefined
   private readonly buffers = new BufferPool()
 
@@ -177,6 +186,7 @@ class TlsDataClient implements DataClient {
     this.maxInflight = positiveInteger(init.maxInflightPerConnection ?? DEFAULT_MAX_INFLIGHT_PER_CONNECTION, 'maxInflightPerConnection')
     this.requestTimeoutMs = positiveInteger(init.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
     this.idleTimeoutMs = positiveInteger(init.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS, 'idleTimeoutMs')
+    this.handshakeTimeoutMs = positiveInteger(init.handshakeTimeoutMs ?? Math.min(HANDSHAKE_TIMEOUT_MS, this.requestTimeoutMs), 'handshakeTimeoutMs')
     const rate = init.downloadBytesPerSecond ?? 0
     this.downloadBucket = rate > 0 ? new TokenBucket(rate) : undefined
   }
@@ -379,9 +389,10 @@ class TlsDataClient implements DataClient {
     }
     pool.connections.add(connection)
     const handshakeTimer = setTimeout(() => {
+      this.counters.handshakeTimeouts++
       connection.error ??= new ConnectionFailedError(`handshake with ${pool.peerId} at ${pool.host}:${pool.port} timed out`)
       socket.destroy()
-    }, Math.min(HANDSHAKE_TIMEOUT_MS, this.requestTimeoutMs))
+    }, this.handshakeTimeoutMs)
     socket.on('error', err => {
       connection.error ??= err
       log.debug({ err }, 'data connection error')
@@ -393,8 +404,12 @@ class TlsDataClient implements DataClient {
         clearTimeout(handshakeTimer)
         if (socket.destroyed) return
         connection.ready = true
-        socket.setTimeout(this.idleTimeoutMs, () => {
-          if (connection.inflight.size === 0 && connection.cancelled.size === 0) socket.destroy()
+        // a listener given to setTimeout itself runs once only, and the first may come mid-request
+        socket.setTimeout(this.idleTimeoutMs)
+        socket.on('timeout', () => {
+          if (connection.inflight.size > 0 || connection.cancelled.size > 0) return
+          this.counters.idleTimeouts++
+          socket.destroy()
         })
         this.dispatch(pool)
       }, (err: Error) => {
@@ -556,9 +571,4 @@ function validatePeer (peer: DataPeer): PeerId {
 
 function throwIfAborted (signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw new AbortError()
-}
-
-function positiveInteger (value: number, name: string): number {
-  if (!Number.isInteger(value) || value < 1) throw new InvalidRequestError(`${name} must be a positive integer, got ${String(value)}`)
-  return value
 }

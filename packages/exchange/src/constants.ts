@@ -27,13 +27,51 @@ export const DEFAULT_MAX_UPLOADS = 8
 /** Concurrent uploads one peer may hold, so one greedy peer cannot take every slot. */
 export const DEFAULT_MAX_UPLOADS_PER_PEER = 4
 
+/**
+ * Free upload slots that only a peer holding none may take, at most; a server keeps
+ * `min(this, maxUploads / 4)`. Without them two peers at their per-peer share fill a server with
+ * the default 8 slots and every other peer gets BUSY for as long as they hold on.
+ */
+export const DEFAULT_RESERVED_UPLOADS = 2
+
+/**
+ * Authenticated and handshaking data connections a server holds in all; more are closed as they
+ * are accepted, before TLS starts. Each costs a file descriptor and TLS buffers; 128 peers at
+ * the client's pool size of 4 fit.
+ */
+export const DEFAULT_MAX_CONNECTIONS = 512
+
+/**
+ * Data connections one peer may hold on a server; more are closed right after authentication,
+ * before any byte is read. Twice the client's pool, so a peer reconnecting while its old
+ * connections wind down is not refused.
+ */
+export const DEFAULT_MAX_CONNECTIONS_PER_PEER = 8
+
+/**
+ * How long a server waits for a peer to take a response it has started writing (the socket's
+ * write buffer to drain) before it closes the connection and frees the upload slots held there.
+ * Equal to the client's request timeout: a response the peer cannot take in that time is one
+ * its fetch has already given up on. A payload of the largest chunk size must move at 2.2 MB/s.
+ */
+export const DEFAULT_WRITE_TIMEOUT_MS = 30_000
+
+/**
+ * A server connection with nothing in flight and no byte received for this long is closed;
+ * longer than the client's own idle timeout, so an honest client closes first.
+ */
+export const DEFAULT_SERVER_IDLE_TIMEOUT_MS = 120_000
+
 export const DEFAULT_CONNECTIONS_PER_PEER = 4
 export const DEFAULT_MAX_INFLIGHT_PER_CONNECTION = 8
 
 /** A fetch, from the call to the last payload byte, including any wait for a connection. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
 
-/** TLS handshake plus certificate verification, on both sides. */
+/**
+ * TLS handshake plus certificate verification, on both sides, counted from the TCP accept or
+ * dial as one deadline (not as inactivity, which a peer trickling bytes could stretch forever).
+ */
 export const HANDSHAKE_TIMEOUT_MS = 10_000
 
 /** How long a peer whose new connection failed is not dialled again while other connections to it work. */
@@ -57,9 +95,6 @@ export const MAX_CANCELLED_PER_CONNECTION = 1024
 
 /** A client connection with nothing in flight for this long is closed. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000
-
-
-
 
 
 /** Bytes of a skipped payload (a cancelled request's late answer) read at a time. */

@@ -100,7 +100,10 @@ export class ClientClosedError extends Error {
   }
 }
 
-/** A fetch asked for something the protocol cannot carry (CID too long, size out of range, bad peer address). */
+/**
+ * A fetch asked for something the protocol cannot carry (CID too long, size out of range, bad peer
+ * address), or a client or server was given an option out of range.
+ */
 export class InvalidRequestError extends Error {
   static override name = 'InvalidRequestError'
   readonly code = 'ERR_INVALID_REQUEST'
@@ -117,5 +120,15 @@ export class ServerStateError extends Error {
   constructor (message: string) {
     super(message)
     this.name = 'ServerStateError'
+  }
+}
+
+/** A peer did not take a response within the write timeout; its connection is closed. */
+export class WriteTimeoutError extends Error {
+  static override name = 'WriteTimeoutError'
+  readonly code = 'ERR_WRITE_TIMEOUT'
+  constructor (readonly timeoutMs: number) {
+    super(`the peer took no response bytes for ${timeoutMs} ms`)
+    this.name = 'WriteTimeoutError'
   }
 }

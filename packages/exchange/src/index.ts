@@ -7,7 +7,9 @@
  * than libp2p streams. The wire protocol is described in `protocol.ts`.
  *
  * A server answers only peers the swarm admits, bounds concurrent uploads (answering BUSY
- * beyond them) and can cap its upload rate. A client keeps a small pool of connections per peer
+ * beyond them, fairly between peers) and can cap its upload rate. No peer holds a slot or a
+ * connection for long without doing its part: write, idle and handshake timeouts, and caps on
+ * connections in all and per peer (see `server.ts`). A client keeps a small pool of connections per peer
  * with many requests in flight on each, bounds every response by the size it asked for, and
  * leaves verifying bytes against their CID to its caller. Payload memory is reused on both sides
  * instead of left to the garbage collector: a server reads chunks into pooled buffers, and a
@@ -19,7 +21,7 @@
  * ```ts
  * import { dataClient, dataServer, peerSource } from '@swarm/exchange'
  *
- * const server = dataServer({ privateKey, store, isAdmitted: peerId => swarm.has(peerId), host: '0.0.0.0' })
+ * const server = dataServer({ privateKey, store, isAdmitted: peerId => swarm.has(peerId), host: '0.0.0.0', writeTimeoutMs: 30_000 })
  * const { port } = await server.start()           // announce the port over libp2p
  *
  * const client = dataClient({ privateKey })

@@ -11,6 +11,24 @@
  * Admission is checked on every GET as well as after the handshake, so a peer removed from the
  * swarm loses its open connections at its next request.
  *
+ * No peer can hold a slot or a connection for long without doing its part (the data plane
+ * limits in the README list them):
+ *
+ * - A response whose bytes the peer does not take (the socket's write buffer does not drain)
+ *   within `writeTimeoutMs` closes the connection, which frees every slot held there. Without it a
+ *   peer that sends GETs and never reads holds its slots forever.
+ * - Slots are fair between peers: the last `reservedUploads` free slots go only to a peer that
+ *   holds none, so peers at their per-peer share cannot fill the server between them. Many
+ *   identities can still fill it, each with a slot; the write timeout bounds how long.
+ * - A connection with nothing in flight that stays silent for `idleTimeoutMs` is closed.
+ * - A connection must finish TLS and present an admitted peer's certificate within
+ *   `handshakeTimeoutMs` of the TCP accept: one deadline, which a peer trickling handshake bytes
+ *   cannot stretch as it could an inactivity timer.
+ * - Connections are capped in all (`maxConnections`, closed at accept before TLS starts) and per
+ *   peer (`maxConnectionsPerPeer`, closed right after authentication, before any byte is read).
+ *   The protocol has no way to say BUSY outside a response, and a closed connection tells the
+ *   client what BUSY would: ask another source.
+ *
  * Chunks are read into buffers from a pool (see BufferPool in @swarm/interface) and each goes back once the
  * socket has taken its payload: Node's TLS encrypts a write before its callback runs, so the
  * buffer is free then. Buffers of responses that are never written are left to the collector.
@@ -20,14 +38,16 @@ import './polyfill.js'
 import tls from 'node:tls'
 import { BufferPool, silentLogger } from '@swarm/interface'
 import {
-  DEFAULT_HOST, DEFAULT_MAX_UPLOADS, DEFAULT_MAX_UPLOADS_PER_PEER, DEFAULT_PORT, COALESCE_PAYLOAD_LENGTH,
-  HANDSHAKE_TIMEOUT_MS, MAX_QUEUED_RESPONSES, MAX_REQUEST_BODY_LENGTH, RATE_LIMIT_SLICE_LENGTH
+  COALESCE_PAYLOAD_LENGTH, DEFAULT_HOST, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_PEER, DEFAULT_MAX_UPLOADS,
+  DEFAULT_MAX_UPLOADS_PER_PEER, DEFAULT_PORT, DEFAULT_RESERVED_UPLOADS, DEFAULT_SERVER_IDLE_TIMEOUT_MS,
+  DEFAULT_WRITE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_QUEUED_RESPONSES, MAX_REQUEST_BODY_LENGTH, RATE_LIMIT_SLICE_LENGTH
 } from './constants.js'
-import { ConnectionClosedError, ProtocolError, ServerStateError } from './errors.js'
+import { ConnectionClosedError, ProtocolError, ServerStateError, WriteTimeoutError } from './errors.js'
 import { authenticate, certificateFor, tlsOptions } from './identity.js'
 import {
   FrameDecoder, RequestType, Status, decodeRequest, encodeErrorMessage, encodeResponse, encodeResponseHeader
 } from './protocol.js'
+import { positiveInteger } from './options.js'
 import { TokenBucket } from './rate-limit.js'
 import { waitForDrain } from './socket.js'
 import type { Request } from './protocol.js'
@@ -49,10 +69,22 @@ export interface DataServerInit {
   host?: string
   /** default 0 (any free port) */
   port?: number
-  /** concurrent uploads in all; a GET beyond gets BUSY (default 32) */
+  /** concurrent uploads in all; a GET beyond gets BUSY (default 8) */
   maxUploads?: number
-  /** concurrent uploads to one peer (default 8) */
+  /** concurrent uploads to one peer (default 4) */
   maxUploadsPerPeer?: number
+  /** free slots only a peer that holds none may take (default `min(2, maxUploads / 4)`, rounded down); 0 turns it off */
+  reservedUploads?: number
+  /** connections in all, handshaking ones included; more are closed at accept (default 512) */
+  maxConnections?: number
+  /** connections of one peer; more are closed after authentication, unread (default 8) */
+  maxConnectionsPerPeer?: number
+  /** ms a peer may leave a response's bytes untaken before its connection is closed (default 30 s) */
+  writeTimeoutMs?: number
+  /** ms a connection with nothing in flight may stay silent before it is closed (default 120 s) */
+  idleTimeoutMs?: number
+  /** ms from the TCP accept to an authenticated, admitted peer (default 10 s) */
+  handshakeTimeoutMs?: number
   /** upload rate over all connections in bytes per second; 0 or absent = unlimited */
   uploadBytesPerSecond?: number
   logger?: Logger
@@ -81,6 +113,10 @@ export interface DataServerStats {
   connections: number
   /** upload slots taken now */
   uploads: number
+  /** connections closed for a timeout: a response not taken in time, silence, an unfinished handshake */
+  timeouts: { write: number, idle: number, handshake: number }
+  /** connections refused for a cap: on all connections, or on the peer's */
+  refusedConnections: { total: number, perPeer: number }
 }
 
 export interface DataServer {
@@ -99,7 +135,17 @@ export function dataServer (init: DataServerInit): DataServer {
 
 class TlsDataServer implements DataServer {
   readonly stats: DataServerStats = {
-    bytesServed: 0, requests: 0, rejectedPeers: 0, busy: 0, notFound: 0, errors: 0, protocolErrors: 0, connections: 0, uploads: 0
+    bytesServed: 0,
+    requests: 0,
+    rejectedPeers: 0,
+    busy: 0,
+    notFound: 0,
+    errors: 0,
+    protocolErrors: 0,
+    connections: 0,
+    uploads: 0,
+    timeouts: { write: 0, idle: 0, handshake: 0 },
+    refusedConnections: { total: 0, perPeer: 0 }
   }
 
   private server: tls.Server | undefined
@@ -109,16 +155,32 @@ class TlsDataServer implements DataServer {
   private readonly tlsSockets = new Set<TLSSocket>()
   private readonly connections = new Set<ServerConnection>()
   private readonly uploadsByPeer = new Map<string, number>()
+  private readonly connectionsByPeer = new Map<string, number>()
+  /** handshake deadlines by TCP connection (see connectionKey), until the peer is accepted */
+  private readonly handshakes = new Map<string, NodeJS.Timeout>()
   private readonly log: Logger
   private readonly maxUploads: number
   private readonly maxUploadsPerPeer: number
+  private readonly reservedUploads: number
+  private readonly maxConnections: number
+  private readonly maxConnectionsPerPeer: number
+  private readonly handshakeTimeoutMs: number
+  readonly writeTimeoutMs: number
+  readonly idleTimeoutMs: number
   readonly uploadBucket: TokenBucket | undefined
   readonly buffers = new BufferPool()
 
   constructor (private readonly init: DataServerInit) {
     this.log = (init.logger ?? silentLogger).child({ component: 'exchange-server' })
-    this.maxUploads = init.maxUploads ?? DEFAULT_MAX_UPLOADS
-    this.maxUploadsPerPeer = init.maxUploadsPerPeer ?? DEFAULT_MAX_UPLOADS_PER_PEER
+    this.maxUploads = positiveInteger(init.maxUploads ?? DEFAULT_MAX_UPLOADS, 'maxUploads')
+    this.maxUploadsPerPeer = positiveInteger(init.maxUploadsPerPeer ?? DEFAULT_MAX_UPLOADS_PER_PEER, 'maxUploadsPerPeer')
+    const reserved = init.reservedUploads ?? Math.min(DEFAULT_RESERVED_UPLOADS, Math.floor(this.maxUploads / 4))
+    this.reservedUploads = reserved === 0 ? 0 : positiveInteger(reserved, 'reservedUploads')
+    this.maxConnections = positiveInteger(init.maxConnections ?? DEFAULT_MAX_CONNECTIONS, 'maxConnections')
+    this.maxConnectionsPerPeer = positiveInteger(init.maxConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER, 'maxConnectionsPerPeer')
+    this.writeTimeoutMs = positiveInteger(init.writeTimeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS, 'writeTimeoutMs')
+    this.idleTimeoutMs = positiveInteger(init.idleTimeoutMs ?? DEFAULT_SERVER_IDLE_TIMEOUT_MS, 'idleTimeoutMs')
+    this.handshakeTimeoutMs = positiveInteger(init.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS, 'handshakeTimeoutMs')
     const rate = init.uploadBytesPerSecond ?? 0
     this.uploadBucket = rate > 0 ? new TokenBucket(rate) : undefined
   }
@@ -135,12 +197,30 @@ class TlsDataServer implements DataServer {
     const server = tls.createServer({
       ...tlsOptions(certificate),
       requestCert: true,
-      handshakeTimeout: HANDSHAKE_TIMEOUT_MS
+      // Node's own timer measures inactivity; the deadline in 'connection' below comes first
+      handshakeTimeout: 2 * this.handshakeTimeoutMs
     })
     this.server = server
+    // net.Server closes connections beyond this at accept, before TLS sees them, and emits 'drop'
+    server.maxConnections = this.maxConnections
+    server.on('drop', () => {
+      this.stats.refusedConnections.total++
+      this.log.debug({ maxConnections: this.maxConnections }, 'refused a data connection: too many connections')
+    })
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket)
-      socket.once('close', () => { this.sockets.delete(socket) })
+      const key = connectionKey(socket)
+      const deadline = setTimeout(() => {
+        this.stats.timeouts.handshake++
+        this.log.info({ remote: socket.remoteAddress, timeoutMs: this.handshakeTimeoutMs }, 'closing a data connection that did not authenticate in time')
+        socket.destroy()
+      }, this.handshakeTimeoutMs)
+      this.handshakes.set(key, deadline)
+      socket.once('close', () => {
+        this.sockets.delete(socket)
+        clearTimeout(deadline)
+        if (this.handshakes.get(key) === deadline) this.handshakes.delete(key)
+      })
     })
     server.on('secureConnection', socket => { this.accept(socket) })
     server.on('tlsClientError', (err, socket) => {
@@ -197,12 +277,26 @@ class TlsDataServer implements DataServer {
         socket.destroy()
         return
       }
+      const held = this.connectionsByPeer.get(peer) ?? 0
+      if (held >= this.maxConnectionsPerPeer) {
+        this.stats.refusedConnections.perPeer++
+        this.log.info({ peer, remote: socket.remoteAddress, maxConnectionsPerPeer: this.maxConnectionsPerPeer }, 'refused a data connection: the peer holds too many')
+        socket.destroy()
+        return
+      }
+      const key = connectionKey(socket)
+      clearTimeout(this.handshakes.get(key))
+      this.handshakes.delete(key)
+      this.connectionsByPeer.set(peer, held + 1)
       const connection = new ServerConnection(this, socket, peer, this.log.child({ peer }))
       this.connections.add(connection)
       this.stats.connections++
       socket.once('close', () => {
         this.connections.delete(connection)
         this.stats.connections--
+        const left = (this.connectionsByPeer.get(peer) ?? 1) - 1
+        if (left <= 0) this.connectionsByPeer.delete(peer)
+        else this.connectionsByPeer.set(peer, left)
       })
       connection.start()
     }, (err: Error) => {
@@ -221,10 +315,12 @@ class TlsDataServer implements DataServer {
     }
   }
 
-  /** Takes an upload slot for `peer`, or returns false when none is free. */
+  /** Takes an upload slot for `peer`, or returns false when none is free to it. */
   acquireSlot (peer: string): boolean {
     const peerUploads = this.uploadsByPeer.get(peer) ?? 0
-    if (this.stats.uploads >= this.maxUploads || peerUploads >= this.maxUploadsPerPeer) return false
+    const free = this.maxUploads - this.stats.uploads
+    if (free <= 0 || peerUploads >= this.maxUploadsPerPeer) return false
+    if (peerUploads > 0 && free <= this.reservedUploads) return false
     this.stats.uploads++
     this.uploadsByPeer.set(peer, peerUploads + 1)
     return true
@@ -267,6 +363,9 @@ class ServerConnection {
   }
 
   start (): void {
+    // a listener given to setTimeout itself runs once only, and the first may come mid-request
+    this.socket.setTimeout(this.server.idleTimeoutMs)
+    this.socket.on('timeout', () => { this.idle() })
     this.socket.once('close', () => {
       this.closed.abort(new ConnectionClosedError())
       for (const controller of this.requests.values()) controller.abort()
@@ -285,6 +384,14 @@ class ServerConnection {
 
   destroy (): void {
     this.socket.destroy()
+  }
+
+  /** No byte moved for the idle timeout; a response stuck in the socket is the write timeout's. */
+  private idle (): void {
+    if (this.socket.destroyed || this.requests.size > 0 || this.queuedResponses > 0) return
+    this.server.stats.timeouts.idle++
+    this.log.debug({ remote: this.socket.remoteAddress, timeoutMs: this.server.idleTimeoutMs }, 'closing an idle data connection')
+    this.destroy()
   }
 
   private handle (request: Request): void {
@@ -376,6 +483,12 @@ class ServerConnection {
       else if (status === Status.NOT_FOUND) stats.notFound++
       else if (status === Status.ERROR) stats.errors++
     }).catch((err: Error) => {
+      if (err instanceof WriteTimeoutError) {
+        this.server.stats.timeouts.write++
+        this.log.info({ remote: this.socket.remoteAddress, timeoutMs: err.timeoutMs }, 'closing a data connection whose peer does not take its responses')
+        this.destroy()
+        return
+      }
       this.log.debug({ err }, 'response dropped with its connection')
     }).finally(() => {
       this.queuedResponses--
@@ -403,7 +516,7 @@ class ServerConnection {
     } else {
       flushed = socket.write(encodeResponseHeader(id, status, length))
       for (let offset = 0; offset < length; offset += RATE_LIMIT_SLICE_LENGTH) {
-        if (!flushed) await waitForDrain(socket)
+        if (!flushed) await waitForDrain(socket, this.server.writeTimeoutMs)
         const slice = payload.subarray(offset, offset + RATE_LIMIT_SLICE_LENGTH)
         await bucket.take(slice.byteLength, options)
         if (socket.destroyed) throw new ConnectionClosedError()
@@ -411,6 +524,14 @@ class ServerConnection {
         flushed = socket.write(slice, last ? release : undefined)
       }
     }
-    if (!flushed) await waitForDrain(socket)
+    if (!flushed) await waitForDrain(socket, this.server.writeTimeoutMs)
   }
+}
+
+/**
+ * Names a TCP connection to the server both as the raw socket 'connection' hands over and as
+ * the TLS socket 'secureConnection' hands over later, which Node links only internally.
+ */
+function connectionKey (socket: Socket): string {
+  return `${socket.localAddress ?? ''}|${socket.localPort ?? ''}|${socket.remoteAddress ?? ''}|${socket.remotePort ?? ''}`
 }

@@ -105,6 +105,8 @@ export interface RawClient {
   socket: TLSSocket
   /** application bytes received so far */
   received(): number
+  /** the application bytes received so far */
+  bytes(): Buffer
   /** resolves when the socket closes */
   closed: Promise<void>
 }
@@ -124,14 +126,18 @@ export async function rawClient (port: number, privateKey?: PrivateKey, alpn: st
     ALPNProtocols: alpn
   })
   let received = 0
-  socket.on('data', (chunk: Buffer) => { received += chunk.length })
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => {
+    received += chunk.length
+    chunks.push(chunk)
+  })
   socket.on('error', () => {})
   const closed = new Promise<void>(resolve => socket.once('close', () => { resolve() }))
   await new Promise<void>((resolve, reject) => {
     socket.once('secureConnect', () => { resolve() })
     socket.once('close', () => { reject(new Error('closed before the handshake finished')) })
   })
-  return { socket, received: () => received, closed }
+  return { socket, received: () => received, bytes: () => Buffer.concat(chunks), closed }
 }
 
 /** A server with a valid libp2p certificate that hands each authenticated-looking socket to `onSocket`. */

@@ -141,6 +141,11 @@ export class Agent {
       port: config.agent.dataPort,
       maxUploads: config.agent.uploadSlots,
       uploadBytesPerSecond: config.agent.uploadRate,
+      maxConnections: config.agent.dataConnections,
+      maxConnectionsPerPeer: config.agent.dataConnectionsPerPeer,
+      writeTimeoutMs: config.agent.dataWriteTimeoutMs,
+      idleTimeoutMs: config.agent.dataIdleTimeoutMs,
+      handshakeTimeoutMs: config.agent.dataHandshakeTimeoutMs,
       logger: init.logger
     })
     const bound = await server.start()
@@ -154,7 +159,7 @@ export class Agent {
       logger: init.logger
     })
     const client = dataClient({ privateKey, downloadBytesPerSecond: config.agent.downloadRate, logger: init.logger })
-    const metrics = agentMetrics({ openSwarm: swarmKey == null, peers: () => node?.connectedPeers().length ?? 0, bytesServed: () => server.stats.bytesServed, fuse: () => agent?.mount?.fuseStats() })
+    const metrics = agentMetrics({ openSwarm: swarmKey == null, peers: () => node?.connectedPeers().length ?? 0, bytesServed: () => server.stats.bytesServed, dataServer: () => server.stats, fuse: () => agent?.mount?.fuseStats() })
     const agent = new Agent({ config, store, node, server, client, metrics, origin: init.origin, log })
     agent.metricsServer = await serveMetrics(metrics, config.agent.metricsHost, config.agent.metricsPort, () => agent.started)
 

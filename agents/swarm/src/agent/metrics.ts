@@ -6,6 +6,7 @@
 import { createServer } from 'node:http'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Server } from 'node:http'
+import type { DataServerStats } from '@swarm/exchange'
 import type { SourceKind } from '@swarm/interface'
 
 export interface AgentMetrics {
@@ -27,7 +28,7 @@ export interface FuseCounts {
   passthrough: boolean
 }
 
-export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, bytesServed(): number, fuse?(): FuseCounts | undefined }): AgentMetrics {
+export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, bytesServed(): number, dataServer?(): Readonly<DataServerStats>, fuse?(): FuseCounts | undefined }): AgentMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'swarm_process_' })
   const bytes = new Counter({ name: 'swarm_bytes_total', help: 'Chunk bytes stored, by where they came from', labelNames: ['source'] as const, registers: [registry] })
@@ -51,6 +52,7 @@ export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, b
   fuseGauge('swarm_fuse_passthrough_opens', 'Opens of complete files the kernel reads itself', c => c.opensPassthrough)
   fuseGauge('swarm_fuse_passthrough', '1 while the kernel accepts passthrough', c => c.passthrough ? 1 : 0)
   new Gauge({ name: 'swarm_insecure_open_swarm', help: '1 when the agent runs without a swarm key (--insecure-open-swarm): any host that reaches it may join', registers: [registry] }).set(collect.openSwarm === true ? 1 : 0)
+  dataServerMetrics(registry, collect.dataServer)
   const pullDuration = new Histogram({ name: 'swarm_pull_duration_seconds', help: 'Duration of pulls', labelNames: ['result'] as const, buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600], registers: [registry] })
   return {
     registry,
@@ -65,6 +67,27 @@ export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, b
       chunksVerified.inc()
     }
   }
+}
+
+/** The data server's limits at work: timeouts, refused connections, slots and connections in use, BUSY answers. */
+function dataServerMetrics (registry: Registry, stats: (() => Readonly<DataServerStats>) | undefined): void {
+  if (stats === undefined) return
+  // the server counts; each scrape sets the counters to its totals
+  const totals = <L extends string>(name: string, help: string, label: L, values: (s: Readonly<DataServerStats>) => Record<string, number>): Counter<L> => new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const [value, n] of Object.entries(values(stats()))) this.inc({ [label]: value } as Partial<Record<L, string>>, n)
+    }
+  })
+  totals('swarm_data_timeouts_total', 'Data connections closed for a timeout: a response the peer did not take (write), silence (idle), no authentication in time (handshake)', 'kind', s => s.timeouts)
+  totals('swarm_data_connections_refused_total', 'Data connections refused for a cap: on all connections (total) or on the peer\'s (peer)', 'cap', s => ({ total: s.refusedConnections.total, peer: s.refusedConnections.perPeer }))
+  new Counter({ name: 'swarm_data_busy_total', help: 'Requests answered BUSY: no upload slot free to the peer', registers: [registry], collect () { this.reset(); this.inc(stats().busy) } })
+  new Gauge({ name: 'swarm_data_connections', help: 'Authenticated data connections open', registers: [registry], collect () { this.set(stats().connections) } })
+  new Gauge({ name: 'swarm_data_upload_slots_used', help: 'Upload slots taken', registers: [registry], collect () { this.set(stats().uploads) } })
 }
 
 export async function serveMetrics (metrics: AgentMetrics, host: string, port: number, ready: () => boolean): Promise<Server> {

@@ -1,0 +1,72 @@
+/**
+ * The data plane limits as an operator sets them: `SWARM_DATA_*` variables and flags reach a real
+ * agent's data server, and its /metrics shows them at work.
+ */
+
+import { connect } from 'node:net'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { metric, startAgent } from './helpers/agents.js'
+import { swarm } from './helpers/cli.js'
+import type { RunningAgent } from './helpers/agents.js'
+
+/** A TCP connection to the data port that never starts TLS; resolves with when it was closed. */
+async function silentConnection (port: number): Promise<{ closed: Promise<number> }> {
+  const socket = connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  const closed = new Promise<number>(resolve => socket.once('close', () => { resolve(performance.now()) }))
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => { resolve() })
+    socket.once('close', () => { reject(new Error('closed before connecting')) })
+  })
+  return { closed }
+}
+
+describe('data plane limits in the agent', () => {
+  let work: string
+  let agent: RunningAgent
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'swarm-data-limits-'))
+    agent = await startAgent({
+      dataDir: join(work, 'agent'),
+      env: { SWARM_DATA_CONNECTIONS: '2', SWARM_DATA_HANDSHAKE_TIMEOUT_MS: '1500' }
+    })
+  })
+
+  afterAll(async () => {
+    await agent?.stop()
+    await rm(work, { recursive: true, force: true })
+  })
+
+  it('closes connections beyond SWARM_DATA_CONNECTIONS and those that do not authenticate within SWARM_DATA_HANDSHAKE_TIMEOUT_MS, and counts both', async () => {
+    const opened = performance.now()
+    const first = await silentConnection(agent.dataPort)
+    const second = await silentConnection(agent.dataPort)
+    const third = await silentConnection(agent.dataPort)
+    // the third is over the cap: closed at once, not at the handshake deadline
+    expect(await third.closed - opened).toBeLessThan(1000)
+    for (const silent of [first, second]) {
+      const closedAfter = await silent.closed - opened
+      expect(closedAfter).toBeGreaterThanOrEqual(1450)
+      expect(closedAfter).toBeLessThan(6000)
+    }
+    expect(await metric(agent, 'swarm_data_connections_refused_total', { cap: 'total' })).toBe(1)
+    expect(await metric(agent, 'swarm_data_timeouts_total', { kind: 'handshake' })).toBe(2)
+    expect(await metric(agent, 'swarm_data_timeouts_total', { kind: 'write' })).toBe(0)
+    expect(await metric(agent, 'swarm_data_connections')).toBe(0)
+    expect(await metric(agent, 'swarm_data_upload_slots_used')).toBe(0)
+  })
+
+  it('refuses a limit out of range, naming the flag\'s key or the variable', async () => {
+    const env = { SWARM_DATA_DIR: join(work, 'bad') }
+    const flag = await swarm(['agent', '--data-write-timeout', '5', '--json'], env)
+    expect(flag.code).toBe(2)
+    expect(flag.stdout + flag.stderr).toMatch(/dataWriteTimeoutMs/)
+    const variable = await swarm(['agent', '--json'], { ...env, SWARM_DATA_CONNECTIONS_PER_PEER: 'many' })
+    expect(variable.code).toBe(2)
+    expect(variable.stdout + variable.stderr).toMatch(/SWARM_DATA_CONNECTIONS_PER_PEER \(env\)/)
+  })
+})
