@@ -22,7 +22,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
-import { DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR_ROOT, DEFAULT_DATA_PORT, DEFAULT_METRICS_PORT, DEFAULT_P2P_PORT, DEFAULT_UPLOAD_SLOTS } from './constants.js'
+import { DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR_ROOT, DEFAULT_DATA_PORT, DEFAULT_METRICS_PORT, DEFAULT_P2P_PORT, DEFAULT_PEER_BAN_SECONDS, DEFAULT_UPLOAD_SLOTS } from './constants.js'
 import { ConfigError } from './errors.js'
 
 export * from './constants.js'
@@ -88,7 +88,8 @@ export const ConfigSchema = z.object({
     metricsHost: z.string().min(1),
     uploadSlots: integer(1, 4096),
     uploadRate: byteSize,
-    downloadRate: byteSize
+    downloadRate: byteSize,
+    peerBanSeconds: integer(0, 30 * 24 * 3600)
   }).strict()
 }).strict()
 
@@ -129,7 +130,8 @@ export const ENV_KEYS: Record<string, string> = {
   SWARM_METRICS_HOST: 'agent.metricsHost',
   SWARM_UPLOAD_SLOTS: 'agent.uploadSlots',
   SWARM_UPLOAD_RATE: 'agent.uploadRate',
-  SWARM_DOWNLOAD_RATE: 'agent.downloadRate'
+  SWARM_DOWNLOAD_RATE: 'agent.downloadRate',
+  SWARM_PEER_BAN_SECONDS: 'agent.peerBanSeconds'
 }
 
 export function defaultConfig (env: Record<string, string | undefined> = process.env): Config {
@@ -153,7 +155,8 @@ export function defaultConfig (env: Record<string, string | undefined> = process
       metricsHost: '127.0.0.1',
       uploadSlots: DEFAULT_UPLOAD_SLOTS,
       uploadRate: 0,
-      downloadRate: 0
+      downloadRate: 0,
+      peerBanSeconds: DEFAULT_PEER_BAN_SECONDS
     }
   }
 }

@@ -26,7 +26,7 @@
 
 import { CID } from 'multiformats/cid'
 import { z } from 'zod'
-import { bitfieldLength } from './bitfield.js'
+import { bitfieldLength, fitsChunkCount } from './bitfield.js'
 import { MAX_BITFIELD_BYTES, MAX_CHUNK_COUNT, MAX_HAVE_INDICES_PER_MESSAGE, MAX_MESSAGE_BYTES } from './constants.js'
 import { ControlMessageTooLargeError, InvalidControlMessageError } from './errors.js'
 
@@ -95,13 +95,9 @@ const messageSchema = z.discriminatedUnion('type', [
     bitfield: z.base64().max(Math.ceil(MAX_BITFIELD_BYTES / 3) * 4)
   }).transform((message, ctx) => {
     const bitfield = new Uint8Array(Buffer.from(message.bitfield, 'base64'))
-    if (bitfield.length !== bitfieldLength(message.chunkCount)) {
-      ctx.addIssue({ code: 'custom', path: ['bitfield'], message: `${bitfield.length} bytes for ${message.chunkCount} chunks` })
-      return z.NEVER
-    }
-    const spareBits = bitfield.length * 8 - message.chunkCount
-    if (spareBits > 0 && ((bitfield[bitfield.length - 1] ?? 0) & ((1 << spareBits) - 1)) !== 0) {
-      ctx.addIssue({ code: 'custom', path: ['bitfield'], message: 'bits set past the last chunk' })
+    if (!fitsChunkCount(bitfield, message.chunkCount)) {
+      const problem = bitfield.length !== bitfieldLength(message.chunkCount) ? `${bitfield.length} bytes for ${message.chunkCount} chunks` : 'bits set past the last chunk'
+      ctx.addIssue({ code: 'custom', path: ['bitfield'], message: problem })
       return z.NEVER
     }
     return { ...message, bitfield }
