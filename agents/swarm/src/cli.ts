@@ -215,10 +215,11 @@ export function program (): Command {
     .option('--metrics-port <port>', 'Prometheus /metrics, /healthz, /readyz port, 0 for any (SWARM_METRICS_PORT)')
     .option('--socket <path>', 'control socket (SWARM_SOCKET)')
     .option('--mdns', 'also find peers on the local link with mDNS (SWARM_MDNS)')
+    .option('--peer-ban-seconds <seconds>', 'how long a misbehaving peer is first banned, 0 never (SWARM_PEER_BAN_SECONDS)')
     .option('--mount <dir>', 'also mount the read-only view of the models there (SWARM_MOUNT)')
     .option('--mount-read-ahead <size>', 'largest read-ahead of a sequential reader of the mount, default 256MiB (SWARM_MOUNT_READ_AHEAD)')
     .option('--mount-adapter <name>', 'FUSE adapter: auto, kernel (own server, passthrough) or fuse-native (SWARM_MOUNT_ADAPTER)')
-    .action(async (local: { listen?: string, bootstrap?: string, swarmKey?: string, insecureOpenSwarm?: boolean, dataPort?: string, dataHost?: string, dataConnections?: string, dataConnectionsPerPeer?: string, dataWriteTimeout?: string, dataIdleTimeout?: string, dataHandshakeTimeout?: string, metricsPort?: string, socket?: string, mdns?: boolean, mount?: string, mountReadAhead?: string, mountAdapter?: string }, command: Command) => {
+    .action(async (local: { listen?: string, bootstrap?: string, swarmKey?: string, insecureOpenSwarm?: boolean, dataPort?: string, dataHost?: string, dataConnections?: string, dataConnectionsPerPeer?: string, dataWriteTimeout?: string, dataIdleTimeout?: string, dataHandshakeTimeout?: string, metricsPort?: string, socket?: string, mdns?: boolean, peerBanSeconds?: string, mount?: string, mountReadAhead?: string, mountAdapter?: string }, command: Command) => {
       const options = globals(command)
       const agentFlags: Record<string, unknown> = {}
       if (local.listen != null) agentFlags.listen = local.listen
@@ -235,6 +236,7 @@ export function program (): Command {
       if (local.metricsPort != null) agentFlags.metricsPort = local.metricsPort
       if (local.socket != null) agentFlags.socket = local.socket
       if (local.mdns === true) agentFlags.mdns = true
+      if (local.peerBanSeconds != null) agentFlags.peerBanSeconds = local.peerBanSeconds
       const config = await configFrom(options, agentFlags)
       const logger = createLogger(config.logLevel)
       const origin = config.origin !== '' ? createOrigin(config, logger) : undefined

@@ -8,3 +8,6 @@ export const DEFAULT_METRICS_PORT = 9464
 
 /** Concurrent uploads an agent serves (see `DEFAULT_MAX_UPLOADS` in `@swarm/exchange` for why few). */
 export const DEFAULT_UPLOAD_SLOTS = 8
+
+/** How long a peer that misbehaves is banned the first time, in seconds (repeat offenders longer); 0 never bans. */
+export const DEFAULT_PEER_BAN_SECONDS = 600

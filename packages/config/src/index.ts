@@ -22,7 +22,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
-import { DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR_ROOT, DEFAULT_DATA_PORT, DEFAULT_METRICS_PORT, DEFAULT_P2P_PORT, DEFAULT_UPLOAD_SLOTS } from './constants.js'
+import { DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR_ROOT, DEFAULT_DATA_PORT, DEFAULT_METRICS_PORT, DEFAULT_P2P_PORT, DEFAULT_PEER_BAN_SECONDS, DEFAULT_UPLOAD_SLOTS } from './constants.js'
 import { ConfigError } from './errors.js'
 
 export * from './constants.js'
@@ -96,7 +96,8 @@ export const ConfigSchema = z.object({
     dataConnectionsPerPeer: integer(1, 1024).optional(),
     dataWriteTimeoutMs: integer(100, 3_600_000).optional(),
     dataIdleTimeoutMs: integer(100, 86_400_000).optional(),
-    dataHandshakeTimeoutMs: integer(100, 600_000).optional()
+    dataHandshakeTimeoutMs: integer(100, 600_000).optional(),
+    peerBanSeconds: integer(0, 30 * 24 * 3600)
   }).strict()
 }).strict()
 
@@ -143,7 +144,8 @@ export const ENV_KEYS: Record<string, string> = {
   SWARM_DATA_CONNECTIONS_PER_PEER: 'agent.dataConnectionsPerPeer',
   SWARM_DATA_WRITE_TIMEOUT_MS: 'agent.dataWriteTimeoutMs',
   SWARM_DATA_IDLE_TIMEOUT_MS: 'agent.dataIdleTimeoutMs',
-  SWARM_DATA_HANDSHAKE_TIMEOUT_MS: 'agent.dataHandshakeTimeoutMs'
+  SWARM_DATA_HANDSHAKE_TIMEOUT_MS: 'agent.dataHandshakeTimeoutMs',
+  SWARM_PEER_BAN_SECONDS: 'agent.peerBanSeconds'
 }
 
 export function defaultConfig (env: Record<string, string | undefined> = process.env): Config {
@@ -168,7 +170,8 @@ export function defaultConfig (env: Record<string, string | undefined> = process
       metricsHost: '127.0.0.1',
       uploadSlots: DEFAULT_UPLOAD_SLOTS,
       uploadRate: 0,
-      downloadRate: 0
+      downloadRate: 0,
+      peerBanSeconds: DEFAULT_PEER_BAN_SECONDS
     }
   }
 }

@@ -50,6 +50,16 @@ describe('config', () => {
     expect(config.agent.mdns).toBe(true)
   })
 
+  it('takes the peer ban time from file, env and flag, and rejects a bad one', async () => {
+    expect((await loadConfig({ env: {} })).agent.peerBanSeconds).toBe(600)
+    const file = await tempFile('agent:\n  peerBanSeconds: 30\n')
+    expect((await loadConfig({ file, env: {} })).agent.peerBanSeconds).toBe(30)
+    expect((await loadConfig({ file, env: { SWARM_PEER_BAN_SECONDS: '0' } })).agent.peerBanSeconds).toBe(0)
+    expect((await loadConfig({ file, env: { SWARM_PEER_BAN_SECONDS: '0' }, flags: { agent: { peerBanSeconds: '120' } } })).agent.peerBanSeconds).toBe(120)
+    await expect(loadConfig({ env: { SWARM_PEER_BAN_SECONDS: 'forever' } })).rejects.toThrow(/SWARM_PEER_BAN_SECONDS \(env\): expected a number/)
+    await expect(loadConfig({ env: { SWARM_PEER_BAN_SECONDS: '-5' } })).rejects.toThrow(/SWARM_PEER_BAN_SECONDS \(env\)/)
+  })
+
   it('parses byte sizes', () => {
     expect(parseByteSize('4MiB')).toBe(4 * 1024 * 1024)
     expect(parseByteSize('1.5 GB')).toBe(1.5e9)

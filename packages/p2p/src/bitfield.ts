@@ -37,3 +37,12 @@ export function countBits (bitfield: Uint8Array): number {
   }
   return count
 }
+
+/** Whether `bitfield` is exactly the bitfield of `chunkCount` chunks: its length, and no bit set past the last chunk. */
+export function fitsChunkCount (bitfield: Uint8Array, chunkCount: number): boolean {
+  if (!(bitfield instanceof Uint8Array) || bitfield.length !== bitfieldLength(chunkCount)) {
+    return false
+  }
+  const spareBits = bitfield.length * 8 - chunkCount
+  return spareBits === 0 || ((bitfield[bitfield.length - 1] ?? 0) & ((1 << spareBits) - 1)) === 0
+}

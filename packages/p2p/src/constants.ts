@@ -1,3 +1,5 @@
+import { MANIFEST_LIMITS } from '@swarm/manifest'
+
 /** The control protocol: peers tell each other which chunks of which manifests they hold. */
 export const CONTROL_PROTOCOL = '/swarm/control/1.0.0'
 
@@ -6,19 +8,27 @@ export const DHT_PROTOCOL = '/swarm/kad/1.0.0'
 
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/0']
 
-/** Largest control message accepted or sent, in bytes (the frame body, without its 4-byte length). */
-export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+/**
+ * Most chunks a manifest may have (the manifest schema's own limit): a bitfield or chunk index
+ * from a peer is never bigger than a manifest this node could hold.
+ */
+export const MAX_CHUNK_COUNT = MANIFEST_LIMITS.maxTotalChunks
 
-/** Largest bitfield accepted, in bytes: 64 Mi chunks. */
-export const MAX_BITFIELD_BYTES = 8 * 1024 * 1024
+/** Largest bitfield accepted, in bytes (1.25 MB for 10 M chunks). */
+export const MAX_BITFIELD_BYTES = Math.ceil(MAX_CHUNK_COUNT / 8)
 
-export const MAX_CHUNK_COUNT = MAX_BITFIELD_BYTES * 8
+/** Indices per outgoing `have` message; bigger batches are split, and peers send no more. */
+export const MAX_HAVE_INDICES_PER_MESSAGE = 65_536
+
+/**
+ * Largest control message accepted or sent, in bytes (the frame body, without its 4-byte
+ * length): a `join` with the largest bitfield in base64 and room to spare. A message this size
+ * takes a few milliseconds to parse, so no single message holds the event loop for long.
+ */
+export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 
 /** How long `have` indices wait to be coalesced into one message per manifest. */
 export const HAVE_FLUSH_DELAY_MS = 20
-
-/** Indices per outgoing `have` message; bigger batches are split. */
-export const MAX_HAVE_INDICES_PER_MESSAGE = 65_536
 
 /**
  * A peer that lets this many bytes of our control messages pile up unread loses its stream;
@@ -26,11 +36,75 @@ export const MAX_HAVE_INDICES_PER_MESSAGE = 65_536
  */
 export const MAX_QUEUED_BYTES = 64 * 1024 * 1024
 
-/** Manifests one peer may have joined at once; more is a protocol violation. */
-export const MAX_PEER_MANIFESTS = 4_096
+/**
+ * Manifests one peer may have joined at once. Only joins for manifests this node holds are
+ * kept, so an honest peer stays far below this.
+ */
+export const MAX_PEER_MANIFESTS = 1_024
 
-/** Bytes of bitfields one peer may make us hold. */
-export const MAX_PEER_STATE_BYTES = 64 * 1024 * 1024
+/** What one joined manifest costs in control state besides its bitfield (map entry, CID string). */
+export const MANIFEST_ENTRY_BYTES = 256
+
+/** Bytes of control state (bitfields and joins) one peer may make us hold. */
+export const MAX_PEER_STATE_BYTES = 8 * 1024 * 1024
+
+/** Bytes of control state all peers together may make us hold; joins past it are dropped. */
+export const MAX_TOTAL_STATE_BYTES = 256 * 1024 * 1024
+
+/**
+ * Control messages one peer may send per second, sustained, and in one burst. An honest peer
+ * sends a `have` per manifest it pulls every {@link HAVE_FLUSH_DELAY_MS} at most, and a `join`
+ * per manifest it holds when its stream opens.
+ */
+export const PEER_MESSAGES_PER_SECOND = 500
+export const PEER_MESSAGE_BURST = 2_000
+
+/** Control message bytes one peer may send per second, sustained, and in one burst. */
+export const PEER_BYTES_PER_SECOND = 8 * 1024 * 1024
+export const PEER_BYTE_BURST = 32 * 1024 * 1024
+
+/**
+ * Peer scoring (see `peer-score.ts`): what each offence weighs, the score at which a peer is
+ * banned, how fast scores decay, and how long a first ban lasts (each later ban of the same
+ * peer lasts twice as long as the one before, up to {@link MAX_BAN_MULTIPLIER} times).
+ */
+export const PEER_OFFENCE_WEIGHTS = Object.freeze({
+  /** bytes that failed verification: a peer that lies about content */
+  'bad-data': 60,
+  /** a frame whose length is over {@link MAX_MESSAGE_BYTES} */
+  'too-large': 50,
+  /** not JSON, not a valid message, or a stream that does not start with hello */
+  malformed: 25,
+  /** a join whose bitfield does not fit its chunk count */
+  bitfield: 25,
+  /** a join whose chunk count is not the manifest's */
+  'chunk-count': 25,
+  /** a have naming a chunk the manifest does not have */
+  'index-out-of-range': 25,
+  /** more than {@link MAX_PEER_MANIFESTS} manifests joined */
+  'too-many-manifests': 25,
+  /** more than {@link MAX_PEER_STATE_BYTES} of control state */
+  'peer-over-budget': 25,
+  /** a message past the peer's rate limit */
+  'rate-limited': 10,
+  /** a have for a manifest the peer has not joined (one can cross a dropped join: weighs little) */
+  'peer-not-joined': 2,
+  /** a join for a manifest this node does not hold: joins go to every peer, so this is normal */
+  'not-joined': 0,
+  /** all peers together are over {@link MAX_TOTAL_STATE_BYTES}: not this peer's doing */
+  'over-budget': 0
+})
+
+export const PEER_BAN_THRESHOLD = 100
+
+export const PEER_SCORE_HALF_LIFE_MS = 60_000
+
+export const PEER_BAN_MS = 10 * 60_000
+
+export const MAX_BAN_MULTIPLIER = 16
+
+/** Peers whose score the node remembers; past this the longest-quiet unbanned ones are forgotten. */
+export const MAX_SCORED_PEERS = 10_000
 
 /** Control streams per connection and direction; one is used, a few more cover reopening. */
 export const MAX_CONTROL_STREAMS = 4

@@ -25,7 +25,25 @@
  * its stream; the next message opens a new one with our full state.
  *
  * Network input is validated in `messages.ts`; a malformed message, an oversized length or a
- * protocol violation closes that one stream with a logged warning and changes nothing else.
+ * stream that does not start with `hello` closes that one stream with a logged warning and
+ * changes nothing else.
+ *
+ * Every message is then checked against this node's own state before anything uses it, so no
+ * listener ever sees a bitfield or index that does not fit the manifest:
+ * - a `join` is kept only for a manifest we have joined ourselves, and only when its chunk count
+ *   is ours; a peer that joins first is not lost, because our own `join` makes it send its state
+ *   again (see above), so `peersFor` right after `join` may miss peers only for a round trip;
+ * - a `have` must name a manifest the peer joined, with indices inside it;
+ * - when we leave a manifest, every peer's state for it is forgotten.
+ * A message that fails is dropped, counted by reason ({@link ControlChannel.stats}) and reported
+ * to the node's peer scores, which ban repeat offenders (`peer-score.ts`); messages of a banned
+ * peer are not read.
+ *
+ * Bounds (constants, overridable by init): a token bucket per peer for messages and for bytes,
+ * checked before a message is even parsed; a cap on manifests per peer; and a budget for the
+ * control state (bitfields plus a fixed cost per joined manifest) per peer and for all peers
+ * together. A join past a budget is dropped; one past the total budget is not the peer's fault and
+ * is not scored.
  *
  * Data address: peers announce the port of their data server and, optionally, a host. Without
  * a host the address is the IP the peer's connection comes from, which is right for pods and
@@ -41,13 +59,20 @@ import {
   CONTROL_PROTOCOL,
   DIAL_TIMEOUT_MS,
   HAVE_FLUSH_DELAY_MS,
+  MANIFEST_ENTRY_BYTES,
   MAX_CHUNK_COUNT,
   MAX_CONTROL_STREAMS,
   MAX_HAVE_INDICES_PER_MESSAGE,
+  MAX_MESSAGE_BYTES,
   MAX_PEER_MANIFESTS,
   MAX_PEER_STATE_BYTES,
   MAX_QUEUED_BYTES,
-  OPEN_STREAM_TIMEOUT_MS
+  MAX_TOTAL_STATE_BYTES,
+  OPEN_STREAM_TIMEOUT_MS,
+  PEER_BYTE_BURST,
+  PEER_BYTES_PER_SECOND,
+  PEER_MESSAGE_BURST,
+  PEER_MESSAGES_PER_SECOND
 } from './constants.js'
 import {
   ControlMessageTooLargeError,
@@ -59,7 +84,10 @@ import {
   NodeNotStartedError
 } from './errors.js'
 import { canonicalCid, decodeMessage, encodeMessage, FrameDecoder, isValidDataAddress, PROTOCOL_VERSION } from './messages.js'
+import { peerScores } from './peer-score.js'
+import { TokenBucket } from './rate-limit.js'
 import type { ControlMessage, DataAddress } from './messages.js'
+import type { PeerOffence, PeerScores } from './peer-score.js'
 import type { Connection, Libp2p, PeerId, Stream, TypedEventTarget } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { AbortOptions, Logger } from '@swarm/interface'
@@ -144,6 +172,52 @@ export interface ControlEvents {
   'peer:data-address': CustomEvent<PeerDataAddressEvent>
 }
 
+/** Why a peer's control message was dropped (every offence but bad chunk bytes). */
+export type ControlRejection = Exclude<PeerOffence, 'bad-data'>
+
+export const CONTROL_REJECTIONS: readonly ControlRejection[] = [
+  'too-large', 'malformed', 'bitfield', 'chunk-count', 'index-out-of-range', 'too-many-manifests',
+  'peer-over-budget', 'rate-limited', 'peer-not-joined', 'not-joined', 'over-budget'
+]
+
+/** The control channel's bounds; every one defaults to the constant of the same meaning. */
+export interface ControlLimits {
+  /** largest frame body read, bytes ({@link MAX_MESSAGE_BYTES}) */
+  maxMessageBytes: number
+  /** manifests one peer may have joined ({@link MAX_PEER_MANIFESTS}) */
+  maxPeerManifests: number
+  /** control state one peer may make us hold, bytes ({@link MAX_PEER_STATE_BYTES}) */
+  maxPeerStateBytes: number
+  /** control state all peers together may make us hold, bytes ({@link MAX_TOTAL_STATE_BYTES}) */
+  maxTotalStateBytes: number
+  messagesPerSecond: number
+  messageBurst: number
+  bytesPerSecond: number
+  byteBurst: number
+}
+
+export const DEFAULT_CONTROL_LIMITS: Readonly<ControlLimits> = Object.freeze({
+  maxMessageBytes: MAX_MESSAGE_BYTES,
+  maxPeerManifests: MAX_PEER_MANIFESTS,
+  maxPeerStateBytes: MAX_PEER_STATE_BYTES,
+  maxTotalStateBytes: MAX_TOTAL_STATE_BYTES,
+  messagesPerSecond: PEER_MESSAGES_PER_SECOND,
+  messageBurst: PEER_MESSAGE_BURST,
+  bytesPerSecond: PEER_BYTES_PER_SECOND,
+  byteBurst: PEER_BYTE_BURST
+})
+
+export interface ControlStats {
+  /** peers with a control session */
+  peers: number
+  /** control state held for peers (bitfields and joined manifests), bytes, as the budgets count it */
+  stateBytes: number
+  /** the most control state held for any one peer, bytes */
+  maxPeerStateBytes: number
+  /** messages dropped since start, by reason */
+  rejected: Record<ControlRejection, number>
+}
+
 export interface ControlChannel extends TypedEventTarget<ControlEvents> {
   /**
    * Tells every connected peer, and every peer that connects later, that we hold or pull this
@@ -163,10 +237,15 @@ export interface ControlChannel extends TypedEventTarget<ControlEvents> {
   /** Peers that joined a manifest, with their bitfields. */
   peersFor(manifestCid: string): ManifestPeer[]
   dataAddressOf(peerId: string): ResolvedDataAddress | undefined
+  /** what the control state costs now and what was dropped */
+  stats(): ControlStats
 }
 
 export interface ControlChannelInit {
   dataAddress?: () => DataAddress | undefined
+  /** where offences are reported and bans looked up; the channel makes its own when absent */
+  peerScores?: PeerScores
+  limits?: Partial<ControlLimits>
   logger?: Logger
 }
 
@@ -195,6 +274,8 @@ interface PeerSession {
   readers: Set<Stream>
   manifests: Map<string, RemoteManifest>
   stateBytes: number
+  messages: TokenBucket
+  bytes: TokenBucket
   announced?: DataAddress
   observedHost?: string
   dataAddress?: ResolvedDataAddress
@@ -206,6 +287,10 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
   readonly #dataAddress: () => DataAddress | undefined
   readonly #local = new Map<string, LocalManifest>()
   readonly #sessions = new Map<string, PeerSession>()
+  readonly #scores: PeerScores
+  readonly #limits: ControlLimits
+  readonly #rejected = Object.fromEntries(CONTROL_REJECTIONS.map(reason => [reason, 0])) as Record<ControlRejection, number>
+  #stateBytes = 0
   #announcedAddressKey = ''
   #invalidAddressKey = ''
   #flushTimer: ReturnType<typeof setTimeout> | undefined
@@ -218,6 +303,8 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
     this.#libp2p = libp2p
     this.#log = (init.logger ?? silentLogger).child({ component: 'p2p:control' })
     this.#dataAddress = init.dataAddress ?? (() => undefined)
+    this.#scores = init.peerScores ?? peerScores({ logger: init.logger })
+    this.#limits = { ...DEFAULT_CONTROL_LIMITS, ...init.limits }
     this.onPeerDisconnect = this.onPeerDisconnect.bind(this)
   }
 
@@ -262,6 +349,7 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
       }
     }
     this.#sessions.clear()
+    this.#stateBytes = 0
     await Promise.all(closing)
   }
 
@@ -276,7 +364,15 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
     }
     const local: LocalManifest = { chunkCount, pulling, bitfield: Uint8Array.from(bitfield), pending: new Set() }
     this.#clearSpareBits(local)
+    const previous = this.#local.get(cid)
     this.#local.set(cid, local)
+    if (previous != null && previous.chunkCount !== chunkCount) {
+      for (const session of this.#sessions.values()) {
+        if ((session.manifests.get(cid)?.chunkCount ?? chunkCount) !== chunkCount) {
+          this.#forget(session, cid)
+        }
+      }
+    }
     this.announceDataAddress()
     for (const session of this.#sessions.values()) {
       this.#send(session, this.#joinMessage(cid, local))
@@ -311,6 +407,7 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
       return
     }
     for (const session of this.#sessions.values()) {
+      this.#forget(session, cid)
       if (session.writer != null) {
         this.#send(session, { type: 'leave', manifest: cid })
       }
@@ -377,6 +474,14 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
     return address == null ? undefined : { ...address }
   }
 
+  stats (): ControlStats {
+    let maxPeerStateBytes = 0
+    for (const session of this.#sessions.values()) {
+      maxPeerStateBytes = Math.max(maxPeerStateBytes, session.stateBytes)
+    }
+    return { peers: this.#sessions.size, stateBytes: this.#stateBytes, maxPeerStateBytes, rejected: { ...this.#rejected } }
+  }
+
   private onPeerDisconnect (event: CustomEvent<PeerId>): void {
     const id = event.detail.toString()
     const session = this.#sessions.get(id)
@@ -384,6 +489,8 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
       return
     }
     this.#sessions.delete(id)
+    this.#stateBytes -= session.stateBytes
+    session.stateBytes = 0
     session.queue = []
     session.queuedBytes = 0
     this.#log.debug({ peer: id }, 'peer disconnected')
@@ -395,6 +502,10 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
       stream.abort(new NodeNotStartedError())
       return
     }
+    if (this.#scores.isBanned(connection.remotePeer.toString())) {
+      stream.abort(new Error('peer is banned'))
+      return
+    }
     const session = this.#session(connection.remotePeer)
     session.readers.add(stream)
     // reply even before identify tells us the peer speaks the protocol
@@ -403,6 +514,7 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
       .catch(err => {
         const bad = err instanceof InvalidControlMessageError || err instanceof ControlMessageTooLargeError
         if (bad) {
+          this.#reject(session, err instanceof ControlMessageTooLargeError ? 'too-large' : err.reason, err.message)
           this.#log.warn({ peer: session.id, err: err.message }, 'closing control stream after a bad message')
         } else {
           this.#log.debug({ peer: session.id, err: err.message }, 'control stream failed')
@@ -415,10 +527,20 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
   }
 
   async #read (session: PeerSession, stream: Stream, connection: Connection): Promise<void> {
-    const decoder = new FrameDecoder()
+    const decoder = new FrameDecoder(this.#limits.maxMessageBytes)
     let greeted = false
     for await (const chunk of stream) {
       for (const body of decoder.push(chunk)) {
+        if (this.#sessions.get(session.id) !== session || this.#scores.isBanned(session.id)) {
+          // the peer left or was banned while this stream was still delivering
+          stream.abort(new Error('control session ended'))
+          return
+        }
+        // before parsing: a flood must cost as little as possible
+        if (!session.messages.tryTake(1) || !session.bytes.tryTake(body.length)) {
+          this.#reject(session, 'rate-limited')
+          continue
+        }
         const message = decodeMessage(body)
         if (message == null) {
           continue
@@ -427,9 +549,7 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
           throw new InvalidControlMessageError(`a control stream must start with hello, not ${message.type}`)
         }
         greeted = true
-        if (this.#sessions.get(session.id) === session) {
-          this.#receive(session, connection, message)
-        }
+        this.#receive(session, connection, message)
       }
     }
     if (decoder.pendingBytes > 0) {
@@ -442,10 +562,8 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
   #receive (session: PeerSession, connection: Connection, message: ControlMessage): void {
     switch (message.type) {
       case 'hello': {
-        for (const [cid, state] of session.manifests) {
-          session.stateBytes -= state.bitfield.length
-          session.manifests.delete(cid)
-          this.safeDispatchEvent('peer:left', { detail: { peerId: session.id, manifestCid: cid } })
+        for (const cid of [...session.manifests.keys()]) {
+          this.#forget(session, cid)
         }
         session.observedHost = observedHost(connection.remoteAddr)
         this.#updateDataAddress(session, message.dataAddress)
@@ -457,21 +575,36 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
         break
       }
       case 'join': {
+        const local = this.#local.get(message.manifest)
+        if (local == null) {
+          this.#reject(session, 'not-joined')
+          break
+        }
+        if (message.chunkCount !== local.chunkCount) {
+          this.#reject(session, 'chunk-count', `join of ${message.manifest} with ${message.chunkCount} chunks, not ${local.chunkCount}`)
+          break
+        }
         const previous = session.manifests.get(message.manifest)
-        const stateBytes = session.stateBytes - (previous?.bitfield.length ?? 0) + message.bitfield.length
-        if (previous == null && session.manifests.size >= MAX_PEER_MANIFESTS) {
-          throw new InvalidControlMessageError(`peer joined more than ${MAX_PEER_MANIFESTS} manifests`)
+        const added = previous == null ? entryBytes(message.bitfield) : 0
+        if (previous == null && session.manifests.size >= this.#limits.maxPeerManifests) {
+          this.#reject(session, 'too-many-manifests', `peer joined more than ${this.#limits.maxPeerManifests} manifests`)
+          break
         }
-        if (stateBytes > MAX_PEER_STATE_BYTES) {
-          throw new InvalidControlMessageError(`peer's bitfields exceed ${MAX_PEER_STATE_BYTES} bytes`)
+        if (session.stateBytes + added > this.#limits.maxPeerStateBytes) {
+          this.#reject(session, 'peer-over-budget', `peer's control state would exceed ${this.#limits.maxPeerStateBytes} bytes`)
+          break
         }
-        session.stateBytes = stateBytes
+        if (this.#stateBytes + added > this.#limits.maxTotalStateBytes) {
+          this.#reject(session, 'over-budget', `control state of all peers would exceed ${this.#limits.maxTotalStateBytes} bytes`)
+          break
+        }
+        session.stateBytes += added
+        this.#stateBytes += added
         session.manifests.set(message.manifest, { chunkCount: message.chunkCount, pulling: message.pulling, bitfield: message.bitfield })
         this.safeDispatchEvent('peer:joined', {
           detail: { peerId: session.id, manifestCid: message.manifest, bitfield: message.bitfield, chunkCount: message.chunkCount, pulling: message.pulling }
         })
-        const local = this.#local.get(message.manifest)
-        if (previous == null && local != null) {
+        if (previous == null) {
           this.#send(session, this.#joinMessage(message.manifest, local))
         }
         break
@@ -479,13 +612,13 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
       case 'have': {
         const state = session.manifests.get(message.manifest)
         if (state == null) {
-          this.#log.debug({ peer: session.id, manifest: message.manifest }, 'have for a manifest the peer has not joined; ignored')
+          this.#reject(session, 'peer-not-joined')
           break
         }
-        for (const index of message.indices) {
-          if (index >= state.chunkCount) {
-            throw new InvalidControlMessageError(`have index ${index} is outside manifest ${message.manifest} of ${state.chunkCount} chunks`)
-          }
+        const outside = message.indices.find(index => index >= state.chunkCount)
+        if (outside != null) {
+          this.#reject(session, 'index-out-of-range', `have index ${outside} is outside manifest ${message.manifest} of ${state.chunkCount} chunks`)
+          break
         }
         for (const index of message.indices) {
           setBit(state.bitfield, index)
@@ -494,15 +627,32 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
         break
       }
       case 'leave': {
-        const state = session.manifests.get(message.manifest)
-        if (state != null) {
-          session.manifests.delete(message.manifest)
-          session.stateBytes -= state.bitfield.length
-          this.safeDispatchEvent('peer:left', { detail: { peerId: session.id, manifestCid: message.manifest } })
-        }
+        this.#forget(session, message.manifest)
         break
       }
     }
+  }
+
+  /** Drops a peer's state for one manifest, if it has any, and says so. */
+  #forget (session: PeerSession, cid: string): void {
+    const state = session.manifests.get(cid)
+    if (state == null) {
+      return
+    }
+    session.manifests.delete(cid)
+    const bytes = entryBytes(state.bitfield)
+    session.stateBytes -= bytes
+    this.#stateBytes -= bytes
+    this.safeDispatchEvent('peer:left', { detail: { peerId: session.id, manifestCid: cid } })
+  }
+
+  /** Counts a dropped message and reports the offence; a ban hangs the peer up (see `node.ts`). */
+  #reject (session: PeerSession, reason: ControlRejection, detail?: string): void {
+    this.#rejected[reason]++
+    if (detail != null) {
+      this.#log.debug({ peer: session.id, reason, detail }, 'dropped a control message')
+    }
+    this.#scores.penalize(session.id, reason)
   }
 
   /** our data address if peers will accept it; an invalid one is logged and not announced */
@@ -536,7 +686,18 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
     const id = peerId.toString()
     let session = this.#sessions.get(id)
     if (session == null) {
-      session = { peerId, id, queue: [], queuedBytes: 0, pumping: false, readers: new Set(), manifests: new Map(), stateBytes: 0 }
+      session = {
+        peerId,
+        id,
+        queue: [],
+        queuedBytes: 0,
+        pumping: false,
+        readers: new Set(),
+        manifests: new Map(),
+        stateBytes: 0,
+        messages: new TokenBucket(this.#limits.messagesPerSecond, this.#limits.messageBurst),
+        bytes: new TokenBucket(this.#limits.bytesPerSecond, this.#limits.byteBurst)
+      }
       this.#sessions.set(id, session)
     }
     return session
@@ -686,6 +847,11 @@ function manifestKey (value: string): string {
     throw new InvalidManifestCidError(value)
   }
   return cid
+}
+
+/** What one joined manifest counts against the control-state budgets. */
+function entryBytes (bitfield: Uint8Array): number {
+  return bitfield.length + MANIFEST_ENTRY_BYTES
 }
 
 function addressKey (address: DataAddress | undefined): string {

@@ -72,9 +72,12 @@ export class InvalidChunkStateError extends Error {
 export class InvalidControlMessageError extends Error {
   static override name = 'InvalidControlMessageError'
   readonly code = 'ERR_INVALID_CONTROL_MESSAGE'
-  constructor (message: string, options?: { cause?: unknown }) {
+  /** `bitfield`: a join whose bitfield does not fit its own chunk count; `malformed`: anything else */
+  readonly reason: 'malformed' | 'bitfield'
+  constructor (message: string, options?: { cause?: unknown, reason?: 'malformed' | 'bitfield' }) {
     super(message, options)
     this.name = 'InvalidControlMessageError'
+    this.reason = options?.reason ?? 'malformed'
   }
 }
 

@@ -20,6 +20,7 @@
  *   dataAddress: () => ({ port: dataServer.port })
  * })
  *
+ * // joins and haves reach listeners only when they fit a manifest we joined, with its chunk count
  * node.control.addEventListener('peer:have', ({ detail }) => scheduler.peerHas(detail.peerId, detail.indices))
  * node.control.join(manifestCid, { bitfield: createBitfield(chunkCount), chunkCount, pulling: true })
  * await node.router.advertise(manifestCid)
@@ -29,6 +30,8 @@
  * // as chunks land
  * node.control.have(manifestCid, [index])
  * for (const peer of node.control.peersFor(manifestCid)) { ... peer.bitfield, peer.dataAddress ... }
+ * // a peer whose chunk bytes failed verification: banned node-wide after a repeat
+ * node.peerScores.penalize(peerId, 'bad-data')
  * ```
  */
 
@@ -40,12 +43,18 @@ export * from './errors.js'
 export { generateSwarmKey, loadOrCreateKey, parseSwarmKey } from './keys.js'
 export type { LoadOrCreateKeyOptions } from './keys.js'
 export { createSwarmNode } from './node.js'
+export { DefaultPeerScores, PEER_OFFENCES, peerScores } from './peer-score.js'
+export type { PeerBannedEvent, PeerOffence, PeerScoreEvents, PeerScoreInit, PeerScores, PeerScoreStats } from './peer-score.js'
+export { CONTROL_REJECTIONS, DEFAULT_CONTROL_LIMITS } from './control.js'
 export type { SwarmNode, SwarmNodeInit, SwarmServices } from './node.js'
 export type { AdvertiseOptions, Router } from './router.js'
 export type {
   ChunkState,
   ControlChannel,
   ControlEvents,
+  ControlLimits,
+  ControlRejection,
+  ControlStats,
   DataAddress,
   ManifestPeer,
   PeerAddress,

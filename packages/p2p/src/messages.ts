@@ -16,12 +16,18 @@
  *
  * A JSON object with a `type` this version does not know is skipped, so later versions can add
  * messages; anything else that fails validation closes the stream.
+ *
+ * Sizes are bounded so that no message holds the event loop for long: a frame body is at most
+ * {@link MAX_MESSAGE_BYTES} (room for a `join` with the bitfield of the largest manifest the
+ * manifest schema allows), and a `have` carries at most {@link MAX_HAVE_INDICES_PER_MESSAGE}
+ * indices. Whether a message fits this node's own state (a manifest it holds, that manifest's
+ * chunk count) is the control channel's check, not this module's.
  */
 
 import { CID } from 'multiformats/cid'
 import { z } from 'zod'
-import { bitfieldLength } from './bitfield.js'
-import { MAX_BITFIELD_BYTES, MAX_CHUNK_COUNT, MAX_MESSAGE_BYTES } from './constants.js'
+import { bitfieldLength, fitsChunkCount } from './bitfield.js'
+import { MAX_BITFIELD_BYTES, MAX_CHUNK_COUNT, MAX_HAVE_INDICES_PER_MESSAGE, MAX_MESSAGE_BYTES } from './constants.js'
 import { ControlMessageTooLargeError, InvalidControlMessageError } from './errors.js'
 
 export const PROTOCOL_VERSION = 1
@@ -89,13 +95,9 @@ const messageSchema = z.discriminatedUnion('type', [
     bitfield: z.base64().max(Math.ceil(MAX_BITFIELD_BYTES / 3) * 4)
   }).transform((message, ctx) => {
     const bitfield = new Uint8Array(Buffer.from(message.bitfield, 'base64'))
-    if (bitfield.length !== bitfieldLength(message.chunkCount)) {
-      ctx.addIssue({ code: 'custom', path: ['bitfield'], message: `${bitfield.length} bytes for ${message.chunkCount} chunks` })
-      return z.NEVER
-    }
-    const spareBits = bitfield.length * 8 - message.chunkCount
-    if (spareBits > 0 && ((bitfield[bitfield.length - 1] ?? 0) & ((1 << spareBits) - 1)) !== 0) {
-      ctx.addIssue({ code: 'custom', path: ['bitfield'], message: 'bits set past the last chunk' })
+    if (!fitsChunkCount(bitfield, message.chunkCount)) {
+      const problem = bitfield.length !== bitfieldLength(message.chunkCount) ? `${bitfield.length} bytes for ${message.chunkCount} chunks` : 'bits set past the last chunk'
+      ctx.addIssue({ code: 'custom', path: ['bitfield'], message: problem })
       return z.NEVER
     }
     return { ...message, bitfield }
@@ -103,7 +105,7 @@ const messageSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('have'),
     manifest: manifestSchema,
-    indices: z.array(z.number().int().min(0).max(MAX_CHUNK_COUNT - 1)).max(MAX_CHUNK_COUNT)
+    indices: z.array(z.number().int().min(0).max(MAX_CHUNK_COUNT - 1)).max(MAX_HAVE_INDICES_PER_MESSAGE)
   }),
   z.object({
     type: z.literal('leave'),
@@ -137,7 +139,8 @@ export function decodeMessage (body: Uint8Array): ControlMessage | undefined {
   const result = messageSchema.safeParse(value)
   if (!result.success) {
     const issues = result.error.issues.map(issue => `${issue.path.join('.') || '(message)'}: ${issue.message}`).join('; ')
-    throw new InvalidControlMessageError(`invalid ${type} message: ${issues}`, { cause: result.error })
+    const reason = type === 'join' && result.error.issues.some(issue => issue.path[0] === 'bitfield' && issue.code === 'custom') ? 'bitfield' : 'malformed'
+    throw new InvalidControlMessageError(`invalid ${type} message: ${issues}`, { cause: result.error, reason })
   }
   return result.data as ControlMessage
 }

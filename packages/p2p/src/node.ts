@@ -10,6 +10,9 @@
  *
  * Peers discovered by mDNS are dialled; peers the DHT mentions are not (that would make every
  * node dial every other): the control channel dials the peers a lookup returns when needed.
+ *
+ * Bans (`peer-score.ts`): the node's peer scores are consulted by libp2p's connection gater, so a
+ * banned peer is neither dialled nor accepted, and a ban hangs up the peer's open connections.
  */
 
 import { noise } from '@chainsafe/libp2p-noise'
@@ -34,10 +37,12 @@ import {
   MAX_INCOMING_PENDING_CONNECTIONS,
   PROVIDER_VALIDITY_MS
 } from './constants.js'
-import { DefaultControlChannel, parseMultiaddr } from './control.js'
+import { DefaultControlChannel, parseMultiaddr, parsePeerId } from './control.js'
 import { parseSwarmKey } from './keys.js'
+import { peerScores } from './peer-score.js'
 import { DhtRouter } from './router.js'
-import type { ControlChannel } from './control.js'
+import type { ControlChannel, ControlLimits } from './control.js'
+import type { PeerBannedEvent, PeerScoreInit, PeerScores } from './peer-score.js'
 import type { DataAddress } from './messages.js'
 import type { Router } from './router.js'
 import type { Identify } from '@libp2p/identify'
@@ -64,6 +69,10 @@ export interface SwarmNodeInit {
   /** how long provider records live on other peers, ms; bounds how long a withdrawn key is still found */
   providerValidity?: number
   maxConnections?: number
+  /** peer scoring and bans (ban length, threshold, weights); see `peer-score.ts` */
+  peerScore?: PeerScoreInit
+  /** the control channel's rate limits, message size and state budgets */
+  controlLimits?: Partial<ControlLimits>
   /** default true */
   start?: boolean
   logger?: Logger
@@ -76,6 +85,8 @@ export interface SwarmNode {
   readonly libp2p: Libp2p<SwarmServices>
   readonly router: Router
   readonly control: ControlChannel
+  /** how peers behaved, and who is banned; shared by everything on this node that deals with peers */
+  readonly peerScores: PeerScores
   /** our addresses, each ending in `/p2p/<peerId>` */
   multiaddrs(): string[]
   start(options?: AbortOptions): Promise<void>
@@ -108,6 +119,8 @@ export async function createSwarmNode (init: SwarmNodeInit = {}): Promise<SwarmN
   const bootstrapEntries = (init.bootstrap ?? []).map(parseBootstrapEntry)
   const validity = init.providerValidity ?? PROVIDER_VALIDITY_MS
   const privateKey = init.privateKey ?? await generateKeyPair('Ed25519')
+  const scores = peerScores({ logger, ...init.peerScore })
+  const banned = (peerId: PeerId): boolean => scores.isBanned(peerId.toString())
 
   const dht = kadDHT({
     protocol: DHT_PROTOCOL,
@@ -135,6 +148,11 @@ export async function createSwarmNode (init: SwarmNodeInit = {}): Promise<SwarmN
       maxIncomingPendingConnections: MAX_INCOMING_PENDING_CONNECTIONS,
       dialTimeout: DIAL_TIMEOUT_MS
     },
+    connectionGater: {
+      denyDialPeer: banned,
+      denyInboundEncryptedConnection: banned,
+      denyOutboundEncryptedConnection: banned
+    },
     connectionMonitor: {
       pingTimeout: { minTimeout: PING_TIMEOUT_MS, maxTimeout: 2 * PING_TIMEOUT_MS }
     },
@@ -148,6 +166,8 @@ export async function createSwarmNode (init: SwarmNodeInit = {}): Promise<SwarmN
 
   const node = new DefaultSwarmNode(libp2p, privateKey, {
     logger,
+    peerScores: scores,
+    ...(init.controlLimits != null ? { controlLimits: init.controlLimits } : {}),
     bootstrapEntries,
     ...(init.bootstrapInterval != null ? { bootstrapInterval: init.bootstrapInterval } : {}),
     ...(init.dataAddress != null ? { dataAddress: init.dataAddress } : {})
@@ -160,6 +180,8 @@ export async function createSwarmNode (init: SwarmNodeInit = {}): Promise<SwarmN
 
 interface DefaultSwarmNodeInit {
   logger: Logger
+  peerScores: PeerScores
+  controlLimits?: Partial<ControlLimits>
   bootstrapEntries: ReturnType<typeof parseBootstrapEntry>[]
   bootstrapInterval?: number
   dataAddress?: () => DataAddress | undefined
@@ -171,6 +193,7 @@ class DefaultSwarmNode implements SwarmNode {
   readonly libp2p: Libp2p<SwarmServices>
   readonly router: DhtRouter
   readonly control: DefaultControlChannel
+  readonly peerScores: PeerScores
   readonly #bootstrapper: Bootstrapper
   readonly #log: Logger
   #started = false
@@ -181,8 +204,11 @@ class DefaultSwarmNode implements SwarmNode {
     this.peerId = libp2p.peerId.toString()
     this.#log = init.logger
     this.router = new DhtRouter({ dht: libp2p.services.dht, peerId: libp2p.peerId, isStarted: () => this.#started }, { logger: init.logger })
+    this.peerScores = init.peerScores
     this.control = new DefaultControlChannel(libp2p, {
       logger: init.logger,
+      peerScores: init.peerScores,
+      ...(init.controlLimits != null ? { limits: init.controlLimits } : {}),
       ...(init.dataAddress != null ? { dataAddress: init.dataAddress } : {})
     })
     this.#bootstrapper = new Bootstrapper(libp2p, init.bootstrapEntries, {
@@ -190,6 +216,8 @@ class DefaultSwarmNode implements SwarmNode {
       ...(init.bootstrapInterval != null ? { intervalMs: init.bootstrapInterval } : {})
     })
     this.onDiscovered = this.onDiscovered.bind(this)
+    this.onBanned = this.onBanned.bind(this)
+    this.peerScores.addEventListener('peer:banned', this.onBanned)
   }
 
   multiaddrs (): string[] {
@@ -242,6 +270,21 @@ class DefaultSwarmNode implements SwarmNode {
 
   isConnected (peerId: string): boolean {
     return this.libp2p.getConnections().some(connection => connection.status === 'open' && connection.remotePeer.toString() === peerId)
+  }
+
+  private onBanned (event: CustomEvent<PeerBannedEvent>): void {
+    const id = event.detail.peerId
+    let peer: PeerId
+    try {
+      peer = parsePeerId(id)
+    } catch {
+      return
+    }
+    if (!this.#started) {
+      return
+    }
+    this.libp2p.hangUp(peer)
+      .catch(err => { this.#log.debug({ peer: id, err: (err as Error).message }, 'hanging up a banned peer failed') })
   }
 
   private onDiscovered (event: CustomEvent<PeerInfo>): void {

@@ -56,24 +56,27 @@ describe('control channel', () => {
     const eventsOfB = record(b.control)
     const m = await manifestCid('control')
 
-    // a join reaches every connected peer at once, whether or not it joined
+    // a join reaches every connected peer at once; one that has not joined the manifest drops it
     a.control.join(m, { bitfield: bitfieldOf(10, [0, 2]), chunkCount: 10, pulling: false })
     expect(a.control.joined()).toEqual([m])
-    await waitFor(() => viewOf(b, m, a.peerId) != null, 'b to learn that a holds the manifest')
-    expect(viewOf(b, m, a.peerId)).toMatchObject({ pulling: false, chunkCount: 10, dataAddress: { host: '127.0.0.1', port: 7001 } })
-    expect(indicesOf(viewOf(b, m, a.peerId)?.bitfield, 10)).toEqual([0, 2])
-    expect(eventsOfB).toContainEqual({ type: 'peer:data-address', detail: { peerId: a.peerId, host: '127.0.0.1', port: 7001 } })
-    expect(eventsOfB.find(event => event.type === 'peer:joined')?.detail).toMatchObject({ peerId: a.peerId, manifestCid: m, chunkCount: 10, pulling: false })
+    await waitFor(() => b.control.stats().rejected['not-joined'] === 1, 'b to drop a join for a manifest it does not hold')
+    expect(viewOf(b, m, a.peerId)).toBeUndefined()
+    expect(eventsOfB.filter(event => event.type === 'peer:joined')).toEqual([])
+    expect(b.control.stats().stateBytes).toBe(0)
+    expect(b.peerScores.score(a.peerId)).toBe(0)
 
     // b has not joined: a's haves are not sent to it ...
     a.control.have(m, [5])
-    await new Promise(resolve => setTimeout(resolve, 200))
-    expect(indicesOf(viewOf(b, m, a.peerId)?.bitfield, 10)).toEqual([0, 2])
-    // ... but once b joins, a sends its current state again
+    // ... and once b joins, a sends its current state again
     b.control.join(m, { bitfield: createBitfield(10), chunkCount: 10, pulling: true })
     await waitFor(() => viewOf(a, m, b.peerId) != null, 'a to learn that b pulls the manifest')
     expect(viewOf(a, m, b.peerId)).toMatchObject({ pulling: true, dataAddress: { host: '10.9.8.7', port: 7002 } })
-    await waitFor(() => indicesOf(viewOf(b, m, a.peerId)?.bitfield, 10).includes(5), 'b to get the chunk it missed')
+    await waitFor(() => viewOf(b, m, a.peerId) != null, 'b to learn that a holds the manifest')
+    expect(viewOf(b, m, a.peerId)).toMatchObject({ pulling: false, chunkCount: 10, dataAddress: { host: '127.0.0.1', port: 7001 } })
+    expect(indicesOf(viewOf(b, m, a.peerId)?.bitfield, 10)).toEqual([0, 2, 5])
+    expect(eventsOfB).toContainEqual({ type: 'peer:data-address', detail: { peerId: a.peerId, host: '127.0.0.1', port: 7001 } })
+    expect(eventsOfB.find(event => event.type === 'peer:joined')?.detail).toMatchObject({ peerId: a.peerId, manifestCid: m, chunkCount: 10, pulling: false })
+    expect(b.control.stats().stateBytes).toBeGreaterThan(0)
 
     // haves in quick succession are coalesced into one message
     const before = eventsOfB.length
@@ -92,6 +95,7 @@ describe('control channel', () => {
 
     // a node connecting later, to a only, then to b as a lookup would have it dial
     const c = await fleet.add({ swarmKey, bootstrap: [addressWithPeer(a)] })
+    c.control.join(m, { bitfield: createBitfield(10), chunkCount: 10, pulling: false })
     await waitFor(() => viewOf(c, m, a.peerId) != null, 'c to get a\'s state on connecting')
     expect(indicesOf(viewOf(c, m, a.peerId)?.bitfield, 10)).toEqual([0, 2, 5, 6, 7, 8])
     expect(viewOf(c, m, b.peerId)).toBeUndefined()
@@ -104,6 +108,9 @@ describe('control channel', () => {
     await waitFor(() => viewOf(b, m, a.peerId) == null && viewOf(c, m, a.peerId) == null, 'a\'s leave to reach its peers')
     expect(eventsOfB).toContainEqual({ type: 'peer:left', detail: { peerId: a.peerId, manifestCid: m } })
     expect(a.control.joined()).toEqual([])
+    // a forgot what its peers hold of a manifest it left
+    expect(a.control.peersFor(m)).toEqual([])
+    expect(a.control.stats().stateBytes).toBe(0)
     // haves for a manifest no longer joined go nowhere
     a.control.have(m, [9])
 
@@ -117,7 +124,8 @@ describe('control channel', () => {
 
   it('closes a stream that sends bad messages and keeps working', async () => {
     const entries: Array<{ obj: Record<string, unknown>, msg?: string, level: string }> = []
-    const [a, b] = await connectedPair(fleet, { logger: capturingLogger(entries) })
+    // scored, but not banned here: bans have tests of their own
+    const [a, b] = await connectedPair(fleet, { logger: capturingLogger(entries), peerScore: { banThreshold: 1e9 } })
     const m = await manifestCid('bad messages')
     const text = (value: string): Uint8Array => {
       const body = new TextEncoder().encode(value)
@@ -134,7 +142,7 @@ describe('control channel', () => {
       ['not JSON', [text('{"type": "hello",')]],
       ['an oversized length prefix', [oversized]],
       ['no hello first', [join]],
-      ['an index past the manifest', [hello, join, encodeMessage({ type: 'have', manifest: other, indices: [4] })]]
+      ['a bitfield that does not fit its chunk count', [hello, text(`{"type":"join","manifest":"${other}","chunkCount":4,"pulling":true,"bitfield":"AAA="}`)]]
     ]
     for (const [name, frames] of badSequences) {
       const stream = await b.libp2p.dialProtocol(a.libp2p.peerId, CONTROL_PROTOCOL)
@@ -145,9 +153,12 @@ describe('control channel', () => {
     const warnings = entries.filter(entry => entry.msg === 'closing control stream after a bad message')
     expect(warnings.map(entry => entry.level)).toEqual(['warn', 'warn', 'warn', 'warn'])
     expect(warnings.every(entry => entry.obj.peer === b.peerId)).toBe(true)
+    expect(a.control.stats().rejected).toMatchObject({ malformed: 2, 'too-large': 1, bitfield: 1 })
+    expect(a.peerScores.score(b.peerId)).toBeGreaterThan(100)
 
     // the node, the connection and b's own control stream all still work
     expect(a.isConnected(b.peerId)).toBe(true)
+    a.control.join(m, { bitfield: createBitfield(4), chunkCount: 4, pulling: true })
     b.control.join(m, { bitfield: bitfieldOf(4, [1]), chunkCount: 4, pulling: false })
     await waitFor(() => viewOf(a, m, b.peerId) != null, 'a to hear b\'s join')
     expect(indicesOf(viewOf(a, m, b.peerId)?.bitfield, 4)).toEqual([1])
@@ -191,6 +202,7 @@ describe('control channel', () => {
     const entries: Array<{ obj: Record<string, unknown>, msg?: string, level: string }> = []
     const [a, b] = await connectedPair(fleet, { dataAddress: () => ({ host: 'not a host', port: 7001 }), logger: capturingLogger(entries) })
     const m = await manifestCid('invalid address')
+    b.control.join(m, { bitfield: createBitfield(3), chunkCount: 3, pulling: true })
     a.control.join(m, { bitfield: createBitfield(3), chunkCount: 3, pulling: false })
     // the stream survives: the join arrives, without an address
     await waitFor(() => viewOf(b, m, a.peerId) != null, 'b to hear a\'s join')

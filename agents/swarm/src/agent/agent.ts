@@ -6,6 +6,11 @@
  *
  * Everything it holds it also advertises: a model is joined on the control channel and
  * provided in the DHT from the moment its pull starts until it is evicted.
+ *
+ * Peers that misbehave are scored in one place, the libp2p node's peer scores (`@swarm/p2p`,
+ * `peer-score.ts`): the control channel reports bad messages there, and the fetcher reports
+ * chunk bytes that fail verification, whether a pull or a FUSE read asked for them. A banned peer
+ * is refused by libp2p, by the data server's admission check and by every pull and read.
  */
 
 import { mkdir, readFile } from 'node:fs/promises'
@@ -19,12 +24,12 @@ import { createStore } from '@swarm/store'
 import { placeFiles } from '../pull.js'
 import { agentMetrics, serveMetrics } from './metrics.js'
 import { mountAgentView } from './mount.js'
-import { PullSession, uniqueChunks } from './session.js'
+import { guarded, PullSession, uniqueChunks } from './session.js'
 import type { Config } from '@swarm/config'
 import type { DataClient, DataServer } from '@swarm/exchange'
 import type { Fetcher } from '@swarm/fetcher'
 import type { AbortOptions, GcReport, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
-import type { SwarmNode } from '@swarm/p2p'
+import type { PeerBannedEvent, SwarmNode } from '@swarm/p2p'
 import type { Store } from '@swarm/store'
 import type { AgentMetrics } from './metrics.js'
 import type { ModelMount, MountOptions } from './mount.js'
@@ -110,7 +115,22 @@ export class Agent {
     this.metrics = init.metrics
     this.origin = init.origin
     this.log = init.log
-    this.fetcher = createFetcher({ store: this.store, sources: [], logger: this.log })
+    this.fetcher = createFetcher({
+      store: this.store,
+      sources: [],
+      logger: this.log,
+      // pulls and FUSE reads alike: bytes that fail verification count heavily against the peer
+      onBadSource: source => {
+        if (source.kind === 'peer' && source.name.startsWith('peer:')) this.node.peerScores.penalize(source.name.slice('peer:'.length), 'bad-data')
+      }
+    })
+    const onBanned = (event: CustomEvent<PeerBannedEvent>): void => {
+      guarded(this.log, 'peer:banned', () => {
+        // libp2p hangs up on its own; the data plane's connections go too
+        this.client.disconnect(event.detail.peerId)
+      }, handler => { this.metrics.handlerErrors.inc({ handler }) })
+    }
+    this.node.peerScores.addEventListener('peer:banned', onBanned)
   }
 
   static async start (init: AgentInit): Promise<Agent> {
@@ -135,8 +155,8 @@ export class Agent {
     const server = dataServer({
       privateKey,
       store,
-      // only peers connected to us over libp2p (which the swarm key guards) are served
-      isAdmitted: peerId => node?.isConnected(peerId) === true,
+      // only peers connected to us over libp2p (which the swarm key guards) and not banned are served
+      isAdmitted: peerId => node?.isConnected(peerId) === true && !node.peerScores.isBanned(peerId),
       host: config.agent.dataHost ?? '0.0.0.0',
       port: config.agent.dataPort,
       maxUploads: config.agent.uploadSlots,
@@ -155,11 +175,19 @@ export class Agent {
       bootstrap: config.agent.bootstrap,
       swarmKey,
       mdns: config.agent.mdns,
+      peerScore: { banMs: config.agent.peerBanSeconds * 1000 },
       dataAddress: () => ({ host: config.agent.dataHost != null && config.agent.dataHost !== '0.0.0.0' ? config.agent.dataHost : undefined, port: bound.port }),
       logger: init.logger
     })
     const client = dataClient({ privateKey, downloadBytesPerSecond: config.agent.downloadRate, logger: init.logger })
-    const metrics = agentMetrics({ openSwarm: swarmKey == null, peers: () => node?.connectedPeers().length ?? 0, bytesServed: () => server.stats.bytesServed, dataServer: () => server.stats, fuse: () => agent?.mount?.fuseStats() })
+    const metrics = agentMetrics({
+      openSwarm: swarmKey == null,
+      peers: () => node?.connectedPeers().length ?? 0,
+      bytesServed: () => server.stats.bytesServed,
+      dataServer: () => server.stats,
+      fuse: () => agent?.mount?.fuseStats(),
+      peerCounts: () => node != null ? { control: node.control.stats(), scores: node.peerScores.stats() } : undefined
+    })
     const agent = new Agent({ config, store, node, server, client, metrics, origin: init.origin, log })
     agent.metricsServer = await serveMetrics(metrics, config.agent.metricsHost, config.agent.metricsPort, () => agent.started)
 
@@ -297,6 +325,7 @@ export class Agent {
       origin: this.origin,
       logger: this.log,
       onBytes: (kind, bytes) => { this.metrics.countBytes(kind, bytes) },
+      onHandlerError: handler => { this.metrics.handlerErrors.inc({ handler }) },
       onRejected: () => { this.metrics.chunksRejected.inc({ source: 'peer' }) }
     })
     const started = performance.now()

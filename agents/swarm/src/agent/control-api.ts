@@ -2,7 +2,10 @@
  * The agent's control API: HTTP on a Unix socket (mode 0600, so only the node's own users can
  * drive it), one JSON request in, newline-delimited JSON out. `POST /v1/pull` streams progress
  * events and ends with `done` or `error`; `GET /v1/status` answers one object.
- * Requests are validated with zod: the socket is an edge.
+ * Requests are validated with zod: the socket is an edge. Nothing a client sends can end the
+ * agent: every request is handled inside try/catch, a body that is not a valid request (not JSON,
+ * unknown fields, a target that is neither a manifest CID nor a `name[:tag]`) gets a 400 naming
+ * what is wrong, one over {@link MAX_REQUEST_BYTES} a 413, and an unexpected failure a 500.
  */
 
 import { request as httpRequest, createServer } from 'node:http'
@@ -11,7 +14,7 @@ import { z } from 'zod'
 import { isManifestCid, parseRef } from '@swarm/manifest'
 import type { Agent } from './agent.js'
 import type { Server } from 'node:http'
-import type { TransferProgress } from '@swarm/interface'
+import type { Logger, ModelRef, TransferProgress } from '@swarm/interface'
 
 export class AgentUnavailableError extends Error {
   static override name = 'AgentUnavailableError'
@@ -31,44 +34,113 @@ export class AgentError extends Error {
   }
 }
 
+/** Largest request body the socket reads. */
+export const MAX_REQUEST_BYTES = 64 * 1024
+
 const PullBody = z.object({
   target: z.string().min(1).max(512),
   cid: z.boolean().default(false),
-  to: z.string().min(1).startsWith('/', 'must be an absolute path').optional(),
+  to: z.string().min(1).max(4096).startsWith('/', 'must be an absolute path').refine(path => !path.includes('\0'), 'must not contain NUL').optional(),
   pin: z.boolean().default(false)
 }).strict()
 export type PullBody = z.input<typeof PullBody>
 
+/** A pull body, its target resolved to a manifest CID or a model reference. */
+const PullRequestBody = PullBody.transform((body, ctx) => {
+  const target: { cid: string } | { ref: ModelRef } | undefined = body.cid || isManifestCid(body.target)
+    ? (isManifestCid(body.target) ? { cid: body.target } : undefined)
+    : refOf(body.target, ctx)
+  if (target === undefined) {
+    if (body.cid) ctx.addIssue({ code: 'custom', path: ['target'], message: 'not a manifest CID' })
+    return z.NEVER
+  }
+  return { ...target, to: body.to, pin: body.pin }
+})
+
+function refOf (text: string, ctx: z.RefinementCtx): { ref: ModelRef } | undefined {
+  try {
+    return { ref: parseRef(text) }
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', path: ['target'], message: (err as Error).message })
+    return undefined
+  }
+}
+
+function describeIssues (error: z.ZodError): string {
+  return error.issues.map(issue => `${issue.path.length > 0 ? issue.path.join('.') : '(body)'}: ${issue.message}`).join('; ')
+}
+
 export interface ErrorDescription { message: string, code: string, exitCode: number }
 
-export async function serveControlApi (agent: Agent, socket: string, describe: (err: unknown) => ErrorDescription): Promise<Server> {
+export async function serveControlApi (agent: Agent, socket: string, describe: (err: unknown) => ErrorDescription, log: Logger = agent.log): Promise<Server> {
   await rm(socket, { force: true })
   const server = createServer((req, res) => {
     const reply = (status: number, body: unknown): void => {
-      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body) + '\n')
-    }
-    if (req.method === 'GET' && req.url === '/v1/status') {
-      reply(200, agent.status())
-      return
-    }
-    if (req.method !== 'POST' || req.url !== '/v1/pull') {
-      reply(404, { event: 'error', code: 'ERR_NOT_FOUND', message: `no such endpoint: ${req.method ?? ''} ${req.url ?? ''}` })
-      return
-    }
-    let text = ''
-    req.setEncoding('utf8')
-    req.on('data', (d: string) => {
-      text += d
-      if (text.length > 64 * 1024) req.destroy()
-    })
-    req.on('end', () => {
-      let body: z.output<typeof PullBody>
-      try {
-        body = PullBody.parse(JSON.parse(text))
-      } catch (err) {
-        reply(400, { event: 'error', code: 'ERR_BAD_REQUEST', message: `bad pull request: ${(err as Error).message}` })
+      if (res.headersSent) {
+        res.end()
         return
       }
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body) + '\n')
+    }
+    const fail = (err: unknown): void => {
+      log.error({ err: (err as Error)?.message, stack: (err as Error)?.stack }, 'control request failed')
+      try {
+        reply(500, { event: 'error', code: 'ERR_INTERNAL', message: `the agent failed to answer: ${String((err as Error)?.message ?? err)}` })
+      } catch {
+        res.destroy()
+      }
+    }
+    req.on('error', () => { res.destroy() })
+    try {
+      if (req.method === 'GET' && req.url === '/v1/status') {
+        reply(200, agent.status())
+        return
+      }
+      if (req.method !== 'POST' || req.url !== '/v1/pull') {
+        reply(404, { event: 'error', code: 'ERR_NOT_FOUND', message: `no such endpoint: ${req.method ?? ''} ${req.url ?? ''}` })
+        return
+      }
+      const chunks: Buffer[] = []
+      let length = 0
+      let tooLarge = false
+      req.on('data', (d: Buffer) => {
+        if (tooLarge) return
+        length += d.length
+        if (length > MAX_REQUEST_BYTES) {
+          tooLarge = true
+          chunks.length = 0
+          reply(413, { event: 'error', code: 'ERR_BAD_REQUEST', message: `bad pull request: the body is over ${MAX_REQUEST_BYTES} bytes` })
+          req.resume()
+          return
+        }
+        chunks.push(d)
+      })
+      req.on('end', () => {
+        if (tooLarge) return
+        try {
+          pull(Buffer.concat(chunks))
+        } catch (err) {
+          fail(err)
+        }
+      })
+    } catch (err) {
+      fail(err)
+    }
+
+    function pull (bytes: Buffer): void {
+      let json: unknown
+      try {
+        json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
+      } catch (err) {
+        reply(400, { event: 'error', code: 'ERR_BAD_REQUEST', message: `bad pull request: the body is not UTF-8 JSON (${(err as Error).message})` })
+        return
+      }
+      const parsed = PullRequestBody.safeParse(json)
+      if (!parsed.success) {
+        reply(400, { event: 'error', code: 'ERR_BAD_REQUEST', message: `bad pull request: ${describeIssues(parsed.error)}` })
+        return
+      }
+      const request = parsed.data
       const controller = new AbortController()
       res.on('close', () => { if (!res.writableFinished) controller.abort() })
       res.writeHead(200, { 'content-type': 'application/x-ndjson' })
@@ -77,18 +149,20 @@ export async function serveControlApi (agent: Agent, socket: string, describe: (
         const now = performance.now()
         if (now - last < 250 && progress.doneBytes < progress.totalBytes) return
         last = now
-        res.write(JSON.stringify({ event: 'progress', manifestCid, ...progress }) + '\n')
+        try {
+          res.write(JSON.stringify({ event: 'progress', manifestCid, ...progress }) + '\n')
+        } catch (err) {
+          log.debug({ err: (err as Error).message }, 'could not write progress to a control client')
+        }
       }
-      const target = body.cid
-        ? { cid: body.target }
-        : isManifestCid(body.target) ? { cid: body.target } : { ref: parseRef(body.target) }
-      Promise.resolve().then(async () => await agent.pull({ ...target, to: body.to, pin: body.pin }, { signal: controller.signal, onProgress }))
+      Promise.resolve().then(async () => await agent.pull(request, { signal: controller.signal, onProgress }))
         .then(result => {
           res.end(JSON.stringify({ event: 'done', ...result, durationMs: Math.round(result.durationMs) }) + '\n')
         }, (err: unknown) => {
           res.end(JSON.stringify({ event: 'error', ...describe(err) }) + '\n')
         })
-    })
+        .catch(fail)
+    }
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)

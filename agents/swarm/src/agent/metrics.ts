@@ -8,6 +8,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Server } from 'node:http'
 import type { DataServerStats } from '@swarm/exchange'
 import type { SourceKind } from '@swarm/interface'
+import type { ControlStats, PeerScoreStats } from '@swarm/p2p'
 
 export interface AgentMetrics {
   registry: Registry
@@ -17,7 +18,15 @@ export interface AgentMetrics {
   peers: Gauge
   pullDuration: Histogram<'result'>
   bytesServed: Gauge
+  /** exceptions caught in handlers of peer events (each one a bug, logged, never fatal) */
+  handlerErrors: Counter<'handler'>
   countBytes(kind: SourceKind, bytes: number): void
+}
+
+/** What the libp2p node counts about peers' control messages and bans, read at each scrape. */
+export interface PeerCounts {
+  control: ControlStats
+  scores: PeerScoreStats
 }
 
 /** What the kernel FUSE adapter counts, when the view is mounted with it. */
@@ -28,7 +37,7 @@ export interface FuseCounts {
   passthrough: boolean
 }
 
-export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, bytesServed(): number, dataServer?(): Readonly<DataServerStats>, fuse?(): FuseCounts | undefined }): AgentMetrics {
+export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, bytesServed(): number, dataServer?(): Readonly<DataServerStats>, fuse?(): FuseCounts | undefined, peerCounts?(): PeerCounts | undefined }): AgentMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'swarm_process_' })
   const bytes = new Counter({ name: 'swarm_bytes_total', help: 'Chunk bytes stored, by where they came from', labelNames: ['source'] as const, registers: [registry] })
@@ -53,6 +62,58 @@ export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, b
   fuseGauge('swarm_fuse_passthrough', '1 while the kernel accepts passthrough', c => c.passthrough ? 1 : 0)
   new Gauge({ name: 'swarm_insecure_open_swarm', help: '1 when the agent runs without a swarm key (--insecure-open-swarm): any host that reaches it may join', registers: [registry] }).set(collect.openSwarm === true ? 1 : 0)
   dataServerMetrics(registry, collect.dataServer)
+  // counted inside @swarm/p2p and read at each scrape: a flood costs no metric updates
+  new Counter({
+    name: 'swarm_peer_messages_rejected_total',
+    help: 'Control messages from peers dropped, by reason (see the Limits table in README.md)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect () {
+      const counts = collect.peerCounts?.()
+      if (counts === undefined) return
+      this.reset()
+      for (const [reason, n] of Object.entries(counts.control.rejected)) this.inc({ reason }, n)
+    }
+  })
+  new Gauge({
+    name: 'swarm_peer_control_state_bytes',
+    help: 'Control state held for peers (bitfields and joined manifests), as the budgets count it',
+    registers: [registry],
+    collect () {
+      const counts = collect.peerCounts?.()
+      if (counts !== undefined) this.set(counts.control.stateBytes)
+    }
+  })
+  new Gauge({
+    name: 'swarm_peer_control_state_max_peer_bytes',
+    help: 'The most control state held for any one peer',
+    registers: [registry],
+    collect () {
+      const counts = collect.peerCounts?.()
+      if (counts !== undefined) this.set(counts.control.maxPeerStateBytes)
+    }
+  })
+  new Counter({
+    name: 'swarm_peer_bans_total',
+    help: 'Peers banned for misbehaving since start',
+    registers: [registry],
+    collect () {
+      const counts = collect.peerCounts?.()
+      if (counts === undefined) return
+      this.reset()
+      this.inc(counts.scores.bans)
+    }
+  })
+  new Gauge({
+    name: 'swarm_peers_banned',
+    help: 'Peers banned now',
+    registers: [registry],
+    collect () {
+      const counts = collect.peerCounts?.()
+      if (counts !== undefined) this.set(counts.scores.banned)
+    }
+  })
+  const handlerErrors = new Counter({ name: 'swarm_peer_handler_errors_total', help: 'Exceptions caught in handlers of peer events (logged; never fatal)', labelNames: ['handler'] as const, registers: [registry] })
   const pullDuration = new Histogram({ name: 'swarm_pull_duration_seconds', help: 'Duration of pulls', labelNames: ['result'] as const, buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600], registers: [registry] })
   return {
     registry,
@@ -62,6 +123,7 @@ export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, b
     peers,
     pullDuration,
     bytesServed,
+    handlerErrors,
     countBytes (kind, n) {
       bytes.inc({ source: kind }, n)
       chunksVerified.inc()

@@ -9,7 +9,8 @@
  *
  * - In the agent (`swarm agent --mount DIR`, or SWARM_MOUNT): reads that need a chunk get it
  *   through the agent's fetcher, from peers whose bitfields say they hold it (a few, in random
- *   order, to spread the load), then the origin. What arrives is counted in the agent's metrics
+ *   order, to spread the load; never a banned one), then the origin. A peer whose bytes fail
+ *   verification is scored by the agent's fetcher, as in a pull. What arrives is counted in the agent's metrics
  *   and announced to peers (`have`), as a pull's chunks are. A name not held resolves at the
  *   origin; a manifest not held comes from peers or the origin (verified against its CID either
  *   way), is added to the store without pulling its files, and is announced.
@@ -251,7 +252,7 @@ export async function mountAgentView (agent: Agent, options: MountOptions): Prom
       const sources: ChunkSource[] = []
       const at = indexOf(manifestCid)?.get(chunk.cid)
       if (at !== undefined) {
-        const holders = agent.node.control.peersFor(manifestCid).filter(p => p.dataAddress != null && hasBit(p.bitfield, at))
+        const holders = agent.node.control.peersFor(manifestCid).filter(p => p.dataAddress != null && hasBit(p.bitfield, at) && !agent.node.peerScores.isBanned(p.peerId))
         for (let i = holders.length - 1; i > 0; i--) {
           const j = Math.floor(Math.random() * (i + 1))
           ;[holders[i], holders[j]] = [holders[j] as typeof holders[number], holders[i] as typeof holders[number]]

@@ -12,7 +12,15 @@
  * pullers' joins to arrive: rendezvous ownership is only right when every node sees the same set
  * of pullers, and a node that starts alone would otherwise believe it owns every chunk.
  *
- * Failure handling: a peer whose bytes fail verification is banned by the scheduler and its data
+ * Peers: the control channel hands on only joins and haves that fit the manifest (its chunk
+ * count, indices inside it), and this module checks again before the scheduler sees them, because
+ * the scheduler throws on a bitfield that does not fit and an exception in an event listener
+ * would end the process. Every listener body runs guarded: an exception is logged and counted,
+ * never thrown. Banned peers (the node's peer scores) are never added, and are dropped when a ban
+ * comes during the pull.
+ *
+ * Failure handling: a peer whose bytes fail verification is banned by the scheduler for this pull
+ * (and scored node-wide by the agent's fetcher, which bans it across pulls on a repeat) and its data
  * connections are closed; origin failures are retried by the scheduler, but `maxOriginFailures`
  * consecutive ones end the pull with the origin's error (an origin that went away should be a
  * clear error, not a hang). Timeouts do not count: a fleet sharing a slow origin times requests
@@ -32,7 +40,8 @@ import { SourceTimeoutError, originSource } from '@swarm/fetcher'
 import type { DataClient } from '@swarm/exchange'
 import type { Fetcher } from '@swarm/fetcher'
 import type { ChunkRequest, ChunkSource, ChunkStore, Logger, Manifest, Origin, SourceKind, TransferProgress } from '@swarm/interface'
-import type { SwarmNode, PeerJoinedEvent, PeerHaveEvent, PeerLeftEvent, PeerDisconnectedEvent } from '@swarm/p2p'
+import { fitsChunkCount } from '@swarm/p2p'
+import type { SwarmNode, PeerBannedEvent, PeerJoinedEvent, PeerHaveEvent, PeerLeftEvent, PeerDisconnectedEvent } from '@swarm/p2p'
 import type { ChunkScheduler, Request } from '@swarm/scheduler'
 
 export interface SessionInit {
@@ -54,6 +63,8 @@ export interface SessionInit {
   maxInflightPerPeer?: number
   onBytes?(kind: SourceKind, bytes: number): void
   onRejected?(peerId: string, cid: string): void
+  /** an exception was caught in a handler of peer events (logged already) */
+  onHandlerError?(handler: string): void
 }
 
 export interface SessionResult {
@@ -75,6 +86,21 @@ export function uniqueChunks (manifest: Manifest): ChunkRequest[] {
     }
   }
   return out
+}
+
+/**
+ * Runs an event handler's body so that nothing it throws leaves it: an exception in an event
+ * listener would be uncaught and end the process. Logged and counted instead.
+ */
+export function guarded (log: Logger, handler: string, body: () => void, onError?: (handler: string) => void): void {
+  try {
+    body()
+  } catch (err) {
+    log.error({ handler, err: (err as Error).message, stack: (err as Error).stack }, 'a peer event handler failed; the event was dropped')
+    try {
+      onError?.(handler)
+    } catch {}
+  }
 }
 
 export class PullSession {
@@ -144,10 +170,16 @@ export class PullSession {
     options.signal?.addEventListener('abort', onAbort, { once: true })
 
     this.subscribe()
-    node.control.join(manifestCid, { bitfield: this.scheduler.bitfield(), chunkCount: this.chunks.length, pulling: !this.scheduler.done })
+    try {
+      node.control.join(manifestCid, { bitfield: this.scheduler.bitfield(), chunkCount: this.chunks.length, pulling: !this.scheduler.done })
+    } catch (err) {
+      // nothing may leave the listeners attached
+      this.finish(err as Error)
+      return await done
+    }
     node.router.advertise(manifestCid).catch(err => { this.log.debug({ err: (err as Error).message }, 'advertise failed') })
     void this.discover(options.signal)
-    for (const peer of node.control.peersFor(manifestCid)) this.addPeer(peer.peerId, peer.pulling, peer.bitfield)
+    for (const peer of node.control.peersFor(manifestCid)) this.guard('peers', () => { this.addPeer(peer.peerId, peer.pulling, peer.bitfield) })
     this.emitProgress()
 
     if (this.scheduler.done) {
@@ -157,10 +189,12 @@ export class PullSession {
       // ownership needs the set of pullers; give their joins a moment to arrive
       setTimeout(() => {
         if (this.settled) return
-        const pullers = this.pullers()
-        this.log.info({ pullers: pullers.length + 1, peers: node.control.peersFor(manifestCid).length }, 'pullers known')
-        this.scheduler.setPullers(pullers, this.now())
-        this.pump()
+        this.guard('settle', () => {
+          const pullers = this.pullers()
+          this.log.info({ pullers: pullers.length + 1, peers: node.control.peersFor(manifestCid).length }, 'pullers known')
+          this.scheduler.setPullers(pullers, this.now())
+          this.pump()
+        })
       }, this.init.settleMs ?? 500).unref()
       // pullers that started after our lookup are only found by looking again; every puller
       // missing from our view makes us take chunks from the origin that it owns
@@ -176,7 +210,12 @@ export class PullSession {
   }
 
   private pullers (): string[] {
-    return this.init.node.control.peersFor(this.init.manifestCid).filter(p => p.pulling).map(p => p.peerId)
+    const { node, manifestCid } = this.init
+    return node.control.peersFor(manifestCid).filter(p => p.pulling && !node.peerScores.isBanned(p.peerId)).map(p => p.peerId)
+  }
+
+  private guard (handler: string, body: () => void): void {
+    guarded(this.log, handler, body, this.init.onHandlerError)
   }
 
   /** DHT lookup: dial every provider so it gets our join and we get its bitfield. */
@@ -197,6 +236,11 @@ export class PullSession {
   }
 
   private addPeer (peerId: string, pulling: boolean, bitfield: Uint8Array): void {
+    if (this.init.node.peerScores.isBanned(peerId)) return
+    if (!fitsChunkCount(bitfield, this.chunks.length)) {
+      this.log.warn({ peer: peerId, bytes: bitfield.length, chunks: this.chunks.length }, 'ignoring a peer whose bitfield does not fit the manifest')
+      return
+    }
     const now = this.now()
     this.scheduler.peerJoined(peerId, now, { puller: pulling })
     if (!pulling) this.scheduler.pullerLeft(peerId, now)
@@ -206,34 +250,52 @@ export class PullSession {
   private subscribe (): void {
     const { node, manifestCid } = this.init
     const control = node.control
+    const chunkCount = this.chunks.length
     const onJoined = (event: CustomEvent<PeerJoinedEvent>): void => {
       if (event.detail.manifestCid !== manifestCid) return
-      this.addPeer(event.detail.peerId, event.detail.pulling, event.detail.bitfield)
-      this.pump()
+      this.guard('peer:joined', () => {
+        this.addPeer(event.detail.peerId, event.detail.pulling, event.detail.bitfield)
+        this.pump()
+      })
     }
     const onHave = (event: CustomEvent<PeerHaveEvent>): void => {
       if (event.detail.manifestCid !== manifestCid) return
-      this.scheduler.peerHas(event.detail.peerId, event.detail.indices, this.now())
-      this.pump()
+      this.guard('peer:have', () => {
+        const { peerId, indices } = event.detail
+        if (node.peerScores.isBanned(peerId)) return
+        if (!indices.every(i => Number.isInteger(i) && i >= 0 && i < chunkCount)) {
+          this.log.warn({ peer: peerId, chunks: chunkCount }, 'ignoring a have with indices outside the manifest')
+          return
+        }
+        this.scheduler.peerHas(peerId, indices, this.now())
+        this.pump()
+      })
     }
     const onLeft = (event: CustomEvent<PeerLeftEvent>): void => {
       if (event.detail.manifestCid !== manifestCid) return
-      this.scheduler.peerLeft(event.detail.peerId, this.now(), { puller: true })
-      this.pump()
+      this.guard('peer:left', () => {
+        this.scheduler.peerLeft(event.detail.peerId, this.now(), { puller: true })
+        this.pump()
+      })
     }
-    const onDisconnected = (event: CustomEvent<PeerDisconnectedEvent>): void => {
-      this.scheduler.peerLeft(event.detail.peerId, this.now(), { puller: true })
-      this.pump()
+    const onGone = (event: CustomEvent<PeerDisconnectedEvent | PeerBannedEvent>): void => {
+      this.guard(event.type, () => {
+        this.scheduler.peerLeft(event.detail.peerId, this.now(), { puller: true })
+        this.pump()
+      })
     }
+    const scores = node.peerScores
+    scores.addEventListener('peer:banned', onGone)
     control.addEventListener('peer:joined', onJoined)
     control.addEventListener('peer:have', onHave)
     control.addEventListener('peer:left', onLeft)
-    control.addEventListener('peer:disconnected', onDisconnected)
+    control.addEventListener('peer:disconnected', onGone)
     this.listeners.push(
       () => { control.removeEventListener('peer:joined', onJoined) },
       () => { control.removeEventListener('peer:have', onHave) },
       () => { control.removeEventListener('peer:left', onLeft) },
-      () => { control.removeEventListener('peer:disconnected', onDisconnected) }
+      () => { control.removeEventListener('peer:disconnected', onGone) },
+      () => { scores.removeEventListener('peer:banned', onGone) }
     )
   }
 
@@ -348,7 +410,7 @@ export class PullSession {
     for (const off of this.listeners) off()
     const { node, manifestCid } = this.init
     // keep serving what we hold; peers now see us as a seeder if complete
-    node.control.join(manifestCid, { bitfield: this.scheduler.bitfield(), chunkCount: this.chunks.length, pulling: false })
+    this.guard('finish', () => { node.control.join(manifestCid, { bitfield: this.scheduler.bitfield(), chunkCount: this.chunks.length, pulling: false }) })
     if (err != null) {
       this.log.warn({ stats: this.scheduler.stats, err: err.message }, 'session failed')
       this.reject(err)
