@@ -177,8 +177,8 @@ export function program (): Command {
               emit(options, { command: 'pull', via: 'origin', manifestCid, ref: ref != null ? formatRef(ref) : undefined, ...summary.progress, durationMs: Math.round(summary.durationMs), peakRssBytes: process.resourceUsage().maxRSS * 1024, to: local.to },
                 `pulled ${label} = ${manifestCid}: ${formatBytes(summary.progress.totalBytes)}; fetched ${formatBytes(fetched)} in ${seconds.toFixed(1)} s (${formatBytes(fetched / Math.max(seconds, 1e-3))}/s), ${formatBytes(summary.progress.bytesBySource.local)} copied locally${local.to != null ? `; placed in ${local.to}` : ''}`)
             } catch (err) {
-              const { message, exitCode } = describeError(err, store.getManifest(manifestCid))
-              throw Object.assign(new Error(message), { exitCode })
+              const { message, exitCode, code } = describeError(err, store.getManifest(manifestCid))
+              throw Object.assign(new Error(message), { exitCode, code })
             }
           })
         } finally {
