@@ -221,6 +221,12 @@ describe('the store under a running agent', () => {
       expect(proxy.getBytes.chunks).toBe(Number(again.done?.totalBytes) - recorded)
       expect(await hashes(join(work, 'out-fits'), model.files)).toEqual(await hashes(model.dir, model.files))
       await agent.stop()
+
+      // without an agent, the same refusal and exit code
+      const alone = await swarm(['pull', 'disk:big', '--no-agent', '--json'], { ...env, SWARM_DATA_DIR: dataDir })
+      expect(alone.code, alone.stderr).toBe(6)
+      expect(alone.error?.code).toBe('ERR_DISK_FULL')
+      expect(String(alone.error?.message)).toContain(`data dir ${dataDir}`)
     }, 180_000)
   })
 })
