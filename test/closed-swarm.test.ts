@@ -110,7 +110,7 @@ describe('a swarm is closed by default', () => {
     expect(await metric(stranger, 'swarm_peers')).toBe(0)
     expect(await metric(stranger, 'swarm_bytes_total', { source: 'peer' })).toBe(0)
     expect(await metric(holder, 'swarm_insecure_open_swarm')).toBe(0)
-  })
+  }, 180_000)
 })
 
 describe('--to writes only where it is meant to', () => {

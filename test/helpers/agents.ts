@@ -1,6 +1,8 @@
 /** Starts real `swarm agent` processes on loopback and reads their metrics. */
 
+import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { generateSwarmKey } from '@swarm/p2p'
 import { spawnSwarm } from './cli.js'
 import type { ChildProcess } from 'node:child_process'
 
@@ -27,8 +29,19 @@ export interface AgentOptions {
   swarmKeyFile?: string
 }
 
+/**
+ * Starts an agent. Agents refuse to run without a swarm key: one started without `swarmKeyFile`
+ * (and not told to run open) gets a key of its own, so it is alone in its swarm; agents meant to
+ * find each other share a `swarmKeyFile`.
+ */
 export async function startAgent (options: AgentOptions): Promise<RunningAgent> {
   const socket = join(options.dataDir, 'agent.sock')
+  if (options.swarmKeyFile == null && options.env.SWARM_INSECURE_OPEN_SWARM == null && options.env.SWARM_SWARM_KEY_FILE == null) {
+    await mkdir(options.dataDir, { recursive: true })
+    const keyFile = join(options.dataDir, 'swarm.key')
+    await writeFile(keyFile, generateSwarmKey(), { mode: 0o600, flag: 'w' })
+    options = { ...options, swarmKeyFile: keyFile }
+  }
   const env: Record<string, string> = {
     ...options.env,
     SWARM_DATA_DIR: options.dataDir,
