@@ -14,10 +14,10 @@ import { writeFileSync } from 'node:fs'
 import tls from 'node:tls'
 import { generateCertificate } from '@libp2p/tls/utils'
 import fc from 'fast-check'
-import { afterEach, describe, expect, it } from 'vitest'
-import { PROTOCOL, dataClient, dataServer } from '../src/index.js'
+import { describe, expect, it } from 'vitest'
+import { PROTOCOL, dataClient } from '../src/index.js'
 import { get, parseRequests, parseResponses, requestStream, splits } from './frames.js'
-import { MemoryStore, identity, randomChunk } from './helpers.js'
+import { admittingServer, cleanupsAfterEach, identity, randomChunk } from './helpers.js'
 import type { ModelRequest, ModelResponse } from './frames.js'
 
 const RUNS = Number(process.env.SWARM_FUZZ_RUNS ?? 2000)
@@ -28,11 +28,7 @@ const CONCURRENCY = 4
 const PATIENCE_MS = 5000
 const Status = { OK: 0, NOT_FOUND: 1, BUSY: 2, ERROR: 3, CANCELLED: 4 }
 
-const cleanups: Array<() => Promise<void>> = []
-
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
+const cleanups = cleanupsAfterEach()
 
 interface Session {
   socket: tls.TLSSocket
@@ -81,18 +77,13 @@ async function until (session: Session, done: () => boolean, what: string): Prom
 
 describe('the data server under fuzzed frames from an authenticated peer', () => {
   it('stays up, answers or closes as the specification says, and keeps serving byte-identical chunks', async () => {
-    const server = await (async () => {
-      const id = await identity()
-      const store = new MemoryStore()
-      const fuzzer = await identity()
-      const honest = await identity()
-      const admitted = new Set([fuzzer.peerId, honest.peerId])
-      // enough slots and connections that a correct server never answers BUSY or refuses here
-      const server = dataServer({ privateKey: id.privateKey, store, isAdmitted: peer => admitted.has(peer), maxUploads: 64, maxUploadsPerPeer: 64, maxConnectionsPerPeer: 64 })
-      const { port } = await server.start()
-      cleanups.push(async () => { await server.stop() })
-      return { server, store, port, id, fuzzer, honest }
-    })()
+    // enough slots and connections that a correct server never answers BUSY or refuses here
+    const s = await admittingServer(cleanups, { maxUploads: 64, maxUploadsPerPeer: 64, maxConnectionsPerPeer: 64 })
+    const fuzzer = await identity()
+    const honestId = await identity()
+    s.admitted.add(fuzzer.peerId)
+    s.admitted.add(honestId.peerId)
+    const server = { ...s, fuzzer, honest: honestId }
     const chunks = new Map<string, Uint8Array>()
     for (const size of [1, 3000, 70_000]) {
       const chunk = await randomChunk(size)
