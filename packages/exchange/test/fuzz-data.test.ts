@@ -125,13 +125,20 @@ describe('the data server under fuzzed frames from an authenticated peer', () =>
       return response.status === Status.OK && Buffer.compare(response.payload, held) === 0
     }
 
-    const runCase = async (bytes: Buffer, cuts: number[]): Promise<void> => {
+    /**
+     * One stream on `worker`'s connection. A connection that ends a stream in step (every GET and
+     * the probe answered, nothing left over) carries the next stream, as a peer's would; any other
+     * is closed, and the next stream dials anew.
+     */
+    const runCase = async (worker: { session?: Session }, bytes: Buffer, cuts: number[]): Promise<void> => {
       const model = parseRequests(bytes)
       const gets = model.requests.filter((r): r is Extract<ModelRequest, { type: 'get' }> => r.type === 'get')
       const ids = new Set(model.requests.map(r => r.id))
       // a reused id is refused only while the first request is in flight, which timing decides
       const ambiguous = new Set(gets.map(r => r.id)).size !== gets.length
-      const session = await connect(server.port, certificate)
+      const session = worker.session?.closed === false ? worker.session : await connect(server.port, certificate)
+      worker.session = undefined
+      let inStep = false
       try {
         for (const [from, to] of splits(bytes.length, cuts)) session.socket.write(bytes.subarray(from, to))
         // where the stream ends between frames, one more GET must be read as a frame of its own
@@ -169,17 +176,27 @@ describe('the data server under fuzzed frames from an authenticated peer', () =>
         for (const [id, count] of answered) {
           expect(count, `answers to request ${id}`).toBeLessThanOrEqual(gets.filter(r => r.id === id).length + (id === probe ? 1 : 0))
         }
+        inStep = !model.error && !ambiguous && probe !== undefined && !session.closed
       } finally {
-        session.socket.destroy()
+        if (inStep) {
+          session.received.length = 0
+          worker.session = session
+        } else {
+          session.socket.destroy()
+        }
       }
     }
 
     const started = performance.now()
-    const property = fc.asyncProperty(requestStream(cids), fc.array(fc.nat(), { maxLength: 4 }), runCase)
-    const results = await Promise.all(Array.from({ length: CONCURRENCY }, async (_, i) => await fc.check(property, {
-      numRuns: Math.ceil(RUNS / CONCURRENCY),
-      seed: SEED + i
-    })))
+    const results = await Promise.all(Array.from({ length: CONCURRENCY }, async (_, i) => {
+      const worker: { session?: Session } = {}
+      try {
+        const property = fc.asyncProperty(requestStream(cids), fc.array(fc.nat(), { maxLength: 4 }), async (bytes, cuts) => { await runCase(worker, bytes, cuts) })
+        return await fc.check(property, { numRuns: Math.ceil(RUNS / CONCURRENCY), seed: SEED + i })
+      } finally {
+        worker.session?.socket.destroy()
+      }
+    }))
     honest.running = false
     await honestLoop
     const result = results.find(r => r.failed) ?? results[0] as (typeof results)[number]
