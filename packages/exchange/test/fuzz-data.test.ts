@@ -14,10 +14,10 @@ import { writeFileSync } from 'node:fs'
 import tls from 'node:tls'
 import { generateCertificate } from '@libp2p/tls/utils'
 import fc from 'fast-check'
-import { afterEach, describe, expect, it } from 'vitest'
-import { PROTOCOL, dataClient, dataServer } from '../src/index.js'
+import { describe, expect, it } from 'vitest'
+import { PROTOCOL, dataClient } from '../src/index.js'
 import { get, parseRequests, parseResponses, requestStream, splits } from './frames.js'
-import { MemoryStore, identity, randomChunk } from './helpers.js'
+import { admittingServer, cleanupsAfterEach, identity, randomChunk } from './helpers.js'
 import type { ModelRequest, ModelResponse } from './frames.js'
 
 const RUNS = Number(process.env.SWARM_FUZZ_RUNS ?? 2000)
@@ -28,11 +28,7 @@ const CONCURRENCY = 4
 const PATIENCE_MS = 5000
 const Status = { OK: 0, NOT_FOUND: 1, BUSY: 2, ERROR: 3, CANCELLED: 4 }
 
-const cleanups: Array<() => Promise<void>> = []
-
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
+const cleanups = cleanupsAfterEach()
 
 interface Session {
   socket: tls.TLSSocket
@@ -81,18 +77,13 @@ async function until (session: Session, done: () => boolean, what: string): Prom
 
 describe('the data server under fuzzed frames from an authenticated peer', () => {
   it('stays up, answers or closes as the specification says, and keeps serving byte-identical chunks', async () => {
-    const server = await (async () => {
-      const id = await identity()
-      const store = new MemoryStore()
-      const fuzzer = await identity()
-      const honest = await identity()
-      const admitted = new Set([fuzzer.peerId, honest.peerId])
-      // enough slots and connections that a correct server never answers BUSY or refuses here
-      const server = dataServer({ privateKey: id.privateKey, store, isAdmitted: peer => admitted.has(peer), maxUploads: 64, maxUploadsPerPeer: 64, maxConnectionsPerPeer: 64 })
-      const { port } = await server.start()
-      cleanups.push(async () => { await server.stop() })
-      return { server, store, port, id, fuzzer, honest }
-    })()
+    // enough slots and connections that a correct server never answers BUSY or refuses here
+    const s = await admittingServer(cleanups, { maxUploads: 64, maxUploadsPerPeer: 64, maxConnectionsPerPeer: 64 })
+    const fuzzer = await identity()
+    const honestId = await identity()
+    s.admitted.add(fuzzer.peerId)
+    s.admitted.add(honestId.peerId)
+    const server = { ...s, fuzzer, honest: honestId }
     const chunks = new Map<string, Uint8Array>()
     for (const size of [1, 3000, 70_000]) {
       const chunk = await randomChunk(size)
@@ -134,13 +125,20 @@ describe('the data server under fuzzed frames from an authenticated peer', () =>
       return response.status === Status.OK && Buffer.compare(response.payload, held) === 0
     }
 
-    const runCase = async (bytes: Buffer, cuts: number[]): Promise<void> => {
+    /**
+     * One stream on `worker`'s connection. A connection that ends a stream in step (every GET and
+     * the probe answered, nothing left over) carries the next stream, as a peer's would; any other
+     * is closed, and the next stream dials anew.
+     */
+    const runCase = async (worker: { session?: Session }, bytes: Buffer, cuts: number[]): Promise<void> => {
       const model = parseRequests(bytes)
       const gets = model.requests.filter((r): r is Extract<ModelRequest, { type: 'get' }> => r.type === 'get')
       const ids = new Set(model.requests.map(r => r.id))
       // a reused id is refused only while the first request is in flight, which timing decides
       const ambiguous = new Set(gets.map(r => r.id)).size !== gets.length
-      const session = await connect(server.port, certificate)
+      const session = worker.session?.closed === false ? worker.session : await connect(server.port, certificate)
+      worker.session = undefined
+      let inStep = false
       try {
         for (const [from, to] of splits(bytes.length, cuts)) session.socket.write(bytes.subarray(from, to))
         // where the stream ends between frames, one more GET must be read as a frame of its own
@@ -178,17 +176,27 @@ describe('the data server under fuzzed frames from an authenticated peer', () =>
         for (const [id, count] of answered) {
           expect(count, `answers to request ${id}`).toBeLessThanOrEqual(gets.filter(r => r.id === id).length + (id === probe ? 1 : 0))
         }
+        inStep = !model.error && !ambiguous && probe !== undefined && !session.closed
       } finally {
-        session.socket.destroy()
+        if (inStep) {
+          session.received.length = 0
+          worker.session = session
+        } else {
+          session.socket.destroy()
+        }
       }
     }
 
     const started = performance.now()
-    const property = fc.asyncProperty(requestStream(cids), fc.array(fc.nat(), { maxLength: 4 }), runCase)
-    const results = await Promise.all(Array.from({ length: CONCURRENCY }, async (_, i) => await fc.check(property, {
-      numRuns: Math.ceil(RUNS / CONCURRENCY),
-      seed: SEED + i
-    })))
+    const results = await Promise.all(Array.from({ length: CONCURRENCY }, async (_, i) => {
+      const worker: { session?: Session } = {}
+      try {
+        const property = fc.asyncProperty(requestStream(cids), fc.array(fc.nat(), { maxLength: 4 }), async (bytes, cuts) => { await runCase(worker, bytes, cuts) })
+        return await fc.check(property, { numRuns: Math.ceil(RUNS / CONCURRENCY), seed: SEED + i })
+      } finally {
+        worker.session?.socket.destroy()
+      }
+    }))
     honest.running = false
     await honestLoop
     const result = results.find(r => r.failed) ?? results[0] as (typeof results)[number]

@@ -8,7 +8,9 @@ import { NotFoundError } from '@swarm/interface'
 import { CID } from 'multiformats/cid'
 import * as raw from 'multiformats/codecs/raw'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { PROTOCOL } from '../src/index.js'
+import { afterEach } from 'vitest'
+import { PROTOCOL, dataServer } from '../src/index.js'
+import type { DataServer, DataServerInit } from '../src/index.js'
 import type { PrivateKey } from '@libp2p/interface'
 import type { AbortOptions, Logger } from '@swarm/interface'
 import type { TLSSocket } from 'node:tls'
@@ -190,4 +192,33 @@ export async function within<T> (promise: Promise<T>, ms: number, what: string):
   } finally {
     clearTimeout(timer)
   }
+}
+
+/** A list of cleanups that run after each test of the file, the last registered first. */
+export function cleanupsAfterEach (): Array<() => Promise<void>> {
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+  })
+  return cleanups
+}
+
+export interface AdmittingServer {
+  server: DataServer
+  store: MemoryStore
+  id: Identity
+  port: number
+  /** the peers it serves; add to admit */
+  admitted: Set<string>
+}
+
+/** A started server on a memory store that serves the peers in `admitted`; stopped by `cleanups`. */
+export async function admittingServer (cleanups: Array<() => Promise<void>>, init: Partial<DataServerInit> = {}): Promise<AdmittingServer> {
+  const id = await identity()
+  const store = new MemoryStore()
+  const admitted = new Set<string>()
+  const server = dataServer({ privateKey: id.privateKey, store, isAdmitted: peerId => admitted.has(peerId), ...init })
+  const { port } = await server.start()
+  cleanups.push(async () => { await server.stop() })
+  return { server, store, id, port, admitted }
 }

@@ -5,41 +5,27 @@
  */
 import net from 'node:net'
 import { ConnectionFailedError, PeerBusyError, dataClient, dataServer } from '../src/index.js'
-import { afterEach, describe, expect, it } from 'vitest'
-import { MemoryStore, getFrame, identity, randomChunk, rawClient, within } from './helpers.js'
-import type { DataServer, DataServerInit } from '../src/index.js'
-import type { Identity, RawClient } from './helpers.js'
+import { describe, expect, it } from 'vitest'
+import { MemoryStore, admittingServer, cleanupsAfterEach, getFrame, identity, randomChunk, rawClient, within } from './helpers.js'
+import type { DataServerInit } from '../src/index.js'
+import type { AdmittingServer, Identity, RawClient } from './helpers.js'
 
 const MiB = 1024 * 1024
-const cleanups: Array<() => Promise<void>> = []
+const cleanups = cleanupsAfterEach()
 
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-interface Setup {
-  server: DataServer
-  store: MemoryStore
-  id: Identity
-  port: number
-  admitted: Set<string>
+interface Setup extends AdmittingServer {
   /** a chunk larger than the socket buffers between a server and a client that does not read */
   big: { cid: string, bytes: Uint8Array }
   small: { cid: string, bytes: Uint8Array }
 }
 
 async function setup (init: Partial<DataServerInit> = {}): Promise<Setup> {
-  const id = await identity()
-  const store = new MemoryStore()
-  const admitted = new Set<string>()
-  const server = dataServer({ privateKey: id.privateKey, store, isAdmitted: peerId => admitted.has(peerId), ...init })
-  const { port } = await server.start()
-  cleanups.push(async () => { await server.stop() })
+  const s = await admittingServer(cleanups, init)
   const big = await randomChunk(16 * MiB)
   const small = await randomChunk(64 * 1024)
-  store.chunks.set(big.cid, big.bytes)
-  store.chunks.set(small.cid, small.bytes)
-  return { server, store, id, port, admitted, big, small }
+  s.store.chunks.set(big.cid, big.bytes)
+  s.store.chunks.set(small.cid, small.bytes)
+  return { ...s, big, small }
 }
 
 async function admittedRaw (s: Setup, me?: Identity): Promise<RawClient> {
@@ -50,12 +36,15 @@ async function admittedRaw (s: Setup, me?: Identity): Promise<RawClient> {
   return raw
 }
 
-/** A peer that asks for `gets` large chunks and never reads a byte of the answers. */
-async function slowReader (s: Setup, gets: number): Promise<RawClient> {
-  const raw = await admittedRaw(s)
-  raw.socket.pause()
-  for (let id = 0; id < gets; id++) raw.socket.write(getFrame(id, s.big.cid, s.big.bytes.length))
-  return raw
+/** Peers that each ask for `gets` large chunks and never read a byte of the answers. */
+async function slowReaders (s: Setup, peers: number, gets: number): Promise<RawClient[]> {
+  const readers = await Promise.all(Array.from({ length: peers }, async () => await admittedRaw(s)))
+  // all connected before any asks, so that none times out before the last one holds its slots
+  for (const raw of readers) {
+    raw.socket.pause()
+    for (let id = 0; id < gets; id++) raw.socket.write(getFrame(id, s.big.cid, s.big.bytes.length))
+  }
+  return readers
 }
 
 async function honestClient (s: Setup): Promise<{ fetch: () => Promise<Uint8Array> }> {
@@ -100,7 +89,7 @@ describe('peers that do not read', () => {
   it('cannot take the slots another peer needs: two peers at their share leave slots for a third', async () => {
     // the finding: two identities with 4 GETs each took all 8 slots of a default server
     const s = await setup()
-    const slow = [await slowReader(s, 4), await slowReader(s, 4)]
+    const slow = await slowReaders(s, 2, 4)
     // the first takes its share of 4, the second 2: the last 2 free slots are kept for peers holding none
     await until(() => s.server.stats.uploads === 6 && s.server.stats.busy === 2, 5000, 'the slow readers taking their slots')
     const honest = await honestClient(s)
@@ -114,12 +103,14 @@ describe('peers that do not read', () => {
   })
 
   it('lose their connections and slots after the write timeout, so an honest peer gets its chunks within it', async () => {
-    const writeTimeoutMs = 1500
+    const writeTimeoutMs = 4000
     const s = await setup({ writeTimeoutMs })
-    // eight identities with one slot each fill every slot, reserved ones included
-    const slow = await Promise.all(Array.from({ length: 8 }, async () => await slowReader(s, 1)))
-    await until(() => s.server.stats.uploads === 8, 5000, 'the slow readers taking every slot')
+    // connected before the attack, so that only the slots stand between it and its chunks
     const honest = await honestClient(s)
+    expect(Buffer.compare(await honest.fetch(), s.small.bytes)).toBe(0)
+    // eight identities with one slot each fill every slot, reserved ones included
+    const slow = await slowReaders(s, 8, 1)
+    await until(() => s.server.stats.uploads === 8, 10_000, 'the slow readers taking every slot')
     const started = performance.now()
     await expect(honest.fetch()).rejects.toBeInstanceOf(PeerBusyError)
     let bytes: Uint8Array | undefined
@@ -132,8 +123,8 @@ describe('peers that do not read', () => {
     }
     const waited = performance.now() - started
     expect(Buffer.compare(bytes, s.small.bytes)).toBe(0)
-    expect(waited).toBeLessThan(writeTimeoutMs + 2000)
-    await until(() => s.server.stats.uploads === 0 && s.server.stats.connections === 1, 5000, 'every slow reader\'s connection closed')
+    expect(waited).toBeLessThan(writeTimeoutMs + 4000)
+    await until(() => s.server.stats.uploads === 0 && s.server.stats.connections === 1, 10_000, 'every slow reader\'s connection closed')
     expect(s.server.stats.timeouts.write).toBe(8)
     // a paused socket sees the close only once it reads again
     for (const raw of slow) raw.socket.resume()
@@ -141,17 +132,20 @@ describe('peers that do not read', () => {
   })
 
   it('keeps a connection whose peer reads slowly but takes each response within the timeout', async () => {
-    const s = await setup({ writeTimeoutMs: 1500 })
+    const s = await setup({ writeTimeoutMs: 5000 })
     const raw = await admittedRaw(s)
     raw.socket.pause()
-    // about 16 MiB/s: each 16 MiB response drains within the timeout, but not at once
+    // 2 MiB every 200 ms, about 10 MiB/s: each 16 MiB response drains within the timeout, but not at once
+    let allowed = 0
+    raw.socket.on('data', () => { if (raw.received() >= allowed) raw.socket.pause() })
     const reader = setInterval(() => {
+      allowed = raw.received() + 2 * MiB
       raw.socket.resume()
-      setTimeout(() => { raw.socket.pause() }, 5)
-    }, 50)
+    }, 200)
     cleanups.push(async () => { clearInterval(reader) })
     for (let id = 0; id < 2; id++) raw.socket.write(getFrame(id, s.big.cid, s.big.bytes.length))
-    await until(() => responses(raw.bytes()).length === 2, 20_000, 'both answers')
+    await until(() => raw.received() >= 2 * (9 + s.big.bytes.length), 30_000, 'both answers')
+    expect(responses(raw.bytes()).length).toBe(2)
     for (const answer of responses(raw.bytes())) expect(Buffer.compare(answer.payload, s.big.bytes)).toBe(0)
     expect(raw.socket.destroyed).toBe(false)
     expect(s.server.stats.timeouts.write).toBe(0)

@@ -1,38 +1,23 @@
 import {
-  ConnectionClosedError, ConnectionFailedError, PROTOCOL, UnexpectedPeerError, dataClient, dataServer
+  ConnectionClosedError, ConnectionFailedError, PROTOCOL, UnexpectedPeerError, dataClient
 } from '../src/index.js'
-import { afterEach, describe, expect, it } from 'vitest'
-import { MemoryStore, captureLogger, getFrame, identity, randomChunk, rawClient, within } from './helpers.js'
-import type { DataServer } from '../src/index.js'
-import type { Identity, LogEntry, RawClient } from './helpers.js'
+import { describe, expect, it } from 'vitest'
+import { admittingServer, captureLogger, cleanupsAfterEach, getFrame, identity, randomChunk, rawClient, within } from './helpers.js'
+import type { AdmittingServer, LogEntry, RawClient } from './helpers.js'
 
-const cleanups: Array<() => Promise<void>> = []
+const cleanups = cleanupsAfterEach()
 
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-interface Setup {
-  server: DataServer
-  store: MemoryStore
-  id: Identity
-  port: number
-  admitted: Set<string>
+interface Setup extends AdmittingServer {
   logs: LogEntry[]
   chunk: { cid: string, bytes: Uint8Array }
 }
 
 async function setup (): Promise<Setup> {
-  const id = await identity()
-  const store = new MemoryStore()
-  const admitted = new Set<string>()
   const logger = captureLogger()
-  const server = dataServer({ privateKey: id.privateKey, store, isAdmitted: peerId => admitted.has(peerId), logger })
-  const { port } = await server.start()
-  cleanups.push(async () => { await server.stop() })
+  const s = await admittingServer(cleanups, { logger })
   const chunk = await randomChunk(4096)
-  store.chunks.set(chunk.cid, chunk.bytes)
-  return { server, store, id, port, admitted, logs: logger.entries, chunk }
+  s.store.chunks.set(chunk.cid, chunk.bytes)
+  return { ...s, logs: logger.entries, chunk }
 }
 
 async function admittedClient (s: Setup): Promise<RawClient> {
