@@ -3,6 +3,7 @@
 // through presigned URLs with undici, bytes discarded, same server, same run. Runs alternate
 // (plain, swarm, plain, swarm, …) so a noisy neighbour hurts both alike; the best of each is
 // reported. Also: the pull's peak RSS and SHA-256 hashing MB/s on one core.
+// `--origin oci` (or BENCH_ORIGIN=oci) runs the same comparison against a local OCI registry (oci.mjs).
 import { createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -12,6 +13,14 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { Agent, request } from 'undici'
 import { writeSyntheticModel } from '@swarm/agent'
 import { MB, MiB, fmt, s3Env, s3Server, saveResult, swarm } from '../lib/common.mjs'
+
+const originFlag = process.argv.indexOf('--origin')
+const originKind = originFlag !== -1 ? process.argv[originFlag + 1] : (process.env.BENCH_ORIGIN ?? 's3')
+if (originKind !== 's3' && originKind !== 'oci') throw new Error(`--origin: expected s3 or oci, got ${originKind}`)
+if (originKind === 'oci') {
+  await import('./oci.mjs')
+  process.exit(0)
+}
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2)
 const INFLIGHT = 16
