@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { writeSyntheticModel } from '@swarm/agent'
-import { MB, MiB, fmt, root, saveResult, swarm } from '../lib/common.mjs'
+import { alternate, fmt, MB, MiB, pullOnce, root, saveResult, swarm } from '../lib/common.mjs'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2)
 const INFLIGHT = 16
@@ -71,19 +71,12 @@ try {
   }
 
   async function swarmPull (round) {
-    const dataDir = join(work, `node-${round}`)
-    const done = await swarm(['pull', 'model:v1', '--no-agent', '--data-dir', dataDir, '--concurrency', String(INFLIGHT)], env)
-    await rm(dataDir, { recursive: true, force: true })
-    if (done.manifestCid !== pushed.manifestCid) throw new Error('the pull resolved another manifest')
-    return { seconds: done.durationMs / 1000, bytes: done.bytesBySource.origin, peakRssBytes: done.peakRssBytes }
+    const result = await pullOnce('model:v1', join(work, `node-${round}`), env, INFLIGHT, ['--no-agent'])
+    if (result.manifestCid !== pushed.manifestCid) throw new Error('the pull resolved another manifest')
+    return result
   }
 
-  const plain = []
-  const pulls = []
-  for (let round = 0; round < ROUNDS; round++) {
-    plain.push(await plainClient())
-    pulls.push(await swarmPull(round))
-  }
+  const { plain, pulls } = await alternate(ROUNDS, plainClient, swarmPull)
   await agent.close()
 
   const best = runs => runs.reduce((a, b) => (a.bytes / a.seconds >= b.bytes / b.seconds ? a : b))

@@ -12,7 +12,7 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { Agent, request } from 'undici'
 import { writeSyntheticModel } from '@swarm/agent'
-import { MB, MiB, fmt, s3Env, s3Server, saveResult, swarm } from '../lib/common.mjs'
+import { alternate, fmt, MB, MiB, pullOnce, s3Env, s3Server, saveResult, swarm } from '../lib/common.mjs'
 
 const originFlag = process.argv.indexOf('--origin')
 const originKind = originFlag !== -1 ? process.argv[originFlag + 1] : (process.env.BENCH_ORIGIN ?? 's3')
@@ -60,19 +60,9 @@ try {
     return { seconds: (performance.now() - started) / 1000, bytes }
   }
 
-  async function swarmPull (round) {
-    const dataDir = join(work, `node-${round}`)
-    const done = await swarm(['pull', 'bench:v1', '--data-dir', dataDir, '--concurrency', String(INFLIGHT)], env)
-    await rm(dataDir, { recursive: true, force: true })
-    return { seconds: done.durationMs / 1000, bytes: done.bytesBySource.origin, peakRssBytes: done.peakRssBytes }
-  }
+  const swarmPull = async round => await pullOnce('bench:v1', join(work, `node-${round}`), env, INFLIGHT)
 
-  const plain = []
-  const pulls = []
-  for (let round = 0; round < ROUNDS; round++) {
-    plain.push(await plainClient())
-    pulls.push(await swarmPull(round))
-  }
+  const { plain, pulls } = await alternate(ROUNDS, plainClient, swarmPull)
   await agent.close()
 
   // hashing on one core, the way the store verifies: 4 MiB pieces through OpenSSL
