@@ -117,7 +117,7 @@ describe('artifacts Swarm cannot read as a model', () => {
     return { digest, size: bytes.byteLength }
   }
 
-  it('refuses compressed layers, layers that name no file, and multi-platform indexes, saying which', async () => {
+  it('refuses compressed layers, layers that name no file, and paths that escape the model, saying which', async () => {
     const config = await pushBlob('bad/model', new TextEncoder().encode('{}'))
     const blob = await pushBlob('bad/model', randomBytes(1000))
     const base = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.empty.v1+json', ...config } }
@@ -145,7 +145,7 @@ describe('a registry that redirects blob reads to S3', () => {
     await rm(work, { recursive: true, force: true })
   })
 
-  it('follows the registry's redirects to presigned S3 URLs, for the layer stream and for ranged chunk reads', async () => {
+  it('follows the registry redirects to presigned S3 URLs, for the layer stream and for ranged chunk reads', async () => {
     const dir = join(work, 'model')
     await mkdir(dir, { recursive: true })
     const weights = randomBytes(5 * 1024 * 1024 + 123)
