@@ -1,6 +1,6 @@
 // Shared by the benchmarks: the S3 server, running the CLI, a results file.
 import { execFile, spawn } from 'node:child_process'
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -116,4 +116,22 @@ export async function cpuSeconds (pid) {
   const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ')
   const ticks = Number(stat[11]) + Number(stat[12]) // utime, stime (fields 14, 15)
   return ticks / 100
+}
+
+/** `swarm pull TARGET` into an empty store that is removed after; the bytes it fetched from the origin and how long it took. */
+export async function pullOnce (target, dataDir, env, inflight, extra = []) {
+  const done = await swarm(['pull', target, ...extra, '--data-dir', dataDir, '--concurrency', String(inflight)], env)
+  await rm(dataDir, { recursive: true, force: true })
+  return { seconds: done.durationMs / 1000, bytes: done.bytesBySource.origin, peakRssBytes: done.peakRssBytes, manifestCid: done.manifestCid }
+}
+
+/** The baseline and Swarm, alternating for `rounds` rounds so that a noisy neighbour hurts both alike. */
+export async function alternate (rounds, baseline, run) {
+  const plain = []
+  const pulls = []
+  for (let round = 0; round < rounds; round++) {
+    plain.push(await baseline())
+    pulls.push(await run(round))
+  }
+  return { plain, pulls }
 }

@@ -3,6 +3,7 @@
 // through presigned URLs with undici, bytes discarded, same server, same run. Runs alternate
 // (plain, swarm, plain, swarm, …) so a noisy neighbour hurts both alike; the best of each is
 // reported. Also: the pull's peak RSS and SHA-256 hashing MB/s on one core.
+// `--origin oci` (or BENCH_ORIGIN=oci) runs the same comparison against a local OCI registry (oci.mjs).
 import { createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -11,7 +12,15 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { Agent, request } from 'undici'
 import { writeSyntheticModel } from '@swarm/agent'
-import { MB, MiB, fmt, s3Env, s3Server, saveResult, swarm } from '../lib/common.mjs'
+import { alternate, fmt, MB, MiB, pullOnce, s3Env, s3Server, saveResult, swarm } from '../lib/common.mjs'
+
+const originFlag = process.argv.indexOf('--origin')
+const originKind = originFlag !== -1 ? process.argv[originFlag + 1] : (process.env.BENCH_ORIGIN ?? 's3')
+if (originKind !== 's3' && originKind !== 'oci') throw new Error(`--origin: expected s3 or oci, got ${originKind}`)
+if (originKind === 'oci') {
+  await import('./oci.mjs')
+  process.exit(0)
+}
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2)
 const INFLIGHT = 16
@@ -51,19 +60,9 @@ try {
     return { seconds: (performance.now() - started) / 1000, bytes }
   }
 
-  async function swarmPull (round) {
-    const dataDir = join(work, `node-${round}`)
-    const done = await swarm(['pull', 'bench:v1', '--data-dir', dataDir, '--concurrency', String(INFLIGHT)], env)
-    await rm(dataDir, { recursive: true, force: true })
-    return { seconds: done.durationMs / 1000, bytes: done.bytesBySource.origin, peakRssBytes: done.peakRssBytes }
-  }
+  const swarmPull = async round => await pullOnce('bench:v1', join(work, `node-${round}`), env, INFLIGHT)
 
-  const plain = []
-  const pulls = []
-  for (let round = 0; round < ROUNDS; round++) {
-    plain.push(await plainClient())
-    pulls.push(await swarmPull(round))
-  }
+  const { plain, pulls } = await alternate(ROUNDS, plainClient, swarmPull)
   await agent.close()
 
   // hashing on one core, the way the store verifies: 4 MiB pieces through OpenSSL

@@ -9,11 +9,12 @@
  * the FUSE view serve.
  */
 
-import { randomBytes } from 'node:crypto'
-import { constants } from 'node:fs'
+import { createHash, randomBytes } from 'node:crypto'
+import { constants, createReadStream } from 'node:fs'
 import { copyFile, lstat, mkdir, open, rename, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fetcher as createFetcher, originSource } from '@swarm/fetcher'
+import { DigestMismatchError } from '@swarm/interface'
 import { decodeManifest } from '@swarm/manifest'
 import type { PullSummary } from '@swarm/fetcher'
 import type { AbortOptions, ChunkSource, ChunkStore, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
@@ -54,7 +55,42 @@ export async function pullModel (options: PullModelOptions): Promise<PullSummary
     sources: [...(options.sources ?? []), originSource(origin)],
     logger: options.logger
   })
-  return await fetch.pull(manifestCid, { concurrency: options.concurrency, onProgress: options.onProgress, signal })
+  const summary = await fetch.pull(manifestCid, { concurrency: options.concurrency, onProgress: options.onProgress, signal })
+  await checkOriginContent(store, origin, manifestCid, { signal })
+  return summary
+}
+
+/**
+ * Checks a complete model's files against digests the origin holds beyond chunk CIDs (an OCI
+ * layer digest, `Origin.contentChecks`). Chunks are verified one by one as they land; only this
+ * shows that the manifest named the right chunks for the origin's files, so a wrong manifest
+ * (a tampered referrer, chunks served by CID from elsewhere) never yields a file that is placed.
+ */
+export async function checkOriginContent (store: ChunkStore, origin: Origin | undefined, manifestCid: string, options: AbortOptions = {}): Promise<void> {
+  if (origin?.contentChecks == null) return
+  const checks = await origin.contentChecks(manifestCid, options)
+  const files = new Map(store.files(manifestCid).map(file => [file.entry.path, file]))
+  for (const check of checks) {
+    const hash = createHash('sha256')
+    let size = 0
+    for (const part of check.parts) {
+      if ('bytes' in part) {
+        hash.update(part.bytes)
+        size += part.bytes.byteLength
+        continue
+      }
+      const file = files.get(part.path)
+      if (file?.complete !== true) throw new Error(`${part.path} is not complete in the store; ${check.what} cannot be checked`)
+      for await (const piece of createReadStream(file.path, { signal: options.signal, highWaterMark: 1024 * 1024 })) {
+        hash.update(piece as Buffer)
+        size += (piece as Buffer).byteLength
+      }
+    }
+    const digest = `sha256:${hash.digest('hex')}`
+    if (digest !== check.digest || size !== check.size) {
+      throw new DigestMismatchError(check.digest, digest, `${check.what}: the pulled files make ${size} bytes hashing to ${digest}, not the ${check.size} bytes of ${check.digest} the origin lists; the manifest named the wrong chunks for them, and they were not placed`)
+    }
+  }
 }
 
 /** Copies a held, complete model's files into `dir` (reflink where possible). */

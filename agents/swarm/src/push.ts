@@ -6,8 +6,12 @@
  *
  * Files are read one chunk at a time with a bounded number of chunks in flight, so memory stays
  * at `concurrency × chunkSize` whatever the model's size.
+ *
+ * An origin that stores whole files (`Origin.putModel`: an OCI registry, one layer per file) gets
+ * no chunks: the files are still cut and hashed here for the manifest, then handed to it whole.
  */
 
+import { createReadStream } from 'node:fs'
 import { open, readdir, stat } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 import { cidForBytes, DEFAULT_CHUNK_SIZE, parseSafetensorsHeader, planChunks, safetensorsHeaderLength } from '@swarm/chunker'
@@ -120,6 +124,10 @@ export async function pushDirectory (dir: string, options: PushOptions): Promise
         if (bytesRead !== length) throw new PushSourceError(`${rel} changed while being pushed (short read at ${offset})`)
         const cid = cidForBytes(bytes)
         let upload = seen.get(cid)
+        if (upload == null && origin.putModel != null) {
+          upload = Promise.resolve()
+          seen.set(cid, upload)
+        }
         if (upload == null) {
           upload = (async () => {
             if (await origin.hasChunk(cid, { signal })) {
@@ -147,8 +155,19 @@ export async function pushDirectory (dir: string, options: PushOptions): Promise
 
   const manifest: Manifest = { version: 1, chunkSize, files }
   const { bytes, cid: manifestCid } = encodeManifest(manifest)
-  await origin.putManifest(manifestCid, bytes, { signal })
-  await origin.putRef(options.ref, manifestCid, { signal })
+  if (origin.putModel != null) {
+    const sources = new Map(paths.map(path => [relative(dir, path).split(sep).join('/'), path]))
+    await origin.putModel({
+      ref: options.ref,
+      manifestCid,
+      manifestBytes: bytes,
+      manifest,
+      readFile: (path, { signal: readSignal } = {}) => createReadStream(sources.get(path) as string, { signal: readSignal, highWaterMark: 1024 * 1024 })
+    }, { signal })
+  } else {
+    await origin.putManifest(manifestCid, bytes, { signal })
+    await origin.putRef(options.ref, manifestCid, { signal })
+  }
   options.logger?.info({ ref: formatRef(options.ref), manifestCid, ...progress }, 'pushed')
   return { ...progress, manifestCid, ref: formatRef(options.ref), files: files.length, durationMs: performance.now() - started }
 }

@@ -4,6 +4,7 @@
  */
 
 import { fileOrigin } from '@swarm/origin-file'
+import { ociOrigin } from '@swarm/origin-oci'
 import { s3Origin } from '@swarm/origin-s3'
 import { pino } from 'pino'
 import type { Config } from '@swarm/config'
@@ -14,7 +15,7 @@ export class NoOriginError extends Error {
   static override name = 'NoOriginError'
   readonly code = 'ERR_NO_ORIGIN'
   constructor () {
-    super('no origin configured: pass --origin s3://bucket/prefix or file:///dir, or set SWARM_ORIGIN')
+    super('no origin configured: pass --origin s3://bucket/prefix, file:///dir or oci://registry/namespace, or set SWARM_ORIGIN')
     this.name = 'NoOriginError'
   }
 }
@@ -37,6 +38,8 @@ export function createOrigin (config: Config, logger: Logger): Origin {
   const url = config.origin
   if (url === '') throw new NoOriginError()
   if (url.startsWith('file://')) return fileOrigin({ url, logger })
+  // derived chunk manifests are cut at the configured chunk size, like swarm push
+  if (url.startsWith('oci://')) return ociOrigin({ url, chunkSize: config.chunkSize, logger })
   return s3Origin({
     url,
     endpoint: config.s3.endpoint,

@@ -59,7 +59,7 @@ const boolean = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 
 const list = z.union([z.array(z.string()), z.string()])
   .transform(v => Array.isArray(v) ? v : v.split(',').map(s => s.trim()).filter(s => s.length > 0))
 
-const originUrl = z.string().refine(v => /^(s3|file):\/\/./.test(v), 'expected an s3://bucket[/prefix] or file:///dir URL')
+const originUrl = z.string().refine(v => /^(s3|file|oci):\/\/./.test(v), 'expected an s3://bucket[/prefix], file:///dir or oci://registry/namespace URL')
 
 /** Every key the configuration accepts. All optional here; defaults are applied after merging. */
 export const ConfigSchema = z.object({

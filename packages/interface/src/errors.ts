@@ -57,6 +57,29 @@ export class ChunkUnavailableError extends Error {
   }
 }
 
+/**
+ * Content did not hash to the digest something trustworthy gave for it: a whole file against the
+ * layer digest an OCI registry lists it under, a blob against its digest.
+ */
+export class DigestMismatchError extends Error {
+  static override name = 'DigestMismatchError'
+  readonly code = 'ERR_DIGEST_MISMATCH'
+  constructor (readonly expected: string, readonly actual: string, message: string) {
+    super(message)
+    this.name = 'DigestMismatchError'
+  }
+}
+
+/** The origin cannot do this at all (a registry cannot list the blobs it holds); see `Origin.capabilities`. */
+export class UnsupportedOperationError extends Error {
+  static override name = 'UnsupportedOperationError'
+  readonly code = 'ERR_UNSUPPORTED_OPERATION'
+  constructor (message: string) {
+    super(message)
+    this.name = 'UnsupportedOperationError'
+  }
+}
+
 export class OriginUnavailableError extends Error {
   static override name = 'OriginUnavailableError'
   readonly code = 'ERR_ORIGIN_UNAVAILABLE'

@@ -112,6 +112,38 @@ export interface ChunkSource {
   release?(bytes: Uint8Array): void
 }
 
+/** What an origin can do beyond what every origin does; a missing field means true. */
+export interface OriginCapabilities {
+  /** `listChunks` enumerates every chunk held; false: it rejects with UnsupportedOperationError (an OCI registry lists no blobs) */
+  listChunks: boolean
+}
+
+/** A model handed whole to an origin that stores files rather than chunks ({@link Origin.putModel}). */
+export interface ModelUpload {
+  ref: ModelRef
+  manifestCid: CidString
+  /** the manifest's canonical bytes */
+  manifestBytes: Uint8Array
+  manifest: Manifest
+  /** the bytes of one of the manifest's files, start to end */
+  readFile(path: string, options?: AbortOptions): AsyncIterable<Uint8Array>
+}
+
+/**
+ * A digest the origin holds for content made of whole files of a model (and bytes between them),
+ * beyond the chunk CIDs: an OCI layer digest. Checked once the files are complete, so a manifest
+ * that lists the wrong chunks can never yield a file the origin's digest does not vouch for.
+ */
+export interface ContentCheck {
+  /** for messages, e.g. `layer sha256:… (model.safetensors)` */
+  what: string
+  /** `sha256:<hex>` */
+  digest: string
+  size: number
+  /** in order: a whole file of the manifest by path, or bytes the origin gave */
+  parts: Array<{ path: string } | { bytes: Uint8Array }>
+}
+
 /**
  * Object storage holding chunks, manifests and refs. Layout under the origin's prefix:
  * `chunks/<cid>`, `manifests/<cid>`, `refs/<name>/<tag>` (the ref object's body is the manifest CID).
@@ -136,6 +168,16 @@ export interface Origin {
   putRef(ref: ModelRef, cid: CidString, options?: AbortOptions): Promise<void>
   listRefs(options?: AbortOptions): AsyncIterable<RefEntry>
   close(): Promise<void>
+  /** what this origin cannot do; absent: everything */
+  readonly capabilities?: Partial<OriginCapabilities>
+  /**
+   * Optional: publishes a model whole, file by file, in place of `putChunk` per chunk, then
+   * `putManifest` and `putRef` (an OCI registry, where each file is a layer). `swarm push` uses it
+   * when present.
+   */
+  putModel?(upload: ModelUpload, options?: AbortOptions): Promise<void>
+  /** Optional: digests to check a pulled model's complete files against (see {@link ContentCheck}); empty when it has none. */
+  contentChecks?(manifestCid: CidString, options?: AbortOptions): Promise<ContentCheck[]>
 }
 
 /** A model the local store holds, fully or in part. */

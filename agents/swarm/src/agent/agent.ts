@@ -21,7 +21,7 @@ import { NotFoundError, OriginUnavailableError, silentLogger } from '@swarm/inte
 import { decodeManifest, formatRef, MANIFEST_LIMITS } from '@swarm/manifest'
 import { createSwarmNode, loadOrCreateKey } from '@swarm/p2p'
 import { createStore } from '@swarm/store'
-import { placeFiles } from '../pull.js'
+import { checkOriginContent, placeFiles } from '../pull.js'
 import { agentMetrics, serveMetrics } from './metrics.js'
 import { mountAgentView } from './mount.js'
 import { guarded, PullSession, uniqueChunks } from './session.js'
@@ -292,6 +292,7 @@ export class Agent {
       if (copied > 0) this.metrics.bytes.inc({ source: 'local' }, copied)
 
       const result = await this.runSession(manifestCid, manifest, ref, signal, options.onProgress)
+      await checkOriginContent(this.store, this.origin, manifestCid, { signal })
       if (request.to != null) await placeFiles(this.store, manifestCid, request.to)
       await this.gc()
       return result
