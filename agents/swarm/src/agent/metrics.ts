@@ -1,11 +1,12 @@
 /**
  * Prometheus metrics and health endpoints on a local HTTP port: `/metrics`, `/healthz` (the
- * process answers), `/readyz` (the store is open and the libp2p node runs).
+ * process answers), `/readyz` (the store is open and the libp2p node runs); the fleet page
+ * (`fleet-page.ts`) is served beside them.
  */
 
 import { createServer } from 'node:http'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { Server } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { DataServerStats } from '@swarm/exchange'
 import type { SourceKind } from '@swarm/interface'
 import type { ControlStats, PeerScoreStats } from '@swarm/p2p'
@@ -152,8 +153,10 @@ function dataServerMetrics (registry: Registry, stats: (() => Readonly<DataServe
   new Gauge({ name: 'swarm_data_upload_slots_used', help: 'Upload slots taken', registers: [registry], collect () { this.set(stats().uploads) } })
 }
 
-export async function serveMetrics (metrics: AgentMetrics, host: string, port: number, ready: () => boolean): Promise<Server> {
+export async function serveMetrics (metrics: AgentMetrics, host: string, port: number, ready: () => boolean, routes?: (req: IncomingMessage, res: ServerResponse) => boolean): Promise<Server> {
   const server = createServer((req, res) => {
+    // more pages on this port (the fleet page): a route that answers returns true
+    if (routes?.(req, res) === true) return
     if (req.url === '/metrics') {
       metrics.registry.metrics().then(text => {
         res.writeHead(200, { 'content-type': metrics.registry.contentType })
