@@ -16,7 +16,8 @@ packages=()
 case "$purpose" in
   demo) ;;
   # FUSE view tests: fuse (fusermount) and libfuse2 for the mount; fio, numpy and torch read it as real loaders do
-  test) packages+=(ceph-mon ceph-osd radosgw fuse libfuse2 fio python3-numpy python3-torch) ;;
+  # the fleet page test drives chromium; the monitoring test runs prometheus and promtool
+  test) packages+=(ceph-mon ceph-osd radosgw fuse libfuse2 fio python3-numpy python3-torch chromium prometheus) ;;
   *) echo "swarm setup: unknown purpose '$purpose' (demo|test)" >&2; exit 2 ;;
 esac
 

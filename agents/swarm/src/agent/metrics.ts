@@ -45,6 +45,8 @@ export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, b
   for (const source of ['peer', 'origin', 'local']) bytes.inc({ source }, 0)
   const chunksVerified = new Counter({ name: 'swarm_chunks_verified_total', help: 'Chunks that hashed to their CID and were stored', registers: [registry] })
   const chunksRejected = new Counter({ name: 'swarm_chunks_rejected_total', help: 'Chunks whose bytes failed verification', labelNames: ['source'] as const, registers: [registry] })
+  // present from the start, so an alert's increase() sees the first rejection too
+  chunksRejected.inc({ source: 'peer' }, 0)
   const peers = new Gauge({ name: 'swarm_peers', help: 'Peers connected over libp2p', registers: [registry], collect () { this.set(collect.peers()) } })
   const bytesServed = new Gauge({ name: 'swarm_bytes_served', help: 'Bytes served to peers since start', registers: [registry], collect () { this.set(collect.bytesServed()) } })
   // cumulative since the mount, read from the adapter at each scrape (hence gauges)
