@@ -6,18 +6,17 @@
  * seeing all three hold the model. A screenshot goes to .test-results/fleet-page.png.
  */
 
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { generateSwarmKey } from '@swarm/p2p'
-import { startAgent } from './helpers/agents.js'
 import { swarm } from './helpers/cli.js'
+import { cleanUp, startFleet } from './helpers/fleet.js'
 import { writeSyntheticModel } from './helpers/model.js'
 import { originProxy } from './helpers/proxy.js'
-import { cliEnv, deletePrefix, s3Client, s3Settings, uniquePrefix } from './helpers/s3.js'
+import { cliEnv, s3Settings, uniquePrefix } from './helpers/s3.js'
 import type { Browser, Page } from 'playwright-core'
 import type { RunningAgent } from './helpers/agents.js'
 import type { OriginProxy } from './helpers/proxy.js'
@@ -55,12 +54,8 @@ describe('the fleet page', () => {
 
   afterAll(async () => {
     await browser?.close()
-    await Promise.allSettled(agents.map(async a => await a.kill()))
     await proxy.stop().catch(() => {})
-    const client = s3Client(s3)
-    await deletePrefix(client, s3.bucket, prefix)
-    client.destroy()
-    await rm(work, { recursive: true, force: true })
+    await cleanUp({ agents, s3, prefix, work })
   }, 60_000)
 
   it('shows three agents pulling, their progress, and all three complete', async () => {
@@ -70,10 +65,7 @@ describe('the fleet page', () => {
     const manifestCid = String(push.done?.manifestCid)
 
     const env = { ...cliEnv(s3, prefix, proxy.endpoint), SWARM_DOWNLOAD_RATE: '6MiB' }
-    const keyFile = join(work, 'swarm.key')
-    await writeFile(keyFile, generateSwarmKey(), { mode: 0o600 })
-    agents.push(await startAgent({ dataDir: join(work, 'agent-0'), env, swarmKeyFile: keyFile }))
-    for (let i = 1; i < 3; i++) agents.push(await startAgent({ dataDir: join(work, `agent-${i}`), env, swarmKeyFile: keyFile, bootstrap: agents[0]!.multiaddrs }))
+    await startFleet(3, { work, env, agents })
     const peerIds = agents.map(a => a.peerId).sort()
 
     // the origin lets one chunk GET start every 100 ms

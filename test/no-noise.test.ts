@@ -6,18 +6,18 @@
  * what used to print `MaxListenersExceededWarning`.
  */
 
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateSwarmKey } from '@swarm/p2p'
 import { startAgent } from './helpers/agents.js'
 import { swarm } from './helpers/cli.js'
+import { cleanUp } from './helpers/fleet.js'
 import { writeSyntheticModel } from './helpers/model.js'
-import { cliEnv, deletePrefix, s3Client, s3Settings, uniquePrefix } from './helpers/s3.js'
+import { cliEnv, s3Settings, uniquePrefix } from './helpers/s3.js'
 import type { RunningAgent } from './helpers/agents.js'
 import type { CliResult } from './helpers/cli.js'
-import type { SyntheticModel } from './helpers/model.js'
 import type { S3Settings } from './helpers/s3.js'
 
 /** stderr lines a warning puts there: Node's `(node:PID) XWarning: …` and the SDK's notices */
@@ -31,7 +31,7 @@ describe('normal commands print no warnings', () => {
   let work: string
   let prefix: string
   let env: Record<string, string | undefined>
-  let model: SyntheticModel
+  let model: Awaited<ReturnType<typeof writeSyntheticModel>>
   let agent: RunningAgent | undefined
 
   beforeAll(async () => {
@@ -50,11 +50,7 @@ describe('normal commands print no warnings', () => {
   })
 
   afterAll(async () => {
-    await agent?.kill()
-    const client = s3Client(s3)
-    await deletePrefix(client, s3.bucket, prefix)
-    client.destroy()
-    await rm(work, { recursive: true, force: true })
+    await cleanUp({ agents: [agent], s3, prefix, work })
   }, 60_000)
 
   it('push, pull --no-agent, pull through the agent, ls and status', async () => {

@@ -7,9 +7,8 @@
  * the agent exports; the dashboard's queries are also run through the real server's parser.
  */
 
-import { spawn } from 'node:child_process'
-import { execFile } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { execFile, spawn } from 'node:child_process'
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,11 +17,10 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
-import { generateSwarmKey } from '@swarm/p2p'
-import { startAgent } from './helpers/agents.js'
 import { swarm } from './helpers/cli.js'
+import { cleanUp, startFleet } from './helpers/fleet.js'
 import { SMALL_SHAPE, writeSyntheticModel } from './helpers/model.js'
-import { cliEnv, deletePrefix, s3Client, s3Settings, uniquePrefix } from './helpers/s3.js'
+import { cliEnv, s3Settings, uniquePrefix } from './helpers/s3.js'
 import type { ChildProcess } from 'node:child_process'
 import type { RunningAgent } from './helpers/agents.js'
 import type { S3Settings } from './helpers/s3.js'
@@ -122,11 +120,7 @@ describe('Prometheus scraping three agents', () => {
       prometheus.kill('SIGTERM')
       await exited
     }
-    await Promise.allSettled(agents.map(async a => await a.kill()))
-    const client = s3Client(s3)
-    await deletePrefix(client, s3.bucket, prefix)
-    client.destroy()
-    await rm(work, { recursive: true, force: true })
+    await cleanUp({ agents, s3, prefix, work })
   }, 60_000)
 
   it('the alert rules pass promtool check rules and their unit tests', async () => {
@@ -149,10 +143,7 @@ describe('Prometheus scraping three agents', () => {
     const env = cliEnv(s3, prefix)
     const push = await swarm(['push', model.dir, '--name', 'prom:v1', '--chunk-size', '1MiB', '--json', '--data-dir', join(work, 'pusher')], env)
     expect(push.code, push.stderr).toBe(0)
-    const keyFile = join(work, 'swarm.key')
-    await writeFile(keyFile, generateSwarmKey(), { mode: 0o600 })
-    agents.push(await startAgent({ dataDir: join(work, 'agent-0'), env, swarmKeyFile: keyFile }))
-    for (let i = 1; i < 3; i++) agents.push(await startAgent({ dataDir: join(work, `agent-${i}`), env, swarmKeyFile: keyFile, bootstrap: agents[0]!.multiaddrs }))
+    await startFleet(3, { work, env, agents })
 
     const port = await freePort()
     api = `http://127.0.0.1:${port}`
