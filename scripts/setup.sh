@@ -16,8 +16,9 @@ packages=()
 case "$purpose" in
   demo) ;;
   # FUSE view tests: fuse (fusermount) and libfuse2 for the mount; fio, numpy and torch read it as real loaders do
-  # the OCI origin: Debian's docker-registry (CNCF distribution) and htpasswd for its basic-auth runs
-  test) packages+=(ceph-mon ceph-osd radosgw fuse libfuse2 fio python3-numpy python3-torch docker-registry apache2-utils) ;;
+  # the OCI origin: Debian's docker-registry (CNCF distribution) and htpasswd for its basic-auth runs;
+  # the fleet page test drives chromium; the monitoring test runs prometheus and promtool
+  test) packages+=(ceph-mon ceph-osd radosgw fuse libfuse2 fio python3-numpy python3-torch docker-registry apache2-utils chromium prometheus) ;;
   *) echo "swarm setup: unknown purpose '$purpose' (demo|test)" >&2; exit 2 ;;
 esac
 

@@ -29,7 +29,6 @@
  * ```
  */
 
-import { setMaxListeners } from 'node:events'
 import { AbortError, ChunkUnavailableError, ChunkVerificationError, DiskFullError, silentLogger } from '@swarm/interface'
 import pLimit from 'p-limit'
 import { DEFAULT_HEDGE_AFTER_MS, DEFAULT_PULL_CONCURRENCY, DEFAULT_SOURCE_TIMEOUT_MS } from './constants.js'
@@ -125,8 +124,12 @@ class ChunkFetcher implements Fetcher {
   }
 
   /** Waits for a shared fetch; aborting abandons only this waiter, and the fetch itself once no waiter is left. */
-  private async wait (flight: InFlight, signal?: AbortSignal): Promise<FetchResult> {
+  private async wait (flight: InFlight, callerSignal?: AbortSignal): Promise<FetchResult> {
     flight.waiters++
+    // Callers share one long-lived signal among many fetches (a pull's chunks, a mount's reads):
+    // a listener each on it would pile up with concurrency. A signal of its own follows the
+    // caller's without adding a listener to it.
+    const signal = callerSignal != null ? AbortSignal.any([callerSignal]) : undefined
     return await new Promise<FetchResult>((resolve, reject) => {
       const onAbort = (): void => {
         if (--flight.waiters === 0) flight.controller.abort()
@@ -265,8 +268,6 @@ class ChunkFetcher implements Fetcher {
     const limit = pLimit(options.concurrency ?? DEFAULT_PULL_CONCURRENCY)
     const failure = new AbortController()
     const signal = options.signal == null ? failure.signal : AbortSignal.any([options.signal, failure.signal])
-    // every chunk in flight listens on it
-    setMaxListeners(Infinity, signal)
     const results = await Promise.allSettled(missing.map(async request => await limit(async () => {
       signal.throwIfAborted()
       try {

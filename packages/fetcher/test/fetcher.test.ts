@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { getEventListeners } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -130,6 +131,23 @@ describe('fetcher', () => {
     await expect(second).resolves.toMatchObject({ source: 'origin' })
     expect(origin.aborted).toBe(0)
     expect(store.hasChunk(request.cid)).toBe(true)
+  })
+
+  it('fetches in flight add no abort listener to the caller\'s signal, and its abort still ends each one', async () => {
+    const model = makeModel(24)
+    await store.addManifest(model.cid, model.manifest)
+    const silent = source('origin', model, { silent: true })
+    const f = fetcher({ store, sources: [silent], hedgeAfterMs: 60_000 })
+    // one signal for many fetches, as a pull or a mount passes it
+    const controller = new AbortController()
+    const pending = store.missingChunks(model.cid).map(async request => await f.fetch(request, { signal: controller.signal }))
+    await new Promise(resolve => setTimeout(resolve, 20))
+    expect(silent.calls).toBe(24)
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0)
+    controller.abort()
+    for (const fetch of pending) await expect(fetch).rejects.toThrow(/abort/i)
+    // the last waiter gone, each shared fetch was aborted at its source
+    expect(silent.aborted).toBe(24)
   })
 
   it('fails with every cause when no source can deliver', async () => {

@@ -266,8 +266,13 @@ export class S3Origin implements Origin {
   /** Runs one request under the retry policy and turns what failed into the error callers handle. */
   private async request<T> (what: string, { signal }: AbortOptions, attempt: (signal: AbortSignal | undefined) => Promise<T>, notFound?: string): Promise<T> {
     signal?.throwIfAborted()
+    // The caller's signal is often long-lived and shared (a whole pull, an agent's lifetime) while
+    // the SDK and our own GET add abort listeners per request and retry: hung on the caller's
+    // signal they pile up with concurrency (Node warns past 10). A signal of its own per request
+    // follows the caller's without adding a listener to it, and is collected with the request.
+    const own = signal !== undefined ? AbortSignal.any([signal]) : undefined
     try {
-      return await withRetries(attempt, { retries: this.retries, signal, log: this.log, what })
+      return await withRetries(attempt, { retries: this.retries, signal: own, log: this.log, what })
     } catch (err) {
       if (signal?.aborted === true) throw signal.reason
       throw this.toOriginError(err, what, notFound)

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { getEventListeners } from 'node:events'
 import { cidForBytes } from '@swarm/chunker'
 import { NotFoundError, OriginUnavailableError } from '@swarm/interface'
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
@@ -256,6 +257,25 @@ describe('s3Origin', () => {
         // the server sees the client hang up
         await silent.requests[0]?.closed
         expect(silent.requests).toHaveLength(1)
+      }
+    })
+
+    it('requests in flight add no abort listener to the caller\'s signal, and its abort still reaches every one', async () => {
+      const { cid, bytes } = chunk()
+      await open().putChunk(cid, bytes)
+      for (const objectGets of ['presigned', 'sdk'] as const) {
+        const silent = await faultServer(() => 'hang')
+        const origin = open({ endpoint: silent.endpoint, objectGets, maxSockets: 32 })
+        // one signal shared by a whole pull, as the fetcher and the agent pass it
+        const controller = new AbortController()
+        const pending = Array.from({ length: 24 }, async () => await origin.getChunk(cid, { signal: controller.signal }))
+        while (silent.requests.length < 24) await new Promise(resolve => setTimeout(resolve, 10))
+        // the SDK and our GET add listeners per request: none of them on the caller's signal
+        expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0)
+        const reason = new Error('pull cancelled')
+        controller.abort(reason)
+        for (const request of pending) await expect(request).rejects.toBe(reason)
+        await Promise.all(silent.requests.map(async request => await request.closed))
       }
     })
 

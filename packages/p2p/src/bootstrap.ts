@@ -99,13 +99,21 @@ export class Bootstrapper {
       await this.#round
       return
     }
-    options.signal.throwIfAborted()
-    await Promise.race([
-      this.#round,
-      new Promise<void>((_resolve, reject) => {
-        options.signal?.addEventListener('abort', () => { reject(options.signal?.reason) }, { once: true })
-      })
-    ])
+    const { signal } = options
+    signal.throwIfAborted()
+    // removed once the round ends: a caller may pass one long-lived signal to many rounds
+    let onAbort = (): void => {}
+    try {
+      await Promise.race([
+        this.#round,
+        new Promise<void>((_resolve, reject) => {
+          onAbort = () => { reject(signal.reason) }
+          signal.addEventListener('abort', onAbort, { once: true })
+        })
+      ])
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+    }
   }
 
   async #runRound (): Promise<void> {

@@ -22,6 +22,7 @@ import { decodeManifest, formatRef, MANIFEST_LIMITS } from '@swarm/manifest'
 import { createSwarmNode, loadOrCreateKey } from '@swarm/p2p'
 import { createStore } from '@swarm/store'
 import { checkOriginContent, placeFiles } from '../pull.js'
+import { fleetRoutes } from './fleet-page.js'
 import { agentMetrics, serveMetrics } from './metrics.js'
 import { mountAgentView } from './mount.js'
 import { guarded, PullSession, uniqueChunks } from './session.js'
@@ -189,7 +190,7 @@ export class Agent {
       peerCounts: () => node != null ? { control: node.control.stats(), scores: node.peerScores.stats() } : undefined
     })
     const agent = new Agent({ config, store, node, server, client, metrics, origin: init.origin, log })
-    agent.metricsServer = await serveMetrics(metrics, config.agent.metricsHost, config.agent.metricsPort, () => agent.started)
+    agent.metricsServer = await serveMetrics(metrics, config.agent.metricsHost, config.agent.metricsPort, () => agent.started, fleetRoutes(agent))
 
     // advertise what we already hold
     for (const model of store.models()) agent.announce(model.manifestCid)

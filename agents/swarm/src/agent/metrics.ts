@@ -1,11 +1,12 @@
 /**
  * Prometheus metrics and health endpoints on a local HTTP port: `/metrics`, `/healthz` (the
- * process answers), `/readyz` (the store is open and the libp2p node runs).
+ * process answers), `/readyz` (the store is open and the libp2p node runs); the fleet page
+ * (`fleet-page.ts`) is served beside them.
  */
 
 import { createServer } from 'node:http'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { Server } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { DataServerStats } from '@swarm/exchange'
 import type { SourceKind } from '@swarm/interface'
 import type { ControlStats, PeerScoreStats } from '@swarm/p2p'
@@ -44,6 +45,8 @@ export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, b
   for (const source of ['peer', 'origin', 'local']) bytes.inc({ source }, 0)
   const chunksVerified = new Counter({ name: 'swarm_chunks_verified_total', help: 'Chunks that hashed to their CID and were stored', registers: [registry] })
   const chunksRejected = new Counter({ name: 'swarm_chunks_rejected_total', help: 'Chunks whose bytes failed verification', labelNames: ['source'] as const, registers: [registry] })
+  // present from the start, so an alert's increase() sees the first rejection too
+  chunksRejected.inc({ source: 'peer' }, 0)
   const peers = new Gauge({ name: 'swarm_peers', help: 'Peers connected over libp2p', registers: [registry], collect () { this.set(collect.peers()) } })
   const bytesServed = new Gauge({ name: 'swarm_bytes_served', help: 'Bytes served to peers since start', registers: [registry], collect () { this.set(collect.bytesServed()) } })
   // cumulative since the mount, read from the adapter at each scrape (hence gauges)
@@ -152,8 +155,10 @@ function dataServerMetrics (registry: Registry, stats: (() => Readonly<DataServe
   new Gauge({ name: 'swarm_data_upload_slots_used', help: 'Upload slots taken', registers: [registry], collect () { this.set(stats().uploads) } })
 }
 
-export async function serveMetrics (metrics: AgentMetrics, host: string, port: number, ready: () => boolean): Promise<Server> {
+export async function serveMetrics (metrics: AgentMetrics, host: string, port: number, ready: () => boolean, routes?: (req: IncomingMessage, res: ServerResponse) => boolean): Promise<Server> {
   const server = createServer((req, res) => {
+    // more pages on this port (the fleet page): a route that answers returns true
+    if (routes?.(req, res) === true) return
     if (req.url === '/metrics') {
       metrics.registry.metrics().then(text => {
         res.writeHead(200, { 'content-type': metrics.registry.contentType })
