@@ -75,3 +75,13 @@ export class AbortError extends Error {
     this.name = 'AbortError'
   }
 }
+
+/** A write to an origin that only reads (a web server, a CDN). Publish through a writable origin instead. */
+export class OriginReadOnlyError extends Error {
+  static override name = 'OriginReadOnlyError'
+  readonly code = 'ERR_ORIGIN_READ_ONLY'
+  constructor (message: string) {
+    super(message)
+    this.name = 'OriginReadOnlyError'
+  }
+}
