@@ -3,7 +3,7 @@
 # Node version check, the Debian packages a purpose needs, npm dependencies, the TypeScript build.
 #
 #   scripts/setup.sh demo    what the demo needs (nothing beyond Node)
-#   scripts/setup.sh test    plus the S3 server (Ceph RGW) the tests run against, FUSE and the loaders the FUSE tests use
+#   scripts/setup.sh test    plus the S3 server (Ceph RGW) the tests run against, nginx and openssl for the HTTP origin's tests, FUSE and the loaders the FUSE tests use
 #
 # Installs missing Debian packages when it can (root and apt-get); otherwise it names them and stops.
 set -euo pipefail
@@ -22,7 +22,7 @@ packages=()
 case "$purpose" in
   demo) ;;
   # FUSE view tests: fuse (fusermount) and libfuse2 for the mount; fio, numpy and torch read it as real loaders do
-  test) packages+=(ceph-mon ceph-osd radosgw fuse libfuse2 fio python3-numpy python3-torch) ;;
+  test) packages+=(ceph-mon ceph-osd radosgw fuse libfuse2 fio python3-numpy python3-torch nginx openssl) ;;
   *) echo "swarm setup: unknown purpose '$purpose' (demo|test)" >&2; exit 2 ;;
 esac
 

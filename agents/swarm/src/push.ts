@@ -6,9 +6,13 @@
  *
  * Files are read one chunk at a time with a bounded number of chunks in flight, so memory stays
  * at `concurrency × chunkSize` whatever the model's size.
+ *
+ * A Hugging Face cache snapshot (`hf-cache.ts`) is pushed with `linksWithin` set to its `blobs/`,
+ * so a link that resolves anywhere else is refused before anything is uploaded, and with its
+ * repository and revision as manifest metadata.
  */
 
-import { open, readdir, stat } from 'node:fs/promises'
+import { open, readdir, realpath, stat } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 import { cidForBytes, DEFAULT_CHUNK_SIZE, parseSafetensorsHeader, planChunks, safetensorsHeaderLength } from '@swarm/chunker'
 import { encodeManifest, formatRef } from '@swarm/manifest'
@@ -20,6 +24,10 @@ export interface PushOptions extends AbortOptions {
   ref: ModelRef
   chunkSize?: number
   concurrency?: number
+  /** recorded in the manifest (which is then version 2), e.g. the Hugging Face revision */
+  metadata?: Record<string, string>
+  /** a real path every symbolic link must resolve inside (a Hugging Face cache's `blobs/`); others are refused */
+  linksWithin?: string
   logger?: Logger
   onProgress?(progress: PushProgress): void
 }
@@ -34,6 +42,8 @@ export interface PushProgress {
 
 export interface PushResult extends PushProgress {
   manifestCid: string
+  /** what the manifest records besides the files, when anything */
+  metadata?: Record<string, string>
   ref: string
   files: number
   durationMs: number
@@ -48,7 +58,7 @@ export class PushSourceError extends Error {
   }
 }
 
-async function listFiles (root: string): Promise<string[]> {
+async function listFiles (root: string, linksWithin?: string): Promise<string[]> {
   const out: string[] = []
   const walk = async (dir: string): Promise<void> => {
     const entries = await readdir(dir, { withFileTypes: true })
@@ -57,6 +67,15 @@ async function listFiles (root: string): Promise<string[]> {
       if (entry.isDirectory()) await walk(path)
       else if (entry.isFile()) out.push(path)
       else if (entry.isSymbolicLink()) {
+        if (linksWithin !== undefined) {
+          // after every link on the way: a chain that leaves and comes back is judged by where it ends
+          const target = await realpath(path).catch(() => undefined)
+          if (target === undefined || !target.startsWith(linksWithin + sep) || !(await stat(target)).isFile()) {
+            throw new PushSourceError(`${relative(root, path)} links to ${target ?? 'nothing'}, not to a file inside ${linksWithin}; refusing to publish it`)
+          }
+          out.push(path)
+          continue
+        }
         // a link is published as the file it points to, if it points inside a regular file
         const target = await stat(path)
         if (target.isFile()) out.push(path)
@@ -89,7 +108,7 @@ export async function pushDirectory (dir: string, options: PushOptions): Promise
   const limit = pLimit(options.concurrency ?? 8)
   const rootStat = await stat(dir).catch(() => undefined)
   if (rootStat?.isDirectory() !== true) throw new PushSourceError(`${dir} is not a directory`)
-  const paths = await listFiles(dir)
+  const paths = await listFiles(dir, options.linksWithin)
   if (paths.length === 0) throw new PushSourceError(`${dir} holds no files`)
 
   const sizes = await Promise.all(paths.map(async p => (await stat(p)).size))
@@ -145,10 +164,11 @@ export async function pushDirectory (dir: string, options: PushOptions): Promise
     }
   }
 
-  const manifest: Manifest = { version: 1, chunkSize, files }
+  const metadata = options.metadata !== undefined && Object.keys(options.metadata).length > 0 ? options.metadata : undefined
+  const manifest: Manifest = metadata !== undefined ? { version: 2, chunkSize, files, metadata } : { version: 1, chunkSize, files }
   const { bytes, cid: manifestCid } = encodeManifest(manifest)
   await origin.putManifest(manifestCid, bytes, { signal })
   await origin.putRef(options.ref, manifestCid, { signal })
   options.logger?.info({ ref: formatRef(options.ref), manifestCid, ...progress }, 'pushed')
-  return { ...progress, manifestCid, ref: formatRef(options.ref), files: files.length, durationMs: performance.now() - started }
+  return { ...progress, manifestCid, ref: formatRef(options.ref), files: files.length, durationMs: performance.now() - started, ...(metadata !== undefined ? { metadata } : {}) }
 }
