@@ -15,8 +15,6 @@ export const RETRY_MAX_DELAY_MS = 10_000
 /** Blobs per List Blobs page; 5000 is the most Azure returns. */
 export const DEFAULT_LIST_PAGE_SIZE = 5000
 
-/** Ref bodies fetched at once while listing refs. */
-export const REF_LIST_CONCURRENCY = 8
 
 /** The public cloud's blob host suffix; `az://account/…` means `https://account.blob.core.windows.net`. */
 export const DEFAULT_BLOB_HOST_SUFFIX = 'blob.core.windows.net'

@@ -1,5 +1,5 @@
 import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob'
-import { BufferPool, InvalidRefError, NotFoundError, OriginUnavailableError, silentLogger } from '@swarm/interface'
+import { BufferPool, InvalidRefError, NotFoundError, resolveListedRefs, OriginUnavailableError, silentLogger } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
 import {
   CHUNK_POOL_IDLE_MS,
@@ -9,7 +9,6 @@ import {
   DEFAULT_LIST_PAGE_SIZE,
   DEFAULT_RETRIES,
   MANIFESTS_PREFIX,
-  REF_LIST_CONCURRENCY,
   REFS_PREFIX,
   RETRY_BASE_DELAY_MS,
   RETRY_MAX_DELAY_MS
@@ -185,27 +184,7 @@ export class AzureOrigin implements Origin {
         }
         refs.push(ref)
       }
-      for (let i = 0; i < refs.length; i += REF_LIST_CONCURRENCY) {
-        const batch = refs.slice(i, i + REF_LIST_CONCURRENCY)
-        const cids = await Promise.all(batch.map(async ref => {
-          try {
-            return await this.resolveRef(ref, options)
-          } catch (err) {
-            // deleted between the listing and the read
-            if (err instanceof NotFoundError) return undefined
-            // one damaged ref must not hide the others
-            if (err instanceof InvalidRefError) {
-              this.log.warn({ ref: `${ref.name}:${ref.tag}` }, err.message)
-              return undefined
-            }
-            throw err
-          }
-        }))
-        for (const [j, ref] of batch.entries()) {
-          const cid = cids[j]
-          if (cid !== undefined) yield { ...ref, cid }
-        }
-      }
+      yield * resolveListedRefs(refs, async ref => await this.resolveRef(ref, options), this.log)
     }
   }
 

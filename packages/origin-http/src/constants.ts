@@ -25,8 +25,6 @@ export const KEEP_ALIVE_TIMEOUT_MS = 30_000
 /** Redirects followed per request (a CDN may send a GET on to a storage host). */
 export const MAX_REDIRECTS = 5
 
-/** Ref bodies fetched at once while listing refs. */
-export const REF_LIST_CONCURRENCY = 8
 
 /** Listings and ref bodies are small; a larger answer is refused rather than buffered. */
 export const MAX_LISTING_BYTES = 64 * 1024 * 1024

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { rootCertificates } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { BufferPool, InvalidRefError, NotFoundError, OriginReadOnlyError, OriginUnavailableError, silentLogger } from '@swarm/interface'
+import { BufferPool, InvalidRefError, NotFoundError, resolveListedRefs, OriginReadOnlyError, OriginUnavailableError, silentLogger } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
 import { Agent } from 'undici'
 import { z } from 'zod'
@@ -17,7 +17,6 @@ import {
   MANIFESTS_DIR,
   MAX_LISTING_BYTES,
   MAX_REDIRECTS,
-  REF_LIST_CONCURRENCY,
   REFS_DIR,
   RETRY_BASE_DELAY_MS,
   RETRY_MAX_DELAY_MS
@@ -349,27 +348,7 @@ export class HttpOrigin implements Origin {
       }
       refs.push(ref)
     }
-    for (let i = 0; i < refs.length; i += REF_LIST_CONCURRENCY) {
-      const batch = refs.slice(i, i + REF_LIST_CONCURRENCY)
-      const cids = await Promise.all(batch.map(async ref => {
-        try {
-          return await this.resolveRef(ref, options)
-        } catch (err) {
-          // removed between the listing and the read
-          if (err instanceof NotFoundError) return undefined
-          // one damaged ref must not hide the others
-          if (err instanceof InvalidRefError) {
-            this.log.warn({ ref: `${ref.name}:${ref.tag}` }, err.message)
-            return undefined
-          }
-          throw err
-        }
-      }))
-      for (const [j, ref] of batch.entries()) {
-        const cid = cids[j]
-        if (cid !== undefined) yield { ...ref, cid }
-      }
-    }
+    yield * resolveListedRefs(refs, async ref => await this.resolveRef(ref, options), this.log)
   }
 }
 
