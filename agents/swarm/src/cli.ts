@@ -14,7 +14,9 @@ import { createStore, verifyModel } from '@swarm/store'
 import { describeError, EXIT } from './exit-codes.js'
 import { formatBytes, outputMode, reporter } from './progress.js'
 import { pullModel, placeFiles, resolveManifestCid } from './pull.js'
-import { pushDirectory } from './push.js'
+import { pushDirectory, PushSourceError } from './push.js'
+import { detectHfSnapshot, findHfSnapshot, hfMetadata } from './hf-cache.js'
+import type { HfSnapshot } from './hf-cache.js'
 import { agentPull, agentStatus } from './agent/control-api.js'
 import { createLogger, createOrigin } from './runtime.js'
 import type { Config, ConfigLayer } from '@swarm/config'
@@ -108,7 +110,7 @@ function findHeld (store: ChunkStore, target: string): string {
 export function program (): Command {
   const cmd = new Command('swarm')
     .description('Peer-to-peer model-weight distribution: peers first, object storage after')
-    .option('--origin <url>', 'object storage holding the models: s3://bucket/prefix or file:///dir (SWARM_ORIGIN)')
+    .option('--origin <url>', 'where the models live: s3://bucket/prefix, file:///dir, az://account/container/prefix or https://host/prefix (read-only) (SWARM_ORIGIN)')
     .option('--data-dir <dir>', 'local store directory (SWARM_DATA_DIR)')
     .option('--config <file>', 'YAML config file (SWARM_CONFIG; default /etc/swarm/config.yaml)')
     .option('--concurrency <n>', 'chunks in flight (SWARM_CONCURRENCY)')
@@ -119,12 +121,17 @@ export function program (): Command {
 
   cmd.command('push')
     .description('publish a model directory: chunk, upload what the origin lacks, write the manifest, move the tag')
-    .argument('<dir>', 'model directory')
-    .requiredOption('--name <name[:tag]>', 'name and tag to publish under (tag defaults to latest)')
+    .argument('[dir]', 'model directory (a Hugging Face cache snapshot is recognized and its revision recorded)')
+    .option('--name <name[:tag]>', 'name and tag to publish under (tag defaults to latest; with --hf-cache: the repository, lowercased)')
+    .option('--hf-cache <org/name[@rev]>', 'push a model from the Hugging Face cache (HF_HUB_CACHE, HF_HOME; revision default main)')
     .option('--chunk-size <size>', 'target chunk size, 1MiB–64MiB (SWARM_CHUNK_SIZE)')
-    .action(async (dir: string, local: { name: string }, command: Command) => {
+    .action(async (dirArg: string | undefined, local: { name?: string, hfCache?: string }, command: Command) => {
       const options = globals(command)
-      const ref = parseRef(local.name)
+      if ((dirArg == null) === (local.hfCache == null)) throw new PushSourceError('push takes a directory or --hf-cache org/name[@rev], one of the two')
+      const snapshot = local.hfCache != null ? await findHfSnapshot(local.hfCache) : await detectHfSnapshot(dirArg as string)
+      const dir = snapshot?.dir ?? dirArg as string
+      if (local.name == null && local.hfCache == null) throw new PushSourceError('push needs --name <name[:tag]>')
+      const ref = parseRef(local.name ?? (snapshot as HfSnapshot).repo.toLowerCase())
       const config = await configFrom(options)
       const logger = createLogger(logLevelFor(config, options))
       const origin = createOrigin(config, logger)
@@ -132,11 +139,12 @@ export function program (): Command {
       try {
         const result = await pushDirectory(dir, {
           origin, ref, chunkSize: config.chunkSize, concurrency: config.concurrency, logger, signal: controller.signal,
+          ...(snapshot != null ? { metadata: hfMetadata(snapshot), linksWithin: snapshot.blobsDir } : {}),
           onProgress: p => { progress.update({ doneBytes: p.doneBytes, totalBytes: p.totalBytes, detail: { uploadedChunks: p.uploadedChunks, skippedChunks: p.skippedChunks } }) }
         })
         progress.stop()
         emit(options, { command: 'push', ...result },
-          `pushed ${result.ref} = ${result.manifestCid}: ${result.files} files, ${formatBytes(result.totalBytes)}; uploaded ${result.uploadedChunks} chunks (${formatBytes(result.uploadedBytes)}), ${result.skippedChunks} already at the origin`)
+          `pushed ${result.ref} = ${result.manifestCid}: ${result.files} files, ${formatBytes(result.totalBytes)}; uploaded ${result.uploadedChunks} chunks (${formatBytes(result.uploadedBytes)}), ${result.skippedChunks} already at the origin${snapshot != null ? `; ${snapshot.repo} at ${snapshot.revision}` : ''}`)
       } finally {
         progress.stop()
         await origin.close()

@@ -9,10 +9,14 @@
  *
  * An origin that stores whole files (`Origin.putModel`: an OCI registry, one layer per file) gets
  * no chunks: the files are still cut and hashed here for the manifest, then handed to it whole.
+ *
+ * A Hugging Face cache snapshot (`hf-cache.ts`) is pushed with `linksWithin` set to its `blobs/`,
+ * so a link that resolves anywhere else is refused before anything is uploaded, and with its
+ * repository and revision as manifest metadata.
  */
 
 import { createReadStream } from 'node:fs'
-import { open, readdir, stat } from 'node:fs/promises'
+import { open, readdir, realpath, stat } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 import { cidForBytes, DEFAULT_CHUNK_SIZE, parseSafetensorsHeader, planChunks, safetensorsHeaderLength } from '@swarm/chunker'
 import { encodeManifest, formatRef } from '@swarm/manifest'
@@ -24,6 +28,10 @@ export interface PushOptions extends AbortOptions {
   ref: ModelRef
   chunkSize?: number
   concurrency?: number
+  /** recorded in the manifest (which is then version 2), e.g. the Hugging Face revision */
+  metadata?: Record<string, string>
+  /** a real path every symbolic link must resolve inside (a Hugging Face cache's `blobs/`); others are refused */
+  linksWithin?: string
   logger?: Logger
   onProgress?(progress: PushProgress): void
 }
@@ -38,6 +46,8 @@ export interface PushProgress {
 
 export interface PushResult extends PushProgress {
   manifestCid: string
+  /** what the manifest records besides the files, when anything */
+  metadata?: Record<string, string>
   ref: string
   files: number
   durationMs: number
@@ -52,7 +62,7 @@ export class PushSourceError extends Error {
   }
 }
 
-async function listFiles (root: string): Promise<string[]> {
+async function listFiles (root: string, linksWithin?: string): Promise<string[]> {
   const out: string[] = []
   const walk = async (dir: string): Promise<void> => {
     const entries = await readdir(dir, { withFileTypes: true })
@@ -61,6 +71,15 @@ async function listFiles (root: string): Promise<string[]> {
       if (entry.isDirectory()) await walk(path)
       else if (entry.isFile()) out.push(path)
       else if (entry.isSymbolicLink()) {
+        if (linksWithin !== undefined) {
+          // after every link on the way: a chain that leaves and comes back is judged by where it ends
+          const target = await realpath(path).catch(() => undefined)
+          if (target === undefined || !target.startsWith(linksWithin + sep) || !(await stat(target)).isFile()) {
+            throw new PushSourceError(`${relative(root, path)} links to ${target ?? 'nothing'}, not to a file inside ${linksWithin}; refusing to publish it`)
+          }
+          out.push(path)
+          continue
+        }
         // a link is published as the file it points to, if it points inside a regular file
         const target = await stat(path)
         if (target.isFile()) out.push(path)
@@ -93,7 +112,7 @@ export async function pushDirectory (dir: string, options: PushOptions): Promise
   const limit = pLimit(options.concurrency ?? 8)
   const rootStat = await stat(dir).catch(() => undefined)
   if (rootStat?.isDirectory() !== true) throw new PushSourceError(`${dir} is not a directory`)
-  const paths = await listFiles(dir)
+  const paths = await listFiles(dir, options.linksWithin)
   if (paths.length === 0) throw new PushSourceError(`${dir} holds no files`)
 
   const sizes = await Promise.all(paths.map(async p => (await stat(p)).size))
@@ -153,7 +172,8 @@ export async function pushDirectory (dir: string, options: PushOptions): Promise
     }
   }
 
-  const manifest: Manifest = { version: 1, chunkSize, files }
+  const metadata = options.metadata !== undefined && Object.keys(options.metadata).length > 0 ? options.metadata : undefined
+  const manifest: Manifest = metadata !== undefined ? { version: 2, chunkSize, files, metadata } : { version: 1, chunkSize, files }
   const { bytes, cid: manifestCid } = encodeManifest(manifest)
   if (origin.putModel != null) {
     const sources = new Map(paths.map(path => [relative(dir, path).split(sep).join('/'), path]))
@@ -169,5 +189,5 @@ export async function pushDirectory (dir: string, options: PushOptions): Promise
     await origin.putRef(options.ref, manifestCid, { signal })
   }
   options.logger?.info({ ref: formatRef(options.ref), manifestCid, ...progress }, 'pushed')
-  return { ...progress, manifestCid, ref: formatRef(options.ref), files: files.length, durationMs: performance.now() - started }
+  return { ...progress, manifestCid, ref: formatRef(options.ref), files: files.length, durationMs: performance.now() - started, ...(metadata !== undefined ? { metadata } : {}) }
 }

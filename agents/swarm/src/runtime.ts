@@ -3,8 +3,12 @@
  * Adapters are chosen here, at the edge; libraries only see the interfaces.
  */
 
+import { readFileSync } from 'node:fs'
+import { ConfigError } from '@swarm/config'
+import { azureOrigin, isAzureBlobUrl } from '@swarm/origin-azure'
 import { fileOrigin } from '@swarm/origin-file'
 import { ociOrigin } from '@swarm/origin-oci'
+import { httpOrigin } from '@swarm/origin-http'
 import { s3Origin } from '@swarm/origin-s3'
 import { pino } from 'pino'
 import type { Config } from '@swarm/config'
@@ -15,7 +19,7 @@ export class NoOriginError extends Error {
   static override name = 'NoOriginError'
   readonly code = 'ERR_NO_ORIGIN'
   constructor () {
-    super('no origin configured: pass --origin s3://bucket/prefix, file:///dir or oci://registry/namespace, or set SWARM_ORIGIN')
+    super('no origin configured: pass --origin s3://bucket/prefix, file:///dir, oci://registry/namespace, az://account/container/prefix or https://host/prefix, or set SWARM_ORIGIN')
     this.name = 'NoOriginError'
   }
 }
@@ -34,12 +38,43 @@ export function createLogger (level: Config['logLevel'], destination: number = 2
   }, pino.destination({ fd: destination, sync: true })) as unknown as Logger
 }
 
+/** The origin a URL names; a URL its adapter cannot take is a configuration error (exit 2), not a crash. */
 export function createOrigin (config: Config, logger: Logger): Origin {
+  if (config.origin === '') throw new NoOriginError()
+  try {
+    return originFor(config, logger)
+  } catch (err) {
+    if (err instanceof TypeError) throw new ConfigError(`invalid origin: ${err.message}`)
+    throw err
+  }
+}
+
+function originFor (config: Config, logger: Logger): Origin {
   const url = config.origin
-  if (url === '') throw new NoOriginError()
   if (url.startsWith('file://')) return fileOrigin({ url, logger })
   // derived chunk manifests are cut at the configured chunk size, like swarm push
   if (url.startsWith('oci://')) return ociOrigin({ url, chunkSize: config.chunkSize, logger })
+  // an https URL of Azure Blob Storage is Azure; any other http(s) URL a plain web server
+  if (url.startsWith('az://') || isAzureBlobUrl(url)) {
+    const { endpoint, accountKey, sasToken } = config.azure
+    return azureOrigin({
+      url,
+      endpoint,
+      credential: accountKey != null ? { accountKey } : sasToken != null ? { sasToken } : undefined,
+      logger
+    })
+  }
+  if (url.startsWith('http://') || url.startsWith('https://')) {
+    let ca: string | undefined
+    if (config.http.caFile != null) {
+      try {
+        ca = readFileSync(config.http.caFile, 'utf8')
+      } catch (err) {
+        throw new ConfigError(`cannot read http.caFile ${config.http.caFile}: ${(err as Error).message}`)
+      }
+    }
+    return httpOrigin({ url, ca, logger })
+  }
   return s3Origin({
     url,
     endpoint: config.s3.endpoint,

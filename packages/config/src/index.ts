@@ -59,7 +59,7 @@ const boolean = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 
 const list = z.union([z.array(z.string()), z.string()])
   .transform(v => Array.isArray(v) ? v : v.split(',').map(s => s.trim()).filter(s => s.length > 0))
 
-const originUrl = z.string().refine(v => /^(s3|file|oci):\/\/./.test(v), 'expected an s3://bucket[/prefix], file:///dir or oci://registry/namespace URL')
+const originUrl = z.string().refine(v => /^(s3|file|oci|az|https?):\/\/./.test(v), 'expected an s3://bucket[/prefix], file:///dir, oci://registry/namespace, az://account/container[/prefix] or http(s)://host[/prefix] URL')
 
 /** Every key the configuration accepts. All optional here; defaults are applied after merging. */
 export const ConfigSchema = z.object({
@@ -75,6 +75,16 @@ export const ConfigSchema = z.object({
     forcePathStyle: boolean.optional(),
     accessKeyId: z.string().min(1).optional(),
     secretAccessKey: z.string().min(1).optional()
+  }).strict(),
+  azure: z.object({
+    /** the account's blob service URL, for Azurite or a private endpoint */
+    endpoint: z.url({ error: 'expected a URL such as http://127.0.0.1:10000/devstoreaccount1' }).optional(),
+    accountKey: z.string().min(1).optional(),
+    sasToken: z.string().min(1).optional()
+  }).strict(),
+  http: z.object({
+    /** PEM file of CA certificates to trust for an https origin, besides the system's */
+    caFile: z.string().min(1).optional()
   }).strict(),
   agent: z.object({
     socket: z.string().min(1),
@@ -127,6 +137,10 @@ export const ENV_KEYS: Record<string, string> = {
   SWARM_S3_FORCE_PATH_STYLE: 's3.forcePathStyle',
   SWARM_S3_ACCESS_KEY_ID: 's3.accessKeyId',
   SWARM_S3_SECRET_ACCESS_KEY: 's3.secretAccessKey',
+  SWARM_AZURE_ENDPOINT: 'azure.endpoint',
+  SWARM_AZURE_ACCOUNT_KEY: 'azure.accountKey',
+  SWARM_AZURE_SAS_TOKEN: 'azure.sasToken',
+  SWARM_HTTP_CA_FILE: 'http.caFile',
   SWARM_SOCKET: 'agent.socket',
   SWARM_LISTEN: 'agent.listen',
   SWARM_BOOTSTRAP: 'agent.bootstrap',
@@ -159,6 +173,8 @@ export function defaultConfig (env: Record<string, string | undefined> = process
     concurrency: DEFAULT_CONCURRENCY,
     logLevel: 'info',
     s3: {},
+    azure: {},
+    http: {},
     agent: {
       socket: join(dataDir, 'agent.sock'),
       listen: [`/ip4/0.0.0.0/tcp/${DEFAULT_P2P_PORT}`],
@@ -201,6 +217,8 @@ function envLayer (env: Record<string, string | undefined>): { layer: Record<str
 
 const PartialSchema = ConfigSchema.partial().extend({
   s3: ConfigSchema.shape.s3.partial().optional(),
+  azure: ConfigSchema.shape.azure.partial().optional(),
+  http: ConfigSchema.shape.http.partial().optional(),
   agent: ConfigSchema.shape.agent.partial().optional()
 }).strict()
 

@@ -111,3 +111,13 @@ export class DiskFullError extends Error {
     this.name = 'DiskFullError'
   }
 }
+
+/** A write to an origin that only reads (a web server, a CDN). Publish through a writable origin instead. */
+export class OriginReadOnlyError extends Error {
+  static override name = 'OriginReadOnlyError'
+  readonly code = 'ERR_ORIGIN_READ_ONLY'
+  constructor (message: string) {
+    super(message)
+    this.name = 'OriginReadOnlyError'
+  }
+}

@@ -26,6 +26,7 @@ export * from './buffer-pool.js'
 export * from './errors.js'
 export * from './logger.js'
 export * from './redact.js'
+export * from './refs.js'
 
 /** Every async API takes this last and honours it. */
 export interface AbortOptions {
@@ -65,16 +66,28 @@ export interface FileEntry {
 }
 
 export const MANIFEST_VERSION = 1
+/**
+ * Version 2 is version 1 plus `metadata`, and is written only for a manifest that has some: a
+ * manifest without metadata stays version 1 with the CID it always had, and a reader that knows
+ * only version 1 refuses a version 2 manifest by its version, not by an unknown field.
+ */
+export const MANIFEST_VERSION_WITH_METADATA = 2
+export type ManifestVersion = typeof MANIFEST_VERSION | typeof MANIFEST_VERSION_WITH_METADATA
 
 /**
  * A model's content. Deliberately carries no name, tag or timestamp, so the same
  * bytes always get the same manifest CID.
  */
 export interface Manifest {
-  version: typeof MANIFEST_VERSION
+  version: ManifestVersion
   /** the target chunk size the files were cut with */
   chunkSize: number
   files: FileEntry[]
+  /**
+   * Version 2 only, and then not empty: where the content came from, as short strings
+   * (`huggingface.repo`, `huggingface.revision`). Part of the content, so part of the CID.
+   */
+  metadata?: Record<string, string>
 }
 
 /** `name:tag` as resolved at the origin. */

@@ -15,8 +15,15 @@ export const MANIFEST_LIMITS = Object.freeze({
   /** UTF-8 bytes of one path segment, as NAME_MAX counts them */
   maxPathSegmentLength: 255,
   maxManifestBytes: 256 * 1024 * 1024,
-  maxTensorsPerFile: 1_000_000
+  maxTensorsPerFile: 1_000_000,
+  maxMetadataEntries: 64,
+  /** UTF-16 code units of one metadata value */
+  maxMetadataValueLength: 1024
 })
+
+/** Metadata keys: lowercase, dotted namespaces (`huggingface.revision`); never integer-like, so canonical key order holds. */
+export const METADATA_KEY_PATTERN = /^[a-z][a-z0-9_-]*(?:\.[a-z0-9_-]+)*$/
+export const MAX_METADATA_KEY_LENGTH = 64
 
 /** The tag a reference without one means. */
 export const DEFAULT_TAG = 'latest'

@@ -13,11 +13,11 @@
  */
 
 import { z } from 'zod'
-import { InvalidManifestError, MANIFEST_VERSION, type FileEntry, type Manifest } from '@swarm/interface'
+import { InvalidManifestError, MANIFEST_VERSION, MANIFEST_VERSION_WITH_METADATA, type FileEntry, type Manifest } from '@swarm/interface'
 import { isChunkCid, parseChunkCid } from '@swarm/chunker'
-import { MANIFEST_LIMITS } from './constants.js'
+import { MANIFEST_LIMITS, MAX_METADATA_KEY_LENGTH, METADATA_KEY_PATTERN } from './constants.js'
 
-const { maxChunkSize, maxFileSize, maxFiles, maxPathLength, maxPathSegmentLength, maxTensorsPerFile, maxTotalChunks } = MANIFEST_LIMITS
+const { maxChunkSize, maxFileSize, maxFiles, maxMetadataEntries, maxMetadataValueLength, maxPathLength, maxPathSegmentLength, maxTensorsPerFile, maxTotalChunks } = MANIFEST_LIMITS
 
 /** `must be a number`, or `is required` when the field is missing. */
 function expected (what: string): { error: (issue: { input?: unknown }) => string } {
@@ -69,15 +69,23 @@ const fileEntrySchema = z.strictObject({
     .optional()
 }, expected('an object'))
 
-/** Types and per-field bounds of a version 1 manifest, without the checks that span fields. */
+/** Keys are checked with the fields that span values (checkMetadataKeys), where an error can name the key. */
+const metadataSchema = z.record(
+  z.string(),
+  z.string(expected('a string')).max(maxMetadataValueLength, `values are at most ${maxMetadataValueLength} characters`),
+  { error: (issue) => issue.code === 'invalid_type' ? 'must be an object of strings' : undefined }
+).refine(record => Object.keys(record).length <= maxMetadataEntries, { error: `holds more than ${maxMetadataEntries} entries` })
+
+/** Types and per-field bounds of a version 1 or 2 manifest, without the checks that span fields. */
 export const manifestShapeSchema = z.strictObject({
-  version: z.literal(MANIFEST_VERSION, { error: `must be ${MANIFEST_VERSION}` }),
+  version: z.union([z.literal(MANIFEST_VERSION), z.literal(MANIFEST_VERSION_WITH_METADATA)], { error: `must be ${MANIFEST_VERSION} or ${MANIFEST_VERSION_WITH_METADATA}` }),
   chunkSize: integer({ min: 1, max: maxChunkSize, tooBig: `exceeds the chunk size limit of ${maxChunkSize} bytes (64 MiB)` }),
   files: z.array(fileEntrySchema, expected('an array'))
-    .max(maxFiles, { error: (issue) => `holds ${(issue.input as unknown[]).length} files; the limit is ${maxFiles}` })
+    .max(maxFiles, { error: (issue) => `holds ${(issue.input as unknown[]).length} files; the limit is ${maxFiles}` }),
+  metadata: metadataSchema.optional()
 })
 
-/** A complete version 1 manifest: shape, then the checks that span fields. */
+/** A complete version 1 or 2 manifest: shape, then the checks that span fields. */
 export const manifestSchema = manifestShapeSchema.pipe(z.custom<Manifest>().superRefine((manifest, ctx) => {
   checkManifest(manifest, (path, message, input) => {
     ctx.addIssue({ code: 'custom', path, message, ...(input === undefined ? {} : { input }) })
@@ -113,6 +121,17 @@ function foldPath (path: string): string {
 }
 
 function checkManifest (manifest: Manifest, report: Report): void {
+  // one content, one CID: metadata exactly when version 2
+  const hasMetadata = manifest.metadata !== undefined && Object.keys(manifest.metadata).length > 0
+  if (manifest.version === MANIFEST_VERSION && manifest.metadata !== undefined) {
+    report(['metadata'], `needs version ${MANIFEST_VERSION_WITH_METADATA}; version ${MANIFEST_VERSION} manifests carry none`)
+  } else if (manifest.version === MANIFEST_VERSION_WITH_METADATA && !hasMetadata) {
+    report(['version'], `${MANIFEST_VERSION_WITH_METADATA} carries metadata; a manifest without any is version ${MANIFEST_VERSION}`, manifest.version)
+  }
+  for (const key of Object.keys(manifest.metadata ?? {})) {
+    if (key.length > MAX_METADATA_KEY_LENGTH) report(['metadata', key], `keys are at most ${MAX_METADATA_KEY_LENGTH} characters`)
+    else if (!METADATA_KEY_PATTERN.test(key)) report(['metadata', key], 'keys are lowercase dotted names such as huggingface.revision')
+  }
   const fileIndex = new Map<string, number>()
   let totalChunks = 0
   manifest.files.forEach((file, i) => {
@@ -250,7 +269,7 @@ export function formatIssue (issue: z.core.$ZodIssue): string {
 }
 
 /**
- * Checks that `value` is a valid version 1 manifest and returns it (a copy with nothing
+ * Checks that `value` is a valid version 1 or 2 manifest and returns it (a copy with nothing
  * dropped: unknown fields are rejected). Throws InvalidManifestError naming the first problem
  * and counting the rest.
  */
@@ -258,11 +277,12 @@ export function validateManifest (value: unknown): Manifest {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new InvalidManifestError(`invalid manifest: must be a JSON object, got ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}`)
   }
+  const supported = `${MANIFEST_VERSION}, ${MANIFEST_VERSION_WITH_METADATA}`
   if (!('version' in value)) {
-    throw new InvalidManifestError(`invalid manifest: no version field (supported: ${MANIFEST_VERSION})`)
+    throw new InvalidManifestError(`invalid manifest: no version field (supported: ${supported})`)
   }
-  if (value.version !== MANIFEST_VERSION) {
-    throw new InvalidManifestError(`invalid manifest: version ${JSON.stringify(value.version)} is not supported (supported: ${MANIFEST_VERSION})`)
+  if (value.version !== MANIFEST_VERSION && value.version !== MANIFEST_VERSION_WITH_METADATA) {
+    throw new InvalidManifestError(`invalid manifest: version ${JSON.stringify(value.version)} is not supported (supported: ${supported})`)
   }
   const result = manifestSchema.safeParse(value, { reportInput: true })
   if (result.success) return result.data

@@ -171,3 +171,23 @@ describe('helpers', () => {
     expect(isManifestCid('QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG')).toBe(false)
   })
 })
+
+describe('metadata (version 2)', () => {
+  it('round-trips, is part of the CID, and leaves a manifest without metadata at version 1 with its CID', () => {
+    const plain = sampleManifest()
+    const withMetadata: Manifest = { ...sampleManifest(), version: 2, metadata: { 'huggingface.revision': 'a'.repeat(40), 'huggingface.repo': 'org/name' } }
+    const a = encodeManifest(plain)
+    const b = encodeManifest(withMetadata)
+    expect(b.cid).not.toBe(a.cid)
+    const decoded = decodeManifest(b.bytes, { expectedCid: b.cid })
+    expect(decoded.version).toBe(2)
+    expect(decoded.metadata).toEqual(withMetadata.metadata)
+    expect(decoded.files).toEqual(decodeManifest(a.bytes).files)
+    // keys in canonical order, whatever order they were given in
+    const text = new TextDecoder().decode(b.bytes)
+    expect(text.indexOf('huggingface.repo')).toBeLessThan(text.indexOf('huggingface.revision'))
+    expect(text).toContain('"version":2')
+    expect(new TextDecoder().decode(a.bytes)).not.toContain('metadata')
+    expect(encodeManifest({ ...withMetadata, metadata: { 'huggingface.repo': 'org/name', 'huggingface.revision': 'a'.repeat(40) } }).cid).toBe(b.cid)
+  })
+})

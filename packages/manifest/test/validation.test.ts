@@ -59,10 +59,21 @@ describe('decodeManifest rejects', () => {
     expectRejected('"manifest"', 'must be a JSON object, got string')
   })
 
-  it('unsupported or missing versions, naming the supported one', () => {
-    expectRejected(changed(m => { m.version = 2 as 1 }), 'version 2 is not supported (supported: 1)')
-    expectRejected(changed(m => { (m as Record<string, unknown>).version = '1' }), 'version "1" is not supported (supported: 1)')
-    expectRejected(changed(m => { delete (m as Partial<Manifest>).version }), 'no version field (supported: 1)')
+  it('unsupported or missing versions, naming the supported ones', () => {
+    expectRejected(changed(m => { (m as Record<string, unknown>).version = 3 }), 'version 3 is not supported (supported: 1, 2)')
+    expectRejected(changed(m => { (m as Record<string, unknown>).version = '1' }), 'version "1" is not supported (supported: 1, 2)')
+    expectRejected(changed(m => { delete (m as Partial<Manifest>).version }), 'no version field (supported: 1, 2)')
+  })
+
+  it('metadata outside version 2, version 2 without metadata, and metadata that is not short named strings', () => {
+    expectRejected(changed(m => { m.metadata = { 'huggingface.revision': 'abc' } }), 'metadata: needs version 2; version 1 manifests carry none')
+    expectRejected(changed(m => { m.version = 2 }), 'version 2: 2 carries metadata; a manifest without any is version 1')
+    expectRejected(changed(m => { m.version = 2; m.metadata = {} }), 'version 2: 2 carries metadata; a manifest without any is version 1')
+    expectRejected(changed(m => { m.version = 2; m.metadata = { Revision: 'abc' } }), 'metadata.Revision: keys are lowercase dotted names such as huggingface.revision')
+    expectRejected(changed(m => { m.version = 2; m.metadata = { '0': 'abc' } }), 'metadata.0: keys are lowercase dotted names such as huggingface.revision')
+    expectRejected(changed(m => { m.version = 2; (m as Record<string, unknown>).metadata = { 'huggingface.revision': 7 } }), 'metadata.huggingface.revision 7: must be a string')
+    expectRejected(changed(m => { m.version = 2; m.metadata = { a: 'x'.repeat(1025) } }), `metadata.a "${'x'.repeat(1025)}": values are at most 1024 characters`)
+    expectRejected(changed(m => { m.version = 2; m.metadata = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) }), 'metadata: holds more than 64 entries')
   })
 
   it('absolute paths', () => {

@@ -16,6 +16,13 @@
  * UnsupportedOperationError, never answering with a wrong (empty) list, and checks what the
  * listing would have shown through `hasChunk` instead.
  *
+ * An origin that only reads (a web server serving a directory) comes with a
+ * `writer`, another origin on the same backend (the file origin on the served directory). Every
+ * test then puts through the writer and reads through the origin under test, so the read path is
+ * held to the same tests, and one more test holds every write through the read-only origin to
+ * {@link OriginReadOnlyError} with nothing changed. Argument checks and aborts still come first:
+ * a bad CID is a TypeError and an aborted call rejects with its reason, read-only or not.
+ *
  * @example
  *
  * ```ts
@@ -34,13 +41,19 @@
 
 import { randomBytes } from 'node:crypto'
 import { cidForBytes } from '@swarm/chunker'
-import { InvalidRefError, NotFoundError, UnsupportedOperationError } from '@swarm/interface'
+import { InvalidRefError, NotFoundError, OriginReadOnlyError, UnsupportedOperationError } from '@swarm/interface'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { CidString, Origin, RefEntry } from '@swarm/interface'
 
 export interface OriginUnderTest {
   /** empty when handed over */
   origin: Origin
+  /**
+   * For an origin that only reads: a writable origin on the same backend, through which the
+   * tests put what the origin under test must then read. Its presence makes the suite hold every
+   * write through `origin` to OriginReadOnlyError.
+   */
+  writer?: Origin
   /** closes the origin and removes what the test left */
   teardown(): Promise<void>
 }
@@ -96,10 +109,13 @@ export function originConformanceTests (name: string, setup: () => Promise<Origi
   describe(`${name}: Origin conformance`, () => {
     let subject: OriginUnderTest
     let origin: Origin
+    /** where puts go: the origin itself, or the writer of a read-only one */
+    let writer: Origin
 
     beforeEach(async () => {
       subject = await setup()
       origin = subject.origin
+      writer = subject.writer ?? origin
     })
 
     afterEach(async () => {
@@ -114,7 +130,7 @@ export function originConformanceTests (name: string, setup: () => Promise<Origi
     it('round-trips chunks byte for byte, several MiB included', async () => {
       const chunks = [randomChunk(1), randomChunk(64 * 1024 + 3), randomChunk(6 * MiB + 17)]
       for (const { cid } of chunks) expect(await origin.hasChunk(cid)).toBe(false)
-      for (const { cid, bytes } of chunks) await origin.putChunk(cid, bytes)
+      for (const { cid, bytes } of chunks) await writer.putChunk(cid, bytes)
       for (const { cid, bytes } of chunks) {
         expect(await origin.hasChunk(cid)).toBe(true)
         expectSameBytes(await origin.getChunk(cid), bytes)
@@ -132,8 +148,8 @@ export function originConformanceTests (name: string, setup: () => Promise<Origi
     it('keeps chunks and manifests apart', async () => {
       const manifest = randomChunk(2048, JSON_CODEC)
       const chunk = randomChunk(2048)
-      await origin.putManifest(manifest.cid, manifest.bytes)
-      await origin.putChunk(chunk.cid, chunk.bytes)
+      await writer.putManifest(manifest.cid, manifest.bytes)
+      await writer.putChunk(chunk.cid, chunk.bytes)
       expectSameBytes(await origin.getManifest(manifest.cid), manifest.bytes)
       await expect(origin.getChunk(manifest.cid)).rejects.toBeInstanceOf(NotFoundError)
       await expect(origin.getManifest(chunk.cid)).rejects.toBeInstanceOf(NotFoundError)
@@ -144,10 +160,10 @@ export function originConformanceTests (name: string, setup: () => Promise<Origi
     it('treats a second put of the same chunk or manifest as a no-op', async () => {
       const chunk = randomChunk(300 * 1024)
       const manifest = randomChunk(512, JSON_CODEC)
-      await origin.putChunk(chunk.cid, chunk.bytes)
-      await origin.putChunk(chunk.cid, chunk.bytes)
-      await origin.putManifest(manifest.cid, manifest.bytes)
-      await origin.putManifest(manifest.cid, manifest.bytes)
+      await writer.putChunk(chunk.cid, chunk.bytes)
+      await writer.putChunk(chunk.cid, chunk.bytes)
+      await writer.putManifest(manifest.cid, manifest.bytes)
+      await writer.putManifest(manifest.cid, manifest.bytes)
       expectSameBytes(await origin.getChunk(chunk.cid), chunk.bytes)
       expectSameBytes(await origin.getManifest(manifest.cid), manifest.bytes)
       await expectListedChunks(origin, [chunk.cid])
@@ -156,7 +172,7 @@ export function originConformanceTests (name: string, setup: () => Promise<Origi
     it('lists exactly the chunks put', async () => {
       await expectListedChunks(origin, [])
       const chunks = Array.from({ length: 12 }, (_, i) => randomChunk(100 + i))
-      await Promise.all(chunks.map(async ({ cid, bytes }) => { await origin.putChunk(cid, bytes) }))
+      await Promise.all(chunks.map(async ({ cid, bytes }) => { await writer.putChunk(cid, bytes) }))
       await expectListedChunks(origin, chunks.map(c => c.cid))
     })
 
@@ -164,10 +180,10 @@ export function originConformanceTests (name: string, setup: () => Promise<Origi
       const [a, b, c] = [randomChunk(64, JSON_CODEC), randomChunk(65, JSON_CODEC), randomChunk(66, JSON_CODEC)]
       if (a === undefined || b === undefined || c === undefined) throw new Error('unreachable')
       expect(await collect(origin.listRefs())).toEqual([])
-      await origin.putRef({ name: 'org/model', tag: 'tag' }, a.cid)
-      await origin.putRef({ name: 'org/model', tag: 'v2' }, b.cid)
-      await origin.putRef({ name: 'org/team/model', tag: 'latest' }, c.cid)
-      await origin.putRef({ name: 'solo', tag: 'v1.0_rc-1' }, a.cid)
+      await writer.putRef({ name: 'org/model', tag: 'tag' }, a.cid)
+      await writer.putRef({ name: 'org/model', tag: 'v2' }, b.cid)
+      await writer.putRef({ name: 'org/team/model', tag: 'latest' }, c.cid)
+      await writer.putRef({ name: 'solo', tag: 'v1.0_rc-1' }, a.cid)
 
       expect(await origin.resolveRef({ name: 'org/model', tag: 'tag' })).toBe(a.cid)
       expect(await origin.resolveRef({ name: 'org/team/model', tag: 'latest' })).toBe(c.cid)
@@ -182,7 +198,7 @@ export function originConformanceTests (name: string, setup: () => Promise<Origi
         { name: 'solo', tag: 'v1.0_rc-1', cid: a.cid }
       ])
 
-      await origin.putRef({ name: 'org/model', tag: 'tag' }, c.cid)
+      await writer.putRef({ name: 'org/model', tag: 'tag' }, c.cid)
       expect(await origin.resolveRef({ name: 'org/model', tag: 'tag' })).toBe(c.cid)
       const moved = (await collect(origin.listRefs())).filter(r => r.name === 'org/model' && r.tag === 'tag')
       expect(moved).toEqual([{ name: 'org/model', tag: 'tag', cid: c.cid }])
@@ -210,7 +226,7 @@ export function originConformanceTests (name: string, setup: () => Promise<Origi
 
     it('rejects at once with the reason of an already-aborted signal, and writes nothing', async () => {
       const stored = randomChunk(1024)
-      await origin.putChunk(stored.cid, stored.bytes)
+      await writer.putChunk(stored.cid, stored.bytes)
       const fresh = randomChunk(1024)
       const reason = new Error('stop now')
       const signal = AbortSignal.abort(reason)
@@ -236,9 +252,29 @@ export function originConformanceTests (name: string, setup: () => Promise<Origi
       await expect(origin.getChunk(stored.cid, { signal: controller.signal })).rejects.toMatchObject({ name: 'AbortError' })
     })
 
+    it('takes writes, or, when it only reads, refuses every one with OriginReadOnlyError and changes nothing', async () => {
+      const chunk = randomChunk(4096)
+      const manifest = randomChunk(256, JSON_CODEC)
+      if (subject.writer === undefined) {
+        // a writable origin: the same calls land
+        await origin.putChunk(chunk.cid, chunk.bytes)
+        await origin.putManifest(manifest.cid, manifest.bytes)
+        await origin.putRef({ name: 'org/model', tag: 'v1' }, manifest.cid)
+        expect(await origin.resolveRef({ name: 'org/model', tag: 'v1' })).toBe(manifest.cid)
+        return
+      }
+      await expect(origin.putChunk(chunk.cid, chunk.bytes)).rejects.toBeInstanceOf(OriginReadOnlyError)
+      await expect(origin.putManifest(manifest.cid, manifest.bytes)).rejects.toBeInstanceOf(OriginReadOnlyError)
+      await expect(origin.putRef({ name: 'org/model', tag: 'v1' }, manifest.cid)).rejects.toMatchObject({ code: 'ERR_ORIGIN_READ_ONLY', message: expect.stringContaining(origin.url) })
+      expect(await origin.hasChunk(chunk.cid)).toBe(false)
+      await expect(origin.getManifest(manifest.cid)).rejects.toBeInstanceOf(NotFoundError)
+      await expect(origin.resolveRef({ name: 'org/model', tag: 'v1' })).rejects.toBeInstanceOf(NotFoundError)
+      expect(await collect(origin.listRefs())).toEqual([])
+    })
+
     it('serves 32 concurrent gets correctly', async () => {
       const chunks = Array.from({ length: 8 }, (_, i) => randomChunk(512 * 1024 + i))
-      await Promise.all(chunks.map(async ({ cid, bytes }) => { await origin.putChunk(cid, bytes) }))
+      await Promise.all(chunks.map(async ({ cid, bytes }) => { await writer.putChunk(cid, bytes) }))
       const reads = Array.from({ length: 32 }, (_, i) => chunks[(i * 5) % chunks.length] as TestObject)
       const results = await Promise.all(reads.map(async ({ cid }) => await origin.getChunk(cid)))
       for (const [i, bytes] of results.entries()) expectSameBytes(bytes, (reads[i] as TestObject).bytes)

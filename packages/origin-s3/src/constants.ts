@@ -14,9 +14,6 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
 /** ListObjectsV2 page size; 1000 is the most S3 returns. */
 export const DEFAULT_LIST_PAGE_SIZE = 1000
 
-/** Ref bodies fetched at once while listing refs. */
-export const REF_LIST_CONCURRENCY = 8
-
 /** Presigned GET URLs are used at once; the expiry only bounds a leaked URL. */
 export const PRESIGNED_URL_EXPIRES_S = 300
 

@@ -8,7 +8,7 @@ import {
   S3Client
 } from '@aws-sdk/client-s3'
 import { getSignedUrl, S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
-import { BufferPool, InvalidRefError, NotFoundError, OriginUnavailableError, silentLogger } from '@swarm/interface'
+import { BufferPool, InvalidRefError, NotFoundError, resolveListedRefs, OriginUnavailableError, silentLogger } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
 import { Agent as UndiciAgent } from 'undici'
 import {
@@ -25,7 +25,6 @@ import {
   MANIFESTS_PREFIX,
   MAX_ERROR_BODY_BYTES,
   PRESIGNED_URL_EXPIRES_S,
-  REF_LIST_CONCURRENCY,
   REFS_PREFIX
 } from './constants.js'
 import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError, TruncatedBodyError } from './errors.js'
@@ -229,27 +228,7 @@ export class S3Origin implements Origin {
         }
         refs.push(ref)
       }
-      for (let i = 0; i < refs.length; i += REF_LIST_CONCURRENCY) {
-        const batch = refs.slice(i, i + REF_LIST_CONCURRENCY)
-        const cids = await Promise.all(batch.map(async ref => {
-          try {
-            return await this.resolveRef(ref, options)
-          } catch (err) {
-            // deleted between the listing and the read
-            if (err instanceof NotFoundError) return undefined
-            // one damaged ref must not hide the others
-            if (err instanceof InvalidRefError) {
-              this.log.warn({ ref: `${ref.name}:${ref.tag}` }, err.message)
-              return undefined
-            }
-            throw err
-          }
-        }))
-        for (const [j, ref] of batch.entries()) {
-          const cid = cids[j]
-          if (cid !== undefined) yield { ...ref, cid }
-        }
-      }
+      yield * resolveListedRefs(refs, async ref => await this.resolveRef(ref, options), this.log)
     }
   }
 

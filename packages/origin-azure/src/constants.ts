@@ -1,0 +1,33 @@
+/** Object kinds under the origin's prefix: the S3 origin's layout. */
+export const CHUNKS_PREFIX = 'chunks/'
+export const MANIFESTS_PREFIX = 'manifests/'
+export const REFS_PREFIX = 'refs/'
+
+/** Canonical CIDv1 strings (base32): also keeps blob names to a safe alphabet. */
+export const CID_PATTERN = /^b[a-z2-7]{8,200}$/
+
+/** Retries after the first attempt, for failures that may pass (500, 503, resets, timeouts). */
+export const DEFAULT_RETRIES = 4
+/** The SDK's exponential backoff: base and cap. */
+export const RETRY_BASE_DELAY_MS = 200
+export const RETRY_MAX_DELAY_MS = 10_000
+
+/** Blobs per List Blobs page; 5000 is the most Azure returns. */
+export const DEFAULT_LIST_PAGE_SIZE = 5000
+
+
+/** The public cloud's blob host suffix; `az://account/…` means `https://account.blob.core.windows.net`. */
+export const DEFAULT_BLOB_HOST_SUFFIX = 'blob.core.windows.net'
+
+/** Hosts of Azure's clouds whose `https://account.<suffix>/container/prefix` URLs are taken as Azure origins. */
+export const BLOB_HOST_SUFFIXES = ['blob.core.windows.net', 'blob.core.chinacloudapi.cn', 'blob.core.usgovcloudapi.net']
+
+/** Storage account names: 3–24 lowercase letters and digits. */
+export const ACCOUNT_PATTERN = /^[a-z0-9]{3,24}$/
+/** Container names: 3–63 of lowercase letters, digits and single hyphens, starting and ending alphanumeric. */
+export const CONTAINER_PATTERN = /^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$/
+
+/** Free chunk buffers kept for the next GETs: a pull's in-flight chunks at 4 MiB each. */
+export const CHUNK_POOL_MAX_FREE_BYTES = 64 * 1024 * 1024
+/** Free chunk buffers are dropped after this long without a GET that needs one. */
+export const CHUNK_POOL_IDLE_MS = 5_000

@@ -1,0 +1,35 @@
+/** Object kinds, each a directory under the origin's prefix: the file origin's layout. */
+export const CHUNKS_DIR = 'chunks'
+export const MANIFESTS_DIR = 'manifests'
+export const REFS_DIR = 'refs'
+
+/** Canonical CIDv1 strings (base32): also keeps paths to a safe alphabet. */
+export const CID_PATTERN = /^b[a-z2-7]{8,200}$/
+
+/** Connections per server, for the bulk GETs of a pull. */
+export const DEFAULT_MAX_SOCKETS = 64
+
+/** Retries after the first attempt, for failures that may pass (5xx, 429, resets, timeouts, a body cut short). */
+export const DEFAULT_RETRIES = 4
+
+/** Backoff is full jitter: a uniform delay in [0, min(cap, base × 2^(retry − 1))]. */
+export const RETRY_BASE_DELAY_MS = 200
+export const RETRY_MAX_DELAY_MS = 10_000
+
+/** How long a connection may stay silent (connect, headers, between body bytes) before the attempt fails. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
+
+/** Idle keep-alive connections are kept this long. */
+export const KEEP_ALIVE_TIMEOUT_MS = 30_000
+
+/** Redirects followed per request (a CDN may send a GET on to a storage host). */
+export const MAX_REDIRECTS = 5
+
+
+/** Listings and ref bodies are small; a larger answer is refused rather than buffered. */
+export const MAX_LISTING_BYTES = 64 * 1024 * 1024
+
+/** Free chunk buffers kept for the next GETs: a pull's in-flight chunks at 4 MiB each. */
+export const CHUNK_POOL_MAX_FREE_BYTES = 64 * 1024 * 1024
+/** Free chunk buffers are dropped after this long without a GET that needs one. */
+export const CHUNK_POOL_IDLE_MS = 5_000

@@ -1,0 +1,367 @@
+import { readFileSync } from 'node:fs'
+import { rootCertificates } from 'node:tls'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { BufferPool, InvalidRefError, NotFoundError, resolveListedRefs, OriginReadOnlyError, OriginUnavailableError, silentLogger } from '@swarm/interface'
+import { formatRef } from '@swarm/manifest'
+import { Agent } from 'undici'
+import { z } from 'zod'
+import {
+  CHUNK_POOL_IDLE_MS,
+  CHUNK_POOL_MAX_FREE_BYTES,
+  CHUNKS_DIR,
+  CID_PATTERN,
+  DEFAULT_MAX_SOCKETS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  DEFAULT_RETRIES,
+  KEEP_ALIVE_TIMEOUT_MS,
+  MANIFESTS_DIR,
+  MAX_LISTING_BYTES,
+  MAX_REDIRECTS,
+  REFS_DIR,
+  RETRY_BASE_DELAY_MS,
+  RETRY_MAX_DELAY_MS
+} from './constants.js'
+import { HttpListingUnsupportedError, HttpOriginAuthError, HttpOriginRequestError, TransientHttpError } from './errors.js'
+import { parseHttpOriginUrl } from './url.js'
+import type { HttpOriginInit } from './index.js'
+import type { AbortOptions, CidString, Logger, ModelRef, Origin, RefEntry } from '@swarm/interface'
+import type { Dispatcher } from 'undici'
+
+/** One entry of a JSON directory listing: nginx writes `type`, others `is_dir`. */
+const listingSchema = z.array(z.object({
+  name: z.string().min(1),
+  type: z.string().optional(),
+  is_dir: z.boolean().optional()
+}).loose())
+
+type Listing = Array<{ name: string, directory: boolean }>
+
+/** Errors of the socket or of undici that mean the attempt may pass on another try. */
+const TRANSIENT_NET_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN',
+  'ENETUNREACH', 'ENETDOWN', 'EHOSTUNREACH', 'EHOSTDOWN',
+  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH'
+])
+
+function netCode (err: unknown): string | undefined {
+  const e = err as { code?: unknown, cause?: { code?: unknown } } | undefined
+  if (typeof e?.code === 'string') return e.code
+  if (typeof e?.cause?.code === 'string') return e.cause.code
+  return undefined
+}
+
+function isTransient (err: unknown): boolean {
+  if (err instanceof TransientHttpError) return true
+  const code = netCode(err)
+  return code !== undefined && TRANSIENT_NET_CODES.has(code)
+}
+
+function checkCid (cid: CidString): void {
+  if (typeof cid !== 'string' || !CID_PATTERN.test(cid)) {
+    throw new TypeError(`invalid CID ${JSON.stringify(cid)}: expected a CIDv1 in base32 (b…)`)
+  }
+}
+
+function positiveInteger (value: number | undefined, fallback: number, name: string, min = 1): number {
+  if (value === undefined) return fallback
+  if (!Number.isInteger(value) || value < min) throw new TypeError(`${name} must be an integer ≥ ${min}, got ${value}`)
+  return value
+}
+
+function header (headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const value = headers[name]
+  return Array.isArray(value) ? value[0] : value
+}
+
+/** A strong ETag, the only kind If-Match may compare. */
+function strongEtag (headers: Dispatcher.ResponseData['headers']): string | undefined {
+  const etag = header(headers, 'etag')
+  return etag !== undefined && etag.startsWith('"') ? etag : undefined
+}
+
+/** Where a response body is being copied: a buffer of the announced length, filled from `received`. */
+interface Target {
+  bytes: Uint8Array
+  received: number
+  etag: string | undefined
+}
+
+export class HttpOrigin implements Origin {
+  readonly url: string
+  private readonly server: string
+  private readonly basePath: string
+  private readonly authorization: string | undefined
+  private readonly agent: Agent
+  private readonly retries: number
+  private readonly log: Logger
+  private readonly chunkBuffers = new BufferPool({ maxFreeBytes: CHUNK_POOL_MAX_FREE_BYTES, idleMs: CHUNK_POOL_IDLE_MS })
+
+  constructor (init: HttpOriginInit) {
+    const parsed = parseHttpOriginUrl(init.url)
+    this.server = parsed.origin
+    this.basePath = parsed.basePath
+    this.authorization = parsed.authorization
+    this.url = parsed.display
+    this.log = (init.logger ?? silentLogger).child({ origin: this.url })
+    this.retries = positiveInteger(init.retries, DEFAULT_RETRIES, 'retries', 0)
+    const timeout = positiveInteger(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
+    const extraCa = init.ca === undefined ? [] : Array.isArray(init.ca) ? init.ca : [init.ca]
+    this.agent = new Agent({
+      connections: positiveInteger(init.maxSockets, DEFAULT_MAX_SOCKETS, 'maxSockets'),
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+      // without `ca` Node's default store applies, NODE_EXTRA_CA_CERTS included; with it, both are kept
+      connect: { timeout, ...(extraCa.length > 0 ? { ca: [...rootCertificates, ...extraCa, ...extraCaFromEnv()] } : {}) }
+    })
+  }
+
+  async getChunk (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
+    checkCid(cid)
+    return await this.getObject(`${CHUNKS_DIR}/${cid}`, `chunk ${cid}`, options, this.chunkBuffers)
+  }
+
+  /** Takes back bytes `getChunk` returned, for a later GET to read into; the caller must not touch them afterwards. */
+  release (bytes: Uint8Array): void {
+    this.chunkBuffers.give(bytes)
+  }
+
+  async hasChunk (cid: CidString, options: AbortOptions = {}): Promise<boolean> {
+    checkCid(cid)
+    const path = `${CHUNKS_DIR}/${cid}`
+    return await this.withRetries(`HEAD ${path}`, options, async signal => {
+      const res = await this.send('HEAD', path, {}, signal)
+      await res.body.dump()
+      if (res.statusCode === 200) return true
+      if (res.statusCode === 404) return false
+      throw this.statusError(res.statusCode, `HEAD ${path}`)
+    })
+  }
+
+  async putChunk (cid: CidString, _bytes: Uint8Array, options: AbortOptions = {}): Promise<void> {
+    options.signal?.throwIfAborted()
+    checkCid(cid)
+    throw this.readOnly(`chunk ${cid}`)
+  }
+
+  async * listChunks (options: AbortOptions = {}): AsyncIterable<CidString> {
+    for (const entry of await this.list(`${CHUNKS_DIR}/`, options)) {
+      if (!entry.directory && CID_PATTERN.test(entry.name)) yield entry.name
+    }
+  }
+
+  async getManifest (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
+    checkCid(cid)
+    return await this.getObject(`${MANIFESTS_DIR}/${cid}`, `manifest ${cid}`, options)
+  }
+
+  async putManifest (cid: CidString, _bytes: Uint8Array, options: AbortOptions = {}): Promise<void> {
+    options.signal?.throwIfAborted()
+    checkCid(cid)
+    throw this.readOnly(`manifest ${cid}`)
+  }
+
+  async resolveRef (ref: ModelRef, options: AbortOptions = {}): Promise<CidString> {
+    const text = formatRef(ref)
+    const bytes = await this.getObject(this.refPath(ref), `ref ${text}`, options)
+    const cid = new TextDecoder().decode(bytes).trim()
+    if (!CID_PATTERN.test(cid)) throw new InvalidRefError(`ref ${text} at ${this.url} does not hold a CID`)
+    return cid
+  }
+
+  async putRef (ref: ModelRef, cid: CidString, options: AbortOptions = {}): Promise<void> {
+    options.signal?.throwIfAborted()
+    const text = formatRef(ref)
+    checkCid(cid)
+    throw this.readOnly(`ref ${text}`)
+  }
+
+  async * listRefs (options: AbortOptions = {}): AsyncIterable<RefEntry> {
+    yield * this.walkRefs([], options)
+  }
+
+  async close (): Promise<void> {
+    await this.agent.close()
+    this.chunkBuffers.clear()
+  }
+
+  private readOnly (what: string): OriginReadOnlyError {
+    return new OriginReadOnlyError(`${this.url} is a read-only HTTP origin: cannot write ${what}; publish to the directory it serves (--origin file:///dir) or to a writable origin`)
+  }
+
+  private refPath (ref: ModelRef): string {
+    return `${REFS_DIR}/${ref.name}/${ref.tag}`
+  }
+
+  /**
+   * One request, following redirects. A redirect to the same path plus `/` is a web server
+   * pointing at a directory: answered as 404, since no object lives there.
+   */
+  private async send (method: 'GET' | 'HEAD', path: string, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Dispatcher.ResponseData> {
+    let target = new URL(`${this.basePath}${path.split('/').map(encodeURIComponent).join('/')}`, this.server)
+    for (let hop = 0; ; hop++) {
+      const sameServer = target.origin === this.server
+      const res = await this.agent.request({
+        origin: target.origin,
+        path: `${target.pathname}${target.search}`,
+        method,
+        // credentials go to the configured server only, never to wherever it redirects
+        headers: { ...headers, ...(sameServer && this.authorization !== undefined ? { authorization: this.authorization } : {}) },
+        signal
+      })
+      const location = header(res.headers, 'location')
+      if (![301, 302, 303, 307, 308].includes(res.statusCode) || location === undefined) return res
+      await res.body.dump()
+      const next = new URL(location, target)
+      if (next.origin === target.origin && next.pathname === `${target.pathname}/`) {
+        return { ...res, statusCode: 404 }
+      }
+      if (hop >= MAX_REDIRECTS) throw new HttpOriginRequestError(res.statusCode, `${method} ${path} at ${this.url}: more than ${MAX_REDIRECTS} redirects`)
+      target = next
+    }
+  }
+
+  private statusError (status: number, what: string): Error {
+    if (status === 401 || status === 403) {
+      return new HttpOriginAuthError(status, `${this.url} refused ${what} (HTTP ${status}); check the credentials in the origin URL and the server's access rules`)
+    }
+    if ((status >= 500 && status !== 501) || status === 429 || status === 408) return new TransientHttpError(status, `HTTP ${status}`)
+    return new HttpOriginRequestError(status, `${this.url} refused ${what} (HTTP ${status})`)
+  }
+
+  /** Runs `attempt` until it succeeds, fails in a way retrying cannot fix, or runs out of retries; aborts end the wait at once. */
+  private async withRetries<T> (what: string, { signal }: AbortOptions, attempt: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
+    signal?.throwIfAborted()
+    for (let tries = 1; ; tries++) {
+      try {
+        return await attempt(signal)
+      } catch (err) {
+        if (signal?.aborted === true) throw signal.reason
+        if (!isTransient(err)) throw err
+        if (tries > this.retries) {
+          const reached = err instanceof TransientHttpError ? 'keeps failing' : 'cannot be reached'
+          throw new OriginUnavailableError(`HTTP origin ${this.url} ${reached}: ${what} failed ${tries} times; last: ${netCode(err) ?? (err as Error).message}`, { cause: err })
+        }
+        const delayMs = Math.random() * Math.min(RETRY_MAX_DELAY_MS, RETRY_BASE_DELAY_MS * 2 ** (tries - 1))
+        this.log.debug({ request: what, attempt: tries, delayMs: Math.round(delayMs), error: (err as Error).message }, 'HTTP request failed; retrying')
+        await sleep(delayMs, undefined, { signal }).catch(() => { throw signal?.reason })
+      }
+    }
+  }
+
+  /**
+   * GETs one object whole. A body that breaks off is resumed from where it stopped with a ranged
+   * GET bound to the first answer's ETag (If-Match), so a file replaced in between is read again
+   * from the start instead of being stitched from two versions.
+   */
+  private async getObject (path: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
+    let target: Target | undefined
+    return await this.withRetries(`GET ${path}`, options, async signal => {
+      const resume = target !== undefined && target.received > 0 && target.etag !== undefined ? target : undefined
+      const res = await this.send('GET', path, resume !== undefined ? { range: `bytes=${resume.received}-`, 'if-match': resume.etag as string } : {}, signal)
+      if (res.statusCode === 404) {
+        await res.body.dump()
+        throw new NotFoundError(`${what} not found at ${this.url}`)
+      }
+      if (res.statusCode === 412 && resume !== undefined) {
+        await res.body.dump()
+        this.log.debug({ path }, 'object changed between a broken read and its resumption; reading it again from the start')
+        target = undefined
+        throw new TransientHttpError(412, `${path} changed while being read`)
+      }
+      const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header(res.headers, 'content-range') ?? '')
+      if (res.statusCode === 206 && resume !== undefined && range !== null && Number(range[1]) === resume.received && Number(range[3]) === resume.bytes.byteLength) {
+        this.log.trace({ path, from: resume.received }, 'resuming a broken read')
+      } else if (res.statusCode === 200) {
+        const length = Number(header(res.headers, 'content-length'))
+        if (!Number.isSafeInteger(length) || length < 0) {
+          // no announced length (chunked encoding): nothing to resume against
+          target = undefined
+          const bytes = new Uint8Array(await res.body.arrayBuffer())
+          return bytes
+        }
+        target = { bytes: pool !== undefined ? pool.take(length) : new Uint8Array(length), received: 0, etag: strongEtag(res.headers) }
+      } else {
+        await res.body.dump()
+        throw this.statusError(res.statusCode, `GET ${path}`)
+      }
+      const into = target as Target
+      for await (const piece of res.body as AsyncIterable<Buffer>) {
+        if (into.received + piece.byteLength > into.bytes.byteLength) {
+          target = undefined
+          throw new TransientHttpError(undefined, `${path}: the body ran past its Content-Length`)
+        }
+        into.bytes.set(piece, into.received)
+        into.received += piece.byteLength
+      }
+      if (into.received !== into.bytes.byteLength) throw new TransientHttpError(undefined, `${path}: the body ended after ${into.received} of ${into.bytes.byteLength} bytes`)
+      target = undefined
+      return into.bytes
+    })
+  }
+
+  /** A JSON directory listing of `dir` (ending in `/`); a missing directory lists as empty. */
+  private async list (dir: string, options: AbortOptions): Promise<Listing> {
+    return await this.withRetries(`LIST ${dir}`, options, async signal => {
+      const res = await this.send('GET', dir, { accept: 'application/json' }, signal)
+      if (res.statusCode === 404) {
+        await res.body.dump()
+        return []
+      }
+      if (res.statusCode === 401 || res.statusCode >= 500 || res.statusCode === 429 || res.statusCode === 408) {
+        await res.body.dump()
+        throw this.statusError(res.statusCode, `a listing of ${dir}`)
+      }
+      const type = header(res.headers, 'content-type') ?? ''
+      if (res.statusCode !== 200 || !type.includes('json')) {
+        await res.body.dump()
+        throw new HttpListingUnsupportedError(`${this.url} gives no JSON listing of ${dir} (HTTP ${res.statusCode}, ${type === '' ? 'no content type' : type}): listing names needs JSON directory listings, e.g. nginx "autoindex on; autoindex_format json;"; pulls by name or CID work without`)
+      }
+      const length = Number(header(res.headers, 'content-length') ?? 0)
+      if (length > MAX_LISTING_BYTES) {
+        await res.body.dump()
+        throw new HttpOriginRequestError(200, `the listing of ${dir} at ${this.url} is ${length} bytes; the limit is ${MAX_LISTING_BYTES}`)
+      }
+      const parsed = listingSchema.safeParse(await res.body.json().catch(() => undefined))
+      if (!parsed.success) throw new HttpListingUnsupportedError(`${this.url} answered the listing of ${dir} with JSON that is not a directory listing (expected [{ "name", "type": "file" | "directory" }])`)
+      return parsed.data.map(entry => ({ name: entry.name.replace(/\/$/, ''), directory: entry.type === 'directory' || entry.is_dir === true || entry.name.endsWith('/') }))
+    })
+  }
+
+  private async * walkRefs (nameParts: string[], options: AbortOptions): AsyncIterable<RefEntry> {
+    const dir = [REFS_DIR, ...nameParts].join('/') + '/'
+    const entries = (await this.list(dir, options)).filter(e => !e.name.startsWith('.')).sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+    const refs: ModelRef[] = []
+    for (const entry of entries) {
+      if (entry.directory) {
+        yield * this.walkRefs([...nameParts, entry.name], options)
+        continue
+      }
+      if (nameParts.length === 0) continue
+      const ref = { name: nameParts.join('/'), tag: entry.name }
+      try {
+        formatRef(ref)
+      } catch {
+        this.log.debug({ dir, name: entry.name }, 'skipping a file under refs/ that is not a valid ref')
+        continue
+      }
+      refs.push(ref)
+    }
+    yield * resolveListedRefs(refs, async ref => await this.resolveRef(ref, options), this.log)
+  }
+}
+
+/**
+ * NODE_EXTRA_CA_CERTS joins Node's default store only, and a `ca` option replaces that store, so
+ * the file is added back here. Unreadable, it is left out: Node has already warned about it at start.
+ */
+function extraCaFromEnv (): string[] {
+  const file = process.env.NODE_EXTRA_CA_CERTS
+  if (file === undefined || file === '') return []
+  try {
+    return [readFileSync(file, 'utf8')]
+  } catch {
+    return []
+  }
+}
