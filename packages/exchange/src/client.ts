@@ -26,7 +26,6 @@
  * loses nothing but that reuse.
  */
 
-import './polyfill.js'
 import tls from 'node:tls'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { AbortError, BufferPool, NotFoundError, silentLogger } from '@swarm/interface'

@@ -4,7 +4,6 @@
  * authentication is `verifyPeerCertificate` on the remote certificate after the handshake.
  */
 
-import './polyfill.js'
 import type { TLSSocket } from 'node:tls'
 import { generateCertificate, verifyPeerCertificate } from '@libp2p/tls/utils'
 import { PROTOCOL } from './constants.js'

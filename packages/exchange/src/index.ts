@@ -36,7 +36,6 @@
  * ```
  */
 
-import './polyfill.js'
 
 export * from './constants.js'
 export * from './errors.js'

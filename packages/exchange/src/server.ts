@@ -34,7 +34,6 @@
  * buffer is free then. Buffers of responses that are never written are left to the collector.
  */
 
-import './polyfill.js'
 import tls from 'node:tls'
 import { BufferPool, silentLogger } from '@swarm/interface'
 import {

@@ -1,4 +1,3 @@
-import '../src/polyfill.js'
 import { randomBytes } from 'node:crypto'
 import tls from 'node:tls'
 import { generateKeyPair } from '@libp2p/crypto/keys'
