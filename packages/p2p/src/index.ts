@@ -74,6 +74,7 @@ export { DEFAULT_FLEET_LIMITS, FLEET_REJECTIONS, encodeFleetState } from './flee
 export type { FleetEvents, FleetGossip, FleetLimits, FleetLocalState, FleetModelState, FleetModelStatus, FleetNodeState, FleetRejection, FleetStats, PreheatRequest } from './fleet.js'
 export { checkLabelKey, checkLabelValue, formatSelector, matchesSelector, parseLabels, parseSelector } from './selector.js'
 export type { Requirement, Selector } from './selector.js'
+export { TokenBucket } from './rate-limit.js'
 export { parseBootstrapEntry } from './bootstrap.js'
 export type { BootstrapEntry } from './bootstrap.js'
 export { FrameDecoder, decodeMessage, encodeMessage, PROTOCOL_VERSION } from './messages.js'
