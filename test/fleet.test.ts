@@ -195,9 +195,19 @@ describe('fleet operations', () => {
   it('swarm wait times out naming a node that was killed, and why each missing node is missing', async () => {
     const [a0, , , a3, a4] = agents as [RunningAgent, RunningAgent, RunningAgent, RunningAgent, RunningAgent]
     // four nodes match (a3 is left out by zone); a4 does not hold fleet:v1, and is then killed
+    expect((await fleetOf(a0)).nodes.map(n => n.peerId)).toContain(a4.peerId)
     const started = Date.now()
-    const waiting = swarm(['wait', 'fleet:v1', '--min', '4', '--nodes', 'zone!=small', '--timeout', '12s', '--json'], a0.env)
-    await sleep(3_000)
+    const child = spawnSwarm(['wait', 'fleet:v1', '--min', '4', '--nodes', 'zone!=small', '--timeout', '12s', '--json'], a0.env)
+    // killed once the waiter has seen it (a node gone before the wait began is simply not in the fleet)
+    const seen = new Promise<void>(resolve => {
+      let out = ''
+      child.stdout?.on('data', (d: Buffer | string) => {
+        out += d.toString()
+        if (out.split('\n').some(l => l.includes('"progress"') && l.includes('"matching":4'))) resolve()
+      })
+    })
+    const waiting = collect(child)
+    await seen
     await a4.kill()
     const waited = await waiting
     expect(waited.code, waited.stderr).toBe(7)
