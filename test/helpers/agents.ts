@@ -27,6 +27,8 @@ export interface AgentOptions {
   env: Record<string, string>
   bootstrap?: string[]
   swarmKeyFile?: string
+  /** more arguments for `swarm agent` (e.g. `--label pool=a`) */
+  args?: string[]
 }
 
 /**
@@ -53,7 +55,7 @@ export async function startAgent (options: AgentOptions): Promise<RunningAgent> 
     ...(options.bootstrap != null ? { SWARM_BOOTSTRAP: options.bootstrap.join(',') } : {}),
     ...(options.swarmKeyFile != null ? { SWARM_SWARM_KEY_FILE: options.swarmKeyFile } : {})
   }
-  const child = spawnSwarm(['agent', '--json'], { ...env, SWARM_LOG_LEVEL: process.env.SWARM_TEST_AGENT_LOG ?? 'warn' })
+  const child = spawnSwarm(['agent', '--json', ...(options.args ?? [])], { ...env, SWARM_LOG_LEVEL: process.env.SWARM_TEST_AGENT_LOG ?? 'warn' })
   let stderr = ''
   child.stderr?.setEncoding('utf8').on('data', (d: string) => { stderr += d })
   const exited = new Promise<number | null>(resolve => child.on('exit', code => { resolve(code) }))

@@ -19,6 +19,7 @@ import { detectHfSnapshot, findHfSnapshot, hfMetadata } from './hf-cache.js'
 import type { HfSnapshot } from './hf-cache.js'
 import { agentPull, agentStatus } from './agent/control-api.js'
 import { createLogger, createOrigin } from './runtime.js'
+import { registerFleetCommands } from './commands/fleet.js'
 import type { Config, ConfigLayer } from '@swarm/config'
 import { redactDeep, redactSecrets } from '@swarm/interface'
 import type { ChunkStore, GcReport, Logger, TransferProgress } from '@swarm/interface'
@@ -223,11 +224,12 @@ export function program (): Command {
     .option('--metrics-port <port>', 'Prometheus /metrics, /healthz, /readyz port, 0 for any (SWARM_METRICS_PORT)')
     .option('--socket <path>', 'control socket (SWARM_SOCKET)')
     .option('--mdns', 'also find peers on the local link with mDNS (SWARM_MDNS)')
+    .option('--label <key=value>', 'a label of this node, for preheat and wait selectors; repeatable (SWARM_LABELS=k=v,k2=v2)', (value: string, prior: string[]) => [...prior, value], [] as string[])
     .option('--peer-ban-seconds <seconds>', 'how long a misbehaving peer is first banned, 0 never (SWARM_PEER_BAN_SECONDS)')
     .option('--mount <dir>', 'also mount the read-only view of the models there (SWARM_MOUNT)')
     .option('--mount-read-ahead <size>', 'largest read-ahead of a sequential reader of the mount, default 256MiB (SWARM_MOUNT_READ_AHEAD)')
     .option('--mount-adapter <name>', 'FUSE adapter: auto, kernel (own server, passthrough) or fuse-native (SWARM_MOUNT_ADAPTER)')
-    .action(async (local: { listen?: string, bootstrap?: string, swarmKey?: string, insecureOpenSwarm?: boolean, dataPort?: string, dataHost?: string, dataConnections?: string, dataConnectionsPerPeer?: string, dataWriteTimeout?: string, dataIdleTimeout?: string, dataHandshakeTimeout?: string, metricsPort?: string, socket?: string, mdns?: boolean, peerBanSeconds?: string, mount?: string, mountReadAhead?: string, mountAdapter?: string }, command: Command) => {
+    .action(async (local: { listen?: string, bootstrap?: string, swarmKey?: string, insecureOpenSwarm?: boolean, dataPort?: string, dataHost?: string, dataConnections?: string, dataConnectionsPerPeer?: string, dataWriteTimeout?: string, dataIdleTimeout?: string, dataHandshakeTimeout?: string, metricsPort?: string, socket?: string, mdns?: boolean, peerBanSeconds?: string, mount?: string, mountReadAhead?: string, mountAdapter?: string, label: string[] }, command: Command) => {
       const options = globals(command)
       const agentFlags: Record<string, unknown> = {}
       if (local.listen != null) agentFlags.listen = local.listen
@@ -245,6 +247,7 @@ export function program (): Command {
       if (local.socket != null) agentFlags.socket = local.socket
       if (local.mdns === true) agentFlags.mdns = true
       if (local.peerBanSeconds != null) agentFlags.peerBanSeconds = local.peerBanSeconds
+      if (local.label.length > 0) agentFlags.labels = local.label
       const config = await configFrom(options, agentFlags)
       const logger = createLogger(config.logLevel)
       const origin = config.origin !== '' ? createOrigin(config, logger) : undefined
@@ -419,6 +422,8 @@ export function program (): Command {
         emit(options, { command: 'gc', ...report }, describeGc(report))
       })
     })
+
+  registerFleetCommands(cmd, { setup: async command => ({ config: await configFrom(globals(command)), json: globals(command).json === true }), signal: controller.signal })
 
   return cmd
 }

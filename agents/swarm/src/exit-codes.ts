@@ -15,6 +15,8 @@ export const EXIT = {
   unavailable: 5,
   /** the data directory's file system is full (or the quota spent): free space, then pull again */
   diskFull: 6,
+  /** `swarm wait` or `swarm preheat` ended without the fleet reaching its goal (timeout, declines, failures) */
+  fleetGoalMissed: 7,
   interrupted: 130
 } as const
 
@@ -47,6 +49,10 @@ const BY_CODE: Record<string, number> = {
   ERR_MANIFEST_UNAVAILABLE: EXIT.unavailable,
   ERR_FUSE_UNAVAILABLE: EXIT.unavailable,
   ERR_DISK_FULL: EXIT.diskFull,
+  ERR_INVALID_SELECTOR: EXIT.usage,
+  ERR_INVALID_DURATION: EXIT.usage,
+  ERR_FLEET_WAIT_TIMEOUT: EXIT.fleetGoalMissed,
+  ERR_PREHEAT_INCOMPLETE: EXIT.fleetGoalMissed,
   ABORT_ERR: EXIT.interrupted
 }
 

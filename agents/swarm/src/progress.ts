@@ -38,15 +38,15 @@ export function reporter (mode: OutputMode, label: string, write: (line: string)
 
   if (mode === 'tty') {
     const bar = new cliProgress.SingleBar({
-      format: `${label} [{bar}] {percentage}% | {done}/{total} | {rate}/s | ETA {eta_formatted}`,
+      format: `${label} [{bar}] {percentage}% | {done}/{total} | {rate}/s | ETA {eta_formatted}{status}`,
       hideCursor: true,
       etaBuffer: 50,
       stream: process.stderr
     }, cliProgress.Presets.shades_classic)
     let begun = false
     return {
-      update ({ doneBytes, totalBytes }) {
-        const payload = { done: formatBytes(doneBytes), total: formatBytes(totalBytes), rate: formatBytes(rate(doneBytes)) }
+      update ({ doneBytes, totalBytes, detail }) {
+        const payload = { done: formatBytes(doneBytes), total: formatBytes(totalBytes), rate: formatBytes(rate(doneBytes)), status: statusOf(detail) }
         if (!begun) {
           bar.start(totalBytes, doneBytes, payload)
           begun = true
@@ -74,13 +74,18 @@ export function reporter (mode: OutputMode, label: string, write: (line: string)
 
   let last = 0
   return {
-    update ({ doneBytes, totalBytes }) {
+    update ({ doneBytes, totalBytes, detail }) {
       const now = performance.now()
       if (now - last < 2000 && doneBytes < totalBytes) return
       last = now
       const pct = totalBytes === 0 ? 100 : Math.floor(doneBytes / totalBytes * 100)
-      write(`${label}: ${pct}% ${formatBytes(doneBytes)}/${formatBytes(totalBytes)} at ${formatBytes(rate(doneBytes))}/s`)
+      write(`${label}: ${pct}% ${formatBytes(doneBytes)}/${formatBytes(totalBytes)} at ${formatBytes(rate(doneBytes))}/s${statusOf(detail)}`)
     },
     stop () {}
   }
+}
+
+/** A status line a caller puts in `detail.status` (e.g. a fleet's nodes done and pulling), shown after the figures. */
+function statusOf (detail: Record<string, unknown> | undefined): string {
+  return typeof detail?.status === 'string' && detail.status !== '' ? ` | ${detail.status}` : ''
 }

@@ -12,10 +12,11 @@ import { readdir, readFile } from 'node:fs/promises'
 import { join, posix } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { DEFAULT_DATA_DIR_ROOT, ENV_KEYS, loadConfig } from '@swarm/config'
-import { generateSwarmKey, parseBootstrapEntry, parseSwarmKey } from '@swarm/p2p'
+import { generateSwarmKey, matchesSelector, parseBootstrapEntry, parseSelector, parseSwarmKey } from '@swarm/p2p'
 import { describe, expect, it } from 'vitest'
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet'
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment'
+import { Job } from 'kubernetes-models/batch/v1/Job'
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap'
 import { Namespace } from 'kubernetes-models/v1/Namespace'
 import { Secret } from 'kubernetes-models/v1/Secret'
@@ -25,6 +26,8 @@ import { parseAllDocuments } from 'yaml'
 import type { Config } from '@swarm/config'
 import type { IDaemonSet } from 'kubernetes-models/apps/v1/DaemonSet'
 import type { IDeployment } from 'kubernetes-models/apps/v1/Deployment'
+import type { IJob } from 'kubernetes-models/batch/v1/Job'
+import { parseDuration } from '../src/commands/fleet-watch.js'
 import type { IConfigMap } from 'kubernetes-models/v1/ConfigMap'
 import type { IContainer } from 'kubernetes-models/v1/Container'
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec'
@@ -132,6 +135,12 @@ function agentEnvironment (bundle: Bundle): Record<string, string> {
   for (const e of container.env ?? []) {
     if (e.value != null) env[e.name] = e.value
     else if (e.valueFrom?.fieldRef?.fieldPath === 'status.podIP') env[e.name] = '10.1.2.3'
+    else if (e.valueFrom?.fieldRef?.fieldPath.startsWith('metadata.annotations[') === true) {
+      const key = /^metadata\.annotations\['([^']+)'\]$/.exec(e.valueFrom.fieldRef.fieldPath)?.[1] ?? ''
+      const value = daemonSet(bundle).spec?.template.metadata?.annotations?.[key]
+      // as in Kubernetes, a missing annotation is an empty string
+      env[e.name] = value ?? ''
+    }
     else if (e.valueFrom?.secretKeyRef != null) env[e.name] = 'secret-value'
   }
   return env
@@ -224,7 +233,8 @@ const MODELS: Record<string, Model> = {
   'v1 Secret': Secret,
   'v1 Service': Service,
   'apps/v1 DaemonSet': DaemonSet,
-  'apps/v1 Deployment': Deployment
+  'apps/v1 Deployment': Deployment,
+  'batch/v1 Job': Job
 }
 
 function listenPorts (config: Config): number[] {
@@ -250,6 +260,21 @@ function agentVolume (bundle: Bundle, mountPath: string): IVolume {
   return volume
 }
 
+function gateJob (bundle: Bundle): IJob { return only<IJob>(bundle, 'Job', 'rollout-gate-example.yaml') }
+
+/** containers of the examples that run `swarm wait` or `swarm preheat`, with their pod spec */
+function fleetCommands (bundle: Bundle): Array<{ where: string, spec: IPodSpec, container: IContainer }> {
+  const pods: Array<[string, IPodSpec]> = [['inference-example.yaml', podSpec(inference(bundle))], ['rollout-gate-example.yaml', gateJob(bundle).spec!.template.spec!]]
+  return pods.flatMap(([where, spec]) => [...spec.initContainers ?? [], ...spec.containers]
+    .filter(c => c.args?.[0] === 'wait' || c.args?.[0] === 'preheat')
+    .map(container => ({ where: `${where} ${container.name}`, spec, container })))
+}
+
+function flag (args: string[], name: string): string | undefined {
+  const i = args.indexOf(name)
+  return i >= 0 ? args[i + 1] : undefined
+}
+
 function inferenceServer (bundle: Bundle): IContainer {
   const server = podSpec(inference(bundle)).containers.find(c => c.args?.includes('--model') === true)
   if (server == null) throw new Error('no inference container takes --model')
@@ -257,6 +282,50 @@ function inferenceServer (bundle: Bundle): IContainer {
 }
 
 const checks: Check[] = [
+  {
+    name: 'the rollout gate and the inference initContainer reach the agent\'s socket on the node, with goals, selectors and timeouts the CLI accepts that select the agents\' labels',
+    async check (bundle) {
+      const config = await agentConfig(bundle)
+      const dataDir = volumeAt(podSpec(daemonSet(bundle)), agentContainer(bundle), config.dataDir)?.volume.hostPath?.path
+      const nodeSocket = dataDir != null ? posix.join(dataDir, posix.relative(config.dataDir, config.agent.socket)) : undefined
+      const problems: string[] = []
+      const found = fleetCommands(bundle)
+      if (!found.some(f => f.container.args?.[0] === 'wait' && f.where.startsWith('inference-example.yaml'))) problems.push('the inference example does not gate on swarm wait')
+      if (!found.some(f => f.container.args?.[0] === 'wait' && f.where.startsWith('rollout-gate-example.yaml'))) problems.push('the rollout gate Job does not run swarm wait')
+      for (const { where, spec, container } of found) {
+        const args = container.args ?? []
+        const socket = envValue(container, 'SWARM_SOCKET') ?? config.agent.socket
+        const mount = volumeAt(spec, container, socket)
+        if (mount?.volume.hostPath?.path !== nodeSocket || mount?.volume.hostPath?.type !== 'Socket') problems.push(`${where}: ${socket} does not mount the agent's socket on the node (${String(nodeSocket)}, type Socket)`)
+        if (args[0] === 'wait' && flag(args, '--min') == null && !args.includes('--all') && !args.includes('--local')) problems.push(`${where}: swarm wait says how many nodes with none of --min, --all, --local`)
+        const timeout = flag(args, '--timeout')
+        if (timeout != null) {
+          try { parseDuration(timeout) } catch (err) { problems.push(`${where}: ${(err as Error).message}`) }
+        }
+        const nodes = flag(args, '--nodes')
+        if (nodes != null) {
+          try {
+            if (!matchesSelector(parseSelector(nodes), config.agent.labels)) problems.push(`${where}: --nodes ${nodes} matches no agent's labels (${JSON.stringify(config.agent.labels)})`)
+          } catch (err) {
+            problems.push(`${where}: ${(err as Error).message}`)
+          }
+        }
+      }
+      const job = gateJob(bundle)
+      if (job.spec?.template.spec?.restartPolicy !== 'Never' || job.spec?.backoffLimit !== 0) problems.push('the rollout gate Job retries: a gate that failed must fail the pipeline')
+      return problems
+    },
+    breaks: [
+      ['a socket mounted from elsewhere', b => { podSpec(inference(b)).volumes!.find(v => v.name === 'agent-socket')!.hostPath!.path = '/run/swarm.sock' }, /wait-for-model: \/run\/swarm\/agent.sock does not mount the agent's socket/],
+      ['a selector no agent matches', b => { gateJob(b).spec!.template.spec!.containers[0]!.args = ['wait', 'llama-70b:v3', '--nodes', 'pool=b', '--all'] }, /--nodes pool=b matches no agent's labels/],
+      ['agents without labels', b => { delete daemonSet(b).spec!.template.metadata!.annotations!['swarm.io/labels'] }, /matches no agent's labels \(\{\}\)/],
+      ['a selector that does not parse', b => { gateJob(b).spec!.template.spec!.containers[0]!.args = ['wait', 'x', '--nodes', 'pool in (a)', '--all'] }, /not a selector requirement/],
+      ['a wait with no goal', b => { gateJob(b).spec!.template.spec!.containers[0]!.args = ['wait', 'llama-70b:v3'] }, /says how many nodes with none of/],
+      ['a timeout that is no duration', b => { podSpec(inference(b)).initContainers![0]!.args = ['wait', 'llama-70b', '--local', '--timeout', 'soon'] }, /"soon" is not a duration/],
+      ['no gate in the inference pod', b => { podSpec(inference(b)).initContainers = [] }, /the inference example does not gate on swarm wait/],
+      ['a Job that retries', b => { gateJob(b).spec!.backoffLimit = 6 }, /the rollout gate Job retries/]
+    ]
+  },
   {
     name: 'every object in deploy/ is a valid Kubernetes object',
     check (bundle) {
@@ -641,7 +710,7 @@ const checks: Check[] = [
 describe('deploy/ and the Dockerfile', () => {
   it('has the manifests it should, each parsing as YAML', async () => {
     const bundle = await loadBundle()
-    for (const file of ['kustomization.yaml', 'namespace.yaml', 'daemonset.yaml', 'service-headless.yaml', 'secret-example.yaml', 'inference-example.yaml']) {
+    for (const file of ['kustomization.yaml', 'namespace.yaml', 'daemonset.yaml', 'service-headless.yaml', 'secret-example.yaml', 'inference-example.yaml', 'rollout-gate-example.yaml']) {
       expect(bundle.files[file]?.length ?? 0, file).toBeGreaterThan(0)
     }
   })

@@ -59,6 +59,34 @@ const boolean = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 
 const list = z.union([z.array(z.string()), z.string()])
   .transform(v => Array.isArray(v) ? v : v.split(',').map(s => s.trim()).filter(s => s.length > 0))
 
+/**
+ * Node labels as Kubernetes writes them (so the downward API's pass unchanged): a map, or
+ * `k=v,k2=v2`, or a list of `k=v` (repeatable `--label`).
+ */
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/
+const labels = z.union([z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])), z.string(), z.array(z.string())]).transform((value, ctx) => {
+  const pairs: Array<[string, string]> = []
+  if (typeof value === 'string' || Array.isArray(value)) {
+    for (const item of (Array.isArray(value) ? value : [value]).flatMap(v => v.split(',')).map(v => v.trim()).filter(v => v !== '')) {
+      const eq = item.indexOf('=')
+      if (eq <= 0) {
+        ctx.addIssue({ code: 'custom', message: `"${item}" is not a label (expected key=value)` })
+        return z.NEVER
+      }
+      pairs.push([item.slice(0, eq).trim(), item.slice(eq + 1).trim()])
+    }
+  } else {
+    for (const [k, v] of Object.entries(value)) pairs.push([k, String(v)])
+  }
+  for (const [k, v] of pairs) {
+    if (!LABEL_KEY.test(k)) ctx.addIssue({ code: 'custom', message: `"${k}" is not a label key (letters, digits, '-', '_', '.', up to 63, optionally after a DNS prefix and '/')` })
+    else if (!LABEL_VALUE.test(v)) ctx.addIssue({ code: 'custom', message: `"${v}" is not a value for label ${k} (letters, digits, '-', '_', '.', up to 63, starting and ending alphanumeric)` })
+  }
+  if (pairs.length > 32) ctx.addIssue({ code: 'custom', message: `${pairs.length} labels; at most 32` })
+  return Object.fromEntries(pairs)
+})
+
 const originUrl = z.string().refine(v => /^(s3|file|oci|az|https?):\/\/./.test(v), 'expected an s3://bucket[/prefix], file:///dir, oci://registry/namespace, az://account/container[/prefix] or http(s)://host[/prefix] URL')
 
 /** Every key the configuration accepts. All optional here; defaults are applied after merging. */
@@ -107,7 +135,9 @@ export const ConfigSchema = z.object({
     dataWriteTimeoutMs: integer(100, 3_600_000).optional(),
     dataIdleTimeoutMs: integer(100, 86_400_000).optional(),
     dataHandshakeTimeoutMs: integer(100, 600_000).optional(),
-    peerBanSeconds: integer(0, 30 * 24 * 3600)
+    peerBanSeconds: integer(0, 30 * 24 * 3600),
+    /** this node's labels, which preheat and wait selectors match (`pool=a`) */
+    labels
   }).strict()
 }).strict()
 
@@ -159,7 +189,8 @@ export const ENV_KEYS: Record<string, string> = {
   SWARM_DATA_WRITE_TIMEOUT_MS: 'agent.dataWriteTimeoutMs',
   SWARM_DATA_IDLE_TIMEOUT_MS: 'agent.dataIdleTimeoutMs',
   SWARM_DATA_HANDSHAKE_TIMEOUT_MS: 'agent.dataHandshakeTimeoutMs',
-  SWARM_PEER_BAN_SECONDS: 'agent.peerBanSeconds'
+  SWARM_PEER_BAN_SECONDS: 'agent.peerBanSeconds',
+  SWARM_LABELS: 'agent.labels'
 }
 
 export function defaultConfig (env: Record<string, string | undefined> = process.env): Config {
@@ -187,7 +218,8 @@ export function defaultConfig (env: Record<string, string | undefined> = process
       uploadSlots: DEFAULT_UPLOAD_SLOTS,
       uploadRate: 0,
       downloadRate: 0,
-      peerBanSeconds: DEFAULT_PEER_BAN_SECONDS
+      peerBanSeconds: DEFAULT_PEER_BAN_SECONDS,
+      labels: {}
     }
   }
 }

@@ -60,6 +60,17 @@ describe('config', () => {
     await expect(loadConfig({ env: { SWARM_PEER_BAN_SECONDS: '-5' } })).rejects.toThrow(/SWARM_PEER_BAN_SECONDS \(env\)/)
   })
 
+  it('takes node labels from file, env and repeated flags, later layers winning per key, and names a bad one', async () => {
+    expect((await loadConfig({ env: {} })).agent.labels).toEqual({})
+    const file = await tempFile('agent:\n  labels:\n    pool: a\n    zone: z1\n')
+    expect((await loadConfig({ file, env: {} })).agent.labels).toEqual({ pool: 'a', zone: 'z1' })
+    expect((await loadConfig({ file, env: { SWARM_LABELS: 'zone=z2, rack=r7' } })).agent.labels).toEqual({ pool: 'a', zone: 'z2', rack: 'r7' })
+    expect((await loadConfig({ file, env: { SWARM_LABELS: 'zone=z2' }, flags: { agent: { labels: ['zone=z3', 'example.com/gpu=h100'] } } })).agent.labels).toEqual({ pool: 'a', zone: 'z3', 'example.com/gpu': 'h100' })
+    await expect(loadConfig({ env: { SWARM_LABELS: 'pool' } })).rejects.toThrow(/SWARM_LABELS \(env\): "pool" is not a label \(expected key=value\)/)
+    await expect(loadConfig({ env: {}, flags: { agent: { labels: ['pool=a b'] } } })).rejects.toThrow(/agent.labels \(flag\): "a b" is not a value for label pool/)
+    await expect(loadConfig({ env: { SWARM_LABELS: '-x=1' } })).rejects.toThrow(/"-x" is not a label key/)
+  })
+
   it('parses byte sizes', () => {
     expect(parseByteSize('4MiB')).toBe(4 * 1024 * 1024)
     expect(parseByteSize('1.5 GB')).toBe(1.5e9)

@@ -141,3 +141,67 @@ export const PING_TIMEOUT_MS = 30_000
 
 /** Length of the random part of a pre-shared swarm key, in bytes. */
 export const SWARM_KEY_BYTES = 32
+
+/**
+ * Fleet gossip (see `fleet.ts`): one gossipsub topic carries each node's compact state (labels,
+ * per-manifest progress) and preheat requests.
+ */
+export const FLEET_TOPIC = '/swarm/fleet/1'
+
+/** Largest fleet message accepted or published, bytes: a node's state with every model it reports. */
+export const FLEET_MAX_MESSAGE_BYTES = 16 * 1024
+
+/**
+ * Largest gossipsub frame read: one RPC may batch several messages and the mesh's control
+ * lists (message ids it has, wants, no longer wants) besides; the data of each message is still
+ * held to {@link FLEET_MAX_MESSAGE_BYTES} by the topic validator.
+ */
+export const FLEET_MAX_RPC_BYTES = 1024 * 1024
+
+/** Models one node reports; past this, held models seen longest ago are left out. */
+export const FLEET_MAX_MODELS_PER_NODE = 64
+
+/** Labels one node may carry. */
+export const FLEET_MAX_LABELS = 32
+
+/** Longest decline or failure reason carried, characters. */
+export const FLEET_MAX_REASON_CHARS = 240
+
+/**
+ * The fleet table's memory budget: each remote node costs its message's bytes plus
+ * {@link FLEET_ENTRY_OVERHEAD_BYTES}. 16 MiB holds 1,000 nodes at the largest message, about
+ * 8,000 at a typical one (two models, a few labels). New nodes past it are not recorded.
+ */
+export const FLEET_MAX_TABLE_BYTES = 16 * 1024 * 1024
+
+/** What a table entry costs besides its message bytes (map entry, strings, parsed objects). */
+export const FLEET_ENTRY_OVERHEAD_BYTES = 1024
+
+/** Most nodes the table holds, whatever their size. */
+export const FLEET_MAX_NODES = 10_000
+
+/** A node's state is published at least this often, so a newcomer learns the fleet within it. */
+export const FLEET_HEARTBEAT_MS = 5_000
+
+/** Changes (a pull's progress) are published at most this often. */
+export const FLEET_MIN_PUBLISH_INTERVAL_MS = 1_000
+
+/** A node not heard from for this long is dropped (also at once when its last connection to us closes). */
+export const FLEET_NODE_TTL_MS = 20_000
+
+/**
+ * Fleet messages accepted per originating node, sustained and in one burst. An honest node
+ * publishes about one a second while pulling and one per heartbeat otherwise.
+ */
+export const FLEET_ORIGIN_MESSAGES_PER_SECOND = 4
+export const FLEET_ORIGIN_MESSAGE_BURST = 20
+
+/**
+ * Fleet messages accepted from one connected peer, its relays included, sustained and in one
+ * burst: a mesh peer forwards a share of the whole fleet's messages.
+ */
+export const FLEET_SOURCE_MESSAGES_PER_SECOND = 1_000
+export const FLEET_SOURCE_MESSAGE_BURST = 5_000
+
+/** Preheat request ids remembered, so a request relayed twice is acted on once. */
+export const FLEET_SEEN_PREHEATS = 1_024

@@ -100,3 +100,13 @@ export class NodeNotStartedError extends Error {
     this.name = 'NodeNotStartedError'
   }
 }
+
+/** A node selector (`pool=a,zone!=b`) or a label that does not parse. */
+export class InvalidSelectorError extends Error {
+  static override name = 'InvalidSelectorError'
+  readonly code = 'ERR_INVALID_SELECTOR'
+  constructor (message: string) {
+    super(message)
+    this.name = 'InvalidSelectorError'
+  }
+}

@@ -32,6 +32,11 @@
  * for (const peer of node.control.peersFor(manifestCid)) { ... peer.bitfield, peer.dataAddress ... }
  * // a peer whose chunk bytes failed verification: banned node-wide after a repeat
  * node.peerScores.penalize(peerId, 'bad-data')
+ *
+ * // the fleet: what every node holds and pulls (gossip; pass `fleetState` to publish ours)
+ * node.fleet.changed()
+ * for (const other of node.fleet.nodes()) { ... other.labels, other.models ... }
+ * node.fleet.addEventListener('preheat', ({ detail }) => { if (matchesSelector(parseSelector(detail.selector), labels)) ... })
  * ```
  */
 
@@ -65,6 +70,11 @@ export type {
   PeerLeftEvent,
   ResolvedDataAddress
 } from './control.js'
+export { DEFAULT_FLEET_LIMITS, FLEET_REJECTIONS, encodeFleetState } from './fleet.js'
+export type { FleetEvents, FleetGossip, FleetLimits, FleetLocalState, FleetModelState, FleetModelStatus, FleetNodeState, FleetRejection, FleetStats, PreheatRequest } from './fleet.js'
+export { checkLabelKey, checkLabelValue, formatSelector, matchesSelector, parseLabels, parseSelector } from './selector.js'
+export type { Requirement, Selector } from './selector.js'
+export { TokenBucket } from './rate-limit.js'
 export { parseBootstrapEntry } from './bootstrap.js'
 export type { BootstrapEntry } from './bootstrap.js'
 export { FrameDecoder, decodeMessage, encodeMessage, PROTOCOL_VERSION } from './messages.js'

@@ -11,11 +11,15 @@
  * Peers discovered by mDNS are dialled; peers the DHT mentions are not (that would make every
  * node dial every other): the control channel dials the peers a lookup returns when needed.
  *
+ * Fleet gossip (`fleet.ts`) runs on gossipsub restricted to its one topic, with frames of at most
+ * FLEET_MAX_RPC_BYTES, and never falls back to floodsub.
+ *
  * Bans (`peer-score.ts`): the node's peer scores are consulted by libp2p's connection gater, so a
  * banned peer is neither dialled nor accepted, and a ban hangs up the peer's open connections.
  */
 
 import { noise } from '@chainsafe/libp2p-noise'
+import { gossipsub } from '@libp2p/gossipsub'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { identify } from '@libp2p/identify'
@@ -31,6 +35,8 @@ import {
   DEFAULT_LISTEN,
   DHT_PROTOCOL,
   DIAL_TIMEOUT_MS,
+  FLEET_MAX_RPC_BYTES,
+  FLEET_TOPIC,
   PING_TIMEOUT_MS,
   INBOUND_CONNECTION_THRESHOLD,
   MAX_CONNECTIONS,
@@ -38,10 +44,13 @@ import {
   PROVIDER_VALIDITY_MS
 } from './constants.js'
 import { DefaultControlChannel, parseMultiaddr, parsePeerId } from './control.js'
+import { DefaultFleetGossip } from './fleet.js'
 import { parseSwarmKey } from './keys.js'
 import { peerScores } from './peer-score.js'
 import { DhtRouter } from './router.js'
 import type { ControlChannel, ControlLimits } from './control.js'
+import type { FleetGossip, FleetLimits, FleetLocalState } from './fleet.js'
+import type { GossipSub } from '@libp2p/gossipsub'
 import type { PeerBannedEvent, PeerScoreInit, PeerScores } from './peer-score.js'
 import type { DataAddress } from './messages.js'
 import type { Router } from './router.js'
@@ -73,6 +82,10 @@ export interface SwarmNodeInit {
   peerScore?: PeerScoreInit
   /** the control channel's rate limits, message size and state budgets */
   controlLimits?: Partial<ControlLimits>
+  /** what this node publishes to the fleet, read at each publish (see `fleet.ts`) */
+  fleetState?: () => FleetLocalState
+  /** the fleet table's budget, rates and timings */
+  fleetLimits?: Partial<FleetLimits>
   /** default true */
   start?: boolean
   logger?: Logger
@@ -85,6 +98,8 @@ export interface SwarmNode {
   readonly libp2p: Libp2p<SwarmServices>
   readonly router: Router
   readonly control: ControlChannel
+  /** what the rest of the fleet holds and pulls, and preheat requests */
+  readonly fleet: FleetGossip
   /** how peers behaved, and who is banned; shared by everything on this node that deals with peers */
   readonly peerScores: PeerScores
   /** our addresses, each ending in `/p2p/<peerId>` */
@@ -104,6 +119,7 @@ export interface SwarmServices extends Record<string, unknown> {
   identify: Identify
   ping: Ping
   dht: KadDHT
+  pubsub: GossipSub
   mdns?: PeerDiscovery
 }
 
@@ -160,6 +176,13 @@ export async function createSwarmNode (init: SwarmNodeInit = {}): Promise<SwarmN
       identify: identify(),
       ping: ping(),
       dht,
+      pubsub: gossipsub({
+        allowedTopics: [FLEET_TOPIC],
+        allowPublishToZeroTopicPeers: true,
+        fallbackToFloodsub: false,
+        maxInboundDataLength: FLEET_MAX_RPC_BYTES,
+        doPX: false
+      }),
       ...(init.mdns === true ? { mdns: mdns({ serviceTag: '_swarm._udp.local' }) } : {})
     }
   })
@@ -168,6 +191,8 @@ export async function createSwarmNode (init: SwarmNodeInit = {}): Promise<SwarmN
     logger,
     peerScores: scores,
     ...(init.controlLimits != null ? { controlLimits: init.controlLimits } : {}),
+    ...(init.fleetState != null ? { fleetState: init.fleetState } : {}),
+    ...(init.fleetLimits != null ? { fleetLimits: init.fleetLimits } : {}),
     bootstrapEntries,
     ...(init.bootstrapInterval != null ? { bootstrapInterval: init.bootstrapInterval } : {}),
     ...(init.dataAddress != null ? { dataAddress: init.dataAddress } : {})
@@ -182,6 +207,8 @@ interface DefaultSwarmNodeInit {
   logger: Logger
   peerScores: PeerScores
   controlLimits?: Partial<ControlLimits>
+  fleetState?: () => FleetLocalState
+  fleetLimits?: Partial<FleetLimits>
   bootstrapEntries: ReturnType<typeof parseBootstrapEntry>[]
   bootstrapInterval?: number
   dataAddress?: () => DataAddress | undefined
@@ -193,6 +220,7 @@ class DefaultSwarmNode implements SwarmNode {
   readonly libp2p: Libp2p<SwarmServices>
   readonly router: DhtRouter
   readonly control: DefaultControlChannel
+  readonly fleet: DefaultFleetGossip
   readonly peerScores: PeerScores
   readonly #bootstrapper: Bootstrapper
   readonly #log: Logger
@@ -210,6 +238,12 @@ class DefaultSwarmNode implements SwarmNode {
       peerScores: init.peerScores,
       ...(init.controlLimits != null ? { limits: init.controlLimits } : {}),
       ...(init.dataAddress != null ? { dataAddress: init.dataAddress } : {})
+    })
+    this.fleet = new DefaultFleetGossip(libp2p, libp2p.services.pubsub, {
+      logger: init.logger,
+      peerScores: init.peerScores,
+      ...(init.fleetState != null ? { local: init.fleetState } : {}),
+      ...(init.fleetLimits != null ? { limits: init.fleetLimits } : {})
     })
     this.#bootstrapper = new Bootstrapper(libp2p, init.bootstrapEntries, {
       logger: init.logger,
@@ -242,6 +276,7 @@ class DefaultSwarmNode implements SwarmNode {
       throw err
     }
     this.libp2p.services.mdns?.addEventListener('peer', this.onDiscovered)
+    this.fleet.start()
     this.#started = true
     this.#bootstrapper.start()
     this.#log.info({ peerId: this.peerId, addresses: this.multiaddrs() }, 'swarm node started')
@@ -255,6 +290,7 @@ class DefaultSwarmNode implements SwarmNode {
     this.#bootstrapper.stop()
     this.libp2p.services.mdns?.removeEventListener('peer', this.onDiscovered)
     this.router.stop()
+    this.fleet.stop()
     await this.control.stop()
     await this.libp2p.stop()
     this.#log.info({ peerId: this.peerId }, 'swarm node stopped')

@@ -7,6 +7,9 @@
  * Everything it holds it also advertises: a model is joined on the control channel and
  * provided in the DHT from the moment its pull starts until it is evicted.
  *
+ * The fleet (`fleet.ts`): every agent gossips its labels and per-model progress and keeps what
+ * the others gossip, so any node can show the whole fleet and act on preheat requests.
+ *
  * Peers that misbehave are scored in one place, the libp2p node's peer scores (`@swarm/p2p`,
  * `peer-score.ts`): the control channel reports bad messages there, and the fetcher reports
  * chunk bytes that fail verification, whether a pull or a FUSE read asked for them. A banned peer
@@ -19,9 +22,10 @@ import { dataClient, dataServer, MAX_CHUNK_SIZE } from '@swarm/exchange'
 import { fetcher as createFetcher } from '@swarm/fetcher'
 import { NotFoundError, OriginUnavailableError, silentLogger } from '@swarm/interface'
 import { decodeManifest, formatRef, MANIFEST_LIMITS } from '@swarm/manifest'
-import { createSwarmNode, loadOrCreateKey } from '@swarm/p2p'
+import { createSwarmNode, loadOrCreateKey, parseSelector } from '@swarm/p2p'
 import { createStore } from '@swarm/store'
 import { checkOriginContent, placeFiles } from '../pull.js'
+import { AgentFleet } from './fleet.js'
 import { fleetRoutes } from './fleet-page.js'
 import { agentMetrics, serveMetrics } from './metrics.js'
 import { mountAgentView } from './mount.js'
@@ -32,6 +36,7 @@ import type { Fetcher } from '@swarm/fetcher'
 import type { AbortOptions, GcReport, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
 import type { PeerBannedEvent, SwarmNode } from '@swarm/p2p'
 import type { Store } from '@swarm/store'
+import type { FleetView } from './fleet.js'
 import type { AgentMetrics } from './metrics.js'
 import type { ModelMount, MountOptions } from './mount.js'
 import type { Server } from 'node:http'
@@ -101,6 +106,8 @@ export class Agent {
   private metricsServer?: Server
   /** the FUSE view, when mounted */
   mount?: ModelMount
+  /** this node's part in the fleet: what it publishes, preheat requests */
+  fleetState?: AgentFleet
   private readonly sessions = new Map<string, { session: Promise<AgentPullResult>, status: TransferStatus }>()
   private readonly shutdown = new AbortController()
   /** the latest gc's report, for status */
@@ -144,6 +151,7 @@ export class Agent {
     const swarmKey = config.agent.swarmKeyFile != null ? await readFile(config.agent.swarmKeyFile) : undefined
 
     let node: SwarmNode | undefined
+    let agent: Agent | undefined
     const store = await createStore({
       dir: config.dataDir,
       budgetBytes: config.cacheSize > 0 ? config.cacheSize : undefined,
@@ -177,6 +185,7 @@ export class Agent {
       swarmKey,
       mdns: config.agent.mdns,
       peerScore: { banMs: config.agent.peerBanSeconds * 1000 },
+      fleetState: () => agent?.fleetState?.localState() ?? { labels: config.agent.labels, models: [] },
       dataAddress: () => ({ host: config.agent.dataHost != null && config.agent.dataHost !== '0.0.0.0' ? config.agent.dataHost : undefined, port: bound.port }),
       logger: init.logger
     })
@@ -187,10 +196,12 @@ export class Agent {
       bytesServed: () => server.stats.bytesServed,
       dataServer: () => server.stats,
       fuse: () => agent?.mount?.fuseStats(),
-      peerCounts: () => node != null ? { control: node.control.stats(), scores: node.peerScores.stats() } : undefined
+      peerCounts: () => node != null ? { control: node.control.stats(), scores: node.peerScores.stats() } : undefined,
+      fleet: () => agent?.fleetState != null ? { view: agent.fleet(), stats: agent.node.fleet.stats() } : undefined
     })
-    const agent = new Agent({ config, store, node, server, client, metrics, origin: init.origin, log })
-    agent.metricsServer = await serveMetrics(metrics, config.agent.metricsHost, config.agent.metricsPort, () => agent.started, fleetRoutes(agent))
+    agent = new Agent({ config, store, node, server, client, metrics, origin: init.origin, log })
+    agent.fleetState = new AgentFleet(agent, config.agent.labels)
+    agent.metricsServer = await serveMetrics(metrics, config.agent.metricsHost, config.agent.metricsPort, () => agent?.started === true, fleetRoutes(agent))
 
     // advertise what we already hold
     for (const model of store.models()) agent.announce(model.manifestCid)
@@ -274,14 +285,26 @@ export class Agent {
   }
 
   async pull (request: PullRequest, options: AbortOptions & { onProgress?(progress: TransferProgress, manifestCid: string): void } = {}): Promise<AgentPullResult> {
+    const ref = request.ref != null ? formatRef(request.ref) : undefined
+    const resolved: { manifestCid?: string } = {}
+    try {
+      return await this.pullOnce(request, ref, resolved, options)
+    } catch (err) {
+      // the fleet sees why; a later pull that succeeds clears it
+      this.fleetState?.failed(resolved.manifestCid ?? request.cid ?? '', ref, err)
+      throw err
+    }
+  }
+
+  private async pullOnce (request: PullRequest, ref: string | undefined, resolved: { manifestCid?: string }, options: AbortOptions & { onProgress?(progress: TransferProgress, manifestCid: string): void }): Promise<AgentPullResult> {
     const signal = options.signal != null ? AbortSignal.any([options.signal, this.shutdown.signal]) : this.shutdown.signal
     let manifestCid = request.cid
-    const ref = request.ref != null ? formatRef(request.ref) : undefined
     if (manifestCid == null) {
       if (request.ref == null) throw new TypeError('pull needs a name or a manifest CID')
       if (this.origin == null) throw new OriginUnavailableError('names resolve only through the origin, and none is configured: pull by --cid instead')
       manifestCid = await this.origin.resolveRef(request.ref, { signal })
     }
+    resolved.manifestCid = manifestCid
     const manifest = await this.manifestFor(manifestCid, { signal })
     // held from before the model is added until this pull is done with it, so no other pull's gc
     // (nor this one's own) can evict the model under it
@@ -335,11 +358,13 @@ export class Agent {
       signal,
       onProgress: progress => {
         status.progress = progress
+        this.fleetState?.changed()
         onProgress?.(progress, manifestCid)
       }
     }).then(result => {
       this.metrics.pullDuration.observe({ result: 'ok' }, (performance.now() - started) / 1000)
       this.log.info({ manifestCid, ref, ...result.progress.bytesBySource, ms: Math.round(result.durationMs) }, 'pull complete')
+      this.fleetState?.completed(manifestCid, ref, result.progress)
       return { manifestCid, ref, ...result }
     }, (err: Error) => {
       this.metrics.pullDuration.observe({ result: 'error' }, (performance.now() - started) / 1000)
@@ -348,6 +373,29 @@ export class Agent {
     this.sessions.set(manifestCid, { session: promise, status })
     this.node.router.advertise(manifestCid).catch(() => {})
     return await promise
+  }
+
+  /** pulls in flight */
+  transfers (): TransferStatus[] {
+    return [...this.sessions.values()].map(s => s.status)
+  }
+
+  /** Every node of the fleet this node knows of, itself first, with its models' states. */
+  fleet (): FleetView {
+    if (this.fleetState == null) return { self: this.node.peerId, updatedAt: Date.now(), nodes: [] }
+    return this.fleetState.view()
+  }
+
+  /**
+   * Asks the fleet to pull a model: gossiped to every node, acted on by those whose labels match
+   * the selector (this node included). `manifestCid` is what our origin resolves the name to, for
+   * watchers; each node resolves it again itself.
+   */
+  async preheat (ref: ModelRef, selector: string, options: AbortOptions = {}): Promise<{ id: string, manifestCid?: string, ref: string, selector: string }> {
+    parseSelector(selector)
+    const manifestCid = this.origin != null ? await this.origin.resolveRef(ref, options) : undefined
+    const request = this.node.fleet.preheat({ target: formatRef(ref), selector, ...(manifestCid != null ? { manifestCid } : {}) })
+    return { id: request.id, ref: request.target, selector: request.selector, ...(manifestCid != null ? { manifestCid } : {}) }
   }
 
   status (): Record<string, unknown> {

@@ -1,7 +1,10 @@
 /**
  * The agent's control API: HTTP on a Unix socket (mode 0600, so only the node's own users can
  * drive it), one JSON request in, newline-delimited JSON out. `POST /v1/pull` streams progress
- * events and ends with `done` or `error`; `GET /v1/status` answers one object.
+ * events and ends with `done` or `error`; `GET /v1/status` and `GET /v1/fleet` (every node the
+ * agent knows of, and its models' states) answer one object; `POST /v1/preheat` asks the fleet to
+ * pull a model and `POST /v1/resolve` names the manifest a `name[:tag]` resolves to here, each
+ * answering one `done` or `error` line.
  * Requests are validated with zod: the socket is an edge. Nothing a client sends can end the
  * agent: every request is handled inside try/catch, a body that is not a valid request (not JSON,
  * unknown fields, a target that is neither a manifest CID nor a `name[:tag]`) gets a 400 naming
@@ -11,8 +14,10 @@
 import { request as httpRequest, createServer } from 'node:http'
 import { chmod, rm } from 'node:fs/promises'
 import { z } from 'zod'
-import { isManifestCid, parseRef } from '@swarm/manifest'
+import { formatRef, isManifestCid, parseRef } from '@swarm/manifest'
+import { parseSelector } from '@swarm/p2p'
 import type { Agent } from './agent.js'
+import type { FleetView } from './fleet.js'
 import type { Server } from 'node:http'
 import type { Logger, ModelRef, TransferProgress } from '@swarm/interface'
 
@@ -57,6 +62,23 @@ const PullRequestBody = PullBody.transform((body, ctx) => {
   return { ...target, to: body.to, pin: body.pin }
 })
 
+const PreheatBody = z.object({
+  target: z.string().min(1).max(512),
+  nodes: z.string().max(1024).default('')
+}).strict().transform((body, ctx) => {
+  const target = refOf(body.target, ctx)
+  try {
+    parseSelector(body.nodes)
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', path: ['nodes'], message: (err as Error).message })
+    return z.NEVER
+  }
+  return target === undefined ? z.NEVER : { ref: target.ref, selector: body.nodes }
+})
+export type PreheatBody = z.input<typeof PreheatBody>
+
+const ResolveBody = z.object({ target: z.string().min(1).max(512) }).strict()
+
 function refOf (text: string, ctx: z.RefinementCtx): { ref: ModelRef } | undefined {
   try {
     return { ref: parseRef(text) }
@@ -96,7 +118,12 @@ export async function serveControlApi (agent: Agent, socket: string, describe: (
         reply(200, agent.status())
         return
       }
-      if (req.method !== 'POST' || req.url !== '/v1/pull') {
+      if (req.method === 'GET' && req.url === '/v1/fleet') {
+        reply(200, agent.fleet())
+        return
+      }
+      const handler = req.method === 'POST' ? ({ '/v1/pull': pull, '/v1/preheat': preheat, '/v1/resolve': resolveTarget } as Record<string, (json: unknown) => void>)[req.url ?? ''] : undefined
+      if (handler === undefined) {
         reply(404, { event: 'error', code: 'ERR_NOT_FOUND', message: `no such endpoint: ${req.method ?? ''} ${req.url ?? ''}` })
         return
       }
@@ -109,7 +136,7 @@ export async function serveControlApi (agent: Agent, socket: string, describe: (
         if (length > MAX_REQUEST_BYTES) {
           tooLarge = true
           chunks.length = 0
-          reply(413, { event: 'error', code: 'ERR_BAD_REQUEST', message: `bad pull request: the body is over ${MAX_REQUEST_BYTES} bytes` })
+          reply(413, { event: 'error', code: 'ERR_BAD_REQUEST', message: `bad request: the body is over ${MAX_REQUEST_BYTES} bytes` })
           req.resume()
           return
         }
@@ -117,8 +144,15 @@ export async function serveControlApi (agent: Agent, socket: string, describe: (
       })
       req.on('end', () => {
         if (tooLarge) return
+        let json: unknown
         try {
-          pull(Buffer.concat(chunks))
+          json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks)))
+        } catch (err) {
+          reply(400, { event: 'error', code: 'ERR_BAD_REQUEST', message: `bad request: the body is not UTF-8 JSON (${(err as Error).message})` })
+          return
+        }
+        try {
+          handler(json)
         } catch (err) {
           fail(err)
         }
@@ -127,14 +161,36 @@ export async function serveControlApi (agent: Agent, socket: string, describe: (
       fail(err)
     }
 
-    function pull (bytes: Buffer): void {
-      let json: unknown
-      try {
-        json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
-      } catch (err) {
-        reply(400, { event: 'error', code: 'ERR_BAD_REQUEST', message: `bad pull request: the body is not UTF-8 JSON (${(err as Error).message})` })
+    /** One `done` or `error` line for a request that ends at once. */
+    function answer (work: () => Promise<Record<string, unknown>>): void {
+      work().then(result => { reply(200, { event: 'done', ...result }) }, (err: unknown) => { reply(200, { event: 'error', ...describe(err) }) }).catch(fail)
+    }
+
+    function preheat (json: unknown): void {
+      const parsed = PreheatBody.safeParse(json)
+      if (!parsed.success) {
+        reply(400, { event: 'error', code: 'ERR_BAD_REQUEST', message: `bad preheat request: ${describeIssues(parsed.error)}` })
         return
       }
+      answer(async () => await agent.preheat(parsed.data.ref, parsed.data.selector))
+    }
+
+    function resolveTarget (json: unknown): void {
+      const parsed = ResolveBody.safeParse(json)
+      if (!parsed.success) {
+        reply(400, { event: 'error', code: 'ERR_BAD_REQUEST', message: `bad resolve request: ${describeIssues(parsed.error)}` })
+        return
+      }
+      const target = parsed.data.target
+      answer(async () => {
+        if (isManifestCid(target)) return { manifestCid: target }
+        const ref = parseRef(target)
+        if (agent.origin == null) return { ref: formatRef(ref) }
+        return { ref: formatRef(ref), manifestCid: await agent.origin.resolveRef(ref) }
+      })
+    }
+
+    function pull (json: unknown): void {
       const parsed = PullRequestBody.safeParse(json)
       if (!parsed.success) {
         reply(400, { event: 'error', code: 'ERR_BAD_REQUEST', message: `bad pull request: ${describeIssues(parsed.error)}` })
@@ -200,6 +256,22 @@ export async function agentStatus (socket: string): Promise<Record<string, unkno
   await call(socket, 'GET', '/v1/status', undefined, line => { status = line })
   if (status == null) throw new AgentUnavailableError(socket, 'empty answer')
   return status
+}
+
+export async function agentFleet (socket: string): Promise<FleetView> {
+  let view: FleetView | undefined
+  await call(socket, 'GET', '/v1/fleet', undefined, line => { view = line as unknown as FleetView })
+  if (view == null) throw new AgentUnavailableError(socket, 'empty answer')
+  return view
+}
+
+/** A request that answers one `done` line; an `error` line throws {@link AgentError}. */
+export async function agentRequest (socket: string, path: '/v1/preheat' | '/v1/resolve', body: unknown): Promise<Record<string, unknown>> {
+  let result: Record<string, unknown> | undefined
+  await call(socket, 'POST', path, body, line => { result = line })
+  if (result == null) throw new AgentUnavailableError(socket, 'the agent closed the connection before answering')
+  if (result.event === 'error') throw new AgentError(String(result.message), String(result.code), typeof result.exitCode === 'number' ? result.exitCode : undefined)
+  return result
 }
 
 export async function agentPull (socket: string, body: PullBody, onProgress: (event: Record<string, unknown>) => void): Promise<Record<string, unknown>> {

@@ -1,7 +1,10 @@
 /**
  * Prometheus metrics and health endpoints on a local HTTP port: `/metrics`, `/healthz` (the
- * process answers), `/readyz` (the store is open and the libp2p node runs); the fleet page
- * (`fleet-page.ts`) is served beside them.
+ * process answers), `/readyz` (the store is open and the libp2p node runs); the fleet page and
+ * its JSON (`fleet-page.ts`: `/fleet`, `/api/fleet`) are served beside them.
+ *
+ * Fleet series come from this node's fleet view at each scrape, so every agent exports the whole
+ * fleet as it sees it; the `model` label is bounded to {@link MAX_FLEET_MODEL_SERIES} models.
  */
 
 import { createServer } from 'node:http'
@@ -9,7 +12,17 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { DataServerStats } from '@swarm/exchange'
 import type { SourceKind } from '@swarm/interface'
-import type { ControlStats, PeerScoreStats } from '@swarm/p2p'
+import type { ControlStats, FleetStats, PeerScoreStats } from '@swarm/p2p'
+import type { FleetView } from './fleet.js'
+
+/** Models the fleet series name at most; the rest are left out of `swarm_fleet_model_nodes`. */
+export const MAX_FLEET_MODEL_SERIES = 256
+
+/** The fleet as this node sees it, and what the gossip table costs, read at each scrape. */
+export interface FleetCounts {
+  view: FleetView
+  stats: FleetStats
+}
 
 export interface AgentMetrics {
   registry: Registry
@@ -38,7 +51,7 @@ export interface FuseCounts {
   passthrough: boolean
 }
 
-export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, bytesServed(): number, dataServer?(): Readonly<DataServerStats>, fuse?(): FuseCounts | undefined, peerCounts?(): PeerCounts | undefined }): AgentMetrics {
+export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, bytesServed(): number, dataServer?(): Readonly<DataServerStats>, fuse?(): FuseCounts | undefined, peerCounts?(): PeerCounts | undefined, fleet?(): FleetCounts | undefined }): AgentMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'swarm_process_' })
   const bytes = new Counter({ name: 'swarm_bytes_total', help: 'Chunk bytes stored, by where they came from', labelNames: ['source'] as const, registers: [registry] })
@@ -116,6 +129,7 @@ export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, b
       if (counts !== undefined) this.set(counts.scores.banned)
     }
   })
+  fleetMetrics(registry, collect.fleet)
   const handlerErrors = new Counter({ name: 'swarm_peer_handler_errors_total', help: 'Exceptions caught in handlers of peer events (logged; never fatal)', labelNames: ['handler'] as const, registers: [registry] })
   const pullDuration = new Histogram({ name: 'swarm_pull_duration_seconds', help: 'Duration of pulls', labelNames: ['result'] as const, buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600], registers: [registry] })
   return {
@@ -132,6 +146,53 @@ export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, b
       chunksVerified.inc()
     }
   }
+}
+
+function fleetMetrics (registry: Registry, fleet: (() => FleetCounts | undefined) | undefined): void {
+  if (fleet === undefined) return
+  new Gauge({ name: 'swarm_fleet_nodes', help: 'Nodes of the fleet this node knows of, itself included', registers: [registry], collect () { this.set(fleet()?.view.nodes.length ?? 0) } })
+  new Gauge({
+    name: 'swarm_fleet_model_nodes',
+    help: 'Nodes of the fleet by model (its name:tag, or manifest CID) and state: held, pulling, failed, declined',
+    labelNames: ['model', 'state'] as const,
+    registers: [registry],
+    collect () {
+      const counts = fleet()
+      this.reset()
+      if (counts === undefined) return
+      const names = new Map<string, string>()
+      const tally = new Map<string, number>()
+      for (const node of counts.view.nodes) {
+        for (const model of node.models) {
+          if (model.manifestCid === '' && model.ref == null) continue
+          const key = model.manifestCid !== '' ? model.manifestCid : `ref:${model.ref ?? ''}`
+          if (!names.has(key)) {
+            if (names.size >= MAX_FLEET_MODEL_SERIES) continue
+            names.set(key, model.ref ?? model.manifestCid)
+          }
+          const series = `${key}\n${model.state}`
+          tally.set(series, (tally.get(series) ?? 0) + 1)
+        }
+      }
+      for (const [key, name] of names) {
+        for (const state of ['held', 'pulling', 'failed', 'declined']) this.set({ model: name, state }, tally.get(`${key}\n${state}`) ?? 0)
+      }
+    }
+  })
+  new Gauge({ name: 'swarm_fleet_table_bytes', help: 'Memory the fleet table holds for other nodes, as its budget counts it', registers: [registry], collect () { this.set(fleet()?.stats.tableBytes ?? 0) } })
+  new Gauge({ name: 'swarm_fleet_table_budget_bytes', help: 'The fleet table\'s memory budget', registers: [registry], collect () { this.set(fleet()?.stats.maxTableBytes ?? 0) } })
+  new Counter({
+    name: 'swarm_fleet_messages_rejected_total',
+    help: 'Fleet gossip messages not stored, by reason: malformed, rate-limited, stale, over-budget',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+    collect () {
+      const counts = fleet()
+      if (counts === undefined) return
+      this.reset()
+      for (const [reason, n] of Object.entries(counts.stats.rejected)) this.inc({ reason }, n)
+    }
+  })
 }
 
 /** The data server's limits at work: timeouts, refused connections, slots and connections in use, BUSY answers. */

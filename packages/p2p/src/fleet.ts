@@ -1,0 +1,507 @@
+/**
+ * Fleet knowledge without a central server: every node publishes its labels and a compact
+ * per-manifest progress record on one gossipsub topic ({@link FLEET_TOPIC}), and keeps a table
+ * of what the others published. Preheat requests travel on the same topic.
+ *
+ * Why gossipsub: a pull's progress must reach every node of a fleet of hundreds within seconds,
+ * and the control protocol only talks to peers that share a manifest. Gossipsub relays through
+ * a mesh of a few peers each, signs every message with its originator's key (StrictSign), so a
+ * record is always about the node that signed it, and runs on the libp2p connections the swarm
+ * key already guards: a node without the key connects to nobody and sees nothing.
+ *
+ * Publishing: our state (read from the `local` callback at each publish) goes out on every
+ * heartbeat ({@link FLEET_HEARTBEAT_MS}) and, when `changed()` is called, at most once per
+ * {@link FLEET_MIN_PUBLISH_INTERVAL_MS}; a state too big for {@link FLEET_MAX_MESSAGE_BYTES} is
+ * cut from the end of its model list (callers order it by importance).
+ *
+ * Receiving: each message is checked in gossipsub's topic validator, before it is stored or
+ * relayed, in this order:
+ * - a token bucket per connected peer it came through and one per node that signed it; a
+ *   message past either is ignored (not relayed, so a flood stops at its first honest hop), and
+ *   the peer is scored `rate-limited` when it is the signer itself;
+ * - size (gossipsub drops bigger data before decoding) and a strict zod schema; a message that
+ *   fails is rejected and its sender scored `malformed`, which bans a repeat offender through the
+ *   node's peer scores, hanging up its connections;
+ * - a state older than the one stored (`seq`) is ignored;
+ * - the table's memory budget ({@link FLEET_MAX_TABLE_BYTES}, counted as message bytes plus
+ *   {@link FLEET_ENTRY_OVERHEAD_BYTES} per node, and {@link FLEET_MAX_NODES}): a node that would
+ *   take it past is not recorded, except a directly connected one, for which the entry heard
+ *   from longest ago of a node not connected to us goes. A node can only replace its own entry,
+ *   so one peer flooding costs one entry; many forged identities cost at most the budget.
+ * Entries expire {@link FLEET_NODE_TTL_MS} after they were last heard, and at once when the
+ * node's last connection to us closes.
+ */
+
+import { TypedEventEmitter } from '@libp2p/interface'
+import { TopicValidatorResult } from '@libp2p/gossipsub'
+import { silentLogger } from '@swarm/interface'
+import { randomBytes } from 'node:crypto'
+import { z } from 'zod'
+import {
+  FLEET_ENTRY_OVERHEAD_BYTES,
+  FLEET_HEARTBEAT_MS,
+  FLEET_MAX_LABELS,
+  FLEET_MAX_MESSAGE_BYTES,
+  FLEET_MAX_MODELS_PER_NODE,
+  FLEET_MAX_NODES,
+  FLEET_MAX_REASON_CHARS,
+  FLEET_MAX_TABLE_BYTES,
+  FLEET_MIN_PUBLISH_INTERVAL_MS,
+  FLEET_NODE_TTL_MS,
+  FLEET_ORIGIN_MESSAGE_BURST,
+  FLEET_ORIGIN_MESSAGES_PER_SECOND,
+  FLEET_SEEN_PREHEATS,
+  FLEET_SOURCE_MESSAGE_BURST,
+  FLEET_SOURCE_MESSAGES_PER_SECOND,
+  FLEET_TOPIC
+} from './constants.js'
+import { canonicalCid } from './messages.js'
+import { TokenBucket } from './rate-limit.js'
+import { checkLabelKey, checkLabelValue, parseSelector } from './selector.js'
+import type { PeerOffence, PeerScores } from './peer-score.js'
+import type { GossipSub, Message } from '@libp2p/gossipsub'
+import type { Libp2p, PeerId, TypedEventTarget } from '@libp2p/interface'
+import type { Logger } from '@swarm/interface'
+
+export type FleetModelStatus = 'held' | 'pulling' | 'failed' | 'declined'
+
+/** One node's state for one manifest, as published. */
+export interface FleetModelState {
+  manifestCid: string
+  ref?: string
+  state: FleetModelStatus
+  doneBytes: number
+  totalBytes: number
+  bytesFromPeers: number
+  bytesFromOrigin: number
+  /** why it failed or was declined */
+  reason?: string
+}
+
+/** What this node publishes; models in order of importance (the tail is cut to fit a message). */
+export interface FleetLocalState {
+  labels: Record<string, string>
+  models: FleetModelState[]
+}
+
+export interface FleetNodeState {
+  peerId: string
+  labels: Record<string, string>
+  models: FleetModelState[]
+  /** when we last heard from it, ms epoch (our clock) */
+  lastSeen: number
+}
+
+/** A request to the fleet to pull a model; nodes whose labels match `selector` consider it. */
+export interface PreheatRequest {
+  id: string
+  /** `name[:tag]`: each node resolves it at its own origin */
+  target: string
+  /** a selector as `parseSelector` reads it; empty: every node */
+  selector: string
+  /** the CID the requester resolved, for reports of nodes that decline before resolving */
+  manifestCid?: string
+  /** the requesting node */
+  from: string
+  at: number
+}
+
+export type FleetRejection = 'malformed' | 'rate-limited' | 'stale' | 'over-budget'
+
+export const FLEET_REJECTIONS: readonly FleetRejection[] = ['malformed', 'rate-limited', 'stale', 'over-budget']
+
+export interface FleetLimits {
+  maxTableBytes: number
+  maxNodes: number
+  nodeTtlMs: number
+  heartbeatMs: number
+  minPublishIntervalMs: number
+  originMessagesPerSecond: number
+  originMessageBurst: number
+  sourceMessagesPerSecond: number
+  sourceMessageBurst: number
+}
+
+export const DEFAULT_FLEET_LIMITS: Readonly<FleetLimits> = Object.freeze({
+  maxTableBytes: FLEET_MAX_TABLE_BYTES,
+  maxNodes: FLEET_MAX_NODES,
+  nodeTtlMs: FLEET_NODE_TTL_MS,
+  heartbeatMs: FLEET_HEARTBEAT_MS,
+  minPublishIntervalMs: FLEET_MIN_PUBLISH_INTERVAL_MS,
+  originMessagesPerSecond: FLEET_ORIGIN_MESSAGES_PER_SECOND,
+  originMessageBurst: FLEET_ORIGIN_MESSAGE_BURST,
+  sourceMessagesPerSecond: FLEET_SOURCE_MESSAGES_PER_SECOND,
+  sourceMessageBurst: FLEET_SOURCE_MESSAGE_BURST
+})
+
+export interface FleetStats {
+  /** remote nodes in the table */
+  nodes: number
+  /** what the table costs, as the budget counts it */
+  tableBytes: number
+  maxTableBytes: number
+  /** messages not stored since start, by reason */
+  rejected: Record<FleetRejection, number>
+}
+
+export interface FleetEvents {
+  /** a preheat request, ours or a peer's, each id once */
+  preheat: CustomEvent<PreheatRequest>
+  /** a node's state arrived, changed or went */
+  change: CustomEvent<{ peerId: string }>
+}
+
+export interface FleetGossip extends TypedEventTarget<FleetEvents> {
+  /** Publishes our state soon (at most once per minimum interval). */
+  changed(): void
+  /** remote nodes, not expired */
+  nodes(): FleetNodeState[]
+  /** Publishes a preheat request and hands it to our own listeners too. */
+  preheat(request: { target: string, selector: string, manifestCid?: string }): PreheatRequest
+  stats(): FleetStats
+}
+
+export interface FleetGossipInit {
+  /** read at each publish */
+  local?: () => FleetLocalState
+  peerScores?: PeerScores
+  limits?: Partial<FleetLimits>
+  logger?: Logger
+}
+
+const cidSchema = z.string().max(256).refine(v => canonicalCid(v) === v, 'not a canonical CID')
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
+const labelsSchema = z.record(z.string().max(317), z.string().max(63))
+  .refine(labels => Object.keys(labels).length <= FLEET_MAX_LABELS, `more than ${FLEET_MAX_LABELS} labels`)
+  .superRefine((labels, ctx) => {
+    for (const [key, value] of Object.entries(labels)) {
+      try {
+        checkLabelKey(key)
+        checkLabelValue(value)
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message })
+      }
+    }
+  })
+
+/** On the wire, short keys: a fleet of thousands publishes these every few seconds. */
+const modelWire = z.object({
+  c: cidSchema,
+  r: z.string().min(1).max(512).optional(),
+  s: z.enum(['held', 'pulling', 'failed', 'declined']),
+  d: count,
+  n: count,
+  p: count,
+  o: count,
+  w: z.string().max(FLEET_MAX_REASON_CHARS).optional()
+}).strict()
+
+const stateWire = z.object({
+  t: z.literal('state'),
+  seq: count,
+  labels: labelsSchema,
+  models: z.array(modelWire).max(FLEET_MAX_MODELS_PER_NODE)
+}).strict()
+
+const preheatWire = z.object({
+  t: z.literal('preheat'),
+  id: z.string().regex(/^[0-9a-f]{32}$/),
+  target: z.string().min(1).max(512),
+  selector: z.string().max(1024).refine(v => { try { parseSelector(v); return true } catch { return false } }, 'not a selector'),
+  cid: cidSchema.optional(),
+  at: count
+}).strict()
+
+const wire = z.discriminatedUnion('t', [stateWire, preheatWire])
+
+type ModelWire = z.infer<typeof modelWire>
+
+interface Entry {
+  state: FleetNodeState
+  seq: number
+  bytes: number
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder('utf-8', { fatal: true })
+
+function toWire (model: FleetModelState): ModelWire {
+  return {
+    c: model.manifestCid,
+    ...(model.ref != null ? { r: model.ref.slice(0, 512) } : {}),
+    s: model.state,
+    d: model.doneBytes,
+    n: model.totalBytes,
+    p: model.bytesFromPeers,
+    o: model.bytesFromOrigin,
+    ...(model.reason != null ? { w: model.reason.slice(0, FLEET_MAX_REASON_CHARS) } : {})
+  }
+}
+
+function fromWire (model: ModelWire): FleetModelState {
+  return {
+    manifestCid: model.c,
+    ...(model.r != null ? { ref: model.r } : {}),
+    state: model.s,
+    doneBytes: model.d,
+    totalBytes: model.n,
+    bytesFromPeers: model.p,
+    bytesFromOrigin: model.o,
+    ...(model.w != null ? { reason: model.w } : {})
+  }
+}
+
+/**
+ * Our state as one message of at most {@link FLEET_MAX_MESSAGE_BYTES}: models past
+ * {@link FLEET_MAX_MODELS_PER_NODE}, then from the end, are left out until it fits.
+ */
+export function encodeFleetState (state: FleetLocalState, seq: number): Uint8Array {
+  const models = state.models.slice(0, FLEET_MAX_MODELS_PER_NODE).map(toWire)
+  for (;;) {
+    const bytes = encoder.encode(JSON.stringify({ t: 'state', seq, labels: state.labels, models }))
+    if (bytes.length <= FLEET_MAX_MESSAGE_BYTES || models.length === 0) return bytes
+    models.pop()
+  }
+}
+
+export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implements FleetGossip {
+  readonly #libp2p: Libp2p
+  readonly #pubsub: GossipSub
+  readonly #log: Logger
+  readonly #local: () => FleetLocalState
+  readonly #scores?: PeerScores
+  readonly #limits: FleetLimits
+  readonly #table = new Map<string, Entry>()
+  readonly #origins = new Map<string, TokenBucket>()
+  readonly #sources = new Map<string, TokenBucket>()
+  readonly #seenPreheats = new Set<string>()
+  readonly #rejected = Object.fromEntries(FLEET_REJECTIONS.map(r => [r, 0])) as Record<FleetRejection, number>
+  #tableBytes = 0
+  #seq = 0
+  #lastPublish = 0
+  #publishTimer: ReturnType<typeof setTimeout> | undefined
+  #heartbeat: ReturnType<typeof setInterval> | undefined
+  #sweep: ReturnType<typeof setInterval> | undefined
+  #running = false
+
+  constructor (libp2p: Libp2p, pubsub: GossipSub, init: FleetGossipInit = {}) {
+    super()
+    this.#libp2p = libp2p
+    this.#pubsub = pubsub
+    this.#log = (init.logger ?? silentLogger).child({ component: 'p2p:fleet' })
+    this.#local = init.local ?? (() => ({ labels: {}, models: [] }))
+    this.#scores = init.peerScores
+    this.#limits = { ...DEFAULT_FLEET_LIMITS, ...init.limits }
+    this.onPeerDisconnect = this.onPeerDisconnect.bind(this)
+    this.onSubscriptionChange = this.onSubscriptionChange.bind(this)
+  }
+
+  start (): void {
+    if (this.#running) return
+    this.#running = true
+    this.#pubsub.topicValidators.set(FLEET_TOPIC, (peer, message) => this.#validate(peer, message))
+    this.#pubsub.subscribe(FLEET_TOPIC)
+    this.#pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
+    this.#libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
+    this.#heartbeat = setInterval(() => { this.#publish() }, this.#limits.heartbeatMs)
+    this.#sweep = setInterval(() => { this.#expire() }, Math.max(100, Math.floor(this.#limits.nodeTtlMs / 4)))
+    this.#heartbeat.unref?.()
+    this.#sweep.unref?.()
+  }
+
+  stop (): void {
+    if (!this.#running) return
+    this.#running = false
+    clearInterval(this.#heartbeat)
+    clearInterval(this.#sweep)
+    clearTimeout(this.#publishTimer)
+    this.#publishTimer = undefined
+    this.#pubsub.removeEventListener('subscription-change', this.onSubscriptionChange)
+    this.#libp2p.removeEventListener('peer:disconnect', this.onPeerDisconnect)
+    this.#pubsub.topicValidators.delete(FLEET_TOPIC)
+    try {
+      this.#pubsub.unsubscribe(FLEET_TOPIC)
+    } catch {}
+    this.#table.clear()
+    this.#tableBytes = 0
+  }
+
+  changed (): void {
+    if (!this.#running || this.#publishTimer != null) return
+    const wait = Math.max(0, this.#lastPublish + this.#limits.minPublishIntervalMs - performance.now())
+    this.#publishTimer = setTimeout(() => {
+      this.#publishTimer = undefined
+      this.#publish()
+    }, wait)
+    this.#publishTimer.unref?.()
+  }
+
+  nodes (): FleetNodeState[] {
+    const cutoff = Date.now() - this.#limits.nodeTtlMs
+    return [...this.#table.values()].filter(e => e.state.lastSeen >= cutoff).map(e => e.state)
+  }
+
+  preheat (request: { target: string, selector: string, manifestCid?: string }): PreheatRequest {
+    const message = preheatWire.parse({ t: 'preheat', id: randomBytes(16).toString('hex'), target: request.target, selector: request.selector, ...(request.manifestCid != null ? { cid: request.manifestCid } : {}), at: Date.now() })
+    const preheat = this.#preheatFrom(message, this.#libp2p.peerId.toString())
+    this.#send(encoder.encode(JSON.stringify(message)))
+    this.#remember(preheat.id)
+    this.safeDispatchEvent('preheat', { detail: preheat })
+    return preheat
+  }
+
+  stats (): FleetStats {
+    return { nodes: this.#table.size, tableBytes: this.#tableBytes, maxTableBytes: this.#limits.maxTableBytes, rejected: { ...this.#rejected } }
+  }
+
+  #publish (): void {
+    if (!this.#running) return
+    this.#lastPublish = performance.now()
+    // a restart must not look older than what peers hold from before it
+    this.#seq = Math.max(this.#seq + 1, Date.now())
+    let state: FleetLocalState
+    try {
+      state = this.#local()
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'could not read the local fleet state')
+      return
+    }
+    this.#send(encodeFleetState(state, this.#seq))
+  }
+
+  #send (bytes: Uint8Array): void {
+    this.#pubsub.publish(FLEET_TOPIC, bytes).catch(err => {
+      this.#log.debug({ err: (err as Error).message }, 'fleet publish failed')
+    })
+  }
+
+  #validate (source: PeerId, message: Message): TopicValidatorResult {
+    const via = source.toString()
+    if (message.type !== 'signed') return this.#reject(via, 'malformed')
+    const from = message.from.toString()
+    if (!take(this.#sources, via, this.#limits.sourceMessagesPerSecond, this.#limits.sourceMessageBurst, this.#limits.maxNodes)) {
+      return this.#ignore(via, 'rate-limited', true)
+    }
+    if (!take(this.#origins, from, this.#limits.originMessagesPerSecond, this.#limits.originMessageBurst, this.#limits.maxNodes)) {
+      return this.#ignore(via, 'rate-limited', from === via)
+    }
+    if (message.data.length > FLEET_MAX_MESSAGE_BYTES) return this.#reject(via, 'malformed')
+    let parsed: z.infer<typeof wire>
+    try {
+      const result = wire.safeParse(JSON.parse(decoder.decode(message.data)))
+      if (!result.success) return this.#reject(via, 'malformed')
+      parsed = result.data
+    } catch {
+      return this.#reject(via, 'malformed')
+    }
+    if (parsed.t === 'preheat') {
+      if (this.#seenPreheats.has(parsed.id)) return TopicValidatorResult.Ignore
+      this.#remember(parsed.id)
+      this.safeDispatchEvent('preheat', { detail: this.#preheatFrom(parsed, from) })
+      return TopicValidatorResult.Accept
+    }
+    return this.#store(from, via, parsed, message.data.length)
+  }
+
+  #store (from: string, via: string, message: z.infer<typeof stateWire>, size: number): TopicValidatorResult {
+    const previous = this.#table.get(from)
+    if (previous != null && previous.seq >= message.seq) return this.#ignore(via, 'stale', false)
+    const bytes = size + FLEET_ENTRY_OVERHEAD_BYTES
+    const fits = (): boolean => this.#tableBytes - (previous?.bytes ?? 0) + bytes <= this.#limits.maxTableBytes &&
+      (previous != null || this.#table.size < this.#limits.maxNodes)
+    // a node connected to us is worth more than one we only hear of through relays
+    while (!fits() && from === via) {
+      const victim = this.#oldestRelayed()
+      if (victim == null) break
+      this.#drop(victim)
+    }
+    if (!fits()) return this.#ignore(via, 'over-budget', false)
+    if (previous != null) this.#tableBytes -= previous.bytes
+    this.#table.delete(from)
+    this.#table.set(from, { seq: message.seq, bytes, state: { peerId: from, labels: message.labels, models: message.models.map(fromWire), lastSeen: Date.now() } })
+    this.#tableBytes += bytes
+    this.safeDispatchEvent('change', { detail: { peerId: from } })
+    return TopicValidatorResult.Accept
+  }
+
+  #oldestRelayed (): string | undefined {
+    let oldest: Entry | undefined
+    for (const entry of this.#table.values()) {
+      if (this.#isConnected(entry.state.peerId)) continue
+      if (oldest == null || entry.state.lastSeen < oldest.state.lastSeen) oldest = entry
+    }
+    return oldest?.state.peerId
+  }
+
+  #isConnected (peerId: string): boolean {
+    return this.#libp2p.getConnections().some(c => c.remotePeer.toString() === peerId)
+  }
+
+  #preheatFrom (message: z.infer<typeof preheatWire>, from: string): PreheatRequest {
+    return { id: message.id, target: message.target, selector: message.selector, ...(message.cid != null ? { manifestCid: message.cid } : {}), from, at: message.at }
+  }
+
+  #remember (id: string): void {
+    this.#seenPreheats.add(id)
+    if (this.#seenPreheats.size > FLEET_SEEN_PREHEATS) {
+      const first = this.#seenPreheats.values().next().value
+      if (first != null) this.#seenPreheats.delete(first)
+    }
+  }
+
+  #reject (via: string, reason: FleetRejection): TopicValidatorResult {
+    this.#rejected[reason]++
+    this.#penalize(via, 'malformed')
+    return TopicValidatorResult.Reject
+  }
+
+  #ignore (via: string, reason: FleetRejection, blame: boolean): TopicValidatorResult {
+    this.#rejected[reason]++
+    if (blame) this.#penalize(via, 'rate-limited')
+    return TopicValidatorResult.Ignore
+  }
+
+  #penalize (peerId: string, offence: PeerOffence): void {
+    this.#scores?.penalize(peerId, offence)
+  }
+
+  #drop (peerId: string): void {
+    const entry = this.#table.get(peerId)
+    if (entry == null) return
+    this.#table.delete(peerId)
+    this.#tableBytes -= entry.bytes
+    this.safeDispatchEvent('change', { detail: { peerId } })
+  }
+
+  #expire (): void {
+    const cutoff = Date.now() - this.#limits.nodeTtlMs
+    for (const entry of [...this.#table.values()]) {
+      if (entry.state.lastSeen < cutoff) this.#drop(entry.state.peerId)
+    }
+  }
+
+  private onPeerDisconnect (event: CustomEvent<PeerId>): void {
+    const peerId = event.detail.toString()
+    this.#drop(peerId)
+    this.#sources.delete(peerId)
+  }
+
+  private onSubscriptionChange (event: CustomEvent<{ subscriptions: Array<{ topic: string, subscribe: boolean }> }>): void {
+    // a peer that just joined the topic learns our state now rather than at the next heartbeat
+    if (event.detail.subscriptions.some(s => s.topic === FLEET_TOPIC && s.subscribe)) this.changed()
+  }
+}
+
+/** Takes a token from the key's bucket, creating it; the map keeps at most `max` buckets. */
+function take (buckets: Map<string, TokenBucket>, key: string, perSecond: number, burst: number, max: number): boolean {
+  let bucket = buckets.get(key)
+  if (bucket == null) {
+    bucket = new TokenBucket(perSecond, burst)
+    buckets.set(key, bucket)
+    if (buckets.size > max) {
+      const first = buckets.keys().next().value
+      if (first != null) buckets.delete(first)
+    }
+  }
+  return bucket.tryTake()
+}
