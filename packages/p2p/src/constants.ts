@@ -69,8 +69,11 @@ export const PEER_BYTE_BURST = 32 * 1024 * 1024
  * peer lasts twice as long as the one before, up to {@link MAX_BAN_MULTIPLIER} times).
  */
 export const PEER_OFFENCE_WEIGHTS = Object.freeze({
-  /** bytes that failed verification: a peer that lies about content */
-  'bad-data': 60,
+  /**
+   * chunk bytes that failed verification: over TLS they can only be a lie or a peer serving a
+   * corrupt store, and either way it is banned at once
+   */
+  'bad-data': 100,
   /** a frame whose length is over {@link MAX_MESSAGE_BYTES} */
   'too-large': 50,
   /** not JSON, not a valid message, or a stream that does not start with hello */
