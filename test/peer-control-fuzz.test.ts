@@ -6,7 +6,7 @@
  * and the control state stays within its budget.
  */
 
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -14,9 +14,8 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createBitfield, createSwarmNode, CONTROL_PROTOCOL, encodeMessage, generateSwarmKey, MANIFEST_ENTRY_BYTES, MAX_PEER_STATE_BYTES, MAX_TOTAL_STATE_BYTES } from '@swarm/p2p'
 import { decodeManifest } from '@swarm/manifest'
-import { readFile } from 'node:fs/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { fuzzControl, fuzzSocket } from './fixtures/control-fuzz.mjs'
+import { fuzzControl, fuzzSocket, socketRequest } from './fixtures/control-fuzz.mjs'
 import { metric, startAgent } from './helpers/agents.js'
 import { swarm } from './helpers/cli.js'
 import { hashes, SMALL_SHAPE, writeSyntheticModel } from './helpers/model.js'
@@ -113,6 +112,25 @@ describe('hostile control input', () => {
     const status = await swarm(['status', '--json'], seed.env)
     expect(status.code, status.stderr).toBe(0)
   }, 240_000)
+
+  it('the control socket answers bad requests with a status and a message that says what is wrong', async () => {
+    const ask = async (method: string, path: string, body?: string): Promise<{ status: number, message: string }> => {
+      const { status, text } = await socketRequest(seed.socket, method, path, body)
+      return { status, message: String(JSON.parse(text.split('\n')[0]!).message) }
+    }
+    expect(await ask('POST', '/v1/pull', JSON.stringify({ target: 'Not A Valid Name' }))).toMatchObject({ status: 400, message: expect.stringMatching(/^bad pull request: target: .*name/) })
+    expect(await ask('POST', '/v1/pull', JSON.stringify({ target: 'fuzz:v1', cid: true }))).toEqual({ status: 400, message: 'bad pull request: target: not a manifest CID' })
+    expect(await ask('POST', '/v1/pull', JSON.stringify({ target: 'fuzz:v1', force: true }))).toMatchObject({ status: 400, message: expect.stringContaining('"force"') })
+    expect(await ask('POST', '/v1/pull', JSON.stringify({ target: 'fuzz:v1', to: 'relative' }))).toMatchObject({ status: 400, message: expect.stringContaining('to: must be an absolute path') })
+    expect(await ask('POST', '/v1/pull', '{"target":')).toMatchObject({ status: 400, message: expect.stringContaining('not UTF-8 JSON') })
+    expect(await ask('POST', '/v1/pull', JSON.stringify({ target: 'x'.repeat(70_000) }))).toMatchObject({ status: 413, message: expect.stringContaining('65536 bytes') })
+    expect(await ask('DELETE', '/v1/pull')).toMatchObject({ status: 404 })
+    // and a good request still works
+    const good = await socketRequest(seed.socket, 'POST', '/v1/pull', JSON.stringify({ target: 'fuzz:v1' }))
+    expect(good.status).toBe(200)
+    expect(good.text.trim().split('\n').map(line => JSON.parse(line)).at(-1)).toMatchObject({ event: 'done', manifestCid })
+    expect(seed.child.exitCode).toBeNull()
+  })
 
   it('a flood of haves and joins while an honest peer pulls: the flooders are rate-limited, then banned; the pull finishes in bounded time; control state stays in its budget', async () => {
     const honest = await puller('honest')
