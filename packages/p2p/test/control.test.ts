@@ -67,6 +67,7 @@ describe('control channel', () => {
 
     // b has not joined: a's haves are not sent to it ...
     a.control.have(m, [5])
+    await new Promise(resolve => setTimeout(resolve, 200))
     // ... and once b joins, a sends its current state again
     b.control.join(m, { bitfield: createBitfield(10), chunkCount: 10, pulling: true })
     await waitFor(() => viewOf(a, m, b.peerId) != null, 'a to learn that b pulls the manifest')
