@@ -71,7 +71,7 @@ describe('peer scores', () => {
   })
 
   it('does not score what is not the peer\'s doing', () => {
-    const scores = peerScores()
+    const scores = peerScores({ now: clock().now })
     for (let i = 0; i < 1_000; i++) {
       scores.penalize('p', 'not-joined')
       scores.penalize('p', 'over-budget')
@@ -98,7 +98,7 @@ describe('peer scores', () => {
   })
 
   it('remembers a bounded number of peers, forgetting quiet unbanned ones first', () => {
-    const scores = peerScores({ maxPeers: 3 })
+    const scores = peerScores({ maxPeers: 3, now: clock().now })
     scores.penalize('banned', 'too-large')
     scores.penalize('banned', 'too-large')
     expect(scores.isBanned('banned')).toBe(true)
