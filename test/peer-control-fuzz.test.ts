@@ -3,7 +3,8 @@
  * mutated control messages from real libp2p peers over TCP on loopback, generated requests on the
  * control socket, and a flood of valid-looking messages. The agents stay up, keep serving honest
  * peers, and an honest pull finishes byte-identical; the flooders are rate-limited, then banned,
- * and the control state stays within its budget.
+ * and the control state stays within its budget. And a peer that lies about bytes to a read
+ * through the FUSE view (root, /dev/fuse) is banned by the whole node, as in a pull.
  */
 
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -16,6 +17,7 @@ import { createBitfield, createSwarmNode, CONTROL_PROTOCOL, encodeMessage, gener
 import { decodeManifest } from '@swarm/manifest'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { fuzzControl, fuzzSocket, socketRequest } from './fixtures/control-fuzz.mjs'
+import { lyingPeer } from './fixtures/lying-peer.js'
 import { metric, startAgent } from './helpers/agents.js'
 import { swarm } from './helpers/cli.js'
 import { hashes, SMALL_SHAPE, writeSyntheticModel } from './helpers/model.js'
@@ -131,6 +133,44 @@ describe('hostile control input', () => {
     expect(good.text.trim().split('\n').map(line => JSON.parse(line)).at(-1)).toMatchObject({ event: 'done', manifestCid })
     expect(seed.child.exitCode).toBeNull()
   })
+
+  it('a peer whose bytes fail verification in a read through the FUSE view is banned node-wide, and the read gets the right bytes', async () => {
+    const origin = new URL(env.SWARM_ORIGIN!).pathname
+    const manifestBytes = await readFile(join(origin, 'manifests', manifestCid))
+    const liar = await lyingPeer({
+      swarmKey,
+      bootstrap: seed.multiaddrs,
+      manifestCid,
+      manifest: decodeManifest(manifestBytes, { expectedCid: manifestCid }),
+      manifestBytes,
+      chunk: async cid => await readFile(join(origin, 'chunks', cid)),
+      lie: () => true
+    })
+    const mountpoint = join(work, 'mnt')
+    // the origin is the only honest source: the seed is not a peer of this node
+    const reader = await startAgent({ dataDir: join(work, 'reader'), env: { ...env, SWARM_MOUNT: mountpoint }, swarmKeyFile: keyFile, bootstrap: liar.node.multiaddrs() })
+    try {
+      for (let i = 0; i < 100 && !liar.node.isConnected(reader.peerId); i++) await new Promise(resolve => setTimeout(resolve, 50))
+      const file = model.files.find(f => f.endsWith('.safetensors')) ?? model.files[0]!
+      const read = await readFile(join(mountpoint, 'fuzz@v1', file))
+      expect(read.equals(await readFile(join(model.dir, file)))).toBe(true)
+      expect(liar.server.stats.requests).toBeGreaterThan(0)
+      expect(await metric(reader, 'swarm_chunks_rejected_total', { source: 'peer' })).toBeGreaterThanOrEqual(1)
+      expect(await metric(reader, 'swarm_peer_bans_total')).toBe(1)
+      for (let i = 0; i < 100 && liar.node.isConnected(reader.peerId); i++) await new Promise(resolve => setTimeout(resolve, 50))
+      expect(liar.node.isConnected(reader.peerId)).toBe(false)
+      // later reads never ask it again: it is not connected, and it may not come back
+      const asked = liar.server.stats.requests
+      const again = await liar.node.libp2p.dial(multiaddr(reader.multiaddrs[0]!), { signal: AbortSignal.timeout(3_000) }).catch(() => undefined)
+      await new Promise(resolve => setTimeout(resolve, 300))
+      expect(again == null || again.status !== 'open').toBe(true)
+      for (const other of model.files) await readFile(join(mountpoint, 'fuzz@v1', other))
+      expect(liar.server.stats.requests).toBe(asked)
+    } finally {
+      await reader.stop()
+      await liar.stop()
+    }
+  }, 180_000)
 
   it('a flood of haves and joins while an honest peer pulls: the flooders are rate-limited, then banned; the pull finishes in bounded time; control state stays in its budget', async () => {
     const honest = await puller('honest')
