@@ -12,6 +12,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { dataClient } from '@swarm/exchange'
 import { decodeManifest } from '@swarm/manifest'
+import { multiaddr } from '@multiformats/multiaddr'
 import { createSwarmNode, generateSwarmKey } from '@swarm/p2p'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { lyingPeer } from './fixtures/lying-peer.js'
@@ -81,6 +82,15 @@ describe('agents among hostile and failing peers', () => {
       // banned after its first bad answers: it was not asked for most chunks
       const chunkCount = new Set(manifest.files.flatMap(f => f.chunks.map(c => c.cid))).size
       expect(liar.server.stats.requests).toBeLessThan(chunkCount / 2)
+      // banned by the node, not only for that pull: hung up on, and refused when it comes back
+      expect(await metric(victim, 'swarm_peer_bans_total')).toBeGreaterThanOrEqual(1)
+      expect(await metric(victim, 'swarm_peers_banned')).toBeGreaterThanOrEqual(1)
+      for (let i = 0; i < 100 && liar.node.isConnected(victim.peerId); i++) await new Promise(resolve => setTimeout(resolve, 50))
+      expect(liar.node.isConnected(victim.peerId)).toBe(false)
+      const again = await liar.node.libp2p.dial(multiaddr(victim.multiaddrs[0]!), { signal: AbortSignal.timeout(3_000) }).catch(() => undefined)
+      await new Promise(resolve => setTimeout(resolve, 300))
+      expect(again == null || again.status !== 'open').toBe(true)
+      expect((await swarm(['status', '--json'], victim.env)).done?.peers).not.toContain(liar.node.peerId)
       const verify = await swarm(['verify', 'hostile:v1', '--json', '--data-dir', join(work, 'victim-verify-unused')], env)
       expect(verify.code).toBe(3) // not held there: verify runs against the agent's own store below
       await victim.stop()

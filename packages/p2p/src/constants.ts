@@ -42,6 +42,15 @@ export const MAX_QUEUED_BYTES = 64 * 1024 * 1024
  */
 export const MAX_PEER_MANIFESTS = 1_024
 
+/**
+ * Joins for manifests this node does not hold that one peer may have set aside, and their bytes.
+ * They are kept only so that a pull or a read that starts a moment later sees the peer at once
+ * instead of a round trip later; the oldest go first, and an evicted one costs only that round
+ * trip (our own join makes the peer send it again).
+ */
+export const MAX_PEER_ASIDE_MANIFESTS = 64
+export const MAX_PEER_ASIDE_BYTES = 2 * 1024 * 1024
+
 /** What one joined manifest costs in control state besides its bitfield (map entry, CID string). */
 export const MANIFEST_ENTRY_BYTES = 256
 
@@ -69,8 +78,11 @@ export const PEER_BYTE_BURST = 32 * 1024 * 1024
  * peer lasts twice as long as the one before, up to {@link MAX_BAN_MULTIPLIER} times).
  */
 export const PEER_OFFENCE_WEIGHTS = Object.freeze({
-  /** bytes that failed verification: a peer that lies about content */
-  'bad-data': 60,
+  /**
+   * chunk bytes that failed verification: over TLS they can only be a lie or a peer serving a
+   * corrupt store, and either way it is banned at once
+   */
+  'bad-data': 100,
   /** a frame whose length is over {@link MAX_MESSAGE_BYTES} */
   'too-large': 50,
   /** not JSON, not a valid message, or a stream that does not start with hello */
@@ -89,7 +101,7 @@ export const PEER_OFFENCE_WEIGHTS = Object.freeze({
   'rate-limited': 10,
   /** a have for a manifest the peer has not joined (one can cross a dropped join: weighs little) */
   'peer-not-joined': 2,
-  /** a join for a manifest this node does not hold: joins go to every peer, so this is normal */
+  /** a join for a manifest this node does not hold: set aside, not used; joins go to every peer, so this is normal */
   'not-joined': 0,
   /** all peers together are over {@link MAX_TOTAL_STATE_BYTES}: not this peer's doing */
   'over-budget': 0

@@ -30,9 +30,12 @@
  *
  * Every message is then checked against this node's own state before anything uses it, so no
  * listener ever sees a bitfield or index that does not fit the manifest:
- * - a `join` is kept only for a manifest we have joined ourselves, and only when its chunk count
- *   is ours; a peer that joins first is not lost, because our own `join` makes it send its state
- *   again (see above), so `peersFor` right after `join` may miss peers only for a round trip;
+ * - a `join` is used only for a manifest we have joined ourselves, and only when its chunk count
+ *   is ours. One for a manifest we do not hold is set aside, a few per peer
+ *   ({@link MAX_PEER_ASIDE_MANIFESTS}, oldest out first) and checked only against its own chunk
+ *   count, so that a pull or a FUSE read that joins the manifest a moment later has the peer at
+ *   once; our `join` adopts it if its chunk count is ours. One that was not kept is not lost:
+ *   our own `join` makes the peer send its state again (see above), a round trip later;
  * - a `have` must name a manifest the peer joined, with indices inside it;
  * - when we leave a manifest, every peer's state for it is forgotten.
  * A message that fails is dropped, counted by reason ({@link ControlChannel.stats}) and reported
@@ -64,6 +67,8 @@ import {
   MAX_CONTROL_STREAMS,
   MAX_HAVE_INDICES_PER_MESSAGE,
   MAX_MESSAGE_BYTES,
+  MAX_PEER_ASIDE_BYTES,
+  MAX_PEER_ASIDE_MANIFESTS,
   MAX_PEER_MANIFESTS,
   MAX_PEER_STATE_BYTES,
   MAX_QUEUED_BYTES,
@@ -190,6 +195,10 @@ export interface ControlLimits {
   maxPeerStateBytes: number
   /** control state all peers together may make us hold, bytes ({@link MAX_TOTAL_STATE_BYTES}) */
   maxTotalStateBytes: number
+  /** joins for manifests not held that one peer may have set aside ({@link MAX_PEER_ASIDE_MANIFESTS}) */
+  maxPeerAsideManifests: number
+  /** their bytes, counted in the peer's control state too ({@link MAX_PEER_ASIDE_BYTES}) */
+  maxPeerAsideBytes: number
   messagesPerSecond: number
   messageBurst: number
   bytesPerSecond: number
@@ -201,6 +210,8 @@ export const DEFAULT_CONTROL_LIMITS: Readonly<ControlLimits> = Object.freeze({
   maxPeerManifests: MAX_PEER_MANIFESTS,
   maxPeerStateBytes: MAX_PEER_STATE_BYTES,
   maxTotalStateBytes: MAX_TOTAL_STATE_BYTES,
+  maxPeerAsideManifests: MAX_PEER_ASIDE_MANIFESTS,
+  maxPeerAsideBytes: MAX_PEER_ASIDE_BYTES,
   messagesPerSecond: PEER_MESSAGES_PER_SECOND,
   messageBurst: PEER_MESSAGE_BURST,
   bytesPerSecond: PEER_BYTES_PER_SECOND,
@@ -273,6 +284,10 @@ interface PeerSession {
   pumping: boolean
   readers: Set<Stream>
   manifests: Map<string, RemoteManifest>
+  /** joins for manifests we do not hold, oldest first */
+  aside: Map<string, RemoteManifest>
+  asideBytes: number
+  /** bytes of `manifests` and `aside` together */
   stateBytes: number
   messages: TokenBucket
   bytes: TokenBucket
@@ -370,6 +385,17 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
       for (const session of this.#sessions.values()) {
         if ((session.manifests.get(cid)?.chunkCount ?? chunkCount) !== chunkCount) {
           this.#forget(session, cid)
+        }
+      }
+    }
+    for (const session of this.#sessions.values()) {
+      const aside = session.aside.get(cid)
+      if (aside != null) {
+        this.#dropAside(session, cid)
+        if (aside.chunkCount !== chunkCount) {
+          this.#reject(session, 'chunk-count', `join of ${cid} with ${aside.chunkCount} chunks, not ${chunkCount}`)
+        } else {
+          this.#adopt(session, cid, aside)
         }
       }
     }
@@ -565,6 +591,9 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
         for (const cid of [...session.manifests.keys()]) {
           this.#forget(session, cid)
         }
+        for (const cid of [...session.aside.keys()]) {
+          this.#dropAside(session, cid)
+        }
         session.observedHost = observedHost(connection.remoteAddr)
         this.#updateDataAddress(session, message.dataAddress)
         break
@@ -578,6 +607,7 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
         const local = this.#local.get(message.manifest)
         if (local == null) {
           this.#reject(session, 'not-joined')
+          this.#setAside(session, message.manifest, { chunkCount: message.chunkCount, pulling: message.pulling, bitfield: message.bitfield })
           break
         }
         if (message.chunkCount !== local.chunkCount) {
@@ -585,32 +615,14 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
           break
         }
         const previous = session.manifests.get(message.manifest)
-        const added = previous == null ? entryBytes(message.bitfield) : 0
-        if (previous == null && session.manifests.size >= this.#limits.maxPeerManifests) {
-          this.#reject(session, 'too-many-manifests', `peer joined more than ${this.#limits.maxPeerManifests} manifests`)
-          break
-        }
-        if (session.stateBytes + added > this.#limits.maxPeerStateBytes) {
-          this.#reject(session, 'peer-over-budget', `peer's control state would exceed ${this.#limits.maxPeerStateBytes} bytes`)
-          break
-        }
-        if (this.#stateBytes + added > this.#limits.maxTotalStateBytes) {
-          this.#reject(session, 'over-budget', `control state of all peers would exceed ${this.#limits.maxTotalStateBytes} bytes`)
-          break
-        }
-        session.stateBytes += added
-        this.#stateBytes += added
-        session.manifests.set(message.manifest, { chunkCount: message.chunkCount, pulling: message.pulling, bitfield: message.bitfield })
-        this.safeDispatchEvent('peer:joined', {
-          detail: { peerId: session.id, manifestCid: message.manifest, bitfield: message.bitfield, chunkCount: message.chunkCount, pulling: message.pulling }
-        })
-        if (previous == null) {
+        if (this.#adopt(session, message.manifest, { chunkCount: message.chunkCount, pulling: message.pulling, bitfield: message.bitfield }) && previous == null) {
           this.#send(session, this.#joinMessage(message.manifest, local))
         }
         break
       }
       case 'have': {
-        const state = session.manifests.get(message.manifest)
+        const aside = session.aside.get(message.manifest)
+        const state = session.manifests.get(message.manifest) ?? aside
         if (state == null) {
           this.#reject(session, 'peer-not-joined')
           break
@@ -623,14 +635,80 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
         for (const index of message.indices) {
           setBit(state.bitfield, index)
         }
+        if (state === aside) {
+          break
+        }
         this.safeDispatchEvent('peer:have', { detail: { peerId: session.id, manifestCid: message.manifest, indices: message.indices } })
         break
       }
       case 'leave': {
         this.#forget(session, message.manifest)
+        this.#dropAside(session, message.manifest)
         break
       }
     }
+  }
+
+  /**
+   * Makes a join that fits a manifest we hold the peer's state for it, within the peer's and the
+   * total budgets; returns false (and counts why) when it does not fit them.
+   */
+  #adopt (session: PeerSession, cid: string, state: RemoteManifest): boolean {
+    const previous = session.manifests.get(cid)
+    const added = previous == null ? entryBytes(state.bitfield) : 0
+    if (previous == null && session.manifests.size >= this.#limits.maxPeerManifests) {
+      this.#reject(session, 'too-many-manifests', `peer joined more than ${this.#limits.maxPeerManifests} manifests`)
+      return false
+    }
+    if (session.stateBytes + added > this.#limits.maxPeerStateBytes) {
+      this.#reject(session, 'peer-over-budget', `peer's control state would exceed ${this.#limits.maxPeerStateBytes} bytes`)
+      return false
+    }
+    if (this.#stateBytes + added > this.#limits.maxTotalStateBytes) {
+      this.#reject(session, 'over-budget', `control state of all peers would exceed ${this.#limits.maxTotalStateBytes} bytes`)
+      return false
+    }
+    session.stateBytes += added
+    this.#stateBytes += added
+    session.manifests.set(cid, state)
+    this.safeDispatchEvent('peer:joined', {
+      detail: { peerId: session.id, manifestCid: cid, bitfield: state.bitfield, chunkCount: state.chunkCount, pulling: state.pulling }
+    })
+    return true
+  }
+
+  /** Keeps a join for a manifest we do not hold, if it fits what a peer may set aside; the oldest make room. */
+  #setAside (session: PeerSession, cid: string, state: RemoteManifest): void {
+    this.#dropAside(session, cid)
+    const bytes = entryBytes(state.bitfield)
+    const limits = this.#limits
+    const full = (): boolean => session.aside.size >= limits.maxPeerAsideManifests || session.asideBytes + bytes > limits.maxPeerAsideBytes || session.stateBytes + bytes > limits.maxPeerStateBytes
+    for (const oldest of session.aside.keys()) {
+      if (!full()) {
+        break
+      }
+      this.#dropAside(session, oldest)
+    }
+    if (full() || this.#stateBytes + bytes > limits.maxTotalStateBytes) {
+      // not kept: our own join, if we ever send one, brings it again
+      return
+    }
+    session.aside.set(cid, state)
+    session.asideBytes += bytes
+    session.stateBytes += bytes
+    this.#stateBytes += bytes
+  }
+
+  #dropAside (session: PeerSession, cid: string): void {
+    const state = session.aside.get(cid)
+    if (state == null) {
+      return
+    }
+    session.aside.delete(cid)
+    const bytes = entryBytes(state.bitfield)
+    session.asideBytes -= bytes
+    session.stateBytes -= bytes
+    this.#stateBytes -= bytes
   }
 
   /** Drops a peer's state for one manifest, if it has any, and says so. */
@@ -694,6 +772,8 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
         pumping: false,
         readers: new Set(),
         manifests: new Map(),
+        aside: new Map(),
+        asideBytes: 0,
         stateBytes: 0,
         messages: new TokenBucket(this.#limits.messagesPerSecond, this.#limits.messageBurst),
         bytes: new TokenBucket(this.#limits.bytesPerSecond, this.#limits.byteBurst)

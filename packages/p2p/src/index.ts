@@ -6,8 +6,6 @@
  * protocol peers use to tell each other which chunks they hold and where their data server
  * listens. Chunk bytes never travel over libp2p; they go over the data server's TLS.
  *
- * Node 20 lacks `Promise.withResolvers`, which libp2p needs: importing this package installs it.
- *
  * @example
  *
  * ```ts
@@ -40,7 +38,6 @@
  * ```
  */
 
-import './polyfill.js'
 
 export * from './bitfield.js'
 export * from './constants.js'

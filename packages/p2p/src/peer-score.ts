@@ -9,7 +9,7 @@
  * {@link PEER_SCORE_HALF_LIFE_MS}. Decay matters because some offences can happen to an honest
  * peer now and then (a `have` that crosses our `leave`): those weigh little and fade, while a peer
  * that keeps misbehaving reaches {@link PEER_BAN_THRESHOLD} within a few messages, and one whose
- * bytes fail verification twice is banned at once.
+ * bytes fail verification is banned at once.
  *
  * A ban lasts `banMs`; a repeat offender's next ban lasts twice as long as its last, up to
  * {@link MAX_BAN_MULTIPLIER} times. One table serves the whole node, so a ban holds across pulls

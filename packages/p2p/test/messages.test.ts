@@ -13,6 +13,8 @@ import {
   InvalidBootstrapAddressError,
   InvalidChunkStateError,
   InvalidControlMessageError,
+  MAX_CHUNK_COUNT,
+  MAX_HAVE_INDICES_PER_MESSAGE,
   MAX_MESSAGE_BYTES,
   parseBootstrapEntry,
   setBit
@@ -95,10 +97,36 @@ describe('control messages', () => {
     ['a join whose bitfield is not base64', body({ type: 'join', manifest, chunkCount: 8, pulling: false, bitfield: '*' })],
     ['a have with a negative index', body({ type: 'have', manifest, indices: [-1] })],
     ['a have with a fractional index', body({ type: 'have', manifest, indices: [1.5] })],
+    ['a join whose bitfield has a character that is not base64 inside', body({ type: 'join', manifest, chunkCount: 16, pulling: false, bitfield: 'A*A=' })],
+    ['a have with an index past the largest manifest', body({ type: 'have', manifest, indices: [MAX_CHUNK_COUNT] })],
+    ['a have with an index that is a string', body({ type: 'have', manifest, indices: ['1'] })],
+    ['a have with more indices than one message carries', body({ type: 'have', manifest, indices: Array.from({ length: MAX_HAVE_INDICES_PER_MESSAGE + 1 }, (_, i) => i) })],
+    ['a join with more chunks than a manifest may have', body({ type: 'join', manifest, chunkCount: MAX_CHUNK_COUNT + 1, pulling: false, bitfield: '' })],
     ['a hello with port 0', body({ type: 'hello', version: 1, dataAddress: { port: 0 } })],
     ['a hello with a host that is no host name', body({ type: 'hello', version: 1, dataAddress: { host: 'a b', port: 1 } })]
   ])('rejects %s', (_name, bytes) => {
     expect(() => decodeMessage(bytes)).toThrow(InvalidControlMessageError)
+  })
+
+  it('takes the largest join and have a peer may send, and says which rejections are about the bitfield', () => {
+    const bitfield = new Uint8Array(MAX_CHUNK_COUNT / 8).fill(0xa5)
+    const join = decodeMessage(encodeMessage({ type: 'join', manifest, chunkCount: MAX_CHUNK_COUNT, pulling: true, bitfield }).subarray(4))
+    expect(join).toMatchObject({ type: 'join', chunkCount: MAX_CHUNK_COUNT })
+    expect((join as { bitfield: Uint8Array }).bitfield).toEqual(bitfield)
+    const indices = Array.from({ length: MAX_HAVE_INDICES_PER_MESSAGE }, (_, i) => MAX_CHUNK_COUNT - 1 - i)
+    expect(decodeMessage(encodeMessage({ type: 'have', manifest, indices }).subarray(4))).toEqual({ type: 'have', manifest, indices })
+    const reasonOf = (value: unknown): string | undefined => {
+      try {
+        decodeMessage(body(value))
+      } catch (err) {
+        return (err as InvalidControlMessageError).reason
+      }
+      return undefined
+    }
+    expect(reasonOf({ type: 'join', manifest, chunkCount: 9, pulling: false, bitfield: 'AA==' })).toBe('bitfield')
+    expect(reasonOf({ type: 'join', manifest, chunkCount: 4, pulling: false, bitfield: 'AQ==' })).toBe('bitfield')
+    expect(reasonOf({ type: 'join', manifest: 'nope', chunkCount: 8, pulling: false, bitfield: 'AA==' })).toBe('malformed')
+    expect(reasonOf({ type: 'have', manifest, indices: [-1] })).toBe('malformed')
   })
 
   it('refuses to encode a message over the limit', () => {

@@ -44,8 +44,7 @@ describe('peer scores', () => {
     const scores = peerScores({ banMs: 1_000, now: time.now })
     const lengths: number[] = []
     for (let round = 0; round < 7; round++) {
-      // two bad chunks: 60 + 60
-      scores.penalize('liar', 'bad-data')
+      // one bad chunk is enough
       expect(scores.penalize('liar', 'bad-data')).toBe(true)
       const until = scores.banned().find(b => b.peerId === 'liar')?.until ?? 0
       lengths.push(until - time.now())
@@ -72,7 +71,7 @@ describe('peer scores', () => {
   })
 
   it('does not score what is not the peer\'s doing', () => {
-    const scores = peerScores()
+    const scores = peerScores({ now: clock().now })
     for (let i = 0; i < 1_000; i++) {
       scores.penalize('p', 'not-joined')
       scores.penalize('p', 'over-budget')
@@ -84,7 +83,6 @@ describe('peer scores', () => {
 
   it('holds bans whatever pulls come and go, until unbanned; banMs 0 never bans', () => {
     const scores = peerScores()
-    scores.penalize('p', 'bad-data')
     scores.penalize('p', 'bad-data')
     // the record belongs to the node, not to a pull: any later reader sees the ban
     expect(scores.isBanned('p')).toBe(true)
@@ -100,7 +98,7 @@ describe('peer scores', () => {
   })
 
   it('remembers a bounded number of peers, forgetting quiet unbanned ones first', () => {
-    const scores = peerScores({ maxPeers: 3 })
+    const scores = peerScores({ maxPeers: 3, now: clock().now })
     scores.penalize('banned', 'too-large')
     scores.penalize('banned', 'too-large')
     expect(scores.isBanned('banned')).toBe(true)

@@ -11,6 +11,7 @@ import {
   createBitfield,
   encodeMessage,
   generateSwarmKey,
+  MANIFEST_ENTRY_BYTES,
   PEER_OFFENCE_WEIGHTS,
   setBit
 } from '../src/index.js'
@@ -73,12 +74,47 @@ describe('control messages that do not fit this node\'s state', () => {
     expect(events.filter(e => e.type === 'peer:have').every(e => e.detail.indices.length === 1 && e.detail.indices[0] >= marker)).toBe(true)
   }
 
-  it('a join for a manifest not held: dropped, counted, not scored', async () => {
+  it('a join for a manifest not held: set aside, counted, not scored; used once the node joins it, if it fits', async () => {
     const ctx = await setup()
-    const other = await manifestCid('not held here')
-    await dropped(ctx, 'not-joined', { type: 'join', manifest: other, chunkCount: 3, pulling: false, bitfield: createBitfield(3) })
+    const [other, third] = [await manifestCid('not held here'), await manifestCid('not held either')]
+    const bitfield = createBitfield(3)
+    setBit(bitfield, 1)
+    await dropped(ctx, 'not-joined',
+      { type: 'join', manifest: other, chunkCount: 3, pulling: false, bitfield },
+      { type: 'join', manifest: third, chunkCount: 5, pulling: false, bitfield: createBitfield(5) })
     expect(ctx.a.control.peersFor(other)).toEqual([])
     expect(ctx.events.filter(e => e.type === 'peer:joined').map(e => e.detail.manifestCid)).toEqual([ctx.m])
+    // a have for a manifest set aside is checked against it too
+    await dropped(ctx, 'index-out-of-range', { type: 'have', manifest: other, indices: [3] })
+    ctx.raw.send({ type: 'have', manifest: other, indices: [2] })
+    await dropped(ctx, 'index-out-of-range', { type: 'have', manifest: other, indices: [7] })
+
+    // joining the manifest uses what was set aside at once, with the haves since
+    ctx.a.control.join(other, { bitfield: createBitfield(3), chunkCount: 3, pulling: true })
+    expect(ctx.a.control.peersFor(other).map(p => [p.peerId, p.bitfield[0]])).toEqual([[ctx.b.peerId, 0b0110_0000]])
+    // one whose chunk count is not the manifest's is dropped and scored then
+    const before = ctx.a.control.stats().rejected['chunk-count']
+    ctx.a.control.join(third, { bitfield: createBitfield(4), chunkCount: 4, pulling: true })
+    expect(ctx.a.control.peersFor(third)).toEqual([])
+    expect(ctx.a.control.stats().rejected['chunk-count']).toBe(before + 1)
+  })
+
+  it('sets aside only a few joins per peer, the newest, within their byte budget', async () => {
+    const ctx = await setup({ controlLimits: { maxPeerAsideManifests: 4, maxPeerAsideBytes: 4 * (MANIFEST_ENTRY_BYTES + 1) } })
+    const others = await Promise.all(Array.from({ length: 10 }, async (_, i) => await manifestCid(`aside ${i}`)))
+    const held = ctx.a.control.stats().stateBytes
+    await dropped(ctx, 'not-joined', ...others.map(cid => ({ type: 'join' as const, manifest: cid, chunkCount: 8, pulling: false, bitfield: createBitfield(8) })))
+    // m's entry (12 chunks) and the last four of the ten (8 chunks each)
+    expect(ctx.a.control.stats().stateBytes - held).toBe(2 + MANIFEST_ENTRY_BYTES + 4 * (1 + MANIFEST_ENTRY_BYTES))
+    for (const [i, cid] of others.entries()) {
+      ctx.a.control.join(cid, { bitfield: createBitfield(8), chunkCount: 8, pulling: false })
+      expect(ctx.a.control.peersFor(cid).length, `manifest ${i}`).toBe(i >= 6 ? 1 : 0)
+    }
+    // one bigger than the whole allowance is not kept at all
+    const big = await manifestCid('aside big')
+    await dropped(ctx, 'not-joined', { type: 'join', manifest: big, chunkCount: 80_000, pulling: false, bitfield: createBitfield(80_000) })
+    ctx.a.control.join(big, { bitfield: createBitfield(80_000), chunkCount: 80_000, pulling: false })
+    expect(ctx.a.control.peersFor(big)).toEqual([])
   })
 
   it('a join whose chunk count is not the manifest\'s, either way', async () => {

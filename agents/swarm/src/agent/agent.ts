@@ -127,8 +127,10 @@ export class Agent {
       store: this.store,
       sources: [],
       logger: this.log,
-      // pulls and FUSE reads alike: bytes that fail verification count heavily against the peer
+      // pulls and FUSE reads alike, counted here because the ban that follows may cancel the
+      // pull's request before the pull sees why it failed
       onBadSource: source => {
+        this.metrics.chunksRejected.inc({ source: source.kind })
         if (source.kind === 'peer' && source.name.startsWith('peer:')) this.node.peerScores.penalize(source.name.slice('peer:'.length), 'bad-data')
       }
     })
@@ -350,8 +352,7 @@ export class Agent {
       origin: this.origin,
       logger: this.log,
       onBytes: (kind, bytes) => { this.metrics.countBytes(kind, bytes) },
-      onHandlerError: handler => { this.metrics.handlerErrors.inc({ handler }) },
-      onRejected: () => { this.metrics.chunksRejected.inc({ source: 'peer' }) }
+      onHandlerError: handler => { this.metrics.handlerErrors.inc({ handler }) }
     })
     const started = performance.now()
     const promise = session.run({

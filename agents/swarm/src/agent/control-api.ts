@@ -114,6 +114,10 @@ export async function serveControlApi (agent: Agent, socket: string, describe: (
     }
     req.on('error', () => { res.destroy() })
     try {
+      if (req.method !== 'POST' || req.url !== '/v1/pull') {
+        // a body nobody reads is drained, so the connection ends cleanly
+        req.resume()
+      }
       if (req.method === 'GET' && req.url === '/v1/status') {
         reply(200, agent.status())
         return

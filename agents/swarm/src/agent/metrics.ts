@@ -91,24 +91,18 @@ export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, b
       for (const [reason, n] of Object.entries(counts.control.rejected)) this.inc({ reason }, n)
     }
   })
-  new Gauge({
-    name: 'swarm_peer_control_state_bytes',
-    help: 'Control state held for peers (bitfields and joined manifests), as the budgets count it',
+  const peerGauge = (name: string, help: string, value: (counts: PeerCounts) => number): Gauge => new Gauge({
+    name,
+    help,
     registers: [registry],
     collect () {
       const counts = collect.peerCounts?.()
-      if (counts !== undefined) this.set(counts.control.stateBytes)
+      if (counts !== undefined) this.set(value(counts))
     }
   })
-  new Gauge({
-    name: 'swarm_peer_control_state_max_peer_bytes',
-    help: 'The most control state held for any one peer',
-    registers: [registry],
-    collect () {
-      const counts = collect.peerCounts?.()
-      if (counts !== undefined) this.set(counts.control.maxPeerStateBytes)
-    }
-  })
+  peerGauge('swarm_peer_control_state_bytes', 'Control state held for peers (bitfields and joined manifests), as the budgets count it', c => c.control.stateBytes)
+  peerGauge('swarm_peer_control_state_max_peer_bytes', 'The most control state held for any one peer', c => c.control.maxPeerStateBytes)
+  peerGauge('swarm_peers_banned', 'Peers banned now', c => c.scores.banned)
   new Counter({
     name: 'swarm_peer_bans_total',
     help: 'Peers banned for misbehaving since start',
@@ -118,15 +112,6 @@ export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, b
       if (counts === undefined) return
       this.reset()
       this.inc(counts.scores.bans)
-    }
-  })
-  new Gauge({
-    name: 'swarm_peers_banned',
-    help: 'Peers banned now',
-    registers: [registry],
-    collect () {
-      const counts = collect.peerCounts?.()
-      if (counts !== undefined) this.set(counts.scores.banned)
     }
   })
   fleetMetrics(registry, collect.fleet)

@@ -20,7 +20,7 @@
  * comes during the pull.
  *
  * Failure handling: a peer whose bytes fail verification is banned by the scheduler for this pull
- * (and scored node-wide by the agent's fetcher, which bans it across pulls on a repeat) and its data
+ * (and reported by the agent's fetcher to the node's peer scores, which ban it across pulls) and its data
  * connections are closed; origin failures are retried by the scheduler, but `maxOriginFailures`
  * consecutive ones end the pull with the origin's error (an origin that went away should be a
  * clear error, not a hang). Timeouts do not count: a fleet sharing a slow origin times requests
