@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <linux/capability.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -31,7 +33,9 @@ typedef struct state {
   sw_server *server;
   napi_threadsafe_function tsfn;
   int session_fd;
+  atomic_int workers; /* reading /dev/fuse still; the deadline thread stops after the last */
   int drop_sys_admin;
+  double request_timeout;
   int unrefed;
   int refs; /* the JS object and the thread-safe function; freed at 0, both on the main thread */
 } state;
@@ -150,7 +154,48 @@ static void *work(void *arg) {
   free(scratch);
   if (w->fd != st->session_fd) close(w->fd);
   free(w);
+  atomic_fetch_sub(&st->workers, 1);
   napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
+  return NULL;
+}
+
+/*
+ * Answers EIO to requests the host has not answered by their deadline. On its own thread, so a
+ * host that never answers (its thread busy or stuck) leaves no reader in uninterruptible sleep.
+ */
+static void *expire(void *arg) {
+  state *st = arg;
+  /* a quarter of the deadline between checks, so a request waits at most 1.25 × it (and 1 s more at most) */
+  double interval = st->request_timeout / 4;
+  if (interval > 1) interval = 1;
+  if (interval < 0.01) interval = 0.01;
+  struct timespec pause = { .tv_sec = (time_t)interval, .tv_nsec = (long)((interval - (double)(time_t)interval) * 1e9) };
+  while (atomic_load(&st->workers) > 0) {
+    nanosleep(&pause, NULL);
+    sw_expire(st->server, sw_now_ns());
+  }
+  napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
+  return NULL;
+}
+
+typedef struct inval_job {
+  int fd;
+  uint64_t parent;
+  char name[256];
+  size_t count;
+  uint64_t inos[];
+} inval_job;
+
+/*
+ * Tells the kernel to drop what it caches of evicted files. Never on a thread that answers
+ * requests, nor on JavaScript's: dropping a page waits for reads of it in flight, which those
+ * threads answer.
+ */
+static void *invalidate(void *arg) {
+  inval_job *job = arg;
+  for (size_t i = 0; i < job->count; i++) sw_notify_inval_inode(job->fd, job->inos[i]);
+  if (job->name[0] != '\0') sw_notify_inval_entry(job->fd, job->parent, job->name);
+  free(job);
   return NULL;
 }
 
@@ -220,13 +265,16 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     .passthrough = get_bool(env, argv[0], "passthrough", 1),
     .max_stack_depth = (uint32_t)get_number(env, argv[0], "maxStackDepth", 1),
     .root_timeout = get_number(env, argv[0], "rootTimeout", 1),
+    .request_timeout = get_number(env, argv[0], "requestTimeout", 30),
   };
+  if (!(options.request_timeout >= 0 && options.request_timeout <= 86400)) options.request_timeout = 30;
   state *st = calloc(1, sizeof *st);
   if (st == NULL) {
     free(mountpoint);
     return throw_errno(env, ENOMEM, "mount");
   }
   st->drop_sys_admin = get_bool(env, argv[0], "dropSysAdmin", 0);
+  st->request_timeout = options.request_timeout;
   sw_host host = { .upcall = upcall, .ctx = st };
   st->server = sw_server_new(&options, &host);
   int fd = st->server == NULL ? -1 : open("/dev/fuse", O_RDWR | O_CLOEXEC);
@@ -284,7 +332,9 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     }
     w->st = st;
     w->fd = wfd;
+    atomic_fetch_add(&st->workers, 1);
     if (pthread_create(&thread, NULL, work, w) != 0) {
+      atomic_fetch_sub(&st->workers, 1);
       if (wfd != fd) close(wfd);
       free(w);
       napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
@@ -295,8 +345,30 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   free(mountpoint);
   if (started == 0) return throw_errno(env, EAGAIN, "starting FUSE threads");
+  pthread_t expirer;
+  if (options.request_timeout > 0 && napi_acquire_threadsafe_function(st->tsfn) == napi_ok) {
+    if (pthread_create(&expirer, NULL, expire, st) == 0) pthread_detach(expirer);
+    else napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
+  }
   CHECK(napi_create_external(env, st, external_finalize, NULL, &external));
   return external;
+}
+
+/* a bigint (or a safe integer) property as uint64; absent is 0; -1 when it is neither */
+static int get_u64(napi_env env, napi_value obj, const char *key, uint64_t *out) {
+  napi_value v;
+  bool present = false, lossless = false;
+  napi_valuetype type;
+  *out = 0;
+  if (napi_has_named_property(env, obj, key, &present) != napi_ok || !present) return 0;
+  napi_get_named_property(env, obj, key, &v);
+  if (napi_typeof(env, v, &type) != napi_ok) return -1;
+  if (type == napi_undefined) return 0;
+  if (type == napi_bigint) return napi_get_value_bigint_uint64(env, v, out, &lossless) == napi_ok && lossless ? 0 : -1;
+  double value = -1;
+  if (type != napi_number || napi_get_value_double(env, v, &value) != napi_ok || !(value >= 0 && value <= 9007199254740991.0)) return -1;
+  *out = (uint64_t)value;
+  return 0;
 }
 
 static int node_init_from(napi_env env, napi_value obj, sw_node_init *init, char **target, char **backing, uint64_t **ends) {
@@ -318,6 +390,8 @@ static int node_init_from(napi_env env, napi_value obj, sw_node_init *init, char
   init->complete = get_bool(env, obj, "complete", 0);
   init->target = *target;
   init->backing_path = *backing;
+  if (get_u64(env, obj, "backingDev", &init->identity.dev) != 0 || get_u64(env, obj, "backingIno", &init->identity.ino) != 0 ||
+      get_u64(env, obj, "backingBirthNs", &init->identity.birth_ns) != 0) return -1;
   napi_value v;
   bool present = false, is_array = false;
   if (napi_has_named_property(env, obj, "chunkEnds", &present) == napi_ok && present) {
@@ -371,6 +445,65 @@ static napi_value js_set_node(napi_env env, napi_callback_info info) {
   if (rc != 0) return throw_errno(env, -rc, "setNode");
   napi_value result;
   napi_create_double(env, (double)ino, &result);
+  return result;
+}
+
+static state *numbers(napi_env env, napi_callback_info info, size_t want, double *out, napi_value *rest);
+
+/* setContent(server, ino, { size, backingPath, backingDev, backingIno, backingBirthNs, complete, chunkEnds }) */
+static napi_value js_set_content(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  state *st = argc == 3 ? unwrap(env, argv[0]) : NULL;
+  if (st == NULL) return NULL;
+  double ino = 0;
+  napi_get_value_double(env, argv[1], &ino);
+  sw_node_init init;
+  char *target, *backing;
+  uint64_t *ends;
+  int rc = node_init_from(env, argv[2], &init, &target, &backing, &ends);
+  init.kind = SW_FILE;
+  rc = rc == 0 ? sw_set_content(st->server, (uint64_t)ino, &init) : -EINVAL;
+  free(target);
+  free(backing);
+  free(ends);
+  if (rc != 0) return throw_errno(env, -rc, "setContent");
+  return NULL;
+}
+
+/* evict(server, ino, parentIno, name): the files under `ino` are gone from the store; the kernel forgets them and the entry `name` */
+static napi_value js_evict(napi_env env, napi_callback_info info) {
+  double a[2];
+  napi_value name_value;
+  state *st = numbers(env, info, 2, a, &name_value);
+  if (st == NULL) return NULL;
+  char name[256] = "";
+  size_t length = 0;
+  if (name_value != NULL && napi_get_value_string_utf8(env, name_value, name, sizeof name, &length) != napi_ok) name[0] = '\0';
+  size_t capacity = 4096, count = 0;
+  inval_job *job = NULL;
+  for (;;) {
+    free(job);
+    job = malloc(sizeof *job + capacity * sizeof job->inos[0]);
+    if (job == NULL) break;
+    /* evicting again is harmless: a bigger model is walked twice */
+    count = sw_evict(st->server, (uint64_t)a[0], job->inos, capacity);
+    if (count <= capacity) break;
+    capacity = count;
+  }
+  if (job == NULL) count = sw_evict(st->server, (uint64_t)a[0], NULL, 0);
+  if (job != NULL) {
+    job->fd = st->session_fd;
+    job->parent = (uint64_t)a[1];
+    job->count = count;
+    snprintf(job->name, sizeof job->name, "%s", name);
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, invalidate, job) == 0) pthread_detach(thread);
+    else free(job);
+  }
+  napi_value result;
+  napi_create_double(env, (double)count, &result);
   return result;
 }
 
@@ -543,6 +676,9 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   set_number(env, obj, "opensLocal", (double)stats.opens_local);
   set_number(env, obj, "opensForwarded", (double)stats.opens_host);
   set_number(env, obj, "malformed", (double)stats.malformed);
+  set_number(env, obj, "requestTimeouts", (double)stats.timeouts);
+  set_number(env, obj, "staleBacking", (double)stats.stale_backing);
+  set_number(env, obj, "evictions", (double)stats.evictions);
   napi_get_boolean(env, stats.passthrough != 0, &passthrough);
   napi_set_named_property(env, obj, "passthrough", passthrough);
   return obj;
@@ -581,6 +717,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "setNode", NULL, js_set_node, NULL, NULL, NULL, napi_default, NULL },
     { "updateNode", NULL, js_update_node, NULL, NULL, NULL, napi_default, NULL },
     { "setComplete", NULL, js_set_complete, NULL, NULL, NULL, napi_default, NULL },
+    { "setContent", NULL, js_set_content, NULL, NULL, NULL, napi_default, NULL },
+    { "evict", NULL, js_evict, NULL, NULL, NULL, napi_default, NULL },
     { "markPresent", NULL, js_mark_present, NULL, NULL, NULL, napi_default, NULL },
     { "setStatfs", NULL, js_set_statfs, NULL, NULL, NULL, napi_default, NULL },
     { "replyError", NULL, js_reply_error, NULL, NULL, NULL, napi_default, NULL },
