@@ -1,6 +1,7 @@
 // Shared by the benchmarks: the S3 server, running the CLI, a results file.
 import { execFile, spawn } from 'node:child_process'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -60,8 +61,20 @@ export const MB = 1e6
 export const MiB = 1024 * 1024
 export const fmt = (n, digits = 1) => n.toFixed(digits)
 
+let benchKeyFile
+/** One swarm key for every agent a bench starts (agents refuse to run without one). */
+export async function benchSwarmKey () {
+  if (benchKeyFile == null) {
+    const dir = await mkdtemp(join(tmpdir(), 'swarm-bench-key-'))
+    benchKeyFile = join(dir, 'swarm.key')
+    await swarm(['keygen', benchKeyFile])
+  }
+  return benchKeyFile
+}
+
 /** Starts `swarm agent --json` and resolves when it is ready. */
 export async function startAgent ({ dataDir, env = {}, bootstrap, nodeOptions }) {
+  const keyFile = env.SWARM_SWARM_KEY_FILE ?? await benchSwarmKey()
   const child = spawn(process.execPath, [...(nodeOptions ?? []), cli, 'agent', '--json'], {
     env: {
       ...process.env,
@@ -73,6 +86,7 @@ export async function startAgent ({ dataDir, env = {}, bootstrap, nodeOptions })
       SWARM_DATA_HOST: '127.0.0.1',
       SWARM_DATA_PORT: '0',
       SWARM_METRICS_PORT: '0',
+      SWARM_SWARM_KEY_FILE: keyFile,
       ...(bootstrap ? { SWARM_BOOTSTRAP: bootstrap.join(',') } : {})
     },
     stdio: ['ignore', 'pipe', 'inherit']

@@ -5,7 +5,7 @@
  */
 
 import { existsSync } from 'node:fs'
-import { rm } from 'node:fs/promises'
+import { rm, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { Command, Option } from 'commander'
 import { loadConfig } from '@swarm/config'
@@ -18,7 +18,8 @@ import { pushDirectory } from './push.js'
 import { agentPull, agentStatus } from './agent/control-api.js'
 import { createLogger, createOrigin } from './runtime.js'
 import type { Config, ConfigLayer } from '@swarm/config'
-import type { ChunkStore, Logger, TransferProgress } from '@swarm/interface'
+import { redactDeep, redactSecrets } from '@swarm/interface'
+import type { ChunkStore, GcReport, Logger, TransferProgress } from '@swarm/interface'
 import type { Store } from '@swarm/store'
 
 interface GlobalOptions {
@@ -50,6 +51,15 @@ export class VerifyFailedError extends Error {
   }
 }
 
+export class KeyFileExistsError extends Error {
+  static override name = 'KeyFileExistsError'
+  readonly code = 'ERR_KEY_FILE_EXISTS'
+  constructor (path: string) {
+    super(`${path} exists; a swarm key is never overwritten (remove it first if you mean to replace the swarm's key)`)
+    this.name = 'KeyFileExistsError'
+  }
+}
+
 const controller = new AbortController()
 
 function globals (command: Command): GlobalOptions {
@@ -74,8 +84,8 @@ function logLevelFor (config: Config, options: GlobalOptions): Config['logLevel'
 }
 
 function emit (options: GlobalOptions, result: Record<string, unknown>, human: string): void {
-  if (options.json === true) process.stdout.write(JSON.stringify({ event: 'done', ...result }) + '\n')
-  else process.stdout.write(human + '\n')
+  if (options.json === true) process.stdout.write(JSON.stringify(redactDeep({ event: 'done', ...result })) + '\n')
+  else process.stdout.write(redactSecrets(human) + '\n')
 }
 
 async function withStore<T> (config: Config, logger: Logger, fn: (store: Store) => Promise<T>): Promise<T> {
@@ -177,8 +187,8 @@ export function program (): Command {
               emit(options, { command: 'pull', via: 'origin', manifestCid, ref: ref != null ? formatRef(ref) : undefined, ...summary.progress, durationMs: Math.round(summary.durationMs), peakRssBytes: process.resourceUsage().maxRSS * 1024, to: local.to },
                 `pulled ${label} = ${manifestCid}: ${formatBytes(summary.progress.totalBytes)}; fetched ${formatBytes(fetched)} in ${seconds.toFixed(1)} s (${formatBytes(fetched / Math.max(seconds, 1e-3))}/s), ${formatBytes(summary.progress.bytesBySource.local)} copied locally${local.to != null ? `; placed in ${local.to}` : ''}`)
             } catch (err) {
-              const { message, exitCode } = describeError(err, store.getManifest(manifestCid))
-              throw Object.assign(new Error(message), { exitCode })
+              const { message, exitCode, code } = describeError(err, store.getManifest(manifestCid))
+              throw Object.assign(new Error(message), { exitCode, code })
             }
           })
         } finally {
@@ -193,7 +203,8 @@ export function program (): Command {
     .description('run the node agent: store, libp2p node, peer data server, control socket, metrics')
     .option('--listen <multiaddrs>', 'libp2p listen addresses, comma-separated (SWARM_LISTEN)')
     .option('--bootstrap <peers>', 'bootstrap multiaddrs or dns:<name>:<port>, comma-separated (SWARM_BOOTSTRAP)')
-    .option('--swarm-key <file>', 'pre-shared swarm key file; only nodes with the same key connect (SWARM_SWARM_KEY_FILE)')
+    .option('--swarm-key <file>', 'pre-shared swarm key file; only nodes with the same key connect (SWARM_SWARM_KEY_FILE); required unless --insecure-open-swarm')
+    .option('--insecure-open-swarm', 'run without a swarm key: any host that reaches the ports may join and download every model held (SWARM_INSECURE_OPEN_SWARM)')
     .option('--data-port <port>', 'TLS data port, 0 for any (SWARM_DATA_PORT)')
     .option('--data-host <host>', 'address the data server binds and announces (SWARM_DATA_HOST)')
     .option('--metrics-port <port>', 'Prometheus /metrics, /healthz, /readyz port, 0 for any (SWARM_METRICS_PORT)')
@@ -202,12 +213,13 @@ export function program (): Command {
     .option('--mount <dir>', 'also mount the read-only view of the models there (SWARM_MOUNT)')
     .option('--mount-read-ahead <size>', 'largest read-ahead of a sequential reader of the mount, default 256MiB (SWARM_MOUNT_READ_AHEAD)')
     .option('--mount-adapter <name>', 'FUSE adapter: auto, kernel (own server, passthrough) or fuse-native (SWARM_MOUNT_ADAPTER)')
-    .action(async (local: { listen?: string, bootstrap?: string, swarmKey?: string, dataPort?: string, dataHost?: string, metricsPort?: string, socket?: string, mdns?: boolean, mount?: string, mountReadAhead?: string, mountAdapter?: string }, command: Command) => {
+    .action(async (local: { listen?: string, bootstrap?: string, swarmKey?: string, insecureOpenSwarm?: boolean, dataPort?: string, dataHost?: string, metricsPort?: string, socket?: string, mdns?: boolean, mount?: string, mountReadAhead?: string, mountAdapter?: string }, command: Command) => {
       const options = globals(command)
       const agentFlags: Record<string, unknown> = {}
       if (local.listen != null) agentFlags.listen = local.listen
       if (local.bootstrap != null) agentFlags.bootstrap = local.bootstrap
       if (local.swarmKey != null) agentFlags.swarmKeyFile = local.swarmKey
+      if (local.insecureOpenSwarm === true) agentFlags.insecureOpenSwarm = true
       if (local.dataPort != null) agentFlags.dataPort = local.dataPort
       if (local.dataHost != null) agentFlags.dataHost = local.dataHost
       if (local.metricsPort != null) agentFlags.metricsPort = local.metricsPort
@@ -266,6 +278,22 @@ export function program (): Command {
       }
     })
 
+  cmd.command('keygen')
+    .description('write a new swarm key (mode 0600); give the same file to every agent of the swarm with --swarm-key')
+    .argument('<file>', 'where to write it; an existing file is never overwritten')
+    .action(async (file: string, _local: unknown, command: Command) => {
+      const options = globals(command)
+      const { generateSwarmKey } = await import('@swarm/p2p')
+      const path = resolve(file)
+      try {
+        await writeFile(path, generateSwarmKey(), { mode: 0o600, flag: 'wx' })
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new KeyFileExistsError(path)
+        throw err
+      }
+      emit(options, { command: 'keygen', file: path }, `swarm key written to ${path}; every agent of the swarm needs this same file (--swarm-key ${path})`)
+    })
+
   cmd.command('status')
     .description('what the local agent is doing: peers, models held, transfers in flight and their rates')
     .action(async (_local: unknown, command: Command) => {
@@ -314,7 +342,7 @@ export function program (): Command {
         return
       }
       if (local.local !== true) {
-        process.stdout.write(`origin ${config.origin === '' ? '(none configured)' : config.origin}:\n`)
+        process.stdout.write(`origin ${config.origin === '' ? '(none configured)' : redactSecrets(config.origin)}:\n`)
         for (const r of remote.sort((a, b) => a.ref.localeCompare(b.ref))) process.stdout.write(`  ${r.ref.padEnd(40)} ${r.cid}\n`)
       }
       if (local.remote !== true) {
@@ -360,19 +388,30 @@ export function program (): Command {
     })
 
   cmd.command('gc')
-    .description('evict least-recently-used unpinned models until the store fits its budget')
+    .description('evict least-recently-used models that are neither pinned nor in use until the store fits its budget; models that hold nothing and have no name go too')
     .option('--cache-size <size>', 'budget, e.g. 200GiB (SWARM_CACHE_SIZE); 0 evicts every unpinned model')
     .action(async (local: { cacheSize?: string }, command: Command) => {
       const options = { ...globals(command), cacheSize: local.cacheSize }
       const config = await configFrom(options)
       const logger = createLogger(logLevelFor(config, options))
       await withStore(config, logger, async store => {
-        const evicted = await store.gc({ budgetBytes: config.cacheSize, signal: controller.signal })
-        emit(options, { command: 'gc', evicted }, evicted.length === 0 ? 'nothing to evict' : `evicted ${evicted.length} models: ${evicted.join(', ')}`)
+        const report = await store.gc({ budgetBytes: config.cacheSize, signal: controller.signal })
+        emit(options, { command: 'gc', ...report }, describeGc(report))
       })
     })
 
   return cmd
+}
+
+function describeGc (report: GcReport): string {
+  const name = (m: { manifestCid: string, refs: string[] }): string => m.refs.length > 0 ? `${m.refs.join(',')} (${m.manifestCid})` : m.manifestCid
+  const lines = [report.evicted.length === 0
+    ? 'nothing to evict'
+    : `evicted ${report.evicted.length} models, freed ${formatBytes(report.evicted.reduce((sum, e) => sum + e.freedBytes, 0))}: ${report.evicted.map(e => `${name(e)}${e.reason === 'unused' ? ' (unused, held nothing)' : ''}`).join(', ')}`]
+  const why = { pinned: 'pinned', leased: 'in use', 'shares-pinned': 'all its content is a pinned model\'s' }
+  for (const s of report.skipped) lines.push(`kept ${name(s)}: ${why[s.reason]}${s.holders != null ? ` by ${s.holders.join(', ')}` : ''}`)
+  if (report.budgetBytes != null && report.presentBytes > report.budgetBytes) lines.push(`still over budget: ${formatBytes(report.presentBytes)} present, budget ${formatBytes(report.budgetBytes)}`)
+  return lines.join('\n')
 }
 
 export async function main (argv: string[]): Promise<number> {
@@ -390,7 +429,9 @@ export async function main (argv: string[]): Promise<number> {
       // commander has already printed help or the usage error
       return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help' ? EXIT.ok : EXIT.usage
     }
-    const { message, exitCode } = e.exitCode != null ? { message: e.message, exitCode: e.exitCode } : describeError(err)
+    const described = e.exitCode != null ? { message: e.message, exitCode: e.exitCode } : describeError(err)
+    const { exitCode } = described
+    const message = redactSecrets(described.message)
     if (json) process.stdout.write(JSON.stringify({ event: 'error', code: e.code ?? 'ERR_UNKNOWN', message, exitCode }) + '\n')
     process.stderr.write(`swarm: ${message}\n`)
     return exitCode

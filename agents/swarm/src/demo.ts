@@ -109,9 +109,13 @@ async function main (): Promise<void> {
 
     const count = Math.max(1, Number(process.env.SWARM_DEMO_AGENTS ?? 3))
     const agents: DemoAgent[] = []
+    // a swarm is closed by default: the agents share a key only they hold
+    const keygen = await swarm(['keygen', join(root, 'swarm.key')], {})
+    const agentEnv = { SWARM_ORIGIN: origin, SWARM_SWARM_KEY_FILE: String(keygen.file) }
+    say(`swarm key: ${String(keygen.file)} (only agents given it join)`)
     try {
-      agents.push(await startAgent(join(root, 'agent-0'), { SWARM_ORIGIN: origin }))
-      for (let i = 1; i < count; i++) agents.push(await startAgent(join(root, `agent-${i}`), { SWARM_ORIGIN: origin }, agents[0]?.multiaddrs))
+      agents.push(await startAgent(join(root, 'agent-0'), agentEnv))
+      for (let i = 1; i < count; i++) agents.push(await startAgent(join(root, `agent-${i}`), agentEnv, agents[0]?.multiaddrs))
       say(`agents: ${count} running on 127.0.0.1, pulling demo-llama:v1 at once`)
       const started = performance.now()
       const pulls = await Promise.all(agents.map(async agent => await swarm(['pull', 'demo-llama:v1'], agent.env)))

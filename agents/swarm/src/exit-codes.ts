@@ -18,6 +18,9 @@ export const EXIT = {
 
 const BY_CODE: Record<string, number> = {
   ERR_CONFIG: EXIT.usage,
+  ERR_SWARM_KEY_REQUIRED: EXIT.usage,
+  ERR_KEY_FILE_EXISTS: EXIT.usage,
+  ERR_UNSAFE_TARGET: EXIT.usage,
   ERR_INVALID_REF: EXIT.usage,
   ERR_NO_ORIGIN: EXIT.usage,
   ERR_PUSH_SOURCE: EXIT.usage,
@@ -28,6 +31,7 @@ const BY_CODE: Record<string, number> = {
   ERR_INVALID_MANIFEST: EXIT.corrupt,
   ERR_MANIFEST_CID_MISMATCH: EXIT.corrupt,
   ERR_CHUNK_VERIFICATION: EXIT.corrupt,
+  ERR_MANIFEST_CONFLICT: EXIT.corrupt,
   ERR_VERIFY_FAILED: EXIT.corrupt,
   ERR_ORIGIN_UNAVAILABLE: EXIT.unavailable,
   ERR_CHUNK_UNAVAILABLE: EXIT.unavailable,

@@ -9,9 +9,10 @@
  * the FUSE view serve.
  */
 
+import { randomBytes } from 'node:crypto'
 import { constants } from 'node:fs'
-import { chmod, copyFile, mkdir, rename } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { copyFile, lstat, mkdir, open, rename, rm } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import { fetcher as createFetcher, originSource } from '@swarm/fetcher'
 import { decodeManifest } from '@swarm/manifest'
 import type { PullSummary } from '@swarm/fetcher'
@@ -57,17 +58,82 @@ export async function pullModel (options: PullModelOptions): Promise<PullSummary
 }
 
 /** Copies a held, complete model's files into `dir` (reflink where possible). */
+/** A path under `--to` that is not what it must be: a planted link, or a file where a directory goes. */
+export class UnsafeTargetError extends Error {
+  static override name = 'UnsafeTargetError'
+  readonly code = 'ERR_UNSAFE_TARGET'
+  constructor (message: string) {
+    super(message)
+    this.name = 'UnsafeTargetError'
+  }
+}
+
+/**
+ * Copies a complete model out of the store into `dir`. Whoever else can write under `dir` must
+ * not be able to redirect the copy: directories inside it are made one level at a time and
+ * refused when they are links; each file is written to a fresh temporary name created
+ * exclusively (so a link planted there is never followed), fsynced, then renamed over the
+ * target (a link at the target is replaced, not followed), and the directory is fsynced so the
+ * rename survives a crash. A failure removes the temporary file.
+ */
 export async function placeFiles (store: ChunkStore, manifestCid: string, dir: string): Promise<number> {
-  let bytes = 0
-  for (const file of store.files(manifestCid)) {
+  const files = store.files(manifestCid)
+  for (const file of files) {
     if (!file.complete) throw new Error(`${file.entry.path} is not complete in the store`)
-    const target = join(dir, ...file.entry.path.split('/'))
-    await mkdir(dirname(target), { recursive: true })
-    const temp = `${target}.swarm-partial-${process.pid}`
-    await copyFile(file.path, temp, constants.COPYFILE_FICLONE)
-    await chmod(temp, file.entry.mode & 0o777 | 0o200)
-    await rename(temp, target)
+  }
+  const root = resolve(dir)
+  await mkdir(root, { recursive: true })
+  let bytes = 0
+  const touched = new Set<string>()
+  for (const file of files) {
+    const segments = file.entry.path.split('/')
+    const parent = await makeDirectories(root, segments.slice(0, -1))
+    const target = join(parent, segments[segments.length - 1] as string)
+    const temp = join(parent, `.${segments[segments.length - 1] as string}.swarm-partial-${randomBytes(8).toString('hex')}`)
+    try {
+      // COPYFILE_EXCL: created with O_CREAT|O_EXCL, which fails on any existing name, a link included
+      await copyFile(file.path, temp, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE)
+      const handle = await open(temp, constants.O_RDONLY | constants.O_NOFOLLOW)
+      try {
+        await handle.chmod(file.entry.mode & 0o777 | 0o200)
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+      await rename(temp, target)
+    } catch (err) {
+      await rm(temp, { force: true }).catch(() => {})
+      throw err
+    }
+    touched.add(parent)
     bytes += file.entry.size
   }
+  for (const parent of touched) await syncDirectory(parent)
   return bytes
+}
+
+/** `root/segments…`, each made if missing and refused when it is a link or not a directory. */
+async function makeDirectories (root: string, segments: string[]): Promise<string> {
+  let at = root
+  for (const segment of segments) {
+    at = join(at, segment)
+    try {
+      await mkdir(at)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    }
+    const stat = await lstat(at)
+    if (stat.isSymbolicLink()) throw new UnsafeTargetError(`${at} is a symbolic link; swarm does not write through links under --to`)
+    if (!stat.isDirectory()) throw new UnsafeTargetError(`${at} exists and is not a directory`)
+  }
+  return at
+}
+
+async function syncDirectory (path: string): Promise<void> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY)
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
 }

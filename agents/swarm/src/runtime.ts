@@ -7,6 +7,7 @@ import { fileOrigin } from '@swarm/origin-file'
 import { s3Origin } from '@swarm/origin-s3'
 import { pino } from 'pino'
 import type { Config } from '@swarm/config'
+import { redactDeep, redactSecrets } from '@swarm/interface'
 import type { Logger, Origin } from '@swarm/interface'
 
 export class NoOriginError extends Error {
@@ -19,7 +20,17 @@ export class NoOriginError extends Error {
 }
 
 export function createLogger (level: Config['logLevel'], destination: number = 2): Logger {
-  return pino({ level, base: { pid: process.pid } }, pino.destination({ fd: destination, sync: true })) as unknown as Logger
+  return pino({
+    level,
+    base: { pid: process.pid },
+    // credentials in URLs (origin URLs, presigned links) never reach a log line
+    formatters: { log: record => redactDeep(record) },
+    hooks: {
+      logMethod (args, method) {
+        method.apply(this, args.map(arg => typeof arg === 'string' ? redactSecrets(arg) : arg) as Parameters<typeof method>)
+      }
+    }
+  }, pino.destination({ fd: destination, sync: true })) as unknown as Logger
 }
 
 export function createOrigin (config: Config, logger: Logger): Origin {

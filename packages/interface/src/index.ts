@@ -25,6 +25,7 @@
 export * from './buffer-pool.js'
 export * from './errors.js'
 export * from './logger.js'
+export * from './redact.js'
 
 /** Every async API takes this last and honours it. */
 export interface AbortOptions {
@@ -176,6 +177,47 @@ export interface ReadChunkOptions extends AbortOptions {
 }
 
 /**
+ * A hold on a held model: while any lease on it is open, gc and the cache budget skip it and
+ * remove() refuses it. `holder` says who holds it (`pull:<id>`, `mount:<path>`) in reports.
+ */
+export interface StoreLease {
+  readonly manifestCid: CidString
+  readonly holder: string
+  /** ends the hold; calling it again does nothing */
+  release(): void
+}
+
+/** Why gc kept a model it would otherwise have evicted. */
+export type GcSkipReason = 'pinned' | 'leased' | 'shares-pinned'
+
+export interface GcSkipped {
+  manifestCid: CidString
+  refs: string[]
+  reason: GcSkipReason
+  /** who holds it, for `leased` */
+  holders?: string[]
+}
+
+export interface GcEvicted {
+  manifestCid: CidString
+  refs: string[]
+  /** `budget`: evicted to fit the budget; `unused`: held no bytes and nothing used or named it */
+  reason: 'budget' | 'unused'
+  /** bytes this eviction freed on disk (content shared with a model that stays frees nothing) */
+  freedBytes: number
+}
+
+export interface GcReport {
+  evicted: GcEvicted[]
+  /** models gc would have evicted to fit the budget but kept, and why */
+  skipped: GcSkipped[]
+  /** bytes present on disk after gc, shared content counted once */
+  presentBytes: number
+  /** the budget gc worked to; undefined when it had none (then it collects only unused models) */
+  budgetBytes?: number
+}
+
+/**
  * The node's local store. Each distinct file content is one file, filled in place.
  * `putChunk` verifies bytes against the CID before anything is written or recorded.
  */
@@ -201,10 +243,17 @@ export interface ChunkStore {
   models(): HeldModel[]
   pin(manifestCid: CidString, pinned: boolean): Promise<void>
   touch(manifestCid: CidString): void
-  /** drops a held model and whatever content no other held model shares */
+  /** keeps a held model from eviction until the lease is released; throws NotFoundError when it is not held */
+  lease(manifestCid: CidString, holder: string): StoreLease
+  /** who holds leases on a model, in the order they were taken (empty when none) */
+  holders(manifestCid: CidString): string[]
+  /** drops a held model and whatever content no other held model shares; refused while it is leased */
   remove(manifestCid: CidString): Promise<void>
-  /** evicts least-recently-used unpinned models until under budget; returns evicted manifest CIDs */
-  gc(options?: AbortOptions & { budgetBytes?: number }): Promise<CidString[]>
+  /**
+   * Collects models that hold no bytes and that nothing uses (no lease, no pin, no name), then
+   * evicts least-recently-used models that are neither pinned nor leased until under budget.
+   */
+  gc(options?: AbortOptions & { budgetBytes?: number }): Promise<GcReport>
   close(): Promise<void>
 }
 

@@ -107,6 +107,11 @@ export function pathProblem (path: string): string | undefined {
   return undefined
 }
 
+/** The name a case-insensitive, normalizing file system sees: NFC, then case folded. */
+function foldPath (path: string): string {
+  return path.normalize('NFC').toUpperCase().toLowerCase().normalize('NFC')
+}
+
 function checkManifest (manifest: Manifest, report: Report): void {
   const fileIndex = new Map<string, number>()
   let totalChunks = 0
@@ -124,17 +129,32 @@ function checkManifest (manifest: Manifest, report: Report): void {
     checkTensors(file, i, report)
   })
 
-  // Only a path that passed the checks above (and so has no empty segments) gets here.
+  // Paths that differ only in case or in Unicode normalization are one file on macOS, Windows
+  // and many Linux mounts (and NFC vs NFD is one name to most users): written under a
+  // directory, one would overwrite the other. Only a path that passed the checks above gets here.
+  const foldedIndex = new Map<string, number>()
   for (const [path, i] of fileIndex) {
-    let slash = path.indexOf('/')
+    const folded = foldPath(path)
+    const first = foldedIndex.get(folded)
+    if (first !== undefined) {
+      report(['files', i, 'path'], `collides with files[${first}].path ${JSON.stringify(manifest.files[first]?.path)} where names are compared without case or Unicode normalization (NFC)`, path)
+    } else {
+      foldedIndex.set(folded, i)
+    }
+  }
+
+  // a file that is also a directory, exactly or once folded
+  for (const [path, i] of fileIndex) {
+    const folded = foldPath(path)
+    let slash = folded.indexOf('/')
     while (slash !== -1) {
-      const directory = path.slice(0, slash)
-      const asFile = fileIndex.get(directory)
+      const directory = folded.slice(0, slash)
+      const asFile = foldedIndex.get(directory)
       if (asFile !== undefined) {
-        report(['files', asFile, 'path'], `is both a file and a directory (files[${i}].path ${JSON.stringify(path)} lies inside it)`, directory)
+        report(['files', asFile, 'path'], `is both a file and a directory (files[${i}].path ${JSON.stringify(path)} lies inside it)`, manifest.files[asFile]?.path)
         break
       }
-      slash = path.indexOf('/', slash + 1)
+      slash = folded.indexOf('/', slash + 1)
     }
   }
 

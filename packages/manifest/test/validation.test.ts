@@ -95,6 +95,19 @@ describe('decodeManifest rejects', () => {
     expectRejected(changed((_, f) => { f[3]!.path = 'config.json/deeper/x' }), 'files[1].path "config.json": is both a file and a directory (files[3].path "config.json/deeper/x" lies inside it)')
   })
 
+  it('paths that collide where names are compared without case or Unicode normalization', () => {
+    expectRejected(changed((_, f) => { f[3]!.path = 'Config.JSON' }), 'files[3].path "Config.JSON": collides with files[1].path "config.json" where names are compared without case or Unicode normalization (NFC)')
+    const nfc = 'caf\u00e9.bin'
+    const nfd = 'cafe\u0301.bin'
+    expectRejected(changed((_, f) => { f[1]!.path = nfc; f[3]!.path = nfd }), `files[3].path ${JSON.stringify(nfd)}: collides with files[1].path ${JSON.stringify(nfc)} where names are compared without case or Unicode normalization (NFC)`)
+    expectRejected(changed((_, f) => { f[3]!.path = 'Tokenizer' }), 'files[3].path "Tokenizer": is both a file and a directory (files[2].path "tokenizer/vocab.txt" lies inside it)')
+  })
+
+  it('keeps paths that only look alike', () => {
+    const manifest = changed((_, f) => { f[3]!.path = 'config.json.bak' })
+    expect(() => decodeManifest(new TextEncoder().encode(JSON.stringify(manifest)))).not.toThrow()
+  })
+
   it('NUL bytes in a path', () => {
     expectRejected(changed((_, f) => { f[1]!.path = 'con\0fig.json' }), 'files[1].path "con\\u0000fig.json": must not contain a NUL byte')
   })

@@ -29,3 +29,27 @@ export class StoreClosedError extends Error {
     this.name = 'StoreClosedError'
   }
 }
+
+/** remove() of a model that something still holds a lease on (a pull in flight, a file open in the view). */
+export class ModelLeasedError extends Error {
+  static override name = 'ModelLeasedError'
+  readonly code = 'ERR_MODEL_LEASED'
+  constructor (readonly manifestCid: string, readonly holders: string[]) {
+    super(`model ${manifestCid} is in use (${holders.join(', ')}); it can be removed once they are done`)
+    this.name = 'ModelLeasedError'
+  }
+}
+
+/**
+ * A manifest lists a chunk with another size than a held manifest does. A CID fixes its bytes,
+ * so one of the two lies; the one held first stays, and the newcomer is refused before it can
+ * make the other's chunks fail to store.
+ */
+export class ManifestConflictError extends Error {
+  static override name = 'ManifestConflictError'
+  readonly code = 'ERR_MANIFEST_CONFLICT'
+  constructor (readonly manifestCid: string, readonly heldManifestCid: string, readonly chunkCid: string, readonly size: number, readonly heldSize: number) {
+    super(`manifest ${manifestCid} lists chunk ${chunkCid} as ${size} bytes, but held manifest ${heldManifestCid} lists it as ${heldSize}; one of them is wrong, so ${manifestCid} is refused`)
+    this.name = 'ManifestConflictError'
+  }
+}

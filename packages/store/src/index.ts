@@ -5,7 +5,8 @@
  * created sparse and filled in place as verified chunks arrive, with a journal of which chunks
  * are durably present. Peers and the FUSE view read present ranges straight from those files;
  * a complete file is read-only and holds exactly the model file's bytes. Held models, pins and
- * last use survive restarts; gc evicts unpinned models, least recently used first, to a budget.
+ * last use survive restarts; gc evicts models neither pinned nor leased, least recently used first,
+ * to a budget.
  * The design (layout, crash safety, group commit) is described in store.ts.
  *
  * @example
@@ -14,14 +15,19 @@
  * import { createStore, verifyModel } from '@swarm/store'
  *
  * const store = await createStore({ dir: '/var/lib/swarm', budgetBytes: 200e9, logger })
- * await store.addManifest(manifestCid, manifest, { ref: 'llama-3-8b:latest' })
- * await store.fillFromLocal(manifestCid)
- * for (const { cid } of store.missingChunks(manifestCid)) {
- *   await store.putChunk(cid, await source.fetch({ cid, size }), { source: source.name })
+ * // leased from before it is added until the pull ends: no gc can evict it meanwhile
+ * const lease = await store.addAndLease(manifestCid, manifest, 'pull:1', { ref: 'llama-3-8b:latest' })
+ * try {
+ *   await store.fillFromLocal(manifestCid)
+ *   for (const { cid } of store.missingChunks(manifestCid)) {
+ *     await store.putChunk(cid, await source.fetch({ cid, size }), { source: source.name })
+ *   }
+ * } finally {
+ *   lease.release()
  * }
  * const header = await store.read(manifestCid, 'model.safetensors', 0, 8)
  * const report = await verifyModel(store, manifestCid)
- * await store.gc()
+ * const { evicted, skipped } = await store.gc()
  * await store.close()
  * ```
  */
@@ -29,6 +35,7 @@
 export { createStore, verifyModel, contentKey } from './store.js'
 export type {
   Store,
+  AddManifestOptions,
   StoreInit,
   StoreUsage,
   PutChunkOptions,
@@ -38,5 +45,5 @@ export type {
   EvictDetails,
   EvictReason
 } from './store.js'
-export { StoreLockedError, CorruptModelsFileError, StoreClosedError } from './errors.js'
+export { StoreLockedError, CorruptModelsFileError, StoreClosedError, ModelLeasedError, ManifestConflictError } from './errors.js'
 export * from './constants.js'

@@ -44,6 +44,17 @@
  * is never appended after its file was deleted. gc evicts unpinned models, least recently used
  * first, until the bytes present are within the budget; content shared with a model that stays
  * stays too.
+ *
+ * ## Leases
+ *
+ * A lease says a model is in use right now: a pull filling it, a file of it open in the FUSE
+ * view. gc (budget or not) and remove() never take a leased model, so a pull never finds its
+ * slots gone under it and a reader never loses the file it has open. Leases live in memory only:
+ * they belong to the running process, and a restart ends every use they stood for. A pull takes
+ * its lease before its manifest is added (addAndLease), so there is no moment in which a gc run
+ * queued behind the add could evict the model it is about to fill. gc also collects models that
+ * hold no bytes and that nothing uses, leases, pins or names (the view adds manifests it is asked
+ * about by CID with no name); otherwise nothing would ever remove them.
  */
 import { createHash } from 'node:crypto'
 import { chmod, mkdir, open, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises'
@@ -81,7 +92,7 @@ import {
   PARTIAL_FILE_MODE,
   TEMP_SUFFIX
 } from './constants.js'
-import { StoreClosedError } from './errors.js'
+import { ManifestConflictError, ModelLeasedError, StoreClosedError } from './errors.js'
 import { FdPool } from './fd-pool.js'
 import type { FileLease } from './fd-pool.js'
 import { fsyncDir, isMissing, unlinkIfPresent, writeFileAtomic } from './fs-util.js'
@@ -98,11 +109,15 @@ import type {
   ChunkStore,
   CidString,
   FileEntry,
+  GcEvicted,
+  GcReport,
+  GcSkipped,
   HeldModel,
   Logger,
   Manifest,
   PutResult,
   ReadChunkOptions,
+  StoreLease,
   StoredFile
 } from '@swarm/interface'
 import type { FileHandle } from 'node:fs/promises'
@@ -163,9 +178,20 @@ export interface StoreUsage {
   totalBytes: number
 }
 
+export interface AddManifestOptions extends AbortOptions {
+  /** `name:tag` to record for the model (moved here from whichever model had it) */
+  ref?: string
+}
+
 export interface Store extends ChunkStore {
   /** absolute data directory */
   readonly dir: string
+  addManifest(manifestCid: CidString, manifest: Manifest, options?: AddManifestOptions): Promise<void>
+  /**
+   * addManifest with a lease taken before the model is added, so no gc can evict it between the
+   * two (a pull holds one from before its manifest is added until it ends). Released if the add fails.
+   */
+  addAndLease(manifestCid: CidString, manifest: Manifest, holder: string, options?: AddManifestOptions): Promise<StoreLease>
   putChunk(cid: CidString, bytes: Uint8Array, options?: PutChunkOptions): Promise<PutResult>
   /** re-hashes every present chunk of a model from disk; bad ones become missing again */
   verify(manifestCid: CidString, options?: VerifyOptions): Promise<VerifyReport>
@@ -257,6 +283,9 @@ class LocalStore implements Store {
   private readonly contents = new Map<string, Content>()
   private readonly slotsByCid = new Map<CidString, Slot[]>()
   private readonly adding = new Map<CidString, Promise<Model>>()
+  /** manifest CID → open leases (id → holder); an entry may precede the model (addAndLease) */
+  private readonly leases = new Map<CidString, Map<number, string>>()
+  private nextLeaseId = 0
   private readonly inflight = new Set<Promise<unknown>>()
   private commitQueue: CommitItem[] = []
   private committing: Promise<void> | undefined
@@ -428,7 +457,7 @@ class LocalStore implements Store {
 
   // ---- models -----------------------------------------------------------------------------
 
-  async addManifest (manifestCid: CidString, manifest: Manifest, options: AbortOptions & { ref?: string } = {}): Promise<void> {
+  async addManifest (manifestCid: CidString, manifest: Manifest, options: AddManifestOptions = {}): Promise<void> {
     await this.track(async () => {
       throwIfAborted(options.signal)
       // the canonical form, so 'llama' and 'llama:latest' are one ref
@@ -462,6 +491,7 @@ class LocalStore implements Store {
     return await this.exclusive(async () => {
       const existing = this.held.get(manifestCid)
       if (existing !== undefined) return existing
+      await this.resolveSizeConflicts(manifestCid, canonical)
       await writeFileAtomic(join(this.manifestsDir, manifestCid), encoded.bytes)
       const files: Array<{ entry: FileEntry, content: Content }> = []
       try {
@@ -482,6 +512,42 @@ class LocalStore implements Store {
       this.log.info({ manifestCid, files: files.length, bytes: model.totalBytes }, 'model added')
       return model
     })
+  }
+
+  /**
+   * Refuses a manifest that lists a chunk with another size than a held one does, so a put never
+   * meets slots of one CID that disagree (whichever size the bytes had, some slot would refuse
+   * them, and the source would be blamed). A held model that conflicts but holds no bytes and
+   * that nothing uses gives way instead: a manifest someone merely looked up by CID must not
+   * keep a real model out. The caller holds `exclusive`.
+   */
+  private async resolveSizeConflicts (manifestCid: CidString, manifest: Manifest): Promise<void> {
+    const conflicting = new Map<CidString, ManifestConflictError>()
+    for (const file of manifest.files) {
+      for (const chunk of file.chunks) {
+        const slot = this.slotsByCid.get(chunk.cid)?.[0]
+        if (slot === undefined) continue
+        const heldSize = slotChunk(slot).size
+        if (heldSize === chunk.size) continue
+        for (const user of slot.content.users) {
+          if (!conflicting.has(user)) conflicting.set(user, new ManifestConflictError(manifestCid, user, chunk.cid, chunk.size, heldSize))
+        }
+      }
+    }
+    if (conflicting.size === 0) return
+    for (const [user, error] of conflicting) {
+      const model = this.held.get(user)
+      if (model === undefined || !this.isUnused(model)) throw error
+    }
+    for (const user of conflicting.keys()) {
+      this.log.warn({ manifestCid, gaveWay: user }, 'an unused manifest that conflicts with a new one was removed')
+      await this.removeModel(user, 'gc')
+    }
+  }
+
+  /** holds no bytes, and no lease, pin or name keeps it */
+  private isUnused (model: Model): boolean {
+    return modelPresentBytes(model) === 0 && model.refs.length === 0 && !model.pinned && !this.isLeased(model.manifestCid)
   }
 
   getManifest (manifestCid: CidString): Manifest | undefined {
@@ -538,39 +604,121 @@ class LocalStore implements Store {
     this.persistModels().catch(err => { this.log.error({ err }, 'could not save models.json') })
   }
 
+  async addAndLease (manifestCid: CidString, manifest: Manifest, holder: string, options: AddManifestOptions = {}): Promise<StoreLease> {
+    this.assertOpen()
+    const lease = this.openLease(manifestCid, holder)
+    try {
+      await this.addManifest(manifestCid, manifest, options)
+    } catch (err) {
+      lease.release()
+      throw err
+    }
+    return lease
+  }
+
+  lease (manifestCid: CidString, holder: string): StoreLease {
+    this.assertOpen()
+    this.requireModel(manifestCid)
+    return this.openLease(manifestCid, holder)
+  }
+
+  holders (manifestCid: CidString): string[] {
+    return [...new Set(this.leases.get(manifestCid)?.values())]
+  }
+
+  private openLease (manifestCid: CidString, holder: string): StoreLease {
+    if (typeof holder !== 'string' || holder === '') throw new TypeError('a lease needs a non-empty holder name')
+    const id = this.nextLeaseId++
+    let open = this.leases.get(manifestCid)
+    if (open === undefined) {
+      open = new Map()
+      this.leases.set(manifestCid, open)
+    }
+    open.set(id, holder)
+    let released = false
+    return {
+      manifestCid,
+      holder,
+      release: () => {
+        if (released) return
+        released = true
+        const current = this.leases.get(manifestCid)
+        current?.delete(id)
+        if (current?.size === 0) this.leases.delete(manifestCid)
+      }
+    }
+  }
+
+  private isLeased (manifestCid: CidString): boolean {
+    return (this.leases.get(manifestCid)?.size ?? 0) > 0
+  }
+
   async remove (manifestCid: CidString): Promise<void> {
     await this.track(async () => {
       this.requireModel(manifestCid)
+      this.refuseIfLeased(manifestCid)
       await this.exclusive(async () => {
-        // it may have gone while we waited our turn
-        if (this.held.has(manifestCid)) await this.removeModel(manifestCid, 'remove')
+        // it may have gone, or been leased, while we waited our turn
+        if (!this.held.has(manifestCid)) return
+        this.refuseIfLeased(manifestCid)
+        await this.removeModel(manifestCid, 'remove')
       })
     })
   }
 
-  async gc (options: AbortOptions & { budgetBytes?: number } = {}): Promise<CidString[]> {
+  private refuseIfLeased (manifestCid: CidString): void {
+    if (this.isLeased(manifestCid)) throw new ModelLeasedError(manifestCid, this.holders(manifestCid))
+  }
+
+  async gc (options: AbortOptions & { budgetBytes?: number } = {}): Promise<GcReport> {
     return await this.track(async () => {
       const budget = options.budgetBytes ?? this.init.budgetBytes
-      if (budget === undefined) return []
-      checkBudget(budget)
+      if (budget !== undefined) checkBudget(budget)
       return await this.exclusive(async () => {
-        const evicted: CidString[] = []
-        const candidates = [...this.held.values()]
-          .filter(model => !model.pinned)
-          .sort((a, b) => a.lastUsed - b.lastUsed)
-        for (const model of candidates) {
-          if (this.usage().presentBytes <= budget) break
-          throwIfAborted(options.signal)
-          // a model whose every file is also a pinned model's frees nothing: keep its name
-          if (!model.files.some(file => [...file.content.users].every(user => this.held.get(user)?.pinned !== true))) continue
+        const evicted: GcEvicted[] = []
+        const skipped: GcSkipped[] = []
+        const evict = async (model: Model, reason: GcEvicted['reason']): Promise<void> => {
+          const before = this.usage().presentBytes
           await this.removeModel(model.manifestCid, 'gc')
-          evicted.push(model.manifestCid)
+          evicted.push({ manifestCid: model.manifestCid, refs: [...model.refs], reason, freedBytes: before - this.usage().presentBytes })
+        }
+        // a manifest added only to be looked at (the view's by-cid) that never got bytes: nothing
+        // would ever remove it, and it costs a name in every listing and an advert
+        for (const model of [...this.held.values()]) {
+          if (!this.isUnused(model)) continue
+          throwIfAborted(options.signal)
+          await evict(model, 'unused')
+        }
+        if (budget !== undefined) {
+          const candidates = [...this.held.values()].sort((a, b) => a.lastUsed - b.lastUsed)
+          for (const model of candidates) {
+            if (this.usage().presentBytes <= budget) break
+            throwIfAborted(options.signal)
+            const kept = this.keepReason(model)
+            if (kept !== undefined) {
+              skipped.push(kept)
+              continue
+            }
+            await evict(model, 'budget')
+          }
         }
         const { presentBytes } = this.usage()
-        if (presentBytes > budget) this.log.warn({ presentBytes, budgetBytes: budget }, 'over budget with nothing left to evict')
-        return evicted
+        if (budget !== undefined && presentBytes > budget) {
+          this.log.warn({ presentBytes, budgetBytes: budget, skipped: skipped.map(s => `${s.manifestCid} (${s.reason})`) }, 'over budget with nothing left to evict')
+        }
+        return { evicted, skipped, presentBytes, budgetBytes: budget }
       })
     })
+  }
+
+  /** why gc must keep `model`, or undefined when it may go */
+  private keepReason (model: Model): GcSkipped | undefined {
+    const base = { manifestCid: model.manifestCid, refs: [...model.refs] }
+    if (model.pinned) return { ...base, reason: 'pinned' }
+    if (this.isLeased(model.manifestCid)) return { ...base, reason: 'leased', holders: this.holders(model.manifestCid) }
+    // a model whose every file is also a pinned model's frees nothing: keep its name
+    if (model.files.every(file => [...file.content.users].some(user => this.held.get(user)?.pinned === true))) return { ...base, reason: 'shares-pinned' }
+    return undefined
   }
 
   /** drops a model and the content only it used; the caller holds `exclusive` */
@@ -750,7 +898,8 @@ class LocalStore implements Store {
   private async writeSlots (cid: CidString, bytes: Uint8Array, slots: readonly Slot[], source: string): Promise<number> {
     for (const slot of slots) {
       const expected = slotChunk(slot).size
-      // a manifest that lies about a size must not let a write spill into the next chunk
+      // held manifests agree on every CID's size (addManifest sees to it), but all of them may
+      // lie: bytes that hash right yet differ in length must not spill into the next chunk
       if (expected !== bytes.byteLength) {
         throw new ChunkVerificationError(cid, source, `chunk ${cid} from ${source} is ${bytes.byteLength} bytes, a held manifest says ${expected}`)
       }
@@ -1026,6 +1175,13 @@ function makeModel (
   }
 }
 
+/** bytes of the model present on disk; a content file listed twice counts once */
+function modelPresentBytes (model: Model): number {
+  let bytes = 0
+  for (const content of new Set(model.files.map(file => file.content))) bytes += content.presentBytes
+  return bytes
+}
+
 function setPresent (content: Content, index: number): void {
   if (content.present[index] === 1) return
   content.present[index] = 1
@@ -1059,10 +1215,11 @@ export function contentKey (entry: FileEntry): string {
 
 /**
  * Chunks must tile each file in order, so no two slots overlap and a write can never land on
- * another chunk's bytes; paths must be unique, so a path names one file.
+ * another chunk's bytes; paths must be unique, so a path names one file; a CID has one size.
  */
 function checkLayout (manifest: Manifest): void {
   const paths = new Set<string>()
+  const sizes = new Map<CidString, number>()
   for (const file of manifest.files) {
     if (paths.has(file.path)) throw new InvalidManifestError(`file ${JSON.stringify(file.path)} is listed twice`)
     paths.add(file.path)
@@ -1075,6 +1232,9 @@ function checkLayout (manifest: Manifest): void {
       } catch (err) {
         throw new InvalidManifestError(`${file.path}: ${(err as Error).message}`)
       }
+      const size = sizes.get(chunk.cid)
+      if (size !== undefined && size !== chunk.size) throw new InvalidManifestError(`chunk ${chunk.cid} is listed as ${size} bytes and as ${chunk.size}`)
+      sizes.set(chunk.cid, chunk.size)
       next += chunk.size
     }
     if (next !== file.size) throw new InvalidManifestError(`${file.path}: chunks cover ${next} bytes of ${file.size}`)

@@ -5,10 +5,11 @@ import { cidForBytes } from '@swarm/chunker'
 import { ChunkMissingError, ChunkVerificationError, InvalidRefError, NotFoundError } from '@swarm/interface'
 import { ManifestCidMismatchError, encodeManifest } from '@swarm/manifest'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { CorruptModelsFileError, StoreClosedError, StoreLockedError, createStore, verifyModel } from '../src/index.js'
+import { CorruptModelsFileError, ManifestConflictError, ModelLeasedError, StoreClosedError, StoreLockedError, createStore, verifyModel } from '../src/index.js'
 import type { EvictDetails, Store } from '../src/index.js'
 import { bytesFor, chunksOf, tempDir, testFile, testModel } from './helpers.js'
 import type { TestModel } from './helpers.js'
+import type { GcReport } from '@swarm/interface'
 
 let dir: string
 let cleanup: () => Promise<void>
@@ -38,6 +39,10 @@ async function closeStore (store: Store): Promise<void> {
 function simpleModel (seed: string, files = 2, chunks = 3, size = 1000): TestModel {
   return testModel(Array.from({ length: files }, (_, f) =>
     testFile(`${seed}-${f}.bin`, Array.from({ length: chunks }, (_, c) => bytesFor(`${seed}/${f}/${c}`, size)))))
+}
+
+function evictedBy (report: GcReport): string[] {
+  return report.evicted.map(e => e.manifestCid)
 }
 
 async function putAll (store: Store, model: TestModel): Promise<void> {
@@ -423,10 +428,15 @@ describe('models', () => {
     await store.pin(pinned.cid, true)
     expect(store.usage().presentBytes).toBe(18000)
 
-    await expect(store.gc()).resolves.toEqual([])
-    await expect(store.gc({ budgetBytes: 12000 })).resolves.toEqual([older.cid])
+    await expect(store.gc()).resolves.toEqual({ evicted: [], skipped: [], presentBytes: 18000, budgetBytes: undefined })
+    await expect(store.gc({ budgetBytes: 12000 })).resolves.toEqual({
+      evicted: [{ manifestCid: older.cid, refs: [], reason: 'budget', freedBytes: 6000 }],
+      skipped: [{ manifestCid: pinned.cid, refs: [], reason: 'pinned' }],
+      presentBytes: 12000,
+      budgetBytes: 12000
+    })
     expect(store.usage().presentBytes).toBe(12000)
-    await expect(store.gc({ budgetBytes: 0 })).resolves.toEqual([newer.cid])
+    expect(evictedBy(await store.gc({ budgetBytes: 0 }))).toEqual([newer.cid])
     expect(store.models().map(m => m.manifestCid)).toEqual([pinned.cid])
     expect(store.usage().presentBytes).toBe(6000)
     expect(evicted).toEqual([older.cid, newer.cid])
@@ -449,13 +459,158 @@ describe('models', () => {
     await new Promise(resolve => setTimeout(resolve, 5))
     store.touch(first.cid)
     // copy is older than first but frees nothing (its only file is the pinned model's): it stays
-    await expect(store.gc({ budgetBytes: 12000 })).resolves.toEqual([second.cid])
-    await expect(store.gc()).resolves.toEqual([first.cid])
+    expect(evictedBy(await store.gc({ budgetBytes: 12000 }))).toEqual([second.cid])
+    const report = await store.gc()
+    expect(evictedBy(report)).toEqual([first.cid])
+    expect(report.skipped).toEqual([
+      { manifestCid: base.cid, refs: [], reason: 'pinned' },
+      { manifestCid: copy.cid, refs: [], reason: 'shares-pinned' }
+    ])
     expect(store.usage().presentBytes).toBe(6000)
-    await expect(store.gc({ budgetBytes: 0 })).resolves.toEqual([])
+    expect(evictedBy(await store.gc({ budgetBytes: 0 }))).toEqual([])
     expect(store.models().map(m => m.manifestCid).sort()).toEqual([base.cid, copy.cid].sort())
     expect(store.files(copy.cid)[0]?.complete).toBe(true)
     await expect(store.gc({ budgetBytes: -1 })).rejects.toBeInstanceOf(RangeError)
+  })
+})
+
+describe('leases', () => {
+  it('keeps a leased model from gc and remove until the last lease is released', async () => {
+    const store = await openStore()
+    const [used, idle] = [simpleModel('lu'), simpleModel('li')] as [TestModel, TestModel]
+    for (const model of [used, idle]) {
+      await store.addManifest(model.cid, model.manifest)
+      await putAll(store, model)
+    }
+    expect(() => store.lease(simpleModel('nope').cid, 'pull:x')).toThrow(NotFoundError)
+    expect(() => store.lease(used.cid, '')).toThrow(TypeError)
+    const pull = store.lease(used.cid, 'pull:lu')
+    const reader = store.lease(used.cid, 'mount:/lu-0.bin')
+    expect(pull).toMatchObject({ manifestCid: used.cid, holder: 'pull:lu' })
+    expect(store.holders(used.cid)).toEqual(['pull:lu', 'mount:/lu-0.bin'])
+    expect(store.holders(idle.cid)).toEqual([])
+
+    const report = await store.gc({ budgetBytes: 0 })
+    expect(evictedBy(report)).toEqual([idle.cid])
+    expect(report.skipped).toEqual([{ manifestCid: used.cid, refs: [], reason: 'leased', holders: ['pull:lu', 'mount:/lu-0.bin'] }])
+    expect(report.presentBytes).toBe(6000)
+    const refused = await store.remove(used.cid).catch((err: unknown) => err)
+    expect(refused).toBeInstanceOf(ModelLeasedError)
+    expect((refused as Error).message).toContain('pull:lu, mount:/lu-0.bin')
+    await expect(store.read(used.cid, 'lu-1.bin', 0, 3000)).resolves.toHaveLength(3000)
+
+    pull.release()
+    pull.release()
+    expect(store.holders(used.cid)).toEqual(['mount:/lu-0.bin'])
+    expect(evictedBy(await store.gc({ budgetBytes: 0 }))).toEqual([])
+    reader.release()
+    expect(store.holders(used.cid)).toEqual([])
+    expect(evictedBy(await store.gc({ budgetBytes: 0 }))).toEqual([used.cid])
+  })
+
+  it('addAndLease holds the model from before it is added, so a gc queued behind the add cannot take it', async () => {
+    const store = await openStore()
+    const leased = simpleModel('al')
+    const plain = simpleModel('ap')
+    // both gc runs queue behind the adds; each model is empty, unnamed and unpinned, so only a lease keeps it
+    const adding = store.addAndLease(leased.cid, leased.manifest, 'pull:al')
+    const addingPlain = store.addManifest(plain.cid, plain.manifest)
+    const gc = store.gc()
+    const lease = await adding
+    await addingPlain
+    expect(evictedBy(await gc)).toEqual([plain.cid])
+    expect(store.getManifest(leased.cid)).toBeDefined()
+    expect(store.holders(leased.cid)).toEqual(['pull:al'])
+    await putAll(store, leased)
+    expect(store.missingChunks(leased.cid)).toEqual([])
+    lease.release()
+
+    // a failed add leaves no lease behind
+    const bad = simpleModel('ab')
+    await expect(store.addAndLease(simpleModel('other').cid, bad.manifest, 'pull:ab')).rejects.toBeInstanceOf(ManifestCidMismatchError)
+    expect(store.holders(simpleModel('other').cid)).toEqual([])
+  })
+
+  it('collects models that hold no bytes and that nothing names, pins or leases', async () => {
+    const evicted: Array<[string, EvictDetails]> = []
+    const store = await openStore({ onEvict: (cid, details) => evicted.push([cid, details]) })
+    const [unused, named, pinned, leased, full] = ['eu', 'en', 'ep', 'el', 'ef'].map(seed => simpleModel(seed)) as [TestModel, TestModel, TestModel, TestModel, TestModel]
+    await store.addManifest(unused.cid, unused.manifest)
+    await store.addManifest(named.cid, named.manifest, { ref: 'named:v1' })
+    await store.addManifest(pinned.cid, pinned.manifest)
+    await store.pin(pinned.cid, true)
+    await store.addManifest(leased.cid, leased.manifest)
+    const lease = store.lease(leased.cid, 'mount:/el-0.bin')
+    await store.addManifest(full.cid, full.manifest)
+    await putAll(store, full)
+
+    const report = await store.gc()
+    expect(report).toEqual({ evicted: [{ manifestCid: unused.cid, refs: [], reason: 'unused', freedBytes: 0 }], skipped: [], presentBytes: 6000, budgetBytes: undefined })
+    expect(evicted).toEqual([[unused.cid, { reason: 'gc', droppedChunks: [] }]])
+    expect(store.models().map(m => m.manifestCid).sort()).toEqual([named.cid, pinned.cid, leased.cid, full.cid].sort())
+    await expect(readdir(join(dir, 'manifests'))).resolves.not.toContain(unused.cid)
+    lease.release()
+    expect(evictedBy(await store.gc())).toEqual([leased.cid])
+  })
+})
+
+describe('manifests that disagree', () => {
+  /** a manifest whose one file is `cid` claimed to be `size` bytes */
+  function liar (cid: string, size: number): TestModel {
+    const entry = { path: 'liar.bin', size, mode: 0o644, chunks: [{ cid, offset: 0, size }] }
+    const manifest = { version: 1 as const, chunkSize: size, files: [entry] }
+    return { manifest, cid: encodeManifest(manifest).cid, files: [] }
+  }
+
+  it('refuses at addManifest a manifest that gives a held chunk another size, naming both, and the held model fills as before', async () => {
+    const store = await openStore()
+    const legit = simpleModel('cl')
+    await store.addManifest(legit.cid, legit.manifest, { ref: 'legit:v1' })
+    const [first, ...rest] = [...chunksOf(legit)]
+    const [cid, bytes] = first as [string, Uint8Array]
+    await store.putChunk(cid, bytes)
+    const bad = liar(rest[0]?.[0] ?? '', 500)
+
+    const refused = await store.addManifest(bad.cid, bad.manifest).catch((err: unknown) => err)
+    expect(refused).toBeInstanceOf(ManifestConflictError)
+    expect((refused as Error).message).toContain(bad.cid)
+    expect((refused as Error).message).toContain(legit.cid)
+    expect(refused).toMatchObject({ manifestCid: bad.cid, heldManifestCid: legit.cid, chunkCid: rest[0]?.[0], size: 500, heldSize: 1000 })
+    expect(store.getManifest(bad.cid)).toBeUndefined()
+    await expect(readdir(join(dir, 'manifests'))).resolves.toEqual([legit.cid])
+
+    for (const [c, b] of rest) await expect(store.putChunk(c, b, { source: 'peer-1' })).resolves.toEqual({ written: true })
+    expect(store.missingChunks(legit.cid)).toEqual([])
+    for (const file of legit.files) expect(Buffer.from(await store.read(legit.cid, file.entry.path, 0, file.entry.size)).equals(file.bytes)).toBe(true)
+  })
+
+  it('a conflicting manifest that holds nothing and that nothing uses gives way to a new one', async () => {
+    const store = await openStore()
+    const legit = simpleModel('cg')
+    const [[cid]] = [...chunksOf(legit)] as Array<[string, Uint8Array]>
+    const squatter = liar(cid ?? '', 700)
+    await store.addManifest(squatter.cid, squatter.manifest)
+    await store.addManifest(legit.cid, legit.manifest)
+    expect(store.getManifest(squatter.cid)).toBeUndefined()
+    await putAll(store, legit)
+    expect(store.missingChunks(legit.cid)).toEqual([])
+
+    // named, it is in use: then the newcomer is refused instead
+    const named = liar(cid ?? '', 800)
+    const other = simpleModel('cg2')
+    await store.addManifest(other.cid, other.manifest)
+    await expect(store.addManifest(named.cid, named.manifest, { ref: 'liar:v1' })).rejects.toBeInstanceOf(ManifestConflictError)
+  })
+
+  it('refuses a manifest that lists one chunk with two sizes', async () => {
+    const store = await openStore()
+    const chunk = bytesFor('twice', 1000)
+    const cid = cidForBytes(chunk)
+    const manifest = { version: 1 as const, chunkSize: 1000, files: [
+      { path: 'a.bin', size: 1000, mode: 0o644, chunks: [{ cid, offset: 0, size: 1000 }] },
+      { path: 'b.bin', size: 900, mode: 0o644, chunks: [{ cid, offset: 0, size: 900 }] }
+    ] }
+    await expect(store.addManifest(encodeManifest(manifest).cid, manifest)).rejects.toThrow(/listed as 1000 bytes and as 900/)
   })
 })
 

@@ -23,7 +23,7 @@ import { PullSession, uniqueChunks } from './session.js'
 import type { Config } from '@swarm/config'
 import type { DataClient, DataServer } from '@swarm/exchange'
 import type { Fetcher } from '@swarm/fetcher'
-import type { AbortOptions, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
+import type { AbortOptions, GcReport, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
 import type { SwarmNode } from '@swarm/p2p'
 import type { Store } from '@swarm/store'
 import type { AgentMetrics } from './metrics.js'
@@ -71,6 +71,17 @@ export class ManifestUnavailableError extends Error {
   }
 }
 
+/** An agent asked to join a swarm without a key, which would let any host that reaches it in. */
+export class SwarmKeyRequiredError extends Error {
+  static override name = 'SwarmKeyRequiredError'
+  readonly code = 'ERR_SWARM_KEY_REQUIRED'
+  constructor () {
+    super('no swarm key: without one any host that reaches this node joins the swarm, learns every model it holds and downloads them. ' +
+      'Give one with --swarm-key FILE (SWARM_SWARM_KEY_FILE; make one with `swarm keygen FILE`), or run open on purpose with --insecure-open-swarm (SWARM_INSECURE_OPEN_SWARM=1)')
+    this.name = 'SwarmKeyRequiredError'
+  }
+}
+
 export class Agent {
   readonly config: Config
   readonly store: Store
@@ -86,6 +97,8 @@ export class Agent {
   mount?: ModelMount
   private readonly sessions = new Map<string, { session: Promise<AgentPullResult>, status: TransferStatus }>()
   private readonly shutdown = new AbortController()
+  /** the latest gc's report, for status */
+  private lastGc?: GcReport & { at: number }
   private started = false
 
   private constructor (init: { config: Config, store: Store, node: SwarmNode, server: DataServer, client: DataClient, metrics: AgentMetrics, origin?: Origin, log: Logger }) {
@@ -103,6 +116,8 @@ export class Agent {
   static async start (init: AgentInit): Promise<Agent> {
     const { config } = init
     const log = (init.logger ?? silentLogger).child({ component: 'agent' })
+    // closed by default: an open swarm is a choice someone made, never an accident of a missing flag
+    if (config.agent.swarmKeyFile == null && !config.agent.insecureOpenSwarm) throw new SwarmKeyRequiredError()
     await mkdir(config.dataDir, { recursive: true })
     const privateKey = await loadOrCreateKey(join(config.dataDir, 'node.key'))
     const swarmKey = config.agent.swarmKeyFile != null ? await readFile(config.agent.swarmKeyFile) : undefined
@@ -139,7 +154,7 @@ export class Agent {
       logger: init.logger
     })
     const client = dataClient({ privateKey, downloadBytesPerSecond: config.agent.downloadRate, logger: init.logger })
-    const metrics = agentMetrics({ peers: () => node?.connectedPeers().length ?? 0, bytesServed: () => server.stats.bytesServed, fuse: () => agent?.mount?.fuseStats() })
+    const metrics = agentMetrics({ openSwarm: swarmKey == null, peers: () => node?.connectedPeers().length ?? 0, bytesServed: () => server.stats.bytesServed, fuse: () => agent?.mount?.fuseStats() })
     const agent = new Agent({ config, store, node, server, client, metrics, origin: init.origin, log })
     agent.metricsServer = await serveMetrics(metrics, config.agent.metricsHost, config.agent.metricsPort, () => agent.started)
 
@@ -154,6 +169,7 @@ export class Agent {
       }
     }
     agent.started = true
+    if (swarmKey == null) log.warn({ dataPort: bound.port, listen: node.multiaddrs() }, 'open swarm (--insecure-open-swarm): no swarm key, so any host that reaches these ports can join, list and download every model held here')
     log.info({ peerId: node.peerId, multiaddrs: node.multiaddrs(), dataPort: bound.port, metricsPort: agent.metricsPort }, 'agent started')
     return agent
   }
@@ -233,16 +249,32 @@ export class Agent {
       manifestCid = await this.origin.resolveRef(request.ref, { signal })
     }
     const manifest = await this.manifestFor(manifestCid, { signal })
-    await this.store.addManifest(manifestCid, manifest, { ref })
-    if (request.pin === true) await this.store.pin(manifestCid, true)
-    this.store.touch(manifestCid)
-    const copied = await this.store.fillFromLocal(manifestCid, { signal })
-    if (copied > 0) this.metrics.bytes.inc({ source: 'local' }, copied)
+    // held from before the model is added until this pull is done with it, so no other pull's gc
+    // (nor this one's own) can evict the model under it
+    const lease = await this.store.addAndLease(manifestCid, manifest, `pull:${ref ?? manifestCid}`, { ref, signal })
+    try {
+      if (request.pin === true) await this.store.pin(manifestCid, true)
+      this.store.touch(manifestCid)
+      const copied = await this.store.fillFromLocal(manifestCid, { signal })
+      if (copied > 0) this.metrics.bytes.inc({ source: 'local' }, copied)
 
-    const result = await this.runSession(manifestCid, manifest, ref, signal, options.onProgress)
-    if (request.to != null) await placeFiles(this.store, manifestCid, request.to)
-    if (this.config.cacheSize > 0) await this.store.gc({ budgetBytes: this.config.cacheSize })
-    return result
+      const result = await this.runSession(manifestCid, manifest, ref, signal, options.onProgress)
+      if (request.to != null) await placeFiles(this.store, manifestCid, request.to)
+      await this.gc()
+      return result
+    } finally {
+      lease.release()
+    }
+  }
+
+  /** The store's gc to the configured budget (none: only unused, empty models go); the report is kept for status. */
+  async gc (options: AbortOptions = {}): Promise<GcReport> {
+    const report = await this.store.gc({ budgetBytes: this.config.cacheSize > 0 ? this.config.cacheSize : undefined, signal: options.signal })
+    this.lastGc = { at: Date.now(), ...report }
+    if (report.evicted.length > 0 || report.skipped.length > 0) {
+      this.log.info({ evicted: report.evicted.map(e => `${e.manifestCid} (${e.reason})`), skipped: report.skipped.map(s => `${s.manifestCid} (${s.reason}${s.holders != null ? `: ${s.holders.join(', ')}` : ''})`), presentBytes: report.presentBytes }, 'gc')
+    }
+    return report
   }
 
   /** One session per manifest: a second pull of the same model joins the running one. */
@@ -296,7 +328,9 @@ export class Agent {
         const fetched = s.status.progress.bytesBySource.peer + s.status.progress.bytesBySource.origin
         return { ...s.status, bytesPerSecond: Math.round(fetched / seconds) }
       }),
-      served: this.server.stats
+      served: this.server.stats,
+      leases: this.store.models().map(m => ({ manifestCid: m.manifestCid, holders: this.store.holders(m.manifestCid) })).filter(l => l.holders.length > 0),
+      lastGc: this.lastGc ?? null
     }
   }
 
