@@ -34,6 +34,7 @@ export type {
   Attributes,
   ChunkFetcher,
   FileContent,
+  FileIdentity,
   FsStatistics,
   ModelFs,
   ModelFsInit,

@@ -30,6 +30,7 @@
  */
 
 import { close as closeFd, fstatSync, open as openFd, read as readFd } from 'node:fs'
+import { stat } from 'node:fs/promises'
 import { AbortError, ChunkMissingError, NotFoundError, silentLogger } from '@swarm/interface'
 import { formatRef, isManifestCid, parseRef } from '@swarm/manifest'
 import { LRUCache } from 'lru-cache'
@@ -44,6 +45,7 @@ import {
   S_IFDIR,
   S_IFLNK,
   S_IFREG,
+  STORED_FILES_TTL_MS,
   TREE_CACHE_SIZE
 } from './constants.js'
 import { BadHandleError, IsADirectoryError, NotADirectoryError, NotALinkError, ReadOnlyError, ReadTimeoutError, ViewClosedError } from './errors.js'
@@ -64,7 +66,9 @@ import type {
   Logger,
   Manifest,
   ModelRef,
-  RefEntry
+  RefEntry,
+  StoreLease,
+  StoredFile
 } from '@swarm/interface'
 
 /** The part of `@swarm/fetcher`'s Fetcher the view uses. */
@@ -155,12 +159,29 @@ export interface ViewStats {
 export interface OpenOptions extends AbortOptions {}
 
 /**
+ * Which file a path named when it was looked at: the store replaces a content file at the same
+ * path when a model is evicted and added back, so an adapter that opens the path itself checks it
+ * found this file. Inode numbers are reused; the birth time tells such files apart where the file
+ * system records it (0 where it does not).
+ */
+export interface FileIdentity {
+  dev: bigint
+  ino: bigint
+  birthNs: bigint
+}
+
+/**
  * Where a model file's bytes are, for an adapter that reads present bytes itself: the store's
  * content file, and which of its chunks are in it now.
  */
 export interface FileContent {
   /** the store's file holding this file's bytes at their own offsets (sparse until complete) */
   backingPath: string
+  /**
+   * the file at `backingPath` when it was looked at, which `complete` and `present` describe;
+   * undefined when there was none (then nothing may be read from the path)
+   */
+  identity?: FileIdentity
   complete: boolean
   size: number
   /** end offset of each chunk, ascending */
@@ -183,6 +204,15 @@ export interface ModelFs {
   release(handle: number): Promise<void>
   /** where a file's bytes are in the store, and which are present */
   content(path: string, options?: AbortOptions): Promise<FileContent>
+  /** content() of every file below a model's directory, by path relative to it, at the cost of one */
+  contents(path: string, options?: AbortOptions): Promise<Map<string, FileContent>>
+  /**
+   * Keeps the model of the file at `path` from eviction while an adapter serves an open of it
+   * without the view (a lease held as `mount:<path>`); resolves with the release.
+   */
+  hold(path: string, options?: AbortOptions): Promise<{ release(): void }>
+  /** The store evicted a model: open files of it are read afresh (the adapter drops what it cached). */
+  evicted(manifestCid: CidString): void
   /**
    * Tells the view that bytes of an open file were read elsewhere (an adapter that served them
    * from the content file itself), so prefetching follows the reader as if it had read them here.
@@ -208,6 +238,8 @@ type Target =
 interface FileView {
   readonly key: string
   readonly cid: CidString
+  /** in the manifest's files */
+  readonly index: number
   readonly manifest: Manifest
   readonly entry: FileEntry
   readonly prefetchFile: PrefetchFile
@@ -229,6 +261,8 @@ interface FileView {
   lastCompleteCheck: number
   /** when the descriptor was last found to name the store's current file */
   checkedAt: number
+  /** keeps the model from eviction while the file is open */
+  lease?: StoreLease
 }
 
 interface Handle {
@@ -254,6 +288,18 @@ async function pread (fd: number, buffer: Uint8Array, offset: number, length: nu
   return await new Promise((resolve, reject) => {
     readFd(fd, buffer, offset, length, position, (err, bytesRead) => { if (err != null) reject(err); else resolve(bytesRead) })
   })
+}
+
+/** The kernel stamps ctime from a coarse clock, up to a tick behind the wall clock. */
+const CTIME_SLACK_MS = 50
+
+async function identityOf (path: string): Promise<(FileIdentity & { ctimeMs: number }) | undefined> {
+  try {
+    const st = await stat(path, { bigint: true })
+    return { dev: st.dev, ino: st.ino, birthNs: st.birthtimeNs, ctimeMs: Number(st.ctimeNs / 1_000_000n) }
+  } catch {
+    return undefined
+  }
 }
 
 function closeQuietly (fd: number): void {
@@ -299,6 +345,8 @@ class View implements ModelFs {
   private readonly handles = new Map<number, Handle>()
   private readonly views = new Map<string, FileView>()
   private readonly viewOf = new WeakMap<PrefetchFile, FileView>()
+  /** the store's files of a model, as last asked (wall clock, ms): store.files() copies every file's presence */
+  private readonly storedFiles = new Map<CidString, { files: StoredFile[], at: number }>()
   private nextHandle = 1
   private closed = false
 
@@ -576,6 +624,7 @@ class View implements ModelFs {
       view = {
         key,
         cid: target.cid,
+        index: target.index,
         manifest: target.manifest,
         entry,
         prefetchFile: { path: entry.path, size: entry.size, chunks: entry.chunks, ...(entry.tensors != null ? { tensors: entry.tensors } : {}) },
@@ -591,7 +640,7 @@ class View implements ModelFs {
       this.viewOf.set(view.prefetchFile, view)
       await this.openContent(view)
     }
-    view.refs++
+    if (view.refs++ === 0) view.lease = this.leaseOf(target.cid, path)
     this.store.touch(target.cid)
     const handle = this.nextHandle++
     this.handles.set(handle, { view, stream: view.complete ? idleStream : this.prefetcher.open(view.prefetchFile) })
@@ -606,8 +655,65 @@ class View implements ModelFs {
     const { view } = open
     if (--view.refs === 0) {
       this.views.delete(view.key)
+      view.lease?.release()
       if (view.fd !== undefined) closeQuietly(view.fd)
       for (const fd of view.retired) closeQuietly(fd)
+    }
+  }
+
+  /** A lease on a held model for an open file; undefined when it is not held (evicted meanwhile: reads add it back). */
+  private leaseOf (cid: CidString, path: string): StoreLease | undefined {
+    try {
+      return this.store.lease(cid, `mount:${path}`)
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err
+      return undefined
+    }
+  }
+
+  async hold (path: string, options: AbortOptions = {}): Promise<{ release(): void }> {
+    const target = await this.resolve(path, options.signal)
+    if (target.kind !== 'model-file') throw new IsADirectoryError(path)
+    return this.leaseOf(target.cid, path) ?? { release () {} }
+  }
+
+  evicted (manifestCid: CidString): void {
+    this.storedFiles.delete(manifestCid)
+    this.heldAt = -Infinity
+    for (const view of this.views.values()) {
+      if (view.cid === manifestCid) this.forgetContent(view)
+    }
+  }
+
+  /** The store's files of a held model, reused for a moment: asking is O(files), and lookups come in bursts. */
+  private storedFilesOf (cid: CidString, fresh = false): { files: StoredFile[], at: number } {
+    const now = Date.now()
+    const cached = this.storedFiles.get(cid)
+    if (!fresh && cached !== undefined && now - cached.at < STORED_FILES_TTL_MS) return cached
+    const taken = { files: this.store.files(cid), at: now }
+    this.storedFiles.set(cid, taken)
+    return taken
+  }
+
+  /**
+   * What the store says of a content file, and which file that is. The store's word must be
+   * about the file found at the path: one evicted and added back since would otherwise be
+   * described by its predecessor (complete, where the new one is empty). So the file is looked at
+   * first, and a cached answer is used only when the file has not changed (ctime: data, creation,
+   * rename) since that answer was taken; otherwise the store is asked again, after the look.
+   */
+  private describe (cid: CidString, index: number, entry: FileEntry, identity: (FileIdentity & { ctimeMs: number }) | undefined, taken: { files: StoredFile[], at: number }, path: string): FileContent {
+    let stored = taken.files[index]
+    // without an identity nothing will be read from the path, whatever the store says
+    if (identity !== undefined && identity.ctimeMs >= taken.at - CTIME_SLACK_MS) stored = this.storedFilesOf(cid, true).files[index]
+    if (stored === undefined || stored.entry.path !== entry.path) throw new NotFoundError(`${path} is not in the store`)
+    return {
+      backingPath: stored.path,
+      ...(identity !== undefined ? { identity: { dev: identity.dev, ino: identity.ino, birthNs: identity.birthNs } } : {}),
+      complete: stored.complete,
+      size: entry.size,
+      chunkEnds: entry.chunks.map(chunk => chunk.offset + chunk.size),
+      present: stored.present
     }
   }
 
@@ -616,9 +722,34 @@ class View implements ModelFs {
     if (target.kind === 'alias') throw new NotFoundError(`${path} is a link; ask for what it points to`)
     if (target.kind !== 'model-file') throw new IsADirectoryError(path)
     const entry = target.manifest.files[target.index] as FileEntry
-    const stored = this.store.files(target.cid)[target.index]
-    if (stored === undefined || stored.entry.path !== entry.path) throw new NotFoundError(`${path} is not in the store`)
-    return { backingPath: stored.path, complete: stored.complete, size: entry.size, chunkEnds: entry.chunks.map(chunk => chunk.offset + chunk.size), present: stored.present }
+    const taken = this.storedFilesOf(target.cid)
+    const known = taken.files[target.index]
+    if (known === undefined || known.entry.path !== entry.path) throw new NotFoundError(`${path} is not in the store`)
+    return this.describe(target.cid, target.index, entry, await identityOf(known.path), taken, path)
+  }
+
+  async contents (path: string, options: AbortOptions = {}): Promise<Map<string, FileContent>> {
+    const target = await this.resolve(path, options.signal)
+    if (target.kind !== 'model-dir') throw new NotADirectoryError(path)
+    const manifest = this.store.getManifest(target.cid)
+    if (manifest === undefined) throw new NotFoundError(`${path} is not in the store`)
+    const prefix = target.dir === '' ? '' : `${target.dir}/`
+    const below = [...target.tree.files].filter(([file]) => file.startsWith(prefix))
+    const taken = this.storedFilesOf(target.cid)
+    // every file looked at first, in parallel; then one answer of the store for all of them
+    const identities = await Promise.all(below.map(async ([, index]) => {
+      const known = taken.files[index]
+      return known === undefined ? undefined : await identityOf(known.path)
+    }))
+    const fresh = identities.some(identity => identity !== undefined && identity.ctimeMs >= taken.at - CTIME_SLACK_MS) ? this.storedFilesOf(target.cid, true) : taken
+    const out = new Map<string, FileContent>()
+    below.forEach(([file, index], i) => {
+      const identity = identities[i]
+      // the store was asked after every look above, so a fresh answer describes what was seen
+      const usable = identity !== undefined && (fresh !== taken || identity.ctimeMs < taken.at - CTIME_SLACK_MS) ? { ...identity, ctimeMs: -Infinity } : identity
+      out.set(file.slice(prefix.length), this.describe(target.cid, index, manifest.files[index] as FileEntry, usable, fresh, `${path}/${file.slice(prefix.length)}`))
+    })
+    return out
   }
 
   observe (handle: number, position: number, length: number): void {
@@ -795,29 +926,44 @@ class View implements ModelFs {
   /** Opens the content file (again, when the store replaced it) and notes whether it is complete. */
   private async openContent (view: FileView): Promise<void> {
     view.opening ??= (async () => {
-      let stored
+      let taken
       try {
-        stored = this.store.files(view.cid).find(f => f.entry.path === view.entry.path)
+        taken = this.storedFilesOf(view.cid)
       } catch {
         return
       }
-      if (stored === undefined) return
+      const known = taken.files[view.index]
+      if (known === undefined || known.entry.path !== view.entry.path) return
       if (view.fd !== undefined && !this.contentIsCurrent(view)) return
       if (view.fd === undefined) {
         try {
-          const fd = await openReadOnly(stored.path)
+          const fd = await openReadOnly(known.path)
           if (view.fd !== undefined || !this.views.has(view.key)) {
             closeQuietly(fd)
             return
           }
           view.fd = fd
         } catch (err) {
-          this.log.debug({ path: stored.path, err: (err as Error).message }, 'content file could not be opened; reading through the store')
+          this.log.debug({ path: known.path, err: (err as Error).message }, 'content file could not be opened; reading through the store')
           return
         }
       }
+      // what the store says must be about the file the descriptor names: asked again unless that
+      // file has not changed (data, links) since the last answer
+      let ctimeMs: number
+      try {
+        const st = fstatSync(view.fd, { bigint: true })
+        if (st.nlink === 0n) {
+          this.forgetContent(view)
+          return
+        }
+        ctimeMs = Number(st.ctimeNs / 1_000_000n)
+      } catch {
+        return
+      }
+      const stored = ctimeMs < taken.at - CTIME_SLACK_MS ? known : this.storedFilesOf(view.cid, true).files[view.index]
       // complete: every chunk is in this very file, which the store no longer changes
-      if (stored.complete) {
+      if (stored?.complete === true && stored.path === known.path) {
         view.complete = true
         view.confirmed.fill(1)
       }
