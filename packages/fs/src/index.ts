@@ -32,6 +32,7 @@ export { checkFuseDevice, clearStaleMount, mountedAt } from './mount-table.js'
 export type { FuseCheck, MountEntry } from './mount-table.js'
 export type {
   Attributes,
+  ChunkArrival,
   ChunkFetcher,
   FileContent,
   FileIdentity,

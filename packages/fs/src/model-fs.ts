@@ -158,6 +158,14 @@ export interface ViewStats {
 
 export interface OpenOptions extends AbortOptions {}
 
+/** A chunk now in the store, where it fills a file of a model (`path` as the view names it). */
+export interface ChunkArrival {
+  manifestCid: CidString
+  path: string
+  offset: number
+  length: number
+}
+
 /**
  * Which file a path named when it was looked at: the store replaces a content file at the same
  * path when a model is evicted and added back, so an adapter that opens the path itself checks it
@@ -213,6 +221,11 @@ export interface ModelFs {
   hold(path: string, options?: AbortOptions): Promise<{ release(): void }>
   /** The store evicted a model: open files of it are read afresh (the adapter drops what it cached). */
   evicted(manifestCid: CidString): void
+  /**
+   * Calls `listener` for every file range a chunk fetched through the view now fills (by a read
+   * or a prefetch), so an adapter reading the store's files itself learns of it at once.
+   */
+  onArrival(listener: (arrival: ChunkArrival) => void): () => void
   /**
    * Tells the view that bytes of an open file were read elsewhere (an adapter that served them
    * from the content file itself), so prefetching follows the reader as if it had read them here.
@@ -345,6 +358,13 @@ class View implements ModelFs {
   private readonly handles = new Map<number, Handle>()
   private readonly views = new Map<string, FileView>()
   private readonly viewOf = new WeakMap<PrefetchFile, FileView>()
+  /** a model's small files prefetched as one batch, from the first open of one of them */
+  private readonly smallFiles = new Map<CidString, PrefetchStream>()
+  /** the model each prefetched file (or batch) belongs to */
+  private readonly modelOf = new WeakMap<PrefetchFile, CidString>()
+  /** chunk CID → the file ranges it fills, per model */
+  private readonly chunkFiles = new LRUCache<CidString, Map<CidString, Array<{ path: string, offset: number, size: number }>>>({ max: TREE_CACHE_SIZE })
+  private readonly listeners = new Set<(arrival: ChunkArrival) => void>()
   /** the store's files of a model, as last asked (wall clock, ms): store.files() copies every file's presence */
   private readonly storedFiles = new Map<CidString, { files: StoredFile[], at: number }>()
   private nextHandle = 1
@@ -385,9 +405,10 @@ class View implements ModelFs {
       logger: init.logger,
       has: cid => this.store.hasChunk(cid),
       fetch: async (file, chunk, options) => {
-        const view = this.viewOf.get(file)
-        if (view === undefined) return
-        await this.init.fetcher.fetch({ cid: chunk.cid, size: chunk.size }, { signal: options.signal, sources: this.init.sourcesFor?.(view.cid, chunk) })
+        const cid = this.modelOf.get(file)
+        if (cid === undefined) return
+        await this.init.fetcher.fetch({ cid: chunk.cid, size: chunk.size }, { signal: options.signal, sources: this.init.sourcesFor?.(cid, chunk) })
+        this.arrived(cid, chunk.cid)
       }
     })
   }
@@ -638,9 +659,11 @@ class View implements ModelFs {
       }
       this.views.set(key, view)
       this.viewOf.set(view.prefetchFile, view)
+      this.modelOf.set(view.prefetchFile, view.cid)
       await this.openContent(view)
     }
     if (view.refs++ === 0) view.lease = this.leaseOf(target.cid, path)
+    if (view.entry.chunks.length === 1) this.prefetchSmallFiles(target.cid, target.manifest, view.entry.path)
     this.store.touch(target.cid)
     const handle = this.nextHandle++
     this.handles.set(handle, { view, stream: view.complete ? idleStream : this.prefetcher.open(view.prefetchFile) })
@@ -679,10 +702,66 @@ class View implements ModelFs {
 
   evicted (manifestCid: CidString): void {
     this.storedFiles.delete(manifestCid)
+    this.smallFiles.get(manifestCid)?.close()
+    this.smallFiles.delete(manifestCid)
     this.heldAt = -Infinity
     for (const view of this.views.values()) {
       if (view.cid === manifestCid) this.forgetContent(view)
     }
+  }
+
+  onArrival (listener: (arrival: ChunkArrival) => void): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
+  }
+
+  private arrived (manifestCid: CidString, chunkCid: CidString): void {
+    if (this.listeners.size === 0) return
+    let byChunk = this.chunkFiles.get(manifestCid)
+    if (byChunk === undefined) {
+      const manifest = this.store.getManifest(manifestCid)
+      if (manifest === undefined) return
+      byChunk = new Map()
+      for (const file of manifest.files) {
+        for (const chunk of file.chunks) {
+          let ranges = byChunk.get(chunk.cid)
+          if (ranges === undefined) byChunk.set(chunk.cid, ranges = [])
+          ranges.push({ path: `/${BY_CID}/${manifestCid}/${file.path}`, offset: chunk.offset, size: chunk.size })
+        }
+      }
+      this.chunkFiles.set(manifestCid, byChunk)
+    }
+    for (const range of byChunk.get(chunkCid) ?? []) {
+      for (const listener of this.listeners) listener({ manifestCid, path: range.path, offset: range.offset, length: range.size })
+    }
+  }
+
+  /**
+   * A checkpoint of many small files (one chunk each: orbax, zarr, tensorstore) is read one file
+   * after another, and a read that waited for each file's chunk would wait once per file on a
+   * round trip and a store sync. So the first open of such a file queues the model's small
+   * files as one batch: those beside it first, then the rest in path order, up to the largest
+   * read-ahead in bytes. The fetches overlap, and their syncs are shared.
+   */
+  private prefetchSmallFiles (cid: CidString, manifest: Manifest, from: string): void {
+    if (this.smallFiles.has(cid)) return
+    const dir = from.includes('/') ? from.slice(0, from.lastIndexOf('/') + 1) : ''
+    const small = manifest.files.filter(file => file.chunks.length === 1)
+    const beside = small.filter(file => file.path >= from && file.path.startsWith(dir) && !file.path.slice(dir.length).includes('/'))
+    const chunks: ChunkRef[] = []
+    const seen = new Set<CidString>()
+    let size = 0
+    for (const file of [...beside, ...small]) {
+      const chunk = file.chunks[0] as ChunkRef
+      if (seen.has(chunk.cid) || this.store.hasChunk(chunk.cid)) continue
+      if (size + chunk.size > this.prefetcher.maxBytes) break
+      seen.add(chunk.cid)
+      chunks.push({ cid: chunk.cid, offset: size, size: chunk.size })
+      size += chunk.size
+    }
+    const batch: PrefetchFile = { path: `${cid}: ${chunks.length} small files`, size, chunks }
+    this.modelOf.set(batch, cid)
+    this.smallFiles.set(cid, this.prefetcher.openWhole(batch))
   }
 
   /** The store's files of a held model, reused for a moment: asking is O(files), and lookups come in bursts. */
@@ -829,6 +908,7 @@ class View implements ModelFs {
     try {
       await this.init.fetcher.fetch({ cid: chunk.cid, size: chunk.size }, { signal: combined, sources: this.init.sourcesFor?.(view.cid, chunk) })
       this.counters.chunksFetched++
+      this.arrived(view.cid, chunk.cid)
     } catch (err) {
       if (timeout.aborted && signal?.aborted !== true) throw new ReadTimeoutError(chunk.cid, view.entry.path, this.readTimeoutMs)
       throw err

@@ -48,7 +48,7 @@ import {
 import { KernelFuseUnavailableError, MountFailedError } from './errors.js'
 import { NodeKind, UpcallKind, loadAddon } from './native.js'
 import type { Addon, ContentInit, NativeStats, NodeInit, Server, Upcall } from './native.js'
-import type { Attributes, FileContent, FuseCheck, ModelFs } from '@swarm/fs'
+import type { Attributes, ChunkArrival, FileContent, FuseCheck, ModelFs } from '@swarm/fs'
 import type { Logger } from '@swarm/interface'
 
 export * from './constants.js'
@@ -144,7 +144,7 @@ function presentRanges (content: FileContent, known?: Uint8Array): Array<[number
 interface ForwardedOpen { ino: number, path: string }
 
 /** What the server was last told of a file: which store file (`key`), and which chunks of it are present. */
-interface FileState { path: string, key: string, present: Uint8Array, complete: boolean }
+interface FileState { path: string, key: string, ends: number[], present: Uint8Array, complete: boolean }
 
 function identityKey (content: FileContent): string {
   const id = content.identity
@@ -183,6 +183,7 @@ class KernelMount implements Mount {
   private readonly timers: NodeJS.Timeout[] = []
   private unmounting?: Promise<void>
   private polling = false
+  private readonly stopArrivals: () => void
 
   constructor (readonly mountpoint: string, private readonly fs: ModelFs, private readonly init: MountInit & { maxStackDepth: number }) {
     this.addon = loadAddon()
@@ -199,6 +200,7 @@ class KernelMount implements Mount {
       dropSysAdmin: init.dropSysAdmin === true,
       requestTimeout: (init.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS) / 1000
     }, upcall => { this.dispatch(upcall) })
+    this.stopArrivals = fs.onArrival(arrival => { this.arrived(arrival) })
     this.refreshStatfs()
     const statfsTimer = setInterval(() => { this.refreshStatfs() }, STATFS_INTERVAL_MS)
     const presenceTimer = setInterval(() => { void this.pollPresence() }, init.presenceIntervalMs ?? DEFAULT_PRESENCE_INTERVAL_MS)
@@ -236,6 +238,7 @@ class KernelMount implements Mount {
   async unmount (): Promise<void> {
     this.unmounting ??= (async () => {
       for (const timer of this.timers) clearInterval(timer)
+      this.stopArrivals()
       try {
         this.addon.unmount(this.mountpoint)
       } catch (err) {
@@ -331,7 +334,7 @@ class KernelMount implements Mount {
     if (content !== undefined) {
       // what setNode told the server; a file it knew already keeps what it was told of it
       const known = this.files.get(ino)
-      if (known === undefined || known.key !== identityKey(content)) this.files.set(ino, { path, key: identityKey(content), present: new Uint8Array(content.present.length), complete: false })
+      if (known === undefined || known.key !== identityKey(content)) this.files.set(ino, { path, key: identityKey(content), ends: content.chunkEnds, present: new Uint8Array(content.present.length), complete: false })
       this.notePresence(ino, path, content)
     }
     return ino
@@ -357,17 +360,37 @@ class KernelMount implements Mount {
     if (known === undefined || known.key !== key) {
       // another store file (the model was evicted and added back): the server starts afresh
       this.addon.setContent(this.server, ino, contentInit(content))
-      known = { path, key, present: new Uint8Array(content.present.length), complete: false }
+      known = { path, key, ends: content.chunkEnds, present: new Uint8Array(content.present.length), complete: false }
       this.files.set(ino, known)
     }
     if (known.complete || key === '') return
     if (content.complete) {
       this.addon.setComplete(this.server, ino)
-      this.files.set(ino, { path, key, present: content.present, complete: true })
+      known.complete = true
       return
     }
     for (const [offset, length] of presentRanges(content, known.present)) this.addon.markPresent(this.server, ino, offset, length)
-    this.files.set(ino, { path, key, present: content.present, complete: false })
+    content.present.forEach((bit, i) => { if (bit === 1) known.present[i] = 1 })
+  }
+
+  /**
+   * A chunk fetched through the view (a read, a prefetch) is in the store's file of `path`: the
+   * server reads it there from now on, and a file now whole is opened in passthrough, with no
+   * request to us. The file the server knows is the one the chunk went into unless the store
+   * replaced it since, which the server finds out itself when it opens it.
+   */
+  private arrived ({ path, offset, length }: ChunkArrival): void {
+    const ino = this.inos.get(path)
+    const known = ino === undefined ? undefined : this.files.get(ino)
+    if (ino === undefined || known === undefined || known.complete || known.key === '') return
+    this.addon.markPresent(this.server, ino, offset, length)
+    let index = 0
+    while (index < known.ends.length && (known.ends[index] as number) <= offset) index++
+    known.present[index] = 1
+    if (known.present.every(bit => bit === 1)) {
+      this.addon.setComplete(this.server, ino)
+      known.complete = true
+    }
   }
 
   /** The server opened a file without us: its model is held from eviction until the last such open ends. */
