@@ -182,6 +182,15 @@ describe('the kernel adapter', () => {
     expect(new KernelFuseUnavailableError('why').message).toMatch(/why/)
   })
 
+  it('the server, driven as the kernel and the store do: many names, store files replaced under complete files (bytes or EIO, never zeros), deadlines (ASan, UBSan)', async () => {
+    const binary = join(dir, 'scenarios')
+    await run('gcc', ['-std=gnu11', '-g', '-O1', '-fsanitize=address,undefined', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all',
+      join(NATIVE, 'test', 'scenarios.c'), join(NATIVE, 'server.c'), '-o', binary, '-lpthread'])
+    const scratch = await mkdtemp(join(dir, 'scenarios-'))
+    const { stdout } = await run(binary, [scratch], { timeout: 60_000, env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1', UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1' } })
+    expect(stdout.trim()).toBe('ok')
+  }, 120_000)
+
   it('request parsing survives malformed, truncated and random requests under AddressSanitizer and UBSan', async () => {
     const binary = join(dir, 'harness')
     await run('gcc', ['-std=gnu11', '-g', '-O1', '-fsanitize=address,undefined', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all',
