@@ -109,6 +109,11 @@ export interface ModelFsInit {
   gid?: number
   /** timestamps of every file and directory (default: when the view was made) */
   mtime?: Date
+  /**
+   * Open files hold their model from eviction with a store lease (default true). False only to
+   * test what readers get when a model open in the mount is evicted anyway.
+   */
+  leaseOpenFiles?: boolean
   logger?: Logger
 }
 
@@ -686,6 +691,7 @@ class View implements ModelFs {
 
   /** A lease on a held model for an open file; undefined when it is not held (evicted meanwhile: reads add it back). */
   private leaseOf (cid: CidString, path: string): StoreLease | undefined {
+    if (this.init.leaseOpenFiles === false) return undefined
     try {
       return this.store.lease(cid, `mount:${path}`)
     } catch (err) {

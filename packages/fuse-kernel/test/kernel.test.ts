@@ -11,7 +11,7 @@ import { promisify } from 'node:util'
 import { hashChunks, planChunks } from '@swarm/chunker'
 import { fetcher } from '@swarm/fetcher'
 import { modelFs } from '@swarm/fs'
-import { fuseConformanceTests } from '@swarm/fuse-conformance'
+import { fuseConformanceTests, fuseEvictionTests } from '@swarm/fuse-conformance'
 import { encodeManifest } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -52,6 +52,7 @@ async function dropCaches (): Promise<void> {
 }
 
 fuseConformanceTests('kernel', { mountFs })
+fuseEvictionTests('kernel', { mountFs })
 
 describe('the kernel adapter', () => {
   let dir: string
@@ -67,6 +68,7 @@ describe('the kernel adapter', () => {
     store = await createStore({ dir: join(dir, 'store') })
     files['complete.bin'] = bytesFor('complete', 24 * MiB + 5)
     files['lazy.bin'] = bytesFor('lazy', 12 * MiB + 9)
+    files['late-deadline.bin'] = bytesFor('deadline', 13 * MiB)
     const manifest: Manifest = { version: 1, chunkSize: 2 * MiB, files: [] }
     for (const [path, bytes] of Object.entries(files).sort(([a], [b]) => a < b ? -1 : 1)) {
       const refs = hashChunks(bytes, planChunks({ size: bytes.length, chunkSize: 2 * MiB }))
@@ -172,6 +174,26 @@ describe('the kernel adapter', () => {
       expect(stats.readsForwarded).toBe(0)
       expect(stats.bytesReadLocally).toBeGreaterThanOrEqual(2 * (files['complete.bin'] as Buffer).length)
       expect(warnings.filter(w => /refused passthrough/.test(w))).toHaveLength(1)
+    } finally {
+      await mount.unmount()
+    }
+  })
+
+  it('a read the view never answers gets EIO at the server\'s deadline, and is counted; the mount goes on', async () => {
+    const mountpoint = join(dir, 'mnt-deadline')
+    const mount = await mountFs({ fs: view, mountpoint, requestTimeoutMs: 1500, unansweredForTesting: ['read'] })
+    try {
+      // a file with chunks not local: its reads go to the view, which here never answers
+      const started = Date.now()
+      const result = await run(PYTHON, ['-c', 'import os,sys\nfd=os.open(sys.argv[1],os.O_RDONLY)\ntry:\n  os.pread(fd,4096,13*1024*1024-4096)\n  print("read")\nexcept OSError as e:\n  print(e.errno)', join(mountpoint, 'by-cid', cid, 'late-deadline.bin')], { timeout: 20_000 }).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? 'killed' }))
+      const elapsed = Date.now() - started
+      expect(result.stdout.trim()).toBe('5') // EIO
+      expect(elapsed).toBeGreaterThanOrEqual(1400)
+      expect(elapsed).toBeLessThan(8000)
+      expect(mount.stats().requestTimeouts).toBeGreaterThanOrEqual(1)
+      // the rest of the mount answers as before
+      const { stdout } = await run('sha256sum', [join(mountpoint, 'by-cid', cid, 'complete.bin')], { timeout: 20_000 })
+      expect(stdout.split(' ')[0]).toBe(sha256(files['complete.bin'] as Buffer))
     } finally {
       await mount.unmount()
     }
