@@ -37,7 +37,15 @@ typedef struct state {
   int drop_sys_admin;
   double request_timeout;
   int unrefed;
-  int refs; /* the JS object and the thread-safe function; freed at 0, both on the main thread */
+  /*
+   * The JS object, the thread-safe function, and each thread (workers, the deadline thread) hold
+   * one; freed at 0. A thread may outlive the thread-safe function (the environment is torn down
+   * at exit while threads still run): `stopping`, under `stop_lock`, says it is gone, and no
+   * thread touches it after.
+   */
+  atomic_int refs;
+  pthread_rwlock_t stop_lock;
+  int stopping;
 } state;
 
 typedef struct worker {
@@ -66,9 +74,18 @@ static napi_value throw_errno(napi_env env, int error, const char *what) {
 }
 
 static void state_unref(state *st) {
-  if (--st->refs > 0) return;
+  if (atomic_fetch_sub(&st->refs, 1) > 1) return;
   sw_server_free(st->server);
+  pthread_rwlock_destroy(&st->stop_lock);
   free(st);
+}
+
+/* A thread is done: gives back its hold on the thread-safe function (unless that is gone) and its reference. */
+static void thread_done(state *st) {
+  pthread_rwlock_rdlock(&st->stop_lock);
+  if (!st->stopping) napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
+  pthread_rwlock_unlock(&st->stop_lock);
+  state_unref(st);
 }
 
 /* ---- calls into JavaScript -------------------------------------------------------------- */
@@ -104,16 +121,21 @@ static void call_js(napi_env env, napi_value callback, void *context, void *data
 
 static void upcall(void *ctx, sw_upcall *u) {
   state *st = ctx;
-  if (napi_call_threadsafe_function(st->tsfn, u, napi_tsfn_nonblocking) != napi_ok) {
-    /* shutting down: a request passed up now is never answered, which the kernel resolves on abort */
-    free(u);
-  }
+  pthread_rwlock_rdlock(&st->stop_lock);
+  int sent = !st->stopping && napi_call_threadsafe_function(st->tsfn, u, napi_tsfn_nonblocking) == napi_ok;
+  pthread_rwlock_unlock(&st->stop_lock);
+  /* shutting down: a request passed up now is never answered, which the kernel resolves on abort */
+  if (!sent) free(u);
 }
 
 static void tsfn_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
-  state_unref(data);
+  state *st = data;
+  pthread_rwlock_wrlock(&st->stop_lock);
+  st->stopping = 1;
+  pthread_rwlock_unlock(&st->stop_lock);
+  state_unref(st);
 }
 
 static void external_finalize(napi_env env, void *data, void *hint) {
@@ -155,7 +177,7 @@ static void *work(void *arg) {
   if (w->fd != st->session_fd) close(w->fd);
   free(w);
   atomic_fetch_sub(&st->workers, 1);
-  napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
+  thread_done(st);
   return NULL;
 }
 
@@ -170,11 +192,15 @@ static void *expire(void *arg) {
   if (interval > 1) interval = 1;
   if (interval < 0.01) interval = 0.01;
   struct timespec pause = { .tv_sec = (time_t)interval, .tv_nsec = (long)((interval - (double)(time_t)interval) * 1e9) };
-  while (atomic_load(&st->workers) > 0) {
+  for (;;) {
     nanosleep(&pause, NULL);
-    sw_expire(st->server, sw_now_ns());
+    pthread_rwlock_rdlock(&st->stop_lock);
+    int go_on = !st->stopping && atomic_load(&st->workers) > 0;
+    if (go_on) sw_expire(st->server, sw_now_ns());
+    pthread_rwlock_unlock(&st->stop_lock);
+    if (!go_on) break;
   }
-  napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
+  thread_done(st);
   return NULL;
 }
 
@@ -301,7 +327,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   napi_value name, external;
   napi_create_string_utf8(env, "swarm-fuse", NAPI_AUTO_LENGTH, &name);
-  st->refs = 2;
+  atomic_init(&st->refs, 2);
+  pthread_rwlock_init(&st->stop_lock, NULL);
   if (napi_create_threadsafe_function(env, argv[1], NULL, name, 0, (size_t)threads, st, tsfn_finalize, NULL, call_js, &st->tsfn) != napi_ok) {
     umount2(mountpoint, MNT_DETACH);
     close(fd);
@@ -333,8 +360,10 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     w->st = st;
     w->fd = wfd;
     atomic_fetch_add(&st->workers, 1);
+    atomic_fetch_add(&st->refs, 1);
     if (pthread_create(&thread, NULL, work, w) != 0) {
       atomic_fetch_sub(&st->workers, 1);
+      atomic_fetch_sub(&st->refs, 1);
       if (wfd != fd) close(wfd);
       free(w);
       napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
@@ -347,8 +376,13 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (started == 0) return throw_errno(env, EAGAIN, "starting FUSE threads");
   pthread_t expirer;
   if (options.request_timeout > 0 && napi_acquire_threadsafe_function(st->tsfn) == napi_ok) {
-    if (pthread_create(&expirer, NULL, expire, st) == 0) pthread_detach(expirer);
-    else napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
+    atomic_fetch_add(&st->refs, 1);
+    if (pthread_create(&expirer, NULL, expire, st) == 0) {
+      pthread_detach(expirer);
+    } else {
+      atomic_fetch_sub(&st->refs, 1);
+      napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
+    }
   }
   CHECK(napi_create_external(env, st, external_finalize, NULL, &external));
   return external;
