@@ -590,8 +590,12 @@ class View implements ModelFs {
         return this.store.models().map(m => m.manifestCid).sort()
       case 'namespace':
         return [...target.node.listed].sort()
-      case 'model-dir':
+      case 'model-dir': {
+        // a listing comes before the reads: a checkpoint's small files start coming now
+        const manifest = this.store.getManifest(target.cid)
+        if (manifest !== undefined) this.prefetchSmallFiles(target.cid, manifest, target.dir === '' ? '' : `${target.dir}/`)
         return [...(target.tree.dirs.get(target.dir) ?? [])]
+      }
       default:
         throw new NotADirectoryError(path)
     }
@@ -745,9 +749,10 @@ class View implements ModelFs {
   /**
    * A checkpoint of many small files (one chunk each: orbax, zarr, tensorstore) is read one file
    * after another, and a read that waited for each file's chunk would wait once per file on a
-   * round trip and a store sync. So the first open of such a file queues the model's small
-   * files as one batch: those beside it first, then the rest in path order, up to the largest
-   * read-ahead in bytes. The fetches overlap, and their syncs are shared.
+   * round trip and a store sync. So the first listing of one of its directories, or the first
+   * open of such a file, queues the model's small files as one batch: those beside it first,
+   * then the rest in path order, up to the largest read-ahead in bytes. The fetches overlap, and
+   * their syncs are shared.
    */
   private prefetchSmallFiles (cid: CidString, manifest: Manifest, from: string): void {
     if (this.smallFiles.has(cid)) return
