@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=($(ls bench | grep -v -e results -e '\.'))
+[ ${#names[@]} -gt 0 ] || names=($(for dir in bench/*/; do [ -f "$dir/run.mjs" ] && basename "$dir"; done))
 for name in "${names[@]}"; do
   echo "== bench/$name" >&2
   node "bench/$name/run.mjs"

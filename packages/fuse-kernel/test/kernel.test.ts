@@ -3,7 +3,7 @@
 // mount while the view's JavaScript side must answer.
 import { execFile } from 'node:child_process'
 import { createCipheriv, createHash } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -211,6 +211,17 @@ describe('the kernel adapter', () => {
     const scratch = await mkdtemp(join(dir, 'scenarios-'))
     const { stdout } = await run(binary, [scratch], { timeout: 60_000, env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1', UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1' } })
     expect(stdout.trim()).toBe('ok')
+  }, 120_000)
+
+  it('the fuzz target\'s seed corpus runs through the parser under AddressSanitizer and UBSan', async () => {
+    const binary = join(dir, 'fuzz-corpus')
+    await run('gcc', ['-std=gnu11', '-g', '-O1', '-DSW_FUZZ_STANDALONE', '-fsanitize=address,undefined', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all',
+      join(NATIVE, 'test', 'fuzz.c'), join(NATIVE, 'server.c'), '-o', binary, '-lpthread'])
+    const corpus = join(NATIVE, 'test', 'corpus')
+    const inputs = (await readdir(corpus)).map(name => join(corpus, name))
+    expect(inputs.length).toBeGreaterThanOrEqual(10)
+    const { stdout } = await run(binary, inputs, { timeout: 60_000, env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1', UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1' } })
+    expect(JSON.parse(stdout.trim())).toEqual({ inputs: inputs.length })
   }, 120_000)
 
   it('request parsing survives malformed, truncated and random requests under AddressSanitizer and UBSan', async () => {
