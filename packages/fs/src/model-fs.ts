@@ -295,6 +295,8 @@ const W_OK = 2
 const STATFS_BLOCK = 4096
 const MAX_U32 = 0xffffffff
 const READ_RETRIES = 3
+/** A model is marked used in the store (for least-recently-used eviction) at most this often. */
+const TOUCH_INTERVAL_MS = 1000
 /** How often a descriptor of a content file still being filled is checked against the store's file. */
 const CONTENT_CHECK_INTERVAL_MS = 100
 
@@ -370,6 +372,8 @@ class View implements ModelFs {
   /** chunk CID → the file ranges it fills, per model */
   private readonly chunkFiles = new LRUCache<CidString, Map<CidString, Array<{ path: string, offset: number, size: number }>>>({ max: TREE_CACHE_SIZE })
   private readonly listeners = new Set<(arrival: ChunkArrival) => void>()
+  /** when each model was last marked used */
+  private readonly touchedAt = new Map<CidString, number>()
   /** the store's files of a model, as last asked (wall clock, ms): store.files() copies every file's presence */
   private readonly storedFiles = new Map<CidString, { files: StoredFile[], at: number }>()
   private nextHandle = 1
@@ -673,7 +677,13 @@ class View implements ModelFs {
     }
     if (view.refs++ === 0) view.lease = this.leaseOf(target.cid, path)
     if (view.entry.chunks.length === 1) this.prefetchSmallFiles(target.cid, target.manifest, view.entry.path)
-    this.store.touch(target.cid)
+    // once a second at most: each touch saves the store's list of models, and a checkpoint's
+    // thousands of files open in a burst
+    const now = Date.now()
+    if (now - (this.touchedAt.get(target.cid) ?? -Infinity) >= TOUCH_INTERVAL_MS) {
+      this.touchedAt.set(target.cid, now)
+      this.store.touch(target.cid)
+    }
     const handle = this.nextHandle++
     this.handles.set(handle, { view, stream: view.complete ? idleStream : this.prefetcher.open(view.prefetchFile) })
     return handle
