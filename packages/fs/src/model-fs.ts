@@ -27,6 +27,23 @@
  * that cannot be had fails the read with the reason logged. Every read also feeds the file's
  * prefetch stream (prefetcher.ts). A model evicted while a file is open is added back, and its
  * chunks are fetched again as they are read.
+ *
+ * ## Leases, and store files that change under the view
+ *
+ * An open file holds a store lease on its model (`mount:<path>`) from its first open to its last
+ * release, so gc and the cache budget leave it alone; an adapter that serves opens without the
+ * view (the kernel adapter's passthrough) takes one with `hold`. `content` tells such an adapter
+ * which store file holds a file's bytes, and which file that is (device, inode, birth time): the
+ * file is looked at first and the store asked after, so what the store says can only describe
+ * that file (see `describe`). What the store said of a model's files is reused for 100 ms, as
+ * asking copies every file's presence, but only for files that have not changed since.
+ *
+ * ## Many small files
+ *
+ * A checkpoint of thousands of small files (orbax, zarr, tensorstore) is read one file after
+ * another. The first listing of one of its directories, or open of one of its one-chunk files,
+ * queues all its one-chunk files as one prefetch batch (see `prefetchSmallFiles`), and every
+ * chunk that lands is announced (`onArrival`) so an adapter can serve the file itself at once.
  */
 
 import { close as closeFd, fstatSync, open as openFd, read as readFd } from 'node:fs'

@@ -21,9 +21,24 @@
  *   fetches them (peers first, then the origin) and answers with the bytes.
  * - Every length and offset from the kernel is checked before use; a request that does not parse
  *   gets EINVAL (or nothing, for requests without replies) and is counted.
+ * - A backing path alone names no file for long: a content path is a hash of the chunk list, so a
+ *   model evicted and added back gets a new, sparse file at the same path. The host says which
+ *   file it saw (device, inode, birth time: inode numbers are reused); the server opens the path
+ *   and checks it found that file before it reads a byte or hands it to the kernel, and serves
+ *   through the host otherwise. What it opened is reference-counted: a handle opened on a
+ *   complete file keeps that file (its bytes stay right after an unlink) for its whole life. On
+ *   eviction (sw_evict) the host's word about those files is dropped, and the kernel is told to
+ *   drop its pages and attributes of them (from a thread that answers no request: dropping a page
+ *   waits on reads of it in flight).
+ * - Every request passed to the host has a deadline (sw_expire, from a thread of the addon): a
+ *   host that does not answer (its thread stuck or busy) costs the reader EIO, not an
+ *   uninterruptible sleep, and the late answer is refused.
+ * - Opens served here (passthrough, local) are told to the host, the first and the last of each
+ *   inode, so it can hold the model from eviction while they last.
  *
- * Locking: `table` (rwlock) guards nodes, names and presence bits; `open_mu` guards open counts,
- * backing descriptors and ids; `slots_mu` guards pending upcalls and handles.
+ * Locking: `table` (rwlock) guards nodes, names, identities and presence bits; `open_mu` guards
+ * open counts, nodes' backing files and ids; `slots_mu` guards pending upcalls and handles. The
+ * order is table, then open_mu; slots_mu is never held with either taken after it.
  */
 #define _GNU_SOURCE
 #include "server.h"

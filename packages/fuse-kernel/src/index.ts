@@ -14,6 +14,16 @@
  *   `/<name>@<tag>`, name directories) are asked of the view each time the kernel's short cache
  *   of them expires, as names move.
  *
+ * - The server reads a store file only after checking it is the file the view described (device,
+ *   inode, birth time): a model evicted and added back has new, empty files at the same paths.
+ *   `evicted()` (the store's onEvict) drops what the server knew of a model and the kernel's
+ *   cache of it. Opens the server serves itself hold their model from eviction (`ModelFs.hold`).
+ * - Every request passed to this process has a deadline (`requestTimeoutMs`, default 30 s): if
+ *   the main thread does not answer, the server answers EIO and counts it (`requestTimeouts`).
+ * - Chunks the view fetches (reads, prefetches) are told to the server as they land, so a file
+ *   filled ahead of its reader (a checkpoint's small files) opens in passthrough with no request
+ *   here; a model's tree is handed over with one look at the store for all its files.
+ *
  * It needs CAP_SYS_ADMIN to mount (mount(2)) and for passthrough; where the kernel refuses
  * passthrough, files are read by the server's threads and the log says so once. Without the
  * capability, use `@swarm/fuse-native`, which mounts through fusermount.
