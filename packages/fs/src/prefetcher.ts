@@ -310,14 +310,7 @@ export class Prefetcher {
 
   /** A stream for a newly opened file; a safetensors file's header and first tensors are queued at once. */
   open (file: PrefetchFile): PrefetchStream {
-    const stream = new Stream(file, this)
-    if (this.closed) {
-      stream.closed = true
-      return stream
-    }
-    this.streams.push(stream)
-    stream.primeForLoader()
-    return stream
+    return this.add(file, stream => { stream.primeForLoader() })
   }
 
   stats (): PrefetchStats {
@@ -329,13 +322,17 @@ export class Prefetcher {
    * wanted whole (a checkpoint's small files, which a loader reads one after another).
    */
   openWhole (file: PrefetchFile): PrefetchStream {
+    return this.add(file, stream => { stream.queueAll() })
+  }
+
+  private add (file: PrefetchFile, start: (stream: Stream) => void): Stream {
     const stream = new Stream(file, this)
     if (this.closed) {
       stream.closed = true
       return stream
     }
     this.streams.push(stream)
-    stream.queueAll()
+    start(stream)
     return stream
   }
 

@@ -41,45 +41,37 @@ async function dropCaches (): Promise<void> {
   await run('sh', ['-c', 'sync; echo 3 > /proc/sys/vm/drop_caches'])
 }
 
-/**
- * Holds a file open: reads its first MiB, says `first`, then on every line from stdin drops its
- * pages (POSIX_FADV_DONTNEED) and reads the whole file again through the same descriptor,
- * printing the SHA-256; exits at end of input.
- */
-const HOLDER = `
+/** Python: `read_whole(fd)` drops the file's pages (POSIX_FADV_DONTNEED), reads it whole with pread and returns its SHA-256. */
+const READ_WHOLE = `
 import hashlib, os, sys
+def read_whole(fd):
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    h = hashlib.sha256()
+    at = 0
+    while True:
+        b = os.pread(fd, 1 << 20, at)
+        if not b:
+            break
+        h.update(b)
+        at += len(b)
+    return h.hexdigest()
+`
+
+/** Holds a file open: reads its first MiB, says `first`, then reads it whole for every line on stdin; exits at end of input. */
+const HOLDER = READ_WHOLE + `
 fd = os.open(sys.argv[1], os.O_RDONLY)
 os.pread(fd, 1 << 20, 0)
 print('first', flush=True)
 for line in sys.stdin:
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    h = hashlib.sha256()
-    at = 0
-    while True:
-        b = os.pread(fd, 1 << 20, at)
-        if not b:
-            break
-        h.update(b)
-        at += len(b)
-    print(h.hexdigest(), flush=True)
+    print(read_whole(fd), flush=True)
 os.close(fd)
 `
 
-/** Reads a file whole `rounds` times through one descriptor, dropping its pages before each; prints each SHA-256. */
-const LOOPER = `
-import hashlib, os, sys
+/** Reads a file whole argv[2] times through one descriptor, printing each SHA-256. */
+const LOOPER = READ_WHOLE + `
 fd = os.open(sys.argv[1], os.O_RDONLY)
 for _ in range(int(sys.argv[2])):
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    h = hashlib.sha256()
-    at = 0
-    while True:
-        b = os.pread(fd, 1 << 20, at)
-        if not b:
-            break
-        h.update(b)
-        at += len(b)
-    print(h.hexdigest(), flush=True)
+    print(read_whole(fd), flush=True)
 `
 
 interface Holder {

@@ -484,8 +484,8 @@ static napi_value js_set_node(napi_env env, napi_callback_info info) {
 
 static state *numbers(napi_env env, napi_callback_info info, size_t want, double *out, napi_value *rest);
 
-/* setContent(server, ino, { size, backingPath, backingDev, backingIno, backingBirthNs, complete, chunkEnds }) */
-static napi_value js_set_content(napi_env env, napi_callback_info info) {
+/* (server, ino, init): applies `init` to the inode with `apply` (sw_update_node or sw_set_content) */
+static napi_value node_call(napi_env env, napi_callback_info info, int kind, int (*apply)(sw_server *, uint64_t, const sw_node_init *), const char *what) {
   size_t argc = 3;
   napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -497,13 +497,18 @@ static napi_value js_set_content(napi_env env, napi_callback_info info) {
   char *target, *backing;
   uint64_t *ends;
   int rc = node_init_from(env, argv[2], &init, &target, &backing, &ends);
-  init.kind = SW_FILE;
-  rc = rc == 0 ? sw_set_content(st->server, (uint64_t)ino, &init) : -EINVAL;
+  if (kind != 0) init.kind = kind;
+  rc = rc == 0 ? apply(st->server, (uint64_t)ino, &init) : -EINVAL;
   free(target);
   free(backing);
   free(ends);
-  if (rc != 0) return throw_errno(env, -rc, "setContent");
+  if (rc != 0) return throw_errno(env, -rc, what);
   return NULL;
+}
+
+/* setContent(server, ino, { size, backingPath, backingDev, backingIno, backingBirthNs, complete, chunkEnds }) */
+static napi_value js_set_content(napi_env env, napi_callback_info info) {
+  return node_call(env, info, SW_FILE, sw_set_content, "setContent");
 }
 
 /* evict(server, ino, parentIno, name): the files under `ino` are gone from the store; the kernel forgets them and the entry `name` */
@@ -542,23 +547,7 @@ static napi_value js_evict(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_update_node(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  state *st = argc == 3 ? unwrap(env, argv[0]) : NULL;
-  if (st == NULL) return NULL;
-  double ino = 0;
-  napi_get_value_double(env, argv[1], &ino);
-  sw_node_init init;
-  char *target, *backing;
-  uint64_t *ends;
-  int rc = node_init_from(env, argv[2], &init, &target, &backing, &ends);
-  rc = rc == 0 ? sw_update_node(st->server, (uint64_t)ino, &init) : -EINVAL;
-  free(target);
-  free(backing);
-  free(ends);
-  if (rc != 0) return throw_errno(env, -rc, "updateNode");
-  return NULL;
+  return node_call(env, info, 0, sw_update_node, "updateNode");
 }
 
 /* numbers(server, a, b, …): the leading numeric arguments */

@@ -1415,6 +1415,9 @@ void sw_handle(sw_server *s, int fd, const uint8_t *request, size_t length, uint
     case FUSE_LISTXATTR: do_getxattr(s, fd, &in, body, blen, 1); break;
     case FUSE_ACCESS: do_access(s, fd, &in, body, blen); break;
     case FUSE_FLUSH:
+      /* nothing to flush on a read-only mount: ENOSYS makes the kernel stop sending it, one request less per close */
+      reply_error(fd, in.unique, ENOSYS);
+      break;
     case FUSE_FSYNC:
     case FUSE_FSYNCDIR:
       reply_error(fd, in.unique, 0);

@@ -183,8 +183,8 @@ class KernelMount implements Mount {
   private readonly log: Logger
   private readonly paths = new Map<number, string>([[1, '/']])
   private readonly inos = new Map<string, number>([['/', 1]])
-  /** opens the server serves without us (passthrough, local): each holds its model from eviction */
-  private readonly held = new Map<number, Promise<{ release(): void } | undefined>>()
+  /** models with files open that the server serves without us (passthrough, local): how many, and their hold from eviction */
+  private readonly held = new Map<string, { files: number, hold: Promise<{ release(): void } | undefined> }>()
   private readonly unanswered: ReadonlySet<UpcallKind>
   /** model directories under by-cid already handed to the server */
   private readonly populated = new Map<string, Promise<void>>()
@@ -403,20 +403,35 @@ class KernelMount implements Mount {
     }
   }
 
-  /** The server opened a file without us: its model is held from eviction until the last such open ends. */
+  /**
+   * The server opened a file without us (its first open; `unhold` comes at its last release):
+   * the model is held from eviction while any of its files is open, with one lease, as a
+   * checkpoint's thousands of files open and close one after another.
+   */
   private hold (ino: number): void {
     const path = this.paths.get(ino)
-    if (path === undefined) return
-    this.held.set(ino, this.fs.hold(path).catch((err: Error) => {
-      this.log.debug({ path, err: err.message }, 'could not hold the model of an open file')
-      return undefined
-    }))
+    const model = path?.split('/').slice(0, 3).join('/')
+    if (path === undefined || model === undefined) return
+    const held = this.held.get(model)
+    if (held !== undefined) {
+      held.files++
+      return
+    }
+    this.held.set(model, {
+      files: 1,
+      hold: this.fs.hold(path).catch((err: Error) => {
+        this.log.debug({ path, err: err.message }, 'could not hold the model of an open file')
+        return undefined
+      })
+    })
   }
 
   private unhold (ino: number): void {
-    const hold = this.held.get(ino)
-    this.held.delete(ino)
-    void hold?.then(h => { h?.release() })
+    const model = this.paths.get(ino)?.split('/').slice(0, 3).join('/')
+    const held = model === undefined ? undefined : this.held.get(model)
+    if (model === undefined || held === undefined || --held.files > 0) return
+    this.held.delete(model)
+    void held.hold.then(h => { h?.release() })
   }
 
   private async open (upcall: Upcall): Promise<void> {

@@ -24,6 +24,7 @@
 #define _GNU_SOURCE
 #include "../server.h"
 #include "../protocol.h"
+#include "identity.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,11 +65,8 @@ static void setup_once(void) {
   for (size_t i = 0; i < sizeof content; i++) content[i] = (uint8_t)(i * 7);
   if (fd < 0 || write(fd, content, sizeof content) != (ssize_t)sizeof content) abort();
   close(fd);
-  struct statx st;
-  if (statx(AT_FDCWD, backing, 0, STATX_INO | STATX_BTIME, &st) != 0) abort();
-  identity.dev = makedev(st.stx_dev_major, st.stx_dev_minor);
-  identity.ino = st.stx_ino;
-  if (st.stx_mask & STATX_BTIME) identity.birth_ns = (uint64_t)st.stx_btime.tv_sec * 1000000000ull + st.stx_btime.tv_nsec;
+  identity = identity_of(backing);
+  if (identity.ino == 0) abort();
   scratch = malloc(1u << 20);
 }
 

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include "../server.h"
 #include "../protocol.h"
+#include "identity.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -107,17 +108,6 @@ static void mutate_and_send(sw_server *s, int fd, const uint8_t *buf, size_t len
     }
     sw_handle(s, fd, copy, len, scratch, slen);
   }
-}
-
-static sw_identity identity_of(const char *path) {
-  struct statx st;
-  sw_identity id = { 0 };
-  if (statx(AT_FDCWD, path, 0, STATX_INO | STATX_BTIME, &st) == 0) {
-    id.dev = makedev(st.stx_dev_major, st.stx_dev_minor);
-    id.ino = st.stx_ino;
-    if (st.stx_mask & STATX_BTIME) id.birth_ns = (uint64_t)st.stx_btime.tv_sec * 1000000000ull + st.stx_btime.tv_nsec;
-  }
-  return id;
 }
 
 int main(int argc, char **argv) {

@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #include "../server.h"
 #include "../protocol.h"
+#include "identity.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,17 +64,6 @@ static sw_upcall *take_upcall(int kind) {
   }
   nupcalls = 0;
   return found;
-}
-
-static sw_identity identity_of(const char *path) {
-  struct statx st;
-  sw_identity id = { 0 };
-  if (statx(AT_FDCWD, path, 0, STATX_INO | STATX_BTIME, &st) == 0) {
-    id.dev = makedev(st.stx_dev_major, st.stx_dev_minor);
-    id.ino = st.stx_ino;
-    if (st.stx_mask & STATX_BTIME) id.birth_ns = (uint64_t)st.stx_btime.tv_sec * 1000000000ull + st.stx_btime.tv_nsec;
-  }
-  return id;
 }
 
 static uint8_t *request_buf;
