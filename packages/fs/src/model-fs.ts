@@ -62,6 +62,7 @@ import {
   S_IFDIR,
   S_IFLNK,
   S_IFREG,
+  STORED_FILES_MIN_INTERVAL_MS,
   STORED_FILES_TTL_MS,
   TREE_CACHE_SIZE
 } from './constants.js'
@@ -389,6 +390,8 @@ class View implements ModelFs {
   /** chunk CID → the file ranges it fills, per model */
   private readonly chunkFiles = new LRUCache<CidString, Map<CidString, Array<{ path: string, offset: number, size: number }>>>({ max: TREE_CACHE_SIZE })
   private readonly listeners = new Set<(arrival: ChunkArrival) => void>()
+  /** how many times the store was asked for a model's files */
+  private asks = 0
   /** when each model was last marked used */
   private readonly touchedAt = new Map<CidString, number>()
   /** the store's files of a model, as last asked (wall clock, ms): store.files() copies every file's presence */
@@ -803,13 +806,29 @@ class View implements ModelFs {
   }
 
   /** The store's files of a held model, reused for a moment: asking is O(files), and lookups come in bursts. */
-  private storedFilesOf (cid: CidString, fresh = false): { files: StoredFile[], at: number } {
-    const now = Date.now()
+  private storedFilesOf (cid: CidString): { files: StoredFile[], at: number } {
     const cached = this.storedFiles.get(cid)
-    if (!fresh && cached !== undefined && now - cached.at < STORED_FILES_TTL_MS) return cached
-    const taken = { files: this.store.files(cid), at: now }
+    if (cached !== undefined && Date.now() - cached.at < STORED_FILES_TTL_MS) return cached
+    return this.askStore(cid)
+  }
+
+  private askStore (cid: CidString): { files: StoredFile[], at: number } {
+    this.asks++
+    const taken = { files: this.store.files(cid), at: Date.now() }
     this.storedFiles.set(cid, taken)
     return taken
+  }
+
+  /**
+   * What the store says now, for a file that changed since its last answer; undefined when it
+   * was asked less than STORED_FILES_MIN_INTERVAL_MS ago: a model whose files are being filled
+   * changes all the time, and asking is O(files). The caller then says less (nothing present),
+   * which is never wrong, and learns more at its next look.
+   */
+  private askStoreAgain (cid: CidString): { files: StoredFile[], at: number } | undefined {
+    const cached = this.storedFiles.get(cid)
+    if (cached !== undefined && Date.now() - cached.at < STORED_FILES_MIN_INTERVAL_MS) return undefined
+    return this.askStore(cid)
   }
 
   /**
@@ -819,18 +838,23 @@ class View implements ModelFs {
    * first, and a cached answer is used only when the file has not changed (ctime: data, creation,
    * rename) since that answer was taken; otherwise the store is asked again, after the look.
    */
-  private describe (cid: CidString, index: number, entry: FileEntry, identity: (FileIdentity & { ctimeMs: number }) | undefined, taken: { files: StoredFile[], at: number }, path: string): FileContent {
+  private describe (cid: CidString, index: number, entry: FileEntry, identity: (FileIdentity & { ctimeMs: number }) | undefined, taken: { files: StoredFile[], at: number }, path: string, mayAsk = false): FileContent {
     let stored = taken.files[index]
+    let understate = false
     // without an identity nothing will be read from the path, whatever the store says
-    if (identity !== undefined && identity.ctimeMs >= taken.at - CTIME_SLACK_MS) stored = this.storedFilesOf(cid, true).files[index]
+    if (identity !== undefined && identity.ctimeMs >= taken.at - CTIME_SLACK_MS) {
+      const again = mayAsk ? this.askStore(cid) : this.askStoreAgain(cid)
+      if (again !== undefined) stored = again.files[index]
+      else understate = true
+    }
     if (stored === undefined || stored.entry.path !== entry.path) throw new NotFoundError(`${path} is not in the store`)
     return {
       backingPath: stored.path,
       ...(identity !== undefined ? { identity: { dev: identity.dev, ino: identity.ino, birthNs: identity.birthNs } } : {}),
-      complete: stored.complete,
+      complete: stored.complete && !understate,
       size: entry.size,
       chunkEnds: entry.chunks.map(chunk => chunk.offset + chunk.size),
-      present: stored.present
+      present: understate ? new Uint8Array(stored.present.length) : stored.present
     }
   }
 
@@ -839,10 +863,13 @@ class View implements ModelFs {
     if (target.kind === 'alias') throw new NotFoundError(`${path} is a link; ask for what it points to`)
     if (target.kind !== 'model-file') throw new IsADirectoryError(path)
     const entry = target.manifest.files[target.index] as FileEntry
+    const asks = this.asks
     const taken = this.storedFilesOf(target.cid)
     const known = taken.files[target.index]
     if (known === undefined || known.entry.path !== entry.path) throw new NotFoundError(`${path} is not in the store`)
-    return this.describe(target.cid, target.index, entry, await identityOf(known.path), taken, path)
+    // the store was asked just now for the path alone: it may be asked once more, after the look
+    const askedForPath = this.asks !== asks
+    return this.describe(target.cid, target.index, entry, await identityOf(known.path), this.storedFilesOf(target.cid), path, askedForPath)
   }
 
   async contents (path: string, options: AbortOptions = {}): Promise<Map<string, FileContent>> {
@@ -858,7 +885,7 @@ class View implements ModelFs {
       const known = taken.files[index]
       return known === undefined ? undefined : await identityOf(known.path)
     }))
-    const fresh = identities.some(identity => identity !== undefined && identity.ctimeMs >= taken.at - CTIME_SLACK_MS) ? this.storedFilesOf(target.cid, true) : taken
+    const fresh = identities.some(identity => identity !== undefined && identity.ctimeMs >= taken.at - CTIME_SLACK_MS) ? this.askStore(target.cid) : taken
     const out = new Map<string, FileContent>()
     below.forEach(([file, index], i) => {
       const identity = identities[i]
@@ -1079,7 +1106,8 @@ class View implements ModelFs {
       } catch {
         return
       }
-      const stored = ctimeMs < taken.at - CTIME_SLACK_MS ? known : this.storedFilesOf(view.cid, true).files[view.index]
+      // asked too recently to ask again: not known complete yet (noticeComplete looks again)
+      const stored = ctimeMs < taken.at - CTIME_SLACK_MS ? known : this.askStoreAgain(view.cid)?.files[view.index]
       // complete: every chunk is in this very file, which the store no longer changes
       if (stored?.complete === true && stored.path === known.path) {
         view.complete = true
