@@ -862,7 +862,7 @@ static void do_init(sw_server *s, int fd, const struct fuse_in_header *in, const
     return;
   }
   if (init.minor < out.minor) out.minor = init.minor;
-  uint32_t want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_INIT_EXT;
+  uint32_t want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_INIT_EXT | FUSE_DO_READDIRPLUS;
   out.flags = init.flags & want;
   int passthrough = 0;
   if (s->options.passthrough && (init.flags & FUSE_INIT_EXT) && blen >= 20 && (init.flags2 & SW_FUSE_PASSTHROUGH_FLAGS2)) {
@@ -1275,7 +1275,12 @@ static void do_opendir(sw_server *s, int fd, const struct fuse_in_header *in) {
   send_reply(fd, in->unique, 0, &out, sizeof out, NULL, 0);
 }
 
-static void do_readdir(sw_server *s, int fd, const struct fuse_in_header *in, const uint8_t *body, size_t blen, uint8_t *scratch, size_t slen) {
+/*
+ * READDIR, and READDIRPLUS: each entry with its attributes, as a lookup would give them, so a
+ * walk that opens every file of a checkpoint costs no LOOKUP per file. Entries the table does not
+ * know (names of dynamic directories not looked up yet) and "." and ".." go without (nodeid 0).
+ */
+static void do_readdir(sw_server *s, int fd, const struct fuse_in_header *in, const uint8_t *body, size_t blen, uint8_t *scratch, size_t slen, int plus) {
   if (blen < sizeof(struct fuse_read_in)) {
     atomic_fetch_add(&s->stats.malformed, 1);
     reply_error(fd, in->unique, EINVAL);
@@ -1286,10 +1291,12 @@ static void do_readdir(sw_server *s, int fd, const struct fuse_in_header *in, co
   size_t room = read_in.size < slen ? read_in.size : slen;
   size_t used = 0;
   /* the entries stay owned by the handle; the kernel never releases a directory while reading it */
+  pthread_rwlock_rdlock(&s->table);
   pthread_mutex_lock(&s->slots_mu);
   uint64_t fh = read_in.fh;
   if (fh < 1 || fh > s->nhandles || s->handles[fh - 1].mode != H_DIR || s->handles[fh - 1].ino != in->nodeid) {
     pthread_mutex_unlock(&s->slots_mu);
+    pthread_rwlock_unlock(&s->table);
     reply_error(fd, in->unique, EBADF);
     return;
   }
@@ -1297,10 +1304,19 @@ static void do_readdir(sw_server *s, int fd, const struct fuse_in_header *in, co
   for (uint64_t i = read_in.offset; i < h->nentries; i++) {
     const dir_entry *e = &h->entries[i];
     size_t namelen = strlen(e->name);
-    size_t record = FUSE_DIRENT_ALIGN(FUSE_NAME_OFFSET + namelen);
+    size_t head = plus ? sizeof(struct fuse_entry_out) : 0;
+    size_t record = FUSE_DIRENT_ALIGN(head + FUSE_NAME_OFFSET + namelen);
     if (used + record > room) break;
-    struct fuse_dirent *d = (struct fuse_dirent *)(scratch + used);
-    memset(d, 0, record);
+    memset(scratch + used, 0, record);
+    if (plus) {
+      int dot = strcmp(e->name, ".") == 0 || strcmp(e->name, "..") == 0;
+      const node *n = dot || e->ino == UNKNOWN_INO ? NULL : node_at(s, e->ino);
+      struct fuse_entry_out entry;
+      if (n != NULL) fill_entry(n, &entry);
+      else memset(&entry, 0, sizeof entry);
+      memcpy(scratch + used, &entry, sizeof entry);
+    }
+    struct fuse_dirent *d = (struct fuse_dirent *)(scratch + used + head);
     d->ino = e->ino;
     d->off = i + 1;
     d->namelen = (uint32_t)namelen;
@@ -1309,6 +1325,7 @@ static void do_readdir(sw_server *s, int fd, const struct fuse_in_header *in, co
     used += record;
   }
   pthread_mutex_unlock(&s->slots_mu);
+  pthread_rwlock_unlock(&s->table);
   send_reply(fd, in->unique, 0, scratch, used, NULL, 0);
 }
 
@@ -1408,7 +1425,8 @@ void sw_handle(sw_server *s, int fd, const uint8_t *request, size_t length, uint
     case FUSE_READ: do_read(s, fd, &in, body, blen, scratch, slen); break;
     case FUSE_RELEASE: do_release(s, fd, &in, body, blen); break;
     case FUSE_OPENDIR: do_opendir(s, fd, &in); break;
-    case FUSE_READDIR: do_readdir(s, fd, &in, body, blen, scratch, slen); break;
+    case FUSE_READDIR: do_readdir(s, fd, &in, body, blen, scratch, slen, 0); break;
+    case FUSE_READDIRPLUS: do_readdir(s, fd, &in, body, blen, scratch, slen, 1); break;
     case FUSE_RELEASEDIR: do_releasedir(s, fd, &in, body, blen); break;
     case FUSE_STATFS: do_statfs(s, fd, &in); break;
     case FUSE_GETXATTR: do_getxattr(s, fd, &in, body, blen, 0); break;

@@ -39,6 +39,7 @@ seeds = {
     'open-unanswered-expire': req(OPEN, PART, open_in()) + answer(0x60) + req(READ, PART, read_in(1, 1 << 20, 4096)) + answer(0x60),
     'open-write-refused': req(OPEN, WHOLE, open_in(os.O_WRONLY)) + req(OPEN, WHOLE, open_in(os.O_TRUNC)) + req(WRITE, WHOLE, bytes(40) + b'x') + req(MKDIR, MODEL, bytes(8) + b'd\0') + req(SETATTR, WHOLE, bytes(88)),
     'readdir': req(OPENDIR, MODEL, open_in()) + req(READDIR, MODEL, read_in(1, 0, 4096)) + req(READDIR, MODEL, read_in(1, 2, 80)) + req(RELEASEDIR, MODEL, release_in(1)),
+    'readdirplus': req(OPENDIR, MODEL, open_in()) + req(44, MODEL, read_in(1, 0, 4096)) + req(44, MODEL, read_in(1, 1, 200)) + req(RELEASEDIR, MODEL, release_in(1)) + req(OPENDIR, ROOT, open_in()) + answer(0x50) + req(44, ROOT, read_in(1, 0, 4096)),
     'readdir-dynamic': req(OPENDIR, ROOT, open_in()) + answer(0x50) + req(READDIR, ROOT, read_in(1, 0, 4096)) + req(RELEASEDIR, ROOT, release_in(1)),
     'readlink-statfs': req(READLINK, LINK) + req(STATFS, ROOT) + req(READLINK, WHOLE),
     'xattr-access': req(GETXATTR, WHOLE, struct.pack('<II', 64, 0) + b'user.x\0') + req(LISTXATTR, WHOLE, struct.pack('<II', 0, 0)) + req(LISTXATTR, WHOLE, struct.pack('<II', 64, 0)) + req(ACCESS, WHOLE, struct.pack('<II', 4, 0)) + req(ACCESS, WHOLE, struct.pack('<II', 2, 0)),
