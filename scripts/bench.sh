@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/node-env.sh
 scripts/setup.sh test
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=($(ls bench | grep -v -e results -e '\.'))
+[ ${#names[@]} -gt 0 ] || names=($(for dir in bench/*/; do [ -f "$dir/run.mjs" ] && basename "$dir"; done))
 for name in "${names[@]}"; do
   echo "== bench/$name" >&2
   node "bench/$name/run.mjs"

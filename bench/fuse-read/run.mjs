@@ -11,6 +11,8 @@
 // counts the reader and the serving process together (with passthrough the kernel reads the
 // store's file in the reader's own system time). Also FUSE read requests and how long they waited.
 // Needs root (drop_caches) and FUSE; run as root on a quiet machine. BENCH_ADAPTERS picks adapters.
+// BENCH_FUSE_CASES picks cases (default `small-files,large`): `small-files` is a checkpoint of
+// thousands of small files (small-files.mjs), `large` the one large file above.
 import { execFile, spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -22,6 +24,7 @@ import { checkKernelFuse } from '@swarm/fuse-kernel'
 import { checkFuse } from '@swarm/fuse-native'
 import { createStore } from '@swarm/store'
 import { MB, MiB, cli, fmt, s3Env, s3Server, saveResult, swarm } from '../lib/common.mjs'
+import { smallFilesCase } from './small-files.mjs'
 
 const layers = Number(process.env.BENCH_LAYERS ?? 22) // one file of ≈ 2.3 GiB with the shape below
 const run = promisify(execFile)
@@ -35,6 +38,10 @@ if (process.getuid?.() !== 0) {
   console.log('fuse-read: skipped: needs root to drop the page cache between runs')
   process.exit(0)
 }
+
+const cases = (process.env.BENCH_FUSE_CASES ?? 'small-files,large').split(',').filter(Boolean)
+if (cases.includes('small-files')) await smallFilesCase((process.env.BENCH_ADAPTERS ?? 'kernel,fuse-native').split(',').filter(Boolean))
+if (!cases.includes('large')) process.exit(0)
 
 const s3 = await s3Server()
 const work = await mkdtemp(join(tmpdir(), 'swarm-bench-fuse-'))

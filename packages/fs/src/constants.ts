@@ -29,6 +29,10 @@ export const DEFAULT_NEGATIVE_TTL_MS = 5_000
 export const DEFAULT_REFS_TTL_MS = 30_000
 /** How long the held models are reused before the store is asked again (it is cheap; this only batches bursts). */
 export const HELD_TTL_MS = 500
+/** How long what the store says of a model's files is reused (it copies every file's presence to say it). */
+export const STORED_FILES_TTL_MS = 100
+/** The store is asked again about a model whose files changed at most this often (asking is O(files)). */
+export const STORED_FILES_MIN_INTERVAL_MS = 50
 /** Manifests whose directory trees are kept built. */
 export const TREE_CACHE_SIZE = 64
 

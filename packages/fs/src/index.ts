@@ -32,8 +32,10 @@ export { checkFuseDevice, clearStaleMount, mountedAt } from './mount-table.js'
 export type { FuseCheck, MountEntry } from './mount-table.js'
 export type {
   Attributes,
+  ChunkArrival,
   ChunkFetcher,
   FileContent,
+  FileIdentity,
   FsStatistics,
   ModelFs,
   ModelFsInit,

@@ -27,9 +27,27 @@
  * that cannot be had fails the read with the reason logged. Every read also feeds the file's
  * prefetch stream (prefetcher.ts). A model evicted while a file is open is added back, and its
  * chunks are fetched again as they are read.
+ *
+ * ## Leases, and store files that change under the view
+ *
+ * An open file holds a store lease on its model (`mount:<path>`) from its first open to its last
+ * release, so gc and the cache budget leave it alone; an adapter that serves opens without the
+ * view (the kernel adapter's passthrough) takes one with `hold`. `content` tells such an adapter
+ * which store file holds a file's bytes, and which file that is (device, inode, birth time): the
+ * file is looked at first and the store asked after, so what the store says can only describe
+ * that file (see `describe`). What the store said of a model's files is reused for 100 ms, as
+ * asking copies every file's presence, but only for files that have not changed since.
+ *
+ * ## Many small files
+ *
+ * A checkpoint of thousands of small files (orbax, zarr, tensorstore) is read one file after
+ * another. The first listing of one of its directories, or open of one of its one-chunk files,
+ * queues all its one-chunk files as one prefetch batch (see `prefetchSmallFiles`), and every
+ * chunk that lands is announced (`onArrival`) so an adapter can serve the file itself at once.
  */
 
 import { close as closeFd, fstatSync, open as openFd, read as readFd } from 'node:fs'
+import { stat } from 'node:fs/promises'
 import { AbortError, ChunkMissingError, NotFoundError, silentLogger } from '@swarm/interface'
 import { formatRef, isManifestCid, parseRef } from '@swarm/manifest'
 import { LRUCache } from 'lru-cache'
@@ -44,6 +62,8 @@ import {
   S_IFDIR,
   S_IFLNK,
   S_IFREG,
+  STORED_FILES_MIN_INTERVAL_MS,
+  STORED_FILES_TTL_MS,
   TREE_CACHE_SIZE
 } from './constants.js'
 import { BadHandleError, IsADirectoryError, NotADirectoryError, NotALinkError, ReadOnlyError, ReadTimeoutError, ViewClosedError } from './errors.js'
@@ -64,7 +84,9 @@ import type {
   Logger,
   Manifest,
   ModelRef,
-  RefEntry
+  RefEntry,
+  StoreLease,
+  StoredFile
 } from '@swarm/interface'
 
 /** The part of `@swarm/fetcher`'s Fetcher the view uses. */
@@ -105,6 +127,11 @@ export interface ModelFsInit {
   gid?: number
   /** timestamps of every file and directory (default: when the view was made) */
   mtime?: Date
+  /**
+   * Open files hold their model from eviction with a store lease (default true). False only to
+   * test what readers get when a model open in the mount is evicted anyway.
+   */
+  leaseOpenFiles?: boolean
   logger?: Logger
 }
 
@@ -154,6 +181,26 @@ export interface ViewStats {
 
 export interface OpenOptions extends AbortOptions {}
 
+/** A chunk now in the store, where it fills a file of a model (`path` as the view names it). */
+export interface ChunkArrival {
+  manifestCid: CidString
+  path: string
+  offset: number
+  length: number
+}
+
+/**
+ * Which file a path named when it was looked at: the store replaces a content file at the same
+ * path when a model is evicted and added back, so an adapter that opens the path itself checks it
+ * found this file. Inode numbers are reused; the birth time tells such files apart where the file
+ * system records it (0 where it does not).
+ */
+export interface FileIdentity {
+  dev: bigint
+  ino: bigint
+  birthNs: bigint
+}
+
 /**
  * Where a model file's bytes are, for an adapter that reads present bytes itself: the store's
  * content file, and which of its chunks are in it now.
@@ -161,6 +208,11 @@ export interface OpenOptions extends AbortOptions {}
 export interface FileContent {
   /** the store's file holding this file's bytes at their own offsets (sparse until complete) */
   backingPath: string
+  /**
+   * the file at `backingPath` when it was looked at, which `complete` and `present` describe;
+   * undefined when there was none (then nothing may be read from the path)
+   */
+  identity?: FileIdentity
   complete: boolean
   size: number
   /** end offset of each chunk, ascending */
@@ -183,6 +235,20 @@ export interface ModelFs {
   release(handle: number): Promise<void>
   /** where a file's bytes are in the store, and which are present */
   content(path: string, options?: AbortOptions): Promise<FileContent>
+  /** content() of every file below a model's directory, by path relative to it, at the cost of one */
+  contents(path: string, options?: AbortOptions): Promise<Map<string, FileContent>>
+  /**
+   * Keeps the model of the file at `path` from eviction while an adapter serves an open of it
+   * without the view (a lease held as `mount:<path>`); resolves with the release.
+   */
+  hold(path: string, options?: AbortOptions): Promise<{ release(): void }>
+  /** The store evicted a model: open files of it are read afresh (the adapter drops what it cached). */
+  evicted(manifestCid: CidString): void
+  /**
+   * Calls `listener` for every file range a chunk fetched through the view now fills (by a read
+   * or a prefetch), so an adapter reading the store's files itself learns of it at once.
+   */
+  onArrival(listener: (arrival: ChunkArrival) => void): () => void
   /**
    * Tells the view that bytes of an open file were read elsewhere (an adapter that served them
    * from the content file itself), so prefetching follows the reader as if it had read them here.
@@ -208,6 +274,8 @@ type Target =
 interface FileView {
   readonly key: string
   readonly cid: CidString
+  /** in the manifest's files */
+  readonly index: number
   readonly manifest: Manifest
   readonly entry: FileEntry
   readonly prefetchFile: PrefetchFile
@@ -229,6 +297,8 @@ interface FileView {
   lastCompleteCheck: number
   /** when the descriptor was last found to name the store's current file */
   checkedAt: number
+  /** keeps the model from eviction while the file is open */
+  lease?: StoreLease
 }
 
 interface Handle {
@@ -243,6 +313,8 @@ const W_OK = 2
 const STATFS_BLOCK = 4096
 const MAX_U32 = 0xffffffff
 const READ_RETRIES = 3
+/** A model is marked used in the store (for least-recently-used eviction) at most this often. */
+const TOUCH_INTERVAL_MS = 1000
 /** How often a descriptor of a content file still being filled is checked against the store's file. */
 const CONTENT_CHECK_INTERVAL_MS = 100
 
@@ -254,6 +326,18 @@ async function pread (fd: number, buffer: Uint8Array, offset: number, length: nu
   return await new Promise((resolve, reject) => {
     readFd(fd, buffer, offset, length, position, (err, bytesRead) => { if (err != null) reject(err); else resolve(bytesRead) })
   })
+}
+
+/** The kernel stamps ctime from a coarse clock, up to a tick behind the wall clock. */
+const CTIME_SLACK_MS = 50
+
+async function identityOf (path: string): Promise<(FileIdentity & { ctimeMs: number }) | undefined> {
+  try {
+    const st = await stat(path, { bigint: true })
+    return { dev: st.dev, ino: st.ino, birthNs: st.birthtimeNs, ctimeMs: Number(st.ctimeNs / 1_000_000n) }
+  } catch {
+    return undefined
+  }
 }
 
 function closeQuietly (fd: number): void {
@@ -299,6 +383,19 @@ class View implements ModelFs {
   private readonly handles = new Map<number, Handle>()
   private readonly views = new Map<string, FileView>()
   private readonly viewOf = new WeakMap<PrefetchFile, FileView>()
+  /** a model's small files prefetched as one batch, from the first open of one of them */
+  private readonly smallFiles = new Map<CidString, PrefetchStream>()
+  /** the model each prefetched file (or batch) belongs to */
+  private readonly modelOf = new WeakMap<PrefetchFile, CidString>()
+  /** chunk CID → the file ranges it fills, per model */
+  private readonly chunkFiles = new LRUCache<CidString, Map<CidString, Array<{ path: string, offset: number, size: number }>>>({ max: TREE_CACHE_SIZE })
+  private readonly listeners = new Set<(arrival: ChunkArrival) => void>()
+  /** how many times the store was asked for a model's files */
+  private asks = 0
+  /** when each model was last marked used */
+  private readonly touchedAt = new Map<CidString, number>()
+  /** the store's files of a model, as last asked (wall clock, ms): store.files() copies every file's presence */
+  private readonly storedFiles = new Map<CidString, { files: StoredFile[], at: number }>()
   private nextHandle = 1
   private closed = false
 
@@ -337,9 +434,10 @@ class View implements ModelFs {
       logger: init.logger,
       has: cid => this.store.hasChunk(cid),
       fetch: async (file, chunk, options) => {
-        const view = this.viewOf.get(file)
-        if (view === undefined) return
-        await this.init.fetcher.fetch({ cid: chunk.cid, size: chunk.size }, { signal: options.signal, sources: this.init.sourcesFor?.(view.cid, chunk) })
+        const cid = this.modelOf.get(file)
+        if (cid === undefined) return
+        await this.init.fetcher.fetch({ cid: chunk.cid, size: chunk.size }, { signal: options.signal, sources: this.init.sourcesFor?.(cid, chunk) })
+        this.arrived(cid, chunk.cid)
       }
     })
   }
@@ -516,8 +614,12 @@ class View implements ModelFs {
         return this.store.models().map(m => m.manifestCid).sort()
       case 'namespace':
         return [...target.node.listed].sort()
-      case 'model-dir':
+      case 'model-dir': {
+        // a listing comes before the reads: a checkpoint's small files start coming now
+        const manifest = this.store.getManifest(target.cid)
+        if (manifest !== undefined) this.prefetchSmallFiles(target.cid, manifest, target.dir === '' ? '' : `${target.dir}/`)
         return [...(target.tree.dirs.get(target.dir) ?? [])]
+      }
       default:
         throw new NotADirectoryError(path)
     }
@@ -576,6 +678,7 @@ class View implements ModelFs {
       view = {
         key,
         cid: target.cid,
+        index: target.index,
         manifest: target.manifest,
         entry,
         prefetchFile: { path: entry.path, size: entry.size, chunks: entry.chunks, ...(entry.tensors != null ? { tensors: entry.tensors } : {}) },
@@ -589,10 +692,18 @@ class View implements ModelFs {
       }
       this.views.set(key, view)
       this.viewOf.set(view.prefetchFile, view)
+      this.modelOf.set(view.prefetchFile, view.cid)
       await this.openContent(view)
     }
-    view.refs++
-    this.store.touch(target.cid)
+    if (view.refs++ === 0) view.lease = this.leaseOf(target.cid, path)
+    if (view.entry.chunks.length === 1) this.prefetchSmallFiles(target.cid, target.manifest, view.entry.path)
+    // once a second at most: each touch saves the store's list of models, and a checkpoint's
+    // thousands of files open in a burst
+    const now = Date.now()
+    if (now - (this.touchedAt.get(target.cid) ?? -Infinity) >= TOUCH_INTERVAL_MS) {
+      this.touchedAt.set(target.cid, now)
+      this.store.touch(target.cid)
+    }
     const handle = this.nextHandle++
     this.handles.set(handle, { view, stream: view.complete ? idleStream : this.prefetcher.open(view.prefetchFile) })
     return handle
@@ -606,8 +717,144 @@ class View implements ModelFs {
     const { view } = open
     if (--view.refs === 0) {
       this.views.delete(view.key)
+      view.lease?.release()
       if (view.fd !== undefined) closeQuietly(view.fd)
       for (const fd of view.retired) closeQuietly(fd)
+    }
+  }
+
+  /** A lease on a held model for an open file; undefined when it is not held (evicted meanwhile: reads add it back). */
+  private leaseOf (cid: CidString, path: string): StoreLease | undefined {
+    if (this.init.leaseOpenFiles === false) return undefined
+    try {
+      return this.store.lease(cid, `mount:${path}`)
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err
+      return undefined
+    }
+  }
+
+  async hold (path: string, options: AbortOptions = {}): Promise<{ release(): void }> {
+    const target = await this.resolve(path, options.signal)
+    if (target.kind !== 'model-file') throw new IsADirectoryError(path)
+    return this.leaseOf(target.cid, path) ?? { release () {} }
+  }
+
+  evicted (manifestCid: CidString): void {
+    this.storedFiles.delete(manifestCid)
+    this.smallFiles.get(manifestCid)?.close()
+    this.smallFiles.delete(manifestCid)
+    this.heldAt = -Infinity
+    for (const view of this.views.values()) {
+      if (view.cid === manifestCid) this.forgetContent(view)
+    }
+  }
+
+  onArrival (listener: (arrival: ChunkArrival) => void): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
+  }
+
+  private arrived (manifestCid: CidString, chunkCid: CidString): void {
+    if (this.listeners.size === 0) return
+    let byChunk = this.chunkFiles.get(manifestCid)
+    if (byChunk === undefined) {
+      const manifest = this.store.getManifest(manifestCid)
+      if (manifest === undefined) return
+      byChunk = new Map()
+      for (const file of manifest.files) {
+        for (const chunk of file.chunks) {
+          let ranges = byChunk.get(chunk.cid)
+          if (ranges === undefined) byChunk.set(chunk.cid, ranges = [])
+          ranges.push({ path: `/${BY_CID}/${manifestCid}/${file.path}`, offset: chunk.offset, size: chunk.size })
+        }
+      }
+      this.chunkFiles.set(manifestCid, byChunk)
+    }
+    for (const range of byChunk.get(chunkCid) ?? []) {
+      for (const listener of this.listeners) listener({ manifestCid, path: range.path, offset: range.offset, length: range.size })
+    }
+  }
+
+  /**
+   * A checkpoint of many small files (one chunk each: orbax, zarr, tensorstore) is read one file
+   * after another, and a read that waited for each file's chunk would wait once per file on a
+   * round trip and a store sync. So the first listing of one of its directories, or the first
+   * open of such a file, queues the model's small files as one batch: those beside it first,
+   * then the rest in path order, up to the largest read-ahead in bytes. The fetches overlap, and
+   * their syncs are shared.
+   */
+  private prefetchSmallFiles (cid: CidString, manifest: Manifest, from: string): void {
+    if (this.smallFiles.has(cid)) return
+    const dir = from.includes('/') ? from.slice(0, from.lastIndexOf('/') + 1) : ''
+    const small = manifest.files.filter(file => file.chunks.length === 1)
+    const beside = small.filter(file => file.path >= from && file.path.startsWith(dir) && !file.path.slice(dir.length).includes('/'))
+    const chunks: ChunkRef[] = []
+    const seen = new Set<CidString>()
+    let size = 0
+    for (const file of [...beside, ...small]) {
+      const chunk = file.chunks[0] as ChunkRef
+      if (seen.has(chunk.cid) || this.store.hasChunk(chunk.cid)) continue
+      if (size + chunk.size > this.prefetcher.maxBytes) break
+      seen.add(chunk.cid)
+      chunks.push({ cid: chunk.cid, offset: size, size: chunk.size })
+      size += chunk.size
+    }
+    const batch: PrefetchFile = { path: `${cid}: ${chunks.length} small files`, size, chunks }
+    this.modelOf.set(batch, cid)
+    this.smallFiles.set(cid, this.prefetcher.openWhole(batch))
+  }
+
+  /** The store's files of a held model, reused for a moment: asking is O(files), and lookups come in bursts. */
+  private storedFilesOf (cid: CidString): { files: StoredFile[], at: number } {
+    const cached = this.storedFiles.get(cid)
+    if (cached !== undefined && Date.now() - cached.at < STORED_FILES_TTL_MS) return cached
+    return this.askStore(cid)
+  }
+
+  private askStore (cid: CidString): { files: StoredFile[], at: number } {
+    this.asks++
+    const taken = { files: this.store.files(cid), at: Date.now() }
+    this.storedFiles.set(cid, taken)
+    return taken
+  }
+
+  /**
+   * What the store says now, for a file that changed since its last answer; undefined when it
+   * was asked less than STORED_FILES_MIN_INTERVAL_MS ago: a model whose files are being filled
+   * changes all the time, and asking is O(files). The caller then says less (nothing present),
+   * which is never wrong, and learns more at its next look.
+   */
+  private askStoreAgain (cid: CidString): { files: StoredFile[], at: number } | undefined {
+    const cached = this.storedFiles.get(cid)
+    if (cached !== undefined && Date.now() - cached.at < STORED_FILES_MIN_INTERVAL_MS) return undefined
+    return this.askStore(cid)
+  }
+
+  /**
+   * What the store says of a content file, and which file that is. The store's word must be
+   * about the file found at the path: one evicted and added back since would otherwise be
+   * described by its predecessor (complete, where the new one is empty). So the file is looked at
+   * first, and a cached answer is used only when the file has not changed (ctime: data, creation,
+   * rename) since that answer was taken; otherwise the store is asked again, after the look.
+   */
+  private describe (cid: CidString, index: number, entry: FileEntry, identity: (FileIdentity & { ctimeMs: number }) | undefined, taken: { files: StoredFile[], at: number }, path: string, mayAsk = false): FileContent {
+    let stored = taken.files[index]
+    let understate = false
+    // without an identity nothing will be read from the path, whatever the store says
+    if (identity !== undefined && identity.ctimeMs >= taken.at - CTIME_SLACK_MS) {
+      const again = mayAsk ? this.askStore(cid) : this.askStoreAgain(cid)
+      if (again !== undefined) stored = again.files[index]
+      else understate = true
+    }
+    if (stored === undefined || stored.entry.path !== entry.path) throw new NotFoundError(`${path} is not in the store`)
+    return {
+      backingPath: stored.path,
+      ...(identity !== undefined ? { identity: { dev: identity.dev, ino: identity.ino, birthNs: identity.birthNs } } : {}),
+      complete: stored.complete && !understate,
+      size: entry.size,
+      chunkEnds: entry.chunks.map(chunk => chunk.offset + chunk.size),
+      present: understate ? new Uint8Array(stored.present.length) : stored.present
     }
   }
 
@@ -616,9 +863,37 @@ class View implements ModelFs {
     if (target.kind === 'alias') throw new NotFoundError(`${path} is a link; ask for what it points to`)
     if (target.kind !== 'model-file') throw new IsADirectoryError(path)
     const entry = target.manifest.files[target.index] as FileEntry
-    const stored = this.store.files(target.cid)[target.index]
-    if (stored === undefined || stored.entry.path !== entry.path) throw new NotFoundError(`${path} is not in the store`)
-    return { backingPath: stored.path, complete: stored.complete, size: entry.size, chunkEnds: entry.chunks.map(chunk => chunk.offset + chunk.size), present: stored.present }
+    const asks = this.asks
+    const taken = this.storedFilesOf(target.cid)
+    const known = taken.files[target.index]
+    if (known === undefined || known.entry.path !== entry.path) throw new NotFoundError(`${path} is not in the store`)
+    // the store was asked just now for the path alone: it may be asked once more, after the look
+    const askedForPath = this.asks !== asks
+    return this.describe(target.cid, target.index, entry, await identityOf(known.path), this.storedFilesOf(target.cid), path, askedForPath)
+  }
+
+  async contents (path: string, options: AbortOptions = {}): Promise<Map<string, FileContent>> {
+    const target = await this.resolve(path, options.signal)
+    if (target.kind !== 'model-dir') throw new NotADirectoryError(path)
+    const manifest = this.store.getManifest(target.cid)
+    if (manifest === undefined) throw new NotFoundError(`${path} is not in the store`)
+    const prefix = target.dir === '' ? '' : `${target.dir}/`
+    const below = [...target.tree.files].filter(([file]) => file.startsWith(prefix))
+    const taken = this.storedFilesOf(target.cid)
+    // every file looked at first, in parallel; then one answer of the store for all of them
+    const identities = await Promise.all(below.map(async ([, index]) => {
+      const known = taken.files[index]
+      return known === undefined ? undefined : await identityOf(known.path)
+    }))
+    const fresh = identities.some(identity => identity !== undefined && identity.ctimeMs >= taken.at - CTIME_SLACK_MS) ? this.askStore(target.cid) : taken
+    const out = new Map<string, FileContent>()
+    below.forEach(([file, index], i) => {
+      const identity = identities[i]
+      // the store was asked after every look above, so a fresh answer describes what was seen
+      const usable = identity !== undefined && (fresh !== taken || identity.ctimeMs < taken.at - CTIME_SLACK_MS) ? { ...identity, ctimeMs: -Infinity } : identity
+      out.set(file.slice(prefix.length), this.describe(target.cid, index, manifest.files[index] as FileEntry, usable, fresh, `${path}/${file.slice(prefix.length)}`))
+    })
+    return out
   }
 
   observe (handle: number, position: number, length: number): void {
@@ -698,6 +973,7 @@ class View implements ModelFs {
     try {
       await this.init.fetcher.fetch({ cid: chunk.cid, size: chunk.size }, { signal: combined, sources: this.init.sourcesFor?.(view.cid, chunk) })
       this.counters.chunksFetched++
+      this.arrived(view.cid, chunk.cid)
     } catch (err) {
       if (timeout.aborted && signal?.aborted !== true) throw new ReadTimeoutError(chunk.cid, view.entry.path, this.readTimeoutMs)
       throw err
@@ -795,29 +1071,45 @@ class View implements ModelFs {
   /** Opens the content file (again, when the store replaced it) and notes whether it is complete. */
   private async openContent (view: FileView): Promise<void> {
     view.opening ??= (async () => {
-      let stored
+      let taken
       try {
-        stored = this.store.files(view.cid).find(f => f.entry.path === view.entry.path)
+        taken = this.storedFilesOf(view.cid)
       } catch {
         return
       }
-      if (stored === undefined) return
+      const known = taken.files[view.index]
+      if (known === undefined || known.entry.path !== view.entry.path) return
       if (view.fd !== undefined && !this.contentIsCurrent(view)) return
       if (view.fd === undefined) {
         try {
-          const fd = await openReadOnly(stored.path)
+          const fd = await openReadOnly(known.path)
           if (view.fd !== undefined || !this.views.has(view.key)) {
             closeQuietly(fd)
             return
           }
           view.fd = fd
         } catch (err) {
-          this.log.debug({ path: stored.path, err: (err as Error).message }, 'content file could not be opened; reading through the store')
+          this.log.debug({ path: known.path, err: (err as Error).message }, 'content file could not be opened; reading through the store')
           return
         }
       }
+      // what the store says must be about the file the descriptor names: asked again unless that
+      // file has not changed (data, links) since the last answer
+      let ctimeMs: number
+      try {
+        const st = fstatSync(view.fd, { bigint: true })
+        if (st.nlink === 0n) {
+          this.forgetContent(view)
+          return
+        }
+        ctimeMs = Number(st.ctimeNs / 1_000_000n)
+      } catch {
+        return
+      }
+      // asked too recently to ask again: not known complete yet (noticeComplete looks again)
+      const stored = ctimeMs < taken.at - CTIME_SLACK_MS ? known : this.askStoreAgain(view.cid)?.files[view.index]
       // complete: every chunk is in this very file, which the store no longer changes
-      if (stored.complete) {
+      if (stored?.complete === true && stored.path === known.path) {
         view.complete = true
         view.confirmed.fill(1)
       }

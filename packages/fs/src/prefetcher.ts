@@ -179,6 +179,14 @@ class Stream implements PrefetchStream {
     return this.queue.length > 0
   }
 
+  /** Every missing chunk, in file order; later reads change nothing. */
+  queueAll (): void {
+    this.mode = 'whole-file'
+    for (let i = 0; i < this.file.chunks.length; i++) this.enqueue(i)
+    this.scheduledEnd = this.file.size
+    this.owner.pump()
+  }
+
   /** On open: a safetensors file's header, then its first tensors in file order. */
   primeForLoader (): void {
     const first = this.file.tensors?.[0]
@@ -302,18 +310,30 @@ export class Prefetcher {
 
   /** A stream for a newly opened file; a safetensors file's header and first tensors are queued at once. */
   open (file: PrefetchFile): PrefetchStream {
+    return this.add(file, stream => { stream.primeForLoader() })
+  }
+
+  stats (): PrefetchStats {
+    return { ...this.counters, inflight: this.inflight.size }
+  }
+
+  /**
+   * A stream that queues every chunk of `file` at once, in order: for a batch that is known to be
+   * wanted whole (a checkpoint's small files, which a loader reads one after another).
+   */
+  openWhole (file: PrefetchFile): PrefetchStream {
+    return this.add(file, stream => { stream.queueAll() })
+  }
+
+  private add (file: PrefetchFile, start: (stream: Stream) => void): Stream {
     const stream = new Stream(file, this)
     if (this.closed) {
       stream.closed = true
       return stream
     }
     this.streams.push(stream)
-    stream.primeForLoader()
+    start(stream)
     return stream
-  }
-
-  stats (): PrefetchStats {
-    return { ...this.counters, inflight: this.inflight.size }
   }
 
   /** Drops every queue and aborts prefetches in flight. */

@@ -41,6 +41,8 @@ import type { Store } from '@swarm/store'
 
 export interface MountedForTest {
   unmount(): Promise<void>
+  /** the store evicted a model (adapters that cache what the store holds) */
+  evicted?(manifestCid: string): void
 }
 
 export interface FuseAdapterUnderTest {
@@ -96,6 +98,8 @@ with open(sys.argv[1], 'rb', buffering=0) as f:
         h.update(b)
 print(h.hexdigest(), flush=True)
 `
+
+export { fuseEvictionTests } from './eviction.js'
 
 export function fuseConformanceTests (name: string, adapter: FuseAdapterUnderTest): void {
   describe(`FUSE conformance: ${name}`, () => {

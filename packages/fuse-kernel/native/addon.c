@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <linux/capability.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -31,9 +33,19 @@ typedef struct state {
   sw_server *server;
   napi_threadsafe_function tsfn;
   int session_fd;
+  atomic_int workers; /* reading /dev/fuse still; the deadline thread stops after the last */
   int drop_sys_admin;
+  double request_timeout;
   int unrefed;
-  int refs; /* the JS object and the thread-safe function; freed at 0, both on the main thread */
+  /*
+   * The JS object, the thread-safe function, and each thread (workers, the deadline thread) hold
+   * one; freed at 0. A thread may outlive the thread-safe function (the environment is torn down
+   * at exit while threads still run): `stopping`, under `stop_lock`, says it is gone, and no
+   * thread touches it after.
+   */
+  atomic_int refs;
+  pthread_rwlock_t stop_lock;
+  int stopping;
 } state;
 
 typedef struct worker {
@@ -62,9 +74,18 @@ static napi_value throw_errno(napi_env env, int error, const char *what) {
 }
 
 static void state_unref(state *st) {
-  if (--st->refs > 0) return;
+  if (atomic_fetch_sub(&st->refs, 1) > 1) return;
   sw_server_free(st->server);
+  pthread_rwlock_destroy(&st->stop_lock);
   free(st);
+}
+
+/* A thread is done: gives back its hold on the thread-safe function (unless that is gone) and its reference. */
+static void thread_done(state *st) {
+  pthread_rwlock_rdlock(&st->stop_lock);
+  if (!st->stopping) napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
+  pthread_rwlock_unlock(&st->stop_lock);
+  state_unref(st);
 }
 
 /* ---- calls into JavaScript -------------------------------------------------------------- */
@@ -100,16 +121,21 @@ static void call_js(napi_env env, napi_value callback, void *context, void *data
 
 static void upcall(void *ctx, sw_upcall *u) {
   state *st = ctx;
-  if (napi_call_threadsafe_function(st->tsfn, u, napi_tsfn_nonblocking) != napi_ok) {
-    /* shutting down: a request passed up now is never answered, which the kernel resolves on abort */
-    free(u);
-  }
+  pthread_rwlock_rdlock(&st->stop_lock);
+  int sent = !st->stopping && napi_call_threadsafe_function(st->tsfn, u, napi_tsfn_nonblocking) == napi_ok;
+  pthread_rwlock_unlock(&st->stop_lock);
+  /* shutting down: a request passed up now is never answered, which the kernel resolves on abort */
+  if (!sent) free(u);
 }
 
 static void tsfn_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
-  state_unref(data);
+  state *st = data;
+  pthread_rwlock_wrlock(&st->stop_lock);
+  st->stopping = 1;
+  pthread_rwlock_unlock(&st->stop_lock);
+  state_unref(st);
 }
 
 static void external_finalize(napi_env env, void *data, void *hint) {
@@ -150,7 +176,52 @@ static void *work(void *arg) {
   free(scratch);
   if (w->fd != st->session_fd) close(w->fd);
   free(w);
-  napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
+  atomic_fetch_sub(&st->workers, 1);
+  thread_done(st);
+  return NULL;
+}
+
+/*
+ * Answers EIO to requests the host has not answered by their deadline. On its own thread, so a
+ * host that never answers (its thread busy or stuck) leaves no reader in uninterruptible sleep.
+ */
+static void *expire(void *arg) {
+  state *st = arg;
+  /* a quarter of the deadline between checks, so a request waits at most 1.25 × it (and 1 s more at most) */
+  double interval = st->request_timeout / 4;
+  if (interval > 1) interval = 1;
+  if (interval < 0.01) interval = 0.01;
+  struct timespec pause = { .tv_sec = (time_t)interval, .tv_nsec = (long)((interval - (double)(time_t)interval) * 1e9) };
+  for (;;) {
+    nanosleep(&pause, NULL);
+    pthread_rwlock_rdlock(&st->stop_lock);
+    int go_on = !st->stopping && atomic_load(&st->workers) > 0;
+    if (go_on) sw_expire(st->server, sw_now_ns());
+    pthread_rwlock_unlock(&st->stop_lock);
+    if (!go_on) break;
+  }
+  thread_done(st);
+  return NULL;
+}
+
+typedef struct inval_job {
+  int fd;
+  uint64_t parent;
+  char name[256];
+  size_t count;
+  uint64_t inos[];
+} inval_job;
+
+/*
+ * Tells the kernel to drop what it caches of evicted files. Never on a thread that answers
+ * requests, nor on JavaScript's: dropping a page waits for reads of it in flight, which those
+ * threads answer.
+ */
+static void *invalidate(void *arg) {
+  inval_job *job = arg;
+  for (size_t i = 0; i < job->count; i++) sw_notify_inval_inode(job->fd, job->inos[i]);
+  if (job->name[0] != '\0') sw_notify_inval_entry(job->fd, job->parent, job->name);
+  free(job);
   return NULL;
 }
 
@@ -220,13 +291,16 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     .passthrough = get_bool(env, argv[0], "passthrough", 1),
     .max_stack_depth = (uint32_t)get_number(env, argv[0], "maxStackDepth", 1),
     .root_timeout = get_number(env, argv[0], "rootTimeout", 1),
+    .request_timeout = get_number(env, argv[0], "requestTimeout", 30),
   };
+  if (!(options.request_timeout >= 0 && options.request_timeout <= 86400)) options.request_timeout = 30;
   state *st = calloc(1, sizeof *st);
   if (st == NULL) {
     free(mountpoint);
     return throw_errno(env, ENOMEM, "mount");
   }
   st->drop_sys_admin = get_bool(env, argv[0], "dropSysAdmin", 0);
+  st->request_timeout = options.request_timeout;
   sw_host host = { .upcall = upcall, .ctx = st };
   st->server = sw_server_new(&options, &host);
   int fd = st->server == NULL ? -1 : open("/dev/fuse", O_RDWR | O_CLOEXEC);
@@ -253,7 +327,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   napi_value name, external;
   napi_create_string_utf8(env, "swarm-fuse", NAPI_AUTO_LENGTH, &name);
-  st->refs = 2;
+  atomic_init(&st->refs, 2);
+  pthread_rwlock_init(&st->stop_lock, NULL);
   if (napi_create_threadsafe_function(env, argv[1], NULL, name, 0, (size_t)threads, st, tsfn_finalize, NULL, call_js, &st->tsfn) != napi_ok) {
     umount2(mountpoint, MNT_DETACH);
     close(fd);
@@ -284,7 +359,11 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     }
     w->st = st;
     w->fd = wfd;
+    atomic_fetch_add(&st->workers, 1);
+    atomic_fetch_add(&st->refs, 1);
     if (pthread_create(&thread, NULL, work, w) != 0) {
+      atomic_fetch_sub(&st->workers, 1);
+      atomic_fetch_sub(&st->refs, 1);
       if (wfd != fd) close(wfd);
       free(w);
       napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
@@ -295,8 +374,35 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   free(mountpoint);
   if (started == 0) return throw_errno(env, EAGAIN, "starting FUSE threads");
+  pthread_t expirer;
+  if (options.request_timeout > 0 && napi_acquire_threadsafe_function(st->tsfn) == napi_ok) {
+    atomic_fetch_add(&st->refs, 1);
+    if (pthread_create(&expirer, NULL, expire, st) == 0) {
+      pthread_detach(expirer);
+    } else {
+      atomic_fetch_sub(&st->refs, 1);
+      napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
+    }
+  }
   CHECK(napi_create_external(env, st, external_finalize, NULL, &external));
   return external;
+}
+
+/* a bigint (or a safe integer) property as uint64; absent is 0; -1 when it is neither */
+static int get_u64(napi_env env, napi_value obj, const char *key, uint64_t *out) {
+  napi_value v;
+  bool present = false, lossless = false;
+  napi_valuetype type;
+  *out = 0;
+  if (napi_has_named_property(env, obj, key, &present) != napi_ok || !present) return 0;
+  napi_get_named_property(env, obj, key, &v);
+  if (napi_typeof(env, v, &type) != napi_ok) return -1;
+  if (type == napi_undefined) return 0;
+  if (type == napi_bigint) return napi_get_value_bigint_uint64(env, v, out, &lossless) == napi_ok && lossless ? 0 : -1;
+  double value = -1;
+  if (type != napi_number || napi_get_value_double(env, v, &value) != napi_ok || !(value >= 0 && value <= 9007199254740991.0)) return -1;
+  *out = (uint64_t)value;
+  return 0;
 }
 
 static int node_init_from(napi_env env, napi_value obj, sw_node_init *init, char **target, char **backing, uint64_t **ends) {
@@ -318,6 +424,8 @@ static int node_init_from(napi_env env, napi_value obj, sw_node_init *init, char
   init->complete = get_bool(env, obj, "complete", 0);
   init->target = *target;
   init->backing_path = *backing;
+  if (get_u64(env, obj, "backingDev", &init->identity.dev) != 0 || get_u64(env, obj, "backingIno", &init->identity.ino) != 0 ||
+      get_u64(env, obj, "backingBirthNs", &init->identity.birth_ns) != 0) return -1;
   napi_value v;
   bool present = false, is_array = false;
   if (napi_has_named_property(env, obj, "chunkEnds", &present) == napi_ok && present) {
@@ -374,7 +482,10 @@ static napi_value js_set_node(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static napi_value js_update_node(napi_env env, napi_callback_info info) {
+static state *numbers(napi_env env, napi_callback_info info, size_t want, double *out, napi_value *rest);
+
+/* (server, ino, init): applies `init` to the inode with `apply` (sw_update_node or sw_set_content) */
+static napi_value node_call(napi_env env, napi_callback_info info, int kind, int (*apply)(sw_server *, uint64_t, const sw_node_init *), const char *what) {
   size_t argc = 3;
   napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -386,12 +497,57 @@ static napi_value js_update_node(napi_env env, napi_callback_info info) {
   char *target, *backing;
   uint64_t *ends;
   int rc = node_init_from(env, argv[2], &init, &target, &backing, &ends);
-  rc = rc == 0 ? sw_update_node(st->server, (uint64_t)ino, &init) : -EINVAL;
+  if (kind != 0) init.kind = kind;
+  rc = rc == 0 ? apply(st->server, (uint64_t)ino, &init) : -EINVAL;
   free(target);
   free(backing);
   free(ends);
-  if (rc != 0) return throw_errno(env, -rc, "updateNode");
+  if (rc != 0) return throw_errno(env, -rc, what);
   return NULL;
+}
+
+/* setContent(server, ino, { size, backingPath, backingDev, backingIno, backingBirthNs, complete, chunkEnds }) */
+static napi_value js_set_content(napi_env env, napi_callback_info info) {
+  return node_call(env, info, SW_FILE, sw_set_content, "setContent");
+}
+
+/* evict(server, ino, parentIno, name): the files under `ino` are gone from the store; the kernel forgets them and the entry `name` */
+static napi_value js_evict(napi_env env, napi_callback_info info) {
+  double a[2];
+  napi_value name_value;
+  state *st = numbers(env, info, 2, a, &name_value);
+  if (st == NULL) return NULL;
+  char name[256] = "";
+  size_t length = 0;
+  if (name_value != NULL && napi_get_value_string_utf8(env, name_value, name, sizeof name, &length) != napi_ok) name[0] = '\0';
+  size_t capacity = 4096, count = 0;
+  inval_job *job = NULL;
+  for (;;) {
+    free(job);
+    job = malloc(sizeof *job + capacity * sizeof job->inos[0]);
+    if (job == NULL) break;
+    /* evicting again is harmless: a bigger model is walked twice */
+    count = sw_evict(st->server, (uint64_t)a[0], job->inos, capacity);
+    if (count <= capacity) break;
+    capacity = count;
+  }
+  if (job == NULL) count = sw_evict(st->server, (uint64_t)a[0], NULL, 0);
+  if (job != NULL) {
+    job->fd = st->session_fd;
+    job->parent = (uint64_t)a[1];
+    job->count = count;
+    snprintf(job->name, sizeof job->name, "%s", name);
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, invalidate, job) == 0) pthread_detach(thread);
+    else free(job);
+  }
+  napi_value result;
+  napi_create_double(env, (double)count, &result);
+  return result;
+}
+
+static napi_value js_update_node(napi_env env, napi_callback_info info) {
+  return node_call(env, info, 0, sw_update_node, "updateNode");
 }
 
 /* numbers(server, a, b, …): the leading numeric arguments */
@@ -543,6 +699,9 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   set_number(env, obj, "opensLocal", (double)stats.opens_local);
   set_number(env, obj, "opensForwarded", (double)stats.opens_host);
   set_number(env, obj, "malformed", (double)stats.malformed);
+  set_number(env, obj, "requestTimeouts", (double)stats.timeouts);
+  set_number(env, obj, "staleBacking", (double)stats.stale_backing);
+  set_number(env, obj, "evictions", (double)stats.evictions);
   napi_get_boolean(env, stats.passthrough != 0, &passthrough);
   napi_set_named_property(env, obj, "passthrough", passthrough);
   return obj;
@@ -581,6 +740,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "setNode", NULL, js_set_node, NULL, NULL, NULL, napi_default, NULL },
     { "updateNode", NULL, js_update_node, NULL, NULL, NULL, napi_default, NULL },
     { "setComplete", NULL, js_set_complete, NULL, NULL, NULL, napi_default, NULL },
+    { "setContent", NULL, js_set_content, NULL, NULL, NULL, napi_default, NULL },
+    { "evict", NULL, js_evict, NULL, NULL, NULL, napi_default, NULL },
     { "markPresent", NULL, js_mark_present, NULL, NULL, NULL, napi_default, NULL },
     { "setStatfs", NULL, js_set_statfs, NULL, NULL, NULL, napi_default, NULL },
     { "replyError", NULL, js_reply_error, NULL, NULL, NULL, napi_default, NULL },

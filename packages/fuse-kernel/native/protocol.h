@@ -86,5 +86,6 @@ _Static_assert(sizeof(struct fuse_open_in) == 8, "fuse_open_in");
 _Static_assert(sizeof(struct fuse_release_in) == 24, "fuse_release_in");
 _Static_assert(sizeof(struct fuse_kstatfs) == 80, "fuse_kstatfs");
 _Static_assert(sizeof(struct fuse_dirent) == 24, "fuse_dirent");
+_Static_assert(sizeof(struct fuse_direntplus) == 152, "fuse_direntplus");
 
 #endif

@@ -21,9 +21,24 @@
  *   fetches them (peers first, then the origin) and answers with the bytes.
  * - Every length and offset from the kernel is checked before use; a request that does not parse
  *   gets EINVAL (or nothing, for requests without replies) and is counted.
+ * - A backing path alone names no file for long: a content path is a hash of the chunk list, so a
+ *   model evicted and added back gets a new, sparse file at the same path. The host says which
+ *   file it saw (device, inode, birth time: inode numbers are reused); the server opens the path
+ *   and checks it found that file before it reads a byte or hands it to the kernel, and serves
+ *   through the host otherwise. What it opened is reference-counted: a handle opened on a
+ *   complete file keeps that file (its bytes stay right after an unlink) for its whole life. On
+ *   eviction (sw_evict) the host's word about those files is dropped, and the kernel is told to
+ *   drop its pages and attributes of them (from a thread that answers no request: dropping a page
+ *   waits on reads of it in flight).
+ * - Every request passed to the host has a deadline (sw_expire, from a thread of the addon): a
+ *   host that does not answer (its thread stuck or busy) costs the reader EIO, not an
+ *   uninterruptible sleep, and the late answer is refused.
+ * - Opens served here (passthrough, local) are told to the host, the first and the last of each
+ *   inode, so it can hold the model from eviction while they last.
  *
- * Locking: `table` (rwlock) guards nodes, names and presence bits; `open_mu` guards open counts,
- * backing descriptors and ids; `slots_mu` guards pending upcalls and handles.
+ * Locking: `table` (rwlock) guards nodes, names, identities and presence bits; `open_mu` guards
+ * open counts, nodes' backing files and ids; `slots_mu` guards pending upcalls and handles. The
+ * order is table, then open_mu; slots_mu is never held with either taken after it.
  */
 #define _GNU_SOURCE
 #include "server.h"
@@ -39,7 +54,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_PENDING 4096
@@ -51,6 +68,12 @@
 #define DT_UNKNOWN_ 0
 #define UNKNOWN_INO 0xffffffffull
 #define OUR_MINOR 40 /* the lowest minor the passthrough replies assume */
+
+/* An open backing file, shared by a node and the handles reading it; freed with its last reference. */
+typedef struct backing {
+  int fd;
+  atomic_int refs;
+} backing;
 
 typedef struct node {
   uint64_t ino, parent;
@@ -65,6 +88,7 @@ typedef struct node {
   char *name;
   char *target;
   char *backing_path;
+  sw_identity identity;
   uint64_t *chunk_ends;
   uint8_t *present;
   uint32_t nchunks;
@@ -73,9 +97,10 @@ typedef struct node {
   size_t nchildren, children_cap;
   uint64_t hnext; /* next inode in the same name bucket */
   /* under open_mu */
-  int backing_fd;
+  backing *backing; /* the file `identity` names, once opened and checked */
   int backing_id;
   uint32_t pass_opens, normal_opens;
+  uint32_t served_opens; /* passthrough and local opens: the host hears of the first and the last */
 } node;
 
 enum handle_mode { H_FREE = 0, H_PASS, H_LOCAL, H_HOST, H_DIR };
@@ -90,6 +115,8 @@ typedef struct handle {
   int mode;
   uint64_t ino;
   uint64_t host_handle;
+  /* H_LOCAL: the backing file as it was when opened complete; it stays right whatever the store does */
+  backing *b;
   dir_entry *entries;
   size_t nentries;
 } handle;
@@ -103,6 +130,7 @@ typedef struct pending {
   /* READ: the range, checked against the file's size when it was passed up */
   uint64_t offset;
   uint32_t size;
+  uint64_t deadline; /* sw_now_ns; 0: none */
 } pending;
 
 struct sw_server {
@@ -130,6 +158,7 @@ struct sw_server {
   uint32_t max_read;
   struct {
     atomic_ullong requests, reads, reads_host, bytes_local, lookups_host, opens_passthrough, opens_local, opens_host, malformed;
+    atomic_ullong timeouts, stale_backing, evictions;
   } stats;
 };
 
@@ -236,8 +265,24 @@ static char *dup_or_null(const char *text) {
   return text == NULL ? NULL : strdup(text);
 }
 
-/* Applies `init` to `n`; on failure `n` is unchanged. */
-static int apply(node *n, const sw_node_init *init) {
+static backing *backing_ref(backing *b) {
+  if (b != NULL) atomic_fetch_add(&b->refs, 1);
+  return b;
+}
+
+static void backing_unref(backing *b) {
+  if (b != NULL && atomic_fetch_sub(&b->refs, 1) == 1) {
+    close(b->fd);
+    free(b);
+  }
+}
+
+static int same_identity(const sw_identity *a, const sw_identity *b) {
+  return a->dev == b->dev && a->ino == b->ino && a->birth_ns == b->birth_ns;
+}
+
+/* Checks what may go wrong in `init` before anything is changed. */
+static int check_init(const sw_node_init *init) {
   if (init->kind != SW_DIR && init->kind != SW_FILE && init->kind != SW_LINK) return -EINVAL;
   if (init->kind == SW_LINK && (init->target == NULL || strlen(init->target) >= MAX_PATH_LEN)) return -EINVAL;
   if (init->backing_path != NULL && strlen(init->backing_path) >= MAX_PATH_LEN) return -EINVAL;
@@ -247,24 +292,70 @@ static int apply(node *n, const sw_node_init *init) {
       if (init->chunk_ends[i] > init->size || (i > 0 && init->chunk_ends[i] <= init->chunk_ends[i - 1])) return -EINVAL;
     }
   }
-  char *target = dup_or_null(init->target);
-  char *backing = dup_or_null(init->backing_path);
+  return 0;
+}
+
+/*
+ * Applies the content part of `init` (backing path, identity, complete, chunks) to the file `n`,
+ * under the table's write lock; on failure `n` is unchanged. A backing file other than the one
+ * before (another path or identity: the store replaced it) starts with nothing present, and the
+ * descriptor of the old one is let go (handles that opened it keep their own reference).
+ */
+static int apply_content(sw_server *s, node *n, const sw_node_init *init) {
+  char *backing_path = dup_or_null(init->backing_path);
+  int same_file = init->backing_path != NULL && n->backing_path != NULL && strcmp(n->backing_path, init->backing_path) == 0 &&
+                  same_identity(&n->identity, &init->identity);
+  int keep_chunks = same_file && n->nchunks == init->nchunks && n->chunk_ends != NULL && init->nchunks > 0 &&
+                    memcmp(n->chunk_ends, init->chunk_ends, init->nchunks * sizeof *n->chunk_ends) == 0;
   uint64_t *ends = NULL;
   uint8_t *present = NULL;
-  int keep_chunks = n->nchunks == init->nchunks && n->chunk_ends != NULL && init->nchunks > 0 &&
-                    memcmp(n->chunk_ends, init->chunk_ends, init->nchunks * sizeof *ends) == 0;
   if (init->nchunks > 0 && !keep_chunks) {
     ends = malloc(init->nchunks * sizeof *ends);
     present = calloc(init->nchunks, 1);
     if (ends != NULL) memcpy(ends, init->chunk_ends, init->nchunks * sizeof *ends);
   }
-  if ((init->target != NULL && target == NULL) || (init->backing_path != NULL && backing == NULL) ||
-      (init->nchunks > 0 && !keep_chunks && (ends == NULL || present == NULL))) {
-    free(target);
-    free(backing);
+  if ((init->backing_path != NULL && backing_path == NULL) || (init->nchunks > 0 && !keep_chunks && (ends == NULL || present == NULL))) {
+    free(backing_path);
     free(ends);
     free(present);
     return -ENOMEM;
+  }
+  if (same_file) {
+    free(backing_path);
+    /* the same file only fills: what was complete stays so */
+    n->complete = n->complete || init->complete;
+  } else {
+    free(n->backing_path);
+    n->backing_path = backing_path;
+    n->identity = init->identity;
+    n->complete = init->complete && backing_path != NULL;
+    pthread_mutex_lock(&s->open_mu);
+    backing_unref(n->backing);
+    n->backing = NULL;
+    pthread_mutex_unlock(&s->open_mu);
+  }
+  if (!keep_chunks) {
+    free(n->chunk_ends);
+    free(n->present);
+    n->chunk_ends = ends;
+    n->present = present;
+    n->nchunks = init->nchunks;
+  }
+  return 0;
+}
+
+/* Applies `init` to `n`; on failure `n` is unchanged. */
+static int apply(sw_server *s, node *n, const sw_node_init *init) {
+  int rc = check_init(init);
+  if (rc != 0) return rc;
+  char *target = dup_or_null(init->target);
+  if (init->target != NULL && target == NULL) return -ENOMEM;
+  if (init->kind == SW_FILE) {
+    rc = apply_content(s, n, init);
+    if (rc != 0) {
+      free(target);
+      return rc;
+    }
   }
   n->kind = init->kind;
   n->mode = init->mode & 07777;
@@ -277,21 +368,6 @@ static int apply(node *n, const sw_node_init *init) {
   n->dynamic = init->kind == SW_DIR && init->dynamic;
   free(n->target);
   n->target = target;
-  /* a backing path never changes while the file is open: descriptors were opened from it */
-  if (backing != NULL && (n->backing_path == NULL || strcmp(n->backing_path, backing) != 0)) {
-    free(n->backing_path);
-    n->backing_path = backing;
-  } else {
-    free(backing);
-  }
-  n->complete = n->complete || (init->kind == SW_FILE && init->complete);
-  if (!keep_chunks) {
-    free(n->chunk_ends);
-    free(n->present);
-    n->chunk_ends = ends;
-    n->present = present;
-    n->nchunks = init->nchunks;
-  }
   return 0;
 }
 
@@ -317,7 +393,6 @@ static node *new_node(sw_server *s) {
   node *n = calloc(1, sizeof *n);
   if (n == NULL) return NULL;
   n->ino = s->nnodes;
-  n->backing_fd = -1;
   n->backing_id = -1;
   s->nodes[s->nnodes++] = n;
   return n;
@@ -364,12 +439,12 @@ int sw_set_node(sw_server *s, uint64_t parent_ino, const char *name, const sw_no
     n = NULL;
   }
   if (n != NULL) {
-    rc = apply(n, init);
+    rc = apply(s, n, init);
     if (rc == 0) *ino = n->ino;
     goto out;
   }
-  node scratch = { .backing_fd = -1, .backing_id = -1 };
-  rc = apply(&scratch, init);
+  node scratch = { .backing_id = -1 };
+  rc = apply(s, &scratch, init);
   if (rc != 0) goto out;
   char *copy = strdup(name);
   n = copy == NULL ? NULL : new_node(s);
@@ -389,12 +464,17 @@ int sw_set_node(sw_server *s, uint64_t parent_ino, const char *name, const sw_no
   n->ino = assigned;
   n->parent = parent_ino;
   n->name = copy;
-  if ((s->nnodes * 4) > (s->nbuckets * 3)) {
-    if (rehash(s, s->nbuckets * 2) != 0) { /* keep the old table: longer chains, still correct */ }
+  /*
+   * A rehash links every named node, this one included: linking it again after one would make it
+   * its own successor, and a lookup of any other name in its bucket would loop for ever.
+   */
+  int linked = (s->nnodes * 4) > (s->nbuckets * 3) && rehash(s, s->nbuckets * 2) == 0;
+  if (!linked) {
+    /* no rehash needed, or none could be had (keep the old table: longer chains, still correct) */
+    size_t b = name_hash(parent_ino, copy) & (s->nbuckets - 1);
+    n->hnext = s->buckets[b];
+    s->buckets[b] = n->ino;
   }
-  size_t b = name_hash(parent_ino, copy) & (s->nbuckets - 1);
-  n->hnext = s->buckets[b];
-  s->buckets[b] = n->ino;
   *ino = n->ino;
 out:
   pthread_rwlock_unlock(&s->table);
@@ -404,9 +484,83 @@ out:
 int sw_update_node(sw_server *s, uint64_t ino, const sw_node_init *init) {
   pthread_rwlock_wrlock(&s->table);
   node *n = node_at(s, ino);
-  int rc = n == NULL ? -ENOENT : (n->kind != init->kind ? -EINVAL : apply(n, init));
+  int rc = n == NULL ? -ENOENT : (n->kind != init->kind ? -EINVAL : apply(s, n, init));
   pthread_rwlock_unlock(&s->table);
   return rc;
+}
+
+int sw_set_content(sw_server *s, uint64_t ino, const sw_node_init *init) {
+  pthread_rwlock_wrlock(&s->table);
+  node *n = node_at(s, ino);
+  int rc = 0;
+  if (n == NULL) rc = -ENOENT;
+  else if (n->kind != SW_FILE || init->kind != SW_FILE || init->size != n->size) rc = -EINVAL;
+  else rc = check_init(init);
+  if (rc == 0) rc = apply_content(s, n, init);
+  pthread_rwlock_unlock(&s->table);
+  return rc;
+}
+
+/* under the table's write lock */
+static void evict_tree(sw_server *s, node *n, uint64_t *inos, size_t max, size_t *count, int depth) {
+  if (n->kind == SW_FILE) {
+    if (n->complete || n->identity.ino != 0) atomic_fetch_add(&s->stats.evictions, 1);
+    n->complete = 0;
+    if (n->present != NULL) memset(n->present, 0, n->nchunks);
+    n->identity = (sw_identity){ 0 };
+    pthread_mutex_lock(&s->open_mu);
+    backing_unref(n->backing);
+    n->backing = NULL;
+    pthread_mutex_unlock(&s->open_mu);
+    if (*count < max) inos[*count] = n->ino;
+    (*count)++;
+    return;
+  }
+  /* a path is at most MAX_PATH_LEN long, so this depth is never reached by a real tree */
+  if (n->kind != SW_DIR || depth > MAX_PATH_LEN / 2) return;
+  for (size_t i = 0; i < n->nchildren; i++) {
+    node *child = node_at(s, n->children[i]);
+    if (child != NULL) evict_tree(s, child, inos, max, count, depth + 1);
+  }
+}
+
+size_t sw_evict(sw_server *s, uint64_t ino, uint64_t *inos, size_t max) {
+  size_t count = 0;
+  pthread_rwlock_wrlock(&s->table);
+  node *n = node_at(s, ino);
+  if (n != NULL) evict_tree(s, n, inos, max, &count, 0);
+  pthread_rwlock_unlock(&s->table);
+  return count;
+}
+
+static int send_notify(int fd, int code, const void *a, size_t alen, const void *b, size_t blen) {
+  struct fuse_out_header out = { .len = (uint32_t)(sizeof out + alen + blen), .error = code, .unique = 0 };
+  struct iovec iov[3] = { { &out, sizeof out }, { (void *)a, alen }, { (void *)b, blen } };
+  ssize_t written;
+  do {
+    written = writev(fd, iov, blen > 0 ? 3 : 2);
+  } while (written < 0 && errno == EINTR);
+  return written < 0 ? -errno : 0;
+}
+
+int sw_notify_inval_inode(int fd, uint64_t ino) {
+  /* offset 0, length 0: the attributes and every cached page */
+  struct fuse_notify_inval_inode_out out = { .ino = ino, .off = 0, .len = 0 };
+  return send_notify(fd, FUSE_NOTIFY_INVAL_INODE, &out, sizeof out, NULL, 0);
+}
+
+int sw_notify_inval_entry(int fd, uint64_t parent, const char *name) {
+  size_t length = strlen(name);
+  if (length == 0 || length > MAX_NAME) return -EINVAL;
+  struct fuse_notify_inval_entry_out out = { .parent = parent, .namelen = (uint32_t)length };
+  /* the kernel wants the name's terminating NUL too */
+  return send_notify(fd, FUSE_NOTIFY_INVAL_ENTRY, &out, sizeof out, name, length + 1);
+}
+
+uint64_t sw_now_ns(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 }
 
 int sw_set_complete(sw_server *s, uint64_t ino) {
@@ -415,7 +569,7 @@ int sw_set_complete(sw_server *s, uint64_t ino) {
   int rc = 0;
   if (n == NULL) rc = -ENOENT;
   else if (n->kind != SW_FILE || n->backing_path == NULL) rc = -EINVAL;
-  else n->complete = 1;
+  else if (n->identity.ino != 0) n->complete = 1;
   pthread_rwlock_unlock(&s->table);
   return rc;
 }
@@ -475,6 +629,9 @@ void sw_get_stats(sw_server *s, sw_stats *out) {
   out->opens_local = s->stats.opens_local;
   out->opens_host = s->stats.opens_host;
   out->malformed = s->stats.malformed;
+  out->timeouts = s->stats.timeouts;
+  out->stale_backing = s->stats.stale_backing;
+  out->evictions = s->stats.evictions;
   pthread_mutex_lock(&s->open_mu);
   out->passthrough = s->passthrough;
   pthread_mutex_unlock(&s->open_mu);
@@ -515,12 +672,13 @@ void sw_server_free(sw_server *s) {
   if (s == NULL) return;
   for (size_t i = 0; i < s->nnodes; i++) {
     node *n = s->nodes[i];
-    if (n != NULL && n->backing_fd >= 0) close(n->backing_fd);
+    if (n != NULL) backing_unref(n->backing);
     free_node(n);
   }
   for (size_t i = 0; i < s->nhandles; i++) {
     for (size_t j = 0; j < s->handles[i].nentries; j++) free(s->handles[i].entries[j].name);
     free(s->handles[i].entries);
+    backing_unref(s->handles[i].b);
   }
   free(s->handles);
   free(s->nodes);
@@ -577,9 +735,11 @@ static int slot_release(sw_server *s, uint32_t token, uint64_t unique, pending *
 static int upcall(sw_server *s, int kind, int fd, const struct fuse_in_header *in, uint64_t ino, uint64_t host_handle, uint64_t offset, uint32_t size, uint32_t flags, const char *text) {
   uint32_t token;
   if (slot_take(s, fd, in->opcode, in->unique, ino, &token) != 0) return -EAGAIN;
+  double timeout = s->options.request_timeout;
   pthread_mutex_lock(&s->slots_mu);
   s->pending[token].offset = offset;
   s->pending[token].size = size;
+  s->pending[token].deadline = timeout > 0 ? sw_now_ns() + (uint64_t)(timeout * 1e9) : 0;
   pthread_mutex_unlock(&s->slots_mu);
   sw_upcall *u = calloc(1, sizeof *u);
   if (u == NULL || s->host.upcall == NULL) {
@@ -602,7 +762,7 @@ static int upcall(sw_server *s, int kind, int fd, const struct fuse_in_header *i
 }
 
 /* a new handle's index + 1 (0: none could be had) */
-static uint64_t handle_new(sw_server *s, int mode, uint64_t ino, uint64_t host_handle, dir_entry *entries, size_t nentries) {
+static uint64_t handle_new(sw_server *s, int mode, uint64_t ino, uint64_t host_handle, backing *b, dir_entry *entries, size_t nentries) {
   pthread_mutex_lock(&s->slots_mu);
   size_t i = s->free_hint;
   while (i < s->nhandles && s->handles[i].mode != H_FREE) i++;
@@ -619,17 +779,20 @@ static uint64_t handle_new(sw_server *s, int mode, uint64_t ino, uint64_t host_h
     }
     s->nhandles++;
   }
-  s->handles[i] = (handle){ .mode = mode, .ino = ino, .host_handle = host_handle, .entries = entries, .nentries = nentries };
+  s->handles[i] = (handle){ .mode = mode, .ino = ino, .host_handle = host_handle, .b = b, .entries = entries, .nentries = nentries };
   s->free_hint = i + 1;
   pthread_mutex_unlock(&s->slots_mu);
   return (uint64_t)i + 1;
 }
 
-/* a copy of the handle `fh` names, if it is one of `modes` (bit mask of 1 << mode) */
+/* a copy of the handle `fh` names, if it is one of `modes` (bit mask of 1 << mode); the caller unrefs out->b */
 static int handle_get(sw_server *s, uint64_t fh, unsigned modes, handle *out) {
   pthread_mutex_lock(&s->slots_mu);
   int ok = fh >= 1 && fh <= s->nhandles && ((1u << s->handles[fh - 1].mode) & modes) != 0;
-  if (ok) *out = s->handles[fh - 1];
+  if (ok) {
+    *out = s->handles[fh - 1];
+    backing_ref(out->b);
+  }
   pthread_mutex_unlock(&s->slots_mu);
   return ok;
 }
@@ -699,7 +862,7 @@ static void do_init(sw_server *s, int fd, const struct fuse_in_header *in, const
     return;
   }
   if (init.minor < out.minor) out.minor = init.minor;
-  uint32_t want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_INIT_EXT;
+  uint32_t want = FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_INIT_EXT | FUSE_DO_READDIRPLUS;
   out.flags = init.flags & want;
   int passthrough = 0;
   if (s->options.passthrough && (init.flags & FUSE_INIT_EXT) && blen >= 20 && (init.flags2 & SW_FUSE_PASSTHROUGH_FLAGS2)) {
@@ -790,22 +953,57 @@ static void do_readlink(sw_server *s, int fd, const struct fuse_in_header *in, u
   else send_reply(fd, in->unique, 0, scratch, len, NULL, 0);
 }
 
-/* under open_mu: the backing descriptor of a file, opened on first use */
-static int backing_fd(sw_server *s, node *n, const char *path) {
-  if (n->backing_fd >= 0) return n->backing_fd;
-  if (path == NULL) return -EINVAL;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int error = errno;
-    host_log(s, SW_LOG_WARN, "cannot open the store's file %s: %s", path, strerror(error));
-    return -error;
+/* whether the open file `fd` is the file `id` names */
+static int identity_matches(int fd, const sw_identity *id) {
+  struct statx st;
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_BTIME, &st) != 0) return 0;
+  if (makedev(st.stx_dev_major, st.stx_dev_minor) != id->dev || st.stx_ino != id->ino) return 0;
+  if (id->birth_ns != 0 && (st.stx_mask & STATX_BTIME)) {
+    uint64_t birth = (uint64_t)st.stx_btime.tv_sec * 1000000000ull + st.stx_btime.tv_nsec;
+    if (birth != id->birth_ns) return 0;
   }
-  n->backing_fd = fd;
-  return fd;
+  return 1;
 }
 
-static void drop_open(sw_server *s, int fd, node *n, int mode) {
-  /* under open_mu */
+/*
+ * Under open_mu: a reference to the node's backing file, opened and checked on first use.
+ * -ESTALE when the file at the path is not the one the host named (the store replaced it: a
+ * model evicted and added back), or the host named none; the caller then lets the host serve.
+ */
+static int backing_get(sw_server *s, node *n, backing **out) {
+  if (n->backing != NULL) {
+    *out = backing_ref(n->backing);
+    return 0;
+  }
+  if (n->backing_path == NULL || n->identity.ino == 0) return -ESTALE;
+  int fd = open(n->backing_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int error = errno;
+    /* gone: evicted, and the host has not said so yet */
+    if (error != ENOENT) host_log(s, SW_LOG_WARN, "cannot open the store's file %s: %s", n->backing_path, strerror(error));
+    atomic_fetch_add(&s->stats.stale_backing, 1);
+    return -ESTALE;
+  }
+  backing *b = malloc(sizeof *b);
+  if (b == NULL || !identity_matches(fd, &n->identity)) {
+    if (b != NULL) {
+      atomic_fetch_add(&s->stats.stale_backing, 1);
+      host_log(s, SW_LOG_DEBUG, "the store's file %s is not the one it was (replaced): served through the host", n->backing_path);
+    }
+    free(b);
+    close(fd);
+    return b == NULL ? -ENOMEM : -ESTALE;
+  }
+  b->fd = fd;
+  atomic_init(&b->refs, 2); /* the node's and the caller's */
+  n->backing = b;
+  *out = b;
+  return 0;
+}
+
+/* Under open_mu: one open of `n` in `mode` ends. 1 when it was the last open served here (passthrough or local). */
+static int drop_open(sw_server *s, int fd, node *n, int mode) {
+  int last_served = 0;
   if (mode == H_PASS) {
     if (n->pass_opens > 0 && --n->pass_opens == 0 && n->backing_id >= 0) {
       uint32_t id = (uint32_t)n->backing_id;
@@ -815,10 +1013,23 @@ static void drop_open(sw_server *s, int fd, node *n, int mode) {
   } else if (n->normal_opens > 0) {
     n->normal_opens--;
   }
-  if (n->pass_opens == 0 && n->normal_opens == 0 && n->backing_fd >= 0) {
-    close(n->backing_fd);
-    n->backing_fd = -1;
+  if ((mode == H_PASS || mode == H_LOCAL) && n->served_opens > 0) last_served = --n->served_opens == 0;
+  if (n->pass_opens == 0 && n->normal_opens == 0) {
+    backing_unref(n->backing);
+    n->backing = NULL;
   }
+  return last_served;
+}
+
+/* drop_open with the locks taken, and the host told when the last open served here ended */
+static void end_open(sw_server *s, int fd, uint64_t ino, int mode) {
+  pthread_rwlock_rdlock(&s->table);
+  pthread_mutex_lock(&s->open_mu);
+  node *n = node_at(s, ino);
+  int last = n != NULL && drop_open(s, fd, n, mode);
+  pthread_mutex_unlock(&s->open_mu);
+  pthread_rwlock_unlock(&s->table);
+  if (last) host_notice(s, SW_EV_CLOSED, ino, 0, 0, 0);
 }
 
 static void do_open(sw_server *s, int fd, const struct fuse_in_header *in, const uint8_t *body, size_t blen) {
@@ -841,76 +1052,70 @@ static void do_open(sw_server *s, int fd, const struct fuse_in_header *in, const
     reply_error(fd, in->unique, error);
     return;
   }
-  int complete = n->complete && n->backing_path != NULL;
-  char path[MAX_PATH_LEN];
-  snprintf(path, sizeof path, "%s", n->backing_path != NULL ? n->backing_path : "");
   uint64_t ino = n->ino;
   pthread_mutex_lock(&s->open_mu);
-  if (!complete && n->pass_opens == 0) {
+  backing *b = NULL;
+  /*
+   * The inode's passthrough opens share the backing file they were registered with (the kernel
+   * requires one per inode), which was complete then and stays so even if the store lets it go.
+   */
+  int forward = !n->complete && n->pass_opens == 0;
+  if (!forward && n->pass_opens == 0 && backing_get(s, n, &b) != 0) forward = 1;
+  if (forward) {
     /* the host opens it (prefetch, fetches): counted as a normal open from now, so no passthrough starts meanwhile */
     n->normal_opens++;
     pthread_mutex_unlock(&s->open_mu);
     pthread_rwlock_unlock(&s->table);
     atomic_fetch_add(&s->stats.opens_host, 1);
     if (upcall(s, SW_UP_OPEN, fd, in, ino, 0, 0, 0, open_in.flags, NULL) != 0) {
-      pthread_rwlock_rdlock(&s->table);
-      pthread_mutex_lock(&s->open_mu);
-      node *again = node_at(s, ino);
-      if (again != NULL) drop_open(s, fd, again, H_HOST);
-      pthread_mutex_unlock(&s->open_mu);
-      pthread_rwlock_unlock(&s->table);
+      end_open(s, fd, ino, H_HOST);
       reply_error(fd, in->unique, EIO);
     }
     return;
   }
   int mode = H_LOCAL;
-  int error = 0;
   if (n->pass_opens > 0) {
     mode = H_PASS;
   } else if (n->normal_opens == 0 && s->passthrough) {
-    int bfd = backing_fd(s, n, path);
-    if (bfd < 0) {
-      error = -bfd;
+    struct sw_backing_map map = { .fd = b->fd };
+    int id = ioctl(fd, SW_FUSE_DEV_IOC_BACKING_OPEN, &map);
+    if (id >= 0) {
+      n->backing_id = id;
+      mode = H_PASS;
     } else {
-      struct sw_backing_map map = { .fd = bfd };
-      int id = ioctl(fd, SW_FUSE_DEV_IOC_BACKING_OPEN, &map);
-      if (id >= 0) {
-        n->backing_id = id;
-        mode = H_PASS;
-      } else {
-        int why = errno;
-        s->passthrough = 0;
-        if (!s->passthrough_logged) {
-          s->passthrough_logged = 1;
-          host_log(s, SW_LOG_WARN, "the kernel refused passthrough (%s%s): complete files are read through this process from now on", strerror(why),
-                   why == EPERM ? "; it needs CAP_SYS_ADMIN" : "");
-        }
+      int why = errno;
+      s->passthrough = 0;
+      if (!s->passthrough_logged) {
+        s->passthrough_logged = 1;
+        host_log(s, SW_LOG_WARN, "the kernel refused passthrough (%s%s): complete files are read through this process from now on", strerror(why),
+                 why == EPERM ? "; it needs CAP_SYS_ADMIN" : "");
       }
     }
   }
-  if (error == 0 && mode == H_LOCAL) {
-    int bfd = backing_fd(s, n, path);
-    if (bfd < 0) error = -bfd;
-  }
-  uint64_t fh = 0;
-  if (error == 0) {
-    fh = handle_new(s, mode, ino, 0, NULL, 0);
-    if (fh == 0) error = ENOMEM;
-  }
-  if (error == 0) {
+  /* a local handle keeps the file it opened; a passthrough one needs nothing once the kernel has it */
+  backing *kept = mode == H_LOCAL ? b : NULL;
+  if (mode != H_LOCAL) backing_unref(b);
+  uint64_t fh = handle_new(s, mode, ino, 0, kept, NULL, 0);
+  int first = 0;
+  if (fh != 0) {
     if (mode == H_PASS) n->pass_opens++;
     else n->normal_opens++;
-  } else if (n->pass_opens == 0 && n->normal_opens == 0 && n->backing_fd >= 0) {
-    close(n->backing_fd);
-    n->backing_fd = -1;
+    first = n->served_opens++ == 0;
+  } else {
+    backing_unref(kept);
+    if (n->pass_opens == 0 && n->normal_opens == 0) {
+      backing_unref(n->backing);
+      n->backing = NULL;
+    }
   }
   int backing_id = n->backing_id;
   pthread_mutex_unlock(&s->open_mu);
   pthread_rwlock_unlock(&s->table);
-  if (error != 0) {
-    reply_error(fd, in->unique, error);
+  if (fh == 0) {
+    reply_error(fd, in->unique, ENOMEM);
     return;
   }
+  if (first) host_notice(s, SW_EV_OPENED, ino, 0, 0, 0);
   struct sw_open_out out = { .fh = fh };
   if (mode == H_PASS) {
     out.open_flags = SW_FOPEN_PASSTHROUGH;
@@ -924,14 +1129,22 @@ static void do_open(sw_server *s, int fd, const struct fuse_in_header *in, const
     /* the opener gave up: no RELEASE will come for this handle */
     handle gone;
     if (handle_take(s, fh, (1u << H_PASS) | (1u << H_LOCAL), &gone)) {
-      pthread_rwlock_rdlock(&s->table);
-      pthread_mutex_lock(&s->open_mu);
-      node *again = node_at(s, gone.ino);
-      if (again != NULL) drop_open(s, fd, again, gone.mode);
-      pthread_mutex_unlock(&s->open_mu);
-      pthread_rwlock_unlock(&s->table);
+      backing_unref(gone.b);
+      end_open(s, fd, gone.ino, gone.mode);
     }
   }
+}
+
+/* Reads exactly `want` bytes at `offset`; 0, or -EIO on a short read. */
+static int pread_all(int fd, uint8_t *into, size_t want, uint64_t offset) {
+  size_t done = 0;
+  while (done < want) {
+    ssize_t got = pread(fd, into + done, want - done, (off_t)(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return -EIO;
+    done += (size_t)got;
+  }
+  return 0;
 }
 
 static void do_read(sw_server *s, int fd, const struct fuse_in_header *in, const uint8_t *body, size_t blen, uint8_t *scratch, size_t slen) {
@@ -944,63 +1157,56 @@ static void do_read(sw_server *s, int fd, const struct fuse_in_header *in, const
   struct fuse_read_in read_in;
   memcpy(&read_in, body, sizeof read_in);
   handle h;
-  if (!handle_get(s, read_in.fh, (1u << H_PASS) | (1u << H_LOCAL) | (1u << H_HOST), &h) || h.ino != in->nodeid) {
+  if (!handle_get(s, read_in.fh, (1u << H_PASS) | (1u << H_LOCAL) | (1u << H_HOST), &h)) {
     reply_error(fd, in->unique, EBADF);
     return;
   }
-  if (read_in.offset > (uint64_t)INT64_MAX) {
-    reply_error(fd, in->unique, EINVAL);
-    return;
-  }
+  backing *b = h.b; /* the handle's own reference, or the node's file taken below */
+  int error = 0;
+  if (h.ino != in->nodeid) error = EBADF;
+  else if (read_in.offset > (uint64_t)INT64_MAX) error = EINVAL;
   size_t want = read_in.size;
   if (want > slen) want = slen;
   pthread_rwlock_rdlock(&s->table);
-  node *n = node_at(s, h.ino);
-  if (n == NULL || n->kind != SW_FILE) {
+  node *n = error != 0 ? NULL : node_at(s, h.ino);
+  if (error == 0 && (n == NULL || n->kind != SW_FILE)) error = EBADF;
+  if (error != 0 || read_in.offset >= n->size || want == 0) {
     pthread_rwlock_unlock(&s->table);
-    reply_error(fd, in->unique, EBADF);
-    return;
-  }
-  if (read_in.offset >= n->size || want == 0) {
-    pthread_rwlock_unlock(&s->table);
-    send_reply(fd, in->unique, 0, NULL, 0, NULL, 0);
+    backing_unref(b);
+    if (error != 0) reply_error(fd, in->unique, error);
+    else send_reply(fd, in->unique, 0, NULL, 0, NULL, 0);
     return;
   }
   if (want > n->size - read_in.offset) want = (size_t)(n->size - read_in.offset);
-  int here = range_present(n, read_in.offset, read_in.offset + want);
   int complete = n->complete;
-  char path[MAX_PATH_LEN];
-  snprintf(path, sizeof path, "%s", n->backing_path != NULL ? n->backing_path : "");
+  /* a local handle's file was complete when opened; others read here only what is present in the node's file */
+  int here = b != NULL || range_present(n, read_in.offset, read_in.offset + want);
+  if (here && b == NULL) {
+    pthread_mutex_lock(&s->open_mu);
+    if (backing_get(s, n, &b) != 0) here = 0;
+    pthread_mutex_unlock(&s->open_mu);
+  }
+  pthread_rwlock_unlock(&s->table);
   if (!here) {
-    pthread_rwlock_unlock(&s->table);
+    if (h.mode != H_HOST) {
+      /* nothing else can answer for a handle the host never saw */
+      reply_error(fd, in->unique, EIO);
+      return;
+    }
     atomic_fetch_add(&s->stats.reads_host, 1);
     if (upcall(s, SW_UP_READ, fd, in, h.ino, h.host_handle, read_in.offset, (uint32_t)want, 0, NULL) != 0) reply_error(fd, in->unique, EIO);
     return;
   }
-  pthread_mutex_lock(&s->open_mu);
-  int bfd = backing_fd(s, n, path);
-  /* a private duplicate would cost a syscall per read; the descriptor lives while this handle is open */
-  pthread_mutex_unlock(&s->open_mu);
-  pthread_rwlock_unlock(&s->table);
-  if (bfd < 0) {
+  int rc = pread_all(b->fd, scratch, want, read_in.offset);
+  backing_unref(b);
+  if (rc != 0) {
+    host_log(s, SW_LOG_WARN, "short read of the store's file for inode %llu at %llu (%zu bytes)", (unsigned long long)h.ino, (unsigned long long)read_in.offset, want);
     reply_error(fd, in->unique, EIO);
     return;
   }
-  size_t done = 0;
-  while (done < want) {
-    ssize_t got = pread(bfd, scratch + done, want - done, (off_t)(read_in.offset + done));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) break;
-    done += (size_t)got;
-  }
-  if (done < want) {
-    host_log(s, SW_LOG_WARN, "short read of the store's file %s at %llu: %zu of %zu bytes", path, (unsigned long long)read_in.offset, done, want);
-    reply_error(fd, in->unique, EIO);
-    return;
-  }
-  atomic_fetch_add(&s->stats.bytes_local, done);
-  send_reply(fd, in->unique, 0, scratch, done, NULL, 0);
-  if (h.mode == H_HOST && !complete) host_notice(s, SW_EV_READ, h.ino, h.host_handle, read_in.offset, (uint32_t)done);
+  atomic_fetch_add(&s->stats.bytes_local, want);
+  send_reply(fd, in->unique, 0, scratch, want, NULL, 0);
+  if (h.mode == H_HOST && !complete) host_notice(s, SW_EV_READ, h.ino, h.host_handle, read_in.offset, (uint32_t)want);
 }
 
 static void do_release(sw_server *s, int fd, const struct fuse_in_header *in, const uint8_t *body, size_t blen) {
@@ -1016,12 +1222,8 @@ static void do_release(sw_server *s, int fd, const struct fuse_in_header *in, co
     reply_error(fd, in->unique, EBADF);
     return;
   }
-  pthread_rwlock_rdlock(&s->table);
-  pthread_mutex_lock(&s->open_mu);
-  node *n = node_at(s, h.ino);
-  if (n != NULL) drop_open(s, fd, n, h.mode);
-  pthread_mutex_unlock(&s->open_mu);
-  pthread_rwlock_unlock(&s->table);
+  backing_unref(h.b);
+  end_open(s, fd, h.ino, h.mode);
   reply_error(fd, in->unique, 0);
   if (h.mode == H_HOST) host_notice(s, SW_EV_RELEASE, h.ino, h.host_handle, 0, 0);
 }
@@ -1063,7 +1265,7 @@ static void do_opendir(sw_server *s, int fd, const struct fuse_in_header *in) {
     }
   }
   pthread_rwlock_unlock(&s->table);
-  uint64_t fh = ok ? handle_new(s, H_DIR, in->nodeid, 0, entries, count) : 0;
+  uint64_t fh = ok ? handle_new(s, H_DIR, in->nodeid, 0, NULL, entries, count) : 0;
   if (fh == 0) {
     if (entries != NULL) free_entries(entries, count);
     reply_error(fd, in->unique, ENOMEM);
@@ -1073,7 +1275,12 @@ static void do_opendir(sw_server *s, int fd, const struct fuse_in_header *in) {
   send_reply(fd, in->unique, 0, &out, sizeof out, NULL, 0);
 }
 
-static void do_readdir(sw_server *s, int fd, const struct fuse_in_header *in, const uint8_t *body, size_t blen, uint8_t *scratch, size_t slen) {
+/*
+ * READDIR, and READDIRPLUS: each entry with its attributes, as a lookup would give them, so a
+ * walk that opens every file of a checkpoint costs no LOOKUP per file. Entries the table does not
+ * know (names of dynamic directories not looked up yet) and "." and ".." go without (nodeid 0).
+ */
+static void do_readdir(sw_server *s, int fd, const struct fuse_in_header *in, const uint8_t *body, size_t blen, uint8_t *scratch, size_t slen, int plus) {
   if (blen < sizeof(struct fuse_read_in)) {
     atomic_fetch_add(&s->stats.malformed, 1);
     reply_error(fd, in->unique, EINVAL);
@@ -1084,10 +1291,12 @@ static void do_readdir(sw_server *s, int fd, const struct fuse_in_header *in, co
   size_t room = read_in.size < slen ? read_in.size : slen;
   size_t used = 0;
   /* the entries stay owned by the handle; the kernel never releases a directory while reading it */
+  pthread_rwlock_rdlock(&s->table);
   pthread_mutex_lock(&s->slots_mu);
   uint64_t fh = read_in.fh;
   if (fh < 1 || fh > s->nhandles || s->handles[fh - 1].mode != H_DIR || s->handles[fh - 1].ino != in->nodeid) {
     pthread_mutex_unlock(&s->slots_mu);
+    pthread_rwlock_unlock(&s->table);
     reply_error(fd, in->unique, EBADF);
     return;
   }
@@ -1095,10 +1304,19 @@ static void do_readdir(sw_server *s, int fd, const struct fuse_in_header *in, co
   for (uint64_t i = read_in.offset; i < h->nentries; i++) {
     const dir_entry *e = &h->entries[i];
     size_t namelen = strlen(e->name);
-    size_t record = FUSE_DIRENT_ALIGN(FUSE_NAME_OFFSET + namelen);
+    size_t head = plus ? sizeof(struct fuse_entry_out) : 0;
+    size_t record = FUSE_DIRENT_ALIGN(head + FUSE_NAME_OFFSET + namelen);
     if (used + record > room) break;
-    struct fuse_dirent *d = (struct fuse_dirent *)(scratch + used);
-    memset(d, 0, record);
+    memset(scratch + used, 0, record);
+    if (plus) {
+      int dot = strcmp(e->name, ".") == 0 || strcmp(e->name, "..") == 0;
+      const node *n = dot || e->ino == UNKNOWN_INO ? NULL : node_at(s, e->ino);
+      struct fuse_entry_out entry;
+      if (n != NULL) fill_entry(n, &entry);
+      else memset(&entry, 0, sizeof entry);
+      memcpy(scratch + used, &entry, sizeof entry);
+    }
+    struct fuse_dirent *d = (struct fuse_dirent *)(scratch + used + head);
     d->ino = e->ino;
     d->off = i + 1;
     d->namelen = (uint32_t)namelen;
@@ -1107,6 +1325,7 @@ static void do_readdir(sw_server *s, int fd, const struct fuse_in_header *in, co
     used += record;
   }
   pthread_mutex_unlock(&s->slots_mu);
+  pthread_rwlock_unlock(&s->table);
   send_reply(fd, in->unique, 0, scratch, used, NULL, 0);
 }
 
@@ -1206,13 +1425,17 @@ void sw_handle(sw_server *s, int fd, const uint8_t *request, size_t length, uint
     case FUSE_READ: do_read(s, fd, &in, body, blen, scratch, slen); break;
     case FUSE_RELEASE: do_release(s, fd, &in, body, blen); break;
     case FUSE_OPENDIR: do_opendir(s, fd, &in); break;
-    case FUSE_READDIR: do_readdir(s, fd, &in, body, blen, scratch, slen); break;
+    case FUSE_READDIR: do_readdir(s, fd, &in, body, blen, scratch, slen, 0); break;
+    case FUSE_READDIRPLUS: do_readdir(s, fd, &in, body, blen, scratch, slen, 1); break;
     case FUSE_RELEASEDIR: do_releasedir(s, fd, &in, body, blen); break;
     case FUSE_STATFS: do_statfs(s, fd, &in); break;
     case FUSE_GETXATTR: do_getxattr(s, fd, &in, body, blen, 0); break;
     case FUSE_LISTXATTR: do_getxattr(s, fd, &in, body, blen, 1); break;
     case FUSE_ACCESS: do_access(s, fd, &in, body, blen); break;
     case FUSE_FLUSH:
+      /* nothing to flush on a read-only mount: ENOSYS makes the kernel stop sending it, one request less per close */
+      reply_error(fd, in.unique, ENOSYS);
+      break;
     case FUSE_FSYNC:
     case FUSE_FSYNCDIR:
       reply_error(fd, in.unique, 0);
@@ -1251,14 +1474,7 @@ int sw_reply_error(sw_server *s, uint32_t token, uint64_t unique, int error) {
   pending p;
   int rc = slot_release(s, token, unique, &p);
   if (rc != 0) return rc;
-  if (p.opcode == FUSE_OPEN) {
-    pthread_rwlock_rdlock(&s->table);
-    pthread_mutex_lock(&s->open_mu);
-    node *n = node_at(s, p.ino);
-    if (n != NULL) drop_open(s, p.fd, n, H_HOST);
-    pthread_mutex_unlock(&s->open_mu);
-    pthread_rwlock_unlock(&s->table);
-  }
+  if (p.opcode == FUSE_OPEN) end_open(s, p.fd, p.ino, H_HOST);
   reply_error(p.fd, p.unique, error);
   return 0;
 }
@@ -1290,14 +1506,9 @@ int sw_reply_open(sw_server *s, uint32_t token, uint64_t unique, uint64_t host_h
   if (!ok) return -ENOENT;
   if (slot_release(s, token, unique, &p) != 0) return -ENOENT;
   /* the open was counted as normal when it was passed up */
-  uint64_t fh = handle_new(s, H_HOST, p.ino, host_handle, NULL, 0);
+  uint64_t fh = handle_new(s, H_HOST, p.ino, host_handle, NULL, NULL, 0);
   if (fh == 0) {
-    pthread_rwlock_rdlock(&s->table);
-    pthread_mutex_lock(&s->open_mu);
-    node *n = node_at(s, p.ino);
-    if (n != NULL) drop_open(s, p.fd, n, H_HOST);
-    pthread_mutex_unlock(&s->open_mu);
-    pthread_rwlock_unlock(&s->table);
+    end_open(s, p.fd, p.ino, H_HOST);
     reply_error(p.fd, p.unique, ENOMEM);
     return -ENOMEM;
   }
@@ -1305,14 +1516,7 @@ int sw_reply_open(sw_server *s, uint32_t token, uint64_t unique, uint64_t host_h
   if (send_reply(p.fd, p.unique, 0, &out, sizeof out, NULL, 0) != 0) {
     /* the opener gave up: no RELEASE will come for this handle, so it ends here */
     handle gone;
-    if (handle_take(s, fh, 1u << H_HOST, &gone)) {
-      pthread_rwlock_rdlock(&s->table);
-      pthread_mutex_lock(&s->open_mu);
-      node *n = node_at(s, p.ino);
-      if (n != NULL) drop_open(s, p.fd, n, H_HOST);
-      pthread_mutex_unlock(&s->open_mu);
-      pthread_rwlock_unlock(&s->table);
-    }
+    if (handle_take(s, fh, 1u << H_HOST, &gone)) end_open(s, p.fd, p.ino, H_HOST);
     return -ENOENT;
   }
   return 0;
@@ -1366,7 +1570,7 @@ int sw_reply_dir(sw_server *s, uint32_t token, uint64_t unique, const char *cons
     free_entries(entries, count + 2);
     return -ENOENT;
   }
-  uint64_t fh = handle_new(s, H_DIR, p.ino, 0, entries, count + 2);
+  uint64_t fh = handle_new(s, H_DIR, p.ino, 0, NULL, entries, count + 2);
   if (fh == 0) {
     free_entries(entries, count + 2);
     reply_error(p.fd, p.unique, ENOMEM);
@@ -1386,34 +1590,52 @@ int sw_reply_local(sw_server *s, uint32_t token, uint64_t unique) {
   pthread_rwlock_rdlock(&s->table);
   node *n = node_at(s, p.ino);
   int here = n != NULL && n->kind == SW_FILE && p.offset < n->size && p.size <= n->size - p.offset && range_present(n, p.offset, p.offset + p.size);
-  char path[MAX_PATH_LEN];
-  int bfd = -1;
+  backing *b = NULL;
   if (here) {
-    snprintf(path, sizeof path, "%s", n->backing_path != NULL ? n->backing_path : "");
     pthread_mutex_lock(&s->open_mu);
-    bfd = backing_fd(s, n, path);
+    if (backing_get(s, n, &b) != 0) b = NULL;
     pthread_mutex_unlock(&s->open_mu);
   }
   pthread_rwlock_unlock(&s->table);
-  /* not (all) here after all: the host answers as it would have */
-  if (bfd < 0) return -EAGAIN;
+  /* not (all) here after all, or not in the file the host named: the host answers as it would have */
+  if (b == NULL) return -EAGAIN;
   pthread_mutex_lock(&s->local_mu);
   if (s->local_buf == NULL) s->local_buf = malloc(s->max_read);
   size_t want = p.size < s->max_read ? p.size : s->max_read;
-  size_t done = 0;
-  while (s->local_buf != NULL && done < want) {
-    ssize_t got = pread(bfd, s->local_buf + done, want - done, (off_t)(p.offset + done));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) break;
-    done += (size_t)got;
-  }
-  int rc = -EIO;
+  int rc = s->local_buf != NULL ? pread_all(b->fd, s->local_buf, want, p.offset) : -ENOMEM;
+  backing_unref(b);
   pending taken;
-  if (s->local_buf != NULL && done == want && slot_release(s, token, unique, &taken) == 0) {
-    atomic_fetch_add(&s->stats.bytes_local, done);
-    send_reply(taken.fd, taken.unique, 0, s->local_buf, done, NULL, 0);
-    rc = 0;
+  if (rc == 0 && slot_release(s, token, unique, &taken) == 0) {
+    atomic_fetch_add(&s->stats.bytes_local, want);
+    send_reply(taken.fd, taken.unique, 0, s->local_buf, want, NULL, 0);
+  } else if (rc == 0) {
+    rc = -ENOENT;
   }
   pthread_mutex_unlock(&s->local_mu);
-  return rc;
+  return rc == -ENOENT ? rc : rc != 0 ? -EIO : 0;
+}
+
+size_t sw_expire(sw_server *s, uint64_t now_ns) {
+  size_t total = 0;
+  for (;;) {
+    pending expired[64];
+    size_t count = 0;
+    pthread_mutex_lock(&s->slots_mu);
+    for (uint32_t i = 0; i < MAX_PENDING && count < 64; i++) {
+      pending *p = &s->pending[i];
+      if (p->used && p->deadline != 0 && p->deadline <= now_ns) {
+        expired[count++] = *p;
+        p->used = 0;
+      }
+    }
+    pthread_mutex_unlock(&s->slots_mu);
+    for (size_t i = 0; i < count; i++) {
+      if (expired[i].opcode == FUSE_OPEN) end_open(s, expired[i].fd, expired[i].ino, H_HOST);
+      reply_error(expired[i].fd, expired[i].unique, EIO);
+      atomic_fetch_add(&s->stats.timeouts, 1);
+    }
+    if (count > 0) host_log(s, SW_LOG_WARN, "%zu request(s) passed to the host got no answer in %.0f s: answered EIO", count, s->options.request_timeout);
+    total += count;
+    if (count < 64) return total;
+  }
 }

@@ -22,7 +22,10 @@ enum sw_upcall_kind {
   /* notices that need no answer */
   SW_EV_READ = 5,    /* bytes of a host-opened file served here: ino, handle, offset, size */
   SW_EV_RELEASE = 6, /* handle */
-  SW_EV_LOG = 7      /* level, text */
+  SW_EV_LOG = 7,     /* level, text */
+  /* a file's first open served here (passthrough or local; not passed up) and its last release: ino */
+  SW_EV_OPENED = 8,
+  SW_EV_CLOSED = 9
 };
 
 enum sw_log_level { SW_LOG_DEBUG = 0, SW_LOG_INFO = 1, SW_LOG_WARN = 2 };
@@ -56,7 +59,20 @@ typedef struct sw_options {
   /* 1, or 2 when the store sits on a stacking file system (overlayfs) */
   uint32_t max_stack_depth;
   double root_timeout;
+  /* seconds a request passed to the host may wait for its answer before it is answered EIO (0: for ever) */
+  double request_timeout;
 } sw_options;
+
+/*
+ * Which file a backing path must name: the store replaces a content file (a model evicted and
+ * added back) at the same path, so a path alone could lead to a new, sparse file.
+ */
+typedef struct sw_identity {
+  uint64_t dev; /* as st_dev (makedev) */
+  uint64_t ino; /* 0: unknown, nothing is read from the backing file */
+  /* birth time in ns since the epoch, 0 where the file system records none: inode numbers are reused */
+  uint64_t birth_ns;
+} sw_identity;
 
 typedef struct sw_node_init {
   int kind;
@@ -69,6 +85,7 @@ typedef struct sw_node_init {
   int dynamic;
   const char *target;       /* links */
   const char *backing_path; /* files: the store's content file */
+  sw_identity identity;     /* files: the backing file as the host saw it */
   int complete;             /* files: every byte is in the backing file */
   const uint64_t *chunk_ends; /* files not complete: end offset of each chunk, ascending */
   uint32_t nchunks;
@@ -83,6 +100,9 @@ typedef struct sw_stats {
   uint64_t requests, reads, reads_host, bytes_local, lookups_host;
   uint64_t opens_passthrough, opens_local, opens_host;
   uint64_t malformed;
+  uint64_t timeouts;      /* requests passed to the host and answered EIO at their deadline */
+  uint64_t stale_backing; /* backing files that were not the file the host named; served through the host */
+  uint64_t evictions;     /* files whose content the host said was gone */
   int passthrough; /* still enabled */
 } sw_stats;
 
@@ -96,6 +116,26 @@ int sw_set_node(sw_server *s, uint64_t parent, const char *name, const sw_node_i
 /* Updates a node in place (e.g. the root). */
 int sw_update_node(sw_server *s, uint64_t ino, const sw_node_init *init);
 int sw_set_complete(sw_server *s, uint64_t ino);
+/*
+ * Sets where a file's bytes are (backing_path, identity, complete, chunk_ends of `init`). A
+ * different file than before starts with nothing present.
+ */
+int sw_set_content(sw_server *s, uint64_t ino, const sw_node_init *init);
+/*
+ * The content of every file under `ino` (a file, or a directory and all below it) is gone from
+ * the store: nothing is read from those backing files any more, and opens and reads go to the
+ * host. Open handles keep the files they opened. The inodes are written to `inos` (up to `max`)
+ * for invalidating the kernel's caches; returns how many files there were.
+ */
+size_t sw_evict(sw_server *s, uint64_t ino, uint64_t *inos, size_t max);
+/* Tells the kernel to drop its cache of an inode's pages and attributes (from a thread that serves no request). */
+int sw_notify_inval_inode(int fd, uint64_t ino);
+/* Tells the kernel to forget the entry `name` in directory `parent`. */
+int sw_notify_inval_entry(int fd, uint64_t parent, const char *name);
+/* Answers EIO to every request passed to the host whose deadline is before `now_ns` (sw_now_ns); returns how many. */
+size_t sw_expire(sw_server *s, uint64_t now_ns);
+/* CLOCK_MONOTONIC in ns, the clock of deadlines */
+uint64_t sw_now_ns(void);
 /* Marks the chunks overlapping [offset, offset + length) as present in the backing file. */
 int sw_mark_present(sw_server *s, uint64_t ino, uint64_t offset, uint64_t length);
 void sw_set_statfs(sw_server *s, const sw_statfs *st);

@@ -11,6 +11,12 @@ export const DEFAULT_MAX_READ = 1024 * 1024
 export const DEFAULT_THREADS = 4
 /** How often open files that are not yet complete are checked for chunks that arrived. */
 export const DEFAULT_PRESENCE_INTERVAL_MS = 250
+/**
+ * How long a request passed to JavaScript (a lookup, an open, a read of missing chunks) may wait
+ * for its answer before the server answers EIO itself: far below the kernel's patience, so a
+ * reader never sits in uninterruptible sleep because the process's main thread is stuck.
+ */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
 /** How often the totals statfs reports are refreshed. */
 export const STATFS_INTERVAL_MS = 5_000
 /** The file system's name in the mount table (`swarm on /mnt/swarm type fuse.swarm`). */

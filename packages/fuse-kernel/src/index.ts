@@ -14,6 +14,16 @@
  *   `/<name>@<tag>`, name directories) are asked of the view each time the kernel's short cache
  *   of them expires, as names move.
  *
+ * - The server reads a store file only after checking it is the file the view described (device,
+ *   inode, birth time): a model evicted and added back has new, empty files at the same paths.
+ *   `evicted()` (the store's onEvict) drops what the server knew of a model and the kernel's
+ *   cache of it. Opens the server serves itself hold their model from eviction (`ModelFs.hold`).
+ * - Every request passed to this process has a deadline (`requestTimeoutMs`, default 30 s): if
+ *   the main thread does not answer, the server answers EIO and counts it (`requestTimeouts`).
+ * - Chunks the view fetches (reads, prefetches) are told to the server as they land, so a file
+ *   filled ahead of its reader (a checkpoint's small files) opens in passthrough with no request
+ *   here; a model's tree is handed over with one look at the store for all its files.
+ *
  * It needs CAP_SYS_ADMIN to mount (mount(2)) and for passthrough; where the kernel refuses
  * passthrough, files are read by the server's threads and the log says so once. Without the
  * capability, use `@swarm/fuse-native`, which mounts through fusermount.
@@ -40,14 +50,15 @@ import {
   DEFAULT_MAX_READ,
   DEFAULT_NAME_TIMEOUT_SECONDS,
   DEFAULT_PRESENCE_INTERVAL_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_THREADS,
   OVERLAYFS_MAGIC,
   STATFS_INTERVAL_MS
 } from './constants.js'
 import { KernelFuseUnavailableError, MountFailedError } from './errors.js'
 import { NodeKind, UpcallKind, loadAddon } from './native.js'
-import type { Addon, NativeStats, NodeInit, Server, Upcall } from './native.js'
-import type { Attributes, FileContent, FuseCheck, ModelFs } from '@swarm/fs'
+import type { Addon, ContentInit, NativeStats, NodeInit, Server, Upcall } from './native.js'
+import type { Attributes, ChunkArrival, FileContent, FuseCheck, ModelFs } from '@swarm/fs'
 import type { Logger } from '@swarm/interface'
 
 export * from './constants.js'
@@ -77,6 +88,16 @@ export interface MountInit {
   dropSysAdmin?: boolean
   /** how often open files still filling are checked for chunks that arrived (default 250 ms) */
   presenceIntervalMs?: number
+  /**
+   * a request passed to JavaScript that is not answered within this long is answered EIO by the
+   * server itself, and counted (default 30 s; 0: never)
+   */
+  requestTimeoutMs?: number
+  /**
+   * For tests of the deadline only: requests of these kinds are never answered here, as if this
+   * process's main thread were stuck, so the server's deadline answers them.
+   */
+  unansweredForTesting?: ReadonlyArray<'lookup' | 'opendir' | 'open' | 'read'>
   logger?: Logger
 }
 
@@ -84,6 +105,11 @@ export interface Mount {
   readonly mountpoint: string
   /** requests served and how (reads that reached the server, passthrough opens, …) */
   stats(): NativeStats
+  /**
+   * The store evicted a model: the server stops reading its files' store files (opens and reads
+   * go to the view, which adds it back when read), and the kernel drops what it cached of them.
+   */
+  evicted(manifestCid: string): void
   /** Unmounts (lazily, so held files do not block it). Safe to call twice. */
   unmount(): Promise<void>
 }
@@ -127,7 +153,27 @@ function presentRanges (content: FileContent, known?: Uint8Array): Array<[number
 
 interface ForwardedOpen { ino: number, path: string }
 
-interface FileState { path: string, present: Uint8Array, complete: boolean }
+/** What the server was last told of a file: which store file (`key`), and which chunks of it are present. */
+interface FileState { path: string, key: string, ends: number[], present: Uint8Array, complete: boolean }
+
+function identityKey (content: FileContent): string {
+  const id = content.identity
+  return id === undefined ? '' : `${content.backingPath}\0${id.dev}:${id.ino}:${id.birthNs}`
+}
+
+function contentInit (content: FileContent): ContentInit {
+  const id = content.identity
+  return {
+    size: content.size,
+    backingPath: content.backingPath,
+    ...(id !== undefined ? { backingDev: id.dev, backingIno: id.ino, backingBirthNs: id.birthNs } : {}),
+    // a file nobody could look at is read through the view
+    complete: content.complete && id !== undefined,
+    chunkEnds: content.complete ? [] : content.chunkEnds
+  }
+}
+
+const UNANSWERED = { lookup: UpcallKind.Lookup, opendir: UpcallKind.Opendir, open: UpcallKind.Open, read: UpcallKind.Read } as const
 
 const LOG_LEVELS = ['debug', 'info', 'warn'] as const
 
@@ -136,6 +182,10 @@ class KernelMount implements Mount {
   private readonly server: Server
   private readonly log: Logger
   private readonly paths = new Map<number, string>([[1, '/']])
+  private readonly inos = new Map<string, number>([['/', 1]])
+  /** models with files open that the server serves without us (passthrough, local): how many, and their hold from eviction */
+  private readonly held = new Map<string, { files: number, hold: Promise<{ release(): void } | undefined> }>()
+  private readonly unanswered: ReadonlySet<UpcallKind>
   /** model directories under by-cid already handed to the server */
   private readonly populated = new Map<string, Promise<void>>()
   private readonly forwarded = new Map<number, ForwardedOpen>()
@@ -143,10 +193,12 @@ class KernelMount implements Mount {
   private readonly timers: NodeJS.Timeout[] = []
   private unmounting?: Promise<void>
   private polling = false
+  private readonly stopArrivals: () => void
 
   constructor (readonly mountpoint: string, private readonly fs: ModelFs, private readonly init: MountInit & { maxStackDepth: number }) {
     this.addon = loadAddon()
     this.log = (init.logger ?? silentLogger).child({ component: 'fuse' })
+    this.unanswered = new Set((init.unansweredForTesting ?? []).map(kind => UNANSWERED[kind]))
     this.server = this.addon.mount({
       mountpoint,
       threads: init.threads ?? DEFAULT_THREADS,
@@ -155,8 +207,10 @@ class KernelMount implements Mount {
       maxStackDepth: init.maxStackDepth,
       allowOther: init.allowOther ?? process.getuid?.() === 0,
       rootTimeout: this.nameTimeout,
-      dropSysAdmin: init.dropSysAdmin === true
+      dropSysAdmin: init.dropSysAdmin === true,
+      requestTimeout: (init.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS) / 1000
     }, upcall => { this.dispatch(upcall) })
+    this.stopArrivals = fs.onArrival(arrival => { this.arrived(arrival) })
     this.refreshStatfs()
     const statfsTimer = setInterval(() => { this.refreshStatfs() }, STATFS_INTERVAL_MS)
     const presenceTimer = setInterval(() => { void this.pollPresence() }, init.presenceIntervalMs ?? DEFAULT_PRESENCE_INTERVAL_MS)
@@ -178,9 +232,23 @@ class KernelMount implements Mount {
     return this.addon.stats(this.server)
   }
 
+  evicted (manifestCid: string): void {
+    const path = `/by-cid/${manifestCid}`
+    const ino = this.inos.get(path)
+    // looked up again, the model's tree is handed over again, with the store's new files
+    this.populated.delete(path)
+    for (const [fileIno, state] of this.files) {
+      if (state.path.startsWith(`${path}/`)) this.files.delete(fileIno)
+    }
+    if (ino === undefined) return
+    const files = this.addon.evict(this.server, ino, this.inos.get('/by-cid') ?? 0, manifestCid)
+    this.log.info({ mountpoint: this.mountpoint, manifestCid, files }, 'model evicted: its files are served through the view')
+  }
+
   async unmount (): Promise<void> {
     this.unmounting ??= (async () => {
       for (const timer of this.timers) clearInterval(timer)
+      this.stopArrivals()
       try {
         this.addon.unmount(this.mountpoint)
       } catch (err) {
@@ -197,6 +265,7 @@ class KernelMount implements Mount {
   // ---- requests the server passes up ---------------------------------------------------------
 
   private dispatch (upcall: Upcall): void {
+    if (this.unanswered.has(upcall.kind)) return
     switch (upcall.kind) {
       case UpcallKind.Lookup: this.answer(upcall, async () => { this.addon.replyEntry(this.server, upcall.token, upcall.unique, await this.lookup(upcall.ino, upcall.text)) }); break
       case UpcallKind.Opendir: this.answer(upcall, async () => { this.addon.replyDir(this.server, upcall.token, upcall.unique, await this.fs.readdir(this.pathOf(upcall.ino))) }); break
@@ -204,6 +273,8 @@ class KernelMount implements Mount {
       case UpcallKind.Read: this.answer(upcall, async () => { await this.read(upcall) }); break
       case UpcallKind.ReadNotice: this.fs.observe(upcall.handle, upcall.offset, upcall.size); break
       case UpcallKind.Release: this.release(upcall.handle); break
+      case UpcallKind.Opened: this.hold(upcall.ino); break
+      case UpcallKind.Closed: this.unhold(upcall.ino); break
       case UpcallKind.Log: this.log[LOG_LEVELS[upcall.level] ?? 'info']({ mountpoint: this.mountpoint }, upcall.text); break
       default: this.log.warn({ kind: upcall.kind }, 'unknown request from the FUSE server')
     }
@@ -247,7 +318,7 @@ class KernelMount implements Mount {
     return path.startsWith('/by-cid/') && path.split('/').length >= 3
   }
 
-  private async setNode (parent: number, name: string, path: string, attributes: Attributes): Promise<number> {
+  private async setNode (parent: number, name: string, path: string, attributes: Attributes, known?: FileContent): Promise<number> {
     const timeout = this.inModel(path) ? this.cacheTimeout : this.nameTimeout
     const base = {
       mode: attributes.mode & 0o7777,
@@ -264,35 +335,103 @@ class KernelMount implements Mount {
     } else if (attributes.kind === 'symlink') {
       init = { ...base, kind: NodeKind.Link, target: await this.fs.readlink(path) }
     } else {
-      content = await this.fs.content(path)
-      init = { ...base, kind: NodeKind.File, size: content.size, backingPath: content.backingPath, complete: content.complete, chunkEnds: content.complete ? [] : content.chunkEnds }
+      content = known ?? await this.fs.content(path)
+      init = { ...base, kind: NodeKind.File, ...contentInit(content) }
     }
     const ino = this.addon.setNode(this.server, parent, name, init)
     this.paths.set(ino, path)
-    if (content !== undefined) this.notePresence(ino, path, content)
+    this.inos.set(path, ino)
+    if (content !== undefined) {
+      // what setNode told the server; a file it knew already keeps what it was told of it
+      const known = this.files.get(ino)
+      if (known === undefined || known.key !== identityKey(content)) this.files.set(ino, { path, key: identityKey(content), ends: content.chunkEnds, present: new Uint8Array(content.present.length), complete: false })
+      this.notePresence(ino, path, content)
+    }
     return ino
   }
 
-  private async populate (ino: number, path: string): Promise<void> {
-    for (const name of await this.fs.readdir(path)) {
-      const child = `${path}/${name}`
+  /** Hands a model's tree to the server: every file's content looked up at once, as one per file would cost O(files) each. */
+  private async populate (ino: number, path: string, contents?: Map<string, FileContent>, relative = ''): Promise<void> {
+    contents ??= await this.fs.contents(path)
+    const dir = relative === '' ? path : `${path}/${relative}`
+    for (const name of await this.fs.readdir(dir)) {
+      const child = `${dir}/${name}`
+      const childRelative = relative === '' ? name : `${relative}/${name}`
       const attributes = await this.fs.getattr(child)
-      const childIno = await this.setNode(ino, name, child, attributes)
-      if (attributes.kind === 'directory') await this.populate(childIno, child)
+      const childIno = await this.setNode(this.inos.get(dir) ?? ino, name, child, attributes, contents.get(childRelative))
+      if (attributes.kind === 'directory') await this.populate(childIno, path, contents, childRelative)
     }
   }
 
-  /** Tells the server which chunks of a file arrived since it was last told. */
+  /** Tells the server which store file holds a file's bytes, and which chunks arrived since it was last told. */
   private notePresence (ino: number, path: string, content: FileContent): void {
-    const known = this.files.get(ino)
-    if (known?.complete === true) return
+    const key = identityKey(content)
+    let known = this.files.get(ino)
+    if (known === undefined || known.key !== key) {
+      // another store file (the model was evicted and added back): the server starts afresh
+      this.addon.setContent(this.server, ino, contentInit(content))
+      known = { path, key, ends: content.chunkEnds, present: new Uint8Array(content.present.length), complete: false }
+      this.files.set(ino, known)
+    }
+    if (known.complete || key === '') return
     if (content.complete) {
       this.addon.setComplete(this.server, ino)
-      this.files.set(ino, { path, present: content.present, complete: true })
+      known.complete = true
       return
     }
-    for (const [offset, length] of presentRanges(content, known?.present)) this.addon.markPresent(this.server, ino, offset, length)
-    this.files.set(ino, { path, present: content.present, complete: false })
+    for (const [offset, length] of presentRanges(content, known.present)) this.addon.markPresent(this.server, ino, offset, length)
+    content.present.forEach((bit, i) => { if (bit === 1) known.present[i] = 1 })
+  }
+
+  /**
+   * A chunk fetched through the view (a read, a prefetch) is in the store's file of `path`: the
+   * server reads it there from now on, and a file now whole is opened in passthrough, with no
+   * request to us. The file the server knows is the one the chunk went into unless the store
+   * replaced it since, which the server finds out itself when it opens it.
+   */
+  private arrived ({ path, offset, length }: ChunkArrival): void {
+    const ino = this.inos.get(path)
+    const known = ino === undefined ? undefined : this.files.get(ino)
+    if (ino === undefined || known === undefined || known.complete || known.key === '') return
+    this.addon.markPresent(this.server, ino, offset, length)
+    let index = 0
+    while (index < known.ends.length && (known.ends[index] as number) <= offset) index++
+    known.present[index] = 1
+    if (known.present.every(bit => bit === 1)) {
+      this.addon.setComplete(this.server, ino)
+      known.complete = true
+    }
+  }
+
+  /**
+   * The server opened a file without us (its first open; `unhold` comes at its last release):
+   * the model is held from eviction while any of its files is open, with one lease, as a
+   * checkpoint's thousands of files open and close one after another.
+   */
+  private hold (ino: number): void {
+    const path = this.paths.get(ino)
+    const model = path?.split('/').slice(0, 3).join('/')
+    if (path === undefined || model === undefined) return
+    const held = this.held.get(model)
+    if (held !== undefined) {
+      held.files++
+      return
+    }
+    this.held.set(model, {
+      files: 1,
+      hold: this.fs.hold(path).catch((err: Error) => {
+        this.log.debug({ path, err: err.message }, 'could not hold the model of an open file')
+        return undefined
+      })
+    })
+  }
+
+  private unhold (ino: number): void {
+    const model = this.paths.get(ino)?.split('/').slice(0, 3).join('/')
+    const held = model === undefined ? undefined : this.held.get(model)
+    if (model === undefined || held === undefined || --held.files > 0) return
+    this.held.delete(model)
+    void held.hold.then(h => { h?.release() })
   }
 
   private async open (upcall: Upcall): Promise<void> {

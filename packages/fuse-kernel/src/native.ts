@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url'
 
 export const enum NodeKind { Directory = 1, File = 2, Link = 3 }
 
-export const enum UpcallKind { Lookup = 1, Opendir = 2, Open = 3, Read = 4, ReadNotice = 5, Release = 6, Log = 7 }
+export const enum UpcallKind { Lookup = 1, Opendir = 2, Open = 3, Read = 4, ReadNotice = 5, Release = 6, Log = 7, Opened = 8, Closed = 9 }
 
 export interface Upcall {
   kind: UpcallKind
@@ -33,9 +33,16 @@ export interface NodeInit {
   dynamic?: boolean
   target?: string
   backingPath?: string
+  /** the backing file as it was seen (stat): the server reads only from that very file */
+  backingDev?: bigint
+  backingIno?: bigint
+  backingBirthNs?: bigint
   complete?: boolean
   chunkEnds?: number[]
 }
+
+/** Where a file's bytes are: NodeInit's content fields. */
+export type ContentInit = Pick<NodeInit, 'size' | 'backingPath' | 'backingDev' | 'backingIno' | 'backingBirthNs' | 'complete' | 'chunkEnds'>
 
 export interface NativeStats {
   requests: number
@@ -47,6 +54,12 @@ export interface NativeStats {
   opensLocal: number
   opensForwarded: number
   malformed: number
+  /** requests passed to JavaScript that got no answer by their deadline, answered EIO */
+  requestTimeouts: number
+  /** backing files found not to be the file named (replaced by the store), served through the view instead */
+  staleBacking: number
+  /** files whose content was evicted while the mount knew them */
+  evictions: number
   passthrough: boolean
 }
 
@@ -60,6 +73,8 @@ export interface NativeMountOptions {
   rootTimeout?: number
   /** worker threads drop CAP_SYS_ADMIN once mounted (the kernel then refuses passthrough) */
   dropSysAdmin?: boolean
+  /** seconds a request passed up may wait for its answer before the server answers EIO (0: no deadline) */
+  requestTimeout?: number
 }
 
 /** An opaque handle to a mounted server. */
@@ -71,6 +86,10 @@ export interface Addon {
   updateNode(server: Server, ino: number, init: NodeInit): void
   setComplete(server: Server, ino: number): void
   markPresent(server: Server, ino: number, offset: number, length: number): void
+  /** where a file's bytes are now; another file than before starts with nothing present */
+  setContent(server: Server, ino: number, content: ContentInit): void
+  /** the files under `ino` left the store; the kernel forgets them and the entry `name` of `parent`; returns how many files */
+  evict(server: Server, ino: number, parent: number, name: string): number
   setStatfs(server: Server, blocks: number, files: number): void
   replyError(server: Server, token: number, unique: number, errno: number): boolean
   replyEntry(server: Server, token: number, unique: number, ino: number): boolean

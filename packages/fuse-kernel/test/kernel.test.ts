@@ -3,7 +3,7 @@
 // mount while the view's JavaScript side must answer.
 import { execFile } from 'node:child_process'
 import { createCipheriv, createHash } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -11,7 +11,7 @@ import { promisify } from 'node:util'
 import { hashChunks, planChunks } from '@swarm/chunker'
 import { fetcher } from '@swarm/fetcher'
 import { modelFs } from '@swarm/fs'
-import { fuseConformanceTests } from '@swarm/fuse-conformance'
+import { fuseConformanceTests, fuseEvictionTests } from '@swarm/fuse-conformance'
 import { encodeManifest } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -52,6 +52,7 @@ async function dropCaches (): Promise<void> {
 }
 
 fuseConformanceTests('kernel', { mountFs })
+fuseEvictionTests('kernel', { mountFs })
 
 describe('the kernel adapter', () => {
   let dir: string
@@ -67,6 +68,7 @@ describe('the kernel adapter', () => {
     store = await createStore({ dir: join(dir, 'store') })
     files['complete.bin'] = bytesFor('complete', 24 * MiB + 5)
     files['lazy.bin'] = bytesFor('lazy', 12 * MiB + 9)
+    files['late-deadline.bin'] = bytesFor('deadline', 13 * MiB)
     const manifest: Manifest = { version: 1, chunkSize: 2 * MiB, files: [] }
     for (const [path, bytes] of Object.entries(files).sort(([a], [b]) => a < b ? -1 : 1)) {
       const refs = hashChunks(bytes, planChunks({ size: bytes.length, chunkSize: 2 * MiB }))
@@ -177,10 +179,50 @@ describe('the kernel adapter', () => {
     }
   })
 
+  it('a read the view never answers gets EIO at the server\'s deadline, and is counted; the mount goes on', async () => {
+    const mountpoint = join(dir, 'mnt-deadline')
+    const mount = await mountFs({ fs: view, mountpoint, requestTimeoutMs: 1500, unansweredForTesting: ['read'] })
+    try {
+      // a file with chunks not local: its reads go to the view, which here never answers
+      const started = Date.now()
+      const result = await run(PYTHON, ['-c', 'import os,sys\nfd=os.open(sys.argv[1],os.O_RDONLY)\ntry:\n  os.pread(fd,4096,13*1024*1024-4096)\n  print("read")\nexcept OSError as e:\n  print(e.errno)', join(mountpoint, 'by-cid', cid, 'late-deadline.bin')], { timeout: 20_000 }).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? 'killed' }))
+      const elapsed = Date.now() - started
+      expect(result.stdout.trim()).toBe('5') // EIO
+      expect(elapsed).toBeGreaterThanOrEqual(1400)
+      expect(elapsed).toBeLessThan(8000)
+      expect(mount.stats().requestTimeouts).toBeGreaterThanOrEqual(1)
+      // the rest of the mount answers as before
+      const { stdout } = await run('sha256sum', [join(mountpoint, 'by-cid', cid, 'complete.bin')], { timeout: 20_000 })
+      expect(stdout.split(' ')[0]).toBe(sha256(files['complete.bin'] as Buffer))
+    } finally {
+      await mount.unmount()
+    }
+  })
+
   it('rejects bad settings before mounting', async () => {
     await expect(mountFs({ fs: view, mountpoint: join(dir, 'mnt-bad'), threads: -1 })).rejects.toBeInstanceOf(RangeError)
     expect(new KernelFuseUnavailableError('why').message).toMatch(/why/)
   })
+
+  it('the server, driven as the kernel and the store do: many names, store files replaced under complete files (bytes or EIO, never zeros), deadlines (ASan, UBSan)', async () => {
+    const binary = join(dir, 'scenarios')
+    await run('gcc', ['-std=gnu11', '-g', '-O1', '-fsanitize=address,undefined', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all',
+      join(NATIVE, 'test', 'scenarios.c'), join(NATIVE, 'server.c'), '-o', binary, '-lpthread'])
+    const scratch = await mkdtemp(join(dir, 'scenarios-'))
+    const { stdout } = await run(binary, [scratch], { timeout: 60_000, env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1', UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1' } })
+    expect(stdout.trim()).toBe('ok')
+  }, 120_000)
+
+  it('the fuzz target\'s seed corpus runs through the parser under AddressSanitizer and UBSan', async () => {
+    const binary = join(dir, 'fuzz-corpus')
+    await run('gcc', ['-std=gnu11', '-g', '-O1', '-DSW_FUZZ_STANDALONE', '-fsanitize=address,undefined', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all',
+      join(NATIVE, 'test', 'fuzz.c'), join(NATIVE, 'server.c'), '-o', binary, '-lpthread'])
+    const corpus = join(NATIVE, 'test', 'corpus')
+    const inputs = (await readdir(corpus)).map(name => join(corpus, name))
+    expect(inputs.length).toBeGreaterThanOrEqual(10)
+    const { stdout } = await run(binary, inputs, { timeout: 60_000, env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1', UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1' } })
+    expect(JSON.parse(stdout.trim())).toEqual({ inputs: inputs.length })
+  }, 120_000)
 
   it('request parsing survives malformed, truncated and random requests under AddressSanitizer and UBSan', async () => {
     const binary = join(dir, 'harness')

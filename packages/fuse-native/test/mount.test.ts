@@ -11,7 +11,7 @@ import { promisify } from 'node:util'
 import { BadHandleError, IsADirectoryError, NotADirectoryError, NotALinkError, ReadOnlyError, ReadTimeoutError } from '@swarm/fs'
 import { AbortError, ChunkUnavailableError, ChunkVerificationError, NotFoundError } from '@swarm/interface'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { fuseConformanceTests } from '@swarm/fuse-conformance'
+import { fuseConformanceTests, fuseEvictionTests } from '@swarm/fuse-conformance'
 import { FuseUnavailableError, checkFuse, errnoOf, mountFs } from '../src/index.js'
 import type { ModelFs } from '@swarm/fs'
 
@@ -58,6 +58,7 @@ describe('checkFuse', () => {
 })
 
 fuseConformanceTests('fuse-native', { mountFs })
+fuseEvictionTests('fuse-native', { mountFs })
 
 describe('lifecycle', () => {
   let dir: string

@@ -161,6 +161,7 @@ export class Agent {
       onEvict: manifestCid => {
         node?.control.leave(manifestCid)
         node?.router.withdraw(manifestCid).catch(() => {})
+        agent?.mount?.evicted(manifestCid)
       }
     })
     const server = dataServer({

@@ -48,6 +48,7 @@ export interface FuseCounts {
   reads: number
   readsForwarded: number
   opensPassthrough: number
+  requestTimeouts: number
   passthrough: boolean
 }
 
@@ -76,6 +77,7 @@ export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, b
   fuseGauge('swarm_fuse_reads_forwarded', 'Read requests that needed chunks fetched first', c => c.readsForwarded)
   fuseGauge('swarm_fuse_passthrough_opens', 'Opens of complete files the kernel reads itself', c => c.opensPassthrough)
   fuseGauge('swarm_fuse_passthrough', '1 while the kernel accepts passthrough', c => c.passthrough ? 1 : 0)
+  fuseGauge('swarm_fuse_request_timeouts', 'Requests the view did not answer in time, answered EIO by the FUSE server', c => c.requestTimeouts)
   new Gauge({ name: 'swarm_insecure_open_swarm', help: '1 when the agent runs without a swarm key (--insecure-open-swarm): any host that reaches it may join', registers: [registry] }).set(collect.openSwarm === true ? 1 : 0)
   dataServerMetrics(registry, collect.dataServer)
   // counted inside @swarm/p2p and read at each scrape: a flood costs no metric updates

@@ -69,6 +69,8 @@ export interface ModelMount {
   readonly adapter: 'kernel' | 'fuse-native'
   /** the kernel adapter's request counts (undefined with fuse-native) */
   fuseStats(): NativeStats | undefined
+  /** the store evicted a model (its onEvict): the view and the adapter let go of its files */
+  evicted(manifestCid: CidString): void
   close(): Promise<void>
 }
 
@@ -139,7 +141,7 @@ async function mountView (parts: ViewParts, options: MountOptions): Promise<Mode
     readTimeoutMs: options.readTimeoutMs,
     logger: parts.logger
   })
-  let mount: { mountpoint: string, unmount(): Promise<void>, stats?(): NativeStats }
+  let mount: { mountpoint: string, unmount(): Promise<void>, stats?(): NativeStats, evicted?(manifestCid: string): void }
   let adapter: 'kernel' | 'fuse-native'
   try {
     adapter = await chooseAdapter(options.adapter ?? 'auto', parts.logger)
@@ -150,6 +152,8 @@ async function mountView (parts: ViewParts, options: MountOptions): Promise<Mode
         backingDir: parts.store.dir,
         passthrough: options.passthrough,
         dropSysAdmin: options.dropSysAdmin,
+        // the view answers a read first, with EIO and the chunk it missed named in the log
+        requestTimeoutMs: (options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS) + READ_TIMEOUT_MARGIN_MS,
         logger: parts.logger
       })
       : await mountFuseNative({
@@ -169,6 +173,10 @@ async function mountView (parts: ViewParts, options: MountOptions): Promise<Mode
     view,
     adapter,
     fuseStats: () => mount.stats?.(),
+    evicted (manifestCid) {
+      view.evicted(manifestCid)
+      mount.evicted?.(manifestCid)
+    },
     async close () {
       closing ??= (async () => {
         try {

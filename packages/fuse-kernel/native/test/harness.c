@@ -12,12 +12,15 @@
 #define _GNU_SOURCE
 #include "../server.h"
 #include "../protocol.h"
+#include "identity.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define MAX_REQUEST (1u << 17)
@@ -141,8 +144,9 @@ int main(int argc, char **argv) {
   sw_node_init dir = { .kind = SW_DIR, .mode = 0555, .dynamic = 1, .entry_timeout = 1, .attr_timeout = 1 };
   sw_node_init static_dir = { .kind = SW_DIR, .mode = 0555, .entry_timeout = 60, .attr_timeout = 60 };
   uint64_t ends[3] = { 1 << 20, 2 << 20, 3 << 20 };
-  sw_node_init whole = { .kind = SW_FILE, .mode = 0444, .size = sizeof content, .backing_path = backing, .complete = 1 };
-  sw_node_init part = { .kind = SW_FILE, .mode = 0444, .size = sizeof content, .backing_path = backing, .chunk_ends = ends, .nchunks = 3 };
+  sw_identity id = identity_of(backing);
+  sw_node_init whole = { .kind = SW_FILE, .mode = 0444, .size = sizeof content, .backing_path = backing, .identity = id, .complete = 1 };
+  sw_node_init part = { .kind = SW_FILE, .mode = 0444, .size = sizeof content, .backing_path = backing, .identity = id, .chunk_ends = ends, .nchunks = 3 };
   sw_node_init lnk = { .kind = SW_LINK, .mode = 0777, .target = "by-cid/m" };
   if (sw_set_node(s, SW_ROOT_INO, "by-cid", &dir, &by_cid) || sw_set_node(s, by_cid, "m", &static_dir, &model) ||
       sw_set_node(s, model, "whole.bin", &whole, &complete) || sw_set_node(s, model, "part.bin", &part, &partial) ||
