@@ -41,7 +41,7 @@ describe('config', () => {
     const bad = await tempFile('origin: [unclosed\n')
     await expect(loadConfig({ file: bad, env: {} })).rejects.toThrow(/not valid YAML/)
     await expect(loadConfig({ file: '/nonexistent/swarm.yaml', env: {} })).rejects.toThrow(/cannot read config file \/nonexistent\/swarm.yaml/)
-    await expect(loadConfig({ env: {}, flags: { origin: 'ftp://x' } })).rejects.toThrow(/origin \(flag\): expected an s3:\/\/bucket\[\/prefix\], file:\/\/\/dir, az:\/\/account\/container\[\/prefix\] or http\(s\):\/\/host/)
+    await expect(loadConfig({ env: {}, flags: { origin: 'ftp://x' } })).rejects.toThrow(/origin \(flag\): expected an s3:\/\/bucket\[\/prefix\], file:\/\/\/dir, oci:\/\/registry\/namespace, az:\/\/account\/container\[\/prefix\] or http\(s\):\/\/host/)
   })
 
   it('splits comma lists and parses booleans from env', async () => {
