@@ -32,7 +32,8 @@
  *
  * An open file holds a store lease on its model (`mount:<path>`) from its first open to its last
  * release, so gc and the cache budget leave it alone; an adapter that serves opens without the
- * view (the kernel adapter's passthrough) takes one with `hold`. `content` tells such an adapter
+ * view (the kernel adapter's passthrough) takes one with `hold` (the kernel adapter one per model,
+ * let go 2 s after its last open file closes). `content` tells such an adapter
  * which store file holds a file's bytes, and which file that is (device, inode, birth time): the
  * file is looked at first and the store asked after, so what the store says can only describe
  * that file (see `describe`). What the store said of a model's files is reused for 100 ms, as

@@ -294,6 +294,11 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     .request_timeout = get_number(env, argv[0], "requestTimeout", 30),
   };
   if (!(options.request_timeout >= 0 && options.request_timeout <= 86400)) options.request_timeout = 30;
+  /* a model stays held this long after its last open, so a walk over its files is not one hold per file */
+  options.hold_grace = get_number(env, argv[0], "holdGrace", 2);
+  if (!(options.hold_grace >= 0 && options.hold_grace <= 60)) options.hold_grace = 2;
+  /* the holds are let go by the timer thread that expires requests: none without it */
+  if (options.request_timeout == 0) options.hold_grace = 0;
   state *st = calloc(1, sizeof *st);
   if (st == NULL) {
     free(mountpoint);

@@ -33,8 +33,13 @@
  * - Every request passed to the host has a deadline (sw_expire, from a thread of the addon): a
  *   host that does not answer (its thread stuck or busy) costs the reader EIO, not an
  *   uninterruptible sleep, and the late answer is refused.
- * - Opens served here (passthrough, local) are told to the host, the first and the last of each
- *   inode, so it can hold the model from eviction while they last.
+ * - Opens served here (passthrough, local) hold their model from eviction through the host, which
+ *   hears only when a model (the top non-dynamic directory above the file) goes from no open
+ *   file to one (SW_EV_OPENED, with the file's inode) and when it has had none for
+ *   `hold_grace` seconds (SW_EV_CLOSED, with the model's inode; sw_expire's timer sends it). A
+ *   walk that opens and closes a checkpoint's thousands of files one after another then costs
+ *   the host two notices, not two per file; the guarantee is unchanged, as the hold is taken
+ *   before the first open is answered and let go only after the last open has ended.
  *
  * Locking: `table` (rwlock) guards nodes, names, identities and presence bits; `open_mu` guards
  * open counts, nodes' backing files and ids; `slots_mu` guards pending upcalls and handles. The
@@ -100,7 +105,10 @@ typedef struct node {
   backing *backing; /* the file `identity` names, once opened and checked */
   int backing_id;
   uint32_t pass_opens, normal_opens;
-  uint32_t served_opens; /* passthrough and local opens: the host hears of the first and the last */
+  /* a model directory: its files' opens served here (passthrough, local), and whether the host holds it */
+  uint32_t model_opens;
+  int held;
+  uint64_t idle_since; /* sw_now_ns when model_opens last went to 0 */
 } node;
 
 enum handle_mode { H_FREE = 0, H_PASS, H_LOCAL, H_HOST, H_DIR };
@@ -142,6 +150,9 @@ struct sw_server {
   uint64_t *buckets;
   size_t nbuckets;
   pthread_mutex_t open_mu;
+  /* under open_mu: models held by the host (only with a grace; without one a hold ends with its last open) */
+  uint64_t *held;
+  size_t nheld, held_cap;
   int passthrough; /* negotiated and not refused */
   int passthrough_logged;
   pthread_mutex_t slots_mu;
@@ -681,6 +692,7 @@ void sw_server_free(sw_server *s) {
     backing_unref(s->handles[i].b);
   }
   free(s->handles);
+  free(s->held);
   free(s->nodes);
   free(s->buckets);
   pthread_rwlock_destroy(&s->table);
@@ -1001,9 +1013,49 @@ static int backing_get(sw_server *s, node *n, backing **out) {
   return 0;
 }
 
-/* Under open_mu: one open of `n` in `mode` ends. 1 when it was the last open served here (passthrough or local). */
-static int drop_open(sw_server *s, int fd, node *n, int mode) {
-  int last_served = 0;
+/* Under the table's lock: the model directory a node is in (itself, when its parent is dynamic). */
+static node *model_of(sw_server *s, node *n) {
+  node *m = n;
+  for (int depth = 0; depth < 256; depth++) {
+    node *p = node_at(s, m->parent);
+    if (p == NULL || p == m || p->dynamic) break;
+    m = p;
+  }
+  return m;
+}
+
+/* Under open_mu: one more open served here in the model `m`; 1 when the host must be told to hold it. */
+static int model_open(sw_server *s, node *m) {
+  if (m->model_opens++ > 0 || m->held) return 0;
+  m->held = 1;
+  if (s->options.hold_grace > 0) {
+    if (s->nheld == s->held_cap) {
+      size_t cap = s->held_cap == 0 ? 16 : s->held_cap * 2;
+      uint64_t *grown = realloc(s->held, cap * sizeof *grown);
+      /* no room to remember it: it is let go with its last open, as with no grace */
+      if (grown == NULL) return 1;
+      s->held = grown;
+      s->held_cap = cap;
+    }
+    s->held[s->nheld++] = m->ino;
+  }
+  return 1;
+}
+
+/* Under open_mu: an open served here in `m` ended; the model's inode when the host must let it go now, else 0. */
+static uint64_t model_close(sw_server *s, node *m) {
+  if (m->model_opens == 0 || --m->model_opens > 0) return 0;
+  m->idle_since = sw_now_ns();
+  for (size_t i = 0; i < s->nheld; i++) {
+    if (s->held[i] == m->ino) return 0; /* the timer lets it go after the grace */
+  }
+  m->held = 0;
+  return m->ino;
+}
+
+/* Under open_mu: one open of `n` in `mode` ends. The model's inode when the host must let it go now, else 0. */
+static uint64_t drop_open(sw_server *s, int fd, node *n, int mode) {
+  uint64_t let_go = 0;
   if (mode == H_PASS) {
     if (n->pass_opens > 0 && --n->pass_opens == 0 && n->backing_id >= 0) {
       uint32_t id = (uint32_t)n->backing_id;
@@ -1013,23 +1065,23 @@ static int drop_open(sw_server *s, int fd, node *n, int mode) {
   } else if (n->normal_opens > 0) {
     n->normal_opens--;
   }
-  if ((mode == H_PASS || mode == H_LOCAL) && n->served_opens > 0) last_served = --n->served_opens == 0;
+  if (mode == H_PASS || mode == H_LOCAL) let_go = model_close(s, model_of(s, n));
   if (n->pass_opens == 0 && n->normal_opens == 0) {
     backing_unref(n->backing);
     n->backing = NULL;
   }
-  return last_served;
+  return let_go;
 }
 
-/* drop_open with the locks taken, and the host told when the last open served here ended */
+/* drop_open with the locks taken, and the host told when it must let the model go now */
 static void end_open(sw_server *s, int fd, uint64_t ino, int mode) {
   pthread_rwlock_rdlock(&s->table);
   pthread_mutex_lock(&s->open_mu);
   node *n = node_at(s, ino);
-  int last = n != NULL && drop_open(s, fd, n, mode);
+  uint64_t let_go = n != NULL ? drop_open(s, fd, n, mode) : 0;
   pthread_mutex_unlock(&s->open_mu);
   pthread_rwlock_unlock(&s->table);
-  if (last) host_notice(s, SW_EV_CLOSED, ino, 0, 0, 0);
+  if (let_go != 0) host_notice(s, SW_EV_CLOSED, let_go, 0, 0, 0);
 }
 
 static void do_open(sw_server *s, int fd, const struct fuse_in_header *in, const uint8_t *body, size_t blen) {
@@ -1100,7 +1152,7 @@ static void do_open(sw_server *s, int fd, const struct fuse_in_header *in, const
   if (fh != 0) {
     if (mode == H_PASS) n->pass_opens++;
     else n->normal_opens++;
-    first = n->served_opens++ == 0;
+    first = model_open(s, model_of(s, n));
   } else {
     backing_unref(kept);
     if (n->pass_opens == 0 && n->normal_opens == 0) {
@@ -1615,8 +1667,34 @@ int sw_reply_local(sw_server *s, uint32_t token, uint64_t unique) {
   return rc == -ENOENT ? rc : rc != 0 ? -EIO : 0;
 }
 
+/* Lets go of models with no open file served here for the grace: the host hears once per model, not per file. */
+static void release_idle(sw_server *s, uint64_t now_ns) {
+  uint64_t grace = (uint64_t)(s->options.hold_grace * 1e9);
+  for (;;) {
+    uint64_t idle[64];
+    size_t count = 0;
+    pthread_rwlock_rdlock(&s->table);
+    pthread_mutex_lock(&s->open_mu);
+    for (size_t i = 0; i < s->nheld && count < 64;) {
+      node *m = node_at(s, s->held[i]);
+      if (m == NULL || (m->model_opens == 0 && now_ns - m->idle_since >= grace)) {
+        if (m != NULL) m->held = 0;
+        idle[count++] = s->held[i];
+        s->held[i] = s->held[--s->nheld];
+      } else {
+        i++;
+      }
+    }
+    pthread_mutex_unlock(&s->open_mu);
+    pthread_rwlock_unlock(&s->table);
+    for (size_t i = 0; i < count; i++) host_notice(s, SW_EV_CLOSED, idle[i], 0, 0, 0);
+    if (count < 64) return;
+  }
+}
+
 size_t sw_expire(sw_server *s, uint64_t now_ns) {
   size_t total = 0;
+  if (s->options.hold_grace > 0) release_idle(s, now_ns);
   for (;;) {
     pending expired[64];
     size_t count = 0;

@@ -23,7 +23,10 @@ enum sw_upcall_kind {
   SW_EV_READ = 5,    /* bytes of a host-opened file served here: ino, handle, offset, size */
   SW_EV_RELEASE = 6, /* handle */
   SW_EV_LOG = 7,     /* level, text */
-  /* a file's first open served here (passthrough or local; not passed up) and its last release: ino */
+  /*
+   * a model's first open served here (passthrough or local; not passed up): the file's ino; and,
+   * once none has been open for hold_grace, its end: the model directory's ino
+   */
   SW_EV_OPENED = 8,
   SW_EV_CLOSED = 9
 };
@@ -61,6 +64,11 @@ typedef struct sw_options {
   double root_timeout;
   /* seconds a request passed to the host may wait for its answer before it is answered EIO (0: for ever) */
   double request_timeout;
+  /*
+   * seconds a model stays held (SW_EV_CLOSED not sent) after its last open served here ends;
+   * the holds are let go by sw_expire, so 0 (let go at once) unless the host calls it
+   */
+  double hold_grace;
 } sw_options;
 
 /*
@@ -132,7 +140,10 @@ size_t sw_evict(sw_server *s, uint64_t ino, uint64_t *inos, size_t max);
 int sw_notify_inval_inode(int fd, uint64_t ino);
 /* Tells the kernel to forget the entry `name` in directory `parent`. */
 int sw_notify_inval_entry(int fd, uint64_t parent, const char *name);
-/* Answers EIO to every request passed to the host whose deadline is before `now_ns` (sw_now_ns); returns how many. */
+/*
+ * Answers EIO to every request passed to the host whose deadline is before `now_ns` (sw_now_ns);
+ * returns how many. Also lets go of models idle for `hold_grace`.
+ */
 size_t sw_expire(sw_server *s, uint64_t now_ns);
 /* CLOCK_MONOTONIC in ns, the clock of deadlines */
 uint64_t sw_now_ns(void);

@@ -17,7 +17,9 @@
  * - The server reads a store file only after checking it is the file the view described (device,
  *   inode, birth time): a model evicted and added back has new, empty files at the same paths.
  *   `evicted()` (the store's onEvict) drops what the server knew of a model and the kernel's
- *   cache of it. Opens the server serves itself hold their model from eviction (`ModelFs.hold`).
+ *   cache of it. Opens the server serves itself hold their model from eviction (`ModelFs.hold`):
+ *   the server says when a model gets its first open file and when it has had none for 2 s, so
+ *   a walk over a checkpoint's files costs no call here per file.
  * - Every request passed to this process has a deadline (`requestTimeoutMs`, default 30 s): if
  *   the main thread does not answer, the server answers EIO and counts it (`requestTimeouts`).
  * - Chunks the view fetches (reads, prefetches) are told to the server as they land, so a file
@@ -404,9 +406,9 @@ class KernelMount implements Mount {
   }
 
   /**
-   * The server opened a file without us (its first open; `unhold` comes at its last release):
-   * the model is held from eviction while any of its files is open, with one lease, as a
-   * checkpoint's thousands of files open and close one after another.
+   * The server opened a file without us, the first open in its model (`unhold` comes, with the
+   * model directory's inode, once the model has had no open file for the server's grace): the
+   * model is held from eviction while any of its files is open, with one lease.
    */
   private hold (ino: number): void {
     const path = this.paths.get(ino)

@@ -75,6 +75,8 @@ export interface NativeMountOptions {
   dropSysAdmin?: boolean
   /** seconds a request passed up may wait for its answer before the server answers EIO (0: no deadline) */
   requestTimeout?: number
+  /** seconds a model stays held after its last open file is released (default 2; 0 without a request deadline) */
+  holdGrace?: number
 }
 
 /** An opaque handle to a mounted server. */

@@ -9,7 +9,9 @@
  *   closed: every read answers the model's bytes or EIO, never the new file's zeros; handles
  *   opened before keep their file;
  * - the deadline: a request passed to the host and never answered gets EIO, and the late answer
- *   is refused.
+ *   is refused;
+ * - the hold on a model: a walk that opens and closes its files one after another tells the host
+ *   once when the first opens and once when none has been open for the grace, never while one is.
  *
  *   scenarios <scratch dir>
  *
@@ -343,6 +345,74 @@ static void deadline_scenario(sw_server *s, int fd, int peer, const char *dir) {
   unlink(path);
 }
 
+/* How many upcalls of `kind` were passed up since the last call (all are freed); the inode of the last in `ino`. */
+static size_t count_upcalls(int kind, uint64_t *ino) {
+  size_t count = 0;
+  for (size_t i = 0; i < nupcalls; i++) {
+    if (upcalls[i]->kind == kind) {
+      count++;
+      if (ino != NULL) *ino = upcalls[i]->ino;
+    }
+    free(upcalls[i]);
+  }
+  nupcalls = 0;
+  return count;
+}
+
+static void release(sw_server *s, int fd, int peer, uint64_t ino, uint64_t fh) {
+  struct fuse_release_in rel = { .fh = fh };
+  struct fuse_out_header out;
+  send_request(s, fd, FUSE_RELEASE, ino, &rel, sizeof rel);
+  CHECK(next_reply(peer, &out) > 0 && out.error == 0, "RELEASE");
+}
+
+/* `s` has a hold grace of 2 s */
+static void hold_scenario(sw_server *s, int fd, int peer, const char *dir) {
+  static uint8_t bytes[4096];
+  char path[4096];
+  snprintf(path, sizeof path, "%s/small", dir);
+  write_file(path, bytes, sizeof bytes, 0);
+  sw_node_init model_init = { .kind = SW_DIR, .mode = 0555 };
+  uint64_t model, sub, files[3];
+  CHECK(sw_set_node(s, SW_ROOT_INO, "model", &model_init, &model) == 0, "model directory");
+  CHECK(sw_set_node(s, model, "sub", &model_init, &sub) == 0, "directory in the model");
+  sw_node_init init = { .kind = SW_FILE, .mode = 0444, .size = sizeof bytes, .backing_path = path, .identity = identity_of(path), .complete = 1 };
+  const char *names[3] = { "a", "b", "c" };
+  for (int i = 0; i < 3; i++) CHECK(sw_set_node(s, i == 0 ? model : sub, names[i], &init, &files[i]) == 0, "file node");
+  (void)count_upcalls(0, NULL);
+  uint64_t told = 0;
+  int error;
+  /* a walk: each file opened and released before the next */
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 3; i++) {
+      uint64_t fh = do_open(s, fd, peer, files[i], &error);
+      CHECK(fh != 0, "open of a complete file in the model");
+      release(s, fd, peer, files[i], fh);
+    }
+  }
+  CHECK(count_upcalls(SW_EV_OPENED, &told) == 1 && told == files[0], "the host was told of the model's first open once, with the file");
+  sw_expire(s, sw_now_ns());
+  CHECK(count_upcalls(SW_EV_CLOSED, NULL) == 0, "the model was let go within the grace");
+  /* an open file keeps it held whatever the time */
+  uint64_t fh = do_open(s, fd, peer, files[2], &error);
+  sw_expire(s, sw_now_ns() + 10000000000ull);
+  CHECK(count_upcalls(SW_EV_CLOSED, NULL) == 0 && count_upcalls(SW_EV_OPENED, NULL) == 0, "the host heard of an open of a held model, or it was let go with a file open");
+  release(s, fd, peer, files[2], fh);
+  sw_expire(s, sw_now_ns() + 1000000000ull);
+  CHECK(count_upcalls(SW_EV_CLOSED, NULL) == 0, "the model was let go within the grace");
+  sw_expire(s, sw_now_ns() + 3000000000ull);
+  CHECK(count_upcalls(SW_EV_CLOSED, &told) == 1 && told == model, "the model was not let go once, by its inode, after the grace");
+  sw_expire(s, sw_now_ns() + 6000000000ull);
+  CHECK(count_upcalls(SW_EV_CLOSED, NULL) == 0, "the model was let go twice");
+  /* and the next open holds it again */
+  fh = do_open(s, fd, peer, files[1], &error);
+  CHECK(count_upcalls(SW_EV_OPENED, &told) == 1 && told == files[1], "a model let go was not held again on its next open");
+  release(s, fd, peer, files[1], fh);
+  sw_expire(s, sw_now_ns() + 3000000000ull);
+  CHECK(count_upcalls(SW_EV_CLOSED, &told) == 1 && told == model, "the model was not let go after its second hold");
+  unlink(path);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: scenarios <scratch dir>\n");
@@ -370,6 +440,17 @@ int main(int argc, char **argv) {
   replaced_scenario(s, pair[0], pair[1], argv[1], 1);
   replaced_while_closed_scenario(s, pair[0], pair[1], argv[1]);
   deadline_scenario(s, pair[0], pair[1], argv[1]);
+  {
+    sw_options held = options;
+    held.hold_grace = 2;
+    sw_server *hs = sw_server_new(&held, &host);
+    if (hs == NULL) return 2;
+    send_request(hs, pair[0], FUSE_INIT, 0, &init, sizeof init);
+    CHECK(next_reply(pair[1], &out) > 0 && out.error == 0, "INIT");
+    hold_scenario(hs, pair[0], pair[1], argv[1]);
+    (void)count_upcalls(0, NULL);
+    sw_server_free(hs);
+  }
 
   sw_stats stats;
   sw_get_stats(s, &stats);
