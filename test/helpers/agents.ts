@@ -89,7 +89,13 @@ export async function startAgent (options: AgentOptions): Promise<RunningAgent> 
     async stop () {
       if (child.exitCode != null) return child.exitCode
       child.kill('SIGTERM')
-      return await exited
+      // an agent that does not finish its shutdown must not outlive the test
+      const overdue = setTimeout(() => { child.kill('SIGKILL') }, 20_000)
+      try {
+        return await exited
+      } finally {
+        clearTimeout(overdue)
+      }
     },
     async kill () {
       if (child.exitCode == null) child.kill('SIGKILL')
