@@ -26,6 +26,7 @@ export * from './buffer-pool.js'
 export * from './errors.js'
 export * from './logger.js'
 export * from './redact.js'
+export * from './origin-checks.js'
 export * from './refs.js'
 
 /** Every async API takes this last and honours it. */

@@ -3,8 +3,7 @@ export const CHUNKS_PREFIX = 'chunks/'
 export const MANIFESTS_PREFIX = 'manifests/'
 export const REFS_PREFIX = 'refs/'
 
-/** Canonical CIDv1 strings (base32): also keeps blob names to a safe alphabet. */
-export const CID_PATTERN = /^b[a-z2-7]{8,200}$/
+export { CID_PATTERN } from '@swarm/interface'
 
 /** Retries after the first attempt, for failures that may pass (500, 503, resets, timeouts). */
 export const DEFAULT_RETRIES = 4

@@ -1,5 +1,5 @@
 import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob'
-import { BufferPool, InvalidRefError, NotFoundError, resolveListedRefs, OriginUnavailableError, silentLogger } from '@swarm/interface'
+import { BufferPool, InvalidRefError, NotFoundError, resolveListedRefs, OriginUnavailableError, silentLogger, checkCid, integerSetting } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
 import {
   CHUNK_POOL_IDLE_MS,
@@ -41,17 +41,7 @@ function describe (err: unknown): Failure {
   return failure
 }
 
-function checkCid (cid: CidString): void {
-  if (typeof cid !== 'string' || !CID_PATTERN.test(cid)) {
-    throw new TypeError(`invalid CID ${JSON.stringify(cid)}: expected a CIDv1 in base32 (b…)`)
-  }
-}
 
-function positiveInteger (value: number | undefined, fallback: number, name: string, min = 1): number {
-  if (value === undefined) return fallback
-  if (!Number.isInteger(value) || value < min) throw new TypeError(`${name} must be an integer ≥ ${min}, got ${value}`)
-  return value
-}
 
 export class AzureOrigin implements Origin {
   readonly url: string
@@ -73,8 +63,8 @@ export class AzureOrigin implements Origin {
     this.serviceUrl = (init.endpoint ?? location.serviceUrl).replace(/\/+$/, '')
     if (!/^https?:\/\/[^/?#]+(\/[^?#]*)?$/.test(this.serviceUrl)) throw new TypeError('invalid Azure endpoint: expected an http(s) URL without a query, e.g. http://127.0.0.1:10000/devstoreaccount1')
     this.log = (init.logger ?? silentLogger).child({ origin: this.url })
-    this.retries = positiveInteger(init.retries, DEFAULT_RETRIES, 'retries', 0)
-    this.listPageSize = positiveInteger(init.listPageSize, DEFAULT_LIST_PAGE_SIZE, 'listPageSize')
+    this.retries = integerSetting(init.retries, DEFAULT_RETRIES, 'retries', 0)
+    this.listPageSize = integerSetting(init.listPageSize, DEFAULT_LIST_PAGE_SIZE, 'listPageSize')
 
     const env = init.env ?? process.env
     const given = init.credential

@@ -7,7 +7,7 @@ export const REFS_DIR = 'refs'
  * A CID in its canonical form: multibase base32 (`b` then lowercase base32). Checking the form keeps
  * a CID from naming any other path (`..`, `/`).
  */
-export const CID_PATTERN = /^b[a-z2-7]{8,200}$/
+export { CID_PATTERN } from '@swarm/interface'
 
 /**
  * Temporary files start with this: no CID, name component or tag can, so listings skip them

@@ -35,7 +35,7 @@ import { randomBytes } from 'node:crypto'
 import { lstat, mkdir, opendir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { InvalidRefError, NotFoundError, OriginUnavailableError, silentLogger } from '@swarm/interface'
+import { InvalidRefError, NotFoundError, OriginUnavailableError, silentLogger, checkCid } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
 import { CHUNKS_DIR, CID_PATTERN, FILE_MODE, MANIFESTS_DIR, REFS_DIR, TEMP_PREFIX } from './constants.js'
 import type { AbortOptions, CidString, Logger, ModelRef, Origin, RefEntry } from '@swarm/interface'
@@ -55,11 +55,6 @@ function errorCode (err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code
 }
 
-function checkCid (cid: CidString): void {
-  if (typeof cid !== 'string' || !CID_PATTERN.test(cid)) {
-    throw new TypeError(`invalid CID ${JSON.stringify(cid)}: expected a CIDv1 in base32 (b…)`)
-  }
-}
 
 /** Rethrows the signal's reason when the signal is what ended the operation. */
 function abortReason (err: unknown, signal: AbortSignal | undefined): unknown {

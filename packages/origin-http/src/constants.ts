@@ -3,8 +3,7 @@ export const CHUNKS_DIR = 'chunks'
 export const MANIFESTS_DIR = 'manifests'
 export const REFS_DIR = 'refs'
 
-/** Canonical CIDv1 strings (base32): also keeps paths to a safe alphabet. */
-export const CID_PATTERN = /^b[a-z2-7]{8,200}$/
+export { CID_PATTERN } from '@swarm/interface'
 
 /** Connections per server, for the bulk GETs of a pull. */
 export const DEFAULT_MAX_SOCKETS = 64

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { rootCertificates } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { BufferPool, InvalidRefError, NotFoundError, resolveListedRefs, OriginReadOnlyError, OriginUnavailableError, silentLogger } from '@swarm/interface'
+import { BufferPool, InvalidRefError, NotFoundError, resolveListedRefs, OriginReadOnlyError, OriginUnavailableError, silentLogger, checkCid, integerSetting } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
 import { Agent } from 'undici'
 import { z } from 'zod'
@@ -57,17 +57,7 @@ function isTransient (err: unknown): boolean {
   return code !== undefined && TRANSIENT_NET_CODES.has(code)
 }
 
-function checkCid (cid: CidString): void {
-  if (typeof cid !== 'string' || !CID_PATTERN.test(cid)) {
-    throw new TypeError(`invalid CID ${JSON.stringify(cid)}: expected a CIDv1 in base32 (b…)`)
-  }
-}
 
-function positiveInteger (value: number | undefined, fallback: number, name: string, min = 1): number {
-  if (value === undefined) return fallback
-  if (!Number.isInteger(value) || value < min) throw new TypeError(`${name} must be an integer ≥ ${min}, got ${value}`)
-  return value
-}
 
 function header (headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
   const value = headers[name]
@@ -104,11 +94,11 @@ export class HttpOrigin implements Origin {
     this.authorization = parsed.authorization
     this.url = parsed.display
     this.log = (init.logger ?? silentLogger).child({ origin: this.url })
-    this.retries = positiveInteger(init.retries, DEFAULT_RETRIES, 'retries', 0)
-    const timeout = positiveInteger(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
+    this.retries = integerSetting(init.retries, DEFAULT_RETRIES, 'retries', 0)
+    const timeout = integerSetting(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
     const extraCa = init.ca === undefined ? [] : Array.isArray(init.ca) ? init.ca : [init.ca]
     this.agent = new Agent({
-      connections: positiveInteger(init.maxSockets, DEFAULT_MAX_SOCKETS, 'maxSockets'),
+      connections: integerSetting(init.maxSockets, DEFAULT_MAX_SOCKETS, 'maxSockets'),
       keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
       headersTimeout: timeout,
       bodyTimeout: timeout,

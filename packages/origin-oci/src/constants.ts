@@ -38,8 +38,7 @@ export const REPOSITORY_COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/
 export const TAG_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/
 export const DIGEST_PATTERN = /^sha256:[a-f0-9]{64}$/
 
-/** Canonical CIDv1 strings (base32): also keeps them to a safe alphabet. */
-export const CID_PATTERN = /^b[a-z2-7]{8,200}$/
+export { CID_PATTERN } from '@swarm/interface'
 
 export const DEFAULT_MAX_SOCKETS = 64
 /** Retries after the first attempt, for failures that may pass (5xx, 429, resets, timeouts). */

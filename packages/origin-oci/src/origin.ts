@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { basename } from 'node:path'
 import { DEFAULT_CHUNK_SIZE, isChunkCid, MAX_CHUNK_SIZE, RAW_CODEC } from '@swarm/chunker'
-import { BufferPool, InvalidRefError, NotFoundError, silentLogger, UnsupportedOperationError } from '@swarm/interface'
+import { BufferPool, InvalidRefError, NotFoundError, silentLogger, UnsupportedOperationError, checkCid } from '@swarm/interface'
 import { decodeManifest, formatRef, JSON_CODEC, MANIFEST_LIMITS, manifestCid } from '@swarm/manifest'
 import { CID } from 'multiformats/cid'
 import { dockerCredentials } from './auth.js'
@@ -67,9 +67,6 @@ interface ChunkLocation {
 
 const MANIFEST_ACCEPT = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST]
 
-function checkCid (cid: CidString): void {
-  if (typeof cid !== 'string' || !CID_PATTERN.test(cid)) throw new TypeError(`invalid CID ${JSON.stringify(cid)}: expected a CIDv1 in base32 (b…)`)
-}
 
 /** The blob digest of a CID: both are sha2-256 of the same bytes. */
 function digestOf (cid: CidString): string {

@@ -30,8 +30,7 @@ export const CHUNKS_PREFIX = 'chunks/'
 export const MANIFESTS_PREFIX = 'manifests/'
 export const REFS_PREFIX = 'refs/'
 
-/** Canonical CIDv1 strings (base32): also keeps keys to a safe alphabet. */
-export const CID_PATTERN = /^b[a-z2-7]{8,200}$/
+export { CID_PATTERN } from '@swarm/interface'
 
 /** Free chunk buffers kept for the next GETs: a pull's in-flight chunks at 4 MiB each. */
 export const CHUNK_POOL_MAX_FREE_BYTES = 64 * 1024 * 1024

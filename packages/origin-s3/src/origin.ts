@@ -8,7 +8,7 @@ import {
   S3Client
 } from '@aws-sdk/client-s3'
 import { getSignedUrl, S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
-import { BufferPool, InvalidRefError, NotFoundError, resolveListedRefs, OriginUnavailableError, silentLogger } from '@swarm/interface'
+import { BufferPool, InvalidRefError, NotFoundError, resolveListedRefs, OriginUnavailableError, silentLogger, checkCid, integerSetting } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
 import { Agent as UndiciAgent } from 'undici'
 import {
@@ -48,17 +48,7 @@ interface ObjectUrlBase {
 
 const CREDENTIAL_S3_CODES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'ExpiredToken', 'InvalidToken', 'TokenRefreshRequired', 'AuthorizationHeaderMalformed'])
 
-function checkCid (cid: CidString): void {
-  if (typeof cid !== 'string' || !CID_PATTERN.test(cid)) {
-    throw new TypeError(`invalid CID ${JSON.stringify(cid)}: expected a CIDv1 in base32 (b…)`)
-  }
-}
 
-function positiveInteger (value: number | undefined, fallback: number, name: string, min = 1): number {
-  if (value === undefined) return fallback
-  if (!Number.isInteger(value) || value < min) throw new TypeError(`${name} must be an integer ≥ ${min}, got ${value}`)
-  return value
-}
 
 /** S3 keys in a URL path: each segment escaped, slashes kept. */
 function encodeKey (key: string): string {
@@ -106,10 +96,10 @@ export class S3Origin implements Origin {
     this.url = location.display
     this.endpointName = endpoint?.endpoint ?? `AWS S3${init.region !== undefined ? ` (${init.region})` : ''}`
     this.log = (init.logger ?? silentLogger).child({ origin: this.url })
-    this.retries = positiveInteger(init.retries, DEFAULT_RETRIES, 'retries', 0)
-    this.listPageSize = positiveInteger(init.listPageSize, DEFAULT_LIST_PAGE_SIZE, 'listPageSize')
-    const maxSockets = positiveInteger(init.maxSockets, DEFAULT_MAX_SOCKETS, 'maxSockets')
-    const requestTimeoutMs = positiveInteger(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
+    this.retries = integerSetting(init.retries, DEFAULT_RETRIES, 'retries', 0)
+    this.listPageSize = integerSetting(init.listPageSize, DEFAULT_LIST_PAGE_SIZE, 'listPageSize')
+    const maxSockets = integerSetting(init.maxSockets, DEFAULT_MAX_SOCKETS, 'maxSockets')
+    const requestTimeoutMs = integerSetting(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
     const objectGets = init.objectGets ?? 'presigned'
     if (objectGets !== 'presigned' && objectGets !== 'sdk') throw new TypeError(`objectGets must be "presigned" or "sdk", got ${JSON.stringify(objectGets)}`)
 
