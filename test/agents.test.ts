@@ -4,16 +4,17 @@
  * measured where it happens.
  */
 
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateSwarmKey } from '@swarm/p2p'
 import { metric, startAgent } from './helpers/agents.js'
 import { swarm } from './helpers/cli.js'
+import { cleanUp } from './helpers/fleet.js'
 import { hashes, writeSyntheticModel } from './helpers/model.js'
 import { originProxy } from './helpers/proxy.js'
-import { cliEnv, deletePrefix, s3Client, s3Settings, uniquePrefix } from './helpers/s3.js'
+import { cliEnv, s3Settings, uniquePrefix } from './helpers/s3.js'
 import type { RunningAgent } from './helpers/agents.js'
 import type { OriginProxy } from './helpers/proxy.js'
 import type { SyntheticModel } from './helpers/model.js'
@@ -50,12 +51,8 @@ describe('agents pull from each other first', () => {
   })
 
   afterAll(async () => {
-    await Promise.allSettled(agents.map(async a => await a.kill()))
+    await cleanUp({ agents, s3, prefix, work })
     await proxy.stop().catch(() => {})
-    const client = s3Client(s3)
-    await deletePrefix(client, s3.bucket, prefix)
-    client.destroy()
-    await rm(work, { recursive: true, force: true })
   }, 180_000)
 
   it('five agents pulling at once: byte-identical copies, origin egress near one copy, most bytes from peers', async () => {

@@ -6,7 +6,7 @@
  * shows nodes × models.
  */
 
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -14,9 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateSwarmKey } from '@swarm/p2p'
 import { metric, startAgent } from './helpers/agents.js'
 import { collect, spawnSwarm, swarm } from './helpers/cli.js'
+import { cleanUp } from './helpers/fleet.js'
 import { SMALL_SHAPE, writeSyntheticModel } from './helpers/model.js'
 import { originProxy } from './helpers/proxy.js'
-import { cliEnv, deletePrefix, s3Client, s3Settings, uniquePrefix } from './helpers/s3.js'
+import { cliEnv, s3Settings, uniquePrefix } from './helpers/s3.js'
 import type { FleetView } from '../agents/swarm/src/agent/fleet.js'
 import type { RunningAgent } from './helpers/agents.js'
 import type { OriginProxy } from './helpers/proxy.js'
@@ -79,12 +80,8 @@ describe('fleet operations', () => {
 
   afterAll(async () => {
     proxy.holdChunkGet = undefined
-    await Promise.allSettled(agents.map(async a => await a.kill()))
+    await cleanUp({ agents, s3, prefix, work })
     await proxy.stop().catch(() => {})
-    const client = s3Client(s3)
-    await deletePrefix(client, s3.bucket, prefix)
-    client.destroy()
-    await rm(work, { recursive: true, force: true })
   }, 120_000)
 
   it('swarm preheat on one node makes exactly the selected nodes pull, shows them progressing, and reports a decline with its reason', async () => {

@@ -16,9 +16,10 @@ import { decodeManifest } from '@swarm/manifest'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAgent } from './helpers/agents.js'
 import { swarm } from './helpers/cli.js'
+import { cleanUp } from './helpers/fleet.js'
 import { hashes, SMALL_SHAPE, writeSyntheticModel } from './helpers/model.js'
 import { originProxy } from './helpers/proxy.js'
-import { cliEnv, deletePrefix, s3Client, s3Settings, uniquePrefix } from './helpers/s3.js'
+import { cliEnv, s3Client, s3Settings, uniquePrefix } from './helpers/s3.js'
 import type { RunningAgent } from './helpers/agents.js'
 import type { SyntheticModel } from './helpers/model.js'
 import type { OriginProxy } from './helpers/proxy.js'
@@ -71,12 +72,8 @@ describe('the store under a running agent', () => {
   })
 
   afterAll(async () => {
-    await Promise.allSettled(agents.map(async a => await a.kill()))
+    await cleanUp({ agents, s3, prefix, work })
     await proxy.stop().catch(() => {})
-    const client = s3Client(s3)
-    await deletePrefix(client, s3.bucket, prefix)
-    client.destroy()
-    await rm(work, { recursive: true, force: true })
   }, 120_000)
 
   it('a pull in flight is leased: the gc after another pull skips it, and it completes byte-identical', async () => {
