@@ -21,7 +21,7 @@ import { agentPull, agentStatus } from './agent/control-api.js'
 import { createLogger, createOrigin } from './runtime.js'
 import { registerFleetCommands } from './commands/fleet.js'
 import type { Config, ConfigLayer } from '@swarm/config'
-import { redactDeep, redactSecrets } from '@swarm/interface'
+import { SwarmError, redactDeep, redactSecrets } from '@swarm/interface'
 import type { ChunkStore, GcReport, Logger, TransferProgress } from '@swarm/interface'
 import type { Store } from '@swarm/store'
 
@@ -36,30 +36,21 @@ interface GlobalOptions {
   json?: boolean
 }
 
-export class ModelNotHeldError extends Error {
-  static override name = 'ModelNotHeldError'
-  readonly code = 'ERR_MODEL_NOT_HELD'
+export class ModelNotHeldError extends SwarmError {
+  override readonly code = 'ERR_MODEL_NOT_HELD'
   constructor (target: string) {
     super(`${target} is not held locally (swarm ls shows what is)`)
-    this.name = 'ModelNotHeldError'
   }
 }
 
-export class VerifyFailedError extends Error {
-  static override name = 'VerifyFailedError'
-  readonly code = 'ERR_VERIFY_FAILED'
-  constructor (message: string) {
-    super(message)
-    this.name = 'VerifyFailedError'
-  }
+export class VerifyFailedError extends SwarmError {
+  override readonly code = 'ERR_VERIFY_FAILED'
 }
 
-export class KeyFileExistsError extends Error {
-  static override name = 'KeyFileExistsError'
-  readonly code = 'ERR_KEY_FILE_EXISTS'
+export class KeyFileExistsError extends SwarmError {
+  override readonly code = 'ERR_KEY_FILE_EXISTS'
   constructor (path: string) {
     super(`${path} exists; a swarm key is never overwritten (remove it first if you mean to replace the swarm's key)`)
-    this.name = 'KeyFileExistsError'
   }
 }
 
@@ -69,9 +60,11 @@ function globals (command: Command): GlobalOptions {
   return command.optsWithGlobals<GlobalOptions>()
 }
 
-async function configFrom (options: GlobalOptions, agent?: Record<string, unknown>): Promise<Config> {
+async function configFrom (options: GlobalOptions, agent?: Record<string, unknown>, mount?: { dir?: string, readAhead?: string, adapter?: string }): Promise<Config> {
   const flags: ConfigLayer = {}
   if (agent != null && Object.keys(agent).length > 0) flags.agent = agent
+  const mountFlags = Object.fromEntries(Object.entries(mount ?? {}).filter(([, value]) => value != null))
+  if (Object.keys(mountFlags).length > 0) flags.mount = mountFlags
   if (options.origin != null) flags.origin = options.origin
   if (options.dataDir != null) flags.dataDir = options.dataDir
   if (options.logLevel != null) flags.logLevel = options.logLevel
@@ -248,13 +241,13 @@ export function program (): Command {
       if (local.mdns === true) agentFlags.mdns = true
       if (local.peerBanSeconds != null) agentFlags.peerBanSeconds = local.peerBanSeconds
       if (local.label.length > 0) agentFlags.labels = local.label
-      const config = await configFrom(options, agentFlags)
+      const config = await configFrom(options, agentFlags, { dir: local.mount, readAhead: local.mountReadAhead, adapter: local.mountAdapter })
       const logger = createLogger(config.logLevel)
       const origin = config.origin !== '' ? createOrigin(config, logger) : undefined
       const { Agent } = await import('./agent/agent.js')
       const { serveControlApi } = await import('./agent/control-api.js')
       const { mountOptionsFrom } = await import('./agent/mount.js')
-      const mount = mountOptionsFrom({ mount: local.mount, readAhead: local.mountReadAhead, adapter: local.mountAdapter })
+      const mount = mountOptionsFrom(config.mount)
       const agent = await Agent.start({ config, origin, logger, mount })
       const api = await serveControlApi(agent, config.agent.socket, err => describeError(err))
       const ready = { event: 'ready', peerId: agent.node.peerId, multiaddrs: agent.node.multiaddrs(), dataPort: agent.dataPort, metricsPort: agent.metricsPort, socket: config.agent.socket, mount: agent.mount?.mountpoint ?? null, mountAdapter: agent.mount?.adapter ?? null }
@@ -273,10 +266,10 @@ export function program (): Command {
     .option('--adapter <name>', 'FUSE adapter: auto, kernel (own server, passthrough) or fuse-native (SWARM_MOUNT_ADAPTER)')
     .action(async (dir: string, local: { readAhead?: string, adapter?: string }, command: Command) => {
       const options = globals(command)
-      const config = await configFrom(options)
+      const config = await configFrom(options, undefined, { dir, readAhead: local.readAhead, adapter: local.adapter })
       const logger = createLogger(logLevelFor(config, options))
       const { mountOptionsFrom, mountStoreView } = await import('./agent/mount.js')
-      const settings = mountOptionsFrom({ mount: dir, readAhead: local.readAhead, adapter: local.adapter })
+      const settings = mountOptionsFrom(config.mount)
       if (settings == null) throw new Error('no mount point given')
       const origin = config.origin !== '' ? createOrigin(config, logger) : undefined
       try {

@@ -14,7 +14,7 @@ import { constants, createReadStream } from 'node:fs'
 import { copyFile, lstat, mkdir, open, rename, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fetcher as createFetcher, originSource } from '@swarm/fetcher'
-import { DigestMismatchError } from '@swarm/interface'
+import { DigestMismatchError, SwarmError } from '@swarm/interface'
 import { decodeManifest } from '@swarm/manifest'
 import type { PullSummary } from '@swarm/fetcher'
 import type { AbortOptions, ChunkSource, ChunkStore, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
@@ -95,13 +95,8 @@ export async function checkOriginContent (store: ChunkStore, origin: Origin | un
 
 /** Copies a held, complete model's files into `dir` (reflink where possible). */
 /** A path under `--to` that is not what it must be: a planted link, or a file where a directory goes. */
-export class UnsafeTargetError extends Error {
-  static override name = 'UnsafeTargetError'
-  readonly code = 'ERR_UNSAFE_TARGET'
-  constructor (message: string) {
-    super(message)
-    this.name = 'UnsafeTargetError'
-  }
+export class UnsafeTargetError extends SwarmError {
+  override readonly code = 'ERR_UNSAFE_TARGET'
 }
 
 /**

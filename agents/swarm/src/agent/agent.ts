@@ -20,7 +20,7 @@ import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { dataClient, dataServer, MAX_CHUNK_SIZE } from '@swarm/exchange'
 import { fetcher as createFetcher } from '@swarm/fetcher'
-import { NotFoundError, OriginUnavailableError, silentLogger } from '@swarm/interface'
+import { NotFoundError, OriginUnavailableError, SwarmError, silentLogger } from '@swarm/interface'
 import { decodeManifest, formatRef, MANIFEST_LIMITS } from '@swarm/manifest'
 import { createSwarmNode, loadOrCreateKey, parseSelector } from '@swarm/p2p'
 import { createStore } from '@swarm/store'
@@ -73,23 +73,19 @@ export interface TransferStatus {
   progress: TransferProgress
 }
 
-export class ManifestUnavailableError extends Error {
-  static override name = 'ManifestUnavailableError'
-  readonly code = 'ERR_MANIFEST_UNAVAILABLE'
+export class ManifestUnavailableError extends SwarmError {
+  override readonly code = 'ERR_MANIFEST_UNAVAILABLE'
   constructor (manifestCid: string, reason: string) {
     super(`manifest ${manifestCid} could not be had: ${reason}`)
-    this.name = 'ManifestUnavailableError'
   }
 }
 
 /** An agent asked to join a swarm without a key, which would let any host that reaches it in. */
-export class SwarmKeyRequiredError extends Error {
-  static override name = 'SwarmKeyRequiredError'
-  readonly code = 'ERR_SWARM_KEY_REQUIRED'
+export class SwarmKeyRequiredError extends SwarmError {
+  override readonly code = 'ERR_SWARM_KEY_REQUIRED'
   constructor () {
     super('no swarm key: without one any host that reaches this node joins the swarm, learns every model it holds and downloads them. ' +
       'Give one with --swarm-key FILE (SWARM_SWARM_KEY_FILE; make one with `swarm keygen FILE`), or run open on purpose with --insecure-open-swarm (SWARM_INSECURE_OPEN_SWARM=1)')
-    this.name = 'SwarmKeyRequiredError'
   }
 }
 

@@ -26,7 +26,6 @@ import { createReadStream } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { parseByteSize } from '@swarm/config'
 import { peerSource } from '@swarm/exchange'
 import { fetcher as createFetcher, originSource } from '@swarm/fetcher'
 import { DEFAULT_READ_TIMEOUT_MS, modelFs } from '@swarm/fs'
@@ -34,9 +33,9 @@ import { checkKernelFuse, mountFs as mountKernelFs } from '@swarm/fuse-kernel'
 import { READ_TIMEOUT_MARGIN_MS, checkFuse, mountFs as mountFuseNative } from '@swarm/fuse-native'
 import { NotFoundError } from '@swarm/interface'
 import { decodeManifest } from '@swarm/manifest'
-import { z } from 'zod'
 import { uniqueChunks } from './session.js'
 import type { Agent } from './agent.js'
+import type { Config } from '@swarm/config'
 import type { ChunkFetcher, ModelFs, ModelResolver } from '@swarm/fs'
 import type { NativeStats } from '@swarm/fuse-kernel'
 import type { AbortOptions, ChunkRef, ChunkSource, CidString, Logger, Origin, RefEntry } from '@swarm/interface'
@@ -74,53 +73,21 @@ export interface ModelMount {
   close(): Promise<void>
 }
 
-const byteSize = z.union([z.number(), z.string()]).transform((value, ctx) => {
-  try {
-    return parseByteSize(value)
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message })
-    return z.NEVER
-  }
-})
-
-const mountOptionsSchema = z.object({
-  mountpoint: z.string().min(1, 'the mount point is empty').transform(path => resolve(path)),
-  readAheadBytes: byteSize.pipe(z.number().int().min(1024 * 1024, 'read-ahead must be at least 1MiB')).optional(),
-  prefetchConcurrency: z.coerce.number().int().min(1).max(256).optional(),
-  readTimeoutMs: z.coerce.number().int().min(100).optional(),
-  adapter: z.enum(['auto', 'kernel', 'fuse-native']).optional(),
-  passthrough: z.enum(['true', 'false', '1', '0']).transform(value => value === 'true' || value === '1').optional(),
-  dropSysAdmin: z.enum(['true', 'false', '1', '0']).transform(value => value === 'true' || value === '1').optional()
-})
-
-export class InvalidMountOptionsError extends Error {
-  static override name = 'InvalidMountOptionsError'
-  readonly code = 'ERR_CONFIG'
-  constructor (message: string) {
-    super(`invalid mount settings: ${message}`)
-    this.name = 'InvalidMountOptionsError'
-  }
-}
-
 /**
- * Mount settings from flags, else the environment (SWARM_MOUNT, SWARM_MOUNT_READ_AHEAD,
- * SWARM_MOUNT_PREFETCH, SWARM_MOUNT_READ_TIMEOUT_MS, SWARM_MOUNT_ADAPTER,
- * SWARM_MOUNT_PASSTHROUGH, SWARM_MOUNT_DROP_SYS_ADMIN); undefined when no mount point is given.
+ * The view's settings as `@swarm/config` validated them (flags, else SWARM_MOUNT_* env, else the
+ * file's `mount.*`); undefined when no mount point is given.
  */
-export function mountOptionsFrom (flags: { mount?: string, readAhead?: string, adapter?: string }, env: Record<string, string | undefined> = process.env): MountOptions | undefined {
-  const mountpoint = flags.mount ?? (env.SWARM_MOUNT !== '' ? env.SWARM_MOUNT : undefined)
-  if (mountpoint == null) return undefined
-  const parsed = mountOptionsSchema.safeParse({
-    mountpoint,
-    readAheadBytes: flags.readAhead ?? env.SWARM_MOUNT_READ_AHEAD,
-    prefetchConcurrency: env.SWARM_MOUNT_PREFETCH,
-    readTimeoutMs: env.SWARM_MOUNT_READ_TIMEOUT_MS,
-    adapter: flags.adapter ?? (env.SWARM_MOUNT_ADAPTER !== '' ? env.SWARM_MOUNT_ADAPTER : undefined),
-    passthrough: env.SWARM_MOUNT_PASSTHROUGH !== '' ? env.SWARM_MOUNT_PASSTHROUGH : undefined,
-    dropSysAdmin: env.SWARM_MOUNT_DROP_SYS_ADMIN !== '' ? env.SWARM_MOUNT_DROP_SYS_ADMIN : undefined
-  })
-  if (!parsed.success) throw new InvalidMountOptionsError(parsed.error.issues.map(i => `${i.path.join('.')}: ${i.message}`).join('; '))
-  return parsed.data
+export function mountOptionsFrom (settings: Config['mount']): MountOptions | undefined {
+  if (settings.dir === undefined) return undefined
+  return {
+    mountpoint: resolve(settings.dir),
+    readAheadBytes: settings.readAhead,
+    prefetchConcurrency: settings.prefetch,
+    readTimeoutMs: settings.readTimeoutMs,
+    adapter: settings.adapter,
+    passthrough: settings.passthrough,
+    dropSysAdmin: settings.dropSysAdmin
+  }
 }
 
 interface ViewParts {
