@@ -220,9 +220,10 @@ export function fmtBreakdown (breakdown, gb) {
  * Runs a command under GNU time: its wall seconds, user and system CPU seconds (children
  * included) and peak RSS, whatever the command. With `sampleThreads`, the command's threads are
  * read from /proc every 200 ms and at once when it prints a `"event":"done"` line (a Swarm CLI
- * prints that just before it exits), so the last sample misses almost nothing.
+ * prints that just before it exits), so the last sample misses almost nothing. `onStdout` sees
+ * everything printed so far, each time more arrives.
  */
-export async function measured (command, args, { env = {}, cwd, sampleThreads = false, stdin = 'ignore' } = {}) {
+export async function measured (command, args, { env = {}, cwd, sampleThreads = false, stdin = 'ignore', onStdout } = {}) {
   const { readFile } = await import('node:fs/promises')
   const dir = await mkdtemp(join(tmpdir(), 'swarm-bench-time-'))
   const timeFile = join(dir, 'time')
@@ -242,6 +243,7 @@ export async function measured (command, args, { env = {}, cwd, sampleThreads = 
   let sampling = Promise.resolve()
   child.stdout.setEncoding('utf8').on('data', d => {
     stdout += d
+    onStdout?.(stdout)
     if (sampleThreads && d.includes('"event":"done"')) sampling = sample().catch(() => {})
   })
   const code = await new Promise(resolve => child.on('close', c => resolve(c ?? 1)))
@@ -309,4 +311,42 @@ export async function peakRssOf (pid) {
   const { readFile } = await import('node:fs/promises')
   const m = /^VmHWM:\s+(\d+) kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))
   return m == null ? null : Number(m[1]) * 1024
+}
+
+// ---- shared by the necessary-work baselines ----
+
+/** This thread's own CPU (process.threadCpuUsage), named for the figures. */
+export function cpuOfThisThread (name) {
+  const u = process.threadCpuUsage()
+  return { name, userSeconds: u.user / 1e6, systemSeconds: u.system / 1e6 }
+}
+
+/** fdatasync of every descriptor written since the last sync; writes during a sync go into the next. */
+export function groupCommit () {
+  let dirty = new Set()
+  let running = null
+  let failed = null
+  const commit = async () => {
+    try {
+      while (dirty.size > 0) {
+        const handles = dirty
+        dirty = new Set()
+        await Promise.all([...handles].map(h => h.datasync()))
+      }
+    } catch (err) {
+      failed ??= err
+    } finally {
+      running = null
+    }
+  }
+  return {
+    written (handle) {
+      dirty.add(handle)
+      running ??= commit()
+    },
+    async drain () {
+      while (running != null) await running
+      if (failed != null) throw failed
+    }
+  }
 }

@@ -16,41 +16,7 @@ import { open, readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
 import { Agent, request } from 'undici'
-
-function cpuOfThisThread (name) {
-  const u = process.threadCpuUsage()
-  return { name, userSeconds: u.user / 1e6, systemSeconds: u.system / 1e6 }
-}
-
-/** fdatasync of every descriptor written since the last sync; writes during a sync go into the next. */
-function groupCommit () {
-  let dirty = new Set()
-  let running = null
-  let failed = null
-  const commit = async () => {
-    try {
-      while (dirty.size > 0) {
-        const handles = dirty
-        dirty = new Set()
-        await Promise.all([...handles].map(h => h.datasync()))
-      }
-    } catch (err) {
-      failed ??= err
-    } finally {
-      running = null
-    }
-  }
-  return {
-    written (handle) {
-      dirty.add(handle)
-      running ??= commit()
-    },
-    async drain () {
-      while (running != null) await running
-      if (failed != null) throw failed
-    }
-  }
-}
+import { cpuOfThisThread, groupCommit } from '../lib/common.mjs'
 
 if (isMainThread) {
   const plan = JSON.parse(await readFile(process.argv[2], 'utf8'))
