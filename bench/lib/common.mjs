@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-export const cli = join(root, 'agents', 'swarm', 'dist', 'cli.js')
+/** The CLI the benches run: this checkout's build, or another build's `cli.js` named by SWARM_BENCH_CLI. */
+export const cli = process.env.SWARM_BENCH_CLI ?? join(root, 'agents', 'swarm', 'dist', 'cli.js')
 
 /** Starts the project's S3 server unless SWARM_TEST_S3_ENDPOINT points at one; returns its settings. */
 export async function s3Server () {
@@ -256,10 +257,14 @@ export async function measured (command, args, { env = {}, cwd, sampleThreads = 
   return { code, stdout, wallSeconds: wall, userSeconds: user, systemSeconds: system, cpuSeconds: user + system, maxRssBytes: maxRssKiB * 1024, threads }
 }
 
-/** Whether this build's `swarm <command>` takes `flag` (e.g. `--workers`), from its help. */
+/** Whether this build's `swarm <command>` takes `flag` (e.g. `--workers`), from its help and the global options'. */
 export async function swarmTakes (command, flag) {
-  const { stdout } = await promisify(execFile)(process.execPath, [cli, command, '--help'])
-  return new RegExp(`(^|\\s)${flag}[\\s,=<]`, 'm').test(stdout)
+  const pattern = new RegExp(`(^|\\s)${flag}[\\s,=<]`, 'm')
+  for (const args of [[command, '--help'], ['--help']]) {
+    const { stdout } = await promisify(execFile)(process.execPath, [cli, ...args])
+    if (pattern.test(stdout)) return true
+  }
+  return false
 }
 
 /**
