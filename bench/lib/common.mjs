@@ -221,7 +221,8 @@ export function fmtBreakdown (breakdown, gb) {
  * Runs a command under GNU time: its wall seconds, user and system CPU seconds (children
  * included) and peak RSS, whatever the command. With `sampleThreads`, the command's threads are
  * read from /proc every 200 ms and at once when it prints a `"event":"done"` line (a Swarm CLI
- * prints that just before it exits), so the last sample misses almost nothing. `onStdout` sees
+ * prints that just before it exits), so the last sample misses almost nothing; a thread that
+ * ends earlier misses up to 200 ms. `onStdout` sees
  * everything printed so far, each time more arrives.
  */
 export async function measured (command, args, { env = {}, cwd, sampleThreads = false, stdin = 'ignore', onStdout } = {}) {
@@ -237,8 +238,9 @@ export async function measured (command, args, { env = {}, cwd, sampleThreads = 
   const sample = async () => {
     innerPid ??= Number((await readFile(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').catch(() => '')).trim().split(' ')[0]) || null
     if (innerPid == null) return
-    const now = await procThreads(innerPid)
-    if (now != null && now.length > 0) threads = now
+    // by thread id, so a thread that ends before the process (a pool closed before the last
+    // line) keeps its last sampled figures
+    for (const t of await procThreads(innerPid) ?? []) (threads ??= new Map()).set(t.tid, t)
   }
   const timer = sampleThreads ? setInterval(() => { sample().catch(() => {}) }, 200) : null
   let sampling = Promise.resolve()
@@ -254,7 +256,7 @@ export async function measured (command, args, { env = {}, cwd, sampleThreads = 
   await rm(dir, { recursive: true, force: true })
   const [wall, user, system, maxRssKiB] = line.split(' ').map(Number)
   if (!Number.isFinite(maxRssKiB)) throw new Error(`${command} ${args.join(' ')}: no figures from /usr/bin/time (exit ${code}): ${line}`)
-  return { code, stdout, wallSeconds: wall, userSeconds: user, systemSeconds: system, cpuSeconds: user + system, maxRssBytes: maxRssKiB * 1024, threads }
+  return { code, stdout, wallSeconds: wall, userSeconds: user, systemSeconds: system, cpuSeconds: user + system, maxRssBytes: maxRssKiB * 1024, threads: threads == null ? null : [...threads.values()] }
 }
 
 /** Whether this build's `swarm <command>` takes `flag` (e.g. `--workers`), from its help and the global options'. */

@@ -55,7 +55,9 @@ try {
   const takesWorkers = await swarmTakes('pull', '--workers')
   // without --workers every count would be the same pull: run it once per round, as "default"
   const rowsRun = takesWorkers ? counts : ['default']
-  const runners = Object.fromEntries(rowsRun.map(n => [String(n), async round =>
+  // keys that are not array indices, so the rows run and print in the order given
+  const key = n => (n === 'default' ? 'default' : `workers-${n}`)
+  const runners = Object.fromEntries(rowsRun.map(n => [key(n), async round =>
     await pullMeasured('bench:v1', join(work, `store-${n}-${round}`), env, { inflight: INFLIGHT, workers: n === 'default' ? undefined : n, takesWorkers })]))
   const runs = await alternateAll(ROUNDS, runners)
 
@@ -75,7 +77,7 @@ try {
       rounds: rates
     }
   }
-  const ratio = takesWorkers && rows['1'] != null && rows['2'] != null ? rows['2'].MBps / rows['1'].MBps : null
+  const ratio = rows['workers-1'] != null && rows['workers-2'] != null ? rows['workers-2'].MBps / rows['workers-1'].MBps : null
   const maxRss = Math.max(...Object.values(rows).map(r => r.peakRssMB))
   const result = {
     modelBytes: model.totalBytes,
@@ -86,7 +88,7 @@ try {
     ratio2to1: ratio,
     peakRssMB: maxRss
   }
-  const label = n => (n === 'default' ? 'default (this build has no --workers)' : n === '0' ? '--workers 0 (in-thread)' : `--workers ${n}`)
+  const label = k => (k === 'default' ? 'default (this build has no --workers)' : k === 'workers-0' ? '--workers 0 (in-thread)' : `--${k.replace('-', ' ')}`)
   console.log(`scaling: swarm pull --no-agent of ${fmt(model.totalBytes / MiB, 0)} MiB from a page-cached file:// origin, ${INFLIGHT} in flight, median of ${ROUNDS}`)
   for (const [n, r] of Object.entries(rows)) {
     console.log(`  ${label(n).padEnd(38)} ${fmt(r.MBps).padStart(7)} MB/s  ${fmt(r.cpuSecondsPerGB, 2).padStart(5)} CPU-s/GB (${r.perThreadText})  peak RSS ${fmt(r.peakRssMB, 0)} MB`)
