@@ -139,7 +139,7 @@ export async function alternate (rounds, baseline, run) {
 
 // ---- measuring a child process, per thread where the process says or /proc shows ----
 
-/** `name` for the figures where a measurement does not exist (yet) on this build. */
+/** A figure, or "n/a" where the measurement does not exist (yet) on this build. */
 export const fmtOr = (n, digits = 1, none = 'n/a') => (n == null || !Number.isFinite(n) ? none : n.toFixed(digits))
 
 export const median = values => {
@@ -226,7 +226,8 @@ export function fmtBreakdown (breakdown, gb) {
  * everything printed so far, each time more arrives.
  */
 export async function measured (command, args, { env = {}, cwd, sampleThreads = false, stdin = 'ignore', onStdout } = {}) {
-  const { readFile } = await import('node:fs/promises')
+  const { access, readFile } = await import('node:fs/promises')
+  await access('/usr/bin/time').catch(() => { throw new Error('the benches measure children with GNU time: install /usr/bin/time (Debian package time; scripts/setup.sh test does)') })
   const dir = await mkdtemp(join(tmpdir(), 'swarm-bench-time-'))
   const timeFile = join(dir, 'time')
   // a key set to undefined in `env` is removed from the child's environment
@@ -256,6 +257,7 @@ export async function measured (command, args, { env = {}, cwd, sampleThreads = 
   await rm(dir, { recursive: true, force: true })
   const [wall, user, system, maxRssKiB] = line.split(' ').map(Number)
   if (!Number.isFinite(maxRssKiB)) throw new Error(`${command} ${args.join(' ')}: no figures from /usr/bin/time (exit ${code}): ${line}`)
+  if (code === 127) throw new Error(`${command}: not found or not runnable (${line})`)
   return { code, stdout, wallSeconds: wall, userSeconds: user, systemSeconds: system, cpuSeconds: user + system, maxRssBytes: maxRssKiB * 1024, threads: threads == null ? null : [...threads.values()] }
 }
 

@@ -24,11 +24,12 @@
 //   --origin http    nginx on 127.0.0.1 (test/helpers/nginx.mjs) serving a directory `swarm push` wrote
 //                    through the file origin; the plain client GETs the same files
 // (or BENCH_ORIGIN). BENCH_ROUNDS (default 2) and BENCH_LAYERS (default 22, ≈ 2 GiB) size it.
+import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
+import { parseArgs, promisify } from 'node:util'
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3'
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner'
 import { ContainerClient, ContainerSASPermissions, generateBlobSASQueryParameters, StorageSharedKeyCredential } from '@azure/storage-blob'
@@ -196,6 +197,9 @@ try {
     }
   }
 
+  if (backend.rclone != null) {
+    await promisify(execFile)('rclone', ['version']).catch(() => { throw new Error('the S3 bench compares with rclone: install it (Debian package rclone; scripts/setup.sh test does)') })
+  }
   async function rclone (round) {
     const dir = join(work, `rclone-${round}`)
     const copy = await measured('rclone', [
