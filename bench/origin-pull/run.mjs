@@ -13,7 +13,9 @@
 // Runs alternate (plain, necessary work, rclone, swarm, plain, …) so a noisy neighbour hurts all
 // alike; the best of each is reported. For every row: MB/s, CPU-s per GB (GNU time over the
 // child, so children's rusage; per thread where known: Swarm's main vs worker threads as it
-// reports them, else read from /proc), peak RSS. Also SHA-256 hashing MB/s on one core.
+// reports them, else read from /proc), peak RSS. Also SHA-256 hashing MB/s on one core. CPU is
+// each process's whole life, start-up included, for Swarm and both baselines alike; on a small
+// model (BENCH_LAYERS=1 or 2) start-up is a visible share of it, at the default 2 GiB a small one.
 //
 // Swarm is run with `--workers N` when this build takes it (N = BENCH_WORKERS, default the
 // machine's available parallelism); the necessary-work client uses N threads either way.
