@@ -208,7 +208,7 @@ try {
       'copy', backend.rclone.source, dir, '--config', '',
       '--transfers', String(INFLIGHT),
       // every chunk object is one GET in Swarm, so one stream per object here too
-      '--multi-thread-streams', '1', '--multi-thread-cutoff', `${maxChunk + 1}`,
+      '--multi-thread-streams', '1', '--multi-thread-cutoff', `${maxChunk + 1}B`,
       '--no-check-dest'
     ], { env: backend.rclone.env })
     if (copy.code !== 0) throw new Error(`rclone copy exited with ${copy.code}`)
