@@ -330,7 +330,11 @@ export function cpuOfThisThread (name) {
   return { name, userSeconds: u.user / 1e6, systemSeconds: u.system / 1e6 }
 }
 
-/** fdatasync of every descriptor written since the last sync; writes during a sync go into the next. */
+/**
+ * fdatasync of every descriptor written since the last sync; writes during a sync go into the
+ * next. One sync at a time: fs calls share libuv's pool (4 threads per process, for every worker
+ * thread), and syncs that take all of it leave the writes queued behind them.
+ */
 export function groupCommit () {
   let dirty = new Set()
   let running = null
@@ -340,7 +344,7 @@ export function groupCommit () {
       while (dirty.size > 0) {
         const handles = dirty
         dirty = new Set()
-        await Promise.all([...handles].map(h => h.datasync()))
+        for (const handle of handles) await handle.datasync()
       }
     } catch (err) {
       failed ??= err
