@@ -49,7 +49,7 @@
 
 import { close as closeFd, fstatSync, open as openFd, read as readFd } from 'node:fs'
 import { stat } from 'node:fs/promises'
-import { AbortError, ChunkMissingError, NotFoundError, silentLogger } from '@swarm/interface'
+import { AbortError, ChunkMissingError, chunkAt, NotFoundError, silentLogger } from '@swarm/interface'
 import { formatRef, isManifestCid, parseRef } from '@swarm/manifest'
 import { LRUCache } from 'lru-cache'
 import {
@@ -69,7 +69,7 @@ import {
 } from './constants.js'
 import { BadHandleError, IsADirectoryError, NotADirectoryError, NotALinkError, ReadOnlyError, ReadTimeoutError, ViewClosedError } from './errors.js'
 import { buildNamespace, linkTarget, lookupNamespace, refFromComponents } from './namespace.js'
-import { Prefetcher, chunkAt } from './prefetcher.js'
+import { Prefetcher } from './prefetcher.js'
 import { buildTree } from './tree.js'
 import type { NamespaceDirectory } from './namespace.js'
 import type { PrefetchFile, PrefetchStats, PrefetchStream, ReadAheadOptions } from './prefetcher.js'

@@ -121,3 +121,23 @@ export class OriginReadOnlyError extends Error {
     this.name = 'OriginReadOnlyError'
   }
 }
+
+/** A chunk index that is not an integer inside a manifest's chunks (or a bitfield's bits). */
+export class InvalidChunkIndexError extends Error {
+  static override name = 'InvalidChunkIndexError'
+  readonly code = 'ERR_INVALID_CHUNK_INDEX'
+  constructor (readonly index: unknown, readonly chunkCount: number) {
+    super(`chunk index ${String(index)} is not an integer in [0, ${chunkCount})`)
+    this.name = 'InvalidChunkIndexError'
+  }
+}
+
+/** A bitfield of the wrong length, or with bits set past the last chunk. */
+export class InvalidBitfieldError extends Error {
+  static override name = 'InvalidBitfieldError'
+  readonly code = 'ERR_INVALID_BITFIELD'
+  constructor (message: string) {
+    super(message)
+    this.name = 'InvalidBitfieldError'
+  }
+}

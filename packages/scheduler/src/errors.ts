@@ -8,25 +8,8 @@ export class InvalidSchedulerInitError extends Error {
   }
 }
 
-/** A chunk index that is not an integer in [0, chunk count). */
-export class InvalidChunkIndexError extends Error {
-  static override name = 'InvalidChunkIndexError'
-  readonly code = 'ERR_INVALID_CHUNK_INDEX'
-  constructor (readonly index: unknown, readonly chunkCount: number) {
-    super(`chunk index ${String(index)} is not an integer in [0, ${chunkCount})`)
-    this.name = 'InvalidChunkIndexError'
-  }
-}
-
-/** A bitfield of the wrong length, or with bits set past the last chunk. */
-export class InvalidBitfieldError extends Error {
-  static override name = 'InvalidBitfieldError'
-  readonly code = 'ERR_INVALID_BITFIELD'
-  constructor (message: string) {
-    super(message)
-    this.name = 'InvalidBitfieldError'
-  }
-}
+// shared with every package that reads bitfields (`@swarm/interface`'s bitfield module)
+export { InvalidBitfieldError, InvalidChunkIndexError } from '@swarm/interface'
 
 /** An event carried a time that is not a finite number. */
 export class InvalidTimeError extends Error {
