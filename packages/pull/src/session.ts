@@ -394,7 +394,13 @@ export class PullSession {
 
   private sourceFor (request: Request): ChunkSource | undefined {
     if (request.source.kind === 'origin') return this.init.sources.origin
-    return this.init.sources.peer(request.source.peerId)
+    try {
+      return this.init.sources.peer(request.source.peerId)
+    } catch (err) {
+      // a request without a source fails now; left started, it would hold its slot until it timed out
+      this.log.warn({ peer: request.source.peerId, err: (err as Error).message }, 'no source for a peer')
+      return undefined
+    }
   }
 
   /** Runs the scheduler's decisions now, and arranges to be called again when it asks. */
