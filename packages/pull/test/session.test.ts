@@ -112,7 +112,8 @@ describe('PullSession', () => {
     const started = performance.now()
     controller.abort(new Error('stop now'))
     await expect(running).rejects.toThrow('stop now')
-    expect(performance.now() - started).toBeLessThan(1_000)
+    // not after the origin's 10 s answer
+    expect(performance.now() - started).toBeLessThan(5_000)
     expect(s.finished).toBe(true)
     expect(peers.listeners).toBe(0)
     expect(peers.joins.at(-1)).toEqual({ pulling: false, count: 6 })
@@ -173,7 +174,8 @@ describe('PullSession', () => {
     peers.emit(events => { events.joined({ peerId: '', pulling: false, bitfield: Uint8Array.from([0xf0]) }) })
     const started = performance.now()
     const result = await running
-    expect(performance.now() - started).toBeLessThan(10_000)
+    // not after the scheduler's 30 s request timeout
+    expect(performance.now() - started).toBeLessThan(20_000)
     expect(result.progress.doneBytes).toBe(model.bytes)
     expect(errors).toEqual(['peer:joined'])
     expect(await holdsModel(h.store, model)).toBe(true)
