@@ -33,11 +33,11 @@
 
 import { close as closeFd, fstatSync, open as openFd, read as readFd } from 'node:fs'
 import { stat } from 'node:fs/promises'
-import { ChunkMissingError, NotFoundError } from '@swarm/interface'
+import { ChunkMissingError, chunkAt, NotFoundError } from '@swarm/interface'
 import { LRUCache } from 'lru-cache'
 import { BY_CID, STORED_FILES_MIN_INTERVAL_MS, STORED_FILES_TTL_MS, TREE_CACHE_SIZE } from './constants.js'
 import { BadHandleError, IsADirectoryError, NotADirectoryError, ReadOnlyError, ReadTimeoutError } from './errors.js'
-import { Prefetcher, chunkAt } from './prefetcher.js'
+import { Prefetcher } from './prefetcher.js'
 import type { ChunkArrival, FileContent, FileIdentity, ModelFsInit, ViewStats } from './model-fs.js'
 import type { Target } from './names.js'
 import type { PrefetchFile, PrefetchStream } from './prefetcher.js'

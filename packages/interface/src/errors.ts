@@ -96,3 +96,16 @@ export class DiskFullError extends SwarmError {
 export class OriginReadOnlyError extends SwarmError {
   override readonly code = 'ERR_ORIGIN_READ_ONLY'
 }
+
+/** A chunk index that is not an integer inside a manifest's chunks (or a bitfield's bits). */
+export class InvalidChunkIndexError extends SwarmError {
+  override readonly code = 'ERR_INVALID_CHUNK_INDEX'
+  constructor (readonly index: unknown, readonly chunkCount: number) {
+    super(`chunk index ${String(index)} is not an integer in [0, ${chunkCount})`)
+  }
+}
+
+/** A bitfield of the wrong length, or with bits set past the last chunk. */
+export class InvalidBitfieldError extends SwarmError {
+  override readonly code = 'ERR_INVALID_BITFIELD'
+}

@@ -5,18 +5,8 @@ export class InvalidSchedulerInitError extends SwarmError {
   override readonly code = 'ERR_INVALID_SCHEDULER_INIT'
 }
 
-/** A chunk index that is not an integer in [0, chunk count). */
-export class InvalidChunkIndexError extends SwarmError {
-  override readonly code = 'ERR_INVALID_CHUNK_INDEX'
-  constructor (readonly index: unknown, readonly chunkCount: number) {
-    super(`chunk index ${String(index)} is not an integer in [0, ${chunkCount})`)
-  }
-}
-
-/** A bitfield of the wrong length, or with bits set past the last chunk. */
-export class InvalidBitfieldError extends SwarmError {
-  override readonly code = 'ERR_INVALID_BITFIELD'
-}
+// shared with every package that reads bitfields (`@swarm/interface`'s bitfield module)
+export { InvalidBitfieldError, InvalidChunkIndexError } from '@swarm/interface'
 
 /** An event carried a time that is not a finite number. */
 export class InvalidTimeError extends SwarmError {

@@ -8,14 +8,18 @@
  *   picks the first that can mount here and logs which and why.
  *
  * - In the agent (`swarm agent --mount DIR`, or SWARM_MOUNT): reads that need a chunk get it
- *   through the agent's fetcher, from peers whose bitfields say they hold it (a few, in random
- *   order, to spread the load; never a banned one), then the origin. A peer whose bytes fail
+ *   through the agent's fetcher with the sources a pull uses (`pull-peers.ts`), from peers whose
+ *   bitfields say they hold it (a few, in random order, to spread the load; never a banned one),
+ *   then the origin. A read is one chunk wanted now, not a pull: it does not wait for the
+ *   pullers to settle nor take turns by ownership, so it goes to the fetcher directly rather than
+ *   through a `PullSession`; the two share one fetch when they want the same chunk at once. A peer whose bytes fail
  *   verification is scored by the agent's fetcher, as in a pull. What arrives is counted in the agent's metrics
  *   and announced to peers (`have`), as a pull's chunks are. A name not held resolves at the
  *   origin; a manifest not held comes from peers or the origin (verified against its CID either
  *   way), is added to the store without pulling its files, and is announced.
  * - Alone (`swarm mount DIR`, no agent on this data directory): the same view over the store with
- *   the origin as the only source.
+ *   the origin as the only source. Manifests not held come through `@swarm/pull`'s resolver
+ *   either way, as a pull's do.
  *
  * The mount goes first when the process stops, so no reader waits on a store that is closing.
  */
@@ -26,14 +30,15 @@ import { createReadStream } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { peerSource } from '@swarm/exchange'
+import { parseByteSize } from '@swarm/config'
 import { fetcher as createFetcher, originSource } from '@swarm/fetcher'
 import { DEFAULT_READ_TIMEOUT_MS, modelFs } from '@swarm/fs'
 import { checkKernelFuse, mountFs as mountKernelFs } from '@swarm/fuse-kernel'
 import { READ_TIMEOUT_MARGIN_MS, checkFuse, mountFs as mountFuseNative } from '@swarm/fuse-native'
-import { NotFoundError } from '@swarm/interface'
-import { decodeManifest } from '@swarm/manifest'
-import { uniqueChunks } from './session.js'
+import { hasBit, NotFoundError, uniqueChunks } from '@swarm/interface'
+import { resolveManifest } from '@swarm/pull'
+import { z } from 'zod'
+import { agentSources } from './pull-peers.js'
 import type { Agent } from './agent.js'
 import type { Config } from '@swarm/config'
 import type { ChunkFetcher, ModelFs, ModelResolver } from '@swarm/fs'
@@ -188,10 +193,6 @@ function originResolver (origin: Origin | undefined): Pick<ModelResolver, 'resol
   }
 }
 
-function hasBit (bitfield: Uint8Array, index: number): boolean {
-  return ((bitfield[index >> 3] ?? 0) & (0x80 >> (index & 7))) !== 0
-}
-
 /** The agent's view: peers first, then the origin; arrivals counted and announced. */
 export async function mountAgentView (agent: Agent, options: MountOptions): Promise<ModelMount> {
   // chunk CID → index in a manifest's bitfield, for the manifests the view has read from
@@ -219,25 +220,27 @@ export async function mountAgentView (agent: Agent, options: MountOptions): Prom
       return result
     }
   }
+  const sources = agentSources(agent.node, agent.client, agent.origin)
   return await mountView({
     store: agent.store,
     fetcher,
     logger: agent.log,
     sourcesFor (manifestCid, chunk) {
-      const sources: ChunkSource[] = []
+      const chosen: ChunkSource[] = []
       const at = indexOf(manifestCid)?.get(chunk.cid)
       if (at !== undefined) {
-        const holders = agent.node.control.peersFor(manifestCid).filter(p => p.dataAddress != null && hasBit(p.bitfield, at) && !agent.node.peerScores.isBanned(p.peerId))
+        const holders = agent.node.control.peersFor(manifestCid).filter(p => p.dataAddress != null && at < p.bitfield.length * 8 && hasBit(p.bitfield, at) && !agent.node.peerScores.isBanned(p.peerId))
         for (let i = holders.length - 1; i > 0; i--) {
           const j = Math.floor(Math.random() * (i + 1))
           ;[holders[i], holders[j]] = [holders[j] as typeof holders[number], holders[i] as typeof holders[number]]
         }
         for (const peer of holders.slice(0, PEERS_PER_CHUNK)) {
-          if (peer.dataAddress != null) sources.push(peerSource(agent.client, { peerId: peer.peerId, ...peer.dataAddress }))
+          const source = sources.peer(peer.peerId)
+          if (source != null) chosen.push(source)
         }
       }
-      if (agent.origin != null) sources.push(originSource(agent.origin))
-      return sources
+      if (sources.origin != null) chosen.push(sources.origin)
+      return chosen
     },
     resolver: {
       ...originResolver(agent.origin),
@@ -262,7 +265,7 @@ export async function mountStoreView (parts: { store: Store, origin?: Origin, lo
       ...originResolver(origin),
       async addManifest (manifestCid, addOptions: AbortOptions & { ref?: string } = {}) {
         if (origin == null) throw new NotFoundError(`model ${manifestCid} is not held and no origin is configured`)
-        const manifest = decodeManifest(await origin.getManifest(manifestCid, addOptions), { expectedCid: manifestCid })
+        const manifest = await resolveManifest(manifestCid, { store, origin }, addOptions)
         await store.addManifest(manifestCid, manifest, addOptions)
       }
     }
