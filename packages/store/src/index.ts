@@ -39,6 +39,8 @@ export type {
   StoreInit,
   StoreUsage,
   PutChunkOptions,
+  WritePlan,
+  RecordWrittenOptions,
   VerifyOptions,
   VerifyReport,
   BadChunk,

@@ -162,6 +162,20 @@ export interface PutChunkOptions extends AbortOptions {
   source?: string
 }
 
+/** Where a chunk is to be written by someone else (a worker thread): see {@link Store.planWrite}. */
+export interface WritePlan {
+  readonly cid: CidString
+  /** the chunk's size as the held manifests list it */
+  readonly size: number
+  /** every content file and offset that still needs the chunk; empty when it is present */
+  readonly slots: ReadonlyArray<{ readonly path: string, readonly offset: number }>
+}
+
+export interface RecordWrittenOptions extends AbortOptions {
+  /** named in logs */
+  source?: string
+}
+
 export interface VerifyOptions extends AbortOptions {
   /** called after each chunk is re-hashed */
   onProgress?(progress: { checkedBytes: number, totalBytes: number }): void
@@ -214,6 +228,20 @@ export interface Store extends ChunkStore {
    */
   addAndLease(manifestCid: CidString, manifest: Manifest, holder: string, options?: AddManifestOptions): Promise<StoreLease>
   putChunk(cid: CidString, bytes: Uint8Array, options?: PutChunkOptions): Promise<PutResult>
+  /**
+   * Where the bytes of `cid` go, for a writer outside this store (a worker thread) that verifies
+   * them against the CID, pwrites them at each slot through its own descriptor and fdatasyncs
+   * before it hands the plan to `recordWritten`. Rejects with NotFoundError when no held file
+   * needs the chunk.
+   */
+  planWrite(cid: CidString): WritePlan
+  /**
+   * Records a plan's chunk as present, exactly as putChunk records what it wrote: the caller
+   * vouches that the bytes were verified and are durable at every slot. A slot whose content was
+   * removed since the plan is refused (not recorded); a slot already present is not recorded
+   * again; a plan is recorded at most once. `written` is false when nothing was recorded.
+   */
+  recordWritten(plan: WritePlan, options?: RecordWrittenOptions): Promise<PutResult>
   /** re-hashes every present chunk of a model from disk; bad ones become missing again */
   verify(manifestCid: CidString, options?: VerifyOptions): Promise<VerifyReport>
   usage(): StoreUsage
@@ -312,6 +340,8 @@ class LocalStore implements Store {
   /** descriptors whose fdatasync failed: nothing written through them is recorded any more */
   private readonly poisoned = new WeakSet<FileHandle>()
   private readonly inflight = new Set<Promise<unknown>>()
+  /** the slots behind each plan handed out and not yet recorded */
+  private readonly plans = new WeakMap<WritePlan, Slot[]>()
   private commitQueue: CommitItem[] = []
   private committing: Promise<void> | undefined
   private exclusiveTail: Promise<void> = Promise.resolve()
@@ -903,6 +933,48 @@ class LocalStore implements Store {
     })
   }
 
+  planWrite (cid: CidString): WritePlan {
+    this.assertOpen()
+    const slots = this.slotsByCid.get(cid)
+    if (slots === undefined || slots.length === 0) throw new NotFoundError(`no held file needs chunk ${cid}`)
+    const size = slotChunk(slots[0] as Slot).size
+    const missing = slots.filter(slot => slot.content.present[slot.index] !== 1 && !slot.content.removed)
+    const plan: WritePlan = Object.freeze({
+      cid,
+      size,
+      slots: Object.freeze(missing.map(slot => Object.freeze({ path: slot.content.dataPath, offset: slotChunk(slot).offset })))
+    })
+    this.plans.set(plan, missing)
+    return plan
+  }
+
+  async recordWritten (plan: WritePlan, options: RecordWrittenOptions = {}): Promise<PutResult> {
+    return await this.track(async () => {
+      const slots = this.plans.get(plan)
+      if (slots === undefined) throw new TypeError(`plan for chunk ${plan.cid} was not made by this store, or was recorded already`)
+      // at most once, even if the caller retries after a failure: a new plan is needed then
+      this.plans.delete(plan)
+      throwIfAborted(options.signal)
+      let written = 0
+      await Promise.all(slots.map(async ({ content, index }) => {
+        if (content.removed || content.present[index] === 1) return
+        // a put of the same bytes in flight records the slot itself
+        const pending = content.pending.get(index)
+        if (pending !== undefined) await pending
+        if (content.removed || content.present[index] === 1) return
+        const record = this.commit({ kind: 'present', content, index })
+        const settled: Promise<void> = record.then(() => {}, () => {}).finally(() => {
+          if (content.pending.get(index) === settled) content.pending.delete(index)
+        })
+        content.pending.set(index, settled)
+        await record
+        if (!content.removed && content.present[index] === 1) written++
+      }))
+      if (written > 0) this.log.trace({ cid: plan.cid, slots: written, source: options.source }, 'chunk written elsewhere recorded')
+      return { written: written > 0 }
+    })
+  }
+
   async fillFromLocal (manifestCid: CidString, options: AbortOptions = {}): Promise<number> {
     return await this.track(async () => {
       this.assertOpen()
@@ -1089,7 +1161,17 @@ class LocalStore implements Store {
       // bytes that went through a descriptor whose fdatasync already failed may be lost even if
       // a later fdatasync on it succeeds: never record them
       const items: CommitItem[] = []
+      const recording = new Set<number>()
       for (const item of all) {
+        if (item.kind === 'present') {
+          // recorded already (by an earlier batch or earlier in this one): never twice
+          if (item.content.present[item.index] === 1 || recording.has(item.index)) {
+            item.lease?.release()
+            item.resolve()
+            continue
+          }
+          recording.add(item.index)
+        }
         if (item.lease === undefined || !this.poisoned.has(item.lease.handle)) {
           items.push(item)
           continue
