@@ -18,7 +18,7 @@ import { pushDirectory, PushSourceError } from './push.js'
 import { detectHfSnapshot, findHfSnapshot, hfMetadata } from './hf-cache.js'
 import type { HfSnapshot } from './hf-cache.js'
 import { agentPull, agentStatus } from './agent/control-api.js'
-import { createLogger, createOrigin } from './runtime.js'
+import { createByteWorkers, createLogger, createOrigin } from './runtime.js'
 import { registerFleetCommands } from './commands/fleet.js'
 import type { Config, ConfigLayer } from '@swarm/config'
 import { redactDeep, redactSecrets } from '@swarm/interface'
@@ -33,6 +33,7 @@ interface GlobalOptions {
   concurrency?: string
   cacheSize?: string
   chunkSize?: string
+  workers?: string
   json?: boolean
 }
 
@@ -78,6 +79,7 @@ async function configFrom (options: GlobalOptions, agent?: Record<string, unknow
   if (options.concurrency != null) flags.concurrency = options.concurrency
   if (options.cacheSize != null) flags.cacheSize = options.cacheSize
   if (options.chunkSize != null) flags.chunkSize = options.chunkSize
+  if (options.workers != null) flags.agent = { ...(flags.agent as Record<string, unknown> | undefined), workers: options.workers }
   return await loadConfig({ flags, file: options.config })
 }
 
@@ -115,6 +117,7 @@ export function program (): Command {
     .option('--data-dir <dir>', 'local store directory (SWARM_DATA_DIR)')
     .option('--config <file>', 'YAML config file (SWARM_CONFIG; default /etc/swarm/config.yaml)')
     .option('--concurrency <n>', 'chunks in flight (SWARM_CONCURRENCY)')
+    .option('--workers <n>', 'threads that fetch, verify and write chunks; 0: all in the main thread; default one per core (SWARM_WORKERS)')
     .addOption(new Option('--log-level <level>', 'log level (SWARM_LOG_LEVEL)').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
     .option('--json', 'machine-readable output: one JSON object per line on stdout')
     .showHelpAfterError()
@@ -182,9 +185,10 @@ export function program (): Command {
         try {
           await withStore(config, logger, async store => {
             const manifestCid = ref != null ? await resolveManifestCid(origin, ref, { signal: controller.signal }) : target
+            const workers = createByteWorkers(config, undefined, logger)
             try {
               const summary = await pullModel({
-                store, origin, manifestCid, ref: ref != null ? formatRef(ref) : undefined, concurrency: config.concurrency, logger, signal: controller.signal,
+                store, origin, manifestCid, ref: ref != null ? formatRef(ref) : undefined, concurrency: config.concurrency, logger, signal: controller.signal, workers: workers?.chunks,
                 onProgress: p => { progress.update({ doneBytes: p.doneBytes, totalBytes: p.totalBytes, detail: { bytesBySource: p.bytesBySource } }) }
               })
               progress.stop()
@@ -198,6 +202,8 @@ export function program (): Command {
             } catch (err) {
               const { message, exitCode, code } = describeError(err, store.getManifest(manifestCid))
               throw Object.assign(new Error(message), { exitCode, code })
+            } finally {
+              await workers?.close()
             }
           })
         } finally {

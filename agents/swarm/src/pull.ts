@@ -17,6 +17,7 @@ import { fetcher as createFetcher, originSource } from '@swarm/fetcher'
 import { DigestMismatchError } from '@swarm/interface'
 import { decodeManifest } from '@swarm/manifest'
 import type { PullSummary } from '@swarm/fetcher'
+import type { ChunkWorkers } from '@swarm/workers'
 import type { AbortOptions, ChunkSource, ChunkStore, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
 
 export interface PullModelOptions extends AbortOptions {
@@ -29,6 +30,8 @@ export interface PullModelOptions extends AbortOptions {
   /** extra sources tried before the origin (peers) */
   sources?: ChunkSource[]
   logger?: Logger
+  /** byte workers that fetch, verify and write the chunks (see @swarm/workers) */
+  workers?: ChunkWorkers
   onProgress?(progress: TransferProgress): void
 }
 
@@ -53,6 +56,7 @@ export async function pullModel (options: PullModelOptions): Promise<PullSummary
   const fetch = createFetcher({
     store,
     sources: [...(options.sources ?? []), originSource(origin)],
+    workers: options.workers,
     logger: options.logger
   })
   const summary = await fetch.pull(manifestCid, { concurrency: options.concurrency, onProgress: options.onProgress, signal })
