@@ -48,7 +48,7 @@ export * from './errors.js'
 
 /** A store that lets a chunk be written elsewhere and recorded here (`@swarm/store` does). */
 export interface WritePlanner {
-  planWrite(cid: CidString): { readonly cid: CidString, readonly size: number, readonly slots: ReadonlyArray<{ readonly path: string, readonly offset: number }> }
+  planWrite(cid: CidString): { readonly cid: CidString, readonly size: number, readonly dir?: string, readonly slots: ReadonlyArray<{ readonly path: string, readonly offset: number }> }
   recordWritten(plan: ReturnType<WritePlanner['planWrite']>, options?: AbortOptions & { source?: string }): Promise<PutResult>
 }
 
@@ -276,7 +276,7 @@ class ChunkFetcher implements Fetcher {
         throw new ChunkVerificationError(request.cid, source.name, `chunk ${request.cid} is ${request.size} bytes in the request, a held manifest says ${plan.size}`)
       }
       try {
-        await workers.fetchChunk({ cid: request.cid, size: request.size, source: remote, sourceName: source.name, slots: plan.slots }, { signal: combined })
+        await workers.fetchChunk({ cid: request.cid, size: request.size, source: remote, sourceName: source.name, slots: plan.slots, dataDir: plan.dir }, { signal: combined })
       } catch (err) {
         if (timeout.aborted && !signal.aborted) throw new SourceTimeoutError(source.name, this.sourceTimeoutMs)
         // written meanwhile by another writer (a local copy, a put): the file may even be sealed

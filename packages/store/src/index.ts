@@ -32,7 +32,8 @@
  * ```
  */
 
-export { createStore, verifyModel, contentKey } from './store.js'
+export { createStore, verifyModel } from './store.js'
+export { contentKey } from './content.js'
 export type {
   Store,
   AddManifestOptions,

@@ -102,6 +102,6 @@ describe('write plans', () => {
     store = await createStore({ dir })
     await store.addManifest(model.cid, model.manifest)
     expect(() => store!.planWrite(cidForBytes(bytesFor('z', 10)))).toThrow(NotFoundError)
-    await expect(store.recordWritten({ cid: cidForBytes(x), size: 700, slots: [] })).rejects.toThrow(TypeError)
+    await expect(store.recordWritten({ cid: cidForBytes(x), size: 700, dir, slots: [] })).rejects.toThrow(TypeError)
   })
 })

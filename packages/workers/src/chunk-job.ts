@@ -16,7 +16,7 @@
  * (NotFoundError, OriginUnavailableError, a peer's RequestTimeoutError, …); a worker that died
  * gives WorkerDiedError, which may be retried.
  */
-import { open } from 'node:fs/promises'
+import { open, statfs } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { verifyChunk } from '@swarm/chunker'
 import { AbortError, ChunkVerificationError, DiskFullError, NotFoundError, OriginUnavailableError } from '@swarm/interface'
@@ -38,6 +38,8 @@ export interface ChunkJob {
   /** the source's name, for errors (`origin`, `peer:<id>`) */
   sourceName: string
   slots: readonly ChunkSlot[]
+  /** the store's data directory, named in a disk-full error */
+  dataDir?: string
 }
 
 export interface ChunkJobResult {
@@ -96,11 +98,13 @@ export interface ChunkJobSources {
   fetch(source: RemoteSource, request: ChunkRequest, options: Required<AbortOptions>): Promise<Uint8Array>
   /** gives bytes back to the client that fetched them, once written */
   release?(source: RemoteSource, bytes: Uint8Array): void
+  /** a message the main thread broadcast to every worker (`WorkerPool.broadcast`) */
+  control?(message: unknown): void
 }
 
 /** In a worker's entry script: answers chunk jobs with these sources. */
 export function serveChunkJobs (sources: ChunkJobSources): () => void {
-  return serveJobs(async (job: ChunkJob, options) => await runChunkJob(job, sources, options))
+  return serveJobs(async (job: ChunkJob, options) => await runChunkJob(job, sources, options), message => { sources.control?.(message) })
 }
 
 /** fetch, verify, pwrite every slot, fdatasync; resolves only once the bytes are durable */
@@ -120,14 +124,14 @@ export async function runChunkJob (job: ChunkJob, sources: ChunkJobSources, opti
       if (offsets === undefined) byPath.set(slot.path, [slot.offset])
       else offsets.push(slot.offset)
     }
-    await Promise.all([...byPath].map(async ([path, offsets]) => { await writeDurably(path, offsets, bytes) }))
+    await Promise.all([...byPath].map(async ([path, offsets]) => { await writeDurably(path, offsets, bytes, job) }))
   } finally {
     sources.release?.(job.source, bytes)
   }
   return { bytes: bytes.byteLength }
 }
 
-async function writeDurably (path: string, offsets: readonly number[], bytes: Uint8Array): Promise<void> {
+async function writeDurably (path: string, offsets: readonly number[], bytes: Uint8Array, job: ChunkJob): Promise<void> {
   let handle
   try {
     handle = await open(path, 'r+')
@@ -142,8 +146,11 @@ async function writeDurably (path: string, offsets: readonly number[], bytes: Ui
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOSPC' || code === 'EDQUOT') {
-      throw new DiskFullError(dirname(path), bytes.byteLength, undefined,
-        `disk full: ${code === 'EDQUOT' ? 'the disk quota is exhausted' : 'no space left'} while writing ${path}; chunks not stored are not recorded and will be fetched again once there is room`,
+      // worded as the store words its own disk errors
+      const dir = job.dataDir ?? dirname(path)
+      const freeBytes = await statfs(dir).then(fs => fs.bavail * fs.bsize, () => undefined)
+      throw new DiskFullError(dir, undefined, freeBytes,
+        `disk full: ${code === 'EDQUOT' ? 'the disk quota is exhausted' : 'no space left'} on the file system of the data dir ${dir}${freeBytes !== undefined ? ` (${freeBytes} bytes free)` : ''} while writing chunk ${job.cid}; chunks not stored are not recorded and will be fetched again once there is room`,
         { cause: err })
     }
     throw err

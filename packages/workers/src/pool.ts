@@ -17,6 +17,10 @@
  * a worker that keeps dying before finishing anything is restarted with a growing delay and,
  * after MAX_CONSECUTIVE_CRASHES, given up on.
  *
+ * Threads start on first use, not with the pool: a process that never moves a byte through
+ * the pool (an agent that only serves) pays nothing for it, and an agent's start is not slowed
+ * by threads loading their clients.
+ *
  * CPU time is counted per thread (`process.threadCpuUsage()`, Node ≥ 23.9): each worker reports
  * its own on request, and the time of workers that died is carried into their replacement's slot
  * so the per-slot counters never go backwards.
@@ -77,6 +81,8 @@ export interface WorkerPoolStats {
 export interface WorkerPool {
   readonly size: number
   run<T = unknown>(job: unknown, options?: RunOptions): Promise<T>
+  /** hands `message` to every live worker's control handler (e.g. drop a peer's connections) */
+  broadcast(message: unknown): void
   /** CPU time of the main thread and each worker slot so far */
   threadCpu(): Promise<ThreadCpu[]>
   readonly stats: Readonly<WorkerPoolStats>
@@ -89,6 +95,7 @@ export type ToWorker =
   | { t: 'job', id: number, job: unknown }
   | { t: 'abort', id: number }
   | { t: 'cpu', id: number }
+  | { t: 'control', message: unknown }
 
 /** worker → main */
 export type FromWorker =
@@ -153,11 +160,18 @@ class ThreadPool implements WorkerPool {
       cpuWaiters: new Map(),
       gaveUp: false
     }))
-    for (const slot of this.slots) this.start(slot)
   }
 
   get stats (): Readonly<WorkerPoolStats> {
     return { ...this.counters, running: this.slots.reduce((sum, slot) => sum + slot.jobs.size, 0) }
+  }
+
+  private started = false
+
+  private startAll (): void {
+    if (this.started) return
+    this.started = true
+    for (const slot of this.slots) this.start(slot)
   }
 
   private start (slot: Slot): void {
@@ -240,6 +254,7 @@ class ThreadPool implements WorkerPool {
   async run<T = unknown>(job: unknown, options: RunOptions = {}): Promise<T> {
     if (this.closed) throw new PoolClosedError()
     options.signal?.throwIfAborted()
+    this.startAll()
     const slot = this.pick(options.affinity)
     if (slot === undefined) throw new PoolClosedError('every worker of the pool kept exiting at start; the pool gave up on them')
     const id = this.nextId++
@@ -263,6 +278,10 @@ class ThreadPool implements WorkerPool {
       if (slot.worker === undefined) return // restarting: posted once it is back
       slot.worker.postMessage(message, options.transfer)
     })
+  }
+
+  broadcast (message: unknown): void {
+    for (const slot of this.slots) slot.worker?.postMessage({ t: 'control', message } satisfies ToWorker)
   }
 
   async threadCpu (): Promise<ThreadCpu[]> {

@@ -9,14 +9,18 @@ import type { AbortOptions } from '@swarm/interface'
 
 export type JobHandler = (job: any, options: Required<AbortOptions>) => Promise<unknown>
 
-/** Answers the pool's jobs in this worker; returns a function that stops answering. */
-export function serveJobs (handler: JobHandler): () => void {
+/** Answers the pool's jobs in this worker (and its broadcasts with `onControl`); returns a function that stops answering. */
+export function serveJobs (handler: JobHandler, onControl?: (message: unknown) => void): () => void {
   const port = parentPort
   if (port === null) throw new Error('serveJobs runs in a worker thread of a pool')
   const running = new Map<number, AbortController>()
   const onMessage = (message: ToWorker): void => {
     if (message.t === 'abort') {
       running.get(message.id)?.abort()
+      return
+    }
+    if (message.t === 'control') {
+      onControl?.(message.message)
       return
     }
     if (message.t === 'cpu') {

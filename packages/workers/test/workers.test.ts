@@ -82,6 +82,14 @@ describe('worker pool', () => {
     await expect(pool.run({})).rejects.toBeInstanceOf(PoolClosedError)
   })
 
+  it('hands a broadcast to every worker', async () => {
+    pool = workerPool({ script: echoWorker, size: 2 })
+    pool.broadcast({ disconnect: 'peer-a' })
+    const answers = await Promise.all(Array.from({ length: 4 }, async () => await pool!.run<{ threadId: number, control: unknown }>({ waitMs: 20 })))
+    expect(new Set(answers.map(a => a.threadId)).size).toBe(2)
+    for (const answer of answers) expect(answer.control).toEqual({ disconnect: 'peer-a' })
+  })
+
   it('refuses a size that is not a positive integer', () => {
     expect(() => workerPool({ script: echoWorker, size: 0 })).toThrow(RangeError)
   })

@@ -151,6 +151,7 @@ export class Agent {
       guarded(this.log, 'peer:banned', () => {
         // libp2p hangs up on its own; the data plane's connections go too
         this.client.disconnect(event.detail.peerId)
+        this.workers?.pool.broadcast({ disconnect: event.detail.peerId })
       }, handler => { this.metrics.handlerErrors.inc({ handler }) })
     }
     this.node.peerScores.addEventListener('peer:banned', onBanned)
