@@ -84,6 +84,8 @@ describe('worker pool', () => {
 
   it('hands a broadcast to every worker', async () => {
     pool = workerPool({ script: echoWorker, size: 2 })
+    // threads start at the first job; a broadcast before it has no worker to reach
+    await pool.run({})
     pool.broadcast({ disconnect: 'peer-a' })
     const answers = await Promise.all(Array.from({ length: 4 }, async () => await pool!.run<{ threadId: number, control: unknown }>({ waitMs: 20 })))
     expect(new Set(answers.map(a => a.threadId)).size).toBe(2)
