@@ -102,9 +102,10 @@ export interface ByteWorkers {
 
 /**
  * Data connections this node opens to one peer when byte workers carry the transfers: the main
- * thread's client keeps one (manifests), and peer jobs go to at most this many workers, one
- * connection each, so a peer that caps connections per peer (`agent.dataConnectionsPerPeer`,
- * 8 by default, assumed the same across the fleet) never refuses ours.
+ * thread's client keeps one (manifests), and peer jobs go to at most this many workers, which
+ * share the rest, so a peer that caps connections per peer (`agent.dataConnectionsPerPeer`, 8 by
+ * default, assumed the same across the fleet) never refuses ours: 7 workers with 1 each, or 1
+ * worker with 7.
  */
 export function workerPeerSpread (config: Config, workers: number): number {
   const cap = config.agent.dataConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER
@@ -123,7 +124,8 @@ export function createByteWorkers (config: Config, privateKey: PrivateKey | unde
     config,
     // a worker of a process with no node key (swarm pull --no-agent) fetches from the origin only
     privateKey: privateKey !== undefined ? privateKeyToBytes(privateKey) : new Uint8Array(0),
-    connectionsPerPeer: 1,
+    // the connections a peer accepts from this node, shared among the workers that may reach it
+    connectionsPerPeer: Math.max(1, Math.floor(((config.agent.dataConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER) - MAIN_CONNECTIONS_PER_PEER) / spread)),
     downloadBytesPerSecond: config.agent.downloadRate > 0 ? Math.max(1, Math.floor(config.agent.downloadRate / spread)) : 0
   }
   const pool = workerPool({ script: new URL('./byte-worker.js', import.meta.url), workerData: data, size, name: 'worker', decodeError: decodeChunkError, logger })
