@@ -33,7 +33,7 @@ let origin: Promise<Origin | undefined> | undefined
 let client: Promise<DataClient | undefined> | undefined
 
 async function getLogger (): Promise<Logger> {
-  logger ??= import('./runtime.js').then(runtime => runtime.createLogger(data.config.logLevel).child({ thread: `byte-worker-${threadId}` }))
+  logger ??= import('./logger.js').then(({ createLogger }) => createLogger(data.config.logLevel).child({ thread: `byte-worker-${threadId}` }))
   return await logger
 }
 

@@ -13,9 +13,7 @@ import { httpOrigin } from '@swarm/origin-http'
 import { s3Origin } from '@swarm/origin-s3'
 import { DEFAULT_MAX_CONNECTIONS_PER_PEER, privateKeyToBytes } from '@swarm/exchange'
 import { chunkWorkers, decodeChunkError, workerPool } from '@swarm/workers'
-import { pino } from 'pino'
 import type { Config } from '@swarm/config'
-import { redactDeep, redactSecrets } from '@swarm/interface'
 import type { Logger, Origin } from '@swarm/interface'
 import type { ChunkWorkers, WorkerPool } from '@swarm/workers'
 import type { PrivateKey } from '@libp2p/interface'
@@ -30,19 +28,7 @@ export class NoOriginError extends Error {
   }
 }
 
-export function createLogger (level: Config['logLevel'], destination: number = 2): Logger {
-  return pino({
-    level,
-    base: { pid: process.pid },
-    // credentials in URLs (origin URLs, presigned links) never reach a log line
-    formatters: { log: record => redactDeep(record) },
-    hooks: {
-      logMethod (args, method) {
-        method.apply(this, args.map(arg => typeof arg === 'string' ? redactSecrets(arg) : arg) as Parameters<typeof method>)
-      }
-    }
-  }, pino.destination({ fd: destination, sync: true })) as unknown as Logger
-}
+export { createLogger } from './logger.js'
 
 /** The origin a URL names; a URL its adapter cannot take is a configuration error (exit 2), not a crash. */
 export function createOrigin (config: Config, logger: Logger): Origin {
