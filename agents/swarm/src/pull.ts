@@ -18,6 +18,7 @@ import { DEFAULT_PULL_CONCURRENCY, fetcher as createFetcher, originSource } from
 import { DigestMismatchError, SwarmError, silentLogger } from '@swarm/interface'
 import { PullSession, resolveManifest } from '@swarm/pull'
 import type { AbortOptions, ChunkStore, CidString, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
+import type { ChunkWorkers } from '@swarm/workers'
 
 export interface PullModelOptions extends AbortOptions {
   store: ChunkStore
@@ -28,6 +29,8 @@ export interface PullModelOptions extends AbortOptions {
   /** origin requests at once */
   concurrency?: number
   logger?: Logger
+  /** byte workers that fetch, verify and write the chunks (see @swarm/workers) */
+  workers?: ChunkWorkers
   onProgress?(progress: TransferProgress): void
 }
 
@@ -57,7 +60,7 @@ export async function pullModel (options: PullModelOptions): Promise<PullSummary
     manifestCid,
     manifest,
     store,
-    fetcher: createFetcher({ store, sources: [], logger: options.logger }),
+    fetcher: createFetcher({ store, sources: [], workers: options.workers, logger: options.logger }),
     sources: { origin: originSource(origin), peer: () => undefined },
     logger: options.logger ?? silentLogger,
     // alone, every request goes to the origin: `concurrency` of them at once

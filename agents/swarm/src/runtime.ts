@@ -4,16 +4,21 @@
  */
 
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { ConfigError } from '@swarm/config'
 import { azureOrigin, isAzureBlobUrl } from '@swarm/origin-azure'
 import { fileOrigin } from '@swarm/origin-file'
 import { ociOrigin } from '@swarm/origin-oci'
 import { httpOrigin } from '@swarm/origin-http'
 import { s3Origin } from '@swarm/origin-s3'
-import { pino } from 'pino'
+import { DEFAULT_MAX_CONNECTIONS_PER_PEER, privateKeyToBytes } from '@swarm/exchange'
+import { chunkWorkers, decodeChunkError, workerPool } from '@swarm/workers'
 import type { Config } from '@swarm/config'
 import { SwarmError, redactDeep, redactSecrets } from '@swarm/interface'
 import type { Logger, Origin } from '@swarm/interface'
+import type { ChunkWorkers, WorkerPool } from '@swarm/workers'
+import type { PrivateKey } from '@libp2p/interface'
+import type { ByteWorkerData } from './byte-worker.js'
 
 export class NoOriginError extends SwarmError {
   override readonly code = 'ERR_NO_ORIGIN'
@@ -22,19 +27,7 @@ export class NoOriginError extends SwarmError {
   }
 }
 
-export function createLogger (level: Config['logLevel'], destination: number = 2): Logger {
-  return pino({
-    level,
-    base: { pid: process.pid },
-    // credentials in URLs (origin URLs, presigned links) never reach a log line
-    formatters: { log: record => redactDeep(record) },
-    hooks: {
-      logMethod (args, method) {
-        method.apply(this, args.map(arg => typeof arg === 'string' ? redactSecrets(arg) : arg) as Parameters<typeof method>)
-      }
-    }
-  }, pino.destination({ fd: destination, sync: true })) as unknown as Logger
-}
+export { createLogger } from './logger.js'
 
 /** The origin a URL names; a URL its adapter cannot take is a configuration error (exit 2), not a crash. */
 export function createOrigin (config: Config, logger: Logger): Origin {
@@ -83,4 +76,43 @@ function originFor (config: Config, logger: Logger): Origin {
       : undefined,
     logger
   })
+}
+
+/** The byte workers: a pool of threads that fetch, verify, write and sync chunks (see @swarm/workers). */
+export interface ByteWorkers {
+  pool: WorkerPool
+  chunks: ChunkWorkers
+  close(): Promise<void>
+}
+
+/**
+ * Data connections this node opens to one peer when byte workers carry the transfers: the main
+ * thread's client keeps one (manifests), and peer jobs go to at most this many workers, which
+ * share the rest, so a peer that caps connections per peer (`agent.dataConnectionsPerPeer`, 8 by
+ * default, assumed the same across the fleet) never refuses ours: 7 workers with 1 each, or 1
+ * worker with 7.
+ */
+export function workerPeerSpread (config: Config, workers: number): number {
+  const cap = config.agent.dataConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER
+  return Math.max(1, Math.min(workers, cap - MAIN_CONNECTIONS_PER_PEER))
+}
+
+/** The main thread's data connections per peer while byte workers carry the transfers. */
+export const MAIN_CONNECTIONS_PER_PEER = 1
+
+/** Byte workers from the configuration: `agent.workers` threads (default one per core), or undefined for 0. */
+export function createByteWorkers (config: Config, privateKey: PrivateKey | undefined, logger: Logger): ByteWorkers | undefined {
+  const size = config.agent.workers ?? availableParallelism()
+  if (size === 0) return undefined
+  const spread = workerPeerSpread(config, size)
+  const data: ByteWorkerData = {
+    config,
+    // a worker of a process with no node key (swarm pull --no-agent) fetches from the origin only
+    privateKey: privateKey !== undefined ? privateKeyToBytes(privateKey) : new Uint8Array(0),
+    // the connections a peer accepts from this node, shared among the workers that may reach it
+    connectionsPerPeer: Math.max(1, Math.floor(((config.agent.dataConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER) - MAIN_CONNECTIONS_PER_PEER) / spread)),
+    downloadBytesPerSecond: config.agent.downloadRate > 0 ? Math.max(1, Math.floor(config.agent.downloadRate / spread)) : 0
+  }
+  const pool = workerPool({ script: new URL('./byte-worker.js', import.meta.url), workerData: data, size, name: 'worker', decodeError: decodeChunkError, logger })
+  return { pool, chunks: chunkWorkers({ pool, peerSpread: spread }), close: async () => { await pool.close() } }
 }

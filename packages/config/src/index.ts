@@ -156,6 +156,8 @@ export const ConfigSchema = z.object({
     dataIdleTimeoutMs: integer(100, 86_400_000).optional(),
     dataHandshakeTimeoutMs: integer(100, 600_000).optional(),
     peerBanSeconds: integer(0, 30 * 24 * 3600),
+    /** byte worker threads (fetch, verify, write, sync of chunks); 0: all in the main thread; absent: one per core */
+    workers: integer(0, 1024).optional(),
     /** this node's labels, which preheat and wait selectors match (`pool=a`) */
     labels
   }).strict(),
@@ -211,6 +213,7 @@ export const ENV_KEYS: Record<string, string> = {
   SWARM_DATA_IDLE_TIMEOUT_MS: 'agent.dataIdleTimeoutMs',
   SWARM_DATA_HANDSHAKE_TIMEOUT_MS: 'agent.dataHandshakeTimeoutMs',
   SWARM_PEER_BAN_SECONDS: 'agent.peerBanSeconds',
+  SWARM_WORKERS: 'agent.workers',
   SWARM_LABELS: 'agent.labels',
   SWARM_MOUNT: 'mount.dir',
   SWARM_MOUNT_READ_AHEAD: 'mount.readAhead',

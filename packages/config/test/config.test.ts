@@ -50,6 +50,16 @@ describe('config', () => {
     expect(config.agent.mdns).toBe(true)
   })
 
+  it('takes the byte worker count from file, env and flag (absent: one per core), and rejects a bad one', async () => {
+    expect((await loadConfig({ env: {} })).agent.workers).toBeUndefined()
+    const file = await tempFile('agent:\n  workers: 4\n')
+    expect((await loadConfig({ file, env: {} })).agent.workers).toBe(4)
+    expect((await loadConfig({ file, env: { SWARM_WORKERS: '0' } })).agent.workers).toBe(0)
+    expect((await loadConfig({ file, env: { SWARM_WORKERS: '0' }, flags: { agent: { workers: '2' } } })).agent.workers).toBe(2)
+    await expect(loadConfig({ env: { SWARM_WORKERS: 'many' } })).rejects.toThrow(/SWARM_WORKERS \(env\): expected a number/)
+    await expect(loadConfig({ env: { SWARM_WORKERS: '-1' } })).rejects.toThrow(/SWARM_WORKERS \(env\)/)
+  })
+
   it('takes the peer ban time from file, env and flag, and rejects a bad one', async () => {
     expect((await loadConfig({ env: {} })).agent.peerBanSeconds).toBe(600)
     const file = await tempFile('agent:\n  peerBanSeconds: 30\n')

@@ -117,6 +117,7 @@ export function peerSource (client: DataClient, peer: DataPeer): ChunkSource {
   return {
     name: `peer:${peer.peerId}`,
     kind: 'peer',
+    remote: { kind: 'peer', peerId: peer.peerId, host: peer.host, port: peer.port },
     fetch: async (request, options) => await client.fetch(peer, request, options),
     release: bytes => { client.release(bytes) }
   }

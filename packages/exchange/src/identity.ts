@@ -5,6 +5,7 @@
  */
 
 import type { TLSSocket } from 'node:tls'
+import { privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { generateCertificate, verifyPeerCertificate } from '@libp2p/tls/utils'
 import { PROTOCOL } from './constants.js'
 import { PeerAuthenticationError, UnexpectedPeerError } from './errors.js'
@@ -51,4 +52,14 @@ export async function authenticate (socket: TLSSocket, expected?: PeerId): Promi
     }
     throw new PeerAuthenticationError(`remote certificate is not a valid libp2p certificate: ${(err as Error).message}`, { cause: err })
   }
+}
+
+/** A node key as bytes, to hand to a worker thread that opens its own data client with it. */
+export function privateKeyToBytes (privateKey: PrivateKey): Uint8Array {
+  return privateKeyToProtobuf(privateKey)
+}
+
+/** The node key from {@link privateKeyToBytes}. */
+export function privateKeyFromBytes (bytes: Uint8Array): PrivateKey {
+  return privateKeyFromProtobuf(bytes)
 }

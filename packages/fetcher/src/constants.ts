@@ -4,3 +4,5 @@ export const DEFAULT_HEDGE_AFTER_MS = 4_000
 export const DEFAULT_SOURCE_TIMEOUT_MS = 60_000
 /** Chunks in flight during a pull: enough to fill a fast link with 4 MiB chunks, little enough to bound memory. */
 export const DEFAULT_PULL_CONCURRENCY = 16
+/** Runs of one attempt in the byte workers when the worker running it dies: once more on its replacement. */
+export const WORKER_TRIES = 2

@@ -6,10 +6,3 @@ export class SourceTimeoutError extends SwarmError {
     super(`${source} did not deliver within ${ms} ms`)
   }
 }
-
-export class ManifestNotHeldError extends SwarmError {
-  override readonly code = 'ERR_MANIFEST_NOT_HELD'
-  constructor (manifestCid: string) {
-    super(`manifest ${manifestCid} is not held by the local store; add it before pulling`)
-  }
-}

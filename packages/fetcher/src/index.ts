@@ -19,6 +19,13 @@
  * bytes go back to their source through `release`, so a source that pools buffers reads the next
  * chunk into the same memory.
  *
+ * Given a pool of byte workers (`workers`, see @swarm/workers) and a store that plans writes, an
+ * attempt on a source that can be described to a worker (`ChunkSource.remote`) runs there as a
+ * whole: the worker fetches, verifies, writes and syncs, and this thread only records the chunk
+ * (`store.recordWritten`) once the worker says it is verified and durable. Hedging, shared
+ * fetches, `onBadSource` and DiskFullError work as on the in-thread path; a worker that died
+ * mid-chunk has recorded nothing, and the attempt runs once more on its replacement.
+ *
  * @example
  *
  * ```ts
@@ -31,15 +38,27 @@
  */
 
 import { AbortError, ChunkUnavailableError, ChunkVerificationError, DiskFullError, silentLogger } from '@swarm/interface'
-import { DEFAULT_HEDGE_AFTER_MS, DEFAULT_SOURCE_TIMEOUT_MS } from './constants.js'
+import { DEFAULT_HEDGE_AFTER_MS, DEFAULT_SOURCE_TIMEOUT_MS, WORKER_TRIES } from './constants.js'
 import { SourceTimeoutError } from './errors.js'
-import type { AbortOptions, ChunkRequest, ChunkSource, ChunkStore, CidString, Logger, Origin, SourceKind } from '@swarm/interface'
+import type { AbortOptions, ChunkRequest, ChunkSource, ChunkStore, CidString, Logger, Origin, PutResult, RemoteSource, SourceKind } from '@swarm/interface'
+import type { ChunkWorkers } from '@swarm/workers'
 
 export * from './constants.js'
 export * from './errors.js'
 
+/** A store that lets a chunk be written elsewhere and recorded here (`@swarm/store` does). */
+export interface WritePlanner {
+  planWrite(cid: CidString): { readonly cid: CidString, readonly size: number, readonly dir?: string, readonly slots: ReadonlyArray<{ readonly path: string, readonly offset: number }> }
+  recordWritten(plan: ReturnType<WritePlanner['planWrite']>, options?: AbortOptions & { source?: string }): Promise<PutResult>
+}
+
 export interface FetcherInit {
-  store: ChunkStore
+  store: ChunkStore & Partial<WritePlanner>
+  /**
+   * byte workers: attempts on sources with a `remote` descriptor run whole in a worker thread
+   * (needs a store with planWrite/recordWritten); absent: every byte passes through this thread
+   */
+  workers?: ChunkWorkers
   /** sources in order of preference; a function is asked again for every chunk (peers come and go) */
   sources: ChunkSource[] | ((request: ChunkRequest) => ChunkSource[])
   hedgeAfterMs?: number
@@ -74,6 +93,8 @@ interface InFlight {
 
 class ChunkFetcher implements Fetcher {
   private readonly store: ChunkStore
+  private readonly planner?: WritePlanner
+  private readonly workers?: ChunkWorkers
   private readonly sources: (request: ChunkRequest) => ChunkSource[]
   private readonly hedgeAfterMs: number
   private readonly sourceTimeoutMs: number
@@ -83,6 +104,11 @@ class ChunkFetcher implements Fetcher {
 
   constructor (init: FetcherInit) {
     this.store = init.store
+    const { planWrite, recordWritten } = init.store
+    if (init.workers !== undefined && init.workers.size > 0 && planWrite !== undefined && recordWritten !== undefined) {
+      this.workers = init.workers
+      this.planner = { planWrite: planWrite.bind(init.store), recordWritten: recordWritten.bind(init.store) }
+    }
     const sources = init.sources
     this.sources = typeof sources === 'function' ? sources : () => sources
     this.hedgeAfterMs = init.hedgeAfterMs ?? DEFAULT_HEDGE_AFTER_MS
@@ -194,6 +220,9 @@ class ChunkFetcher implements Fetcher {
   }
 
   private async attempt (request: ChunkRequest, source: ChunkSource, signal: AbortSignal): Promise<FetchResult> {
+    if (this.workers !== undefined && this.planner !== undefined && source.remote !== undefined) {
+      return await this.attemptInWorker(request, source, source.remote, this.workers, this.planner, signal)
+    }
     const timeout = AbortSignal.timeout(this.sourceTimeoutMs)
     const combined = AbortSignal.any([signal, timeout])
     let bytes: Uint8Array
@@ -220,6 +249,37 @@ class ChunkFetcher implements Fetcher {
     }
     return { source: source.name, kind: source.kind, bytes: bytes.byteLength }
   }
+
+  /** the whole attempt in a worker; this thread records the chunk once the worker has made it durable */
+  private async attemptInWorker (request: ChunkRequest, source: ChunkSource, remote: RemoteSource, workers: ChunkWorkers, planner: WritePlanner, signal: AbortSignal): Promise<FetchResult> {
+    const timeout = AbortSignal.timeout(this.sourceTimeoutMs)
+    const combined = AbortSignal.any([signal, timeout])
+    for (let tries = 1; ; tries++) {
+      const plan = planner.planWrite(request.cid)
+      if (plan.slots.length === 0) return { source: 'local', kind: 'local', bytes: 0 }
+      if (plan.size !== request.size) {
+        throw new ChunkVerificationError(request.cid, source.name, `chunk ${request.cid} is ${request.size} bytes in the request, a held manifest says ${plan.size}`)
+      }
+      try {
+        await workers.fetchChunk({ cid: request.cid, size: request.size, source: remote, sourceName: source.name, slots: plan.slots, dataDir: plan.dir }, { signal: combined })
+      } catch (err) {
+        if (timeout.aborted && !signal.aborted) throw new SourceTimeoutError(source.name, this.sourceTimeoutMs)
+        // written meanwhile by another writer (a local copy, a put): the file may even be sealed
+        if (!(err instanceof DiskFullError) && !(err instanceof ChunkVerificationError) && this.store.hasChunk(request.cid)) {
+          return { source: 'local', kind: 'local', bytes: 0 }
+        }
+        // nothing was recorded; the pool has started a replacement
+        if ((err as { retryable?: unknown }).retryable === true && tries < WORKER_TRIES) {
+          this.log.warn({ cid: request.cid, source: source.name, err: (err as Error).message }, 'byte worker died mid-chunk; fetching the chunk again')
+          continue
+        }
+        throw err
+      }
+      signal.throwIfAborted()
+      await planner.recordWritten(plan, { source: source.name })
+      return { source: source.name, kind: source.kind, bytes: request.size }
+    }
+  }
 }
 
 export function fetcher (init: FetcherInit): Fetcher {
@@ -231,6 +291,7 @@ export function originSource (origin: Origin): ChunkSource {
   return {
     name: 'origin',
     kind: 'origin',
+    remote: { kind: 'origin' },
     async fetch (request: ChunkRequest, options?: AbortOptions): Promise<Uint8Array> {
       return await origin.getChunk(request.cid, options)
     },

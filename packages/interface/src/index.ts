@@ -125,7 +125,17 @@ export interface ChunkSource {
    * it lets the bytes be collected, and a caller that never calls it only loses that reuse.
    */
   release?(bytes: Uint8Array): void
+  /**
+   * The source described as plain data, so a worker thread can reach it with its own clients;
+   * absent when it cannot be (then the fetcher fetches in its own thread).
+   */
+  readonly remote?: RemoteSource
 }
+
+/** A chunk source as a worker thread can reach it: the configured origin, or a peer's data address. */
+export type RemoteSource =
+  | { kind: 'origin' }
+  | { kind: 'peer', peerId: string, host: string, port: number }
 
 /** What an origin can do beyond what every origin does; a missing field means true. */
 export interface OriginCapabilities {

@@ -32,13 +32,16 @@
  * ```
  */
 
-export { createStore, verifyModel, contentKey } from './store.js'
+export { createStore, verifyModel } from './store.js'
+export { contentKey } from './content.js'
 export type {
   Store,
   AddManifestOptions,
   StoreInit,
   StoreUsage,
   PutChunkOptions,
+  WritePlan,
+  RecordWrittenOptions,
   VerifyOptions,
   VerifyReport,
   BadChunk,

@@ -1,6 +1,10 @@
 /**
  * The local store: each distinct file content is one plain file, filled in place.
  *
+ * The code follows the design's seam: content files and their presence maps in content.ts, the
+ * commit loop that makes writes durable and records them in commit.ts, and here the models (held
+ * manifests, refs, pins, leases, gc) and the chunk API built on the other two.
+ *
  * ## Layout under `dir`
  *
  * - `content/<key>`: the file's bytes and nothing else, created sparse at full size with
@@ -27,6 +31,12 @@
  * its bytes. Many concurrent puts share one pair of fsyncs, because puts arriving while a commit
  * is in flight all go into the next one. A put settles only after every write of its bytes has
  * (failed ones included), so its caller may reuse the buffer for other bytes from then on.
+ *
+ * A chunk may also be written elsewhere (a byte worker thread, by path, through its own
+ * descriptors): planWrite names the content files and offsets that need it, the writer verifies,
+ * pwrites and fdatasyncs, and recordWritten hands the slots to the same commit loop, without the
+ * data fsync the writer already did. A slot whose content was removed meanwhile is not recorded,
+ * and a slot already present is not recorded again.
  *
  * fillFromLocal copies a chunk that another content file already holds, re-hashing it on the
  * way, instead of fetching it. verify() re-hashes present chunks from disk; a chunk that no longer
@@ -57,8 +67,7 @@
  * by CID with no name), once unused for a grace period (a `stat` is often followed by an open);
  * otherwise nothing would ever remove them.
  */
-import { createHash } from 'node:crypto'
-import { chmod, mkdir, open, readFile, readdir, stat, statfs, truncate, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, open, readFile, readdir, stat, statfs } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseChunkCid, verifyChunk } from '@swarm/chunker'
 import {
@@ -81,7 +90,6 @@ import {
   totalBytes
 } from '@swarm/manifest'
 import {
-  COMPLETE_FILE_MODE,
   CONTENT_DIR,
   DEFAULT_MAX_OPEN_FILES,
   DEFAULT_PUT_SOURCE,
@@ -98,12 +106,24 @@ import {
   PARTIAL_FILE_MODE,
   TEMP_SUFFIX
 } from './constants.js'
-import { ContentSyncError, ManifestConflictError, ModelLeasedError, StoreClosedError } from './errors.js'
+import { CommitLog } from './commit.js'
+import {
+  clearPresent,
+  contentKey,
+  createContentFile,
+  diskError,
+  firstChunkAt,
+  formatBytes,
+  isComplete,
+  openContentFile,
+  slotChunk,
+  writeFully
+} from './content.js'
+import type { Content, Slot } from './content.js'
+import { ManifestConflictError, ModelLeasedError, StoreClosedError } from './errors.js'
 import { FdPool } from './fd-pool.js'
 import type { FileLease, OpenFile } from './fd-pool.js'
 import { fsyncDir, isMissing, unlinkIfPresent, writeFileAtomic } from './fs-util.js'
-import { cidTag, decodeJournal, encodeRecords } from './journal.js'
-import type { JournalRecordKind } from './journal.js'
 import { acquireLock } from './lock.js'
 import type { StoreLock } from './lock.js'
 import { loadModelsFile, saveModelsFile } from './models-file.js'
@@ -126,7 +146,6 @@ import type {
   StoreLease,
   StoredFile
 } from '@swarm/interface'
-import type { FileHandle } from 'node:fs/promises'
 
 export type EvictReason = 'remove' | 'gc'
 
@@ -159,6 +178,22 @@ export interface StoreInit {
 
 export interface PutChunkOptions extends AbortOptions {
   /** named in the ChunkVerificationError when the bytes do not match */
+  source?: string
+}
+
+/** Where a chunk is to be written by someone else (a worker thread): see {@link Store.planWrite}. */
+export interface WritePlan {
+  readonly cid: CidString
+  /** the chunk's size as the held manifests list it */
+  readonly size: number
+  /** the store's data directory (for messages) */
+  readonly dir: string
+  /** every content file and offset that still needs the chunk; empty when it is present */
+  readonly slots: ReadonlyArray<{ readonly path: string, readonly offset: number }>
+}
+
+export interface RecordWrittenOptions extends AbortOptions {
+  /** named in logs */
   source?: string
 }
 
@@ -214,36 +249,26 @@ export interface Store extends ChunkStore {
    */
   addAndLease(manifestCid: CidString, manifest: Manifest, holder: string, options?: AddManifestOptions): Promise<StoreLease>
   putChunk(cid: CidString, bytes: Uint8Array, options?: PutChunkOptions): Promise<PutResult>
+  /**
+   * Where the bytes of `cid` go, for a writer outside this store (a worker thread) that verifies
+   * them against the CID, pwrites them at each slot through its own descriptor and fdatasyncs
+   * before it hands the plan to `recordWritten`. Rejects with NotFoundError when no held file
+   * needs the chunk.
+   */
+  planWrite(cid: CidString): WritePlan
+  /**
+   * Records a plan's chunk as present, exactly as putChunk records what it wrote: the caller
+   * vouches that the bytes were verified and are durable at every slot. A slot whose content was
+   * removed since the plan is refused (not recorded); a slot already present is not recorded
+   * again; a plan is recorded at most once. `written` is false when nothing was recorded.
+   */
+  recordWritten(plan: WritePlan, options?: RecordWrittenOptions): Promise<PutResult>
   /** re-hashes every present chunk of a model from disk; bad ones become missing again */
   verify(manifestCid: CidString, options?: VerifyOptions): Promise<VerifyReport>
   usage(): StoreUsage
 }
 
-interface Content {
-  readonly key: string
-  readonly dataPath: string
-  readonly journalPath: string
-  readonly size: number
-  readonly chunks: readonly ChunkRef[]
-  /** 1 where a chunk is recorded present */
-  readonly present: Uint8Array
-  /** slots being written, settled once their record is durable (or the write failed) */
-  readonly pending: Map<number, Promise<void>>
-  presentCount: number
-  presentBytes: number
-  /** bytes of intact journal records; the next record goes here */
-  journalSize: number
-  /** whether the file is chmod 0444 */
-  sealed: boolean
-  /** manifest CIDs whose files use this content */
-  readonly users: Set<CidString>
-  removed: boolean
-}
 
-interface Slot {
-  content: Content
-  index: number
-}
 
 interface Model {
   readonly manifestCid: CidString
@@ -257,15 +282,6 @@ interface Model {
   lastUsed: number
 }
 
-interface CommitItem {
-  kind: JournalRecordKind
-  content: Content
-  index: number
-  /** the writable descriptor the bytes went through, released after the data fsync */
-  lease?: FileLease
-  resolve(): void
-  reject(err: unknown): void
-}
 
 /** Opens (creating if needed) the store in `init.dir`; rejects with StoreLockedError if another process has it open. */
 export async function createStore (init: StoreInit, options: AbortOptions = {}): Promise<Store> {
@@ -309,11 +325,10 @@ class LocalStore implements Store {
   /** manifest CID → open leases (id → holder); an entry may precede the model (addAndLease) */
   private readonly leases = new Map<CidString, Map<number, string>>()
   private nextLeaseId = 0
-  /** descriptors whose fdatasync failed: nothing written through them is recorded any more */
-  private readonly poisoned = new WeakSet<FileHandle>()
   private readonly inflight = new Set<Promise<unknown>>()
-  private commitQueue: CommitItem[] = []
-  private committing: Promise<void> | undefined
+  /** the slots behind each plan handed out and not yet recorded */
+  private readonly plans = new WeakMap<WritePlan, Slot[]>()
+  private readonly commits: CommitLog
   private exclusiveTail: Promise<void> = Promise.resolve()
   private persistTail: Promise<void> = Promise.resolve()
   private persistQueued: Promise<void> | undefined
@@ -327,6 +342,7 @@ class LocalStore implements Store {
     this.modelsPath = join(dir, MODELS_FILE)
     this.log = (init.logger ?? silentLogger).child({ component: 'store' })
     this.pool = new FdPool(maxOpenFiles, init.openFile)
+    this.commits = new CommitLog({ pool: this.pool, log: this.log, exclusive: async fn => await this.exclusive(fn), diskError: async (err, doing) => await diskError(dir, err, doing) })
   }
 
   // ---- open -------------------------------------------------------------------------------
@@ -344,7 +360,7 @@ class LocalStore implements Store {
       const files: Array<{ entry: FileEntry, content: Content }> = []
       for (const entry of manifest.manifest.files) {
         const key = contentKey(entry)
-        const content = this.contents.get(key) ?? await this.openContent(key, entry)
+        const content = this.contents.get(key) ?? this.register(await openContentFile(this.contentDir, key, entry, this.log))
         content.users.add(record.manifestCid)
         files.push({ entry, content })
       }
@@ -376,78 +392,16 @@ class LocalStore implements Store {
     }
   }
 
-  /** an existing content file with its journal replayed, or a fresh one when the file is missing or the wrong size */
-  private async openContent (key: string, entry: FileEntry): Promise<Content> {
-    const dataPath = join(this.contentDir, key)
-    const journalPath = dataPath + JOURNAL_SUFFIX
-    const info = await stat(dataPath).catch(err => { if (isMissing(err)) return undefined; throw err })
-    if (info === undefined || !info.isFile() || info.size !== entry.size) {
-      if (info !== undefined) this.log.warn({ key, size: info.size, expected: entry.size }, 'content file has the wrong size; starting it over')
-      return await this.createContent(key, entry)
-    }
-    let journal: Uint8Array
-    try {
-      journal = await readFile(journalPath)
-    } catch (err) {
-      if (!isMissing(err)) throw err
-      journal = new Uint8Array(0)
-      await writeFile(journalPath, journal)
-    }
-    const { records, validLength } = decodeJournal(journal)
-    if (validLength !== journal.byteLength) {
-      this.log.warn({ key, torn: journal.byteLength - validLength }, 'ignoring a torn journal tail')
-      await truncate(journalPath, validLength)
-    }
-    const content = makeContent(key, dataPath, journalPath, entry)
-    content.journalSize = validLength
-    let mismatched = 0
-    for (const record of records) {
-      const chunk = content.chunks[record.index]
-      if (chunk === undefined || cidTag(chunk.cid) !== record.cidTag) {
-        mismatched++
-        continue
-      }
-      if (record.kind === 'present') setPresent(content, record.index)
-      else clearPresent(content, record.index)
-    }
-    if (mismatched > 0) this.log.warn({ key, mismatched }, 'ignoring journal records that do not match the chunk list')
-    const complete = isComplete(content)
-    await chmod(dataPath, complete ? COMPLETE_FILE_MODE : PARTIAL_FILE_MODE)
-    content.sealed = complete
-    this.register(content)
-    return content
-  }
 
-  /** a new, empty (sparse) content file with an empty journal; anything at those paths is replaced */
-  private async createContent (key: string, entry: FileEntry): Promise<Content> {
-    const dataPath = join(this.contentDir, key)
-    const journalPath = dataPath + JOURNAL_SUFFIX
-    // the journal goes first: a journal must never outlive, and so describe, an older data file
-    await unlinkIfPresent(journalPath)
-    await unlinkIfPresent(dataPath)
-    const handle = await open(dataPath, 'wx', PARTIAL_FILE_MODE)
-    try {
-      await handle.truncate(entry.size)
-    } finally {
-      await handle.close()
-    }
-    await writeFile(journalPath, new Uint8Array(0), { flag: 'wx' })
-    const content = makeContent(key, dataPath, journalPath, entry)
-    if (isComplete(content)) {
-      await chmod(dataPath, COMPLETE_FILE_MODE)
-      content.sealed = true
-    }
-    this.register(content)
-    return content
-  }
 
-  private register (content: Content): void {
+  private register (content: Content): Content {
     this.contents.set(content.key, content)
     content.chunks.forEach((chunk, index) => {
       const slots = this.slotsByCid.get(chunk.cid)
       if (slots === undefined) this.slotsByCid.set(chunk.cid, [{ content, index }])
       else slots.push({ content, index })
     })
+    return content
   }
 
   private unregister (content: Content): void {
@@ -536,7 +490,7 @@ class LocalStore implements Store {
       try {
         for (const entry of canonical.files) {
           const key = contentKey(entry)
-          const content = this.contents.get(key) ?? await this.createContent(key, entry)
+          const content = this.contents.get(key) ?? this.register(await createContentFile(this.contentDir, key, entry))
           content.users.add(manifestCid)
           files.push({ entry, content })
         }
@@ -611,18 +565,6 @@ class LocalStore implements Store {
       `disk full: model ${manifestCid} needs ${formatBytes(neededBytes)} more plus a margin of ${formatBytes(margin)}, but the file system of the data dir ${this.dir} has ${formatBytes(freeBytes)} free; free space or lower the cache budget (swarm gc), then pull again`)
   }
 
-  /**
-   * An error of the store's own disk, as what it is: ENOSPC and EDQUOT become DiskFullError (so a
-   * pull ends with it rather than blaming its sources); anything else is returned as is.
-   */
-  private async diskError (err: unknown, doing: string): Promise<unknown> {
-    const code = (err as NodeJS.ErrnoException | undefined)?.code
-    if (code !== 'ENOSPC' && code !== 'EDQUOT') return err
-    const freeBytes = await statfs(this.dir).then(fs => fs.bavail * fs.bsize, () => undefined)
-    return new DiskFullError(this.dir, undefined, freeBytes,
-      `disk full: ${code === 'EDQUOT' ? 'the disk quota is exhausted' : 'no space left'} on the file system of the data dir ${this.dir}${freeBytes !== undefined ? ` (${formatBytes(freeBytes)} free)` : ''} while ${doing}; chunks not stored are not recorded and will be fetched again once there is room`,
-      { cause: err })
-  }
 
   /** holds no bytes, and no lease, pin or name keeps it */
   private isUnused (model: Model): boolean {
@@ -903,6 +845,49 @@ class LocalStore implements Store {
     })
   }
 
+  planWrite (cid: CidString): WritePlan {
+    this.assertOpen()
+    const slots = this.slotsByCid.get(cid)
+    if (slots === undefined || slots.length === 0) throw new NotFoundError(`no held file needs chunk ${cid}`)
+    const size = slotChunk(slots[0] as Slot).size
+    const missing = slots.filter(slot => slot.content.present[slot.index] !== 1 && !slot.content.removed)
+    const plan: WritePlan = Object.freeze({
+      cid,
+      size,
+      dir: this.dir,
+      slots: Object.freeze(missing.map(slot => Object.freeze({ path: slot.content.dataPath, offset: slotChunk(slot).offset })))
+    })
+    this.plans.set(plan, missing)
+    return plan
+  }
+
+  async recordWritten (plan: WritePlan, options: RecordWrittenOptions = {}): Promise<PutResult> {
+    return await this.track(async () => {
+      const slots = this.plans.get(plan)
+      if (slots === undefined) throw new TypeError(`plan for chunk ${plan.cid} was not made by this store, or was recorded already`)
+      // at most once, even if the caller retries after a failure: a new plan is needed then
+      this.plans.delete(plan)
+      throwIfAborted(options.signal)
+      let written = 0
+      await Promise.all(slots.map(async ({ content, index }) => {
+        if (content.removed || content.present[index] === 1) return
+        // a put of the same bytes in flight records the slot itself
+        const pending = content.pending.get(index)
+        if (pending !== undefined) await pending
+        if (content.removed || content.present[index] === 1) return
+        const record = this.commits.commit({ kind: 'present', content, index })
+        const settled: Promise<void> = record.then(() => {}, () => {}).finally(() => {
+          if (content.pending.get(index) === settled) content.pending.delete(index)
+        })
+        content.pending.set(index, settled)
+        await record
+        if (!content.removed && content.present[index] === 1) written++
+      }))
+      if (written > 0) this.log.trace({ cid: plan.cid, slots: written, source: options.source }, 'chunk written elsewhere recorded')
+      return { written: written > 0 }
+    })
+  }
+
   async fillFromLocal (manifestCid: CidString, options: AbortOptions = {}): Promise<number> {
     return await this.track(async () => {
       this.assertOpen()
@@ -1032,9 +1017,9 @@ class LocalStore implements Store {
       await writeFully(lease.handle, bytes, chunk.offset)
     } catch (err) {
       lease.release()
-      throw await this.diskError(err, `writing chunk ${chunk.cid}`)
+      throw await diskError(this.dir, err, `writing chunk ${chunk.cid}`)
     }
-    await this.commit({ kind: 'present', content, index, lease })
+    await this.commits.commit({ kind: 'present', content, index, lease })
     return !content.removed
   }
 
@@ -1048,119 +1033,14 @@ class LocalStore implements Store {
     }
     if (content.present[index] !== 1) return
     clearPresent(content, index)
-    await this.commit({ kind: 'dropped', content, index })
+    await this.commits.commit({ kind: 'dropped', content, index })
   }
 
-  // ---- commits ----------------------------------------------------------------------------
 
-  private async commit (item: Omit<CommitItem, 'resolve' | 'reject'>): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.commitQueue.push({ ...item, resolve, reject })
-      this.committing ??= this.runCommits()
-    })
-  }
 
-  private async runCommits (): Promise<void> {
-    try {
-      while (this.commitQueue.length > 0) {
-        const batch = this.commitQueue
-        this.commitQueue = []
-        await this.exclusive(async () => { await this.commitBatch(batch) })
-      }
-    } finally {
-      this.committing = undefined
-    }
-  }
 
-  /** data fsync, then journal append + fsync, per content file, all files at once */
-  private async commitBatch (batch: CommitItem[]): Promise<void> {
-    const byContent = new Map<Content, CommitItem[]>()
-    for (const item of batch) {
-      if (item.content.removed) {
-        item.lease?.release()
-        item.resolve()
-        continue
-      }
-      const items = byContent.get(item.content)
-      if (items === undefined) byContent.set(item.content, [item])
-      else items.push(item)
-    }
-    await Promise.all([...byContent].map(async ([content, all]) => {
-      // bytes that went through a descriptor whose fdatasync already failed may be lost even if
-      // a later fdatasync on it succeeds: never record them
-      const items: CommitItem[] = []
-      for (const item of all) {
-        if (item.lease === undefined || !this.poisoned.has(item.lease.handle)) {
-          items.push(item)
-          continue
-        }
-        item.lease.release()
-        item.reject(new ContentSyncError(content.dataPath, { cause: new Error('an earlier fdatasync of the descriptor it was written through failed') }))
-      }
-      if (items.length === 0) return
-      try {
-        const handles = new Set<FileHandle>()
-        for (const item of items) if (item.lease !== undefined) handles.add(item.lease.handle)
-        for (const handle of handles) await this.syncData(content, handle)
-        const records = encodeRecords(items.map(item => ({ kind: item.kind, index: item.index, cid: slotChunk(item).cid })))
-        try {
-          await this.appendJournal(content, records)
-        } catch (err) {
-          throw await this.diskError(err, `recording chunks of ${content.dataPath}`)
-        }
-      } catch (err) {
-        this.log.error({ err, key: content.key }, 'commit failed')
-        for (const item of items) item.reject(err)
-        return
-      } finally {
-        for (const item of items) item.lease?.release()
-      }
-      for (const item of items) if (item.kind === 'present') setPresent(content, item.index)
-      for (const item of items) item.resolve()
-      if (isComplete(content) && !content.sealed) await this.seal(content)
-    }))
-  }
 
-  /**
-   * fdatasync of a content file's descriptor. When it fails the kernel may have dropped the dirty
-   * pages and reports that only once per descriptor, so the descriptor is retired: the pool opens
-   * a fresh one for the next write, and whatever else was written through this one is refused.
-   */
-  private async syncData (content: Content, handle: FileHandle): Promise<void> {
-    try {
-      await handle.datasync()
-    } catch (err) {
-      this.poisoned.add(handle)
-      this.pool.forget(content.dataPath, 'r+')
-      this.log.warn({ key: content.key, err: (err as Error).message }, 'fdatasync failed; reopening the content file')
-      const disk = await this.diskError(err, `syncing ${content.dataPath}`)
-      throw disk instanceof DiskFullError ? disk : new ContentSyncError(content.dataPath, { cause: err })
-    }
-  }
 
-  private async appendJournal (content: Content, records: Uint8Array): Promise<void> {
-    const handle = await open(content.journalPath, 'r+')
-    try {
-      // written at the end of the intact records, so a failed append is overwritten by the next
-      await writeFully(handle, records, content.journalSize)
-      await handle.datasync()
-    } finally {
-      await handle.close()
-    }
-    content.journalSize += records.byteLength
-  }
-
-  /** a complete file becomes read-only: from here on it may be handed out as is */
-  private async seal (content: Content): Promise<void> {
-    try {
-      await chmod(content.dataPath, COMPLETE_FILE_MODE)
-      content.sealed = true
-      this.pool.forget(content.dataPath, 'r+')
-      this.log.debug({ key: content.key, bytes: content.size }, 'content complete')
-    } catch (err) {
-      this.log.warn({ err, key: content.key }, 'could not make a complete content file read-only')
-    }
-  }
 
   // ---- plumbing ---------------------------------------------------------------------------
 
@@ -1241,7 +1121,7 @@ class LocalStore implements Store {
     this.closing ??= (async () => {
       this.closed = true
       while (this.inflight.size > 0) await Promise.allSettled([...this.inflight])
-      await this.committing
+      await this.commits.idle()
       await this.persistTail
       await this.pool.closeAll()
       await this.lock.release()
@@ -1250,23 +1130,6 @@ class LocalStore implements Store {
   }
 }
 
-function makeContent (key: string, dataPath: string, journalPath: string, entry: FileEntry): Content {
-  return {
-    key,
-    dataPath,
-    journalPath,
-    size: entry.size,
-    chunks: entry.chunks.map(chunk => ({ cid: chunk.cid, offset: chunk.offset, size: chunk.size })),
-    present: new Uint8Array(entry.chunks.length),
-    pending: new Map(),
-    presentCount: 0,
-    presentBytes: 0,
-    journalSize: 0,
-    sealed: false,
-    users: new Set(),
-    removed: false
-  }
-}
 
 function makeModel (
   manifestCid: CidString,
@@ -1295,40 +1158,11 @@ function modelPresentBytes (model: Model): number {
   return bytes
 }
 
-function formatBytes (bytes: number): string {
-  return bytes >= 1024 * 1024 ? `${(bytes / (1024 * 1024)).toFixed(1)} MiB (${bytes} bytes)` : `${bytes} bytes`
-}
 
-function setPresent (content: Content, index: number): void {
-  if (content.present[index] === 1) return
-  content.present[index] = 1
-  content.presentCount++
-  content.presentBytes += content.chunks[index]?.size ?? 0
-}
 
-function clearPresent (content: Content, index: number): void {
-  if (content.present[index] !== 1) return
-  content.present[index] = 0
-  content.presentCount--
-  content.presentBytes -= content.chunks[index]?.size ?? 0
-}
 
-function isComplete (content: Content): boolean {
-  return content.presentCount === content.chunks.length
-}
 
-function slotChunk (slot: { content: Content, index: number }): ChunkRef {
-  const chunk = slot.content.chunks[slot.index]
-  if (chunk === undefined) throw new RangeError(`no chunk ${slot.index} in ${slot.content.key}`)
-  return chunk
-}
 
-/** SHA-256 over the size and the chunk list: equal keys mean equal bytes at equal offsets */
-export function contentKey (entry: FileEntry): string {
-  const hash = createHash('sha256').update(`swarm-content-v1\n${entry.size}\n`)
-  for (const chunk of entry.chunks) hash.update(`${chunk.offset} ${chunk.size} ${chunk.cid}\n`)
-  return hash.digest('hex')
-}
 
 /**
  * Chunks must tile each file in order, so no two slots overlap and a write can never land on
@@ -1362,25 +1196,7 @@ function checkBudget (budgetBytes: number): void {
   if (!Number.isFinite(budgetBytes) || budgetBytes < 0) throw new RangeError(`budgetBytes must be a non-negative number, got ${budgetBytes}`)
 }
 
-/** index of the chunk holding byte `offset` (chunks tile the file in order) */
-function firstChunkAt (chunks: readonly ChunkRef[], offset: number): number {
-  let lo = 0
-  let hi = chunks.length - 1
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >>> 1
-    if ((chunks[mid]?.offset ?? 0) <= offset) lo = mid
-    else hi = mid - 1
-  }
-  return lo
-}
 
-async function writeFully (handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
-  let done = 0
-  while (done < bytes.byteLength) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, position + done)
-    done += bytesWritten
-  }
-}
 
 async function forEachLimit<T> (items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0

@@ -26,6 +26,7 @@ import { createSwarmNode, loadOrCreateKey, parseSelector } from '@swarm/p2p'
 import { guarded, PullSession, resolveManifest } from '@swarm/pull'
 import { createStore } from '@swarm/store'
 import { checkOriginContent, placeFiles } from '../pull.js'
+import { MAIN_CONNECTIONS_PER_PEER, createByteWorkers } from '../runtime.js'
 import { AgentFleet } from './fleet.js'
 import { fleetRoutes } from './fleet-page.js'
 import { agentMetrics, serveMetrics } from './metrics.js'
@@ -38,7 +39,8 @@ import type { AbortOptions, GcReport, Logger, Manifest, ModelRef, Origin, Transf
 import type { PeerBannedEvent, SwarmNode } from '@swarm/p2p'
 import type { Store } from '@swarm/store'
 import type { FleetView } from './fleet.js'
-import type { AgentMetrics } from './metrics.js'
+import type { ByteWorkers } from '../runtime.js'
+import type { AgentMetrics, ThreadCpuTime } from './metrics.js'
 import type { ModelMount, MountOptions } from './mount.js'
 import type { Server } from 'node:http'
 
@@ -74,6 +76,12 @@ export interface TransferStatus {
   progress: TransferProgress
 }
 
+async function threadCpu (workers: ByteWorkers | undefined): Promise<ThreadCpuTime[]> {
+  if (workers != null) return await workers.pool.threadCpu()
+  const main = process.threadCpuUsage()
+  return [{ name: 'main', userSeconds: main.user / 1e6, systemSeconds: main.system / 1e6 }]
+}
+
 export { ManifestUnavailableError } from '@swarm/pull'
 
 /** An agent asked to join a swarm without a key, which would let any host that reaches it in. */
@@ -95,6 +103,8 @@ export class Agent {
   readonly metrics: AgentMetrics
   readonly origin?: Origin
   readonly log: Logger
+  /** the threads that carry the byte path; undefined with `agent.workers: 0` */
+  readonly workers?: ByteWorkers
   private metricsServer?: Server
   /** the FUSE view, when mounted */
   mount?: ModelMount
@@ -106,7 +116,7 @@ export class Agent {
   private lastGc?: GcReport & { at: number }
   private started = false
 
-  private constructor (init: { config: Config, store: Store, node: SwarmNode, server: DataServer, client: DataClient, metrics: AgentMetrics, origin?: Origin, log: Logger }) {
+  private constructor (init: { config: Config, store: Store, node: SwarmNode, server: DataServer, client: DataClient, metrics: AgentMetrics, origin?: Origin, log: Logger, workers?: ByteWorkers }) {
     this.config = init.config
     this.store = init.store
     this.node = init.node
@@ -115,9 +125,12 @@ export class Agent {
     this.metrics = init.metrics
     this.origin = init.origin
     this.log = init.log
+    this.workers = init.workers
     this.fetcher = createFetcher({
       store: this.store,
       sources: [],
+      // pulls and FUSE misses alike move their bytes in the workers
+      workers: init.workers?.chunks,
       logger: this.log,
       // pulls and FUSE reads alike, counted here because the ban that follows may cancel the
       // pull's request before the pull sees why it failed
@@ -130,6 +143,7 @@ export class Agent {
       guarded(this.log, 'peer:banned', () => {
         // libp2p hangs up on its own; the data plane's connections go too
         this.client.disconnect(event.detail.peerId)
+        this.workers?.pool.broadcast({ disconnect: event.detail.peerId })
       }, handler => { this.metrics.handlerErrors.inc({ handler }) })
     }
     this.node.peerScores.addEventListener('peer:banned', onBanned)
@@ -184,9 +198,12 @@ export class Agent {
       dataAddress: () => ({ host: config.agent.dataHost != null && config.agent.dataHost !== '0.0.0.0' ? config.agent.dataHost : undefined, port: bound.port }),
       logger: init.logger
     })
-    const client = dataClient({ privateKey, downloadBytesPerSecond: config.agent.downloadRate, logger: init.logger })
+    const workers = createByteWorkers(config, privateKey, log)
+    // with workers the main thread fetches only manifests; the workers hold the peer connections
+    const client = dataClient({ privateKey, downloadBytesPerSecond: config.agent.downloadRate, logger: init.logger, ...(workers != null ? { connectionsPerPeer: MAIN_CONNECTIONS_PER_PEER } : {}) })
     const metrics = agentMetrics({
       openSwarm: swarmKey == null,
+      threads: async () => await threadCpu(workers),
       peers: () => node?.connectedPeers().length ?? 0,
       bytesServed: () => server.stats.bytesServed,
       dataServer: () => server.stats,
@@ -194,7 +211,7 @@ export class Agent {
       peerCounts: () => node != null ? { control: node.control.stats(), scores: node.peerScores.stats() } : undefined,
       fleet: () => agent?.fleetState != null ? { view: agent.fleet(), stats: agent.node.fleet.stats() } : undefined
     })
-    agent = new Agent({ config, store, node, server, client, metrics, origin: init.origin, log })
+    agent = new Agent({ config, store, node, server, client, metrics, origin: init.origin, log, workers })
     agent.fleetState = new AgentFleet(agent, config.agent.labels)
     agent.metricsServer = await serveMetrics(metrics, config.agent.metricsHost, config.agent.metricsPort, () => agent?.started === true, fleetRoutes(agent))
 
@@ -359,6 +376,11 @@ export class Agent {
     return { id: request.id, ref: request.target, selector: request.selector, ...(manifestCid != null ? { manifestCid } : {}) }
   }
 
+  /** CPU time of the main thread and of each byte worker so far */
+  async threads (): Promise<ThreadCpuTime[]> {
+    return await threadCpu(this.workers)
+  }
+
   status (): Record<string, unknown> {
     return {
       peerId: this.node.peerId,
@@ -387,6 +409,7 @@ export class Agent {
     await Promise.allSettled([...this.sessions.values()].map(async s => await s.session))
     await new Promise<void>(resolve => { this.metricsServer?.close(() => { resolve() }) ?? resolve() })
     await this.client.close()
+    await this.workers?.close()
     await this.server.stop()
     await this.node.stop()
     await this.store.close()

@@ -116,7 +116,8 @@ export async function serveControlApi (agent: Agent, socket: string, describe: (
         req.resume()
       }
       if (req.method === 'GET' && req.url === '/v1/status') {
-        reply(200, agent.status())
+        // per-thread CPU comes from the workers themselves, so it is asked for
+        agent.threads().then(threads => { reply(200, { ...agent.status(), threads }) }, fail)
         return
       }
       if (req.method === 'GET' && req.url === '/v1/fleet') {

@@ -52,7 +52,15 @@ export interface FuseCounts {
   passthrough: boolean
 }
 
-export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, bytesServed(): number, dataServer?(): Readonly<DataServerStats>, fuse?(): FuseCounts | undefined, peerCounts?(): PeerCounts | undefined, fleet?(): FleetCounts | undefined }): AgentMetrics {
+/** CPU time of one thread of this process, as `swarm status` shows it. */
+export interface ThreadCpuTime {
+  /** `main`, or `worker-<i>` for the i-th byte worker */
+  name: string
+  userSeconds: number
+  systemSeconds: number
+}
+
+export function agentMetrics (collect: { openSwarm?: boolean, threads?(): Promise<ThreadCpuTime[]>, peers(): number, bytesServed(): number, dataServer?(): Readonly<DataServerStats>, fuse?(): FuseCounts | undefined, peerCounts?(): PeerCounts | undefined, fleet?(): FleetCounts | undefined }): AgentMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'swarm_process_' })
   const bytes = new Counter({ name: 'swarm_bytes_total', help: 'Chunk bytes stored, by where they came from', labelNames: ['source'] as const, registers: [registry] })
@@ -61,6 +69,22 @@ export function agentMetrics (collect: { openSwarm?: boolean, peers(): number, b
   const chunksRejected = new Counter({ name: 'swarm_chunks_rejected_total', help: 'Chunks whose bytes failed verification', labelNames: ['source'] as const, registers: [registry] })
   // present from the start, so an alert's increase() sees the first rejection too
   chunksRejected.inc({ source: 'peer' }, 0)
+  // where each core goes: the main thread schedules and talks control, byte workers move bytes
+  new Counter({
+    name: 'swarm_thread_cpu_seconds_total',
+    help: 'CPU time of each thread of the agent (main, and each byte worker), by mode',
+    labelNames: ['thread', 'mode'] as const,
+    registers: [registry],
+    async collect () {
+      const main = process.threadCpuUsage()
+      const threads = await collect.threads?.() ?? [{ name: 'main', userSeconds: main.user / 1e6, systemSeconds: main.system / 1e6 }]
+      this.reset()
+      for (const thread of threads) {
+        this.inc({ thread: thread.name, mode: 'user' }, thread.userSeconds)
+        this.inc({ thread: thread.name, mode: 'system' }, thread.systemSeconds)
+      }
+    }
+  })
   const peers = new Gauge({ name: 'swarm_peers', help: 'Peers connected over libp2p', registers: [registry], collect () { this.set(collect.peers()) } })
   const bytesServed = new Gauge({ name: 'swarm_bytes_served', help: 'Bytes served to peers since start', registers: [registry], collect () { this.set(collect.bytesServed()) } })
   // cumulative since the mount, read from the adapter at each scrape (hence gauges)

@@ -7,7 +7,7 @@ import { describeError } from '../exit-codes.js'
 import { formatBytes, outputMode, reporter } from '../progress.js'
 import { pullModel, placeFiles, resolveManifestCid } from '../pull.js'
 import { agentPull } from '../agent/control-api.js'
-import { createLogger, createOrigin } from '../runtime.js'
+import { createByteWorkers, createLogger, createOrigin } from '../runtime.js'
 import { controller, globals, configFrom, logLevelFor, emit, withStore } from './context.js'
 import type { Command } from 'commander'
 import type { TransferProgress } from '@swarm/interface'
@@ -35,9 +35,10 @@ export async function pullCommand (target: string, local: { to?: string, cid?: b
     try {
       await withStore(config, logger, async store => {
         const manifestCid = ref != null ? await resolveManifestCid(origin, ref, { signal: controller.signal }) : target
+        const workers = createByteWorkers(config, undefined, logger)
         try {
           const summary = await pullModel({
-            store, origin, manifestCid, ref: ref != null ? formatRef(ref) : undefined, concurrency: config.concurrency, logger, signal: controller.signal,
+            store, origin, manifestCid, ref: ref != null ? formatRef(ref) : undefined, concurrency: config.concurrency, logger, signal: controller.signal, workers: workers?.chunks,
             onProgress: p => { progress.update({ doneBytes: p.doneBytes, totalBytes: p.totalBytes, detail: { bytesBySource: p.bytesBySource } }) }
           })
           progress.stop()
@@ -51,6 +52,8 @@ export async function pullCommand (target: string, local: { to?: string, cid?: b
         } catch (err) {
           const { message, exitCode, code } = describeError(err, store.getManifest(manifestCid))
           throw Object.assign(new Error(message), { exitCode, code })
+        } finally {
+          await workers?.close()
         }
       })
     } finally {

@@ -1,0 +1,160 @@
+/**
+ * A chunk job: one whole chunk, from its source to durable bytes in the store's content files.
+ *
+ * The main thread plans the write (the store's `planWrite` names each content file and offset
+ * that needs the chunk) and sends `{ cid, size, source, slots }`. The worker fetches the bytes
+ * with its own clients (its own origin client, its own peer connections), hashes them against
+ * the CID, pwrites them at every slot through descriptors it opens itself by path (the main
+ * thread's descriptor numbers mean nothing here, and may be closed and reused there at any
+ * time), fdatasyncs each file, closes it, and answers only once all of that is done. The main
+ * thread then records the chunk in the store's journal (`recordWritten`): the worker never
+ * records, so a worker that dies, or a job that is aborted, leaves at worst bytes on disk
+ * without a record, which the store treats as missing. The bytes never cross threads.
+ *
+ * Failures come back as the errors the in-thread path would give: ChunkVerificationError (bad
+ * data from that source), DiskFullError, AbortError, and the source's own errors by name
+ * (NotFoundError, OriginUnavailableError, a peer's RequestTimeoutError, …); a worker that died
+ * gives WorkerDiedError, which may be retried.
+ */
+import { open, statfs } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { verifyChunk } from '@swarm/chunker'
+import { AbortError, ChunkVerificationError, DiskFullError, NotFoundError, OriginUnavailableError } from '@swarm/interface'
+import { WorkerJobError } from './errors.js'
+import { serveJobs } from './worker.js'
+import type { RunOptions, SerializedError, WorkerPool } from './pool.js'
+import type { AbortOptions, ChunkRequest, RemoteSource } from '@swarm/interface'
+
+/** where a chunk goes: a content file and the offset of the chunk in it */
+export interface ChunkSlot {
+  path: string
+  offset: number
+}
+
+export interface ChunkJob {
+  cid: string
+  size: number
+  source: RemoteSource
+  /** the source's name, for errors (`origin`, `peer:<id>`) */
+  sourceName: string
+  slots: readonly ChunkSlot[]
+  /** the store's data directory, named in a disk-full error */
+  dataDir?: string
+}
+
+export interface ChunkJobResult {
+  /** bytes fetched (the chunk's size) */
+  bytes: number
+}
+
+/** Runs chunk jobs in a pool; what the fetcher is given. */
+export interface ChunkWorkers {
+  readonly size: number
+  fetchChunk(job: ChunkJob, options?: AbortOptions): Promise<ChunkJobResult>
+}
+
+export interface ChunkWorkersInit {
+  pool: WorkerPool
+  /**
+   * jobs for one peer run on at most this many workers, so a peer sees at most this many
+   * workers' connections from this node (default: the whole pool)
+   */
+  peerSpread?: number
+}
+
+/** The main thread's side: chunk jobs for a pool whose workers run `serveChunkJobs`. */
+export function chunkWorkers (init: ChunkWorkersInit): ChunkWorkers {
+  const { pool } = init
+  const spread = init.peerSpread ?? pool.size
+  return {
+    size: pool.size,
+    async fetchChunk (job, options = {}) {
+      const run: RunOptions = { signal: options.signal }
+      if (job.source.kind === 'peer') run.affinity = { key: job.source.peerId, spread }
+      return await pool.run<ChunkJobResult>(job, run)
+    }
+  }
+}
+
+/** Rebuilds, on the main thread, an error a chunk job failed with. */
+export function decodeChunkError (error: SerializedError): Error {
+  const fields = error.fields ?? {}
+  switch (error.name) {
+    case 'ChunkVerificationError': return new ChunkVerificationError(String(fields.cid ?? ''), String(fields.source ?? ''), error.message)
+    case 'DiskFullError': return new DiskFullError(String(fields.dir ?? ''), numberOr(fields.neededBytes), numberOr(fields.freeBytes), error.message)
+    case 'AbortError': return new AbortError(error.message)
+    case 'NotFoundError': return new NotFoundError(error.message)
+    case 'OriginUnavailableError': return new OriginUnavailableError(error.message)
+    default: return new WorkerJobError(error.name, error.message, error.code)
+  }
+}
+
+function numberOr (value: unknown): number | undefined {
+  return typeof value === 'number' ? value : undefined
+}
+
+export interface ChunkJobSources {
+  /** the bytes of a chunk from a source this worker can reach */
+  fetch(source: RemoteSource, request: ChunkRequest, options: Required<AbortOptions>): Promise<Uint8Array>
+  /** gives bytes back to the client that fetched them, once written */
+  release?(source: RemoteSource, bytes: Uint8Array): void
+  /** a message the main thread broadcast to every worker (`WorkerPool.broadcast`) */
+  control?(message: unknown): void
+}
+
+/** In a worker's entry script: answers chunk jobs with these sources. */
+export function serveChunkJobs (sources: ChunkJobSources): () => void {
+  return serveJobs(async (job: ChunkJob, options) => await runChunkJob(job, sources, options), message => { sources.control?.(message) })
+}
+
+/** fetch, verify, pwrite every slot, fdatasync; resolves only once the bytes are durable */
+export async function runChunkJob (job: ChunkJob, sources: ChunkJobSources, options: Required<AbortOptions>): Promise<ChunkJobResult> {
+  const { signal } = options
+  signal.throwIfAborted()
+  const bytes = await sources.fetch(job.source, { cid: job.cid, size: job.size }, { signal })
+  try {
+    if (signal.aborted) throw new AbortError()
+    if (bytes.byteLength !== job.size) {
+      throw new ChunkVerificationError(job.cid, job.sourceName, `chunk ${job.cid} from ${job.sourceName} has ${bytes.byteLength} bytes, expected ${job.size}`)
+    }
+    if (!verifyChunk(job.cid, bytes)) throw new ChunkVerificationError(job.cid, job.sourceName)
+    const byPath = new Map<string, number[]>()
+    for (const slot of job.slots) {
+      const offsets = byPath.get(slot.path)
+      if (offsets === undefined) byPath.set(slot.path, [slot.offset])
+      else offsets.push(slot.offset)
+    }
+    await Promise.all([...byPath].map(async ([path, offsets]) => { await writeDurably(path, offsets, bytes, job) }))
+  } finally {
+    sources.release?.(job.source, bytes)
+  }
+  return { bytes: bytes.byteLength }
+}
+
+async function writeDurably (path: string, offsets: readonly number[], bytes: Uint8Array, job: ChunkJob): Promise<void> {
+  let handle
+  try {
+    handle = await open(path, 'r+')
+    for (const offset of offsets) {
+      let done = 0
+      while (done < bytes.byteLength) {
+        const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, offset + done)
+        done += bytesWritten
+      }
+    }
+    await handle.datasync()
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      // worded as the store words its own disk errors
+      const dir = job.dataDir ?? dirname(path)
+      const freeBytes = await statfs(dir).then(fs => fs.bavail * fs.bsize, () => undefined)
+      throw new DiskFullError(dir, undefined, freeBytes,
+        `disk full: ${code === 'EDQUOT' ? 'the disk quota is exhausted' : 'no space left'} on the file system of the data dir ${dir}${freeBytes !== undefined ? ` (${freeBytes} bytes free)` : ''} while writing chunk ${job.cid}; chunks not stored are not recorded and will be fetched again once there is room`,
+        { cause: err })
+    }
+    throw err
+  } finally {
+    await handle?.close().catch(() => {})
+  }
+}
