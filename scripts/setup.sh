@@ -4,6 +4,7 @@
 #
 #   scripts/setup.sh demo    what the demo needs (nothing beyond Node)
 #   scripts/setup.sh test    plus the S3 server (Ceph RGW) the tests run against, nginx and openssl for the HTTP origin's tests, FUSE and the loaders the FUSE tests use
+#   scripts/setup.sh bench   what the benchmarks need beyond the demo: the S3 server, iproute2 and curl for bench/fanout's network, aria2 for its BitTorrent baseline
 #
 # Installs missing Debian packages when it can (root and apt-get); otherwise it names them and stops.
 set -euo pipefail
@@ -20,7 +21,9 @@ case "$purpose" in
   # the HTTP origin: nginx, and openssl for its test CA; the fleet page test drives chromium;
   # the monitoring test runs prometheus and promtool
   test) packages+=(ceph-mon ceph-osd radosgw fuse libfuse2 fio python3-numpy python3-torch docker-registry apache2-utils nginx openssl chromium prometheus) ;;
-  *) echo "swarm setup: unknown purpose '$purpose' (demo|test)" >&2; exit 2 ;;
+  # bench/fanout: namespaces and tc (iproute2), the agents' metrics (curl), aria2c for the BitTorrent case
+  bench) packages+=(ceph-mon ceph-osd radosgw iproute2 curl aria2) ;;
+  *) echo "swarm setup: unknown purpose '$purpose' (demo|test|bench)" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -18,10 +18,25 @@
 //   `--concurrency` 1: with the default 16, N ≥ 8 nodes sharing a 50 Mbit/s origin keep 128+ GETs
 //   open, each outlives the fetcher's 60 s per-attempt limit and the pull fails; with 2, 3 of 8
 //   nodes still failed that way, as TCP flows through one token bucket get unequal shares).
+// - BitTorrent, what a user would compare Swarm with: one aria2c per host (the leechers), one
+//   aria2c seeder in the origin's namespace (so on the origin's link, shaped as the S3 server's),
+//   a tracker (npm bittorrent-tracker, tracker.mjs) there too, and torrents of the same model
+//   files made here (torrent.mjs), once with 256 KiB pieces and once with Swarm's chunk size. The
+//   leechers start together; a node's time runs from then to aria2's download-complete hook.
+//   aria2c is set as a new user would set it (aria2Options): the tracker only, seed until the
+//   bench ends it, no preallocation, no re-check. aria2 has no upload-slot setting (its choker
+//   decides) and reports no per-source byte counts, so its peer share is read on the wire.
 // - Origin egress is read on the wire (bytes the origin's link sent, TCP/IP headers included)
 //   and from the agents (`swarm_bytes_total{source="origin"}`: verified chunk bytes). Peer bytes
-//   come from the agents' metrics. CPU: the whole machine's busy share from /proc/stat each second
-//   (other tenants included) and the CPU time of the fleet's agents and the gateway.
+//   come from the agents' metrics. The origin link's busy share: its wire counter sampled every
+//   100 ms, each interval busy in proportion to what it sent over what the link's rate allows,
+//   from the release until the last node finished. CPU: the whole machine's busy share from
+//   /proc/stat each second (other tenants included) and the CPU time of the fleet: Swarm's agents
+//   and the S3 server's namespace (aria2c's fleet: every aria2c, the seeder included), also per GB
+//   delivered; for Swarm also split into agents, gateway and the `swarm pull` CLIs (start-up
+//   included, reported apart), and the agents' CPU per thread (main, libuv pool, V8 helpers).
+//   FANOUT_CPU_PROF=<dir> has each agent write a V8 CPU profile there, and the pull's window
+//   beside it, for profile.mjs to break down by component and function.
 // - A late joiner (one more host, started after the others finished) and churn (a quarter of
 //   the agents killed mid-pull) run at FANOUT_EVENTS_N.
 //
@@ -29,7 +44,9 @@
 // global time limit; processes still running inside them are ended first.
 //
 // Env: FANOUT_N (1,2,4,8,16), FANOUT_MODEL_MIB (128), FANOUT_LINK_MBIT (50), FANOUT_ORIGIN_MBIT (50),
-// FANOUT_CHUNK_SIZE (4MiB), FANOUT_CASES (swarm,baseline,late,churn), FANOUT_EVENTS_N (8),
+// FANOUT_CHUNK_SIZE (4MiB), FANOUT_CASES (swarm,bittorrent,baseline,late,churn), FANOUT_EVENTS_N (8),
+// FANOUT_BT_PIECES (256KiB,<chunk size>: a BitTorrent run per piece size), FANOUT_BT_ANNOUNCE_S
+// (5: the tracker's announce interval), FANOUT_CPU_PROF (a directory for the agents' CPU profiles),
 // FANOUT_RUN_LIMIT (8: a run stops at this many × T*, at least 60 s), FANOUT_TIMEOUT_S (1800),
 // FANOUT_BASELINE_CONCURRENCY (1), FANOUT_SUBNET (10.77.0), FANOUT_NAME (fanout), FANOUT_DOCS_SVG (a path to copy
 // the plot to), FANOUT_AGENT_LOGS (a directory: each agent's JSON log goes to a file there, at
@@ -382,8 +399,10 @@ async function startFleet (indices, ctx) {
     rest.push(...await Promise.all(indices.slice(k, k + 4).map(async i => await startAgent(i, { ...ctx, bootstrap: first.multiaddrs }))))
   }
   const fleet = [first, ...rest]
-  // let the DHT and the control connections settle: every agent connected to the others, or 20 s
-  const until = performance.now() + 20_000
+  // let the DHT and the control connections settle: every agent connected to the others, or 60 s
+  // (on a loaded machine 8 agents took over 20 s to meet, and a pull released before then starts
+  // with a partial view of the fleet)
+  const until = performance.now() + 60_000
   for (;;) {
     const peers = await Promise.all(fleet.map(async a => (await agentMetrics(a)).peers))
     if (peers.every(p => p >= fleet.length - 1) || performance.now() > until) {
@@ -428,8 +447,11 @@ async function pullBarrier (agents) {
     paths: new Map(servers.map(s => [s.agent.index, s.path])),
     outcome,
     get t0 () { return t0 },
-    async go (timeoutMs) {
+    async whenAllHere (timeoutMs) {
       await Promise.race([allHere, new Promise((resolve, reject) => setTimeout(() => reject(new Error(`only ${held.length} of ${agents.length} pulls reached the barrier in ${timeoutMs / 1000} s`)), timeoutMs).unref())])
+    },
+    async go (timeoutMs) {
+      await this.whenAllHere(timeoutMs)
       t0 = performance.now()
       for (const { agent, client } of held) {
         const upstream = connect(agent.socket)
@@ -491,13 +513,16 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     const barrier = await pullBarrier(agents)
     const pulls = agents.map(agent => spawnIn(agent.host, ['node', cli, 'pull', ctx.ref, '--json'], { ...ctx.env, SWARM_SOCKET: barrier.paths.get(agent.index) }))
     const before = await fabric.counters('o')
+    const link = await originLinkSampler()
+    // CPU is counted from the release: before it the agents only wait while the CLIs start
+    // (on a loaded machine, for over a minute at N = 8)
+    await barrier.whenAllHere(120_000)
     const originCpuBefore = await originCpu()
     for (const agent of agents) {
       agent.cpuAtStart = processCpu(agent.child.pid)
       agent.threadsAtStart = threadCpu(agent.child.pid)
     }
     const sampler = cpuSampler()
-    const link = await originLinkSampler()
     await barrier.go(120_000)
     const t0Ns = process.hrtime.bigint()
     log(`  N=${n}: ${n} pulls released${kill != null ? `; killing ${kill.count} agents at ${fmt(kill.atMs / 1000)} s` : ''}`)
