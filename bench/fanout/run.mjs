@@ -313,6 +313,44 @@ async function originLinkSampler () {
   }
 }
 
+/**
+ * Bytes sent on each TCP connection of a host now (ss's tcp_info), keyed by its ends. Summed over
+ * every host, each byte counts once (at its sender). A connection that closed between two reads
+ * is missing from the later one, so short-lived connections are undercounted.
+ */
+async function tcpSent (host) {
+  const { stdout } = await exec('ip', ['netns', 'exec', fabric.hosts.get(host).ns, 'ss', '-tinH', 'state', 'established'], { maxBuffer: 16 * MiB })
+  const sent = new Map()
+  let ends
+  for (const line of stdout.split('\n')) {
+    if (line.trim() === '') continue
+    if (!/^\s/.test(line)) {
+      const cols = line.trim().split(/\s+/)
+      ends = { local: cols.at(-2), peer: cols.at(-1) }
+      continue
+    }
+    const m = /bytes_sent:(\d+)/.exec(line)
+    if (ends != null) sent.set(`${ends.local}>${ends.peer}`, { ...ends, bytes: m != null ? Number(m[1]) : 0 })
+    ends = undefined
+  }
+  return sent
+}
+
+/** What the hosts sent between two tcpSent reads, by the port that names the protocol. */
+function tcpSentByPort (before, after, ports) {
+  const out = Object.fromEntries([...Object.keys(ports), 'other'].map(k => [k, 0]))
+  after.forEach((conns, h) => {
+    for (const [key, c] of conns) {
+      const delta = c.bytes - (before.get(h)?.get(key)?.bytes ?? 0)
+      const localPort = Number(c.local.split(':').at(-1))
+      const peerPort = Number(c.peer.split(':').at(-1))
+      const name = Object.keys(ports).find(k => ports[k] === localPort || ports[k] === peerPort) ?? 'other'
+      out[name] += delta
+    }
+  })
+  return out
+}
+
 async function agentMetrics (agent) {
   const { stdout } = await exec('ip', ['netns', 'exec', fabric.hosts.get(agent.host).ns, 'curl', '-sf', '--max-time', '10', `http://127.0.0.1:${agent.metricsPort}/metrics`])
   const value = (name, labels = '') => {
@@ -374,7 +412,7 @@ async function startAgent (index, { bootstrap, env, keyFile, dir }) {
   let onReady
   const ready = new Promise((resolve, reject) => {
     onReady = resolve
-    setTimeout(() => reject(new Error(`agent ${host} not ready in 90 s`)), 90_000).unref()
+    setTimeout(() => reject(new Error(`agent ${host} not ready in 180 s`)), 180_000).unref()
   })
   if (settings.agentLogs != null) agentEnv.SWARM_LOG_LEVEL = 'info'
   // written when the agent exits on SIGTERM; profile.mjs cuts it to the pull's window
@@ -517,6 +555,7 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     // CPU is counted from the release: before it the agents only wait while the CLIs start
     // (on a loaded machine, for over a minute at N = 8)
     await barrier.whenAllHere(120_000)
+    const tcpBefore = new Map(await Promise.all(agents.map(async a => [a.host, await tcpSent(a.host)])))
     const originCpuBefore = await originCpu()
     for (const agent of agents) {
       agent.cpuAtStart = processCpu(agent.child.pid)
@@ -553,6 +592,7 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     const wallMs = performance.now() - barrier.t0
     const after = await fabric.counters('o')
     const metrics = await Promise.all(survivors().map(async a => await agentMetrics(a).catch(() => ({ originBytes: 0, peerBytes: 0 }))))
+    const tcpAfter = new Map(await Promise.all(survivors().map(async a => [a.host, await tcpSent(a.host).catch(() => new Map())])))
     const agentsCpu = survivors().reduce((sum, a) => sum + ((processCpu(a.child.pid) ?? a.cpuAtStart) - a.cpuAtStart), 0)
     const threads = {}
     for (const a of survivors()) {
@@ -578,6 +618,9 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
       killAtMs: kill?.atMs,
       errors,
       originWireBytes: after.txBytes - before.txBytes,
+      // what the hosts sent, by protocol: libp2p (control protocol, fleet gossip, DHT, pings), the
+      // chunk servers' TLS, S3 requests; from connections open at the end (lower bounds where some closed)
+      tcpSentBytes: tcpSentByPort(tcpBefore, tcpAfter, { libp2p: 4001, data: 4002, s3: S3_PORT }),
       originBytes: metrics.reduce((sum, m) => sum + m.originBytes, 0),
       peerBytes: metrics.reduce((sum, m) => sum + m.peerBytes, 0),
       perNode: survivors().map((a, k) => ({ host: a.host, ms: barrier.outcome.get(a.index)?.ms, originBytes: metrics[k].originBytes, peerBytes: metrics[k].peerBytes })),
