@@ -442,7 +442,8 @@ async function startFleet (indices, ctx) {
   // with a partial view of the fleet)
   const until = performance.now() + 60_000
   for (;;) {
-    const peers = await Promise.all(fleet.map(async a => (await agentMetrics(a)).peers))
+    // an agent too busy to answer within curl's 10 s (a loaded machine) counts as not settled yet
+    const peers = await Promise.all(fleet.map(async a => await agentMetrics(a).then(m => m.peers, () => 0)))
     if (peers.every(p => p >= fleet.length - 1) || performance.now() > until) {
       log(`  ${fleet.length} agents up; peers each: ${peers.join(' ')}`)
       break
