@@ -446,6 +446,7 @@ async function startFleet (indices, ctx) {
     const peers = await Promise.all(fleet.map(async a => await agentMetrics(a).then(m => m.peers, () => 0)))
     if (peers.every(p => p >= fleet.length - 1) || performance.now() > until) {
       log(`  ${fleet.length} agents up; peers each: ${peers.join(' ')}`)
+      for (const a of fleet) a.idleFrom = { at: performance.now(), cpu: processCpu(a.child.pid), threads: threadCpu(a.child.pid) }
       break
     }
     await new Promise(resolve => setTimeout(resolve, 1000))
@@ -556,6 +557,10 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     // CPU is counted from the release: before it the agents only wait while the CLIs start
     // (on a loaded machine, for over a minute at N = 8)
     await barrier.whenAllHere(120_000)
+    // the agents are idle from the fleet's settling until the release (the CLIs talk to the barrier meanwhile):
+    // what an idle fleet costs (timers, pings, gossip heartbeats, DHT upkeep)
+    const idleS = (performance.now() - agents[0].idleFrom.at) / 1000
+    const idleCpu = agents.reduce((sum, a) => sum + (processCpu(a.child.pid) ?? a.idleFrom.cpu) - a.idleFrom.cpu, 0)
     const tcpBefore = new Map(await Promise.all(agents.map(async a => [a.host, await tcpSent(a.host)])))
     const originCpuBefore = await originCpu()
     for (const agent of agents) {
@@ -634,6 +639,8 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
         agentsCpuSeconds: agentsCpu,
         gatewayCpuSeconds: gatewayCpu,
         cliCpuSeconds: [...cliCpu.values()].reduce((a, b) => a + b, 0),
+        idleSeconds: idleS,
+        idleAgentCores: idleCpu / idleS / n,
         agentThreads: threads
       }
     }
