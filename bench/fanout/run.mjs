@@ -998,7 +998,7 @@ if (model != null && results.length > 0) {
     { label: 'Swarm p99', color: '#264653', points: results.filter(e => e.swarm != null).map(e => ({ n: e.n, seconds: e.swarm.p99Ms / 1000, capped: e.swarm.capped })) },
     { label: 'Swarm p50', color: '#8ab17d', dashed: true, points: results.filter(e => e.swarm != null).map(e => ({ n: e.n, seconds: e.swarm.p50Ms / 1000, capped: e.swarm.capped })) },
     ...settings.btPieces.map((pieceLength, k) => ({
-      label: `BitTorrent p99, ${fmt(pieceLength / 1024, 0)} KiB`,
+      label: `BitTorrent p99, ${pieceLength >= MiB ? `${fmt(pieceLength / MiB, 0)} MiB` : `${fmt(pieceLength / 1024, 0)} KiB`}`,
       color: ['#9b5de5', '#f4a261', '#577590'][k % 3],
       dashed: k > 0,
       points: results.flatMap(e => (e.bittorrent ?? []).filter(r => r.pieceLength === pieceLength).map(r => ({ n: e.n, seconds: r.p99Ms / 1000, capped: r.capped })))
