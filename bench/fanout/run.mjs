@@ -330,22 +330,25 @@ async function tcpSent (host) {
       continue
     }
     const m = /bytes_sent:(\d+)/.exec(line)
-    if (ends != null) sent.set(`${ends.local}>${ends.peer}`, { ...ends, bytes: m != null ? Number(m[1]) : 0 })
+    const r = /bytes_retrans:(\d+)/.exec(line)
+    if (ends != null) sent.set(`${ends.local}>${ends.peer}`, { ...ends, bytes: m != null ? Number(m[1]) : 0, retrans: r != null ? Number(r[1]) : 0 })
     ends = undefined
   }
   return sent
 }
 
-/** What the hosts sent between two tcpSent reads, by the port that names the protocol. */
+/** What the hosts sent between two tcpSent reads, by the port that names the protocol; retransmissions included, and also apart. */
 function tcpSentByPort (before, after, ports) {
-  const out = Object.fromEntries([...Object.keys(ports), 'other'].map(k => [k, 0]))
+  const out = Object.fromEntries([...Object.keys(ports), 'other'].flatMap(k => [[k, 0], [`${k}Retransmitted`, 0]]))
   after.forEach((conns, h) => {
     for (const [key, c] of conns) {
       const delta = c.bytes - (before.get(h)?.get(key)?.bytes ?? 0)
+      const retrans = c.retrans - (before.get(h)?.get(key)?.retrans ?? 0)
       const localPort = Number(c.local.split(':').at(-1))
       const peerPort = Number(c.peer.split(':').at(-1))
       const name = Object.keys(ports).find(k => ports[k] === localPort || ports[k] === peerPort) ?? 'other'
       out[name] += delta
+      out[`${name}Retransmitted`] += retrans
     }
   })
   return out
