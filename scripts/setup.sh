@@ -3,8 +3,8 @@
 # Node.js 24 (the machine's, or one installed into .tools/node), the Debian packages a purpose needs, npm dependencies, the TypeScript build.
 #
 #   scripts/setup.sh demo    what the demo needs (nothing beyond Node)
-#   scripts/setup.sh test    plus the S3 server (Ceph RGW) the tests run against, nginx and openssl for the HTTP origin's tests, FUSE and the loaders the FUSE tests use
-#   scripts/setup.sh bench   what the benchmarks need beyond the demo: the S3 server, iproute2 and curl for bench/fanout's network, aria2 for its BitTorrent baseline
+#   scripts/setup.sh test    plus the S3 server (Ceph RGW) the tests run against, nginx and openssl for the HTTP origin's tests, FUSE and the loaders the FUSE tests use,
+#                            rclone, GNU time and aria2 (bench/fanout's BitTorrent baseline) for the benches
 #
 # Installs missing Debian packages when it can (root and apt-get); otherwise it names them and stops.
 set -euo pipefail
@@ -19,11 +19,10 @@ case "$purpose" in
   # FUSE view tests: fuse (fusermount) and libfuse2 for the mount; fio, numpy and torch read it as real loaders do
   # the OCI origin: Debian's docker-registry (CNCF distribution) and htpasswd for its basic-auth runs;
   # the HTTP origin: nginx, and openssl for its test CA; the fleet page test drives chromium;
-  # the monitoring test runs prometheus and promtool
-  test) packages+=(ceph-mon ceph-osd radosgw fuse libfuse2 fio python3-numpy python3-torch docker-registry apache2-utils nginx openssl chromium prometheus) ;;
-  # bench/fanout: namespaces and tc (iproute2), the agents' metrics (curl), aria2c for the BitTorrent case
-  bench) packages+=(ceph-mon ceph-osd radosgw iproute2 curl aria2) ;;
-  *) echo "swarm setup: unknown purpose '$purpose' (demo|test|bench)" >&2; exit 2 ;;
+  # the monitoring test runs prometheus and promtool; the benches compare with rclone and measure
+  # children's CPU and peak RSS with GNU time; bench/fanout's BitTorrent case runs aria2c
+  test) packages+=(ceph-mon ceph-osd radosgw fuse libfuse2 fio python3-numpy python3-torch docker-registry apache2-utils nginx openssl chromium prometheus rclone time aria2) ;;
+  *) echo "swarm setup: unknown purpose '$purpose' (demo|test)" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -59,6 +59,7 @@ import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { promisify } from 'node:util'
 import { writeSyntheticModel } from '@swarm/agent'
+import { uniqueChunks } from '@swarm/interface'
 import { generateSwarmKey } from '@swarm/p2p'
 import { MiB, cli, fmt, root, saveResult } from '../lib/common.mjs'
 import { Fabric } from './netns.mjs'
@@ -878,15 +879,7 @@ try {
   const { stdout: manifestText } = await exec('ip', ['netns', 'exec', 'swfo-o', 'curl', '-sf', '--max-time', '10', '--aws-sigv4', 'aws:amz:us-east-1:s3', '--user', 'test:testsecret',
     '-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD', `http://${originAddress}:${S3_PORT}/swarm-test/${prefix}/manifests/${pushed.manifestCid}`], { maxBuffer: 64 * MiB })
   const manifest = JSON.parse(manifestText)
-  const seen = new Set()
-  const chunks = []
-  for (const file of manifest.files) {
-    for (const chunk of file.chunks) {
-      if (seen.has(chunk.cid)) continue
-      seen.add(chunk.cid)
-      chunks.push({ cid: chunk.cid, size: chunk.size })
-    }
-  }
+  const chunks = uniqueChunks(manifest)
   const modelBytes = chunks.reduce((sum, c) => sum + c.size, 0)
   model = { bytes: modelBytes, files: written.files.length, chunks, manifestCid: pushed.manifestCid, shape }
   log(`model: ${fmt(modelBytes / MiB)} MiB in ${chunks.length} unique chunks; T* = ${fmt(lowerBoundMs(1, modelBytes) / 1000)} s`)

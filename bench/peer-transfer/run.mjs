@@ -1,19 +1,34 @@
-// bench/peer-transfer: one agent serves a ~1 GiB model to another over loopback, against raw TCP
-// moving the same bytes (the same store file, read in 4 MiB pieces, written whole) in the same run.
-// For both: MB/s and CPU-seconds per GB, counting both ends. Swarm's figure includes everything a
-// pull does: control messages over libp2p, TLS 1.3 on the data plane, SHA-256 of every chunk,
-// the store's writes and fdatasyncs. With BENCH_PROFILE=1 the receiving agent runs with
+// bench/peer-transfer: one agent serves a ~1 GiB model to another over loopback, against two
+// baselines moving the same bytes in the same run:
+//
+// - raw TCP: the same store files, read in 4 MiB pieces, written whole; nothing checked or stored;
+// - the "necessary work" (necessary-work.mjs, two child processes): TLS 1.3 with Node's default
+//   cipher, the receiver SHA-256-hashes every chunk and pwrites it with fdatasync into a file,
+//   the connections spread over as many worker threads on each side as Swarm uses, nothing but
+//   length-prefixed chunks on the wire: what Swarm's data plane must do with nothing else.
+//
+// For each: MB/s and CPU-seconds per GB (sender, receiver, both), and peak RSS. Swarm's figure
+// includes everything a pull does: control messages over libp2p, TLS 1.3 on the data plane,
+// SHA-256 of every chunk, the store's writes and fdatasyncs; per thread, the receiving agent's
+// main thread per GB moved (as the agent reports it in `swarm status --json` or /metrics, else
+// read from /proc). Agents run with `--workers N` when this build takes it (N = BENCH_WORKERS,
+// default the machine's available parallelism). With BENCH_PROFILE=1 the agents run with
 // --cpu-prof and the top self-time functions are printed.
-import { spawn } from 'node:child_process'
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
-import { createServer, connect } from 'node:net'
-import { tmpdir } from 'node:os'
+import { execFile, spawn } from 'node:child_process'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { promisify } from 'node:util'
 import { writeSyntheticModel } from '@swarm/agent'
-import { MB, MiB, cpuSeconds, fmt, saveResult, startAgent, swarm } from '../lib/common.mjs'
+import { parseChunkCid } from '@swarm/chunker'
+import { MB, MiB, agentThreadBreakdown, breakdownDelta, cpuSeconds, fmt, fmtBreakdown, fmtOr, measured, peakRssOf, saveResult, startAgent, swarm, swarmTakes } from '../lib/common.mjs'
 
 const layers = Number(process.env.BENCH_LAYERS ?? 8) // ≈ 1 GiB with the shape below
+const WORKERS = Number(process.env.BENCH_WORKERS ?? availableParallelism())
+if (!Number.isInteger(WORKERS) || WORKERS < 1) throw new Error(`BENCH_WORKERS=${process.env.BENCH_WORKERS}: expected a whole number of threads, 1 or more`)
+// the data client's pool to one peer (DEFAULT_CONNECTIONS_PER_PEER in @swarm/exchange), or one per thread when there are more threads
+const CONNECTIONS = Math.max(4, WORKERS)
 const work = await mkdtemp(join(tmpdir(), 'swarm-bench-peer-'))
 const agents = []
 
@@ -57,6 +72,56 @@ async function rawTcp (files, totalBytes) {
   return { seconds: result.seconds, cpu: result.cpu + (serverCpu.user + serverCpu.system) / 1e6 }
 }
 
+/** The necessary-work baseline: a sender and a receiver process, each under GNU time (for peak RSS). */
+async function necessaryWork (manifest, sourceDir) {
+  const dir = join(work, 'necessary')
+  await mkdir(dir)
+  const cert = join(dir, 'cert.pem')
+  const key = join(dir, 'key.pem')
+  await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-subj', '/CN=swarm-bench', '-addext', 'subjectAltName=DNS:swarm-bench', '-keyout', key, '-out', cert])
+  const plan = {
+    threads: WORKERS,
+    connections: CONNECTIONS,
+    cert,
+    key,
+    files: manifest.files.map((f, i) => ({ source: join(sourceDir, f.path), target: join(dir, `out-${i}`), size: f.size })),
+    chunks: manifest.files.flatMap((f, file) => f.chunks.map(c => ({ file, offset: c.offset, size: c.size, sha256: Buffer.from(parseChunkCid(c.cid).multihash.digest).toString('hex') })))
+  }
+  const script = new URL('./necessary-work.mjs', import.meta.url).pathname
+  const senderPlan = join(dir, 'sender.json')
+  await writeFile(senderPlan, JSON.stringify(plan))
+  let listening
+  const ports = new Promise(resolve => { listening = resolve })
+  const sending = measured(process.execPath, [script, 'sender', senderPlan], {
+    onStdout: out => { const first = out.split('\n')[0]; if (out.includes('\n')) listening(JSON.parse(first).ports) }
+  })
+  const receiverPlan = join(dir, 'receiver.json')
+  // the sender's exit only matters while it has not listened yet
+  const exitedEarly = sending.then(r => { throw new Error(`the sender exited with ${r.code} before listening`) })
+  exitedEarly.catch(() => {})
+  await writeFile(receiverPlan, JSON.stringify({ ...plan, ports: await Promise.race([ports, exitedEarly]) }))
+  const received = await measured(process.execPath, [script, 'receiver', receiverPlan])
+  const sent = await sending
+  if (received.code !== 0 || sent.code !== 0) throw new Error(`necessary work: receiver exited with ${received.code}, sender with ${sent.code}`)
+  const out = JSON.parse(received.stdout.trim().split('\n').pop())
+  const senderOut = JSON.parse(sent.stdout.trim().split('\n').pop())
+  await rm(dir, { recursive: true, force: true })
+  const cpuOf = list => list.reduce((sum, t) => sum + t.userSeconds + t.systemSeconds, 0)
+  return {
+    seconds: out.seconds,
+    bytes: out.bytes,
+    cipher: out.cipher,
+    senderCpu: senderOut.cpuSeconds,
+    receiverCpu: out.cpuSeconds,
+    receiverMainCpu: cpuOf(out.threads.filter(t => t.name === 'main')),
+    receiverWorkersCpu: cpuOf(out.threads.filter(t => t.name !== 'main')),
+    senderMainCpu: cpuOf(senderOut.threads.filter(t => t.name === 'main')),
+    senderPeakRssBytes: sent.maxRssBytes,
+    receiverPeakRssBytes: received.maxRssBytes
+  }
+}
+
 try {
   const originDir = join(work, 'origin')
   await mkdir(originDir)
@@ -64,9 +129,11 @@ try {
   const model = await writeSyntheticModel(join(work, 'model'), { layers, hidden: 2048, intermediate: 5632, vocab: 32000, shards: 2 })
   const pushed = await swarm(['push', model.dir, '--name', 'bench:v1'], { ...env, SWARM_DATA_DIR: join(work, 'pusher') })
 
+  const takesWorkers = await swarmTakes('agent', '--workers')
+  const workerArgs = takesWorkers ? ['--workers', String(WORKERS)] : []
   const profileDir = join(work, 'profile')
   const profiling = process.env.BENCH_PROFILE === '1' ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []
-  const seeder = await startAgent({ dataDir: join(work, 'seeder'), env, nodeOptions: profiling })
+  const seeder = await startAgent({ dataDir: join(work, 'seeder'), env, nodeOptions: profiling, args: workerArgs })
   agents.push(seeder)
   await swarm(['pull', 'bench:v1'], seeder.env)
   const leecher = await startAgent({
@@ -74,7 +141,8 @@ try {
     // the receiver may only use the peer (the origin is a directory that does not exist), so it pulls by CID
     env: { SWARM_ORIGIN: pathToFileURL(join(work, 'no-origin')).href },
     bootstrap: seeder.multiaddrs,
-    nodeOptions: profiling
+    nodeOptions: profiling,
+    args: workerArgs
   })
   agents.push(leecher)
   await new Promise(r => setTimeout(r, 1000))
@@ -83,27 +151,64 @@ try {
   const totalBytes = model.totalBytes
 
   const raw = await rawTcp(storeFiles, totalBytes)
+  const manifest = JSON.parse(await readFile(join(originDir, 'manifests', pushed.manifestCid), 'utf8'))
+  const necessary = await necessaryWork(manifest, model.dir)
+  if (necessary.bytes !== totalBytes) throw new Error(`the necessary-work receiver moved ${necessary.bytes} of ${totalBytes} bytes`)
 
   const before = [await cpuSeconds(seeder.pid), await cpuSeconds(leecher.pid)]
+  const threadsBefore = await agentThreadBreakdown(leecher)
   const done = await swarm(['pull', '--cid', pushed.manifestCid], leecher.env)
   const after = [await cpuSeconds(seeder.pid), await cpuSeconds(leecher.pid)]
+  const receiverThreads = breakdownDelta(threadsBefore, await agentThreadBreakdown(leecher))
   const [seederCpu, leecherCpu] = [after[0] - before[0], after[1] - before[1]]
   if (done.bytesBySource.peer !== totalBytes) throw new Error(`expected every byte from the peer, got ${JSON.stringify(done.bytesBySource)}`)
   const swarmSeconds = done.durationMs / 1000
   const swarmCpu = seederCpu + leecherCpu
+  const [seederRss, leecherRss] = [await peakRssOf(seeder.pid), await peakRssOf(leecher.pid)]
 
   const GB = totalBytes / 1e9
   const result = {
     bytes: totalBytes,
+    workers: WORKERS,
+    connections: CONNECTIONS,
+    agentsTakeWorkers: takesWorkers,
     rawTcp: { MBps: totalBytes / MB / raw.seconds, cpuSecondsPerGB: raw.cpu / GB },
-    swarm: { MBps: totalBytes / MB / swarmSeconds, cpuSecondsPerGB: swarmCpu / GB, senderCpuSecondsPerGB: seederCpu / GB, receiverCpuSecondsPerGB: leecherCpu / GB },
+    necessaryWork: {
+      MBps: totalBytes / MB / necessary.seconds,
+      cipher: necessary.cipher,
+      cpuSecondsPerGB: (necessary.senderCpu + necessary.receiverCpu) / GB,
+      senderCpuSecondsPerGB: necessary.senderCpu / GB,
+      receiverCpuSecondsPerGB: necessary.receiverCpu / GB,
+      receiverMainThreadCpuSecondsPerGB: necessary.receiverMainCpu / GB,
+      receiverWorkersCpuSecondsPerGB: necessary.receiverWorkersCpu / GB,
+      senderPeakRssMB: necessary.senderPeakRssBytes / MB,
+      receiverPeakRssMB: necessary.receiverPeakRssBytes / MB
+    },
+    swarm: {
+      MBps: totalBytes / MB / swarmSeconds,
+      cpuSecondsPerGB: swarmCpu / GB,
+      senderCpuSecondsPerGB: seederCpu / GB,
+      receiverCpuSecondsPerGB: leecherCpu / GB,
+      receiverMainThreadCpuSecondsPerGB: receiverThreads?.main == null ? null : receiverThreads.main / GB,
+      receiverThreads: receiverThreads == null ? null : { ...receiverThreads, main: receiverThreads.main / GB, workers: receiverThreads.workers == null ? null : receiverThreads.workers / GB, libuv: receiverThreads.libuv == null ? null : receiverThreads.libuv / GB, runtime: receiverThreads.runtime == null ? null : receiverThreads.runtime / GB },
+      // whole life of each agent: the sender's includes its own pull from the origin
+      senderPeakRssMB: seederRss == null ? null : seederRss / MB,
+      receiverPeakRssMB: leecherRss == null ? null : leecherRss / MB
+    }
   }
   result.cpuRatio = result.swarm.cpuSecondsPerGB / result.rawTcp.cpuSecondsPerGB
   result.rateRatio = result.swarm.MBps / result.rawTcp.MBps
-  console.log(`peer-transfer: ${fmt(totalBytes / MiB, 0)} MiB from one agent to another over loopback`)
-  console.log(`  raw TCP:  ${fmt(result.rawTcp.MBps)} MB/s, ${fmt(result.rawTcp.cpuSecondsPerGB, 2)} CPU-s/GB (both ends)`)
-  console.log(`  swarm:    ${fmt(result.swarm.MBps)} MB/s, ${fmt(result.swarm.cpuSecondsPerGB, 2)} CPU-s/GB (both agents: TLS, SHA-256, store writes, fsync; sender ${fmt(result.swarm.senderCpuSecondsPerGB, 2)}, receiver ${fmt(result.swarm.receiverCpuSecondsPerGB, 2)})`)
-  console.log(`  ratio:    CPU/GB ${fmt(result.cpuRatio, 2)}× raw TCP (goal <= 2), rate ${fmt(result.rateRatio, 2)}× raw TCP`)
+  result.rateRatioToNecessaryWork = result.swarm.MBps / result.necessaryWork.MBps
+  result.cpuRatioToNecessaryWork = result.swarm.cpuSecondsPerGB / result.necessaryWork.cpuSecondsPerGB
+  const nw = result.necessaryWork
+  console.log(`peer-transfer: ${fmt(totalBytes / MiB, 0)} MiB from one agent to another over loopback; ${WORKERS} threads, ${CONNECTIONS} connections for the necessary work`)
+  console.log(`  raw TCP:        ${fmt(result.rawTcp.MBps).padStart(7)} MB/s, ${fmt(result.rawTcp.cpuSecondsPerGB, 2)} CPU-s/GB (both ends)`)
+  console.log(`  necessary work: ${fmt(nw.MBps).padStart(7)} MB/s, ${fmt(nw.cpuSecondsPerGB, 2)} CPU-s/GB (${nw.cipher}, SHA-256, pwrite, fdatasync; sender ${fmt(nw.senderCpuSecondsPerGB, 2)}, receiver ${fmt(nw.receiverCpuSecondsPerGB, 2)}: main ${fmt(nw.receiverMainThreadCpuSecondsPerGB, 2)}, workers ${fmt(nw.receiverWorkersCpuSecondsPerGB, 2)}); peak RSS sender ${fmt(nw.senderPeakRssMB, 0)} MB, receiver ${fmt(nw.receiverPeakRssMB, 0)} MB`)
+  console.log(`  swarm:          ${fmt(result.swarm.MBps).padStart(7)} MB/s, ${fmt(result.swarm.cpuSecondsPerGB, 2)} CPU-s/GB (both agents: TLS, SHA-256, store writes, fsync; sender ${fmt(result.swarm.senderCpuSecondsPerGB, 2)}, receiver ${fmt(result.swarm.receiverCpuSecondsPerGB, 2)})${takesWorkers ? `, --workers ${WORKERS}` : ' (this build has no --workers)'}`)
+  console.log(`                  receiving agent per thread: ${fmtBreakdown(receiverThreads, GB)}; peak RSS sender ${fmtOr(result.swarm.senderPeakRssMB, 0)} MB, receiver ${fmtOr(result.swarm.receiverPeakRssMB, 0)} MB (whole life)`)
+  console.log(`  ratio to raw TCP:        CPU/GB ${fmt(result.cpuRatio, 2)}× (goal <= 2), rate ${fmt(result.rateRatio, 2)}×`)
+  console.log(`  ratio to necessary work: rate ${fmt(result.rateRatioToNecessaryWork, 2)}× (goal >= 0.9), CPU/GB ${fmt(result.cpuRatioToNecessaryWork, 2)}× (goal <= 1.2)`)
+  console.log(`  receiving agent's main thread: ${fmtOr(result.swarm.receiverMainThreadCpuSecondsPerGB, 2)} CPU-s/GB (goal <= 0.2)`)
 
   for (const a of agents.splice(0)) await a.stop()
   if (process.env.BENCH_PROFILE === '1') {

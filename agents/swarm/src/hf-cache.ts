@@ -19,25 +19,16 @@
 import { readFile, realpath, stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
+import { SwarmError } from '@swarm/interface'
 
 /** The cache has no such repository or revision. */
-export class HfCacheNotFoundError extends Error {
-  static override name = 'HfCacheNotFoundError'
-  readonly code = 'ERR_HF_CACHE_NOT_FOUND'
-  constructor (message: string) {
-    super(message)
-    this.name = 'HfCacheNotFoundError'
-  }
+export class HfCacheNotFoundError extends SwarmError {
+  override readonly code = 'ERR_HF_CACHE_NOT_FOUND'
 }
 
 /** `--hf-cache` was given something that is not `org/name[@revision]`. */
-export class HfCacheSpecError extends Error {
-  static override name = 'HfCacheSpecError'
-  readonly code = 'ERR_HF_CACHE_SPEC'
-  constructor (message: string) {
-    super(message)
-    this.name = 'HfCacheSpecError'
-  }
+export class HfCacheSpecError extends SwarmError {
+  override readonly code = 'ERR_HF_CACHE_SPEC'
 }
 
 export interface HfSnapshot {

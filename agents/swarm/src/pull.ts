@@ -1,8 +1,9 @@
 /**
- * Pulling a model: resolve the name at the origin (only the origin names models), fetch and
- * verify the manifest, record it in the store, then let the fetcher bring in every missing chunk.
- * A rerun after a crash or a kill starts from what the store's journal says is present, so only
- * the missing chunks are fetched again.
+ * Pulling a model without an agent: resolve the name at the origin (only the origin names models),
+ * have the manifest (`@swarm/pull`'s resolver: the store, else the origin, verified), record it in
+ * the store, then run the same pull engine the agent runs (`PullSession`) with no peers: the
+ * origin is its only source. A rerun after a crash or a kill starts from what the store's journal
+ * says is present, so only the missing chunks are fetched again.
  *
  * `--to DIR` copies the finished files out of the store with reflinks where the file system has
  * them (a copy otherwise): a later edit of DIR can never reach the store's bytes, which peers and
@@ -13,11 +14,10 @@ import { createHash, randomBytes } from 'node:crypto'
 import { constants, createReadStream } from 'node:fs'
 import { copyFile, lstat, mkdir, open, rename, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { fetcher as createFetcher, originSource } from '@swarm/fetcher'
-import { DigestMismatchError } from '@swarm/interface'
-import { decodeManifest } from '@swarm/manifest'
-import type { PullSummary } from '@swarm/fetcher'
-import type { AbortOptions, ChunkSource, ChunkStore, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
+import { DEFAULT_PULL_CONCURRENCY, fetcher as createFetcher, originSource } from '@swarm/fetcher'
+import { DigestMismatchError, SwarmError, silentLogger } from '@swarm/interface'
+import { PullSession, resolveManifest } from '@swarm/pull'
+import type { AbortOptions, ChunkStore, CidString, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
 
 export interface PullModelOptions extends AbortOptions {
   store: ChunkStore
@@ -25,11 +25,16 @@ export interface PullModelOptions extends AbortOptions {
   manifestCid: string
   /** `name:tag` recorded in the store when the pull came from a name */
   ref?: string
+  /** origin requests at once */
   concurrency?: number
-  /** extra sources tried before the origin (peers) */
-  sources?: ChunkSource[]
   logger?: Logger
   onProgress?(progress: TransferProgress): void
+}
+
+export interface PullSummary {
+  manifestCid: CidString
+  progress: TransferProgress
+  durationMs: number
 }
 
 export async function resolveManifestCid (origin: Origin, ref: ModelRef, options: AbortOptions = {}): Promise<string> {
@@ -38,26 +43,30 @@ export async function resolveManifestCid (origin: Origin, ref: ModelRef, options
 
 /** Fetches, verifies and records a manifest unless the store already holds it. */
 export async function ensureManifest (store: ChunkStore, origin: Origin, manifestCid: string, options: AbortOptions & { ref?: string } = {}): Promise<Manifest> {
-  let manifest = store.getManifest(manifestCid)
-  if (manifest == null) {
-    const bytes = await origin.getManifest(manifestCid, options)
-    manifest = decodeManifest(bytes, { expectedCid: manifestCid })
-  }
+  const manifest = await resolveManifest(manifestCid, { store, origin }, options)
   await store.addManifest(manifestCid, manifest, options)
   return manifest
 }
 
 export async function pullModel (options: PullModelOptions): Promise<PullSummary> {
   const { store, origin, manifestCid, signal } = options
-  await ensureManifest(store, origin, manifestCid, { signal, ref: options.ref })
-  const fetch = createFetcher({
+  const manifest = await ensureManifest(store, origin, manifestCid, { signal, ref: options.ref })
+  store.touch(manifestCid)
+  const concurrency = options.concurrency ?? DEFAULT_PULL_CONCURRENCY
+  const session = new PullSession({
+    manifestCid,
+    manifest,
     store,
-    sources: [...(options.sources ?? []), originSource(origin)],
-    logger: options.logger
+    fetcher: createFetcher({ store, sources: [], logger: options.logger }),
+    sources: { origin: originSource(origin), peer: () => undefined },
+    logger: options.logger ?? silentLogger,
+    // alone, every request goes to the origin: `concurrency` of them at once
+    maxInflightOrigin: concurrency,
+    scheduler: { fleetInflightOrigin: concurrency, maxInflightTotal: concurrency }
   })
-  const summary = await fetch.pull(manifestCid, { concurrency: options.concurrency, onProgress: options.onProgress, signal })
+  const result = await session.run({ onProgress: options.onProgress, signal })
   await checkOriginContent(store, origin, manifestCid, { signal })
-  return summary
+  return { manifestCid, progress: result.progress, durationMs: result.durationMs }
 }
 
 /**
@@ -95,13 +104,8 @@ export async function checkOriginContent (store: ChunkStore, origin: Origin | un
 
 /** Copies a held, complete model's files into `dir` (reflink where possible). */
 /** A path under `--to` that is not what it must be: a planted link, or a file where a directory goes. */
-export class UnsafeTargetError extends Error {
-  static override name = 'UnsafeTargetError'
-  readonly code = 'ERR_UNSAFE_TARGET'
-  constructor (message: string) {
-    super(message)
-    this.name = 'UnsafeTargetError'
-  }
+export class UnsafeTargetError extends SwarmError {
+  override readonly code = 'ERR_UNSAFE_TARGET'
 }
 
 /**

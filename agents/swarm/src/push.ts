@@ -22,6 +22,7 @@ import { cidForBytes, DEFAULT_CHUNK_SIZE, parseSafetensorsHeader, planChunks, sa
 import { encodeManifest, formatRef } from '@swarm/manifest'
 import pLimit from 'p-limit'
 import type { AbortOptions, ChunkRef, FileEntry, Logger, Manifest, ModelRef, Origin, TensorInfo } from '@swarm/interface'
+import { SwarmError } from '@swarm/interface'
 
 export interface PushOptions extends AbortOptions {
   origin: Origin
@@ -53,13 +54,8 @@ export interface PushResult extends PushProgress {
   durationMs: number
 }
 
-export class PushSourceError extends Error {
-  static override name = 'PushSourceError'
-  readonly code = 'ERR_PUSH_SOURCE'
-  constructor (message: string) {
-    super(message)
-    this.name = 'PushSourceError'
-  }
+export class PushSourceError extends SwarmError {
+  override readonly code = 'ERR_PUSH_SOURCE'
 }
 
 async function listFiles (root: string, linksWithin?: string): Promise<string[]> {

@@ -12,15 +12,13 @@ import { httpOrigin } from '@swarm/origin-http'
 import { s3Origin } from '@swarm/origin-s3'
 import { pino } from 'pino'
 import type { Config } from '@swarm/config'
-import { redactDeep, redactSecrets } from '@swarm/interface'
+import { SwarmError, redactDeep, redactSecrets } from '@swarm/interface'
 import type { Logger, Origin } from '@swarm/interface'
 
-export class NoOriginError extends Error {
-  static override name = 'NoOriginError'
-  readonly code = 'ERR_NO_ORIGIN'
+export class NoOriginError extends SwarmError {
+  override readonly code = 'ERR_NO_ORIGIN'
   constructor () {
     super('no origin configured: pass --origin s3://bucket/prefix, file:///dir, oci://registry/namespace, az://account/container/prefix or https://host/prefix, or set SWARM_ORIGIN')
-    this.name = 'NoOriginError'
   }
 }
 

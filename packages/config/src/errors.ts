@@ -1,9 +1,9 @@
+import { SwarmError } from '@swarm/interface'
+
 /** A configuration value failed validation; the message names the field and where it came from. */
-export class ConfigError extends Error {
-  static override name = 'ConfigError'
-  readonly code = 'ERR_CONFIG'
+export class ConfigError extends SwarmError {
+  override readonly code = 'ERR_CONFIG'
   constructor (message: string, readonly issues: Array<{ field: string, source: string, message: string }> = []) {
     super(message)
-    this.name = 'ConfigError'
   }
 }

@@ -87,6 +87,26 @@ const labels = z.union([z.record(z.string(), z.union([z.string(), z.number(), z.
   return Object.fromEntries(pairs)
 })
 
+/**
+ * The FUSE view of the models (`swarm agent --mount DIR`, `swarm mount DIR`). Unset values are
+ * the defaults of `@swarm/fs` and the adapters; without `dir` the agent mounts nothing.
+ */
+const mount = z.object({
+  dir: z.string().min(1, 'the mount point is empty').optional(),
+  /** the most a sequential reader's read-ahead grows to */
+  readAhead: byteSize.refine(v => v >= 1024 * 1024, 'read-ahead must be at least 1MiB').optional(),
+  /** chunks prefetched at once */
+  prefetch: integer(1, 256).optional(),
+  /** a read waits at most this long for its chunks */
+  readTimeoutMs: integer(100, Number.MAX_SAFE_INTEGER).optional(),
+  /** which FUSE adapter mounts: auto (kernel where it can mount, else fuse-native), kernel or fuse-native */
+  adapter: z.enum(['auto', 'kernel', 'fuse-native']).optional(),
+  /** kernel adapter: open complete files in passthrough */
+  passthrough: boolean.optional(),
+  /** kernel adapter: its threads drop CAP_SYS_ADMIN once mounted (passthrough is then refused) */
+  dropSysAdmin: boolean.optional()
+}).strict()
+
 const originUrl = z.string().refine(v => /^(s3|file|oci|az|https?):\/\/./.test(v), 'expected an s3://bucket[/prefix], file:///dir, oci://registry/namespace, az://account/container[/prefix] or http(s)://host[/prefix] URL')
 
 /** Every key the configuration accepts. All optional here; defaults are applied after merging. */
@@ -138,7 +158,8 @@ export const ConfigSchema = z.object({
     peerBanSeconds: integer(0, 30 * 24 * 3600),
     /** this node's labels, which preheat and wait selectors match (`pool=a`) */
     labels
-  }).strict()
+  }).strict(),
+  mount
 }).strict()
 
 export type Config = z.output<typeof ConfigSchema>
@@ -190,7 +211,14 @@ export const ENV_KEYS: Record<string, string> = {
   SWARM_DATA_IDLE_TIMEOUT_MS: 'agent.dataIdleTimeoutMs',
   SWARM_DATA_HANDSHAKE_TIMEOUT_MS: 'agent.dataHandshakeTimeoutMs',
   SWARM_PEER_BAN_SECONDS: 'agent.peerBanSeconds',
-  SWARM_LABELS: 'agent.labels'
+  SWARM_LABELS: 'agent.labels',
+  SWARM_MOUNT: 'mount.dir',
+  SWARM_MOUNT_READ_AHEAD: 'mount.readAhead',
+  SWARM_MOUNT_PREFETCH: 'mount.prefetch',
+  SWARM_MOUNT_READ_TIMEOUT_MS: 'mount.readTimeoutMs',
+  SWARM_MOUNT_ADAPTER: 'mount.adapter',
+  SWARM_MOUNT_PASSTHROUGH: 'mount.passthrough',
+  SWARM_MOUNT_DROP_SYS_ADMIN: 'mount.dropSysAdmin'
 }
 
 export function defaultConfig (env: Record<string, string | undefined> = process.env): Config {
@@ -220,7 +248,8 @@ export function defaultConfig (env: Record<string, string | undefined> = process
       downloadRate: 0,
       peerBanSeconds: DEFAULT_PEER_BAN_SECONDS,
       labels: {}
-    }
+    },
+    mount: {}
   }
 }
 
@@ -251,7 +280,8 @@ const PartialSchema = ConfigSchema.partial().extend({
   s3: ConfigSchema.shape.s3.partial().optional(),
   azure: ConfigSchema.shape.azure.partial().optional(),
   http: ConfigSchema.shape.http.partial().optional(),
-  agent: ConfigSchema.shape.agent.partial().optional()
+  agent: ConfigSchema.shape.agent.partial().optional(),
+  mount: ConfigSchema.shape.mount.optional()
 }).strict()
 
 /** Validates one layer alone, so an error can say which layer the bad value came from. */

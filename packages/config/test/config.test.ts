@@ -71,6 +71,39 @@ describe('config', () => {
     await expect(loadConfig({ env: { SWARM_LABELS: '-x=1' } })).rejects.toThrow(/"-x" is not a label key/)
   })
 
+  it('takes mount settings from file, env and flags, flags winning, and leaves unset ones to the view', async () => {
+    expect((await loadConfig({ env: {} })).mount).toEqual({})
+    const file = await tempFile('mount:\n  dir: /models\n  readAhead: 64MiB\n  prefetch: 4\n  passthrough: false\n')
+    expect((await loadConfig({ file, env: {} })).mount).toEqual({ dir: '/models', readAhead: 64 * 1024 ** 2, prefetch: 4, passthrough: false })
+    const env = {
+      SWARM_MOUNT: '/env-models',
+      SWARM_MOUNT_READ_AHEAD: '32MiB',
+      SWARM_MOUNT_PREFETCH: '8',
+      SWARM_MOUNT_READ_TIMEOUT_MS: '5000',
+      SWARM_MOUNT_ADAPTER: 'fuse-native',
+      SWARM_MOUNT_PASSTHROUGH: '1',
+      SWARM_MOUNT_DROP_SYS_ADMIN: 'true'
+    }
+    expect((await loadConfig({ file, env })).mount).toEqual({ dir: '/env-models', readAhead: 32 * 1024 ** 2, prefetch: 8, readTimeoutMs: 5000, adapter: 'fuse-native', passthrough: true, dropSysAdmin: true })
+    const flagged = await loadConfig({ file, env, flags: { mount: { dir: '/flag-models', readAhead: '2MiB', adapter: 'kernel' } } })
+    expect(flagged.mount).toEqual({ dir: '/flag-models', readAhead: 2 * 1024 ** 2, prefetch: 8, readTimeoutMs: 5000, adapter: 'kernel', passthrough: true, dropSysAdmin: true })
+    // an empty variable is unset, as for every other setting
+    expect((await loadConfig({ env: { SWARM_MOUNT: '', SWARM_MOUNT_ADAPTER: '' } })).mount).toEqual({})
+  })
+
+  it('names a bad mount setting and where it came from', async () => {
+    await expect(loadConfig({ env: { SWARM_MOUNT_READ_AHEAD: '512KiB' } })).rejects.toThrow(/SWARM_MOUNT_READ_AHEAD \(env\): read-ahead must be at least 1MiB/)
+    await expect(loadConfig({ env: { SWARM_MOUNT_PREFETCH: '0' } })).rejects.toThrow(/SWARM_MOUNT_PREFETCH \(env\)/)
+    await expect(loadConfig({ env: { SWARM_MOUNT_PREFETCH: '257' } })).rejects.toThrow(/SWARM_MOUNT_PREFETCH \(env\)/)
+    await expect(loadConfig({ env: { SWARM_MOUNT_READ_TIMEOUT_MS: '50' } })).rejects.toThrow(/SWARM_MOUNT_READ_TIMEOUT_MS \(env\)/)
+    await expect(loadConfig({ env: { SWARM_MOUNT_ADAPTER: 'fuse3' } })).rejects.toThrow(/SWARM_MOUNT_ADAPTER \(env\)/)
+    await expect(loadConfig({ env: { SWARM_MOUNT_PASSTHROUGH: 'maybe' } })).rejects.toThrow(/SWARM_MOUNT_PASSTHROUGH \(env\)/)
+    await expect(loadConfig({ env: {}, flags: { mount: { dir: '' } } })).rejects.toThrow(/mount.dir \(flag\): the mount point is empty/)
+    await expect(loadConfig({ env: {}, flags: { mount: { adapter: 'fuse3' } } })).rejects.toThrow(ConfigError)
+    const typo = await tempFile('mount:\n  readahead: 64MiB\n')
+    await expect(loadConfig({ file: typo, env: {} })).rejects.toThrow(/unknown key "mount.readahead"/)
+  })
+
   it('parses byte sizes', () => {
     expect(parseByteSize('4MiB')).toBe(4 * 1024 * 1024)
     expect(parseByteSize('1.5 GB')).toBe(1.5e9)

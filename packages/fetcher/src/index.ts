@@ -25,15 +25,15 @@
  * import { fetcher } from '@swarm/fetcher'
  *
  * const f = fetcher({ store, sources: () => [...peerSources, originSource(origin)] })
- * const summary = await f.pull(manifestCid, { onProgress: p => bar.update(p.doneBytes), signal })
+ * const result = await f.fetch({ cid, size }, { signal })
+ * // a whole model: `@swarm/pull`'s PullSession, which calls fetch for each chunk
  * ```
  */
 
 import { AbortError, ChunkUnavailableError, ChunkVerificationError, DiskFullError, silentLogger } from '@swarm/interface'
-import pLimit from 'p-limit'
-import { DEFAULT_HEDGE_AFTER_MS, DEFAULT_PULL_CONCURRENCY, DEFAULT_SOURCE_TIMEOUT_MS } from './constants.js'
-import { ManifestNotHeldError, SourceTimeoutError } from './errors.js'
-import type { AbortOptions, ChunkRequest, ChunkSource, ChunkStore, CidString, Logger, Origin, SourceKind, TransferProgress } from '@swarm/interface'
+import { DEFAULT_HEDGE_AFTER_MS, DEFAULT_SOURCE_TIMEOUT_MS } from './constants.js'
+import { SourceTimeoutError } from './errors.js'
+import type { AbortOptions, ChunkRequest, ChunkSource, ChunkStore, CidString, Logger, Origin, SourceKind } from '@swarm/interface'
 
 export * from './constants.js'
 export * from './errors.js'
@@ -61,24 +61,9 @@ export interface FetchOptions extends AbortOptions {
   sources?: ChunkSource[]
 }
 
-export interface PullOptions extends AbortOptions {
-  concurrency?: number
-  onProgress?(progress: TransferProgress): void
-  /** called after each chunk is stored */
-  onChunk?(request: ChunkRequest, result: FetchResult): void
-}
-
-export interface PullSummary {
-  manifestCid: CidString
-  progress: TransferProgress
-  durationMs: number
-}
-
 export interface Fetcher {
   /** gets one chunk into the store (a no-op when it is already there) */
   fetch(request: ChunkRequest, options?: FetchOptions): Promise<FetchResult>
-  /** gets every missing chunk of a held manifest; local copies first, then sources */
-  pull(manifestCid: CidString, options?: PullOptions): Promise<PullSummary>
 }
 
 interface InFlight {
@@ -234,59 +219,6 @@ class ChunkFetcher implements Fetcher {
       source.release?.(bytes)
     }
     return { source: source.name, kind: source.kind, bytes: bytes.byteLength }
-  }
-
-  async pull (manifestCid: CidString, options: PullOptions = {}): Promise<PullSummary> {
-    const started = performance.now()
-    const manifest = this.store.getManifest(manifestCid)
-    if (manifest == null) throw new ManifestNotHeldError(manifestCid)
-    this.store.touch(manifestCid)
-
-    const unique = new Map<CidString, number>()
-    for (const file of manifest.files) {
-      for (const chunk of file.chunks) unique.set(chunk.cid, chunk.size)
-    }
-    const progress: TransferProgress = {
-      totalBytes: 0,
-      doneBytes: 0,
-      totalChunks: unique.size,
-      doneChunks: 0,
-      bytesBySource: { local: 0, peer: 0, origin: 0 }
-    }
-    for (const size of unique.values()) progress.totalBytes += size
-
-    const missingBefore = this.store.missingChunks(manifestCid)
-    const copied = await this.store.fillFromLocal(manifestCid, options)
-    const missing = this.store.missingChunks(manifestCid)
-    const missingBytes = missing.reduce((sum, c) => sum + c.size, 0)
-    progress.bytesBySource.local += copied
-    progress.doneBytes = progress.totalBytes - missingBytes
-    progress.doneChunks = progress.totalChunks - missing.length
-    this.log.info({ manifestCid, chunks: unique.size, missing: missing.length, copiedLocally: missingBefore.length - missing.length }, 'pull started')
-    options.onProgress?.({ ...progress, bytesBySource: { ...progress.bytesBySource } })
-
-    const limit = pLimit(options.concurrency ?? DEFAULT_PULL_CONCURRENCY)
-    const failure = new AbortController()
-    const signal = options.signal == null ? failure.signal : AbortSignal.any([options.signal, failure.signal])
-    const results = await Promise.allSettled(missing.map(async request => await limit(async () => {
-      signal.throwIfAborted()
-      try {
-        const result = await this.fetch(request, { signal })
-        progress.doneBytes += request.size
-        progress.doneChunks++
-        progress.bytesBySource[result.kind] += result.bytes
-        options.onChunk?.(request, result)
-        options.onProgress?.({ ...progress, bytesBySource: { ...progress.bytesBySource } })
-      } catch (err) {
-        // one chunk that nobody can give ends the pull: stop starting new work
-        failure.abort()
-        throw err
-      }
-    })))
-    const firstError = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof AbortError))?.reason ??
-      results.find((r): r is PromiseRejectedResult => r.status === 'rejected')?.reason
-    if (firstError != null) throw firstError
-    return { manifestCid, progress, durationMs: performance.now() - started }
   }
 }
 

@@ -8,7 +8,8 @@ import { ChunkUnavailableError } from '@swarm/interface'
 import { encodeManifest } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { fetcher, ManifestNotHeldError, originSource } from '../src/index.js'
+import { fetcher, originSource } from '../src/index.js'
+import type { Fetcher } from '../src/index.js'
 import type { ChunkRequest, ChunkSource, ChunkStore, Manifest, Origin } from '@swarm/interface'
 
 const CHUNK = 256 * 1024
@@ -55,6 +56,11 @@ function source (name: string, model: Model, behaviour: { delayMs?: number, lie?
   return s
 }
 
+/** Every missing chunk of a held model, one fetch each (whole pulls are `@swarm/pull`'s, tested there). */
+async function fetchAll (f: Fetcher, store: ChunkStore, manifestCid: string): Promise<void> {
+  for (const request of store.missingChunks(manifestCid)) await f.fetch(request)
+}
+
 describe('fetcher', () => {
   let dir: string
   let store: ChunkStore
@@ -69,14 +75,17 @@ describe('fetcher', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  it('pulls every chunk, verified, and reports bytes by source', async () => {
+  it('fetches every chunk, verified, and says where each came from', async () => {
     const model = makeModel(8)
     await store.addManifest(model.cid, model.manifest)
     const origin = source('origin', model)
-    const summary = await fetcher({ store, sources: [origin] }).pull(model.cid)
-    expect(summary.progress.doneBytes).toBe(8 * CHUNK)
-    expect(summary.progress.bytesBySource.origin).toBe(8 * CHUNK)
+    const f = fetcher({ store, sources: [origin] })
+    const results = []
+    for (const request of store.missingChunks(model.cid)) results.push(await f.fetch(request))
+    expect(results.map(r => [r.kind, r.bytes])).toEqual(new Array(8).fill(['origin', CHUNK]))
     expect(store.missingChunks(model.cid)).toEqual([])
+    // present now: a fetch is a no-op
+    expect(await f.fetch({ cid: [...model.chunks.keys()][0] as string, size: CHUNK })).toEqual({ source: 'local', kind: 'local', bytes: 0 })
     const all = await store.read(model.cid, 'weights.bin', 0, 8 * CHUNK)
     expect(Buffer.compare(Buffer.from(all), Buffer.concat([...model.chunks.values()]))).toBe(0)
   })
@@ -87,7 +96,7 @@ describe('fetcher', () => {
     const liar = source('peer:liar', model, { lie: true })
     const origin = source('origin', model)
     const bad: string[] = []
-    await fetcher({ store, sources: [liar, origin], onBadSource: s => bad.push(s.name) }).pull(model.cid)
+    await fetchAll(fetcher({ store, sources: [liar, origin], onBadSource: s => bad.push(s.name) }), store, model.cid)
     expect(bad).toEqual(['peer:liar', 'peer:liar', 'peer:liar', 'peer:liar'])
     for (const [cid, bytes] of model.chunks) {
       expect(Buffer.compare(Buffer.from(await store.readChunk(cid)), Buffer.from(bytes))).toBe(0)
@@ -153,8 +162,7 @@ describe('fetcher', () => {
   it('fails with every cause when no source can deliver', async () => {
     const model = makeModel(1)
     await store.addManifest(model.cid, model.manifest)
-    const err = await fetcher({ store, sources: [source('peer:a', model, { fail: true }), source('origin', model, { lie: true })] })
-      .pull(model.cid).catch(e => e)
+    const err = await fetchAll(fetcher({ store, sources: [source('peer:a', model, { fail: true }), source('origin', model, { lie: true })] }), store, model.cid).catch(e => e)
     expect(err).toBeInstanceOf(ChunkUnavailableError)
     expect(err.message).toMatch(/peer:a: peer:a is down/)
     expect(err.message).toMatch(/origin: .*failed verification/)
@@ -225,16 +233,12 @@ describe('fetcher', () => {
       getChunk: async (cid: string) => Uint8Array.from(model.chunks.get(cid) as Uint8Array),
       release: (bytes: Uint8Array) => { released.push({ bytes, stored: store.hasChunk(cidForBytes(bytes)) }) }
     } as unknown as Origin
-    await fetcher({ store, sources: [originSource(origin)] }).pull(model.cid)
+    await fetchAll(fetcher({ store, sources: [originSource(origin)] }), store, model.cid)
     expect(released).toHaveLength(2)
     expect(released.every(r => r.stored)).toBe(true)
     expect(new Set(released.map(r => r.bytes)).size).toBe(2)
     // an origin without release is fine too
     const plain = { url: 'memory://', getChunk: origin.getChunk } as unknown as Origin
     expect(() => { originSource(plain).release?.(new Uint8Array(1)) }).not.toThrow()
-  })
-
-  it('rejects a pull of a manifest the store does not hold', async () => {
-    await expect(fetcher({ store, sources: [] }).pull(makeModel(1).cid)).rejects.toBeInstanceOf(ManifestNotHeldError)
   })
 })

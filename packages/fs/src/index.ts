@@ -44,7 +44,9 @@ export type {
   OpenOptions,
   ViewStats
 } from './model-fs.js'
-export { Prefetcher, chunkAt } from './prefetcher.js'
+export { Prefetcher } from './prefetcher.js'
+// the chunk holding an offset: `@swarm/interface`'s, with the rest of the chunk index space
+export { chunkAt } from '@swarm/interface'
 export type { PrefetchFile, PrefetchStats, PrefetchStream, PrefetcherInit, ReadAheadOptions, StreamMode } from './prefetcher.js'
 export { buildNamespace, linkTarget, lookupNamespace, refFromComponents } from './namespace.js'
 export type { AliasNode, NamespaceDirectory, NamespaceLookup } from './namespace.js'

@@ -47,7 +47,7 @@
  * its turn comes. Closing a handle drops its queue.
  */
 
-import { silentLogger } from '@swarm/interface'
+import { chunkAt, silentLogger } from '@swarm/interface'
 import {
   DEFAULT_INITIAL_READ_AHEAD,
   DEFAULT_MAX_READ_AHEAD,
@@ -110,18 +110,6 @@ export interface PrefetchStream {
   queued(): number[]
   read(offset: number, length: number): void
   close(): void
-}
-
-/** Index of the chunk holding byte `offset` (chunks tile the file in order). */
-export function chunkAt (chunks: readonly ChunkRef[], offset: number): number {
-  let lo = 0
-  let hi = chunks.length - 1
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1
-    if ((chunks[mid] as ChunkRef).offset <= offset) lo = mid
-    else hi = mid - 1
-  }
-  return lo
 }
 
 /** The tensor holding byte `offset`, if any. */

@@ -2,7 +2,7 @@
  * Node-API glue for the FUSE server: mounting with mount(2), worker threads that read /dev/fuse
  * (one cloned descriptor each, so replies go back on the descriptor the request came from), and
  * the one thread-safe function through which the server asks JavaScript for what only it knows.
- * Everything the kernel sends is parsed in server.c.
+ * Everything the kernel sends is parsed in requests.c.
  */
 #define _GNU_SOURCE
 #define NAPI_VERSION 8

@@ -1,7 +1,8 @@
 /*
  * The FUSE request server, without Node: an inode table fed by the host, request parsing and
- * replies. The N-API glue (addon.c) owns threads, the mount and the calls into JavaScript; the
- * test harness (test/harness.c) drives this file alone under AddressSanitizer.
+ * replies (server.c, nodes.c, requests.c). The N-API glue (addon.c) owns threads, the mount and
+ * the calls into JavaScript; the test harness (test/harness.c) drives the server alone under
+ * AddressSanitizer.
  */
 #ifndef SWARM_FUSE_SERVER_H
 #define SWARM_FUSE_SERVER_H

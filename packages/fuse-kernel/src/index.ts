@@ -1,8 +1,8 @@
 /**
  * @packageDocumentation
  *
- * Mounts a model view (`@swarm/fs`) with a FUSE server of our own (native/server.c) that speaks
- * the kernel protocol on /dev/fuse, with no libfuse:
+ * Mounts a model view (`@swarm/fs`) with a FUSE server of our own (native/server.c, nodes.c,
+ * requests.c) that speaks the kernel protocol on /dev/fuse, with no libfuse:
  *
  * - Complete files are opened in passthrough: the kernel reads the store's file itself, at the
  *   speed of a local read, and no read request reaches this process.

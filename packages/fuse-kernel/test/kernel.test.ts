@@ -25,6 +25,8 @@ const run = promisify(execFile)
 const MiB = 1024 * 1024
 const PYTHON = '/usr/bin/python3'
 const NATIVE = fileURLToPath(new URL('../native', import.meta.url))
+/** the server without the addon, as the C tests build it */
+const SERVER_SOURCES = ['server.c', 'nodes.c', 'requests.c'].map(file => join(NATIVE, file))
 
 function bytesFor (seed: string, length: number): Buffer {
   const key = createHash('sha256').update(seed).digest()
@@ -207,7 +209,7 @@ describe('the kernel adapter', () => {
   it('the server, driven as the kernel and the store do: many names, store files replaced under complete files (bytes or EIO, never zeros), deadlines (ASan, UBSan)', async () => {
     const binary = join(dir, 'scenarios')
     await run('gcc', ['-std=gnu11', '-g', '-O1', '-fsanitize=address,undefined', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all',
-      join(NATIVE, 'test', 'scenarios.c'), join(NATIVE, 'server.c'), '-o', binary, '-lpthread'])
+      join(NATIVE, 'test', 'scenarios.c'), ...SERVER_SOURCES, '-o', binary, '-lpthread'])
     const scratch = await mkdtemp(join(dir, 'scenarios-'))
     const { stdout } = await run(binary, [scratch], { timeout: 60_000, env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1', UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1' } })
     expect(stdout.trim()).toBe('ok')
@@ -216,7 +218,7 @@ describe('the kernel adapter', () => {
   it('the fuzz target\'s seed corpus runs through the parser under AddressSanitizer and UBSan', async () => {
     const binary = join(dir, 'fuzz-corpus')
     await run('gcc', ['-std=gnu11', '-g', '-O1', '-DSW_FUZZ_STANDALONE', '-fsanitize=address,undefined', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all',
-      join(NATIVE, 'test', 'fuzz.c'), join(NATIVE, 'server.c'), '-o', binary, '-lpthread'])
+      join(NATIVE, 'test', 'fuzz.c'), ...SERVER_SOURCES, '-o', binary, '-lpthread'])
     const corpus = join(NATIVE, 'test', 'corpus')
     const inputs = (await readdir(corpus)).map(name => join(corpus, name))
     expect(inputs.length).toBeGreaterThanOrEqual(10)
@@ -227,7 +229,7 @@ describe('the kernel adapter', () => {
   it('request parsing survives malformed, truncated and random requests under AddressSanitizer and UBSan', async () => {
     const binary = join(dir, 'harness')
     await run('gcc', ['-std=gnu11', '-g', '-O1', '-fsanitize=address,undefined', '-fno-omit-frame-pointer', '-fno-sanitize-recover=all',
-      join(NATIVE, 'test', 'harness.c'), join(NATIVE, 'server.c'), '-o', binary, '-lpthread'])
+      join(NATIVE, 'test', 'harness.c'), ...SERVER_SOURCES, '-o', binary, '-lpthread'])
     const { stdout } = await run(binary, [dir, '20000', '7'], { env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=1', UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1' }, maxBuffer: 16 * MiB })
     const report = JSON.parse(stdout.trim()) as { requests: number, malformed: number, reads: number, readsForwarded: number, bytesReadLocally: number }
     expect(report.requests).toBeGreaterThan(1_000_000)

@@ -22,6 +22,7 @@
  * ```
  */
 
+export * from './bitfield.js'
 export * from './buffer-pool.js'
 export * from './errors.js'
 export * from './logger.js'

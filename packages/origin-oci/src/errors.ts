@@ -4,49 +4,37 @@
  * match their digest the shared DigestMismatchError (all from @swarm/interface).
  */
 
+import { SwarmError } from '@swarm/interface'
+
 /** The registry or its token server refused the credentials or their permissions, or it wants credentials and none were found. Not retried. */
-export class OciCredentialsError extends Error {
-  static override name = 'OciCredentialsError'
-  readonly code = 'ERR_OCI_CREDENTIALS'
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = 'OciCredentialsError'
-  }
+export class OciCredentialsError extends SwarmError {
+  override readonly code = 'ERR_OCI_CREDENTIALS'
 }
 
 /** Any other refusal (4xx) that retrying would not change. `status` and `registryCode` (e.g. MANIFEST_INVALID) say which. */
-export class OciRequestError extends Error {
-  static override name = 'OciRequestError'
-  readonly code = 'ERR_OCI_REQUEST'
+export class OciRequestError extends SwarmError {
+  override readonly code = 'ERR_OCI_REQUEST'
   constructor (readonly status: number, readonly registryCode: string | undefined, message: string, options?: { cause?: unknown }) {
     super(message, options)
-    this.name = 'OciRequestError'
   }
 }
 
 /** The artifact is not one Swarm can read as a model: an index, a compressed layer, a layer that names no file, two layers for one path. */
-export class UnsupportedArtifactError extends Error {
-  static override name = 'UnsupportedArtifactError'
-  readonly code = 'ERR_OCI_UNSUPPORTED_ARTIFACT'
-  constructor (message: string) {
-    super(message)
-    this.name = 'UnsupportedArtifactError'
-  }
+export class UnsupportedArtifactError extends SwarmError {
+  override readonly code = 'ERR_OCI_UNSUPPORTED_ARTIFACT'
 }
 
 /** An answer that was not 2xx. Internal: classified and turned into one of the errors above before a caller sees it. */
-export class RegistryResponseError extends Error {
+export class RegistryResponseError extends SwarmError {
   constructor (readonly status: number, readonly registryCode: string | undefined, message: string, readonly challenge?: string) {
     super(message)
-    this.name = 'RegistryResponseError'
   }
 }
 
 /** The body ended before Content-Length said it would. Internal; retried. */
-export class TruncatedBodyError extends Error {
-  readonly code = 'ERR_TRUNCATED_BODY'
+export class TruncatedBodyError extends SwarmError {
+  override readonly code = 'ERR_TRUNCATED_BODY'
   constructor (readonly expected: number, readonly received: number) {
     super(`response body ended after ${received} of ${expected} bytes`)
-    this.name = 'TruncatedBodyError'
   }
 }

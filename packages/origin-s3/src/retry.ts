@@ -14,6 +14,7 @@ import pRetry from 'p-retry'
 import { RETRY_BASE_DELAY_MS, RETRY_MAX_DELAY_MS } from './constants.js'
 import { S3ResponseError, TruncatedBodyError } from './errors.js'
 import type { Logger } from '@swarm/interface'
+import { SwarmError } from '@swarm/interface'
 
 /** What a failed request said, whichever client raised it. */
 export interface Failure {
@@ -100,10 +101,9 @@ export interface RetryOptions {
   what: string
 }
 
-export class RetriesExhausted extends Error {
+export class RetriesExhausted extends SwarmError {
   constructor (readonly attempts: number, readonly last: unknown) {
     super(`failed ${attempts} times`)
-    this.name = 'RetriesExhausted'
   }
 }
 

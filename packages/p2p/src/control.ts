@@ -56,8 +56,7 @@
 import { TypedEventEmitter } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr as toMultiaddr } from '@multiformats/multiaddr'
-import { silentLogger } from '@swarm/interface'
-import { bitfieldLength, hasBit, setBit } from './bitfield.js'
+import { bitfieldLength, hasBit, setBit, silentLogger } from '@swarm/interface'
 import {
   CONTROL_PROTOCOL,
   DIAL_TIMEOUT_MS,

@@ -39,7 +39,8 @@
  */
 
 
-export * from './bitfield.js'
+// bitfields as the control protocol carries them: `@swarm/interface`'s, one module for every package
+export { bitfieldLength, countBits, createBitfield, fitsChunkCount, hasBit, setBit } from '@swarm/interface'
 export * from './constants.js'
 export * from './errors.js'
 export { generateSwarmKey, loadOrCreateKey, parseSwarmKey } from './keys.js'

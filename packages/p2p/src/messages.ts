@@ -26,7 +26,7 @@
 
 import { CID } from 'multiformats/cid'
 import { z } from 'zod'
-import { bitfieldLength, fitsChunkCount } from './bitfield.js'
+import { bitfieldLength, fitsChunkCount } from '@swarm/interface'
 import { MAX_BITFIELD_BYTES, MAX_CHUNK_COUNT, MAX_HAVE_INDICES_PER_MESSAGE, MAX_MESSAGE_BYTES } from './constants.js'
 import { ControlMessageTooLargeError, InvalidControlMessageError } from './errors.js'
 

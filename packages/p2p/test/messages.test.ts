@@ -1,6 +1,7 @@
 import { base36 } from 'multiformats/bases/base36'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
+import { InvalidChunkIndexError } from '@swarm/interface'
 import { describe, expect, it } from 'vitest'
 import {
   ControlMessageTooLargeError,
@@ -11,7 +12,6 @@ import {
   FrameDecoder,
   hasBit,
   InvalidBootstrapAddressError,
-  InvalidChunkStateError,
   InvalidControlMessageError,
   MAX_CHUNK_COUNT,
   MAX_HAVE_INDICES_PER_MESSAGE,
@@ -45,7 +45,7 @@ describe('bitfields', () => {
     expect(hasBit(bitfield, 1)).toBe(false)
     expect(hasBit(bitfield, 9)).toBe(true)
     expect(countBits(bitfield)).toBe(2)
-    expect(() => { setBit(bitfield, 16) }).toThrow(InvalidChunkStateError)
+    expect(() => { setBit(bitfield, 16) }).toThrow(InvalidChunkIndexError)
   })
 })
 

@@ -51,7 +51,7 @@ export const PEER_RESERVED_SLOTS = 2
 
 /**
  * How long a chunk nobody holds yet waits for its owner before this node takes it from the origin,
- * per "round" of the owner's origin queue (see the design notes in `scheduler.ts`). It is a safety
+ * per "round" of the owner's origin queue (see the design notes in `origin.ts`). It is a safety
  * net for owners that stall without leaving; leaving is noticed at once.
  */
 export const DEFAULT_ORIGIN_FALLBACK_MS = 5_000

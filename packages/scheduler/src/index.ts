@@ -6,7 +6,8 @@
  * model at once finishes in about the time one node needs while the origin serves about one
  * copy. Pure and event-driven: no I/O, no clock, no timers; time comes in with each event and
  * randomness from a seeded PRNG, so it runs the same under a discrete-event simulator. The
- * design notes are at the top of `scheduler.ts`.
+ * design notes are at the top of `scheduler.ts` (events and state), `origin.ts` (ownership and
+ * the origin), `peers.ts` (peer picking) and `endgame.ts` (endgame and hedging).
  *
  * @example
  *

@@ -1,6 +1,6 @@
 /**
  * The nodes pulling one manifest, and which of them owns each chunk (rendezvous hashing of the
- * chunk's CID and the node's peer id; see `rendezvous.ts` and the notes in `scheduler.ts`).
+ * chunk's CID and the node's peer id; see `rendezvous.ts` and the notes in `origin.ts`).
  *
  * Owners (and runners-up) are cached per chunk and updated incrementally: a joining puller
  * costs one score per chunk, a leaving one a full ranking only of the chunks it ranked first or

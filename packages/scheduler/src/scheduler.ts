@@ -7,75 +7,10 @@
  * runs a real pull and a discrete-event simulation with virtual time, and a seeded PRNG makes a
  * simulated run repeat exactly.
  *
- * ## Who takes what from the origin
- *
- * N nodes pulling the same model at once should make the origin serve about one copy of it,
- * with no coordinator. Every node knows the set of nodes pulling the manifest (the "pullers",
- * itself included; the control plane gossips it) and ranks them for each chunk by rendezvous
- * hashing of (chunk CID, peer id). The top-ranked puller *owns* the chunk: it is the only one
- * that fetches it from the origin right away. Everyone else waits for the chunk to show up at a
- * peer (a bitfield or "have") and takes it from there. Because every node computes the same
- * ranking from the same set, each chunk leaves the origin once, and the fleet spreads the
- * origin's work evenly (each owner takes about 1/N of the chunks).
- *
- * Owners can leave or stall, and views of the set are never perfectly in step, so two safety
- * nets keep chunks moving:
- *
- * - When the owner leaves the set, the next-ranked puller becomes the owner and fetches the
- *   chunk from the origin at once (if no peer has it yet); the others restart their wait.
- * - A non-owner falls back to the origin when no peer has produced the chunk within
- *   wait × (1 + ⌊q / c⌋) × tier, counted from when the chunk became wanted under its current
- *   owner. The wait is `originFallbackMs`, or twice as long as owners are seen to take if that
- *   is longer: this node's own origin requests (their recent average, or the age of the oldest
- *   still outstanding) and the time from a chunk becoming wanted to its first appearance at a
- *   peer. Owners fetch over the same origin at the same time, so a slow origin makes slow
- *   owners, not failed ones. Until any chunk has come in from anywhere, the wait grows with the
- *   time since the pull started, up to twice `SILENT_FLEET_WAIT_MS`. c is how many origin requests each node keeps outstanding (below), and
- *   q is the chunk's place in its owner's origin queue:
- *   owners fetch what they own in chunk order, at most c at a time, so with
- *   few pullers (each owning a long list) the wait grows with the owner's queue instead of
- *   triggering duplicate fetches; with many pullers q is 0. The tier is 1 for the runner-up
- *   (second in the ranking) and 2 for everyone else, so when an owner stalls silently the
- *   runner-up alone fetches the chunk, and the rest find it at the runner-up before their own
- *   deadline; only if both stall does everyone go to the origin. The formula assumes the fleet
- *   shares one configuration.
- *
- * The fleet keeps about `fleetInflightOrigin` requests outstanding at the origin in all: each
- * node c = ⌈fleetInflightOrigin / pullers⌉ (at least 1, at most `maxInflightOrigin`), where
- * pullers is at least `expectedPullers` for the first `EXPECTED_PULLERS_MS`: nodes start their
- * pulls seconds apart, and the first to start sees itself alone and believes it owns everything. The
- * origin's bandwidth is shared by every request on it, so a few at a time make chunks land one
- * after another, early enough for peers to pass them on while the origin sends the rest; every
- * owner asking for all it owns at once would make every chunk land only at the end. An origin
- * request is cancelled after `requestTimeoutMs`, or three times this node's usual origin request
- * time if that is longer.
- *
- * An owner also prefers a peer: it goes to the origin only for chunks no usable peer holds.
- * Until the set of pullers is known (`pullers` in init or {@link ChunkScheduler.setPullers}) a
- * node would believe it owns everything, so until then it takes nothing from the origin as an
- * owner; only the fallback applies.
- *
- * ## Among peers
- *
- * - Rarest first: of the chunks some peer with a free slot holds and nobody is fetching, the one
- *   the fewest connected peers hold goes first. Ties go in chunk order from a random start (one
- *   draw of the seeded PRNG per scheduler), so nodes spread over the chunks instead of all
- *   asking for chunk 0, while each node still fills whole stretches of files.
- * - The chosen chunk goes to the least-loaded holder, scanning from a random position.
- * - Limits: per peer, at the origin, and in all. Origin picks are made before peer picks,
- *   because other nodes are waiting for the chunks this node owns; while peers are connected the
- *   origin leaves `PEER_RESERVED_SLOTS` to them, so a node that owns many chunks still takes the
- *   others' meanwhile. The limit in all is small (8): every outstanding request shares this
- *   node's downlink, and an owner's origin request, which the fleet waits on, should not get a
- *   thirtieth of it.
- * - A failed or timed-out request frees its slot and the chunk goes back to the pool, but that
- *   peer is not asked for that chunk again while any other holder exists (and then only after
- *   `retryAfterMs`). A peer that sent bytes that failed verification is banned for the rest of
- *   the pull: its holdings stop counting and its requests are cancelled.
- * - Hedging: a request outstanding for `hedgeAfterMs` is duplicated once to another holder.
- * - Endgame: once every missing chunk is being fetched, free slots duplicate those requests to
- *   other holders (up to {@link MAX_REQUESTS_PER_CHUNK} requests per chunk). The first copy to arrive
- *   wins, and the others are cancelled. Duplicates never go to the origin.
+ * Its parts: who takes what from the origin (`origin.ts`), which peer is asked for what
+ * (`peers.ts`), and the duplicates of the last and of slow requests (`endgame.ts`); each
+ * module's notes say how it decides. This one keeps the state they share and turns events into
+ * it.
  *
  * ## Cost
  *
@@ -86,16 +21,6 @@
  * search for new work unless something that could create work happened (a slot freed, a wanted
  * chunk appeared at a peer with room, an owner changed, a deadline passed). A search is linear
  * in the missing chunks plus (peers with free slots × chunks / 32).
- *
- * ## Limits
- *
- * - Ownership is only as consistent as the views of the set: a node that knows k of N pullers
- *   believes it owns about 1/(k+1) of the chunks, so the origin sees about N/(k+1) copies of
- *   what such nodes own. The control plane has to spread the full set.
- * - A puller that joins mid-pull takes over about 1/N of the chunks; those an old owner is
- *   still fetching from the origin may be fetched a second time.
- * - Each node ranks every puller for every chunk once (O(N × chunks) per node when the set is
- *   first learned); a simulator of many nodes with one shared view shares one `PullerSet`.
  */
 
 import { silentLogger } from '@swarm/interface'
@@ -108,14 +33,8 @@ import {
   DEFAULT_MAX_INFLIGHT_TOTAL,
   DEFAULT_FLEET_INFLIGHT_ORIGIN,
   DEFAULT_ORIGIN_FALLBACK_MS,
-  EXPECTED_PULLERS_MS,
   DEFAULT_REQUEST_TIMEOUT_MS,
-  DEFAULT_RETRY_AFTER_MS,
-  MAX_REQUESTS_PER_CHUNK,
-  ORIGIN_TIMEOUT_FACTOR,
-  ORIGIN_WAIT_FACTOR,
-  PEER_RESERVED_SLOTS,
-  SILENT_FLEET_WAIT_MS
+  DEFAULT_RETRY_AFTER_MS
 } from './constants.js'
 import {
   InvalidBitfieldError,
@@ -126,6 +45,9 @@ import {
   InvalidTimeError,
   RequestMismatchError
 } from './errors.js'
+import { fillEndgame, hedge, inEndgame } from './endgame.js'
+import { catchUp, expectedUntil, fillFromOrigin, timeoutOf } from './origin.js'
+import { fillFromPeers } from './peers.js'
 import { PullerSet } from './pullers.js'
 
 /** Where a request goes. */
@@ -279,7 +201,8 @@ export interface ChunkScheduler {
 const ORIGIN: RequestSource = Object.freeze({ kind: 'origin' })
 const FAILURE_REASONS = new Set<string>(['error', 'timeout', 'bad-data', 'cancelled'])
 
-interface PeerState {
+/** A connected peer as the scheduler sees it. */
+export interface PeerState {
   readonly id: string
   readonly source: RequestSource
   /** chunk holdings as 32-bit words, bit i of word w = chunk 32w + i */
@@ -287,7 +210,8 @@ interface PeerState {
   inflight: number
 }
 
-interface Outstanding {
+/** A request in flight. */
+export interface Outstanding {
   readonly request: Request
   /** undefined: the origin */
   readonly peer: PeerState | undefined
@@ -296,76 +220,81 @@ interface Outstanding {
   hedged: boolean
 }
 
+/**
+ * The package exports only {@link ChunkScheduler} (through `chunkScheduler()`); the state below is
+ * open to this package's deciding modules (`origin.ts`, `peers.ts`, `endgame.ts`), which read it
+ * and start requests through `startRequest`.
+ */
 export class Scheduler implements ChunkScheduler {
   readonly selfId: string
   readonly chunkCount: number
 
-  private readonly cids: string[]
-  private readonly sizes: Float64Array
-  private readonly totalBytes: number
-  private readonly words: number
-  private readonly random: () => number
-  private readonly log: Logger
+  readonly cids: string[]
+  readonly sizes: Float64Array
+  readonly totalBytes: number
+  readonly words: number
+  readonly random: () => number
+  readonly log: Logger
 
-  private readonly maxPerPeer: number
-  private readonly maxOrigin: number
-  private readonly fleetOrigin: number
+  readonly maxPerPeer: number
+  readonly maxOrigin: number
+  readonly fleetOrigin: number
   /** recent average time of this node's origin requests that delivered (0: none yet) */
-  private originMs = 0
-  private originSamples = 0
+  originMs = 0
+  originSamples = 0
   /** recent average time from a chunk becoming wanted to its first appearance at a peer */
-  private deliveryMs = 0
-  private deliveries = 0
-  private readonly maxTotal: number
-  private readonly expectedPullers: number
-  private expectedPullersLapsed = false
-  private readonly originFallbackMs: number
-  private readonly requestTimeoutMs: number
-  private readonly hedgeAfterMs: number
-  private readonly retryAfterMs: number
-  private readonly endgameEnabled: boolean
-  private readonly useOrigin: boolean
+  deliveryMs = 0
+  deliveries = 0
+  readonly maxTotal: number
+  readonly expectedPullers: number
+  expectedPullersLapsed = false
+  readonly originFallbackMs: number
+  readonly requestTimeoutMs: number
+  readonly hedgeAfterMs: number
+  readonly retryAfterMs: number
+  readonly endgameEnabled: boolean
+  readonly useOrigin: boolean
 
-  private readonly haveWords: Uint32Array
-  private haveCount = 0
-  private bytesDone = 0
+  readonly haveWords: Uint32Array
+  haveCount = 0
+  bytesDone = 0
   /** missing chunks with no request outstanding */
-  private readonly idleWords: Uint32Array
-  private idleCount = 0
+  readonly idleWords: Uint32Array
+  idleCount = 0
   /** connected, unbanned peers holding each chunk */
-  private readonly holders: Uint32Array
+  readonly holders: Uint32Array
   /** rotation of chunk order from a random start: the tie-break among equally rare chunks */
-  private readonly tiebreak: Uint32Array
-  private readonly scratch: Uint32Array
+  readonly tiebreak: Uint32Array
+  readonly scratch: Uint32Array
 
-  private readonly peers = new Map<string, PeerState>()
-  private readonly banned = new Set<string>()
-  private readonly outstanding = new Map<number, Outstanding>()
-  private readonly byChunk: Array<Outstanding[] | undefined>
-  private originInflight = 0
-  private nextRequestId = 1
+  readonly peers = new Map<string, PeerState>()
+  readonly banned = new Set<string>()
+  readonly outstanding = new Map<number, Outstanding>()
+  readonly byChunk: Array<Outstanding[] | undefined>
+  originInflight = 0
+  nextRequestId = 1
   /** peers that failed us for a chunk: asked again only when no other holder is left */
-  private readonly failedPeers: Array<Set<string> | undefined>
-  private readonly peerRetryAt: Float64Array
-  private readonly originRetryAt: Float64Array
+  readonly failedPeers: Array<Set<string> | undefined>
+  readonly peerRetryAt: Float64Array
+  readonly originRetryAt: Float64Array
 
   // ownership
-  private readonly pullers: PullerSet
-  private pullersKnown: boolean
+  readonly pullers: PullerSet
+  pullersKnown: boolean
   /** the pullers' version the waits below account for */
-  private seenVersion = 0
+  seenVersion = 0
   /** when the chunk started waiting under its current owner */
-  private readonly waitSince: Float64Array
+  readonly waitSince: Float64Array
 
   // time and pending work
-  private startedAt: number | undefined
-  private lastNow = -Infinity
-  private dirty = true
-  private nextFallbackAt = Infinity
-  private nextRetryAt = Infinity
-  private pendingCancels: Request[] = []
+  startedAt: number | undefined
+  lastNow = -Infinity
+  dirty = true
+  nextFallbackAt = Infinity
+  nextRetryAt = Infinity
+  pendingCancels: Request[] = []
 
-  private counters = {
+  counters = {
     bytesFromOrigin: 0,
     bytesFromPeers: 0,
     bytesOther: 0,
@@ -467,7 +396,7 @@ export class Scheduler implements ChunkScheduler {
   }
 
   get stats (): SchedulerStats {
-    this.catchUp()
+    catchUp(this)
     return {
       chunks: this.chunkCount,
       chunksDone: this.haveCount,
@@ -480,7 +409,7 @@ export class Scheduler implements ChunkScheduler {
       connectedPeers: this.peers.size,
       pullers: this.pullers.size,
       ownedChunks: this.pullers.ownedBy(this.selfId),
-      endgame: this.endgameEnabled && this.inEndgame()
+      endgame: this.endgameEnabled && inEndgame(this)
     }
   }
 
@@ -612,7 +541,7 @@ export class Scheduler implements ChunkScheduler {
 
   tick (now: number): Actions {
     now = this.clock(now)
-    this.catchUp()
+    catchUp(this)
     const start: Request[] = []
     const cancel = this.pendingCancels
     this.pendingCancels = []
@@ -628,7 +557,7 @@ export class Scheduler implements ChunkScheduler {
 
     let expired: Outstanding[] | undefined
     for (const outstanding of this.outstanding.values()) {
-      if (now - outstanding.startedAt >= this.timeoutOf(outstanding)) (expired ??= []).push(outstanding)
+      if (now - outstanding.startedAt >= timeoutOf(this, outstanding)) (expired ??= []).push(outstanding)
     }
     for (const outstanding of expired ?? []) {
       this.endRequest(outstanding)
@@ -637,8 +566,8 @@ export class Scheduler implements ChunkScheduler {
       cancel.push(outstanding.request)
     }
 
-    this.hedge(now, start)
-    if (now >= this.expectedUntil()) {
+    hedge(this, now, start)
+    if (now >= expectedUntil(this)) {
       // the pullers expected at the start had their time to show up: the share grows to what is known
       this.expectedPullersLapsed = true
       this.dirty = true
@@ -650,7 +579,7 @@ export class Scheduler implements ChunkScheduler {
 
   owner (chunk: number): string | undefined {
     this.checkChunk(chunk)
-    this.catchUp()
+    catchUp(this)
     return this.pullers.owner(chunk)
   }
 
@@ -677,185 +606,16 @@ export class Scheduler implements ChunkScheduler {
     this.nextFallbackAt = Infinity
     this.nextRetryAt = Infinity
     if (this.done) return
-    this.fillFromOrigin(now, start)
-    this.fillFromPeers(now, start)
-    if (this.endgameEnabled && this.inEndgame()) this.fillEndgame(now, start)
-  }
-
-  /**
-   * Chunks no usable peer holds: the ones this node owns at once, in chunk order (others count
-   * on that order, see the notes at the top), then those whose fallback deadline has passed.
-   */
-  private fillFromOrigin (now: number, start: Request[]): void {
-    if (!this.useOrigin) return
-    const ownsNow = this.pullersKnown
-    const wait = this.originWait(now)
-    const fallbacks: number[] = []
-    for (let w = 0; w < this.words; w++) {
-      let word = this.idleWords[w]!
-      while (word !== 0) {
-        if (!this.originHasRoom()) {
-          this.nextFallbackAt = Infinity
-          return
-        }
-        const low = word & -word
-        word = (word ^ low) >>> 0
-        const i = (w << 5) + 31 - Math.clz32(low)
-        if (this.freshHolders(i) > 0) continue
-        const retryAt = this.originRetryAt[i]!
-        if (retryAt > now) {
-          this.nextRetryAt = Math.min(this.nextRetryAt, retryAt)
-          continue
-        }
-        if (ownsNow && this.pullers.owner(i) === this.selfId) {
-          this.startRequest(i, undefined, now, start)
-          continue
-        }
-        const deadline = this.fallbackAt(i, wait)
-        if (now >= deadline) fallbacks.push(i)
-        else this.nextFallbackAt = Math.min(this.nextFallbackAt, deadline)
-      }
-    }
-    for (const i of fallbacks) {
-      if (!this.originHasRoom()) {
-        this.nextFallbackAt = Infinity
-        return
-      }
-      this.startRequest(i, undefined, now, start)
-    }
-  }
-
-  /** Rarest first among idle chunks that some peer with a free slot holds. */
-  private fillFromPeers (now: number, start: Request[]): void {
-    if (this.outstanding.size >= this.maxTotal || this.idleCount === 0) return
-    const available = this.availablePeers()
-    if (available.length === 0) return
-    const candidates = this.scratch
-    candidates.fill(0)
-    for (const peer of available) {
-      const bits = peer.bits
-      for (let w = 0; w < this.words; w++) candidates[w] = candidates[w]! | bits[w]!
-    }
-    for (let w = 0; w < this.words; w++) candidates[w] = candidates[w]! & this.idleWords[w]!
-
-    const n = this.chunkCount
-    while (this.outstanding.size < this.maxTotal && available.length > 0) {
-      let best = -1
-      let bestKey = Infinity
-      for (let w = 0; w < this.words; w++) {
-        let word = candidates[w]!
-        while (word !== 0) {
-          const low = word & -word
-          word = (word ^ low) >>> 0
-          const i = (w << 5) + 31 - Math.clz32(low)
-          const key = this.holders[i]! * n + this.tiebreak[i]!
-          if (key < bestKey) {
-            bestKey = key
-            best = i
-          }
-        }
-      }
-      if (best < 0) return
-      candidates[best >>> 5] = candidates[best >>> 5]! & ~(1 << (best & 31))
-      const chosen = this.choosePeer(best, available, now, true)
-      if (chosen < 0) continue
-      const peer = available[chosen]!
-      this.startRequest(best, peer, now, start)
-      if (peer.inflight >= this.maxPerPeer) removeAt(available, chosen)
-    }
-  }
-
-  /** Every missing chunk is being fetched: ask other holders too, least-duplicated chunks first. */
-  private fillEndgame (now: number, start: Request[]): void {
-    if (this.outstanding.size >= this.maxTotal) return
-    const available = this.availablePeers()
-    if (available.length === 0) return
-    for (let copies = 1; copies < MAX_REQUESTS_PER_CHUNK; copies++) {
-      for (let w = 0; w < this.words; w++) {
-        let word = (~this.haveWords[w]! & ~this.idleWords[w]!) >>> 0
-        if (w === this.words - 1 && (this.chunkCount & 31) !== 0) word &= (1 << (this.chunkCount & 31)) - 1
-        while (word !== 0) {
-          const low = word & -word
-          word = (word ^ low) >>> 0
-          const i = (w << 5) + 31 - Math.clz32(low)
-          if (this.byChunk[i]?.length !== copies) continue
-          if (this.outstanding.size >= this.maxTotal || available.length === 0) return
-          const chosen = this.choosePeer(i, available, now, false)
-          if (chosen < 0) continue
-          const peer = available[chosen]!
-          this.startRequest(i, peer, now, start, true)
-          if (peer.inflight >= this.maxPerPeer) removeAt(available, chosen)
-        }
-      }
-    }
-  }
-
-  /** Requests outstanding past `hedgeAfterMs` get one duplicate at another holder. */
-  private hedge (now: number, start: Request[]): void {
-    if (!Number.isFinite(this.hedgeAfterMs)) return
-    let available: PeerState[] | undefined
-    for (const outstanding of this.outstanding.values()) {
-      if (outstanding.hedged || now - outstanding.startedAt < this.hedgeAfterMs) continue
-      if (this.outstanding.size >= this.maxTotal) return
-      const chunk = outstanding.request.chunk
-      if ((this.byChunk[chunk]?.length ?? 0) >= MAX_REQUESTS_PER_CHUNK) {
-        outstanding.hedged = true
-        continue
-      }
-      available ??= this.availablePeers()
-      const chosen = this.choosePeer(chunk, available, now, false)
-      if (chosen < 0) continue
-      const peer = available[chosen]!
-      outstanding.hedged = true
-      this.startRequest(chunk, peer, now, start, true)
-      if (peer.inflight >= this.maxPerPeer) removeAt(available, chosen)
-    }
-  }
-
-  /**
-   * The least-loaded peer in `available` that holds `chunk` and is not already asked for it,
-   * scanning from a random position. A peer that failed this chunk is used only when no other
-   * connected holder is left, and not before its retry time.
-   */
-  private choosePeer (chunk: number, available: PeerState[], now: number, allowFailed: boolean): number {
-    const count = available.length
-    if (count === 0) return -1
-    const word = chunk >>> 5
-    const mask = 1 << (chunk & 31)
-    const asked = this.byChunk[chunk]
-    const failed = this.failedPeers[chunk]
-    let best = -1
-    let bestLoad = Infinity
-    let fallback = -1
-    let fallbackLoad = Infinity
-    const offset = Math.floor(this.draw() * count)
-    for (let k = 0; k < count; k++) {
-      const j = offset + k < count ? offset + k : offset + k - count
-      const peer = available[j]!
-      if ((peer.bits[word]! & mask) === 0) continue
-      if (asked?.some(o => o.peer === peer) === true) continue
-      if (failed?.has(peer.id) === true) {
-        if (peer.inflight < fallbackLoad) {
-          fallback = j
-          fallbackLoad = peer.inflight
-        }
-      } else if (peer.inflight < bestLoad) {
-        best = j
-        bestLoad = peer.inflight
-      }
-    }
-    if (best >= 0 || fallback < 0 || !allowFailed || this.freshHolders(chunk) > 0) return best
-    const retryAt = this.peerRetryAt[chunk]!
-    if (now >= retryAt) return fallback
-    this.nextRetryAt = Math.min(this.nextRetryAt, retryAt)
-    return -1
+    fillFromOrigin(this, now, start)
+    fillFromPeers(this, now, start)
+    if (this.endgameEnabled && inEndgame(this)) fillEndgame(this, now, start)
   }
 
   private wakeAt (now: number): number | undefined {
-    let at = Math.min(this.nextFallbackAt, this.nextRetryAt, this.expectedUntil())
+    let at = Math.min(this.nextFallbackAt, this.nextRetryAt, expectedUntil(this))
     const hedging = Number.isFinite(this.hedgeAfterMs)
     for (const outstanding of this.outstanding.values()) {
-      at = Math.min(at, outstanding.startedAt + this.timeoutOf(outstanding))
+      at = Math.min(at, outstanding.startedAt + timeoutOf(this, outstanding))
       if (hedging && !outstanding.hedged) {
         const hedgeAt = outstanding.startedAt + this.hedgeAfterMs
         // a hedge already due found no holder; only an event (a have, a freed slot) can change that
@@ -882,7 +642,7 @@ export class Scheduler implements ChunkScheduler {
     this.holders[chunk]!++
     if (hasRoom && !this.dirty && (this.haveWords[w]! & mask) === 0) {
       // an idle chunk can now be asked for; in endgame, an outstanding one can be duplicated
-      if ((this.idleWords[w]! & mask) !== 0 || (this.endgameEnabled && this.inEndgame())) this.dirty = true
+      if ((this.idleWords[w]! & mask) !== 0 || (this.endgameEnabled && inEndgame(this))) this.dirty = true
     }
   }
 
@@ -890,7 +650,7 @@ export class Scheduler implements ChunkScheduler {
     return peer.inflight < this.maxPerPeer && this.outstanding.size < this.maxTotal
   }
 
-  private startRequest (chunk: number, peer: PeerState | undefined, now: number, start: Request[], duplicate = false): void {
+  startRequest (chunk: number, peer: PeerState | undefined, now: number, start: Request[], duplicate = false): void {
     const request: Request = {
       id: this.nextRequestId++,
       chunk,
@@ -980,73 +740,6 @@ export class Scheduler implements ChunkScheduler {
     this.dirty = true
   }
 
-  /** Connected, unbanned holders of a chunk that have not failed it. */
-  private freshHolders (chunk: number): number {
-    let holders = this.holders[chunk]!
-    if (holders === 0) return 0
-    const failed = this.failedPeers[chunk]
-    if (failed === undefined) return holders
-    for (const id of failed) {
-      const peer = this.peers.get(id)
-      if (peer !== undefined && (peer.bits[chunk >>> 5]! & (1 << (chunk & 31))) !== 0) holders--
-    }
-    return holders
-  }
-
-  private availablePeers (): PeerState[] {
-    const available: PeerState[] = []
-    for (const peer of this.peers.values()) {
-      if (peer.inflight < this.maxPerPeer) available.push(peer)
-    }
-    return available
-  }
-
-  private originHasRoom (): boolean {
-    // with peers around, a few slots stay theirs: a node owning many chunks still takes the rest from peers meanwhile
-    const reserved = this.peers.size > 0 ? Math.min(PEER_RESERVED_SLOTS, this.maxTotal - 1) : 0
-    return this.originInflight < Math.min(this.originCap(), this.maxTotal - reserved) && this.outstanding.size < this.maxTotal
-  }
-
-  /** Origin requests this node keeps outstanding: its share of the fleet's; see the notes at the top. */
-  private originCap (): number {
-    if (!this.pullersKnown) return this.maxOrigin
-    const pullers = this.expectedPullersLapsed ? this.pullers.size : Math.max(this.expectedPullers, this.pullers.size)
-    return Math.min(this.maxOrigin, Math.max(1, Math.ceil(this.fleetOrigin / pullers)))
-  }
-
-  /** Until when `expectedPullers` holds down this node's origin share (Infinity once it no longer does). */
-  private expectedUntil (): number {
-    if (this.expectedPullersLapsed || this.expectedPullers <= this.pullers.size || this.startedAt === undefined) return Infinity
-    return this.startedAt + EXPECTED_PULLERS_MS
-  }
-
-  /** How long a non-owner waits for an owner per round: see the notes at the top. */
-  private originWait (now: number): number {
-    let estimate = Math.max(this.originMs, this.deliveryMs)
-    for (const outstanding of this.outstanding.values()) {
-      if (outstanding.peer === undefined) estimate = Math.max(estimate, now - outstanding.startedAt)
-    }
-    // nothing has come in from anyone yet: the origin is slow for all, not an owner stalled
-    if (this.deliveries === 0 && this.originSamples === 0) estimate = Math.max(estimate, Math.min(now - (this.startedAt ?? now), SILENT_FLEET_WAIT_MS))
-    return Math.max(this.originFallbackMs, ORIGIN_WAIT_FACTOR * estimate)
-  }
-
-  private timeoutOf (outstanding: Outstanding): number {
-    return outstanding.peer === undefined ? Math.max(this.requestTimeoutMs, ORIGIN_TIMEOUT_FACTOR * this.originMs) : this.requestTimeoutMs
-  }
-
-  private inEndgame (): boolean {
-    return this.idleCount === 0 && !this.done
-  }
-
-  /** When a non-owner gives up waiting for a chunk nobody holds; see the notes at the top. */
-  private fallbackAt (chunk: number, wait: number): number {
-    if (!this.pullersKnown) return this.waitSince[chunk]! + wait
-    const rounds = 1 + Math.floor(this.pullers.queuePosition(chunk) / this.originCap())
-    const tier = this.pullers.backup(chunk) === this.selfId ? 1 : 2
-    return this.waitSince[chunk]! + wait * rounds * tier
-  }
-
   private setIdle (chunk: number): void {
     const w = chunk >>> 5
     const mask = 1 << (chunk & 31)
@@ -1062,22 +755,6 @@ export class Scheduler implements ChunkScheduler {
     if ((this.idleWords[w]! & mask) === 0) return
     this.idleWords[w] = this.idleWords[w]! & ~mask
     this.idleCount--
-  }
-
-  // ---- ownership ----
-
-  /** Restarts the wait of every chunk whose owner changed since last looked. */
-  private catchUp (): void {
-    const version = this.pullers.version
-    if (version === this.seenVersion) return
-    const changed = this.pullers.changesSince(this.seenVersion)
-    this.seenVersion = version
-    this.dirty = true
-    const now = this.lastNow
-    // before the first event the clock has not started; it will set every wait then
-    if (!Number.isFinite(now)) return
-    if (changed === undefined) this.waitSince.fill(now)
-    else for (const i of changed) this.waitSince[i] = now
   }
 
   // ---- input checks ----
@@ -1101,7 +778,7 @@ export class Scheduler implements ChunkScheduler {
     }
   }
 
-  private draw (): number {
+  draw (): number {
     const value = this.random()
     if (!(value >= 0 && value < 1)) throw new InvalidSchedulerInitError(`random() returned ${String(value)}, expected a number in [0, 1)`)
     return value
@@ -1135,9 +812,4 @@ function haveFlags (have: Uint8Array | ArrayLike<boolean>, n: number): boolean[]
   }
   if (have.length !== n) throw new InvalidSchedulerInitError(`have lists ${have.length} flags for ${n} chunks`)
   return Array.from(have, flag => flag === true)
-}
-
-function removeAt<T> (items: T[], index: number): void {
-  items[index] = items[items.length - 1]!
-  items.pop()
 }

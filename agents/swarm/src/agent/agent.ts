@@ -1,7 +1,7 @@
 /**
  * The node agent: one per node. It owns the local store, runs the libp2p node (discovery,
  * DHT, control protocol), serves chunks to admitted peers over the TLS data plane, pulls
- * models on request (peers first, origin after, see `session.ts`), exposes a control API on
+ * models on request (peers first, origin after: `@swarm/pull`, wired in `pull-peers.ts`), exposes a control API on
  * a Unix socket for the CLI and Prometheus metrics on a local port.
  *
  * Everything it holds it also advertises: a model is joined on the control channel and
@@ -18,18 +18,19 @@
 
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { dataClient, dataServer, MAX_CHUNK_SIZE } from '@swarm/exchange'
+import { DEFAULT_MAX_UPLOADS_PER_PEER, dataClient, dataServer } from '@swarm/exchange'
 import { fetcher as createFetcher } from '@swarm/fetcher'
-import { NotFoundError, OriginUnavailableError, silentLogger } from '@swarm/interface'
-import { decodeManifest, formatRef, MANIFEST_LIMITS } from '@swarm/manifest'
+import { OriginUnavailableError, SwarmError, heldBitfield, silentLogger, uniqueChunks } from '@swarm/interface'
+import { formatRef } from '@swarm/manifest'
 import { createSwarmNode, loadOrCreateKey, parseSelector } from '@swarm/p2p'
+import { guarded, PullSession, resolveManifest } from '@swarm/pull'
 import { createStore } from '@swarm/store'
 import { checkOriginContent, placeFiles } from '../pull.js'
 import { AgentFleet } from './fleet.js'
 import { fleetRoutes } from './fleet-page.js'
 import { agentMetrics, serveMetrics } from './metrics.js'
 import { mountAgentView } from './mount.js'
-import { guarded, PullSession, uniqueChunks } from './session.js'
+import { agentManifestPeers, agentSources, nodePullPeers } from './pull-peers.js'
 import type { Config } from '@swarm/config'
 import type { DataClient, DataServer } from '@swarm/exchange'
 import type { Fetcher } from '@swarm/fetcher'
@@ -73,23 +74,14 @@ export interface TransferStatus {
   progress: TransferProgress
 }
 
-export class ManifestUnavailableError extends Error {
-  static override name = 'ManifestUnavailableError'
-  readonly code = 'ERR_MANIFEST_UNAVAILABLE'
-  constructor (manifestCid: string, reason: string) {
-    super(`manifest ${manifestCid} could not be had: ${reason}`)
-    this.name = 'ManifestUnavailableError'
-  }
-}
+export { ManifestUnavailableError } from '@swarm/pull'
 
 /** An agent asked to join a swarm without a key, which would let any host that reaches it in. */
-export class SwarmKeyRequiredError extends Error {
-  static override name = 'SwarmKeyRequiredError'
-  readonly code = 'ERR_SWARM_KEY_REQUIRED'
+export class SwarmKeyRequiredError extends SwarmError {
+  override readonly code = 'ERR_SWARM_KEY_REQUIRED'
   constructor () {
     super('no swarm key: without one any host that reaches this node joins the swarm, learns every model it holds and downloads them. ' +
       'Give one with --swarm-key FILE (SWARM_SWARM_KEY_FILE; make one with `swarm keygen FILE`), or run open on purpose with --insecure-open-swarm (SWARM_INSECURE_OPEN_SWARM=1)')
-    this.name = 'SwarmKeyRequiredError'
   }
 }
 
@@ -236,8 +228,7 @@ export class Agent {
     const manifest = this.store.getManifest(manifestCid)
     if (manifest == null) return
     const chunks = uniqueChunks(manifest)
-    const bitfield = new Uint8Array(Math.ceil(chunks.length / 8))
-    chunks.forEach((c, i) => { if (this.store.hasChunk(c.cid)) bitfield[i >> 3] = (bitfield[i >> 3] ?? 0) | (0x80 >> (i & 7)) })
+    const bitfield = heldBitfield(chunks, cid => this.store.hasChunk(cid))
     this.node.control.join(manifestCid, { bitfield, chunkCount: chunks.length, pulling: false })
     this.node.router.advertise(manifestCid).catch(err => { this.log.debug({ err: (err as Error).message }, 'advertise failed') })
   }
@@ -248,38 +239,7 @@ export class Agent {
    * it; they are only never trusted to name a model).
    */
   private async manifestFor (manifestCid: string, options: AbortOptions): Promise<Manifest> {
-    const held = this.store.getManifest(manifestCid)
-    if (held != null) return held
-    const reasons: string[] = []
-    if (this.origin != null) {
-      try {
-        return decodeManifest(await this.origin.getManifest(manifestCid, options), { expectedCid: manifestCid })
-      } catch (err) {
-        if (err instanceof NotFoundError) throw new NotFoundError(`manifest ${manifestCid} is not at the origin`)
-        options.signal?.throwIfAborted()
-        reasons.push(`origin: ${(err as Error).message}`)
-      }
-    }
-    const candidates = new Set(this.node.connectedPeers())
-    const lookup = AbortSignal.any([AbortSignal.timeout(3_000), ...(options.signal != null ? [options.signal] : [])])
-    try {
-      for await (const peer of this.node.router.lookup(manifestCid, { signal: lookup })) {
-        candidates.add(peer.peerId)
-        await this.node.control.dial(peer, { signal: lookup }).catch(() => {})
-        if (candidates.size >= 8) break
-      }
-    } catch {}
-    for (const peerId of candidates) {
-      const address = this.node.control.dataAddressOf(peerId)
-      if (address == null) continue
-      try {
-        const bytes = await this.client.fetch({ peerId, ...address }, { cid: manifestCid, size: Math.min(MANIFEST_LIMITS.maxManifestBytes, MAX_CHUNK_SIZE) }, { signal: AbortSignal.any([AbortSignal.timeout(10_000), ...(options.signal != null ? [options.signal] : [])]) })
-        return decodeManifest(bytes, { expectedCid: manifestCid })
-      } catch (err) {
-        reasons.push(`peer ${peerId}: ${(err as Error).message}`)
-      }
-    }
-    throw new ManifestUnavailableError(manifestCid, reasons.length > 0 ? reasons.join('; ') : 'no peer has it and no origin is configured')
+    return await resolveManifest(manifestCid, { store: this.store, origin: this.origin, peers: agentManifestPeers(this.node, this.client) }, options)
   }
 
   /** A manifest by CID, held or fetched (peers, then the origin) and verified; the FUSE view adds what it reads this way. */
@@ -315,9 +275,6 @@ export class Agent {
     try {
       if (request.pin === true) await this.store.pin(manifestCid, true)
       this.store.touch(manifestCid)
-      const copied = await this.store.fillFromLocal(manifestCid, { signal })
-      if (copied > 0) this.metrics.bytes.inc({ source: 'local' }, copied)
-
       const result = await this.runSession(manifestCid, manifest, ref, signal, options.onProgress)
       await checkOriginContent(this.store, this.origin, manifestCid, { signal })
       if (request.to != null) await placeFiles(this.store, manifestCid, request.to)
@@ -347,12 +304,14 @@ export class Agent {
       manifestCid,
       manifest,
       store: this.store,
-      node: this.node,
-      client: this.client,
       fetcher: this.fetcher,
-      origin: this.origin,
+      sources: agentSources(this.node, this.client, this.origin),
+      peers: nodePullPeers(this.node, this.client, manifestCid, this.log),
+      // a peer gets as many requests at once as it serves one peer
+      maxInflightPerPeer: DEFAULT_MAX_UPLOADS_PER_PEER,
       logger: this.log,
-      onBytes: (kind, bytes) => { this.metrics.countBytes(kind, bytes) },
+      // chunks copied from another held model are counted apart: nothing was verified or fetched
+      onBytes: (kind, bytes) => { if (kind === 'local') this.metrics.bytes.inc({ source: 'local' }, bytes); else this.metrics.countBytes(kind, bytes) },
       onHandlerError: handler => { this.metrics.handlerErrors.inc({ handler }) }
     })
     const started = performance.now()

@@ -20,22 +20,19 @@ import type { Agent } from './agent.js'
 import type { FleetView } from './fleet.js'
 import type { Server } from 'node:http'
 import type { Logger, ModelRef, TransferProgress } from '@swarm/interface'
+import { SwarmError } from '@swarm/interface'
 
-export class AgentUnavailableError extends Error {
-  static override name = 'AgentUnavailableError'
-  readonly code = 'ERR_AGENT_UNAVAILABLE'
+export class AgentUnavailableError extends SwarmError {
+  override readonly code = 'ERR_AGENT_UNAVAILABLE'
   constructor (socket: string, reason: string) {
     super(`no agent answers on ${socket}: ${reason}`)
-    this.name = 'AgentUnavailableError'
   }
 }
 
 /** An error the agent reported, with its stable code kept for exit codes. */
-export class AgentError extends Error {
-  static override name = 'AgentError'
-  constructor (message: string, readonly code: string, readonly exitCode?: number) {
+export class AgentError extends SwarmError {
+  constructor (message: string, override readonly code: string, readonly exitCode?: number) {
     super(message)
-    this.name = 'AgentError'
   }
 }
 

@@ -8,14 +8,18 @@
  *   picks the first that can mount here and logs which and why.
  *
  * - In the agent (`swarm agent --mount DIR`, or SWARM_MOUNT): reads that need a chunk get it
- *   through the agent's fetcher, from peers whose bitfields say they hold it (a few, in random
- *   order, to spread the load; never a banned one), then the origin. A peer whose bytes fail
+ *   through the agent's fetcher with the sources a pull uses (`pull-peers.ts`), from peers whose
+ *   bitfields say they hold it (a few, in random order, to spread the load; never a banned one),
+ *   then the origin. A read is one chunk wanted now, not a pull: it does not wait for the
+ *   pullers to settle nor take turns by ownership, so it goes to the fetcher directly rather than
+ *   through a `PullSession`; the two share one fetch when they want the same chunk at once. A peer whose bytes fail
  *   verification is scored by the agent's fetcher, as in a pull. What arrives is counted in the agent's metrics
  *   and announced to peers (`have`), as a pull's chunks are. A name not held resolves at the
  *   origin; a manifest not held comes from peers or the origin (verified against its CID either
  *   way), is added to the store without pulling its files, and is announced.
  * - Alone (`swarm mount DIR`, no agent on this data directory): the same view over the store with
- *   the origin as the only source.
+ *   the origin as the only source. Manifests not held come through `@swarm/pull`'s resolver
+ *   either way, as a pull's do.
  *
  * The mount goes first when the process stops, so no reader waits on a store that is closing.
  */
@@ -27,16 +31,16 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseByteSize } from '@swarm/config'
-import { peerSource } from '@swarm/exchange'
 import { fetcher as createFetcher, originSource } from '@swarm/fetcher'
 import { DEFAULT_READ_TIMEOUT_MS, modelFs } from '@swarm/fs'
 import { checkKernelFuse, mountFs as mountKernelFs } from '@swarm/fuse-kernel'
 import { READ_TIMEOUT_MARGIN_MS, checkFuse, mountFs as mountFuseNative } from '@swarm/fuse-native'
-import { NotFoundError } from '@swarm/interface'
-import { decodeManifest } from '@swarm/manifest'
+import { hasBit, NotFoundError, uniqueChunks } from '@swarm/interface'
+import { resolveManifest } from '@swarm/pull'
 import { z } from 'zod'
-import { uniqueChunks } from './session.js'
+import { agentSources } from './pull-peers.js'
 import type { Agent } from './agent.js'
+import type { Config } from '@swarm/config'
 import type { ChunkFetcher, ModelFs, ModelResolver } from '@swarm/fs'
 import type { NativeStats } from '@swarm/fuse-kernel'
 import type { AbortOptions, ChunkRef, ChunkSource, CidString, Logger, Origin, RefEntry } from '@swarm/interface'
@@ -74,53 +78,21 @@ export interface ModelMount {
   close(): Promise<void>
 }
 
-const byteSize = z.union([z.number(), z.string()]).transform((value, ctx) => {
-  try {
-    return parseByteSize(value)
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message })
-    return z.NEVER
-  }
-})
-
-const mountOptionsSchema = z.object({
-  mountpoint: z.string().min(1, 'the mount point is empty').transform(path => resolve(path)),
-  readAheadBytes: byteSize.pipe(z.number().int().min(1024 * 1024, 'read-ahead must be at least 1MiB')).optional(),
-  prefetchConcurrency: z.coerce.number().int().min(1).max(256).optional(),
-  readTimeoutMs: z.coerce.number().int().min(100).optional(),
-  adapter: z.enum(['auto', 'kernel', 'fuse-native']).optional(),
-  passthrough: z.enum(['true', 'false', '1', '0']).transform(value => value === 'true' || value === '1').optional(),
-  dropSysAdmin: z.enum(['true', 'false', '1', '0']).transform(value => value === 'true' || value === '1').optional()
-})
-
-export class InvalidMountOptionsError extends Error {
-  static override name = 'InvalidMountOptionsError'
-  readonly code = 'ERR_CONFIG'
-  constructor (message: string) {
-    super(`invalid mount settings: ${message}`)
-    this.name = 'InvalidMountOptionsError'
-  }
-}
-
 /**
- * Mount settings from flags, else the environment (SWARM_MOUNT, SWARM_MOUNT_READ_AHEAD,
- * SWARM_MOUNT_PREFETCH, SWARM_MOUNT_READ_TIMEOUT_MS, SWARM_MOUNT_ADAPTER,
- * SWARM_MOUNT_PASSTHROUGH, SWARM_MOUNT_DROP_SYS_ADMIN); undefined when no mount point is given.
+ * The view's settings as `@swarm/config` validated them (flags, else SWARM_MOUNT_* env, else the
+ * file's `mount.*`); undefined when no mount point is given.
  */
-export function mountOptionsFrom (flags: { mount?: string, readAhead?: string, adapter?: string }, env: Record<string, string | undefined> = process.env): MountOptions | undefined {
-  const mountpoint = flags.mount ?? (env.SWARM_MOUNT !== '' ? env.SWARM_MOUNT : undefined)
-  if (mountpoint == null) return undefined
-  const parsed = mountOptionsSchema.safeParse({
-    mountpoint,
-    readAheadBytes: flags.readAhead ?? env.SWARM_MOUNT_READ_AHEAD,
-    prefetchConcurrency: env.SWARM_MOUNT_PREFETCH,
-    readTimeoutMs: env.SWARM_MOUNT_READ_TIMEOUT_MS,
-    adapter: flags.adapter ?? (env.SWARM_MOUNT_ADAPTER !== '' ? env.SWARM_MOUNT_ADAPTER : undefined),
-    passthrough: env.SWARM_MOUNT_PASSTHROUGH !== '' ? env.SWARM_MOUNT_PASSTHROUGH : undefined,
-    dropSysAdmin: env.SWARM_MOUNT_DROP_SYS_ADMIN !== '' ? env.SWARM_MOUNT_DROP_SYS_ADMIN : undefined
-  })
-  if (!parsed.success) throw new InvalidMountOptionsError(parsed.error.issues.map(i => `${i.path.join('.')}: ${i.message}`).join('; '))
-  return parsed.data
+export function mountOptionsFrom (settings: Config['mount']): MountOptions | undefined {
+  if (settings.dir === undefined) return undefined
+  return {
+    mountpoint: resolve(settings.dir),
+    readAheadBytes: settings.readAhead,
+    prefetchConcurrency: settings.prefetch,
+    readTimeoutMs: settings.readTimeoutMs,
+    adapter: settings.adapter,
+    passthrough: settings.passthrough,
+    dropSysAdmin: settings.dropSysAdmin
+  }
 }
 
 interface ViewParts {
@@ -221,10 +193,6 @@ function originResolver (origin: Origin | undefined): Pick<ModelResolver, 'resol
   }
 }
 
-function hasBit (bitfield: Uint8Array, index: number): boolean {
-  return ((bitfield[index >> 3] ?? 0) & (0x80 >> (index & 7))) !== 0
-}
-
 /** The agent's view: peers first, then the origin; arrivals counted and announced. */
 export async function mountAgentView (agent: Agent, options: MountOptions): Promise<ModelMount> {
   // chunk CID → index in a manifest's bitfield, for the manifests the view has read from
@@ -252,25 +220,27 @@ export async function mountAgentView (agent: Agent, options: MountOptions): Prom
       return result
     }
   }
+  const sources = agentSources(agent.node, agent.client, agent.origin)
   return await mountView({
     store: agent.store,
     fetcher,
     logger: agent.log,
     sourcesFor (manifestCid, chunk) {
-      const sources: ChunkSource[] = []
+      const chosen: ChunkSource[] = []
       const at = indexOf(manifestCid)?.get(chunk.cid)
       if (at !== undefined) {
-        const holders = agent.node.control.peersFor(manifestCid).filter(p => p.dataAddress != null && hasBit(p.bitfield, at) && !agent.node.peerScores.isBanned(p.peerId))
+        const holders = agent.node.control.peersFor(manifestCid).filter(p => p.dataAddress != null && at < p.bitfield.length * 8 && hasBit(p.bitfield, at) && !agent.node.peerScores.isBanned(p.peerId))
         for (let i = holders.length - 1; i > 0; i--) {
           const j = Math.floor(Math.random() * (i + 1))
           ;[holders[i], holders[j]] = [holders[j] as typeof holders[number], holders[i] as typeof holders[number]]
         }
         for (const peer of holders.slice(0, PEERS_PER_CHUNK)) {
-          if (peer.dataAddress != null) sources.push(peerSource(agent.client, { peerId: peer.peerId, ...peer.dataAddress }))
+          const source = sources.peer(peer.peerId)
+          if (source != null) chosen.push(source)
         }
       }
-      if (agent.origin != null) sources.push(originSource(agent.origin))
-      return sources
+      if (sources.origin != null) chosen.push(sources.origin)
+      return chosen
     },
     resolver: {
       ...originResolver(agent.origin),
@@ -295,7 +265,7 @@ export async function mountStoreView (parts: { store: Store, origin?: Origin, lo
       ...originResolver(origin),
       async addManifest (manifestCid, addOptions: AbortOptions & { ref?: string } = {}) {
         if (origin == null) throw new NotFoundError(`model ${manifestCid} is not held and no origin is configured`)
-        const manifest = decodeManifest(await origin.getManifest(manifestCid, addOptions), { expectedCid: manifestCid })
+        const manifest = await resolveManifest(manifestCid, { store, origin }, addOptions)
         await store.addManifest(manifestCid, manifest, addOptions)
       }
     }

@@ -16,13 +16,12 @@ import { matchesSelector } from '@swarm/p2p'
 import { formatBytes } from '../progress.js'
 import type { FleetModel, FleetNode, FleetView } from '../agent/fleet.js'
 import type { Selector } from '@swarm/p2p'
+import { SwarmError } from '@swarm/interface'
 
-export class InvalidDurationError extends Error {
-  static override name = 'InvalidDurationError'
-  readonly code = 'ERR_INVALID_DURATION'
+export class InvalidDurationError extends SwarmError {
+  override readonly code = 'ERR_INVALID_DURATION'
   constructor (text: string) {
     super(`"${text}" is not a duration (e.g. 90s, 10m, 1h30m, 500ms)`)
-    this.name = 'InvalidDurationError'
   }
 }
 

@@ -16,6 +16,7 @@ import type { Command } from 'commander'
 import type { Config } from '@swarm/config'
 import type { FleetModel, FleetView } from '../agent/fleet.js'
 import type { Assessment, FleetGoal, Seen } from './fleet-watch.js'
+import { SwarmError } from '@swarm/interface'
 
 /** How often the fleet view is read while watching. */
 export const FLEET_POLL_MS = 500
@@ -24,32 +25,23 @@ export const DEFAULT_WAIT_TIMEOUT = '10m'
 export const DEFAULT_PREHEAT_TIMEOUT = '30m'
 
 /** The fleet did not reach the goal in time. */
-export class FleetWaitTimeoutError extends Error {
-  static override name = 'FleetWaitTimeoutError'
-  readonly code = 'ERR_FLEET_WAIT_TIMEOUT'
+export class FleetWaitTimeoutError extends SwarmError {
+  override readonly code = 'ERR_FLEET_WAIT_TIMEOUT'
   constructor (message: string, readonly assessment: Assessment) {
     super(message)
-    this.name = 'FleetWaitTimeoutError'
   }
 }
 
 /** Every node a preheat asked has answered, and too few hold the model. */
-export class PreheatIncompleteError extends Error {
-  static override name = 'PreheatIncompleteError'
-  readonly code = 'ERR_PREHEAT_INCOMPLETE'
+export class PreheatIncompleteError extends SwarmError {
+  override readonly code = 'ERR_PREHEAT_INCOMPLETE'
   constructor (message: string, readonly assessment: Assessment) {
     super(message)
-    this.name = 'PreheatIncompleteError'
   }
 }
 
-export class FleetUsageError extends Error {
-  static override name = 'FleetUsageError'
-  readonly code = 'ERR_CONFIG'
-  constructor (message: string) {
-    super(message)
-    this.name = 'FleetUsageError'
-  }
+export class FleetUsageError extends SwarmError {
+  override readonly code = 'ERR_CONFIG'
 }
 
 export interface FleetCommandDeps {

@@ -1,8 +1,8 @@
 /*
- * A coverage-guided fuzz target for the request parser and what it reaches (server.c), for
- * libFuzzer:
+ * A coverage-guided fuzz target for the request parser and what it reaches (server.c, nodes.c,
+ * requests.c), for libFuzzer:
  *
- *   clang -fsanitize=fuzzer,address,undefined native/test/fuzz.c native/server.c -o fuzz
+ *   clang -fsanitize=fuzzer,address,undefined native/test/fuzz.c native/server.c native/nodes.c native/requests.c -o fuzz
  *   ./fuzz -max_total_time=60 work-corpus native/test/corpus
  *
  * and, built with -DSW_FUZZ_STANDALONE by any C compiler, a runner that feeds it the files

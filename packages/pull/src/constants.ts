@@ -1,0 +1,23 @@
+/** How long a pull waits for other pullers' joins before it takes chunks from the origin as their owner. */
+export const DEFAULT_SETTLE_MS = 500
+
+/** With no chunk arriving for this long, a pull ends. */
+export const DEFAULT_STALL_TIMEOUT_MS = 120_000
+
+/** Consecutive origin failures (timeouts not counted) that end a pull. */
+export const DEFAULT_MAX_ORIGIN_FAILURES = 3
+
+/** The longest a pull sleeps without an event before it asks the scheduler again (and checks for a stall). */
+export const DEFAULT_POLL_MS = 1_000
+
+/** When a running pull looks up the manifest's providers again, counted from its start. */
+export const REDISCOVER_AFTER_MS: readonly number[] = [2_000, 5_000, 10_000, 20_000]
+
+/** Peers asked for a manifest the store and the origin could not give. */
+export const MANIFEST_PEER_CANDIDATES = 8
+
+/** How long the provider lookup for a manifest may take. */
+export const MANIFEST_LOOKUP_TIMEOUT_MS = 3_000
+
+/** How long one peer may take to send a manifest. */
+export const MANIFEST_PEER_TIMEOUT_MS = 10_000

@@ -1,0 +1,197 @@
+import { ChunkUnavailableError, DiskFullError, OriginUnavailableError, uniqueChunks } from '@swarm/interface'
+import { fetcher } from '@swarm/fetcher'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { PullSession, SessionStartedError } from '../src/index.js'
+import { CHUNK, harness, holdsModel, makeModel, ScriptedPeers, scriptedSource } from './helpers.js'
+import type { Harness, Model } from './helpers.js'
+import type { ChunkStore, SourceKind } from '@swarm/interface'
+import type { PullSessionInit } from '../src/index.js'
+
+describe('PullSession', () => {
+  let h: Harness
+
+  beforeEach(async () => { h = await harness() })
+  afterEach(async () => { await h.close() })
+
+  async function session (model: Model, init: Partial<PullSessionInit> = {}): Promise<PullSession> {
+    await h.store.addManifest(model.cid, model.manifest)
+    return new PullSession({ manifestCid: model.cid, manifest: model.manifest, store: h.store, fetcher: h.fetcher, sources: { peer: () => undefined }, settleMs: 20, ...init })
+  }
+
+  it('completes from the origin alone, counting every byte once', async () => {
+    const model = makeModel(12)
+    const origin = scriptedSource('origin', 'origin', model)
+    const bytes: Record<string, number> = {}
+    const progress: number[] = []
+    const s = await session(model, { sources: { origin, peer: () => undefined }, onBytes: (kind, n) => { bytes[kind] = (bytes[kind] ?? 0) + n } })
+    const result = await s.run({ onProgress: p => progress.push(p.doneBytes) })
+    expect(result.progress).toMatchObject({ totalBytes: model.bytes, doneBytes: model.bytes, totalChunks: 12, doneChunks: 12, bytesBySource: { origin: model.bytes, peer: 0, local: 0 } })
+    expect(bytes).toEqual({ origin: model.bytes })
+    expect(result.originRequests).toBe(12)
+    expect(origin.calls).toHaveLength(12)
+    expect(progress.at(-1)).toBe(model.bytes)
+    expect(progress).toEqual([...progress].sort((a, b) => a - b))
+    expect(await holdsModel(h.store, model)).toBe(true)
+    await expect(s.run()).rejects.toBeInstanceOf(SessionStartedError)
+  })
+
+  it('completes from peers without the origin, announcing each chunk once', async () => {
+    const model = makeModel(10)
+    const peers = new ScriptedPeers()
+    const a = scriptedSource('peer:a', 'peer', model)
+    const b = scriptedSource('peer:b', 'peer', model)
+    peers.add('12D3KooWpeerA', model)
+    const s = await session(model, { peers, sources: { peer: id => id === '12D3KooWpeerA' ? a : id === '12D3KooWpeerB' ? b : undefined } })
+    const running = s.run()
+    // one joins during the pull, and is used too
+    setTimeout(() => { peers.add('12D3KooWpeerB', model) }, 5)
+    const result = await running
+    expect(result.progress.bytesBySource).toEqual({ peer: model.bytes, origin: 0, local: 0 })
+    expect(result.originRequests).toBe(0)
+    expect([...peers.haves].sort((x, y) => x - y)).toEqual([...Array(10).keys()])
+    expect(peers.joins).toEqual([{ pulling: true, count: 10 }, { pulling: false, count: 10 }])
+    expect(peers.listeners).toBe(0)
+    expect(await holdsModel(h.store, model)).toBe(true)
+  })
+
+  it('bans a peer whose bytes fail verification and fetches its chunks elsewhere', async () => {
+    const model = makeModel(8)
+    const peers = new ScriptedPeers()
+    const liar = scriptedSource('peer:liar', 'peer', model, { lie: true })
+    const honest = scriptedSource('peer:honest', 'peer', model, { delayMs: 20 })
+    peers.add('12D3KooWliar', model)
+    peers.add('12D3KooWhonest', model)
+    const rejected: string[] = []
+    const s = await session(model, { peers, sources: { peer: id => id === '12D3KooWliar' ? liar : honest }, onRejected: (peer, cid) => rejected.push(`${peer} ${cid}`) })
+    const result = await s.run()
+    expect(liar.calls.length).toBeGreaterThan(0)
+    // banned at its first bad chunk: whatever it was asked at once is all it was asked
+    expect(peers.rejectedPeers.every(p => p === '12D3KooWliar')).toBe(true)
+    expect(peers.rejectedPeers.length).toBeGreaterThan(0)
+    expect(rejected.length).toBe(peers.rejectedPeers.length)
+    const askedAfterBan = s.stats?.bannedPeers
+    expect(askedAfterBan).toBe(1)
+    expect(result.progress.bytesBySource.peer).toBe(model.bytes)
+    expect(await holdsModel(h.store, model)).toBe(true)
+  })
+
+  it('ends with a clear error when the origin fails again and again', async () => {
+    const model = makeModel(6)
+    const origin = scriptedSource('origin', 'origin', model, { fail: true })
+    const s = await session(model, { sources: { origin, peer: () => undefined }, maxOriginFailures: 3 })
+    const err = await s.run().catch((e: Error) => e)
+    expect(err).toBeInstanceOf(OriginUnavailableError)
+    expect((err as Error).message).toMatch(/origin failed 3 times in a row: origin: connection reset/)
+    expect(h.store.missingChunks(model.cid)).toHaveLength(6)
+  })
+
+  it('ends when nothing arrives for the stall timeout', async () => {
+    const model = makeModel(4)
+    const peers = new ScriptedPeers()
+    // the only peer holds chunk 0, and there is no origin
+    peers.add('12D3KooWpartial', model, [true, false, false, false])
+    const started = performance.now()
+    const s = await session(model, { peers, sources: { peer: () => scriptedSource('peer:partial', 'peer', model) }, stallTimeoutMs: 300 })
+    const err = await s.run().catch((e: Error) => e)
+    expect(err).toBeInstanceOf(ChunkUnavailableError)
+    expect((err as Error).message).toMatch(/no progress for 0 s: no peer holds the missing chunks and the origin is not used/)
+    expect(performance.now() - started).toBeGreaterThanOrEqual(290)
+    expect(h.store.missingChunks(model.cid)).toHaveLength(3)
+    expect(peers.listeners).toBe(0)
+  })
+
+  it('stops at once when its signal is aborted, leaving nothing running', async () => {
+    const model = makeModel(6)
+    const peers = new ScriptedPeers()
+    const origin = scriptedSource('origin', 'origin', model, { delayMs: 10_000 })
+    const s = await session(model, { peers, sources: { origin, peer: () => undefined }, settleMs: 0 })
+    const controller = new AbortController()
+    const running = s.run({ signal: controller.signal })
+    await new Promise(resolve => setTimeout(resolve, 50))
+    expect(origin.calls.length).toBeGreaterThan(0)
+    const started = performance.now()
+    controller.abort(new Error('stop now'))
+    await expect(running).rejects.toThrow('stop now')
+    // not after the origin's 10 s answer
+    expect(performance.now() - started).toBeLessThan(5_000)
+    expect(s.finished).toBe(true)
+    expect(peers.listeners).toBe(0)
+    expect(peers.joins.at(-1)).toEqual({ pulling: false, count: 6 })
+    expect(h.store.missingChunks(model.cid)).toHaveLength(6)
+  })
+
+  it('ends at once on a full disk, keeping what was stored', async () => {
+    const model = makeModel(10)
+    let stored = 0
+    // the store as the fetcher writes to it: full after three chunks
+    const full = Object.create(h.store) as ChunkStore
+    full.putChunk = async (cid, bytes, options) => {
+      if (stored >= 3) throw new DiskFullError(h.dir, bytes.byteLength, 0, 'no space left on the device')
+      stored++
+      return await h.store.putChunk(cid, bytes, options)
+    }
+    full.hasChunk = cid => h.store.hasChunk(cid)
+    const origin = scriptedSource('origin', 'origin', model)
+    const s = await session(model, { fetcher: fetcher({ store: full, sources: [] }), sources: { origin, peer: () => undefined }, maxInflightOrigin: 1, scheduler: { fleetInflightOrigin: 1 } })
+    const err = await s.run().catch((e: Error) => e)
+    expect(err).toBeInstanceOf(DiskFullError)
+    // a full disk is nobody's failure: nothing was retried
+    expect(origin.calls).toHaveLength(4)
+    expect(h.store.missingChunks(model.cid)).toHaveLength(7)
+  })
+
+  it('retries a fetch that fails mid-chunk and records nothing twice', async () => {
+    const model = makeModel(8)
+    const [first, second] = uniqueChunks(model.manifest).map(c => c.cid)
+    const origin = scriptedSource('origin', 'origin', model, { delayMs: 10, failFirst: cid => cid === first || cid === second })
+    const counted: Array<[SourceKind, number]> = []
+    const s = await session(model, { sources: { origin, peer: () => undefined }, onBytes: (kind, n) => counted.push([kind, n]) })
+    const result = await s.run()
+    expect(origin.failed).toBe(2)
+    expect(origin.calls).toHaveLength(10)
+    expect(result.progress).toMatchObject({ doneBytes: model.bytes, doneChunks: 8, bytesBySource: { origin: model.bytes, peer: 0, local: 0 } })
+    expect(counted).toEqual(new Array(8).fill(['origin', CHUNK]))
+    expect(s.stats?.failures).toBe(2)
+    expect(s.stats?.chunksDone).toBe(8)
+    expect(await holdsModel(h.store, model)).toBe(true)
+  })
+
+  it('ignores peers and haves that do not fit the manifest, and survives a handler that throws', async () => {
+    const model = makeModel(4)
+    const peers = new ScriptedPeers()
+    const origin = scriptedSource('origin', 'origin', model, { delayMs: 5 })
+    const errors: string[] = []
+    const s = await session(model, { peers, sources: { origin, peer: () => { throw new Error('no such peer') } }, onHandlerError: handler => errors.push(handler) })
+    const running = s.run()
+    // once it listens (after the store's local copies)
+    while (peers.listeners === 0) await new Promise(resolve => setTimeout(resolve, 1))
+    peers.emit(events => { events.joined({ peerId: '12D3KooWodd', pulling: true, bitfield: new Uint8Array(7) }) })
+    peers.emit(events => { events.have('12D3KooWodd', [0, 99]) })
+    peers.emit(events => { events.have('12D3KooWodd', null as unknown as number[]) })
+    // a peer whose source cannot be made: its requests fail at once, and the origin serves
+    peers.emit(events => { events.joined({ peerId: '12D3KooWodd2', pulling: false, bitfield: Uint8Array.from([0xf0]) }) })
+    // an event the scheduler refuses throws inside the session's handler: counted, not thrown
+    peers.emit(events => { events.joined({ peerId: '', pulling: false, bitfield: Uint8Array.from([0xf0]) }) })
+    const started = performance.now()
+    const result = await running
+    // not after the scheduler's 30 s request timeout
+    expect(performance.now() - started).toBeLessThan(20_000)
+    expect(result.progress.doneBytes).toBe(model.bytes)
+    expect(errors).toEqual(['peer:joined'])
+    expect(await holdsModel(h.store, model)).toBe(true)
+  })
+
+  it('copies chunks another held model has instead of fetching them', async () => {
+    const model = makeModel(4)
+    const origin = scriptedSource('origin', 'origin', model)
+    await (await session(model, { sources: { origin, peer: () => undefined } })).run()
+    // the same chunks under another manifest
+    const twin = { ...model, manifest: { ...model.manifest, files: [{ ...model.manifest.files[0]!, path: 'copy.bin' }] } }
+    const { encodeManifest } = await import('@swarm/manifest')
+    twin.cid = encodeManifest(twin.manifest).cid
+    const again = scriptedSource('origin', 'origin', model)
+    const result = await (await session(twin, { sources: { origin: again, peer: () => undefined } })).run()
+    expect(again.calls).toHaveLength(0)
+    expect(result.progress.doneBytes).toBe(model.bytes)
+  })
+})

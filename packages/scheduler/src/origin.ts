@@ -1,0 +1,170 @@
+/**
+ * Ownership and the origin: which chunks this node takes from the origin, how many at once, and how long it waits for their owners first.
+ *
+ * ## Who takes what from the origin
+ *
+ * N nodes pulling the same model at once should make the origin serve about one copy of it,
+ * with no coordinator. Every node knows the set of nodes pulling the manifest (the "pullers",
+ * itself included; the control plane gossips it) and ranks them for each chunk by rendezvous
+ * hashing of (chunk CID, peer id). The top-ranked puller *owns* the chunk: it is the only one
+ * that fetches it from the origin right away. Everyone else waits for the chunk to show up at a
+ * peer (a bitfield or "have") and takes it from there. Because every node computes the same
+ * ranking from the same set, each chunk leaves the origin once, and the fleet spreads the
+ * origin's work evenly (each owner takes about 1/N of the chunks).
+ *
+ * Owners can leave or stall, and views of the set are never perfectly in step, so two safety
+ * nets keep chunks moving:
+ *
+ * - When the owner leaves the set, the next-ranked puller becomes the owner and fetches the
+ *   chunk from the origin at once (if no peer has it yet); the others restart their wait.
+ * - A non-owner falls back to the origin when no peer has produced the chunk within
+ *   wait × (1 + ⌊q / c⌋) × tier, counted from when the chunk became wanted under its current
+ *   owner. The wait is `originFallbackMs`, or twice as long as owners are seen to take if that
+ *   is longer: this node's own origin requests (their recent average, or the age of the oldest
+ *   still outstanding) and the time from a chunk becoming wanted to its first appearance at a
+ *   peer. Owners fetch over the same origin at the same time, so a slow origin makes slow
+ *   owners, not failed ones. Until any chunk has come in from anywhere, the wait grows with the
+ *   time since the pull started, up to twice `SILENT_FLEET_WAIT_MS`. c is how many origin requests each node keeps outstanding (below), and
+ *   q is the chunk's place in its owner's origin queue:
+ *   owners fetch what they own in chunk order, at most c at a time, so with
+ *   few pullers (each owning a long list) the wait grows with the owner's queue instead of
+ *   triggering duplicate fetches; with many pullers q is 0. The tier is 1 for the runner-up
+ *   (second in the ranking) and 2 for everyone else, so when an owner stalls silently the
+ *   runner-up alone fetches the chunk, and the rest find it at the runner-up before their own
+ *   deadline; only if both stall does everyone go to the origin. The formula assumes the fleet
+ *   shares one configuration.
+ *
+ * The fleet keeps about `fleetInflightOrigin` requests outstanding at the origin in all: each
+ * node c = ⌈fleetInflightOrigin / pullers⌉ (at least 1, at most `maxInflightOrigin`), where
+ * pullers is at least `expectedPullers` for the first `EXPECTED_PULLERS_MS`: nodes start their
+ * pulls seconds apart, and the first to start sees itself alone and believes it owns everything. The
+ * origin's bandwidth is shared by every request on it, so a few at a time make chunks land one
+ * after another, early enough for peers to pass them on while the origin sends the rest; every
+ * owner asking for all it owns at once would make every chunk land only at the end. An origin
+ * request is cancelled after `requestTimeoutMs`, or three times this node's usual origin request
+ * time if that is longer.
+ *
+ * An owner also prefers a peer: it goes to the origin only for chunks no usable peer holds.
+ * Until the set of pullers is known (`pullers` in init or {@link ChunkScheduler.setPullers}) a
+ * node would believe it owns everything, so until then it takes nothing from the origin as an
+ * owner; only the fallback applies.
+ *
+ * ## Limits
+ *
+ * - Ownership is only as consistent as the views of the set: a node that knows k of N pullers
+ *   believes it owns about 1/(k+1) of the chunks, so the origin sees about N/(k+1) copies of
+ *   what such nodes own. The control plane has to spread the full set.
+ * - A puller that joins mid-pull takes over about 1/N of the chunks; those an old owner is
+ *   still fetching from the origin may be fetched a second time.
+ * - Each node ranks every puller for every chunk once (O(N × chunks) per node when the set is
+ *   first learned); a simulator of many nodes with one shared view shares one `PullerSet`.
+ */
+
+import {
+  EXPECTED_PULLERS_MS,
+  ORIGIN_TIMEOUT_FACTOR,
+  ORIGIN_WAIT_FACTOR,
+  PEER_RESERVED_SLOTS,
+  SILENT_FLEET_WAIT_MS
+} from './constants.js'
+import { freshHolders } from './peers.js'
+import type { Outstanding, Request, Scheduler } from './scheduler.js'
+
+/**
+ * Chunks no usable peer holds: the ones this node owns at once, in chunk order (others count
+ * on that order, see the notes at the top), then those whose fallback deadline has passed.
+ */
+export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): void {
+  if (!s.useOrigin) return
+  const ownsNow = s.pullersKnown
+  const wait = originWait(s, now)
+  const fallbacks: number[] = []
+  for (let w = 0; w < s.words; w++) {
+    let word = s.idleWords[w]!
+    while (word !== 0) {
+      if (!originHasRoom(s)) {
+        s.nextFallbackAt = Infinity
+        return
+      }
+      const low = word & -word
+      word = (word ^ low) >>> 0
+      const i = (w << 5) + 31 - Math.clz32(low)
+      if (freshHolders(s, i) > 0) continue
+      const retryAt = s.originRetryAt[i]!
+      if (retryAt > now) {
+        s.nextRetryAt = Math.min(s.nextRetryAt, retryAt)
+        continue
+      }
+      if (ownsNow && s.pullers.owner(i) === s.selfId) {
+        s.startRequest(i, undefined, now, start)
+        continue
+      }
+      const deadline = fallbackAt(s, i, wait)
+      if (now >= deadline) fallbacks.push(i)
+      else s.nextFallbackAt = Math.min(s.nextFallbackAt, deadline)
+    }
+  }
+  for (const i of fallbacks) {
+    if (!originHasRoom(s)) {
+      s.nextFallbackAt = Infinity
+      return
+    }
+    s.startRequest(i, undefined, now, start)
+  }
+}
+
+function originHasRoom (s: Scheduler): boolean {
+  // with peers around, a few slots stay theirs: a node owning many chunks still takes the rest from peers meanwhile
+  const reserved = s.peers.size > 0 ? Math.min(PEER_RESERVED_SLOTS, s.maxTotal - 1) : 0
+  return s.originInflight < Math.min(originCap(s), s.maxTotal - reserved) && s.outstanding.size < s.maxTotal
+}
+
+/** Origin requests this node keeps outstanding: its share of the fleet's; see the notes at the top. */
+function originCap (s: Scheduler): number {
+  if (!s.pullersKnown) return s.maxOrigin
+  const pullers = s.expectedPullersLapsed ? s.pullers.size : Math.max(s.expectedPullers, s.pullers.size)
+  return Math.min(s.maxOrigin, Math.max(1, Math.ceil(s.fleetOrigin / pullers)))
+}
+
+/** Until when `expectedPullers` holds down this node's origin share (Infinity once it no longer does). */
+export function expectedUntil (s: Scheduler): number {
+  if (s.expectedPullersLapsed || s.expectedPullers <= s.pullers.size || s.startedAt === undefined) return Infinity
+  return s.startedAt + EXPECTED_PULLERS_MS
+}
+
+/** How long a non-owner waits for an owner per round: see the notes at the top. */
+function originWait (s: Scheduler, now: number): number {
+  let estimate = Math.max(s.originMs, s.deliveryMs)
+  for (const outstanding of s.outstanding.values()) {
+    if (outstanding.peer === undefined) estimate = Math.max(estimate, now - outstanding.startedAt)
+  }
+  // nothing has come in from anyone yet: the origin is slow for all, not an owner stalled
+  if (s.deliveries === 0 && s.originSamples === 0) estimate = Math.max(estimate, Math.min(now - (s.startedAt ?? now), SILENT_FLEET_WAIT_MS))
+  return Math.max(s.originFallbackMs, ORIGIN_WAIT_FACTOR * estimate)
+}
+
+/** When a non-owner gives up waiting for a chunk nobody holds; see the notes at the top. */
+function fallbackAt (s: Scheduler, chunk: number, wait: number): number {
+  if (!s.pullersKnown) return s.waitSince[chunk]! + wait
+  const rounds = 1 + Math.floor(s.pullers.queuePosition(chunk) / originCap(s))
+  const tier = s.pullers.backup(chunk) === s.selfId ? 1 : 2
+  return s.waitSince[chunk]! + wait * rounds * tier
+}
+
+export function timeoutOf (s: Scheduler, outstanding: Outstanding): number {
+  return outstanding.peer === undefined ? Math.max(s.requestTimeoutMs, ORIGIN_TIMEOUT_FACTOR * s.originMs) : s.requestTimeoutMs
+}
+
+/** Restarts the wait of every chunk whose owner changed since last looked. */
+export function catchUp (s: Scheduler): void {
+  const version = s.pullers.version
+  if (version === s.seenVersion) return
+  const changed = s.pullers.changesSince(s.seenVersion)
+  s.seenVersion = version
+  s.dirty = true
+  const now = s.lastNow
+  // before the first event the clock has not started; it will set every wait then
+  if (!Number.isFinite(now)) return
+  if (changed === undefined) s.waitSince.fill(now)
+  else for (const i of changed) s.waitSince[i] = now
+}

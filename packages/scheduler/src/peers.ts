@@ -1,0 +1,129 @@
+/**
+ * Peer picking: which idle chunk is asked for next, and of which peer.
+ *
+ * ## Among peers
+ *
+ * - Rarest first: of the chunks some peer with a free slot holds and nobody is fetching, the one
+ *   the fewest connected peers hold goes first. Ties go in chunk order from a random start (one
+ *   draw of the seeded PRNG per scheduler), so nodes spread over the chunks instead of all
+ *   asking for chunk 0, while each node still fills whole stretches of files.
+ * - The chosen chunk goes to the least-loaded holder, scanning from a random position.
+ * - Limits: per peer, at the origin, and in all. Origin picks are made before peer picks,
+ *   because other nodes are waiting for the chunks this node owns; while peers are connected the
+ *   origin leaves `PEER_RESERVED_SLOTS` to them, so a node that owns many chunks still takes the
+ *   others' meanwhile. The limit in all is small (8): every outstanding request shares this
+ *   node's downlink, and an owner's origin request, which the fleet waits on, should not get a
+ *   thirtieth of it.
+ * - A failed or timed-out request frees its slot and the chunk goes back to the pool, but that
+ *   peer is not asked for that chunk again while any other holder exists (and then only after
+ *   `retryAfterMs`). A peer that sent bytes that failed verification is banned for the rest of
+ *   the pull: its holdings stop counting and its requests are cancelled.
+ */
+
+import type { PeerState, Request, Scheduler } from './scheduler.js'
+
+/** Rarest first among idle chunks that some peer with a free slot holds. */
+export function fillFromPeers (s: Scheduler, now: number, start: Request[]): void {
+  if (s.outstanding.size >= s.maxTotal || s.idleCount === 0) return
+  const available = availablePeers(s)
+  if (available.length === 0) return
+  const candidates = s.scratch
+  candidates.fill(0)
+  for (const peer of available) {
+    const bits = peer.bits
+    for (let w = 0; w < s.words; w++) candidates[w] = candidates[w]! | bits[w]!
+  }
+  for (let w = 0; w < s.words; w++) candidates[w] = candidates[w]! & s.idleWords[w]!
+
+  const n = s.chunkCount
+  while (s.outstanding.size < s.maxTotal && available.length > 0) {
+    let best = -1
+    let bestKey = Infinity
+    for (let w = 0; w < s.words; w++) {
+      let word = candidates[w]!
+      while (word !== 0) {
+        const low = word & -word
+        word = (word ^ low) >>> 0
+        const i = (w << 5) + 31 - Math.clz32(low)
+        const key = s.holders[i]! * n + s.tiebreak[i]!
+        if (key < bestKey) {
+          bestKey = key
+          best = i
+        }
+      }
+    }
+    if (best < 0) return
+    candidates[best >>> 5] = candidates[best >>> 5]! & ~(1 << (best & 31))
+    const chosen = choosePeer(s, best, available, now, true)
+    if (chosen < 0) continue
+    const peer = available[chosen]!
+    s.startRequest(best, peer, now, start)
+    if (peer.inflight >= s.maxPerPeer) removeAt(available, chosen)
+  }
+}
+
+/**
+ * The least-loaded peer in `available` that holds `chunk` and is not already asked for it,
+ * scanning from a random position. A peer that failed this chunk is used only when no other
+ * connected holder is left, and not before its retry time.
+ */
+export function choosePeer (s: Scheduler, chunk: number, available: PeerState[], now: number, allowFailed: boolean): number {
+  const count = available.length
+  if (count === 0) return -1
+  const word = chunk >>> 5
+  const mask = 1 << (chunk & 31)
+  const asked = s.byChunk[chunk]
+  const failed = s.failedPeers[chunk]
+  let best = -1
+  let bestLoad = Infinity
+  let fallback = -1
+  let fallbackLoad = Infinity
+  const offset = Math.floor(s.draw() * count)
+  for (let k = 0; k < count; k++) {
+    const j = offset + k < count ? offset + k : offset + k - count
+    const peer = available[j]!
+    if ((peer.bits[word]! & mask) === 0) continue
+    if (asked?.some(o => o.peer === peer) === true) continue
+    if (failed?.has(peer.id) === true) {
+      if (peer.inflight < fallbackLoad) {
+        fallback = j
+        fallbackLoad = peer.inflight
+      }
+    } else if (peer.inflight < bestLoad) {
+      best = j
+      bestLoad = peer.inflight
+    }
+  }
+  if (best >= 0 || fallback < 0 || !allowFailed || freshHolders(s, chunk) > 0) return best
+  const retryAt = s.peerRetryAt[chunk]!
+  if (now >= retryAt) return fallback
+  s.nextRetryAt = Math.min(s.nextRetryAt, retryAt)
+  return -1
+}
+
+export function availablePeers (s: Scheduler): PeerState[] {
+  const available: PeerState[] = []
+  for (const peer of s.peers.values()) {
+    if (peer.inflight < s.maxPerPeer) available.push(peer)
+  }
+  return available
+}
+
+/** Connected, unbanned holders of a chunk that have not failed it. */
+export function freshHolders (s: Scheduler, chunk: number): number {
+  let holders = s.holders[chunk]!
+  if (holders === 0) return 0
+  const failed = s.failedPeers[chunk]
+  if (failed === undefined) return holders
+  for (const id of failed) {
+    const peer = s.peers.get(id)
+    if (peer !== undefined && (peer.bits[chunk >>> 5]! & (1 << (chunk & 31))) !== 0) holders--
+  }
+  return holders
+}
+
+/** Removes `items[index]` without keeping the order. */
+export function removeAt<T> (items: T[], index: number): void {
+  items[index] = items[items.length - 1]!
+  items.pop()
+}
