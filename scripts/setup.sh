@@ -4,7 +4,7 @@
 #
 #   scripts/setup.sh demo    what the demo needs (nothing beyond Node)
 #   scripts/setup.sh test    plus the S3 server (Ceph RGW) the tests run against, nginx and openssl for the HTTP origin's tests, FUSE and the loaders the FUSE tests use,
-#                            rclone and GNU time for the benches
+#                            rclone, GNU time and aria2 (bench/fanout's BitTorrent baseline) for the benches
 #
 # Installs missing Debian packages when it can (root and apt-get); otherwise it names them and stops.
 set -euo pipefail
@@ -20,8 +20,8 @@ case "$purpose" in
   # the OCI origin: Debian's docker-registry (CNCF distribution) and htpasswd for its basic-auth runs;
   # the HTTP origin: nginx, and openssl for its test CA; the fleet page test drives chromium;
   # the monitoring test runs prometheus and promtool; the benches compare with rclone and measure
-  # children's CPU and peak RSS with GNU time
-  test) packages+=(ceph-mon ceph-osd radosgw fuse libfuse2 fio python3-numpy python3-torch docker-registry apache2-utils nginx openssl chromium prometheus rclone time) ;;
+  # children's CPU and peak RSS with GNU time; bench/fanout's BitTorrent case runs aria2c
+  test) packages+=(ceph-mon ceph-osd radosgw fuse libfuse2 fio python3-numpy python3-torch docker-registry apache2-utils nginx openssl chromium prometheus rclone time aria2) ;;
   *) echo "swarm setup: unknown purpose '$purpose' (demo|test)" >&2; exit 2 ;;
 esac
 

@@ -1,9 +1,9 @@
 // A line chart as a standalone SVG: x is N on a log2 axis, y is seconds on a log10 axis (the
 // baseline grows with N while a fan-out should stay near T*, so both fit one chart).
 
-const W = 720
+const W = 760
 const H = 440
-const M = { left: 70, right: 200, top: 40, bottom: 56 }
+const M = { left: 70, right: 240, top: 40, bottom: 56 }
 
 const escape = s => String(s).replace(/[&<>"]/g, c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c])
 

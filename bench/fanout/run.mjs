@@ -18,10 +18,25 @@
 //   `--concurrency` 1: with the default 16, N ≥ 8 nodes sharing a 50 Mbit/s origin keep 128+ GETs
 //   open, each outlives the fetcher's 60 s per-attempt limit and the pull fails; with 2, 3 of 8
 //   nodes still failed that way, as TCP flows through one token bucket get unequal shares).
+// - BitTorrent, what a user would compare Swarm with: one aria2c per host (the leechers), one
+//   aria2c seeder in the origin's namespace (so on the origin's link, shaped as the S3 server's),
+//   a tracker (npm bittorrent-tracker, tracker.mjs) there too, and torrents of the same model
+//   files made here (torrent.mjs), once with 256 KiB pieces and once with Swarm's chunk size. The
+//   leechers start together; a node's time runs from then to aria2's download-complete hook.
+//   aria2c is set as a new user would set it (aria2Options): the tracker only, seed until the
+//   bench ends it, no preallocation, no re-check. aria2 has no upload-slot setting (its choker
+//   decides) and reports no per-source byte counts, so its peer share is read on the wire.
 // - Origin egress is read on the wire (bytes the origin's link sent, TCP/IP headers included)
 //   and from the agents (`swarm_bytes_total{source="origin"}`: verified chunk bytes). Peer bytes
-//   come from the agents' metrics. CPU: the whole machine's busy share from /proc/stat each second
-//   (other tenants included) and the CPU time of the fleet's agents and the gateway.
+//   come from the agents' metrics. The origin link's busy share: its wire counter sampled every
+//   100 ms, each interval busy in proportion to what it sent over what the link's rate allows,
+//   from the release until the last node finished. CPU: the whole machine's busy share from
+//   /proc/stat each second (other tenants included) and the CPU time of the fleet: Swarm's agents
+//   and the S3 server's namespace (aria2c's fleet: every aria2c, the seeder included), also per GB
+//   delivered; for Swarm also split into agents, gateway and the `swarm pull` CLIs (start-up
+//   included, reported apart), and the agents' CPU per thread (main, libuv pool, V8 helpers).
+//   FANOUT_CPU_PROF=<dir> has each agent write a V8 CPU profile there, and the pull's window
+//   beside it, for profile.mjs to break down by component and function.
 // - A late joiner (one more host, started after the others finished) and churn (a quarter of
 //   the agents killed mid-pull) run at FANOUT_EVENTS_N.
 //
@@ -29,13 +44,15 @@
 // global time limit; processes still running inside them are ended first.
 //
 // Env: FANOUT_N (1,2,4,8,16), FANOUT_MODEL_MIB (128), FANOUT_LINK_MBIT (50), FANOUT_ORIGIN_MBIT (50),
-// FANOUT_CHUNK_SIZE (4MiB), FANOUT_CASES (swarm,baseline,late,churn), FANOUT_EVENTS_N (8),
+// FANOUT_CHUNK_SIZE (4MiB), FANOUT_CASES (swarm,bittorrent,baseline,late,churn), FANOUT_EVENTS_N (8),
+// FANOUT_BT_PIECES (256KiB,<chunk size>: a BitTorrent run per piece size), FANOUT_BT_ANNOUNCE_S
+// (5: the tracker's announce interval), FANOUT_CPU_PROF (a directory for the agents' CPU profiles),
 // FANOUT_RUN_LIMIT (8: a run stops at this many × T*, at least 60 s), FANOUT_TIMEOUT_S (1800),
 // FANOUT_BASELINE_CONCURRENCY (1), FANOUT_SUBNET (10.77.0), FANOUT_NAME (fanout), FANOUT_DOCS_SVG (a path to copy
 // the plot to), FANOUT_AGENT_LOGS (a directory: each agent's JSON log goes to a file there, at
 // info level, with each pull's scheduler counters in its "session finished" line).
 import { execFile, spawn } from 'node:child_process'
-import { createWriteStream, readFileSync } from 'node:fs'
+import { createWriteStream, existsSync, readFileSync, readdirSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -46,6 +63,7 @@ import { uniqueChunks } from '@swarm/interface'
 import { generateSwarmKey } from '@swarm/p2p'
 import { MiB, cli, fmt, root, saveResult } from '../lib/common.mjs'
 import { Fabric } from './netns.mjs'
+import { makeTorrent } from './torrent.mjs'
 import { lineChart } from './plot.mjs'
 
 const exec = promisify(execFile)
@@ -70,21 +88,36 @@ const settings = {
   linkMbit: envNumber('FANOUT_LINK_MBIT', 50, 1),
   originMbit: envNumber('FANOUT_ORIGIN_MBIT', 50, 1),
   chunkSize: process.env.FANOUT_CHUNK_SIZE ?? '4MiB',
-  cases: (process.env.FANOUT_CASES ?? 'swarm,baseline,late,churn').split(',').map(s => s.trim()),
+  cases: (process.env.FANOUT_CASES ?? 'swarm,bittorrent,baseline,late,churn').split(',').map(s => s.trim()),
   eventsN: envNumber('FANOUT_EVENTS_N', 8, 1),
   runLimit: envNumber('FANOUT_RUN_LIMIT', 8, 1),
   timeoutS: envNumber('FANOUT_TIMEOUT_S', 1800, 60),
   baselineConcurrency: envNumber('FANOUT_BASELINE_CONCURRENCY', 1, 1),
   subnet: process.env.FANOUT_SUBNET ?? '10.77.0',
   name: process.env.FANOUT_NAME ?? 'fanout',
-  agentLogs: process.env.FANOUT_AGENT_LOGS
+  agentLogs: process.env.FANOUT_AGENT_LOGS,
+  cpuProf: process.env.FANOUT_CPU_PROF,
+  btPieces: undefined,
+  btAnnounceS: envNumber('FANOUT_BT_ANNOUNCE_S', 5, 1)
 }
-for (const c of settings.cases) if (!['swarm', 'baseline', 'late', 'churn'].includes(c)) throw new Error(`FANOUT_CASES: unknown case "${c}"`)
+for (const c of settings.cases) if (!['swarm', 'bittorrent', 'baseline', 'late', 'churn'].includes(c)) throw new Error(`FANOUT_CASES: unknown case "${c}"`)
+
+/** "4MiB", "256KiB", "1048576": bytes. */
+function parseSize (name, text) {
+  const m = /^\s*(\d+)\s*(KiB|MiB|k|m|)\s*$/i.exec(text)
+  if (m == null) throw new Error(`${name}: "${text}" is not a size such as 256KiB or 4MiB`)
+  const unit = m[2].toLowerCase()
+  return Number(m[1]) * (unit.startsWith('k') ? 1024 : unit.startsWith('m') ? MiB : 1)
+}
+settings.btPieces = [...new Set((process.env.FANOUT_BT_PIECES ?? `256KiB,${settings.chunkSize}`).split(',').map(s => parseSize('FANOUT_BT_PIECES', s)))]
+for (const size of settings.btPieces) if (size < 16 * 1024 || (size & (size - 1)) !== 0) throw new Error(`FANOUT_BT_PIECES: ${size} is not a power of two ≥ 16 KiB`)
 const maxHosts = Math.max(...settings.sizes, settings.cases.some(c => c === 'late' || c === 'churn') ? settings.eventsN + 1 : 0)
 if (maxHosts > 250) throw new Error('at most 250 hosts fit the /24')
 const ORIGIN_OCTET = 254
 const originAddress = `${settings.subnet}.${ORIGIN_OCTET}`
 const S3_PORT = 7480
+const TRACKER_PORT = 6969
+const BT_PORT = 6881
 const Mbyte = mbit => mbit * 1e6 / 8
 const WIRE_PAYLOAD = 1448 / 1514
 
@@ -216,6 +249,112 @@ async function originCpu () {
   return stdout.split('\n').filter(Boolean).reduce((sum, pid) => sum + (processCpu(Number(pid)) ?? 0), 0)
 }
 
+/** CPU seconds per thread name (Node's main thread is "node", its thread pool "libuv-worker", V8's helpers "V8 …"). */
+function threadCpu (pid) {
+  const byName = {}
+  let tids = []
+  try { tids = readdirSync(`/proc/${pid}/task`) } catch { return byName }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      byName[name] = (byName[name] ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100
+    } catch {}
+  }
+  return byName
+}
+
+/**
+ * Samples what the origin's link has sent (eth0's tx bytes, read from /proc/<pid>/net/dev of a
+ * process in the origin's namespace: no process is started per sample) every 100 ms, so a run can
+ * say how much of its time the origin link was busy.
+ */
+async function originLinkSampler () {
+  const { stdout } = await exec('ip', ['netns', 'pids', 'swfo-o'])
+  const pids = stdout.split('\n').filter(Boolean).map(Number)
+  const read = () => {
+    for (const pid of pids) {
+      try {
+        const line = readFileSync(`/proc/${pid}/net/dev`, 'utf8').split('\n').find(l => l.trim().startsWith('eth0:'))
+        if (line != null) return Number(line.slice(line.indexOf(':') + 1).trim().split(/\s+/)[8])
+      } catch {}
+    }
+    return undefined
+  }
+  const samples = []
+  const sample = () => {
+    const tx = read()
+    if (tx != null) samples.push({ at: performance.now(), tx })
+  }
+  sample()
+  const timer = setInterval(sample, 100)
+  return {
+    /**
+     * The share of [fromMs, toMs] (performance.now() times) the link spent sending: each interval
+     * counts as busy in proportion to what it sent over what the link's rate allows (tbf shapes on
+     * the same bytes the counter counts, Ethernet headers included), capped at 1.
+     */
+    stop (fromMs, toMs) {
+      clearInterval(timer)
+      sample()
+      const rate = Mbyte(settings.originMbit) / 1000
+      let busyMs = 0
+      for (let k = 1; k < samples.length; k++) {
+        const a = samples[k - 1]
+        const b = samples[k]
+        const lo = Math.max(a.at, fromMs)
+        const hi = Math.min(b.at, toMs)
+        if (hi <= lo || b.at <= a.at) continue
+        const share = Math.min(1, (b.tx - a.tx) / (rate * (b.at - a.at)))
+        busyMs += share * (hi - lo)
+      }
+      return toMs > fromMs ? busyMs / (toMs - fromMs) : NaN
+    }
+  }
+}
+
+/**
+ * Bytes sent on each TCP connection of a host now (ss's tcp_info), keyed by its ends. Summed over
+ * every host, each byte counts once (at its sender). A connection that closed between two reads
+ * is missing from the later one, so short-lived connections are undercounted.
+ */
+async function tcpSent (host) {
+  const { stdout } = await exec('ip', ['netns', 'exec', fabric.hosts.get(host).ns, 'ss', '-tinH', 'state', 'established'], { maxBuffer: 16 * MiB })
+  const sent = new Map()
+  let ends
+  for (const line of stdout.split('\n')) {
+    if (line.trim() === '') continue
+    if (!/^\s/.test(line)) {
+      const cols = line.trim().split(/\s+/)
+      ends = { local: cols.at(-2), peer: cols.at(-1) }
+      continue
+    }
+    const m = /bytes_sent:(\d+)/.exec(line)
+    const r = /bytes_retrans:(\d+)/.exec(line)
+    if (ends != null) sent.set(`${ends.local}>${ends.peer}`, { ...ends, bytes: m != null ? Number(m[1]) : 0, retrans: r != null ? Number(r[1]) : 0 })
+    ends = undefined
+  }
+  return sent
+}
+
+/** What the hosts sent between two tcpSent reads, by the port that names the protocol; retransmissions included, and also apart. */
+function tcpSentByPort (before, after, ports) {
+  const out = Object.fromEntries([...Object.keys(ports), 'other'].flatMap(k => [[k, 0], [`${k}Retransmitted`, 0]]))
+  after.forEach((conns, h) => {
+    for (const [key, c] of conns) {
+      const delta = c.bytes - (before.get(h)?.get(key)?.bytes ?? 0)
+      const retrans = c.retrans - (before.get(h)?.get(key)?.retrans ?? 0)
+      const localPort = Number(c.local.split(':').at(-1))
+      const peerPort = Number(c.peer.split(':').at(-1))
+      const name = Object.keys(ports).find(k => ports[k] === localPort || ports[k] === peerPort) ?? 'other'
+      out[name] += delta
+      out[`${name}Retransmitted`] += retrans
+    }
+  })
+  return out
+}
+
 async function agentMetrics (agent) {
   const { stdout } = await exec('ip', ['netns', 'exec', fabric.hosts.get(agent.host).ns, 'curl', '-sf', '--max-time', '10', `http://127.0.0.1:${agent.metricsPort}/metrics`])
   const value = (name, labels = '') => {
@@ -277,9 +416,11 @@ async function startAgent (index, { bootstrap, env, keyFile, dir }) {
   let onReady
   const ready = new Promise((resolve, reject) => {
     onReady = resolve
-    setTimeout(() => reject(new Error(`agent ${host} not ready in 90 s`)), 90_000).unref()
+    setTimeout(() => reject(new Error(`agent ${host} not ready in 180 s`)), 180_000).unref()
   })
   if (settings.agentLogs != null) agentEnv.SWARM_LOG_LEVEL = 'info'
+  // written when the agent exits on SIGTERM; profile.mjs cuts it to the pull's window
+  if (settings.cpuProf != null) agentEnv.NODE_OPTIONS = [process.env.NODE_OPTIONS, '--cpu-prof', `--cpu-prof-dir=${settings.cpuProf}`, `--cpu-prof-name=${basename(dir)}-${host}.cpuprofile`].filter(Boolean).join(' ')
   const child = spawnIn(host, ['node', cli, 'agent', '--json'], agentEnv, { onLine: line => { if (line.event === 'ready') onReady(line) } })
   if (settings.agentLogs != null) {
     await mkdir(settings.agentLogs, { recursive: true })
@@ -300,12 +441,16 @@ async function startFleet (indices, ctx) {
     rest.push(...await Promise.all(indices.slice(k, k + 4).map(async i => await startAgent(i, { ...ctx, bootstrap: first.multiaddrs }))))
   }
   const fleet = [first, ...rest]
-  // let the DHT and the control connections settle: every agent connected to the others, or 20 s
-  const until = performance.now() + 20_000
+  // let the DHT and the control connections settle: every agent connected to the others, or 60 s
+  // (on a loaded machine 8 agents took over 20 s to meet, and a pull released before then starts
+  // with a partial view of the fleet)
+  const until = performance.now() + 60_000
   for (;;) {
-    const peers = await Promise.all(fleet.map(async a => (await agentMetrics(a)).peers))
+    // an agent too busy to answer within curl's 10 s (a loaded machine) counts as not settled yet
+    const peers = await Promise.all(fleet.map(async a => await agentMetrics(a).then(m => m.peers, () => 0)))
     if (peers.every(p => p >= fleet.length - 1) || performance.now() > until) {
       log(`  ${fleet.length} agents up; peers each: ${peers.join(' ')}`)
+      for (const a of fleet) a.idleFrom = { at: performance.now(), cpu: processCpu(a.child.pid), threads: threadCpu(a.child.pid) }
       break
     }
     await new Promise(resolve => setTimeout(resolve, 1000))
@@ -346,8 +491,11 @@ async function pullBarrier (agents) {
     paths: new Map(servers.map(s => [s.agent.index, s.path])),
     outcome,
     get t0 () { return t0 },
-    async go (timeoutMs) {
+    async whenAllHere (timeoutMs) {
       await Promise.race([allHere, new Promise((resolve, reject) => setTimeout(() => reject(new Error(`only ${held.length} of ${agents.length} pulls reached the barrier in ${timeoutMs / 1000} s`)), timeoutMs).unref())])
+    },
+    async go (timeoutMs) {
+      await this.whenAllHere(timeoutMs)
       t0 = performance.now()
       for (const { agent, client } of held) {
         const upstream = connect(agent.socket)
@@ -409,10 +557,23 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     const barrier = await pullBarrier(agents)
     const pulls = agents.map(agent => spawnIn(agent.host, ['node', cli, 'pull', ctx.ref, '--json'], { ...ctx.env, SWARM_SOCKET: barrier.paths.get(agent.index) }))
     const before = await fabric.counters('o')
+    const link = await originLinkSampler()
+    // CPU is counted from the release: before it the agents only wait while the CLIs start
+    // (on a loaded machine, for over a minute at N = 8)
+    await barrier.whenAllHere(120_000)
+    // the agents are idle from the fleet's settling until the release (the CLIs talk to the barrier meanwhile):
+    // what an idle fleet costs (timers, pings, gossip heartbeats, DHT upkeep)
+    const idleS = (performance.now() - agents[0].idleFrom.at) / 1000
+    const idleCpu = agents.reduce((sum, a) => sum + (processCpu(a.child.pid) ?? a.idleFrom.cpu) - a.idleFrom.cpu, 0)
+    const tcpBefore = new Map(await Promise.all(agents.map(async a => [a.host, await tcpSent(a.host)])))
     const originCpuBefore = await originCpu()
-    for (const agent of agents) agent.cpuAtStart = processCpu(agent.child.pid)
+    for (const agent of agents) {
+      agent.cpuAtStart = processCpu(agent.child.pid)
+      agent.threadsAtStart = threadCpu(agent.child.pid)
+    }
     const sampler = cpuSampler()
     await barrier.go(120_000)
+    const t0Ns = process.hrtime.bigint()
     log(`  N=${n}: ${n} pulls released${kill != null ? `; killing ${kill.count} agents at ${fmt(kill.atMs / 1000)} s` : ''}`)
     const killed = new Set()
     let killTimer
@@ -426,16 +587,36 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     }
     const survivors = () => agents.filter(a => !killed.has(a.index))
     const deadline = performance.now() + limitMs
+    // the CLIs' CPU, read while they run (their /proc entries go when they exit)
+    const cliCpu = new Map()
+    const readCli = () => { pulls.forEach((p, k) => { const v = processCpu(p.pid); if (v != null) cliCpu.set(k, v) }) }
     while (performance.now() < deadline) {
+      readCli()
       if (survivors().every(a => barrier.outcome.has(a.index)) && (kill == null || killed.size > 0)) break
       await new Promise(resolve => setTimeout(resolve, 200))
     }
+    readCli()
     clearTimeout(killTimer)
     const cpu = sampler.stop()
+    const tEndNs = process.hrtime.bigint()
     const wallMs = performance.now() - barrier.t0
     const after = await fabric.counters('o')
     const metrics = await Promise.all(survivors().map(async a => await agentMetrics(a).catch(() => ({ originBytes: 0, peerBytes: 0 }))))
-    const fleetCpu = survivors().reduce((sum, a) => sum + ((processCpu(a.child.pid) ?? a.cpuAtStart) - a.cpuAtStart), 0) + (await originCpu() - originCpuBefore)
+    const tcpAfter = new Map(await Promise.all(survivors().map(async a => [a.host, await tcpSent(a.host).catch(() => new Map())])))
+    const agentsCpu = survivors().reduce((sum, a) => sum + ((processCpu(a.child.pid) ?? a.cpuAtStart) - a.cpuAtStart), 0)
+    const threads = {}
+    for (const a of survivors()) {
+      for (const [name, seconds] of Object.entries(threadCpu(a.child.pid))) threads[name] = (threads[name] ?? 0) + seconds - (a.threadsAtStart[name] ?? 0)
+    }
+    const gatewayCpu = await originCpu() - originCpuBefore
+    const fleetCpu = agentsCpu + gatewayCpu
+    const doneTimes = survivors().map(a => barrier.outcome.get(a.index)).filter(o => o?.ok === true).map(o => o.ms)
+    const lastMs = doneTimes.length === survivors().length ? Math.max(...doneTimes) : limitMs
+    const originLinkBusy = link.stop(barrier.t0, barrier.t0 + lastMs)
+    if (settings.cpuProf != null) {
+      // the pull's window on the clock the profiles use (V8 stamps samples with the monotonic clock, as hrtime)
+      await writeFile(join(settings.cpuProf, `${basename(dir)}.window.json`), JSON.stringify({ n, fromUs: Number(t0Ns / 1000n), toUs: Number(t0Ns / 1000n) + Math.round(lastMs * 1000), endUs: Number(tEndNs / 1000n) }) + '\n')
+    }
     for (const pull of pulls) if (pull.exitCode == null) pull.kill('SIGKILL')
     await Promise.all(pulls.map(async p => await p.exited))
     const errors = survivors().filter(a => barrier.outcome.get(a.index)?.ok === false).map(a => `${a.host}: ${pulls[a.index - 1].lines.find(l => l.event === 'error')?.message ?? pulls[a.index - 1].stderrTail.slice(-300)}`)
@@ -447,10 +628,25 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
       killAtMs: kill?.atMs,
       errors,
       originWireBytes: after.txBytes - before.txBytes,
+      // what the hosts sent, by protocol: libp2p (control protocol, fleet gossip, DHT, pings), the
+      // chunk servers' TLS, S3 requests; from connections open at the end (lower bounds where some closed)
+      tcpSentBytes: tcpSentByPort(tcpBefore, tcpAfter, { libp2p: 4001, data: 4002, s3: S3_PORT }),
       originBytes: metrics.reduce((sum, m) => sum + m.originBytes, 0),
       peerBytes: metrics.reduce((sum, m) => sum + m.peerBytes, 0),
       perNode: survivors().map((a, k) => ({ host: a.host, ms: barrier.outcome.get(a.index)?.ms, originBytes: metrics[k].originBytes, peerBytes: metrics[k].peerBytes })),
-      cpu: { ...cpu, fleetCpuSeconds: fleetCpu, fleetCores: fleetCpu / (wallMs / 1000) }
+      originLinkBusy,
+      cpu: {
+        ...cpu,
+        fleetCpuSeconds: fleetCpu,
+        fleetCores: fleetCpu / (wallMs / 1000),
+        cpuSecondsPerGB: fleetCpu / (times.length * ctx.modelBytes / 1e9),
+        agentsCpuSeconds: agentsCpu,
+        gatewayCpuSeconds: gatewayCpu,
+        cliCpuSeconds: [...cliCpu.values()].reduce((a, b) => a + b, 0),
+        idleSeconds: idleS,
+        idleAgentCores: idleCpu / idleS / n,
+        agentThreads: threads
+      }
     }
     if (errors.length > 0) log(`  errors: ${errors.slice(0, 3).join(' | ')}`)
     for (const a of survivors().filter(a => !barrier.outcome.has(a.index)).slice(0, 2)) {
@@ -488,6 +684,132 @@ async function lateJoiner (index, bootstrapAgent, ctx, dir) {
     return { ok: outcome?.ok === true, ms: outcome?.ms, limitMs, originWireBytes: after.txBytes - before.txBytes, originBytes: m.originBytes, peerBytes: m.peerBytes }
   } finally {
     await stopAgents([agent])
+  }
+}
+
+/**
+ * What a new user would set for aria2c on a private fleet: the tracker as the only source of peers
+ * (no DHT, LPD or peer exchange), seeding without a ratio limit (the bench ends it once every node
+ * has finished), no preallocation and no re-check of what is on disk, no console readout. Upload
+ * slots are aria2's own choking (it has no setting for them); --bt-max-peers lets every node meet
+ * every other.
+ */
+function aria2Options (n) {
+  return [
+    '--no-conf=true', '--enable-dht=false', '--enable-dht6=false', '--bt-enable-lpd=false', '--enable-peer-exchange=false',
+    `--bt-max-peers=${Math.max(55, n + 1)}`, '--seed-ratio=0.0', '--file-allocation=none', '--check-integrity=false',
+    '--auto-save-interval=0', '--disable-ipv6=true', `--listen-port=${BT_PORT}`, '--summary-interval=0', '--show-console-readout=false', '--console-log-level=warn'
+  ]
+}
+
+/**
+ * N aria2c leechers (one per host) and one aria2c seeder in the origin's namespace, with the
+ * tracker there too. A node's completion time runs from the leechers' start to aria2's
+ * download-complete hook (every piece verified against its SHA-1); leechers keep seeding until
+ * the last one is done.
+ */
+async function bittorrentRun (n, ctx, pieceLength) {
+  const limitMs = Math.max(settings.runLimit * lowerBoundMs(n, ctx.modelBytes), 60_000)
+  const dir = await mkdtemp(join(work, `bt-${n}-${pieceLength}-`))
+  const aria = []
+  try {
+    // a fresh info hash per run (info.source), so the tracker has no peers of an earlier run
+    const { torrent, pieces } = await makeTorrent({ dir: ctx.modelParent, name: ctx.modelName, files: ctx.modelFiles, pieceLength, announce: ctx.tracker.announce, source: basename(dir) })
+    const torrentFile = join(dir, 'model.torrent')
+    await writeFile(torrentFile, torrent)
+    const mark = ctx.tracker.child.lines.length
+    const seeder = spawnIn('o', ['aria2c', ...aria2Options(n), `--dir=${ctx.modelParent}`, '--bt-seed-unverified=true', torrentFile], {})
+    aria.push(seeder)
+    const until = performance.now() + 30_000
+    while (!ctx.tracker.child.lines.slice(mark).some(l => l.event === 'start' && l.addr?.startsWith(`${originAddress}:`))) {
+      if (seeder.exitCode != null) throw new Error(`aria2c seeder exited with ${seeder.exitCode}: ${seeder.stderrTail}`)
+      if (performance.now() > until) throw new Error('the aria2c seeder did not announce itself in 30 s')
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    const hosts = Array.from({ length: n }, (_, i) => `h${i + 1}`)
+    for (const host of hosts) {
+      await mkdir(join(dir, host))
+      // aria2 runs this when the download is complete (and goes on seeding): the wall clock, in ns
+      await writeFile(join(dir, `${host}.hook`), `#!/bin/sh
+date +%s%N > ${join(dir, `${host}.done`)}.tmp && mv ${join(dir, `${host}.done`)}.tmp ${join(dir, `${host}.done`)}
+`, { mode: 0o755 })
+    }
+    const before = await fabric.counters('o')
+    const hostsBefore = await Promise.all(hosts.map(async h => await fabric.counters(h)))
+    const originCpuBefore = await originCpu()
+    const seederCpuBefore = processCpu(seeder.pid) ?? 0
+    const trackerCpuBefore = processCpu(ctx.tracker.child.pid) ?? 0
+    const sampler = cpuSampler()
+    const link = await originLinkSampler()
+    const t0 = performance.now()
+    const t0Wall = Date.now()
+    const leechers = hosts.map(host => spawnIn(host, ['aria2c', ...aria2Options(n), `--dir=${join(dir, host)}`, `--on-bt-download-complete=${join(dir, `${host}.hook`)}`, torrentFile], {}))
+    aria.push(...leechers)
+    log(`  N=${n}: ${n} aria2c leechers started (${pieces} pieces of ${fmt(pieceLength / 1024, 0)} KiB)`)
+    const doneMs = new Map()
+    const lastCpu = new Map()
+    const deadline = t0 + limitMs
+    while (performance.now() < deadline && doneMs.size < n) {
+      hosts.forEach((host, k) => {
+        const v = processCpu(leechers[k].pid)
+        if (v != null) lastCpu.set(k, v)
+        if (doneMs.has(k)) return
+        const file = join(dir, `${host}.done`)
+        if (existsSync(file)) doneMs.set(k, Number(BigInt(readFileSync(file, 'utf8').trim()) / 1000000n) - t0Wall)
+      })
+      if (leechers.some((l, k) => l.exitCode != null && !doneMs.has(k))) break
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    const cpu = sampler.stop()
+    const wallMs = performance.now() - t0
+    const after = await fabric.counters('o')
+    const hostsAfter = await Promise.all(hosts.map(async h => await fabric.counters(h)))
+    leechers.forEach((l, k) => { const v = processCpu(l.pid); if (v != null) lastCpu.set(k, v) })
+    const seederCpu = (processCpu(seeder.pid) ?? seederCpuBefore) - seederCpuBefore
+    const trackerCpu = (processCpu(ctx.tracker.child.pid) ?? trackerCpuBefore) - trackerCpuBefore
+    const gatewayCpu = await originCpu() - originCpuBefore - seederCpu - trackerCpu
+    const leechersCpu = [...lastCpu.values()].reduce((a, b) => a + b, 0)
+    const times = [...doneMs.values()]
+    const lastMs = times.length === n ? Math.max(...times) : limitMs
+    const originLinkBusy = link.stop(t0, t0 + lastMs)
+    const errors = leechers.map((l, k) => l.exitCode != null && !doneMs.has(k) ? `${hosts[k]}: aria2c exited with ${l.exitCode}: ${l.stderrTail.slice(-300)}` : undefined).filter(Boolean)
+    if (errors.length > 0) log(`  bittorrent errors: ${errors.slice(0, 3).join(' | ')}`)
+    const received = hostsAfter.reduce((sum, c, k) => sum + c.rxBytes - hostsBefore[k].rxBytes, 0)
+    const originWireBytes = after.txBytes - before.txBytes
+    const fleetCpu = leechersCpu + seederCpu
+    return {
+      ...timesSummary(times, n, limitMs),
+      limitMs,
+      pieceLength,
+      pieces,
+      errors,
+      originWireBytes,
+      // aria2 reports no per-source split; on the wire, what the hosts received beyond what the origin sent came from peers
+      originBytes: NaN,
+      peerBytes: NaN,
+      peerShareWire: received > 0 ? Math.max(0, 1 - originWireBytes / received) : NaN,
+      perNode: hosts.map((host, k) => ({ host, ms: doneMs.get(k), rxWireBytes: hostsAfter[k].rxBytes - hostsBefore[k].rxBytes, txWireBytes: hostsAfter[k].txBytes - hostsBefore[k].txBytes })),
+      originLinkBusy,
+      cpu: {
+        ...cpu,
+        fleetCpuSeconds: fleetCpu,
+        fleetCores: fleetCpu / (wallMs / 1000),
+        cpuSecondsPerGB: fleetCpu / (times.length * ctx.modelBytes / 1e9),
+        leechersCpuSeconds: leechersCpu,
+        seederCpuSeconds: seederCpu,
+        trackerCpuSeconds: trackerCpu,
+        gatewayIdleCpuSeconds: gatewayCpu
+      }
+    }
+  } finally {
+    await Promise.all(aria.map(async p => {
+      if (p.exitCode != null || p.signalCode != null) return
+      p.kill('SIGTERM')
+      const timer = setTimeout(() => { p.kill('SIGKILL') }, 5000)
+      await p.exited
+      clearTimeout(timer)
+    }))
+    await rm(dir, { recursive: true, force: true })
   }
 }
 
@@ -536,6 +858,7 @@ let model
 let exitCode = 0
 try {
   work = await mkdtemp(join(tmpdir(), 'swarm-fanout-'))
+  if (settings.cpuProf != null) await mkdir(settings.cpuProf, { recursive: true })
   log(`network: ${maxHosts} hosts at ${settings.linkMbit} Mbit/s, origin at ${settings.originMbit} Mbit/s (namespaces swfo-*, ${settings.subnet}.0/24)`)
   await fabric.start()
   await fabric.addHost('o', ORIGIN_OCTET, { upMbit: settings.originMbit, downMbit: settings.originMbit })
@@ -560,7 +883,19 @@ try {
   const modelBytes = chunks.reduce((sum, c) => sum + c.size, 0)
   model = { bytes: modelBytes, files: written.files.length, chunks, manifestCid: pushed.manifestCid, shape }
   log(`model: ${fmt(modelBytes / MiB)} MiB in ${chunks.length} unique chunks; T* = ${fmt(lowerBoundMs(1, modelBytes) / 1000)} s`)
-  const ctx = { env, keyFile, ref: 'fanout:v1', modelBytes }
+  const ctx = { env, keyFile, ref: 'fanout:v1', modelBytes, modelParent: work, modelName: basename(written.dir), modelFiles: [] }
+  if (settings.cases.includes('bittorrent')) {
+    // the same bytes Swarm moves: the model's files, in the order the manifest lists them
+    ctx.modelFiles = manifest.files.map(f => ({ path: f.path, size: f.size }))
+    const tracker = spawnIn('o', [process.execPath, join(root, 'bench', 'fanout', 'tracker.mjs'), originAddress, String(TRACKER_PORT), String(settings.btAnnounceS)], {})
+    const until = performance.now() + 20_000
+    while (!tracker.lines.some(l => l.event === 'listening')) {
+      if (tracker.exitCode != null || performance.now() > until) throw new Error(`the tracker did not start: ${tracker.stderrTail}`)
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    ctx.tracker = { child: tracker, announce: tracker.lines.find(l => l.event === 'listening').announce }
+    log(`tracker at ${ctx.tracker.announce}`)
+  }
 
   for (const n of settings.sizes) {
     const entry = { n, tStarMs: lowerBoundMs(n, modelBytes), baselineIdealMs: 1000 * Math.max(modelBytes / Mbyte(settings.linkMbit), n * modelBytes / Mbyte(settings.originMbit)) }
@@ -571,6 +906,16 @@ try {
       entry.swarm = await swarmRun(n, ctx, { late: settings.cases.includes('late') && n === settings.eventsN })
       log(`  N=${n} swarm: p50 ${fmt(entry.swarm.p50Ms / 1000)} s, p99 ${fmt(entry.swarm.p99Ms / 1000)} s, ${entry.swarm.finished}/${entry.swarm.nodes} finished, origin ${fmt(entry.swarm.originWireBytes / modelBytes, 2)} × M on the wire`)
       if (entry.swarm.late != null) log(`  late joiner: ${fmt((entry.swarm.late.ms ?? NaN) / 1000)} s, origin ${fmt(entry.swarm.late.originBytes / MiB)} MiB`)
+    }
+    if (settings.cases.includes('bittorrent')) {
+      entry.bittorrent = []
+      for (const pieceLength of settings.btPieces) {
+        if (timeLeftS() < 120) { log(`N=${n}: skipped bittorrent, ${fmt(timeLeftS(), 0)} s left`); break }
+        log(`N=${n}: bittorrent, ${fmt(pieceLength / 1024, 0)} KiB pieces`)
+        const r = await bittorrentRun(n, ctx, pieceLength)
+        entry.bittorrent.push(r)
+        log(`  N=${n} bittorrent ${fmt(pieceLength / 1024, 0)} KiB: p50 ${fmt(r.p50Ms / 1000)} s, p99 ${fmt(r.p99Ms / 1000)} s, ${r.finished}/${r.nodes} finished, origin ${fmt(r.originWireBytes / modelBytes, 2)} × M on the wire, link busy ${fmt(100 * r.originLinkBusy, 0)}%`)
+      }
     }
     if (settings.cases.includes('churn') && n === settings.eventsN) {
       if (timeLeftS() < 120) { log(`N=${n}: skipped churn, ${fmt(timeLeftS(), 0)} s left`) } else {
@@ -608,27 +953,31 @@ if (model != null && results.length > 0) {
   lines.push(`Fan-out over shaped links: ${fmt(M / MiB, 1)} MiB model (${model.chunks.length} chunks of ≤ ${settings.chunkSize}), per-node links ${settings.linkMbit} Mbit/s up and down, origin ${settings.originMbit} Mbit/s; ` +
     `a run stops at ${settings.runLimit} × T* (≥ 60 s), and a node still pulling then counts as that long ("≥").`)
   lines.push('')
-  lines.push(row(['N', 'run', 'p50 s', 'p99 s', 'max s', 'T* s', 'p99 / T*', 'origin egress / M (wire)', 'origin / M (chunks)', 'peer share', 'finished', 'CPU: machine busy mean / max, fleet cores']))
-  lines.push(row(['---:', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---']))
+  lines.push(row(['N', 'run', 'p50 s', 'p99 s', 'max s', 'T* s', 'p99 / T*', 'origin egress / M (wire)', 'origin / M (chunks)', 'peer share', 'origin link busy', 'finished', 'fleet CPU s / GB', 'CPU: machine busy mean / max, fleet cores']))
+  lines.push(row(['---:', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---']))
+  const pct = v => Number.isFinite(v) ? `${fmt(100 * v, 0)}%` : '–'
+  const num = (v, d) => Number.isFinite(v) ? fmt(v, d) : '–'
   const ge = r => r.capped ? '≥ ' : ''
   for (const e of results) {
     const add = (label, r) => {
       if (r == null) return
-      const peerShare = r.peerBytes / Math.max(1, r.peerBytes + r.originBytes)
+      const peerShare = r.peerShareWire ?? r.peerBytes / Math.max(1, r.peerBytes + r.originBytes)
       const cores = r.cpu.fleetCores ?? r.cpu.gatewayCores
-      lines.push(row([e.n, label, ge(r) + s(r.p50Ms), ge(r) + s(r.p99Ms), ge(r) + s(r.maxMs), s(e.tStarMs), ge(r) + fmt(r.p99Ms / e.tStarMs, 2), fmt(r.originWireBytes / M, 2), fmt(r.originBytes / M, 2), fmt(peerShare, 2), `${r.finished}/${r.nodes}`,
-        `${fmt(100 * r.cpu.machineBusyMean, 0)}% / ${fmt(100 * r.cpu.machineBusyMax, 0)}%, ${fmt(cores, 2)}`]))
+      lines.push(row([e.n, label, ge(r) + s(r.p50Ms), ge(r) + s(r.p99Ms), ge(r) + s(r.maxMs), s(e.tStarMs), ge(r) + fmt(r.p99Ms / e.tStarMs, 2), fmt(r.originWireBytes / M, 2), num(r.originBytes / M, 2), num(peerShare, 2) + (r.peerShareWire != null ? ' (wire)' : ''), pct(r.originLinkBusy), `${r.finished}/${r.nodes}`,
+        num(r.cpu.cpuSecondsPerGB, 1), `${fmt(100 * r.cpu.machineBusyMean, 0)}% / ${fmt(100 * r.cpu.machineBusyMax, 0)}%, ${fmt(cores, 2)}`]))
     }
     add('swarm', e.swarm)
+    for (const r of e.bittorrent ?? []) add(`BitTorrent (aria2c), ${fmt(r.pieceLength / 1024, 0)} KiB pieces`, r)
     add(`swarm, ${e.churn?.killed} of ${e.n} killed at ${s(e.churn?.killAtMs)} s`, e.churn)
     add('baseline: all from origin', e.baseline)
     const late = e.swarm?.late
     if (late != null) {
       const single = 1000 * M / Mbyte(settings.linkMbit)
-      lines.push(row([e.n + 1, 'late joiner (after the others)', s(late.ms), s(late.ms), s(late.ms), s(single), fmt(late.ms / single, 2), fmt(late.originWireBytes / M, 2), fmt(late.originBytes / M, 2), fmt(late.peerBytes / Math.max(1, late.peerBytes + late.originBytes), 2), late.ok ? '1/1' : '0/1', '']))
+      lines.push(row([e.n + 1, 'late joiner (after the others)', s(late.ms), s(late.ms), s(late.ms), s(single), fmt(late.ms / single, 2), fmt(late.originWireBytes / M, 2), fmt(late.originBytes / M, 2), fmt(late.peerBytes / Math.max(1, late.peerBytes + late.originBytes), 2), '', late.ok ? '1/1' : '0/1', '', '']))
     }
   }
   lines.push('')
+  lines.push('Origin link busy: the share of the time from the release to the last node\'s finish that the origin\'s link spent sending (100 ms samples of its wire counter against its rate). Fleet CPU: Swarm: the agents and the S3 server\'s namespace (gateway, monitor, storage daemon); BitTorrent: every aria2c, the seeder included; per GB delivered to the nodes.')
   lines.push('Goals: p99 ≤ 1.25 × T* and origin egress ≤ 1.1 × M (payload the origin sent: wire bytes × 1448/1514, so cancelled and repeated transfers count; verified chunk bytes alone would hide them).')
   for (const e of results) {
     if (e.swarm == null) continue
@@ -643,7 +992,13 @@ if (model != null && results.length > 0) {
     { label: 'T* (lower bound)', color: '#2a9d8f', dashed: true, points: results.map(e => ({ n: e.n, seconds: e.tStarMs / 1000 })) },
     { label: 'baseline p99', color: '#e76f51', points: results.filter(e => e.baseline != null).map(e => ({ n: e.n, seconds: e.baseline.p99Ms / 1000, capped: e.baseline.capped })) },
     { label: 'Swarm p99', color: '#264653', points: results.filter(e => e.swarm != null).map(e => ({ n: e.n, seconds: e.swarm.p99Ms / 1000, capped: e.swarm.capped })) },
-    { label: 'Swarm p50', color: '#8ab17d', dashed: true, points: results.filter(e => e.swarm != null).map(e => ({ n: e.n, seconds: e.swarm.p50Ms / 1000, capped: e.swarm.capped })) }
+    { label: 'Swarm p50', color: '#8ab17d', dashed: true, points: results.filter(e => e.swarm != null).map(e => ({ n: e.n, seconds: e.swarm.p50Ms / 1000, capped: e.swarm.capped })) },
+    ...settings.btPieces.map((pieceLength, k) => ({
+      label: `BitTorrent p99, ${pieceLength >= MiB ? `${fmt(pieceLength / MiB, 0)} MiB` : `${fmt(pieceLength / 1024, 0)} KiB`}`,
+      color: ['#9b5de5', '#f4a261', '#577590'][k % 3],
+      dashed: k > 0,
+      points: results.flatMap(e => (e.bittorrent ?? []).filter(r => r.pieceLength === pieceLength).map(r => ({ n: e.n, seconds: r.p99Ms / 1000, capped: r.capped })))
+    })).filter(series => series.points.length > 0)
   ]
   const svg = lineChart({
     title: `Fan-out of a ${fmt(M / MiB, 0)} MiB model: completion time vs N`,
