@@ -274,6 +274,9 @@ class Network {
     this.vHeap = new FlowHeap()
     this.originVersion = 0
     this.bytes = { origin: 0, peer: 0 }
+    // time with at least one origin transfer running, for the origin link's busy share
+    this.originBusyMs = 0
+    this.originBusySince = 0
     this.nextId = 1
   }
 
@@ -293,6 +296,7 @@ class Network {
     this.downWeight[dst] += flow.weight
     if (src === ORIGIN) {
       this.advanceClock(now)
+      if (this.originFlows.size === 0) this.originBusySince = now
       this.originFlows.add(flow)
       this.originWeight += flow.weight
       if (this.pooled) this.pool(flow)
@@ -320,6 +324,7 @@ class Network {
       this.advanceClock(now)
       this.originFlows.delete(flow)
       this.originWeight = this.originFlows.size === 0 ? 0 : this.originWeight - flow.weight
+      if (this.originFlows.size === 0) this.originBusyMs += now - this.originBusySince
       moved = flow.pooled ? Math.min(flow.size, (this.V - flow.vStart) * flow.weight) : flow.size - this.remainingAt(flow, now)
       flow.pooledLive = false
       this.bytes.origin += moved
@@ -478,6 +483,7 @@ function simulate ({ n, seed, churnAt, lateAt, limitMs }) {
   const touched = new Set()
   let events = 0
   let allDoneAt
+  let originAtDone // the origin's busy time and bytes sent when the last puller finished
   const counters = { busy: 0 }
   let pullingCount = 0
 
@@ -622,7 +628,10 @@ function simulate ({ n, seed, churnAt, lateAt, limitMs }) {
       for (const entry of node.requests.values()) if (entry.flow !== undefined) net.remove(entry.flow, now)
       node.requests.clear()
       stopPulling(node, now)
-      if (allDoneAt === undefined && pullingCount === 0) allDoneAt = now
+      if (allDoneAt === undefined && pullingCount === 0) {
+        allDoneAt = now
+        originAtDone = { busyMs: net.originBusyMs, bytes: net.bytes.origin }
+      }
       return
     }
     if (now >= node.lastProgress + settings.stallMs) {
@@ -817,7 +826,10 @@ function simulate ({ n, seed, churnAt, lateAt, limitMs }) {
     busy: counters.busy,
     events,
     wallSeconds: (performance.now() - started) / 1000,
-    endedAtMs: now
+    endedAtMs: now,
+    // until the last puller finished: the share of time the origin sent anything, and the share of its capacity used
+    originBusyShare: originAtDone !== undefined ? originAtDone.busyMs / Math.max(1, allDoneAt) : NaN,
+    originUseShare: originAtDone !== undefined ? originAtDone.bytes / (originRate * Math.max(1, allDoneAt)) : NaN
   }
 }
 
@@ -894,7 +906,7 @@ for (const n of settings.sizes) {
     if (scenario === 'base') undisturbed = run
     entry.runs[scenario] = run
     note(`  ${scenario}: p50 ${s(run.initial.p50Ms)} s, p99 ${s(run.initial.p99Ms)} s, ${run.initial.finished}/${run.initial.nodes} finished, ` +
-      `origin ${fmt(run.originBytes / modelBytes, 2)} × M, ${run.events} events in ${fmt(run.wallSeconds, 1)} s`)
+      `origin ${fmt(run.originBytes / modelBytes, 2)} × M, origin link busy ${fmt(100 * run.originBusyShare, 0)} % / used ${fmt(100 * run.originUseShare, 0)} % until the last finished, ${run.events} events in ${fmt(run.wallSeconds, 1)} s`)
   }
 }
 

@@ -79,6 +79,9 @@ export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): vo
   const ownsNow = s.pullersKnown
   const wait = originWait(s, now)
   const fallbacks: number[] = []
+  // chunks past the window wait for the ones before them to land somewhere (see the notes at the top)
+  const windowEnd = s.seenCount + s.originWindow
+  const fallbackEnd = fallbackWindowEnd(s)
   for (let w = 0; w < s.words; w++) {
     let word = s.idleWords[w]!
     while (word !== 0) {
@@ -89,6 +92,7 @@ export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): vo
       const low = word & -word
       word = (word ^ low) >>> 0
       const i = (w << 5) + 31 - Math.clz32(low)
+      if (i >= windowEnd) break
       if (freshHolders(s, i) > 0) continue
       const retryAt = s.originRetryAt[i]!
       if (retryAt > now) {
@@ -99,6 +103,7 @@ export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): vo
         s.startRequest(i, undefined, now, start)
         continue
       }
+      if (i >= fallbackEnd) continue
       const deadline = fallbackAt(s, i, wait)
       if (now >= deadline) fallbacks.push(i)
       else s.nextFallbackAt = Math.min(s.nextFallbackAt, deadline)
@@ -111,6 +116,14 @@ export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): vo
     }
     s.startRequest(i, undefined, now, start)
   }
+}
+
+/**
+ * Chunks below which a non-owner may fall back to the origin: half the owners' window, since an
+ * owner may see fewer chunks than this node does and so start its own later.
+ */
+export function fallbackWindowEnd (s: Scheduler): number {
+  return s.seenCount + Math.ceil(s.originWindow / 2)
 }
 
 function originHasRoom (s: Scheduler): boolean {
@@ -145,10 +158,11 @@ function originWait (s: Scheduler, now: number): number {
 
 /** When a non-owner gives up waiting for a chunk nobody holds; see the notes at the top. */
 function fallbackAt (s: Scheduler, chunk: number, wait: number): number {
-  if (!s.pullersKnown) return s.waitSince[chunk]! + wait
+  const since = Math.max(s.waitSince[chunk]!, s.eligibleSince[chunk]!)
+  if (!s.pullersKnown) return since + wait
   const rounds = 1 + Math.floor(s.pullers.queuePosition(chunk) / originCap(s))
   const tier = s.pullers.backup(chunk) === s.selfId ? 1 : 2
-  return s.waitSince[chunk]! + wait * rounds * tier
+  return since + wait * rounds * tier
 }
 
 export function timeoutOf (s: Scheduler, outstanding: Outstanding): number {
