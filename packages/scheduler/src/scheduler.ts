@@ -112,8 +112,8 @@ export interface SchedulerInit {
   fleetInflightOrigin?: number
   /**
    * how far ahead of the chunks seen anywhere owners fetch from the origin (default 8): chunk i
-   * is fetched once i − window + 1 chunks are seen at this node or its peers (see `origin.ts`).
-   * Default Infinity: no window.
+   * is fetched once i − window + 1 chunks are seen at this node or its peers (see `origin.ts`);
+   * Infinity: none
    */
   originWindow?: number
   /**

@@ -136,7 +136,7 @@ describe('puller sets', () => {
 
   it('can be shared by schedulers, who follow changes made to it', () => {
     const shared = pullerSet(chunks, ['a', 'b', 'c'])
-    const options = { chunks, pullerSet: shared, maxInflightOrigin: 500, fleetInflightOrigin: 5000, maxInflightTotal: 500, originFallbackMs: 1000, now: 0 }
+    const options = { chunks, pullerSet: shared, maxInflightOrigin: 500, fleetInflightOrigin: 5000, originWindow: Infinity, maxInflightTotal: 500, originFallbackMs: 1000, now: 0 }
     const a = chunkScheduler({ selfId: 'a', random: seededRandom(1), ...options })
     const c = chunkScheduler({ selfId: 'c', random: seededRandom(2), ...options })
     const fromA = a.tick(0).start.map(r => r.chunk)

@@ -282,8 +282,9 @@ describe('taking chunks from the origin', () => {
       random: seededRandom(selfId.length),
       pullers: pullers.filter(p => p !== selfId),
       maxInflightOrigin: 64,
-      // the origin's share per node is not what these tests are about
+      // the origin's share per node, and its window, are not what these tests are about
       fleetInflightOrigin: 1000,
+      originWindow: Infinity,
       maxInflightTotal: 64,
       originFallbackMs: 1000,
       now: 0,
@@ -351,6 +352,36 @@ describe('taking chunks from the origin', () => {
     expect(scheduler.tick(2000).start.map(r => r.chunk)).toEqual(third)
   })
 
+  it('fetches its own chunks from the origin only a window ahead of the chunks seen anywhere', () => {
+    const scheduler = puller('alpha', { originWindow: 6 })
+    const owned = range(30).filter(i => scheduler.owner(i) === 'alpha')
+    const first = scheduler.tick(0).start
+    expect(first.map(r => r.chunk)).toEqual(owned.filter(i => i < 6))
+    expect(first.every(r => r.source.kind === 'origin')).toBe(true)
+    // bravo shows the first six chunks (some of them alpha's, still in flight): the window moves on by six
+    connect(scheduler, 'bravo', range(6).filter(i => !owned.includes(i)), 100)
+    for (const request of first) scheduler.chunkArrived(request.chunk, 100, request.id)
+    const next = scheduler.tick(100).start.filter(r => r.source.kind === 'origin').map(r => r.chunk)
+    expect(next).toEqual(owned.filter(i => i >= 6 && i < 12))
+    // and no fallback for what lies past half the window, however long it waits
+    const later = scheduler.tick(60_000).start.filter(r => r.source.kind === 'origin').map(r => r.chunk)
+    expect(later.every(i => i < 6 + 3 || owned.includes(i))).toBe(true)
+  })
+
+  it('keeps peer requests to half its slots while an origin request is out, so the origin\'s transfer is not starved', () => {
+    const scheduler = puller('alpha', { maxInflightTotal: 8, maxInflightPerPeer: 64 })
+    const owned = range(30).filter(i => scheduler.owner(i) === 'alpha')
+    const others = range(30).filter(i => !owned.includes(i))
+    // one owned chunk nobody has; everything else at a peer
+    connect(scheduler, 'bravo', [...others, ...owned.slice(1)], 0)
+    const { start } = scheduler.tick(0)
+    expect(start.filter(r => r.source.kind === 'origin').map(r => r.chunk)).toEqual([owned[0]])
+    expect(start.filter(r => r.source.kind === 'peer')).toHaveLength(3)
+    // the origin request lands: peers may take every slot again
+    scheduler.chunkArrived(owned[0]!, 500, start.find(r => r.source.kind === 'origin')!.id)
+    expect(scheduler.tick(500).start).toHaveLength(5)
+  })
+
   it('waits longer for chunks deep in their owner\'s origin queue', () => {
     // two pullers, two origin slots each: the owner fetches its list two at a time
     const scheduler = chunkScheduler({
@@ -359,6 +390,7 @@ describe('taking chunks from the origin', () => {
       random: seededRandom(3),
       pullers: ['bravo'],
       maxInflightOrigin: 2,
+      originWindow: Infinity,
       maxInflightTotal: 64,
       originFallbackMs: 1000,
       now: 0
@@ -438,7 +470,7 @@ describe('taking chunks from the origin', () => {
 
   it('while nothing has arrived from anywhere, waits for owners as long as the pull has run, up to a limit', () => {
     // the pullers never become known, so alpha owns nothing, and nothing arrives from anyone
-    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, maxInflightTotal: 64, now: 0 })
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, originWindow: Infinity, maxInflightTotal: 64, now: 0 })
     expect(scheduler.tick(0).start).toEqual([])
     expect(scheduler.tick(1000).start).toEqual([])
     expect(scheduler.tick(30_000).start).toEqual([])
@@ -494,7 +526,7 @@ describe('taking chunks from the origin', () => {
   })
 
   it('takes nothing from the origin as owner until it knows who else pulls', () => {
-    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, maxInflightTotal: 64, now: 0 })
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, originWindow: Infinity, maxInflightTotal: 64, now: 0 })
     expect(scheduler.tick(0).start).toEqual([])
     scheduler.setPullers(['bravo', 'charlie', 'alpha'], 5)
     const { start } = scheduler.tick(5)
@@ -503,7 +535,7 @@ describe('taking chunks from the origin', () => {
   })
 
   it('falls back for everything when the pullers never become known', () => {
-    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, maxInflightTotal: 64, now: 0 })
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, originWindow: Infinity, maxInflightTotal: 64, now: 0 })
     // a peer already holds chunk 0: chunks do arrive, so a missing one is not a slow origin's fault
     connect(scheduler, 'bravo', [0], 0)
     expect(scheduler.tick(0)).toMatchObject({ start: [{ chunk: 0, source: { kind: 'peer', peerId: 'bravo' } }], wakeAt: 1000 })

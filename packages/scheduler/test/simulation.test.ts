@@ -51,6 +51,19 @@ describe('a small swarm', () => {
     expect(range(nodes).every(i => result.schedulers[i]!.stats.originRequests === result.schedulers[i]!.stats.ownedChunks)).toBe(true)
   })
 
+  it('with a narrow origin window, still takes each chunk from the origin once and finishes', () => {
+    const chunks = 48
+    const result = runSwarm({
+      nodes: 12,
+      chunks,
+      seed: 6,
+      neighbours: (i, n) => [1, 2, 5].flatMap(d => [(i + d) % n, (i - d + n) % n]),
+      init: { originWindow: 3, hedgeAfterMs: Infinity }
+    })
+    expect(result.finishedAt.every(t => Number.isFinite(t))).toBe(true)
+    expect(result.originFetches).toEqual(new Array(chunks).fill(1))
+  })
+
   it('routes around an owner that stalls without leaving: its runner-up alone takes its chunks', () => {
     const chunks = 48
     const result = runSwarm({
