@@ -6,11 +6,12 @@
  * N nodes pulling the same model at once should make the origin serve about one copy of it,
  * with no coordinator. Every node knows the set of nodes pulling the manifest (the "pullers",
  * itself included; the control plane gossips it) and ranks them for each chunk by rendezvous
- * hashing of (chunk CID, peer id). The top-ranked puller *owns* the chunk: it is the only one
+ * hashing of (chunk CID, peer id). The top-ranked puller with room *owns* the chunk (owners are
+ * bounded by bytes, see `pullers.ts`): it is the only one
  * that fetches it from the origin right away. Everyone else waits for the chunk to show up at a
  * peer (a bitfield or "have") and takes it from there. Because every node computes the same
  * ranking from the same set, each chunk leaves the origin once, and the fleet spreads the
- * origin's work evenly (each owner takes about 1/N of the chunks).
+ * origin's work evenly (each owner takes about 1/N of the bytes).
  *
  * Owners can leave or stall, and views of the set are never perfectly in step, so two safety
  * nets keep chunks moving:
@@ -43,6 +44,21 @@
  * owner asking for all it owns at once would make every chunk land only at the end. An origin
  * request is cancelled after `requestTimeoutMs`, or three times this node's usual origin request
  * time if that is longer.
+ *
+ * ## The origin window
+ *
+ * Requests at the origin share its link, so owners that all start at once make every chunk land
+ * together at about M / origin rate, and peers have nothing to pass on until then: the origin's
+ * phase and the peers' run one after the other instead of overlapping. Owners therefore fetch
+ * chunk i only once i − `originWindow` + 1 chunks are seen anywhere (here or at a connected
+ * peer): chunks then land one after another in index order, each passed on while the origin
+ * sends the next. Nodes see different peers, so an owner may see fewer chunks than a non-owner;
+ * a non-owner falls back only for chunks within half the window, and its wait for a chunk counts
+ * from when it entered that half. The window must cover how long a landed chunk takes to become
+ * visible (a hop or two of peer transfers) in chunks of origin time, or the origin idles.
+ *
+ * While an origin request is out, peers fill at most half of `maxInflightTotal`: requests share
+ * this node's downlink, and an origin transfer given an eighth of it holds up the origin's link.
  *
  * An owner also prefers a peer: it goes to the origin only for chunks no usable peer holds.
  * Until the set of pullers is known (`pullers` in init or {@link ChunkScheduler.setPullers}) a

@@ -1,12 +1,29 @@
 /**
- * The nodes pulling one manifest, and which of them owns each chunk (rendezvous hashing of the
- * chunk's CID and the node's peer id; see `rendezvous.ts` and the notes in `origin.ts`).
+ * The nodes pulling one manifest, and which of them owns each chunk (see `rendezvous.ts` and the
+ * notes in `origin.ts`).
  *
- * Owners (and runners-up) are cached per chunk and updated incrementally: a joining puller
- * costs one score per chunk, a leaving one a full ranking only of the chunks it ranked first or
- * second for. Changes are applied lazily,
- * on the next read, so a burst of joins costs one pass over the chunks per joiner and one
- * re-count of the owners' queues.
+ * ## Ownership balanced by bytes
+ *
+ * Plain rendezvous hashing gives each puller about 1/N of the chunks by count, with the spread
+ * of a binomial: with 32 chunks and 4 pullers the heaviest owner often has half as many again
+ * as the mean, and with tensor-aligned cutting (large chunks, then a tail of small ones) a count
+ * says little about bytes. The slowest owner sets when the last chunk leaves the origin, so
+ * ownership here is bounded by bytes: chunks in a fixed order (largest first, then by index) go
+ * each to the highest-ranked puller whose owned bytes leave room for it under a capacity of
+ * max(largest chunk, 1.1 × M / N). A chunk no one has room for (whole chunks cannot always fit
+ * the bound) goes to the least loaded puller, so no owner exceeds 1.1 × M / N plus one chunk.
+ * The result is a function of the set alone, so every node computes the same owners.
+ *
+ * Stability: a puller that owns nothing was never the best-ranked one with room, so it joining
+ * or leaving changes no owner (with N well above the chunk count, where the capacity is one
+ * chunk's size, that is most of them). Otherwise only an owner's leaving, a joiner outranking
+ * some owner, or the capacity changing (N small) reassigns; the slack keeps most chunks with
+ * their first-ranked puller, so a change moves about the joiner's or leaver's own share and few
+ * others (measured in the tests). The runner-up of a chunk is its best-ranked puller other than
+ * its owner.
+ *
+ * Cost: a reassignment scores every puller for every chunk (O(N × chunks)); changes are applied
+ * lazily, on the next read, so a burst of joins costs one pass.
  *
  * Each scheduler normally has its own set. A simulator whose nodes all see the same pullers can
  * create one set and hand it to every scheduler (`pullerSet` in the scheduler's init): ranking
