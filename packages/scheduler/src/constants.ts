@@ -59,9 +59,6 @@ export const ORIGIN_TIMEOUT_FACTOR = 3
  */
 export const DEFAULT_MAX_INFLIGHT_TOTAL = 8
 
-/** While an origin request is outstanding, peers fill at most `maxInflightTotal` / this of the requests (see `totalLimit`). */
-export const ORIGIN_DOWNLINK_DIVISOR = 2
-
 /** Of `maxInflightTotal`, slots the origin never takes while peers are connected. */
 export const PEER_RESERVED_SLOTS = 2
 

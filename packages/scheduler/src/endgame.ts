@@ -13,7 +13,7 @@ import type { PeerState, Request, Scheduler } from './scheduler.js'
 
 /** Every missing chunk is being fetched: ask other holders too, least-duplicated chunks first. */
 export function fillEndgame (s: Scheduler, now: number, start: Request[]): void {
-  if (s.outstanding.size >= s.totalLimit) return
+  if (s.outstanding.size >= s.maxTotal) return
   const available = availablePeers(s)
   if (available.length === 0) return
   for (let copies = 1; copies < MAX_REQUESTS_PER_CHUNK; copies++) {
@@ -25,7 +25,7 @@ export function fillEndgame (s: Scheduler, now: number, start: Request[]): void 
         word = (word ^ low) >>> 0
         const i = (w << 5) + 31 - Math.clz32(low)
         if (s.byChunk[i]?.length !== copies) continue
-        if (s.outstanding.size >= s.totalLimit || available.length === 0) return
+        if (s.outstanding.size >= s.maxTotal || available.length === 0) return
         const chosen = choosePeer(s, i, available, now, false)
         if (chosen < 0) continue
         const peer = available[chosen]!
@@ -42,7 +42,7 @@ export function hedge (s: Scheduler, now: number, start: Request[]): void {
   let available: PeerState[] | undefined
   for (const outstanding of s.outstanding.values()) {
     if (outstanding.hedged || now - outstanding.startedAt < s.hedgeAfterMs) continue
-    if (s.outstanding.size >= s.totalLimit) return
+    if (s.outstanding.size >= s.maxTotal) return
     const chunk = outstanding.request.chunk
     if ((s.byChunk[chunk]?.length ?? 0) >= MAX_REQUESTS_PER_CHUNK) {
       outstanding.hedged = true

@@ -57,9 +57,6 @@
  * from when it entered that half. The window must cover how long a landed chunk takes to become
  * visible (a hop or two of peer transfers) in chunks of origin time, or the origin idles.
  *
- * While an origin request is out, peers fill at most half of `maxInflightTotal`: requests share
- * this node's downlink, and an origin transfer given an eighth of it holds up the origin's link.
- *
  * An owner also prefers a peer: it goes to the origin only for chunks no usable peer holds.
  * Until the set of pullers is known (`pullers` in init or {@link ChunkScheduler.setPullers}) a
  * node would believe it owns everything, so until then it takes nothing from the origin as an

@@ -35,8 +35,7 @@ import {
   DEFAULT_ORIGIN_FALLBACK_MS,
   DEFAULT_ORIGIN_WINDOW,
   DEFAULT_REQUEST_TIMEOUT_MS,
-  DEFAULT_RETRY_AFTER_MS,
-  ORIGIN_DOWNLINK_DIVISOR
+  DEFAULT_RETRY_AFTER_MS
 } from './constants.js'
 import {
   InvalidBitfieldError,
@@ -682,17 +681,8 @@ export class Scheduler implements ChunkScheduler {
     this.dirty = true
   }
 
-  /**
-   * Requests outstanding in all that peers may fill. While this node fetches from the origin,
-   * fewer: every request shares this node's downlink, and an origin request that gets only an
-   * eighth of it holds up the origin's link (the fleet's bottleneck) and every node waiting on it.
-   */
-  get totalLimit (): number {
-    return this.originInflight > 0 ? Math.max(this.originInflight + 1, Math.ceil(this.maxTotal / ORIGIN_DOWNLINK_DIVISOR)) : this.maxTotal
-  }
-
   private peerHasRoom (peer: PeerState): boolean {
-    return peer.inflight < this.maxPerPeer && this.outstanding.size < this.totalLimit
+    return peer.inflight < this.maxPerPeer && this.outstanding.size < this.maxTotal
   }
 
   startRequest (chunk: number, peer: PeerState | undefined, now: number, start: Request[], duplicate = false): void {

@@ -368,20 +368,6 @@ describe('taking chunks from the origin', () => {
     expect(later.every(i => i < 6 + 3 || owned.includes(i))).toBe(true)
   })
 
-  it('keeps peer requests to half its slots while an origin request is out, so the origin\'s transfer is not starved', () => {
-    const scheduler = puller('alpha', { maxInflightTotal: 8, maxInflightPerPeer: 64 })
-    const owned = range(30).filter(i => scheduler.owner(i) === 'alpha')
-    const others = range(30).filter(i => !owned.includes(i))
-    // one owned chunk nobody has; everything else at a peer
-    connect(scheduler, 'bravo', [...others, ...owned.slice(1)], 0)
-    const { start } = scheduler.tick(0)
-    expect(start.filter(r => r.source.kind === 'origin').map(r => r.chunk)).toEqual([owned[0]])
-    expect(start.filter(r => r.source.kind === 'peer')).toHaveLength(3)
-    // the origin request lands: peers may take every slot again
-    scheduler.chunkArrived(owned[0]!, 500, start.find(r => r.source.kind === 'origin')!.id)
-    expect(scheduler.tick(500).start).toHaveLength(5)
-  })
-
   it('waits longer for chunks deep in their owner\'s origin queue', () => {
     // two pullers, two origin slots each: the owner fetches its list two at a time
     const scheduler = chunkScheduler({
