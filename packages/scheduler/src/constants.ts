@@ -22,7 +22,7 @@ export const DEFAULT_FLEET_INFLIGHT_ORIGIN = 16
  * stays full. It must cover how long a landed chunk takes to become visible across the fleet
  * (a hop or two of peer transfers) in chunks of origin time, or the origin idles in between.
  * In bench/sim (128 MiB, 50 Mbit/s links, with byte-balanced ownership) a window of 16 cut p99
- * by 2–11 % at 100 and 1,000 nodes and 3–10 % at 4–16 nodes, with 1–4 MiB chunks, and kept
+ * by 2–11 % at 100 and 1,000 nodes and 1–10 % at 4–16 nodes, with 1–4 MiB chunks, and kept
  * origin egress within 1.1 × M; 8 left the origin idle while chunks became visible, and one as
  * wide as the chunk count is no window. Infinity turns it off.
  */
