@@ -172,7 +172,7 @@ for (const n of settings.sizes) {
     if (scenario === 'base') undisturbed = run
     entry.runs[scenario] = run
     note(`  ${scenario}: p50 ${s(run.initial.p50Ms)} s, p99 ${s(run.initial.p99Ms)} s, ${run.initial.finished}/${run.initial.nodes} finished, ` +
-      `origin ${fmt(run.originBytes / modelBytes, 2)} × M, ${run.events} events in ${fmt(run.wallSeconds, 1)} s`)
+      `origin ${fmt(run.originBytes / modelBytes, 2)} × M, origin link busy ${fmt(100 * run.originBusyShare, 0)} % / used ${fmt(100 * run.originUseShare, 0)} % until the last finished, ${run.events} events in ${fmt(run.wallSeconds, 1)} s`)
   }
 }
 

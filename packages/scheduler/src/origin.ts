@@ -6,11 +6,12 @@
  * N nodes pulling the same model at once should make the origin serve about one copy of it,
  * with no coordinator. Every node knows the set of nodes pulling the manifest (the "pullers",
  * itself included; the control plane gossips it) and ranks them for each chunk by rendezvous
- * hashing of (chunk CID, peer id). The top-ranked puller *owns* the chunk: it is the only one
+ * hashing of (chunk CID, peer id). The top-ranked puller with room *owns* the chunk (owners are
+ * bounded by bytes, see `pullers.ts`): it is the only one
  * that fetches it from the origin right away. Everyone else waits for the chunk to show up at a
  * peer (a bitfield or "have") and takes it from there. Because every node computes the same
  * ranking from the same set, each chunk leaves the origin once, and the fleet spreads the
- * origin's work evenly (each owner takes about 1/N of the chunks).
+ * origin's work evenly (each owner takes about 1/N of the bytes).
  *
  * Owners can leave or stall, and views of the set are never perfectly in step, so two safety
  * nets keep chunks moving:
@@ -43,6 +44,18 @@
  * owner asking for all it owns at once would make every chunk land only at the end. An origin
  * request is cancelled after `requestTimeoutMs`, or three times this node's usual origin request
  * time if that is longer.
+ *
+ * ## The origin window
+ *
+ * Requests at the origin share its link, so owners that all start at once make every chunk land
+ * together at about M / origin rate, and peers have nothing to pass on until then: the origin's
+ * phase and the peers' run one after the other instead of overlapping. Owners therefore fetch
+ * chunk i only once i − `originWindow` + 1 chunks are seen anywhere (here or at a connected
+ * peer): chunks then land one after another in index order, each passed on while the origin
+ * sends the next. Nodes see different peers, so an owner may see fewer chunks than a non-owner;
+ * a non-owner falls back only for chunks within half the window, and its wait for a chunk counts
+ * from when it entered that half. The window must cover how long a landed chunk takes to become
+ * visible (a hop or two of peer transfers) in chunks of origin time, or the origin idles.
  *
  * An owner also prefers a peer: it goes to the origin only for chunks no usable peer holds.
  * Until the set of pullers is known (`pullers` in init or {@link ChunkScheduler.setPullers}) a
@@ -79,6 +92,9 @@ export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): vo
   const ownsNow = s.pullersKnown
   const wait = originWait(s, now)
   const fallbacks: number[] = []
+  // chunks past the window wait for the ones before them to land somewhere (see the notes at the top)
+  const windowEnd = s.seenCount + s.originWindow
+  const fallbackEnd = fallbackWindowEnd(s)
   for (let w = 0; w < s.words; w++) {
     let word = s.idleWords[w]!
     while (word !== 0) {
@@ -89,6 +105,7 @@ export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): vo
       const low = word & -word
       word = (word ^ low) >>> 0
       const i = (w << 5) + 31 - Math.clz32(low)
+      if (i >= windowEnd) break
       if (freshHolders(s, i) > 0) continue
       const retryAt = s.originRetryAt[i]!
       if (retryAt > now) {
@@ -99,6 +116,7 @@ export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): vo
         s.startRequest(i, undefined, now, start)
         continue
       }
+      if (i >= fallbackEnd) continue
       const deadline = fallbackAt(s, i, wait)
       if (now >= deadline) fallbacks.push(i)
       else s.nextFallbackAt = Math.min(s.nextFallbackAt, deadline)
@@ -111,6 +129,14 @@ export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): vo
     }
     s.startRequest(i, undefined, now, start)
   }
+}
+
+/**
+ * Chunks below which a non-owner may fall back to the origin: half the owners' window, since an
+ * owner may see fewer chunks than this node does and so start its own later.
+ */
+export function fallbackWindowEnd (s: Scheduler): number {
+  return s.seenCount + Math.ceil(s.originWindow / 2)
 }
 
 function originHasRoom (s: Scheduler): boolean {
@@ -145,10 +171,11 @@ function originWait (s: Scheduler, now: number): number {
 
 /** When a non-owner gives up waiting for a chunk nobody holds; see the notes at the top. */
 function fallbackAt (s: Scheduler, chunk: number, wait: number): number {
-  if (!s.pullersKnown) return s.waitSince[chunk]! + wait
+  const since = Math.max(s.waitSince[chunk]!, s.eligibleSince[chunk]!)
+  if (!s.pullersKnown) return since + wait
   const rounds = 1 + Math.floor(s.pullers.queuePosition(chunk) / originCap(s))
   const tier = s.pullers.backup(chunk) === s.selfId ? 1 : 2
-  return s.waitSince[chunk]! + wait * rounds * tier
+  return since + wait * rounds * tier
 }
 
 export function timeoutOf (s: Scheduler, outstanding: Outstanding): number {

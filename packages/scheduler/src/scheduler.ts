@@ -33,6 +33,7 @@ import {
   DEFAULT_MAX_INFLIGHT_TOTAL,
   DEFAULT_FLEET_INFLIGHT_ORIGIN,
   DEFAULT_ORIGIN_FALLBACK_MS,
+  DEFAULT_ORIGIN_WINDOW,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_RETRY_AFTER_MS
 } from './constants.js'
@@ -46,7 +47,7 @@ import {
   RequestMismatchError
 } from './errors.js'
 import { fillEndgame, hedge, inEndgame } from './endgame.js'
-import { catchUp, expectedUntil, fillFromOrigin, timeoutOf } from './origin.js'
+import { catchUp, expectedUntil, fallbackWindowEnd, fillFromOrigin, timeoutOf } from './origin.js'
 import { fillFromPeers } from './peers.js'
 import { PullerSet } from './pullers.js'
 
@@ -108,6 +109,12 @@ export interface SchedulerInit {
   maxInflightOrigin?: number
   /** origin requests the fleet keeps outstanding in all, shared out among the pullers (default 16) */
   fleetInflightOrigin?: number
+  /**
+   * how far ahead of the chunks seen anywhere owners fetch from the origin (default 8): chunk i
+   * is fetched once i − window + 1 chunks are seen at this node or its peers (see `origin.ts`);
+   * Infinity: none
+   */
+  originWindow?: number
   /**
    * How many nodes may be pulling, this one included, as far as this node can tell before their
    * joins arrive (e.g. the nodes it is connected to). Until that many pullers are known, its
@@ -239,6 +246,12 @@ export class Scheduler implements ChunkScheduler {
   readonly maxPerPeer: number
   readonly maxOrigin: number
   readonly fleetOrigin: number
+  readonly originWindow: number
+  /** chunks seen held anywhere (here or at a connected peer), ever */
+  readonly seen: Uint8Array
+  seenCount = 0
+  /** chunks below this have entered the non-owners' fallback window (see `fallbackWindowEnd`) */
+  windowEnd = 0
   /** recent average time of this node's origin requests that delivered (0: none yet) */
   originMs = 0
   originSamples = 0
@@ -285,6 +298,8 @@ export class Scheduler implements ChunkScheduler {
   seenVersion = 0
   /** when the chunk started waiting under its current owner */
   readonly waitSince: Float64Array
+  /** when the chunk entered the non-owners' fallback window; their wait for it counts from then too */
+  readonly eligibleSince: Float64Array
 
   // time and pending work
   startedAt: number | undefined
@@ -342,6 +357,7 @@ export class Scheduler implements ChunkScheduler {
     this.maxPerPeer = count(init.maxInflightPerPeer, DEFAULT_MAX_INFLIGHT_PER_PEER, 1, 'maxInflightPerPeer')
     this.maxOrigin = count(init.maxInflightOrigin, DEFAULT_MAX_INFLIGHT_ORIGIN, 0, 'maxInflightOrigin')
     this.fleetOrigin = count(init.fleetInflightOrigin, DEFAULT_FLEET_INFLIGHT_ORIGIN, 1, 'fleetInflightOrigin')
+    this.originWindow = init.originWindow === Infinity ? Infinity : count(init.originWindow, DEFAULT_ORIGIN_WINDOW, 1, 'originWindow')
     this.expectedPullers = count(init.expectedPullers, 1, 1, 'expectedPullers')
     this.maxTotal = count(init.maxInflightTotal, DEFAULT_MAX_INFLIGHT_TOTAL, 1, 'maxInflightTotal')
     this.originFallbackMs = duration(init.originFallbackMs, DEFAULT_ORIGIN_FALLBACK_MS, 'originFallbackMs')
@@ -362,6 +378,8 @@ export class Scheduler implements ChunkScheduler {
     this.peerRetryAt = new Float64Array(n)
     this.originRetryAt = new Float64Array(n)
     this.waitSince = new Float64Array(n)
+    this.seen = new Uint8Array(n)
+    this.eligibleSince = new Float64Array(n)
 
     const have = init.have === undefined ? undefined : haveFlags(init.have, n)
     for (let i = 0; i < n; i++) {
@@ -369,6 +387,7 @@ export class Scheduler implements ChunkScheduler {
         this.haveWords[i >>> 5] = this.haveWords[i >>> 5]! | (1 << (i & 31))
         this.haveCount++
         this.bytesDone += this.sizes[i]!
+        this.markSeen(i, -Infinity)
       } else {
         this.setIdle(i)
       }
@@ -502,6 +521,7 @@ export class Scheduler implements ChunkScheduler {
 
     this.haveWords[chunk >>> 5] = this.haveWords[chunk >>> 5]! | (1 << (chunk & 31))
     this.haveCount++
+    this.markSeen(chunk, now)
     const size = this.sizes[chunk]!
     this.bytesDone += size
     this.clearIdle(chunk)
@@ -639,11 +659,26 @@ export class Scheduler implements ChunkScheduler {
       this.deliveryMs = this.deliveries === 0 ? took : 0.8 * this.deliveryMs + 0.2 * took
       this.deliveries++
     }
+    this.markSeen(chunk, now)
     this.holders[chunk]!++
     if (hasRoom && !this.dirty && (this.haveWords[w]! & mask) === 0) {
       // an idle chunk can now be asked for; in endgame, an outstanding one can be duplicated
       if ((this.idleWords[w]! & mask) !== 0 || (this.endgameEnabled && inEndgame(this))) this.dirty = true
     }
+  }
+
+  /** A chunk is seen for the first time: the origin window moves one chunk on (see `origin.ts`). */
+  private markSeen (chunk: number, now: number): void {
+    if (this.seen[chunk] === 1) return
+    this.seen[chunk] = 1
+    this.seenCount++
+    // chunks entering the window: their owners start them only now, so a non-owner's wait for them starts now too
+    if (Number.isFinite(now)) {
+      const end = Math.min(this.chunkCount, fallbackWindowEnd(this))
+      for (let i = this.windowEnd; i < end; i++) this.eligibleSince[i] = now
+      this.windowEnd = Math.max(this.windowEnd, end)
+    }
+    this.dirty = true
   }
 
   private peerHasRoom (peer: PeerState): boolean {
@@ -765,6 +800,7 @@ export class Scheduler implements ChunkScheduler {
       this.startedAt = now
       this.lastNow = now
       this.waitSince.fill(now)
+      this.windowEnd = Math.min(this.chunkCount, fallbackWindowEnd(this))
     }
     // events from several sources may be stamped a little out of order; time never runs back here
     if (now < this.lastNow) return this.lastNow

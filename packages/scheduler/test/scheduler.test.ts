@@ -8,6 +8,7 @@ import {
   InvalidPeerIdError,
   InvalidSchedulerInitError,
   InvalidTimeError,
+  pullerSet,
   rendezvousOwner,
   rendezvousRanking,
   RequestMismatchError,
@@ -281,8 +282,9 @@ describe('taking chunks from the origin', () => {
       random: seededRandom(selfId.length),
       pullers: pullers.filter(p => p !== selfId),
       maxInflightOrigin: 64,
-      // the origin's share per node is not what these tests are about
+      // the origin's share per node, and its window, are not what these tests are about
       fleetInflightOrigin: 1000,
+      originWindow: Infinity,
       maxInflightTotal: 64,
       originFallbackMs: 1000,
       now: 0,
@@ -303,7 +305,7 @@ describe('taking chunks from the origin', () => {
     }
     expect([...fetched.keys()].sort((a, b) => a - b)).toEqual(range(30))
     for (const [chunk, who] of fetched) {
-      expect(who).toBe(rendezvousOwner(chunks[chunk]!.cid, pullers))
+      expect(who).toBe(pullerSet(chunks, pullers).owner(chunk))
       for (const scheduler of schedulers) expect(scheduler.owner(chunk)).toBe(who)
     }
     // every puller owns some
@@ -350,6 +352,22 @@ describe('taking chunks from the origin', () => {
     expect(scheduler.tick(2000).start.map(r => r.chunk)).toEqual(third)
   })
 
+  it('fetches its own chunks from the origin only a window ahead of the chunks seen anywhere', () => {
+    const scheduler = puller('alpha', { originWindow: 6 })
+    const owned = range(30).filter(i => scheduler.owner(i) === 'alpha')
+    const first = scheduler.tick(0).start
+    expect(first.map(r => r.chunk)).toEqual(owned.filter(i => i < 6))
+    expect(first.every(r => r.source.kind === 'origin')).toBe(true)
+    // bravo shows the first six chunks (some of them alpha's, still in flight): the window moves on by six
+    connect(scheduler, 'bravo', range(6).filter(i => !owned.includes(i)), 100)
+    for (const request of first) scheduler.chunkArrived(request.chunk, 100, request.id)
+    const next = scheduler.tick(100).start.filter(r => r.source.kind === 'origin').map(r => r.chunk)
+    expect(next).toEqual(owned.filter(i => i >= 6 && i < 12))
+    // and no fallback for what lies past half the window, however long it waits
+    const later = scheduler.tick(60_000).start.filter(r => r.source.kind === 'origin').map(r => r.chunk)
+    expect(later.every(i => i < 6 + 3 || owned.includes(i))).toBe(true)
+  })
+
   it('waits longer for chunks deep in their owner\'s origin queue', () => {
     // two pullers, two origin slots each: the owner fetches its list two at a time
     const scheduler = chunkScheduler({
@@ -358,6 +376,7 @@ describe('taking chunks from the origin', () => {
       random: seededRandom(3),
       pullers: ['bravo'],
       maxInflightOrigin: 2,
+      originWindow: Infinity,
       maxInflightTotal: 64,
       originFallbackMs: 1000,
       now: 0
@@ -381,29 +400,31 @@ describe('taking chunks from the origin', () => {
     expect(drain(2000)).toEqual(bravos.slice(2, 4))
   })
 
-  it('hands a leaving owner\'s chunks to the next-ranked puller, who takes them at once', () => {
+  it('hands a leaving owner\'s chunks to the next-ranked puller with room, who takes them at once', () => {
     const schedulers = new Map(pullers.map(id => [id, puller(id)]))
     for (const scheduler of schedulers.values()) scheduler.tick(0)
-    const orphans = range(30).filter(i => rendezvousRanking(chunks[i]!.cid, pullers)[0] === 'bravo')
+    const before = pullerSet(chunks, pullers)
+    const after = pullerSet(chunks, ['alpha', 'charlie'])
+    const orphans = range(30).filter(i => before.owner(i) === 'bravo')
     expect(orphans.length).toBeGreaterThan(0)
     for (const id of ['alpha', 'charlie']) {
       const scheduler = schedulers.get(id)!
       scheduler.pullerLeft('bravo', 10)
       const { start } = scheduler.tick(10)
-      const heirs = orphans.filter(i => rendezvousRanking(chunks[i]!.cid, pullers)[1] === id)
+      const heirs = range(30).filter(i => after.owner(i) === id && before.owner(i) !== id)
+      expect(heirs.length).toBeGreaterThan(0)
       expect(start.map(r => r.chunk).sort((a, b) => a - b)).toEqual(heirs)
       expect(start.every(r => r.source.kind === 'origin')).toBe(true)
-      for (const i of orphans) expect(scheduler.owner(i)).toBe(rendezvousRanking(chunks[i]!.cid, pullers)[1])
+      for (const i of range(30)) expect(scheduler.owner(i)).toBe(after.owner(i))
     }
   })
 
   it('restarts the wait for chunks whose owner changed to someone else', () => {
     const scheduler = puller('alpha')
     for (const request of scheduler.tick(0).start) scheduler.chunkArrived(request.chunk, 100, request.id)
-    const movedToCharlie = range(30).filter(i => {
-      const ranking = rendezvousRanking(chunks[i]!.cid, pullers)
-      return ranking[0] === 'bravo' && ranking[1] === 'charlie'
-    })
+    const before = pullerSet(chunks, pullers)
+    const after = pullerSet(chunks, ['alpha', 'charlie'])
+    const movedToCharlie = range(30).filter(i => before.owner(i) === 'bravo' && after.owner(i) === 'charlie')
     expect(movedToCharlie.length).toBeGreaterThan(0)
     scheduler.pullerLeft('bravo', 600)
     // what alpha now owns it takes at once, and gets quickly
@@ -435,7 +456,7 @@ describe('taking chunks from the origin', () => {
 
   it('while nothing has arrived from anywhere, waits for owners as long as the pull has run, up to a limit', () => {
     // the pullers never become known, so alpha owns nothing, and nothing arrives from anyone
-    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, maxInflightTotal: 64, now: 0 })
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, originWindow: Infinity, maxInflightTotal: 64, now: 0 })
     expect(scheduler.tick(0).start).toEqual([])
     expect(scheduler.tick(1000).start).toEqual([])
     expect(scheduler.tick(30_000).start).toEqual([])
@@ -491,7 +512,7 @@ describe('taking chunks from the origin', () => {
   })
 
   it('takes nothing from the origin as owner until it knows who else pulls', () => {
-    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, maxInflightTotal: 64, now: 0 })
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, originWindow: Infinity, maxInflightTotal: 64, now: 0 })
     expect(scheduler.tick(0).start).toEqual([])
     scheduler.setPullers(['bravo', 'charlie', 'alpha'], 5)
     const { start } = scheduler.tick(5)
@@ -500,7 +521,7 @@ describe('taking chunks from the origin', () => {
   })
 
   it('falls back for everything when the pullers never become known', () => {
-    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, maxInflightTotal: 64, now: 0 })
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks, random: seededRandom(1), originFallbackMs: 1000, maxInflightOrigin: 64, fleetInflightOrigin: 1000, originWindow: Infinity, maxInflightTotal: 64, now: 0 })
     // a peer already holds chunk 0: chunks do arrive, so a missing one is not a slow origin's fault
     connect(scheduler, 'bravo', [0], 0)
     expect(scheduler.tick(0)).toMatchObject({ start: [{ chunk: 0, source: { kind: 'peer', peerId: 'bravo' } }], wakeAt: 1000 })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { rendezvousOwner, rendezvousRanking } from '../src/index.js'
+import { pullerSet } from '../src/index.js'
 import { range, runSwarm } from './fixtures.js'
 
 describe('a small swarm', () => {
@@ -51,6 +51,19 @@ describe('a small swarm', () => {
     expect(range(nodes).every(i => result.schedulers[i]!.stats.originRequests === result.schedulers[i]!.stats.ownedChunks)).toBe(true)
   })
 
+  it('with a narrow origin window, still takes each chunk from the origin once and finishes', () => {
+    const chunks = 48
+    const result = runSwarm({
+      nodes: 12,
+      chunks,
+      seed: 6,
+      neighbours: (i, n) => [1, 2, 5].flatMap(d => [(i + d) % n, (i - d + n) % n]),
+      init: { originWindow: 3, hedgeAfterMs: Infinity }
+    })
+    expect(result.finishedAt.every(t => Number.isFinite(t))).toBe(true)
+    expect(result.originFetches).toEqual(new Array(chunks).fill(1))
+  })
+
   it('routes around an owner that stalls without leaving: its runner-up alone takes its chunks', () => {
     const chunks = 48
     const result = runSwarm({
@@ -63,12 +76,13 @@ describe('a small swarm', () => {
       init: { originFallbackMs: 100, requestTimeoutMs: 1e9, hedgeAfterMs: Infinity, fleetInflightOrigin: 96 }
     })
     const ids = result.schedulers.map(s => s.selfId)
-    const stalledOwns = range(chunks).filter(i => rendezvousOwner(result.cids[i]!, ids) === ids[0])
+    const set = pullerSet(result.cids.map(cid => ({ cid, size: 1000 })), ids)
+    const stalledOwns = range(chunks).filter(i => set.owner(i) === ids[0])
     expect(stalledOwns.length).toBeGreaterThan(0)
     expect(result.schedulers.slice(1).every(s => s.done)).toBe(true)
     expect(result.originFetches).toEqual(new Array(chunks).fill(1))
     for (const chunk of stalledOwns) {
-      expect(result.originBy[chunk]).toBe(rendezvousRanking(result.cids[chunk]!, ids)[1])
+      expect(result.originBy[chunk]).toBe(set.backup(chunk))
     }
     // the others waited for the runner-up instead of going to the origin themselves
     expect(Math.max(...result.finishedAt.slice(1))).toBeLessThan(200)
