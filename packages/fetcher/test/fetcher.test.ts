@@ -242,3 +242,19 @@ describe('fetcher', () => {
     expect(() => { originSource(plain).release?.(new Uint8Array(1)) }).not.toThrow()
   })
 })
+
+describe('originSource', () => {
+  const origin = {
+    url: 'test://origin',
+    getChunk: async () => new Uint8Array(0),
+    hasChunk: async () => false,
+    putChunk: async () => {},
+    async * listChunks () {}
+  }
+
+  it('describes an origin to byte workers unless it cannot be opened again elsewhere', () => {
+    expect(originSource(origin).remote).toEqual({ kind: 'origin' })
+    expect(originSource({ ...origin, reopenable: true }).remote).toEqual({ kind: 'origin' })
+    expect(originSource({ ...origin, reopenable: false }).remote).toBeUndefined()
+  })
+})

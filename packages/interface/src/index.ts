@@ -177,6 +177,13 @@ export interface ContentCheck {
 export interface Origin {
   /** where it points, for logs and errors (credentials never appear here) */
   readonly url: string
+  /**
+   * false when another instance opened from the same settings cannot read the chunks this one
+   * reads (it learned where they are as it went, e.g. the OCI origin's chunk manifests derived
+   * from layers): byte workers then leave this origin's reads to the thread that holds it.
+   * Absent means true.
+   */
+  readonly reopenable?: boolean
   getChunk(cid: CidString, options?: AbortOptions): Promise<Uint8Array>
   /**
    * Optional: takes back bytes `getChunk` returned once nothing reads them any more, so a later

@@ -113,6 +113,8 @@ function modelPackMediaType (path: string): string {
 
 export class OciOrigin implements Origin {
   readonly url: string
+  // where a chunk lies in which layer is learned from the manifests this instance resolved
+  readonly reopenable = false
   readonly capabilities: Partial<OriginCapabilities> = { listChunks: false }
   private readonly location: OciLocation
   private readonly client: RegistryClient
