@@ -34,8 +34,8 @@ export const OPTIMISTIC_MS = 30_000
 /**
  * One BitTorrent download by `n` nodes at once, as `simulate` in fleet.mjs runs Swarm's:
  * `modelBytes` in pieces of `pieceBytes`; `churnAt`: when `churnShare` of them vanish; `lateAt`:
- * when `lateShare` × n extra nodes start. `onPick(node, piece, candidates)` sees each choice
- * (for tests).
+ * when `lateShare` × n extra nodes start. `onPick({ node, peer, piece, endgame })` sees each
+ * request as it is chosen, before it is sent (for tests).
  */
 export function simulateBitTorrent ({ modelBytes, pieceBytes, settings: given = {}, n, seed, churnAt, lateAt, limitMs, onPick }) {
   const settings = { ...DEFAULT_SETTINGS, ...given }
@@ -178,7 +178,9 @@ export function simulateBitTorrent ({ modelBytes, pieceBytes, settings: given = 
       if (d.holds[p] === 1 || u.holds[p] === 0 || d.inflight[p] > 0) continue
       if (d.avail[p] < bestAvail) { best = p; bestAvail = d.avail[p] }
     }
+    let endgame = false
     if (best < 0 && pieces - d.count === countInflightPieces(d)) {
+      endgame = true
       // endgame: everything missing is on its way; ask for the piece with the fewest copies coming
       let fewest = Infinity
       for (let p = 0; p < pieces; p++) {
@@ -191,7 +193,7 @@ export function simulateBitTorrent ({ modelBytes, pieceBytes, settings: given = 
       if (!interested(d, u)) { choke(u, d); fillSlots(u) }
       return
     }
-    onPick?.(d, best, u)
+    onPick?.({ node: d, peer: u, piece: best, endgame })
     const transfer = { d, u, piece: best, flow: undefined }
     d.incoming.set(u, transfer)
     d.inflight[best]++
