@@ -1,7 +1,9 @@
 // bench/sim: a discrete-event simulation of a fleet pulling one model at once, in virtual time,
 // in which every node runs the agent's own pull engine (`@swarm/pull`'s PullSession, built, with its
-// scheduler) over a simulated network, with no copy of its logic. The core is `fleet.mjs`, which the
-// engine's tests run too; this file reads the settings, runs the scenarios and prints the figures.
+// scheduler) over a simulated network, with no copy of its logic, and beside it a BitTorrent swarm
+// on the same network. The network model is `network.mjs`, Swarm's fleet `fleet.mjs` (the engine's
+// tests run it too), BitTorrent's policy `bittorrent.mjs` (see its header); this file reads the
+// settings, runs the scenarios for each system and prints the figures.
 //
 // What is modelled
 // - Every node runs one PullSession, started `SIM_SETTLE_MS` after its pull starts (the agent's
@@ -24,15 +26,29 @@
 //   requests cheap. All links carry `SIM_EFFICIENCY` × their rate in payload (TCP/IP framing on
 //   Ethernet: 1448 of every 1514 bytes), so times compare with a real network; T* uses the
 //   nominal rates.
-// - Latency: a peer transfer starts `SIM_PEER_LATENCY_MS` after it is asked for, an origin transfer
-//   `SIM_ORIGIN_LATENCY_MS` after. A peer already running `SIM_UPLOAD_SLOTS` uploads answers BUSY
-//   (a failed request), as the data server does. A chunk that lands is announced ("have") to the
-//   node's neighbours after the control channel's 20 ms coalescing plus one peer latency.
+// - Latency: a peer transfer starts one round trip after it is asked for, an origin transfer
+//   `SIM_ORIGIN_LATENCY_MS` after. A link's round trip is `SIM_PEER_LATENCY_MS` (1) for every link,
+//   or with `SIM_LATENCY_MS` the mean of its two ends' access latencies, each log-normal around
+//   that median (σ `SIM_LATENCY_SIGMA`, 0.5), so a far node is far from everybody. A peer
+//   already running `SIM_UPLOAD_SLOTS` uploads answers BUSY (a failed request), as the data server
+//   does. A chunk that lands is announced ("have") to the node's neighbours after the control
+//   channel's 20 ms coalescing plus the node's latency.
+// - CPU: with `SIM_CPU_S_PER_GB` (measured: about 1.5 CPU-s per GB received on one core) and
+//   `SIM_CORES` (1), a node's download takes at most what its cores can process: its receive
+//   link is the lesser of the two. At 50 Mbit/s links (6 MB/s) against 667 MB/s per core this
+//   never binds; it does with fast links or slow cores.
 // - Peers: each node is connected to about `SIM_NEIGHBOURS` random others (each picks half of
 //   them, links are symmetric), as a DHT and gossip would give; it only sees and asks those.
-//   Ownership: `SIM_VIEW=shared` (default) gives every scheduler one shared `pullerSet` holding
-//   every puller, i.e. a control plane that spreads the whole set; `SIM_VIEW=neighbours` gives each
-//   node only its neighbours as pullers, which is what the agent learns from its own connections.
+//   Ownership needs the set of pullers, and who knows whom is modelled three ways:
+//   `SIM_VIEW=partial` (default): each node knows its neighbours that pull (from their joins, at
+//   once) and what fleet gossip brought it. The agent publishes its state on the fleet topic when
+//   it changes (at most once a second) and every 5 s; gossipsub relays it through the mesh. Here a
+//   puller's start or end reaches others `SIM_GOSSIP_DELAY_MS` (1,000) later, and each node takes
+//   in at most `SIM_GOSSIP_PER_INTERVAL` (100) pullers drawn at random from those it could know,
+//   every `SIM_GOSSIP_INTERVAL_MS` (1,000): what arrives is what the mesh relayed, duplicates
+//   included, and what the validator's per-peer rate limits let through. `SIM_VIEW=shared` gives
+//   every scheduler one shared `pullerSet` holding every puller at once (a perfect control plane,
+//   which flatters); `SIM_VIEW=neighbours` gives each node only its neighbours.
 //   A node that finishes stops being a puller (the session re-joins with `pulling: false`).
 // - Failures: a node with no progress for `SIM_STALL_MS` gives up, like the session's stall
 //   timeout (it stays and serves what it has). Churn: a share of the nodes vanish at once mid-pull
@@ -40,12 +56,24 @@
 //   start mid-pull, plus one after everybody finished.
 // - The baseline (every node straight from the origin, `concurrency` GETs each) runs on the same
 //   network model without a scheduler.
+// - BitTorrent (`SIM_SYSTEMS=swarm,bittorrent`, both by default) runs the same N, seed, graph
+//   size, links, weights, latency, CPU and churn, with pieces of each size in `SIM_BT_PIECE_KIB`
+//   (256,4096): rarest first, 4 upload slots by tit-for-tat, one seeder on the origin's link.
+//   Churn and late joiners come halfway to each system's own undisturbed median.
+// - Origin busy: the share of the time until the last node finished in which the origin's link
+//   carried at least one transfer; below 1, the origin idled while nodes still lacked data.
 //
-// Not modelled: CPU, disk, TCP slow start and loss, DHT and connection set-up, control-message
-// delays beyond the fixed one above.
+// Not modelled: disk, TCP slow start and loss, DHT and connection set-up, sending CPU.
+//
+// Wall time: most instants only move a transfer's end (its rate changed); the loop waits for the
+// sessions' microtasks (a turn of the event loop) only after instants that settled a fetch or
+// called into a session.
 //
 // Env: SIM_N (100,1000,10000), SIM_SCENARIOS (base,churn,late), SIM_MODEL_MIB (128),
-// SIM_CHUNK_MIB (4), SIM_LINK_MBIT (50), SIM_ORIGIN_MBIT (50), SIM_NEIGHBOURS (40), SIM_VIEW,
+// SIM_CHUNK_MIB (4), SIM_LINK_MBIT (50), SIM_ORIGIN_MBIT (50), SIM_NEIGHBOURS (40), SIM_VIEW
+// (partial, shared, neighbours), SIM_GOSSIP_DELAY_MS, SIM_GOSSIP_PER_INTERVAL,
+// SIM_GOSSIP_INTERVAL_MS, SIM_LATENCY_MS, SIM_LATENCY_SIGMA, SIM_CPU_S_PER_GB, SIM_CORES,
+// SIM_SYSTEMS (swarm,bittorrent), SIM_BT_PIECE_KIB (256,4096),
 // SIM_CHURN (0.1), SIM_LATE (0.1), SIM_SEED (1), SIM_SCHEDULER (JSON: scheduler init overrides,
 // e.g. '{"originFallbackMs":60000}'), SIM_UPLOAD_SLOTS (8, the agent's default), SIM_CHUNKS_FROM
 // (a bench/results/fanout*.json: use that model's chunks, links and origin, and compare with its
@@ -162,7 +190,8 @@ const results = []
 const out = []
 
 note(`sim: ${fmt(modelBytes / MiB, 1)} MiB in ${chunks.length} chunks, links ${settings.linkMbit} Mbit/s, origin ${settings.originMbit} Mbit/s, ` +
-  `~${settings.neighbours} neighbours, ${settings.view} view of the pullers, scheduler ${JSON.stringify(settings.schedulerInit)}`)
+  `~${settings.neighbours} neighbours, ${settings.view} view of the pullers, latency ${settings.latencyMs ?? settings.peerLatencyMs} ms, ` +
+  `CPU ${settings.cpuSPerGB ?? 0} s/GB, systems ${settings.systems.join(',')}, scheduler ${JSON.stringify(settings.schedulerInit)}`)
 
 const systemRuns = (entry, scenario) => [
   ...(entry.runs[scenario] !== undefined ? [['swarm', entry.runs[scenario]]] : []),
