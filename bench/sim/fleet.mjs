@@ -21,6 +21,15 @@ import { DEFAULT_SETTINGS, EventQueue, Mbit, Network, ORIGIN, latencies, linkRan
 
 export { DEFAULT_SETTINGS, EventQueue, Mbit, Network, lowerBound, percentile } from './network.mjs'
 
+/** A failed fetch's error, without the stack trace nobody reads: busy peers fail by the million. */
+function failure (why) {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  const err = new Error(why)
+  Error.stackTraceLimit = limit
+  return err
+}
+
 /** the control channel's coalescing of haves */
 export const HAVE_FLUSH_MS = 20
 
@@ -172,7 +181,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     transfer.done = true
     transfer.settle()
     touch()
-    transfer.reject(new Error(why))
+    transfer.reject(failure(why))
   }
 
   function startPull (node) {
