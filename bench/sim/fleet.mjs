@@ -11,7 +11,8 @@
 // fetcher whose fetches are transfers on the simulated links. Promises settle between event
 // times: after the events of one instant the loop waits for every microtask to run, so what the
 // sessions do in answer (new requests, timers) lands in the queue before virtual time moves on.
-// See run.mjs for what the network models.
+// The network (links, latency, receive CPU, the graph) is `network.mjs`, which the BitTorrent
+// policy in `bittorrent.mjs` runs on too; see run.mjs for what it models.
 
 import { PullSession } from '@swarm/pull'
 import { encodeBitfield } from '@swarm/interface'
