@@ -11,365 +11,31 @@
 // fetcher whose fetches are transfers on the simulated links. Promises settle between event
 // times: after the events of one instant the loop waits for every microtask to run, so what the
 // sessions do in answer (new requests, timers) lands in the queue before virtual time moves on.
-// See run.mjs for what the network models.
+// The network (links, latency, receive CPU, the graph) is `network.mjs`, which the BitTorrent
+// policy in `bittorrent.mjs` runs on too; see run.mjs for what it models.
 
 import { PullSession } from '@swarm/pull'
 import { encodeBitfield } from '@swarm/interface'
 import { DEFAULT_MAX_INFLIGHT_TOTAL, pullerSet, seededRandom } from '@swarm/scheduler'
 import { DEFAULT_MAX_UPLOADS_PER_PEER } from '@swarm/exchange'
+import { DEFAULT_SETTINGS, EventQueue, Mbit, Network, ORIGIN, latencies, linkRandomly, percentile, receiveRate, weights } from './network.mjs'
 
-/** bytes per ms in one Mbit/s */
-export const Mbit = 1e6 / 8 / 1000
+export { DEFAULT_SETTINGS, EventQueue, Mbit, Network, lowerBound, percentile } from './network.mjs'
+
+/** A failed fetch's error, without the stack trace nobody reads: busy peers fail by the million. */
+function failure (why) {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  const err = new Error(why)
+  Error.stackTraceLimit = limit
+  return err
+}
+
 /** the control channel's coalescing of haves */
 export const HAVE_FLUSH_MS = 20
 
-/** The settings a run takes when none are given (run.mjs reads them from the environment). */
-export const DEFAULT_SETTINGS = {
-  linkMbit: 50,
-  originMbit: 50,
-  efficiency: 1448 / 1514,
-  neighbours: 40,
-  view: 'shared',
-  peerLatencyMs: 1,
-  originLatencyMs: 20,
-  settleMs: 500,
-  startSpreadMs: 0,
-  stallMs: 120_000,
-  uploadSlots: 8,
-  baselineConcurrency: 16,
-  churnShare: 0.1,
-  lateShare: 0.1,
-  seed: 1,
-  fairnessSigma: 0.5,
-  schedulerInit: {}
-}
-
-/** The lower bound no system beats, in ms (nominal rates). */
-export function lowerBound (n, modelBytes, settings) {
-  const B = settings.linkMbit * Mbit
-  const S = settings.originMbit * Mbit
-  return Math.max(modelBytes / S, modelBytes / B, n * modelBytes / (S + n * B))
-}
-
-// ---- events ----
-
-export class EventQueue {
-  times = []
-  seqs = []
-  items = []
-  seq = 0
-  get size () { return this.items.length }
-  push (time, item) {
-    const { times, seqs, items } = this
-    let i = items.length
-    times.push(time); seqs.push(this.seq++); items.push(item)
-    while (i > 0) {
-      const p = (i - 1) >> 1
-      if (times[p] < time || (times[p] === time && seqs[p] < seqs[i])) break
-      this.swap(i, p)
-      i = p
-    }
-  }
-  peekTime () { return this.items.length > 0 ? this.times[0] : undefined }
-  pop () {
-    const { times, items } = this
-    const top = items[0]
-    const last = items.length - 1
-    this.swap(0, last)
-    times.pop(); this.seqs.pop(); items.pop()
-    let i = 0
-    for (;;) {
-      const l = 2 * i + 1
-      const r = l + 1
-      let m = i
-      if (l < items.length && this.less(l, m)) m = l
-      if (r < items.length && this.less(r, m)) m = r
-      if (m === i) break
-      this.swap(i, m)
-      i = m
-    }
-    return top
-  }
-  less (a, b) { return this.times[a] < this.times[b] || (this.times[a] === this.times[b] && this.seqs[a] < this.seqs[b]) }
-  swap (a, b) {
-    const { times, seqs, items } = this
-    ;[times[a], times[b]] = [times[b], times[a]]
-    ;[seqs[a], seqs[b]] = [seqs[b], seqs[a]]
-    ;[items[a], items[b]] = [items[b], items[a]]
-  }
-}
-
-/** A min-heap of origin transfers by the virtual-clock value at which each ends. */
-class FlowHeap {
-  items = []
-  push (flow) {
-    const items = this.items
-    items.push(flow)
-    let i = items.length - 1
-    while (i > 0) {
-      const p = (i - 1) >> 1
-      if (items[p].vEnd <= flow.vEnd) break
-      items[i] = items[p]; items[p] = flow; i = p
-    }
-  }
-  peek () {
-    while (this.items.length > 0 && !this.items[0].pooledLive) this.pop()
-    return this.items[0]
-  }
-  pop () {
-    const items = this.items
-    const top = items[0]
-    const last = items.pop()
-    if (items.length > 0) {
-      items[0] = last
-      let i = 0
-      for (;;) {
-        const l = 2 * i + 1
-        const r = l + 1
-        let m = i
-        if (l < items.length && items[l].vEnd < items[m].vEnd) m = l
-        if (r < items.length && items[r].vEnd < items[m].vEnd) m = r
-        if (m === i) break
-        ;[items[i], items[m]] = [items[m], items[i]]
-        i = m
-      }
-    }
-    return top
-  }
-}
-
-// ---- the network ----
-
-const ORIGIN = -1
-// flow weights are log-normal, clipped to this range
-const MIN_WEIGHT = 0.25
-const MAX_WEIGHT = 4
-
-/** Draws flow weights: log-normal with `sigma` (0: all equal), from a seeded PRNG. */
-function weights (random, sigma) {
-  if (sigma === 0) return () => 1
-  return () => {
-    const u = Math.max(random(), 1e-12)
-    const gauss = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random())
-    return Math.min(MAX_WEIGHT, Math.max(MIN_WEIGHT, Math.exp(sigma * gauss)))
-  }
-}
-
-/**
- * Links and transfers. A transfer ("flow") ends by itself (`onComplete`) or is removed; either way
- * the rates of the transfers sharing its links are recomputed. Each flow has a weight: its share
- * of a link is weight / (sum of the weights there), as TCP flows through one queue do not get
- * equal shares.
- */
-export class Network {
-  constructor ({ queue, linkRate, originRate, maxDownloads, weight, onComplete }) {
-    this.queue = queue
-    this.linkRate = linkRate
-    this.originRate = originRate
-    this.weight = weight
-    this.onComplete = onComplete
-    this.up = [] // per node: Set of flows
-    this.down = []
-    this.upWeight = []
-    this.downWeight = []
-    this.originFlows = new Set()
-    this.originWeight = 0
-    this.pooled = false
-    // with this many origin transfers, the origin's share is far below a receiver's link share
-    this.poolLow = Math.ceil(2 * originRate * maxDownloads / linkRate)
-    this.poolHigh = 2 * this.poolLow + 1
-    this.V = 0
-    this.vAt = 0
-    this.vHeap = new FlowHeap()
-    this.originVersion = 0
-    this.bytes = { origin: 0, peer: 0 }
-    this.nextId = 1
-  }
-
-  addNode () {
-    this.up.push(new Set())
-    this.down.push(new Set())
-    this.upWeight.push(0)
-    this.downWeight.push(0)
-    return this.up.length - 1
-  }
-
-  uploads (node) { return this.up[node].size }
-
-  start (src, dst, size, tag, now) {
-    const flow = { id: this.nextId++, src, dst, size, tag, weight: this.weight(), remaining: size, rate: 0, last: now, due: Infinity, live: true, pooled: false, pooledLive: false, vStart: 0, vEnd: 0 }
-    this.down[dst].add(flow)
-    this.downWeight[dst] += flow.weight
-    if (src === ORIGIN) {
-      this.advanceClock(now)
-      this.originFlows.add(flow)
-      this.originWeight += flow.weight
-      if (this.pooled) this.pool(flow)
-    } else {
-      this.up[src].add(flow)
-      this.upWeight[src] += flow.weight
-    }
-    this.relink(src, dst, now)
-    return flow
-  }
-
-  /** Ends a transfer early (cancelled, or an end vanished); counts the bytes it moved. */
-  remove (flow, now) {
-    if (!flow.live) return
-    this.detach(flow, now)
-  }
-
-  detach (flow, now) {
-    flow.live = false
-    const down = this.down[flow.dst]
-    down.delete(flow)
-    this.downWeight[flow.dst] = down.size === 0 ? 0 : this.downWeight[flow.dst] - flow.weight
-    let moved
-    if (flow.src === ORIGIN) {
-      this.advanceClock(now)
-      this.originFlows.delete(flow)
-      this.originWeight = this.originFlows.size === 0 ? 0 : this.originWeight - flow.weight
-      moved = flow.pooled ? Math.min(flow.size, (this.V - flow.vStart) * flow.weight) : flow.size - this.remainingAt(flow, now)
-      flow.pooledLive = false
-      this.bytes.origin += moved
-    } else {
-      const up = this.up[flow.src]
-      up.delete(flow)
-      this.upWeight[flow.src] = up.size === 0 ? 0 : this.upWeight[flow.src] - flow.weight
-      moved = flow.size - this.remainingAt(flow, now)
-      this.bytes.peer += moved
-    }
-    this.relink(flow.src, flow.dst, now)
-  }
-
-  remainingAt (flow, now) {
-    return Math.max(0, flow.remaining - flow.rate * (now - flow.last))
-  }
-
-  /** Recomputes the transfers on a sender's upload and a receiver's download. */
-  relink (src, dst, now) {
-    if (src === ORIGIN) {
-      const k = this.originFlows.size
-      if (!this.pooled && k >= this.poolHigh) this.enterPool(now)
-      else if (this.pooled && k < this.poolLow) this.leavePool(now)
-      if (this.pooled) this.scheduleOrigin(now)
-      else for (const flow of this.originFlows) this.rerate(flow, now)
-    } else {
-      for (const flow of this.up[src]) this.rerate(flow, now)
-    }
-    for (const flow of this.down[dst]) this.rerate(flow, now)
-  }
-
-  rerate (flow, now) {
-    if (flow.pooled) return
-    const share = flow.src === ORIGIN ? this.originRate / this.originWeight : this.linkRate / this.upWeight[flow.src]
-    const rate = flow.weight * Math.min(share, this.linkRate / this.downWeight[flow.dst])
-    if (rate === flow.rate) return
-    flow.remaining = this.remainingAt(flow, now)
-    flow.last = now
-    flow.rate = rate
-    // a slower flow keeps its queued event, which finds it unfinished and queues the real end
-    const due = now + flow.remaining / rate
-    if (due < flow.due) {
-      flow.due = due
-      this.queue.push(due, { type: 'flow', flow, due })
-    }
-  }
-
-  // Pooled origin transfers share one virtual clock V: a flow of weight w moves w bytes per unit
-  // of V, and V advances at originRate / (sum of weights) per ms.
-
-  advanceClock (now) {
-    if (this.pooled && this.originWeight > 0) this.V += (now - this.vAt) * this.originRate / this.originWeight
-    this.vAt = now
-  }
-
-  pool (flow) {
-    flow.pooled = true
-    flow.pooledLive = true
-    flow.vStart = this.V - (flow.size - flow.remaining) / flow.weight
-    flow.vEnd = this.V + flow.remaining / flow.weight
-    flow.due = Infinity
-    this.vHeap.push(flow)
-  }
-
-  enterPool (now) {
-    this.advanceClock(now)
-    this.pooled = true
-    for (const flow of this.originFlows) {
-      if (flow.pooled) continue
-      flow.remaining = this.remainingAt(flow, now)
-      flow.last = now
-      this.pool(flow)
-    }
-  }
-
-  leavePool (now) {
-    this.advanceClock(now)
-    this.pooled = false
-    this.vHeap = new FlowHeap()
-    for (const flow of this.originFlows) {
-      flow.remaining = Math.max(0, (flow.vEnd - this.V) * flow.weight)
-      flow.last = now
-      flow.rate = 0
-      flow.pooled = false
-      flow.pooledLive = false
-    }
-    this.originVersion++
-  }
-
-  scheduleOrigin (now) {
-    this.originVersion++
-    const next = this.vHeap.peek()
-    if (next === undefined) return
-    const perWeight = this.originRate / this.originWeight
-    this.queue.push(now + Math.max(0, next.vEnd - this.V) / perWeight, { type: 'origin', version: this.originVersion })
-  }
-
-  /** A queued event about a transfer ending: completes the ones really done. */
-  handle (event, now) {
-    if (event.type === 'flow') {
-      const flow = event.flow
-      if (!flow.live || flow.pooled || event.due !== flow.due) return
-      const left = this.remainingAt(flow, now)
-      if (left / flow.rate > 1e-6) {
-        flow.due = now + left / flow.rate
-        this.queue.push(flow.due, { type: 'flow', flow, due: flow.due })
-        return
-      }
-      this.complete(flow, now)
-      return
-    }
-    if (event.version !== this.originVersion || !this.pooled) return
-    this.advanceClock(now)
-    const done = []
-    // due within a microsecond counts as due: rounding must not leave a flow a hair from its end
-    const epsilon = 1e-3 * this.originRate / this.originWeight
-    for (let next = this.vHeap.peek(); next !== undefined && next.vEnd - this.V <= epsilon; next = this.vHeap.peek()) {
-      this.vHeap.pop()
-      done.push(next)
-    }
-    for (const flow of done) if (flow.live) this.complete(flow, now)
-    if (this.pooled) this.scheduleOrigin(now)
-  }
-
-  complete (flow, now) {
-    // whole chunk: what rounding left of the last byte is not worth an event
-    flow.remaining = 0
-    flow.rate = 0
-    if (flow.pooled) flow.vStart = this.V - flow.size / flow.weight
-    this.detach(flow, now)
-    this.onComplete(flow, now)
-  }
-}
-
 
 // ---- one run ----
-
-export function percentile (sorted, p) {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p / 100 * sorted.length) - 1))]
-}
 
 /**
  * One pull by `n` nodes at once. `churnAt`: when `churnShare` of them vanish; `lateAt`: when
@@ -399,7 +65,13 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
   let now = 0
   let ended = false
 
-  const net = new Network({ queue, linkRate, originRate, maxDownloads, weight: weights(seededRandom(seed + 17), settings.fairnessSigma), onComplete: delivered })
+  const lat = latencies(seededRandom(seed + 31), settings)
+  const gossipRandom = seededRandom(seed + 37)
+  /** pullers in the order they began, for gossip: who, and when each stopped pulling */
+  const announced = []
+  let lastFinishAt = 0
+  let originBusyAtLastFinish = 0
+  const net = new Network({ queue, linkRate, downRate: receiveRate(linkRate, settings), originRate, maxDownloads, weight: weights(seededRandom(seed + 17), settings.fairnessSigma), onComplete: delivered })
 
   // virtual time for the sessions: their timers are events in the queue
   const clock = {
@@ -414,6 +86,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
 
   function addNode (kind, at) {
     const index = net.addNode()
+    lat.add()
     const node = {
       index,
       id: `12D3KooWsim${seed}n${String(index).padStart(6, '0')}`,
@@ -427,6 +100,10 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       /** the chunk indices of `holds`, as announced to a peer that connects */
       held: [],
       pendingHaves: [],
+      /** 'partial' view: the pullers this node knows, and those of them it learned by gossip */
+      known: undefined,
+      gossiped: [],
+      stoppedAt: Infinity,
       alive: true,
       pulling: true,
       finishedAt: undefined,
@@ -449,15 +126,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     }
   }
 
-  /** Joins the graph: about `neighbours` / 2 links of its own, to random live nodes. */
-  function link (node, candidates) {
-    const want = Math.min(Math.ceil(settings.neighbours / 2), candidates.length - 1)
-    let tries = 0
-    while (node.neighbours.size < want && tries++ < want * 20) {
-      const other = candidates[Math.floor(random() * candidates.length)]
-      if (other.alive) connect(node, other)
-    }
-  }
+  const link = (node, candidates) => { linkRandomly(node, candidates, settings.neighbours, random, connect) }
 
   /** A node's neighbours as the session's peers. */
   function peersOf (node) {
@@ -468,7 +137,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       isBanned: () => false,
       join () {},
       have (indices) {
-        if (node.pendingHaves.length === 0) queue.push(now + HAVE_FLUSH_MS + settings.peerLatencyMs, { type: 'have', node })
+        if (node.pendingHaves.length === 0) queue.push(now + HAVE_FLUSH_MS + lat.node(node.index), { type: 'have', node })
         node.pendingHaves.push(...indices)
       },
       subscribe (events) {
@@ -493,7 +162,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
           }
           signal.addEventListener('abort', transfer.abort, { once: true })
           transfer.settle = () => { signal.removeEventListener('abort', transfer.abort) }
-          const latency = source.kind === 'origin' ? settings.originLatencyMs : settings.peerLatencyMs
+          const peer = source.kind === 'origin' ? undefined : byId.get(source.peerId)
+          const latency = peer === undefined ? settings.originLatencyMs : lat.link(node.index, peer.index)
           queue.push(now + latency, { type: 'open', transfer })
         })
       }
@@ -511,13 +181,14 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     if (transfer.done) return
     transfer.done = true
     transfer.settle()
-    transfer.reject(new Error(why))
+    touch()
+    transfer.reject(failure(why))
   }
 
   function startPull (node) {
     const view = settings.view === 'neighbours'
       ? { pullers: [...node.neighbours].map(j => nodes[j]).filter(p => p.alive && p.pulling).map(p => p.id) }
-      : { pullerSet: shared }
+      : { pullerSet: shared ?? node.known }
     const store = { hasChunk: cid => node.holds[indexOf.get(cid)] === 1 }
     node.session = new PullSession({
       manifestCid,
@@ -538,6 +209,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     onSession?.(node.session)
     node.session.run({ signal: node.stop.signal, onProgress: progress => { node.progress = progress } }).then(() => {
       node.finishedAt = now
+      lastFinishAt = now
+      originBusyAtLastFinish = net.originBusyAt(now)
       stopPulling(node)
       if (allDoneAt === undefined && pullingCount === 0) allDoneAt = now
     }, () => {
@@ -550,6 +223,13 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
   /** A node begins its pull at `at`: it becomes a puller, and its session runs after the settle time. */
   function join (node, at) {
     pullingCount++
+    if (settings.view === 'partial') {
+      // what it knows at first: itself and its neighbours that pull; gossip brings the rest
+      node.known = pullerSet(chunks, [node.id])
+      for (const j of node.neighbours) if (nodes[j].alive && nodes[j].pulling) node.known.add(nodes[j].id)
+      announced.push({ node, at })
+      queue.push(at + gossipRandom() * settings.gossipIntervalMs, { type: 'gossip', node })
+    }
     if (shared !== undefined) shared.add(node.id)
     else for (const j of node.neighbours) if (nodes[j].events !== undefined && nodes[j].pulling) nodes[j].events.joined(peerState(node))
     queue.push(at + settings.settleMs, { type: 'begin', node })
@@ -557,6 +237,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
 
   function stopPulling (node) {
     node.pulling = false
+    node.stoppedAt = now
     pullingCount--
     if (shared !== undefined) shared.remove(node.id)
     else {
@@ -565,6 +246,33 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
         if (peer.events !== undefined && peer.pulling && peer.alive) peer.events.joined(peerState(node))
       }
     }
+  }
+
+  /**
+   * Fleet gossip, one interval of it at one node: of the pullers whose start has had time to
+   * spread, it takes in at most `gossipPerInterval` drawn at random (what arrives is what the mesh
+   * relayed, not a list it can page through; one it knew already is a wasted message), and it
+   * forgets those it learned this way that stopped pulling long enough ago for that to spread.
+   */
+  function gossip (node) {
+    if (!node.alive || !node.pulling) return
+    const horizon = now - settings.gossipDelayMs
+    let visible = announced.length
+    while (visible > 0 && announced[visible - 1].at > horizon) visible--
+    for (let k = 0; k < settings.gossipPerInterval && visible > 0; k++) {
+      const other = announced[Math.floor(gossipRandom() * visible)].node
+      if (other === node || other.stoppedAt <= horizon || node.known.has(other.id)) continue
+      node.known.add(other.id)
+      node.gossiped.push(other)
+    }
+    if (node.gossiped.length > 0) {
+      node.gossiped = node.gossiped.filter(other => {
+        if (other.stoppedAt > horizon) return true
+        if (!node.neighbours.has(other.index)) node.known.remove(other.id)
+        return false
+      })
+    }
+    queue.push(now + settings.gossipIntervalMs, { type: 'gossip', node })
   }
 
   function delivered (flow) {
@@ -577,6 +285,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     }
     transfer.done = true
     transfer.settle()
+    touch()
     transfer.resolve({ kind: transfer.source.kind })
   }
 
@@ -589,12 +298,12 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     }
     const peer = byId.get(transfer.source.peerId)
     if (peer === undefined || !peer.alive || peer.holds[transfer.chunk] !== 1) {
-      queue.push(now + settings.peerLatencyMs, { type: 'fail', transfer, why: 'not held' })
+      queue.push(now + (peer === undefined ? settings.peerLatencyMs : lat.link(node.index, peer.index)), { type: 'fail', transfer, why: 'not held' })
       return
     }
     if (net.uploads(peer.index) >= settings.uploadSlots) {
       counters.busy++
-      queue.push(now + settings.peerLatencyMs, { type: 'fail', transfer, why: 'busy' })
+      queue.push(now + lat.link(node.index, peer.index), { type: 'fail', transfer, why: 'busy' })
       return
     }
     transfer.flow = net.start(peer.index, node.index, transfer.size, transfer, now)
@@ -633,11 +342,19 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
   const joinersPending = () => !lateDone || (lateAt !== undefined && afterAll === undefined)
   // every microtask runs before a macrotask: the sessions' answers to one instant's events
   const settle = async () => { await new Promise(resolve => setImmediate(resolve)) }
+  // Waiting for the microtasks costs a turn of the event loop; an instant whose events settled no
+  // promise and called into no session (a transfer's queued end that found it slowed down, the
+  // origin's clock moving on) leaves nothing to wait for, and those are most instants.
+  let touched = true
+  const touch = () => { touched = true }
 
   const byType = {}
   let traceAt = 0
   for (;;) {
-    await settle()
+    if (touched) {
+      touched = false
+      await settle()
+    }
     if (trace != null && now >= traceAt) {
       traceAt = now + trace
       const st = nodes.filter(p => p.session?.stats !== undefined).map(p => p.session.stats)
@@ -659,6 +376,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     while (queue.size > 0 && queue.peekTime() === now) {
       const event = queue.pop()
       events++
+      if (event.type !== 'flow' && event.type !== 'origin' && event.type !== 'fail' && event.type !== 'open') touched = true
       if (trace != null) {
         byType[event.type] = (byType[event.type] ?? 0) + 1
         if (event.type === 'flow' && (!event.flow.live || event.due !== event.flow.due)) byType.staleFlow = (byType.staleFlow ?? 0) + 1
@@ -688,6 +406,9 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
           }
           break
         }
+        case 'gossip':
+          gossip(event.node)
+          break
         case 'begin':
           if (event.node.alive) startPull(event.node)
           break
@@ -755,6 +476,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     timeouts: sum('timeouts'),
     failures: sum('failures'),
     busy: counters.busy,
+    /** the share of the time until the last node finished in which the origin's link carried a transfer */
+    originBusyShare: lastFinishAt > 0 ? originBusyAtLastFinish / lastFinishAt : NaN,
     events,
     wallSeconds: (performance.now() - started) / 1000,
     endedAtMs: now

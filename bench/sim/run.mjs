@@ -1,7 +1,9 @@
 // bench/sim: a discrete-event simulation of a fleet pulling one model at once, in virtual time,
 // in which every node runs the agent's own pull engine (`@swarm/pull`'s PullSession, built, with its
-// scheduler) over a simulated network, with no copy of its logic. The core is `fleet.mjs`, which the
-// engine's tests run too; this file reads the settings, runs the scenarios and prints the figures.
+// scheduler) over a simulated network, with no copy of its logic, and beside it a BitTorrent swarm
+// on the same network. The network model is `network.mjs`, Swarm's fleet `fleet.mjs` (the engine's
+// tests run it too), BitTorrent's policy `bittorrent.mjs` (see its header); this file reads the
+// settings, runs the scenarios for each system and prints the figures.
 //
 // What is modelled
 // - Every node runs one PullSession, started `SIM_SETTLE_MS` after its pull starts (the agent's
@@ -24,15 +26,29 @@
 //   requests cheap. All links carry `SIM_EFFICIENCY` × their rate in payload (TCP/IP framing on
 //   Ethernet: 1448 of every 1514 bytes), so times compare with a real network; T* uses the
 //   nominal rates.
-// - Latency: a peer transfer starts `SIM_PEER_LATENCY_MS` after it is asked for, an origin transfer
-//   `SIM_ORIGIN_LATENCY_MS` after. A peer already running `SIM_UPLOAD_SLOTS` uploads answers BUSY
-//   (a failed request), as the data server does. A chunk that lands is announced ("have") to the
-//   node's neighbours after the control channel's 20 ms coalescing plus one peer latency.
+// - Latency: a peer transfer starts one round trip after it is asked for, an origin transfer
+//   `SIM_ORIGIN_LATENCY_MS` after. A link's round trip is `SIM_PEER_LATENCY_MS` (1) for every link,
+//   or with `SIM_LATENCY_MS` the mean of its two ends' access latencies, each log-normal around
+//   that median (σ `SIM_LATENCY_SIGMA`, 0.5), so a far node is far from everybody. A peer
+//   already running `SIM_UPLOAD_SLOTS` uploads answers BUSY (a failed request), as the data server
+//   does. A chunk that lands is announced ("have") to the node's neighbours after the control
+//   channel's 20 ms coalescing plus the node's latency.
+// - CPU: with `SIM_CPU_S_PER_GB` (measured: about 1.5 CPU-s per GB received on one core) and
+//   `SIM_CORES` (1), a node's download takes at most what its cores can process: its receive
+//   link is the lesser of the two. At 50 Mbit/s links (6 MB/s) against 667 MB/s per core this
+//   never binds; it does with fast links or slow cores.
 // - Peers: each node is connected to about `SIM_NEIGHBOURS` random others (each picks half of
 //   them, links are symmetric), as a DHT and gossip would give; it only sees and asks those.
-//   Ownership: `SIM_VIEW=shared` (default) gives every scheduler one shared `pullerSet` holding
-//   every puller, i.e. a control plane that spreads the whole set; `SIM_VIEW=neighbours` gives each
-//   node only its neighbours as pullers, which is what the agent learns from its own connections.
+//   Ownership needs the set of pullers, and who knows whom is modelled three ways:
+//   `SIM_VIEW=partial` (default): each node knows its neighbours that pull (from their joins, at
+//   once) and what fleet gossip brought it. The agent publishes its state on the fleet topic when
+//   it changes (at most once a second) and every 5 s; gossipsub relays it through the mesh. Here a
+//   puller's start or end reaches others `SIM_GOSSIP_DELAY_MS` (1,000) later, and each node takes
+//   in at most `SIM_GOSSIP_PER_INTERVAL` (100) pullers drawn at random from those it could know,
+//   every `SIM_GOSSIP_INTERVAL_MS` (1,000): what arrives is what the mesh relayed, duplicates
+//   included, and what the validator's per-peer rate limits let through. `SIM_VIEW=shared` gives
+//   every scheduler one shared `pullerSet` holding every puller at once (a perfect control plane,
+//   which flatters); `SIM_VIEW=neighbours` gives each node only its neighbours.
 //   A node that finishes stops being a puller (the session re-joins with `pulling: false`).
 // - Failures: a node with no progress for `SIM_STALL_MS` gives up, like the session's stall
 //   timeout (it stays and serves what it has). Churn: a share of the nodes vanish at once mid-pull
@@ -40,12 +56,24 @@
 //   start mid-pull, plus one after everybody finished.
 // - The baseline (every node straight from the origin, `concurrency` GETs each) runs on the same
 //   network model without a scheduler.
+// - BitTorrent (`SIM_SYSTEMS=swarm,bittorrent`, both by default) runs the same N, seed, graph
+//   size, links, weights, latency, CPU and churn, with pieces of each size in `SIM_BT_PIECE_KIB`
+//   (256,4096): rarest first, 4 upload slots by tit-for-tat, one seeder on the origin's link.
+//   Churn and late joiners come halfway to each system's own undisturbed median.
+// - Origin busy: the share of the time until the last node finished in which the origin's link
+//   carried at least one transfer; below 1, the origin idled while nodes still lacked data.
 //
-// Not modelled: CPU, disk, TCP slow start and loss, DHT and connection set-up, control-message
-// delays beyond the fixed one above.
+// Not modelled: disk, TCP slow start and loss, DHT and connection set-up, sending CPU.
+//
+// Wall time: most instants only move a transfer's end (its rate changed); the loop waits for the
+// sessions' microtasks (a turn of the event loop) only after instants that settled a fetch or
+// called into a session.
 //
 // Env: SIM_N (100,1000,10000), SIM_SCENARIOS (base,churn,late), SIM_MODEL_MIB (128),
-// SIM_CHUNK_MIB (4), SIM_LINK_MBIT (50), SIM_ORIGIN_MBIT (50), SIM_NEIGHBOURS (40), SIM_VIEW,
+// SIM_CHUNK_MIB (4), SIM_LINK_MBIT (50), SIM_ORIGIN_MBIT (50), SIM_NEIGHBOURS (40), SIM_VIEW
+// (partial, shared, neighbours), SIM_GOSSIP_DELAY_MS, SIM_GOSSIP_PER_INTERVAL,
+// SIM_GOSSIP_INTERVAL_MS, SIM_LATENCY_MS, SIM_LATENCY_SIGMA, SIM_CPU_S_PER_GB, SIM_CORES,
+// SIM_SYSTEMS (swarm,bittorrent), SIM_BT_PIECE_KIB (256,4096),
 // SIM_CHURN (0.1), SIM_LATE (0.1), SIM_SEED (1), SIM_SCHEDULER (JSON: scheduler init overrides,
 // e.g. '{"originFallbackMs":60000}'), SIM_UPLOAD_SLOTS (8, the agent's default), SIM_CHUNKS_FROM
 // (a bench/results/fanout*.json: use that model's chunks, links and origin, and compare with its
@@ -59,6 +87,7 @@ import { DEFAULT_MAX_UPLOADS } from '@swarm/exchange'
 import { readFile } from 'node:fs/promises'
 import { MiB, fmt, saveResult } from '../lib/common.mjs'
 import { Mbit, baseline as runBaseline, lowerBound as bound, simulate as runSimulation } from './fleet.mjs'
+import { simulateBitTorrent } from './bittorrent.mjs'
 
 // ---- settings ----
 
@@ -90,7 +119,20 @@ const settings = {
   originMbit: envNumber('SIM_ORIGIN_MBIT', 50, 0.001),
   efficiency: envNumber('SIM_EFFICIENCY', 1448 / 1514, 0.01),
   neighbours: envNumber('SIM_NEIGHBOURS', 40, 1),
-  view: envList('SIM_VIEW', ['shared'], ['shared', 'neighbours'])[0],
+  view: envList('SIM_VIEW', ['partial'], ['partial', 'shared', 'neighbours'])[0],
+  gossipDelayMs: envNumber('SIM_GOSSIP_DELAY_MS', 1_000),
+  gossipIntervalMs: envNumber('SIM_GOSSIP_INTERVAL_MS', 1_000, 1),
+  gossipPerInterval: envNumber('SIM_GOSSIP_PER_INTERVAL', 100, 1),
+  latencyMs: process.env.SIM_LATENCY_MS ? envNumber('SIM_LATENCY_MS', 0) : undefined,
+  latencySigma: envNumber('SIM_LATENCY_SIGMA', 0.5),
+  cpuSPerGB: process.env.SIM_CPU_S_PER_GB ? envNumber('SIM_CPU_S_PER_GB', 0) : undefined,
+  cores: envNumber('SIM_CORES', 1, 0.001),
+  systems: envList('SIM_SYSTEMS', ['swarm', 'bittorrent'], ['swarm', 'bittorrent']),
+  btPieceKiB: envList('SIM_BT_PIECE_KIB', ['256', '4096']).map(s => {
+    const kib = Number(s)
+    if (!Number.isFinite(kib) || kib <= 0) throw new Error(`SIM_BT_PIECE_KIB: "${s}" is not a positive number`)
+    return kib
+  }),
   peerLatencyMs: envNumber('SIM_PEER_LATENCY_MS', 1),
   originLatencyMs: envNumber('SIM_ORIGIN_LATENCY_MS', 20),
   settleMs: envNumber('SIM_SETTLE_MS', 500),
@@ -148,58 +190,89 @@ const results = []
 const out = []
 
 note(`sim: ${fmt(modelBytes / MiB, 1)} MiB in ${chunks.length} chunks, links ${settings.linkMbit} Mbit/s, origin ${settings.originMbit} Mbit/s, ` +
-  `~${settings.neighbours} neighbours, ${settings.view} view of the pullers, scheduler ${JSON.stringify(settings.schedulerInit)}`)
+  `~${settings.neighbours} neighbours, ${settings.view} view of the pullers, latency ${settings.latencyMs ?? settings.peerLatencyMs} ms, ` +
+  `CPU ${settings.cpuSPerGB ?? 0} s/GB, systems ${settings.systems.join(',')}, scheduler ${JSON.stringify(settings.schedulerInit)}`)
+
+const systemRuns = (entry, scenario) => [
+  ...(entry.runs[scenario] !== undefined ? [['swarm', entry.runs[scenario]]] : []),
+  ...settings.btPieceKiB.filter(kib => entry.bittorrent[`${kib}`]?.[scenario] !== undefined).map(kib => [`bittorrent, ${kib >= 1024 ? `${fmt(kib / 1024, 0)} MiB` : `${kib} KiB`} pieces`, entry.bittorrent[`${kib}`][scenario]])
+]
 
 for (const n of settings.sizes) {
   const tStar = lowerBound(n)
   const limitMs = settings.limitS !== undefined ? settings.limitS * 1000 : Math.max(20 * tStar, 300_000)
   const base = baseline({ n, limitMs: Math.max(limitMs, 4 * n * modelBytes / (settings.originMbit * Mbit)) })
-  const entry = { n, tStarMs: tStar, baseline: base, runs: {} }
+  const entry = { n, tStarMs: tStar, baseline: base, runs: {}, bittorrent: {} }
   results.push(entry)
   note(`N=${n}: T* ${s(tStar)} s; baseline p99 ${s(base.p99Ms)} s`)
-  let undisturbed
+  const undisturbed = {}
   for (const scenario of settings.scenarios) {
     const seed = settings.seed * 7919 + n
-    // mid-pull: half the undisturbed run's median (T* when that run had no median)
-    const reference = Number.isFinite(undisturbed?.initial.p50Ms) ? undisturbed.initial.p50Ms : tStar
-    const run = await simulate({
-      n,
-      seed,
-      limitMs,
-      churnAt: scenario === 'churn' ? settings.settleMs + reference / 2 : undefined,
-      lateAt: scenario === 'late' ? settings.settleMs + reference / 2 : undefined
-    })
-    if (scenario === 'base') undisturbed = run
-    entry.runs[scenario] = run
-    note(`  ${scenario}: p50 ${s(run.initial.p50Ms)} s, p99 ${s(run.initial.p99Ms)} s, ${run.initial.finished}/${run.initial.nodes} finished, ` +
-      `origin ${fmt(run.originBytes / modelBytes, 2)} × M, origin link busy ${fmt(100 * run.originBusyShare, 0)} % / used ${fmt(100 * run.originUseShare, 0)} % until the last finished, ${run.events} events in ${fmt(run.wallSeconds, 1)} s`)
-  }
-}
-
-out.push(`Simulated fan-out: ${fmt(modelBytes / MiB, 0)} MiB model in ${chunks.length} chunks, per-node links ${settings.linkMbit} Mbit/s up and down, origin ${settings.originMbit} Mbit/s, ` +
-  `~${settings.neighbours} neighbours per node, ${settings.view} view of the pullers${Object.keys(settings.schedulerInit).length > 0 ? `, scheduler ${JSON.stringify(settings.schedulerInit)}` : ''}.`)
-out.push('')
-out.push(row(['N', 'run', 'p50 s', 'p99 s', 'max s', 'T* s', 'p99 / T*', 'origin egress / M', 'peer share', 'finished']))
-out.push(row(['---:', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']))
-for (const entry of results) {
-  const t = entry.tStarMs
-  const b = entry.baseline
-  out.push(row([entry.n, 'baseline (all from origin)', s(b.p50Ms), s(b.p99Ms), s(b.maxMs), s(t), fmt(b.p99Ms / t, 2), fmt(b.originBytes / modelBytes, 2), '0', `${b.finished}/${entry.n}`]))
-  for (const [scenario, run] of Object.entries(entry.runs)) {
-    // the time churn and late joiners came, as chosen above
-    const eventAt = settings.settleMs + (Number.isFinite(entry.runs.base?.initial.p50Ms) ? entry.runs.base.initial.p50Ms : t) / 2
-    const label = { base: 'swarm', churn: `swarm, ${run.left} leave at ${s(eventAt)} s`, late: 'swarm, late joiners' }[scenario]
-    const i = run.initial
-    const peerShare = run.peerBytes / Math.max(1, run.peerBytes + run.originBytes)
-    out.push(row([entry.n, label, s(i.p50Ms), s(i.p99Ms), s(i.maxMs), s(t), fmt(i.p99Ms / t, 2), fmt(run.originBytes / modelBytes, 2), fmt(peerShare, 3), `${i.finished}/${i.nodes}`]))
-    if (scenario === 'late') {
-      for (const [kind, what] of [['late', `${run.late.nodes} joining at ${s(eventAt)} s`], ['after', '1 joining after all finished']]) {
-        const g = run[kind]
-        out.push(row([entry.n, `… ${what}`, s(g.p50Ms), s(g.p99Ms), s(g.maxMs), s(modelBytes / (settings.linkMbit * Mbit)), fmt(g.p99Ms / (modelBytes / (settings.linkMbit * Mbit)), 2), '', '', `${g.finished}/${g.nodes}`]))
+    // mid-pull: half the system's own undisturbed median (T* when that run had no median)
+    const moments = system => {
+      const reference = Number.isFinite(undisturbed[system]?.initial.p50Ms) ? undisturbed[system].initial.p50Ms : tStar
+      const at = settings.settleMs + reference / 2
+      return { churnAt: scenario === 'churn' ? at : undefined, lateAt: scenario === 'late' ? at : undefined, at }
+    }
+    const told = (system, run) => note(`  ${system} ${scenario}: p50 ${s(run.initial.p50Ms)} s, p99 ${s(run.initial.p99Ms)} s, ${run.initial.finished}/${run.initial.nodes} finished, ` +
+      `origin ${fmt(run.originBytes / modelBytes, 2)} × M, busy ${fmt(run.originBusyShare, 2)}, ${run.events} events in ${fmt(run.wallSeconds, 1)} s`)
+    if (settings.systems.includes('swarm')) {
+      const { churnAt, lateAt, at } = moments('swarm')
+      const run = await simulate({ n, seed, limitMs, churnAt, lateAt })
+      run.eventAtMs = at
+      if (scenario === 'base') undisturbed.swarm = run
+      entry.runs[scenario] = run
+      told('swarm', run)
+    }
+    if (settings.systems.includes('bittorrent')) {
+      for (const kib of settings.btPieceKiB) {
+        const { churnAt, lateAt, at } = moments(`bittorrent ${kib}`)
+        const run = simulateBitTorrent({ modelBytes, pieceBytes: Math.round(kib * 1024), settings, n, seed, limitMs, churnAt, lateAt })
+        run.eventAtMs = at
+        if (scenario === 'base') undisturbed[`bittorrent ${kib}`] = run
+        entry.bittorrent[`${kib}`] ??= {}
+        entry.bittorrent[`${kib}`][scenario] = run
+        told(`bittorrent ${kib} KiB`, run)
       }
     }
   }
 }
+
+const realism = [
+  settings.latencyMs != null ? `link round trips log-normal, median ${settings.latencyMs} ms (σ ${settings.latencySigma})` : `peer links ${settings.peerLatencyMs} ms`,
+  settings.cpuSPerGB != null ? `receiving costs ${settings.cpuSPerGB} CPU-s/GB on ${settings.cores} core${settings.cores === 1 ? '' : 's'}` : 'no CPU limit'
+].join(', ')
+const viewText = settings.view === 'partial'
+  ? `partial view of the pullers (neighbours, and gossip: ${settings.gossipPerInterval} per ${fmt(settings.gossipIntervalMs / 1000, 0)} s, ${fmt(settings.gossipDelayMs / 1000, 1)} s late)`
+  : `${settings.view} view of the pullers`
+out.push(`Simulated fan-out: ${fmt(modelBytes / MiB, 0)} MiB model in ${chunks.length} chunks, per-node links ${settings.linkMbit} Mbit/s up and down, origin ${settings.originMbit} Mbit/s, ` +
+  `~${settings.neighbours} neighbours per node, ${viewText}, ${realism}${Object.keys(settings.schedulerInit).length > 0 ? `, scheduler ${JSON.stringify(settings.schedulerInit)}` : ''}.`)
+out.push('')
+out.push(row(['N', 'run', 'p50 s', 'p99 s', 'max s', 'T* s', 'p50 / T*', 'p99 / T*', 'max / T*', 'origin egress / M', 'origin busy', 'peer share', 'finished']))
+out.push(row(['---:', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']))
+for (const entry of results) {
+  const t = entry.tStarMs
+  const b = entry.baseline
+  out.push(row([entry.n, 'baseline (all from origin)', s(b.p50Ms), s(b.p99Ms), s(b.maxMs), s(t), fmt(b.p50Ms / t, 2), fmt(b.p99Ms / t, 2), fmt(b.maxMs / t, 2), fmt(b.originBytes / modelBytes, 2), '', '0', `${b.finished}/${entry.n}`]))
+  for (const scenario of settings.scenarios) {
+    for (const [system, run] of systemRuns(entry, scenario)) {
+      const label = { base: system, churn: `${system}, ${run.left} leave at ${s(run.eventAtMs)} s`, late: `${system}, late joiners` }[scenario]
+      const i = run.initial
+      const peerShare = run.peerBytes / Math.max(1, run.peerBytes + run.originBytes)
+      out.push(row([entry.n, label, s(i.p50Ms), s(i.p99Ms), s(i.maxMs), s(t), fmt(i.p50Ms / t, 2), fmt(i.p99Ms / t, 2), fmt(i.maxMs / t, 2), fmt(run.originBytes / modelBytes, 2), fmt(run.originBusyShare, 2), fmt(peerShare, 3), `${i.finished}/${i.nodes}`]))
+      if (scenario === 'late') {
+        const one = modelBytes / (settings.linkMbit * Mbit)
+        for (const [kind, what] of [['late', `${run.late.nodes} joining at ${s(run.eventAtMs)} s`], ['after', '1 joining after all finished']]) {
+          const g = run[kind]
+          if (g === undefined) continue
+          out.push(row([entry.n, `… ${what}`, s(g.p50Ms), s(g.p99Ms), s(g.maxMs), s(one), fmt(g.p50Ms / one, 2), fmt(g.p99Ms / one, 2), fmt(g.maxMs / one, 2), '', '', '', `${g.finished}/${g.nodes}`]))
+        }
+      }
+    }
+  }
+}
+out.push('')
+out.push('T*: the time no system can beat. Origin busy: the share of the time until the last node finished in which the origin\'s link carried a transfer.')
 if (measured != null) {
   const both = results.filter(r => measured.results?.some(m => m.n === r.n && m.swarm != null) && r.runs.base != null)
   if (both.length > 0) {

@@ -3,10 +3,15 @@ import { describe, expect, it } from 'vitest'
 // the simulator's own core, as bench/sim/run.mjs runs it
 // @ts-expect-error an ES module of the benchmarks, without types
 import { lowerBound, simulate } from '../../../bench/sim/fleet.mjs'
+// @ts-expect-error an ES module of the benchmarks, without types
+import { UPLOAD_SLOTS, simulateBitTorrent } from '../../../bench/sim/bittorrent.mjs'
 // the engine as built, which is what the simulator imports
 import { PullSession } from '@swarm/pull'
 
 const MiB = 1024 * 1024
+
+/** what the tests read of a BitTorrent node */
+interface BtNode { holds: Uint8Array, avail: Uint16Array, inflight: Uint8Array, unchoked: Set<BtNode> }
 
 function chunksOf (count: number, size: number): Array<{ cid: string, size: number }> {
   const random = seededRandom(7)
@@ -39,5 +44,54 @@ describe('the fleet simulator', () => {
     const result = await simulate({ chunks, settings: { neighbours: 6, churnShare: 0.25 }, n: 8, seed: 5, limitMs: 600_000, churnAt: 1_500 })
     expect(result.left).toBe(2)
     expect(result.initial).toMatchObject({ nodes: 6, finished: 6, failed: 0 })
+  })
+})
+
+describe('the BitTorrent policy beside it', () => {
+  it('completes a small fleet on the same network, from one seeder at the origin\'s link', () => {
+    const modelBytes = 16 * MiB
+    const n = 12
+    const result = simulateBitTorrent({ modelBytes, pieceBytes: 256 * 1024, settings: { neighbours: 6 }, n, seed: 3, limitMs: 600_000 })
+    expect(result.initial).toMatchObject({ nodes: n, finished: n })
+    expect(result.initial.p99Ms).toBeGreaterThanOrEqual(lowerBound(n, modelBytes, { linkMbit: 50, originMbit: 50 }))
+    // the seeder sent at least one copy, and peers carried most of the rest
+    expect(result.originBytes).toBeGreaterThanOrEqual(modelBytes)
+    expect(result.peerBytes).toBeGreaterThan(result.originBytes)
+    expect(result.originBusyShare).toBeGreaterThan(0)
+    expect(result.originBusyShare).toBeLessThanOrEqual(1)
+  })
+
+  it('asks for the rarest piece among the peer\'s, and never uploads to more than 4 at once', () => {
+    let picks = 0
+    let endgamePicks = 0
+    const result = simulateBitTorrent({
+      modelBytes: 8 * MiB,
+      pieceBytes: 256 * 1024,
+      settings: { neighbours: 8 },
+      n: 30,
+      seed: 9,
+      limitMs: 600_000,
+      onPick: ({ node, peer, piece, endgame }: { node: BtNode, peer: BtNode, piece: number, endgame: boolean }) => {
+        expect(peer.unchoked.size).toBeLessThanOrEqual(UPLOAD_SLOTS)
+        expect(peer.unchoked.has(node)).toBe(true)
+        expect(peer.holds[piece]).toBe(1)
+        expect(node.holds[piece]).toBe(0)
+        if (endgame) {
+          endgamePicks++
+          return
+        }
+        picks++
+        expect(node.inflight[piece]).toBe(0)
+        for (let q = 0; q < node.holds.length; q++) {
+          if (node.holds[q] === 1 || peer.holds[q] === 0 || node.inflight[q] > 0) continue
+          expect(node.avail[piece]).toBeLessThanOrEqual(node.avail[q])
+        }
+      }
+    })
+    expect(result.initial).toMatchObject({ nodes: 30, finished: 30 })
+    expect(picks).toBeGreaterThan(30 * 32 / 2)
+    expect(endgamePicks).toBeLessThan(picks)
+    expect(UPLOAD_SLOTS).toBe(4)
+    expect(result.maxUploads).toBe(4)
   })
 })

@@ -1,0 +1,424 @@
+// bench/sim's network model, shared by the systems it compares (the agent's engine in `fleet.mjs`,
+// the BitTorrent policy in `bittorrent.mjs`): virtual time, links with weighted shares, the
+// origin's link, per-node latency and receive CPU, and the random graph of neighbours. Both
+// systems run on this one model, so a difference between them is the policy's, not the network's.
+// See run.mjs for what the model covers and leaves out.
+
+/** bytes per ms in one Mbit/s */
+export const Mbit = 1e6 / 8 / 1000
+/** The settings a run takes when none are given (run.mjs reads them from the environment). */
+export const DEFAULT_SETTINGS = {
+  linkMbit: 50,
+  originMbit: 50,
+  efficiency: 1448 / 1514,
+  neighbours: 40,
+  /** who knows which pullers: 'partial' (neighbours, and gossip with a delay and a bound), 'shared' or 'neighbours' */
+  view: 'partial',
+  peerLatencyMs: 1,
+  originLatencyMs: 20,
+  settleMs: 500,
+  startSpreadMs: 0,
+  stallMs: 120_000,
+  uploadSlots: 8,
+  baselineConcurrency: 16,
+  churnShare: 0.1,
+  lateShare: 0.1,
+  seed: 1,
+  fairnessSigma: 0.5,
+  schedulerInit: {},
+  /** median round trip per peer link (ms); undefined: every peer link takes `peerLatencyMs` */
+  latencyMs: undefined,
+  latencySigma: 0.5,
+  /** receive CPU (CPU-seconds per GB) and cores per node; undefined: no CPU limit */
+  cpuSPerGB: undefined,
+  cores: 1,
+  /** fleet gossip: a puller's state reaches others this long after it changes, each node takes in at most `gossipPerInterval` new pullers per `gossipIntervalMs` */
+  gossipDelayMs: 1_000,
+  gossipIntervalMs: 1_000,
+  gossipPerInterval: 100
+}
+
+/** The lower bound no system beats, in ms (nominal rates). */
+export function lowerBound (n, modelBytes, settings) {
+  const B = settings.linkMbit * Mbit
+  const S = settings.originMbit * Mbit
+  return Math.max(modelBytes / S, modelBytes / B, n * modelBytes / (S + n * B))
+}
+
+// ---- events ----
+
+export class EventQueue {
+  times = []
+  seqs = []
+  items = []
+  seq = 0
+  get size () { return this.items.length }
+  // sifts move a hole rather than swap pairs: a third of the writes, and this is the hottest loop
+  push (time, item) {
+    const { times, seqs, items } = this
+    const seq = this.seq++
+    let i = items.length
+    times.push(time); seqs.push(seq); items.push(item)
+    while (i > 0) {
+      const p = (i - 1) >> 1
+      if (times[p] < time || (times[p] === time && seqs[p] < seq)) break
+      times[i] = times[p]; seqs[i] = seqs[p]; items[i] = items[p]
+      i = p
+    }
+    times[i] = time; seqs[i] = seq; items[i] = item
+  }
+  peekTime () { return this.items.length > 0 ? this.times[0] : undefined }
+  pop () {
+    const { times, seqs, items } = this
+    const top = items[0]
+    const time = times.pop()
+    const seq = seqs.pop()
+    const item = items.pop()
+    const size = items.length
+    if (size === 0) return top
+    let i = 0
+    for (;;) {
+      const l = 2 * i + 1
+      if (l >= size) break
+      const r = l + 1
+      const m = r < size && (times[r] < times[l] || (times[r] === times[l] && seqs[r] < seqs[l])) ? r : l
+      if (time < times[m] || (time === times[m] && seq < seqs[m])) break
+      times[i] = times[m]; seqs[i] = seqs[m]; items[i] = items[m]
+      i = m
+    }
+    times[i] = time; seqs[i] = seq; items[i] = item
+    return top
+  }
+}
+
+/** A min-heap of origin transfers by the virtual-clock value at which each ends. */
+class FlowHeap {
+  items = []
+  push (flow) {
+    const items = this.items
+    items.push(flow)
+    let i = items.length - 1
+    while (i > 0) {
+      const p = (i - 1) >> 1
+      if (items[p].vEnd <= flow.vEnd) break
+      items[i] = items[p]; items[p] = flow; i = p
+    }
+  }
+  peek () {
+    while (this.items.length > 0 && !this.items[0].pooledLive) this.pop()
+    return this.items[0]
+  }
+  pop () {
+    const items = this.items
+    const top = items[0]
+    const last = items.pop()
+    if (items.length > 0) {
+      items[0] = last
+      let i = 0
+      for (;;) {
+        const l = 2 * i + 1
+        const r = l + 1
+        let m = i
+        if (l < items.length && items[l].vEnd < items[m].vEnd) m = l
+        if (r < items.length && items[r].vEnd < items[m].vEnd) m = r
+        if (m === i) break
+        ;[items[i], items[m]] = [items[m], items[i]]
+        i = m
+      }
+    }
+    return top
+  }
+}
+
+// ---- the network ----
+
+/** the origin's end of a transfer */
+export const ORIGIN = -1
+// flow weights are log-normal, clipped to this range
+const MIN_WEIGHT = 0.25
+const MAX_WEIGHT = 4
+
+/** Draws flow weights: log-normal with `sigma` (0: all equal), from a seeded PRNG. */
+export function weights (random, sigma) {
+  if (sigma === 0) return () => 1
+  return () => {
+    const u = Math.max(random(), 1e-12)
+    const gauss = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random())
+    return Math.min(MAX_WEIGHT, Math.max(MIN_WEIGHT, Math.exp(sigma * gauss)))
+  }
+}
+
+/**
+ * Links and transfers. A transfer ("flow") ends by itself (`onComplete`) or is removed; either way
+ * the rates of the transfers sharing its links are recomputed. Each flow has a weight: its share
+ * of a link is weight / (sum of the weights there), as TCP flows through one queue do not get
+ * equal shares.
+ */
+export class Network {
+  constructor ({ queue, linkRate, downRate = linkRate, originRate, maxDownloads, weight, onComplete }) {
+    this.queue = queue
+    this.linkRate = linkRate
+    this.downRate = downRate
+    this.originRate = originRate
+    this.weight = weight
+    this.onComplete = onComplete
+    this.up = [] // per node: Set of flows
+    this.down = []
+    this.upWeight = []
+    this.downWeight = []
+    this.originFlows = new Set()
+    this.originWeight = 0
+    this.pooled = false
+    // with this many origin transfers, the origin's share is far below a receiver's link share
+    this.poolLow = Math.ceil(2 * originRate * maxDownloads / linkRate)
+    this.poolHigh = 2 * this.poolLow + 1
+    this.V = 0
+    this.vAt = 0
+    this.vHeap = new FlowHeap()
+    this.originVersion = 0
+    this.bytes = { origin: 0, peer: 0 }
+    // time the origin's link carried at least one transfer
+    this.originBusyMs = 0
+    this.originBusySince = 0
+    this.nextId = 1
+  }
+
+  addNode () {
+    this.up.push(new Set())
+    this.down.push(new Set())
+    this.upWeight.push(0)
+    this.downWeight.push(0)
+    return this.up.length - 1
+  }
+
+  uploads (node) { return this.up[node].size }
+
+  start (src, dst, size, tag, now) {
+    const flow = { id: this.nextId++, src, dst, size, tag, weight: this.weight(), remaining: size, rate: 0, last: now, due: Infinity, live: true, pooled: false, pooledLive: false, vStart: 0, vEnd: 0 }
+    this.down[dst].add(flow)
+    this.downWeight[dst] += flow.weight
+    if (src === ORIGIN) {
+      this.advanceClock(now)
+      if (this.originFlows.size === 0) this.originBusySince = now
+      this.originFlows.add(flow)
+      this.originWeight += flow.weight
+      if (this.pooled) this.pool(flow)
+    } else {
+      this.up[src].add(flow)
+      this.upWeight[src] += flow.weight
+    }
+    this.relink(src, dst, now)
+    return flow
+  }
+
+  /** Ends a transfer early (cancelled, or an end vanished); counts the bytes it moved. */
+  remove (flow, now) {
+    if (!flow.live) return 0
+    return this.detach(flow, now)
+  }
+
+  /** The time the origin's link has been busy up to `now`. */
+  originBusyAt (now) {
+    return this.originBusyMs + (this.originFlows.size > 0 ? now - this.originBusySince : 0)
+  }
+
+  detach (flow, now) {
+    flow.live = false
+    const down = this.down[flow.dst]
+    down.delete(flow)
+    this.downWeight[flow.dst] = down.size === 0 ? 0 : this.downWeight[flow.dst] - flow.weight
+    let moved
+    if (flow.src === ORIGIN) {
+      this.advanceClock(now)
+      this.originFlows.delete(flow)
+      if (this.originFlows.size === 0) this.originBusyMs += now - this.originBusySince
+      this.originWeight = this.originFlows.size === 0 ? 0 : this.originWeight - flow.weight
+      moved = flow.pooled ? Math.min(flow.size, (this.V - flow.vStart) * flow.weight) : flow.size - this.remainingAt(flow, now)
+      flow.pooledLive = false
+      this.bytes.origin += moved
+    } else {
+      const up = this.up[flow.src]
+      up.delete(flow)
+      this.upWeight[flow.src] = up.size === 0 ? 0 : this.upWeight[flow.src] - flow.weight
+      moved = flow.size - this.remainingAt(flow, now)
+      this.bytes.peer += moved
+    }
+    this.relink(flow.src, flow.dst, now)
+    return moved
+  }
+
+  remainingAt (flow, now) {
+    return Math.max(0, flow.remaining - flow.rate * (now - flow.last))
+  }
+
+  /** Recomputes the transfers on a sender's upload and a receiver's download. */
+  relink (src, dst, now) {
+    if (src === ORIGIN) {
+      const k = this.originFlows.size
+      if (!this.pooled && k >= this.poolHigh) this.enterPool(now)
+      else if (this.pooled && k < this.poolLow) this.leavePool(now)
+      if (this.pooled) this.scheduleOrigin(now)
+      else for (const flow of this.originFlows) this.rerate(flow, now)
+    } else {
+      for (const flow of this.up[src]) this.rerate(flow, now)
+    }
+    for (const flow of this.down[dst]) this.rerate(flow, now)
+  }
+
+  rerate (flow, now) {
+    if (flow.pooled) return
+    const share = flow.src === ORIGIN ? this.originRate / this.originWeight : this.linkRate / this.upWeight[flow.src]
+    const rate = flow.weight * Math.min(share, this.downRate / this.downWeight[flow.dst])
+    if (rate === flow.rate) return
+    flow.remaining = this.remainingAt(flow, now)
+    flow.last = now
+    flow.rate = rate
+    // a slower flow keeps its queued event, which finds it unfinished and queues the real end
+    const due = now + flow.remaining / rate
+    if (due < flow.due) {
+      flow.due = due
+      this.queue.push(due, { type: 'flow', flow, due })
+    }
+  }
+
+  // Pooled origin transfers share one virtual clock V: a flow of weight w moves w bytes per unit
+  // of V, and V advances at originRate / (sum of weights) per ms.
+
+  advanceClock (now) {
+    if (this.pooled && this.originWeight > 0) this.V += (now - this.vAt) * this.originRate / this.originWeight
+    this.vAt = now
+  }
+
+  pool (flow) {
+    flow.pooled = true
+    flow.pooledLive = true
+    flow.vStart = this.V - (flow.size - flow.remaining) / flow.weight
+    flow.vEnd = this.V + flow.remaining / flow.weight
+    flow.due = Infinity
+    this.vHeap.push(flow)
+  }
+
+  enterPool (now) {
+    this.advanceClock(now)
+    this.pooled = true
+    for (const flow of this.originFlows) {
+      if (flow.pooled) continue
+      flow.remaining = this.remainingAt(flow, now)
+      flow.last = now
+      this.pool(flow)
+    }
+  }
+
+  leavePool (now) {
+    this.advanceClock(now)
+    this.pooled = false
+    this.vHeap = new FlowHeap()
+    for (const flow of this.originFlows) {
+      flow.remaining = Math.max(0, (flow.vEnd - this.V) * flow.weight)
+      flow.last = now
+      flow.rate = 0
+      flow.pooled = false
+      flow.pooledLive = false
+    }
+    this.originVersion++
+  }
+
+  scheduleOrigin (now) {
+    this.originVersion++
+    const next = this.vHeap.peek()
+    if (next === undefined) return
+    const perWeight = this.originRate / this.originWeight
+    this.queue.push(now + Math.max(0, next.vEnd - this.V) / perWeight, { type: 'origin', version: this.originVersion })
+  }
+
+  /** A queued event about a transfer ending: completes the ones really done. */
+  handle (event, now) {
+    if (event.type === 'flow') {
+      const flow = event.flow
+      if (!flow.live || flow.pooled || event.due !== flow.due) return
+      const left = this.remainingAt(flow, now)
+      if (left / flow.rate > 1e-6) {
+        flow.due = now + left / flow.rate
+        this.queue.push(flow.due, { type: 'flow', flow, due: flow.due })
+        return
+      }
+      this.complete(flow, now)
+      return
+    }
+    if (event.version !== this.originVersion || !this.pooled) return
+    this.advanceClock(now)
+    const done = []
+    // due within a microsecond counts as due: rounding must not leave a flow a hair from its end
+    const epsilon = 1e-3 * this.originRate / this.originWeight
+    for (let next = this.vHeap.peek(); next !== undefined && next.vEnd - this.V <= epsilon; next = this.vHeap.peek()) {
+      this.vHeap.pop()
+      done.push(next)
+    }
+    for (const flow of done) if (flow.live) this.complete(flow, now)
+    if (this.pooled) this.scheduleOrigin(now)
+  }
+
+  complete (flow, now) {
+    // whole chunk: what rounding left of the last byte is not worth an event
+    flow.remaining = 0
+    flow.rate = 0
+    if (flow.pooled) flow.vStart = this.V - flow.size / flow.weight
+    this.detach(flow, now)
+    this.onComplete(flow, now)
+  }
+}
+
+
+
+export function percentile (sorted, p) {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p / 100 * sorted.length) - 1))]
+}
+
+/**
+ * Per-node latency: each node's access latency is log-normal around `latencyMs` (σ =
+ * `latencySigma`), and a link's round trip is the mean of its two ends', so a slow node is slow
+ * with everybody. With no `latencyMs` every peer link takes the fixed `peerLatencyMs`.
+ */
+export function latencies (random, settings) {
+  const fixed = settings.latencyMs == null
+  const draw = fixed ? () => settings.peerLatencyMs : () => settings.latencyMs * Math.exp(settings.latencySigma * gaussian(random))
+  const perNode = []
+  return {
+    /** a node joins: its own latency */
+    add () { perNode.push(draw()); return perNode.length - 1 },
+    /** a request's round trip between two nodes */
+    link (a, b) { return fixed ? settings.peerLatencyMs : (perNode[a] + perNode[b]) / 2 },
+    /** what a node's announcements take to reach its neighbours (one way, about) */
+    node (a) { return fixed ? settings.peerLatencyMs : perNode[a] }
+  }
+}
+
+function gaussian (random) {
+  const u = Math.max(random(), 1e-12)
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random())
+}
+
+/**
+ * The rate at which a node can take in payload, bytes per ms: its download link, or what its
+ * cores can process (`cpuSPerGB` CPU-seconds per GB received, `cores` of them) when that is less.
+ */
+export function receiveRate (linkRate, settings) {
+  if (settings.cpuSPerGB == null || settings.cpuSPerGB <= 0) return linkRate
+  const cpuRate = (settings.cores ?? 1) * 1e9 / settings.cpuSPerGB / 1000
+  return Math.min(linkRate, cpuRate)
+}
+
+/**
+ * Joins a node to the graph: about `neighbours` / 2 links of its own to random live candidates
+ * (the other ends pick theirs too, so a node ends with about `neighbours`), as a DHT and gossip
+ * would give. `connect(a, b)` makes one link, both ways.
+ */
+export function linkRandomly (node, candidates, neighbours, random, connect) {
+  const want = Math.min(Math.ceil(neighbours / 2), candidates.length - 1)
+  let tries = 0
+  while (node.neighbours.size < want && tries++ < want * 20) {
+    const other = candidates[Math.floor(random() * candidates.length)]
+    if (other.alive && other !== node) connect(node, other)
+  }
+}
