@@ -45,6 +45,8 @@ export async function startAgent (options: AgentOptions): Promise<RunningAgent> 
     options = { ...options, swarmKeyFile: keyFile }
   }
   const env: Record<string, string> = {
+    // the byte path on worker threads, as on a real node (the default keeps it on the main thread below 4 cores)
+    SWARM_WORKERS: '2',
     ...options.env,
     SWARM_DATA_DIR: options.dataDir,
     SWARM_SOCKET: socket,

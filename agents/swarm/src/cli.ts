@@ -32,7 +32,7 @@ export function program (): Command {
     .option('--data-dir <dir>', 'local store directory (SWARM_DATA_DIR)')
     .option('--config <file>', 'YAML config file (SWARM_CONFIG; default /etc/swarm/config.yaml)')
     .option('--concurrency <n>', 'chunks in flight (SWARM_CONCURRENCY)')
-    .option('--workers <n>', 'threads that fetch, verify and write chunks; 0: all in the main thread; default one per core (SWARM_WORKERS)')
+    .option('--workers <n>', 'threads that fetch, verify and write chunks; 0: all in the main thread; default one per core but two from 4 cores up, at most 32, none below (SWARM_WORKERS)')
     .addOption(new Option('--log-level <level>', 'log level (SWARM_LOG_LEVEL)').choices(['trace', 'debug', 'info', 'warn', 'error', 'silent']))
     .option('--json', 'machine-readable output: one JSON object per line on stdout')
     .showHelpAfterError()

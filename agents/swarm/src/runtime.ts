@@ -4,7 +4,6 @@
  */
 
 import { readFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
 import { ConfigError } from '@swarm/config'
 import { azureOrigin, isAzureBlobUrl } from '@swarm/origin-azure'
 import { fileOrigin } from '@swarm/origin-file'
@@ -12,7 +11,7 @@ import { ociOrigin } from '@swarm/origin-oci'
 import { httpOrigin } from '@swarm/origin-http'
 import { s3Origin } from '@swarm/origin-s3'
 import { DEFAULT_MAX_CONNECTIONS_PER_PEER, privateKeyToBytes } from '@swarm/exchange'
-import { chunkWorkers, decodeChunkError, workerPool } from '@swarm/workers'
+import { chunkWorkers, decodeChunkError, defaultWorkerCount, workerPool } from '@swarm/workers'
 import type { Config } from '@swarm/config'
 import { SwarmError, redactDeep, redactSecrets } from '@swarm/interface'
 import type { Logger, Origin } from '@swarm/interface'
@@ -100,9 +99,9 @@ export function workerPeerSpread (config: Config, workers: number): number {
 /** The main thread's data connections per peer while byte workers carry the transfers. */
 export const MAIN_CONNECTIONS_PER_PEER = 1
 
-/** Byte workers from the configuration: `agent.workers` threads (default one per core), or undefined for 0. */
+/** Byte workers from the configuration: `agent.workers` threads (default: `defaultWorkerCount()`), or undefined for 0. */
 export function createByteWorkers (config: Config, privateKey: PrivateKey | undefined, logger: Logger): ByteWorkers | undefined {
-  const size = config.agent.workers ?? availableParallelism()
+  const size = config.agent.workers ?? defaultWorkerCount()
   if (size === 0) return undefined
   const spread = workerPeerSpread(config, size)
   const data: ByteWorkerData = {

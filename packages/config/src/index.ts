@@ -156,7 +156,7 @@ export const ConfigSchema = z.object({
     dataIdleTimeoutMs: integer(100, 86_400_000).optional(),
     dataHandshakeTimeoutMs: integer(100, 600_000).optional(),
     peerBanSeconds: integer(0, 30 * 24 * 3600),
-    /** byte worker threads (fetch, verify, write, sync of chunks); 0: all in the main thread; absent: one per core */
+    /** byte worker threads (fetch, verify, write, sync of chunks); 0: all in the main thread; absent: one per core but two on nodes of 4 cores or more, at most 32, none below */
     workers: integer(0, 1024).optional(),
     /** this node's labels, which preheat and wait selectors match (`pool=a`) */
     labels

@@ -6,3 +6,9 @@ export const MAX_CONSECUTIVE_CRASHES = 5
 export const RESTART_DELAY_MS = 50
 /** A worker that does not report its CPU time within this long is left out of that report. */
 export const CPU_REPORT_TIMEOUT_MS = 1_000
+/** Below this many cores a node moves bytes on its main thread by default (see `defaultWorkerCount`). */
+export const MIN_CORES_FOR_WORKERS = 4
+/** Cores left to the main thread, libuv's pool (writes, syncs) and V8 when workers are sized by default. */
+export const RESERVED_CORES = 2
+/** Byte workers at most when sized by default: each holds its own heap, connections and buffers (~150 MB). */
+export const MAX_DEFAULT_WORKERS = 32

@@ -36,6 +36,7 @@
 export * from './constants.js'
 export * from './errors.js'
 export { workerPool } from './pool.js'
+export { defaultWorkerCount } from './sizing.js'
 export type { WorkerPool, WorkerPoolInit, WorkerPoolStats, RunOptions, SerializedError, ThreadCpu } from './pool.js'
 export { serveJobs, serializeError } from './worker.js'
 export type { JobHandler } from './worker.js'
