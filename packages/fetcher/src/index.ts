@@ -255,13 +255,12 @@ class ChunkFetcher implements Fetcher {
     const timeout = AbortSignal.timeout(this.sourceTimeoutMs)
     const combined = AbortSignal.any([signal, timeout])
     for (let tries = 1; ; tries++) {
+      // the held manifests say how large the chunk is (the store refuses two sizes for one CID);
+      // the worker checks the bytes against the CID, so a source is blamed only for its bytes
       const plan = planner.planWrite(request.cid)
       if (plan.slots.length === 0) return { source: 'local', kind: 'local', bytes: 0 }
-      if (plan.size !== request.size) {
-        throw new ChunkVerificationError(request.cid, source.name, `chunk ${request.cid} is ${request.size} bytes in the request, a held manifest says ${plan.size}`)
-      }
       try {
-        await workers.fetchChunk({ cid: request.cid, size: request.size, source: remote, sourceName: source.name, slots: plan.slots, dataDir: plan.dir }, { signal: combined })
+        await workers.fetchChunk({ cid: request.cid, size: plan.size, source: remote, sourceName: source.name, slots: plan.slots, dataDir: plan.dir }, { signal: combined })
       } catch (err) {
         if (timeout.aborted && !signal.aborted) throw new SourceTimeoutError(source.name, this.sourceTimeoutMs)
         // written meanwhile by another writer (a local copy, a put): the file may even be sealed
@@ -275,9 +274,11 @@ class ChunkFetcher implements Fetcher {
         }
         throw err
       }
-      signal.throwIfAborted()
+      // verified and durable: recorded even when the caller gave up meanwhile (a hedge lost, a
+      // pull cancelled), so the bytes on disk are never fetched again
       await planner.recordWritten(plan, { source: source.name })
-      return { source: source.name, kind: source.kind, bytes: request.size }
+      signal.throwIfAborted()
+      return { source: source.name, kind: source.kind, bytes: plan.size }
     }
   }
 }

@@ -50,7 +50,8 @@ export type {
   SchedulerInit,
   SchedulerStats
 } from './scheduler.js'
-export * from './bitfield.js'
+// bitfields are `@swarm/interface`'s, one module for every package; re-exported for the scheduler's callers
+export { bitfieldLength, countBits, createBitfield, decodeBitfield, encodeBitfield, fitsChunkCount, hasBit, setBit, uniqueChunks, validateBitfield } from '@swarm/interface'
 export * from './constants.js'
 export * from './errors.js'
 export type { PullerSet } from './pullers.js'

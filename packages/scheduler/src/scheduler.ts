@@ -25,7 +25,7 @@
 
 import { silentLogger } from '@swarm/interface'
 import type { Logger } from '@swarm/interface'
-import { bitfieldLength, validateBitfield } from './bitfield.js'
+import { bitfieldLength, validateBitfield } from '@swarm/interface'
 import {
   DEFAULT_HEDGE_AFTER_MS,
   DEFAULT_MAX_INFLIGHT_ORIGIN,
