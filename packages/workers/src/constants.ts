@@ -10,5 +10,5 @@ export const CPU_REPORT_TIMEOUT_MS = 1_000
 export const MIN_CORES_FOR_WORKERS = 4
 /** Cores left to the main thread, libuv's pool (writes, syncs) and V8 when workers are sized by default. */
 export const RESERVED_CORES = 2
-/** Byte workers at most when sized by default: each holds its own heap, connections and buffers (~150 MB). */
+/** Byte workers at most when sized by default: each holds its own heap, connections and buffers (80–150 MB of peak RSS each in bench/scaling). */
 export const MAX_DEFAULT_WORKERS = 32
