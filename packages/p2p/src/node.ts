@@ -31,6 +31,7 @@ import { tcp } from '@libp2p/tcp'
 import { silentLogger } from '@swarm/interface'
 import { createLibp2p } from 'libp2p'
 import { Bootstrapper, parseBootstrapEntry } from './bootstrap.js'
+import { fleetFastMessageId } from './fleet.js'
 import {
   DEFAULT_LISTEN,
   DHT_PROTOCOL,
@@ -181,6 +182,7 @@ export async function createSwarmNode (init: SwarmNodeInit = {}): Promise<SwarmN
         allowPublishToZeroTopicPeers: true,
         fallbackToFloodsub: false,
         maxInboundDataLength: FLEET_MAX_RPC_BYTES,
+        fastMsgIdFn: fleetFastMessageId,
         doPX: false
       }),
       ...(init.mdns === true ? { mdns: mdns({ serviceTag: '_swarm._udp.local' }) } : {})

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { encodeFleetState, FLEET_MAX_MESSAGE_BYTES, FLEET_TOPIC, generateSwarmKey, matchesSelector, parseLabels, parseSelector } from '../src/index.js'
+import { encodeFleetState, fleetFastMessageId, FLEET_MAX_MESSAGE_BYTES, FLEET_TOPIC, generateSwarmKey, matchesSelector, parseLabels, parseSelector } from '../src/index.js'
 import { addressWithPeer, Fleet, waitFor } from './helpers.js'
 import type { FleetLocalState, PreheatRequest, SwarmNode } from '../src/index.js'
 
@@ -145,6 +145,38 @@ describe('fleet gossip', () => {
     // one identity holds one entry, however much it sends
     expect(stats.tableBytes).toBeLessThanOrEqual(Math.max(before, FLEET_MAX_MESSAGE_BYTES + 1024))
   }, 60_000)
+})
+
+describe('fast message ids', () => {
+  const message = {
+    topic: FLEET_TOPIC,
+    from: Uint8Array.of(1, 2, 3),
+    seqno: Uint8Array.of(4, 5),
+    data: new TextEncoder().encode('{"state":1}'),
+    signature: Uint8Array.of(9, 9, 9),
+    key: undefined
+  }
+
+  it('copies of one message share an id; a change in any field, signature included, gives another', () => {
+    expect(fleetFastMessageId({ ...message, data: Uint8Array.from(message.data) })).toBe(fleetFastMessageId(message))
+    const ids = new Set([
+      fleetFastMessageId(message),
+      fleetFastMessageId({ ...message, topic: FLEET_TOPIC + 'x' }),
+      fleetFastMessageId({ ...message, from: Uint8Array.of(1, 2, 4) }),
+      fleetFastMessageId({ ...message, seqno: Uint8Array.of(4, 6) }),
+      fleetFastMessageId({ ...message, data: new TextEncoder().encode('{"state":2}') }),
+      fleetFastMessageId({ ...message, signature: Uint8Array.of(9, 9, 8) }),
+      fleetFastMessageId({ ...message, key: Uint8Array.of(7) }),
+      fleetFastMessageId({ ...message, signature: undefined })
+    ])
+    expect(ids.size).toBe(8)
+  })
+
+  it('bytes moved across a field boundary give another id', () => {
+    const shifted = { ...message, from: Uint8Array.of(1, 2), seqno: Uint8Array.of(3, 4, 5) }
+    expect(fleetFastMessageId(shifted)).not.toBe(fleetFastMessageId(message))
+    expect(fleetFastMessageId({ ...message, signature: new Uint8Array(0) })).not.toBe(fleetFastMessageId({ ...message, signature: undefined }))
+  })
 })
 
 describe('labels and selectors', () => {
