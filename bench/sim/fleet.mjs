@@ -157,7 +157,10 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
           transfer.abort = () => {
             if (transfer.done) return
             transfer.done = true
-            if (transfer.flow !== undefined) net.remove(transfer.flow, now)
+            // A peer that has begun its answer finishes it (the data server sends a response it
+            // started whole, and what it wrote sits in socket buffers anyway): the bytes still take
+            // both links, and `delivered` drops them. An origin GET ends with its connection.
+            if (transfer.flow !== undefined && (transfer.source.kind === 'origin' || settings.cancelledPeerAnswers === 'stop')) net.remove(transfer.flow, now)
             reject(signal.reason)
           }
           signal.addEventListener('abort', transfer.abort, { once: true })

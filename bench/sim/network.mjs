@@ -35,7 +35,9 @@ export const DEFAULT_SETTINGS = {
   /** fleet gossip: a puller's state reaches others this long after it changes, each node takes in at most `gossipPerInterval` new pullers per `gossipIntervalMs` */
   gossipDelayMs: 1_000,
   gossipIntervalMs: 1_000,
-  gossipPerInterval: 100
+  gossipPerInterval: 100,
+  /** a peer's answer to a request cancelled after it began: 'finish' (sent whole, as the data server does) or 'stop' */
+  cancelledPeerAnswers: 'finish'
 }
 
 /** The lower bound no system beats, in ms (nominal rates). */

@@ -79,6 +79,8 @@
 // (a bench/results/fanout*.json: use that model's chunks, links and origin, and compare with its
 // measurements at the N both ran), SIM_LIMIT_S (virtual time a run may take; 20 × T*, ≥ 300 s),
 // SIM_TRACE (ms: print the fleet's state every so often, and events by kind at the end),
+// SIM_CANCEL (finish: a peer's answer to a cancelled request still crosses both links, as the data
+// server sends an answer it began whole; stop: it ends at once, which flatters duplicates),
 // SIM_START_SPREAD_MS (0: each node's session begins at a uniformly random time up to this after
 // the release), SIM_NAME (results file name, "sim").
 
@@ -120,6 +122,7 @@ const settings = {
   efficiency: envNumber('SIM_EFFICIENCY', 1448 / 1514, 0.01),
   neighbours: envNumber('SIM_NEIGHBOURS', 40, 1),
   view: envList('SIM_VIEW', ['partial'], ['partial', 'shared', 'neighbours'])[0],
+  cancelledPeerAnswers: envList('SIM_CANCEL', ['finish'], ['finish', 'stop'])[0],
   gossipDelayMs: envNumber('SIM_GOSSIP_DELAY_MS', 1_000),
   gossipIntervalMs: envNumber('SIM_GOSSIP_INTERVAL_MS', 1_000, 1),
   gossipPerInterval: envNumber('SIM_GOSSIP_PER_INTERVAL', 100, 1),
@@ -190,7 +193,7 @@ const results = []
 const out = []
 
 note(`sim: ${fmt(modelBytes / MiB, 1)} MiB in ${chunks.length} chunks, links ${settings.linkMbit} Mbit/s, origin ${settings.originMbit} Mbit/s, ` +
-  `~${settings.neighbours} neighbours, ${settings.view} view of the pullers, latency ${settings.latencyMs ?? settings.peerLatencyMs} ms, ` +
+  `~${settings.neighbours} neighbours, cancelled peer answers ${settings.cancelledPeerAnswers === "stop" ? "stop" : "finish"}, ${settings.view} view of the pullers, latency ${settings.latencyMs ?? settings.peerLatencyMs} ms, ` +
   `CPU ${settings.cpuSPerGB ?? 0} s/GB, systems ${settings.systems.join(',')}, scheduler ${JSON.stringify(settings.schedulerInit)}`)
 
 const systemRuns = (entry, scenario) => [

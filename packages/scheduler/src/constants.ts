@@ -73,8 +73,14 @@ export const DEFAULT_ORIGIN_FALLBACK_MS = 5_000
 /** A request outstanding this long is cancelled and retried elsewhere. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
 
-/** A request outstanding this long may be duplicated to another holder (first answer wins). */
+/** A request outstanding less than this is never duplicated to another holder (see `endgame.ts`). */
 export const DEFAULT_HEDGE_AFTER_MS = 3_000
+
+/** A request is hedged once outstanding this many times as long as requests of its size take here. */
+export const HEDGE_SLOWDOWN = 3
+
+/** In endgame, a request is duplicated once outstanding this many times as long as expected. */
+export const ENDGAME_SLOWDOWN = 1.5
 
 /** After a failure, how long before the same source is asked for that chunk again (when nothing else has it). */
 export const DEFAULT_RETRY_AFTER_MS = 1_000

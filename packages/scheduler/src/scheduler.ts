@@ -46,7 +46,7 @@ import {
   InvalidTimeError,
   RequestMismatchError
 } from './errors.js'
-import { fillEndgame, hedge, inEndgame } from './endgame.js'
+import { duplicateDueAt, fillEndgame, hedge, inEndgame } from './endgame.js'
 import { catchUp, expectedUntil, fallbackWindowEnd, fillFromOrigin, timeoutOf } from './origin.js'
 import { fillFromPeers } from './peers.js'
 import { PullerSet } from './pullers.js'
@@ -255,6 +255,9 @@ export class Scheduler implements ChunkScheduler {
   /** recent average time of this node's origin requests that delivered (0: none yet) */
   originMs = 0
   originSamples = 0
+  /** how long peer requests take per byte (moving average of those delivered), and how many made it */
+  peerMsPerByte = 0
+  peerSamples = 0
   /** recent average time from a chunk becoming wanted to its first appearance at a peer */
   deliveryMs = 0
   deliveries = 0
@@ -511,10 +514,14 @@ export class Scheduler implements ChunkScheduler {
     }
     if (delivered !== undefined) {
       this.endRequest(delivered)
+      const took = Math.max(0, now - delivered.startedAt)
       if (delivered.peer === undefined) {
-        const took = Math.max(0, now - delivered.startedAt)
         this.originMs = this.originSamples === 0 ? took : 0.7 * this.originMs + 0.3 * took
         this.originSamples++
+      } else if (delivered.request.size > 0) {
+        const perByte = took / delivered.request.size
+        this.peerMsPerByte = this.peerSamples === 0 ? perByte : 0.8 * this.peerMsPerByte + 0.2 * perByte
+        this.peerSamples++
       }
     }
     if (this.has(chunk)) return
@@ -633,13 +640,13 @@ export class Scheduler implements ChunkScheduler {
 
   private wakeAt (now: number): number | undefined {
     let at = Math.min(this.nextFallbackAt, this.nextRetryAt, expectedUntil(this))
-    const hedging = Number.isFinite(this.hedgeAfterMs)
+    const endgame = this.endgameEnabled && inEndgame(this)
     for (const outstanding of this.outstanding.values()) {
       at = Math.min(at, outstanding.startedAt + timeoutOf(this, outstanding))
-      if (hedging && !outstanding.hedged) {
-        const hedgeAt = outstanding.startedAt + this.hedgeAfterMs
-        // a hedge already due found no holder; only an event (a have, a freed slot) can change that
-        if (hedgeAt > now) at = Math.min(at, hedgeAt)
+      if (!outstanding.hedged) {
+        const dueAt = duplicateDueAt(this, outstanding, endgame)
+        // a duplicate already due found no holder; only an event (a have, a freed slot) can change that
+        if (dueAt > now) at = Math.min(at, dueAt)
       }
     }
     return at > now && Number.isFinite(at) ? at : undefined

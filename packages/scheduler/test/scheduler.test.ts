@@ -234,24 +234,59 @@ describe('hedging and endgame', () => {
     expect(original.duplicate).toBe(false)
   })
 
-  it('in endgame asks a second holder and cancels the duplicate when a copy lands', () => {
-    const scheduler = make({ chunks: chunkList(2), useOrigin: false, hedgeAfterMs: Infinity })
-    connect(scheduler, 'a', [0, 1])
-    connect(scheduler, 'b', [0, 1])
-    const { start } = scheduler.tick(1)
-    expect(start).toHaveLength(4)
-    for (const chunk of [0, 1]) {
-      const forChunk = start.filter(r => r.chunk === chunk)
-      expect(forChunk.map(peerOf).sort()).toEqual(['a', 'b'])
-      expect(forChunk.map(r => r.duplicate).sort()).toEqual([false, true])
-    }
+  it('in endgame asks a second holder once a request is late, and cancels the duplicate when a copy lands', () => {
+    const scheduler = make({ chunks: chunkList(3), useOrigin: false, hedgeAfterMs: Infinity, maxInflightPerPeer: 2 })
+    connect(scheduler, 'a', [0, 1, 2])
+    connect(scheduler, 'b', [0, 1, 2])
+    const first = scheduler.tick(0).start
+    expect(first).toHaveLength(3)
     expect(scheduler.stats.endgame).toBe(true)
-    const landed = start.find(r => r.chunk === 0 && peerOf(r) === 'a')!
-    scheduler.chunkArrived(0, 2, landed.id)
-    const after = scheduler.tick(2)
-    expect(after.cancel).toEqual(start.filter(r => r.chunk === 0 && r !== landed))
+    // one request delivered in 100 ms: requests of this size take 100 ms here
+    const [landed, ...left] = first
+    scheduler.chunkArrived(landed!.chunk, 100, landed!.id)
+    // the others are not late yet: nothing is duplicated
+    expect(scheduler.tick(140).start).toEqual([])
+    // at 1.5 × 100 ms they are: each gets a copy at the holder that does not have it in flight
+    const dups = scheduler.tick(150).start
+    expect(dups.map(r => r.chunk).sort()).toEqual(left.map(r => r.chunk).sort())
+    for (const dup of dups) {
+      expect(dup.duplicate).toBe(true)
+      expect(peerOf(dup)).not.toBe(peerOf(left.find(r => r.chunk === dup.chunk)!))
+    }
+    const won = dups[0]!
+    scheduler.chunkArrived(won.chunk, 160, won.id)
+    const after = scheduler.tick(160)
+    expect(after.cancel).toEqual(left.filter(r => r.chunk === won.chunk))
     expect(after.start).toEqual([])
     expect(scheduler.stats.duplicateRequests).toBe(2)
+  })
+
+  it('wakes when an endgame request becomes late', () => {
+    const scheduler = make({ chunks: chunkList(2), useOrigin: false, hedgeAfterMs: Infinity, maxInflightPerPeer: 1 })
+    connect(scheduler, 'a', [0, 1])
+    const [first] = scheduler.tick(0).start
+    scheduler.chunkArrived(first!.chunk, 200, first!.id)
+    const { start: [second] } = scheduler.tick(200)
+    connect(scheduler, 'b', [0, 1], 210)
+    const quiet = scheduler.tick(210)
+    expect(quiet.start).toEqual([])
+    expect(quiet.wakeAt).toBe(200 + 1.5 * 200)
+    expect(scheduler.tick(500).start).toEqual([expect.objectContaining({ chunk: second!.chunk, duplicate: true, source: { kind: 'peer', peerId: 'b' } })])
+  })
+
+  it('hedges against what requests take here, not before the floor', () => {
+    const scheduler = make({ chunks: chunkList(2), useOrigin: false, hedgeAfterMs: 100, requestTimeoutMs: 100_000, endgame: false, maxInflightPerPeer: 1 })
+    connect(scheduler, 'a', [0, 1])
+    const [first] = scheduler.tick(0).start
+    // requests take 1 s here: a hedge is due only after 3 × 1 s, though the floor is 100 ms
+    scheduler.chunkArrived(first!.chunk, 1000, first!.id)
+    const [second] = scheduler.tick(1000).start
+    connect(scheduler, 'b', [0, 1], 1000)
+    const quiet = scheduler.tick(1100)
+    expect(quiet.start).toEqual([])
+    expect(quiet.wakeAt).toBe(4000)
+    expect(scheduler.tick(3999).start).toEqual([])
+    expect(scheduler.tick(4000).start).toEqual([expect.objectContaining({ chunk: second!.chunk, duplicate: true, source: { kind: 'peer', peerId: 'b' } })])
   })
 
   it('does not go into endgame while chunks remain to be asked for', () => {
