@@ -50,7 +50,7 @@
 // FANOUT_RUN_LIMIT (8: a run stops at this many × T*, at least 60 s), FANOUT_TIMEOUT_S (1800),
 // FANOUT_BASELINE_CONCURRENCY (1), FANOUT_SUBNET (10.77.0), FANOUT_NAME (fanout), FANOUT_DOCS_SVG (a path to copy
 // the plot to), FANOUT_AGENT_LOGS (a directory: each agent's JSON log goes to a file there, at
-// info level, with each pull's scheduler counters in its "session finished" line).
+// info level or FANOUT_AGENT_LOG_LEVEL, with each pull's scheduler counters in its "session finished" line).
 import { execFile, spawn } from 'node:child_process'
 import { createWriteStream, existsSync, readFileSync, readdirSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -332,15 +332,16 @@ async function tcpSent (host) {
     }
     const m = /bytes_sent:(\d+)/.exec(line)
     const r = /bytes_retrans:(\d+)/.exec(line)
-    if (ends != null) sent.set(`${ends.local}>${ends.peer}`, { ...ends, bytes: m != null ? Number(m[1]) : 0, retrans: r != null ? Number(r[1]) : 0 })
+    const got = /bytes_received:(\d+)/.exec(line)
+    if (ends != null) sent.set(`${ends.local}>${ends.peer}`, { ...ends, bytes: m != null ? Number(m[1]) : 0, retrans: r != null ? Number(r[1]) : 0, received: got != null ? Number(got[1]) : 0 })
     ends = undefined
   }
   return sent
 }
 
-/** What the hosts sent between two tcpSent reads, by the port that names the protocol; retransmissions included, and also apart. */
+/** What the hosts sent between two tcpSent reads, by the port that names the protocol; retransmissions included, and also apart; and what they received. */
 function tcpSentByPort (before, after, ports) {
-  const out = Object.fromEntries([...Object.keys(ports), 'other'].flatMap(k => [[k, 0], [`${k}Retransmitted`, 0]]))
+  const out = Object.fromEntries([...Object.keys(ports), 'other'].flatMap(k => [[k, 0], [`${k}Retransmitted`, 0], [`${k}Received`, 0]]))
   after.forEach((conns, h) => {
     for (const [key, c] of conns) {
       const delta = c.bytes - (before.get(h)?.get(key)?.bytes ?? 0)
@@ -350,6 +351,7 @@ function tcpSentByPort (before, after, ports) {
       const name = Object.keys(ports).find(k => ports[k] === localPort || ports[k] === peerPort) ?? 'other'
       out[name] += delta
       out[`${name}Retransmitted`] += retrans
+      out[`${name}Received`] += c.received - (before.get(h)?.get(key)?.received ?? 0)
     }
   })
   return out
@@ -418,7 +420,7 @@ async function startAgent (index, { bootstrap, env, keyFile, dir }) {
     onReady = resolve
     setTimeout(() => reject(new Error(`agent ${host} not ready in 180 s`)), 180_000).unref()
   })
-  if (settings.agentLogs != null) agentEnv.SWARM_LOG_LEVEL = 'info'
+  if (settings.agentLogs != null) agentEnv.SWARM_LOG_LEVEL = process.env.FANOUT_AGENT_LOG_LEVEL ?? 'info'
   // written when the agent exits on SIGTERM; profile.mjs cuts it to the pull's window
   if (settings.cpuProf != null) agentEnv.NODE_OPTIONS = [process.env.NODE_OPTIONS, '--cpu-prof', `--cpu-prof-dir=${settings.cpuProf}`, `--cpu-prof-name=${basename(dir)}-${host}.cpuprofile`].filter(Boolean).join(' ')
   const child = spawnIn(host, ['node', cli, 'agent', '--json'], agentEnv, { onLine: line => { if (line.event === 'ready') onReady(line) } })
@@ -633,7 +635,9 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
       tcpSentBytes: tcpSentByPort(tcpBefore, tcpAfter, { libp2p: 4001, data: 4002, s3: S3_PORT }),
       originBytes: metrics.reduce((sum, m) => sum + m.originBytes, 0),
       peerBytes: metrics.reduce((sum, m) => sum + m.peerBytes, 0),
-      perNode: survivors().map((a, k) => ({ host: a.host, ms: barrier.outcome.get(a.index)?.ms, originBytes: metrics[k].originBytes, peerBytes: metrics[k].peerBytes })),
+      // chunk bytes the agents' data servers answered with: above peerBytes, peers sent what was not kept
+      servedBytes: metrics.reduce((sum, m) => sum + (m.servedBytes ?? 0), 0),
+      perNode: survivors().map((a, k) => ({ host: a.host, ms: barrier.outcome.get(a.index)?.ms, originBytes: metrics[k].originBytes, peerBytes: metrics[k].peerBytes, servedBytes: metrics[k].servedBytes })),
       originLinkBusy,
       cpu: {
         ...cpu,
