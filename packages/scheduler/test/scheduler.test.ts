@@ -403,6 +403,20 @@ describe('taking chunks from the origin', () => {
     expect(later.every(i => i < 6 + 3 || owned.includes(i))).toBe(true)
   })
 
+  it('has no window once it knows more pullers than there are chunks', () => {
+    const few = chunkList(4, 9)
+    const many = Array.from({ length: 6 }, (_, i) => `p${i}`)
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks: few, random: seededRandom(2), pullers: many, originWindow: 1, fleetInflightOrigin: 1000, maxInflightOrigin: 64, maxInflightTotal: 64, now: 0 })
+    const owned = range(4).filter(i => scheduler.owner(i) === 'alpha')
+    expect(owned.length).toBeGreaterThan(0)
+    // with a window of one, only chunk 0 could go before anything is seen; with 7 pullers for 4 chunks the window is off
+    expect(scheduler.tick(0).start.map(r => r.chunk)).toEqual(owned)
+    const fewer = chunkScheduler({ selfId: 'alpha', chunks: few, random: seededRandom(2), pullers: many.slice(0, 2), originWindow: 1, fleetInflightOrigin: 1000, maxInflightOrigin: 64, maxInflightTotal: 64, now: 0 })
+    // it owns chunks past the window, and holds them back
+    expect(range(4).some(i => i >= 1 && fewer.owner(i) === 'alpha')).toBe(true)
+    expect(fewer.tick(0).start.map(r => r.chunk).every(i => i < 1)).toBe(true)
+  })
+
   it('waits longer for chunks deep in their owner\'s origin queue', () => {
     // two pullers, two origin slots each: the owner fetches its list two at a time
     const scheduler = chunkScheduler({
