@@ -18,6 +18,7 @@ import type { Logger, Origin } from '@swarm/interface'
 import type { ChunkWorkers, WorkerPool } from '@swarm/workers'
 import type { PrivateKey } from '@libp2p/interface'
 import type { ByteWorkerData } from './byte-worker.js'
+import type { OriginSpec } from './origin-spec.js'
 
 export class NoOriginError extends SwarmError {
   override readonly code = 'ERR_NO_ORIGIN'
@@ -27,32 +28,44 @@ export class NoOriginError extends SwarmError {
 }
 
 export { createLogger } from './logger.js'
+export { openOriginSpec } from './origin-spec.js'
+export type { OriginSpec } from './origin-spec.js'
 
 /** The origin a URL names; a URL its adapter cannot take is a configuration error (exit 2), not a crash. */
 export function createOrigin (config: Config, logger: Logger): Origin {
-  if (config.origin === '') throw new NoOriginError()
   try {
-    return originFor(config, logger)
+    return openSpec(originSpec(config), logger)
   } catch (err) {
     if (err instanceof TypeError) throw new ConfigError(`invalid origin: ${err.message}`)
     throw err
   }
 }
 
-function originFor (config: Config, logger: Logger): Origin {
+// the main thread opens origins synchronously with every adapter at hand; workers load only theirs (origin-spec.ts)
+function openSpec (spec: OriginSpec, logger: Logger): Origin {
+  switch (spec.adapter) {
+    case 'file': return fileOrigin({ ...spec.init, logger })
+    case 'oci': return ociOrigin({ ...spec.init, logger })
+    case 'azure': return azureOrigin({ ...spec.init, logger })
+    case 'http': return httpOrigin({ ...spec.init, logger })
+    case 's3': return s3Origin({ ...spec.init, logger })
+  }
+}
+
+/** Which adapter the configured origin URL needs and its init, as data a worker thread can be given. */
+export function originSpec (config: Config): OriginSpec {
   const url = config.origin
-  if (url.startsWith('file://')) return fileOrigin({ url, logger })
+  if (url === '') throw new NoOriginError()
+  if (url.startsWith('file://')) return { adapter: 'file', init: { url } }
   // derived chunk manifests are cut at the configured chunk size, like swarm push
-  if (url.startsWith('oci://')) return ociOrigin({ url, chunkSize: config.chunkSize, logger })
+  if (url.startsWith('oci://')) return { adapter: 'oci', init: { url, chunkSize: config.chunkSize } }
   // an https URL of Azure Blob Storage is Azure; any other http(s) URL a plain web server
   if (url.startsWith('az://') || isAzureBlobUrl(url)) {
     const { endpoint, accountKey, sasToken } = config.azure
-    return azureOrigin({
-      url,
-      endpoint,
-      credential: accountKey != null ? { accountKey } : sasToken != null ? { sasToken } : undefined,
-      logger
-    })
+    return {
+      adapter: 'azure',
+      init: { url, endpoint, credential: accountKey != null ? { accountKey } : sasToken != null ? { sasToken } : undefined }
+    }
   }
   if (url.startsWith('http://') || url.startsWith('https://')) {
     let ca: string | undefined
@@ -63,18 +76,20 @@ function originFor (config: Config, logger: Logger): Origin {
         throw new ConfigError(`cannot read http.caFile ${config.http.caFile}: ${(err as Error).message}`)
       }
     }
-    return httpOrigin({ url, ca, logger })
+    return { adapter: 'http', init: { url, ca } }
   }
-  return s3Origin({
-    url,
-    endpoint: config.s3.endpoint,
-    region: config.s3.region,
-    forcePathStyle: config.s3.forcePathStyle ?? (config.s3.endpoint != null),
-    credentials: config.s3.accessKeyId != null && config.s3.secretAccessKey != null
-      ? { accessKeyId: config.s3.accessKeyId, secretAccessKey: config.s3.secretAccessKey }
-      : undefined,
-    logger
-  })
+  return {
+    adapter: 's3',
+    init: {
+      url,
+      endpoint: config.s3.endpoint,
+      region: config.s3.region,
+      forcePathStyle: config.s3.forcePathStyle ?? (config.s3.endpoint != null),
+      credentials: config.s3.accessKeyId != null && config.s3.secretAccessKey != null
+        ? { accessKeyId: config.s3.accessKeyId, secretAccessKey: config.s3.secretAccessKey }
+        : undefined
+    }
+  }
 }
 
 /** The byte workers: a pool of threads that fetch, verify, write and sync chunks (see @swarm/workers). */
@@ -105,7 +120,8 @@ export function createByteWorkers (config: Config, privateKey: PrivateKey | unde
   if (size === 0) return undefined
   const spread = workerPeerSpread(config, size)
   const data: ByteWorkerData = {
-    config,
+    origin: config.origin !== '' ? originSpec(config) : undefined,
+    logLevel: config.logLevel,
     // a worker of a process with no node key (swarm pull --no-agent) fetches from the origin only
     privateKey: privateKey !== undefined ? privateKeyToBytes(privateKey) : new Uint8Array(0),
     // the connections a peer accepts from this node, shared among the workers that may reach it

@@ -100,11 +100,13 @@ export interface ChunkJobSources {
   release?(source: RemoteSource, bytes: Uint8Array): void
   /** a message the main thread broadcast to every worker (`WorkerPool.broadcast`) */
   control?(message: unknown): void
+  /** what this worker says of itself in `WorkerPool.threadReports` (structured-cloneable) */
+  describe?(): unknown
 }
 
 /** In a worker's entry script: answers chunk jobs with these sources. */
 export function serveChunkJobs (sources: ChunkJobSources): () => void {
-  return serveJobs(async (job: ChunkJob, options) => await runChunkJob(job, sources, options), message => { sources.control?.(message) })
+  return serveJobs(async (job: ChunkJob, options) => await runChunkJob(job, sources, options), message => { sources.control?.(message) }, () => sources.describe?.())
 }
 
 /** fetch, verify, pwrite every slot, fdatasync; resolves only once the bytes are durable */
