@@ -28,7 +28,7 @@ export class NoOriginError extends SwarmError {
 }
 
 export { createLogger } from './logger.js'
-export { openOriginSpec } from './origin-spec.js'
+export { ORIGIN_PACKAGES, openOriginSpec } from './origin-spec.js'
 export type { OriginSpec } from './origin-spec.js'
 
 /** The origin a URL names; a URL its adapter cannot take is a configuration error (exit 2), not a crash. */

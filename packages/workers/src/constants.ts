@@ -12,3 +12,8 @@ export const MIN_CORES_FOR_WORKERS = 4
 export const RESERVED_CORES = 2
 /** Byte workers at most when sized by default: each holds its own heap, connections and buffers (80–150 MB of peak RSS each in bench/scaling). */
 export const MAX_DEFAULT_WORKERS = 32
+/**
+ * A chunk written to a content file waits this long for others to share its fdatasync (see
+ * durable-files.ts); chunks that finish while a sync runs share the next one in any case.
+ */
+export const SYNC_WINDOW_MS = 2

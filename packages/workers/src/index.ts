@@ -41,4 +41,6 @@ export type { WorkerPool, WorkerPoolInit, WorkerPoolStats, RunOptions, Serialize
 export { serveJobs, serializeError } from './worker.js'
 export type { JobHandler } from './worker.js'
 export { chunkWorkers, decodeChunkError, runChunkJob, serveChunkJobs } from './chunk-job.js'
-export type { ChunkJob, ChunkJobResult, ChunkJobSources, ChunkSlot, ChunkWorkers, ChunkWorkersInit } from './chunk-job.js'
+export type { ChunkJob, ChunkJobResult, ChunkJobSources, ChunkSlot, ChunkWorkerReport, ChunkWorkers, ChunkWorkersInit } from './chunk-job.js'
+export { DurableFiles } from './durable-files.js'
+export type { DurableFilesInit, DurableFilesStats, OpenFile } from './durable-files.js'
