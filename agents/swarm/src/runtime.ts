@@ -1,16 +1,20 @@
 /**
  * Wiring shared by the CLI commands and the agent: origin from a URL, the store, the logger.
  * Adapters are chosen here, at the edge; libraries only see the interfaces.
+ *
+ * Only the adapter the origin URL names is loaded, when the origin is opened: the S3 and Azure
+ * SDKs each cost a process some 30–50 MB of heap and half a second of CPU to load, which a pull
+ * from any other origin has no use for. `createOrigin` stays synchronous by loading the package
+ * with `require` (an ES module without top-level await may be required, Node ≥ 22.12), after
+ * resolving it as an import would, since the packages export for `import` only; the instance is
+ * the one a later `import` of the package gets. The peer stack (@swarm/exchange) is loaded the
+ * same way, only where peers are in play: `swarm pull --no-agent` never loads it.
  */
 
 import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
 import { ConfigError } from '@swarm/config'
-import { azureOrigin, isAzureBlobUrl } from '@swarm/origin-azure'
-import { fileOrigin } from '@swarm/origin-file'
-import { ociOrigin } from '@swarm/origin-oci'
-import { httpOrigin } from '@swarm/origin-http'
-import { s3Origin } from '@swarm/origin-s3'
-import { DEFAULT_MAX_CONNECTIONS_PER_PEER, privateKeyToBytes } from '@swarm/exchange'
 import { chunkWorkers, decodeChunkError, defaultWorkerCount, workerPool } from '@swarm/workers'
 import type { Config } from '@swarm/config'
 import { SwarmError, redactDeep, redactSecrets } from '@swarm/interface'
@@ -19,6 +23,7 @@ import type { ChunkWorkers, WorkerPool } from '@swarm/workers'
 import type { PrivateKey } from '@libp2p/interface'
 import type { ByteWorkerData } from './byte-worker.js'
 import type { OriginSpec } from './origin-spec.js'
+import { ORIGIN_PACKAGES } from './origin-spec.js'
 
 export class NoOriginError extends SwarmError {
   override readonly code = 'ERR_NO_ORIGIN'
@@ -41,14 +46,34 @@ export function createOrigin (config: Config, logger: Logger): Origin {
   }
 }
 
-// the main thread opens origins synchronously with every adapter at hand; workers load only theirs (origin-spec.ts)
+const requireModule = createRequire(import.meta.url)
+
+/** an adapter's package, loaded now if it is not yet (see the top of this file) */
+function adapter<K extends OriginSpec['adapter']> (name: K): AdapterModules[K] {
+  return requireModule(fileURLToPath(import.meta.resolve(ORIGIN_PACKAGES[name]))) as AdapterModules[K]
+}
+
+/** @swarm/exchange, loaded now if it is not yet */
+function exchange (): typeof import('@swarm/exchange') {
+  return requireModule(fileURLToPath(import.meta.resolve('@swarm/exchange'))) as typeof import('@swarm/exchange')
+}
+
+interface AdapterModules {
+  file: typeof import('@swarm/origin-file')
+  oci: typeof import('@swarm/origin-oci')
+  azure: typeof import('@swarm/origin-azure')
+  http: typeof import('@swarm/origin-http')
+  s3: typeof import('@swarm/origin-s3')
+}
+
+// synchronous here; workers import theirs (origin-spec.ts)
 function openSpec (spec: OriginSpec, logger: Logger): Origin {
   switch (spec.adapter) {
-    case 'file': return fileOrigin({ ...spec.init, logger })
-    case 'oci': return ociOrigin({ ...spec.init, logger })
-    case 'azure': return azureOrigin({ ...spec.init, logger })
-    case 'http': return httpOrigin({ ...spec.init, logger })
-    case 's3': return s3Origin({ ...spec.init, logger })
+    case 'file': return adapter('file').fileOrigin({ ...spec.init, logger })
+    case 'oci': return adapter('oci').ociOrigin({ ...spec.init, logger })
+    case 'azure': return adapter('azure').azureOrigin({ ...spec.init, logger })
+    case 'http': return adapter('http').httpOrigin({ ...spec.init, logger })
+    case 's3': return adapter('s3').s3Origin({ ...spec.init, logger })
   }
 }
 
@@ -60,7 +85,7 @@ export function originSpec (config: Config): OriginSpec {
   // derived chunk manifests are cut at the configured chunk size, like swarm push
   if (url.startsWith('oci://')) return { adapter: 'oci', init: { url, chunkSize: config.chunkSize } }
   // an https URL of Azure Blob Storage is Azure; any other http(s) URL a plain web server
-  if (url.startsWith('az://') || isAzureBlobUrl(url)) {
+  if (url.startsWith('az://') || (/^https?:\/\//.test(url) && adapter('azure').isAzureBlobUrl(url))) {
     const { endpoint, accountKey, sasToken } = config.azure
     return {
       adapter: 'azure',
@@ -107,7 +132,7 @@ export interface ByteWorkers {
  * worker with 7.
  */
 export function workerPeerSpread (config: Config, workers: number): number {
-  const cap = config.agent.dataConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER
+  const cap = config.agent.dataConnectionsPerPeer ?? exchange().DEFAULT_MAX_CONNECTIONS_PER_PEER
   return Math.max(1, Math.min(workers, cap - MAIN_CONNECTIONS_PER_PEER))
 }
 
@@ -118,14 +143,15 @@ export const MAIN_CONNECTIONS_PER_PEER = 1
 export function createByteWorkers (config: Config, privateKey: PrivateKey | undefined, logger: Logger): ByteWorkers | undefined {
   const size = config.agent.workers ?? defaultWorkerCount()
   if (size === 0) return undefined
-  const spread = workerPeerSpread(config, size)
+  // a process with no node key (swarm pull --no-agent) reaches no peer: its workers fetch from the origin only
+  const peers = privateKey !== undefined
+  const spread = peers ? workerPeerSpread(config, size) : size
   const data: ByteWorkerData = {
     origin: config.origin !== '' ? originSpec(config) : undefined,
     logLevel: config.logLevel,
-    // a worker of a process with no node key (swarm pull --no-agent) fetches from the origin only
-    privateKey: privateKey !== undefined ? privateKeyToBytes(privateKey) : new Uint8Array(0),
+    privateKey: peers ? exchange().privateKeyToBytes(privateKey) : new Uint8Array(0),
     // the connections a peer accepts from this node, shared among the workers that may reach it
-    connectionsPerPeer: Math.max(1, Math.floor(((config.agent.dataConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER) - MAIN_CONNECTIONS_PER_PEER) / spread)),
+    connectionsPerPeer: peers ? Math.max(1, Math.floor(((config.agent.dataConnectionsPerPeer ?? exchange().DEFAULT_MAX_CONNECTIONS_PER_PEER) - MAIN_CONNECTIONS_PER_PEER) / spread)) : 1,
     downloadBytesPerSecond: config.agent.downloadRate > 0 ? Math.max(1, Math.floor(config.agent.downloadRate / spread)) : 0
   }
   const pool = workerPool({ script: new URL('./byte-worker.js', import.meta.url), workerData: data, size, name: 'worker', decodeError: decodeChunkError, logger })
