@@ -50,7 +50,7 @@ async function rawTcp (files, totalBytes) {
       socket.end()
     })
     server.listen(0, '127.0.0.1', () => process.stdout.write(String(server.address().port) + '\\n'))
-    process.on('SIGTERM', () => { const u = process.cpuUsage(); process.stdout.write(JSON.stringify(u) + '\\n'); process.exit(0) })`
+    process.on('SIGTERM', () => { const u = process.cpuUsage(); process.stdout.write(JSON.stringify({ ...u, maxRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\\n'); process.exit(0) })`
   const server = spawn(process.execPath, ['-e', serverCode], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   server.stdout.setEncoding('utf8').on('data', d => { out += d })
@@ -59,7 +59,7 @@ async function rawTcp (files, totalBytes) {
   const clientCode = `
     const net = require('node:net'); let bytes = 0; const started = performance.now()
     const s = net.connect(${port}, '127.0.0.1'); s.on('data', d => { bytes += d.length })
-    s.on('end', () => { const u = process.cpuUsage(); process.stdout.write(JSON.stringify({ bytes, seconds: (performance.now() - started) / 1000, cpu: (u.user + u.system) / 1e6 }) + '\\n') })`
+    s.on('end', () => { const u = process.cpuUsage(); process.stdout.write(JSON.stringify({ bytes, seconds: (performance.now() - started) / 1000, cpu: (u.user + u.system) / 1e6, maxRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\\n') })`
   const client = spawn(process.execPath, ['-e', clientCode], { stdio: ['ignore', 'pipe', 'inherit'] })
   let clientOut = ''
   client.stdout.setEncoding('utf8').on('data', d => { clientOut += d })
@@ -69,7 +69,7 @@ async function rawTcp (files, totalBytes) {
   await new Promise(r => server.on('close', r))
   const serverCpu = JSON.parse(out.split('\n')[1])
   if (result.bytes !== totalBytes) throw new Error(`raw TCP moved ${result.bytes} of ${totalBytes} bytes`)
-  return { seconds: result.seconds, cpu: result.cpu + (serverCpu.user + serverCpu.system) / 1e6 }
+  return { seconds: result.seconds, cpu: result.cpu + (serverCpu.user + serverCpu.system) / 1e6, senderPeakRssBytes: serverCpu.maxRssBytes, receiverPeakRssBytes: result.maxRssBytes }
 }
 
 /** The necessary-work baseline: a sender and a receiver process, each under GNU time (for peak RSS). */
@@ -172,7 +172,7 @@ try {
     workers: WORKERS,
     connections: CONNECTIONS,
     agentsTakeWorkers: takesWorkers,
-    rawTcp: { MBps: totalBytes / MB / raw.seconds, cpuSecondsPerGB: raw.cpu / GB },
+    rawTcp: { MBps: totalBytes / MB / raw.seconds, cpuSecondsPerGB: raw.cpu / GB, senderPeakRssMB: raw.senderPeakRssBytes / MB, receiverPeakRssMB: raw.receiverPeakRssBytes / MB },
     necessaryWork: {
       MBps: totalBytes / MB / necessary.seconds,
       cipher: necessary.cipher,
@@ -202,10 +202,10 @@ try {
   result.cpuRatioToNecessaryWork = result.swarm.cpuSecondsPerGB / result.necessaryWork.cpuSecondsPerGB
   const nw = result.necessaryWork
   console.log(`peer-transfer: ${fmt(totalBytes / MiB, 0)} MiB from one agent to another over loopback; ${WORKERS} threads, ${CONNECTIONS} connections for the necessary work`)
-  console.log(`  raw TCP:        ${fmt(result.rawTcp.MBps).padStart(7)} MB/s, ${fmt(result.rawTcp.cpuSecondsPerGB, 2)} CPU-s/GB (both ends)`)
+  console.log(`  raw TCP:        ${fmt(result.rawTcp.MBps).padStart(7)} MB/s, ${fmt(result.rawTcp.cpuSecondsPerGB, 2)} CPU-s/GB (both ends); peak RSS sender ${fmt(result.rawTcp.senderPeakRssMB, 0)} MB, receiver ${fmt(result.rawTcp.receiverPeakRssMB, 0)} MB`)
   console.log(`  necessary work: ${fmt(nw.MBps).padStart(7)} MB/s, ${fmt(nw.cpuSecondsPerGB, 2)} CPU-s/GB (${nw.cipher}, SHA-256, pwrite, fdatasync; sender ${fmt(nw.senderCpuSecondsPerGB, 2)}, receiver ${fmt(nw.receiverCpuSecondsPerGB, 2)}: main ${fmt(nw.receiverMainThreadCpuSecondsPerGB, 2)}, workers ${fmt(nw.receiverWorkersCpuSecondsPerGB, 2)}); peak RSS sender ${fmt(nw.senderPeakRssMB, 0)} MB, receiver ${fmt(nw.receiverPeakRssMB, 0)} MB`)
   console.log(`  swarm:          ${fmt(result.swarm.MBps).padStart(7)} MB/s, ${fmt(result.swarm.cpuSecondsPerGB, 2)} CPU-s/GB (both agents: TLS, SHA-256, store writes, fsync; sender ${fmt(result.swarm.senderCpuSecondsPerGB, 2)}, receiver ${fmt(result.swarm.receiverCpuSecondsPerGB, 2)})${takesWorkers ? `, --workers ${WORKERS}` : ' (this build has no --workers)'}`)
-  console.log(`                  receiving agent per thread: ${fmtBreakdown(receiverThreads, GB)}; peak RSS sender ${fmtOr(result.swarm.senderPeakRssMB, 0)} MB, receiver ${fmtOr(result.swarm.receiverPeakRssMB, 0)} MB (whole life)`)
+  console.log(`                  receiving agent per thread: ${fmtBreakdown(receiverThreads, GB)}; peak RSS sender ${fmtOr(result.swarm.senderPeakRssMB, 0)} MB, receiver ${fmtOr(result.swarm.receiverPeakRssMB, 0)} MB (whole life; goal <= 300)`)
   console.log(`  ratio to raw TCP:        CPU/GB ${fmt(result.cpuRatio, 2)}× (goal <= 2), rate ${fmt(result.rateRatio, 2)}×`)
   console.log(`  ratio to necessary work: rate ${fmt(result.rateRatioToNecessaryWork, 2)}× (goal >= 0.9), CPU/GB ${fmt(result.cpuRatioToNecessaryWork, 2)}× (goal <= 1.2)`)
   console.log(`  receiving agent's main thread: ${fmtOr(result.swarm.receiverMainThreadCpuSecondsPerGB, 2)} CPU-s/GB (goal <= 0.2)`)
