@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { ConfigError } from '@swarm/config'
-import { chunkWorkers, decodeChunkError, defaultWorkerCount, workerPool } from '@swarm/workers'
+import { CHUNK_WORKER_YOUNG_GENERATION_MB, chunkWorkers, decodeChunkError, defaultWorkerCount, workerPool } from '@swarm/workers'
 import type { Config } from '@swarm/config'
 import { SwarmError, redactDeep, redactSecrets } from '@swarm/interface'
 import type { Logger, Origin } from '@swarm/interface'
@@ -154,6 +154,7 @@ export function createByteWorkers (config: Config, privateKey: PrivateKey | unde
     connectionsPerPeer: peers ? Math.max(1, Math.floor(((config.agent.dataConnectionsPerPeer ?? exchange().DEFAULT_MAX_CONNECTIONS_PER_PEER) - MAIN_CONNECTIONS_PER_PEER) / spread)) : 1,
     downloadBytesPerSecond: config.agent.downloadRate > 0 ? Math.max(1, Math.floor(config.agent.downloadRate / spread)) : 0
   }
-  const pool = workerPool({ script: new URL('./byte-worker.js', import.meta.url), workerData: data, size, name: 'worker', decodeError: decodeChunkError, logger })
+  const pool = workerPool({ script: new URL('./byte-worker.js', import.meta.url), workerData: data, size, name: 'worker', decodeError: decodeChunkError, logger,
+    resourceLimits: { maxYoungGenerationSizeMb: CHUNK_WORKER_YOUNG_GENERATION_MB } })
   return { pool, chunks: chunkWorkers({ pool, peerSpread: spread }), close: async () => { await pool.close() } }
 }

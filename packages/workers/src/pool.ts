@@ -30,7 +30,7 @@ import { AbortError, silentLogger } from '@swarm/interface'
 import { CPU_REPORT_TIMEOUT_MS, MAX_CONSECUTIVE_CRASHES, RESTART_DELAY_MS, defaultPoolSize } from './constants.js'
 import { PoolClosedError, WorkerDiedError, WorkerJobError } from './errors.js'
 import type { AbortOptions, Logger } from '@swarm/interface'
-import type { TransferListItem } from 'node:worker_threads'
+import type { ResourceLimits, TransferListItem } from 'node:worker_threads'
 
 export interface WorkerPoolInit {
   /** the worker's entry script (it calls `serveJobs`) */
@@ -41,6 +41,8 @@ export interface WorkerPoolInit {
   size?: number
   /** thread names are `<name>-<i>` (default `worker`) */
   name?: string
+  /** each worker's heap limits (e.g. a small young generation: see CHUNK_WORKER_YOUNG_GENERATION_MB) */
+  resourceLimits?: ResourceLimits
   /** turns an error a worker reported back into an Error of the right class */
   decodeError?(error: SerializedError): Error
   logger?: Logger
@@ -197,7 +199,7 @@ class ThreadPool implements WorkerPool {
   }
 
   private start (slot: Slot): void {
-    const worker = new Worker(this.init.script, { workerData: this.init.workerData, name: slot.name })
+    const worker = new Worker(this.init.script, { workerData: this.init.workerData, name: slot.name, ...(this.init.resourceLimits !== undefined ? { resourceLimits: this.init.resourceLimits } : {}) })
     slot.worker = worker
     worker.on('message', (message: FromWorker) => { this.onMessage(slot, message) })
     worker.on('error', err => { this.log.error({ worker: slot.name, err }, 'worker failed') })
