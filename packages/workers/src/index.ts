@@ -22,6 +22,7 @@
  * await workers.fetchChunk({ cid, size, source: { kind: 'origin' }, sourceName: 'origin', slots: plan.slots }, { signal })
  * await store.recordWritten(plan)
  * const threads = await pool.threadCpu()   // [{ name: 'main', … }, { name: 'worker-0', … }, …]
+ * const reports = await pool.threadReports()   // [{ name: 'worker-0', memory: { heapUsed, arrayBuffers, … }, info: { sources, files } }, …]
  * await pool.close()
  *
  * // byte-worker.ts

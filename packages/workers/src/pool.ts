@@ -23,7 +23,10 @@
  *
  * CPU time is counted per thread (`process.threadCpuUsage()`, Node ≥ 23.9): each worker reports
  * its own on request, and the time of workers that died is carried into their replacement's slot
- * so the per-slot counters never go backwards.
+ * so the per-slot counters never go backwards. Memory is reported per worker too
+ * (`threadReports`): each isolate's heap and buffers as it counts them, beside what the worker's
+ * script says of itself (what it loaded, how many syncs its chunks took), since a process's RSS
+ * alone cannot tell a worker's share from the main thread's.
  */
 import { Worker } from 'node:worker_threads'
 import { AbortError, silentLogger } from '@swarm/interface'
