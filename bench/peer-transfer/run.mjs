@@ -13,7 +13,7 @@
 // main thread per GB moved (as the agent reports it in `swarm status --json` or /metrics, else
 // read from /proc). Agents run with `--workers N` when this build takes it (N = BENCH_WORKERS,
 // default the machine's available parallelism). With BENCH_PROFILE=1 the agents run with
-// --cpu-prof and the top self-time functions are printed.
+// --cpu-prof and the top self-time functions of each agent are printed, main thread and workers apart.
 import { execFile, spawn } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
@@ -212,22 +212,30 @@ try {
 
   for (const a of agents.splice(0)) await a.stop()
   if (process.env.BENCH_PROFILE === '1') {
-    const files = (await readdir(profileDir)).filter(f => f.endsWith('.cpuprofile')).sort()
+    // one profile per thread: CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile; thread 0 is the main thread
+    const files = (await readdir(profileDir)).filter(f => f.endsWith('.cpuprofile')).map(f => ({ f, pid: Number(f.split('.')[3]), tid: Number(f.split('.')[4]) }))
     result.profile = {}
-    for (const [role, file] of [['sender', files[0]], ['receiver', files[1]]]) {
-    const profile = JSON.parse(await readFile(join(profileDir, file), 'utf8'))
-    const self = new Map()
-    const dt = profile.timeDeltas
-    const byId = new Map(profile.nodes.map(n => [n.id, n]))
-    profile.samples.forEach((id, i) => {
-      const n = byId.get(id)
-      const key = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.split('/').slice(-2).join('/')}`
-      self.set(key, (self.get(key) ?? 0) + (dt[i] ?? 0))
-    })
-    const total = [...self.values()].reduce((a, b) => a + b, 0)
-    result.profile[role] = [...self.entries()].filter(([name]) => !name.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 12).map(([name, us]) => ({ name, share: us / total }))
-    console.log(`  ${role} agent, top self time (share of its whole run, idle excluded):`)
-    for (const { name, share } of result.profile[role]) console.log(`    ${fmt(share * 100, 1)}%  ${name}`)
+    for (const [role, pid] of [['sender', seeder.pid], ['receiver', leecher.pid]]) {
+      for (const [threads, pick] of [['main', t => t.tid === 0], ['workers', t => t.tid !== 0]]) {
+        const self = new Map()
+        for (const { f } of files.filter(t => t.pid === pid && pick(t))) {
+          const profile = JSON.parse(await readFile(join(profileDir, f), 'utf8'))
+          const dt = profile.timeDeltas
+          const byId = new Map(profile.nodes.map(n => [n.id, n]))
+          profile.samples.forEach((id, i) => {
+            const n = byId.get(id)
+            const key = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.split('/').slice(-2).join('/')}`
+            self.set(key, (self.get(key) ?? 0) + (dt[i] ?? 0))
+          })
+        }
+        if (self.size === 0) continue
+        const busy = [...self.entries()].filter(([name]) => !name.startsWith('(idle)'))
+        const total = busy.reduce((a, [, us]) => a + us, 0)
+        const key = `${role}-${threads}`
+        result.profile[key] = busy.sort((a, b) => b[1] - a[1]).slice(0, 12).map(([name, us]) => ({ name, share: us / total, seconds: us / 1e6 }))
+        console.log(`  ${role} agent, ${threads === 'main' ? 'main thread' : 'worker threads'}: ${fmt(total / 1e6, 2)} CPU-s busy over its whole life; top self time:`)
+        for (const { name, share, seconds } of result.profile[key]) console.log(`    ${fmt(share * 100, 1).padStart(5)}%  ${fmt(seconds, 2)} s  ${name}`)
+      }
     }
   }
   console.log(`  results: ${await saveResult('peer-transfer', result)}`)
