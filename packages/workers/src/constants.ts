@@ -18,11 +18,11 @@ export const MAX_DEFAULT_WORKERS = 32
  */
 export const SYNC_WINDOW_MS = 2
 /**
- * Young generation of a chunk worker, in MB (`resourceLimits.maxYoungGenerationSizeMb`). A worker's
- * garbage is mostly the small buffers a socket or a file read hands over, whose memory lies
- * outside the heap: a young generation this small is scavenged often, so that memory goes back
- * within a few MB of reads instead of piling up to V8's external-memory limit (~64 MB) before a
- * full collection. Measured on a pull from S3 with 2 workers: per worker ~30 MB of heap and ~65 MB
- * of buffers instead of ~60 and ~105, the same CPU.
+ * Young generation of a chunk worker, in MB (`resourceLimits.maxYoungGenerationSizeMb`). A worker
+ * keeps little alive: its garbage is mostly short-lived objects around reads and writes and the
+ * buffers they hold, whose memory lies outside the heap. A small young generation keeps the heap
+ * small and is scavenged often, so such buffers go back sooner. Measured on a pull from S3 with 2
+ * workers, alternating runs: per worker ~30 MB of heap and ~65 MB of buffers instead of ~60 and
+ * ~105, and about 10% less CPU for the pull; 1 MB measured the same as 2.
  */
 export const CHUNK_WORKER_YOUNG_GENERATION_MB = 2
