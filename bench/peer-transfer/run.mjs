@@ -13,7 +13,7 @@
 // main thread per GB moved (as the agent reports it in `swarm status --json` or /metrics, else
 // read from /proc). Agents run with `--workers N` when this build takes it (N = BENCH_WORKERS,
 // default the machine's available parallelism). With BENCH_PROFILE=1 the agents run with
-// --cpu-prof and the top self-time functions are printed.
+// --cpu-prof and the top self-time functions of each agent are printed, main thread and workers apart.
 import { execFile, spawn } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
@@ -50,7 +50,7 @@ async function rawTcp (files, totalBytes) {
       socket.end()
     })
     server.listen(0, '127.0.0.1', () => process.stdout.write(String(server.address().port) + '\\n'))
-    process.on('SIGTERM', () => { const u = process.cpuUsage(); process.stdout.write(JSON.stringify(u) + '\\n'); process.exit(0) })`
+    process.on('SIGTERM', () => { const u = process.cpuUsage(); process.stdout.write(JSON.stringify({ ...u, maxRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\\n'); process.exit(0) })`
   const server = spawn(process.execPath, ['-e', serverCode], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   server.stdout.setEncoding('utf8').on('data', d => { out += d })
@@ -59,7 +59,7 @@ async function rawTcp (files, totalBytes) {
   const clientCode = `
     const net = require('node:net'); let bytes = 0; const started = performance.now()
     const s = net.connect(${port}, '127.0.0.1'); s.on('data', d => { bytes += d.length })
-    s.on('end', () => { const u = process.cpuUsage(); process.stdout.write(JSON.stringify({ bytes, seconds: (performance.now() - started) / 1000, cpu: (u.user + u.system) / 1e6 }) + '\\n') })`
+    s.on('end', () => { const u = process.cpuUsage(); process.stdout.write(JSON.stringify({ bytes, seconds: (performance.now() - started) / 1000, cpu: (u.user + u.system) / 1e6, maxRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\\n') })`
   const client = spawn(process.execPath, ['-e', clientCode], { stdio: ['ignore', 'pipe', 'inherit'] })
   let clientOut = ''
   client.stdout.setEncoding('utf8').on('data', d => { clientOut += d })
@@ -69,7 +69,7 @@ async function rawTcp (files, totalBytes) {
   await new Promise(r => server.on('close', r))
   const serverCpu = JSON.parse(out.split('\n')[1])
   if (result.bytes !== totalBytes) throw new Error(`raw TCP moved ${result.bytes} of ${totalBytes} bytes`)
-  return { seconds: result.seconds, cpu: result.cpu + (serverCpu.user + serverCpu.system) / 1e6 }
+  return { seconds: result.seconds, cpu: result.cpu + (serverCpu.user + serverCpu.system) / 1e6, senderPeakRssBytes: serverCpu.maxRssBytes, receiverPeakRssBytes: result.maxRssBytes }
 }
 
 /** The necessary-work baseline: a sender and a receiver process, each under GNU time (for peak RSS). */
@@ -172,7 +172,7 @@ try {
     workers: WORKERS,
     connections: CONNECTIONS,
     agentsTakeWorkers: takesWorkers,
-    rawTcp: { MBps: totalBytes / MB / raw.seconds, cpuSecondsPerGB: raw.cpu / GB },
+    rawTcp: { MBps: totalBytes / MB / raw.seconds, cpuSecondsPerGB: raw.cpu / GB, senderPeakRssMB: raw.senderPeakRssBytes / MB, receiverPeakRssMB: raw.receiverPeakRssBytes / MB },
     necessaryWork: {
       MBps: totalBytes / MB / necessary.seconds,
       cipher: necessary.cipher,
@@ -202,32 +202,40 @@ try {
   result.cpuRatioToNecessaryWork = result.swarm.cpuSecondsPerGB / result.necessaryWork.cpuSecondsPerGB
   const nw = result.necessaryWork
   console.log(`peer-transfer: ${fmt(totalBytes / MiB, 0)} MiB from one agent to another over loopback; ${WORKERS} threads, ${CONNECTIONS} connections for the necessary work`)
-  console.log(`  raw TCP:        ${fmt(result.rawTcp.MBps).padStart(7)} MB/s, ${fmt(result.rawTcp.cpuSecondsPerGB, 2)} CPU-s/GB (both ends)`)
+  console.log(`  raw TCP:        ${fmt(result.rawTcp.MBps).padStart(7)} MB/s, ${fmt(result.rawTcp.cpuSecondsPerGB, 2)} CPU-s/GB (both ends); peak RSS sender ${fmt(result.rawTcp.senderPeakRssMB, 0)} MB, receiver ${fmt(result.rawTcp.receiverPeakRssMB, 0)} MB`)
   console.log(`  necessary work: ${fmt(nw.MBps).padStart(7)} MB/s, ${fmt(nw.cpuSecondsPerGB, 2)} CPU-s/GB (${nw.cipher}, SHA-256, pwrite, fdatasync; sender ${fmt(nw.senderCpuSecondsPerGB, 2)}, receiver ${fmt(nw.receiverCpuSecondsPerGB, 2)}: main ${fmt(nw.receiverMainThreadCpuSecondsPerGB, 2)}, workers ${fmt(nw.receiverWorkersCpuSecondsPerGB, 2)}); peak RSS sender ${fmt(nw.senderPeakRssMB, 0)} MB, receiver ${fmt(nw.receiverPeakRssMB, 0)} MB`)
   console.log(`  swarm:          ${fmt(result.swarm.MBps).padStart(7)} MB/s, ${fmt(result.swarm.cpuSecondsPerGB, 2)} CPU-s/GB (both agents: TLS, SHA-256, store writes, fsync; sender ${fmt(result.swarm.senderCpuSecondsPerGB, 2)}, receiver ${fmt(result.swarm.receiverCpuSecondsPerGB, 2)})${takesWorkers ? `, --workers ${WORKERS}` : ' (this build has no --workers)'}`)
-  console.log(`                  receiving agent per thread: ${fmtBreakdown(receiverThreads, GB)}; peak RSS sender ${fmtOr(result.swarm.senderPeakRssMB, 0)} MB, receiver ${fmtOr(result.swarm.receiverPeakRssMB, 0)} MB (whole life)`)
+  console.log(`                  receiving agent per thread: ${fmtBreakdown(receiverThreads, GB)}; peak RSS sender ${fmtOr(result.swarm.senderPeakRssMB, 0)} MB, receiver ${fmtOr(result.swarm.receiverPeakRssMB, 0)} MB (whole life; goal <= 300)`)
   console.log(`  ratio to raw TCP:        CPU/GB ${fmt(result.cpuRatio, 2)}× (goal <= 2), rate ${fmt(result.rateRatio, 2)}×`)
   console.log(`  ratio to necessary work: rate ${fmt(result.rateRatioToNecessaryWork, 2)}× (goal >= 0.9), CPU/GB ${fmt(result.cpuRatioToNecessaryWork, 2)}× (goal <= 1.2)`)
   console.log(`  receiving agent's main thread: ${fmtOr(result.swarm.receiverMainThreadCpuSecondsPerGB, 2)} CPU-s/GB (goal <= 0.2)`)
 
   for (const a of agents.splice(0)) await a.stop()
   if (process.env.BENCH_PROFILE === '1') {
-    const files = (await readdir(profileDir)).filter(f => f.endsWith('.cpuprofile')).sort()
+    // one profile per thread: CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile; thread 0 is the main thread
+    const files = (await readdir(profileDir)).filter(f => f.endsWith('.cpuprofile')).map(f => ({ f, pid: Number(f.split('.')[3]), tid: Number(f.split('.')[4]) }))
     result.profile = {}
-    for (const [role, file] of [['sender', files[0]], ['receiver', files[1]]]) {
-    const profile = JSON.parse(await readFile(join(profileDir, file), 'utf8'))
-    const self = new Map()
-    const dt = profile.timeDeltas
-    const byId = new Map(profile.nodes.map(n => [n.id, n]))
-    profile.samples.forEach((id, i) => {
-      const n = byId.get(id)
-      const key = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.split('/').slice(-2).join('/')}`
-      self.set(key, (self.get(key) ?? 0) + (dt[i] ?? 0))
-    })
-    const total = [...self.values()].reduce((a, b) => a + b, 0)
-    result.profile[role] = [...self.entries()].filter(([name]) => !name.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 12).map(([name, us]) => ({ name, share: us / total }))
-    console.log(`  ${role} agent, top self time (share of its whole run, idle excluded):`)
-    for (const { name, share } of result.profile[role]) console.log(`    ${fmt(share * 100, 1)}%  ${name}`)
+    for (const [role, pid] of [['sender', seeder.pid], ['receiver', leecher.pid]]) {
+      for (const [threads, pick] of [['main', t => t.tid === 0], ['workers', t => t.tid !== 0]]) {
+        const self = new Map()
+        for (const { f } of files.filter(t => t.pid === pid && pick(t))) {
+          const profile = JSON.parse(await readFile(join(profileDir, f), 'utf8'))
+          const dt = profile.timeDeltas
+          const byId = new Map(profile.nodes.map(n => [n.id, n]))
+          profile.samples.forEach((id, i) => {
+            const n = byId.get(id)
+            const key = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.split('/').slice(-2).join('/')}`
+            self.set(key, (self.get(key) ?? 0) + (dt[i] ?? 0))
+          })
+        }
+        if (self.size === 0) continue
+        const busy = [...self.entries()].filter(([name]) => !name.startsWith('(idle)'))
+        const total = busy.reduce((a, [, us]) => a + us, 0)
+        const key = `${role}-${threads}`
+        result.profile[key] = busy.sort((a, b) => b[1] - a[1]).slice(0, 12).map(([name, us]) => ({ name, share: us / total, seconds: us / 1e6 }))
+        console.log(`  ${role} agent, ${threads === 'main' ? 'main thread' : 'worker threads'}: ${fmt(total / 1e6, 2)} CPU-s busy over its whole life; top self time:`)
+        for (const { name, share, seconds } of result.profile[key]) console.log(`    ${fmt(share * 100, 1).padStart(5)}%  ${fmt(seconds, 2)} s  ${name}`)
+      }
     }
   }
   console.log(`  results: ${await saveResult('peer-transfer', result)}`)

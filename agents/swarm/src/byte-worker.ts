@@ -1,24 +1,31 @@
 /**
  * The entry script of the agent's byte workers (see @swarm/workers): each worker thread opens
- * its own origin client, from the same configuration the main thread opened its origin with
- * (`createOrigin`), and its own data client with the node's key, and answers chunk jobs with them.
- * Nothing here is shared with the main thread but the store's files, which the jobs name by path.
+ * its own origin client, from the spec the main thread opened its origin with (`originSpec`),
+ * and its own data client with the node's key, and answers chunk jobs with them. Nothing here is
+ * shared with the main thread but the store's files, which the jobs name by path.
  *
- * Both clients are opened at their first job: loading every origin adapter costs a thread a
- * second or more of CPU, and a worker that only ever talks to peers never needs it.
+ * A worker loads what its jobs use and nothing more, each at its first use: the one origin adapter
+ * the spec names (see origin-spec.ts), the peer data client (@swarm/exchange) at the first peer
+ * job, the logger at the first of either. Statically it imports only the worker side of
+ * @swarm/workers and @swarm/interface. Loading every adapter, the configuration schema and the
+ * peer stack cost each worker about a second of CPU and some 60–90 MB of heap; a worker that only
+ * ever talks to the origin never loads the peer stack, and one that only talks to peers never
+ * loads an adapter. What it has loaded is in its report (`WorkerPool.threadReports`).
  */
 import { threadId, workerData } from 'node:worker_threads'
-import { dataClient, privateKeyFromBytes } from '@swarm/exchange'
 import { OriginUnavailableError } from '@swarm/interface'
 import { serveChunkJobs } from '@swarm/workers'
+import { ORIGIN_PACKAGES, openOriginSpec } from './origin-spec.js'
+import type { OriginSpec } from './origin-spec.js'
 import type { Config } from '@swarm/config'
 import type { DataClient } from '@swarm/exchange'
 import type { Logger, Origin } from '@swarm/interface'
 
 /** What the main thread hands every byte worker. */
 export interface ByteWorkerData {
-  /** the configuration the origin is opened from; `origin: ''` means none */
-  config: Config
+  /** the origin's adapter and init; absent: none configured */
+  origin?: OriginSpec
+  logLevel: Config['logLevel']
   /** the node's libp2p key (privateKeyToBytes); empty: no peers (swarm pull --no-agent) */
   privateKey: Uint8Array
   /** data connections this worker opens to one peer */
@@ -27,32 +34,49 @@ export interface ByteWorkerData {
   downloadBytesPerSecond: number
 }
 
+/** What a byte worker reports about itself (`describe`). */
+export interface ByteWorkerReport {
+  /** the packages it loaded for its jobs, in the order it loaded them */
+  loaded: string[]
+}
+
 const data = workerData as ByteWorkerData
+const loaded: string[] = []
 let logger: Promise<Logger> | undefined
 let origin: Promise<Origin | undefined> | undefined
 let client: Promise<DataClient | undefined> | undefined
 
 async function getLogger (): Promise<Logger> {
-  logger ??= import('./logger.js').then(({ createLogger }) => createLogger(data.config.logLevel).child({ thread: `byte-worker-${threadId}` }))
+  logger ??= import('./logger.js').then(({ createLogger }) => {
+    loaded.push('pino')
+    return createLogger(data.logLevel).child({ thread: `byte-worker-${threadId}` })
+  })
   return await logger
 }
 
 async function getOrigin (): Promise<Origin | undefined> {
-  origin ??= data.config.origin === ''
+  const spec = data.origin
+  origin ??= spec === undefined
     ? Promise.resolve(undefined)
-    : Promise.all([import('./runtime.js'), getLogger()]).then(([runtime, log]) => runtime.createOrigin(data.config, log))
+    : getLogger().then(async log => {
+      loaded.push(ORIGIN_PACKAGES[spec.adapter])
+      return await openOriginSpec(spec, log)
+    })
   return await origin
 }
 
 async function getClient (): Promise<DataClient | undefined> {
   client ??= data.privateKey.byteLength === 0
     ? Promise.resolve(undefined)
-    : getLogger().then(log => dataClient({
-      privateKey: privateKeyFromBytes(data.privateKey),
-      connectionsPerPeer: data.connectionsPerPeer,
-      downloadBytesPerSecond: data.downloadBytesPerSecond,
-      logger: log
-    }))
+    : Promise.all([import('@swarm/exchange'), getLogger()]).then(([{ dataClient, privateKeyFromBytes }, log]) => {
+      loaded.push('@swarm/exchange')
+      return dataClient({
+        privateKey: privateKeyFromBytes(data.privateKey),
+        connectionsPerPeer: data.connectionsPerPeer,
+        downloadBytesPerSecond: data.downloadBytesPerSecond,
+        logger: log
+      })
+    })
   return await client
 }
 
@@ -75,5 +99,8 @@ serveChunkJobs({
   release (source, bytes) {
     if (source.kind === 'peer') void client?.then(peers => { peers?.release(bytes) })
     else void origin?.then(from => { from?.release?.(bytes) })
+  },
+  describe (): ByteWorkerReport {
+    return { loaded: [...loaded] }
   }
 })

@@ -9,21 +9,19 @@
 
 import { Command, Option } from 'commander'
 import { EXIT, describeError } from './exit-codes.js'
-import { agentCommand } from './commands/agent.js'
 import { controller, globals, configFrom } from './commands/context.js'
 import { registerFleetCommands } from './commands/fleet.js'
-import { gcCommand } from './commands/gc.js'
-import { keygenCommand } from './commands/keygen.js'
-import { lsCommand } from './commands/ls.js'
-import { mountCommand } from './commands/mount.js'
-import { pinCommand } from './commands/pin.js'
-import { pullCommand } from './commands/pull.js'
-import { pushCommand } from './commands/push.js'
-import { statusCommand } from './commands/status.js'
-import { verifyCommand } from './commands/verify.js'
 import { redactSecrets } from '@swarm/interface'
 
 export { KeyFileExistsError, ModelNotHeldError, VerifyFailedError } from './commands/context.js'
+
+/**
+ * A command's module is loaded when that command runs: each loads only what it needs (the agent
+ * the whole peer stack, push the chunker), so `swarm pull` does not pay for `swarm agent`.
+ */
+function lazy<K extends string> (load: () => Promise<Record<K, (...args: any[]) => Promise<void>>>, name: K): (...args: any[]) => Promise<void> {
+  return async (...args) => { await (await load())[name](...args) }
+}
 
 export function program (): Command {
   const cmd = new Command('swarm')
@@ -44,7 +42,7 @@ export function program (): Command {
     .option('--name <name[:tag]>', 'name and tag to publish under (tag defaults to latest; with --hf-cache: the repository, lowercased)')
     .option('--hf-cache <org/name[@rev]>', 'push a model from the Hugging Face cache (HF_HUB_CACHE, HF_HOME; revision default main)')
     .option('--chunk-size <size>', 'target chunk size, 1MiB–64MiB (SWARM_CHUNK_SIZE)')
-    .action(pushCommand)
+    .action(lazy(async () => await import('./commands/push.js'), 'pushCommand'))
 
   cmd.command('pull')
     .description('fetch a model into the local store, through the local agent when one runs (peers first, origin after)')
@@ -53,7 +51,7 @@ export function program (): Command {
     .option('--cid', 'the target is a manifest CID (verified against its bytes; peers may serve it)')
     .option('--pin', 'pin the model so gc never evicts it')
     .option('--no-agent', 'pull straight from the origin in this process, without the local agent')
-    .action(pullCommand)
+    .action(lazy(async () => await import('./commands/pull.js'), 'pullCommand'))
 
   cmd.command('agent')
     .description('run the node agent: store, libp2p node, peer data server, control socket, metrics')
@@ -76,45 +74,45 @@ export function program (): Command {
     .option('--mount <dir>', 'also mount the read-only view of the models there (SWARM_MOUNT)')
     .option('--mount-read-ahead <size>', 'largest read-ahead of a sequential reader of the mount, default 256MiB (SWARM_MOUNT_READ_AHEAD)')
     .option('--mount-adapter <name>', 'FUSE adapter: auto, kernel (own server, passthrough) or fuse-native (SWARM_MOUNT_ADAPTER)')
-    .action(agentCommand)
+    .action(lazy(async () => await import('./commands/agent.js'), 'agentCommand'))
 
   cmd.command('mount')
     .description('mount the read-only view of the models at <dir> without an agent (origin only; with an agent: swarm agent --mount); files are fetched as they are read')
     .argument('<dir>', 'mount point, created when missing')
     .option('--read-ahead <size>', 'largest read-ahead of a sequential reader, default 256MiB (SWARM_MOUNT_READ_AHEAD)')
     .option('--adapter <name>', 'FUSE adapter: auto, kernel (own server, passthrough) or fuse-native (SWARM_MOUNT_ADAPTER)')
-    .action(mountCommand)
+    .action(lazy(async () => await import('./commands/mount.js'), 'mountCommand'))
 
   cmd.command('keygen')
     .description('write a new swarm key (mode 0600); give the same file to every agent of the swarm with --swarm-key')
     .argument('<file>', 'where to write it; an existing file is never overwritten')
-    .action(keygenCommand)
+    .action(lazy(async () => await import('./commands/keygen.js'), 'keygenCommand'))
 
   cmd.command('status')
     .description('what the local agent is doing: peers, models held, transfers in flight and their rates')
-    .action(statusCommand)
+    .action(lazy(async () => await import('./commands/status.js'), 'statusCommand'))
 
   cmd.command('ls')
     .description('list tags at the origin and models held locally')
     .option('--local', 'only models held locally')
     .option('--remote', 'only tags at the origin')
-    .action(lsCommand)
+    .action(lazy(async () => await import('./commands/ls.js'), 'lsCommand'))
 
   cmd.command('verify')
     .description('re-hash every chunk of a held model against its CID')
     .argument('<target>', 'name[:tag] or manifest CID')
-    .action(verifyCommand)
+    .action(lazy(async () => await import('./commands/verify.js'), 'verifyCommand'))
 
   cmd.command('pin')
     .description('keep a held model from eviction (--off to undo)')
     .argument('<target>', 'name[:tag] or manifest CID')
     .option('--off', 'unpin')
-    .action(pinCommand)
+    .action(lazy(async () => await import('./commands/pin.js'), 'pinCommand'))
 
   cmd.command('gc')
     .description('evict least-recently-used models that are neither pinned nor in use until the store fits its budget; models that hold nothing and have no name go too')
     .option('--cache-size <size>', 'budget, e.g. 200GiB (SWARM_CACHE_SIZE); 0 evicts every unpinned model')
-    .action(gcCommand)
+    .action(lazy(async () => await import('./commands/gc.js'), 'gcCommand'))
 
   registerFleetCommands(cmd, { setup: async command => ({ config: await configFrom(globals(command)), json: globals(command).json === true }), signal: controller.signal })
 

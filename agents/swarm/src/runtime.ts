@@ -1,23 +1,29 @@
 /**
  * Wiring shared by the CLI commands and the agent: origin from a URL, the store, the logger.
  * Adapters are chosen here, at the edge; libraries only see the interfaces.
+ *
+ * Only the adapter the origin URL names is loaded, when the origin is opened: the S3 and Azure
+ * SDKs each cost a process some 30–50 MB of heap and half a second of CPU to load, which a pull
+ * from any other origin has no use for. `createOrigin` stays synchronous by loading the package
+ * with `require` (an ES module without top-level await may be required, Node ≥ 22.12), after
+ * resolving it as an import would, since the packages export for `import` only; the instance is
+ * the one a later `import` of the package gets. The peer stack (@swarm/exchange) is loaded the
+ * same way, only where peers are in play: `swarm pull --no-agent` never loads it.
  */
 
 import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
 import { ConfigError } from '@swarm/config'
-import { azureOrigin, isAzureBlobUrl } from '@swarm/origin-azure'
-import { fileOrigin } from '@swarm/origin-file'
-import { ociOrigin } from '@swarm/origin-oci'
-import { httpOrigin } from '@swarm/origin-http'
-import { s3Origin } from '@swarm/origin-s3'
-import { DEFAULT_MAX_CONNECTIONS_PER_PEER, privateKeyToBytes } from '@swarm/exchange'
-import { chunkWorkers, decodeChunkError, defaultWorkerCount, workerPool } from '@swarm/workers'
+import { CHUNK_WORKER_YOUNG_GENERATION_MB, chunkWorkers, decodeChunkError, defaultWorkerCount, workerPool } from '@swarm/workers'
 import type { Config } from '@swarm/config'
 import { SwarmError, redactDeep, redactSecrets } from '@swarm/interface'
 import type { Logger, Origin } from '@swarm/interface'
 import type { ChunkWorkers, WorkerPool } from '@swarm/workers'
 import type { PrivateKey } from '@libp2p/interface'
 import type { ByteWorkerData } from './byte-worker.js'
+import type { OriginSpec } from './origin-spec.js'
+import { ORIGIN_PACKAGES } from './origin-spec.js'
 
 export class NoOriginError extends SwarmError {
   override readonly code = 'ERR_NO_ORIGIN'
@@ -27,32 +33,64 @@ export class NoOriginError extends SwarmError {
 }
 
 export { createLogger } from './logger.js'
+export { ORIGIN_PACKAGES, openOriginSpec } from './origin-spec.js'
+export type { OriginSpec } from './origin-spec.js'
 
 /** The origin a URL names; a URL its adapter cannot take is a configuration error (exit 2), not a crash. */
 export function createOrigin (config: Config, logger: Logger): Origin {
-  if (config.origin === '') throw new NoOriginError()
   try {
-    return originFor(config, logger)
+    return openSpec(originSpec(config), logger)
   } catch (err) {
     if (err instanceof TypeError) throw new ConfigError(`invalid origin: ${err.message}`)
     throw err
   }
 }
 
-function originFor (config: Config, logger: Logger): Origin {
+const requireModule = createRequire(import.meta.url)
+
+/** an adapter's package, loaded now if it is not yet (see the top of this file) */
+function adapter<K extends OriginSpec['adapter']> (name: K): AdapterModules[K] {
+  return requireModule(fileURLToPath(import.meta.resolve(ORIGIN_PACKAGES[name]))) as AdapterModules[K]
+}
+
+/** @swarm/exchange, loaded now if it is not yet */
+function exchange (): typeof import('@swarm/exchange') {
+  return requireModule(fileURLToPath(import.meta.resolve('@swarm/exchange'))) as typeof import('@swarm/exchange')
+}
+
+interface AdapterModules {
+  file: typeof import('@swarm/origin-file')
+  oci: typeof import('@swarm/origin-oci')
+  azure: typeof import('@swarm/origin-azure')
+  http: typeof import('@swarm/origin-http')
+  s3: typeof import('@swarm/origin-s3')
+}
+
+// synchronous here; workers import theirs (origin-spec.ts)
+function openSpec (spec: OriginSpec, logger: Logger): Origin {
+  switch (spec.adapter) {
+    case 'file': return adapter('file').fileOrigin({ ...spec.init, logger })
+    case 'oci': return adapter('oci').ociOrigin({ ...spec.init, logger })
+    case 'azure': return adapter('azure').azureOrigin({ ...spec.init, logger })
+    case 'http': return adapter('http').httpOrigin({ ...spec.init, logger })
+    case 's3': return adapter('s3').s3Origin({ ...spec.init, logger })
+  }
+}
+
+/** Which adapter the configured origin URL needs and its init, as data a worker thread can be given. */
+export function originSpec (config: Config): OriginSpec {
   const url = config.origin
-  if (url.startsWith('file://')) return fileOrigin({ url, logger })
+  if (url === '') throw new NoOriginError()
+  if (url.startsWith('file://')) return { adapter: 'file', init: { url } }
   // derived chunk manifests are cut at the configured chunk size, like swarm push
-  if (url.startsWith('oci://')) return ociOrigin({ url, chunkSize: config.chunkSize, logger })
+  if (url.startsWith('oci://')) return { adapter: 'oci', init: { url, chunkSize: config.chunkSize } }
   // an https URL of Azure Blob Storage is Azure; any other http(s) URL a plain web server
-  if (url.startsWith('az://') || isAzureBlobUrl(url)) {
+  if (url.startsWith('az://') || (/^https?:\/\//.test(url) && adapter('azure').isAzureBlobUrl(url))) {
     const { endpoint, accountKey, sasToken } = config.azure
-    return azureOrigin({
-      url,
-      endpoint,
-      credential: accountKey != null ? { accountKey } : sasToken != null ? { sasToken } : undefined,
-      logger
-    })
+    return {
+      adapter: 'azure',
+      init: { url, endpoint, credential: accountKey != null ? { accountKey } : sasToken != null ? { sasToken } : undefined }
+    }
   }
   if (url.startsWith('http://') || url.startsWith('https://')) {
     let ca: string | undefined
@@ -63,18 +101,20 @@ function originFor (config: Config, logger: Logger): Origin {
         throw new ConfigError(`cannot read http.caFile ${config.http.caFile}: ${(err as Error).message}`)
       }
     }
-    return httpOrigin({ url, ca, logger })
+    return { adapter: 'http', init: { url, ca } }
   }
-  return s3Origin({
-    url,
-    endpoint: config.s3.endpoint,
-    region: config.s3.region,
-    forcePathStyle: config.s3.forcePathStyle ?? (config.s3.endpoint != null),
-    credentials: config.s3.accessKeyId != null && config.s3.secretAccessKey != null
-      ? { accessKeyId: config.s3.accessKeyId, secretAccessKey: config.s3.secretAccessKey }
-      : undefined,
-    logger
-  })
+  return {
+    adapter: 's3',
+    init: {
+      url,
+      endpoint: config.s3.endpoint,
+      region: config.s3.region,
+      forcePathStyle: config.s3.forcePathStyle ?? (config.s3.endpoint != null),
+      credentials: config.s3.accessKeyId != null && config.s3.secretAccessKey != null
+        ? { accessKeyId: config.s3.accessKeyId, secretAccessKey: config.s3.secretAccessKey }
+        : undefined
+    }
+  }
 }
 
 /** The byte workers: a pool of threads that fetch, verify, write and sync chunks (see @swarm/workers). */
@@ -92,7 +132,7 @@ export interface ByteWorkers {
  * worker with 7.
  */
 export function workerPeerSpread (config: Config, workers: number): number {
-  const cap = config.agent.dataConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER
+  const cap = config.agent.dataConnectionsPerPeer ?? exchange().DEFAULT_MAX_CONNECTIONS_PER_PEER
   return Math.max(1, Math.min(workers, cap - MAIN_CONNECTIONS_PER_PEER))
 }
 
@@ -103,15 +143,18 @@ export const MAIN_CONNECTIONS_PER_PEER = 1
 export function createByteWorkers (config: Config, privateKey: PrivateKey | undefined, logger: Logger): ByteWorkers | undefined {
   const size = config.agent.workers ?? defaultWorkerCount()
   if (size === 0) return undefined
-  const spread = workerPeerSpread(config, size)
+  // a process with no node key (swarm pull --no-agent) reaches no peer: its workers fetch from the origin only
+  const peers = privateKey !== undefined
+  const spread = peers ? workerPeerSpread(config, size) : size
   const data: ByteWorkerData = {
-    config,
-    // a worker of a process with no node key (swarm pull --no-agent) fetches from the origin only
-    privateKey: privateKey !== undefined ? privateKeyToBytes(privateKey) : new Uint8Array(0),
+    origin: config.origin !== '' ? originSpec(config) : undefined,
+    logLevel: config.logLevel,
+    privateKey: peers ? exchange().privateKeyToBytes(privateKey) : new Uint8Array(0),
     // the connections a peer accepts from this node, shared among the workers that may reach it
-    connectionsPerPeer: Math.max(1, Math.floor(((config.agent.dataConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER) - MAIN_CONNECTIONS_PER_PEER) / spread)),
+    connectionsPerPeer: peers ? Math.max(1, Math.floor(((config.agent.dataConnectionsPerPeer ?? exchange().DEFAULT_MAX_CONNECTIONS_PER_PEER) - MAIN_CONNECTIONS_PER_PEER) / spread)) : 1,
     downloadBytesPerSecond: config.agent.downloadRate > 0 ? Math.max(1, Math.floor(config.agent.downloadRate / spread)) : 0
   }
-  const pool = workerPool({ script: new URL('./byte-worker.js', import.meta.url), workerData: data, size, name: 'worker', decodeError: decodeChunkError, logger })
+  const pool = workerPool({ script: new URL('./byte-worker.js', import.meta.url), workerData: data, size, name: 'worker', decodeError: decodeChunkError, logger,
+    resourceLimits: { maxYoungGenerationSizeMb: CHUNK_WORKER_YOUNG_GENERATION_MB } })
   return { pool, chunks: chunkWorkers({ pool, peerSpread: spread }), close: async () => { await pool.close() } }
 }

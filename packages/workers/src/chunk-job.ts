@@ -6,22 +6,25 @@
  * with its own clients (its own origin client, its own peer connections), hashes them against
  * the CID, pwrites them at every slot through descriptors it opens itself by path (the main
  * thread's descriptor numbers mean nothing here, and may be closed and reused there at any
- * time), fdatasyncs each file, closes it, and answers only once all of that is done. The main
+ * time), and answers only once an fdatasync of each file has covered those writes: the chunks a
+ * worker writes to one file share a descriptor and its syncs (see durable-files.ts). The main
  * thread then records the chunk in the store's journal (`recordWritten`): the worker never
  * records, so a worker that dies, or a job that is aborted, leaves at worst bytes on disk
  * without a record, which the store treats as missing. The bytes never cross threads.
  *
  * Failures come back as the errors the in-thread path would give: ChunkVerificationError (bad
- * data from that source), DiskFullError, AbortError, and the source's own errors by name
+ * data from that source), DiskFullError, AbortError, SyncFailedError (a sync that covered the chunk failed), and the source's own errors by name
  * (NotFoundError, OriginUnavailableError, a peer's RequestTimeoutError, …); a worker that died
  * gives WorkerDiedError, which may be retried.
  */
-import { open, statfs } from 'node:fs/promises'
+import { statfs } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { verifyChunk } from '@swarm/chunker'
 import { AbortError, ChunkVerificationError, DiskFullError, NotFoundError, OriginUnavailableError } from '@swarm/interface'
-import { WorkerJobError } from './errors.js'
+import { DurableFiles } from './durable-files.js'
+import { SyncFailedError, WorkerJobError } from './errors.js'
 import { serveJobs } from './worker.js'
+import type { DurableFilesInit, DurableFilesStats } from './durable-files.js'
 import type { RunOptions, SerializedError, WorkerPool } from './pool.js'
 import type { AbortOptions, ChunkRequest, RemoteSource } from '@swarm/interface'
 
@@ -85,6 +88,7 @@ export function decodeChunkError (error: SerializedError): Error {
     case 'AbortError': return new AbortError(error.message)
     case 'NotFoundError': return new NotFoundError(error.message)
     case 'OriginUnavailableError': return new OriginUnavailableError(error.message)
+    case 'SyncFailedError': return Object.assign(new SyncFailedError(String(fields.path ?? '')), { message: error.message })
     default: return new WorkerJobError(error.name, error.message, error.code)
   }
 }
@@ -100,15 +104,25 @@ export interface ChunkJobSources {
   release?(source: RemoteSource, bytes: Uint8Array): void
   /** a message the main thread broadcast to every worker (`WorkerPool.broadcast`) */
   control?(message: unknown): void
+  /** what this worker says of itself in `WorkerPool.threadReports` (structured-cloneable) */
+  describe?(): unknown
 }
 
-/** In a worker's entry script: answers chunk jobs with these sources. */
-export function serveChunkJobs (sources: ChunkJobSources): () => void {
-  return serveJobs(async (job: ChunkJob, options) => await runChunkJob(job, sources, options), message => { sources.control?.(message) })
+/** What a chunk worker reports of itself (`WorkerPool.threadReports`): its sources' own report, and its syncs. */
+export interface ChunkWorkerReport {
+  sources: unknown
+  files: DurableFilesStats
 }
 
-/** fetch, verify, pwrite every slot, fdatasync; resolves only once the bytes are durable */
-export async function runChunkJob (job: ChunkJob, sources: ChunkJobSources, options: Required<AbortOptions>): Promise<ChunkJobResult> {
+/** In a worker's entry script: answers chunk jobs with these sources (`files`: how it syncs, for tests). */
+export function serveChunkJobs (sources: ChunkJobSources, files: DurableFilesInit = {}): () => void {
+  const durable = new DurableFiles(files)
+  return serveJobs(async (job: ChunkJob, options) => await runChunkJob(job, sources, options, durable), message => { sources.control?.(message) },
+    (): ChunkWorkerReport => ({ sources: sources.describe?.(), files: { ...durable.stats } }))
+}
+
+/** fetch, verify, pwrite every slot; resolves only once a sync has made the bytes durable */
+export async function runChunkJob (job: ChunkJob, sources: ChunkJobSources, options: Required<AbortOptions>, files: DurableFiles = new DurableFiles()): Promise<ChunkJobResult> {
   const { signal } = options
   signal.throwIfAborted()
   const bytes = await sources.fetch(job.source, { cid: job.cid, size: job.size }, { signal })
@@ -124,25 +138,16 @@ export async function runChunkJob (job: ChunkJob, sources: ChunkJobSources, opti
       if (offsets === undefined) byPath.set(slot.path, [slot.offset])
       else offsets.push(slot.offset)
     }
-    await Promise.all([...byPath].map(async ([path, offsets]) => { await writeDurably(path, offsets, bytes, job) }))
+    await Promise.all([...byPath].map(async ([path, offsets]) => { await writeDurably(files, path, offsets, bytes, job) }))
   } finally {
     sources.release?.(job.source, bytes)
   }
   return { bytes: bytes.byteLength }
 }
 
-async function writeDurably (path: string, offsets: readonly number[], bytes: Uint8Array, job: ChunkJob): Promise<void> {
-  let handle
+async function writeDurably (files: DurableFiles, path: string, offsets: readonly number[], bytes: Uint8Array, job: ChunkJob): Promise<void> {
   try {
-    handle = await open(path, 'r+')
-    for (const offset of offsets) {
-      let done = 0
-      while (done < bytes.byteLength) {
-        const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, offset + done)
-        done += bytesWritten
-      }
-    }
-    await handle.datasync()
+    await files.write(path, offsets, bytes)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOSPC' || code === 'EDQUOT') {
@@ -154,7 +159,5 @@ async function writeDurably (path: string, offsets: readonly number[], bytes: Ui
         { cause: err })
     }
     throw err
-  } finally {
-    await handle?.close().catch(() => {})
   }
 }

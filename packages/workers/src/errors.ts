@@ -27,3 +27,15 @@ export class WorkerJobError extends SwarmError {
     this.name = name
   }
 }
+
+/**
+ * fdatasync of a content file failed in a worker. The kernel may have dropped the pages written
+ * through that descriptor and reports that only once, so every chunk written through it fails,
+ * nothing of it is recorded, and the next chunk for the file opens a fresh descriptor.
+ */
+export class SyncFailedError extends SwarmError {
+  override readonly code = 'ERR_SYNC_FAILED'
+  constructor (readonly path: string, options?: ErrorOptions) {
+    super(`fdatasync of ${path} failed (${(options?.cause as Error | undefined)?.message ?? 'unknown error'}); the chunks written through that descriptor are not recorded and will be fetched again`, options)
+  }
+}

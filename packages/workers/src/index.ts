@@ -22,6 +22,7 @@
  * await workers.fetchChunk({ cid, size, source: { kind: 'origin' }, sourceName: 'origin', slots: plan.slots }, { signal })
  * await store.recordWritten(plan)
  * const threads = await pool.threadCpu()   // [{ name: 'main', … }, { name: 'worker-0', … }, …]
+ * const reports = await pool.threadReports()   // [{ name: 'worker-0', memory: { heapUsed, arrayBuffers, … }, info: { sources, files } }, …]
  * await pool.close()
  *
  * // byte-worker.ts
@@ -37,8 +38,10 @@ export * from './constants.js'
 export * from './errors.js'
 export { workerPool } from './pool.js'
 export { defaultWorkerCount } from './sizing.js'
-export type { WorkerPool, WorkerPoolInit, WorkerPoolStats, RunOptions, SerializedError, ThreadCpu } from './pool.js'
+export type { WorkerPool, WorkerPoolInit, WorkerPoolStats, RunOptions, SerializedError, ThreadCpu, ThreadMemory, ThreadReport } from './pool.js'
 export { serveJobs, serializeError } from './worker.js'
 export type { JobHandler } from './worker.js'
 export { chunkWorkers, decodeChunkError, runChunkJob, serveChunkJobs } from './chunk-job.js'
-export type { ChunkJob, ChunkJobResult, ChunkJobSources, ChunkSlot, ChunkWorkers, ChunkWorkersInit } from './chunk-job.js'
+export type { ChunkJob, ChunkJobResult, ChunkJobSources, ChunkSlot, ChunkWorkerReport, ChunkWorkers, ChunkWorkersInit } from './chunk-job.js'
+export { DurableFiles } from './durable-files.js'
+export type { DurableFilesInit, DurableFilesStats, OpenFile } from './durable-files.js'

@@ -23,14 +23,17 @@
  *
  * CPU time is counted per thread (`process.threadCpuUsage()`, Node ≥ 23.9): each worker reports
  * its own on request, and the time of workers that died is carried into their replacement's slot
- * so the per-slot counters never go backwards.
+ * so the per-slot counters never go backwards. Memory is reported per worker too
+ * (`threadReports`): each isolate's heap and buffers as it counts them, beside what the worker's
+ * script says of itself (what it loaded, how many syncs its chunks took), since a process's RSS
+ * alone cannot tell a worker's share from the main thread's.
  */
 import { Worker } from 'node:worker_threads'
 import { AbortError, silentLogger } from '@swarm/interface'
 import { CPU_REPORT_TIMEOUT_MS, MAX_CONSECUTIVE_CRASHES, RESTART_DELAY_MS, defaultPoolSize } from './constants.js'
 import { PoolClosedError, WorkerDiedError, WorkerJobError } from './errors.js'
 import type { AbortOptions, Logger } from '@swarm/interface'
-import type { TransferListItem } from 'node:worker_threads'
+import type { ResourceLimits, TransferListItem } from 'node:worker_threads'
 
 export interface WorkerPoolInit {
   /** the worker's entry script (it calls `serveJobs`) */
@@ -41,6 +44,8 @@ export interface WorkerPoolInit {
   size?: number
   /** thread names are `<name>-<i>` (default `worker`) */
   name?: string
+  /** each worker's heap limits (e.g. a small young generation: see CHUNK_WORKER_YOUNG_GENERATION_MB) */
+  resourceLimits?: ResourceLimits
   /** turns an error a worker reported back into an Error of the right class */
   decodeError?(error: SerializedError): Error
   logger?: Logger
@@ -68,6 +73,22 @@ export interface ThreadCpu {
   systemSeconds: number
 }
 
+/** One thread's memory, in bytes, as its own isolate counts it (`process.memoryUsage()` less `rss`, which is the process's). */
+export interface ThreadMemory {
+  heapTotal: number
+  heapUsed: number
+  external: number
+  arrayBuffers: number
+}
+
+export interface ThreadReport {
+  /** `<name>-<i>` */
+  name: string
+  memory: ThreadMemory
+  /** what the worker's `describe` returned; undefined without one */
+  info: unknown
+}
+
 export interface WorkerPoolStats {
   size: number
   /** jobs running now */
@@ -85,6 +106,8 @@ export interface WorkerPool {
   broadcast(message: unknown): void
   /** CPU time of the main thread and each worker slot so far */
   threadCpu(): Promise<ThreadCpu[]>
+  /** each live worker's heap and what its script says of itself (`serveJobs`' `describe`) */
+  threadReports(options?: AbortOptions): Promise<ThreadReport[]>
   readonly stats: Readonly<WorkerPoolStats>
   /** terminates every worker; running jobs fail with PoolClosedError */
   close(): Promise<void>
@@ -95,6 +118,7 @@ export type ToWorker =
   | { t: 'job', id: number, job: unknown }
   | { t: 'abort', id: number }
   | { t: 'cpu', id: number }
+  | { t: 'report', id: number }
   | { t: 'control', message: unknown }
 
 /** worker → main */
@@ -102,6 +126,7 @@ export type FromWorker =
   | { t: 'done', id: number, value: unknown }
   | { t: 'fail', id: number, error: SerializedError }
   | { t: 'cpu', id: number, user: number, system: number }
+  | { t: 'report', id: number, memory: ThreadMemory, info: unknown }
 
 interface Job {
   readonly message: ToWorker
@@ -123,6 +148,7 @@ interface Slot {
   lastUser: number
   lastSystem: number
   cpuWaiters: Map<number, (cpu: { user: number, system: number } | undefined) => void>
+  reportWaiters: Map<number, (report: { memory: ThreadMemory, info: unknown }) => void>
   restartTimer?: NodeJS.Timeout
   gaveUp: boolean
 }
@@ -158,6 +184,7 @@ class ThreadPool implements WorkerPool {
       lastUser: 0,
       lastSystem: 0,
       cpuWaiters: new Map(),
+      reportWaiters: new Map(),
       gaveUp: false
     }))
   }
@@ -175,7 +202,7 @@ class ThreadPool implements WorkerPool {
   }
 
   private start (slot: Slot): void {
-    const worker = new Worker(this.init.script, { workerData: this.init.workerData, name: slot.name })
+    const worker = new Worker(this.init.script, { workerData: this.init.workerData, name: slot.name, ...(this.init.resourceLimits !== undefined ? { resourceLimits: this.init.resourceLimits } : {}) })
     slot.worker = worker
     worker.on('message', (message: FromWorker) => { this.onMessage(slot, message) })
     worker.on('error', err => { this.log.error({ worker: slot.name, err }, 'worker failed') })
@@ -189,6 +216,10 @@ class ThreadPool implements WorkerPool {
       slot.lastUser = message.user
       slot.lastSystem = message.system
       slot.cpuWaiters.get(message.id)?.({ user: message.user, system: message.system })
+      return
+    }
+    if (message.t === 'report') {
+      slot.reportWaiters.get(message.id)?.({ memory: message.memory, info: message.info })
       return
     }
     const job = slot.jobs.get(message.id)
@@ -302,6 +333,29 @@ class ThreadPool implements WorkerPool {
       out.push({ name: slot.name, userSeconds: (slot.baseUser + slot.lastUser) / 1e6, systemSeconds: (slot.baseSystem + slot.lastSystem) / 1e6 })
     }
     return out
+  }
+
+  async threadReports (options: AbortOptions = {}): Promise<ThreadReport[]> {
+    const reports = await Promise.all(this.slots.map(async slot => {
+      const worker = slot.worker
+      if (worker === undefined) return undefined
+      const id = this.nextId++
+      return await new Promise<ThreadReport | undefined>((resolve, reject) => {
+        const finish = (report: ThreadReport | undefined, err?: Error): void => {
+          clearTimeout(timer)
+          slot.reportWaiters.delete(id)
+          options.signal?.removeEventListener('abort', onAbort)
+          if (err !== undefined) reject(err)
+          else resolve(report)
+        }
+        const onAbort = (): void => { finish(undefined, new AbortError()) }
+        const timer = setTimeout(() => { finish(undefined) }, CPU_REPORT_TIMEOUT_MS)
+        options.signal?.addEventListener('abort', onAbort, { once: true })
+        slot.reportWaiters.set(id, ({ memory, info }) => { finish({ name: slot.name, memory, info }) })
+        worker.postMessage({ t: 'report', id } satisfies ToWorker)
+      })
+    }))
+    return reports.filter(r => r !== undefined)
   }
 
   async close (): Promise<void> {

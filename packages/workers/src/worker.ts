@@ -9,8 +9,11 @@ import type { AbortOptions } from '@swarm/interface'
 
 export type JobHandler = (job: any, options: Required<AbortOptions>) => Promise<unknown>
 
-/** Answers the pool's jobs in this worker (and its broadcasts with `onControl`); returns a function that stops answering. */
-export function serveJobs (handler: JobHandler, onControl?: (message: unknown) => void): () => void {
+/**
+ * Answers the pool's jobs in this worker (and its broadcasts with `onControl`, its reports with
+ * what `describe` returns, which must be structured-cloneable); returns a function that stops answering.
+ */
+export function serveJobs (handler: JobHandler, onControl?: (message: unknown) => void, describe?: () => unknown): () => void {
   const port = parentPort
   if (port === null) throw new Error('serveJobs runs in a worker thread of a pool')
   const running = new Map<number, AbortController>()
@@ -26,6 +29,11 @@ export function serveJobs (handler: JobHandler, onControl?: (message: unknown) =
     if (message.t === 'cpu') {
       const { user, system } = process.threadCpuUsage()
       port.postMessage({ t: 'cpu', id: message.id, user, system } satisfies FromWorker)
+      return
+    }
+    if (message.t === 'report') {
+      const { heapTotal, heapUsed, external, arrayBuffers } = process.memoryUsage()
+      port.postMessage({ t: 'report', id: message.id, memory: { heapTotal, heapUsed, external, arrayBuffers }, info: describe?.() } satisfies FromWorker)
       return
     }
     const controller = new AbortController()

@@ -12,8 +12,8 @@ import { encodeManifest } from '@swarm/manifest'
 import { fileOrigin } from '@swarm/origin-file'
 import { JOURNAL_SUFFIX, contentKey, createStore } from '@swarm/store'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { PoolClosedError, WorkerDiedError, chunkWorkers, decodeChunkError, workerPool } from '../src/index.js'
-import type { WorkerPool } from '../src/index.js'
+import { PoolClosedError, SyncFailedError, WorkerDiedError, chunkWorkers, decodeChunkError, workerPool } from '../src/index.js'
+import type { ChunkWorkerReport, WorkerPool } from '../src/index.js'
 import type { Manifest } from '@swarm/interface'
 import type { Store } from '@swarm/store'
 
@@ -209,5 +209,44 @@ describe('chunk jobs through the fetcher', () => {
     expect(store.hasChunk(target.cid)).toBe(false)
     expect(store.missingChunks(manifestCid)).toHaveLength(8)
     expect(await journalRecords()).toBe(0)
+  })
+
+  it('shares one fdatasync among the chunks written to a file meanwhile', async () => {
+    const f = start({}, 1)
+    await fetchMissing(f, 8)
+    expect(await journalRecords()).toBe(8)
+    const [report] = await pool!.threadReports()
+    const { files } = report!.info as ChunkWorkerReport
+    expect(files.writes).toBe(8)
+    expect(files.syncs).toBeGreaterThanOrEqual(1)
+    expect(files.syncs).toBeLessThan(8)
+    expect(files.retired).toBe(0)
+    expect(report!.memory.heapUsed).toBeGreaterThan(0)
+  })
+
+  it('fails every chunk a failed sync covered, records none of them, and writes the next through a fresh descriptor', async () => {
+    const f = start({ syncFault: { holdMs: 1_000 } }, 1)
+    const [first, ...covered] = manifest.files[0]!.chunks.slice(0, 5)
+    // the first chunk's sync is held; the others are written meanwhile and share the next sync, which fails
+    const firstDone = f.fetch({ cid: first!.cid, size: first!.size })
+    await until(() => existsSync(join(dir, 'sync-held')))
+    const results = await Promise.allSettled(covered.map(async ref => await f.fetch({ cid: ref.cid, size: ref.size })))
+    expect((await firstDone).kind).toBe('origin')
+    for (const result of results) {
+      expect(result.status).toBe('rejected')
+      const err = (result as PromiseRejectedResult).reason as ChunkUnavailableError
+      expect(err).toBeInstanceOf(ChunkUnavailableError)
+      expect(err.causes[0]?.error).toBeInstanceOf(SyncFailedError)
+    }
+    for (const ref of covered) expect(store.hasChunk(ref.cid)).toBe(false)
+    expect(await journalRecords()).toBe(1)
+    const [report] = await pool!.threadReports()
+    expect(report!.info).toMatchObject({ sources: { opens: 1 }, files: { syncs: 2, writes: 5, retired: 1 } })
+    // the retired descriptor is never used again: the rest goes through a fresh one, whose syncs succeed
+    await fetchMissing(f, 4)
+    expect(await journalRecords()).toBe(8)
+    expect((await store.verify(manifestCid)).bad).toEqual([])
+    const [after] = await pool!.threadReports()
+    expect((after!.info as ChunkWorkerReport & { sources: { opens: number } }).sources.opens).toBeGreaterThanOrEqual(2)
   })
 })

@@ -8,15 +8,26 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Option } from 'commander'
 import { formatRef, isManifestCid, parseRef } from '@swarm/manifest'
-import { formatSelector, parseSelector } from '@swarm/p2p'
-import { agentFleet, agentRequest } from '../agent/control-api.js'
 import { formatBytes, outputMode, reporter } from '../progress.js'
-import { assess, formatDuration, labelsText, missingText, parseDuration, statusText } from './fleet-watch.js'
 import type { Command } from 'commander'
 import type { Config } from '@swarm/config'
 import type { FleetModel, FleetView } from '../agent/fleet.js'
 import type { Assessment, FleetGoal, Seen } from './fleet-watch.js'
 import { SwarmError } from '@swarm/interface'
+import type * as P2p from '@swarm/p2p'
+import type * as ControlApi from '../agent/control-api.js'
+import type * as FleetWatch from './fleet-watch.js'
+
+// the peer stack (for selectors), the control API and the rules load when a fleet command runs,
+// not with every command of the CLI
+let p2p: typeof P2p
+let api: typeof ControlApi
+let rules: typeof FleetWatch
+async function load (): Promise<void> {
+  p2p ??= await import('@swarm/p2p')
+  api ??= await import('../agent/control-api.js')
+  rules ??= await import('./fleet-watch.js')
+}
 
 /** How often the fleet view is read while watching. */
 export const FLEET_POLL_MS = 500
@@ -57,7 +68,7 @@ function goalFrom (flags: GoalFlags, target: { manifestCid?: string, ref?: strin
   const min = flags.min != null ? Number(flags.min) : undefined
   if (min != null && (!Number.isSafeInteger(min) || min < 1)) throw new FleetUsageError(`--min must be a whole number of nodes, 1 or more, not "${flags.min}"`)
   if (needGoal && min == null && flags.all !== true && flags.local !== true) throw new FleetUsageError('say how many nodes: --min N, --all, or --local')
-  return { ...target, selector: parseSelector(flags.nodes ?? ''), ...(min != null ? { min } : { all: flags.all !== false || flags.local === true }), ...(flags.local === true ? { local: true } : {}) }
+  return { ...target, selector: p2p.parseSelector(flags.nodes ?? ''), ...(min != null ? { min } : { all: flags.all !== false || flags.local === true }), ...(flags.local === true ? { local: true } : {}) }
 }
 
 function targetName (goal: FleetGoal): string {
@@ -66,14 +77,14 @@ function targetName (goal: FleetGoal): string {
 
 function scope (goal: FleetGoal): string {
   if (goal.local === true) return 'this node'
-  const selector = formatSelector(goal.selector)
+  const selector = p2p.formatSelector(goal.selector)
   return selector === '' ? 'nodes' : `nodes matching ${selector}`
 }
 
 /** Resolves a target through the agent (which has the origin), so the CLI needs no credentials. */
 async function resolveTarget (socket: string, target: string): Promise<{ manifestCid?: string, ref?: string }> {
   if (!isManifestCid(target)) parseRef(target)
-  const answer = await agentRequest(socket, '/v1/resolve', { target })
+  const answer = await api.agentRequest(socket, '/v1/resolve', { target })
   return {
     ...(typeof answer.manifestCid === 'string' ? { manifestCid: answer.manifestCid } : {}),
     ...(typeof answer.ref === 'string' ? { ref: answer.ref } : {})
@@ -87,18 +98,18 @@ async function watch (socket: string, goal: FleetGoal, options: { label: string,
   const started = Date.now()
   try {
     for (;;) {
-      const assessment = assess(await agentFleet(socket), goal, seen)
+      const assessment = rules.assess(await api.agentFleet(socket), goal, seen)
       progress.update({
         doneBytes: assessment.doneBytes,
         totalBytes: assessment.totalBytes,
-        detail: { status: statusText(assessment), nodes: assessment.counts, required: assessment.required, matching: assessment.matching, bytesFromPeers: assessment.bytesFromPeers, bytesFromOrigin: assessment.bytesFromOrigin }
+        detail: { status: rules.statusText(assessment), nodes: assessment.counts, required: assessment.required, matching: assessment.matching, bytesFromPeers: assessment.bytesFromPeers, bytesFromOrigin: assessment.bytesFromOrigin }
       })
       if (assessment.met) return assessment
       const summary = `${assessment.held.length} of ${assessment.required} required ${scope(goal)} hold ${targetName(goal)}`
-      const missing = assessment.matching === 0 && assessment.missing.length === 0 ? `no ${scope(goal).replace(/^nodes/, 'node')} is in the fleet` : `missing: ${missingText(assessment)}`
+      const missing = assessment.matching === 0 && assessment.missing.length === 0 ? `no ${scope(goal).replace(/^nodes/, 'node')} is in the fleet` : `missing: ${rules.missingText(assessment)}`
       if (options.stopWhenSettled && assessment.settled) throw new PreheatIncompleteError(`preheat incomplete: ${summary}; every matching node has answered; ${missing}`, assessment)
       const left = options.timeoutMs - (Date.now() - started)
-      if (left <= 0) throw new FleetWaitTimeoutError(`timed out after ${formatDuration(options.timeoutMs)}: ${summary}; ${missing}`, assessment)
+      if (left <= 0) throw new FleetWaitTimeoutError(`timed out after ${rules.formatDuration(options.timeoutMs)}: ${summary}; ${missing}`, assessment)
       await sleep(Math.min(FLEET_POLL_MS, left), undefined, { signal: options.signal })
     }
   } finally {
@@ -133,16 +144,17 @@ export function registerFleetCommands (cmd: Command, deps: FleetCommandDeps): vo
     .argument('<target>', 'name[:tag]; each node resolves it at its own origin')
     .option('--timeout <duration>', `give up after this long, e.g. 30m (default ${DEFAULT_PREHEAT_TIMEOUT})`)
     .action(async (target: string, flags: GoalFlags, command: Command) => {
+      await load()
       const { config, json } = await deps.setup(command)
       const ref = formatRef(parseRef(target))
-      const timeoutMs = parseDuration(flags.timeout ?? DEFAULT_PREHEAT_TIMEOUT)
+      const timeoutMs = rules.parseDuration(flags.timeout ?? DEFAULT_PREHEAT_TIMEOUT)
       const preliminary = goalFrom(flags, { ref }, false)
-      const request = await agentRequest(config.agent.socket, '/v1/preheat', { target: ref, nodes: formatSelector(preliminary.selector) })
+      const request = await api.agentRequest(config.agent.socket, '/v1/preheat', { target: ref, nodes: p2p.formatSelector(preliminary.selector) })
       const goal: FleetGoal = { ...preliminary, ...(typeof request.manifestCid === 'string' ? { manifestCid: request.manifestCid } : {}) }
-      if (json) process.stdout.write(JSON.stringify({ event: 'requested', command: 'preheat', id: request.id, ref, manifestCid: goal.manifestCid ?? null, selector: formatSelector(goal.selector) }) + '\n')
+      if (json) process.stdout.write(JSON.stringify({ event: 'requested', command: 'preheat', id: request.id, ref, manifestCid: goal.manifestCid ?? null, selector: p2p.formatSelector(goal.selector) }) + '\n')
       const assessment = await watch(config.agent.socket, goal, { label: `preheat ${ref}`, json, timeoutMs, stopWhenSettled: true, signal: deps.signal })
-      const others = assessment.missing.map(s => `${s.peerId}${labelsText(s.labels)}: ${s.why}`)
-      write(json, { command: 'preheat', id: request.id, ref, manifestCid: goal.manifestCid ?? null, selector: formatSelector(goal.selector), ...outcome(assessment) },
+      const others = assessment.missing.map(s => `${s.peerId}${rules.labelsText(s.labels)}: ${s.why}`)
+      write(json, { command: 'preheat', id: request.id, ref, manifestCid: goal.manifestCid ?? null, selector: p2p.formatSelector(goal.selector), ...outcome(assessment) },
         `preheated ${targetName(goal)}: ${assessment.held.length} of ${assessment.matching} ${scope(goal)} hold it (${formatBytes(assessment.bytesFromPeers)} from peers, ${formatBytes(assessment.bytesFromOrigin)} from the origin)${others.length > 0 ? `\n  not done: ${others.join('\n  not done: ')}` : ''}`)
     })
 
@@ -152,20 +164,22 @@ export function registerFleetCommands (cmd: Command, deps: FleetCommandDeps): vo
     .option('--local', 'wait for this node only (an initContainer beside the agent)')
     .option('--timeout <duration>', `give up after this long, e.g. 10m, 90s (default ${DEFAULT_WAIT_TIMEOUT})`)
     .action(async (target: string, flags: GoalFlags, command: Command) => {
+      await load()
       const { config, json } = await deps.setup(command)
-      const timeoutMs = parseDuration(flags.timeout ?? DEFAULT_WAIT_TIMEOUT)
+      const timeoutMs = rules.parseDuration(flags.timeout ?? DEFAULT_WAIT_TIMEOUT)
       goalFrom(flags, {}, true)
       const goal = goalFrom(flags, await resolveTarget(config.agent.socket, target), true)
       const assessment = await watch(config.agent.socket, goal, { label: `wait ${goal.ref ?? target}`, json, timeoutMs, stopWhenSettled: false, signal: deps.signal })
-      write(json, { command: 'wait', ref: goal.ref ?? null, manifestCid: goal.manifestCid ?? null, selector: formatSelector(goal.selector), local: goal.local === true, ...outcome(assessment) },
+      write(json, { command: 'wait', ref: goal.ref ?? null, manifestCid: goal.manifestCid ?? null, selector: p2p.formatSelector(goal.selector), local: goal.local === true, ...outcome(assessment) },
         `${targetName(goal)}: ${assessment.held.length} of ${assessment.required} required ${scope(goal)} hold it`)
     })
 
   cmd.command('fleet')
     .description('the fleet as the local agent knows it: nodes × models (held, pulling with %, failed, declined)')
     .action(async (_flags: unknown, command: Command) => {
+      await load()
       const { config, json } = await deps.setup(command)
-      const view = await agentFleet(config.agent.socket)
+      const view = await api.agentFleet(config.agent.socket)
       if (json) process.stdout.write(JSON.stringify({ event: 'done', command: 'fleet', ...view }) + '\n')
       else process.stdout.write(fleetTable(view) + '\n')
     })

@@ -6,7 +6,6 @@ import { formatRef, parseRef } from '@swarm/manifest'
 import { describeError } from '../exit-codes.js'
 import { formatBytes, outputMode, reporter } from '../progress.js'
 import { pullModel, placeFiles, resolveManifestCid } from '../pull.js'
-import { agentPull } from '../agent/control-api.js'
 import { createByteWorkers, createLogger, createOrigin } from '../runtime.js'
 import { controller, globals, configFrom, logLevelFor, emit, withStore } from './context.js'
 import type { Command } from 'commander'
@@ -21,6 +20,8 @@ export async function pullCommand (target: string, local: { to?: string, cid?: b
   const progress = reporter(outputMode(options.json === true), `pull ${label}`)
   try {
     if (local.agent && existsSync(config.agent.socket)) {
+      // the control API's module loads the peer stack, which a pull without an agent never needs
+      const { agentPull } = await import('../agent/control-api.js')
       const result = await agentPull(config.agent.socket, { target, cid: local.cid === true, pin: local.pin === true, to: local.to != null ? resolve(local.to) : undefined }, event => {
         progress.update({ doneBytes: Number(event.doneBytes), totalBytes: Number(event.totalBytes), detail: { bytesBySource: event.bytesBySource } })
       })

@@ -1,0 +1,47 @@
+/**
+ * An origin as plain data: which adapter, and the init it is opened with (all but the logger).
+ * The main thread derives it from the configuration (`originSpec` in runtime.ts, where URLs are
+ * told apart and files such as a CA bundle are read) and hands it to the byte workers, which open
+ * it with `openOriginSpec`: a dynamic import of that one adapter package and nothing else. A
+ * worker thus loads neither the configuration schema (zod) nor the CLI nor the other adapters:
+ * loading all of them cost each worker about a second of CPU and 60–90 MB of heap.
+ *
+ * This module imports no adapter and nothing heavy itself; its imports are types only.
+ */
+import type { Logger, Origin } from '@swarm/interface'
+import type { AzureOriginInit } from '@swarm/origin-azure'
+import type { FileOriginInit } from '@swarm/origin-file'
+import type { HttpOriginInit } from '@swarm/origin-http'
+import type { OciOriginInit } from '@swarm/origin-oci'
+import type { S3OriginInit } from '@swarm/origin-s3'
+
+type WithoutLogger<T> = Omit<T, 'logger'>
+
+/** Structured-cloneable: crosses to worker threads as it is. */
+export type OriginSpec =
+  | { adapter: 'file', init: WithoutLogger<FileOriginInit> }
+  | { adapter: 'oci', init: WithoutLogger<OciOriginInit> }
+  | { adapter: 'azure', init: WithoutLogger<AzureOriginInit> }
+  | { adapter: 'http', init: WithoutLogger<HttpOriginInit> }
+  | { adapter: 's3', init: WithoutLogger<S3OriginInit> }
+
+/** The package each adapter lives in. */
+export const ORIGIN_PACKAGES = {
+  file: '@swarm/origin-file',
+  oci: '@swarm/origin-oci',
+  azure: '@swarm/origin-azure',
+  http: '@swarm/origin-http',
+  s3: '@swarm/origin-s3'
+} as const satisfies Record<OriginSpec['adapter'], string>
+
+/** Opens the origin a spec names, loading only its adapter's package. */
+export async function openOriginSpec (spec: OriginSpec, logger: Logger): Promise<Origin> {
+  switch (spec.adapter) {
+    case 'file': return (await import('@swarm/origin-file')).fileOrigin({ ...spec.init, logger })
+    case 'oci': return (await import('@swarm/origin-oci')).ociOrigin({ ...spec.init, logger })
+    case 'azure': return (await import('@swarm/origin-azure')).azureOrigin({ ...spec.init, logger })
+    case 'http': return (await import('@swarm/origin-http')).httpOrigin({ ...spec.init, logger })
+    case 's3': return (await import('@swarm/origin-s3')).s3Origin({ ...spec.init, logger })
+    default: throw new TypeError(`unknown origin adapter ${JSON.stringify((spec as { adapter: unknown }).adapter)}`)
+  }
+}
