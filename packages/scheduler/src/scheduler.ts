@@ -47,7 +47,7 @@ import {
   RequestMismatchError
 } from './errors.js'
 import { duplicateDueAt, fillEndgame, hedge, inEndgame } from './endgame.js'
-import { catchUp, expectedUntil, fallbackWindowEnd, fillFromOrigin, timeoutOf } from './origin.js'
+import { catchUp, expectedUntil, fallbackWindowEnd, fillFromOrigin, releaseLostOwnership, timeoutOf } from './origin.js'
 import { fillFromPeers } from './peers.js'
 import { PullerSet } from './pullers.js'
 
@@ -225,6 +225,8 @@ export interface Outstanding {
   readonly startedAt: number
   /** already duplicated once, or itself a duplicate: never hedged (again) */
   hedged: boolean
+  /** an origin request this node made as the chunk's owner (not a fallback) */
+  readonly asOwner: boolean
 }
 
 /**
@@ -569,6 +571,7 @@ export class Scheduler implements ChunkScheduler {
   tick (now: number): Actions {
     now = this.clock(now)
     catchUp(this)
+    releaseLostOwnership(this)
     const start: Request[] = []
     const cancel = this.pendingCancels
     this.pendingCancels = []
@@ -701,7 +704,8 @@ export class Scheduler implements ChunkScheduler {
       source: peer?.source ?? ORIGIN,
       duplicate
     }
-    const outstanding: Outstanding = { request, peer, startedAt: now, hedged: duplicate }
+    const asOwner = peer === undefined && this.pullersKnown && this.pullers.owner(chunk) === this.selfId
+    const outstanding: Outstanding = { request, peer, startedAt: now, hedged: duplicate, asOwner }
     this.outstanding.set(request.id, outstanding)
     let list = this.byChunk[chunk]
     if (list === undefined) {
@@ -713,7 +717,7 @@ export class Scheduler implements ChunkScheduler {
     if (peer === undefined) {
       this.originInflight++
       this.counters.originRequests++
-      if (!this.pullersKnown || this.pullers.owner(chunk) !== this.selfId) this.counters.originFallbacks++
+      if (!asOwner) this.counters.originFallbacks++
     } else {
       peer.inflight++
       this.counters.peerRequests++
@@ -739,7 +743,8 @@ export class Scheduler implements ChunkScheduler {
     this.dirty = true
   }
 
-  private cancel (outstanding: Outstanding): void {
+  /** Ends a request of ours; the next `tick` tells the caller to cancel it. */
+  cancel (outstanding: Outstanding): void {
     this.endRequest(outstanding)
     this.counters.cancelled++
     this.pendingCancels.push(outstanding.request)

@@ -468,6 +468,34 @@ describe('taking chunks from the origin', () => {
     }
   })
 
+  it('gives up origin requests for chunks a joiner now owns, and keeps the rest', () => {
+    const scheduler = puller('alpha')
+    const first = scheduler.tick(0).start
+    expect(first.every(r => r.source.kind === 'origin')).toBe(true)
+    const after = pullerSet(chunks, [...pullers, 'delta'])
+    const lost = first.filter(r => after.owner(r.chunk) !== 'alpha')
+    const kept = first.filter(r => after.owner(r.chunk) === 'alpha')
+    expect(lost.length).toBeGreaterThan(0)
+    expect(kept.length).toBeGreaterThan(0)
+    scheduler.pullerJoined('delta', 50)
+    const { cancel, start } = scheduler.tick(50)
+    expect(cancel.map(r => r.id).sort((a, b) => a - b)).toEqual(lost.map(r => r.id).sort((a, b) => a - b))
+    // none of what it gave up is asked for again: delta owns those now
+    for (const r of lost) expect(start.map(s => s.chunk)).not.toContain(r.chunk)
+    expect(scheduler.stats.inflightOrigin).toBe(kept.length + start.filter(r => r.source.kind === 'origin').length)
+  })
+
+  it('keeps a fallback request when ownership moves', () => {
+    const scheduler = puller('alpha', { originFallbackMs: 100 })
+    for (const request of scheduler.tick(0).start) scheduler.chunkArrived(request.chunk, 10, request.id)
+    const fallbacks = scheduler.tick(1000).start.filter(r => r.source.kind === 'origin' && scheduler.owner(r.chunk) !== 'alpha')
+    expect(fallbacks.length).toBeGreaterThan(0)
+    scheduler.pullerJoined('delta', 1010)
+    const { cancel } = scheduler.tick(1010)
+    for (const r of fallbacks) expect(cancel).not.toContainEqual(r)
+    expect(scheduler.stats.inflightOrigin).toBeGreaterThanOrEqual(fallbacks.length)
+  })
+
   it('restarts the wait for chunks whose owner changed to someone else', () => {
     const scheduler = puller('alpha')
     for (const request of scheduler.tick(0).start) scheduler.chunkArrived(request.chunk, 100, request.id)
@@ -550,12 +578,18 @@ describe('taking chunks from the origin', () => {
 
   it('stops expecting once the expected pullers are known', () => {
     const many = Array.from({ length: 4 }, (_, i) => `node-${i}`)
-    const scheduler = chunkScheduler({ selfId: 'node-0', chunks: chunkList(64, 4), random: seededRandom(2), pullers: [], expectedPullers: 4, fleetInflightOrigin: 16, maxInflightOrigin: 8, now: 0 })
+    const chunks64 = chunkList(64, 4)
+    const scheduler = chunkScheduler({ selfId: 'node-0', chunks: chunks64, random: seededRandom(2), pullers: [], expectedPullers: 4, fleetInflightOrigin: 16, maxInflightOrigin: 8, now: 0 })
     expect(scheduler.tick(0).start).toHaveLength(4)
     scheduler.setPullers(many, 100)
-    // 16 across the 4 it expected, now known: still four, and no deadline for the expectation
-    const { start, wakeAt } = scheduler.tick(100)
-    expect(start).toEqual([])
+    // 16 across the 4 it expected, now known: still four, and no deadline for the expectation;
+    // what it asked for as the owner of everything and no longer owns goes back to its owners
+    const { start, cancel, wakeAt } = scheduler.tick(100)
+    const owners = pullerSet(chunks64, many)
+    for (const r of cancel) expect(owners.owner(r.chunk)).not.toBe('node-0')
+    for (const r of start) expect(owners.owner(r.chunk)).toBe('node-0')
+    expect(cancel.length).toBeGreaterThan(0)
+    expect(start).toHaveLength(cancel.length)
     expect(wakeAt === undefined || wakeAt !== 10_000).toBe(true)
     expect(scheduler.stats.inflightOrigin).toBe(4)
   })
