@@ -260,6 +260,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
   function gossip (node) {
     if (!node.alive || !node.pulling) return
     const horizon = now - settings.gossipDelayMs
+    const version = node.known.version
     let visible = announced.length
     while (visible > 0 && announced[visible - 1].at > horizon) visible--
     for (let k = 0; k < settings.gossipPerInterval && visible > 0; k++) {
@@ -275,6 +276,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
         return false
       })
     }
+    // the agent's session acts on a changed view at once, as on any peer event
+    if (node.known.version !== version) node.session?.pullersChanged()
     queue.push(now + settings.gossipIntervalMs, { type: 'gossip', node })
   }
 

@@ -275,7 +275,7 @@ export class PullSession {
       expectedPullers: (init.peers?.connectedCount() ?? 0) + 1,
       maxInflightPerPeer: init.maxInflightPerPeer,
       // alone, the set of pullers is known: it is us
-      ...(init.peers == null ? { pullers: [] } : {}),
+      ...(init.peers == null && init.scheduler?.pullerSet == null ? { pullers: [] } : {}),
       now,
       logger: this.log,
       ...init.scheduler
@@ -401,6 +401,15 @@ export class PullSession {
       this.log.warn({ peer: request.source.peerId, err: (err as Error).message }, 'no source for a peer')
       return undefined
     }
+  }
+
+  /**
+   * The shared `pullerSet` (see `scheduler` in the init) changed outside the session: acts on
+   * it now rather than at the scheduler's next deadline (an owner that lost chunks gives up their
+   * origin requests; a new owner starts them).
+   */
+  pullersChanged (): void {
+    this.guard('pullers-changed', () => { this.pump() })
   }
 
   /** Runs the scheduler's decisions now, and arranges to be called again when it asks. */

@@ -1,11 +1,20 @@
 import { ChunkUnavailableError, DiskFullError, OriginUnavailableError, uniqueChunks } from '@swarm/interface'
 import { fetcher } from '@swarm/fetcher'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { pullerSet } from '@swarm/scheduler'
 import { PullSession, SessionStartedError } from '../src/index.js'
 import { CHUNK, harness, holdsModel, makeModel, ScriptedPeers, scriptedSource } from './helpers.js'
 import type { Harness, Model } from './helpers.js'
 import type { ChunkStore, SourceKind } from '@swarm/interface'
 import type { PullSessionInit } from '../src/index.js'
+
+async function waitFor (condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const until = performance.now() + timeoutMs
+  while (!condition()) {
+    if (performance.now() > until) throw new Error('timed out waiting')
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+}
 
 describe('PullSession', () => {
   let h: Harness
@@ -98,6 +107,33 @@ describe('PullSession', () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(290)
     expect(h.store.missingChunks(model.cid)).toHaveLength(3)
     expect(peers.listeners).toBe(0)
+  })
+
+  it('acts at once when a shared set of pullers changes: origin requests for chunks it no longer owns are given up', async () => {
+    const model = makeModel(8)
+    const chunks = uniqueChunks(model.manifest)
+    const set = pullerSet(chunks, ['self'])
+    const aborted: string[] = []
+    const slow = scriptedSource('origin', 'origin', model, { delayMs: 60_000 })
+    const origin = { ...slow, async fetch (request: Parameters<typeof slow.fetch>[0], options: Parameters<typeof slow.fetch>[1] = {}) {
+      options.signal?.addEventListener('abort', () => { aborted.push(request.cid) }, { once: true })
+      return await slow.fetch(request, options)
+    } }
+    const stop = new AbortController()
+    // a long poll: only pullersChanged() can make the session look again before its requests time out
+    const s = await session(model, { sources: { origin, peer: () => undefined }, scheduler: { pullerSet: set, fleetInflightOrigin: 64 }, maxInflightOrigin: 8, pollMs: 60_000 })
+    let failure: unknown
+    const running = s.run({ signal: stop.signal }).catch(err => { failure = err })
+    await waitFor(() => slow.calls.length >= 8).catch(err => { throw new Error(`${String(err)}: ${slow.calls.length} calls, ${String(failure)}`) })
+    for (let i = 0; i < 7; i++) set.add(`12D3KooWother${i}`)
+    const lost = chunks.filter(c => set.owner(chunks.indexOf(c)) !== 'self').map(c => c.cid)
+    expect(lost.length).toBeGreaterThan(0)
+    expect(aborted).toEqual([])
+    s.pullersChanged()
+    await waitFor(() => aborted.length === lost.length)
+    expect(aborted.sort()).toEqual(lost.sort())
+    stop.abort()
+    await running
   })
 
   it('stops at once when its signal is aborted, leaving nothing running', async () => {

@@ -420,7 +420,6 @@ export class Scheduler implements ChunkScheduler {
   }
 
   get stats (): SchedulerStats {
-    catchUp(this)
     return {
       chunks: this.chunkCount,
       chunksDone: this.haveCount,
@@ -609,7 +608,6 @@ export class Scheduler implements ChunkScheduler {
 
   owner (chunk: number): string | undefined {
     this.checkChunk(chunk)
-    catchUp(this)
     return this.pullers.owner(chunk)
   }
 
