@@ -461,9 +461,9 @@ class KernelMount implements Mount {
     }
     const buffer = Buffer.allocUnsafe(upcall.size)
     const bytes = await this.fs.read(upcall.handle, buffer, upcall.offset)
+    // not marked present here: the view may have answered from a chunk's verified bytes while the
+    // store was still writing them; the server hears of the chunk once it is in the file (`arrived`)
     this.addon.replyData(this.server, upcall.token, upcall.unique, bytes === buffer.length ? buffer : buffer.subarray(0, bytes))
-    // the view read them from the store's file: every chunk under the range is there now
-    if (bytes > 0) this.addon.markPresent(this.server, upcall.ino, upcall.offset, bytes)
   }
 
   private release (handle: number): void {
