@@ -130,7 +130,7 @@ try {
   const byAdapter = {}
   const lazyOnly = process.env.BENCH_FUSE_PARTS === 'lazy'
   const lazyRounds = Number(process.env.BENCH_LAZY_ROUNDS ?? 3)
-  const baselineCli = process.env.BENCH_LAZY_BASELINE_CLI
+  const baselineClis = (process.env.BENCH_LAZY_BASELINE_CLI ?? '').split(',').filter(Boolean)
   for (const adapter of adapters) {
     const r = byAdapter[adapter] = lazyOnly ? {} : await completeReads(adapter)
     // (e) and (d) alternate, each from an empty store: a pull and a lazy read take seconds, and a
@@ -143,7 +143,7 @@ try {
       const { pull: p, cpu } = await timedPull(again)
       await rm(again, { recursive: true, force: true })
       pulls.push({ MBps: p.bytesBySource.origin / MB / (p.durationMs / 1000), cpu })
-      if (baselineCli != null) baselines.push(await lazyRead(adapter, `${round}-baseline`, baselineCli))
+      for (const [i, other] of baselineClis.entries()) (baselines[i] ??= []).push(await lazyRead(adapter, `${round}-baseline-${i}`, other))
       lazies.push(await lazyRead(adapter, round))
     }
     const med = list => [...list].sort((x, y) => x.MBps - y.MBps)[Math.floor(list.length / 2)]
@@ -157,7 +157,7 @@ try {
       lazyMBps: lazy.MBps,
       lazyRounds: lazies.map(x => x.MBps),
       lazyOverPull: lazy.MBps / pullHere,
-      ...(baselines.length > 0 ? { baselineLazyMBps: med(baselines).MBps, baselineLazyRounds: baselines.map(x => x.MBps), baselineLazyCpuSecondsPerGiB: mean(baselines, 'cpu') / GiB } : {}),
+      baselines: baselines.map((list, i) => ({ cli: baselineClis[i], lazyMBps: med(list).MBps, lazyRounds: list.map(x => x.MBps), lazyCpuSecondsPerGiB: mean(list, 'cpu') / GiB })),
       lazy: {
         cpuSecondsPerGiB: mean(lazies, 'cpu') / GiB,
         requests: lazy.stats?.fuse != null ? lazy.stats.fuse.reads : lazy.stats?.reads,
@@ -264,7 +264,7 @@ try {
     }
     console.log(`    (e) swarm pull from S3, alternating with (d): ${fmt(r.pullMBps)} MB/s (median of ${r.pullRounds.length}: ${r.pullRounds.map(x => fmt(x, 0)).join(', ')}); ${fmt(r.pullCpuSecondsPerGiB, 2)} CPU-s/GiB`)
     console.log(`    (d) mount, lazy first read from S3: ${fmt(r.lazyMBps)} MB/s (median of ${r.lazyRounds.length}: ${r.lazyRounds.map(x => fmt(x, 0)).join(', ')})  (d)/(e) = ${fmt(r.lazyOverPull, 2)} (goal >= 0.9); ${fmt(r.lazy.cpuSecondsPerGiB, 2)} CPU-s/GiB in the server; ${r.lazy.requests} requests${r.lazy.requestsForwarded != null ? ` (${r.lazy.requestsForwarded} forwarded to the view)` : ''}, ${r.lazy.readsThatWaited} waited ${fmt(r.lazy.waitSeconds ?? 0, 1)} s in all; ${r.lazy.chunksFetchedForReads} chunks fetched by reads, ${r.lazy.chunksPrefetched} prefetched${r.lazy.readsFromMemory != null ? `, ${r.lazy.readsFromMemory} reads served from verified bytes in memory` : ''}`)
-    if (r.baselineLazyMBps != null) console.log(`    (d) with the baseline CLI (BENCH_LAZY_BASELINE_CLI), same rounds: ${fmt(r.baselineLazyMBps)} MB/s (${r.baselineLazyRounds.map(x => fmt(x, 0)).join(', ')})  (d)/(d baseline) = ${fmt(r.lazyMBps / r.baselineLazyMBps, 2)}, (d baseline)/(e) = ${fmt(r.baselineLazyMBps / r.pullMBps, 2)}; ${fmt(r.baselineLazyCpuSecondsPerGiB, 2)} CPU-s/GiB`)
+    for (const b of r.baselines) console.log(`    (d) with ${b.cli}, same rounds: ${fmt(b.lazyMBps)} MB/s (${b.lazyRounds.map(x => fmt(x, 0)).join(', ')})  (d)/(this) = ${fmt(r.lazyMBps / b.lazyMBps, 2)}, (this)/(e) = ${fmt(b.lazyMBps / r.pullMBps, 2)}; ${fmt(b.lazyCpuSecondsPerGiB, 2)} CPU-s/GiB`)
     console.log(`      server CPU-s/GiB by thread: ${Object.entries(r.lazy.threadsCpuSecondsPerGiB).filter(([, v]) => v >= 0.01).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}`)
   }
   console.log(`  results: ${await saveResult('fuse-read', result)}`)

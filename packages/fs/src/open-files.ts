@@ -498,12 +498,15 @@ export class OpenFiles {
         continue
       }
       const bytes = this.landed.get(chunk.cid)
-      if (bytes !== undefined) {
+      if (bytes !== undefined && bytes.byteLength === chunk.size) {
         copyPart(bytes, chunk, buffer, position, from, to)
         continue
       }
       waits.push(this.awaitChunk(view, chunk, signal, landed => {
+        // a manifest that gives a CID another size than its bytes have is the store's to refuse
+        if (landed.byteLength !== chunk.size) return false
         copyPart(landed, chunk, buffer, position, from, to)
+        return true
       }).then(inMemory => { if (!inMemory) fromStore.push([from, to]) }))
     }
     if (waits.length > 0) {
@@ -527,16 +530,15 @@ export class OpenFiles {
   }
 
   /**
-   * Fetches a missing chunk for a read: resolves true when its verified bytes landed first (and
-   * `copy` took what the read needs of them), false when the store has it.
+   * Fetches a missing chunk for a read: resolves true when its verified bytes landed first and
+   * `copy` took what the read needs of them, false when the store has it.
    */
-  private async awaitChunk (view: FileView, chunk: ChunkRef, signal: AbortSignal | undefined, copy: (bytes: Uint8Array) => void): Promise<boolean> {
+  private async awaitChunk (view: FileView, chunk: ChunkRef, signal: AbortSignal | undefined, copy: (bytes: Uint8Array) => boolean): Promise<boolean> {
     return await new Promise<boolean>((resolve, reject) => {
       let settled = false
       const give = (bytes: Uint8Array): void => {
-        if (settled) return
+        if (settled || !copy(bytes)) return
         settled = true
-        copy(bytes)
         resolve(true)
       }
       let waiting = this.awaitingLanding.get(chunk.cid)
