@@ -472,7 +472,6 @@ export class OpenFiles {
       this.awaitingLanding.delete(cid)
       for (const give of waiting) give(bytes)
     }
-    this.prefetcher.landed(cid, bytes.byteLength)
     return () => {
       if (this.landed.get(cid) === bytes) this.landed.delete(cid)
     }

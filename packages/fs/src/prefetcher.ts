@@ -46,13 +46,13 @@
  * mode does not starve a sequential reader of another. A chunk already present is skipped when
  * its turn comes. Closing a handle drops its queue.
  *
- * A prefetch holds its place in `concurrency` while its bytes travel, not while the store writes
- * and syncs them: once the bytes have been verified (`landed`), readers can have them from
- * memory, and the next prefetch starts. Measured on a lazy read of a 1.3 GiB file, a chunk spent
- * longer being written, synced and journalled (median 174 ms) than downloaded (100 ms), so a
- * window counted to the end of the sync kept only 6 of its 16 requests on the network. Chunks
- * landing are bounded too (at most `maxReadAhead` bytes of them, as they are held in memory), so
- * a slow disk slows prefetching down rather than piling chunks up.
+ * A prefetch holds its place until the store has the chunk: written, synced and journalled, which
+ * on a busy disk takes longer than the download (measured on a lazy read of a 1.3 GiB file: median
+ * 174 ms against 100 ms), so only about 6 of 16 requests were on the network at a time. Giving the
+ * place up once the bytes were verified kept 14 of 16 busy, but held up to a read-ahead of chunk
+ * buffers in memory beyond what the origin pools, and the garbage collection that cost made the
+ * lazy read slower on a loaded 2-core machine (median 57 against 100-112 MB/s, 9.6 against 8.0
+ * CPU-s/GiB), so it is not done. Readers still get landing chunks from memory (open-files.ts).
  */
 
 import { chunkAt, silentLogger } from '@swarm/interface'
@@ -104,10 +104,7 @@ export interface PrefetchStats {
   failed: number
   /** streams that switched to whole-file prefetch */
   wholeFile: number
-  /** prefetches holding a place: their bytes are on their way */
   inflight: number
-  /** prefetches whose bytes are verified and being written */
-  landing: number
 }
 
 export type StreamMode = 'sequential' | 'whole-file'
@@ -293,9 +290,6 @@ export class Prefetcher {
   /** round-robin position in `streams` */
   private turn = 0
   private readonly inflight = new Map<string, AbortController>()
-  /** prefetches in flight whose bytes are verified and being stored, with their sizes: they no longer hold a place */
-  private readonly landing = new Map<string, number>()
-  private landingBytes = 0
   private readonly log: Logger
   private closed = false
   private readonly counters = { chunks: 0, bytes: 0, failed: 0, wholeFile: 0 }
@@ -316,15 +310,7 @@ export class Prefetcher {
   }
 
   stats (): PrefetchStats {
-    return { ...this.counters, inflight: this.inflight.size - this.landing.size, landing: this.landing.size }
-  }
-
-  /** The bytes of `cid` are verified and on their way to disk: a prefetch of it gives up its place. */
-  landed (cid: string, size: number): void {
-    if (!this.inflight.has(cid) || this.landing.has(cid) || this.landingBytes + size > this.maxBytes) return
-    this.landing.set(cid, size)
-    this.landingBytes += size
-    this.pump()
+    return { ...this.counters, inflight: this.inflight.size }
   }
 
   /**
@@ -352,8 +338,6 @@ export class Prefetcher {
     for (const stream of [...this.streams]) stream.close()
     for (const controller of this.inflight.values()) controller.abort()
     this.inflight.clear()
-    this.landing.clear()
-    this.landingBytes = 0
   }
 
   has (cid: string): boolean {
@@ -372,7 +356,7 @@ export class Prefetcher {
 
   /** Starts queued prefetches while there is room. */
   pump (): void {
-    while (!this.closed && this.inflight.size - this.landing.size < this.concurrency) {
+    while (!this.closed && this.inflight.size < this.concurrency) {
       const next = this.next()
       if (next === undefined) return
       this.start(next.stream, next.chunk)
@@ -402,11 +386,7 @@ export class Prefetcher {
       this.counters.failed++
       this.log.debug({ path: stream.file.path, cid: chunk.cid, err: err.message }, 'prefetch failed')
     }).finally(() => {
-      if (this.inflight.get(chunk.cid) === controller) {
-        this.inflight.delete(chunk.cid)
-        this.landingBytes -= this.landing.get(chunk.cid) ?? 0
-        this.landing.delete(chunk.cid)
-      }
+      if (this.inflight.get(chunk.cid) === controller) this.inflight.delete(chunk.cid)
       this.pump()
     })
   }

@@ -123,52 +123,6 @@ describe('prefetcher', () => {
     expect([...started, ...stream.queued().map(i => `hdr-${i}`)]).toEqual(['hdr-0', 'hdr-1', 'hdr-2', 'hdr-3', 'hdr-4'])
   })
 
-  it('a prefetch whose bytes have landed gives up its place, with at most the largest read-ahead landing', async () => {
-    const { prefetcher, started, finishAll } = harness({ concurrency: 4, initialBytes: 2 * MiB, maxBytes: 6 * MiB, randomReadsForWholeFile: 1 })
-    const a = prefetcher.open(file('a', 50))
-    a.read(10 * MiB, 4096)
-    expect(started).toHaveLength(4)
-    // verified and being written: the next prefetch takes its place on the network
-    prefetcher.landed(started[0] as string, MiB)
-    expect(started).toHaveLength(5)
-    expect(prefetcher.stats()).toMatchObject({ inflight: 4, landing: 1 })
-    // landing twice, or a chunk not prefetched, changes nothing
-    prefetcher.landed(started[0] as string, MiB)
-    prefetcher.landed('elsewhere', MiB)
-    expect(started).toHaveLength(5)
-    for (let i = 1; i < 6; i++) prefetcher.landed(started[i] as string, MiB)
-    expect(started).toHaveLength(10)
-    expect(prefetcher.stats()).toMatchObject({ inflight: 4, landing: 6 })
-    // 6 MiB landing: a seventh waits for the store like any prefetch
-    prefetcher.landed(started[6] as string, MiB)
-    expect(started).toHaveLength(10)
-    expect(prefetcher.stats()).toMatchObject({ inflight: 4, landing: 6 })
-    await finishAll()
-    expect(prefetcher.stats()).toMatchObject({ inflight: 4, landing: 0 })
-    a.close()
-    prefetcher.close()
-  })
-
-  it('a sequential reader of a whole file keeps `concurrency` prefetches going once its window has grown', async () => {
-    const { prefetcher, started, present } = harness({ concurrency: 8, initialBytes: 2 * MiB, maxBytes: 32 * MiB })
-    const f = file('seq', 200)
-    const stream = prefetcher.open(f)
-    // the reader reads what has landed, 1 MiB at a time; each chunk lands as it is read
-    const depth: number[] = []
-    for (let at = 0; at < 64 * MiB; at += MiB) {
-      stream.read(at, MiB)
-      const cid = `seq-${at / MiB}`
-      if (started.includes(cid)) prefetcher.landed(cid, MiB)
-      present.add(cid)
-      depth.push(prefetcher.stats().inflight)
-    }
-    expect(stream.window).toBe(32 * MiB)
-    expect(Math.max(...depth)).toBe(8)
-    expect(depth.slice(-16).every(d => d === 8)).toBe(true)
-    stream.close()
-    prefetcher.close()
-  })
-
   it('never runs more than `concurrency` at once, and shares them round-robin between files', async () => {
     const { prefetcher, started, finishAll } = harness({ concurrency: 4, randomReadsForWholeFile: 1 })
     const a = prefetcher.open(file('a', 50))

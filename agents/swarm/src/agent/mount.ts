@@ -21,7 +21,7 @@
  *   the origin as the only source. Manifests not held come through `@swarm/pull`'s resolver
  *   either way, as a pull's do. Its fetcher writes through `landingStore`, so a read waiting for a
  *   chunk is answered from the chunk's verified bytes while the store writes, syncs and journals
- *   them, and a prefetch gives up its place to the next once its bytes are verified.
+ *   them.
  *
  * The mount goes first when the process stops, so no reader waits on a store that is closing.
  */
