@@ -487,6 +487,7 @@ export class OpenFiles {
     const end = position + length
     const fromStore: Array<[number, number]> = []
     const waits: Array<Promise<void>> = []
+    let over = false
     for (let index = chunkAt(chunks, position); index < chunks.length; index++) {
       const chunk = chunks[index] as ChunkRef
       if (chunk.offset >= end) break
@@ -502,8 +503,9 @@ export class OpenFiles {
         continue
       }
       waits.push(this.awaitChunk(view, chunk, signal, landed => {
-        // a manifest that gives a CID another size than its bytes have is the store's to refuse
-        if (landed.byteLength !== chunk.size) return false
+        // a manifest that gives a CID another size than its bytes have is the store's to refuse;
+        // and once the read has failed its buffer is no longer its own (an adapter may reuse it)
+        if (landed.byteLength !== chunk.size || over) return false
         copyPart(landed, chunk, buffer, position, from, to)
         return true
       }).then(inMemory => { if (!inMemory) fromStore.push([from, to]) }))
@@ -514,6 +516,7 @@ export class OpenFiles {
       try {
         await Promise.all(waits)
       } finally {
+        over = true
         this.counters.waitMs += performance.now() - started
       }
     }

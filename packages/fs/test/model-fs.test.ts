@@ -443,6 +443,28 @@ describe('model view', () => {
       expect((await readAll(view, path())).equals(original())).toBe(true)
     })
 
+    it('a read that failed is not written into when a chunk it waited for lands later', async () => {
+      const chunks = model.manifest.files.find(f => f.path === 'weights/extra.bin')?.chunks ?? []
+      const [a, b] = chunks
+      if (a == null || b == null) throw new Error('expected several chunks')
+      // a is lost; b comes, slowly
+      const slowB: CountingSource = {
+        ...memorySource(model),
+        async fetch (request) {
+          if (request.cid === a.cid) throw new Error('lost')
+          await new Promise(resolve => setTimeout(resolve, 200))
+          return model.chunks.get(request.cid) as Uint8Array
+        }
+      }
+      makeView({ fetcher: fetcher({ store: landingStore(store, () => view), sources: [slowB] }) })
+      const handle = await view.open(path(), 0)
+      const buffer = Buffer.alloc(4096)
+      await expect(view.read(handle, buffer, b.offset - 2048)).rejects.toThrow(ChunkUnavailableError)
+      await until(() => store.hasChunk(b.cid))
+      expect(buffer.every(byte => byte === 0)).toBe(true)
+      await view.release(handle)
+    })
+
     it('bytes from a source that lies never reach a reader: only verified bytes land', async () => {
       const liar: CountingSource = {
         ...memorySource(model, 'liar'),
