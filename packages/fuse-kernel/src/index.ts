@@ -458,15 +458,14 @@ class KernelMount implements Mount {
   }
 
   private async read (upcall: Upcall): Promise<void> {
-    // chunks prefetched since the server was last told may cover the range by now: then the
-    // server answers from the store's file itself, and the view only hears of the read
-    const path = this.paths.get(upcall.ino)
-    if (path !== undefined) {
-      this.notePresence(upcall.ino, path, await this.fs.content(path))
-      if (this.addon.replyLocal(this.server, upcall.token, upcall.unique)) {
-        this.fs.observe(upcall.handle, upcall.offset, upcall.size)
-        return
-      }
+    // chunks that arrived since the server forwarded the read (it hears of each as it lands) may
+    // cover the range by now: then the server answers from the store's file itself, and the view
+    // only hears of the read. The store is not asked here: on a lazy read, hundreds of reads are
+    // forwarded while their chunks land, and asking it for each (O(chunks)) cost more CPU than
+    // the reads; chunks that came another way are found by the presence poll.
+    if (this.addon.replyLocal(this.server, upcall.token, upcall.unique)) {
+      this.fs.observe(upcall.handle, upcall.offset, upcall.size)
+      return
     }
     const whole = this.spareBuffers.pop() ?? Buffer.allocUnsafe(Math.max(upcall.size, this.init.maxRead ?? DEFAULT_MAX_READ))
     const buffer = whole.length >= upcall.size ? whole.subarray(0, upcall.size) : Buffer.allocUnsafe(upcall.size)
