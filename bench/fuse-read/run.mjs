@@ -6,13 +6,16 @@
 //   (b) the same file, first read through the mount (page cache dropped first; (a) and (b) alternate
 //       three times and the medians are compared)
 //   (c) the same file re-read through the mount (kernel page cache)
-//   (d) the same file read through a mount over an empty store: every chunk fetched as it is read
+//   (d) the same file read through a mount over an empty store: every chunk fetched as it is read;
+//       (d) and a fresh (e) alternate BENCH_LAZY_ROUNDS times (default 3) and the medians are compared
 // Reader: dd with 16 MiB blocks. Ratios: (b)/(a), (c)/(a), (d)/(e). CPU per GiB of (a) and (b)
 // counts the reader and the serving process together (with passthrough the kernel reads the
 // store's file in the reader's own system time). Also FUSE read requests and how long they waited.
 // Needs root (drop_caches) and FUSE; run as root on a quiet machine. BENCH_ADAPTERS picks adapters.
 // BENCH_FUSE_CASES picks cases (default `small-files,large`): `small-files` is a checkpoint of
-// thousands of small files (small-files.mjs), `large` the one large file above.
+// thousands of small files (small-files.mjs), `large` the one large file above. BENCH_FUSE_PARTS=lazy
+// measures only (e) and (d) (and (a) once), for a quick look at the lazy read. BENCH_LAZY_BASELINE_CLI
+// names another build's cli.js whose lazy read runs in each round too, just before this build's.
 import { execFile, spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -23,7 +26,7 @@ import { writeSyntheticModel } from '@swarm/agent'
 import { checkKernelFuse } from '@swarm/fuse-kernel'
 import { checkFuse } from '@swarm/fuse-native'
 import { createStore } from '@swarm/store'
-import { MB, MiB, cli, fmt, s3Env, s3Server, saveResult, swarm } from '../lib/common.mjs'
+import { MB, MiB, cli, fmt, procThreads, s3Env, s3Server, saveResult, swarm } from '../lib/common.mjs'
 import { smallFilesCase } from './small-files.mjs'
 
 const layers = Number(process.env.BENCH_LAYERS ?? 22) // one file of ≈ 2.3 GiB with the shape below
@@ -79,8 +82,8 @@ async function timedPull (dataDir) {
 }
 
 /** `swarm mount` over `dataDir`; resolves once mounted. */
-async function startMount (dataDir, mountpoint, adapter) {
-  const child = spawn(process.execPath, [cli, 'mount', mountpoint, '--data-dir', dataDir, '--adapter', adapter, '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+async function startMount (dataDir, mountpoint, adapter, swarmCli = cli) {
+  const child = spawn(process.execPath, [swarmCli, 'mount', mountpoint, '--data-dir', dataDir, '--adapter', adapter, '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
   children.add(child)
   let out = ''
   child.stdout.setEncoding('utf8').on('data', d => { out += d })
@@ -125,7 +128,77 @@ try {
   const mnt = join(work, 'mnt')
   const viewPath = join(mnt, 'bench@v1', fileName)
   const byAdapter = {}
+  const lazyOnly = process.env.BENCH_FUSE_PARTS === 'lazy'
+  const lazyRounds = Number(process.env.BENCH_LAZY_ROUNDS ?? 3)
+  const baselineClis = (process.env.BENCH_LAZY_BASELINE_CLI ?? '').split(',').filter(Boolean)
   for (const adapter of adapters) {
+    const r = byAdapter[adapter] = lazyOnly ? {} : await completeReads(adapter)
+    // (e) and (d) alternate, each from an empty store: a pull and a lazy read take seconds, and a
+    // shared machine's load moves in that time
+    const pulls = []
+    const lazies = []
+    const baselines = []
+    for (let round = 0; round < lazyRounds; round++) {
+      const again = join(work, `pull-${adapter}-${round}`)
+      const { pull: p, cpu } = await timedPull(again)
+      await rm(again, { recursive: true, force: true })
+      pulls.push({ MBps: p.bytesBySource.origin / MB / (p.durationMs / 1000), cpu })
+      for (const [i, other] of baselineClis.entries()) (baselines[i] ??= []).push(await lazyRead(adapter, `${round}-baseline-${i}`, other))
+      lazies.push(await lazyRead(adapter, round))
+    }
+    const med = list => [...list].sort((x, y) => x.MBps - y.MBps)[Math.floor(list.length / 2)]
+    const mean = (list, key) => list.reduce((sum, x) => sum + x[key], 0) / list.length
+    const lazy = med(lazies)
+    const pullHere = med(pulls).MBps
+    Object.assign(r, {
+      pullMBps: pullHere,
+      pullCpuSecondsPerGiB: mean(pulls, 'cpu') / GiB,
+      pullRounds: pulls.map(x => x.MBps),
+      lazyMBps: lazy.MBps,
+      lazyRounds: lazies.map(x => x.MBps),
+      lazyOverPull: lazy.MBps / pullHere,
+      baselines: baselines.map((list, i) => ({ cli: baselineClis[i], lazyMBps: med(list).MBps, lazyRounds: list.map(x => x.MBps), lazyCpuSecondsPerGiB: mean(list, 'cpu') / GiB })),
+      lazy: {
+        cpuSecondsPerGiB: mean(lazies, 'cpu') / GiB,
+        requests: lazy.stats?.fuse != null ? lazy.stats.fuse.reads : lazy.stats?.reads,
+        requestsForwarded: lazy.stats?.fuse?.readsForwarded,
+        readsThatWaited: lazy.stats?.readsWaited,
+        waitSeconds: lazy.stats != null ? lazy.stats.waitMs / 1000 : undefined,
+        chunksFetchedForReads: lazy.stats?.chunksFetched,
+        chunksPrefetched: lazy.stats?.prefetch?.chunks,
+        readsFromMemory: lazy.stats?.readsFromMemory,
+        // CPU-s/GiB by thread name in the median round (the FUSE server's threads, Node's main thread, libuv's pool)
+        threadsCpuSecondsPerGiB: Object.fromEntries(Object.entries(lazy.threads).map(([name, seconds]) => [name, Number((seconds / GiB).toFixed(2))]))
+      }
+    })
+  }
+
+  /** CPU seconds each thread name spent between two looks at a process's threads. */
+  function byThreadName (before, after) {
+    const spent = {}
+    const was = new Map((before ?? []).map(t => [t.tid, t.userSeconds + t.systemSeconds]))
+    for (const t of after ?? []) spent[t.name] = (spent[t.name] ?? 0) + t.userSeconds + t.systemSeconds - (was.get(t.tid) ?? 0)
+    return spent
+  }
+
+  /** (d): the file read through a mount over an empty store, with the server's CPU time and its counts. */
+  async function lazyRead (adapter, round, swarmCli = cli) {
+    const dir = join(work, `empty-${adapter}-${round}`)
+    const lazyMount = await startMount(dir, mnt, adapter, swarmCli)
+    await run('stat', ['-L', viewPath])
+    await new Promise(resolve => setTimeout(resolve, 3000))
+    const cpuBefore = await cpuSeconds(lazyMount.pid)
+    const threadsBefore = await procThreads(lazyMount.pid)
+    const read = await ddRead(viewPath)
+    const cpu = await cpuSeconds(lazyMount.pid) - cpuBefore
+    const threads = byThreadName(threadsBefore, await procThreads(lazyMount.pid))
+    const stats = await lazyMount.stop()
+    await rm(dir, { recursive: true, force: true })
+    return { MBps: read.MBps, cpu, stats, threads }
+  }
+
+  /** (a), (b) and (c) for one adapter, over the pulled store. */
+  async function completeReads (adapter) {
     // (a) and (b) alternate, cold each time, three rounds: a cold read of the store's file varies
     // from run to run on a shared disk, and the first read of a mount is as short as that
     const complete = await startMount(full, mnt, adapter)
@@ -150,27 +223,14 @@ try {
     const again = await ddRead(viewPath)
     const cpuAgain = await cpuSeconds(complete.pid) - cpuBeforeAgain
     const completeStats = await complete.stop()
-
-    // (d) through a mount over an empty store
-    const lazyMount = await startMount(join(work, `empty-${adapter}`), mnt, adapter)
-    await run('stat', ['-L', viewPath])
-    await new Promise(resolve => setTimeout(resolve, 3000))
-    const lazyCpuBefore = await cpuSeconds(lazyMount.pid)
-    const lazy = await ddRead(viewPath)
-    const cpuLazy = await cpuSeconds(lazyMount.pid) - lazyCpuBefore
-    const lazyStats = await lazyMount.stop()
-    await rm(join(work, `empty-${adapter}`), { recursive: true, force: true })
-
     // requests that reached the server: the kernel adapter counts them itself; fuse-native's are the view's reads
     const firstRequests = completeStats?.fuse != null ? completeStats.fuse.reads : completeStats?.reads
-    byAdapter[adapter] = {
+    return {
       directMBps: directHere.MBps,
       mountFirstMBps: first.MBps,
       mountRereadMBps: again.MBps,
-      lazyMBps: lazy.MBps,
       firstOverDirect: first.MBps / directHere.MBps,
       rereadOverDirect: again.MBps / directHere.MBps,
-      lazyOverPull: lazy.MBps / pullMBps,
       mountFirst: {
         cpuSecondsPerGiB: (cpuFirst + first.cpu) / GiB,
         serverCpuSecondsPerGiB: cpuFirst / GiB,
@@ -178,16 +238,7 @@ try {
         requests: firstRequests != null ? Math.round(firstRequests / 3) : undefined, // per first read (three rounds; the re-read is served by the page cache)
         passthroughOpens: completeStats?.fuse?.opensPassthrough
       },
-      mountReread: { cpuSecondsPerGiB: (cpuAgain + again.cpu) / GiB },
-      lazy: {
-        cpuSecondsPerGiB: cpuLazy / GiB,
-        requests: lazyStats?.fuse != null ? lazyStats.fuse.reads : lazyStats?.reads,
-        requestsForwarded: lazyStats?.fuse?.readsForwarded,
-        readsThatWaited: lazyStats?.readsWaited,
-        waitSeconds: lazyStats != null ? lazyStats.waitMs / 1000 : undefined,
-        chunksFetchedForReads: lazyStats?.chunksFetched,
-        chunksPrefetched: lazyStats?.prefetch?.chunks
-      }
+      mountReread: { cpuSecondsPerGiB: (cpuAgain + again.cpu) / GiB }
     }
   }
 
@@ -206,10 +257,15 @@ try {
   console.log(`  (e) swarm pull from S3:               ${fmt(pullMBps)} MB/s; ${fmt(result.pull.cpuSecondsPerGiB, 2)} CPU-s/GiB`)
   for (const [adapter, r] of Object.entries(byAdapter)) {
     console.log(`  ${adapter}:`)
-    console.log(`    (a) store file, direct, cold cache: ${fmt(r.directMBps)} MB/s (median of 3, alternating with (b))`)
-    console.log(`    (b) mount, first read, cold cache:  ${fmt(r.mountFirstMBps)} MB/s  (b)/(a) = ${fmt(r.firstOverDirect, 2)} (goal >= 0.9); ${fmt(r.mountFirst.cpuSecondsPerGiB, 2)} CPU-s/GiB reader + server = ${fmt(r.mountFirst.cpuOverDirect, 2)} × (a) (goal <= 1.5), ${fmt(r.mountFirst.serverCpuSecondsPerGiB, 2)} in the server; ${r.mountFirst.requests} read requests reached it${r.mountFirst.passthroughOpens != null ? `, ${r.mountFirst.passthroughOpens} passthrough opens` : ''}`)
-    console.log(`    (c) mount, re-read (page cache):    ${fmt(r.mountRereadMBps)} MB/s  (c)/(a) = ${fmt(r.rereadOverDirect, 2)}; ${fmt(r.mountReread.cpuSecondsPerGiB, 2)} CPU-s/GiB`)
-    console.log(`    (d) mount, lazy first read from S3: ${fmt(r.lazyMBps)} MB/s  (d)/(e) = ${fmt(r.lazyOverPull, 2)} (goal >= 0.8); ${fmt(r.lazy.cpuSecondsPerGiB, 2)} CPU-s/GiB in the server; ${r.lazy.requests} requests${r.lazy.requestsForwarded != null ? ` (${r.lazy.requestsForwarded} forwarded to the view)` : ''}, ${r.lazy.readsThatWaited} waited ${fmt(r.lazy.waitSeconds ?? 0, 1)} s in all; ${r.lazy.chunksFetchedForReads} chunks fetched by reads, ${r.lazy.chunksPrefetched} prefetched`)
+    if (r.mountFirst != null) {
+      console.log(`    (a) store file, direct, cold cache: ${fmt(r.directMBps)} MB/s (median of 3, alternating with (b))`)
+      console.log(`    (b) mount, first read, cold cache:  ${fmt(r.mountFirstMBps)} MB/s  (b)/(a) = ${fmt(r.firstOverDirect, 2)} (goal >= 0.9); ${fmt(r.mountFirst.cpuSecondsPerGiB, 2)} CPU-s/GiB reader + server = ${fmt(r.mountFirst.cpuOverDirect, 2)} × (a) (goal <= 1.5), ${fmt(r.mountFirst.serverCpuSecondsPerGiB, 2)} in the server; ${r.mountFirst.requests} read requests reached it${r.mountFirst.passthroughOpens != null ? `, ${r.mountFirst.passthroughOpens} passthrough opens` : ''}`)
+      console.log(`    (c) mount, re-read (page cache):    ${fmt(r.mountRereadMBps)} MB/s  (c)/(a) = ${fmt(r.rereadOverDirect, 2)}; ${fmt(r.mountReread.cpuSecondsPerGiB, 2)} CPU-s/GiB`)
+    }
+    console.log(`    (e) swarm pull from S3, alternating with (d): ${fmt(r.pullMBps)} MB/s (median of ${r.pullRounds.length}: ${r.pullRounds.map(x => fmt(x, 0)).join(', ')}); ${fmt(r.pullCpuSecondsPerGiB, 2)} CPU-s/GiB`)
+    console.log(`    (d) mount, lazy first read from S3: ${fmt(r.lazyMBps)} MB/s (median of ${r.lazyRounds.length}: ${r.lazyRounds.map(x => fmt(x, 0)).join(', ')})  (d)/(e) = ${fmt(r.lazyOverPull, 2)} (goal >= 0.9); ${fmt(r.lazy.cpuSecondsPerGiB, 2)} CPU-s/GiB in the server; ${r.lazy.requests} requests${r.lazy.requestsForwarded != null ? ` (${r.lazy.requestsForwarded} forwarded to the view)` : ''}, ${r.lazy.readsThatWaited} waited ${fmt(r.lazy.waitSeconds ?? 0, 1)} s in all; ${r.lazy.chunksFetchedForReads} chunks fetched by reads, ${r.lazy.chunksPrefetched} prefetched${r.lazy.readsFromMemory != null ? `, ${r.lazy.readsFromMemory} reads served from verified bytes in memory` : ''}`)
+    for (const b of r.baselines) console.log(`    (d) with ${b.cli}, same rounds: ${fmt(b.lazyMBps)} MB/s (${b.lazyRounds.map(x => fmt(x, 0)).join(', ')})  (d)/(this) = ${fmt(r.lazyMBps / b.lazyMBps, 2)}, (this)/(e) = ${fmt(b.lazyMBps / r.pullMBps, 2)}; ${fmt(b.lazyCpuSecondsPerGiB, 2)} CPU-s/GiB`)
+    console.log(`      server CPU-s/GiB by thread: ${Object.entries(r.lazy.threadsCpuSecondsPerGiB).filter(([, v]) => v >= 0.01).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}`)
   }
   console.log(`  results: ${await saveResult('fuse-read', result)}`)
 } finally {

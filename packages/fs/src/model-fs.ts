@@ -124,6 +124,8 @@ export interface ViewStats {
   chunksFetched: number
   /** reads that failed with an I/O error */
   failedReads: number
+  /** reads answered wholly from chunks' verified bytes while the store was still writing them */
+  readsFromMemory: number
   openFiles: number
   prefetch: PrefetchStats
 }
@@ -203,6 +205,14 @@ export interface ModelFs {
    * from the content file itself), so prefetching follows the reader as if it had read them here.
    */
   observe(handle: number, position: number, length: number): void
+  /**
+   * Bytes of chunk `cid` that have just been verified against it and are being written to the
+   * store (call it between the two, as `@swarm/store`'s `putChunk` option `onVerified` allows):
+   * reads that need the chunk are answered from them at once, without waiting for the write, its
+   * sync and its journal record. Call the returned function once the store has settled them
+   * (stored or refused); `bytes` must not change until then.
+   */
+  landing(cid: CidString, bytes: Uint8Array): () => void
   /** every change (write, create, rename, truncate, …) rejects with ReadOnlyError */
   change(path: string, operation: string): Promise<never>
   statfs(): FsStatistics
@@ -367,6 +377,11 @@ class View implements ModelFs {
 
   async read (handle: number, buffer: Uint8Array, position: number, options: AbortOptions = {}): Promise<number> {
     return await this.files.read(handle, buffer, position, options)
+  }
+
+  landing (cid: CidString, bytes: Uint8Array): () => void {
+    if (this.closed) return () => {}
+    return this.files.landing(cid, bytes)
   }
 
   async close (): Promise<void> {

@@ -12,6 +12,14 @@
  * prefetch stream (prefetcher.ts). A model evicted while a file is open is added back, and its
  * chunks are fetched again as they are read.
  *
+ * A chunk's bytes are verified against its CID before the store writes them, and writing, the
+ * data sync and the journal record take longer than the download itself. A reader at the front of
+ * a lazy read would wait for all of that, so whoever stores a chunk may hand the view its bytes
+ * between verification and the end of the write (`landing`): reads that need the chunk then copy
+ * from those bytes, at once, and later ones do until the store has it. Only verified bytes are
+ * ever handed over, so a source that lies never reaches a reader; the adapter is not told the
+ * range is in the store's file until the store says so (`onArrival`).
+ *
  * ## Leases, and store files that change under the view
  *
  * An open file holds a store lease on its model (`mount:<path>`) from its first open to its last
@@ -110,6 +118,11 @@ async function identityOf (path: string): Promise<(FileIdentity & { ctimeMs: num
   }
 }
 
+/** Copies the part [from, to) of the file that `chunk` holds from the chunk's verified bytes into a read's buffer. */
+function copyPart (bytes: Uint8Array, chunk: ChunkRef, buffer: Uint8Array, position: number, from: number, to: number): void {
+  buffer.set(bytes.subarray(from - chunk.offset, to - chunk.offset), from - position)
+}
+
 function closeQuietly (fd: number): void {
   closeFd(fd, () => {})
 }
@@ -142,8 +155,12 @@ export class OpenFiles {
   private readonly touchedAt = new Map<CidString, number>()
   /** the store's files of a model, as last asked (wall clock, ms): store.files() copies every file's presence */
   private readonly storedFiles = new Map<CidString, { files: StoredFile[], at: number }>()
+  /** chunks verified and on their way into the store: their bytes, valid until the store has settled them */
+  private readonly landed = new Map<CidString, Uint8Array>()
+  /** reads waiting for a chunk, given its verified bytes the moment they land */
+  private readonly awaitingLanding = new Map<CidString, Set<(bytes: Uint8Array) => void>>()
   private nextHandle = 1
-  private readonly counters = { reads: 0, bytesRead: 0, readsWaited: 0, waitMs: 0, chunksFetched: 0, failedReads: 0 }
+  private readonly counters = { reads: 0, bytesRead: 0, readsWaited: 0, waitMs: 0, chunksFetched: 0, failedReads: 0, readsFromMemory: 0 }
 
   constructor (private readonly init: ModelFsInit, private readonly log: Logger, private readonly readTimeoutMs: number) {
     this.store = init.store
@@ -408,12 +425,19 @@ export class OpenFiles {
         await this.store.addManifest(view.cid, view.manifest, options)
       }
       stream.read(position, length)
-      await this.ensureChunks(view, position, length, options.signal)
-      if (this.isConfirmed(view, position, length) && this.contentIsCurrent(view)) {
-        await this.readFromContent(view.fd as number, buffer, length, position)
-      } else {
-        await this.readPartial(view, buffer, position, length, options.signal)
+      const fromStore = await this.gather(view, buffer, position, length, options.signal)
+      if (fromStore.length === 0) {
+        this.counters.readsFromMemory++
         this.counters.bytesRead += length
+      }
+      for (const [from, to] of fromStore) {
+        const part = buffer.subarray(from - position, to - position)
+        if (this.isConfirmed(view, from, to - from) && this.contentIsCurrent(view)) {
+          await this.readFromContent(view.fd as number, part, to - from, from)
+        } else {
+          await this.readPartial(view, part, from, to - from, options.signal)
+          this.counters.bytesRead += to - from
+        }
       }
       this.noticeComplete(view)
       return length
@@ -436,24 +460,109 @@ export class OpenFiles {
     return done
   }
 
-  /** Fetches the missing chunks under the range, all at once. */
-  private async ensureChunks (view: FileView, position: number, length: number, signal?: AbortSignal): Promise<void> {
+  /**
+   * Bytes of a chunk verified against its CID and on their way into the store: reads that need
+   * the chunk copy from them until `done` is called, which the caller does once the store has
+   * settled them (stored or refused); until then `bytes` must not change.
+   */
+  landing (cid: CidString, bytes: Uint8Array): () => void {
+    this.landed.set(cid, bytes)
+    const waiting = this.awaitingLanding.get(cid)
+    if (waiting !== undefined) {
+      this.awaitingLanding.delete(cid)
+      for (const give of waiting) give(bytes)
+    }
+    return () => {
+      if (this.landed.get(cid) === bytes) this.landed.delete(cid)
+    }
+  }
+
+  /**
+   * Has every chunk under the range: fetches the missing ones, all at once, and copies into
+   * `buffer` the parts of chunks whose verified bytes are landing. Resolves with the ranges (file
+   * offsets, ascending) still to be read from the store: none when memory served them all.
+   */
+  private async gather (view: FileView, buffer: Uint8Array, position: number, length: number, signal?: AbortSignal): Promise<Array<[number, number]>> {
     const { chunks } = view.entry
     const end = position + length
+    const fromStore: Array<[number, number]> = []
     const waits: Array<Promise<void>> = []
+    let over = false
     for (let index = chunkAt(chunks, position); index < chunks.length; index++) {
       const chunk = chunks[index] as ChunkRef
       if (chunk.offset >= end) break
-      if (!this.store.hasChunk(chunk.cid)) waits.push(this.fetchNow(view, chunk, signal))
+      const from = Math.max(position, chunk.offset)
+      const to = Math.min(end, chunk.offset + chunk.size)
+      if (this.store.hasChunk(chunk.cid)) {
+        fromStore.push([from, to])
+        continue
+      }
+      const bytes = this.landed.get(chunk.cid)
+      if (bytes !== undefined && bytes.byteLength === chunk.size) {
+        copyPart(bytes, chunk, buffer, position, from, to)
+        continue
+      }
+      waits.push(this.awaitChunk(view, chunk, signal, landed => {
+        // a manifest that gives a CID another size than its bytes have is the store's to refuse;
+        // and once the read has failed its buffer is no longer its own (an adapter may reuse it)
+        if (landed.byteLength !== chunk.size || over) return false
+        copyPart(landed, chunk, buffer, position, from, to)
+        return true
+      }).then(inMemory => { if (!inMemory) fromStore.push([from, to]) }))
     }
-    if (waits.length === 0) return
-    const started = performance.now()
-    this.counters.readsWaited++
-    try {
-      await Promise.all(waits)
-    } finally {
-      this.counters.waitMs += performance.now() - started
+    if (waits.length > 0) {
+      const started = performance.now()
+      this.counters.readsWaited++
+      try {
+        await Promise.all(waits)
+      } finally {
+        over = true
+        this.counters.waitMs += performance.now() - started
+      }
     }
+    // adjacent ranges are one read
+    fromStore.sort((a, b) => a[0] - b[0])
+    const merged: Array<[number, number]> = []
+    for (const range of fromStore) {
+      const last = merged[merged.length - 1]
+      if (last !== undefined && last[1] === range[0]) last[1] = range[1]
+      else merged.push([range[0], range[1]])
+    }
+    return merged
+  }
+
+  /**
+   * Fetches a missing chunk for a read: resolves true when its verified bytes landed first and
+   * `copy` took what the read needs of them, false when the store has it.
+   */
+  private async awaitChunk (view: FileView, chunk: ChunkRef, signal: AbortSignal | undefined, copy: (bytes: Uint8Array) => boolean): Promise<boolean> {
+    return await new Promise<boolean>((resolve, reject) => {
+      let settled = false
+      const give = (bytes: Uint8Array): void => {
+        if (settled || !copy(bytes)) return
+        settled = true
+        resolve(true)
+      }
+      let waiting = this.awaitingLanding.get(chunk.cid)
+      if (waiting === undefined) this.awaitingLanding.set(chunk.cid, waiting = new Set())
+      waiting.add(give)
+      const leave = (): void => {
+        waiting.delete(give)
+        if (waiting.size === 0 && this.awaitingLanding.get(chunk.cid) === waiting) this.awaitingLanding.delete(chunk.cid)
+      }
+      // the fetch goes on after the bytes landed (write, sync): its outcome is then the store's business
+      this.fetchNow(view, chunk, signal).then(() => {
+        leave()
+        if (settled) return
+        settled = true
+        resolve(false)
+      }, (err: unknown) => {
+        leave()
+        if (settled) return
+        settled = true
+        reject(err)
+      })
+    })
   }
 
   private async fetchNow (view: FileView, chunk: ChunkRef, signal?: AbortSignal): Promise<void> {

@@ -5,7 +5,8 @@ import { ChunkUnavailableError, NotFoundError } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { BadHandleError, IsADirectoryError, NotADirectoryError, NotALinkError, ReadOnlyError, ReadTimeoutError, modelFs } from '../src/index.js'
+import { verifyChunk } from '@swarm/chunker'
+import { BadHandleError, IsADirectoryError, NotADirectoryError, NotALinkError, ReadOnlyError, ReadTimeoutError, landingStore, modelFs } from '../src/index.js'
 import { MiB, bytesFor, fetcher, makeModel, memorySource, safetensorsBytes } from './helpers.js'
 import type { ModelFs, ModelFsInit, ModelResolver } from '../src/index.js'
 import type { CountingSource, TestModel } from './helpers.js'
@@ -347,6 +348,153 @@ describe('model view', () => {
       const bytes = await readAll(view, `/by-cid/${other.cid}/renamed.bin`)
       expect(bytes.equals(model.files.get('weights/extra.bin') as Buffer)).toBe(true)
       expect(source.asked).toEqual([])
+    })
+  })
+
+  describe('reads from verified bytes in memory', () => {
+    const path = (): string => `/by-cid/${model.cid}/weights/extra.bin`
+    const original = (): Buffer => model.files.get('weights/extra.bin') as Buffer
+
+    beforeEach(async () => {
+      await store.addManifest(model.cid, model.manifest, { ref: 'llama:latest' })
+    })
+
+    /**
+     * The store on a disk that is slow to write: bytes are verified at once (the store's own
+     * check, with `onVerified` after it, as `putChunk` does), then written once the test lets them.
+     */
+    function slowDisk (): { store: Store, writeAll(): void } {
+      let open!: () => void
+      const gate = new Promise<void>(resolve => { open = resolve })
+      const putChunk: Store['putChunk'] = async (cid, bytes, options = {}) => {
+        if (!verifyChunk(cid, bytes)) return await store.putChunk(cid, bytes, options)
+        options.onVerified?.()
+        await gate
+        return await store.putChunk(cid, bytes, { ...options, onVerified: undefined })
+      }
+      const slow = new Proxy(store, {
+        get (target, property) {
+          if (property === 'putChunk') return putChunk
+          const value: unknown = Reflect.get(target, property, target)
+          return typeof value === 'function' ? value.bind(target) : value
+        }
+      })
+      return { store: slow, writeAll: open }
+    }
+
+    it('a read waiting for a chunk is answered from its verified bytes before the store has written them, and so is the next', async () => {
+      const disk = slowDisk()
+      makeView({ fetcher: fetcher({ store: landingStore(disk.store, () => view), sources: [source] }) })
+      const chunks = model.manifest.files.find(f => f.path === 'weights/extra.bin')?.chunks ?? []
+      const second = chunks[1]
+      if (second == null) throw new Error('expected several chunks')
+      const handle = await view.open(path(), 0)
+      const first = Buffer.alloc(4096)
+      expect(await view.read(handle, first, second.offset + 10)).toBe(4096)
+      expect(first.equals(original().subarray(second.offset + 10, second.offset + 10 + 4096))).toBe(true)
+      expect(store.hasChunk(second.cid)).toBe(false)
+      // the chunk is still on its way to disk: a later read has it from memory too, without a fetch
+      const next = Buffer.alloc(8192)
+      expect(await view.read(handle, next, second.offset + 100_000)).toBe(8192)
+      expect(next.equals(original().subarray(second.offset + 100_000, second.offset + 108_192))).toBe(true)
+      expect(source.asked).toEqual([second.cid])
+      expect(view.stats().readsFromMemory).toBe(2)
+      disk.writeAll()
+      await until(() => store.hasChunk(second.cid))
+      // in the store now: read from there
+      const stored = Buffer.alloc(4096)
+      expect(await view.read(handle, stored, second.offset + 10)).toBe(4096)
+      expect(stored.equals(first)).toBe(true)
+      expect(view.stats().readsFromMemory).toBe(2)
+      expect(source.asked).toEqual([second.cid])
+      await view.release(handle)
+    })
+
+    it('a read across a chunk in the store and one landing takes each from where it is', async () => {
+      const disk = slowDisk()
+      makeView({ fetcher: fetcher({ store: landingStore(disk.store, () => view), sources: [source] }) })
+      const chunks = model.manifest.files.find(f => f.path === 'weights/extra.bin')?.chunks ?? []
+      const [a, b] = chunks
+      if (a == null || b == null) throw new Error('expected several chunks')
+      await store.putChunk(a.cid, model.chunks.get(a.cid) as Uint8Array)
+      const handle = await view.open(path(), 0)
+      const across = Buffer.alloc(3000)
+      expect(await view.read(handle, across, b.offset - 1000)).toBe(3000)
+      expect(across.equals(original().subarray(b.offset - 1000, b.offset + 2000))).toBe(true)
+      expect(store.hasChunk(b.cid)).toBe(false)
+      disk.writeAll()
+      await view.release(handle)
+    })
+
+    it('prefetched chunks are read from memory while they are written, and the whole file reads back identical', async () => {
+      const disk = slowDisk()
+      makeView({ fetcher: fetcher({ store: landingStore(disk.store, () => view), sources: [source] }), readAhead: { initialBytes: 8 * MiB, maxBytes: 8 * MiB } })
+      const handle = await view.open(path(), 0)
+      const out = Buffer.alloc(original().length)
+      // every chunk is prefetched and lands; none is written until the end
+      for (let at = 0; at < out.length; at += READ) {
+        expect(await view.read(handle, out.subarray(at, Math.min(out.length, at + READ)), at)).toBe(Math.min(READ, out.length - at))
+      }
+      expect(out.equals(original())).toBe(true)
+      expect(view.stats().readsFromMemory).toBe(Math.ceil(out.length / READ))
+      disk.writeAll()
+      await until(() => view.stats().prefetch.inflight === 0)
+      await view.release(handle)
+      expect((await readAll(view, path())).equals(original())).toBe(true)
+    })
+
+    it('a read that failed is not written into when a chunk it waited for lands later', async () => {
+      const chunks = model.manifest.files.find(f => f.path === 'weights/extra.bin')?.chunks ?? []
+      const [a, b] = chunks
+      if (a == null || b == null) throw new Error('expected several chunks')
+      // a is lost; b comes, slowly
+      const slowB: CountingSource = {
+        ...memorySource(model),
+        async fetch (request) {
+          if (request.cid === a.cid) throw new Error('lost')
+          await new Promise(resolve => setTimeout(resolve, 200))
+          return model.chunks.get(request.cid) as Uint8Array
+        }
+      }
+      makeView({ fetcher: fetcher({ store: landingStore(store, () => view), sources: [slowB] }) })
+      const handle = await view.open(path(), 0)
+      const buffer = Buffer.alloc(4096)
+      await expect(view.read(handle, buffer, b.offset - 2048)).rejects.toThrow(ChunkUnavailableError)
+      await until(() => store.hasChunk(b.cid))
+      expect(buffer.every(byte => byte === 0)).toBe(true)
+      await view.release(handle)
+    })
+
+    it('bytes from a source that lies never reach a reader: only verified bytes land', async () => {
+      const liar: CountingSource = {
+        ...memorySource(model, 'liar'),
+        async fetch (request) {
+          liar.asked.push(request.cid)
+          const bytes = Buffer.from(model.chunks.get(request.cid) as Uint8Array)
+          bytes[bytes.length >> 1] ^= 0xff
+          return bytes
+        }
+      }
+      const landed: Array<{ cid: string, right: boolean }> = []
+      const spy = {
+        landing (cid: string, bytes: Uint8Array) {
+          landed.push({ cid, right: Buffer.from(bytes).equals(model.chunks.get(cid) as Uint8Array) })
+          return view.landing(cid, bytes)
+        }
+      }
+      // the liar alone: reads fail, nothing lands
+      makeView({ fetcher: fetcher({ store: landingStore(store, () => spy), sources: [liar] }), readAhead: { initialBytes: 4 * MiB, maxBytes: 4 * MiB } })
+      const handle = await view.open(path(), 0)
+      await expect(view.read(handle, Buffer.alloc(4096), 0)).rejects.toThrow(ChunkUnavailableError)
+      expect(landed).toEqual([])
+      await view.release(handle)
+      await view.close()
+      // the liar first, an honest source after: every byte read is right, and only right bytes landed
+      makeView({ fetcher: fetcher({ store: landingStore(store, () => spy), sources: [liar, source] }), readAhead: { initialBytes: 4 * MiB, maxBytes: 4 * MiB } })
+      expect((await readAll(view, path())).equals(original())).toBe(true)
+      expect(landed.length).toBeGreaterThan(0)
+      expect(landed.every(l => l.right)).toBe(true)
+      expect(liar.asked.length).toBeGreaterThan(0)
     })
   })
 

@@ -175,6 +175,9 @@ function contentInit (content: FileContent): ContentInit {
   }
 }
 
+/** Read buffers kept for reuse: as many as reads are usually forwarded at once. */
+const SPARE_READ_BUFFERS = 16
+
 const UNANSWERED = { lookup: UpcallKind.Lookup, opendir: UpcallKind.Opendir, open: UpcallKind.Open, read: UpcallKind.Read } as const
 
 const LOG_LEVELS = ['debug', 'info', 'warn'] as const
@@ -191,6 +194,12 @@ class KernelMount implements Mount {
   /** model directories under by-cid already handed to the server */
   private readonly populated = new Map<string, Promise<void>>()
   private readonly forwarded = new Map<number, ForwardedOpen>()
+  /**
+   * Buffers of answered reads, for the next ones: a lazy read forwards hundreds of 1 MiB reads,
+   * and a fresh buffer for each kept the garbage collector busy. `replyData` has written the bytes
+   * to /dev/fuse when it returns, so a buffer is free again as soon as its read is answered.
+   */
+  private readonly spareBuffers: Buffer[] = []
   private readonly files = new Map<number, FileState>()
   private readonly timers: NodeJS.Timeout[] = []
   private unmounting?: Promise<void>
@@ -449,21 +458,26 @@ class KernelMount implements Mount {
   }
 
   private async read (upcall: Upcall): Promise<void> {
-    // chunks prefetched since the server was last told may cover the range by now: then the
-    // server answers from the store's file itself, and the view only hears of the read
-    const path = this.paths.get(upcall.ino)
-    if (path !== undefined) {
-      this.notePresence(upcall.ino, path, await this.fs.content(path))
-      if (this.addon.replyLocal(this.server, upcall.token, upcall.unique)) {
-        this.fs.observe(upcall.handle, upcall.offset, upcall.size)
-        return
-      }
+    // chunks that arrived since the server forwarded the read (it hears of each as it lands) may
+    // cover the range by now: then the server answers from the store's file itself, and the view
+    // only hears of the read. The store is not asked here: on a lazy read, hundreds of reads are
+    // forwarded while their chunks land, and asking it for each (O(chunks)) cost more CPU than
+    // the reads; chunks that came another way are found by the presence poll.
+    if (this.addon.replyLocal(this.server, upcall.token, upcall.unique)) {
+      this.fs.observe(upcall.handle, upcall.offset, upcall.size)
+      return
     }
-    const buffer = Buffer.allocUnsafe(upcall.size)
-    const bytes = await this.fs.read(upcall.handle, buffer, upcall.offset)
-    this.addon.replyData(this.server, upcall.token, upcall.unique, bytes === buffer.length ? buffer : buffer.subarray(0, bytes))
-    // the view read them from the store's file: every chunk under the range is there now
-    if (bytes > 0) this.addon.markPresent(this.server, upcall.ino, upcall.offset, bytes)
+    const whole = this.spareBuffers.pop() ?? Buffer.allocUnsafe(Math.max(upcall.size, this.init.maxRead ?? DEFAULT_MAX_READ))
+    const buffer = whole.length >= upcall.size ? whole.subarray(0, upcall.size) : Buffer.allocUnsafe(upcall.size)
+    try {
+      const bytes = await this.fs.read(upcall.handle, buffer, upcall.offset)
+      // not marked present here: the view may have answered from a chunk's verified bytes while the
+      // store was still writing them; the server hears of the chunk once it is in the file (`arrived`)
+      this.addon.replyData(this.server, upcall.token, upcall.unique, bytes === buffer.length ? buffer : buffer.subarray(0, bytes))
+    } finally {
+      // the view has settled the read: nothing writes into the buffer any more
+      if (this.spareBuffers.length < SPARE_READ_BUFFERS) this.spareBuffers.push(whole)
+    }
   }
 
   private release (handle: number): void {

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { hashChunks, planChunks } from '@swarm/chunker'
 import { fetcher } from '@swarm/fetcher'
-import { modelFs } from '@swarm/fs'
+import { landingStore, modelFs } from '@swarm/fs'
 import { fuseConformanceTests, fuseEvictionTests } from '@swarm/fuse-conformance'
 import { encodeManifest } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
@@ -90,7 +90,8 @@ describe('the kernel adapter', () => {
         return bytes
       }
     }
-    view = modelFs({ store, fetcher: fetcher({ store, sources: [source] }) })
+    // as `swarm mount` wires it: reads may take a chunk's verified bytes before the store has written them
+    view = modelFs({ store, fetcher: fetcher({ store: landingStore(store, () => view), sources: [source] }) })
   })
 
   afterAll(async () => {

@@ -179,6 +179,8 @@ export interface StoreInit {
 export interface PutChunkOptions extends AbortOptions {
   /** named in the ChunkVerificationError when the bytes do not match */
   source?: string
+  /** called once the bytes have matched the CID, before they are written (a reader may take them from memory) */
+  onVerified?(): void
 }
 
 /** Where a chunk is to be written by someone else (a worker thread): see {@link Store.planWrite}. */
@@ -840,6 +842,7 @@ class LocalStore implements Store {
       if (!verifyChunk(cid, bytes)) throw new ChunkVerificationError(cid, source)
       const slots = this.slotsByCid.get(cid)
       if (slots === undefined || slots.length === 0) throw new NotFoundError(`no held file needs chunk ${cid}`)
+      options.onVerified?.()
       const written = await this.writeSlots(cid, bytes, slots, source)
       return { written: written > 0 }
     })

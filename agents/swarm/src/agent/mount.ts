@@ -19,7 +19,9 @@
  *   way), is added to the store without pulling its files, and is announced.
  * - Alone (`swarm mount DIR`, no agent on this data directory): the same view over the store with
  *   the origin as the only source. Manifests not held come through `@swarm/pull`'s resolver
- *   either way, as a pull's do.
+ *   either way, as a pull's do. Its fetcher writes through `landingStore`, so a read waiting for a
+ *   chunk is answered from the chunk's verified bytes while the store writes, syncs and journals
+ *   them.
  *
  * The mount goes first when the process stops, so no reader waits on a store that is closing.
  */
@@ -32,7 +34,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseByteSize } from '@swarm/config'
 import { fetcher as createFetcher, originSource } from '@swarm/fetcher'
-import { DEFAULT_READ_TIMEOUT_MS, modelFs } from '@swarm/fs'
+import { DEFAULT_READ_TIMEOUT_MS, landingStore, modelFs } from '@swarm/fs'
 import { checkKernelFuse, mountFs as mountKernelFs } from '@swarm/fuse-kernel'
 import { READ_TIMEOUT_MARGIN_MS, checkFuse, mountFs as mountFuseNative } from '@swarm/fuse-native'
 import { hasBit, NotFoundError, uniqueChunks } from '@swarm/interface'
@@ -256,11 +258,14 @@ export async function mountAgentView (agent: Agent, options: MountOptions): Prom
 /** The view without an agent: the store, with the origin as the only source. */
 export async function mountStoreView (parts: { store: Store, origin?: Origin, logger: Logger }, options: MountOptions): Promise<ModelMount> {
   const { store, origin } = parts
-  return await mountView({
+  const sources = origin != null ? [originSource(origin)] : []
+  let view: ModelFs | undefined
+  const mount = await mountView({
     store,
-    fetcher: createFetcher({ store, sources: origin != null ? [originSource(origin)] : [], logger: parts.logger }),
+    // reads take a chunk's verified bytes from memory while the store writes and syncs them
+    fetcher: createFetcher({ store: landingStore(store, () => view), sources, logger: parts.logger }),
     logger: parts.logger,
-    sourcesFor: () => origin != null ? [originSource(origin)] : [],
+    sourcesFor: () => sources,
     resolver: {
       ...originResolver(origin),
       async addManifest (manifestCid, addOptions: AbortOptions & { ref?: string } = {}) {
@@ -270,6 +275,8 @@ export async function mountStoreView (parts: { store: Store, origin?: Origin, lo
       }
     }
   }, options)
+  view = mount.view
+  return mount
 }
 
 export interface DemoMountOptions {
