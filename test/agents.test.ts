@@ -90,6 +90,11 @@ describe('agents pull from each other first', () => {
   it('a sixth agent that starts after the others finished takes nothing from the origin', async () => {
     const late = await startAgent({ dataDir: join(work, 'agent-late'), env, swarmKeyFile: keyFile, bootstrap: agents[0]!.multiaddrs })
     agents.push(late)
+    // a late agent that has joined the fleet: on a loaded machine its first dial can take longer
+    // than a pull's settle time, and a node with no peer has nobody to ask but the origin
+    const until = Date.now() + 30_000
+    while (await metric(late, 'swarm_peers') < 1 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 200))
+    expect(await metric(late, 'swarm_peers')).toBeGreaterThanOrEqual(1)
     proxy.reset()
     const pull = await swarm(['pull', 'fleet:v1', '--to', join(work, 'out-late'), '--json'], late.env)
     expect(pull.code, pull.stderr + late.stderr()).toBe(0)
