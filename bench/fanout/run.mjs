@@ -357,6 +357,11 @@ function tcpSentByPort (before, after, ports) {
   return out
 }
 
+/** The machine's CPU samples, and the fleet's CPU seconds over the run and per GB delivered, alike for every system. */
+function fleetCpuFigures (machine, fleetCpu, wallMs, deliveredBytes) {
+  return { ...machine, fleetCpuSeconds: fleetCpu, fleetCores: fleetCpu / (wallMs / 1000), cpuSecondsPerGB: fleetCpu / (deliveredBytes / 1e9) }
+}
+
 async function agentMetrics (agent) {
   const { stdout } = await exec('ip', ['netns', 'exec', fabric.hosts.get(agent.host).ns, 'curl', '-sf', '--max-time', '10', `http://127.0.0.1:${agent.metricsPort}/metrics`])
   const value = (name, labels = '') => {
@@ -640,10 +645,7 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
       perNode: survivors().map((a, k) => ({ host: a.host, ms: barrier.outcome.get(a.index)?.ms, originBytes: metrics[k].originBytes, peerBytes: metrics[k].peerBytes, servedBytes: metrics[k].servedBytes })),
       originLinkBusy,
       cpu: {
-        ...cpu,
-        fleetCpuSeconds: fleetCpu,
-        fleetCores: fleetCpu / (wallMs / 1000),
-        cpuSecondsPerGB: fleetCpu / (times.length * ctx.modelBytes / 1e9),
+        ...fleetCpuFigures(cpu, fleetCpu, wallMs, times.length * ctx.modelBytes),
         agentsCpuSeconds: agentsCpu,
         gatewayCpuSeconds: gatewayCpu,
         cliCpuSeconds: [...cliCpu.values()].reduce((a, b) => a + b, 0),
@@ -795,10 +797,7 @@ date +%s%N > ${join(dir, `${host}.done`)}.tmp && mv ${join(dir, `${host}.done`)}
       perNode: hosts.map((host, k) => ({ host, ms: doneMs.get(k), rxWireBytes: hostsAfter[k].rxBytes - hostsBefore[k].rxBytes, txWireBytes: hostsAfter[k].txBytes - hostsBefore[k].txBytes })),
       originLinkBusy,
       cpu: {
-        ...cpu,
-        fleetCpuSeconds: fleetCpu,
-        fleetCores: fleetCpu / (wallMs / 1000),
-        cpuSecondsPerGB: fleetCpu / (times.length * ctx.modelBytes / 1e9),
+        ...fleetCpuFigures(cpu, fleetCpu, wallMs, times.length * ctx.modelBytes),
         leechersCpuSeconds: leechersCpu,
         seederCpuSeconds: seederCpu,
         trackerCpuSeconds: trackerCpu,

@@ -1,20 +1,12 @@
 import { ChunkUnavailableError, DiskFullError, OriginUnavailableError, uniqueChunks } from '@swarm/interface'
 import { fetcher } from '@swarm/fetcher'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { pullerSet } from '@swarm/scheduler'
 import { PullSession, SessionStartedError } from '../src/index.js'
 import { CHUNK, harness, holdsModel, makeModel, ScriptedPeers, scriptedSource } from './helpers.js'
 import type { Harness, Model } from './helpers.js'
 import type { ChunkStore, SourceKind } from '@swarm/interface'
 import type { PullSessionInit } from '../src/index.js'
-
-async function waitFor (condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = performance.now() + timeoutMs
-  while (!condition()) {
-    if (performance.now() > until) throw new Error('timed out waiting')
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
-}
 
 describe('PullSession', () => {
   let h: Harness
@@ -124,13 +116,13 @@ describe('PullSession', () => {
     const s = await session(model, { sources: { origin, peer: () => undefined }, scheduler: { pullerSet: set, fleetInflightOrigin: 64 }, maxInflightOrigin: 8, pollMs: 60_000 })
     let failure: unknown
     const running = s.run({ signal: stop.signal }).catch(err => { failure = err })
-    await waitFor(() => slow.calls.length >= 8).catch(err => { throw new Error(`${String(err)}: ${slow.calls.length} calls, ${String(failure)}`) })
+    await vi.waitFor(() => { expect(slow.calls.length, String(failure)).toBe(8) }, { timeout: 5000, interval: 10 })
     for (let i = 0; i < 7; i++) set.add(`12D3KooWother${i}`)
     const lost = chunks.filter(c => set.owner(chunks.indexOf(c)) !== 'self').map(c => c.cid)
     expect(lost.length).toBeGreaterThan(0)
     expect(aborted).toEqual([])
     s.pullersChanged()
-    await waitFor(() => aborted.length === lost.length)
+    await vi.waitFor(() => { expect(aborted).toHaveLength(lost.length) }, { timeout: 5000, interval: 10 })
     expect(aborted.sort()).toEqual(lost.sort())
     stop.abort()
     await running

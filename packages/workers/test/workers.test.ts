@@ -11,7 +11,7 @@ import { AbortError, ChunkUnavailableError, ChunkVerificationError } from '@swar
 import { encodeManifest } from '@swarm/manifest'
 import { fileOrigin } from '@swarm/origin-file'
 import { JOURNAL_SUFFIX, contentKey, createStore } from '@swarm/store'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { PoolClosedError, SyncFailedError, WorkerDiedError, chunkWorkers, decodeChunkError, workerPool } from '../src/index.js'
 import type { ChunkWorkerReport, WorkerPool } from '../src/index.js'
 import type { Manifest } from '@swarm/interface'
@@ -23,12 +23,9 @@ const CHUNK = 256 * 1024
 /** bytes of one journal record (see the store's journal.ts) */
 const RECORD = 16
 
-async function until (check: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out waiting')
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
+/** Waits until `check` holds (vitest's waitFor retries until the callback stops throwing). */
+async function until (check: () => boolean): Promise<void> {
+  await vi.waitFor(() => { if (!check()) throw new Error('not yet') }, { timeout: 10_000, interval: 10 })
 }
 
 describe('worker pool', () => {
