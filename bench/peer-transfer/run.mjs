@@ -13,16 +13,17 @@
 // main thread per GB moved (as the agent reports it in `swarm status --json` or /metrics, else
 // read from /proc). Agents run with `--workers N` when this build takes it (N = BENCH_WORKERS,
 // default the machine's available parallelism). With BENCH_PROFILE=1 the agents run with
-// --cpu-prof and the top self-time functions of each agent are printed, main thread and workers apart.
+// --cpu-prof and the top self-time functions of each agent while the pull ran are printed, main
+// thread and workers apart; BENCH_KEEP_PROFILE=<dir> keeps the profiles there.
 import { execFile, spawn } from 'node:child_process'
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { writeSyntheticModel } from '@swarm/agent'
 import { parseChunkCid } from '@swarm/chunker'
-import { MB, MiB, agentThreadBreakdown, breakdownDelta, cpuSeconds, fmt, fmtBreakdown, fmtOr, measured, peakRssOf, saveResult, startAgent, swarm, swarmTakes } from '../lib/common.mjs'
+import { MB, MiB, agentThreadBreakdown, breakdownDelta, cpuSeconds, fmt, fmtBreakdown, fmtOr, measured, peakRssOf, procThreads, saveResult, threadBreakdown, startAgent, swarm, swarmTakes } from '../lib/common.mjs'
 
 const layers = Number(process.env.BENCH_LAYERS ?? 8) // ≈ 1 GiB with the shape below
 const WORKERS = Number(process.env.BENCH_WORKERS ?? availableParallelism())
@@ -31,6 +32,13 @@ if (!Number.isInteger(WORKERS) || WORKERS < 1) throw new Error(`BENCH_WORKERS=${
 const CONNECTIONS = Math.max(4, WORKERS)
 const work = await mkdtemp(join(tmpdir(), 'swarm-bench-peer-'))
 const agents = []
+
+/** a breakdown's CPU seconds per GB moved */
+function perGB (breakdown, gb) {
+  if (breakdown == null) return null
+  const per = v => (v == null ? null : v / gb)
+  return { ...breakdown, main: per(breakdown.main), workers: per(breakdown.workers), libuv: per(breakdown.libuv), runtime: per(breakdown.runtime) }
+}
 
 /** Raw TCP baseline in two child processes, so each end's CPU is its own. */
 async function rawTcp (files, totalBytes) {
@@ -157,9 +165,16 @@ try {
 
   const before = [await cpuSeconds(seeder.pid), await cpuSeconds(leecher.pid)]
   const threadsBefore = await agentThreadBreakdown(leecher)
+  const osThreads = async agent => threadBreakdown(await procThreads(agent.pid))
+  const osBefore = [await osThreads(seeder), await osThreads(leecher)]
+  // the pull's window on the monotonic clock the agents' CPU profiles are stamped with (µs)
+  const windowStart = process.hrtime.bigint() / 1000n
   const done = await swarm(['pull', '--cid', pushed.manifestCid], leecher.env)
+  const windowEnd = process.hrtime.bigint() / 1000n
   const after = [await cpuSeconds(seeder.pid), await cpuSeconds(leecher.pid)]
   const receiverThreads = breakdownDelta(threadsBefore, await agentThreadBreakdown(leecher))
+  // every OS thread of both agents from /proc: the libuv pool (file writes, syncs) and V8's own threads (GC) too
+  const [senderOsThreads, receiverOsThreads] = [breakdownDelta(osBefore[0], await osThreads(seeder)), breakdownDelta(osBefore[1], await osThreads(leecher))]
   const [seederCpu, leecherCpu] = [after[0] - before[0], after[1] - before[1]]
   if (done.bytesBySource.peer !== totalBytes) throw new Error(`expected every byte from the peer, got ${JSON.stringify(done.bytesBySource)}`)
   const swarmSeconds = done.durationMs / 1000
@@ -190,6 +205,8 @@ try {
       senderCpuSecondsPerGB: seederCpu / GB,
       receiverCpuSecondsPerGB: leecherCpu / GB,
       receiverMainThreadCpuSecondsPerGB: receiverThreads?.main == null ? null : receiverThreads.main / GB,
+      senderOsThreads: perGB(senderOsThreads, GB),
+      receiverOsThreads: perGB(receiverOsThreads, GB),
       receiverThreads: receiverThreads == null ? null : { ...receiverThreads, main: receiverThreads.main / GB, workers: receiverThreads.workers == null ? null : receiverThreads.workers / GB, libuv: receiverThreads.libuv == null ? null : receiverThreads.libuv / GB, runtime: receiverThreads.runtime == null ? null : receiverThreads.runtime / GB },
       // whole life of each agent: the sender's includes its own pull from the origin
       senderPeakRssMB: seederRss == null ? null : seederRss / MB,
@@ -206,6 +223,8 @@ try {
   console.log(`  necessary work: ${fmt(nw.MBps).padStart(7)} MB/s, ${fmt(nw.cpuSecondsPerGB, 2)} CPU-s/GB (${nw.cipher}, SHA-256, pwrite, fdatasync; sender ${fmt(nw.senderCpuSecondsPerGB, 2)}, receiver ${fmt(nw.receiverCpuSecondsPerGB, 2)}: main ${fmt(nw.receiverMainThreadCpuSecondsPerGB, 2)}, workers ${fmt(nw.receiverWorkersCpuSecondsPerGB, 2)}); peak RSS sender ${fmt(nw.senderPeakRssMB, 0)} MB, receiver ${fmt(nw.receiverPeakRssMB, 0)} MB`)
   console.log(`  swarm:          ${fmt(result.swarm.MBps).padStart(7)} MB/s, ${fmt(result.swarm.cpuSecondsPerGB, 2)} CPU-s/GB (both agents: TLS, SHA-256, store writes, fsync; sender ${fmt(result.swarm.senderCpuSecondsPerGB, 2)}, receiver ${fmt(result.swarm.receiverCpuSecondsPerGB, 2)})${takesWorkers ? `, --workers ${WORKERS}` : ' (this build has no --workers)'}`)
   console.log(`                  receiving agent per thread: ${fmtBreakdown(receiverThreads, GB)}; peak RSS sender ${fmtOr(result.swarm.senderPeakRssMB, 0)} MB, receiver ${fmtOr(result.swarm.receiverPeakRssMB, 0)} MB (whole life; goal <= 300)`)
+  console.log(`                  every thread (from /proc), sender: ${fmtBreakdown(senderOsThreads, GB)}`)
+  console.log(`                  every thread (from /proc), receiver: ${fmtBreakdown(receiverOsThreads, GB)}`)
   console.log(`  ratio to raw TCP:        CPU/GB ${fmt(result.cpuRatio, 2)}× (goal <= 2), rate ${fmt(result.rateRatio, 2)}×`)
   console.log(`  ratio to necessary work: rate ${fmt(result.rateRatioToNecessaryWork, 2)}× (goal >= 0.9), CPU/GB ${fmt(result.cpuRatioToNecessaryWork, 2)}× (goal <= 1.2)`)
   console.log(`  receiving agent's main thread: ${fmtOr(result.swarm.receiverMainThreadCpuSecondsPerGB, 2)} CPU-s/GB (goal <= 0.2)`)
@@ -222,7 +241,11 @@ try {
           const profile = JSON.parse(await readFile(join(profileDir, f), 'utf8'))
           const dt = profile.timeDeltas
           const byId = new Map(profile.nodes.map(n => [n.id, n]))
+          let at = BigInt(profile.startTime)
           profile.samples.forEach((id, i) => {
+            at += BigInt(dt[i] ?? 0)
+            // only what the agents did while the pull ran: their start and the seeder's own pull are not the transfer's
+            if (at < windowStart || at > windowEnd) return
             const n = byId.get(id)
             const key = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.split('/').slice(-2).join('/')}`
             self.set(key, (self.get(key) ?? 0) + (dt[i] ?? 0))
@@ -232,8 +255,8 @@ try {
         const busy = [...self.entries()].filter(([name]) => !name.startsWith('(idle)'))
         const total = busy.reduce((a, [, us]) => a + us, 0)
         const key = `${role}-${threads}`
-        result.profile[key] = busy.sort((a, b) => b[1] - a[1]).slice(0, 12).map(([name, us]) => ({ name, share: us / total, seconds: us / 1e6 }))
-        console.log(`  ${role} agent, ${threads === 'main' ? 'main thread' : 'worker threads'}: ${fmt(total / 1e6, 2)} CPU-s busy over its whole life; top self time:`)
+        result.profile[key] = busy.sort((a, b) => b[1] - a[1]).slice(0, 16).map(([name, us]) => ({ name, share: us / total, seconds: us / 1e6 }))
+        console.log(`  ${role} agent, ${threads === 'main' ? 'main thread' : 'worker threads'}: ${fmt(total / 1e6, 2)} CPU-s busy during the pull; top self time:`)
         for (const { name, share, seconds } of result.profile[key]) console.log(`    ${fmt(share * 100, 1).padStart(5)}%  ${fmt(seconds, 2)} s  ${name}`)
       }
     }
@@ -241,5 +264,6 @@ try {
   console.log(`  results: ${await saveResult('peer-transfer', result)}`)
 } finally {
   for (const a of agents) await a.stop().catch(() => {})
+  if (process.env.BENCH_KEEP_PROFILE != null) await cp(join(work, 'profile'), process.env.BENCH_KEEP_PROFILE, { recursive: true }).catch(() => {})
   await rm(work, { recursive: true, force: true })
 }

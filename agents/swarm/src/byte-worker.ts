@@ -4,13 +4,16 @@
  * and its own data client with the node's key, and answers chunk jobs with them. Nothing here is
  * shared with the main thread but the store's files, which the jobs name by path.
  *
- * A worker loads what its jobs use and nothing more, each at its first use: the one origin adapter
- * the spec names (see origin-spec.ts), the peer data client (@swarm/exchange) at the first peer
- * job, the logger at the first of either. Statically it imports only the worker side of
+ * A worker loads what its jobs will use and nothing more, as soon as it starts: the one origin
+ * adapter the spec names (see origin-spec.ts), the peer data client (@swarm/exchange) when the
+ * process has a node key, and the logger. Statically it imports only the worker side of
  * @swarm/workers and @swarm/interface. Loading every adapter, the configuration schema and the
- * peer stack cost each worker about a second of CPU and some 60–90 MB of heap; a worker that only
- * ever talks to the origin never loads the peer stack, and one that only talks to peers never
- * loads an adapter. What it has loaded is in its report (`WorkerPool.threadReports`).
+ * peer stack cost each worker about a second of CPU and some 60–90 MB of heap; a process with no
+ * key (`swarm pull --no-agent`) never loads the peer stack. Loading at start rather than at the
+ * first job of each kind puts that cost where the pool starts (`WorkerPool.start`: the agent's
+ * start, a pull resolving its manifest), not in the first chunks of a transfer, where it took
+ * 0.3–0.7 CPU-s per GB of a 1 GiB peer transfer (bench/peer-transfer). What a worker has loaded
+ * is in its report (`WorkerPool.threadReports`).
  */
 import { threadId, workerData } from 'node:worker_threads'
 import { OriginUnavailableError } from '@swarm/interface'
@@ -104,3 +107,8 @@ serveChunkJobs({
     return { loaded: [...loaded] }
   }
 })
+
+// what the jobs will use, loaded now rather than during the first chunks; a failure here is the
+// first job's to report, as it would have been
+getOrigin().catch(() => {})
+getClient().catch(() => {})

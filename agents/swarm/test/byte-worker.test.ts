@@ -7,10 +7,11 @@ import { ORIGIN_PACKAGES, createByteWorkers } from '@swarm/agent'
 import { cidForBytes } from '@swarm/chunker'
 import { defaultConfig } from '@swarm/config'
 import { silentLogger } from '@swarm/interface'
+import { loadOrCreateKey } from '@swarm/p2p'
 import { encodeManifest } from '@swarm/manifest'
 import { fileOrigin } from '@swarm/origin-file'
 import { createStore } from '@swarm/store'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import type { ByteWorkers } from '@swarm/agent'
 import type { ChunkWorkerReport } from '@swarm/workers'
 
@@ -55,5 +56,23 @@ describe('byte workers', () => {
     } finally {
       await store.close()
     }
+  })
+
+  it('load their peer client and origin adapter as soon as the pool starts, before any job', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'swarm-byte-worker-'))
+    await mkdir(join(dir, 'origin'))
+    const base = defaultConfig({})
+    const config = { ...base, origin: pathToFileURL(join(dir, 'origin')).href, agent: { ...base.agent, workers: 2 } }
+    workers = createByteWorkers(config, await loadOrCreateKey(join(dir, 'node.key')), silentLogger)
+    workers!.pool.start()
+    await vi.waitFor(async () => {
+      const reports = await workers!.pool.threadReports()
+      expect(reports).toHaveLength(2)
+      for (const report of reports) {
+        const { loaded } = (report.info as ChunkWorkerReport).sources as { loaded: string[] }
+        expect(loaded).toEqual(expect.arrayContaining(['@swarm/exchange', ORIGIN_PACKAGES.file]))
+      }
+    }, { timeout: 15_000, interval: 50 })
+    expect(workers!.pool.stats.jobsDone + workers!.pool.stats.jobsFailed).toBe(0)
   })
 })

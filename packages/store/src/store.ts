@@ -774,6 +774,7 @@ class LocalStore implements Store {
       if (content.users.size > 0 || content.removed) continue
       this.unregister(content)
       this.pool.forget(content.dataPath)
+      this.pool.forget(content.journalPath)
       await unlinkIfPresent(content.journalPath)
       await unlinkIfPresent(content.dataPath)
     }

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { DiskFullError } from '@swarm/interface'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ContentSyncError, createStore, verifyModel } from '../src/index.js'
+import { JOURNAL_SUFFIX } from '../src/constants.js'
 import { bytesFor, chunksOf, tempDir, testFile, testModel } from './helpers.js'
 import type { OpenFile, Store } from '../src/index.js'
 import type { TestModel } from './helpers.js'
@@ -131,29 +132,39 @@ describe('a failed fdatasync', () => {
     await cleanup()
   })
 
-  it('fails its batch, reopens the descriptor, and records none of the chunks written through it', async () => {
-    const writableOpens: string[] = []
-    let failingSyncs = 0
-    // the real descriptor, whose fdatasync fails the way the kernel reports lost pages (EIO)
-    const openFile: OpenFile = async (path, mode) => {
+  /**
+   * Real descriptors of the files `which` picks, whose fdatasync fails the way the kernel reports
+   * lost pages (EIO) while `failing` counts down; `opens` lists the writable opens of those files.
+   */
+  function failingSyncs (which: (path: string) => boolean): { openFile: OpenFile, opens: string[], failing: number } {
+    const faults = { opens: [] as string[], failing: 0, openFile: undefined as unknown as OpenFile }
+    faults.openFile = async (path, mode) => {
       const handle = await open(path, mode)
-      if (mode === 'r+') writableOpens.push(path)
+      if (!which(path)) return handle
+      if (mode === 'r+') faults.opens.push(path)
       const datasync = handle.datasync.bind(handle)
       handle.datasync = async () => {
-        if (failingSyncs > 0) {
-          failingSyncs--
+        if (faults.failing > 0) {
+          faults.failing--
           throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5, syscall: 'fdatasync' })
         }
         await datasync()
       }
       return handle
     }
-    store = await createStore({ dir, openFile })
+    return faults
+  }
+
+  it('fails its batch, reopens the descriptor, and records none of the chunks written through it', async () => {
+    // content files only: the journals' descriptors come from the same pool
+    const faults = failingSyncs(path => !path.endsWith(JOURNAL_SUFFIX))
+    const writableOpens = faults.opens
+    store = await createStore({ dir, openFile: faults.openFile })
     const m = model('sync', 1, 4, 1000)
     await store.addManifest(m.cid, m.manifest)
     const [a, b, c, d] = [...chunksOf(m)] as Array<[string, Uint8Array]>
 
-    failingSyncs = 1
+    faults.failing = 1
     // both are written through the same descriptor; only the first batch's fdatasync reports the failure
     const [first, second] = await Promise.allSettled([store.putChunk(a![0], a![1]), store.putChunk(b![0], b![1])])
     expect(first.status).toBe('rejected')
@@ -177,5 +188,32 @@ describe('a failed fdatasync', () => {
     store = await createStore({ dir })
     expect(store.missingChunks(m.cid)).toEqual([])
     await expect(verifyModel(store, m.cid)).resolves.toMatchObject({ bad: [], checkedChunks: 4 })
+  })
+
+  it('of the journal fails that commit, and the next append opens the journal afresh; between commits its descriptor stays open', async () => {
+    const faults = failingSyncs(path => path.endsWith(JOURNAL_SUFFIX))
+    const journalOpens = faults.opens
+    store = await createStore({ dir, openFile: faults.openFile })
+    const m = model('journal', 1, 6, 1000)
+    await store.addManifest(m.cid, m.manifest)
+    const chunks = [...chunksOf(m)] as Array<[string, Uint8Array]>
+
+    // one commit after another: one descriptor for all of them
+    for (const [cid, bytes] of chunks.slice(0, 3)) await store.putChunk(cid, bytes)
+    expect(journalOpens).toHaveLength(1)
+
+    faults.failing = 1
+    await expect(store.putChunk(chunks[3]![0], chunks[3]![1])).rejects.toThrow(/fdatasync|EIO/)
+    expect(store.hasChunk(chunks[3]![0])).toBe(false)
+    for (const [cid, bytes] of chunks.slice(3)) await store.putChunk(cid, bytes)
+    expect(journalOpens).toHaveLength(2)
+    expect(journalOpens[1]).toBe(journalOpens[0])
+    expect(store.missingChunks(m.cid)).toEqual([])
+
+    // the failed append left nothing the reopened store would misread
+    await store.close()
+    store = await createStore({ dir })
+    expect(store.missingChunks(m.cid)).toEqual([])
+    await expect(verifyModel(store, m.cid)).resolves.toMatchObject({ bad: [], checkedChunks: 6 })
   })
 })

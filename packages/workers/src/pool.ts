@@ -17,9 +17,10 @@
  * a worker that keeps dying before finishing anything is restarted with a growing delay and,
  * after MAX_CONSECUTIVE_CRASHES, given up on.
  *
- * Threads start on first use, not with the pool: a process that never moves a byte through
- * the pool (an agent that only serves) pays nothing for it, and an agent's start is not slowed
- * by threads loading their clients.
+ * Threads start at the first job, or earlier with `start()`: a process that never moves a byte
+ * through the pool pays nothing for it, and one that is about to (an agent, a pull still
+ * resolving its manifest) starts them at once, so their start (a second of CPU or so each, mostly
+ * loading their clients) is not paid during its first chunks.
  *
  * CPU time is counted per thread (`process.threadCpuUsage()`, Node ≥ 23.9): each worker reports
  * its own on request, and the time of workers that died is carried into their replacement's slot
@@ -102,6 +103,8 @@ export interface WorkerPoolStats {
 export interface WorkerPool {
   readonly size: number
   run<T = unknown>(job: unknown, options?: RunOptions): Promise<T>
+  /** starts every thread now rather than at the first job (idempotent) */
+  start(): void
   /** hands `message` to every live worker's control handler (e.g. drop a peer's connections) */
   broadcast(message: unknown): void
   /** CPU time of the main thread and each worker slot so far */
@@ -195,13 +198,13 @@ class ThreadPool implements WorkerPool {
 
   private started = false
 
-  private startAll (): void {
-    if (this.started) return
+  start (): void {
+    if (this.started || this.closed) return
     this.started = true
-    for (const slot of this.slots) this.start(slot)
+    for (const slot of this.slots) this.spawn(slot)
   }
 
-  private start (slot: Slot): void {
+  private spawn (slot: Slot): void {
     const worker = new Worker(this.init.script, { workerData: this.init.workerData, name: slot.name, ...(this.init.resourceLimits !== undefined ? { resourceLimits: this.init.resourceLimits } : {}) })
     slot.worker = worker
     worker.on('message', (message: FromWorker) => { this.onMessage(slot, message) })
@@ -263,7 +266,7 @@ class ThreadPool implements WorkerPool {
     const delay = slot.crashes <= 1 ? 0 : RESTART_DELAY_MS * 2 ** (slot.crashes - 2)
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = undefined
-      if (!this.closed) this.start(slot)
+      if (!this.closed) this.spawn(slot)
     }, delay)
   }
 
@@ -285,7 +288,7 @@ class ThreadPool implements WorkerPool {
   async run<T = unknown>(job: unknown, options: RunOptions = {}): Promise<T> {
     if (this.closed) throw new PoolClosedError()
     options.signal?.throwIfAborted()
-    this.startAll()
+    this.start()
     const slot = this.pick(options.affinity)
     if (slot === undefined) throw new PoolClosedError('every worker of the pool kept exiting at start; the pool gave up on them')
     const id = this.nextId++

@@ -89,6 +89,21 @@ describe('worker pool', () => {
     for (const answer of answers) expect(answer.control).toEqual({ disconnect: 'peer-a' })
   })
 
+  it('starts every thread on start(), before any job, and only once', async () => {
+    pool = workerPool({ script: echoWorker, size: 3 })
+    expect(await pool.threadReports()).toEqual([])
+    pool.start()
+    pool.start()
+    const reports = await pool.threadReports()
+    expect(reports.map(r => r.name).sort()).toEqual(['worker-0', 'worker-1', 'worker-2'])
+    // a broadcast now reaches them all, with no job run yet
+    pool.broadcast({ disconnect: 'peer-b' })
+    const answers = await Promise.all(Array.from({ length: 6 }, async () => await pool!.run<{ threadId: number, control: unknown }>({ waitMs: 20 })))
+    expect(new Set(answers.map(a => a.threadId)).size).toBe(3)
+    for (const answer of answers) expect(answer.control).toEqual({ disconnect: 'peer-b' })
+    expect(pool.stats.restarts).toBe(0)
+  })
+
   it('refuses a size that is not a positive integer', () => {
     expect(() => workerPool({ script: echoWorker, size: 0 })).toThrow(RangeError)
   })

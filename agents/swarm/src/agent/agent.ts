@@ -199,6 +199,8 @@ export class Agent {
       logger: init.logger
     })
     const workers = createByteWorkers(config, privateKey, log)
+    // the workers load their clients while the node starts, not during the first pull's chunks
+    workers?.pool.start()
     // with workers the main thread fetches only manifests; the workers hold the peer connections
     const client = dataClient({ privateKey, downloadBytesPerSecond: config.agent.downloadRate, logger: init.logger, ...(workers != null ? { connectionsPerPeer: MAIN_CONNECTIONS_PER_PEER } : {}) })
     const metrics = agentMetrics({

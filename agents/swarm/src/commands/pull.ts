@@ -33,10 +33,12 @@ export async function pullCommand (target: string, local: { to?: string, cid?: b
       return
     }
     const origin = createOrigin(config, logger)
+    // started now, so the threads load their clients while the store opens and the manifest resolves
+    const workers = createByteWorkers(config, undefined, logger)
+    workers?.pool.start()
     try {
       await withStore(config, logger, async store => {
         const manifestCid = ref != null ? await resolveManifestCid(origin, ref, { signal: controller.signal }) : target
-        const workers = createByteWorkers(config, undefined, logger)
         try {
           const summary = await pullModel({
             store, origin, manifestCid, ref: ref != null ? formatRef(ref) : undefined, concurrency: config.concurrency, logger, signal: controller.signal, workers: workers?.chunks,
@@ -53,11 +55,10 @@ export async function pullCommand (target: string, local: { to?: string, cid?: b
         } catch (err) {
           const { message, exitCode, code } = describeError(err, store.getManifest(manifestCid))
           throw Object.assign(new Error(message), { exitCode, code })
-        } finally {
-          await workers?.close()
         }
       })
     } finally {
+      await workers?.close()
       await origin.close()
     }
   } finally {
