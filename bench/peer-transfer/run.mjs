@@ -16,6 +16,7 @@
 // --cpu-prof and the top self-time functions of each agent while the pull ran are printed, main
 // thread and workers apart; BENCH_KEEP_PROFILE=<dir> keeps the profiles there.
 import { execFile, spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -32,6 +33,7 @@ if (!Number.isInteger(WORKERS) || WORKERS < 1) throw new Error(`BENCH_WORKERS=${
 const CONNECTIONS = Math.max(4, WORKERS)
 const work = await mkdtemp(join(tmpdir(), 'swarm-bench-peer-'))
 const agents = []
+let pullWindow
 
 /** a breakdown's CPU seconds per GB moved */
 function perGB (breakdown, gb) {
@@ -171,6 +173,7 @@ try {
   const windowStart = process.hrtime.bigint() / 1000n
   const done = await swarm(['pull', '--cid', pushed.manifestCid], leecher.env)
   const windowEnd = process.hrtime.bigint() / 1000n
+  pullWindow = { start: Number(windowStart), end: Number(windowEnd), sender: seeder.pid, receiver: leecher.pid }
   const after = [await cpuSeconds(seeder.pid), await cpuSeconds(leecher.pid)]
   const receiverThreads = breakdownDelta(threadsBefore, await agentThreadBreakdown(leecher))
   // every OS thread of both agents from /proc: the libuv pool (file writes, syncs) and V8's own threads (GC) too
@@ -264,6 +267,10 @@ try {
   console.log(`  results: ${await saveResult('peer-transfer', result)}`)
 } finally {
   for (const a of agents) await a.stop().catch(() => {})
-  if (process.env.BENCH_KEEP_PROFILE != null) await cp(join(work, 'profile'), process.env.BENCH_KEEP_PROFILE, { recursive: true }).catch(() => {})
+  if (process.env.BENCH_KEEP_PROFILE != null && existsSync(join(work, 'profile'))) {
+    await cp(join(work, 'profile'), process.env.BENCH_KEEP_PROFILE, { recursive: true })
+    // the pull's window on the profiles' clock (µs), and which process was which
+    await writeFile(join(process.env.BENCH_KEEP_PROFILE, 'window.json'), JSON.stringify(pullWindow))
+  }
   await rm(work, { recursive: true, force: true })
 }
