@@ -214,11 +214,11 @@ function cpuTimes () {
 }
 
 /** CPU seconds a process has used (user + system). */
-function processCpu (pid) {
+function processCpu (pid, { systemOnly = false } = {}) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / 100
+    return ((systemOnly ? 0 : Number(fields[11])) + Number(fields[12])) / 100
   } catch {
     return undefined
   }
@@ -576,6 +576,7 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     const originCpuBefore = await originCpu()
     for (const agent of agents) {
       agent.cpuAtStart = processCpu(agent.child.pid)
+      agent.systemCpuAtStart = processCpu(agent.child.pid, { systemOnly: true })
       agent.threadsAtStart = threadCpu(agent.child.pid)
     }
     const sampler = cpuSampler()
@@ -611,6 +612,8 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     const metrics = await Promise.all(survivors().map(async a => await agentMetrics(a).catch(() => ({ originBytes: 0, peerBytes: 0 }))))
     const tcpAfter = new Map(await Promise.all(survivors().map(async a => [a.host, await tcpSent(a.host).catch(() => new Map())])))
     const agentsCpu = survivors().reduce((sum, a) => sum + ((processCpu(a.child.pid) ?? a.cpuAtStart) - a.cpuAtStart), 0)
+    // the kernel's share: on these links it includes the network stack of both ends of a veth pair
+    const agentsSystemCpu = survivors().reduce((sum, a) => sum + ((processCpu(a.child.pid, { systemOnly: true }) ?? a.systemCpuAtStart) - a.systemCpuAtStart), 0)
     const threads = {}
     for (const a of survivors()) {
       for (const [name, seconds] of Object.entries(threadCpu(a.child.pid))) threads[name] = (threads[name] ?? 0) + seconds - (a.threadsAtStart[name] ?? 0)
@@ -647,6 +650,7 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
       cpu: {
         ...fleetCpuFigures(cpu, fleetCpu, wallMs, times.length * ctx.modelBytes),
         agentsCpuSeconds: agentsCpu,
+        agentsSystemCpuSeconds: agentsSystemCpu,
         gatewayCpuSeconds: gatewayCpu,
         cliCpuSeconds: [...cliCpu.values()].reduce((a, b) => a + b, 0),
         idleSeconds: idleS,
@@ -754,11 +758,14 @@ date +%s%N > ${join(dir, `${host}.done`)}.tmp && mv ${join(dir, `${host}.done`)}
     log(`  N=${n}: ${n} aria2c leechers started (${pieces} pieces of ${fmt(pieceLength / 1024, 0)} KiB)`)
     const doneMs = new Map()
     const lastCpu = new Map()
+    const lastSystemCpu = new Map()
     const deadline = t0 + limitMs
     while (performance.now() < deadline && doneMs.size < n) {
       hosts.forEach((host, k) => {
         const v = processCpu(leechers[k].pid)
         if (v != null) lastCpu.set(k, v)
+        const system = processCpu(leechers[k].pid, { systemOnly: true })
+        if (system != null) lastSystemCpu.set(k, system)
         if (doneMs.has(k)) return
         const file = join(dir, `${host}.done`)
         if (existsSync(file)) doneMs.set(k, Number(BigInt(readFileSync(file, 'utf8').trim()) / 1000000n) - t0Wall)
@@ -770,7 +777,12 @@ date +%s%N > ${join(dir, `${host}.done`)}.tmp && mv ${join(dir, `${host}.done`)}
     const wallMs = performance.now() - t0
     const after = await fabric.counters('o')
     const hostsAfter = await Promise.all(hosts.map(async h => await fabric.counters(h)))
-    leechers.forEach((l, k) => { const v = processCpu(l.pid); if (v != null) lastCpu.set(k, v) })
+    leechers.forEach((l, k) => {
+      const v = processCpu(l.pid)
+      if (v != null) lastCpu.set(k, v)
+      const system = processCpu(l.pid, { systemOnly: true })
+      if (system != null) lastSystemCpu.set(k, system)
+    })
     const seederCpu = (processCpu(seeder.pid) ?? seederCpuBefore) - seederCpuBefore
     const trackerCpu = (processCpu(ctx.tracker.child.pid) ?? trackerCpuBefore) - trackerCpuBefore
     const gatewayCpu = await originCpu() - originCpuBefore - seederCpu - trackerCpu
@@ -799,6 +811,7 @@ date +%s%N > ${join(dir, `${host}.done`)}.tmp && mv ${join(dir, `${host}.done`)}
       cpu: {
         ...fleetCpuFigures(cpu, fleetCpu, wallMs, times.length * ctx.modelBytes),
         leechersCpuSeconds: leechersCpu,
+        leechersSystemCpuSeconds: [...lastSystemCpu.values()].reduce((a, b) => a + b, 0),
         seederCpuSeconds: seederCpu,
         trackerCpuSeconds: trackerCpu,
         gatewayIdleCpuSeconds: gatewayCpu
