@@ -43,7 +43,7 @@ import { startNginx } from '../../test/helpers/nginx.mjs'
 import { alternateAll, fmt, fmtBreakdown, fmtOr, MB, MiB, measured, pullMeasured, s3Env, s3Server, saveResult, swarm, swarmTakes } from '../lib/common.mjs'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2)
-const INFLIGHT = 16
+const INFLIGHT = Number(process.env.BENCH_INFLIGHT ?? 16)
 const layers = Number(process.env.BENCH_LAYERS ?? 22) // ≈ 2 GiB with the shape below
 const WORKERS = Number(process.env.BENCH_WORKERS ?? availableParallelism())
 if (!Number.isInteger(WORKERS) || WORKERS < 1) throw new Error(`BENCH_WORKERS=${process.env.BENCH_WORKERS}: expected a whole number of threads, 1 or more`)
