@@ -310,6 +310,25 @@ async function originLinkSampler () {
         busyMs += share * (hi - lo)
       }
       return toMs > fromMs ? busyMs / (toMs - fromMs) : NaN
+    },
+    /** After stop: the link's busy share in each whole second from fromMs on, to see where it idled. */
+    timeline (fromMs, toMs) {
+      const rate = Mbyte(settings.originMbit) / 1000
+      const seconds = Math.ceil((toMs - fromMs) / 1000)
+      const busy = new Array(Math.max(0, seconds)).fill(0)
+      for (let k = 1; k < samples.length; k++) {
+        const a = samples[k - 1]
+        const b = samples[k]
+        if (b.at <= a.at) continue
+        const share = Math.min(1, (b.tx - a.tx) / (rate * (b.at - a.at)))
+        for (let second = Math.max(0, Math.floor((a.at - fromMs) / 1000)); second < seconds; second++) {
+          const lo = Math.max(a.at, fromMs + second * 1000)
+          const hi = Math.min(b.at, toMs, fromMs + (second + 1) * 1000)
+          if (lo >= b.at) break
+          if (hi > lo) busy[second] += share * (hi - lo) / 1000
+        }
+      }
+      return busy.map(v => Math.round(v * 100) / 100)
     }
   }
 }
@@ -623,6 +642,7 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     const doneTimes = survivors().map(a => barrier.outcome.get(a.index)).filter(o => o?.ok === true).map(o => o.ms)
     const lastMs = doneTimes.length === survivors().length ? Math.max(...doneTimes) : limitMs
     const originLinkBusy = link.stop(barrier.t0, barrier.t0 + lastMs)
+    const originLinkTimeline = link.timeline(barrier.t0, barrier.t0 + lastMs)
     if (settings.cpuProf != null) {
       // the pull's window on the clock the profiles use (V8 stamps samples with the monotonic clock, as hrtime)
       await writeFile(join(settings.cpuProf, `${basename(dir)}.window.json`), JSON.stringify({ n, fromUs: Number(t0Ns / 1000n), toUs: Number(t0Ns / 1000n) + Math.round(lastMs * 1000), endUs: Number(tEndNs / 1000n) }) + '\n')
@@ -647,6 +667,8 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
       servedBytes: metrics.reduce((sum, m) => sum + (m.servedBytes ?? 0), 0),
       perNode: survivors().map((a, k) => ({ host: a.host, ms: barrier.outcome.get(a.index)?.ms, originBytes: metrics[k].originBytes, peerBytes: metrics[k].peerBytes, servedBytes: metrics[k].servedBytes })),
       originLinkBusy,
+      // busy share of each second from the release to the last node's finish
+      originLinkTimeline,
       cpu: {
         ...fleetCpuFigures(cpu, fleetCpu, wallMs, times.length * ctx.modelBytes),
         agentsCpuSeconds: agentsCpu,
@@ -790,6 +812,7 @@ date +%s%N > ${join(dir, `${host}.done`)}.tmp && mv ${join(dir, `${host}.done`)}
     const times = [...doneMs.values()]
     const lastMs = times.length === n ? Math.max(...times) : limitMs
     const originLinkBusy = link.stop(t0, t0 + lastMs)
+    const originLinkTimeline = link.timeline(t0, t0 + lastMs)
     const errors = leechers.map((l, k) => l.exitCode != null && !doneMs.has(k) ? `${hosts[k]}: aria2c exited with ${l.exitCode}: ${l.stderrTail.slice(-300)}` : undefined).filter(Boolean)
     if (errors.length > 0) log(`  bittorrent errors: ${errors.slice(0, 3).join(' | ')}`)
     const received = hostsAfter.reduce((sum, c, k) => sum + c.rxBytes - hostsBefore[k].rxBytes, 0)
@@ -808,6 +831,8 @@ date +%s%N > ${join(dir, `${host}.done`)}.tmp && mv ${join(dir, `${host}.done`)}
       peerShareWire: received > 0 ? Math.max(0, 1 - originWireBytes / received) : NaN,
       perNode: hosts.map((host, k) => ({ host, ms: doneMs.get(k), rxWireBytes: hostsAfter[k].rxBytes - hostsBefore[k].rxBytes, txWireBytes: hostsAfter[k].txBytes - hostsBefore[k].txBytes })),
       originLinkBusy,
+      // busy share of each second from the release to the last node's finish
+      originLinkTimeline,
       cpu: {
         ...fleetCpuFigures(cpu, fleetCpu, wallMs, times.length * ctx.modelBytes),
         leechersCpuSeconds: leechersCpu,
@@ -921,6 +946,7 @@ try {
       log(`N=${n}: swarm`)
       entry.swarm = await swarmRun(n, ctx, { late: settings.cases.includes('late') && n === settings.eventsN })
       log(`  N=${n} swarm: p50 ${fmt(entry.swarm.p50Ms / 1000)} s, p99 ${fmt(entry.swarm.p99Ms / 1000)} s, ${entry.swarm.finished}/${entry.swarm.nodes} finished, origin ${fmt(entry.swarm.originWireBytes / modelBytes, 2)} × M on the wire`)
+      log(`    origin link busy per second: ${entry.swarm.originLinkTimeline.map(v => fmt(v * 100, 0)).join(' ')}`)
       if (entry.swarm.late != null) log(`  late joiner: ${fmt((entry.swarm.late.ms ?? NaN) / 1000)} s, origin ${fmt(entry.swarm.late.originBytes / MiB)} MiB`)
     }
     if (settings.cases.includes('bittorrent')) {
