@@ -21,3 +21,9 @@ export const MANIFEST_LOOKUP_TIMEOUT_MS = 3_000
 
 /** How long one peer may take to send a manifest. */
 export const MANIFEST_PEER_TIMEOUT_MS = 10_000
+/**
+ * How long the origin is left alone after `maxOriginFailures` failures in a row while peers hold
+ * every missing chunk; it is tried again after (it may be back, and a chunk whose holders left
+ * needs it).
+ */
+export const ORIGIN_PAUSE_MS = 30_000

@@ -27,7 +27,10 @@
  * (and reported by the agent's fetcher to the node's peer scores, which ban it across pulls) and its data
  * connections are closed; origin failures are retried by the scheduler, but `maxOriginFailures`
  * consecutive ones end the pull with the origin's error (an origin that went away should be a
- * clear error, not a hang). Timeouts do not count: a fleet sharing a slow origin times requests
+ * clear error, not a hang) unless peers hold every chunk still missing: then the origin is
+ * paused for `ORIGIN_PAUSE_MS` (chunks a peer holds wait for that peer, even one that turned them
+ * away as busy) and the pull goes on from peers, since an origin outage is when a fleet needs
+ * them most. Timeouts do not count: a fleet sharing a slow origin times requests
  * out without anything being broken. With no progress for `stallTimeoutMs` the pull ends too.
  * A full disk (DiskFullError from the store) ends the pull at once and is no source's failure:
  * what was stored stays recorded, and a later pull fetches only the rest.
@@ -45,7 +48,7 @@
 import { ChunkUnavailableError, ChunkVerificationError, DiskFullError, OriginUnavailableError, fitsChunkCount, silentLogger, uniqueChunks } from '@swarm/interface'
 import { chunkScheduler, keyHash, seededRandom } from '@swarm/scheduler'
 import { systemClock } from './clock.js'
-import { DEFAULT_MAX_ORIGIN_FAILURES, DEFAULT_POLL_MS, DEFAULT_SETTLE_MS, DEFAULT_STALL_TIMEOUT_MS, REDISCOVER_AFTER_MS } from './constants.js'
+import { DEFAULT_MAX_ORIGIN_FAILURES, DEFAULT_POLL_MS, DEFAULT_SETTLE_MS, DEFAULT_STALL_TIMEOUT_MS, ORIGIN_PAUSE_MS, REDISCOVER_AFTER_MS } from './constants.js'
 import { SessionStartedError } from './errors.js'
 import type { PullClock } from './clock.js'
 import type { AbortOptions, ChunkRequest, ChunkSource, ChunkStore, Logger, Manifest, SourceKind, TransferProgress } from '@swarm/interface'
@@ -514,6 +517,14 @@ export class PullSession {
           return
         }
         if (++this.originFailures >= (this.init.maxOriginFailures ?? DEFAULT_MAX_ORIGIN_FAILURES)) {
+          if (scheduler.peersHoldAllMissing()) {
+            // peers hold everything still missing: the pull goes on without the origin for a while
+            this.log.warn({ failures: this.originFailures, err: cause.message, pauseMs: ORIGIN_PAUSE_MS }, 'the origin keeps failing; taking the missing chunks from peers only for now')
+            this.originFailures = 0
+            scheduler.pauseOrigin(this.clock.now() + ORIGIN_PAUSE_MS, this.clock.now())
+            this.pump()
+            return
+          }
           this.finish(cause instanceof OriginUnavailableError ? cause : new OriginUnavailableError(`origin failed ${this.originFailures} times in a row: ${cause.message}`, { cause }))
           return
         }

@@ -86,6 +86,32 @@ describe('PullSession', () => {
     expect(h.store.missingChunks(model.cid)).toHaveLength(6)
   })
 
+  it('keeps pulling from peers that hold every missing chunk while the origin is down, and still fails fast when they do not', async () => {
+    const model = makeModel(12)
+    const peers = new ScriptedPeers()
+    // the only peer holds everything but turns the first request for each chunk away, as a busy data server does
+    const busy = scriptedSource('peer:busy', 'peer', model, { failFirst: () => true, delayMs: 4 })
+    const origin = scriptedSource('origin', 'origin', model, { fail: true })
+    peers.add('12D3KooWbusy', model)
+    const s = await session(model, { peers, sources: { origin, peer: () => busy }, maxOriginFailures: 3, scheduler: { retryAfterMs: 10 } })
+    const result = await s.run()
+    // a turned-away chunk went to the origin, which failed as often as it may; the peer then brought everything
+    expect(origin.failed).toBeGreaterThanOrEqual(3)
+    expect(result.progress.bytesBySource).toEqual({ peer: model.bytes, origin: 0, local: 0 })
+    expect(await holdsModel(h.store, model)).toBe(true)
+
+    // a chunk no peer holds: the origin's error ends the pull as before
+    const other = makeModel(6)
+    const partialPeers = new ScriptedPeers()
+    partialPeers.add('12D3KooWpartial', other, [true, true, true, false, true, true])
+    const partial = scriptedSource('peer:partial', 'peer', other)
+    const down = scriptedSource('origin', 'origin', other, { fail: true })
+    const s2 = await session(other, { peers: partialPeers, sources: { origin: down, peer: () => partial }, maxOriginFailures: 3, scheduler: { retryAfterMs: 10 } })
+    const err = await s2.run().catch((e: Error) => e)
+    expect(err).toBeInstanceOf(OriginUnavailableError)
+    expect(h.store.missingChunks(other.cid).map(c => c.cid)).toContain(other.manifest.files[0]!.chunks[3]!.cid)
+  })
+
   it('ends when nothing arrives for the stall timeout', async () => {
     const model = makeModel(4)
     const peers = new ScriptedPeers()

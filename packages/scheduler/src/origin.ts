@@ -66,6 +66,9 @@
  * M, with no change at 2 to 16 nodes (64 chunks).
  *
  * An owner also prefers a peer: it goes to the origin only for chunks no usable peer holds.
+ * While the origin is paused (`pauseOrigin`: the session saw it fail again and again while peers
+ * held every missing chunk), a chunk a peer turned away (a busy data server) waits for that
+ * peer's retry instead of going to the origin; only chunks no peer holds are asked of it.
  * Until the set of pullers is known (`pullers` in init or {@link ChunkScheduler.setPullers}) a
  * node would believe it owns everything, so until then it takes nothing from the origin as an
  * owner; only the fallback applies.
@@ -108,6 +111,7 @@ export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): vo
   // chunks past the window wait for the ones before them to land somewhere (see the notes at the top)
   const windowEnd = s.seenCount + originWindow(s)
   const fallbackEnd = fallbackWindowEnd(s)
+  const paused = now < s.originPausedUntil
   for (let w = 0; w < s.words; w++) {
     let word = s.idleWords[w]!
     while (word !== 0) {
@@ -120,6 +124,11 @@ export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): vo
       const i = (w << 5) + 31 - Math.clz32(low)
       if (i >= windowEnd) break
       if (freshHolders(s, i) > 0) continue
+      if (paused && s.holders[i]! > 0) {
+        // the origin is down and a peer holds it: that peer is asked again at its retry time
+        s.nextRetryAt = Math.min(s.nextRetryAt, s.originPausedUntil)
+        continue
+      }
       const retryAt = s.originRetryAt[i]!
       if (retryAt > now) {
         s.nextRetryAt = Math.min(s.nextRetryAt, retryAt)

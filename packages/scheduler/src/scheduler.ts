@@ -194,6 +194,14 @@ export interface ChunkScheduler {
   chunkArrived(chunk: number, now: number, requestId?: number): void
   /** A request ended without its chunk. Unknown or already cancelled ids are ignored. */
   requestFailed(requestId: number, now: number, reason: FailureReason): void
+  /**
+   * The origin keeps failing: until `until`, a chunk that a connected peer holds is not asked of
+   * the origin, even where that peer turned it away (it is asked of the peer again at its retry
+   * time); a chunk no peer holds still is. Origin requests already outstanding are left to end.
+   */
+  pauseOrigin(until: number, now: number): void
+  /** Every chunk still missing is held by a connected, unbanned peer, so the pull can end without the origin. */
+  peersHoldAllMissing(): boolean
   /** Expires timed-out requests, hedges slow ones, fills every free slot. */
   tick(now: number): Actions
   /** The rendezvous owner of a chunk among the current pullers (self included unless a shared set dropped it). */
@@ -260,6 +268,8 @@ export class Scheduler implements ChunkScheduler {
   /** how long peer requests take per byte (moving average of those delivered), and how many made it */
   peerMsPerByte = 0
   peerSamples = 0
+  /** before this time the origin is not asked for chunks a peer holds (see `pauseOrigin`) */
+  originPausedUntil = -Infinity
   /** recent average time from a chunk becoming wanted to its first appearance at a peer */
   deliveryMs = 0
   deliveries = 0
@@ -565,6 +575,20 @@ export class Scheduler implements ChunkScheduler {
     } else {
       this.noteFailure(failed, now)
     }
+  }
+
+  pauseOrigin (until: number, now: number): void {
+    this.clock(now)
+    if (typeof until !== 'number' || Number.isNaN(until)) throw new InvalidTimeError(until)
+    this.originPausedUntil = Math.max(this.originPausedUntil, until)
+    this.dirty = true
+  }
+
+  peersHoldAllMissing (): boolean {
+    for (let i = 0; i < this.chunkCount; i++) {
+      if (!this.has(i) && this.holders[i]! === 0) return false
+    }
+    return true
   }
 
   tick (now: number): Actions {

@@ -635,6 +635,53 @@ describe('taking chunks from the origin', () => {
   })
 })
 
+describe('an origin that keeps failing', () => {
+  it('while paused, waits for a peer that turned a chunk away instead of asking the origin, and still asks it for chunks no peer holds', () => {
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks: chunkList(3), random: seededRandom(1), pullers: [], retryAfterMs: 20, now: 0 })
+    connect(scheduler, 'bravo', [0, 1])
+    expect(scheduler.peersHoldAllMissing()).toBe(false)
+    const first = scheduler.tick(0).start
+    expect(first.map(r => `${r.chunk}:${r.source.kind}`).sort()).toEqual(['0:peer', '1:peer', '2:origin'])
+    // the origin fails chunk 2; bravo turns chunk 0 away (busy)
+    scheduler.requestFailed(first.find(r => r.chunk === 2)!.id, 1, 'error')
+    scheduler.requestFailed(first.find(r => r.chunk === 0)!.id, 1, 'error')
+    // not paused: a chunk its only holder turned away goes to the origin
+    expect(scheduler.tick(1).start.map(r => `${r.chunk}:${r.source.kind}`)).toEqual(['0:origin'])
+
+    const paused = chunkScheduler({ selfId: 'alpha', chunks: chunkList(3), random: seededRandom(1), pullers: [], retryAfterMs: 20, now: 0 })
+    connect(paused, 'bravo', [0, 1])
+    const asked = paused.tick(0).start
+    paused.pauseOrigin(1_000, 1)
+    paused.requestFailed(asked.find(r => r.chunk === 2)!.id, 1, 'error')
+    paused.requestFailed(asked.find(r => r.chunk === 0)!.id, 1, 'error')
+    expect(paused.tick(1).start).toEqual([])
+    // chunk 0 goes back to bravo at its retry time; chunk 2, which no peer holds, to the origin at its own
+    expect(paused.tick(21).start.map(r => `${r.chunk}:${r.source.kind}`).sort()).toEqual(['0:peer', '2:origin'])
+    connect(paused, 'charlie', [2], 21)
+    expect(paused.peersHoldAllMissing()).toBe(true)
+  })
+
+  it('asks the origin during a pause for a chunk whose holders left, and for any chunk once the pause is over', () => {
+    const scheduler = chunkScheduler({ selfId: 'alpha', chunks: chunkList(2), random: seededRandom(1), pullers: [], retryAfterMs: 20, maxInflightPerPeer: 1, now: 0 })
+    connect(scheduler, 'bravo', [0])
+    connect(scheduler, 'charlie', [1])
+    const asked = scheduler.tick(0).start
+    expect(asked.map(r => `${r.chunk}:${r.source.kind}`).sort()).toEqual(['0:peer', '1:peer'])
+    scheduler.pauseOrigin(500, 0)
+    for (const request of asked) scheduler.requestFailed(request.id, 1, 'error')
+    scheduler.peerLeft('bravo', 2)
+    // chunk 0 has no holder left: the origin, pause or not; chunk 1 goes back to charlie
+    expect(scheduler.tick(21).start.map(r => `${r.chunk}:${r.source.kind}`).sort()).toEqual(['0:origin', '1:peer'])
+    const retried = scheduler.inflight().find(r => r.chunk === 1)!
+    scheduler.requestFailed(retried.id, 22, 'error')
+    // charlie turned it away again: inside the pause it waits for charlie; after it, the origin may have it
+    expect(scheduler.tick(42).start.map(r => `${r.chunk}:${r.source.kind}`)).toEqual(['1:peer'])
+    scheduler.requestFailed(scheduler.inflight().find(r => r.chunk === 1)!.id, 43, 'error')
+    expect(scheduler.tick(500).start.map(r => `${r.chunk}:${r.source.kind}`)).toEqual(['1:origin'])
+    expect(() => { scheduler.pauseOrigin(Number.NaN, 501) }).toThrow(InvalidTimeError)
+  })
+})
+
 describe('state and bad input', () => {
   it('is done at once when everything is local', () => {
     const scheduler = make({ chunks: chunkList(9), have: encodeBitfield(new Array(9).fill(true)), pullers: [] })
