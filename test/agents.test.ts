@@ -103,6 +103,29 @@ describe('agents pull from each other first', () => {
     expect(await hashes(join(work, 'out-late'), model.files)).toEqual(await hashes(model.dir, model.files))
   }, 180_000)
 
+  it('with the origin down and one seeder that turns most requests away as busy, a node still pulls everything from it', async () => {
+    // a swarm of two: the seeder is the only peer, and it serves one request at a time
+    const pairKey = join(work, 'pair.key')
+    await writeFile(pairKey, generateSwarmKey(), { mode: 0o600 })
+    const seeder = await startAgent({ dataDir: join(work, 'agent-busy-seeder'), env: { ...env, SWARM_UPLOAD_SLOTS: '1' }, swarmKeyFile: pairKey })
+    agents.push(seeder)
+    const warm = await swarm(['pull', '--cid', manifestCid, '--json'], seeder.env)
+    expect(warm.code, warm.stderr + seeder.stderr()).toBe(0)
+    await proxy.stop()
+    try {
+      const puller = await startAgent({ dataDir: join(work, 'agent-busy-puller'), env, swarmKeyFile: pairKey, bootstrap: seeder.multiaddrs })
+      agents.push(puller)
+      const pull = await swarm(['pull', '--cid', manifestCid, '--to', join(work, 'out-busy'), '--json'], puller.env)
+      expect(pull.code, pull.stderr + puller.stderr()).toBe(0)
+      expect((pull.done?.bytesBySource as { origin: number, peer: number })).toMatchObject({ origin: 0, peer: model.totalBytes })
+      expect(await hashes(join(work, 'out-busy'), model.files)).toEqual(await hashes(model.dir, model.files))
+      // it was turned away, and the origin failed in between: the pull went on from the seeder
+      expect(await metric(seeder, 'swarm_data_busy_total')).toBeGreaterThan(0)
+    } finally {
+      await proxy.restart()
+    }
+  }, 180_000)
+
   it('with the origin down, a node pulls by manifest CID entirely from peers', async () => {
     await proxy.stop()
     try {
