@@ -151,7 +151,7 @@ export class CommitLog {
 
   /**
    * The journal's descriptor stays open in the pool between commits (an open and a close per
-   * commit were a fifth of the main thread's time while a pull's chunks were recorded).
+   * commit were about a tenth of the main thread's profile while a pull's chunks were recorded).
    */
   private async appendJournal (content: Content, records: Uint8Array): Promise<void> {
     const lease = await this.pool.acquire(content.journalPath, 'r+')
