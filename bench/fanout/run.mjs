@@ -289,16 +289,15 @@ async function originLinkSampler () {
   }
   sample()
   const timer = setInterval(sample, 100)
+  // the share of an interval the link spent sending: what it sent over what its rate allows,
+  // capped at 1 (tbf shapes on the same bytes the counter counts, Ethernet headers included)
+  const rate = Mbyte(settings.originMbit) / 1000
+  const busyShare = (a, b) => Math.min(1, (b.tx - a.tx) / (rate * (b.at - a.at)))
   return {
-    /**
-     * The share of [fromMs, toMs] (performance.now() times) the link spent sending: each interval
-     * counts as busy in proportion to what it sent over what the link's rate allows (tbf shapes on
-     * the same bytes the counter counts, Ethernet headers included), capped at 1.
-     */
+    /** The share of [fromMs, toMs] (performance.now() times) the link spent sending. */
     stop (fromMs, toMs) {
       clearInterval(timer)
       sample()
-      const rate = Mbyte(settings.originMbit) / 1000
       let busyMs = 0
       for (let k = 1; k < samples.length; k++) {
         const a = samples[k - 1]
@@ -306,21 +305,19 @@ async function originLinkSampler () {
         const lo = Math.max(a.at, fromMs)
         const hi = Math.min(b.at, toMs)
         if (hi <= lo || b.at <= a.at) continue
-        const share = Math.min(1, (b.tx - a.tx) / (rate * (b.at - a.at)))
-        busyMs += share * (hi - lo)
+        busyMs += busyShare(a, b) * (hi - lo)
       }
       return toMs > fromMs ? busyMs / (toMs - fromMs) : NaN
     },
     /** After stop: the link's busy share in each whole second from fromMs on, to see where it idled. */
     timeline (fromMs, toMs) {
-      const rate = Mbyte(settings.originMbit) / 1000
       const seconds = Math.ceil((toMs - fromMs) / 1000)
       const busy = new Array(Math.max(0, seconds)).fill(0)
       for (let k = 1; k < samples.length; k++) {
         const a = samples[k - 1]
         const b = samples[k]
         if (b.at <= a.at) continue
-        const share = Math.min(1, (b.tx - a.tx) / (rate * (b.at - a.at)))
+        const share = busyShare(a, b)
         for (let second = Math.max(0, Math.floor((a.at - fromMs) / 1000)); second < seconds; second++) {
           const lo = Math.max(a.at, fromMs + second * 1000)
           const hi = Math.min(b.at, toMs, fromMs + (second + 1) * 1000)

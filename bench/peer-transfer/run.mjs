@@ -210,7 +210,7 @@ try {
       receiverMainThreadCpuSecondsPerGB: receiverThreads?.main == null ? null : receiverThreads.main / GB,
       senderOsThreads: perGB(senderOsThreads, GB),
       receiverOsThreads: perGB(receiverOsThreads, GB),
-      receiverThreads: receiverThreads == null ? null : { ...receiverThreads, main: receiverThreads.main / GB, workers: receiverThreads.workers == null ? null : receiverThreads.workers / GB, libuv: receiverThreads.libuv == null ? null : receiverThreads.libuv / GB, runtime: receiverThreads.runtime == null ? null : receiverThreads.runtime / GB },
+      receiverThreads: perGB(receiverThreads, GB),
       // whole life of each agent: the sender's includes its own pull from the origin
       senderPeakRssMB: seederRss == null ? null : seederRss / MB,
       receiverPeakRssMB: leecherRss == null ? null : leecherRss / MB

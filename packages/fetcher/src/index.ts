@@ -17,7 +17,9 @@
  *
  * Once `putChunk` has settled (the bytes are stored or refused) or an attempt is abandoned, the
  * bytes go back to their source through `release`, so a source that pools buffers reads the next
- * chunk into the same memory.
+ * chunk into the same memory. Between their verification and that point they may be lent to a
+ * reader waiting for the chunk (`landing`): the store says when they have matched the CID
+ * (`putChunk`'s `onVerified`), so nothing is hashed twice and nothing unverified is lent.
  *
  * Given a pool of byte workers (`workers`, see @swarm/workers) and a store that plans writes, an
  * attempt on a source that can be described to a worker (`ChunkSource.remote`) runs there as a
@@ -65,6 +67,13 @@ export interface FetcherInit {
   sourceTimeoutMs?: number
   /** a source sent bytes that failed verification (e.g. disconnect that peer) */
   onBadSource?(source: ChunkSource, cid: CidString): void
+  /**
+   * A chunk's bytes have just matched its CID and the store is about to write them (attempts on
+   * this thread only: a worker's bytes never reach it). A reader waiting for the chunk may take
+   * them from memory (`ModelFs.landing`); the function returned is called once the store has
+   * settled them, stored or refused, before the bytes go back to their source.
+   */
+  landing?(cid: CidString, bytes: Uint8Array): (() => void) | undefined
   logger?: Logger
 }
 
@@ -99,6 +108,7 @@ class ChunkFetcher implements Fetcher {
   private readonly hedgeAfterMs: number
   private readonly sourceTimeoutMs: number
   private readonly onBadSource?: (source: ChunkSource, cid: CidString) => void
+  private readonly landing?: (cid: CidString, bytes: Uint8Array) => (() => void) | undefined
   private readonly log: Logger
   private readonly inFlight = new Map<CidString, InFlight>()
 
@@ -114,6 +124,7 @@ class ChunkFetcher implements Fetcher {
     this.hedgeAfterMs = init.hedgeAfterMs ?? DEFAULT_HEDGE_AFTER_MS
     this.sourceTimeoutMs = init.sourceTimeoutMs ?? DEFAULT_SOURCE_TIMEOUT_MS
     this.onBadSource = init.onBadSource
+    this.landing = init.landing
     this.log = (init.logger ?? silentLogger).child({ component: 'fetcher' })
   }
 
@@ -232,19 +243,22 @@ class ChunkFetcher implements Fetcher {
       if (timeout.aborted && !signal.aborted) throw new SourceTimeoutError(source.name, this.sourceTimeoutMs)
       throw err
     }
+    let landed: (() => void) | undefined
+    const landing = this.landing
     try {
       signal.throwIfAborted()
       if (bytes.byteLength !== request.size) {
         throw new ChunkVerificationError(request.cid, source.name, `chunk ${request.cid} from ${source.name} has ${bytes.byteLength} bytes, expected ${request.size}`)
       }
       try {
-        await this.store.putChunk(request.cid, bytes, { signal })
+        await this.store.putChunk(request.cid, bytes, { signal, ...(landing !== undefined ? { onVerified: () => { landed = landing(request.cid, bytes) } } : {}) })
       } catch (err) {
         if (err instanceof ChunkVerificationError) throw new ChunkVerificationError(request.cid, source.name)
         throw err
       }
     } finally {
       // putChunk has settled, so nothing reads the bytes any more
+      landed?.()
       source.release?.(bytes)
     }
     return { source: source.name, kind: source.kind, bytes: bytes.byteLength }

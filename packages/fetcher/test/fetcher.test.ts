@@ -200,6 +200,27 @@ describe('fetcher', () => {
     expect(store.hasChunk(first) && store.hasChunk(second)).toBe(true)
   })
 
+  it('lends a chunk\'s bytes to `landing` only once they have matched the CID, and takes them back before their source does', async () => {
+    const model = makeModel(2)
+    await store.addManifest(model.cid, model.manifest)
+    const events: string[] = []
+    const releasing = (s: ChunkSource): ChunkSource => ({ ...s, fetch: s.fetch.bind(s), release: () => { events.push(`release ${s.name}`) } })
+    const liar = releasing(source('peer:liar', model, { lie: true }))
+    const honest = releasing(source('peer:honest', model))
+    const f = fetcher({
+      store,
+      sources: [liar, honest],
+      landing (cid, bytes) {
+        events.push(`landing ${Buffer.from(bytes).equals(model.chunks.get(cid) as Uint8Array) ? 'right' : 'wrong'} ${store.hasChunk(cid) ? 'stored' : 'unstored'}`)
+        return () => { events.push(`settled ${store.hasChunk(cid) ? 'stored' : 'unstored'}`) }
+      }
+    })
+    await fetchAll(f, store, model.cid)
+    // the liar's bytes are refused before anything is lent; the honest copy is lent before it is
+    // written, taken back once stored, and only then given back to its source
+    expect(events).toEqual(new Array(2).fill(['release peer:liar', 'landing right unstored', 'settled stored', 'release peer:honest']).flat())
+  })
+
   it('gives back bytes that arrive after the fetch was abandoned', async () => {
     const model = makeModel(1)
     await store.addManifest(model.cid, model.manifest)

@@ -21,15 +21,13 @@
  * await view.readlink('/llama')                  // 'by-cid/bafy…'
  * const fh = await view.open('/by-cid/bafy…/model.safetensors', 0)
  * const n = await view.read(fh, buffer, 0)       // fetches the chunks it needs first
- * // a fetcher over landingStore(store, () => view) lets reads take verified bytes before they are written
+ * // fetcher({ store, sources, landing: (cid, bytes) => view.landing(cid, bytes) }) lets reads take verified bytes before they are written
  * await view.release(fh)
  * await view.close()
  * ```
  */
 
 export { modelFs } from './model-fs.js'
-export { landingStore } from './landing.js'
-export type { VerifyingStore } from './landing.js'
 export { errnoOf } from './errno.js'
 export { checkFuseDevice, clearStaleMount, mountedAt } from './mount-table.js'
 export type { FuseCheck, MountEntry } from './mount-table.js'

@@ -207,7 +207,7 @@ export interface ModelFs {
   observe(handle: number, position: number, length: number): void
   /**
    * Bytes of chunk `cid` that have just been verified against it and are being written to the
-   * store (call it between the two, as `@swarm/store`'s `putChunk` option `onVerified` allows):
+   * store (a fetcher's `landing` hook calls it between the two):
    * reads that need the chunk are answered from them at once, without waiting for the write, its
    * sync and its journal record. Call the returned function once the store has settled them
    * (stored or refused); `bytes` must not change until then.

@@ -6,7 +6,7 @@ import { formatRef } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { verifyChunk } from '@swarm/chunker'
-import { BadHandleError, IsADirectoryError, NotADirectoryError, NotALinkError, ReadOnlyError, ReadTimeoutError, landingStore, modelFs } from '../src/index.js'
+import { BadHandleError, IsADirectoryError, NotADirectoryError, NotALinkError, ReadOnlyError, ReadTimeoutError, modelFs } from '../src/index.js'
 import { MiB, bytesFor, fetcher, makeModel, memorySource, safetensorsBytes } from './helpers.js'
 import type { ModelFs, ModelFsInit, ModelResolver } from '../src/index.js'
 import type { CountingSource, TestModel } from './helpers.js'
@@ -384,7 +384,7 @@ describe('model view', () => {
 
     it('a read waiting for a chunk is answered from its verified bytes before the store has written them, and so is the next', async () => {
       const disk = slowDisk()
-      makeView({ fetcher: fetcher({ store: landingStore(disk.store, () => view), sources: [source] }) })
+      makeView({ fetcher: fetcher({ store: disk.store, sources: [source], landing: (cid, bytes) => view.landing(cid, bytes) }) })
       const chunks = model.manifest.files.find(f => f.path === 'weights/extra.bin')?.chunks ?? []
       const second = chunks[1]
       if (second == null) throw new Error('expected several chunks')
@@ -412,7 +412,7 @@ describe('model view', () => {
 
     it('a read across a chunk in the store and one landing takes each from where it is', async () => {
       const disk = slowDisk()
-      makeView({ fetcher: fetcher({ store: landingStore(disk.store, () => view), sources: [source] }) })
+      makeView({ fetcher: fetcher({ store: disk.store, sources: [source], landing: (cid, bytes) => view.landing(cid, bytes) }) })
       const chunks = model.manifest.files.find(f => f.path === 'weights/extra.bin')?.chunks ?? []
       const [a, b] = chunks
       if (a == null || b == null) throw new Error('expected several chunks')
@@ -428,7 +428,7 @@ describe('model view', () => {
 
     it('prefetched chunks are read from memory while they are written, and the whole file reads back identical', async () => {
       const disk = slowDisk()
-      makeView({ fetcher: fetcher({ store: landingStore(disk.store, () => view), sources: [source] }), readAhead: { initialBytes: 8 * MiB, maxBytes: 8 * MiB } })
+      makeView({ fetcher: fetcher({ store: disk.store, sources: [source], landing: (cid, bytes) => view.landing(cid, bytes) }), readAhead: { initialBytes: 8 * MiB, maxBytes: 8 * MiB } })
       const handle = await view.open(path(), 0)
       const out = Buffer.alloc(original().length)
       // every chunk is prefetched and lands; none is written until the end
@@ -456,7 +456,7 @@ describe('model view', () => {
           return model.chunks.get(request.cid) as Uint8Array
         }
       }
-      makeView({ fetcher: fetcher({ store: landingStore(store, () => view), sources: [slowB] }) })
+      makeView({ fetcher: fetcher({ store, sources: [slowB], landing: (cid, bytes) => view.landing(cid, bytes) }) })
       const handle = await view.open(path(), 0)
       const buffer = Buffer.alloc(4096)
       await expect(view.read(handle, buffer, b.offset - 2048)).rejects.toThrow(ChunkUnavailableError)
@@ -483,14 +483,14 @@ describe('model view', () => {
         }
       }
       // the liar alone: reads fail, nothing lands
-      makeView({ fetcher: fetcher({ store: landingStore(store, () => spy), sources: [liar] }), readAhead: { initialBytes: 4 * MiB, maxBytes: 4 * MiB } })
+      makeView({ fetcher: fetcher({ store, sources: [liar], landing: (cid, bytes) => spy.landing(cid, bytes) }), readAhead: { initialBytes: 4 * MiB, maxBytes: 4 * MiB } })
       const handle = await view.open(path(), 0)
       await expect(view.read(handle, Buffer.alloc(4096), 0)).rejects.toThrow(ChunkUnavailableError)
       expect(landed).toEqual([])
       await view.release(handle)
       await view.close()
       // the liar first, an honest source after: every byte read is right, and only right bytes landed
-      makeView({ fetcher: fetcher({ store: landingStore(store, () => spy), sources: [liar, source] }), readAhead: { initialBytes: 4 * MiB, maxBytes: 4 * MiB } })
+      makeView({ fetcher: fetcher({ store, sources: [liar, source], landing: (cid, bytes) => spy.landing(cid, bytes) }), readAhead: { initialBytes: 4 * MiB, maxBytes: 4 * MiB } })
       expect((await readAll(view, path())).equals(original())).toBe(true)
       expect(landed.length).toBeGreaterThan(0)
       expect(landed.every(l => l.right)).toBe(true)

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { hashChunks, planChunks } from '@swarm/chunker'
 import { fetcher } from '@swarm/fetcher'
-import { landingStore, modelFs } from '@swarm/fs'
+import { modelFs } from '@swarm/fs'
 import { fuseConformanceTests, fuseEvictionTests } from '@swarm/fuse-conformance'
 import { encodeManifest } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
@@ -91,7 +91,7 @@ describe('the kernel adapter', () => {
       }
     }
     // as `swarm mount` wires it: reads may take a chunk's verified bytes before the store has written them
-    view = modelFs({ store, fetcher: fetcher({ store: landingStore(store, () => view), sources: [source] }) })
+    view = modelFs({ store, fetcher: fetcher({ store, sources: [source], landing: (cid, bytes) => view?.landing(cid, bytes) }) })
   })
 
   afterAll(async () => {

@@ -307,8 +307,11 @@ export interface ChunkStore {
   missingChunks(manifestCid: CidString): ChunkRequest[]
   /** bytes of a present chunk (one pread) */
   readChunk(cid: CidString, options?: ReadChunkOptions): Promise<Uint8Array>
-  /** verifies `bytes` against `cid`, writes them wherever a held file needs them, then records them */
-  putChunk(cid: CidString, bytes: Uint8Array, options?: AbortOptions): Promise<PutResult>
+  /**
+   * verifies `bytes` against `cid`, writes them wherever a held file needs them, then records
+   * them; `onVerified` runs once they have matched, before they are written
+   */
+  putChunk(cid: CidString, bytes: Uint8Array, options?: AbortOptions & { onVerified?(): void }): Promise<PutResult>
   /** fills chunks of this manifest that another local file already holds; returns bytes copied */
   fillFromLocal(manifestCid: CidString, options?: AbortOptions): Promise<number>
   /** reads a range of a held file; rejects with ChunkMissingError if part of it is not present */

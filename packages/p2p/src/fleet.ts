@@ -70,15 +70,16 @@ export type GossipRpcMessage = Parameters<GossipsubOpts['fastMsgIdFn']>[0]
  * Gossipsub's id for telling a copy of a message from a new one before it checks the signature.
  * Gossipsub verifies a message's signature before it looks the message up in its seen cache, so
  * without this every copy relayed by every mesh peer costs an Ed25519 key import and verification
- * (a fifth of an agent's CPU in a shaped fan-out of 8). The id hashes every field, signature
+ * (6.4 % of the agents' busy samples in a shaped fan-out of 8). The id hashes every field, signature
  * included, and gossipsub records it only for a message whose signature checked out, so a forged
  * message can neither take a real one's id nor be passed off as a copy of it.
  */
 export function fleetFastMessageId (message: GossipRpcMessage): string {
   const hash = createHash('sha256')
   hash.update(message.topic)
+  // each field after its length (absent: all ones), so bytes cannot shift from one field to the next
+  const length = Buffer.allocUnsafe(4)
   for (const field of [message.from, message.seqno, message.data, message.signature, message.key]) {
-    const length = Buffer.allocUnsafe(4)
     length.writeUInt32BE(field?.byteLength ?? 0xffffffff)
     hash.update(length)
     if (field != null) hash.update(field)

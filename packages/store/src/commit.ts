@@ -149,10 +149,7 @@ export class CommitLog {
     }
   }
 
-  /**
-   * The journal's descriptor stays open in the pool between commits (an open and a close per
-   * commit were about a tenth of the main thread's profile while a pull's chunks were recorded).
-   */
+  /** The journal's descriptor stays open in the pool between commits: no open and close per commit. */
   private async appendJournal (content: Content, records: Uint8Array): Promise<void> {
     const lease = await this.pool.acquire(content.journalPath, 'r+')
     try {

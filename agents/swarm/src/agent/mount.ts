@@ -19,9 +19,9 @@
  *   way), is added to the store without pulling its files, and is announced.
  * - Alone (`swarm mount DIR`, no agent on this data directory): the same view over the store with
  *   the origin as the only source. Manifests not held come through `@swarm/pull`'s resolver
- *   either way, as a pull's do. Its fetcher writes through `landingStore`, so a read waiting for a
- *   chunk is answered from the chunk's verified bytes while the store writes, syncs and journals
- *   them.
+ *   either way, as a pull's do. Its fetcher lends the view each chunk's verified bytes (`landing`),
+ *   so a read waiting for a chunk is answered from them while the store writes, syncs and
+ *   journals them.
  *
  * The mount goes first when the process stops, so no reader waits on a store that is closing.
  */
@@ -34,7 +34,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseByteSize } from '@swarm/config'
 import { fetcher as createFetcher, originSource } from '@swarm/fetcher'
-import { DEFAULT_READ_TIMEOUT_MS, landingStore, modelFs } from '@swarm/fs'
+import { DEFAULT_READ_TIMEOUT_MS, modelFs } from '@swarm/fs'
 import { checkKernelFuse, mountFs as mountKernelFs } from '@swarm/fuse-kernel'
 import { READ_TIMEOUT_MARGIN_MS, checkFuse, mountFs as mountFuseNative } from '@swarm/fuse-native'
 import { hasBit, NotFoundError, uniqueChunks } from '@swarm/interface'
@@ -263,7 +263,7 @@ export async function mountStoreView (parts: { store: Store, origin?: Origin, lo
   const mount = await mountView({
     store,
     // reads take a chunk's verified bytes from memory while the store writes and syncs them
-    fetcher: createFetcher({ store: landingStore(store, () => view), sources, logger: parts.logger }),
+    fetcher: createFetcher({ store, sources, landing: (cid, bytes) => view?.landing(cid, bytes), logger: parts.logger }),
     logger: parts.logger,
     sourcesFor: () => sources,
     resolver: {
