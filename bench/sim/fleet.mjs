@@ -53,7 +53,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
   const maxDownloads = settings.schedulerInit.maxInflightTotal ?? DEFAULT_MAX_INFLIGHT_TOTAL
   const nodes = []
   const byId = new Map()
-  const shared = settings.view === 'shared' ? pullerSet(chunks, []) : undefined
+  const fetchers = { fetchers: settings.schedulerInit?.originFetchers }
+  const shared = settings.view === 'shared' ? pullerSet(chunks, [], fetchers) : undefined
   const indexOf = new Map(chunks.map((c, i) => [c.cid, i]))
   const manifestCid = `sim-${seed}`
   let offset = 0
@@ -104,6 +105,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       known: undefined,
       gossiped: [],
       stoppedAt: Infinity,
+      /** the origin fetchers its last join named */
+      named: [],
       alive: true,
       pulling: true,
       finishedAt: undefined,
@@ -115,7 +118,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     return node
   }
 
-  const peerState = peer => ({ peerId: peer.id, pulling: peer.pulling, bitfield: encodeBitfield(peer.holds) })
+  const peerState = peer => ({ peerId: peer.id, pulling: peer.pulling, bitfield: encodeBitfield(peer.holds), fetchers: peer.named })
 
   function connect (a, b) {
     if (a === b || a.neighbours.has(b.index)) return
@@ -135,7 +138,11 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       peers: () => [...node.neighbours].map(j => nodes[j]).filter(p => p.alive).map(peerState),
       connectedCount: () => node.neighbours.size,
       isBanned: () => false,
-      join () {},
+      // a join again, as the control channel sends it: our state and the origin fetchers we name
+      join (state) {
+        node.named = state.fetchers ?? []
+        queue.push(now + lat.node(node.index), { type: 'joined', node })
+      },
       have (indices) {
         if (node.pendingHaves.length === 0) queue.push(now + HAVE_FLUSH_MS + lat.node(node.index), { type: 'have', node })
         node.pendingHaves.push(...indices)
@@ -228,7 +235,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     pullingCount++
     if (settings.view === 'partial') {
       // what it knows at first: itself and its neighbours that pull; gossip brings the rest
-      node.known = pullerSet(chunks, [node.id])
+      node.known = pullerSet(chunks, [node.id], fetchers)
       for (const j of node.neighbours) if (nodes[j].alive && nodes[j].pulling) node.known.add(nodes[j].id)
       announced.push({ node, at })
       queue.push(at + gossipRandom() * settings.gossipIntervalMs, { type: 'gossip', node })
@@ -267,10 +274,12 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       const other = announced[Math.floor(gossipRandom() * visible)].node
       if (other === node || other.stoppedAt <= horizon || node.known.has(other.id)) continue
       node.known.add(other.id)
-      node.gossiped.push(other)
+      // a node ranks only the best-ranked pullers it hears of (see `pullers.ts`)
+      if (node.known.has(other.id)) node.gossiped.push(other)
     }
     if (node.gossiped.length > 0) {
       node.gossiped = node.gossiped.filter(other => {
+        if (!node.known.has(other.id)) return false
         if (other.stoppedAt > horizon) return true
         if (!node.neighbours.has(other.index)) node.known.remove(other.id)
         return false
@@ -415,6 +424,15 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
         case 'gossip':
           gossip(event.node)
           break
+        case 'joined': {
+          const node = event.node
+          if (!node.alive) break
+          for (const j of node.neighbours) {
+            const peer = nodes[j]
+            if (peer.alive && peer.events !== undefined && peer.pulling) peer.events.joined(peerState(node))
+          }
+          break
+        }
         case 'begin':
           if (event.node.alive) startPull(event.node)
           break

@@ -17,6 +17,18 @@ export const MAX_CHUNK_COUNT = MANIFEST_LIMITS.maxTotalChunks
 /** Largest bitfield accepted, in bytes (1.25 MB for 10 M chunks). */
 export const MAX_BITFIELD_BYTES = Math.ceil(MAX_CHUNK_COUNT / 8)
 
+/**
+ * Origin fetchers a `join` may name (peer ids): the scheduler ranks at most 4 × its fetchers
+ * (16 by default), and tells peers the fetchers among them.
+ */
+export const MAX_JOIN_FETCHERS = 64
+
+/** What one fetcher a peer named counts against the control-state budgets, beside its peer id. */
+export const FETCHER_ENTRY_BYTES = 8
+
+/** The largest hop count a named fetcher may carry (the pull passes on far fewer). */
+export const MAX_FETCHER_HOPS = 64
+
 /** Indices per outgoing `have` message; bigger batches are split, and peers send no more. */
 export const MAX_HAVE_INDICES_PER_MESSAGE = 65_536
 

@@ -61,10 +61,13 @@ import {
   CONTROL_PROTOCOL,
   DIAL_TIMEOUT_MS,
   HAVE_FLUSH_DELAY_MS,
+  FETCHER_ENTRY_BYTES,
   MANIFEST_ENTRY_BYTES,
   MAX_CHUNK_COUNT,
   MAX_CONTROL_STREAMS,
   MAX_HAVE_INDICES_PER_MESSAGE,
+  MAX_FETCHER_HOPS,
+  MAX_JOIN_FETCHERS,
   MAX_MESSAGE_BYTES,
   MAX_PEER_ASIDE_BYTES,
   MAX_PEER_ASIDE_MANIFESTS,
@@ -87,10 +90,10 @@ import {
   InvalidPeerIdError,
   NodeNotStartedError
 } from './errors.js'
-import { canonicalCid, decodeMessage, encodeMessage, FrameDecoder, isValidDataAddress, PROTOCOL_VERSION } from './messages.js'
+import { canonicalCid, decodeMessage, encodeMessage, FrameDecoder, isPeerIdText, isValidDataAddress, PROTOCOL_VERSION } from './messages.js'
 import { peerScores } from './peer-score.js'
 import { TokenBucket } from './rate-limit.js'
-import type { ControlMessage, DataAddress } from './messages.js'
+import type { ControlMessage, DataAddress, NamedFetcher } from './messages.js'
 import type { PeerOffence, PeerScores } from './peer-score.js'
 import type { Connection, Libp2p, PeerId, Stream, TypedEventTarget } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -105,6 +108,11 @@ export interface ChunkState {
   chunkCount: number
   /** true while we are still pulling it (peers may prefer seeders) */
   pulling: boolean
+  /**
+   * the manifest's origin fetchers we know of, at most {@link MAX_JOIN_FETCHERS}: passed on so
+   * a fleet agrees on who fetches from the origin (see `@swarm/pull`)
+   */
+  fetchers?: readonly NamedFetcher[]
 }
 
 /** A peer as a DHT lookup or any other discovery returns it. */
@@ -126,6 +134,8 @@ export interface ManifestPeer {
   chunkCount: number
   /** live: updated in place as `have` messages arrive; treat it as read-only */
   bitfield: Uint8Array
+  /** the origin fetchers the peer named in its last join */
+  fetchers: readonly NamedFetcher[]
   dataAddress?: ResolvedDataAddress
 }
 
@@ -139,6 +149,8 @@ export interface PeerJoinedEvent {
   bitfield: Uint8Array
   chunkCount: number
   pulling: boolean
+  /** the origin fetchers the peer knows of (see {@link ChunkState.fetchers}) */
+  fetchers: readonly NamedFetcher[]
 }
 
 export interface PeerHaveEvent {
@@ -263,6 +275,7 @@ interface LocalManifest {
   chunkCount: number
   pulling: boolean
   bitfield: Uint8Array
+  fetchers: readonly NamedFetcher[]
   /** present locally but not yet announced with `have` */
   pending: Set<number>
 }
@@ -271,6 +284,7 @@ interface RemoteManifest {
   chunkCount: number
   pulling: boolean
   bitfield: Uint8Array
+  fetchers: readonly NamedFetcher[]
 }
 
 interface PeerSession {
@@ -376,7 +390,15 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
     if (bitfield.length !== bitfieldLength(chunkCount)) {
       throw new InvalidChunkStateError(`a bitfield for ${chunkCount} chunks is ${bitfieldLength(chunkCount)} bytes, not ${bitfield.length}`)
     }
-    const local: LocalManifest = { chunkCount, pulling, bitfield: Uint8Array.from(bitfield), pending: new Set() }
+    const fetchers = (state.fetchers ?? []).map(({ peerId, hops }) => ({ peerId, hops }))
+    if (fetchers.length > MAX_JOIN_FETCHERS) {
+      throw new InvalidChunkStateError(`${fetchers.length} fetchers, at most ${MAX_JOIN_FETCHERS} travel with a join`)
+    }
+    for (const { peerId, hops } of fetchers) {
+      if (typeof peerId !== 'string' || !isPeerIdText(peerId)) throw new InvalidChunkStateError(`fetcher ${JSON.stringify(peerId)} is not a peer id`)
+      if (!Number.isInteger(hops) || hops < 0 || hops > MAX_FETCHER_HOPS) throw new InvalidChunkStateError(`fetcher ${peerId} is ${hops} hops away, expected an integer from 0 to ${MAX_FETCHER_HOPS}`)
+    }
+    const local: LocalManifest = { chunkCount, pulling, bitfield: Uint8Array.from(bitfield), fetchers, pending: new Set() }
     this.#clearSpareBits(local)
     const previous = this.#local.get(cid)
     this.#local.set(cid, local)
@@ -487,6 +509,7 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
           pulling: state.pulling,
           chunkCount: state.chunkCount,
           bitfield: state.bitfield,
+          fetchers: state.fetchers,
           ...(session.dataAddress != null ? { dataAddress: { ...session.dataAddress } } : {})
         })
       }
@@ -606,7 +629,7 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
         const local = this.#local.get(message.manifest)
         if (local == null) {
           this.#reject(session, 'not-joined')
-          this.#setAside(session, message.manifest, { chunkCount: message.chunkCount, pulling: message.pulling, bitfield: message.bitfield })
+          this.#setAside(session, message.manifest, remoteState(message))
           break
         }
         if (message.chunkCount !== local.chunkCount) {
@@ -614,7 +637,7 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
           break
         }
         const previous = session.manifests.get(message.manifest)
-        if (this.#adopt(session, message.manifest, { chunkCount: message.chunkCount, pulling: message.pulling, bitfield: message.bitfield }) && previous == null) {
+        if (this.#adopt(session, message.manifest, remoteState(message)) && previous == null) {
           this.#send(session, this.#joinMessage(message.manifest, local))
         }
         break
@@ -654,7 +677,8 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
    */
   #adopt (session: PeerSession, cid: string, state: RemoteManifest): boolean {
     const previous = session.manifests.get(cid)
-    const added = previous == null ? entryBytes(state.bitfield) : 0
+    // a join again replaces the state; its fetchers may have grown or shrunk
+    const added = entryBytes(state) - (previous != null ? entryBytes(previous) : 0)
     if (previous == null && session.manifests.size >= this.#limits.maxPeerManifests) {
       this.#reject(session, 'too-many-manifests', `peer joined more than ${this.#limits.maxPeerManifests} manifests`)
       return false
@@ -671,7 +695,7 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
     this.#stateBytes += added
     session.manifests.set(cid, state)
     this.safeDispatchEvent('peer:joined', {
-      detail: { peerId: session.id, manifestCid: cid, bitfield: state.bitfield, chunkCount: state.chunkCount, pulling: state.pulling }
+      detail: { peerId: session.id, manifestCid: cid, bitfield: state.bitfield, chunkCount: state.chunkCount, pulling: state.pulling, fetchers: state.fetchers }
     })
     return true
   }
@@ -679,7 +703,7 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
   /** Keeps a join for a manifest we do not hold, if it fits what a peer may set aside; the oldest make room. */
   #setAside (session: PeerSession, cid: string, state: RemoteManifest): void {
     this.#dropAside(session, cid)
-    const bytes = entryBytes(state.bitfield)
+    const bytes = entryBytes(state)
     const limits = this.#limits
     const full = (): boolean => session.aside.size >= limits.maxPeerAsideManifests || session.asideBytes + bytes > limits.maxPeerAsideBytes || session.stateBytes + bytes > limits.maxPeerStateBytes
     for (const oldest of session.aside.keys()) {
@@ -704,7 +728,7 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
       return
     }
     session.aside.delete(cid)
-    const bytes = entryBytes(state.bitfield)
+    const bytes = entryBytes(state)
     session.asideBytes -= bytes
     session.stateBytes -= bytes
     this.#stateBytes -= bytes
@@ -717,7 +741,7 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
       return
     }
     session.manifests.delete(cid)
-    const bytes = entryBytes(state.bitfield)
+    const bytes = entryBytes(state)
     session.stateBytes -= bytes
     this.#stateBytes -= bytes
     this.safeDispatchEvent('peer:left', { detail: { peerId: session.id, manifestCid: cid } })
@@ -783,7 +807,7 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
   }
 
   #joinMessage (cid: string, local: LocalManifest): ControlMessage {
-    return { type: 'join', manifest: cid, chunkCount: local.chunkCount, pulling: local.pulling, bitfield: local.bitfield }
+    return { type: 'join', manifest: cid, chunkCount: local.chunkCount, pulling: local.pulling, bitfield: local.bitfield, ...(local.fetchers.length > 0 ? { fetchers: [...local.fetchers] } : {}) }
   }
 
   #clearSpareBits (local: LocalManifest): void {
@@ -929,8 +953,15 @@ function manifestKey (value: string): string {
 }
 
 /** What one joined manifest counts against the control-state budgets. */
-function entryBytes (bitfield: Uint8Array): number {
-  return bitfield.length + MANIFEST_ENTRY_BYTES
+function entryBytes (state: RemoteManifest): number {
+  let bytes = state.bitfield.length + MANIFEST_ENTRY_BYTES
+  for (const fetcher of state.fetchers) bytes += fetcher.peerId.length + FETCHER_ENTRY_BYTES
+  return bytes
+}
+
+/** A join's state as kept for the peer. */
+function remoteState (message: Extract<ControlMessage, { type: 'join' }>): RemoteManifest {
+  return { chunkCount: message.chunkCount, pulling: message.pulling, bitfield: message.bitfield, fetchers: message.fetchers ?? [] }
 }
 
 function addressKey (address: DataAddress | undefined): string {

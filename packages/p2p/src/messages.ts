@@ -9,7 +9,9 @@
  * Messages a sender writes on one stream, in order:
  * - `hello` first: protocol version and where our data server listens. It also starts a fresh
  *   session: the receiver forgets whatever the sender announced before.
- * - `join`: we hold or pull a manifest; carries our whole bitfield. Sent again when state changes.
+ * - `join`: we hold or pull a manifest; carries our whole bitfield and, optionally, the
+ *   manifest's origin fetchers we know of, each a peer id and how many hops away we heard of it
+ *   (see `@swarm/pull`: a fleet agrees on them by passing them on). Sent again when state changes.
  * - `have`: chunks that landed since; only for a manifest joined on this stream.
  * - `leave`: we dropped a manifest.
  * - `address`: the data server moved (or stopped: `null`).
@@ -24,10 +26,11 @@
  * chunk count) is the control channel's check, not this module's.
  */
 
+import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import { z } from 'zod'
 import { bitfieldLength, fitsChunkCount } from '@swarm/interface'
-import { MAX_BITFIELD_BYTES, MAX_CHUNK_COUNT, MAX_HAVE_INDICES_PER_MESSAGE, MAX_MESSAGE_BYTES } from './constants.js'
+import { MAX_BITFIELD_BYTES, MAX_CHUNK_COUNT, MAX_HAVE_INDICES_PER_MESSAGE, MAX_FETCHER_HOPS, MAX_JOIN_FETCHERS, MAX_MESSAGE_BYTES } from './constants.js'
 import { ControlMessageTooLargeError, InvalidControlMessageError } from './errors.js'
 
 export const PROTOCOL_VERSION = 1
@@ -43,9 +46,15 @@ export interface DataAddress {
 export type ControlMessage =
   | { type: 'hello', version: number, dataAddress?: DataAddress }
   | { type: 'address', dataAddress: DataAddress | null }
-  | { type: 'join', manifest: string, chunkCount: number, pulling: boolean, bitfield: Uint8Array }
+  | { type: 'join', manifest: string, chunkCount: number, pulling: boolean, bitfield: Uint8Array, fetchers?: NamedFetcher[] }
   | { type: 'have', manifest: string, indices: number[] }
   | { type: 'leave', manifest: string }
+
+/** An origin fetcher a join names: its peer id, and how far from the sender it is (0: the sender itself). */
+export interface NamedFetcher {
+  peerId: string
+  hops: number
+}
 
 /** A CID in canonical string form (CIDv1 base32 or CIDv0 base58), or undefined when it is not one. */
 export function canonicalCid (value: string): string | undefined {
@@ -77,6 +86,20 @@ export function isValidDataAddress (address: DataAddress): boolean {
 
 const chunkCountSchema = z.number().int().min(0).max(MAX_CHUNK_COUNT)
 
+/** Whether a string is a peer id in its canonical text form. */
+export function isPeerIdText (value: string): boolean {
+  try {
+    return peerIdFromString(value).toString() === value
+  } catch {
+    return false
+  }
+}
+
+const fetchersSchema = z.array(z.strictObject({
+  peerId: z.string().max(128).refine(isPeerIdText, 'not a peer id'),
+  hops: z.number().int().min(0).max(MAX_FETCHER_HOPS)
+})).max(MAX_JOIN_FETCHERS)
+
 const messageSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('hello'),
@@ -92,7 +115,8 @@ const messageSchema = z.discriminatedUnion('type', [
     manifest: manifestSchema,
     chunkCount: chunkCountSchema,
     pulling: z.boolean(),
-    bitfield: z.string().max(Math.ceil(MAX_BITFIELD_BYTES / 3) * 4)
+    bitfield: z.string().max(Math.ceil(MAX_BITFIELD_BYTES / 3) * 4),
+    fetchers: fetchersSchema.optional()
   }).transform((message, ctx) => {
     // Node's own codec instead of a regular expression over 1.7 MB; it skips characters that are
     // not base64, so a string with any decodes to fewer bytes than its length promises

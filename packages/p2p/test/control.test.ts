@@ -9,6 +9,7 @@ import {
   InvalidManifestCidError,
   InvalidPeerIdError,
   MANIFEST_ENTRY_BYTES,
+  MAX_JOIN_FETCHERS,
   setBit
 } from '../src/index.js'
 import { addressWithPeer, capturingLogger, Fleet, manifestCid, waitFor } from './helpers.js'
@@ -189,12 +190,41 @@ describe('control channel', () => {
     expect(writerOfA()).not.toBe(lost)
   })
 
+  it('passes on the origin fetchers a join names, and counts them against the budgets', async () => {
+    const [a, b] = await connectedPair(fleet)
+    const eventsOfB = record(b.control)
+    const m = await manifestCid('fetchers')
+    b.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true })
+    a.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true })
+    await waitFor(() => viewOf(b, m, a.peerId) != null, 'b to learn that a pulls')
+    expect(viewOf(b, m, a.peerId)?.fetchers).toEqual([])
+    const plain = b.control.stats().stateBytes
+
+    // a names who fetches from the origin, itself among them: b has the list, in order
+    const named = [{ peerId: b.peerId, hops: 1 }, { peerId: a.peerId, hops: 0 }]
+    a.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true, fetchers: named })
+    await waitFor(() => viewOf(b, m, a.peerId)?.fetchers.length === 2, 'b to get a\'s fetchers')
+    expect(viewOf(b, m, a.peerId)?.fetchers).toEqual(named)
+    expect(eventsOfB.filter(event => event.type === 'peer:joined').at(-1)?.detail).toMatchObject({ peerId: a.peerId, fetchers: named })
+    expect(b.control.stats().stateBytes).toBeGreaterThan(plain + a.peerId.length + b.peerId.length)
+
+    // a names none again: the list and what it cost are gone
+    a.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: false, fetchers: [] })
+    await waitFor(() => viewOf(b, m, a.peerId)?.pulling === false, 'b to get a\'s new state')
+    expect(viewOf(b, m, a.peerId)?.fetchers).toEqual([])
+    expect(b.control.stats().stateBytes).toBe(plain)
+  })
+
   it('rejects bad local input with clear errors', async () => {
     const node = await fleet.add({ swarmKey })
     const m = await manifestCid('local input')
     expect(() => { node.control.join('not a cid', { bitfield: createBitfield(8), chunkCount: 8, pulling: true }) }).toThrow(InvalidManifestCidError)
     expect(() => { node.control.join(m, { bitfield: createBitfield(8), chunkCount: 9, pulling: true }) }).toThrow(InvalidChunkStateError)
     expect(() => { node.control.join(m, { bitfield: createBitfield(8), chunkCount: -1, pulling: true }) }).toThrow(InvalidChunkStateError)
+    expect(() => { node.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true, fetchers: [{ peerId: 'nope', hops: 1 }] }) }).toThrow(/fetcher "nope" is not a peer id/)
+    expect(() => { node.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true, fetchers: [{ peerId: node.peerId, hops: -1 }] }) }).toThrow(/-1 hops away/)
+    const tooMany = Array.from({ length: MAX_JOIN_FETCHERS + 1 }, () => ({ peerId: node.peerId, hops: 0 }))
+    expect(() => { node.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true, fetchers: tooMany }) }).toThrow(/at most 64 travel with a join/)
     node.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true })
     expect(() => { node.control.have(m, [8]) }).toThrow(InvalidChunkStateError)
     expect(() => { node.control.have(m, [1.5]) }).toThrow(InvalidChunkStateError)

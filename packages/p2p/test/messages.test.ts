@@ -15,11 +15,15 @@ import {
   InvalidControlMessageError,
   MAX_CHUNK_COUNT,
   MAX_HAVE_INDICES_PER_MESSAGE,
+  MAX_JOIN_FETCHERS,
   MAX_MESSAGE_BYTES,
   parseBootstrapEntry,
   setBit
 } from '../src/index.js'
 import type { ControlMessage } from '../src/index.js'
+
+// peer ids as a join names origin fetchers
+const fetchers = [{ peerId: '12D3KooWQqFbrQJST86WmwixXzyXBVS3MZVz5pYWC1emCcZ4d5cf', hops: 0 }, { peerId: '12D3KooWCWfHEQGfAW2tSr21vvfx2A3FyPpd68ZDLG6mMP4GcX66', hops: 3 }]
 
 const manifest = CID.createV1(0x55, await sha256.digest(new TextEncoder().encode('manifest'))).toString()
 
@@ -57,6 +61,7 @@ describe('control messages', () => {
     const messages: ControlMessage[] = [
       { type: 'hello', version: 1, dataAddress: { port: 7000 } },
       { type: 'join', manifest, chunkCount: 20, pulling: true, bitfield },
+      { type: 'join', manifest, chunkCount: 20, pulling: true, bitfield, fetchers },
       { type: 'have', manifest, indices: [1, 2, 5] },
       { type: 'address', dataAddress: { host: '10.0.0.7', port: 7001 } },
       { type: 'leave', manifest }
@@ -102,6 +107,12 @@ describe('control messages', () => {
     ['a have with an index that is a string', body({ type: 'have', manifest, indices: ['1'] })],
     ['a have with more indices than one message carries', body({ type: 'have', manifest, indices: Array.from({ length: MAX_HAVE_INDICES_PER_MESSAGE + 1 }, (_, i) => i) })],
     ['a join with more chunks than a manifest may have', body({ type: 'join', manifest, chunkCount: MAX_CHUNK_COUNT + 1, pulling: false, bitfield: '' })],
+    ['a join naming a fetcher that is not a peer id', body({ type: 'join', manifest, chunkCount: 8, pulling: true, bitfield: 'AA==', fetchers: [fetchers[0], { peerId: 'QmNotAPeer', hops: 1 }] })],
+    ['a join naming a fetcher by a bare id', body({ type: 'join', manifest, chunkCount: 8, pulling: true, bitfield: 'AA==', fetchers: [fetchers[0]!.peerId] })],
+    ['a join naming a fetcher without hops', body({ type: 'join', manifest, chunkCount: 8, pulling: true, bitfield: 'AA==', fetchers: [{ peerId: fetchers[0]!.peerId }] })],
+    ['a join naming a fetcher at negative hops', body({ type: 'join', manifest, chunkCount: 8, pulling: true, bitfield: 'AA==', fetchers: [{ peerId: fetchers[0]!.peerId, hops: -1 }] })],
+    ['a join naming a fetcher with fields it does not know', body({ type: 'join', manifest, chunkCount: 8, pulling: true, bitfield: 'AA==', fetchers: [{ ...fetchers[0], rank: 1 }] })],
+    ['a join naming more fetchers than one carries', body({ type: 'join', manifest, chunkCount: 8, pulling: true, bitfield: 'AA==', fetchers: Array.from({ length: MAX_JOIN_FETCHERS + 1 }, () => fetchers[0]) })],
     ['a hello with port 0', body({ type: 'hello', version: 1, dataAddress: { port: 0 } })],
     ['a hello with a host that is no host name', body({ type: 'hello', version: 1, dataAddress: { host: 'a b', port: 1 } })]
   ])('rejects %s', (_name, bytes) => {

@@ -1,6 +1,21 @@
 /** How long a pull waits for other pullers' joins before it takes chunks from the origin as their owner. */
 export const DEFAULT_SETTLE_MS = 500
 
+/**
+ * The least time between two joins that only tell peers of a changed list of origin fetchers:
+ * lists settle within a few exchanges, and each join carries the whole bitfield.
+ */
+export const FETCHERS_ANNOUNCE_MS = 250
+
+/**
+ * An origin fetcher named from further than this many hops is not taken (see the session's
+ * notes). Random graphs of a few dozen peers per node reach a million nodes in four hops.
+ */
+export const MAX_FETCHER_HOPS = 4
+
+/** Origin fetchers one join names at most (the best-ranked): the control channel carries no more. */
+export const MAX_NAMED_FETCHERS = 64
+
 /** With no chunk arriving for this long, a pull ends. */
 export const DEFAULT_STALL_TIMEOUT_MS = 120_000
 

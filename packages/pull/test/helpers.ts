@@ -9,7 +9,7 @@ import { encodeManifest } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
 import type { Fetcher } from '@swarm/fetcher'
 import type { ChunkRequest, ChunkSource, Manifest } from '@swarm/interface'
-import type { PullPeer, PullPeerEvents, PullPeers } from '../src/index.js'
+import type { NamedFetcher, PullPeer, PullPeerEvents, PullPeers } from '../src/index.js'
 import type { Store } from '@swarm/store'
 
 export const CHUNK = 64 * 1024
@@ -78,6 +78,8 @@ export function scriptedSource (name: string, kind: 'peer' | 'origin', model: Mo
 export class ScriptedPeers implements PullPeers {
   readonly selfId = '12D3KooWself'
   readonly joins: Array<{ pulling: boolean, count: number }> = []
+  /** the origin fetchers each join named */
+  readonly named: Array<readonly NamedFetcher[]> = []
   readonly haves: number[] = []
   readonly rejectedPeers: string[] = []
   readonly banned = new Set<string>()
@@ -88,8 +90,9 @@ export class ScriptedPeers implements PullPeers {
   peers (): PullPeer[] { return [...this.state.values()] }
   connectedCount (): number { return this.state.size }
   isBanned (peerId: string): boolean { return this.banned.has(peerId) }
-  join (state: { bitfield: Uint8Array, chunkCount: number, pulling: boolean }): void {
+  join (state: { bitfield: Uint8Array, chunkCount: number, pulling: boolean, fetchers?: readonly NamedFetcher[] }): void {
     this.joins.push({ pulling: state.pulling, count: state.chunkCount })
+    this.named.push(state.fetchers ?? [])
   }
 
   have (indices: number[]): void { this.haves.push(...indices) }
@@ -108,6 +111,12 @@ export class ScriptedPeers implements PullPeers {
     const count = uniqueChunks(model.manifest).length
     const peer = { peerId, pulling: false, bitfield: encodeBitfield(flags ?? new Array(count).fill(true)) }
     this.state.set(peerId, peer)
+    this.events?.joined(peer)
+  }
+
+  /** A peer joins (again) with this state, holding nothing unless `bitfield` says so. */
+  joinAs (peer: PullPeer): void {
+    this.state.set(peer.peerId, peer)
     this.events?.joined(peer)
   }
 

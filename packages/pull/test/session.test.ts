@@ -2,10 +2,10 @@ import { ChunkUnavailableError, DiskFullError, OriginUnavailableError, uniqueChu
 import { fetcher } from '@swarm/fetcher'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { pullerSet } from '@swarm/scheduler'
-import { PullSession, SessionStartedError } from '../src/index.js'
+import { MAX_FETCHER_HOPS, PullSession, SessionStartedError } from '../src/index.js'
 import { CHUNK, harness, holdsModel, makeModel, ScriptedPeers, scriptedSource } from './helpers.js'
 import type { Harness, Model } from './helpers.js'
-import type { ChunkStore, SourceKind } from '@swarm/interface'
+import type { ChunkSource, ChunkStore, SourceKind } from '@swarm/interface'
 import type { PullSessionInit } from '../src/index.js'
 
 describe('PullSession', () => {
@@ -150,6 +150,110 @@ describe('PullSession', () => {
     s.pullersChanged()
     await vi.waitFor(() => { expect(aborted).toHaveLength(lost.length) }, { timeout: 5000, interval: 10 })
     expect(aborted.sort()).toEqual(lost.sort())
+    stop.abort()
+    await running
+  })
+
+  /** An origin that answers nothing for a minute, and what was asked of it and given up. */
+  function stalledOrigin (model: Model): { slow: ReturnType<typeof scriptedSource>, aborted: string[], origin: ChunkSource } {
+    const slow = scriptedSource('origin', 'origin', model, { delayMs: 60_000 })
+    const aborted: string[] = []
+    const origin = { ...slow, async fetch (request: Parameters<typeof slow.fetch>[0], opts: Parameters<typeof slow.fetch>[1] = {}) {
+      opts.signal?.addEventListener('abort', () => { aborted.push(request.cid) }, { once: true })
+      return await slow.fetch(request, opts)
+    } }
+    return { slow, aborted, origin }
+  }
+
+  /** A pull where two pullers fetch from the origin and non-owners never fall back: what it asks the origin shows whom it takes for a fetcher. */
+  async function twoFetcherPull (model: Model, peers: ScriptedPeers, origin: ChunkSource): Promise<{ stop: AbortController, running: Promise<unknown> }> {
+    const stop = new AbortController()
+    const s = await session(model, {
+      peers,
+      sources: { origin, peer: () => undefined },
+      scheduler: { originFetchers: 2, fleetInflightOrigin: 64, originWindow: Infinity, maxInflightTotal: 64 },
+      maxInflightOrigin: 16,
+      originFallbackMs: 600_000,
+      pollMs: 60_000
+    })
+    return { stop, running: s.run({ signal: stop.signal }).catch(() => {}) }
+  }
+
+  it('takes the origin fetchers peers name as pullers, names its own, and lets go of those no longer named', async () => {
+    const model = makeModel(16)
+    const chunks = uniqueChunks(model.manifest)
+    const self = '12D3KooWself'
+    const done = '12D3KooWdone'
+    // two fetchers: a named puller this node has never met ranks among them, beside us, and the
+    // peer that names it (the chunks are random, so are the ranks: pick the names to fit)
+    const options = { fetchers: 2 }
+    const ownedIn = (ids: string[]): string[] => {
+      const set = pullerSet(chunks, ids, options)
+      return chunks.filter((_c, i) => set.owner(i) === self).map(c => c.cid)
+    }
+    const candidates = Array.from({ length: 40 }, (_, k) => `12D3KooWpuller${k}`)
+    const [relay, named] = candidates.flatMap(r => candidates.map(n => [r, n] as const)).find(([r, n]) => {
+      if (r === n) return false
+      const fetchers = pullerSet(chunks, [self, r, n], options).fetchers()
+      return fetchers.includes(self) && fetchers.includes(n) && ownedIn([self, r, n]).some(cid => !ownedIn([self, r]).includes(cid))
+    })!
+    expect(named).toBeDefined()
+    const { slow, aborted, origin } = stalledOrigin(model)
+    const peers = new ScriptedPeers()
+    const empty = new Uint8Array(2)
+    // a peer that is done, and one still pulling that names it and a puller we are not connected to
+    peers.joinAs({ peerId: done, pulling: false, bitfield: empty })
+    peers.joinAs({ peerId: relay, pulling: true, bitfield: empty, fetchers: [{ peerId: named, hops: 1 }, { peerId: done, hops: 1 }] })
+    const { stop, running } = await twoFetcherPull(model, peers, origin)
+    // the named puller counts and the done peer does not: we ask the origin for what we own among them
+    const withNamed = ownedIn([self, relay, named])
+    expect(withNamed).not.toEqual(ownedIn([self, relay]))
+    await vi.waitFor(() => { expect([...slow.calls].sort()).toEqual([...withNamed].sort()) }, { timeout: 5000, interval: 10 })
+    // and we name the fetchers as we know them, best-ranked first, each with how far away we heard of it
+    const hopsOf = (id: string): number => id === self ? 0 : id === relay ? 1 : 2
+    const fetchers = pullerSet(chunks, [self, relay, named], options).fetchers().map(id => ({ peerId: id, hops: hopsOf(id) }))
+    await vi.waitFor(() => { expect(peers.named.at(-1)).toEqual(fetchers) }, { timeout: 5000, interval: 10 })
+
+    // the relay names nobody now: the named puller is no puller any more, and what we asked for as
+    // the owner of chunks that go back to the relay is given up
+    peers.joinAs({ peerId: relay, pulling: true, bitfield: empty, fetchers: [] })
+    const withoutNamed = ownedIn([self, relay])
+    const lost = withNamed.filter(cid => !withoutNamed.includes(cid))
+    expect(lost.length).toBeGreaterThan(0)
+    await vi.waitFor(() => { expect([...aborted].sort()).toEqual([...lost].sort()) }, { timeout: 5000, interval: 10 })
+    await vi.waitFor(() => { expect(peers.named.at(-1)).toEqual(pullerSet(chunks, [self, relay], options).fetchers().map(id => ({ peerId: id, hops: hopsOf(id) }))) }, { timeout: 5000, interval: 10 })
+    stop.abort()
+    await running
+  })
+
+  it('does not take a fetcher named from too far, so a gone one stops echoing between nodes that name it', async () => {
+    const model = makeModel(16)
+    const chunks = uniqueChunks(model.manifest)
+    const self = '12D3KooWself'
+    const options = { fetchers: 2 }
+    // a puller that, as a fetcher, would take chunks from us
+    const far = Array.from({ length: 200 }, (_, k) => `12D3KooWfar${k}`).find(id => pullerSet(chunks, [self, id], options).ownedBy(self) < 16)!
+    const { slow, aborted, origin } = stalledOrigin(model)
+    const peers = new ScriptedPeers()
+    const empty = new Uint8Array(2)
+    // two neighbours that are not pulling name it: one from too far, one from near enough
+    peers.joinAs({ peerId: '12D3KooWa', pulling: false, bitfield: empty, fetchers: [{ peerId: far, hops: MAX_FETCHER_HOPS }] })
+    peers.joinAs({ peerId: '12D3KooWb', pulling: false, bitfield: empty, fetchers: [{ peerId: far, hops: MAX_FETCHER_HOPS - 2 }] })
+    const { stop, running } = await twoFetcherPull(model, peers, origin)
+    const mine = chunks.filter((_c, i) => pullerSet(chunks, [self, far], options).owner(i) === self).map(c => c.cid)
+    await vi.waitFor(() => { expect([...slow.calls].sort()).toEqual([...mine].sort()) }, { timeout: 5000, interval: 10 })
+    // we name it one hop further than the nearer name
+    await vi.waitFor(() => { expect(peers.named.at(-1)).toContainEqual({ peerId: far, hops: MAX_FETCHER_HOPS - 1 }) }, { timeout: 5000, interval: 10 })
+    // the name comes back one hop further (it echoed through a node that had it from us): at the
+    // limit it is still taken, but no longer passed on
+    peers.joinAs({ peerId: '12D3KooWb', pulling: false, bitfield: empty, fetchers: [{ peerId: far, hops: MAX_FETCHER_HOPS - 1 }] })
+    await vi.waitFor(() => { expect(peers.named.at(-1)).toEqual([{ peerId: self, hops: 0 }]) }, { timeout: 5000, interval: 10 })
+    expect(slow.calls).toHaveLength(mine.length)
+    // one hop further still, and it is no puller: what it owned comes back to us
+    peers.joinAs({ peerId: '12D3KooWb', pulling: false, bitfield: empty, fetchers: [{ peerId: far, hops: MAX_FETCHER_HOPS }] })
+    await vi.waitFor(() => { expect(slow.calls).toHaveLength(16) }, { timeout: 5000, interval: 10 })
+    expect(peers.named.at(-1)).toEqual([{ peerId: self, hops: 0 }])
+    expect(aborted).toEqual([])
     stop.abort()
     await running
   })

@@ -39,6 +39,20 @@ describe('the fleet simulator', () => {
     expect(result.initial.p99Ms).toBeGreaterThanOrEqual(lowerBound(n, modelBytes, { linkMbit: 50, originMbit: 50 }))
   })
 
+  it('agrees on a few origin fetchers through joins when every node knows only its neighbours', async () => {
+    const chunks = chunksOf(16, 1 * MiB)
+    const modelBytes = 16 * MiB
+    const n = 160
+    const run = async (schedulerInit: Record<string, unknown>): Promise<{ originBytes: number, initial: { finished: number } }> =>
+      await simulate({ chunks, settings: { neighbours: 8, view: 'neighbours', stallMs: 120_000, schedulerInit }, n, seed: 11, limitMs: 1_200_000 })
+    // the best-ranked few, named from node to node until all agree on them; while names spread,
+    // some nodes believe for a moment that they fetch and start a request they then give up
+    // (counted too). Joins that name nobody made the origin send 16.5 copies here.
+    const few = await run({})
+    expect(few.initial.finished).toBe(n)
+    expect(few.originBytes).toBeLessThan(2 * modelBytes)
+  })
+
   it('keeps pulling through churn: the nodes that stay finish', async () => {
     const chunks = chunksOf(8, 1 * MiB)
     const result = await simulate({ chunks, settings: { neighbours: 6, churnShare: 0.25 }, n: 8, seed: 5, limitMs: 600_000, churnAt: 1_500 })

@@ -15,6 +15,14 @@ export const DEFAULT_MAX_INFLIGHT_ORIGIN = 8
 export const DEFAULT_FLEET_INFLIGHT_ORIGIN = 16
 
 /**
+ * Pullers that fetch from the origin, at most: the best-ranked for the model (see `pullers.ts`).
+ * Everyone must agree on who owns what, and in a large fleet nobody knows every puller; a
+ * few, known to all, can be agreed on. As many as the fleet's origin requests, so each fetcher
+ * keeps one outstanding.
+ */
+export const DEFAULT_ORIGIN_FETCHERS = 16
+
+/**
  * How many chunks beyond those already seen (here or at any connected peer) owners fetch from
  * the origin: chunk i waits until i − window + 1 chunks are seen. Origin requests share its
  * link, so owners all fetching at once make every chunk land at the very end, and peers have

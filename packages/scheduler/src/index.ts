@@ -39,6 +39,7 @@
 
 import { PullerSet } from './pullers.js'
 import { Scheduler } from './scheduler.js'
+import type { PullerSetOptions } from './pullers.js'
 import type { ChunkScheduler, SchedulerInit } from './scheduler.js'
 
 export type {
@@ -54,7 +55,8 @@ export type {
 export { bitfieldLength, countBits, createBitfield, decodeBitfield, encodeBitfield, fitsChunkCount, hasBit, setBit, uniqueChunks, validateBitfield } from '@swarm/interface'
 export * from './constants.js'
 export * from './errors.js'
-export type { PullerSet } from './pullers.js'
+export type { PullerSet, PullerSetOptions } from './pullers.js'
+export { RETAIN_FACTOR } from './pullers.js'
 export { seededRandom } from './random.js'
 export { keyHash, rendezvousOwner, rendezvousRanking, rendezvousScore } from './rendezvous.js'
 export type { KeyHash } from './rendezvous.js'
@@ -65,10 +67,11 @@ export function chunkScheduler (init: SchedulerInit): ChunkScheduler {
 }
 
 /**
- * The set of nodes pulling a manifest, with each chunk's rendezvous owner among them. A
- * scheduler makes its own; a simulator whose nodes share one view can make one and pass it to
- * every scheduler as `pullerSet`.
+ * The set of nodes pulling a manifest, the few of them that fetch from the origin, and each
+ * chunk's rendezvous owner among those. A scheduler makes its own; a simulator whose nodes share
+ * one view can make one and pass it to every scheduler as `pullerSet` (with the same `fetchers`
+ * as the schedulers' `originFetchers`).
  */
-export function pullerSet (chunks: ReadonlyArray<{ cid: string }>, pullers: Iterable<string> = []): PullerSet {
-  return new PullerSet(chunks, pullers)
+export function pullerSet (chunks: ReadonlyArray<{ cid: string }>, pullers: Iterable<string> = [], options: PullerSetOptions = {}): PullerSet {
+  return new PullerSet(chunks, pullers, options)
 }

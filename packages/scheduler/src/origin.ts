@@ -175,13 +175,18 @@ function originHasRoom (s: Scheduler): boolean {
 /** Origin requests this node keeps outstanding: its share of the fleet's; see the notes at the top. */
 function originCap (s: Scheduler): number {
   if (!s.pullersKnown) return s.maxOrigin
-  const pullers = s.expectedPullersLapsed ? s.pullers.size : Math.max(s.expectedPullers, s.pullers.size)
-  return Math.min(s.maxOrigin, Math.max(1, Math.ceil(s.fleetOrigin / pullers)))
+  const fetchers = s.expectedPullersLapsed ? s.pullers.fetcherCount : Math.max(expectedFetchers(s), s.pullers.fetcherCount)
+  return Math.min(s.maxOrigin, Math.max(1, Math.ceil(s.fleetOrigin / fetchers)))
+}
+
+/** Of the pullers this node expects, how many will fetch from the origin. */
+function expectedFetchers (s: Scheduler): number {
+  return Math.min(s.expectedPullers, s.pullers.fetcherLimit)
 }
 
 /** Until when `expectedPullers` holds down this node's origin share (Infinity once it no longer does). */
 export function expectedUntil (s: Scheduler): number {
-  if (s.expectedPullersLapsed || s.expectedPullers <= s.pullers.size || s.startedAt === undefined) return Infinity
+  if (s.expectedPullersLapsed || expectedFetchers(s) <= s.pullers.fetcherCount || s.startedAt === undefined) return Infinity
   return s.startedAt + EXPECTED_PULLERS_MS
 }
 

@@ -1,37 +1,56 @@
 /**
- * The nodes pulling one manifest, and which of them owns each chunk (see `rendezvous.ts` and the
- * notes in `origin.ts`).
+ * The nodes pulling one manifest, which of them fetch from the origin, and which of those owns
+ * each chunk (see `rendezvous.ts` and the notes in `origin.ts`).
+ *
+ * ## Origin fetchers: a small set everyone agrees on
+ *
+ * Rendezvous ownership over every puller is only right when every node knows every puller. In a
+ * large fleet none does: a node that knows k of N pullers believes it owns about 1/(k+1) of the
+ * chunks, and the origin sees about N/(k+1) copies of them (bench/sim, 1,000 nodes learning
+ * pullers by gossip: 3.6 × M from the origin). So only a few pullers fetch from the origin:
+ * the `fetchers` (default {@link DEFAULT_ORIGIN_FETCHERS}) that rank first by a second
+ * rendezvous score, of the model (all its chunk CIDs) and the peer id. Ownership is assigned
+ * among them alone. A node needs to know only those few, not the whole fleet, to agree with the
+ * others on every owner, and they are few enough to travel with every message that names
+ * pullers (the session passes on what it hears; a fleet's gossip carries each node's list). With
+ * no more pullers than that, every puller is a fetcher and nothing changes.
+ *
+ * The set keeps only the {@link RETAIN_FACTOR} × fetchers best-ranked pullers it has heard of,
+ * so a node's memory and work do not grow with the fleet: a puller ranked below all of them is
+ * not recorded, and one that outranks the last pushes it out. When a fetcher leaves, the next
+ * retained puller takes its place.
  *
  * ## Ownership balanced by bytes
  *
- * Plain rendezvous hashing gives each puller about 1/N of the chunks by count, with the spread
- * of a binomial: with 32 chunks and 4 pullers the heaviest owner often has half as many again
+ * Plain rendezvous hashing gives each fetcher about 1/F of the chunks by count, with the spread
+ * of a binomial: with 32 chunks and 4 fetchers the heaviest owner often has half as many again
  * as the mean, and with tensor-aligned cutting (large chunks, then a tail of small ones) a count
  * says little about bytes. The slowest owner sets when the last chunk leaves the origin, so
  * ownership here is bounded by bytes: chunks in a fixed order (largest first, then by index) go
- * each to the highest-ranked puller whose owned bytes leave room for it under a capacity of
- * max(largest chunk, 1.1 × M / N). A chunk no one has room for (whole chunks cannot always fit
- * the bound) goes to the least loaded puller, so no owner exceeds 1.1 × M / N plus one chunk.
- * The result is a function of the set alone, so every node computes the same owners.
+ * each to the highest-ranked fetcher whose owned bytes leave room for it under a capacity of
+ * max(largest chunk, 1.1 × M / F). A chunk no one has room for (whole chunks cannot always fit
+ * the bound) goes to the least loaded fetcher, so no owner exceeds 1.1 × M / F plus one chunk.
+ * The result is a function of the set of fetchers alone, so every node that knows them computes
+ * the same owners.
  *
- * Stability: a puller that owns nothing was never the best-ranked one with room, so it joining
- * or leaving changes no owner (with N well above the chunk count, where the capacity is one
- * chunk's size, that is most of them). Otherwise only an owner's leaving, a joiner outranking
- * some owner, or the capacity changing (N small) reassigns; the slack keeps most chunks with
- * their first-ranked puller, so a change moves about the joiner's or leaver's own share and few
- * others (measured in the tests). The runner-up of a chunk is its best-ranked puller other than
- * its owner.
+ * Stability: a fetcher that owns nothing was never the best-ranked one with room, so it joining
+ * or leaving changes no owner (with F well above the chunk count, where the capacity is one
+ * chunk's size). Otherwise only an owner's leaving, a joiner outranking some owner, or the
+ * capacity changing (F small) reassigns; the slack keeps most chunks with their first-ranked
+ * fetcher, so a change moves about the joiner's or leaver's own share and few others (measured
+ * in the tests). The runner-up of a chunk is its best-ranked fetcher other than its owner.
  *
- * Cost: a reassignment scores every puller for every chunk (O(N × chunks)); changes are applied
- * lazily, on the next read, so a burst of joins costs one pass.
+ * Cost: a change among the fetchers scores every fetcher for every chunk (O(F × chunks)); a
+ * change among the others costs nothing. Changes are applied lazily, on the next read, so a
+ * burst of joins costs one pass.
  *
  * Each scheduler normally has its own set. A simulator whose nodes all see the same pullers can
- * create one set and hand it to every scheduler (`pullerSet` in the scheduler's init): ranking
- * 10,000 pullers for 512 chunks is then done once instead of once per node, and the set is held
- * once. Schedulers notice changes through {@link PullerSet.version} and
+ * create one set and hand it to every scheduler (`pullerSet` in the scheduler's init), so the
+ * ranking is done and held once. Schedulers notice changes through {@link PullerSet.version} and
  * {@link PullerSet.changesSince}.
  */
 
+import { DEFAULT_ORIGIN_FETCHERS } from './constants.js'
 import { InvalidChunkIndexError, InvalidPeerIdError, InvalidSchedulerInitError } from './errors.js'
 import { keyHash, scoreHigh, scoreLow } from './rendezvous.js'
 import type { KeyHash } from './rendezvous.js'
@@ -41,28 +60,48 @@ const CHANGE_LOG_CHUNKS = 4
 /** At most this many versions are kept for schedulers catching up. */
 const CHANGE_LOG_ENTRIES = 1024
 /**
- * An owner's bytes may exceed the even share M / pullers by this factor: some slack lets most
- * chunks go to their first-ranked puller, so a join or leave moves few chunks beyond the
+ * An owner's bytes may exceed the even share M / fetchers by this factor: some slack lets most
+ * chunks go to their first-ranked fetcher, so a join or leave moves few chunks beyond the
  * joiner's or leaver's own; none at all would make every change ripple through the order.
  */
 const OWNER_SLACK = 1.1
+/** Pullers retained, as a multiple of the fetchers: the next in line when fetchers leave. */
+export const RETAIN_FACTOR = 4
+
+// the model's key for ranking fetchers is folded from its chunks' keys, starting here
+const MODEL_SEED_A = 0x6a09e667
+const MODEL_SEED_B = 0xbb67ae85
+
+export interface PullerSetOptions {
+  /** how many pullers fetch from the origin (default {@link DEFAULT_ORIGIN_FETCHERS}); Infinity: all */
+  fetchers?: number
+}
+
+interface Member {
+  hash: KeyHash
+  /** the member's rank as a fetcher of this model: higher first */
+  high: number
+  low: number
+}
 
 export class PullerSet {
   readonly chunkCount: number
+  /** how many of the best-ranked pullers fetch from the origin and own chunks */
+  readonly fetcherLimit: number
+  private readonly retainLimit: number
   private readonly keyA: Uint32Array
   private readonly keyB: Uint32Array
-  private readonly members = new Map<string, KeyHash>()
-  private readonly joined = new Set<string>()
-  private readonly left = new Set<string>()
+  private readonly modelA: number
+  private readonly modelB: number
+  private readonly members = new Map<string, Member>()
+  /** the fetchers ownership was last assigned among */
+  private assigned: string[] = []
+  private changed = false
   /** '' while the set is empty */
   private readonly owners: string[]
-  private readonly ownerHigh: Uint32Array
-  private readonly ownerLow: Uint32Array
+  private readonly positions: Uint32Array
   /** the runner-up, who takes over the chunk's origin fetch first when the owner stalls; '' while there is none */
   private readonly backups: string[]
-  private readonly backupHigh: Uint32Array
-  private readonly backupLow: Uint32Array
-  private readonly positions: Uint32Array
   private ownedCounts = new Map<string, number>()
   private currentVersion = 0
   private readonly log: Array<{ version: number, chunks: Uint32Array }> = []
@@ -74,29 +113,35 @@ export class PullerSet {
   private readonly largest: number
   /** the order in which chunks are assigned: largest first, then by index */
   private readonly order: Uint32Array
-  /** the capacity the owners were last assigned under; a change of it reassigns every chunk */
-  private assignedCapacity = -1
 
-  constructor (chunks: ReadonlyArray<{ cid: string, size?: number }>, members: Iterable<string> = []) {
+  constructor (chunks: ReadonlyArray<{ cid: string, size?: number }>, members: Iterable<string> = [], options: PullerSetOptions = {}) {
     if (!Array.isArray(chunks)) throw new InvalidSchedulerInitError('chunks must be an array')
+    const fetchers = options.fetchers ?? DEFAULT_ORIGIN_FETCHERS
+    if (fetchers !== Infinity && (!Number.isInteger(fetchers) || fetchers < 1)) {
+      throw new InvalidSchedulerInitError(`fetchers must be a positive integer or Infinity, got ${String(fetchers)}`)
+    }
+    this.fetcherLimit = fetchers
+    this.retainLimit = RETAIN_FACTOR * fetchers
     const n = chunks.length
     this.chunkCount = n
     this.keyA = new Uint32Array(n)
     this.keyB = new Uint32Array(n)
     this.owners = new Array<string>(n).fill('')
-    this.ownerHigh = new Uint32Array(n)
-    this.ownerLow = new Uint32Array(n)
     this.positions = new Uint32Array(n)
     this.backups = new Array<string>(n).fill('')
-    this.backupHigh = new Uint32Array(n)
-    this.backupLow = new Uint32Array(n)
+    let modelA = MODEL_SEED_A
+    let modelB = MODEL_SEED_B
     for (let i = 0; i < n; i++) {
       const cid = chunks[i]?.cid
       if (typeof cid !== 'string' || cid === '') throw new InvalidSchedulerInitError(`chunk ${i} has no CID`)
       const key = keyHash(cid)
       this.keyA[i] = key.a
       this.keyB[i] = key.b
+      modelA = scoreHigh(modelA, modelB, key.a)
+      modelB = scoreHigh(modelB, modelA, key.b)
     }
+    this.modelA = modelA
+    this.modelB = modelB
     this.sizes = new Float64Array(n)
     let total = 0
     let largest = 0
@@ -125,8 +170,14 @@ export class PullerSet {
     return true
   }
 
+  /** Pullers retained: the best-ranked ones heard of, at most {@link RETAIN_FACTOR} × the fetchers. */
   get size (): number {
     return this.members.size
+  }
+
+  /** How many pullers fetch from the origin now: the retained ones, up to the limit. */
+  get fetcherCount (): number {
+    return Math.min(this.members.size, this.fetcherLimit)
   }
 
   /** Increases whenever some chunk's owner or runner-up changes. */
@@ -135,29 +186,51 @@ export class PullerSet {
     return this.currentVersion
   }
 
+  /** Whether the puller is retained (a puller ranked below every retained one is not). */
   has (peerId: string): boolean {
     return this.members.has(peerId)
   }
 
+  /** The retained pullers. */
   ids (): string[] {
     return [...this.members.keys()]
+  }
+
+  /** The pullers that fetch from the origin, best-ranked first: what a node tells others it knows. */
+  fetchers (): string[] {
+    this.sync()
+    return this.assigned.slice()
   }
 
   add (peerId: string): void {
     checkPeerId(peerId)
     if (this.members.has(peerId)) return
-    this.members.set(peerId, keyHash(peerId))
-    // back before the change was applied: the cached owners are still right
-    if (!this.left.delete(peerId)) this.joined.add(peerId)
+    const hash = keyHash(peerId)
+    const high = scoreHigh(this.modelA, this.modelB, hash.a)
+    const member = { hash, high, low: scoreLow(this.modelB, hash.b, high) }
+    if (this.members.size >= this.retainLimit) {
+      // full: it replaces the worst-ranked retained puller, or is not recorded
+      let worst: string | undefined
+      let worstMember: Member | undefined
+      for (const [id, other] of this.members) {
+        if (worstMember === undefined || outranks(worstMember.high, worstMember.low, worst!, other.high, other.low, id)) {
+          worst = id
+          worstMember = other
+        }
+      }
+      if (!outranks(member.high, member.low, peerId, worstMember!.high, worstMember!.low, worst!)) return
+      this.members.delete(worst!)
+    }
+    this.members.set(peerId, member)
+    this.changed = true
   }
 
   remove (peerId: string): void {
     checkPeerId(peerId)
-    if (!this.members.delete(peerId)) return
-    if (!this.joined.delete(peerId)) this.left.add(peerId)
+    if (this.members.delete(peerId)) this.changed = true
   }
 
-  /** Makes the set exactly `peerIds`. */
+  /** Makes the set exactly `peerIds` (as far as it retains them). */
   set (peerIds: Iterable<string>): void {
     const next = new Set<string>()
     for (const id of peerIds) {
@@ -170,7 +243,7 @@ export class PullerSet {
     for (const id of next) this.add(id)
   }
 
-  /** The puller that owns a chunk, or undefined while the set is empty. */
+  /** The fetcher that owns a chunk, or undefined while the set is empty. */
   owner (chunk: number): string | undefined {
     this.checkChunk(chunk)
     this.sync()
@@ -178,7 +251,7 @@ export class PullerSet {
     return owner === '' ? undefined : owner
   }
 
-  /** The puller ranked second for a chunk, or undefined while there are fewer than two. */
+  /** The fetcher ranked second for a chunk, or undefined while there are fewer than two. */
   backup (chunk: number): string | undefined {
     this.checkChunk(chunk)
     this.sync()
@@ -219,39 +292,25 @@ export class PullerSet {
     return changed
   }
 
+  /** The best-ranked retained pullers, at most the fetcher limit, best first. */
+  private bestRanked (): string[] {
+    const ranked = [...this.members.entries()]
+    ranked.sort(([x, a], [y, b]) => outranks(a.high, a.low, x, b.high, b.low, y) ? -1 : 1)
+    return ranked.slice(0, this.fetcherLimit).map(([id]) => id)
+  }
+
   private sync (): void {
-    if (this.joined.size === 0 && this.left.size === 0) return
+    if (!this.changed) return
+    this.changed = false
+    const fetchers = this.bestRanked()
+    // ownership depends on the fetchers alone (see the notes at the top)
+    const same = fetchers.length === this.assigned.length && fetchers.every(id => this.assigned.includes(id))
+    this.assigned = fetchers
+    if (same) return
     const n = this.chunkCount
     const oldOwners = this.owners.slice()
     const oldBackups = this.backups.slice()
-    // Only an owner's leaving, or a joiner outranking some chunk's owner, can change an owner:
-    // a puller that owns nothing was never the best-ranked one with room, so no assignment
-    // depended on it (see the notes at the top).
-    let reassign = this.capacity() !== this.assignedCapacity
-    for (const id of this.left) if ((this.ownedCounts.get(id) ?? 0) > 0) reassign = true
-    if (!reassign && this.joined.size > 0) {
-      const hashes = [...this.joined].map(id => this.members.get(id)!)
-      const ids = [...this.joined]
-      for (let i = 0; i < n && !reassign; i++) {
-        if (this.owners[i] === '') {
-          reassign = true
-          break
-        }
-        for (let p = 0; p < ids.length; p++) {
-          const high = scoreHigh(this.keyA[i]!, this.keyB[i]!, hashes[p]!.a)
-          if (high < this.ownerHigh[i]!) continue
-          const low = scoreLow(this.keyB[i]!, hashes[p]!.b, high)
-          if (outranks(high, low, ids[p]!, this.ownerHigh[i]!, this.ownerLow[i]!, this.owners[i]!)) {
-            reassign = true
-            break
-          }
-        }
-      }
-    }
-    if (reassign || this.members.size === 0) this.assign()
-    else this.rerankBackups()
-    this.joined.clear()
-    this.left.clear()
+    this.assign(fetchers)
 
     let changes = 0
     let backupsChanged = false
@@ -289,18 +348,15 @@ export class PullerSet {
 
   /**
    * Byte-balanced ownership: chunks in a fixed order (largest first, then by index), each to the
-   * highest-ranked puller whose owned bytes leave room for it under `capacity()`; a chunk no one
-   * has room for (only possible with very uneven sizes) goes to the least loaded puller.
+   * highest-ranked fetcher whose owned bytes leave room for it under `capacity()`; a chunk no one
+   * has room for (only possible with very uneven sizes) goes to the least loaded fetcher.
    */
-  private assign (): void {
-    const n = this.chunkCount
-    const ids = [...this.members.keys()]
-    const hashes = [...this.members.values()]
+  private assign (ids: string[]): void {
+    const hashes = ids.map(id => this.members.get(id)!.hash)
     this.owners.fill('')
     this.backups.fill('')
     if (ids.length === 0) return
     const cap = this.capacity(ids.length)
-    this.assignedCapacity = cap
     const loads = new Float64Array(ids.length)
     for (const i of this.order) {
       const size = this.sizes[i]!
@@ -337,58 +393,19 @@ export class PullerSet {
         }
         if (loads[p]! < loads[lightest]! || (loads[p]! === loads[lightest]! && id > ids[lightest]!)) lightest = p
       }
-      if (best < 0) {
-        best = lightest
-        bestHigh = scoreHigh(this.keyA[i]!, this.keyB[i]!, hashes[best]!.a)
-        bestLow = scoreLow(this.keyB[i]!, hashes[best]!.b, bestHigh)
-      }
+      if (best < 0) best = lightest
       loads[best]! += size
       this.owners[i] = ids[best]!
-      this.ownerHigh[i] = bestHigh
-      this.ownerLow[i] = bestLow
-      // the runner-up: the best-ranked puller other than the owner
+      // the runner-up: the best-ranked fetcher other than the owner
       const backup = top === best ? second : top
-      if (backup >= 0) {
-        this.backups[i] = ids[backup]!
-        this.backupHigh[i] = backup === top ? topHigh : secondHigh
-        this.backupLow[i] = backup === top ? topLow : secondLow
-      }
+      if (backup >= 0) this.backups[i] = ids[backup]!
     }
   }
 
-  /** Owners unchanged: the runners-up of chunks whose runner-up left, or that a joiner outranks. */
-  private rerankBackups (): void {
-    const ids = [...this.members.keys()]
-    const hashes = [...this.members.values()]
-    const joined = [...this.joined]
-    const joinedHashes = joined.map(id => this.members.get(id)!)
-    for (let i = 0; i < this.chunkCount; i++) {
-      const owner = this.owners[i]!
-      if (this.left.has(this.backups[i]!)) {
-        this.backups[i] = ''
-        for (let p = 0; p < ids.length; p++) if (ids[p] !== owner) this.considerBackup(i, ids[p]!, hashes[p]!)
-      } else {
-        for (let p = 0; p < joined.length; p++) this.considerBackup(i, joined[p]!, joinedHashes[p]!)
-      }
-    }
-  }
-
-  private considerBackup (i: number, id: string, hash: KeyHash): void {
-    const high = scoreHigh(this.keyA[i]!, this.keyB[i]!, hash.a)
-    // most candidates lose to the runner-up on the high bits alone
-    if (this.backups[i] !== '' && high < this.backupHigh[i]!) return
-    const low = scoreLow(this.keyB[i]!, hash.b, high)
-    if (this.backups[i] === '' || outranks(high, low, id, this.backupHigh[i]!, this.backupLow[i]!, this.backups[i]!)) {
-      this.backups[i] = id
-      this.backupHigh[i] = high
-      this.backupLow[i] = low
-    }
-  }
-
-  /** The bytes one puller may own: its even share with some slack, and never less than the largest chunk. */
-  capacity (pullers: number = this.members.size): number {
-    if (pullers === 0) return 0
-    return Math.max(this.largest, Math.ceil(OWNER_SLACK * this.totalBytes / pullers))
+  /** The bytes one fetcher may own: its even share with some slack, and never less than the largest chunk. */
+  capacity (fetchers: number = this.fetcherCount): number {
+    if (fetchers === 0) return 0
+    return Math.max(this.largest, Math.ceil(OWNER_SLACK * this.totalBytes / fetchers))
   }
 
   private checkChunk (chunk: number): void {

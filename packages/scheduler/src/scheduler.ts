@@ -99,16 +99,21 @@ export interface SchedulerInit {
   pullers?: Iterable<string>
   /**
    * instead of `pullers`: a set shared with other schedulers in this process that see the same
-   * pullers (a simulator's nodes); it must contain `selfId`. Changes made through any of them,
-   * or to the set itself, apply to all.
+   * pullers (a simulator's nodes). Changes made through any of them, or to the set itself, apply
+   * to all.
    */
   pullerSet?: PullerSet
   /** when the pull starts; defaults to the time of the first event */
   now?: number
   maxInflightPerPeer?: number
   maxInflightOrigin?: number
-  /** origin requests the fleet keeps outstanding in all, shared out among the pullers (default 16) */
+  /** origin requests the fleet keeps outstanding in all, shared out among the fetchers (default 16) */
   fleetInflightOrigin?: number
+  /**
+   * how many pullers fetch from the origin: the best-ranked for this model (default 16, see
+   * `pullers.ts`); Infinity: every puller
+   */
+  originFetchers?: number
   /**
    * how far ahead of the chunks seen anywhere owners fetch from the origin (default 8): chunk i
    * is fetched once i − window + 1 chunks are seen at this node or its peers (see `origin.ts`);
@@ -160,9 +165,9 @@ export interface SchedulerStats {
   timeouts: number
   bannedPeers: number
   connectedPeers: number
-  /** pullers, this node included */
+  /** pullers this node ranks, itself included: all it knows of, up to 4 × `originFetchers` (see `pullers.ts`) */
   pullers: number
-  /** chunks this node owns among the current pullers */
+  /** chunks this node owns among the current fetchers */
   ownedChunks: number
   endgame: boolean
 }
@@ -209,6 +214,8 @@ export interface ChunkScheduler {
   has(chunk: number): boolean
   /** What this node holds, to announce to peers. */
   bitfield(): Uint8Array
+  /** The pullers that fetch from the origin as this node knows them, best-ranked first: to tell peers (see `pullers.ts`). */
+  fetchers(): string[]
   /** Requests outstanding now. */
   inflight(): Request[]
 }
@@ -415,10 +422,12 @@ export class Scheduler implements ChunkScheduler {
       if (init.pullers !== undefined) throw new InvalidSchedulerInitError('give pullers or pullerSet, not both')
       if (!(init.pullerSet instanceof PullerSet)) throw new InvalidSchedulerInitError('pullerSet must come from pullerSet()')
       if (!init.pullerSet.covers(this.cids)) throw new InvalidSchedulerInitError('pullerSet was made for other chunks')
-      if (!init.pullerSet.has(this.selfId)) throw new InvalidSchedulerInitError(`pullerSet does not contain selfId ${this.selfId}`)
+      if (init.originFetchers !== undefined && init.originFetchers !== init.pullerSet.fetcherLimit) {
+        throw new InvalidSchedulerInitError(`pullerSet has ${init.pullerSet.fetcherLimit} fetchers, originFetchers says ${init.originFetchers}`)
+      }
       this.pullers = init.pullerSet
     } else {
-      this.pullers = new PullerSet(init.chunks, [this.selfId])
+      this.pullers = new PullerSet(init.chunks, [this.selfId], { fetchers: init.originFetchers })
       for (const id of init.pullers ?? []) this.pullers.add(id)
     }
     this.pullersKnown = init.pullers !== undefined || init.pullerSet !== undefined
@@ -637,6 +646,10 @@ export class Scheduler implements ChunkScheduler {
 
   has (chunk: number): boolean {
     return (this.haveWords[chunk >>> 5]! & (1 << (chunk & 31))) !== 0
+  }
+
+  fetchers (): string[] {
+    return this.pullers.fetchers()
   }
 
   bitfield (): Uint8Array {

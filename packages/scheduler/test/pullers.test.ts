@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { chunkScheduler, InvalidSchedulerInitError, pullerSet, rendezvousOwner, rendezvousRanking, seededRandom } from '../src/index.js'
+import { chunkScheduler, DEFAULT_ORIGIN_FETCHERS, InvalidSchedulerInitError, pullerSet, RETAIN_FACTOR, rendezvousOwner, rendezvousRanking, seededRandom } from '../src/index.js'
 import { chunkList, peerIds, range } from './fixtures.js'
 
 describe('puller sets', () => {
@@ -22,7 +22,7 @@ describe('puller sets', () => {
     expect(ids.reduce((sum, id) => sum + atOnce.ownedBy(id), 0)).toBe(200)
     // with many more pullers than chunks nobody is full, and ownership is plain rendezvous
     const many = peerIds(500, 'many')
-    const wide = pullerSet(chunkList(20, 5), many)
+    const wide = pullerSet(chunkList(20, 5), many, { fetchers: Infinity })
     for (const i of range(20)) {
       const owner = rendezvousOwner(chunkList(20, 5)[i]!.cid, many)
       if (wide.ownedBy(owner) === 1) expect(wide.owner(i)).toBe(owner)
@@ -58,7 +58,8 @@ describe('puller sets', () => {
     const sized = chunkList(256, 41)
     for (const n of [4, 10, 40, 400]) {
       const members = peerIds(n, `s${n}`)
-      const set = pullerSet(sized, members)
+      // every puller a fetcher: how balancing by bytes moves chunks (fetchers coming and going below)
+      const set = pullerSet(sized, members, { fetchers: Infinity })
       const before = range(256).map(i => set.owner(i))
       // a puller leaves: its chunks move, and few others
       const leaver = before[0]!
@@ -149,9 +150,100 @@ describe('puller sets', () => {
     expect(a.stats.pullers).toBe(2)
   })
 
-  it('must be made for the same chunks and include the scheduler itself', () => {
-    expect(() => chunkScheduler({ selfId: 'z', chunks, random: seededRandom(1), pullerSet: pullerSet(chunks, ['a']) })).toThrow(/selfId/)
+  it('must be made for the same chunks and the same fetchers', () => {
+    expect(() => chunkScheduler({ selfId: 'a', chunks, random: seededRandom(1), originFetchers: 8, pullerSet: pullerSet(chunks, ['a']) })).toThrow(/16 fetchers, originFetchers says 8/)
+    expect(() => pullerSet(chunks, [], { fetchers: 0 })).toThrow(InvalidSchedulerInitError)
+    expect(() => pullerSet(chunks, [], { fetchers: 2.5 })).toThrow(/positive integer or Infinity/)
     expect(() => chunkScheduler({ selfId: 'a', chunks, random: seededRandom(1), pullerSet: pullerSet(chunkList(200, 22), ['a']) })).toThrow(InvalidSchedulerInitError)
     expect(() => chunkScheduler({ selfId: 'a', chunks, random: seededRandom(1), pullers: [], pullerSet: pullerSet(chunks, ['a']) })).toThrow(/not both/)
+  })
+
+  describe('origin fetchers', () => {
+    const fleet = peerIds(1000, 'fleet')
+    const model = chunkList(64, 51)
+
+    it('are the best-ranked pullers, and a node that knows them agrees with the whole fleet on every owner', () => {
+      const whole = pullerSet(model, fleet)
+      const fetchers = whole.fetchers()
+      expect(fetchers).toHaveLength(DEFAULT_ORIGIN_FETCHERS)
+      expect(whole.fetcherCount).toBe(DEFAULT_ORIGIN_FETCHERS)
+      // every chunk is owned, and only by fetchers
+      for (const i of range(64)) expect(fetchers).toContain(whole.owner(i))
+      expect(fetchers.reduce((sum, id) => sum + whole.ownedBy(id), 0)).toBe(64)
+      // a node that knows the fetchers and a few dozen others, in any order, computes the same owners
+      const others = fleet.filter(id => !fetchers.includes(id)).slice(100, 140)
+      const partial = pullerSet(model, [...others, ...[...fetchers].reverse()])
+      expect(range(64).map(i => partial.owner(i))).toEqual(range(64).map(i => whole.owner(i)))
+      expect(range(64).map(i => partial.backup(i))).toEqual(range(64).map(i => whole.backup(i)))
+      // one that knows only a few dozen pullers disagrees: what the fetchers' list is for
+      const unaware = pullerSet(model, fleet.slice(0, 40))
+      expect(range(64).filter(i => unaware.owner(i) !== whole.owner(i)).length).toBeGreaterThan(32)
+    })
+
+    it('keeps only the best-ranked pullers, whatever the fleet\'s size', () => {
+      const set = pullerSet(model)
+      for (const id of fleet) set.add(id)
+      expect(set.size).toBe(RETAIN_FACTOR * DEFAULT_ORIGIN_FETCHERS)
+      expect(set.fetchers()).toEqual(pullerSet(model, fleet).fetchers())
+      // a puller ranked below every retained one is not recorded and changes nothing
+      const version = set.version
+      const outranked = fleet.find(id => !set.has(id))!
+      set.add(outranked)
+      expect(set.has(outranked)).toBe(false)
+      expect(set.version).toBe(version)
+      // pullers that are retained but do not fetch come and go without moving an owner
+      const waiting = set.ids().find(id => !set.fetchers().includes(id))!
+      set.remove(waiting)
+      expect(set.version).toBe(version)
+    })
+
+    it('hand over to the next in line when one leaves', () => {
+      const set = pullerSet(model, fleet)
+      const before = set.fetchers()
+      const owners = range(64).map(i => set.owner(i))
+      const leaver = before[0]!
+      set.remove(leaver)
+      const after = set.fetchers()
+      expect(after).toHaveLength(DEFAULT_ORIGIN_FETCHERS)
+      expect(after).not.toContain(leaver)
+      const heir = after.find(id => !before.includes(id))!
+      // the heir is who the whole fleet less the leaver would pick
+      expect(after).toEqual(pullerSet(model, fleet.filter(id => id !== leaver)).fetchers())
+      // what moves is the leaver's chunks, the heir's share and what that displaces under the
+      // owners' byte bound (four chunks each here, so some): a minority, not a reshuffle
+      const moved = range(64).filter(i => set.owner(i) !== owners[i])
+      const share = Math.ceil(1.1 * 64 / DEFAULT_ORIGIN_FETCHERS)
+      expect(moved.length).toBeGreaterThanOrEqual(owners.filter(o => o === leaver).length)
+      expect(moved.length).toBeLessThan(64 / 3)
+      expect(set.ownedBy(heir)).toBeGreaterThan(0)
+      expect(set.ownedBy(heir)).toBeLessThanOrEqual(share)
+      expect(new Set(set.changesSince(set.version - 1))).toEqual(new Set(moved))
+    })
+
+    it('are every puller with Infinity, and as many as asked otherwise', () => {
+      const all = pullerSet(model, fleet.slice(0, 100), { fetchers: Infinity })
+      expect(all.fetcherCount).toBe(100)
+      expect(all.size).toBe(100)
+      const few = pullerSet(model, fleet, { fetchers: 4 })
+      expect(few.fetchers()).toHaveLength(4)
+      expect(few.size).toBe(4 * RETAIN_FACTOR)
+      expect(new Set(range(64).map(i => few.owner(i)))).toEqual(new Set(few.fetchers()))
+    })
+
+    it('schedulers with partial views agree on who fetches each chunk from the origin', () => {
+      const whole = pullerSet(model, fleet)
+      const fetchers = whole.fetchers()
+      const options = { chunks: model, maxInflightOrigin: 64, fleetInflightOrigin: 1024, originWindow: Infinity, maxInflightTotal: 64, originFallbackMs: 60_000, now: 0 }
+      const asked = new Map<number, string[]>()
+      // every fetcher, and some non-fetchers, each knowing the fetchers and a different slice of the rest
+      for (const [k, self] of [...fetchers, ...fleet.filter(id => !fetchers.includes(id)).slice(0, 8)].entries()) {
+        const pullers = [...fetchers, ...fleet.slice(k * 30, k * 30 + 30)].filter(id => id !== self)
+        const scheduler = chunkScheduler({ selfId: self, random: seededRandom(k + 1), pullers, ...options })
+        for (const request of scheduler.tick(0).start) asked.set(request.chunk, [...(asked.get(request.chunk) ?? []), self])
+      }
+      // each chunk once, by its owner
+      expect([...asked.keys()].sort((a, b) => a - b)).toEqual(range(64))
+      for (const [chunk, who] of asked) expect(who).toEqual([whole.owner(chunk)])
+    })
   })
 })

@@ -3,8 +3,8 @@
  * sources and manifest peers. Pulls, the FUSE view's reads and manifest lookups all take their
  * peers and sources from here, so they reach a peer the same way and never a banned one.
  *
- * - Peers of one manifest (`nodePullPeers`): joins, haves and leaves from the control channel,
- *   filtered to the manifest; disconnects and bans (the node's peer scores) for every manifest;
+ * - Peers of one manifest (`nodePullPeers`): joins (with the origin fetchers each peer names),
+ *   haves and leaves from the control channel, filtered to the manifest; disconnects and bans (the node's peer scores) for every manifest;
  *   announcements go out on the control channel, the manifest is provided in the DHT, and other
  *   providers are looked up and dialled so they get our join and we their bitfields.
  * - Sources (`agentSources`): a peer by id over the TLS data plane at the data address its
@@ -30,7 +30,7 @@ const DIAL_TIMEOUT_MS = 10_000
 export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid: string, log: Logger): PullPeers {
   return {
     selfId: node.peerId,
-    peers: () => node.control.peersFor(manifestCid).map(p => ({ peerId: p.peerId, pulling: p.pulling, bitfield: p.bitfield })),
+    peers: () => node.control.peersFor(manifestCid).map(p => ({ peerId: p.peerId, pulling: p.pulling, bitfield: p.bitfield, fetchers: p.fetchers })),
     connectedCount: () => node.connectedPeers().length,
     isBanned: peerId => node.peerScores.isBanned(peerId),
     join (state) { node.control.join(manifestCid, state) },
@@ -51,7 +51,7 @@ export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid:
       const control = node.control
       const scores = node.peerScores
       const onJoined = (event: CustomEvent<PeerJoinedEvent>): void => {
-        if (event.detail.manifestCid === manifestCid) events.joined({ peerId: event.detail.peerId, pulling: event.detail.pulling, bitfield: event.detail.bitfield })
+        if (event.detail.manifestCid === manifestCid) events.joined({ peerId: event.detail.peerId, pulling: event.detail.pulling, bitfield: event.detail.bitfield, fetchers: event.detail.fetchers })
       }
       const onHave = (event: CustomEvent<PeerHaveEvent>): void => {
         if (event.detail.manifestCid === manifestCid) events.have(event.detail.peerId, event.detail.indices)
