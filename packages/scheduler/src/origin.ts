@@ -4,14 +4,16 @@
  * ## Who takes what from the origin
  *
  * N nodes pulling the same model at once should make the origin serve about one copy of it,
- * with no coordinator. Every node knows the set of nodes pulling the manifest (the "pullers",
- * itself included; the control plane gossips it) and ranks them for each chunk by rendezvous
- * hashing of (chunk CID, peer id). The top-ranked puller with room *owns* the chunk (owners are
- * bounded by bytes, see `pullers.ts`): it is the only one
- * that fetches it from the origin right away. Everyone else waits for the chunk to show up at a
- * peer (a bitfield or "have") and takes it from there. Because every node computes the same
- * ranking from the same set, each chunk leaves the origin once, and the fleet spreads the
- * origin's work evenly (each owner takes about 1/N of the bytes).
+ * with no coordinator. Of the nodes pulling the manifest (the "pullers", itself included), the
+ * few that rank first for the model are its origin *fetchers* (`originFetchers`, 16 by
+ * default; with fewer pullers, all of them), and every node ranks those for each chunk by
+ * rendezvous hashing of (chunk CID, peer id). The top-ranked fetcher with room *owns* the chunk
+ * (owners are bounded by bytes, see `pullers.ts`): it is the only one that fetches it from the
+ * origin right away. Everyone else waits for the chunk to show up at a peer (a bitfield or
+ * "have") and takes it from there. Because every node computes the same ranking from the same
+ * fetchers, each chunk leaves the origin once, and the fetchers share the origin's work evenly.
+ * Agreeing on a few fetchers takes knowing those few, not the whole fleet: peers name them to
+ * each other (`@swarm/pull`'s session).
  *
  * Owners can leave or stall, and views of the set are never perfectly in step, so two safety
  * nets keep chunks moving:
@@ -63,7 +65,10 @@
  * asks for it at the same moment, and non-owners whose owner never fetches (it believes
  * someone else owns it) fall back in step. In bench/sim at 1,000 nodes with partial views the
  * window made p99 7.5 × T* and the origin send 5.9 × M; off past that point, 5.1 × T* and 3.8 ×
- * M, with no change at 2 to 16 nodes (64 chunks).
+ * M, with no change at 2 to 16 nodes (64 chunks). With the few fetchers agreed on, the count
+ * that turns it off is still the pullers a node ranks (at most 64), not the fetchers: at 1,000
+ * nodes with every node knowing every puller, 32 chunks and 16 fetchers, a window kept on made
+ * p99 2.9 × T* and 1.13 × M against 2.6 × and 1.03 × off.
  *
  * An owner also prefers a peer: it goes to the origin only for chunks no usable peer holds.
  * While the origin is paused (`pauseOrigin`: the session saw it fail again and again while peers
@@ -75,9 +80,12 @@
  *
  * ## Limits
  *
- * - Ownership is only as consistent as the views of the set: a node that knows k of N pullers
- *   believes it owns about 1/(k+1) of the chunks, so the origin sees about N/(k+1) copies of
- *   what such nodes own. The control plane has to spread the full set.
+ * - Ownership is only as consistent as the views of the fetchers. Over the whole set of
+ *   pullers, a node that knew k of N believed it owned about 1/(k+1) of the chunks, and the
+ *   origin saw about N/(k+1) copies of what such nodes owned (bench/sim, 1,000 nodes, each
+ *   knowing its neighbours and pullers gossip brought: 3.6 × M, p99 5.0 × T*). Over the few
+ *   fetchers named from peer to peer: 1.06 × M and 2.5 × T*, the same as with every node knowing
+ *   every puller.
  * - A puller that joins mid-pull takes over about 1/N of the chunks. An old owner gives up its
  *   origin requests for chunks it no longer owns (a fallback request stays: it was made because
  *   an owner did not deliver), so the origin's link is not shared with requests the new owner
@@ -85,8 +93,8 @@
  *   that had believed itself an owner kept its request: in bench/sim at 1,000 nodes with partial
  *   views about 700 origin requests shared the link at once, all timed out at 30 s, and p99 was
  *   5.1 × T* with 3.8 × M from the origin; giving them up, 4.1 × T* and 2.6 × M.
- * - Each node ranks every puller for every chunk once (O(N × chunks) per node when the set is
- *   first learned); a simulator of many nodes with one shared view shares one `PullerSet`.
+ * - Each node ranks its fetchers for every chunk when they change (O(fetchers × chunks)), and
+ *   keeps only the best-ranked pullers it hears of, so neither grows with the fleet.
  */
 
 import {

@@ -15,9 +15,9 @@
  * ## Cost
  *
  * A simulator runs thousands of these, so events are cheap: bitfields are kept as 32-bit words,
- * holder counts are updated as haves arrive, owners are cached per chunk and updated only for
- * the pullers that joined or left (one score per chunk per joining puller; see `pullers.ts`,
- * whose set a simulator may share among all its schedulers), and `tick` skips the
+ * holder counts are updated as haves arrive, owners are cached per chunk and assigned again
+ * only when the few origin fetchers change (fetchers × chunks scores; see `pullers.ts`, whose
+ * set a simulator may share among all its schedulers), and `tick` skips the
  * search for new work unless something that could create work happened (a slot freed, a wanted
  * chunk appeared at a peer with room, an owner changed, a deadline passed). A search is linear
  * in the missing chunks plus (peers with free slots × chunks / 32).
