@@ -118,7 +118,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     return node
   }
 
-  const peerState = peer => ({ peerId: peer.id, pulling: peer.pulling, bitfield: encodeBitfield(peer.holds), fetchers: peer.named })
+  // the shared view is every puller known to every node, kept by the simulator: nothing to name
+  const peerState = peer => ({ peerId: peer.id, pulling: peer.pulling, bitfield: encodeBitfield(peer.holds), fetchers: shared === undefined ? peer.named : undefined })
 
   function connect (a, b) {
     if (a === b || a.neighbours.has(b.index)) return

@@ -39,16 +39,20 @@
 //   never binds; it does with fast links or slow cores.
 // - Peers: each node is connected to about `SIM_NEIGHBOURS` random others (each picks half of
 //   them, links are symmetric), as a DHT and gossip would give; it only sees and asks those.
-//   Ownership needs the set of pullers, and who knows whom is modelled three ways:
+//   Ownership needs the origin fetchers (the few best-ranked pullers), and who knows whom is
+//   modelled three ways. In all three, a join names the fetchers its node knows of (the
+//   session's list, sent again when it changes), and reaches the neighbours a node's latency
+//   later: names spread from neighbour to neighbour, as they do between agents.
 //   `SIM_VIEW=partial` (default): each node knows its neighbours that pull (from their joins, at
-//   once) and what fleet gossip brought it. The agent publishes its state on the fleet topic when
+//   once), what they name, and what fleet gossip brought it. The agent publishes its state on the fleet topic when
 //   it changes (at most once a second) and every 5 s; gossipsub relays it through the mesh. Here a
 //   puller's start or end reaches others `SIM_GOSSIP_DELAY_MS` (1,000) later, and each node takes
 //   in at most `SIM_GOSSIP_PER_INTERVAL` (100) pullers drawn at random from those it could know,
 //   every `SIM_GOSSIP_INTERVAL_MS` (1,000): what arrives is what the mesh relayed, duplicates
 //   included, and what the validator's per-peer rate limits let through. `SIM_VIEW=shared` gives
 //   every scheduler one shared `pullerSet` holding every puller at once (a perfect control plane,
-//   which flatters); `SIM_VIEW=neighbours` gives each node only its neighbours.
+//   which flatters); `SIM_VIEW=neighbours` gives each node only its neighbours and the fetchers
+//   their joins name, which is what an agent knows (it takes no pullers from fleet gossip).
 //   A node that finishes stops being a puller (the session re-joins with `pulling: false`).
 // - Failures: a node with no progress for `SIM_STALL_MS` gives up, like the session's stall
 //   timeout (it stays and serves what it has). Churn: a share of the nodes vanish at once mid-pull

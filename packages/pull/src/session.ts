@@ -444,19 +444,23 @@ export class PullSession {
     return this.toName
   }
 
-  /** Tells peers our list of origin fetchers when it changed, at most every `FETCHERS_ANNOUNCE_MS`. */
-  private announceFetchers (): void {
+  /**
+   * Tells peers our list of origin fetchers when it changed, at most every `FETCHERS_ANNOUNCE_MS`.
+   * `due`: the wait is over (the timer's own call). Checking the interval again there could find
+   * it a rounding error short and wait that long, over and over at one instant of a virtual clock.
+   */
+  private announceFetchers (due = false): void {
     const scheduler = this.scheduler
     const peers = this.init.peers
-    if (scheduler == null || peers == null || this.announcePending || this.settled) return
+    if (scheduler == null || peers == null || (this.announcePending && !due) || this.settled) return
     const fetchers = this.fetchersToName()
     if (fetchers.key === this.announced) return
-    const since = this.clock.now() - this.announcedAt
-    if (since < FETCHERS_ANNOUNCE_MS) {
+    const wait = this.announcedAt + FETCHERS_ANNOUNCE_MS - this.clock.now()
+    if (!due && wait > 0) {
       this.announcePending = true
-      this.after(FETCHERS_ANNOUNCE_MS - since, () => {
+      this.after(wait, () => {
+        this.guard('announce-fetchers', () => { this.announceFetchers(true) })
         this.announcePending = false
-        this.guard('announce-fetchers', () => { this.announceFetchers() })
       })
       return
     }
