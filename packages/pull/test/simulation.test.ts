@@ -44,7 +44,8 @@ describe('the fleet simulator', () => {
     const modelBytes = 16 * MiB
     const n = 160
     const run = async (schedulerInit: Record<string, unknown>): Promise<{ originBytes: number, initial: { finished: number } }> =>
-      await simulate({ chunks, settings: { neighbours: 8, view: 'neighbours', stallMs: 120_000, schedulerInit }, n, seed: 11, limitMs: 1_200_000 })
+      // log-normal round trips: joins arrive at odd instants, as they do between agents
+      await simulate({ chunks, settings: { neighbours: 8, view: 'neighbours', stallMs: 120_000, latencyMs: 20, latencySigma: 0.5, schedulerInit }, n, seed: 11, limitMs: 1_200_000 })
     // the best-ranked few, named from node to node until all agree on them; while names spread,
     // some nodes believe for a moment that they fetch and start a request they then give up
     // (counted too). Joins that name nobody made the origin send 16.5 copies here.
