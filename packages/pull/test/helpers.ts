@@ -76,7 +76,8 @@ export function scriptedSource (name: string, kind: 'peer' | 'origin', model: Mo
 
 /** Peers scripted in process: each holds what its bitfield says and serves through a scripted source. */
 export class ScriptedPeers implements PullPeers {
-  readonly selfId = '12D3KooWself'
+  constructor (readonly selfId = '12D3KooWself') {}
+
   readonly joins: Array<{ pulling: boolean, count: number }> = []
   /** the origin fetchers each join named */
   readonly named: Array<readonly NamedFetcher[]> = []

@@ -182,24 +182,20 @@ describe('PullSession', () => {
   it('takes the origin fetchers peers name as pullers, names its own, and lets go of those no longer named', async () => {
     const model = makeModel(16)
     const chunks = uniqueChunks(model.manifest)
-    const self = '12D3KooWself'
     const done = '12D3KooWdone'
     // two fetchers: a named puller this node has never met ranks among them, beside us, and the
-    // peer that names it (the chunks are random, so are the ranks: pick the names to fit)
+    // peer that names it does not (the chunks are random, so are the ranks: pick the names to fit)
     const options = { fetchers: 2 }
+    const candidates = Array.from({ length: 40 }, (_, k) => `12D3KooWpuller${k}`)
+    const [self, named] = pullerSet(chunks, candidates, options).fetchers() as [string, string]
     const ownedIn = (ids: string[]): string[] => {
       const set = pullerSet(chunks, ids, options)
       return chunks.filter((_c, i) => set.owner(i) === self).map(c => c.cid)
     }
-    const candidates = Array.from({ length: 40 }, (_, k) => `12D3KooWpuller${k}`)
-    const [relay, named] = candidates.flatMap(r => candidates.map(n => [r, n] as const)).find(([r, n]) => {
-      if (r === n) return false
-      const fetchers = pullerSet(chunks, [self, r, n], options).fetchers()
-      return fetchers.includes(self) && fetchers.includes(n) && ownedIn([self, r, n]).some(cid => !ownedIn([self, r]).includes(cid))
-    })!
-    expect(named).toBeDefined()
+    const relay = candidates.find(r => r !== self && r !== named && ownedIn([self, r, named]).some(cid => !ownedIn([self, r]).includes(cid)))!
+    expect(relay).toBeDefined()
     const { slow, aborted, origin } = stalledOrigin(model)
-    const peers = new ScriptedPeers()
+    const peers = new ScriptedPeers(self)
     const empty = new Uint8Array(2)
     // a peer that is done, and one still pulling that names it and a puller we are not connected to
     peers.joinAs({ peerId: done, pulling: false, bitfield: empty })
