@@ -48,7 +48,7 @@ describe('the fleet simulator', () => {
       await simulate({ chunks, settings: { neighbours: 8, view: 'neighbours', stallMs: 120_000, latencyMs: 20, latencySigma: 0.5, schedulerInit }, n, seed: 11, limitMs: 1_200_000 })
     // the best-ranked few, named from node to node until all agree on them; while names spread,
     // some nodes believe for a moment that they fetch and start a request they then give up
-    // (counted too). Joins that name nobody made the origin send 16.5 copies here.
+    // (counted too). Without the names, each node would rank only the 8 it knows.
     const few = await run({})
     expect(few.initial.finished).toBe(n)
     expect(few.originBytes).toBeLessThan(2 * modelBytes)

@@ -403,7 +403,7 @@ export class PullerSet {
   }
 
   /** The bytes one fetcher may own: its even share with some slack, and never less than the largest chunk. */
-  capacity (fetchers: number = this.fetcherCount): number {
+  private capacity (fetchers: number): number {
     if (fetchers === 0) return 0
     return Math.max(this.largest, Math.ceil(OWNER_SLACK * this.totalBytes / fetchers))
   }
