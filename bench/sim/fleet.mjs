@@ -15,10 +15,13 @@
 // policy in `bittorrent.mjs` runs on too; see run.mjs for what it models.
 
 import { PullSession } from '@swarm/pull'
-import { encodeBitfield } from '@swarm/interface'
+import { LandingLimit, encodeBitfield } from '@swarm/interface'
 import { DEFAULT_MAX_INFLIGHT_TOTAL, pullerSet, seededRandom } from '@swarm/scheduler'
 import { DEFAULT_MAX_UPLOADS_PER_PEER } from '@swarm/exchange'
 import { DEFAULT_SETTINGS, EventQueue, Mbit, Network, ORIGIN, latencies, linkRandomly, percentile, receiveRate, weights } from './network.mjs'
+
+/** uploads at once, at least, when they follow how long they take to land (`uploadLandingMs`) */
+const MIN_LANDING_UPLOADS = 2
 
 export { DEFAULT_SETTINGS, EventQueue, Mbit, Network, lowerBound, percentile } from './network.mjs'
 
@@ -98,6 +101,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       stop: new AbortController(),
       neighbours: new Set(),
       holds: new Uint8Array(chunks.length),
+      // uploads at once: `uploadSlots`, or with `uploadLandingMs` as many as land in that time (a trial; the data server keeps its slots)
+      uploads: new LandingLimit({ min: Math.min(MIN_LANDING_UPLOADS, settings.uploadSlots), max: settings.uploadSlots, targetMs: settings.uploadLandingMs }),
       /** the chunk indices of `holds`, as announced to a peer that connects */
       held: [],
       pendingHaves: [],
@@ -295,6 +300,10 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     const transfer = flow.tag
     const node = transfer.node
     if (!node.alive || transfer.done) return
+    if (transfer.source.kind !== 'origin') {
+      const peer = byId.get(transfer.source.peerId)
+      peer?.uploads.landed(now - transfer.openedAt, net.uploads(peer.index) + 1)
+    }
     if (node.holds[transfer.chunk] === 0) {
       node.holds[transfer.chunk] = 1
       node.held.push(transfer.chunk)
@@ -317,11 +326,12 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       queue.push(now + (peer === undefined ? settings.peerLatencyMs : lat.link(node.index, peer.index)), { type: 'fail', transfer, why: 'not held' })
       return
     }
-    if (net.uploads(peer.index) >= settings.uploadSlots) {
+    if (net.uploads(peer.index) >= peer.uploads.limit) {
       counters.busy++
       queue.push(now + lat.link(node.index, peer.index), { type: 'fail', transfer, why: 'busy' })
       return
     }
+    transfer.openedAt = now
     transfer.flow = net.start(peer.index, node.index, transfer.size, transfer, now)
   }
 

@@ -24,6 +24,7 @@
 
 export * from './bitfield.js'
 export * from './buffer-pool.js'
+export * from './landing-limit.js'
 export * from './errors.js'
 export * from './logger.js'
 export * from './redact.js'

@@ -68,6 +68,17 @@ export const ORIGIN_TIMEOUT_FACTOR = 3
  */
 export const DEFAULT_MAX_INFLIGHT_TOTAL = 8
 
+/**
+ * How long a chunk from a peer should take to land, when asked (`peerLandingMs`, off by
+ * default). Peer requests at once follow it (from `MIN_PEER_INFLIGHT` up to `maxInflightTotal`,
+ * see `LandingLimit` in @swarm/interface): a chunk is passed on only once landed, so on a slow
+ * link fewer at once make every hop of a fan-out shorter; on a link fast enough it never binds.
+ */
+export const DEFAULT_PEER_LANDING_MS = 1_000
+
+/** Peer requests at once, at least (and at first) */
+export const MIN_PEER_INFLIGHT = 2
+
 /** Of `maxInflightTotal`, slots the origin never takes while peers are connected. */
 export const PEER_RESERVED_SLOTS = 2
 

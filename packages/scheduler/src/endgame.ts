@@ -25,7 +25,7 @@ import type { Outstanding, PeerState, Request, Scheduler } from './scheduler.js'
 
 /** Every missing chunk is being fetched: ask other holders too, least-duplicated chunks first. */
 export function fillEndgame (s: Scheduler, now: number, start: Request[]): void {
-  if (s.outstanding.size >= s.maxTotal) return
+  if (!s.peerSlotFree()) return
   const available = availablePeers(s)
   if (available.length === 0) return
   for (let copies = 1; copies < MAX_REQUESTS_PER_CHUNK; copies++) {
@@ -39,7 +39,7 @@ export function fillEndgame (s: Scheduler, now: number, start: Request[]): void 
         const requests = s.byChunk[i]
         if (requests?.length !== copies) continue
         if (!requests.some(r => now >= duplicateDueAt(s, r, true))) continue
-        if (s.outstanding.size >= s.maxTotal || available.length === 0) return
+        if (!s.peerSlotFree() || available.length === 0) return
         const chosen = choosePeer(s, i, available, now, false)
         if (chosen < 0) continue
         const peer = available[chosen]!
@@ -71,7 +71,7 @@ export function hedge (s: Scheduler, now: number, start: Request[]): void {
   let available: PeerState[] | undefined
   for (const outstanding of s.outstanding.values()) {
     if (outstanding.hedged || now < duplicateDueAt(s, outstanding, endgame)) continue
-    if (s.outstanding.size >= s.maxTotal) return
+    if (!s.peerSlotFree()) return
     const chunk = outstanding.request.chunk
     if ((s.byChunk[chunk]?.length ?? 0) >= MAX_REQUESTS_PER_CHUNK) {
       outstanding.hedged = true

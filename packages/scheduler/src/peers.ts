@@ -24,7 +24,7 @@ import type { PeerState, Request, Scheduler } from './scheduler.js'
 
 /** Rarest first among idle chunks that some peer with a free slot holds. */
 export function fillFromPeers (s: Scheduler, now: number, start: Request[]): void {
-  if (s.outstanding.size >= s.maxTotal || s.idleCount === 0) return
+  if (!s.peerSlotFree() || s.idleCount === 0) return
   const available = availablePeers(s)
   if (available.length === 0) return
   const candidates = s.scratch
@@ -36,7 +36,7 @@ export function fillFromPeers (s: Scheduler, now: number, start: Request[]): voi
   for (let w = 0; w < s.words; w++) candidates[w] = candidates[w]! & s.idleWords[w]!
 
   const n = s.chunkCount
-  while (s.outstanding.size < s.maxTotal && available.length > 0) {
+  while (s.peerSlotFree() && available.length > 0) {
     let best = -1
     let bestKey = Infinity
     for (let w = 0; w < s.words; w++) {

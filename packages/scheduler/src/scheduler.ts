@@ -23,7 +23,7 @@
  * in the missing chunks plus (peers with free slots × chunks / 32).
  */
 
-import { silentLogger } from '@swarm/interface'
+import { LandingLimit, silentLogger } from '@swarm/interface'
 import type { Logger } from '@swarm/interface'
 import { bitfieldLength, validateBitfield } from '@swarm/interface'
 import {
@@ -31,6 +31,7 @@ import {
   DEFAULT_MAX_INFLIGHT_ORIGIN,
   DEFAULT_MAX_INFLIGHT_PER_PEER,
   DEFAULT_MAX_INFLIGHT_TOTAL,
+  MIN_PEER_INFLIGHT,
   DEFAULT_FLEET_INFLIGHT_ORIGIN,
   DEFAULT_ORIGIN_FALLBACK_MS,
   DEFAULT_ORIGIN_WINDOW,
@@ -130,6 +131,12 @@ export interface SchedulerInit {
    */
   expectedPullers?: number
   maxInflightTotal?: number
+  /**
+   * how long a chunk from a peer should take to land, in ms: peer requests at once follow it,
+   * from 1 up to `maxInflightTotal` (see `LandingLimit` in @swarm/interface). Default 0: always
+   * `maxInflightTotal` (measured in bench/sim with `DEFAULT_PEER_LANDING_MS`, not yet on in the agent: see `LandingLimit`)
+   */
+  peerLandingMs?: number
   /** Infinity: a non-owner never falls back to the origin */
   originFallbackMs?: number
   requestTimeoutMs?: number
@@ -281,6 +288,8 @@ export class Scheduler implements ChunkScheduler {
   deliveryMs = 0
   deliveries = 0
   readonly maxTotal: number
+  /** peer requests at once: as many as land within `peerLandingMs` */
+  readonly peerLimit: LandingLimit
   readonly expectedPullers: number
   expectedPullersLapsed = false
   readonly originFallbackMs: number
@@ -382,6 +391,9 @@ export class Scheduler implements ChunkScheduler {
     this.originWindow = init.originWindow === Infinity ? Infinity : count(init.originWindow, DEFAULT_ORIGIN_WINDOW, 1, 'originWindow')
     this.expectedPullers = count(init.expectedPullers, 1, 1, 'expectedPullers')
     this.maxTotal = count(init.maxInflightTotal, DEFAULT_MAX_INFLIGHT_TOTAL, 1, 'maxInflightTotal')
+    const landingMs = duration(init.peerLandingMs, 0, 'peerLandingMs')
+    if (!Number.isFinite(landingMs)) throw new InvalidSchedulerInitError(`peerLandingMs must be 0 (off) or a finite number of milliseconds, got ${String(landingMs)}`)
+    this.peerLimit = new LandingLimit({ min: Math.min(MIN_PEER_INFLIGHT, this.maxTotal), max: this.maxTotal, targetMs: landingMs })
     this.originFallbackMs = duration(init.originFallbackMs, DEFAULT_ORIGIN_FALLBACK_MS, 'originFallbackMs')
     this.requestTimeoutMs = duration(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
     this.hedgeAfterMs = duration(init.hedgeAfterMs, DEFAULT_HEDGE_AFTER_MS, 'hedgeAfterMs')
@@ -539,6 +551,7 @@ export class Scheduler implements ChunkScheduler {
         this.originMs = this.originSamples === 0 ? took : 0.7 * this.originMs + 0.3 * took
         this.originSamples++
       } else if (delivered.request.size > 0) {
+        this.peerLimit.landed(took, this.outstanding.size - this.originInflight + 1)
         const perByte = took / delivered.request.size
         this.peerMsPerByte = this.peerSamples === 0 ? perByte : 0.8 * this.peerMsPerByte + 0.2 * perByte
         this.peerSamples++
@@ -727,7 +740,12 @@ export class Scheduler implements ChunkScheduler {
   }
 
   private peerHasRoom (peer: PeerState): boolean {
-    return peer.inflight < this.maxPerPeer && this.outstanding.size < this.maxTotal
+    return peer.inflight < this.maxPerPeer && this.peerSlotFree()
+  }
+
+  /** room for one more peer request: within `maxInflightTotal`, and within what lands in time (`peerLimit`) */
+  peerSlotFree (): boolean {
+    return this.outstanding.size < this.maxTotal && this.outstanding.size - this.originInflight < this.peerLimit.limit
   }
 
   startRequest (chunk: number, peer: PeerState | undefined, now: number, start: Request[], duplicate = false): void {

@@ -109,6 +109,42 @@ describe('choosing among peers', () => {
     expect(scheduler.tick(2).start).toHaveLength(0)
   })
 
+  it('with peerLandingMs, asks peers for as many chunks at once as land in that time', () => {
+    const scheduler = make({ chunks: chunkList(40, 1, 4_000_000), useOrigin: false, maxInflightPerPeer: 8, maxInflightTotal: 8, peerLandingMs: 1000, endgame: false, hedgeAfterMs: Infinity })
+    for (const peer of ['a', 'b', 'c']) connect(scheduler, peer, range(40))
+    // at first two, so the first chunks land as soon as the link allows
+    let running = scheduler.tick(0).start
+    expect(running).toHaveLength(2)
+    // each lands in 100 ms with the limit reached: one more at once each time, up to maxInflightTotal
+    let t = 0
+    for (let round = 0; round < 8; round++) {
+      t += 100
+      const [first, ...rest] = running
+      scheduler.chunkArrived(first!.chunk, t, first!.id)
+      running = [...rest, ...scheduler.tick(t).start]
+    }
+    expect(running).toHaveLength(8)
+    // one took 4 s with 8 running: 2 at once would have landed in 1 s
+    t += 4000
+    const [slow, ...others] = running
+    scheduler.chunkArrived(slow!.chunk, t, slow!.id)
+    expect(scheduler.tick(t).start).toHaveLength(0)
+    expect(scheduler.stats.inflight).toBe(others.length)
+    for (const request of others.slice(0, 5)) scheduler.requestFailed(request.id, t, 'cancelled')
+    // 2 outstanding now: still no room
+    expect(scheduler.tick(t + 1).start).toHaveLength(0)
+    scheduler.requestFailed(others[5]!.id, t + 1, 'cancelled')
+    expect(scheduler.tick(t + 2).start).toHaveLength(1)
+  })
+
+  it('without peerLandingMs, asks for maxInflightTotal at once from the start', () => {
+    const scheduler = make({ chunks: chunkList(40), useOrigin: false, maxInflightPerPeer: 8, maxInflightTotal: 8 })
+    for (const peer of ['a', 'b', 'c']) connect(scheduler, peer, range(40))
+    expect(scheduler.tick(0).start).toHaveLength(8)
+    expect(() => make({ chunks: chunkList(4), peerLandingMs: Infinity })).toThrow(InvalidSchedulerInitError)
+    expect(() => make({ chunks: chunkList(4), peerLandingMs: -1 })).toThrow(InvalidSchedulerInitError)
+  })
+
   it('spreads requests over holders, least loaded first', () => {
     const scheduler = make({ chunks: chunkList(12), useOrigin: false, maxInflightPerPeer: 10, maxInflightTotal: 6, endgame: false })
     for (const peer of ['a', 'b', 'c']) connect(scheduler, peer, range(12))

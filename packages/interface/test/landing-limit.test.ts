@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest'
+import { LandingLimit } from '../src/index.js'
+
+describe('LandingLimit', () => {
+  it('starts at min and opens by one for each transfer that lands within half the target while the limit is reached, up to max', () => {
+    const limit = new LandingLimit({ min: 2, max: 4, targetMs: 1000 })
+    expect(limit.limit).toBe(2)
+    limit.landed(100, 2)
+    expect(limit.limit).toBe(3)
+    limit.landed(500, 3)
+    expect(limit.limit).toBe(4)
+    limit.landed(100, 4)
+    expect(limit.limit).toBe(4)
+  })
+
+  it('does not open while fewer transfers run than it allows, nor for one that lands between half the target and the target', () => {
+    const limit = new LandingLimit({ min: 2, max: 8, targetMs: 1000 })
+    limit.landed(10, 1)
+    expect(limit.limit).toBe(2)
+    limit.landed(800, 2)
+    expect(limit.limit).toBe(2)
+  })
+
+  it('closes to what would have landed in time at the same rate, never below min', () => {
+    const limit = new LandingLimit({ min: 1, max: 8, targetMs: 1000 })
+    for (let i = 0; i < 7; i++) limit.landed(10, limit.limit)
+    expect(limit.limit).toBe(8)
+    // 8 at once took 2 s each: 4 at once would have landed in 1 s
+    limit.landed(2000, 8)
+    expect(limit.limit).toBe(4)
+    // far too slow even alone: the floor
+    limit.landed(60_000, 4)
+    expect(limit.limit).toBe(1)
+    // a late answer with fewer running does not raise it
+    limit.landed(1500, 1)
+    expect(limit.limit).toBe(1)
+  })
+
+  it('holds at max with a target of 0, and ignores durations that are not numbers', () => {
+    const off = new LandingLimit({ min: 1, max: 8, targetMs: 0 })
+    expect(off.limit).toBe(8)
+    off.landed(60_000, 8)
+    expect(off.limit).toBe(8)
+    const on = new LandingLimit({ min: 2, max: 8, targetMs: 1000 })
+    on.landed(Number.NaN, 2)
+    on.landed(-5, 2)
+    expect(on.limit).toBe(2)
+  })
+
+  it('refuses bounds and targets that mean nothing, with a clear error', () => {
+    expect(() => new LandingLimit({ min: 0, max: 4, targetMs: 1000 })).toThrow(/min must be a whole number/)
+    expect(() => new LandingLimit({ min: 2.5, max: 4, targetMs: 1000 })).toThrow(/min must be a whole number/)
+    expect(() => new LandingLimit({ min: 4, max: 2, targetMs: 1000 })).toThrow(/max must be .* at least min/)
+    expect(() => new LandingLimit({ min: 1, max: 2, targetMs: -1 })).toThrow(/targetMs must be 0/)
+    expect(() => new LandingLimit({ min: 1, max: 2, targetMs: Infinity })).toThrow(/targetMs must be 0/)
+  })
+})
