@@ -14,14 +14,11 @@
 // The network (links, latency, receive CPU, the graph) is `network.mjs`, which the BitTorrent
 // policy in `bittorrent.mjs` runs on too; see run.mjs for what it models.
 
-import { PullSession } from '@swarm/pull'
+import { PEER_BUSY_CODE, PullSession } from '@swarm/pull'
 import { LandingLimit, encodeBitfield } from '@swarm/interface'
 import { DEFAULT_MAX_INFLIGHT_TOTAL, pullerSet, seededRandom } from '@swarm/scheduler'
-import { DEFAULT_MAX_UPLOADS_PER_PEER } from '@swarm/exchange'
+import { DEFAULT_MAX_UPLOADS_PER_PEER, MIN_UPLOADS } from '@swarm/exchange'
 import { DEFAULT_SETTINGS, EventQueue, Mbit, Network, ORIGIN, latencies, linkRandomly, percentile, receiveRate, weights } from './network.mjs'
-
-/** uploads at once, at least, when they follow how long they take to land (`uploadLandingMs`) */
-const MIN_LANDING_UPLOADS = 2
 
 export { DEFAULT_SETTINGS, EventQueue, Mbit, Network, lowerBound, percentile } from './network.mjs'
 
@@ -31,6 +28,8 @@ function failure (why) {
   Error.stackTraceLimit = 0
   const err = new Error(why)
   Error.stackTraceLimit = limit
+  // as the data client words a BUSY answer
+  if (why === 'busy') err.code = PEER_BUSY_CODE
   return err
 }
 
@@ -101,8 +100,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       stop: new AbortController(),
       neighbours: new Set(),
       holds: new Uint8Array(chunks.length),
-      // uploads at once: `uploadSlots`, or with `uploadLandingMs` as many as land in that time (a trial; the data server keeps its slots)
-      uploads: new LandingLimit({ min: Math.min(MIN_LANDING_UPLOADS, settings.uploadSlots), max: settings.uploadSlots, targetMs: settings.uploadLandingMs }),
+      // as an agent's data server: uploads at once follow how long they take to land
+      uploads: new LandingLimit({ min: Math.min(MIN_UPLOADS, settings.uploadSlots), max: settings.uploadSlots, targetMs: settings.uploadLandingMs }),
       /** the chunk indices of `holds`, as announced to a peer that connects */
       held: [],
       pendingHaves: [],

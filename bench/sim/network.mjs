@@ -20,8 +20,8 @@ export const DEFAULT_SETTINGS = {
   startSpreadMs: 0,
   stallMs: 120_000,
   uploadSlots: 8,
-  /** 0: always `uploadSlots` at once, as the data server; a time in ms: as many as land in it (`LandingLimit`, a trial) */
-  uploadLandingMs: 0,
+  /** uploads at once follow how long they take to land, as an agent's data server (`uploadLandingMs`); 0: always `uploadSlots` */
+  uploadLandingMs: 1_000,
   baselineConcurrency: 16,
   churnShare: 0.1,
   lateShare: 0.1,

@@ -79,7 +79,7 @@
 // SIM_GOSSIP_INTERVAL_MS, SIM_LATENCY_MS, SIM_LATENCY_SIGMA, SIM_CPU_S_PER_GB, SIM_CORES,
 // SIM_SYSTEMS (swarm,bittorrent), SIM_BT_PIECE_KIB (256,4096),
 // SIM_CHURN (0.1), SIM_LATE (0.1), SIM_SEED (1), SIM_SCHEDULER (JSON: scheduler init overrides,
-// e.g. '{"originFallbackMs":60000}'), SIM_UPLOAD_SLOTS (8, the agent's default), SIM_UPLOAD_LANDING_MS (0, as the data server: always SIM_UPLOAD_SLOTS at once; a time in ms: uploads at once follow how long they take to land, a trial of what '{"peerLandingMs":…}' in SIM_SCHEDULER does for downloads), SIM_CHUNKS_FROM
+// e.g. '{"originFallbackMs":60000}'), SIM_UPLOAD_SLOTS (8, the agent's default), SIM_UPLOAD_LANDING_MS (1000, the agent's data server's: uploads at once follow how long they take to land; 0: always SIM_UPLOAD_SLOTS at once; '{"peerLandingMs":0}' in SIM_SCHEDULER does the same for downloads), SIM_CHUNKS_FROM
 // (a bench/results/fanout*.json: use that model's chunks, links and origin, and compare with its
 // measurements at the N both ran), SIM_LIMIT_S (virtual time a run may take; 20 × T*, ≥ 300 s),
 // SIM_TRACE (ms: print the fleet's state every so often, and events by kind at the end),
@@ -89,7 +89,7 @@
 // the release), SIM_NAME (results file name, "sim").
 
 import { seededRandom } from '@swarm/scheduler'
-import { DEFAULT_MAX_UPLOADS } from '@swarm/exchange'
+import { DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_LANDING_MS } from '@swarm/exchange'
 import { readFile } from 'node:fs/promises'
 import { MiB, fmt, saveResult } from '../lib/common.mjs'
 import { Mbit, baseline as runBaseline, lowerBound as bound, simulate as runSimulation } from './fleet.mjs'
@@ -146,7 +146,7 @@ const settings = {
   startSpreadMs: envNumber('SIM_START_SPREAD_MS', 0),
   stallMs: envNumber('SIM_STALL_MS', 120_000, 1),
   uploadSlots: envNumber('SIM_UPLOAD_SLOTS', DEFAULT_MAX_UPLOADS, 1),
-  uploadLandingMs: envNumber('SIM_UPLOAD_LANDING_MS', 0),
+  uploadLandingMs: envNumber('SIM_UPLOAD_LANDING_MS', DEFAULT_UPLOAD_LANDING_MS),
   baselineConcurrency: envNumber('SIM_BASELINE_CONCURRENCY', 16, 1),
   churnShare: envNumber('SIM_CHURN', 0.1),
   lateShare: envNumber('SIM_LATE', 0.1),

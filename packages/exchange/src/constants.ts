@@ -24,6 +24,18 @@ export const DEFAULT_PORT = 0
  */
 export const DEFAULT_MAX_UPLOADS = 8
 
+/**
+ * How long an upload should take to land, for an agent's data server (`uploadLandingMs`).
+ * Uploads at once follow it, from `MIN_UPLOADS` up to `maxUploads` (see `LandingLimit` in
+ * @swarm/interface): uploads share this node's uplink, and the peer passes a chunk on only once
+ * it has landed whole, so on a slow uplink fewer at once let each land sooner; on one fast
+ * enough it never binds.
+ */
+export const DEFAULT_UPLOAD_LANDING_MS = 1_000
+
+/** Uploads at once, at least (and at first), when they follow how long they take to land */
+export const MIN_UPLOADS = 2
+
 /** Concurrent uploads one peer may hold, so one greedy peer cannot take every slot. */
 export const DEFAULT_MAX_UPLOADS_PER_PEER = 4
 

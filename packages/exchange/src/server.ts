@@ -35,13 +35,13 @@
  */
 
 import tls from 'node:tls'
-import { BufferPool, silentLogger } from '@swarm/interface'
+import { BufferPool, LandingLimit, silentLogger } from '@swarm/interface'
 import {
   COALESCE_PAYLOAD_LENGTH, DEFAULT_HOST, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_PEER, DEFAULT_MAX_UPLOADS,
-  DEFAULT_MAX_UPLOADS_PER_PEER, DEFAULT_PORT, DEFAULT_RESERVED_UPLOADS, DEFAULT_SERVER_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_UPLOADS_PER_PEER, MIN_UPLOADS, DEFAULT_PORT, DEFAULT_RESERVED_UPLOADS, DEFAULT_SERVER_IDLE_TIMEOUT_MS,
   DEFAULT_WRITE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_QUEUED_RESPONSES, MAX_REQUEST_BODY_LENGTH, RATE_LIMIT_SLICE_LENGTH
 } from './constants.js'
-import { ConnectionClosedError, ProtocolError, ServerStateError, WriteTimeoutError } from './errors.js'
+import { ConnectionClosedError, InvalidRequestError, ProtocolError, ServerStateError, WriteTimeoutError } from './errors.js'
 import { authenticate, certificateFor, tlsOptions } from './identity.js'
 import {
   FrameDecoder, RequestType, Status, decodeRequest, encodeErrorMessage, encodeResponse, encodeResponseHeader
@@ -70,6 +70,12 @@ export interface DataServerInit {
   port?: number
   /** concurrent uploads in all; a GET beyond gets BUSY (default 8) */
   maxUploads?: number
+  /**
+   * how long an upload should take to land, in ms: uploads at once follow it, from 2 up to
+   * `maxUploads` (see `LandingLimit` in @swarm/interface). Default 0: always `maxUploads`; an
+   * agent gives `DEFAULT_UPLOAD_LANDING_MS`
+   */
+  uploadLandingMs?: number
   /** concurrent uploads to one peer (default 4) */
   maxUploadsPerPeer?: number
   /** free slots only a peer that holds none may take (default `min(2, maxUploads / 4)`, rounded down); 0 turns it off */
@@ -126,6 +132,8 @@ export interface DataServer {
   /** the bound address; throws ServerStateError before start */
   readonly address: DataServerAddress
   readonly stats: Readonly<DataServerStats>
+  /** uploads at once allowed now: `maxUploads`, or with `uploadLandingMs` as many as land in that time */
+  readonly uploadLimit: number
 }
 
 export function dataServer (init: DataServerInit): DataServer {
@@ -159,6 +167,8 @@ class TlsDataServer implements DataServer {
   private readonly handshakes = new Map<string, NodeJS.Timeout>()
   private readonly log: Logger
   private readonly maxUploads: number
+  /** uploads at once: as many as land within `uploadLandingMs` */
+  private readonly landing: LandingLimit
   private readonly maxUploadsPerPeer: number
   private readonly reservedUploads: number
   private readonly maxConnections: number
@@ -172,6 +182,9 @@ class TlsDataServer implements DataServer {
   constructor (private readonly init: DataServerInit) {
     this.log = (init.logger ?? silentLogger).child({ component: 'exchange-server' })
     this.maxUploads = positiveInteger(init.maxUploads ?? DEFAULT_MAX_UPLOADS, 'maxUploads')
+    const landingMs = init.uploadLandingMs ?? 0
+    if (!Number.isFinite(landingMs) || landingMs < 0) throw new InvalidRequestError(`uploadLandingMs must be 0 (off) or a finite number of milliseconds, got ${String(landingMs)}`)
+    this.landing = new LandingLimit({ min: Math.min(MIN_UPLOADS, this.maxUploads), max: this.maxUploads, targetMs: landingMs })
     this.maxUploadsPerPeer = positiveInteger(init.maxUploadsPerPeer ?? DEFAULT_MAX_UPLOADS_PER_PEER, 'maxUploadsPerPeer')
     const reserved = init.reservedUploads ?? Math.min(DEFAULT_RESERVED_UPLOADS, Math.floor(this.maxUploads / 4))
     this.reservedUploads = reserved === 0 ? 0 : positiveInteger(reserved, 'reservedUploads')
@@ -305,6 +318,10 @@ class TlsDataServer implements DataServer {
     })
   }
 
+  get uploadLimit (): number {
+    return this.landing.limit
+  }
+
   admitted (peer: string): boolean {
     try {
       return this.init.isAdmitted(peer)
@@ -317,7 +334,7 @@ class TlsDataServer implements DataServer {
   /** Takes an upload slot for `peer`, or returns false when none is free to it. */
   acquireSlot (peer: string): boolean {
     const peerUploads = this.uploadsByPeer.get(peer) ?? 0
-    const free = this.maxUploads - this.stats.uploads
+    const free = this.landing.limit - this.stats.uploads
     if (free <= 0 || peerUploads >= this.maxUploadsPerPeer) return false
     if (peerUploads > 0 && free <= this.reservedUploads) return false
     this.stats.uploads++
@@ -325,7 +342,9 @@ class TlsDataServer implements DataServer {
     return true
   }
 
-  releaseSlot (peer: string): void {
+  /** Gives back `peer`'s upload slot; `landedAfterMs`: a chunk went out whole, this long after it was asked for. */
+  releaseSlot (peer: string, landedAfterMs?: number): void {
+    if (landedAfterMs !== undefined) this.landing.landed(landedAfterMs, this.stats.uploads)
     this.stats.uploads--
     const peerUploads = (this.uploadsByPeer.get(peer) ?? 1) - 1
     if (peerUploads <= 0) this.uploadsByPeer.delete(peer)
@@ -414,16 +433,19 @@ class ServerConnection {
     }
     const controller = new AbortController()
     this.requests.set(request.id, controller)
-    this.serve(request, controller).catch((err: Error) => {
+    const startedAt = performance.now()
+    let landed = false
+    this.serve(request, controller).then(chunkSent => { landed = chunkSent }, (err: Error) => {
       this.log.error({ err, cid: request.cid }, 'failed to serve a request')
       this.destroy()
     }).finally(() => {
       this.requests.delete(request.id)
-      this.server.releaseSlot(this.peer)
+      this.server.releaseSlot(this.peer, landed ? performance.now() - startedAt : undefined)
     })
   }
 
-  private async serve ({ id, cid, maxSize }: { id: number, cid: string, maxSize: number }, controller: AbortController): Promise<void> {
+  /** resolves true once a whole chunk (not a manifest, an error or a refusal) went out */
+  private async serve ({ id, cid, maxSize }: { id: number, cid: string, maxSize: number }, controller: AbortController): Promise<boolean> {
     let status: Status
     let payload: Uint8Array | undefined
     let pooled: Buffer | undefined
@@ -459,15 +481,18 @@ class ServerConnection {
       if (status === Status.OK && payload?.buffer === buffer.buffer) release = () => { this.server.buffers.give(buffer) }
       else this.server.buffers.give(buffer)
     }
-    await this.respond(id, status, payload, controller.signal, release)
+    const sent = await this.respond(id, status, payload, controller.signal, release)
+    // a request cancelled before its turn went out as CANCELLED, with no chunk
+    return sent && !controller.signal.aborted && status === Status.OK && (payload?.byteLength ?? 0) > COALESCE_PAYLOAD_LENGTH
   }
 
   /**
    * Queues a response behind those already queued. A request cancelled before its turn is
    * answered CANCELLED instead. Resolves once it is handed to the socket, or dropped with the
-   * connection; never rejects.
+   * connection; never rejects. True when it went out.
    */
-  private async respond (id: number, status: Status, payload?: Uint8Array, cancelled?: AbortSignal, release?: () => void): Promise<void> {
+  private async respond (id: number, status: Status, payload?: Uint8Array, cancelled?: AbortSignal, release?: () => void): Promise<boolean> {
+    let sent = false
     this.queuedResponses++
     if (this.queuedResponses > MAX_QUEUED_RESPONSES) this.socket.pause()
     const write = this.writeTail.then(async () => {
@@ -477,6 +502,7 @@ class ServerConnection {
         payload = undefined
       }
       await this.write(id, status, payload, release)
+      sent = true
       const { stats } = this.server
       if (status === Status.OK) stats.bytesServed += payload?.byteLength ?? 0
       else if (status === Status.NOT_FOUND) stats.notFound++
@@ -495,6 +521,7 @@ class ServerConnection {
     })
     this.writeTail = write
     await write
+    return sent
   }
 
   /** `release` runs once the socket is done with the payload's memory (not at all if it never gets all of it) */

@@ -19,12 +19,11 @@
  * would have landed in time at the same rate (concurrent × targetMs / took, not below `min`).
  * The limit never binds on links fast enough to land `max` chunks at once within the target.
  *
- * Used for peer requests by the scheduler when asked (`peerLandingMs`), and for uploads by
- * bench/sim (`SIM_UPLOAD_LANDING_MS`); off in the agent for now. With 2 at least on both sides, at
- * 1,000 simulated nodes that know only their neighbours, p99 fell from 2.53 to 2.23 × T* but the
- * origin sent 1.21 × M instead of 1.06: holders answer BUSY far more often, and near the end
- * the pullers that become fetchers as others finish take from the origin chunks whose holders
- * all turned them away.
+ * An agent keeps one for its data server's uploads (`uploadLandingMs`) and one per pull for its
+ * peer requests (the scheduler's `peerLandingMs`, which the pull engine gives). A holder that
+ * turns a request away as busy still counts as a holder when a node decides what to take from
+ * the origin (the scheduler's `busy` failure): with the limits on and without that, at 1,000
+ * simulated nodes knowing only their neighbours, the origin sent 1.21 × M instead of 1.06.
  */
 
 export interface LandingLimitInit {

@@ -63,9 +63,9 @@
  */
 
 import { ChunkUnavailableError, ChunkVerificationError, DiskFullError, OriginUnavailableError, fitsChunkCount, silentLogger, uniqueChunks } from '@swarm/interface'
-import { chunkScheduler, keyHash, seededRandom } from '@swarm/scheduler'
+import { DEFAULT_PEER_LANDING_MS, chunkScheduler, keyHash, seededRandom } from '@swarm/scheduler'
 import { systemClock } from './clock.js'
-import { DEFAULT_MAX_ORIGIN_FAILURES, DEFAULT_POLL_MS, DEFAULT_SETTLE_MS, DEFAULT_STALL_TIMEOUT_MS, FETCHERS_ANNOUNCE_MS, MAX_FETCHER_HOPS, MAX_NAMED_FETCHERS, ORIGIN_PAUSE_MS, REDISCOVER_AFTER_MS } from './constants.js'
+import { DEFAULT_MAX_ORIGIN_FAILURES, DEFAULT_POLL_MS, DEFAULT_SETTLE_MS, DEFAULT_STALL_TIMEOUT_MS, FETCHERS_ANNOUNCE_MS, MAX_FETCHER_HOPS, MAX_NAMED_FETCHERS, ORIGIN_PAUSE_MS, PEER_BUSY_CODE, REDISCOVER_AFTER_MS } from './constants.js'
 import { SessionStartedError } from './errors.js'
 import type { PullClock } from './clock.js'
 import type { AbortOptions, ChunkRequest, ChunkSource, ChunkStore, Logger, Manifest, SourceKind, TransferProgress } from '@swarm/interface'
@@ -314,6 +314,8 @@ export class PullSession {
       // every node we are connected to may be about to pull this too
       expectedPullers: (init.peers?.connectedCount() ?? 0) + 1,
       maxInflightPerPeer: init.maxInflightPerPeer,
+      // on a slow downlink, fewer peer requests at once land each chunk sooner, to be passed on sooner
+      peerLandingMs: DEFAULT_PEER_LANDING_MS,
       // alone, the set of pullers is known: it is us
       ...(init.peers == null && init.scheduler?.pullerSet == null ? { pullers: [] } : {}),
       now,
@@ -623,7 +625,7 @@ export class PullSession {
       scheduler.requestFailed(request.id, this.clock.now(), 'bad-data')
     } else {
       this.log.debug({ source: source.name, cid: chunk.cid, err: cause.message }, 'request failed')
-      scheduler.requestFailed(request.id, this.clock.now(), 'error')
+      scheduler.requestFailed(request.id, this.clock.now(), request.source.kind === 'peer' && isBusy(cause) ? 'busy' : 'error')
       if (request.source.kind === 'origin') {
         if (cause instanceof ChunkVerificationError) {
           this.finish(err)
@@ -680,6 +682,11 @@ export class PullSession {
     this.log.info({ stats, lookups: this.lookups }, 'session finished')
     this.resolve({ progress: this.progress, durationMs: this.clock.now() - this.started, originRequests: stats?.originRequests ?? 0, peerRequests: stats?.peerRequests ?? 0 })
   }
+}
+
+/** A peer turned the request away for want of an upload slot (the data client's PeerBusyError, also from a byte worker, which keeps its code). */
+function isBusy (err: Error): boolean {
+  return (err as { code?: unknown }).code === PEER_BUSY_CODE
 }
 
 function isTimeout (err: Error): boolean {

@@ -38,6 +38,8 @@ export interface Behaviour {
   fail?: boolean
   /** fails this request's first attempt after half its delay (a connection reset mid-chunk) */
   failFirst?: (cid: string) => boolean
+  /** turns this request's first attempt away as a busy data server does */
+  busyFirst?: (cid: string) => boolean
 }
 
 /** A source with scripted behaviour that counts what it was asked. */
@@ -50,6 +52,11 @@ export function scriptedSource (name: string, kind: 'peer' | 'origin', model: Mo
     failed: 0,
     async fetch ({ cid }: ChunkRequest, { signal }: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
       source.calls.push(cid)
+      if (behaviour.busyFirst?.(cid) === true && !tried.has(cid)) {
+        tried.add(cid)
+        source.failed++
+        throw Object.assign(new Error(`${name} is busy`), { name: 'PeerBusyError', code: 'ERR_PEER_BUSY' })
+      }
       const resetNow = behaviour.failFirst?.(cid) === true && !tried.has(cid)
       tried.add(cid)
       const delay = behaviour.delayMs ?? 1

@@ -76,6 +76,27 @@ describe('PullSession', () => {
     expect(await holdsModel(h.store, model)).toBe(true)
   })
 
+  it('waits for a peer that turned its chunks away as busy instead of taking them from the origin, and not for one whose connection failed', async () => {
+    const model = makeModel(6)
+    const pull = async (behaviour: Parameters<typeof scriptedSource>[3]): Promise<{ originRequests: number, peerCalls: number, fromPeers: number }> => {
+      const peers = new ScriptedPeers()
+      peers.add('12D3KooWholder', model)
+      const holder = scriptedSource('peer:holder', 'peer', model, behaviour)
+      const origin = scriptedSource('origin', 'origin', model, { delayMs: 5 })
+      // alone among pullers: it owns every chunk, so only a usable holder keeps it off the origin
+      const s = await session(model, { peers, sources: { origin, peer: () => holder }, scheduler: { pullers: [], retryAfterMs: 20 } })
+      const result = await s.run()
+      expect(await holdsModel(h.store, model)).toBe(true)
+      return { originRequests: result.originRequests, peerCalls: holder.calls.length, fromPeers: result.progress.bytesBySource.peer }
+    }
+    const busy = await pull({ busyFirst: () => true })
+    expect(busy).toEqual({ originRequests: 0, peerCalls: 12, fromPeers: model.bytes })
+    await h.close()
+    h = await harness()
+    const reset = await pull({ failFirst: () => true, delayMs: 20 })
+    expect(reset.originRequests).toBeGreaterThan(0)
+  })
+
   it('ends with a clear error when the origin fails again and again', async () => {
     const model = makeModel(6)
     const origin = scriptedSource('origin', 'origin', model, { fail: true })

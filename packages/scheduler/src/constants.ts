@@ -69,8 +69,8 @@ export const ORIGIN_TIMEOUT_FACTOR = 3
 export const DEFAULT_MAX_INFLIGHT_TOTAL = 8
 
 /**
- * How long a chunk from a peer should take to land, when asked (`peerLandingMs`, off by
- * default). Peer requests at once follow it (from `MIN_PEER_INFLIGHT` up to `maxInflightTotal`,
+ * How long a chunk from a peer should take to land, in the pull engine (`peerLandingMs`;
+ * off in a bare scheduler). Peer requests at once follow it (from `MIN_PEER_INFLIGHT` up to `maxInflightTotal`,
  * see `LandingLimit` in @swarm/interface): a chunk is passed on only once landed, so on a slow
  * link fewer at once make every hop of a fan-out shorter; on a link fast enough it never binds.
  */

@@ -94,7 +94,7 @@ export function choosePeer (s: Scheduler, chunk: number, available: PeerState[],
       bestLoad = peer.inflight
     }
   }
-  if (best >= 0 || fallback < 0 || !allowFailed || freshHolders(s, chunk) > 0) return best
+  if (best >= 0 || fallback < 0 || !allowFailed || freshHolders(s, chunk, false) > 0) return best
   const retryAt = s.peerRetryAt[chunk]!
   if (now >= retryAt) return fallback
   s.nextRetryAt = Math.min(s.nextRetryAt, retryAt)
@@ -109,13 +109,20 @@ export function availablePeers (s: Scheduler): PeerState[] {
   return available
 }
 
-/** Connected, unbanned holders of a chunk that have not failed it. */
-export function freshHolders (s: Scheduler, chunk: number): number {
+/**
+ * Connected, unbanned holders of a chunk that have not failed it. `busyCounts`: a holder that
+ * only turned it away as busy still counts (for the origin's decisions: its slot will free up);
+ * not for choosing whom to ask next.
+ */
+export function freshHolders (s: Scheduler, chunk: number, busyCounts = true): number {
   let holders = s.holders[chunk]!
   if (holders === 0) return 0
   const failed = s.failedPeers[chunk]
   if (failed === undefined) return holders
+  const busy = busyCounts ? s.busyPeers[chunk] : undefined
   for (const id of failed) {
+    // a peer that was only busy will have a slot again: it still holds the chunk for us
+    if (busy?.has(id) === true) continue
     const peer = s.peers.get(id)
     if (peer !== undefined && (peer.bits[chunk >>> 5]! & (1 << (chunk & 31))) !== 0) holders--
   }

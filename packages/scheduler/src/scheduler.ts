@@ -81,8 +81,11 @@ export interface Actions {
 /**
  * How a request ended without delivering its chunk. `bad-data`: the bytes did not match the CID,
  * and the peer is banned for the rest of the pull. `cancelled`: the caller gave it up itself.
+ * `busy`: the peer turned it away for want of an upload slot; like `error` it is asked again only
+ * at its retry time or when no other holder is left, but it still counts as a holder when this
+ * node decides what to take from the origin, since its slot will free up.
  */
-export type FailureReason = 'error' | 'timeout' | 'bad-data' | 'cancelled'
+export type FailureReason = 'error' | 'timeout' | 'bad-data' | 'cancelled' | 'busy'
 
 export interface SchedulerInit {
   /** this node's peer id; it is always one of the pullers */
@@ -134,7 +137,7 @@ export interface SchedulerInit {
   /**
    * how long a chunk from a peer should take to land, in ms: peer requests at once follow it,
    * from 1 up to `maxInflightTotal` (see `LandingLimit` in @swarm/interface). Default 0: always
-   * `maxInflightTotal` (measured in bench/sim with `DEFAULT_PEER_LANDING_MS`, not yet on in the agent: see `LandingLimit`)
+   * `maxInflightTotal`; the pull engine (`@swarm/pull`) gives `DEFAULT_PEER_LANDING_MS`
    */
   peerLandingMs?: number
   /** Infinity: a non-owner never falls back to the origin */
@@ -228,7 +231,7 @@ export interface ChunkScheduler {
 }
 
 const ORIGIN: RequestSource = Object.freeze({ kind: 'origin' })
-const FAILURE_REASONS = new Set<string>(['error', 'timeout', 'bad-data', 'cancelled'])
+const FAILURE_REASONS = new Set<string>(['error', 'timeout', 'bad-data', 'cancelled', 'busy'])
 
 /** A connected peer as the scheduler sees it. */
 export interface PeerState {
@@ -319,6 +322,8 @@ export class Scheduler implements ChunkScheduler {
   nextRequestId = 1
   /** peers that failed us for a chunk: asked again only when no other holder is left */
   readonly failedPeers: Array<Set<string> | undefined>
+  /** of those, the ones whose last failure was `busy`: still holders for the origin's decisions (see `freshHolders`) */
+  readonly busyPeers: Array<Set<string> | undefined>
   readonly peerRetryAt: Float64Array
   readonly originRetryAt: Float64Array
 
@@ -409,6 +414,7 @@ export class Scheduler implements ChunkScheduler {
     this.tiebreak = new Uint32Array(n)
     this.byChunk = new Array<Outstanding[] | undefined>(n)
     this.failedPeers = new Array<Set<string> | undefined>(n)
+    this.busyPeers = new Array<Set<string> | undefined>(n)
     this.peerRetryAt = new Float64Array(n)
     this.originRetryAt = new Float64Array(n)
     this.waitSince = new Float64Array(n)
@@ -574,6 +580,7 @@ export class Scheduler implements ChunkScheduler {
       for (const other of [...others]) this.cancel(other)
     }
     this.failedPeers[chunk] = undefined
+    this.busyPeers[chunk] = undefined
     this.dirty = true
   }
 
@@ -595,7 +602,7 @@ export class Scheduler implements ChunkScheduler {
     if (reason === 'bad-data' && peer !== undefined) {
       this.ban(peer)
     } else {
-      this.noteFailure(failed, now)
+      this.noteFailure(failed, now, reason === 'busy')
     }
   }
 
@@ -803,7 +810,7 @@ export class Scheduler implements ChunkScheduler {
     this.pendingCancels.push(outstanding.request)
   }
 
-  private noteFailure (outstanding: Outstanding, now: number): void {
+  private noteFailure (outstanding: Outstanding, now: number, busy = false): void {
     const chunk = outstanding.request.chunk
     if (outstanding.peer === undefined) {
       this.originRetryAt[chunk] = now + this.retryAfterMs
@@ -814,7 +821,10 @@ export class Scheduler implements ChunkScheduler {
       failed = new Set()
       this.failedPeers[chunk] = failed
     }
-    failed.add(outstanding.peer.id)
+    const id = outstanding.peer.id
+    failed.add(id)
+    if (busy) (this.busyPeers[chunk] ??= new Set()).add(id)
+    else this.busyPeers[chunk]?.delete(id)
     this.peerRetryAt[chunk] = now + this.retryAfterMs
   }
 

@@ -393,6 +393,26 @@ describe('taking chunks from the origin', () => {
     expect(start.map(r => r.chunk).sort((a, b) => a - b)).toEqual(owned)
   })
 
+  it('waits for a holder that turned its chunk away as busy, and asks it again at its retry time, where one that failed it sends the owner to the origin', () => {
+    const scheduler = puller('alpha', { maxInflightPerPeer: 64, retryAfterMs: 200 })
+    const owned = range(30).filter(i => scheduler.owner(i) === 'alpha')
+    const [busyChunk, failedChunk] = owned
+    connect(scheduler, 'bravo', [busyChunk!, failedChunk!])
+    const first = scheduler.tick(0).start
+    const byChunk = new Map(first.map(r => [r.chunk, r]))
+    expect(peerOf(byChunk.get(busyChunk!)!)).toBe('bravo')
+    expect(peerOf(byChunk.get(failedChunk!)!)).toBe('bravo')
+    scheduler.requestFailed(byChunk.get(busyChunk!)!.id, 10, 'busy')
+    scheduler.requestFailed(byChunk.get(failedChunk!)!.id, 10, 'error')
+    const next = scheduler.tick(10)
+    // the failed one: no other holder, so its owner takes it from the origin; the busy one waits for bravo
+    expect(next.start.map(r => [r.chunk, r.source.kind])).toEqual([[failedChunk, 'origin']])
+    expect(next.wakeAt).toBeLessThanOrEqual(210)
+    expect(scheduler.tick(209).start).toEqual([])
+    expect(scheduler.tick(210).start.map(r => [r.chunk, peerOf(r)])).toEqual([[busyChunk, 'bravo']])
+    expect(scheduler.stats.failures).toBe(2)
+  })
+
   it('falls back to the origin for chunks no peer produced within originFallbackMs, runner-up first', () => {
     const scheduler = puller('alpha')
     const owned = range(30).filter(i => scheduler.owner(i) === 'alpha')

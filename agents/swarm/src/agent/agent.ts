@@ -18,7 +18,7 @@
 
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { DEFAULT_MAX_UPLOADS_PER_PEER, dataClient, dataServer } from '@swarm/exchange'
+import { DEFAULT_MAX_UPLOADS_PER_PEER, DEFAULT_UPLOAD_LANDING_MS, dataClient, dataServer } from '@swarm/exchange'
 import { fetcher as createFetcher } from '@swarm/fetcher'
 import { OriginUnavailableError, SwarmError, heldBitfield, silentLogger, uniqueChunks } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
@@ -178,6 +178,8 @@ export class Agent {
       host: config.agent.dataHost ?? '0.0.0.0',
       port: config.agent.dataPort,
       maxUploads: config.agent.uploadSlots,
+      // on a slow uplink, fewer uploads at once land each chunk sooner, to be passed on sooner
+      uploadLandingMs: DEFAULT_UPLOAD_LANDING_MS,
       uploadBytesPerSecond: config.agent.uploadRate,
       maxConnections: config.agent.dataConnections,
       maxConnectionsPerPeer: config.agent.dataConnectionsPerPeer,
