@@ -58,6 +58,8 @@ describe('data plane limits in the agent', () => {
     expect(await metric(agent, 'swarm_data_timeouts_total', { kind: 'write' })).toBe(0)
     expect(await metric(agent, 'swarm_data_connections')).toBe(0)
     expect(await metric(agent, 'swarm_data_upload_slots_used')).toBe(0)
+    // an agent that has uploaded nothing yet opens two slots, more as chunks land quickly
+    expect(await metric(agent, 'swarm_data_upload_slots_open')).toBe(2)
   })
 
   it('refuses a limit out of range, naming the flag\'s key or the variable', async () => {

@@ -118,6 +118,8 @@ export interface DataServerStats {
   connections: number
   /** upload slots taken now */
   uploads: number
+  /** upload slots open now: `maxUploads`, or with `uploadLandingMs` as many as land in that time */
+  uploadLimit: number
   /** connections closed for a timeout: a response not taken in time, silence, an unfinished handshake */
   timeouts: { write: number, idle: number, handshake: number }
   /** connections refused for a cap: on all connections, or on the peer's */
@@ -132,8 +134,6 @@ export interface DataServer {
   /** the bound address; throws ServerStateError before start */
   readonly address: DataServerAddress
   readonly stats: Readonly<DataServerStats>
-  /** uploads at once allowed now: `maxUploads`, or with `uploadLandingMs` as many as land in that time */
-  readonly uploadLimit: number
 }
 
 export function dataServer (init: DataServerInit): DataServer {
@@ -151,6 +151,7 @@ class TlsDataServer implements DataServer {
     protocolErrors: 0,
     connections: 0,
     uploads: 0,
+    uploadLimit: 0,
     timeouts: { write: 0, idle: 0, handshake: 0 },
     refusedConnections: { total: 0, perPeer: 0 }
   }
@@ -185,6 +186,7 @@ class TlsDataServer implements DataServer {
     const landingMs = init.uploadLandingMs ?? 0
     if (!Number.isFinite(landingMs) || landingMs < 0) throw new InvalidRequestError(`uploadLandingMs must be 0 (off) or a finite number of milliseconds, got ${String(landingMs)}`)
     this.landing = new LandingLimit({ min: Math.min(MIN_UPLOADS, this.maxUploads), max: this.maxUploads, targetMs: landingMs })
+    this.stats.uploadLimit = this.landing.limit
     this.maxUploadsPerPeer = positiveInteger(init.maxUploadsPerPeer ?? DEFAULT_MAX_UPLOADS_PER_PEER, 'maxUploadsPerPeer')
     const reserved = init.reservedUploads ?? Math.min(DEFAULT_RESERVED_UPLOADS, Math.floor(this.maxUploads / 4))
     this.reservedUploads = reserved === 0 ? 0 : positiveInteger(reserved, 'reservedUploads')
@@ -318,10 +320,6 @@ class TlsDataServer implements DataServer {
     })
   }
 
-  get uploadLimit (): number {
-    return this.landing.limit
-  }
-
   admitted (peer: string): boolean {
     try {
       return this.init.isAdmitted(peer)
@@ -344,7 +342,10 @@ class TlsDataServer implements DataServer {
 
   /** Gives back `peer`'s upload slot; `landedAfterMs`: a chunk went out whole, this long after it was asked for. */
   releaseSlot (peer: string, landedAfterMs?: number): void {
-    if (landedAfterMs !== undefined) this.landing.landed(landedAfterMs, this.stats.uploads)
+    if (landedAfterMs !== undefined) {
+      this.landing.landed(landedAfterMs, this.stats.uploads)
+      this.stats.uploadLimit = this.landing.limit
+    }
     this.stats.uploads--
     const peerUploads = (this.uploadsByPeer.get(peer) ?? 1) - 1
     if (peerUploads <= 0) this.uploadsByPeer.delete(peer)

@@ -141,25 +141,25 @@ describe('data exchange', () => {
     for (const chunk of chunks) slow.store.chunks.set(chunk.cid, chunk.bytes)
     const { client } = await startClient()
     const slowPeer = { peerId: slow.id.peerId, host: '127.0.0.1', port: slow.port }
-    expect(slow.server.uploadLimit).toBe(2)
+    expect(slow.server.stats.uploadLimit).toBe(2)
     const results = await Promise.allSettled(chunks.slice(0, 4).map(async c => await client.fetch(slowPeer, { cid: c.cid, size: MiB })))
     expect(results.filter(r => r.status === 'fulfilled')).toHaveLength(2)
     for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(PeerBusyError)
-    expect(slow.server.uploadLimit).toBe(2)
+    expect(slow.server.stats.uploadLimit).toBe(2)
 
     // no rate limit: chunks land in milliseconds, and the limit opens as they do
     const fast = await startServer({ maxUploads: 8, maxUploadsPerPeer: 8, reservedUploads: 0, uploadLandingMs: 1000 })
     for (const chunk of chunks) fast.store.chunks.set(chunk.cid, chunk.bytes)
     const fastPeer = { peerId: fast.id.peerId, host: '127.0.0.1', port: fast.port }
-    for (let round = 0; round < 12 && fast.server.uploadLimit < 8; round++) {
-      const limit = fast.server.uploadLimit
+    for (let round = 0; round < 12 && fast.server.stats.uploadLimit < 8; round++) {
+      const limit = fast.server.stats.uploadLimit
       const got = await Promise.allSettled(chunks.slice(0, limit).map(async c => await client.fetch(fastPeer, { cid: c.cid, size: MiB })))
       for (const [i, r] of got.entries()) if (r.status === 'fulfilled') expect(Buffer.compare(r.value, chunks[i]!.bytes)).toBe(0)
     }
-    expect(fast.server.uploadLimit).toBeGreaterThan(2)
+    expect(fast.server.stats.uploadLimit).toBeGreaterThan(2)
     // off by default: every slot from the start
     const plain = await startServer({ maxUploads: 8 })
-    expect(plain.server.uploadLimit).toBe(8)
+    expect(plain.server.stats.uploadLimit).toBe(8)
     await expect(startServer({ uploadLandingMs: -1 })).rejects.toThrow(/uploadLandingMs/)
   })
 

@@ -225,6 +225,7 @@ function dataServerMetrics (registry: Registry, stats: (() => Readonly<DataServe
   new Counter({ name: 'swarm_data_busy_total', help: 'Requests answered BUSY: no upload slot free to the peer', registers: [registry], collect () { this.reset(); this.inc(stats().busy) } })
   new Gauge({ name: 'swarm_data_connections', help: 'Authenticated data connections open', registers: [registry], collect () { this.set(stats().connections) } })
   new Gauge({ name: 'swarm_data_upload_slots_used', help: 'Upload slots taken', registers: [registry], collect () { this.set(stats().uploads) } })
+  new Gauge({ name: 'swarm_data_upload_slots_open', help: 'Upload slots open now: as many as land within a second each, up to SWARM_UPLOAD_SLOTS', registers: [registry], collect () { this.set(stats().uploadLimit) } })
 }
 
 export async function serveMetrics (metrics: AgentMetrics, host: string, port: number, ready: () => boolean, routes?: (req: IncomingMessage, res: ServerResponse) => boolean): Promise<Server> {
