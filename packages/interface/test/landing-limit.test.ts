@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { LandingLimit } from '../src/index.js'
 
 describe('LandingLimit', () => {
-  it('starts at min and opens by one for each transfer that lands within half the target while the limit is reached, up to max', () => {
+  it('starts at min and opens by one for each transfer that lands within half the target, up to max', () => {
     const limit = new LandingLimit({ min: 2, max: 4, targetMs: 1000 })
     expect(limit.limit).toBe(2)
     limit.landed(100, 2)
@@ -13,12 +13,12 @@ describe('LandingLimit', () => {
     expect(limit.limit).toBe(4)
   })
 
-  it('does not open while fewer transfers run than it allows, nor for one that lands between half the target and the target', () => {
+  it('opens for a quick transfer even with fewer running than it allows, and holds for one between half the target and the target', () => {
     const limit = new LandingLimit({ min: 2, max: 8, targetMs: 1000 })
     limit.landed(10, 1)
-    expect(limit.limit).toBe(2)
-    limit.landed(800, 2)
-    expect(limit.limit).toBe(2)
+    expect(limit.limit).toBe(3)
+    limit.landed(800, 3)
+    expect(limit.limit).toBe(3)
   })
 
   it('closes to what would have landed in time at the same rate, never below min', () => {
@@ -31,7 +31,7 @@ describe('LandingLimit', () => {
     // far too slow even alone: the floor
     limit.landed(60_000, 4)
     expect(limit.limit).toBe(1)
-    // a late answer with fewer running does not raise it
+    // a late answer alone does not raise it
     limit.landed(1500, 1)
     expect(limit.limit).toBe(1)
   })
