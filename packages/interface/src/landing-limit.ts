@@ -26,7 +26,7 @@
  * peer requests (the scheduler's `peerLandingMs`, which the pull engine gives). A holder that
  * turns a request away as busy still counts as a holder when a node decides what to take from
  * the origin (the scheduler's `busy` failure): with the limits on and without that, at 1,000
- * simulated nodes knowing only their neighbours, the origin sent 1.21 × M instead of 1.06.
+ * simulated nodes knowing only their neighbours, the origin sent 1.21 × M instead of 1.00.
  */
 
 export interface LandingLimitInit {
