@@ -254,7 +254,8 @@ export function fuseEvictionTests (name: string, adapter: FuseAdapterUnderTest):
       let err = ''
       reader.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
       reader.stderr.setEncoding('utf8').on('data', (d: string) => { err += d })
-      const exited = new Promise<number | null>(resolve => reader.on('exit', resolve))
+      // 'close', not 'exit': a process can exit before its stdout has all been read here
+      const exited = new Promise<number | null>(resolve => reader.on('close', resolve))
       const killer = setTimeout(() => { reader.kill('SIGKILL') }, READ_TIMEOUT_MS * 2)
       try {
         // the adapter takes the lease as the file opens (the kernel adapter hears of it just after)

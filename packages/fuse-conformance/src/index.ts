@@ -188,7 +188,8 @@ export function fuseConformanceTests (name: string, adapter: FuseAdapterUnderTes
       let err = ''
       reader.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
       reader.stderr.setEncoding('utf8').on('data', (d: string) => { err += d })
-      const exited = new Promise<number | null>(resolve => reader.on('exit', resolve))
+      // 'close', not 'exit': a process can exit before its stdout has all been read here
+      const exited = new Promise<number | null>(resolve => reader.on('close', resolve))
       const deadline = Date.now() + 20_000
       while (!out.includes('first') && reader.exitCode == null && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
       expect(out, err).toContain('first')
