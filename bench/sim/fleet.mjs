@@ -14,8 +14,8 @@
 // The network (links, latency, receive CPU, the graph) is `network.mjs`, which the BitTorrent
 // policy in `bittorrent.mjs` runs on too; see run.mjs for what it models.
 
-import { PEER_BUSY_CODE, PullSession } from '@swarm/pull'
-import { LandingLimit, encodeBitfield } from '@swarm/interface'
+import { PullSession } from '@swarm/pull'
+import { LandingLimit, PEER_BUSY_CODE, encodeBitfield } from '@swarm/interface'
 import { DEFAULT_MAX_INFLIGHT_TOTAL, pullerSet, seededRandom } from '@swarm/scheduler'
 import { DEFAULT_MAX_UPLOADS_PER_PEER, MIN_UPLOADS } from '@swarm/exchange'
 import { DEFAULT_SETTINGS, EventQueue, Mbit, Network, ORIGIN, latencies, linkRandomly, percentile, receiveRate, weights } from './network.mjs'

@@ -1,6 +1,6 @@
 /** Errors of the peer data plane. NOT_FOUND replies reject with NotFoundError from @swarm/interface. */
 
-import { SwarmError } from '@swarm/interface'
+import { PEER_BUSY_CODE, SwarmError } from '@swarm/interface'
 
 /** The remote certificate does not belong to the peer id that was dialled. */
 export class UnexpectedPeerError extends SwarmError {
@@ -17,7 +17,7 @@ export class PeerAuthenticationError extends SwarmError {
 
 /** The peer's upload slots are full; ask another source. */
 export class PeerBusyError extends SwarmError {
-  override readonly code = 'ERR_PEER_BUSY'
+  override readonly code = PEER_BUSY_CODE
   constructor (readonly peerId: string) {
     super(`peer ${peerId} is busy`)
   }

@@ -445,7 +445,7 @@ class ServerConnection {
     })
   }
 
-  /** resolves true once a whole chunk (not a manifest, an error or a refusal) went out */
+  /** resolves true once an OK payload past the coalescing size went out whole: a chunk's landing (a small answer, an error, a refusal or a cancelled request is none) */
   private async serve ({ id, cid, maxSize }: { id: number, cid: string, maxSize: number }, controller: AbortController): Promise<boolean> {
     let status: Status
     let payload: Uint8Array | undefined

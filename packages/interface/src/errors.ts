@@ -14,6 +14,13 @@ export class SwarmError extends Error {
   }
 }
 
+/**
+ * The `code` of an error for a request a peer turned away for want of an upload slot
+ * (@swarm/exchange's PeerBusyError): the pull engine tells it from other failures by this code
+ * alone, which a byte worker keeps when it sends an error across threads.
+ */
+export const PEER_BUSY_CODE = 'ERR_PEER_BUSY'
+
 export class NotFoundError extends SwarmError {
   override readonly code = 'ERR_NOT_FOUND'
   constructor (message = 'Not found') {

@@ -42,6 +42,3 @@ export const MANIFEST_PEER_TIMEOUT_MS = 10_000
  * needs it).
  */
 export const ORIGIN_PAUSE_MS = 30_000
-
-/** The error code of a request a peer turned away for want of an upload slot (`PeerBusyError` of @swarm/exchange, which this package does not load). */
-export const PEER_BUSY_CODE = 'ERR_PEER_BUSY'

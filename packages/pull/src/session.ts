@@ -62,10 +62,10 @@
  * its original) is counted once.
  */
 
-import { ChunkUnavailableError, ChunkVerificationError, DiskFullError, OriginUnavailableError, fitsChunkCount, silentLogger, uniqueChunks } from '@swarm/interface'
+import { ChunkUnavailableError, ChunkVerificationError, DiskFullError, OriginUnavailableError, PEER_BUSY_CODE, fitsChunkCount, silentLogger, uniqueChunks } from '@swarm/interface'
 import { DEFAULT_PEER_LANDING_MS, chunkScheduler, keyHash, seededRandom } from '@swarm/scheduler'
 import { systemClock } from './clock.js'
-import { DEFAULT_MAX_ORIGIN_FAILURES, DEFAULT_POLL_MS, DEFAULT_SETTLE_MS, DEFAULT_STALL_TIMEOUT_MS, FETCHERS_ANNOUNCE_MS, MAX_FETCHER_HOPS, MAX_NAMED_FETCHERS, ORIGIN_PAUSE_MS, PEER_BUSY_CODE, REDISCOVER_AFTER_MS } from './constants.js'
+import { DEFAULT_MAX_ORIGIN_FAILURES, DEFAULT_POLL_MS, DEFAULT_SETTLE_MS, DEFAULT_STALL_TIMEOUT_MS, FETCHERS_ANNOUNCE_MS, MAX_FETCHER_HOPS, MAX_NAMED_FETCHERS, ORIGIN_PAUSE_MS, REDISCOVER_AFTER_MS } from './constants.js'
 import { SessionStartedError } from './errors.js'
 import type { PullClock } from './clock.js'
 import type { AbortOptions, ChunkRequest, ChunkSource, ChunkStore, Logger, Manifest, SourceKind, TransferProgress } from '@swarm/interface'

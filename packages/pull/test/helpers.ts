@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { cidForBytes } from '@swarm/chunker'
 import { fetcher } from '@swarm/fetcher'
-import { encodeBitfield, uniqueChunks } from '@swarm/interface'
+import { PEER_BUSY_CODE, encodeBitfield, uniqueChunks } from '@swarm/interface'
 import { encodeManifest } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
 import type { Fetcher } from '@swarm/fetcher'
@@ -55,7 +55,7 @@ export function scriptedSource (name: string, kind: 'peer' | 'origin', model: Mo
       if (behaviour.busyFirst?.(cid) === true && !tried.has(cid)) {
         tried.add(cid)
         source.failed++
-        throw Object.assign(new Error(`${name} is busy`), { name: 'PeerBusyError', code: 'ERR_PEER_BUSY' })
+        throw Object.assign(new Error(`${name} is busy`), { name: 'PeerBusyError', code: PEER_BUSY_CODE })
       }
       const resetNow = behaviour.failFirst?.(cid) === true && !tried.has(cid)
       tried.add(cid)

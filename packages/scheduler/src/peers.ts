@@ -119,10 +119,9 @@ export function freshHolders (s: Scheduler, chunk: number, busyCounts = true): n
   if (holders === 0) return 0
   const failed = s.failedPeers[chunk]
   if (failed === undefined) return holders
-  const busy = busyCounts ? s.busyPeers[chunk] : undefined
-  for (const id of failed) {
+  for (const [id, busy] of failed) {
     // a peer that was only busy will have a slot again: it still holds the chunk for us
-    if (busy?.has(id) === true) continue
+    if (busy && busyCounts) continue
     const peer = s.peers.get(id)
     if (peer !== undefined && (peer.bits[chunk >>> 5]! & (1 << (chunk & 31))) !== 0) holders--
   }

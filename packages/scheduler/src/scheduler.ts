@@ -320,10 +320,11 @@ export class Scheduler implements ChunkScheduler {
   readonly byChunk: Array<Outstanding[] | undefined>
   originInflight = 0
   nextRequestId = 1
-  /** peers that failed us for a chunk: asked again only when no other holder is left */
-  readonly failedPeers: Array<Set<string> | undefined>
-  /** of those, the ones whose last failure was `busy`: still holders for the origin's decisions (see `freshHolders`) */
-  readonly busyPeers: Array<Set<string> | undefined>
+  /**
+   * peers that failed us for a chunk, each with whether its last failure was only `busy`: asked
+   * again only when no other holder is left; a busy one still holds it for the origin's decisions (see `freshHolders`)
+   */
+  readonly failedPeers: Array<Map<string, boolean> | undefined>
   readonly peerRetryAt: Float64Array
   readonly originRetryAt: Float64Array
 
@@ -413,8 +414,7 @@ export class Scheduler implements ChunkScheduler {
     this.holders = new Uint32Array(n)
     this.tiebreak = new Uint32Array(n)
     this.byChunk = new Array<Outstanding[] | undefined>(n)
-    this.failedPeers = new Array<Set<string> | undefined>(n)
-    this.busyPeers = new Array<Set<string> | undefined>(n)
+    this.failedPeers = new Array<Map<string, boolean> | undefined>(n)
     this.peerRetryAt = new Float64Array(n)
     this.originRetryAt = new Float64Array(n)
     this.waitSince = new Float64Array(n)
@@ -580,7 +580,6 @@ export class Scheduler implements ChunkScheduler {
       for (const other of [...others]) this.cancel(other)
     }
     this.failedPeers[chunk] = undefined
-    this.busyPeers[chunk] = undefined
     this.dirty = true
   }
 
@@ -816,15 +815,7 @@ export class Scheduler implements ChunkScheduler {
       this.originRetryAt[chunk] = now + this.retryAfterMs
       return
     }
-    let failed = this.failedPeers[chunk]
-    if (failed === undefined) {
-      failed = new Set()
-      this.failedPeers[chunk] = failed
-    }
-    const id = outstanding.peer.id
-    failed.add(id)
-    if (busy) (this.busyPeers[chunk] ??= new Set()).add(id)
-    else this.busyPeers[chunk]?.delete(id)
+    (this.failedPeers[chunk] ??= new Map()).set(outstanding.peer.id, busy)
     this.peerRetryAt[chunk] = now + this.retryAfterMs
   }
 
