@@ -210,8 +210,28 @@ export const FLEET_HEARTBEAT_MS = 5_000
 /** Changes (a pull's progress) are published at most this often. */
 export const FLEET_MIN_PUBLISH_INTERVAL_MS = 1_000
 
-/** A node not heard from for this long is dropped (also at once when its last connection to us closes). */
+/**
+ * A node not heard from for this long is dropped (also at once when its last connection to us
+ * closes), or for {@link FLEET_TTL_HEARTBEATS} of the heartbeats it says it keeps, if longer.
+ */
 export const FLEET_NODE_TTL_MS = 20_000
+
+/** An entry outlives this many of its node's heartbeats, so one or two lost messages do not drop it. */
+export const FLEET_TTL_HEARTBEATS = 4
+
+/**
+ * State messages the whole fleet publishes per second, at most, once it is large enough that the
+ * intervals above would pass it. Every node checks, stores and relays every message (signature,
+ * schema, table, and forwarding to its mesh peers: milliseconds of a core each, measured in a
+ * shaped fan-out), so one message a second from each of 1,000 pulling nodes would keep every node
+ * of the fleet busy with gossip alone, and would pass the per-peer relay limit below, making
+ * honest relays look like floods. Each node spaces its messages by the fleet size it sees: changes
+ * at most every fleet size / this many seconds, heartbeats five times as far apart.
+ */
+export const FLEET_MESSAGES_PER_SECOND = 100
+
+/** The longest heartbeat a node may announce (and so the longest it may stay silent): 10 minutes. */
+export const FLEET_MAX_HEARTBEAT_MS = 600_000
 
 /**
  * Fleet messages accepted per originating node, sustained and in one burst. An honest node

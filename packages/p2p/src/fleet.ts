@@ -9,10 +9,14 @@
  * record is always about the node that signed it, and runs on the libp2p connections the swarm
  * key already guards: a node without the key connects to nobody and sees nothing.
  *
- * Publishing: our state (read from the `local` callback at each publish) goes out on every
- * heartbeat ({@link FLEET_HEARTBEAT_MS}) and, when `changed()` is called, at most once per
- * {@link FLEET_MIN_PUBLISH_INTERVAL_MS}; a state too big for {@link FLEET_MAX_MESSAGE_BYTES} is
- * cut from the end of its model list (callers order it by importance).
+ * Publishing: our state (read from the `local` callback at each publish) goes out when `changed()`
+ * is called, at most once per {@link FLEET_MIN_PUBLISH_INTERVAL_MS}, and after a heartbeat
+ * ({@link FLEET_HEARTBEAT_MS}) of silence; a state too big for {@link FLEET_MAX_MESSAGE_BYTES} is
+ * cut from the end of its model list (callers order it by importance). In a large fleet both
+ * stretch with the number of nodes we know of, so that the fleet as a whole publishes at most
+ * {@link FLEET_MESSAGES_PER_SECOND} messages a second ({@link fleetPublishSpacing}); each message
+ * says how long its sender's heartbeat is, and receivers keep the entry for
+ * {@link FLEET_TTL_HEARTBEATS} of them.
  *
  * Receiving: each message is checked in gossipsub's topic validator, before it is stored or
  * relayed, in this order:
@@ -28,8 +32,8 @@
  *   take it past is not recorded, except a directly connected one, for which the entry heard
  *   from longest ago of a node not connected to us goes. A node can only replace its own entry,
  *   so one peer flooding costs one entry; many forged identities cost at most the budget.
- * Entries expire {@link FLEET_NODE_TTL_MS} after they were last heard, and at once when the
- * node's last connection to us closes.
+ * Entries expire {@link FLEET_NODE_TTL_MS} after they were last heard (or four of the node's
+ * heartbeats, if longer), and at once when the node's last connection to us closes.
  */
 
 import { TypedEventEmitter } from '@libp2p/interface'
@@ -40,12 +44,14 @@ import { z } from 'zod'
 import {
   FLEET_ENTRY_OVERHEAD_BYTES,
   FLEET_HEARTBEAT_MS,
+  FLEET_MAX_HEARTBEAT_MS,
   FLEET_MAX_LABELS,
   FLEET_MAX_MESSAGE_BYTES,
   FLEET_MAX_MODELS_PER_NODE,
   FLEET_MAX_NODES,
   FLEET_MAX_REASON_CHARS,
   FLEET_MAX_TABLE_BYTES,
+  FLEET_MESSAGES_PER_SECOND,
   FLEET_MIN_PUBLISH_INTERVAL_MS,
   FLEET_NODE_TTL_MS,
   FLEET_ORIGIN_MESSAGE_BURST,
@@ -53,7 +59,8 @@ import {
   FLEET_SEEN_PREHEATS,
   FLEET_SOURCE_MESSAGE_BURST,
   FLEET_SOURCE_MESSAGES_PER_SECOND,
-  FLEET_TOPIC
+  FLEET_TOPIC,
+  FLEET_TTL_HEARTBEATS
 } from './constants.js'
 import { canonicalCid } from './messages.js'
 import { TokenBucket } from './rate-limit.js'
@@ -114,6 +121,8 @@ export interface FleetNodeState {
   models: FleetModelState[]
   /** when we last heard from it, ms epoch (our clock) */
   lastSeen: number
+  /** the heartbeat it says it keeps, ms */
+  heartbeatMs: number
 }
 
 /** A request to the fleet to pull a model; nodes whose labels match `selector` consider it. */
@@ -140,6 +149,8 @@ export interface FleetLimits {
   nodeTtlMs: number
   heartbeatMs: number
   minPublishIntervalMs: number
+  /** state messages the whole fleet publishes per second, at most (see {@link fleetPublishSpacing}) */
+  fleetMessagesPerSecond: number
   originMessagesPerSecond: number
   originMessageBurst: number
   sourceMessagesPerSecond: number
@@ -152,6 +163,7 @@ export const DEFAULT_FLEET_LIMITS: Readonly<FleetLimits> = Object.freeze({
   nodeTtlMs: FLEET_NODE_TTL_MS,
   heartbeatMs: FLEET_HEARTBEAT_MS,
   minPublishIntervalMs: FLEET_MIN_PUBLISH_INTERVAL_MS,
+  fleetMessagesPerSecond: FLEET_MESSAGES_PER_SECOND,
   originMessagesPerSecond: FLEET_ORIGIN_MESSAGES_PER_SECOND,
   originMessageBurst: FLEET_ORIGIN_MESSAGE_BURST,
   sourceMessagesPerSecond: FLEET_SOURCE_MESSAGES_PER_SECOND,
@@ -223,6 +235,8 @@ const modelWire = z.object({
 const stateWire = z.object({
   t: z.literal('state'),
   seq: count,
+  /** the sender's heartbeat, ms; absent from older nodes */
+  h: z.number().int().min(1).max(FLEET_MAX_HEARTBEAT_MS).optional(),
   labels: labelsSchema,
   models: z.array(modelWire).max(FLEET_MAX_MODELS_PER_NODE)
 }).strict()
@@ -278,14 +292,40 @@ function fromWire (model: ModelWire): FleetModelState {
 /**
  * Our state as one message of at most {@link FLEET_MAX_MESSAGE_BYTES}: models past
  * {@link FLEET_MAX_MODELS_PER_NODE}, then from the end, are left out until it fits.
+ * `heartbeatMs`: how long we may stay silent, so receivers keep our entry that long.
  */
-export function encodeFleetState (state: FleetLocalState, seq: number): Uint8Array {
+export function encodeFleetState (state: FleetLocalState, seq: number, heartbeatMs?: number): Uint8Array {
   const models = state.models.slice(0, FLEET_MAX_MODELS_PER_NODE).map(toWire)
+  const h = heartbeatMs === undefined ? {} : { h: Math.min(FLEET_MAX_HEARTBEAT_MS, Math.max(1, Math.round(heartbeatMs))) }
   for (;;) {
-    const bytes = encoder.encode(JSON.stringify({ t: 'state', seq, labels: state.labels, models }))
+    const bytes = encoder.encode(JSON.stringify({ t: 'state', seq, ...h, labels: state.labels, models }))
     if (bytes.length <= FLEET_MAX_MESSAGE_BYTES || models.length === 0) return bytes
     models.pop()
   }
+}
+
+/** How far apart a node spaces its messages. */
+export interface FleetPublishSpacing {
+  /** between two messages for changes (a pull's progress) */
+  changeMs: number
+  /** the most silence before the state goes out anyway */
+  heartbeatMs: number
+}
+
+/**
+ * How far apart a node that knows of `nodes` nodes (itself included) spaces its messages, so
+ * that the fleet publishes at most `fleetMessagesPerSecond` while every node pulls, and a fifth
+ * of that while all are idle. Small fleets keep the configured intervals: up to 100 nodes by
+ * default, changes once a second and a heartbeat every 5 s; at 1,000 nodes, 10 s and 50 s. The
+ * heartbeat is at most {@link FLEET_MAX_HEARTBEAT_MS}. Views of the fleet size differ from node
+ * to node, and so does the spacing; the budget holds within that difference.
+ */
+export function fleetPublishSpacing (nodes: number, limits: Pick<FleetLimits, 'minPublishIntervalMs' | 'heartbeatMs' | 'fleetMessagesPerSecond'> = DEFAULT_FLEET_LIMITS): FleetPublishSpacing {
+  if (!Number.isFinite(nodes) || nodes < 1) throw new RangeError(`the fleet size must be a number ≥ 1, got ${nodes}`)
+  if (!(limits.fleetMessagesPerSecond > 0)) throw new RangeError(`fleetMessagesPerSecond must be > 0, got ${limits.fleetMessagesPerSecond}`)
+  const changeMs = Math.max(limits.minPublishIntervalMs, Math.ceil(nodes * 1000 / limits.fleetMessagesPerSecond))
+  const heartbeatMs = Math.min(FLEET_MAX_HEARTBEAT_MS, Math.max(limits.heartbeatMs, 5 * changeMs))
+  return { changeMs: Math.min(changeMs, heartbeatMs), heartbeatMs }
 }
 
 export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implements FleetGossip {
@@ -304,7 +344,7 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
   #seq = 0
   #lastPublish = 0
   #publishTimer: ReturnType<typeof setTimeout> | undefined
-  #heartbeat: ReturnType<typeof setInterval> | undefined
+  #heartbeat: ReturnType<typeof setTimeout> | undefined
   #sweep: ReturnType<typeof setInterval> | undefined
   #running = false
 
@@ -327,16 +367,16 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
     this.#pubsub.subscribe(FLEET_TOPIC)
     this.#pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.#libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
-    this.#heartbeat = setInterval(() => { this.#publish() }, this.#limits.heartbeatMs)
+    this.#scheduleHeartbeat()
     this.#sweep = setInterval(() => { this.#expire() }, Math.max(100, Math.floor(this.#limits.nodeTtlMs / 4)))
-    this.#heartbeat.unref?.()
     this.#sweep.unref?.()
   }
 
   stop (): void {
     if (!this.#running) return
     this.#running = false
-    clearInterval(this.#heartbeat)
+    clearTimeout(this.#heartbeat)
+    this.#heartbeat = undefined
     clearInterval(this.#sweep)
     clearTimeout(this.#publishTimer)
     this.#publishTimer = undefined
@@ -352,7 +392,7 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
 
   changed (): void {
     if (!this.#running || this.#publishTimer != null) return
-    const wait = Math.max(0, this.#lastPublish + this.#limits.minPublishIntervalMs - performance.now())
+    const wait = Math.max(0, this.#lastPublish + this.#spacing().changeMs - performance.now())
     this.#publishTimer = setTimeout(() => {
       this.#publishTimer = undefined
       this.#publish()
@@ -361,8 +401,8 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
   }
 
   nodes (): FleetNodeState[] {
-    const cutoff = Date.now() - this.#limits.nodeTtlMs
-    return [...this.#table.values()].filter(e => e.state.lastSeen >= cutoff).map(e => e.state)
+    const now = Date.now()
+    return [...this.#table.values()].filter(e => !this.#expired(e, now)).map(e => e.state)
   }
 
   preheat (request: { target: string, selector: string, manifestCid?: string }): PreheatRequest {
@@ -378,9 +418,27 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
     return { nodes: this.#table.size, tableBytes: this.#tableBytes, maxTableBytes: this.#limits.maxTableBytes, rejected: { ...this.#rejected } }
   }
 
+  /** spacing for the fleet as we see it: the nodes in our table and us */
+  #spacing (): FleetPublishSpacing {
+    return fleetPublishSpacing(this.#table.size + 1, this.#limits)
+  }
+
+  /** the next heartbeat, a heartbeat after our last message */
+  #scheduleHeartbeat (): void {
+    clearTimeout(this.#heartbeat)
+    this.#heartbeat = setTimeout(() => { this.#publish() }, this.#spacing().heartbeatMs)
+    this.#heartbeat.unref?.()
+  }
+
+  #expired (entry: Entry, now: number): boolean {
+    return entry.state.lastSeen < now - Math.max(this.#limits.nodeTtlMs, FLEET_TTL_HEARTBEATS * entry.state.heartbeatMs)
+  }
+
   #publish (): void {
     if (!this.#running) return
     this.#lastPublish = performance.now()
+    const { heartbeatMs } = this.#spacing()
+    this.#scheduleHeartbeat()
     // a restart must not look older than what peers hold from before it
     this.#seq = Math.max(this.#seq + 1, Date.now())
     let state: FleetLocalState
@@ -390,7 +448,7 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
       this.#log.warn({ err: (err as Error).message }, 'could not read the local fleet state')
       return
     }
-    this.#send(encodeFleetState(state, this.#seq))
+    this.#send(encodeFleetState(state, this.#seq, heartbeatMs))
   }
 
   #send (bytes: Uint8Array): void {
@@ -442,7 +500,7 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
     if (!fits()) return this.#ignore(via, 'over-budget', false)
     if (previous != null) this.#tableBytes -= previous.bytes
     this.#table.delete(from)
-    this.#table.set(from, { seq: message.seq, bytes, state: { peerId: from, labels: message.labels, models: message.models.map(fromWire), lastSeen: Date.now() } })
+    this.#table.set(from, { seq: message.seq, bytes, state: { peerId: from, labels: message.labels, models: message.models.map(fromWire), lastSeen: Date.now(), heartbeatMs: message.h ?? this.#limits.heartbeatMs } })
     this.#tableBytes += bytes
     this.safeDispatchEvent('change', { detail: { peerId: from } })
     return TopicValidatorResult.Accept
@@ -498,9 +556,9 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
   }
 
   #expire (): void {
-    const cutoff = Date.now() - this.#limits.nodeTtlMs
+    const now = Date.now()
     for (const entry of [...this.#table.values()]) {
-      if (entry.state.lastSeen < cutoff) this.#drop(entry.state.peerId)
+      if (this.#expired(entry, now)) this.#drop(entry.state.peerId)
     }
   }
 

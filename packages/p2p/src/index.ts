@@ -68,8 +68,8 @@ export type {
   PeerLeftEvent,
   ResolvedDataAddress
 } from './control.js'
-export { DEFAULT_FLEET_LIMITS, FLEET_REJECTIONS, encodeFleetState, fleetFastMessageId } from './fleet.js'
-export type { FleetEvents, FleetGossip, FleetLimits, FleetLocalState, FleetModelState, FleetModelStatus, FleetNodeState, FleetRejection, FleetStats, GossipRpcMessage, PreheatRequest } from './fleet.js'
+export { DEFAULT_FLEET_LIMITS, FLEET_REJECTIONS, encodeFleetState, fleetFastMessageId, fleetPublishSpacing } from './fleet.js'
+export type { FleetEvents, FleetGossip, FleetLimits, FleetLocalState, FleetModelState, FleetModelStatus, FleetNodeState, FleetPublishSpacing, FleetRejection, FleetStats, GossipRpcMessage, PreheatRequest } from './fleet.js'
 export { checkLabelKey, checkLabelValue, formatSelector, matchesSelector, parseLabels, parseSelector } from './selector.js'
 export type { Requirement, Selector } from './selector.js'
 export { TokenBucket } from './rate-limit.js'

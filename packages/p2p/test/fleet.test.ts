@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { CID } from 'multiformats/cid'
 import { sha256 } from 'multiformats/hashes/sha2'
-import { encodeFleetState, fleetFastMessageId, FLEET_MAX_MESSAGE_BYTES, FLEET_TOPIC, generateSwarmKey, matchesSelector, parseLabels, parseSelector } from '../src/index.js'
+import { DEFAULT_FLEET_LIMITS, encodeFleetState, fleetFastMessageId, fleetPublishSpacing, FLEET_MAX_HEARTBEAT_MS, FLEET_MAX_MESSAGE_BYTES, FLEET_TOPIC, generateSwarmKey, matchesSelector, parseLabels, parseSelector } from '../src/index.js'
 import { addressWithPeer, Fleet, waitFor } from './helpers.js'
 import type { FleetLocalState, PreheatRequest, SwarmNode } from '../src/index.js'
 
@@ -145,7 +145,65 @@ describe('fleet gossip', () => {
     // one identity holds one entry, however much it sends
     expect(stats.tableBytes).toBeLessThanOrEqual(Math.max(before, FLEET_MAX_MESSAGE_BYTES + 1024))
   }, 60_000)
+
+  it('a large fleet spaces its messages to the fleet\'s budget, and receivers keep an entry for the heartbeat its sender announces', async () => {
+    // a budget of one message a second for the fleet: with three nodes, each publishes a change at most every 3 s and a heartbeat every 15 s
+    const budget = { heartbeatMs: 300, minPublishIntervalMs: 100, fleetMessagesPerSecond: 1 }
+    const a = await fleet.add({ swarmKey, fleetLimits: { ...fast, nodeTtlMs: 1_000 } })
+    const c = await fleet.add({ swarmKey, fleetLimits: fast, bootstrap: [addressWithPeer(a)] })
+    const b = await fleet.add({ swarmKey, fleetLimits: budget, fleetState: stateOf('pool=b'), bootstrap: [addressWithPeer(a)] })
+    await waitFor(() => b.fleet.nodes().length === 2, 'b to see the fleet')
+    b.fleet.changed()
+    // b's first messages went out while it knew fewer nodes, with shorter spacing
+    await waitFor(() => a.fleet.nodes().find(n => n.peerId === b.peerId)?.heartbeatMs === 15_000, 'a to hear b announce a 15 s heartbeat', 8_000)
+    let heard = 0
+    a.fleet.addEventListener('change', ({ detail }) => { if (detail.peerId === b.peerId) heard++ })
+    const changes = setInterval(() => { b.fleet.changed() }, 50)
+    try {
+      await new Promise(resolve => setTimeout(resolve, 4_000))
+    } finally {
+      clearInterval(changes)
+    }
+    // 80 changes in 4 s: at most one message per 3 s goes out (with the configured 100 ms, about 40 would)
+    expect(heard).toBeGreaterThanOrEqual(1)
+    expect(heard).toBeLessThanOrEqual(2)
+    // b's last message is seconds old, past a's own 1 s TTL, and still kept: b said it may be silent for 15 s
+    b.fleet.stop()
+    await new Promise(resolve => setTimeout(resolve, 2_500))
+    expect(a.fleet.nodes().some(n => n.peerId === b.peerId)).toBe(true)
+    expect(a.isConnected(b.peerId)).toBe(true)
+  }, 30_000)
 })
+
+describe('fleet publish spacing', () => {
+  it('keeps the configured intervals in a small fleet and stretches them with the fleet\'s size past the budget', () => {
+    expect(fleetPublishSpacing(1)).toEqual({ changeMs: 1_000, heartbeatMs: 5_000 })
+    expect(fleetPublishSpacing(100)).toEqual({ changeMs: 1_000, heartbeatMs: 5_000 })
+    expect(fleetPublishSpacing(1_000)).toEqual({ changeMs: 10_000, heartbeatMs: 50_000 })
+    expect(fleetPublishSpacing(10_000)).toEqual({ changeMs: 100_000, heartbeatMs: 500_000 })
+    expect(fleetPublishSpacing(100_000)).toEqual({ changeMs: FLEET_MAX_HEARTBEAT_MS, heartbeatMs: FLEET_MAX_HEARTBEAT_MS })
+    // the fleet's rate: every node pulling, and every node idle
+    for (const n of [200, 1_000, 5_000]) {
+      const { changeMs, heartbeatMs } = fleetPublishSpacing(n)
+      expect(n / (changeMs / 1000)).toBeLessThanOrEqual(DEFAULT_FLEET_LIMITS.fleetMessagesPerSecond)
+      expect(n / (heartbeatMs / 1000)).toBeLessThanOrEqual(DEFAULT_FLEET_LIMITS.fleetMessagesPerSecond / 5)
+    }
+  })
+
+  it('refuses a fleet size or budget that means nothing', () => {
+    expect(() => fleetPublishSpacing(0)).toThrow(RangeError)
+    expect(() => fleetPublishSpacing(Number.NaN)).toThrow(/fleet size/)
+    expect(() => fleetPublishSpacing(10, { ...DEFAULT_FLEET_LIMITS, fleetMessagesPerSecond: 0 })).toThrow(/fleetMessagesPerSecond/)
+  })
+
+  it('announces the heartbeat on the wire, bounded, and only when given', () => {
+    const decode = (bytes: Uint8Array): Record<string, unknown> => JSON.parse(new TextDecoder().decode(bytes))
+    expect(decode(encodeFleetState({ labels: {}, models: [] }, 1, 50_000)).h).toBe(50_000)
+    expect(decode(encodeFleetState({ labels: {}, models: [] }, 1, 10 * FLEET_MAX_HEARTBEAT_MS)).h).toBe(FLEET_MAX_HEARTBEAT_MS)
+    expect(decode(encodeFleetState({ labels: {}, models: [] }, 1)).h).toBeUndefined()
+  })
+})
+
 
 describe('fast message ids', () => {
   const message = {
