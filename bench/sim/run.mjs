@@ -45,7 +45,9 @@
 //   later: names spread from neighbour to neighbour, as they do between agents.
 //   `SIM_VIEW=partial` (default): each node knows its neighbours that pull (from their joins, at
 //   once), what they name, and what fleet gossip brought it. The agent publishes its state on the fleet topic when
-//   it changes (at most once a second) and every 5 s; gossipsub relays it through the mesh. Here a
+//   it changes (at most once a second) and every 5 s, both stretched past 100 nodes so the whole
+//   fleet publishes at most 100 a second (at 1,000 nodes, a change waits up to 10 s for its node's
+//   turn, which the 1 s delay here does not model); gossipsub relays it through the mesh. Here a
 //   puller's start or end reaches others `SIM_GOSSIP_DELAY_MS` (1,000) later, and each node takes
 //   in at most `SIM_GOSSIP_PER_INTERVAL` (100) pullers drawn at random from those it could know,
 //   every `SIM_GOSSIP_INTERVAL_MS` (1,000): what arrives is what the mesh relayed, duplicates

@@ -89,6 +89,21 @@ export const PEER_RESERVED_SLOTS = 2
  */
 export const DEFAULT_ORIGIN_FALLBACK_MS = 5_000
 
+/**
+ * A chunk whose owner was another puller, and that this node comes to own mid-pull (a fetcher
+ * left, or the fetchers shifted), waits this long before this node takes it from the origin. Views
+ * of the fetchers disagree for a moment after a change: every node that neighboured a fetcher that
+ * left sees a replacement of its own, often itself, until the names peers pass on (one hop every
+ * quarter second, at most four hops: `@swarm/pull`'s constants) settle on one. Taken at once, the
+ * chunk left the origin once per self-appointed owner: in bench/sim at 1,000 nodes knowing their
+ * neighbours, 17 nodes fetched one chunk at the same instant after 10 % left. When the previous
+ * owner is still pulling (a fetcher that outranks it joined), the wait is the origin fallback
+ * wait if that is longer: that owner may well have fetched the chunk already, and it is then on
+ * its way through the fleet, out of this node's sight. Ownership a node has from its first look
+ * is taken at once.
+ */
+export const TAKEOVER_WAIT_MS = 2_000
+
 /** A request outstanding this long is cancelled and retried elsewhere. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
 

@@ -19,7 +19,14 @@
  * nets keep chunks moving:
  *
  * - When the owner leaves the set, the next-ranked puller becomes the owner and fetches the
- *   chunk from the origin at once (if no peer has it yet); the others restart their wait.
+ *   chunk from the origin (if no peer has it yet) once `TAKEOVER_WAIT_MS` has passed, or
+ *   `originFallbackMs` when the previous owner is still pulling; the others restart their wait.
+ *   The pause lets views of the fetchers settle: right after a fetcher leaves, each node that saw
+ *   it go picks a replacement from what it knows, often itself, and taken at once the chunk left
+ *   the origin once per such node. In bench/sim at 1,000 nodes knowing their neighbours, with
+ *   10 % leaving, 78 origin requests for 32 chunks and 1.27 × M; with a 2 s pause, 38 and
+ *   1.19 × M; waiting longer where the previous owner stays, 35 and 1.08 × M, p99 2.21 × T*
+ *   against 2.22.
  * - A non-owner falls back to the origin when no peer has produced the chunk within
  *   wait × (1 + ⌊q / c⌋) × tier, counted from when the chunk became wanted under its current
  *   owner. The wait is `originFallbackMs`, or twice as long as owners are seen to take if that
@@ -102,7 +109,8 @@ import {
   ORIGIN_TIMEOUT_FACTOR,
   ORIGIN_WAIT_FACTOR,
   PEER_RESERVED_SLOTS,
-  SILENT_FLEET_WAIT_MS
+  SILENT_FLEET_WAIT_MS,
+  TAKEOVER_WAIT_MS
 } from './constants.js'
 import { freshHolders } from './peers.js'
 import type { Outstanding, Request, Scheduler } from './scheduler.js'
@@ -143,7 +151,9 @@ export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): vo
         continue
       }
       if (ownsNow && s.pullers.owner(i) === s.selfId) {
-        s.startRequest(i, undefined, now, start)
+        const takeAt = s.takeOverAt[i]!
+        if (now < takeAt) s.nextFallbackAt = Math.min(s.nextFallbackAt, takeAt)
+        else s.startRequest(i, undefined, now, start)
         continue
       }
       if (i >= fallbackEnd) continue
@@ -243,8 +253,22 @@ export function catchUp (s: Scheduler): void {
   s.seenVersion = version
   s.dirty = true
   const now = s.lastNow
+  if (changed === undefined) for (let i = 0; i < s.chunkCount; i++) noteOwner(s, i, now)
+  else for (const i of changed) noteOwner(s, i, now)
   // before the first event the clock has not started; it will set every wait then
   if (!Number.isFinite(now)) return
   if (changed === undefined) s.waitSince.fill(now)
   else for (const i of changed) s.waitSince[i] = now
+}
+
+/** Notes whether this node now owns the chunk, and, when it took it over from another owner, from when it may take it from the origin (see `TAKEOVER_WAIT_MS`). */
+function noteOwner (s: Scheduler, chunk: number, now: number): void {
+  if (!s.pullersKnown) return
+  const owner = s.pullers.owner(chunk)
+  const previous = s.lastOwner[chunk]
+  if (owner === s.selfId && previous !== undefined && previous !== s.selfId && Number.isFinite(now)) {
+    const stillPulling = s.pullers.has(previous)
+    s.takeOverAt[chunk] = now + (stillPulling ? Math.max(TAKEOVER_WAIT_MS, s.originFallbackMs) : TAKEOVER_WAIT_MS)
+  }
+  if (owner !== undefined) s.lastOwner[chunk] = owner
 }

@@ -337,6 +337,10 @@ export class Scheduler implements ChunkScheduler {
   readonly waitSince: Float64Array
   /** when the chunk entered the non-owners' fallback window; their wait for it counts from then too */
   readonly eligibleSince: Float64Array
+  /** the chunk's owner at the last look at the pullers (undefined: it has had none yet) */
+  readonly lastOwner: Array<string | undefined>
+  /** where this node took the chunk over from another owner, when it may take it from the origin (-Infinity: at once); see TAKEOVER_WAIT_MS */
+  readonly takeOverAt: Float64Array
 
   // time and pending work
   startedAt: number | undefined
@@ -420,6 +424,8 @@ export class Scheduler implements ChunkScheduler {
     this.waitSince = new Float64Array(n)
     this.seen = new Uint8Array(n)
     this.eligibleSince = new Float64Array(n)
+    this.lastOwner = new Array<string | undefined>(n)
+    this.takeOverAt = new Float64Array(n).fill(-Infinity)
 
     const have = init.have === undefined ? undefined : haveFlags(init.have, n)
     for (let i = 0; i < n; i++) {

@@ -12,7 +12,8 @@ import {
   rendezvousOwner,
   rendezvousRanking,
   RequestMismatchError,
-  seededRandom
+  seededRandom,
+  TAKEOVER_WAIT_MS
 } from '../src/index.js'
 import type { ChunkScheduler, Request, SchedulerInit } from '../src/index.js'
 import { chunkList, range } from './fixtures.js'
@@ -505,7 +506,7 @@ describe('taking chunks from the origin', () => {
     expect(drain(2000)).toEqual(bravos.slice(2, 4))
   })
 
-  it('hands a leaving owner\'s chunks to the next-ranked puller with room, who takes them at once', () => {
+  it('hands a leaving owner\'s chunks to the next-ranked puller with room, who takes them once views have had time to settle', () => {
     const schedulers = new Map(pullers.map(id => [id, puller(id)]))
     for (const scheduler of schedulers.values()) scheduler.tick(0)
     const before = pullerSet(chunks, pullers)
@@ -515,13 +516,52 @@ describe('taking chunks from the origin', () => {
     for (const id of ['alpha', 'charlie']) {
       const scheduler = schedulers.get(id)!
       scheduler.pullerLeft('bravo', 10)
-      const { start } = scheduler.tick(10)
+      expect(scheduler.tick(10).start).toEqual([])
+      expect(scheduler.tick(9 + TAKEOVER_WAIT_MS).start).toEqual([])
+      const { start } = scheduler.tick(10 + TAKEOVER_WAIT_MS)
       const heirs = range(30).filter(i => after.owner(i) === id && before.owner(i) !== id)
       expect(heirs.length).toBeGreaterThan(0)
       expect(start.map(r => r.chunk).sort((a, b) => a - b)).toEqual(heirs)
       expect(start.every(r => r.source.kind === 'origin')).toBe(true)
       for (const i of range(30)) expect(scheduler.owner(i)).toBe(after.owner(i))
     }
+  })
+
+  it('waits longer for a chunk taken from an owner still pulling, which may have it well under way', () => {
+    // two origin fetchers among the pullers: a joiner that outranks the second pushes it out of
+    // the fetchers while it keeps pulling, and some of its chunks move to the first
+    const fallbackMs = 8_000
+    const before = pullerSet(chunks, pullers, { fetchers: 2 })
+    const [self, pushedOut] = before.fetchers()
+    const joiner = range(400).map(k => `joiner-${k}`).find(id => {
+      const after = pullerSet(chunks, [...pullers, id], { fetchers: 2 })
+      return !after.fetchers().includes(pushedOut!) && range(30).some(i => after.owner(i) === self && before.owner(i) === pushedOut)
+    })
+    expect(joiner).toBeDefined()
+    const after = pullerSet(chunks, [...pullers, joiner!], { fetchers: 2 })
+    const fromStaying = range(30).filter(i => after.owner(i) === self && before.owner(i) !== self)
+    for (const i of fromStaying) expect(before.owner(i)).toBe(pushedOut)
+    const scheduler = puller(self!, { originFallbackMs: fallbackMs, originFetchers: 2 })
+    scheduler.tick(0)
+    scheduler.pullerJoined(joiner!, 10)
+    const soon = [...scheduler.tick(10).start, ...scheduler.tick(10 + TAKEOVER_WAIT_MS).start].map(r => r.chunk)
+    for (const i of fromStaying) expect(soon).not.toContain(i)
+    const later = scheduler.tick(10 + fallbackMs).start.map(r => r.chunk)
+    expect(later.filter(i => fromStaying.includes(i)).sort((a, b) => a - b)).toEqual(fromStaying)
+  })
+
+  it('does not take a chunk from the origin that it owned only while views disagreed', () => {
+    const alpha = puller('alpha')
+    alpha.tick(0)
+    const before = pullerSet(chunks, pullers)
+    const heirs = range(30).filter(i => before.owner(i) === 'bravo' && pullerSet(chunks, ['alpha', 'charlie']).owner(i) === 'alpha')
+    expect(heirs.length).toBeGreaterThan(0)
+    alpha.pullerLeft('bravo', 10)
+    expect(alpha.tick(10).start).toEqual([])
+    // bravo is named again before the wait ends (it had not left; a neighbour lost sight of it)
+    alpha.pullerJoined('bravo', 500)
+    const later = alpha.tick(10 + TAKEOVER_WAIT_MS).start.map(r => r.chunk)
+    for (const i of heirs) expect(later).not.toContain(i)
   })
 
   it('gives up origin requests for chunks a joiner now owns, and keeps the rest', () => {
