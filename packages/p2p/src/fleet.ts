@@ -367,7 +367,7 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
     this.#pubsub.subscribe(FLEET_TOPIC)
     this.#pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.#libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
-    this.#scheduleHeartbeat()
+    this.#scheduleHeartbeat(this.#spacing().heartbeatMs)
     this.#sweep = setInterval(() => { this.#expire() }, Math.max(100, Math.floor(this.#limits.nodeTtlMs / 4)))
     this.#sweep.unref?.()
   }
@@ -423,10 +423,10 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
     return fleetPublishSpacing(this.#table.size + 1, this.#limits)
   }
 
-  /** the next heartbeat, a heartbeat after our last message */
-  #scheduleHeartbeat (): void {
+  /** the next heartbeat, `heartbeatMs` after our last message */
+  #scheduleHeartbeat (heartbeatMs: number): void {
     clearTimeout(this.#heartbeat)
-    this.#heartbeat = setTimeout(() => { this.#publish() }, this.#spacing().heartbeatMs)
+    this.#heartbeat = setTimeout(() => { this.#publish() }, heartbeatMs)
     this.#heartbeat.unref?.()
   }
 
@@ -438,7 +438,7 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
     if (!this.#running) return
     this.#lastPublish = performance.now()
     const { heartbeatMs } = this.#spacing()
-    this.#scheduleHeartbeat()
+    this.#scheduleHeartbeat(heartbeatMs)
     // a restart must not look older than what peers hold from before it
     this.#seq = Math.max(this.#seq + 1, Date.now())
     let state: FleetLocalState

@@ -136,7 +136,7 @@ export interface SchedulerInit {
   maxInflightTotal?: number
   /**
    * how long a chunk from a peer should take to land, in ms: peer requests at once follow it,
-   * from 1 up to `maxInflightTotal` (see `LandingLimit` in @swarm/interface). Default 0: always
+   * from `MIN_PEER_INFLIGHT` up to `maxInflightTotal` (see `LandingLimit` in @swarm/interface). Default 0: always
    * `maxInflightTotal`; the pull engine (`@swarm/pull`) gives `DEFAULT_PEER_LANDING_MS`
    */
   peerLandingMs?: number
