@@ -63,7 +63,7 @@
  */
 
 import { ChunkUnavailableError, ChunkVerificationError, DiskFullError, OriginUnavailableError, PEER_BUSY_CODE, fitsChunkCount, silentLogger, uniqueChunks } from '@swarm/interface'
-import { DEFAULT_PEER_LANDING_MS, chunkScheduler, keyHash, seededRandom } from '@swarm/scheduler'
+import { DEFAULT_ORIGIN_LANDING_MS, DEFAULT_PEER_LANDING_MS, chunkScheduler, keyHash, seededRandom } from '@swarm/scheduler'
 import { systemClock } from './clock.js'
 import { DEFAULT_MAX_ORIGIN_FAILURES, DEFAULT_POLL_MS, DEFAULT_SETTLE_MS, DEFAULT_STALL_TIMEOUT_MS, FETCHERS_ANNOUNCE_MS, MAX_FETCHER_HOPS, MAX_NAMED_FETCHERS, ORIGIN_PAUSE_MS, REDISCOVER_AFTER_MS } from './constants.js'
 import { SessionStartedError } from './errors.js'
@@ -316,6 +316,8 @@ export class PullSession {
       maxInflightPerPeer: init.maxInflightPerPeer,
       // on a slow downlink, fewer peer requests at once land each chunk sooner, to be passed on sooner
       peerLandingMs: DEFAULT_PEER_LANDING_MS,
+      // with others pulling too, an origin chunk that lands sooner is passed on sooner
+      originLandingMs: DEFAULT_ORIGIN_LANDING_MS,
       // alone, the set of pullers is known: it is us
       ...(init.peers == null && init.scheduler?.pullerSet == null ? { pullers: [] } : {}),
       now,

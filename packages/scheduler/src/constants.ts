@@ -76,6 +76,18 @@ export const DEFAULT_MAX_INFLIGHT_TOTAL = 8
  */
 export const DEFAULT_PEER_LANDING_MS = 1_000
 
+/**
+ * How long a chunk from the origin should take to land while other pullers wait to be passed it,
+ * in the pull engine (`originLandingMs`; off in a bare scheduler). Origin requests at once follow
+ * it, from 1 up to this node's share of the fleet's (see \`LandingLimit\` in @swarm/interface).
+ * Requests on one origin share its link: with a dozen outstanding across the fleet, each chunk
+ * takes a dozen times its own transfer time, so every chunk reaches a peer late and the last
+ * dozen land together at the very end, to be passed on after the origin has gone quiet. On an
+ * origin fast enough (an object store whose GETs each run at their own rate) the limit never
+ * binds. A node pulling alone is not held to it: only its rate counts.
+ */
+export const DEFAULT_ORIGIN_LANDING_MS = 2_000
+
 /** Peer requests at once, at least (and at first) */
 export const MIN_PEER_INFLIGHT = 2
 

@@ -140,6 +140,13 @@ export interface SchedulerInit {
    * `maxInflightTotal`; the pull engine (`@swarm/pull`) gives `DEFAULT_PEER_LANDING_MS`
    */
   peerLandingMs?: number
+  /**
+   * how long a chunk from the origin should take to land, in ms, while other pullers wait to be
+   * passed it: origin requests at once follow it, from 1 up to this node's share (see
+   * `originCap` in `origin.ts`). Default 0: always the share; the pull engine gives
+   * `DEFAULT_ORIGIN_LANDING_MS`
+   */
+  originLandingMs?: number
   /** Infinity: a non-owner never falls back to the origin */
   originFallbackMs?: number
   requestTimeoutMs?: number
@@ -293,6 +300,8 @@ export class Scheduler implements ChunkScheduler {
   readonly maxTotal: number
   /** peer requests at once: as many as land within `peerLandingMs` */
   readonly peerLimit: LandingLimit
+  /** origin requests at once while others pull too: as many as land within `originLandingMs` */
+  readonly originLimit: LandingLimit
   readonly expectedPullers: number
   expectedPullersLapsed = false
   readonly originFallbackMs: number
@@ -404,6 +413,9 @@ export class Scheduler implements ChunkScheduler {
     const landingMs = duration(init.peerLandingMs, 0, 'peerLandingMs')
     if (!Number.isFinite(landingMs)) throw new InvalidSchedulerInitError(`peerLandingMs must be 0 (off) or a finite number of milliseconds, got ${String(landingMs)}`)
     this.peerLimit = new LandingLimit({ min: Math.min(MIN_PEER_INFLIGHT, this.maxTotal), max: this.maxTotal, targetMs: landingMs })
+    const originLandingMs = duration(init.originLandingMs, 0, 'originLandingMs')
+    if (!Number.isFinite(originLandingMs)) throw new InvalidSchedulerInitError(`originLandingMs must be 0 (off) or a finite number of milliseconds, got ${String(originLandingMs)}`)
+    this.originLimit = new LandingLimit({ min: 1, max: Math.max(1, this.maxOrigin), targetMs: originLandingMs })
     this.originFallbackMs = duration(init.originFallbackMs, DEFAULT_ORIGIN_FALLBACK_MS, 'originFallbackMs')
     this.requestTimeoutMs = duration(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
     this.hedgeAfterMs = duration(init.hedgeAfterMs, DEFAULT_HEDGE_AFTER_MS, 'hedgeAfterMs')
@@ -562,6 +574,7 @@ export class Scheduler implements ChunkScheduler {
       if (delivered.peer === undefined) {
         this.originMs = this.originSamples === 0 ? took : 0.7 * this.originMs + 0.3 * took
         this.originSamples++
+        if (delivered.request.size > 0) this.originLimit.landed(took, this.originInflight + 1)
       } else if (delivered.request.size > 0) {
         this.peerLimit.landed(took, this.outstanding.size - this.originInflight + 1)
         const perByte = took / delivered.request.size

@@ -28,6 +28,18 @@ function peerOf (request: Request): string | undefined {
   return request.source.kind === 'peer' ? request.source.peerId : undefined
 }
 
+/** Lands the oldest outstanding request every `stepMs`, `rounds` times, starting what the scheduler then allows; returns what runs after, and when. */
+function landOneByOne (scheduler: ChunkScheduler, running: Request[], stepMs: number, rounds: number): { running: Request[], t: number } {
+  let t = 0
+  for (let round = 0; round < rounds; round++) {
+    t += stepMs
+    const [first, ...rest] = running
+    scheduler.chunkArrived(first!.chunk, t, first!.id)
+    running = [...rest, ...scheduler.tick(t).start]
+  }
+  return { running, t }
+}
+
 function connect (scheduler: ChunkScheduler, peer: string, chunks: number[], now = 0): void {
   scheduler.peerJoined(peer, now)
   scheduler.peerHas(peer, chunks, now)
@@ -114,16 +126,10 @@ describe('choosing among peers', () => {
     const scheduler = make({ chunks: chunkList(40, 1, 4_000_000), useOrigin: false, maxInflightPerPeer: 8, maxInflightTotal: 8, peerLandingMs: 1000, endgame: false, hedgeAfterMs: Infinity })
     for (const peer of ['a', 'b', 'c']) connect(scheduler, peer, range(40))
     // at first two, so the first chunks land as soon as the link allows
-    let running = scheduler.tick(0).start
-    expect(running).toHaveLength(2)
+    const first = scheduler.tick(0).start
+    expect(first).toHaveLength(2)
     // each lands in 100 ms with the limit reached: one more at once each time, up to maxInflightTotal
-    let t = 0
-    for (let round = 0; round < 8; round++) {
-      t += 100
-      const [first, ...rest] = running
-      scheduler.chunkArrived(first!.chunk, t, first!.id)
-      running = [...rest, ...scheduler.tick(t).start]
-    }
+    let { running, t } = landOneByOne(scheduler, first, 100, 8)
     expect(running).toHaveLength(8)
     // one took 4 s with 8 running: 2 at once would have landed in 1 s
     t += 4000
@@ -649,6 +655,44 @@ describe('taking chunks from the origin', () => {
     scheduler.chunkArrived(owned[0]!, 500, start[0]!.id)
     expect(scheduler.tick(500).start.map(r => r.chunk)).toEqual([owned[2]])
     expect(scheduler.stats.inflightOrigin).toBe(2)
+  })
+
+  it('with originLandingMs and others pulling, keeps only as many origin requests as land in that time', () => {
+    const pulling = ['node-0', 'node-1']
+    const scheduler = chunkScheduler({ selfId: 'node-0', chunks: chunkList(64, 4_000_000), random: seededRandom(2), pullers: pulling.slice(1), fleetInflightOrigin: 16, maxInflightOrigin: 8, maxInflightTotal: 12, originLandingMs: 2000, originWindow: Infinity, endgame: false, now: 0 })
+    const owned = range(64).filter(i => scheduler.owner(i) === 'node-0')
+    expect(owned.length).toBeGreaterThan(10)
+    // at first one, so its first chunk lands as soon as the origin allows
+    const first = scheduler.tick(0).start
+    expect(first.map(r => r.chunk)).toEqual(owned.slice(0, 1))
+    // each lands within half the target: one more at once each time, up to its share (8)
+    let { running, t } = landOneByOne(scheduler, first, 100, 8)
+    expect(running).toHaveLength(8)
+    expect(scheduler.stats.inflightOrigin).toBe(8)
+    // one took 6 s with 8 running: 2 at once would have landed in 1.5 s, so 2 it is
+    t += 6000
+    const [slow, ...others] = running
+    scheduler.chunkArrived(slow!.chunk, t, slow!.id)
+    expect(scheduler.tick(t).start).toEqual([])
+    for (const request of others.slice(0, 5)) scheduler.requestFailed(request.id, t + 1, 'cancelled')
+    // 2 outstanding now: still no room
+    expect(scheduler.tick(t + 1).start).toEqual([])
+    expect(scheduler.stats.inflightOrigin).toBe(2)
+    scheduler.requestFailed(others[5]!.id, t + 2, 'cancelled')
+    expect(scheduler.tick(t + 2).start).toHaveLength(1)
+    expect(scheduler.stats.inflightOrigin).toBe(2)
+  })
+
+  it('pulling alone, takes its full origin share whatever originLandingMs says', () => {
+    const scheduler = chunkScheduler({ selfId: 'node-0', chunks: chunkList(64, 4_000_000), random: seededRandom(2), pullers: [], maxInflightOrigin: 8, maxInflightTotal: 8, originLandingMs: 2000, now: 0 })
+    const first = scheduler.tick(0).start
+    expect(first).toHaveLength(8)
+    // a slow origin does not hold a lone puller back: nobody waits for its chunks, only its rate counts
+    scheduler.chunkArrived(first[0]!.chunk, 20_000, first[0]!.id)
+    expect(scheduler.tick(20_000).start).toHaveLength(1)
+    expect(scheduler.stats.inflightOrigin).toBe(8)
+    expect(() => chunkScheduler({ selfId: 'node-0', chunks: chunkList(4), random: seededRandom(2), originLandingMs: Infinity })).toThrow(InvalidSchedulerInitError)
+    expect(() => chunkScheduler({ selfId: 'node-0', chunks: chunkList(4), random: seededRandom(2), originLandingMs: -5 })).toThrow(InvalidSchedulerInitError)
   })
 
   it('takes the share of the pullers it expects until they show up or the expectation lapses', () => {
