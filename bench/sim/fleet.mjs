@@ -386,7 +386,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       const tot = k => st.reduce((a, x) => a + x[k], 0)
       let peerFlows = 0
       for (const set of net.up) peerFlows += set.size
-      note(`t=${(now / 1000).toFixed(1)} origin flows ${net.originFlows.size} peer flows ${peerFlows} done ${tot('chunksDone')} inflight ${tot('inflight')} timeouts ${tot('timeouts')} failures ${tot('failures')} busy ${counters.busy} dup ${tot('duplicateRequests')} originReq ${tot('originRequests')} originFallbacks ${tot('originFallbacks')} peerReq ${tot('peerRequests')} finished ${nodes.filter(p => p.finishedAt !== undefined).length} failed ${nodes.filter(p => p.failedAt !== undefined).length} originMB ${(net.bytes.origin / 1e6).toFixed(0)} peerMB ${(net.bytes.peer / 1e6).toFixed(0)}`)
+      note(`t=${(now / 1000).toFixed(1)} origin flows ${net.originFlows.size} peer flows ${peerFlows} done ${tot('chunksDone')} inflight ${tot('inflight')} timeouts ${tot('timeouts')} failures ${tot('failures')} busy ${counters.busy} dup ${tot('duplicateRequests')} originReq ${tot('originRequests')} originFallbacks ${tot('originFallbacks')} steals ${tot('originSteals')} peerReq ${tot('peerRequests')} finished ${nodes.filter(p => p.finishedAt !== undefined).length} failed ${nodes.filter(p => p.failedAt !== undefined).length} originMB ${(net.bytes.origin / 1e6).toFixed(0)} peerMB ${(net.bytes.peer / 1e6).toFixed(0)}`)
     }
     if (lateAt !== undefined && afterAll === undefined && allDoneAt !== undefined && now >= lateAt) {
       afterAll = addNode('after', now)

@@ -192,7 +192,8 @@ describe('PullSession', () => {
     const s = await session(model, {
       peers,
       sources: { origin, peer: () => undefined },
-      scheduler: { originFetchers: 2, fleetInflightOrigin: 64, originWindow: Infinity, maxInflightTotal: 64 },
+      // every chunk it owns at once (no landing limit), so what it owns shows in what it asks for
+      scheduler: { originFetchers: 2, fleetInflightOrigin: 64, originWindow: Infinity, maxInflightTotal: 64, originLandingMs: 0 },
       maxInflightOrigin: 16,
       originFallbackMs: 600_000,
       pollMs: 60_000

@@ -88,6 +88,13 @@ export const DEFAULT_PEER_LANDING_MS = 1_000
  */
 export const DEFAULT_ORIGIN_LANDING_MS = 2_000
 
+/**
+ * Origin chunks smaller than the largest chunk divided by this do not move the origin's landing
+ * limit: a small one lands in a round trip however busy the link is, and tensor-aligned cutting
+ * leaves many (headers, small tensors), each of which would have raised the limit by one.
+ */
+export const LANDING_SAMPLE_FRACTION = 4
+
 /** Peer requests at once, at least (and at first) */
 export const MIN_PEER_INFLIGHT = 2
 
@@ -115,6 +122,17 @@ export const DEFAULT_ORIGIN_FALLBACK_MS = 5_000
  * is taken at once.
  */
 export const TAKEOVER_WAIT_MS = 2_000
+
+/**
+ * A fetcher that has nothing of its own left to take from the origin takes a chunk from a busier
+ * owner's queue only when that owner has at least its origin requests at once plus this many of
+ * its own chunks to fetch before it: it reaches the chunk only after this node's copy has landed
+ * and been announced, so both do not fetch it. (Views of what is seen lag a chunk or so.)
+ */
+export const STEAL_MARGIN = 2
+
+/** How often, at most, a fetcher with nothing of its own left looks for a busier owner's chunk to take. */
+export const STEAL_SCAN_MS = 250
 
 /** A request outstanding this long is cancelled and retried elsewhere. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000

@@ -36,7 +36,8 @@ import {
   DEFAULT_ORIGIN_FALLBACK_MS,
   DEFAULT_ORIGIN_WINDOW,
   DEFAULT_REQUEST_TIMEOUT_MS,
-  DEFAULT_RETRY_AFTER_MS
+  DEFAULT_RETRY_AFTER_MS,
+  LANDING_SAMPLE_FRACTION
 } from './constants.js'
 import {
   InvalidBitfieldError,
@@ -172,6 +173,8 @@ export interface SchedulerStats {
   originRequests: number
   /** origin requests for chunks this node did not own (an owner seemed slow or stalled), counted in `originRequests` too */
   originFallbacks: number
+  /** origin requests, of those, for chunks a busier owner had yet to fetch, taken once this node had none of its own left */
+  originSteals: number
   peerRequests: number
   /** hedges and endgame duplicates, counted in `peerRequests` too */
   duplicateRequests: number
@@ -273,6 +276,8 @@ export class Scheduler implements ChunkScheduler {
   readonly cids: string[]
   readonly sizes: Float64Array
   readonly totalBytes: number
+  /** the largest chunk's size: origin chunks under a quarter of it do not move `originLimit` */
+  readonly largestChunk: number
   readonly words: number
   readonly random: () => number
   readonly log: Logger
@@ -356,6 +361,8 @@ export class Scheduler implements ChunkScheduler {
   lastNow = -Infinity
   dirty = true
   nextFallbackAt = Infinity
+  /** when a fetcher with nothing of its own left may next look for a busier owner's chunk (see `origin.ts`) */
+  nextStealScanAt = -Infinity
   nextRetryAt = Infinity
   pendingCancels: Request[] = []
 
@@ -365,6 +372,7 @@ export class Scheduler implements ChunkScheduler {
     bytesOther: 0,
     originRequests: 0,
     originFallbacks: 0,
+    originSteals: 0,
     peerRequests: 0,
     duplicateRequests: 0,
     cancelled: 0,
@@ -388,6 +396,7 @@ export class Scheduler implements ChunkScheduler {
     this.sizes = new Float64Array(n)
     const seen = new Set<string>()
     let totalBytes = 0
+    let largest = 0
     for (let i = 0; i < n; i++) {
       const chunk = init.chunks[i]
       if (chunk == null || typeof chunk.cid !== 'string' || chunk.cid === '') {
@@ -401,8 +410,10 @@ export class Scheduler implements ChunkScheduler {
       this.cids[i] = chunk.cid
       this.sizes[i] = chunk.size
       totalBytes += chunk.size
+      largest = Math.max(largest, chunk.size)
     }
     this.totalBytes = totalBytes
+    this.largestChunk = largest
 
     this.maxPerPeer = count(init.maxInflightPerPeer, DEFAULT_MAX_INFLIGHT_PER_PEER, 1, 'maxInflightPerPeer')
     this.maxOrigin = count(init.maxInflightOrigin, DEFAULT_MAX_INFLIGHT_ORIGIN, 0, 'maxInflightOrigin')
@@ -574,7 +585,8 @@ export class Scheduler implements ChunkScheduler {
       if (delivered.peer === undefined) {
         this.originMs = this.originSamples === 0 ? took : 0.7 * this.originMs + 0.3 * took
         this.originSamples++
-        if (delivered.request.size > 0) this.originLimit.landed(took, this.originInflight + 1)
+        // a small chunk lands in a round trip whatever the link: it says nothing of how long the next large one takes
+        if (delivered.request.size * LANDING_SAMPLE_FRACTION >= this.largestChunk) this.originLimit.landed(took, this.originInflight + 1)
       } else if (delivered.request.size > 0) {
         this.peerLimit.landed(took, this.outstanding.size - this.originInflight + 1)
         const perByte = took / delivered.request.size

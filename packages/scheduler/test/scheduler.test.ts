@@ -683,6 +683,77 @@ describe('taking chunks from the origin', () => {
     expect(scheduler.stats.inflightOrigin).toBe(2)
   })
 
+  describe('an owner with nothing of its own left', () => {
+    const two = (init: Partial<SchedulerInit> = {}): ChunkScheduler => chunkScheduler({
+      selfId: 'node-0', chunks: chunkList(32, 5, 4_000_000), random: seededRandom(2), pullers: ['node-1'],
+      // one origin request each, no fallback by time: what it takes beyond its own is taken as runner-up of an idle owner
+      fleetInflightOrigin: 2, originWindow: Infinity, originFallbackMs: 600_000, endgame: false, now: 0, ...init
+    })
+    /** Lands its own origin chunks one by one, 100 ms apart; returns the time after. */
+    const landOwn = (scheduler: ChunkScheduler, own: number[]): number => {
+      let t = 0
+      let running = scheduler.tick(t).start
+      for (const chunk of own) {
+        expect(running.map(r => r.chunk)).toEqual([chunk])
+        t += 100
+        scheduler.chunkArrived(chunk, t, running[0]!.id)
+        running = chunk === own.at(-1) ? [] : scheduler.tick(t).start
+      }
+      return t
+    }
+
+    it('takes the chunk deepest in a busier owner\'s queue, and stops where that owner is about to fetch', () => {
+      const scheduler = two()
+      const own = range(32).filter(i => scheduler.owner(i) === 'node-0')
+      const theirs = range(32).filter(i => scheduler.owner(i) === 'node-1')
+      expect(own.length).toBeGreaterThan(8)
+      expect(theirs.length).toBeGreaterThan(8)
+      connect(scheduler, 'node-1', [])
+      let t = landOwn(scheduler, own)
+      // the owner has shown none of its chunks: the last in its queue, from the origin
+      const first = scheduler.tick(t).start
+      expect(first.map(r => [r.chunk, r.source.kind])).toEqual([[theirs.at(-1), 'origin']])
+      expect(scheduler.stats.originSteals).toBe(1)
+      expect(scheduler.stats.originFallbacks).toBe(1)
+      // one at a time: its origin share is one
+      expect(scheduler.tick(t + 300).start).toEqual([])
+      t += 500
+      scheduler.chunkArrived(first[0]!.chunk, t, first[0]!.id)
+      // the owner has shown all but its last five, the last of which is ours now: it reaches the
+      // second from last after three more of its own (one at once, and the margin of two), the
+      // ones before sooner
+      scheduler.peerHas('node-1', theirs.slice(0, -5), t)
+      const next = scheduler.tick(t + 250).start.filter(r => r.source.kind === 'origin')
+      expect(next.map(r => r.chunk)).toEqual([theirs.at(-2)])
+      scheduler.chunkArrived(next[0]!.chunk, t + 400, next[0]!.id)
+      expect(scheduler.tick(t + 650).start.filter(r => r.source.kind === 'origin')).toEqual([])
+      expect(scheduler.stats.originSteals).toBe(2)
+    })
+
+    it('takes nothing while one of its own waits to be retried, nor from an owner it is not connected to', () => {
+      const scheduler = two()
+      const own = range(32).filter(i => scheduler.owner(i) === 'node-0')
+      // the owner pulls but is no peer of ours: it would never see our copy, and would fetch it too
+      let t = landOwn(scheduler, own.slice(0, -1))
+      const last = scheduler.tick(t).start
+      expect(last.map(r => r.chunk)).toEqual([own.at(-1)])
+      t += 100
+      scheduler.requestFailed(last[0]!.id, t, 'error')
+      // its own last chunk waits for its retry: nothing else is taken meanwhile
+      connect(scheduler, 'node-1', [], t)
+      expect(scheduler.tick(t + 300).start).toEqual([])
+      const retried = scheduler.tick(t + 1000).start
+      expect(retried.map(r => r.chunk)).toEqual([own.at(-1)])
+      scheduler.chunkArrived(own.at(-1)!, t + 1100, retried[0]!.id)
+      expect(scheduler.tick(t + 1400).start.map(r => r.source.kind)).toEqual(['origin'])
+      // a fresh one whose busier owner is not connected takes nothing beyond its own
+      const apart = two()
+      const t2 = landOwn(apart, range(32).filter(i => apart.owner(i) === 'node-0'))
+      expect(apart.tick(t2 + 300).start).toEqual([])
+      expect(apart.stats.originSteals).toBe(0)
+    })
+  })
+
   it('pulling alone, takes its full origin share whatever originLandingMs says', () => {
     const scheduler = chunkScheduler({ selfId: 'node-0', chunks: chunkList(64, 4_000_000), random: seededRandom(2), pullers: [], maxInflightOrigin: 8, maxInflightTotal: 8, originLandingMs: 2000, now: 0 })
     const first = scheduler.tick(0).start
