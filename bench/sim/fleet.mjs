@@ -17,7 +17,7 @@
 import { PullSession } from '@swarm/pull'
 import { LandingLimit, PEER_BUSY_CODE, encodeBitfield } from '@swarm/interface'
 import { DEFAULT_MAX_INFLIGHT_TOTAL, pullerSet, seededRandom } from '@swarm/scheduler'
-import { DEFAULT_MAX_UPLOADS_PER_PEER, MIN_UPLOADS } from '@swarm/exchange'
+import { DEFAULT_MAX_UPLOADS_PER_PEER, MIN_UPLOADS, SMALL_ANSWER_LENGTH } from '@swarm/exchange'
 import { DEFAULT_SETTINGS, EventQueue, Mbit, Network, ORIGIN, latencies, linkRandomly, percentile, receiveRate, weights } from './network.mjs'
 
 export { DEFAULT_SETTINGS, EventQueue, Mbit, Network, lowerBound, percentile } from './network.mjs'
@@ -299,7 +299,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     const transfer = flow.tag
     const node = transfer.node
     if (!node.alive || transfer.done) return
-    if (transfer.source.kind !== 'origin') {
+    if (transfer.source.kind !== 'origin' && transfer.size > SMALL_ANSWER_LENGTH) {
       const peer = byId.get(transfer.source.peerId)
       peer?.uploads.landed(now - transfer.openedAt, net.uploads(peer.index) + 1)
     }
@@ -325,7 +325,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       queue.push(now + (peer === undefined ? settings.peerLatencyMs : lat.link(node.index, peer.index)), { type: 'fail', transfer, why: 'not held' })
       return
     }
-    if (net.uploads(peer.index) >= peer.uploads.limit) {
+    // as the data server: a small answer takes no upload slot
+    if (transfer.size > SMALL_ANSWER_LENGTH && net.uploads(peer.index) >= peer.uploads.limit) {
       counters.busy++
       queue.push(now + lat.link(node.index, peer.index), { type: 'fail', transfer, why: 'busy' })
       return

@@ -33,6 +33,18 @@ export const DEFAULT_MAX_UPLOADS = 8
  */
 export const DEFAULT_UPLOAD_LANDING_MS = 1_000
 
+/**
+ * A GET that asks for at most this many bytes takes no upload slot: its answer costs the uplink
+ * a few packets, not a share of it for a second. Slots bound how many chunks share the uplink
+ * so each lands soon; answering a small one BUSY only sent it round again. Tensor-aligned
+ * cutting leaves such chunks (headers, small tensors, configs): in bench/fanout at 4 nodes the
+ * last node finished waiting for a 2 KiB chunk its holders had answered BUSY three times.
+ */
+export const SMALL_ANSWER_LENGTH = 16 * 1024
+
+/** Small answers (see `SMALL_ANSWER_LENGTH`) a server runs at once, beyond its upload slots; more get BUSY. */
+export const MAX_SMALL_ANSWERS = 64
+
 /** Uploads at once, at least (and at first), when they follow how long they take to land */
 export const MIN_UPLOADS = 2
 

@@ -44,6 +44,14 @@ export class ResponseTooLargeError extends SwarmError {
   }
 }
 
+/** Served side: the chunk a GET names is larger than the GET accepts, found before it is read; the peer gets ERROR with this message. */
+export class AnswerTooLargeError extends SwarmError {
+  override readonly code = 'ERR_ANSWER_TOO_LARGE'
+  constructor (readonly cid: string, readonly length: number, readonly maxLength: number) {
+    super(`${cid} is ${length} bytes, more than the ${maxLength} asked for`)
+  }
+}
+
 /** No complete answer within `requestTimeoutMs`. */
 export class RequestTimeoutError extends SwarmError {
   override readonly code = 'ERR_REQUEST_TIMEOUT'

@@ -3,7 +3,9 @@
  *
  * Upload slots bound the work a server takes on: a GET holds a slot from the moment it is
  * accepted until its last payload byte is handed to the socket, so slots also bound the memory
- * of chunks read but not yet sent. When every slot (or the peer's share) is taken the answer is
+ * of chunks read but not yet sent. A GET that accepts at most `SMALL_ANSWER_LENGTH` bytes takes
+ * no slot (up to `MAX_SMALL_ANSWERS` at once): its answer is a few packets, and one that names a
+ * larger chunk is refused once the chunk's size is known, before it is read. When every slot (or the peer's share) is taken the answer is
  * BUSY at once, never a queue: the client has other peers and the origin to ask. Responses on
  * one connection are written one after another (frames must not interleave); the upload rate
  * limit paces payloads in slices, shared by all connections. A connection whose client stops
@@ -39,9 +41,10 @@ import { BufferPool, LandingLimit, silentLogger } from '@swarm/interface'
 import {
   COALESCE_PAYLOAD_LENGTH, DEFAULT_HOST, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_PEER, DEFAULT_MAX_UPLOADS,
   DEFAULT_MAX_UPLOADS_PER_PEER, MIN_UPLOADS, DEFAULT_PORT, DEFAULT_RESERVED_UPLOADS, DEFAULT_SERVER_IDLE_TIMEOUT_MS,
-  DEFAULT_WRITE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_QUEUED_RESPONSES, MAX_REQUEST_BODY_LENGTH, RATE_LIMIT_SLICE_LENGTH
+  DEFAULT_WRITE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_QUEUED_RESPONSES, MAX_REQUEST_BODY_LENGTH, MAX_SMALL_ANSWERS,
+  RATE_LIMIT_SLICE_LENGTH, SMALL_ANSWER_LENGTH
 } from './constants.js'
-import { ConnectionClosedError, InvalidRequestError, ProtocolError, ServerStateError, WriteTimeoutError } from './errors.js'
+import { AnswerTooLargeError, ConnectionClosedError, InvalidRequestError, ProtocolError, ServerStateError, WriteTimeoutError } from './errors.js'
 import { authenticate, certificateFor, tlsOptions } from './identity.js'
 import {
   FrameDecoder, RequestType, Status, decodeRequest, encodeErrorMessage, encodeResponse, encodeResponseHeader
@@ -118,6 +121,8 @@ export interface DataServerStats {
   connections: number
   /** upload slots taken now */
   uploads: number
+  /** GETs for at most `SMALL_ANSWER_LENGTH` bytes being answered now; they take no upload slot */
+  smallAnswers: number
   /** upload slots open now: `maxUploads`, or with `uploadLandingMs` as many as land in that time */
   uploadLimit: number
   /** connections closed for a timeout: a response not taken in time, silence, an unfinished handshake */
@@ -151,6 +156,7 @@ class TlsDataServer implements DataServer {
     protocolErrors: 0,
     connections: 0,
     uploads: 0,
+    smallAnswers: 0,
     uploadLimit: 0,
     timeouts: { write: 0, idle: 0, handshake: 0 },
     refusedConnections: { total: 0, perPeer: 0 }
@@ -340,6 +346,17 @@ class TlsDataServer implements DataServer {
     return true
   }
 
+  /** Takes one of the places for small answers (see `SMALL_ANSWER_LENGTH`), or returns false when none is free. */
+  acquireSmallAnswer (): boolean {
+    if (this.stats.smallAnswers >= MAX_SMALL_ANSWERS) return false
+    this.stats.smallAnswers++
+    return true
+  }
+
+  releaseSmallAnswer (): void {
+    this.stats.smallAnswers--
+  }
+
   /** Gives back `peer`'s upload slot; `landedAfterMs`: a chunk went out whole, this long after it was asked for. */
   releaseSlot (peer: string, landedAfterMs?: number): void {
     if (landedAfterMs !== undefined) {
@@ -427,7 +444,9 @@ class ServerConnection {
       return
     }
     if (this.requests.has(request.id)) throw new ProtocolError(`request id ${request.id} is already in flight`)
-    if (!this.server.acquireSlot(this.peer)) {
+    // a GET for a few bytes is answered beside the uploads, not behind them (a larger chunk is refused before it is read)
+    const small = request.maxSize <= SMALL_ANSWER_LENGTH
+    if (!(small ? this.server.acquireSmallAnswer() : this.server.acquireSlot(this.peer))) {
       stats.busy++
       void this.respond(request.id, Status.BUSY)
       return
@@ -441,7 +460,8 @@ class ServerConnection {
       this.destroy()
     }).finally(() => {
       this.requests.delete(request.id)
-      this.server.releaseSlot(this.peer, landed ? performance.now() - startedAt : undefined)
+      if (small) this.server.releaseSmallAnswer()
+      else this.server.releaseSlot(this.peer, landed ? performance.now() - startedAt : undefined)
     })
   }
 
@@ -450,14 +470,18 @@ class ServerConnection {
     let status: Status
     let payload: Uint8Array | undefined
     let pooled: Buffer | undefined
-    const allocate = (size: number): Buffer => (pooled = this.server.buffers.take(size))
+    const allocate = (size: number): Buffer => {
+      // refused before it is read: a GET may not make the server read more than it asked for
+      if (size > maxSize) throw new AnswerTooLargeError(cid, size, maxSize)
+      return (pooled = this.server.buffers.take(size))
+    }
     try {
       payload = await this.server.lookup(cid, { signal: controller.signal, allocate })
       if (payload === undefined) {
         status = Status.NOT_FOUND
       } else if (payload.byteLength > maxSize) {
         status = Status.ERROR
-        payload = encodeErrorMessage(`${cid} is ${payload.byteLength} bytes, more than the ${maxSize} asked for`)
+        payload = encodeErrorMessage(new AnswerTooLargeError(cid, payload.byteLength, maxSize).message)
       } else {
         status = Status.OK
       }
@@ -466,6 +490,9 @@ class ServerConnection {
       const name = (err as Error | undefined)?.name
       if (controller.signal.aborted) {
         status = Status.CANCELLED
+      } else if (err instanceof AnswerTooLargeError) {
+        status = Status.ERROR
+        payload = encodeErrorMessage(err.message)
       } else if (name === 'NotFoundError' || name === 'ChunkMissingError') {
         // the chunk left the store between hasChunk and the read
         status = Status.NOT_FOUND

@@ -79,12 +79,16 @@ class AllocatingStore extends MemoryStore {
   readonly buffers: ArrayBufferLike[] = []
 
   override async readChunk (cid: string, options: ReadChunkOptions & AbortOptions = {}): Promise<Uint8Array> {
-    const bytes = await super.readChunk(cid, options)
-    if (options.allocate == null) return bytes
-    const out = options.allocate(bytes.byteLength)
-    out.set(bytes)
-    this.buffers.push(out.buffer)
-    return out
+    const allocate = options.allocate
+    if (allocate == null) return await super.readChunk(cid, options)
+    return await super.readChunk(cid, {
+      ...options,
+      allocate: size => {
+        const out = allocate(size)
+        this.buffers.push(out.buffer)
+        return out
+      }
+    })
   }
 }
 

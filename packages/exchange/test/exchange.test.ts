@@ -1,6 +1,6 @@
 import {
   ClientClosedError, ConnectionClosedError, ConnectionFailedError, InvalidRequestError, PeerBusyError, RemoteError,
-  RequestTimeoutError, ResponseTooLargeError, dataClient, dataServer, peerSource
+  RequestTimeoutError, ResponseTooLargeError, SMALL_ANSWER_LENGTH, dataClient, dataServer, peerSource
 } from '../src/index.js'
 import { AbortError, NotFoundError } from '@swarm/interface'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -95,30 +95,54 @@ describe('data exchange', () => {
     expect(server.stats.bytesServed).toBe(0)
   })
 
-  it('answers BUSY when every upload slot is taken', async () => {
+  /** A server with one upload slot, taken by a fetch of a chunk of `firstSize` held at its read; a second chunk of `secondSize` is stored too. */
+  async function oneSlotTaken (firstSize: number, secondSize: number): Promise<{ server: DataServer, store: MemoryStore, client: DataClient, peer: { peerId: string, host: string, port: number }, a: { cid: string, bytes: Uint8Array }, b: { cid: string, bytes: Uint8Array }, first: Promise<Uint8Array>, gate: { release: () => void } }> {
     const { server, store, id, port } = await startServer({ maxUploads: 1 })
-    const a = await randomChunk(1000)
-    const b = await randomChunk(1000)
+    const a = await randomChunk(firstSize)
+    const b = await randomChunk(secondSize)
     store.chunks.set(a.cid, a.bytes)
     store.chunks.set(b.cid, b.bytes)
     const gate = store.gate(a.cid)
     const { client } = await startClient()
     const peer = { peerId: id.peerId, host: '127.0.0.1', port }
-
-    const first = client.fetch(peer, { cid: a.cid, size: 1000 })
+    const first = client.fetch(peer, { cid: a.cid, size: a.bytes.length })
     await within(gate.started, 5000, 'the first read')
-    await expect(client.fetch(peer, { cid: b.cid, size: 1000 })).rejects.toBeInstanceOf(PeerBusyError)
+    return { server, store, client, peer, a, b, first, gate }
+  }
+
+  it('answers BUSY when every upload slot is taken', async () => {
+    const { server, client, peer, a, b, first, gate } = await oneSlotTaken(SMALL_ANSWER_LENGTH + 1, SMALL_ANSWER_LENGTH + 1)
+    await expect(client.fetch(peer, { cid: b.cid, size: b.bytes.length })).rejects.toBeInstanceOf(PeerBusyError)
     expect(server.stats.busy).toBe(1)
     gate.release()
     expect(Buffer.compare(await first, a.bytes)).toBe(0)
     // the slot is free again
-    expect(Buffer.compare(await client.fetch(peer, { cid: b.cid, size: 1000 }), b.bytes)).toBe(0)
+    expect(Buffer.compare(await client.fetch(peer, { cid: b.cid, size: b.bytes.length }), b.bytes)).toBe(0)
+  })
+
+  it('answers a GET for a few bytes while every upload slot is taken, and refuses one that names a larger chunk before reading it', async () => {
+    const { server, store, client, peer, a: big, b: small, first, gate } = await oneSlotTaken(SMALL_ANSWER_LENGTH + 1, SMALL_ANSWER_LENGTH)
+    expect(server.stats.uploads).toBe(1)
+    // the one slot is taken: a small chunk still goes out, beside it, and takes no slot
+    expect(Buffer.compare(await client.fetch(peer, { cid: small.cid, size: small.bytes.length }), small.bytes)).toBe(0)
+    expect(server.stats.busy).toBe(0)
+    expect(server.stats.smallAnswers).toBe(0)
+    // a GET that accepts a few bytes but names a large chunk is no way around the slots: it gets
+    // ERROR once the chunk's size is known, before a byte of it is copied out
+    const bigAgain = await randomChunk(SMALL_ANSWER_LENGTH * 4)
+    store.chunks.set(bigAgain.cid, bigAgain.bytes)
+    await expect(client.fetch(peer, { cid: bigAgain.cid, size: 1000 })).rejects.toThrow(/more than the 1000 asked for/)
+    expect(server.stats.errors).toBe(1)
+    gate.release()
+    expect(Buffer.compare(await first, big.bytes)).toBe(0)
+    expect(server.stats.bytesServed).toBe(big.bytes.length + small.bytes.length)
   })
 
   it('bounds uploads per peer without starving other peers', async () => {
     const { store, id, port } = await startServer({ maxUploads: 4, maxUploadsPerPeer: 1 })
-    const a = await randomChunk(1000)
-    const b = await randomChunk(1000)
+    const size = SMALL_ANSWER_LENGTH + 1
+    const a = await randomChunk(size)
+    const b = await randomChunk(size)
     store.chunks.set(a.cid, a.bytes)
     store.chunks.set(b.cid, b.bytes)
     const gate = store.gate(a.cid)
@@ -126,10 +150,10 @@ describe('data exchange', () => {
     const { client: other } = await startClient()
     const peer = { peerId: id.peerId, host: '127.0.0.1', port }
 
-    const first = greedy.fetch(peer, { cid: a.cid, size: 1000 })
+    const first = greedy.fetch(peer, { cid: a.cid, size })
     await within(gate.started, 5000, 'the first read')
-    await expect(greedy.fetch(peer, { cid: b.cid, size: 1000 })).rejects.toBeInstanceOf(PeerBusyError)
-    expect(Buffer.compare(await other.fetch(peer, { cid: b.cid, size: 1000 }), b.bytes)).toBe(0)
+    await expect(greedy.fetch(peer, { cid: b.cid, size })).rejects.toBeInstanceOf(PeerBusyError)
+    expect(Buffer.compare(await other.fetch(peer, { cid: b.cid, size }), b.bytes)).toBe(0)
     gate.release()
     await first
   })

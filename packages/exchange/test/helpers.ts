@@ -11,7 +11,7 @@ import { afterEach } from 'vitest'
 import { PROTOCOL, dataServer } from '../src/index.js'
 import type { DataServer, DataServerInit } from '../src/index.js'
 import type { PrivateKey } from '@libp2p/interface'
-import type { AbortOptions, Logger } from '@swarm/interface'
+import type { AbortOptions, Logger, ReadChunkOptions } from '@swarm/interface'
 import type { TLSSocket } from 'node:tls'
 
 export interface Identity {
@@ -61,7 +61,7 @@ export class MemoryStore {
     return { started: gate.started.promise, release: () => { gate.released.resolve() } }
   }
 
-  async readChunk (cid: string, options: AbortOptions = {}): Promise<Uint8Array> {
+  async readChunk (cid: string, options: ReadChunkOptions = {}): Promise<Uint8Array> {
     this.reads++
     this.concurrentReads++
     this.maxConcurrentReads = Math.max(this.maxConcurrentReads, this.concurrentReads)
@@ -76,7 +76,11 @@ export class MemoryStore {
       }
       const bytes = this.chunks.get(cid)
       if (bytes == null) throw new NotFoundError(cid)
-      return bytes
+      // as the store does: into the caller's buffer, which learns the size before any byte is read
+      if (options.allocate === undefined) return bytes
+      const into = options.allocate(bytes.byteLength)
+      into.set(bytes)
+      return into.subarray(0, bytes.byteLength)
     } finally {
       this.concurrentReads--
     }

@@ -580,6 +580,7 @@ export class PullSession {
     }
     const controller = new AbortController()
     this.controllers.set(request.id, controller)
+    const startedAt = this.clock.now()
     let fetching: Promise<{ kind: SourceKind }>
     try {
       fetching = this.init.fetcher.fetch(chunk, { sources: [source], signal: controller.signal })
@@ -595,6 +596,8 @@ export class PullSession {
         return
       }
       if (request.source.kind === 'origin') this.originFailures = 0
+      // a pull's timeline, chunk by chunk, for when its tail needs explaining
+      this.log.debug({ chunk: request.chunk, source: source.name, bytes: chunk.size, ms: Math.round(this.clock.now() - startedAt) }, 'chunk landed')
       scheduler.chunkArrived(request.chunk, this.clock.now(), request.id)
       this.init.peers?.have([request.chunk])
       this.lastProgressAt = this.clock.now()
@@ -626,7 +629,7 @@ export class PullSession {
       this.init.onRejected?.(request.source.peerId, chunk.cid)
       scheduler.requestFailed(request.id, this.clock.now(), 'bad-data')
     } else {
-      this.log.debug({ source: source.name, cid: chunk.cid, err: cause.message }, 'request failed')
+      this.log.debug({ chunk: request.chunk, source: source.name, err: cause.message }, 'request failed')
       scheduler.requestFailed(request.id, this.clock.now(), request.source.kind === 'peer' && isBusy(cause) ? 'busy' : 'error')
       if (request.source.kind === 'origin') {
         if (cause instanceof ChunkVerificationError) {
