@@ -17,7 +17,7 @@
 import { PullSession } from '@swarm/pull'
 import { LandingLimit, PEER_BUSY_CODE, encodeBitfield } from '@swarm/interface'
 import { DEFAULT_MAX_INFLIGHT_TOTAL, pullerSet, seededRandom } from '@swarm/scheduler'
-import { DEFAULT_MAX_UPLOADS_PER_PEER, MIN_UPLOADS, SMALL_ANSWER_LENGTH } from '@swarm/exchange'
+import { DEFAULT_MAX_UPLOADS_PER_PEER, DEFAULT_RESERVED_UPLOADS, MIN_UPLOADS, SMALL_ANSWER_LENGTH } from '@swarm/exchange'
 import { DEFAULT_SETTINGS, EventQueue, Mbit, Network, ORIGIN, latencies, linkRandomly, percentile, receiveRate, weights } from './network.mjs'
 
 export { DEFAULT_SETTINGS, EventQueue, Mbit, Network, lowerBound, percentile } from './network.mjs'
@@ -325,14 +325,27 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       queue.push(now + (peer === undefined ? settings.peerLatencyMs : lat.link(node.index, peer.index)), { type: 'fail', transfer, why: 'not held' })
       return
     }
-    // as the data server: a small answer takes no upload slot
-    if (transfer.size > SMALL_ANSWER_LENGTH && net.uploads(peer.index) >= peer.uploads.limit) {
+    // as the data server: a small answer takes no upload slot; a large one a free slot, within the
+    // peer's share, and not one of those reserved for peers holding none
+    if (transfer.size > SMALL_ANSWER_LENGTH && !slotFree(peer, node)) {
       counters.busy++
       queue.push(now + lat.link(node.index, peer.index), { type: 'fail', transfer, why: 'busy' })
       return
     }
     transfer.openedAt = now
     transfer.flow = net.start(peer.index, node.index, transfer.size, transfer, now)
+  }
+
+  /** Whether `peer`'s data server gives `node` an upload slot (see `acquireSlot` in @swarm/exchange's server). */
+  function slotFree (peer, node) {
+    const limit = peer.uploads.limit
+    const free = limit - net.uploads(peer.index)
+    if (free <= 0) return false
+    let held = 0
+    for (const flow of net.up[peer.index]) if (flow.dst === node.index) held++
+    if (held >= DEFAULT_MAX_UPLOADS_PER_PEER) return false
+    const reserved = Math.floor(Math.min(DEFAULT_RESERVED_UPLOADS, Math.floor(settings.uploadSlots / 4)) * limit / settings.uploadSlots)
+    return held === 0 || free > reserved
   }
 
   function vanish (node) {

@@ -20,7 +20,8 @@
  *   within `writeTimeoutMs` closes the connection, which frees every slot held there. Without it a
  *   peer that sends GETs and never reads holds its slots forever.
  * - Slots are fair between peers: the last `reservedUploads` free slots go only to a peer that
- *   holds none, so peers at their per-peer share cannot fill the server between them. Many
+ *   holds none, so peers at their per-peer share cannot fill the server between them. While
+ *   uploads follow landing times, the reservation is that share of the slots open now. Many
  *   identities can still fill it, each with a slot; the write timeout bounds how long.
  * - A connection with nothing in flight that stays silent for `idleTimeoutMs` is closed.
  * - A connection must finish TLS and present an admitted peer's certificate within
@@ -338,9 +339,13 @@ class TlsDataServer implements DataServer {
   /** Takes an upload slot for `peer`, or returns false when none is free to it. */
   acquireSlot (peer: string): boolean {
     const peerUploads = this.uploadsByPeer.get(peer) ?? 0
-    const free = this.landing.limit - this.stats.uploads
+    const limit = this.landing.limit
+    const free = limit - this.stats.uploads
     if (free <= 0 || peerUploads >= this.maxUploadsPerPeer) return false
-    if (peerUploads > 0 && free <= this.reservedUploads) return false
+    // the reservation shrinks with the slots open: at 2 of 8 a fixed 2 would leave every peer one
+    // slot, even the only one there is (it waited out BUSYs between its chunks with the uplink idle)
+    const reserved = Math.floor(this.reservedUploads * limit / this.maxUploads)
+    if (peerUploads > 0 && free <= reserved) return false
     this.stats.uploads++
     this.uploadsByPeer.set(peer, peerUploads + 1)
     return true

@@ -187,6 +187,21 @@ describe('data exchange', () => {
     await expect(startServer({ uploadLandingMs: -1 })).rejects.toThrow(/uploadLandingMs/)
   })
 
+  it('with 2 of 8 slots open, lets one peer take both: the reservation for peers holding none shrinks with the slots open', async () => {
+    const chunks = await Promise.all(Array.from({ length: 3 }, async () => await randomChunk(MiB)))
+    // the default reservation (2 of 8) with the limit at its floor of 2 on a slow uplink
+    const { server, store, id, port } = await startServer({ maxUploads: 8, uploadLandingMs: 100, uploadBytesPerSecond: 4 * MiB })
+    for (const chunk of chunks) store.chunks.set(chunk.cid, chunk.bytes)
+    const { client } = await startClient()
+    const peer = { peerId: id.peerId, host: '127.0.0.1', port }
+    expect(server.stats.uploadLimit).toBe(2)
+    const results = await Promise.allSettled(chunks.map(async c => await client.fetch(peer, { cid: c.cid, size: MiB })))
+    // two at once for the one peer there is, the third turned away
+    expect(results.filter(r => r.status === 'fulfilled')).toHaveLength(2)
+    expect(results.filter(r => r.status === 'rejected' && r.reason instanceof PeerBusyError)).toHaveLength(1)
+    expect(server.stats.busy).toBe(1)
+  })
+
   it('paces uploads at the configured rate', async () => {
     const { id, store, port } = await startServer({ uploadBytesPerSecond: 8 * MiB })
     const chunk = await randomChunk(4 * MiB)
