@@ -89,9 +89,11 @@ export const DEFAULT_PEER_LANDING_MS = 1_000
 export const DEFAULT_ORIGIN_LANDING_MS = 2_000
 
 /**
- * Origin chunks smaller than the largest chunk divided by this do not move the origin's landing
- * limit: a small one lands in a round trip however busy the link is, and tensor-aligned cutting
- * leaves many (headers, small tensors), each of which would have raised the limit by one.
+ * Chunks smaller than the largest chunk divided by this do not move the landing limits (origin
+ * and peer requests at once): a small one lands in a round trip however busy the link is, and
+ * tensor-aligned cutting leaves many (headers, small tensors), each of which would have raised a
+ * limit by one. In bench/sim on a measured fan-out's chunks, p99 at 8 and 16 nodes 34.7 and
+ * 38.4 s instead of 35.3 and 40.3 with peer requests learning from them.
  */
 export const LANDING_SAMPLE_FRACTION = 4
 

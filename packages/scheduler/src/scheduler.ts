@@ -276,7 +276,7 @@ export class Scheduler implements ChunkScheduler {
   readonly cids: string[]
   readonly sizes: Float64Array
   readonly totalBytes: number
-  /** the largest chunk's size: origin chunks under a quarter of it do not move `originLimit` */
+  /** the largest chunk's size: chunks under a quarter of it do not move `originLimit` or `peerLimit` */
   readonly largestChunk: number
   readonly words: number
   readonly random: () => number
@@ -588,7 +588,7 @@ export class Scheduler implements ChunkScheduler {
         // a small chunk lands in a round trip whatever the link: it says nothing of how long the next large one takes
         if (delivered.request.size * LANDING_SAMPLE_FRACTION >= this.largestChunk) this.originLimit.landed(took, this.originInflight + 1)
       } else if (delivered.request.size > 0) {
-        this.peerLimit.landed(took, this.outstanding.size - this.originInflight + 1)
+        if (delivered.request.size * LANDING_SAMPLE_FRACTION >= this.largestChunk) this.peerLimit.landed(took, this.outstanding.size - this.originInflight + 1)
         const perByte = took / delivered.request.size
         this.peerMsPerByte = this.peerSamples === 0 ? perByte : 0.8 * this.peerMsPerByte + 0.2 * perByte
         this.peerSamples++

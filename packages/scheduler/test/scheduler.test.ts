@@ -144,6 +144,25 @@ describe('choosing among peers', () => {
     expect(scheduler.tick(t + 2).start).toHaveLength(1)
   })
 
+  it('with peerLandingMs, takes no lesson from small chunks: they land in a round trip however busy the link', () => {
+    // 8 large chunks, then 16 of a few KB (headers, small tensors)
+    const chunks = [...chunkList(8, 3, 4_000_000), ...chunkList(16, 4, 2048)]
+    const scheduler = make({ chunks, useOrigin: false, maxInflightPerPeer: 8, maxInflightTotal: 8, peerLandingMs: 1000, endgame: false, hedgeAfterMs: Infinity })
+    const small = range(16).map(i => i + 8)
+    connect(scheduler, 'a', small)
+    // the small ones first, each landing in 10 ms: the limit stays where it started
+    const { running, t } = landOneByOne(scheduler, scheduler.tick(0).start, 10, 12)
+    expect(running).toHaveLength(2)
+    for (const request of running) scheduler.chunkArrived(request.chunk, t + 10, request.id)
+    // a large one that lands within half the target opens one more
+    connect(scheduler, 'b', range(8), t + 10)
+    const large = scheduler.tick(t + 20).start.filter(r => r.size === 4_000_000)
+    expect(large).toHaveLength(2)
+    scheduler.chunkArrived(large[0]!.chunk, t + 120, large[0]!.id)
+    expect(scheduler.tick(t + 120).start.filter(r => r.size === 4_000_000)).toHaveLength(2)
+    expect(scheduler.stats.inflight).toBe(3)
+  })
+
   it('without peerLandingMs, asks for maxInflightTotal at once from the start', () => {
     const scheduler = make({ chunks: chunkList(40), useOrigin: false, maxInflightPerPeer: 8, maxInflightTotal: 8 })
     for (const peer of ['a', 'b', 'c']) connect(scheduler, peer, range(40))
