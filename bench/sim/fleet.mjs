@@ -17,7 +17,7 @@
 import { PullSession } from '@swarm/pull'
 import { LandingLimit, PEER_BUSY_CODE, encodeBitfield } from '@swarm/interface'
 import { DEFAULT_MAX_INFLIGHT_TOTAL, pullerSet, seededRandom } from '@swarm/scheduler'
-import { DEFAULT_MAX_UPLOADS_PER_PEER, DEFAULT_RESERVED_UPLOADS, MIN_UPLOADS, SMALL_ANSWER_LENGTH } from '@swarm/exchange'
+import { DEFAULT_MAX_UPLOADS_PER_PEER, MIN_UPLOADS, SMALL_ANSWER_LENGTH, defaultReservedUploads, uploadSlotFree } from '@swarm/exchange'
 import { DEFAULT_SETTINGS, EventQueue, Mbit, Network, ORIGIN, latencies, linkRandomly, percentile, receiveRate, weights } from './network.mjs'
 
 export { DEFAULT_SETTINGS, EventQueue, Mbit, Network, lowerBound, percentile } from './network.mjs'
@@ -336,16 +336,18 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     transfer.flow = net.start(peer.index, node.index, transfer.size, transfer, now)
   }
 
-  /** Whether `peer`'s data server gives `node` an upload slot (see `acquireSlot` in @swarm/exchange's server). */
+  /** Whether `peer`'s data server gives `node` an upload slot: the server's own rule. */
   function slotFree (peer, node) {
-    const limit = peer.uploads.limit
-    const free = limit - net.uploads(peer.index)
-    if (free <= 0) return false
-    let held = 0
-    for (const flow of net.up[peer.index]) if (flow.dst === node.index) held++
-    if (held >= DEFAULT_MAX_UPLOADS_PER_PEER) return false
-    const reserved = Math.floor(Math.min(DEFAULT_RESERVED_UPLOADS, Math.floor(settings.uploadSlots / 4)) * limit / settings.uploadSlots)
-    return held === 0 || free > reserved
+    let takenByPeer = 0
+    for (const flow of net.up[peer.index]) if (flow.dst === node.index) takenByPeer++
+    return uploadSlotFree({
+      open: peer.uploads.limit,
+      taken: net.uploads(peer.index),
+      takenByPeer,
+      maxUploads: settings.uploadSlots,
+      maxUploadsPerPeer: DEFAULT_MAX_UPLOADS_PER_PEER,
+      reservedUploads: defaultReservedUploads(settings.uploadSlots)
+    })
   }
 
   function vanish (node) {

@@ -40,6 +40,8 @@
 export * from './constants.js'
 export * from './errors.js'
 export { dataServer } from './server.js'
+export { defaultReservedUploads, uploadSlotFree } from './slots.js'
+export type { UploadSlots } from './slots.js'
 export type { ChunkProvider, DataServer, DataServerAddress, DataServerInit, DataServerStats } from './server.js'
 export { dataClient, peerSource } from './client.js'
 export { privateKeyFromBytes, privateKeyToBytes } from './identity.js'

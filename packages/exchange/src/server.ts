@@ -5,8 +5,9 @@
  * accepted until its last payload byte is handed to the socket, so slots also bound the memory
  * of chunks read but not yet sent. A GET that accepts at most `SMALL_ANSWER_LENGTH` bytes takes
  * no slot (up to `MAX_SMALL_ANSWERS` at once): its answer is a few packets, and one that names a
- * larger chunk is refused once the chunk's size is known, before it is read. When every slot (or the peer's share) is taken the answer is
- * BUSY at once, never a queue: the client has other peers and the origin to ask. Responses on
+ * larger chunk is refused once the chunk's size is known, before it is read. When every slot (or
+ * the peer's share) is taken the answer is BUSY at once, never a queue: the client has other
+ * peers and the origin to ask (who gets a slot: `slots.ts`). Responses on
  * one connection are written one after another (frames must not interleave); the upload rate
  * limit paces payloads in slices, shared by all connections. A connection whose client stops
  * reading is not read either once enough responses wait for it, so it cannot pile up work.
@@ -41,12 +42,13 @@ import tls from 'node:tls'
 import { BufferPool, LandingLimit, silentLogger } from '@swarm/interface'
 import {
   COALESCE_PAYLOAD_LENGTH, DEFAULT_HOST, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_PEER, DEFAULT_MAX_UPLOADS,
-  DEFAULT_MAX_UPLOADS_PER_PEER, MIN_UPLOADS, DEFAULT_PORT, DEFAULT_RESERVED_UPLOADS, DEFAULT_SERVER_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_UPLOADS_PER_PEER, MIN_UPLOADS, DEFAULT_PORT, DEFAULT_SERVER_IDLE_TIMEOUT_MS,
   DEFAULT_WRITE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_QUEUED_RESPONSES, MAX_REQUEST_BODY_LENGTH, MAX_SMALL_ANSWERS,
   RATE_LIMIT_SLICE_LENGTH, SMALL_ANSWER_LENGTH
 } from './constants.js'
 import { AnswerTooLargeError, ConnectionClosedError, InvalidRequestError, ProtocolError, ServerStateError, WriteTimeoutError } from './errors.js'
 import { authenticate, certificateFor, tlsOptions } from './identity.js'
+import { defaultReservedUploads, uploadSlotFree } from './slots.js'
 import {
   FrameDecoder, RequestType, Status, decodeRequest, encodeErrorMessage, encodeResponse, encodeResponseHeader
 } from './protocol.js'
@@ -195,7 +197,7 @@ class TlsDataServer implements DataServer {
     this.landing = new LandingLimit({ min: Math.min(MIN_UPLOADS, this.maxUploads), max: this.maxUploads, targetMs: landingMs })
     this.stats.uploadLimit = this.landing.limit
     this.maxUploadsPerPeer = positiveInteger(init.maxUploadsPerPeer ?? DEFAULT_MAX_UPLOADS_PER_PEER, 'maxUploadsPerPeer')
-    const reserved = init.reservedUploads ?? Math.min(DEFAULT_RESERVED_UPLOADS, Math.floor(this.maxUploads / 4))
+    const reserved = init.reservedUploads ?? defaultReservedUploads(this.maxUploads)
     this.reservedUploads = reserved === 0 ? 0 : positiveInteger(reserved, 'reservedUploads')
     this.maxConnections = positiveInteger(init.maxConnections ?? DEFAULT_MAX_CONNECTIONS, 'maxConnections')
     this.maxConnectionsPerPeer = positiveInteger(init.maxConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER, 'maxConnectionsPerPeer')
@@ -339,13 +341,8 @@ class TlsDataServer implements DataServer {
   /** Takes an upload slot for `peer`, or returns false when none is free to it. */
   acquireSlot (peer: string): boolean {
     const peerUploads = this.uploadsByPeer.get(peer) ?? 0
-    const limit = this.landing.limit
-    const free = limit - this.stats.uploads
-    if (free <= 0 || peerUploads >= this.maxUploadsPerPeer) return false
-    // the reservation shrinks with the slots open: at 2 of 8 a fixed 2 would leave every peer one
-    // slot, even the only one there is (it waited out BUSYs between its chunks with the uplink idle)
-    const reserved = Math.floor(this.reservedUploads * limit / this.maxUploads)
-    if (peerUploads > 0 && free <= reserved) return false
+    const slots = { open: this.landing.limit, taken: this.stats.uploads, takenByPeer: peerUploads, maxUploads: this.maxUploads, maxUploadsPerPeer: this.maxUploadsPerPeer, reservedUploads: this.reservedUploads }
+    if (!uploadSlotFree(slots)) return false
     this.stats.uploads++
     this.uploadsByPeer.set(peer, peerUploads + 1)
     return true

@@ -131,8 +131,10 @@ describe('data exchange', () => {
     // ERROR once the chunk's size is known, before a byte of it is copied out
     const bigAgain = await randomChunk(SMALL_ANSWER_LENGTH * 4)
     store.chunks.set(bigAgain.cid, bigAgain.bytes)
+    const copied = store.copiedBytes
     await expect(client.fetch(peer, { cid: bigAgain.cid, size: 1000 })).rejects.toThrow(/more than the 1000 asked for/)
     expect(server.stats.errors).toBe(1)
+    expect(store.copiedBytes).toBe(copied)
     gate.release()
     expect(Buffer.compare(await first, big.bytes)).toBe(0)
     expect(server.stats.bytesServed).toBe(big.bytes.length + small.bytes.length)

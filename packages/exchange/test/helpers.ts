@@ -46,6 +46,8 @@ export class MemoryStore {
   reads = 0
   concurrentReads = 0
   maxConcurrentReads = 0
+  /** bytes read into buffers the caller supplied (`allocate`) */
+  copiedBytes = 0
 
   hasChunk (cid: string): boolean {
     return this.chunks.has(cid)
@@ -80,6 +82,7 @@ export class MemoryStore {
       if (options.allocate === undefined) return bytes
       const into = options.allocate(bytes.byteLength)
       into.set(bytes)
+      this.copiedBytes += bytes.byteLength
       return into.subarray(0, bytes.byteLength)
     } finally {
       this.concurrentReads--

@@ -204,7 +204,6 @@ describe('fleet publish spacing', () => {
   })
 })
 
-
 describe('fast message ids', () => {
   const message = {
     topic: FLEET_TOPIC,

@@ -79,7 +79,8 @@
  * copy's "have"; and only a chunk with at least this node's origin requests at once plus
  * `STEAL_MARGIN` of the owner's unseen chunks before it, since the owner may reach it while the
  * copy is on its way. The scan is O(chunks), at most every `STEAL_SCAN_MS`. In bench/fanout at
- * 2 nodes p99 went from 1.26–1.32 to 1.18 × T*, with the origin's link busy to the end.
+ * 2 nodes the first run with it gave p99 1.18 × T* with the origin's link busy to the end
+ * (1.26–1.32 in the two before); later runs with the changes after it gave 1.21–1.33.
  *
  * ## The origin window
  *
@@ -214,7 +215,7 @@ function takeFromBusiestOwners (s: Scheduler, now: number, windowEnd: number, st
   let bestDepth = -1
   const margin = originCap(s) + STEAL_MARGIN
   for (let i = 0; i < s.chunkCount && i < windowEnd; i++) {
-    if (s.seen[i] !== 0) continue
+    if (s.seen[i] !== 0) continue // held here (or seen at a peer)
     const owner = s.pullers.owner(i)
     if (owner === undefined) continue
     // its own chunks come first: one not yet taken means it is not done
@@ -226,7 +227,7 @@ function takeFromBusiestOwners (s: Scheduler, now: number, windowEnd: number, st
     ahead.set(owner, depth + 1)
     // only the runner-up takes a chunk, so no two idle fetchers take the same one; only from an
     // owner it is connected to, which then sees the chunk here before it reaches it
-    if (depth < margin || depth <= bestDepth || s.byChunk[i] !== undefined || s.has(i)) continue
+    if (depth < margin || depth <= bestDepth || s.byChunk[i] !== undefined) continue
     if (s.pullers.backup(i) !== s.selfId || !s.peers.has(owner) || s.originRetryAt[i]! > now) continue
     best = i
     bestDepth = depth

@@ -582,13 +582,14 @@ export class Scheduler implements ChunkScheduler {
     if (delivered !== undefined) {
       this.endRequest(delivered)
       const took = Math.max(0, now - delivered.startedAt)
+      // a small chunk lands in a round trip whatever the link: it says nothing of how long the next large one takes
+      const sample = delivered.request.size * LANDING_SAMPLE_FRACTION >= this.largestChunk
       if (delivered.peer === undefined) {
         this.originMs = this.originSamples === 0 ? took : 0.7 * this.originMs + 0.3 * took
         this.originSamples++
-        // a small chunk lands in a round trip whatever the link: it says nothing of how long the next large one takes
-        if (delivered.request.size * LANDING_SAMPLE_FRACTION >= this.largestChunk) this.originLimit.landed(took, this.originInflight + 1)
+        if (sample) this.originLimit.landed(took, this.originInflight + 1)
       } else if (delivered.request.size > 0) {
-        if (delivered.request.size * LANDING_SAMPLE_FRACTION >= this.largestChunk) this.peerLimit.landed(took, this.outstanding.size - this.originInflight + 1)
+        if (sample) this.peerLimit.landed(took, this.outstanding.size - this.originInflight + 1)
         const perByte = took / delivered.request.size
         this.peerMsPerByte = this.peerSamples === 0 ? perByte : 0.8 * this.peerMsPerByte + 0.2 * perByte
         this.peerSamples++

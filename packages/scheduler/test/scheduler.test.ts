@@ -678,7 +678,7 @@ describe('taking chunks from the origin', () => {
 
   it('with originLandingMs and others pulling, keeps only as many origin requests as land in that time', () => {
     const pulling = ['node-0', 'node-1']
-    const scheduler = chunkScheduler({ selfId: 'node-0', chunks: chunkList(64, 4_000_000), random: seededRandom(2), pullers: pulling.slice(1), fleetInflightOrigin: 16, maxInflightOrigin: 8, maxInflightTotal: 12, originLandingMs: 2000, originWindow: Infinity, endgame: false, now: 0 })
+    const scheduler = chunkScheduler({ selfId: 'node-0', chunks: chunkList(64, 2, 4_000_000), random: seededRandom(2), pullers: pulling.slice(1), fleetInflightOrigin: 16, maxInflightOrigin: 8, maxInflightTotal: 12, originLandingMs: 2000, originWindow: Infinity, endgame: false, now: 0 })
     const owned = range(64).filter(i => scheduler.owner(i) === 'node-0')
     expect(owned.length).toBeGreaterThan(10)
     // at first one, so its first chunk lands as soon as the origin allows
@@ -774,7 +774,7 @@ describe('taking chunks from the origin', () => {
   })
 
   it('pulling alone, takes its full origin share whatever originLandingMs says', () => {
-    const scheduler = chunkScheduler({ selfId: 'node-0', chunks: chunkList(64, 4_000_000), random: seededRandom(2), pullers: [], maxInflightOrigin: 8, maxInflightTotal: 8, originLandingMs: 2000, now: 0 })
+    const scheduler = chunkScheduler({ selfId: 'node-0', chunks: chunkList(64, 2, 4_000_000), random: seededRandom(2), pullers: [], maxInflightOrigin: 8, maxInflightTotal: 8, originLandingMs: 2000, now: 0 })
     const first = scheduler.tick(0).start
     expect(first).toHaveLength(8)
     // a slow origin does not hold a lone puller back: nobody waits for its chunks, only its rate counts
