@@ -75,7 +75,7 @@ describe('fleet operations', () => {
     for (const [i, setup] of setups.entries()) {
       agents.push(await startAgent({ dataDir: join(work, `agent-${i}`), env: { ...env, ...setup.env }, swarmKeyFile: keyFile, args: setup.args, ...(i > 0 ? { bootstrap: agents[0]!.multiaddrs } : {}) }))
     }
-    await until(async () => (await Promise.all(agents.map(fleetOf))).every(view => view.nodes.length === 5), 'every agent to know all five')
+    await until(async () => (await Promise.all(agents.map(fleetOf))).every(view => view.nodes.length === 5), 'every agent to know all five', 60_000)
   }, 180_000)
 
   afterAll(async () => {

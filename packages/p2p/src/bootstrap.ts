@@ -6,15 +6,18 @@
  * /etc/hosts applies), which is how a Kubernetes headless Service lists its pods; each address
  * is dialled without knowing its peer id — the handshake tells. Entries are re-resolved and
  * re-dialled every {@link BOOTSTRAP_INTERVAL_MS}, so pods that come later, or peers we lost,
- * are (re)joined. Our own address is skipped; an address whose last dial reached a peer we are
- * still connected to is not dialled again.
+ * are (re)joined. A round in which a dial failed (or a name did not resolve) is followed by
+ * another after {@link BOOTSTRAP_RETRY_MS}, doubling up to the interval while rounds keep
+ * failing: a node started before its seed, or whose first dial timed out on a busy host, is not
+ * left alone for a whole interval. Our own address is skipped; an address whose last dial
+ * reached a peer we are still connected to is not dialled again.
  */
 
 import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import { multiaddr } from '@multiformats/multiaddr'
 import { silentLogger } from '@swarm/interface'
-import { BOOTSTRAP_INTERVAL_MS, DIAL_TIMEOUT_MS } from './constants.js'
+import { BOOTSTRAP_INTERVAL_MS, BOOTSTRAP_RETRY_MS, DIAL_TIMEOUT_MS } from './constants.js'
 import { InvalidBootstrapAddressError } from './errors.js'
 import type { Libp2p } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -52,6 +55,8 @@ export function parseBootstrapEntry (entry: string): BootstrapEntry {
 
 export interface BootstrapperInit {
   intervalMs?: number
+  /** the first retry after a round with a failed dial, ms; doubles up to `intervalMs` */
+  retryMs?: number
   logger?: Logger
 }
 
@@ -59,10 +64,14 @@ export class Bootstrapper {
   readonly #libp2p: Libp2p
   readonly #entries: BootstrapEntry[]
   readonly #intervalMs: number
+  readonly #retryMs: number
   readonly #log: Logger
   /** address → peer id its last successful dial reached */
   readonly #reached = new Map<string, string>()
   #timer: ReturnType<typeof setInterval> | undefined
+  #retry: ReturnType<typeof setTimeout> | undefined
+  /** the wait before the next retry; back to `retryMs` after a round with no failure */
+  #nextRetryMs: number
   #round: Promise<void> | undefined
   #shutdown = new AbortController()
 
@@ -70,6 +79,8 @@ export class Bootstrapper {
     this.#libp2p = libp2p
     this.#entries = entries
     this.#intervalMs = init.intervalMs ?? BOOTSTRAP_INTERVAL_MS
+    this.#retryMs = Math.min(init.retryMs ?? BOOTSTRAP_RETRY_MS, this.#intervalMs)
+    this.#nextRetryMs = this.#retryMs
     this.#log = (init.logger ?? silentLogger).child({ component: 'p2p:bootstrap' })
   }
 
@@ -89,6 +100,8 @@ export class Bootstrapper {
   stop (): void {
     clearInterval(this.#timer)
     this.#timer = undefined
+    clearTimeout(this.#retry)
+    this.#retry = undefined
     this.#shutdown.abort()
   }
 
@@ -117,7 +130,12 @@ export class Bootstrapper {
   }
 
   async #runRound (): Promise<void> {
-    const targets = (await Promise.all(this.#entries.map(async entry => await this.#resolve(entry)))).flat()
+    let failed = false
+    const targets = (await Promise.all(this.#entries.map(async entry => {
+      const resolved = await this.#resolve(entry)
+      if (resolved.length === 0) failed = true
+      return resolved
+    }))).flat()
     const own = this.#ownAddresses()
     await Promise.all(targets.map(async target => {
       const key = endpointKey(target)
@@ -137,9 +155,28 @@ export class Bootstrapper {
         this.#reached.set(target.toString(), connection.remotePeer.toString())
         this.#log.debug({ address: target.toString(), peer: connection.remotePeer.toString() }, 'bootstrap peer connected')
       } catch (err) {
+        failed = true
         this.#log.debug({ address: target.toString(), err: (err as Error).message }, 'bootstrap dial failed')
       }
     }))
+    this.#scheduleRetry(failed)
+  }
+
+  /** Another round soon after a failed one, backing off; none while the interval's rounds succeed. */
+  #scheduleRetry (failed: boolean): void {
+    if (!failed) {
+      this.#nextRetryMs = this.#retryMs
+      return
+    }
+    if (this.#timer == null || this.#retry != null || this.#shutdown.signal.aborted) return
+    const wait = this.#nextRetryMs
+    this.#nextRetryMs = Math.min(this.#intervalMs, this.#nextRetryMs * 2)
+    if (wait >= this.#intervalMs) return
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined
+      this.run().catch(err => { this.#log.warn({ err: err.message }, 'bootstrap round failed') })
+    }, wait)
+    this.#retry.unref?.()
   }
 
   async #resolve (entry: BootstrapEntry): Promise<Multiaddr[]> {

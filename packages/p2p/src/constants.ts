@@ -141,6 +141,13 @@ export const DIAL_TIMEOUT_MS = 10_000
 export const BOOTSTRAP_INTERVAL_MS = 30_000
 
 /**
+ * After a round in which a bootstrap dial failed, the next round comes this soon, then twice as
+ * late each time another fails, up to the interval: a node that starts before its seed, or whose
+ * first dial timed out on a busy host, joins within seconds instead of a whole interval later.
+ */
+export const BOOTSTRAP_RETRY_MS = 1_000
+
+/**
  * How long a provider record lives on the peers that store it. Records of an advertised key are
  * re-published before they expire; a withdrawn key stops being found by other peers within
  * about this long (plus one cleanup interval).

@@ -32,6 +32,20 @@ describe('swarm membership', () => {
     }
   })
 
+  it('retries a failed bootstrap dial within seconds, backing off, not a whole interval later', async () => {
+    const port = await freePort()
+    // the seed exists but does not listen yet: its address refuses connections
+    const seed = await fleet.add({ swarmKey, listen: [`/ip4/127.0.0.1/tcp/${port}`], start: false })
+    const node = await fleet.add({ swarmKey, bootstrap: [`/ip4/127.0.0.1/tcp/${port}/p2p/${seed.peerId}`], bootstrapInterval: 600_000 })
+    await new Promise(resolve => setTimeout(resolve, 1_500))
+    expect(node.isConnected(seed.peerId)).toBe(false)
+    await seed.start()
+    const started = Date.now()
+    await waitFor(() => node.isConnected(seed.peerId) && seed.isConnected(node.peerId), 'the node to reach its seed', 20_000)
+    // retries at 1, 2, 4, 8 s after the first failure: the seed, up since 1.5 s, is reached by the 4 s one
+    expect(Date.now() - started).toBeLessThan(10_000)
+  })
+
   it('keeps out nodes with another swarm key or none', async () => {
     const seed = await fleet.add({ swarmKey })
     const member = await fleet.add({ swarmKey })
