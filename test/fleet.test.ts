@@ -75,7 +75,13 @@ describe('fleet operations', () => {
     for (const [i, setup] of setups.entries()) {
       agents.push(await startAgent({ dataDir: join(work, `agent-${i}`), env: { ...env, ...setup.env }, swarmKeyFile: keyFile, args: setup.args, ...(i > 0 ? { bootstrap: agents[0]!.multiaddrs } : {}) }))
     }
-    await until(async () => (await Promise.all(agents.map(fleetOf))).every(view => view.nodes.length === 5), 'every agent to know all five', 60_000)
+    let known: number[] = []
+    const allKnown = async (): Promise<boolean> => {
+      known = (await Promise.all(agents.map(fleetOf))).map(view => view.nodes.length)
+      return known.every(count => count === 5)
+    }
+    // on a timeout, how many nodes each agent knew tells a lost bootstrap from lost gossip
+    await until(allKnown, 'every agent to know all five', 60_000).catch(err => { throw new Error(`${(err as Error).message}; the agents knew ${known.join(', ')} nodes`) })
   }, 180_000)
 
   afterAll(async () => {

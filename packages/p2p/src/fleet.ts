@@ -34,6 +34,15 @@
  *   so one peer flooding costs one entry; many forged identities cost at most the budget.
  * Entries expire {@link FLEET_NODE_TTL_MS} after they were last heard (or four of the node's
  * heartbeats, if longer), and at once when the node's last connection to us closes.
+ *
+ * Streams: gossipsub opens its stream to a peer when the peer connects, and never again while
+ * the connection stays up. If that stream fails to open (a timeout on a busy host) or closes
+ * (a reset, or the remote dropping it after a read error), the peer hears nothing from us until
+ * it reconnects, and our state and everything we relay stop reaching it. Upstream leaves this
+ * open (libp2p/js-libp2p#3531 restores the stream on reconnect only). So at every sweep a peer
+ * gossipsub knows, found without an outbound stream at two sweeps in a row (a stream being opened
+ * is not yet listed), is handed to gossipsub's own stream opener again, which the remote answers
+ * by re-opening its stream to us. Counted in `stats().streamsReopened`.
  */
 
 import { TypedEventEmitter } from '@libp2p/interface'
@@ -67,7 +76,7 @@ import { TokenBucket } from './rate-limit.js'
 import { checkLabelKey, checkLabelValue, parseSelector } from './selector.js'
 import type { PeerOffence, PeerScores } from './peer-score.js'
 import type { GossipSub, GossipsubOpts, Message } from '@libp2p/gossipsub'
-import type { Libp2p, PeerId, TypedEventTarget } from '@libp2p/interface'
+import type { Connection, Libp2p, PeerId, TypedEventTarget } from '@libp2p/interface'
 import type { Logger } from '@swarm/interface'
 
 /** A message as it came off the wire, before gossipsub checked it. */
@@ -178,6 +187,8 @@ export interface FleetStats {
   maxTableBytes: number
   /** messages not stored since start, by reason */
   rejected: Record<FleetRejection, number>
+  /** gossip streams to connected peers found closed and opened again (see "Streams" at the top) */
+  streamsReopened: number
 }
 
 export interface FleetEvents {
@@ -328,6 +339,12 @@ export function fleetPublishSpacing (nodes: number, limits: Pick<FleetLimits, 'm
   return { changeMs: Math.min(changeMs, heartbeatMs), heartbeatMs }
 }
 
+/** What of gossipsub's insides the stream repair reads (see "Streams" at the top); checked before use. */
+interface GossipStreams {
+  streamsOutbound?: Map<string, unknown>
+  outboundInflightQueue?: { push?: (item: { peerId: PeerId, connection: Connection }) => void }
+}
+
 export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implements FleetGossip {
   readonly #libp2p: Libp2p
   readonly #pubsub: GossipSub
@@ -347,6 +364,9 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
   #heartbeat: ReturnType<typeof setTimeout> | undefined
   #sweep: ReturnType<typeof setInterval> | undefined
   #running = false
+  /** peers found without an outbound gossip stream at the last sweep */
+  readonly #streamless = new Set<string>()
+  #streamsReopened = 0
 
   constructor (libp2p: Libp2p, pubsub: GossipSub, init: FleetGossipInit = {}) {
     super()
@@ -368,7 +388,10 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
     this.#pubsub.addEventListener('subscription-change', this.onSubscriptionChange)
     this.#libp2p.addEventListener('peer:disconnect', this.onPeerDisconnect)
     this.#scheduleHeartbeat(this.#spacing().heartbeatMs)
-    this.#sweep = setInterval(() => { this.#expire() }, Math.max(100, Math.floor(this.#limits.nodeTtlMs / 4)))
+    this.#sweep = setInterval(() => {
+      this.#expire()
+      this.#reopenStreams()
+    }, Math.max(100, Math.floor(this.#limits.nodeTtlMs / 4)))
     this.#sweep.unref?.()
   }
 
@@ -415,7 +438,7 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
   }
 
   stats (): FleetStats {
-    return { nodes: this.#table.size, tableBytes: this.#tableBytes, maxTableBytes: this.#limits.maxTableBytes, rejected: { ...this.#rejected } }
+    return { nodes: this.#table.size, tableBytes: this.#tableBytes, maxTableBytes: this.#limits.maxTableBytes, rejected: { ...this.#rejected }, streamsReopened: this.#streamsReopened }
   }
 
   /** spacing for the fleet as we see it: the nodes in our table and us */
@@ -560,6 +583,29 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
     for (const entry of [...this.#table.values()]) {
       if (this.#expired(entry, now)) this.#drop(entry.state.peerId)
     }
+  }
+
+  /** See "Streams" at the top. */
+  #reopenStreams (): void {
+    // gossipsub's streams, and its queue of peers to open one to (it skips a peer that has one or is gone)
+    const { streamsOutbound, outboundInflightQueue: opener } = this.#pubsub as unknown as GossipStreams
+    if (!(streamsOutbound instanceof Map) || typeof opener?.push !== 'function') return
+    const streamless = new Set<string>()
+    for (const peerId of this.#pubsub.getPeers()) {
+      const id = peerId.toString()
+      if (streamsOutbound.has(id)) continue
+      if (!this.#streamless.has(id)) {
+        streamless.add(id)
+        continue
+      }
+      const connection = this.#libp2p.getConnections(peerId).find(c => c.status === 'open')
+      if (connection == null) continue
+      this.#streamsReopened++
+      this.#log.debug({ peer: id }, 'gossip stream to a connected peer was closed; opening it again')
+      opener.push({ peerId, connection })
+    }
+    this.#streamless.clear()
+    for (const id of streamless) this.#streamless.add(id)
   }
 
   private onPeerDisconnect (event: CustomEvent<PeerId>): void {

@@ -61,6 +61,26 @@ describe('fleet gossip', () => {
     expect(a.isConnected(b.peerId)).toBe(true)
   }, 20_000)
 
+  it('opens a gossip stream again when it closes while the connection stays up', async () => {
+    let zone = 'z1'
+    const limits = { ...fast, nodeTtlMs: 2_000 }
+    const a = await fleet.add({ swarmKey, fleetLimits: limits })
+    const b = await fleet.add({ swarmKey, fleetLimits: limits, fleetState: () => ({ labels: { zone }, models: [] }), bootstrap: [addressWithPeer(a)] })
+    const zoneAtA = (): string | undefined => a.fleet.nodes().find(n => n.peerId === b.peerId)?.labels.zone
+    await waitFor(() => zoneAtA() === 'z1', 'a to see b')
+    const connection = a.libp2p.getConnections().find(c => c.remotePeer.toString() === b.peerId)
+    // b's stream to a is reset; gossipsub itself would open it again only on a new connection
+    const streams = (b.libp2p.services.pubsub as unknown as { streamsOutbound: Map<string, { rawStream: { abort: (err: Error) => void } }> }).streamsOutbound
+    streams.get(a.peerId)!.rawStream.abort(new Error('reset by the test'))
+    await waitFor(() => !streams.has(a.peerId), 'b\'s stream to a to be gone')
+    zone = 'z2'
+    b.fleet.changed()
+    await waitFor(() => zoneAtA() === 'z2', 'a to hear b\'s new state', 10_000)
+    expect(b.fleet.stats().streamsReopened).toBeGreaterThanOrEqual(1)
+    // over the same connection: nobody hung up
+    expect(a.libp2p.getConnections().find(c => c.remotePeer.toString() === b.peerId)).toBe(connection)
+  }, 30_000)
+
   it('preheat requests reach every node once, with the requester named', async () => {
     const a = await fleet.add({ swarmKey, fleetLimits: fast })
     const b = await fleet.add({ swarmKey, fleetLimits: fast, bootstrap: [addressWithPeer(a)] })

@@ -204,6 +204,17 @@ function fleetMetrics (registry: Registry, fleet: (() => FleetCounts | undefined
       for (const [reason, n] of Object.entries(counts.stats.rejected)) this.inc({ reason }, n)
     }
   })
+  new Counter({
+    name: 'swarm_fleet_streams_reopened_total',
+    help: 'Gossip streams to connected peers found closed and opened again',
+    registers: [registry],
+    collect () {
+      const counts = fleet()
+      if (counts === undefined) return
+      this.reset()
+      this.inc(counts.stats.streamsReopened)
+    }
+  })
 }
 
 /** The data server's limits at work: timeouts, refused connections, slots and connections in use, BUSY answers. */
