@@ -43,9 +43,10 @@ export const HAVE_FLUSH_MS = 20
  * One pull by `n` nodes at once. `churnAt`: when `churnShare` of them vanish; `lateAt`: when
  * `lateShare` × n extra nodes start (one more starts after everybody else finished).
  * `chunks`: the model's unique chunks; `settings`: as DEFAULT_SETTINGS; `onSession`: each node's
- * PullSession as it starts; `note`: a line of trace (SIM_TRACE).
+ * PullSession as it starts; `note`: a line of trace (SIM_TRACE); `traceOrigin`: a line for each
+ * origin request as it opens and each one given up (SIM_TRACE_ORIGIN).
  */
-export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt, lateAt, limitMs, trace, note = () => {}, onSession }) {
+export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt, lateAt, limitMs, trace, traceOrigin = false, note = () => {}, onSession }) {
   const settings = { ...DEFAULT_SETTINGS, ...given }
   const started = performance.now()
   const random = seededRandom(seed)
@@ -169,6 +170,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
           transfer.abort = () => {
             if (transfer.done) return
             transfer.done = true
+            if (traceOrigin && transfer.source.kind === 'origin') note(`origin given up t=${(now / 1000).toFixed(2)} node ${node.index} chunk ${transfer.chunk}${node.alive ? '' : ' (node gone)'}`)
             // A peer that has begun its answer finishes it (the data server sends a response it
             // started whole, and what it wrote sits in socket buffers anyway): the bytes still take
             // both links, and `delivered` drops them. An origin GET ends with its connection.
@@ -190,6 +192,18 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       origin: { name: 'origin', kind: 'origin', fetch: () => { throw new Error('the simulator fetches') } },
       peer: peerId => byId.has(peerId) ? { name: `peer:${peerId}`, kind: 'peer', peerId, fetch: () => { throw new Error('the simulator fetches') } } : undefined
     }
+  }
+
+  /** Who asks the origin for what, in its own view, and how many live nodes hold it already: where duplicates come from. */
+  function noteOriginRequest (transfer) {
+    const { node, chunk } = transfer
+    const pullers = node.session?.scheduler?.pullers
+    const owner = pullers?.owner(chunk)
+    const ownerNode = owner === undefined ? undefined : byId.get(owner)
+    const role = owner === node.id ? 'owner' : pullers?.backup(chunk) === node.id ? 'runner-up' : pullers?.isFetcher(node.id) === true ? 'fetcher' : 'non-fetcher'
+    const holders = nodes.filter(p => p.alive && p.holds[chunk] === 1).length
+    const ownerText = ownerNode === undefined ? 'unknown' : `${ownerNode.index}${ownerNode.alive ? '' : ' (gone)'}`
+    note(`origin t=${(now / 1000).toFixed(2)} node ${node.index} chunk ${chunk} as ${role} (owner ${ownerText}), ${holders} live holders`)
   }
 
   function fail (transfer, why) {
@@ -317,6 +331,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     const node = transfer.node
     if (transfer.done || !node.alive) return
     if (transfer.source.kind === 'origin') {
+      if (traceOrigin) noteOriginRequest(transfer)
       transfer.flow = net.start(ORIGIN, node.index, transfer.size, transfer, now)
       return
     }

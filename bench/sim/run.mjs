@@ -85,6 +85,7 @@
 // (a bench/results/fanout*.json: use that model's chunks, links and origin, and compare with its
 // measurements at the N both ran), SIM_LIMIT_S (virtual time a run may take; 20 × T*, ≥ 300 s),
 // SIM_TRACE (ms: print the fleet's state every so often, and events by kind at the end),
+// SIM_TRACE_ORIGIN (set: print every origin request, who made it in what role, and those given up),
 // SIM_CANCEL (finish: a peer's answer to a cancelled request still crosses both links, as the data
 // server sends an answer it began whole; stop: it ends at once, which flatters duplicates),
 // SIM_START_SPREAD_MS (0: each node's session begins at a uniformly random time up to this after
@@ -189,7 +190,7 @@ const modelBytes = chunks.reduce((sum, c) => sum + c.size, 0)
 
 const note = line => { process.stderr.write(line + '\n') }
 const lowerBound = n => bound(n, modelBytes, settings)
-const simulate = async options => await runSimulation({ chunks, settings, trace: process.env.SIM_TRACE != null ? Number(process.env.SIM_TRACE) : undefined, note, ...options })
+const simulate = async options => await runSimulation({ chunks, settings, trace: process.env.SIM_TRACE != null ? Number(process.env.SIM_TRACE) : undefined, traceOrigin: process.env.SIM_TRACE_ORIGIN != null, note, ...options })
 const baseline = options => runBaseline({ chunks, settings, ...options })
 
 // ---- the runs ----

@@ -133,6 +133,16 @@ export const TAKEOVER_WAIT_MS = 2_000
  */
 export const STEAL_MARGIN = 2
 
+/**
+ * The tiers of a non-owner's fallback wait (see `origin.ts`): the chunk's runner-up waits one
+ * wait, the other origin fetchers two, and every other puller this many. In a large fleet an
+ * owner's chunk comes late when its origin request gets a small share of the origin's link, not
+ * only when the owner stalls, and the pullers that are not fetchers are hundreds: in bench/sim
+ * at 1,000 nodes with a tenth leaving early in the pull, at two waits 9 of them fetched one late
+ * chunk within a quarter of a second, and the origin sent 1.15–1.45 × M over three seeds.
+ */
+export const NON_FETCHER_FALLBACK_TIER = 4
+
 /** How often, at most, a fetcher with nothing of its own left looks for a busier owner's chunk to take. */
 export const STEAL_SCAN_MS = 250
 

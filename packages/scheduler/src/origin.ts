@@ -39,10 +39,16 @@
  *   owners fetch what they own in chunk order, at most c at a time, so with
  *   few pullers (each owning a long list) the wait grows with the owner's queue instead of
  *   triggering duplicate fetches; with many pullers q is 0. The tier is 1 for the runner-up
- *   (second in the ranking) and 2 for everyone else, so when an owner stalls silently the
- *   runner-up alone fetches the chunk, and the rest find it at the runner-up before their own
- *   deadline; only if both stall does everyone go to the origin. The formula assumes the fleet
- *   shares one configuration.
+ *   (second in the ranking), 2 for the other origin fetchers and `NON_FETCHER_FALLBACK_TIER` (4)
+ *   for every other puller, so when an owner stalls silently the runner-up alone fetches the
+ *   chunk, and the rest find it at the runner-up before their own deadline; only if both stall
+ *   do the other fetchers go to the origin, and the rest of a large fleet only after them. In a
+ *   fleet of hundreds a chunk also comes late when its owner's request gets a small share of a
+ *   busy origin's link; with one tier for all non-owners, every puller that had not yet seen
+ *   the runner-up's copy fell back at the same moment (bench/sim, 1,000 nodes knowing their
+ *   neighbours, a tenth leaving at half of T*: 9 requests for one chunk within 0.25 s). With up
+ *   to 16 pullers every puller is a fetcher and the tiers are 1 and 2. The formula assumes the
+ *   fleet shares one configuration.
  *
  * The fleet keeps about `fleetInflightOrigin` requests outstanding at the origin in all: each
  * node c = ⌈fleetInflightOrigin / pullers⌉ (at least 1, at most `maxInflightOrigin`), where
@@ -128,12 +134,18 @@
  *   that had believed itself an owner kept its request: in bench/sim at 1,000 nodes with partial
  *   views about 700 origin requests shared the link at once, all timed out at 30 s, and p99 was
  *   5.1 × T* with 3.8 × M from the origin; giving them up, 4.1 × T* and 2.6 × M.
+ *   A node still among the fetchers keeps a request it started at least `TAKEOVER_WAIT_MS` ago:
+ *   its heir waits that long (5 s when, as here, the old owner still pulls) before asking, and
+ *   starts from nothing. When a fetcher leaves, the fetcher promoted in its place outranks others
+ *   for some of their chunks; at 1,000 nodes with a tenth leaving at half of T*, owners gave up
+ *   six requests under way for 6–11 s, most of each chunk already sent, and fetched them again.
  * - Each node ranks its fetchers for every chunk when they change (O(fetchers × chunks)), and
  *   keeps only the best-ranked pullers it hears of, so neither grows with the fleet.
  */
 
 import {
   EXPECTED_PULLERS_MS,
+  NON_FETCHER_FALLBACK_TIER,
   ORIGIN_TIMEOUT_FACTOR,
   ORIGIN_WAIT_FACTOR,
   PEER_RESERVED_SLOTS,
@@ -158,6 +170,7 @@ export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): vo
   const windowEnd = s.seenCount + originWindow(s)
   const fallbackEnd = fallbackWindowEnd(s)
   const paused = now < s.originPausedUntil
+  const fetcher = !s.pullersKnown || s.pullers.isFetcher(s.selfId)
   for (let w = 0; w < s.words; w++) {
     let word = s.idleWords[w]!
     while (word !== 0) {
@@ -187,7 +200,7 @@ export function fillFromOrigin (s: Scheduler, now: number, start: Request[]): vo
         continue
       }
       if (i >= fallbackEnd) continue
-      const deadline = fallbackAt(s, i, wait)
+      const deadline = fallbackAt(s, i, wait, fetcher)
       if (now >= deadline) fallbacks.push(i)
       else s.nextFallbackAt = Math.min(s.nextFallbackAt, deadline)
     }
@@ -289,25 +302,32 @@ function originWait (s: Scheduler, now: number): number {
 }
 
 /** When a non-owner gives up waiting for a chunk nobody holds; see the notes at the top. */
-function fallbackAt (s: Scheduler, chunk: number, wait: number): number {
+function fallbackAt (s: Scheduler, chunk: number, wait: number, fetcher: boolean): number {
   const since = Math.max(s.waitSince[chunk]!, s.eligibleSince[chunk]!)
   if (!s.pullersKnown) return since + wait
   const rounds = 1 + Math.floor(s.pullers.queuePosition(chunk) / originCap(s))
-  const tier = s.pullers.backup(chunk) === s.selfId ? 1 : 2
+  const tier = s.pullers.backup(chunk) === s.selfId ? 1 : fetcher ? 2 : NON_FETCHER_FALLBACK_TIER
   return since + wait * rounds * tier
 }
 
 /**
  * Gives up the origin requests this node made as the owner of chunks it no longer owns: the new
- * owner fetches them (see the notes at the top).
+ * owner fetches them; a fetcher keeps those it started at least `TAKEOVER_WAIT_MS` ago (see
+ * the notes at the top).
  */
-export function releaseLostOwnership (s: Scheduler): void {
+export function releaseLostOwnership (s: Scheduler, now: number): void {
   if (!s.pullersKnown) return
   let lost: Outstanding[] | undefined
   for (const outstanding of s.outstanding.values()) {
     if (outstanding.asOwner && s.pullers.owner(outstanding.request.chunk) !== s.selfId) (lost ??= []).push(outstanding)
   }
-  for (const outstanding of lost ?? []) s.cancel(outstanding)
+  if (lost === undefined) return
+  // a fetcher keeps what it has had under way longer than its heir would wait before asking
+  const stillFetcher = s.pullers.isFetcher(s.selfId)
+  for (const outstanding of lost) {
+    if (stillFetcher && now - outstanding.startedAt >= TAKEOVER_WAIT_MS) continue
+    s.cancel(outstanding)
+  }
 }
 
 export function timeoutOf (s: Scheduler, outstanding: Outstanding): number {

@@ -202,6 +202,12 @@ export class PullerSet {
     return this.assigned.slice()
   }
 
+  /** Whether the puller is one of those that fetch from the origin now. */
+  isFetcher (peerId: string): boolean {
+    this.sync()
+    return this.assigned.includes(peerId)
+  }
+
   add (peerId: string): void {
     checkPeerId(peerId)
     if (this.members.has(peerId)) return

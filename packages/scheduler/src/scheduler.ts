@@ -654,7 +654,7 @@ export class Scheduler implements ChunkScheduler {
   tick (now: number): Actions {
     now = this.clock(now)
     catchUp(this)
-    releaseLostOwnership(this)
+    releaseLostOwnership(this, now)
     const start: Request[] = []
     const cancel = this.pendingCancels
     this.pendingCancels = []

@@ -8,6 +8,7 @@ import {
   InvalidPeerIdError,
   InvalidSchedulerInitError,
   InvalidTimeError,
+  NON_FETCHER_FALLBACK_TIER,
   pullerSet,
   rendezvousOwner,
   rendezvousRanking,
@@ -604,6 +605,55 @@ describe('taking chunks from the origin', () => {
     // none of what it gave up is asked for again: delta owns those now
     for (const r of lost) expect(start.map(s => s.chunk)).not.toContain(r.chunk)
     expect(scheduler.stats.inflightOrigin).toBe(kept.length + start.filter(r => r.source.kind === 'origin').length)
+  })
+
+  it('keeps an origin request it has had under way for the takeover wait when a joiner takes its chunk, as long as it is still a fetcher', () => {
+    const scheduler = puller('alpha')
+    const first = scheduler.tick(0).start
+    const after = pullerSet(chunks, [...pullers, 'delta'])
+    expect(after.fetchers()).toContain('alpha')
+    const lost = first.filter(r => after.owner(r.chunk) !== 'alpha')
+    expect(lost.length).toBeGreaterThan(0)
+    // the heir would wait at least as long again before asking, and start from nothing
+    scheduler.pullerJoined('delta', TAKEOVER_WAIT_MS)
+    const { cancel, start } = scheduler.tick(TAKEOVER_WAIT_MS)
+    expect(cancel).toEqual([])
+    for (const r of lost) expect(start.map(s => s.chunk)).not.toContain(r.chunk)
+    expect(scheduler.stats.inflightOrigin).toBe(first.length + start.filter(r => r.source.kind === 'origin').length)
+  })
+
+  it('gives up every origin request it made as an owner once it is no longer a fetcher, however long under way', () => {
+    const before = pullerSet(chunks, pullers, { fetchers: 2 })
+    const pushedOut = before.fetchers()[1]!
+    const joiner = range(400).map(k => `joiner-${k}`).find(id => !pullerSet(chunks, [...pullers, id], { fetchers: 2 }).fetchers().includes(pushedOut))
+    expect(joiner).toBeDefined()
+    const scheduler = puller(pushedOut, { originFetchers: 2 })
+    const first = scheduler.tick(0).start
+    expect(first.length).toBeGreaterThan(0)
+    expect(first.every(r => r.source.kind === 'origin')).toBe(true)
+    scheduler.pullerJoined(joiner!, 2 * TAKEOVER_WAIT_MS)
+    const { cancel } = scheduler.tick(2 * TAKEOVER_WAIT_MS)
+    expect(cancel.map(r => r.id).sort((a, b) => a - b)).toEqual(first.map(r => r.id).sort((a, b) => a - b))
+  })
+
+  it('as a puller that is not an origin fetcher, falls back only after NON_FETCHER_FALLBACK_TIER waits, behind the fetchers', () => {
+    const set = pullerSet(chunks, pullers, { fetchers: 2 })
+    const outsider = pullers.find(p => !set.fetchers().includes(p))!
+    const scheduler = puller(outsider, { originFetchers: 2 })
+    // it owns nothing
+    expect(scheduler.tick(0).start).toEqual([])
+    // a fetcher delivers one of its chunks at once: owners are quick, the fallback wait (1 s) rules
+    const fetcher = set.fetchers()[0]!
+    const delivered = range(30).find(i => set.owner(i) === fetcher)!
+    connect(scheduler, fetcher, [delivered], 100)
+    for (const request of scheduler.tick(100).start) scheduler.chunkArrived(request.chunk, 150, request.id)
+    // a fetcher that is not the runner-up would go after 2 waits; this node waits 4
+    expect(NON_FETCHER_FALLBACK_TIER).toBe(4)
+    expect(scheduler.tick(2_000).start).toEqual([])
+    expect(scheduler.tick(3_999).start).toEqual([])
+    const late = scheduler.tick(4_000).start
+    expect(late.length).toBeGreaterThan(0)
+    expect(late.every(r => r.source.kind === 'origin' && r.chunk !== delivered)).toBe(true)
   })
 
   it('keeps a fallback request when ownership moves', () => {
