@@ -600,9 +600,14 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
       }
       const connection = this.#libp2p.getConnections(peerId).find(c => c.status === 'open')
       if (connection == null) continue
-      this.#streamsReopened++
       this.#log.debug({ peer: id }, 'gossip stream to a connected peer was closed; opening it again')
-      opener.push({ peerId, connection })
+      try {
+        opener.push({ peerId, connection })
+        this.#streamsReopened++
+      } catch (err) {
+        // gossipsub stopping ends its queue; a sweep must never throw out of its timer
+        this.#log.debug({ peer: id, err: (err as Error).message }, 'could not ask gossipsub to reopen a stream')
+      }
     }
     this.#streamless.clear()
     for (const id of streamless) this.#streamless.add(id)
