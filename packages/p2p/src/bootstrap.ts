@@ -55,8 +55,6 @@ export function parseBootstrapEntry (entry: string): BootstrapEntry {
 
 export interface BootstrapperInit {
   intervalMs?: number
-  /** the first retry after a round with a failed dial, ms; doubles up to `intervalMs` */
-  retryMs?: number
   logger?: Logger
 }
 
@@ -64,13 +62,12 @@ export class Bootstrapper {
   readonly #libp2p: Libp2p
   readonly #entries: BootstrapEntry[]
   readonly #intervalMs: number
-  readonly #retryMs: number
   readonly #log: Logger
   /** address → peer id its last successful dial reached */
   readonly #reached = new Map<string, string>()
   #timer: ReturnType<typeof setInterval> | undefined
   #retry: ReturnType<typeof setTimeout> | undefined
-  /** the wait before the next retry; back to `retryMs` after a round with no failure */
+  /** the wait before the next retry; back to `BOOTSTRAP_RETRY_MS` after a round with no failure */
   #nextRetryMs: number
   #round: Promise<void> | undefined
   #shutdown = new AbortController()
@@ -79,8 +76,7 @@ export class Bootstrapper {
     this.#libp2p = libp2p
     this.#entries = entries
     this.#intervalMs = init.intervalMs ?? BOOTSTRAP_INTERVAL_MS
-    this.#retryMs = Math.min(init.retryMs ?? BOOTSTRAP_RETRY_MS, this.#intervalMs)
-    this.#nextRetryMs = this.#retryMs
+    this.#nextRetryMs = BOOTSTRAP_RETRY_MS
     this.#log = (init.logger ?? silentLogger).child({ component: 'p2p:bootstrap' })
   }
 
@@ -165,7 +161,7 @@ export class Bootstrapper {
   /** Another round soon after a failed one, backing off; none while the interval's rounds succeed. */
   #scheduleRetry (failed: boolean): void {
     if (!failed) {
-      this.#nextRetryMs = this.#retryMs
+      this.#nextRetryMs = BOOTSTRAP_RETRY_MS
       return
     }
     if (this.#timer == null || this.#retry != null || this.#shutdown.signal.aborted) return

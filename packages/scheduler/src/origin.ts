@@ -138,7 +138,7 @@
  *   its heir waits that long (5 s when, as here, the old owner still pulls) before asking, and
  *   starts from nothing. When a fetcher leaves, the fetcher promoted in its place outranks others
  *   for some of their chunks; at 1,000 nodes with a tenth leaving at half of T*, owners gave up
- *   six requests under way for 6–11 s, most of each chunk already sent, and fetched them again.
+ *   five requests under way for 6.5–11.5 s, much of each chunk already sent, and fetched them again.
  * - Each node ranks its fetchers for every chunk when they change (O(fetchers × chunks)), and
  *   keeps only the best-ranked pullers it hears of, so neither grows with the fleet.
  */
