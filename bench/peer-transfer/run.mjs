@@ -213,7 +213,10 @@ try {
       receiverThreads: perGB(receiverThreads, GB),
       // whole life of each agent: the sender's includes its own pull from the origin
       senderPeakRssMB: seederRss == null ? null : seederRss / MB,
-      receiverPeakRssMB: leecherRss == null ? null : leecherRss / MB
+      receiverPeakRssMB: leecherRss == null ? null : leecherRss / MB,
+      // requests the receiver made, hedges and retries included: the per-chunk work its main thread did
+      peerRequests: done.peerRequests ?? null,
+      chunks: done.progress?.totalChunks ?? null
     }
   }
   result.cpuRatio = result.swarm.cpuSecondsPerGB / result.rawTcp.cpuSecondsPerGB
@@ -225,6 +228,7 @@ try {
   console.log(`  raw TCP:        ${fmt(result.rawTcp.MBps).padStart(7)} MB/s, ${fmt(result.rawTcp.cpuSecondsPerGB, 2)} CPU-s/GB (both ends); peak RSS sender ${fmt(result.rawTcp.senderPeakRssMB, 0)} MB, receiver ${fmt(result.rawTcp.receiverPeakRssMB, 0)} MB`)
   console.log(`  necessary work: ${fmt(nw.MBps).padStart(7)} MB/s, ${fmt(nw.cpuSecondsPerGB, 2)} CPU-s/GB (${nw.cipher}, SHA-256, pwrite, fdatasync; sender ${fmt(nw.senderCpuSecondsPerGB, 2)}, receiver ${fmt(nw.receiverCpuSecondsPerGB, 2)}: main ${fmt(nw.receiverMainThreadCpuSecondsPerGB, 2)}, workers ${fmt(nw.receiverWorkersCpuSecondsPerGB, 2)}); peak RSS sender ${fmt(nw.senderPeakRssMB, 0)} MB, receiver ${fmt(nw.receiverPeakRssMB, 0)} MB`)
   console.log(`  swarm:          ${fmt(result.swarm.MBps).padStart(7)} MB/s, ${fmt(result.swarm.cpuSecondsPerGB, 2)} CPU-s/GB (both agents: TLS, SHA-256, store writes, fsync; sender ${fmt(result.swarm.senderCpuSecondsPerGB, 2)}, receiver ${fmt(result.swarm.receiverCpuSecondsPerGB, 2)})${takesWorkers ? `, --workers ${WORKERS}` : ' (this build has no --workers)'}`)
+  console.log(`                  ${fmtOr(result.swarm.peerRequests, 0)} peer requests for ${fmtOr(result.swarm.chunks, 0)} chunks`)
   console.log(`                  receiving agent per thread: ${fmtBreakdown(receiverThreads, GB)}; peak RSS sender ${fmtOr(result.swarm.senderPeakRssMB, 0)} MB, receiver ${fmtOr(result.swarm.receiverPeakRssMB, 0)} MB (whole life; goal <= 300)`)
   console.log(`                  every thread (from /proc), sender: ${fmtBreakdown(senderOsThreads, GB)}`)
   console.log(`                  every thread (from /proc), receiver: ${fmtBreakdown(receiverOsThreads, GB)}`)

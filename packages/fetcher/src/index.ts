@@ -203,7 +203,12 @@ class ChunkFetcher implements Fetcher {
         const attempt = new AbortController()
         attempts.add(attempt)
         hedgeTimer = setTimeout(startNext, this.hedgeAfterMs)
+        // the attempt's own deadline aborts it with the timeout as reason: one timer, no signal
+        // combined per attempt (AbortSignal.any and .timeout cost the main thread per chunk)
+        const deadline = setTimeout(() => { attempt.abort(new SourceTimeoutError(source.name, this.sourceTimeoutMs)) }, this.sourceTimeoutMs)
+        deadline.unref?.()
         this.attempt(request, source, attempt.signal)
+          .finally(() => { clearTimeout(deadline) })
           .then(result => {
             attempts.delete(attempt)
             finish(undefined, result)
@@ -234,14 +239,11 @@ class ChunkFetcher implements Fetcher {
     if (this.workers !== undefined && this.planner !== undefined && source.remote !== undefined) {
       return await this.attemptInWorker(request, source, source.remote, this.workers, this.planner, signal)
     }
-    const timeout = AbortSignal.timeout(this.sourceTimeoutMs)
-    const combined = AbortSignal.any([signal, timeout])
     let bytes: Uint8Array
     try {
-      bytes = await source.fetch(request, { signal: combined })
+      bytes = await source.fetch(request, { signal })
     } catch (err) {
-      if (timeout.aborted && !signal.aborted) throw new SourceTimeoutError(source.name, this.sourceTimeoutMs)
-      throw err
+      throw timedOut(signal) ?? err
     }
     let landed: (() => void) | undefined
     const landing = this.landing
@@ -266,17 +268,16 @@ class ChunkFetcher implements Fetcher {
 
   /** the whole attempt in a worker; this thread records the chunk once the worker has made it durable */
   private async attemptInWorker (request: ChunkRequest, source: ChunkSource, remote: RemoteSource, workers: ChunkWorkers, planner: WritePlanner, signal: AbortSignal): Promise<FetchResult> {
-    const timeout = AbortSignal.timeout(this.sourceTimeoutMs)
-    const combined = AbortSignal.any([signal, timeout])
     for (let tries = 1; ; tries++) {
       // the held manifests say how large the chunk is (the store refuses two sizes for one CID);
       // the worker checks the bytes against the CID, so a source is blamed only for its bytes
       const plan = planner.planWrite(request.cid)
       if (plan.slots.length === 0) return { source: 'local', kind: 'local', bytes: 0 }
       try {
-        await workers.fetchChunk({ cid: request.cid, size: plan.size, source: remote, sourceName: source.name, slots: plan.slots, dataDir: plan.dir }, { signal: combined })
+        await workers.fetchChunk({ cid: request.cid, size: plan.size, source: remote, sourceName: source.name, slots: plan.slots, dataDir: plan.dir }, { signal })
       } catch (err) {
-        if (timeout.aborted && !signal.aborted) throw new SourceTimeoutError(source.name, this.sourceTimeoutMs)
+        const timeout = timedOut(signal)
+        if (timeout !== undefined) throw timeout
         // written meanwhile by another writer (a local copy, a put): the file may even be sealed
         if (!(err instanceof DiskFullError) && !(err instanceof ChunkVerificationError) && this.store.hasChunk(request.cid)) {
           return { source: 'local', kind: 'local', bytes: 0 }
@@ -291,10 +292,16 @@ class ChunkFetcher implements Fetcher {
       // verified and durable: recorded even when the caller gave up meanwhile (a hedge lost, a
       // pull cancelled), so the bytes on disk are never fetched again
       await planner.recordWritten(plan, { source: source.name })
-      signal.throwIfAborted()
+      // a deadline that passed while the chunk was being recorded is no failure: it is stored
+      if (timedOut(signal) === undefined) signal.throwIfAborted()
       return { source: source.name, kind: source.kind, bytes: plan.size }
     }
   }
+}
+
+/** the timeout an attempt's signal was aborted with by its deadline, if that is why it ended */
+function timedOut (signal: AbortSignal): SourceTimeoutError | undefined {
+  return signal.aborted && signal.reason instanceof SourceTimeoutError ? signal.reason : undefined
 }
 
 export function fetcher (init: FetcherInit): Fetcher {

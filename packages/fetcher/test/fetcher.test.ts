@@ -8,7 +8,7 @@ import { ChunkUnavailableError } from '@swarm/interface'
 import { encodeManifest } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { fetcher, originSource } from '../src/index.js'
+import { SourceTimeoutError, fetcher, originSource } from '../src/index.js'
 import type { Fetcher } from '../src/index.js'
 import type { ChunkRequest, ChunkSource, ChunkStore, Manifest, Origin } from '@swarm/interface'
 
@@ -114,6 +114,23 @@ describe('fetcher', () => {
     expect(result.source).toBe('origin')
     expect(performance.now() - started).toBeLessThan(5_000)
     expect(silent.aborted).toBe(1)
+  })
+
+  it('gives up on a source silent past the source timeout, as a timeout, and takes the next source', async () => {
+    const model = makeModel(2)
+    await store.addManifest(model.cid, model.manifest)
+    const [first, second] = store.missingChunks(model.cid) as [ChunkRequest, ChunkRequest]
+    // no hedge before the timeout: only the deadline moves the fetch on
+    const silent = source('peer:silent', model, { silent: true })
+    const origin = source('origin', model)
+    const result = await fetcher({ store, sources: [silent, origin], hedgeAfterMs: 60_000, sourceTimeoutMs: 100 }).fetch(first)
+    expect(result.source).toBe('origin')
+    expect(silent.aborted).toBe(1)
+    // with nothing after it, the timeout is the cause the caller reads
+    const err = await fetcher({ store, sources: [silent], hedgeAfterMs: 60_000, sourceTimeoutMs: 100 }).fetch(second).catch((e: Error) => e)
+    expect(err).toBeInstanceOf(ChunkUnavailableError)
+    expect((err as ChunkUnavailableError).causes.map(c => c.error)).toEqual([expect.any(SourceTimeoutError)])
+    expect(store.missingChunks(model.cid)).toEqual([second])
   })
 
   it('shares one fetch between concurrent requests for the same chunk', async () => {

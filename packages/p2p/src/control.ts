@@ -13,10 +13,13 @@
  * stream that died is simply dropped. After that:
  * - `join` goes to every connected peer at once, so the peers of a small fleet find each other
  *   without waiting for the DHT; peers connecting later get it in their stream's first messages.
- * - `have` goes only to peers that joined the same manifest; indices are coalesced for
+ * - `have` goes only to peers that joined the same manifest and lack some of its chunks (a
+ *   seeder asks nobody for anything: haves to it only cost both ends a frame, and a pull from
+ *   one seeder spent a tenth of its main thread on them); indices are coalesced for
  *   {@link HAVE_FLUSH_DELAY_MS} and only chunks not already announced are sent.
- * - When a peer joins a manifest we hold and it had not joined before, we send it our current
- *   `join` again, because the `have`s it missed in between were never sent to it.
+ * - When a peer joins a manifest we hold and it had not joined before, or it held every chunk
+ *   and now lacks some, we send it our current `join` again, because the `have`s it missed in
+ *   between were never sent to it.
  * A peer's state lives until its last connection closes (`peer:disconnected`) or it sends a
  * new `hello`.
  *
@@ -56,7 +59,7 @@
 import { TypedEventEmitter } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr as toMultiaddr } from '@multiformats/multiaddr'
-import { bitfieldLength, hasBit, setBit, silentLogger } from '@swarm/interface'
+import { bitfieldLength, countBits, hasBit, setBit, silentLogger } from '@swarm/interface'
 import {
   CONTROL_PROTOCOL,
   DIAL_TIMEOUT_MS,
@@ -285,6 +288,8 @@ interface RemoteManifest {
   pulling: boolean
   bitfield: Uint8Array
   fetchers: readonly NamedFetcher[]
+  /** its join marked every chunk held: it asks nobody for anything, so it is sent no haves */
+  complete: boolean
 }
 
 interface PeerSession {
@@ -427,7 +432,8 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
   }
 
   have (manifestCid: string, indices: Iterable<number>): void {
-    const cid = manifestKey(manifestCid)
+    // a joined manifest's key is canonical already: no parse per chunk that lands
+    const cid = this.#local.has(manifestCid) ? manifestCid : manifestKey(manifestCid)
     const local = this.#local.get(cid)
     if (local == null) {
       this.#log.debug({ manifest: cid }, 'have for a manifest not joined; ignored')
@@ -637,7 +643,10 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
           break
         }
         const previous = session.manifests.get(message.manifest)
-        if (this.#adopt(session, message.manifest, remoteState(message)) && previous == null) {
+        const state = remoteState(message)
+        // a peer that held everything was sent no haves: once it lacks chunks again (it evicted
+        // some), it gets our whole state, as a peer that joins for the first time does
+        if (this.#adopt(session, message.manifest, state) && (previous == null || (previous.complete && !state.complete))) {
           this.#send(session, this.#joinMessage(message.manifest, local))
         }
         break
@@ -827,7 +836,8 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
       const indices = [...local.pending].sort((a, b) => a - b)
       local.pending.clear()
       for (const session of this.#sessions.values()) {
-        if (!session.manifests.has(cid)) {
+        // a peer that holds every chunk would only spend a frame (and both ends' CPU) on them
+        if (session.manifests.get(cid)?.complete !== false) {
           continue
         }
         for (let start = 0; start < indices.length; start += MAX_HAVE_INDICES_PER_MESSAGE) {
@@ -961,7 +971,7 @@ function entryBytes (state: RemoteManifest): number {
 
 /** A join's state as kept for the peer. */
 function remoteState (message: Extract<ControlMessage, { type: 'join' }>): RemoteManifest {
-  return { chunkCount: message.chunkCount, pulling: message.pulling, bitfield: message.bitfield, fetchers: message.fetchers ?? [] }
+  return { chunkCount: message.chunkCount, pulling: message.pulling, bitfield: message.bitfield, fetchers: message.fetchers ?? [], complete: countBits(message.bitfield) === message.chunkCount }
 }
 
 function addressKey (address: DataAddress | undefined): string {

@@ -190,6 +190,33 @@ describe('control channel', () => {
     expect(writerOfA()).not.toBe(lost)
   })
 
+  it('sends no haves to a peer that holds every chunk, and its whole state once it lacks some again', async () => {
+    const [seeder, puller] = await connectedPair(fleet)
+    const other = await fleet.add({ swarmKey, bootstrap: [addressWithPeer(seeder), addressWithPeer(puller)] })
+    await waitFor(() => other.isConnected(puller.peerId) && puller.isConnected(other.peerId), 'the third node to connect')
+    const eventsOfSeeder = record(seeder.control)
+    const m = await manifestCid('seeder-haves')
+    seeder.control.join(m, { bitfield: bitfieldOf(8, [0, 1, 2, 3, 4, 5, 6, 7]), chunkCount: 8, pulling: false })
+    puller.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true })
+    other.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true })
+    await waitFor(() => viewOf(puller, m, seeder.peerId) != null && viewOf(puller, m, other.peerId) != null && viewOf(seeder, m, puller.peerId) != null, 'all three to join')
+
+    puller.control.have(m, [0, 1])
+    // the flush that reached the peer still pulling would have reached the seeder too
+    await waitFor(() => indicesOf(viewOf(other, m, puller.peerId)?.bitfield, 8).length === 2, 'the other puller to get the haves')
+    await new Promise(resolve => setTimeout(resolve, 200))
+    expect(eventsOfSeeder.filter(event => event.type === 'peer:have')).toEqual([])
+    expect(indicesOf(viewOf(seeder, m, puller.peerId)?.bitfield, 8)).toEqual([])
+
+    // the seeder lost a chunk (evicted) and pulls again: it learns what the haves it was spared said
+    seeder.control.join(m, { bitfield: bitfieldOf(8, [0, 1, 2, 3, 4, 6, 7]), chunkCount: 8, pulling: true })
+    await waitFor(() => indicesOf(viewOf(seeder, m, puller.peerId)?.bitfield, 8).length === 2, 'the seeder to get the puller\'s whole state')
+    expect(indicesOf(viewOf(seeder, m, puller.peerId)?.bitfield, 8)).toEqual([0, 1])
+    // and, lacking a chunk, it gets haves again
+    puller.control.have(m, [5])
+    await waitFor(() => eventsOfSeeder.some(event => event.type === 'peer:have' && event.detail.indices.includes(5)), 'the seeder to get a have again')
+  })
+
   it('passes on the origin fetchers a join names, and counts them against the budgets', async () => {
     const [a, b] = await connectedPair(fleet)
     const eventsOfB = record(b.control)

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { threadId } from 'node:worker_threads'
 import { cidForBytes } from '@swarm/chunker'
-import { fetcher, originSource } from '@swarm/fetcher'
+import { SourceTimeoutError, fetcher, originSource } from '@swarm/fetcher'
 import { AbortError, ChunkUnavailableError, ChunkVerificationError } from '@swarm/interface'
 import { encodeManifest } from '@swarm/manifest'
 import { fileOrigin } from '@swarm/origin-file'
@@ -146,11 +146,11 @@ describe('chunk jobs through the fetcher', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  function start (hooks: Record<string, unknown> = {}, size = 2): ReturnType<typeof fetcher> & { bad: string[] } {
+  function start (hooks: Record<string, unknown> = {}, size = 2, sourceTimeoutMs?: number): ReturnType<typeof fetcher> & { bad: string[] } {
     pool = workerPool({ script: chunkWorker, size, workerData: { url, hooks: { dir, ...hooks } }, decodeError: decodeChunkError })
     const origin = fileOrigin({ url })
     const bad: string[] = []
-    const f = fetcher({ store, sources: [originSource(origin)], workers: chunkWorkers({ pool }), onBadSource: (_, cid) => { bad.push(cid) } })
+    const f = fetcher({ store, sources: [originSource(origin)], workers: chunkWorkers({ pool }), onBadSource: (_, cid) => { bad.push(cid) }, ...(sourceTimeoutMs !== undefined ? { sourceTimeoutMs } : {}) })
     return Object.assign(f, { bad })
   }
 
@@ -206,6 +206,17 @@ describe('chunk jobs through the fetcher', () => {
     await new Promise(resolve => setTimeout(resolve, 100))
     controller.abort()
     await expect(fetching).rejects.toBeInstanceOf(AbortError)
+    await until(() => existsSync(join(dir, `aborted-${target.cid}`)))
+    expect(store.hasChunk(target.cid)).toBe(false)
+    expect(await journalRecords()).toBe(0)
+  })
+
+  it('ends a job past the source timeout inside the worker, as a timeout, and records nothing', async () => {
+    const target = manifest.files[0]!.chunks[2]!
+    const f = start({ hangOn: target.cid }, 2, 200)
+    const err = await f.fetch({ cid: target.cid, size: target.size }).catch((e: Error) => e)
+    expect(err).toBeInstanceOf(ChunkUnavailableError)
+    expect((err as ChunkUnavailableError).causes.map(c => c.error)).toEqual([expect.any(SourceTimeoutError)])
     await until(() => existsSync(join(dir, `aborted-${target.cid}`)))
     expect(store.hasChunk(target.cid)).toBe(false)
     expect(await journalRecords()).toBe(0)
