@@ -9,32 +9,17 @@
  * agent: every request is handled inside try/catch, a body that is not a valid request (not JSON,
  * unknown fields, a target that is neither a manifest CID nor a `name[:tag]`) gets a 400 naming
  * what is wrong, one over {@link MAX_REQUEST_BYTES} a 413, and an unexpected failure a 500.
+ * The client (`control-client.ts`) lives apart, so the commands that use it load none of this.
  */
 
-import { request as httpRequest, createServer } from 'node:http'
+import { createServer } from 'node:http'
 import { chmod, rm } from 'node:fs/promises'
 import { z } from 'zod'
 import { formatRef, isManifestCid, parseRef } from '@swarm/manifest'
 import { parseSelector } from '@swarm/p2p'
 import type { Agent } from './agent.js'
-import type { FleetView } from './fleet.js'
 import type { Server } from 'node:http'
 import type { Logger, ModelRef, TransferProgress } from '@swarm/interface'
-import { SwarmError } from '@swarm/interface'
-
-export class AgentUnavailableError extends SwarmError {
-  override readonly code = 'ERR_AGENT_UNAVAILABLE'
-  constructor (socket: string, reason: string) {
-    super(`no agent answers on ${socket}: ${reason}`)
-  }
-}
-
-/** An error the agent reported, with its stable code kept for exit codes. */
-export class AgentError extends SwarmError {
-  constructor (message: string, override readonly code: string, readonly exitCode?: number) {
-    super(message)
-  }
-}
 
 /** Largest request body the socket reads. */
 export const MAX_REQUEST_BYTES = 64 * 1024
@@ -45,7 +30,6 @@ const PullBody = z.object({
   to: z.string().min(1).max(4096).startsWith('/', 'must be an absolute path').refine(path => !path.includes('\0'), 'must not contain NUL').optional(),
   pin: z.boolean().default(false)
 }).strict()
-export type PullBody = z.input<typeof PullBody>
 
 /** A pull body, its target resolved to a manifest CID or a model reference. */
 const PullRequestBody = PullBody.transform((body, ctx) => {
@@ -228,61 +212,4 @@ export async function serveControlApi (agent: Agent, socket: string, describe: (
   })
   await chmod(socket, 0o600)
   return server
-}
-
-function call (socket: string, method: string, path: string, body: unknown, onLine: (line: Record<string, unknown>) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ socketPath: socket, method, path, headers: { 'content-type': 'application/json' } }, res => {
-      let buffer = ''
-      res.setEncoding('utf8')
-      res.on('data', (d: string) => {
-        buffer += d
-        let nl: number
-        while ((nl = buffer.indexOf('\n')) >= 0) {
-          const line = buffer.slice(0, nl)
-          buffer = buffer.slice(nl + 1)
-          if (line.trim() !== '') onLine(JSON.parse(line) as Record<string, unknown>)
-        }
-      })
-      res.on('end', () => { resolve() })
-      res.on('error', reject)
-    })
-    req.on('error', err => { reject(new AgentUnavailableError(socket, err.message)) })
-    if (body != null) req.end(JSON.stringify(body))
-    else req.end()
-  })
-}
-
-export async function agentStatus (socket: string): Promise<Record<string, unknown>> {
-  let status: Record<string, unknown> | undefined
-  await call(socket, 'GET', '/v1/status', undefined, line => { status = line })
-  if (status == null) throw new AgentUnavailableError(socket, 'empty answer')
-  return status
-}
-
-export async function agentFleet (socket: string): Promise<FleetView> {
-  let view: FleetView | undefined
-  await call(socket, 'GET', '/v1/fleet', undefined, line => { view = line as unknown as FleetView })
-  if (view == null) throw new AgentUnavailableError(socket, 'empty answer')
-  return view
-}
-
-/** A request that answers one `done` line; an `error` line throws {@link AgentError}. */
-export async function agentRequest (socket: string, path: '/v1/preheat' | '/v1/resolve', body: unknown): Promise<Record<string, unknown>> {
-  let result: Record<string, unknown> | undefined
-  await call(socket, 'POST', path, body, line => { result = line })
-  if (result == null) throw new AgentUnavailableError(socket, 'the agent closed the connection before answering')
-  if (result.event === 'error') throw new AgentError(String(result.message), String(result.code), typeof result.exitCode === 'number' ? result.exitCode : undefined)
-  return result
-}
-
-export async function agentPull (socket: string, body: PullBody, onProgress: (event: Record<string, unknown>) => void): Promise<Record<string, unknown>> {
-  let result: Record<string, unknown> | undefined
-  await call(socket, 'POST', '/v1/pull', body, line => {
-    if (line.event === 'progress') onProgress(line)
-    else result = line
-  })
-  if (result == null) throw new AgentUnavailableError(socket, 'the agent closed the connection before answering')
-  if (result.event === 'error') throw new AgentError(String(result.message), String(result.code), typeof result.exitCode === 'number' ? result.exitCode : undefined)
-  return result
 }

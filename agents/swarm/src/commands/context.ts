@@ -6,7 +6,6 @@
 import { loadConfig } from '@swarm/config'
 import { SwarmError, redactDeep, redactSecrets } from '@swarm/interface'
 import { formatRef, isManifestCid, parseRef } from '@swarm/manifest'
-import { createStore } from '@swarm/store'
 import type { Command } from 'commander'
 import type { Config, ConfigLayer } from '@swarm/config'
 import type { ChunkStore, Logger } from '@swarm/interface'
@@ -75,6 +74,8 @@ export function emit (options: GlobalOptions, result: Record<string, unknown>, h
 }
 
 export async function withStore<T> (config: Config, logger: Logger, fn: (store: Store) => Promise<T>): Promise<T> {
+  // the store loads with the first command that opens it, not with every command
+  const { createStore } = await import('@swarm/store')
   const store = await createStore({ dir: config.dataDir, budgetBytes: config.cacheSize > 0 ? config.cacheSize : undefined, logger })
   try {
     return await fn(store)

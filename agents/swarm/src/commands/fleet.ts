@@ -15,17 +15,17 @@ import type { FleetModel, FleetView } from '../agent/fleet.js'
 import type { Assessment, FleetGoal, Seen } from './fleet-watch.js'
 import { SwarmError } from '@swarm/interface'
 import type * as P2p from '@swarm/p2p'
-import type * as ControlApi from '../agent/control-api.js'
+import type * as ControlApi from '../agent/control-client.js'
 import type * as FleetWatch from './fleet-watch.js'
 
-// the peer stack (for selectors), the control API and the rules load when a fleet command runs,
+// the peer stack (for selectors), the control API's client and the rules load when a fleet command runs,
 // not with every command of the CLI
 let p2p: typeof P2p
 let api: typeof ControlApi
 let rules: typeof FleetWatch
 async function load (): Promise<void> {
   p2p ??= await import('@swarm/p2p')
-  api ??= await import('../agent/control-api.js')
+  api ??= await import('../agent/control-client.js')
   rules ??= await import('./fleet-watch.js')
 }
 

@@ -5,8 +5,7 @@ import { resolve } from 'node:path'
 import { formatRef, parseRef } from '@swarm/manifest'
 import { describeError } from '../exit-codes.js'
 import { formatBytes, outputMode, reporter } from '../progress.js'
-import { pullModel, placeFiles, resolveManifestCid } from '../pull.js'
-import { createByteWorkers, createLogger, createOrigin } from '../runtime.js'
+import { agentPull } from '../agent/control-client.js'
 import { controller, globals, configFrom, logLevelFor, emit, withStore } from './context.js'
 import type { Command } from 'commander'
 import type { TransferProgress } from '@swarm/interface'
@@ -14,14 +13,11 @@ import type { TransferProgress } from '@swarm/interface'
 export async function pullCommand (target: string, local: { to?: string, cid?: boolean, pin?: boolean, agent: boolean }, command: Command): Promise<void> {
   const options = globals(command)
   const config = await configFrom(options)
-  const logger = createLogger(logLevelFor(config, options))
   const ref = local.cid === true ? undefined : parseRef(target)
   const label = ref != null ? formatRef(ref) : target
   const progress = reporter(outputMode(options.json === true), `pull ${label}`)
   try {
     if (local.agent && existsSync(config.agent.socket)) {
-      // the control API's module loads the peer stack, which a pull without an agent never needs
-      const { agentPull } = await import('../agent/control-api.js')
       const result = await agentPull(config.agent.socket, { target, cid: local.cid === true, pin: local.pin === true, to: local.to != null ? resolve(local.to) : undefined }, event => {
         progress.update({ doneBytes: Number(event.doneBytes), totalBytes: Number(event.totalBytes), detail: { bytesBySource: event.bytesBySource } })
       })
@@ -32,6 +28,9 @@ export async function pullCommand (target: string, local: { to?: string, cid?: b
         `pulled ${label} = ${String(result.manifestCid)} through the agent: ${formatBytes(bySource.totalBytes)} in ${seconds.toFixed(1)} s; ${formatBytes(bySource.bytesBySource.peer)} from peers, ${formatBytes(bySource.bytesBySource.origin)} from the origin${local.to != null ? `; placed in ${local.to}` : ''}`)
       return
     }
+    // the pull engine, the origin's client and the byte workers load only for a pull in this process
+    const [{ pullModel, placeFiles, resolveManifestCid }, { createByteWorkers, createLogger, createOrigin }] = await Promise.all([import('../pull.js'), import('../runtime.js')])
+    const logger = createLogger(logLevelFor(config, options))
     const origin = createOrigin(config, logger)
     // started now, so the threads load their clients while the store opens and the manifest resolves
     const workers = createByteWorkers(config, undefined, logger)

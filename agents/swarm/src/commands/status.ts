@@ -1,7 +1,7 @@
 /** `swarm status`: what the local agent is doing, read over its control socket. */
 
 import { formatBytes } from '../progress.js'
-import { agentStatus } from '../agent/control-api.js'
+import { agentStatus } from '../agent/control-client.js'
 import { globals, configFrom } from './context.js'
 import type { Command } from 'commander'
 import type { TransferProgress } from '@swarm/interface'
