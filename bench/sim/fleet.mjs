@@ -419,7 +419,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       for (const set of net.up) peerFlows += set.size
       // how busy the links of the nodes still pulling are: what a p99 beyond T* is made of
       const pulling = nodes.filter(p => p.alive && p.finishedAt === undefined && p.failedAt === undefined)
-      const linkUse = (sets, rate) => pulling.length === 0 ? 0 : pulling.reduce((a, p) => a + Math.min(1, [...sets[p.index]].reduce((b, f) => b + f.rate, 0) / rate), 0) / pulling.length
+      const linkUse = (sets, rate) => pulling.length === 0 ? 0 : pulling.reduce((a, p) => a + Math.min(1, [...sets[p.index]].reduce((b, f) => b + net.rateOf(f), 0) / rate), 0) / pulling.length
       const idleDown = pulling.filter(p => net.down[p.index].size === 0).length
       note(`t=${(now / 1000).toFixed(1)} down ${(linkUse(net.down, net.downRate) * 100).toFixed(0)}% up ${(linkUse(net.up, net.linkRate) * 100).toFixed(0)}% idle downlinks ${idleDown}/${pulling.length} origin flows ${net.originFlows.size} peer flows ${peerFlows} done ${tot('chunksDone')} inflight ${tot('inflight')} timeouts ${tot('timeouts')} failures ${tot('failures')} busy ${counters.busy} dup ${tot('duplicateRequests')} originReq ${tot('originRequests')} originFallbacks ${tot('originFallbacks')} steals ${tot('originSteals')} peerReq ${tot('peerRequests')} finished ${nodes.filter(p => p.finishedAt !== undefined).length} failed ${nodes.filter(p => p.failedAt !== undefined).length} originMB ${(net.bytes.origin / 1e6).toFixed(0)} peerMB ${(net.bytes.peer / 1e6).toFixed(0)}`)
     }

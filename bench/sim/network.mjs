@@ -221,6 +221,11 @@ export class Network {
     return this.detach(flow, now)
   }
 
+  /** A transfer's rate now: pooled origin transfers share the origin's link by weight and keep no rate of their own. */
+  rateOf (flow) {
+    return flow.pooled ? this.originRate * flow.weight / this.originWeight : flow.rate
+  }
+
   /** The time the origin's link has been busy up to `now`. */
   originBusyAt (now) {
     return this.originBusyMs + (this.originFlows.size > 0 ? now - this.originBusySince : 0)

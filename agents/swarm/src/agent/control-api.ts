@@ -31,6 +31,9 @@ const PullBody = z.object({
   pin: z.boolean().default(false)
 }).strict()
 
+/** What `POST /v1/pull` takes (the client's side: `control-client.ts`). */
+export type PullBody = z.input<typeof PullBody>
+
 /** A pull body, its target resolved to a manifest CID or a model reference. */
 const PullRequestBody = PullBody.transform((body, ctx) => {
   const target: { cid: string } | { ref: ModelRef } | undefined = body.cid || isManifestCid(body.target)

@@ -7,6 +7,8 @@
 
 import { request as httpRequest } from 'node:http'
 import { SwarmError } from '@swarm/interface'
+// types only: erased from the output, so the server's module (and the peer stack) is not loaded
+import type { PullBody } from './control-api.js'
 import type { FleetView } from './fleet.js'
 
 export class AgentUnavailableError extends SwarmError {
@@ -21,17 +23,6 @@ export class AgentError extends SwarmError {
   constructor (message: string, override readonly code: string, readonly exitCode?: number) {
     super(message)
   }
-}
-
-/** What `POST /v1/pull` takes (checked again by the agent's schema). */
-export interface AgentPullBody {
-  /** a manifest CID, or a `name[:tag]` */
-  target: string
-  /** `target` is a manifest CID */
-  cid?: boolean
-  /** an absolute directory to place the files in */
-  to?: string
-  pin?: boolean
 }
 
 function call (socket: string, method: string, path: string, body: unknown, onLine: (line: Record<string, unknown>) => void): Promise<void> {
@@ -75,17 +66,20 @@ export async function agentFleet (socket: string): Promise<FleetView> {
 export async function agentRequest (socket: string, path: '/v1/preheat' | '/v1/resolve', body: unknown): Promise<Record<string, unknown>> {
   let result: Record<string, unknown> | undefined
   await call(socket, 'POST', path, body, line => { result = line })
-  if (result == null) throw new AgentUnavailableError(socket, 'the agent closed the connection before answering')
-  if (result.event === 'error') throw new AgentError(String(result.message), String(result.code), typeof result.exitCode === 'number' ? result.exitCode : undefined)
-  return result
+  return answered(socket, result)
 }
 
-export async function agentPull (socket: string, body: AgentPullBody, onProgress: (event: Record<string, unknown>) => void): Promise<Record<string, unknown>> {
+export async function agentPull (socket: string, body: PullBody, onProgress: (event: Record<string, unknown>) => void): Promise<Record<string, unknown>> {
   let result: Record<string, unknown> | undefined
   await call(socket, 'POST', '/v1/pull', body, line => {
     if (line.event === 'progress') onProgress(line)
     else result = line
   })
+  return answered(socket, result)
+}
+
+/** The last line of a request that answers `done` or `error`; an `error` throws {@link AgentError}. */
+function answered (socket: string, result: Record<string, unknown> | undefined): Record<string, unknown> {
   if (result == null) throw new AgentUnavailableError(socket, 'the agent closed the connection before answering')
   if (result.event === 'error') throw new AgentError(String(result.message), String(result.code), typeof result.exitCode === 'number' ? result.exitCode : undefined)
   return result
