@@ -15,6 +15,14 @@ export class PeerAuthenticationError extends SwarmError {
   override readonly code = 'ERR_PEER_AUTHENTICATION'
 }
 
+/** A peer the swarm no longer admits asked for something; its connection is closed. */
+export class PeerNotAdmittedError extends SwarmError {
+  override readonly code = 'ERR_PEER_NOT_ADMITTED'
+  constructor (readonly peerId: string) {
+    super(`peer ${peerId} is not admitted`)
+  }
+}
+
 /** The peer's upload slots are full; ask another source. */
 export class PeerBusyError extends SwarmError {
   override readonly code = PEER_BUSY_CODE

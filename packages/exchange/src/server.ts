@@ -33,28 +33,33 @@
  *   The protocol has no way to say BUSY outside a response, and a closed connection tells the
  *   client what BUSY would: ask another source.
  *
+ * Who is admitted, the connection caps and the upload slots are the gate's (`gate.ts`): the
+ * server's own `UploadGate`, or, for a server a byte worker hosts, the node's one gate on the main
+ * thread asked through messages, with the bytes read from the store's files by path
+ * (`ServedContent`). Such servers share the node's port (`reusePort`) and its limits.
+ *
  * Chunks are read into buffers from a pool (see BufferPool in @swarm/interface) and each goes back once the
  * socket has taken its payload: Node's TLS encrypts a write before its callback runs, so the
  * buffer is free then. Buffers of responses that are never written are left to the collector.
  */
 
 import tls from 'node:tls'
-import { BufferPool, LandingLimit, silentLogger } from '@swarm/interface'
+import { BufferPool, silentLogger } from '@swarm/interface'
 import {
-  COALESCE_PAYLOAD_LENGTH, DEFAULT_HOST, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_PEER, DEFAULT_MAX_UPLOADS,
-  DEFAULT_MAX_UPLOADS_PER_PEER, MIN_UPLOADS, DEFAULT_PORT, DEFAULT_SERVER_IDLE_TIMEOUT_MS,
-  DEFAULT_WRITE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_QUEUED_RESPONSES, MAX_REQUEST_BODY_LENGTH, MAX_SMALL_ANSWERS,
+  COALESCE_PAYLOAD_LENGTH, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SERVER_IDLE_TIMEOUT_MS,
+  DEFAULT_WRITE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_QUEUED_RESPONSES, MAX_REQUEST_BODY_LENGTH,
   RATE_LIMIT_SLICE_LENGTH, SMALL_ANSWER_LENGTH
 } from './constants.js'
-import { AnswerTooLargeError, ConnectionClosedError, InvalidRequestError, ProtocolError, ServerStateError, WriteTimeoutError } from './errors.js'
+import { AnswerTooLargeError, ConnectionClosedError, InvalidRequestError, PeerNotAdmittedError, ProtocolError, ServerStateError, WriteTimeoutError } from './errors.js'
+import { UploadGate } from './gate.js'
 import { authenticate, certificateFor, tlsOptions } from './identity.js'
-import { defaultReservedUploads, uploadSlotFree } from './slots.js'
 import {
   FrameDecoder, RequestType, Status, decodeRequest, encodeErrorMessage, encodeResponse, encodeResponseHeader
 } from './protocol.js'
 import { positiveInteger } from './options.js'
 import { TokenBucket } from './rate-limit.js'
 import { waitForDrain } from './socket.js'
+import type { PeerVerdict, ServeGate, SlotVerdict, UploadLimits } from './gate.js'
 import type { Request } from './protocol.js'
 import type { PrivateKey } from '@libp2p/interface'
 import type { AbortOptions, ChunkStore, Logger, ReadChunkOptions } from '@swarm/interface'
@@ -64,32 +69,36 @@ import type { TLSSocket } from 'node:tls'
 /** The part of the store a server reads. */
 export type ChunkProvider = Pick<ChunkStore, 'hasChunk' | 'readChunk' | 'getManifestBytes'>
 
-export interface DataServerInit {
+/** Where a server that holds no store (one a byte worker hosts) gets what it serves. */
+export interface ServedContent {
+  /**
+   * the chunk, else the manifest, stored under `cid`, read for `peer`; undefined when neither is
+   * held. Rejects with PeerNotAdmittedError when the peer is no longer admitted
+   */
+  read(cid: string, peer: string, options: ReadChunkOptions): Promise<Uint8Array | undefined>
+}
+
+/** A data server's settings; the upload and connection limits (`UploadLimits`) are its own gate's, where it has no shared one. */
+export interface DataServerInit extends UploadLimits {
   /** the node's libp2p key; the certificate is bound to its peer id */
   privateKey: PrivateKey
-  store: ChunkProvider
-  /** only peers currently admitted to the swarm are served */
-  isAdmitted(peerId: string): boolean
+  /** what the server serves from; or `content` */
+  store?: ChunkProvider
+  /** what the server serves, where it holds no store; takes the place of `store` */
+  content?: ServedContent
+  /** only peers currently admitted to the swarm are served (required without a `gate`) */
+  isAdmitted?(peerId: string): boolean
+  /**
+   * the node's admission, connection caps and upload slots, where servers on several threads
+   * share them; absent: the server's own, from `isAdmitted` and the limits below
+   */
+  gate?: ServeGate
   /** default 127.0.0.1 */
   host?: string
   /** default 0 (any free port) */
   port?: number
-  /** concurrent uploads in all; a GET beyond gets BUSY (default 8) */
-  maxUploads?: number
-  /**
-   * how long an upload should take to land, in ms: uploads at once follow it, from 2 up to
-   * `maxUploads` (see `LandingLimit` in @swarm/interface). Default 0: always `maxUploads`; an
-   * agent gives `DEFAULT_UPLOAD_LANDING_MS`
-   */
-  uploadLandingMs?: number
-  /** concurrent uploads to one peer (default 4) */
-  maxUploadsPerPeer?: number
-  /** free slots only a peer that holds none may take (default `min(2, maxUploads / 4)`, rounded down); 0 turns it off */
-  reservedUploads?: number
-  /** connections in all, handshaking ones included; more are closed at accept (default 512) */
-  maxConnections?: number
-  /** connections of one peer; more are closed after authentication, unread (default 8) */
-  maxConnectionsPerPeer?: number
+  /** listens with SO_REUSEPORT, so servers on other threads can share the port (default false) */
+  reusePort?: boolean
   /** ms a peer may leave a response's bytes untaken before its connection is closed (default 30 s) */
   writeTimeoutMs?: number
   /** ms a connection with nothing in flight may stay silent before it is closed (default 120 s) */
@@ -137,6 +146,8 @@ export interface DataServerStats {
 export interface DataServer {
   /** listens; resolves with the bound address */
   start(options?: AbortOptions): Promise<DataServerAddress>
+  /** stops taking connections and keeps serving those it has (servers on other threads took the port over) */
+  stopListening(): Promise<void>
   /** stops listening and closes every connection; requests in progress are abandoned */
   stop(): Promise<void>
   /** the bound address; throws ServerStateError before start */
@@ -149,7 +160,7 @@ export function dataServer (init: DataServerInit): DataServer {
 }
 
 class TlsDataServer implements DataServer {
-  readonly stats: DataServerStats = {
+  private readonly counters: DataServerStats = {
     bytesServed: 0,
     requests: 0,
     rejectedPeers: 0,
@@ -166,23 +177,19 @@ class TlsDataServer implements DataServer {
   }
 
   private server: tls.Server | undefined
+  /** the listener's close, once begun (stopListening) */
+  private closing: Promise<void> | undefined
   private bound: DataServerAddress | undefined
   /** every TCP connection, authenticated or not, so stop() need not wait for handshakes */
   private readonly sockets = new Set<Socket>()
   private readonly tlsSockets = new Set<TLSSocket>()
   private readonly connections = new Set<ServerConnection>()
-  private readonly uploadsByPeer = new Map<string, number>()
-  private readonly connectionsByPeer = new Map<string, number>()
   /** handshake deadlines by TCP connection (see connectionKey), until the peer is accepted */
   private readonly handshakes = new Map<string, NodeJS.Timeout>()
+  /** the gate's answer on each TCP connection (see connectionKey), until its peer is accepted */
+  private readonly opened = new Map<string, Promise<boolean>>()
   private readonly log: Logger
-  private readonly maxUploads: number
-  /** uploads at once: as many as land within `uploadLandingMs` */
-  private readonly landing: LandingLimit
-  private readonly maxUploadsPerPeer: number
-  private readonly reservedUploads: number
-  private readonly maxConnections: number
-  private readonly maxConnectionsPerPeer: number
+  readonly gate: ServeGate
   private readonly handshakeTimeoutMs: number
   readonly writeTimeoutMs: number
   readonly idleTimeoutMs: number
@@ -191,21 +198,40 @@ class TlsDataServer implements DataServer {
 
   constructor (private readonly init: DataServerInit) {
     this.log = (init.logger ?? silentLogger).child({ component: 'exchange-server' })
-    this.maxUploads = positiveInteger(init.maxUploads ?? DEFAULT_MAX_UPLOADS, 'maxUploads')
-    const landingMs = init.uploadLandingMs ?? 0
-    if (!Number.isFinite(landingMs) || landingMs < 0) throw new InvalidRequestError(`uploadLandingMs must be 0 (off) or a finite number of milliseconds, got ${String(landingMs)}`)
-    this.landing = new LandingLimit({ min: Math.min(MIN_UPLOADS, this.maxUploads), max: this.maxUploads, targetMs: landingMs })
-    this.stats.uploadLimit = this.landing.limit
-    this.maxUploadsPerPeer = positiveInteger(init.maxUploadsPerPeer ?? DEFAULT_MAX_UPLOADS_PER_PEER, 'maxUploadsPerPeer')
-    const reserved = init.reservedUploads ?? defaultReservedUploads(this.maxUploads)
-    this.reservedUploads = reserved === 0 ? 0 : positiveInteger(reserved, 'reservedUploads')
-    this.maxConnections = positiveInteger(init.maxConnections ?? DEFAULT_MAX_CONNECTIONS, 'maxConnections')
-    this.maxConnectionsPerPeer = positiveInteger(init.maxConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER, 'maxConnectionsPerPeer')
+    if (init.store === undefined && init.content === undefined) throw new InvalidRequestError('a data server needs a store or content to serve')
+    if (init.gate !== undefined) {
+      this.gate = init.gate
+    } else {
+      const isAdmitted = init.isAdmitted
+      if (isAdmitted === undefined) throw new InvalidRequestError('a data server needs isAdmitted, or a gate')
+      this.gate = new UploadGate({
+        ...init,
+        isAdmitted,
+        onAdmissionError: (err, peer) => { this.log.error({ err, peer }, 'admission check failed') }
+      })
+    }
     this.writeTimeoutMs = positiveInteger(init.writeTimeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS, 'writeTimeoutMs')
     this.idleTimeoutMs = positiveInteger(init.idleTimeoutMs ?? DEFAULT_SERVER_IDLE_TIMEOUT_MS, 'idleTimeoutMs')
     this.handshakeTimeoutMs = positiveInteger(init.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS, 'handshakeTimeoutMs')
     const rate = init.uploadBytesPerSecond ?? 0
     this.uploadBucket = rate > 0 ? new TokenBucket(rate) : undefined
+  }
+
+  /** the counters of this server, and the gate's counts where the gate is its own */
+  get stats (): Readonly<DataServerStats> {
+    const out = { ...this.counters, timeouts: { ...this.counters.timeouts }, refusedConnections: { ...this.counters.refusedConnections } }
+    if (this.gate instanceof UploadGate) {
+      const counts = this.gate.counts
+      out.uploads = counts.uploads
+      out.smallAnswers = counts.smallAnswers
+      out.uploadLimit = counts.uploadLimit
+    }
+    return out
+  }
+
+  /** the counters this server keeps itself; its connections' handlers write them */
+  get counting (): DataServerStats {
+    return this.counters
   }
 
   get address (): DataServerAddress {
@@ -224,17 +250,24 @@ class TlsDataServer implements DataServer {
       handshakeTimeout: 2 * this.handshakeTimeoutMs
     })
     this.server = server
-    // net.Server closes connections beyond this at accept, before TLS sees them, and emits 'drop'
-    server.maxConnections = this.maxConnections
-    server.on('drop', () => {
-      this.stats.refusedConnections.total++
-      this.log.debug({ maxConnections: this.maxConnections }, 'refused a data connection: too many connections')
-    })
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket)
       const key = connectionKey(socket)
+      // the gate counts every accepted connection against the node's cap; one beyond it is closed before TLS goes far
+      let counted = false
+      const opened = settle(this.gate.connectionOpened(), false).then(ok => {
+        if (ok && socket.destroyed) this.gate.connectionClosed()
+        else if (ok) counted = true
+        else if (!socket.destroyed) {
+          this.counters.refusedConnections.total++
+          this.log.debug({ remote: socket.remoteAddress }, 'refused a data connection: too many connections')
+          socket.destroy()
+        }
+        return ok
+      })
+      this.opened.set(key, opened)
       const deadline = setTimeout(() => {
-        this.stats.timeouts.handshake++
+        this.counters.timeouts.handshake++
         this.log.info({ remote: socket.remoteAddress, timeoutMs: this.handshakeTimeoutMs }, 'closing a data connection that did not authenticate in time')
         socket.destroy()
       }, this.handshakeTimeoutMs)
@@ -243,6 +276,9 @@ class TlsDataServer implements DataServer {
         this.sockets.delete(socket)
         clearTimeout(deadline)
         if (this.handshakes.get(key) === deadline) this.handshakes.delete(key)
+        if (this.opened.get(key) === opened) this.opened.delete(key)
+        if (counted) this.gate.connectionClosed()
+        counted = false
       })
     })
     server.on('secureConnection', socket => { this.accept(socket) })
@@ -253,7 +289,7 @@ class TlsDataServer implements DataServer {
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => { reject(err) }
       server.once('error', onError)
-      server.listen(this.init.port ?? DEFAULT_PORT, this.init.host ?? DEFAULT_HOST, () => {
+      server.listen({ port: this.init.port ?? DEFAULT_PORT, host: this.init.host ?? DEFAULT_HOST, reusePort: this.init.reusePort === true }, () => {
         server.off('error', onError)
         resolve()
       })
@@ -268,11 +304,24 @@ class TlsDataServer implements DataServer {
     return this.bound
   }
 
+  async stopListening (): Promise<void> {
+    const server = this.server
+    if (server == null || this.closing !== undefined) return
+    this.closing = this.close(server)
+    this.log.info({ ...this.bound }, 'data server stopped listening; its connections go on')
+  }
+
+  /** stops accepting at once; resolves once the last connection has closed too */
+  private async close (server: tls.Server): Promise<void> {
+    await new Promise<void>(resolve => { server.close(() => { resolve() }) })
+  }
+
   async stop (): Promise<void> {
     const server = this.server
     if (server == null) return
     this.server = undefined
-    const closed = new Promise<void>(resolve => { server.close(() => { resolve() }) })
+    const closed = this.closing ?? this.close(server)
+    this.closing = undefined
     for (const connection of this.connections) connection.destroy()
     for (const socket of this.tlsSockets) socket.destroy()
     for (const socket of this.sockets) socket.destroy()
@@ -287,94 +336,79 @@ class TlsDataServer implements DataServer {
     socket.setNoDelay(true)
     this.tlsSockets.add(socket)
     socket.once('close', () => { this.tlsSockets.delete(socket) })
-    // Until authenticate() passes, no listener reads the socket and nothing is written to it.
-    authenticate(socket).then(peerId => {
+    const key = connectionKey(socket)
+    const opened = this.opened.get(key) ?? Promise.resolve(true)
+    // Until authenticate() passes and the gate keeps the connection, no listener reads the socket and nothing is written to it.
+    authenticate(socket).then(async peerId => {
+      const peer = peerId.toString()
+      const verdict: PeerVerdict = (await opened) ? await settle<PeerVerdict>(this.gate.peerConnected(peer), 'not-admitted') : 'not-admitted'
       if (socket.destroyed || this.server == null) {
+        if (verdict === 'ok') this.gate.peerDisconnected(peer)
         socket.destroy()
         return
       }
-      const peer = peerId.toString()
-      if (!this.admitted(peer)) {
-        this.stats.rejectedPeers++
+      if (verdict === 'not-admitted') {
+        this.counters.rejectedPeers++
         this.log.info({ peer, remote: socket.remoteAddress }, 'refused a peer that is not admitted')
         socket.destroy()
         return
       }
-      const held = this.connectionsByPeer.get(peer) ?? 0
-      if (held >= this.maxConnectionsPerPeer) {
-        this.stats.refusedConnections.perPeer++
-        this.log.info({ peer, remote: socket.remoteAddress, maxConnectionsPerPeer: this.maxConnectionsPerPeer }, 'refused a data connection: the peer holds too many')
+      if (verdict === 'too-many') {
+        this.counters.refusedConnections.perPeer++
+        this.log.info({ peer, remote: socket.remoteAddress }, 'refused a data connection: the peer holds too many')
         socket.destroy()
         return
       }
-      const key = connectionKey(socket)
       clearTimeout(this.handshakes.get(key))
       this.handshakes.delete(key)
-      this.connectionsByPeer.set(peer, held + 1)
       const connection = new ServerConnection(this, socket, peer, this.log.child({ peer }))
       this.connections.add(connection)
-      this.stats.connections++
+      this.counters.connections++
       socket.once('close', () => {
         this.connections.delete(connection)
-        this.stats.connections--
-        const left = (this.connectionsByPeer.get(peer) ?? 1) - 1
-        if (left <= 0) this.connectionsByPeer.delete(peer)
-        else this.connectionsByPeer.set(peer, left)
+        this.counters.connections--
+        this.gate.peerDisconnected(peer)
       })
       connection.start()
     }, (err: Error) => {
-      this.stats.rejectedPeers++
+      this.counters.rejectedPeers++
       this.log.info({ err, remote: socket.remoteAddress }, 'refused a peer without a valid certificate')
       socket.destroy()
     })
   }
 
-  admitted (peer: string): boolean {
-    try {
-      return this.init.isAdmitted(peer)
-    } catch (err) {
-      this.log.error({ err, peer }, 'admission check failed')
-      return false
+  /** The gate's verdict on a GET, and this server's count of the uploads and small answers it holds. */
+  async begin (peer: string, small: boolean): Promise<SlotVerdict> {
+    const verdict = await settle<SlotVerdict>(this.gate.begin(peer, small), 'busy')
+    if (verdict === 'ok') {
+      if (small) this.counters.smallAnswers++
+      else this.counters.uploads++
     }
+    return verdict
   }
 
-  /** Takes an upload slot for `peer`, or returns false when none is free to it. */
-  acquireSlot (peer: string): boolean {
-    const peerUploads = this.uploadsByPeer.get(peer) ?? 0
-    const slots = { open: this.landing.limit, taken: this.stats.uploads, takenByPeer: peerUploads, maxUploads: this.maxUploads, maxUploadsPerPeer: this.maxUploadsPerPeer, reservedUploads: this.reservedUploads }
-    if (!uploadSlotFree(slots)) return false
-    this.stats.uploads++
-    this.uploadsByPeer.set(peer, peerUploads + 1)
-    return true
-  }
-
-  /** Takes one of the places for small answers (see `SMALL_ANSWER_LENGTH`), or returns false when none is free. */
-  acquireSmallAnswer (): boolean {
-    if (this.stats.smallAnswers >= MAX_SMALL_ANSWERS) return false
-    this.stats.smallAnswers++
-    return true
-  }
-
-  releaseSmallAnswer (): void {
-    this.stats.smallAnswers--
-  }
-
-  /** Gives back `peer`'s upload slot; `landedAfterMs`: a chunk went out whole, this long after it was asked for. */
-  releaseSlot (peer: string, landedAfterMs?: number): void {
-    if (landedAfterMs !== undefined) {
-      this.landing.landed(landedAfterMs, this.stats.uploads)
-      this.stats.uploadLimit = this.landing.limit
-    }
-    this.stats.uploads--
-    const peerUploads = (this.uploadsByPeer.get(peer) ?? 1) - 1
-    if (peerUploads <= 0) this.uploadsByPeer.delete(peer)
-    else this.uploadsByPeer.set(peer, peerUploads)
+  end (peer: string, small: boolean, landedAfterMs?: number): void {
+    if (small) this.counters.smallAnswers--
+    else this.counters.uploads--
+    this.gate.end(peer, small, landedAfterMs)
   }
 
   /** The chunk, else the manifest, stored under `cid`; undefined when neither is held. */
-  async lookup (cid: string, options: ReadChunkOptions): Promise<Uint8Array | undefined> {
-    if (this.init.store.hasChunk(cid)) return await this.init.store.readChunk(cid, options)
-    return this.init.store.getManifestBytes(cid)
+  async lookup (cid: string, peer: string, options: ReadChunkOptions): Promise<Uint8Array | undefined> {
+    const { content, store } = this.init
+    if (content !== undefined) return await content.read(cid, peer, options)
+    if (store === undefined) return undefined
+    if (store.hasChunk(cid)) return await store.readChunk(cid, options)
+    return store.getManifestBytes(cid)
+  }
+}
+
+/** what a gate answered, or `fallback` where its answer failed (a worker's question to a main thread that is going away) */
+async function settle<T> (answer: T | Promise<T>, fallback: T): Promise<T> {
+  try {
+    return await answer
+  } catch {
+    return fallback
   }
 }
 
@@ -413,7 +447,7 @@ class ServerConnection {
       try {
         this.decoder.push(chunk)
       } catch (err) {
-        this.server.stats.protocolErrors++
+        this.server.counting.protocolErrors++
         this.log.error({ err, remote: this.socket.remoteAddress }, 'closing a data connection that broke the protocol')
         this.destroy()
       }
@@ -427,7 +461,7 @@ class ServerConnection {
   /** No byte moved for the idle timeout; a response stuck in the socket is the write timeout's. */
   private idle (): void {
     if (this.socket.destroyed || this.requests.size > 0 || this.queuedResponses > 0) return
-    this.server.stats.timeouts.idle++
+    this.server.counting.timeouts.idle++
     this.log.debug({ remote: this.socket.remoteAddress, timeoutMs: this.server.idleTimeoutMs }, 'closing an idle data connection')
     this.destroy()
   }
@@ -437,33 +471,47 @@ class ServerConnection {
       this.requests.get(request.id)?.abort()
       return
     }
-    const { stats } = this.server
+    const stats = this.server.counting
     stats.requests++
-    if (!this.server.admitted(this.peer)) {
-      stats.rejectedPeers++
-      this.log.info('closing the connection of a peer no longer admitted')
-      this.destroy()
-      return
-    }
     if (this.requests.has(request.id)) throw new ProtocolError(`request id ${request.id} is already in flight`)
     // a GET for a few bytes is answered beside the uploads, not behind them (a larger chunk is refused before it is read)
     const small = request.maxSize <= SMALL_ANSWER_LENGTH
-    if (!(small ? this.server.acquireSmallAnswer() : this.server.acquireSlot(this.peer))) {
-      stats.busy++
-      void this.respond(request.id, Status.BUSY)
-      return
-    }
     const controller = new AbortController()
+    // held from now, so a CANCEL or a second GET with this id finds it while the gate answers
     this.requests.set(request.id, controller)
     const startedAt = performance.now()
-    let landed = false
-    this.serve(request, controller).then(chunkSent => { landed = chunkSent }, (err: Error) => {
+    this.server.begin(this.peer, small).then(verdict => {
+      if (verdict === 'ok') return true
+      this.requests.delete(request.id)
+      if (verdict === 'not-admitted') {
+        stats.rejectedPeers++
+        this.log.info('closing the connection of a peer no longer admitted')
+        this.destroy()
+      } else {
+        stats.busy++
+        void this.respond(request.id, Status.BUSY)
+      }
+      return false
+    }).then(async go => {
+      if (!go) return
+      let landed = false
+      try {
+        landed = await this.serve(request, controller)
+      } catch (err) {
+        if (err instanceof PeerNotAdmittedError) {
+          stats.rejectedPeers++
+          this.log.info('closing the connection of a peer no longer admitted')
+        } else {
+          this.log.error({ err, cid: request.cid }, 'failed to serve a request')
+        }
+        this.destroy()
+      } finally {
+        this.requests.delete(request.id)
+        this.server.end(this.peer, small, landed ? performance.now() - startedAt : undefined)
+      }
+    }).catch((err: Error) => {
       this.log.error({ err, cid: request.cid }, 'failed to serve a request')
       this.destroy()
-    }).finally(() => {
-      this.requests.delete(request.id)
-      if (small) this.server.releaseSmallAnswer()
-      else this.server.releaseSlot(this.peer, landed ? performance.now() - startedAt : undefined)
     })
   }
 
@@ -478,7 +526,7 @@ class ServerConnection {
       return (pooled = this.server.buffers.take(size))
     }
     try {
-      payload = await this.server.lookup(cid, { signal: controller.signal, allocate })
+      payload = await this.server.lookup(cid, this.peer, { signal: controller.signal, allocate })
       if (payload === undefined) {
         status = Status.NOT_FOUND
       } else if (payload.byteLength > maxSize) {
@@ -492,6 +540,9 @@ class ServerConnection {
       const name = (err as Error | undefined)?.name
       if (controller.signal.aborted) {
         status = Status.CANCELLED
+      } else if (err instanceof PeerNotAdmittedError) {
+        if (pooled !== undefined) this.server.buffers.give(pooled)
+        throw err
       } else if (err instanceof AnswerTooLargeError) {
         status = Status.ERROR
         payload = encodeErrorMessage(err.message)
@@ -533,13 +584,13 @@ class ServerConnection {
       }
       await this.write(id, status, payload, release)
       sent = true
-      const { stats } = this.server
+      const stats = this.server.counting
       if (status === Status.OK) stats.bytesServed += payload?.byteLength ?? 0
       else if (status === Status.NOT_FOUND) stats.notFound++
       else if (status === Status.ERROR) stats.errors++
     }).catch((err: Error) => {
       if (err instanceof WriteTimeoutError) {
-        this.server.stats.timeouts.write++
+        this.server.counting.timeouts.write++
         this.log.info({ remote: this.socket.remoteAddress, timeoutMs: err.timeoutMs }, 'closing a data connection whose peer does not take its responses')
         this.destroy()
         return

@@ -22,6 +22,11 @@
  * resolving its manifest) starts them at once, so their start (a second of CPU or so each, mostly
  * loading their clients) is not paid during its first chunks.
  *
+ * A worker may also ask the main thread something (`askMain` in its script: the data server it
+ * hosts asks for upload slots and where a chunk lies) and tell it something (`tellMain`: its
+ * counters); the pool hands both to `answer` and `told` with the asking worker's slot, and says
+ * when a worker has gone (`gone`), so that what the main thread holds for it can be let go.
+ *
  * CPU time is counted per thread (`process.threadCpuUsage()`, Node ≥ 23.9): each worker reports
  * its own on request, and the time of workers that died is carried into their replacement's slot
  * so the per-slot counters never go backwards. Memory is reported per worker too
@@ -33,6 +38,7 @@ import { Worker } from 'node:worker_threads'
 import { AbortError, silentLogger } from '@swarm/interface'
 import { CPU_REPORT_TIMEOUT_MS, MAX_CONSECUTIVE_CRASHES, RESTART_DELAY_MS, defaultPoolSize } from './constants.js'
 import { PoolClosedError, WorkerDiedError, WorkerJobError } from './errors.js'
+import { serializeError } from './worker.js'
 import type { AbortOptions, Logger } from '@swarm/interface'
 import type { ResourceLimits, TransferListItem } from 'node:worker_threads'
 
@@ -49,6 +55,12 @@ export interface WorkerPoolInit {
   resourceLimits?: ResourceLimits
   /** turns an error a worker reported back into an Error of the right class */
   decodeError?(error: SerializedError): Error
+  /** answers a worker's `askMain`; `worker` is its slot (0 … size - 1). Absent: every ask fails */
+  answer?(message: unknown, worker: number): unknown
+  /** takes a worker's `tellMain` */
+  told?(message: unknown, worker: number): void
+  /** the worker in this slot exited (it is started again unless the pool is closed) */
+  gone?(worker: number): void
   logger?: Logger
 }
 
@@ -123,6 +135,7 @@ export type ToWorker =
   | { t: 'cpu', id: number }
   | { t: 'report', id: number }
   | { t: 'control', message: unknown }
+  | { t: 'answer', id: number, value?: unknown, error?: SerializedError }
 
 /** worker → main */
 export type FromWorker =
@@ -130,6 +143,8 @@ export type FromWorker =
   | { t: 'fail', id: number, error: SerializedError }
   | { t: 'cpu', id: number, user: number, system: number }
   | { t: 'report', id: number, memory: ThreadMemory, info: unknown }
+  | { t: 'ask', id: number, message: unknown }
+  | { t: 'tell', message: unknown }
 
 interface Job {
   readonly message: ToWorker
@@ -225,6 +240,18 @@ class ThreadPool implements WorkerPool {
       slot.reportWaiters.get(message.id)?.({ memory: message.memory, info: message.info })
       return
     }
+    if (message.t === 'ask') {
+      this.onAsk(slot, message.id, message.message)
+      return
+    }
+    if (message.t === 'tell') {
+      try {
+        this.init.told?.(message.message, slot.index)
+      } catch (err) {
+        this.log.error({ worker: slot.name, err }, 'a message from a worker failed on the main thread')
+      }
+      return
+    }
     const job = slot.jobs.get(message.id)
     if (job === undefined) return
     slot.jobs.delete(message.id)
@@ -238,9 +265,32 @@ class ThreadPool implements WorkerPool {
     }
   }
 
+  private onAsk (slot: Slot, id: number, message: unknown): void {
+    const worker = slot.worker
+    const reply = (answer: ToWorker): void => { if (slot.worker === worker) worker?.postMessage(answer) }
+    const fail = (err: unknown): void => { reply({ t: 'answer', id, error: serializeError(err) }) }
+    const answer = this.init.answer
+    if (answer === undefined) {
+      fail(new WorkerJobError('UnsupportedOperationError', 'this pool answers no questions from its workers', undefined))
+      return
+    }
+    try {
+      const value = answer(message, slot.index)
+      if (value instanceof Promise) value.then(v => { reply({ t: 'answer', id, value: v }) }, fail)
+      else reply({ t: 'answer', id, value })
+    } catch (err) {
+      fail(err)
+    }
+  }
+
   private onExit (slot: Slot, worker: Worker, code: number): void {
     if (slot.worker !== worker) return
     slot.worker = undefined
+    try {
+      this.init.gone?.(slot.index)
+    } catch (err) {
+      this.log.error({ worker: slot.name, err }, 'letting go of what a worker held failed')
+    }
     slot.baseUser += slot.lastUser
     slot.baseSystem += slot.lastSystem
     slot.lastUser = 0

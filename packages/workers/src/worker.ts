@@ -1,11 +1,51 @@
 /**
  * The worker side of the pool: `serveJobs(handler)` in a worker's entry script answers the
  * pool's jobs with what `handler` resolves, aborts a job's signal when the pool aborts it, and
- * reports the thread's CPU time when asked.
+ * reports the thread's CPU time when asked. `askMain` and `tellMain` go the other way: a question
+ * the pool's `answer` settles, and a note for its `told`.
  */
 import { parentPort } from 'node:worker_threads'
 import type { FromWorker, SerializedError, ToWorker } from './pool.js'
 import type { AbortOptions } from '@swarm/interface'
+
+const asked = new Map<number, { resolve(value: unknown): void, reject(err: Error): void }>()
+let nextAsk = 0
+let listening = false
+
+/** the thread's port to the pool; throws outside a pool's worker */
+function mainPort (): NonNullable<typeof parentPort> {
+  if (parentPort === null) throw new Error('only a worker thread of a pool talks to the main thread')
+  return parentPort
+}
+
+function listenForAnswers (): void {
+  if (listening) return
+  listening = true
+  mainPort().on('message', (message: ToWorker) => {
+    if (message.t !== 'answer') return
+    const waiter = asked.get(message.id)
+    if (waiter === undefined) return
+    asked.delete(message.id)
+    if (message.error !== undefined) waiter.reject(Object.assign(new Error(message.error.message), { name: message.error.name, code: message.error.code }))
+    else waiter.resolve(message.value)
+  })
+}
+
+/** Asks the main thread (the pool's `answer`); rejects with what it threw. */
+export async function askMain<T = unknown> (message: unknown): Promise<T> {
+  const port = mainPort()
+  listenForAnswers()
+  const id = nextAsk++
+  return await new Promise<T>((resolve, reject) => {
+    asked.set(id, { resolve: resolve as (value: unknown) => void, reject })
+    port.postMessage({ t: 'ask', id, message } satisfies FromWorker)
+  })
+}
+
+/** Tells the main thread something that needs no answer (the pool's `told`). */
+export function tellMain (message: unknown): void {
+  mainPort().postMessage({ t: 'tell', message } satisfies FromWorker)
+}
 
 export type JobHandler = (job: any, options: Required<AbortOptions>) => Promise<unknown>
 
@@ -18,6 +58,7 @@ export function serveJobs (handler: JobHandler, onControl?: (message: unknown) =
   if (port === null) throw new Error('serveJobs runs in a worker thread of a pool')
   const running = new Map<number, AbortController>()
   const onMessage = (message: ToWorker): void => {
+    if (message.t === 'answer') return
     if (message.t === 'abort') {
       running.get(message.id)?.abort()
       return

@@ -104,6 +104,34 @@ describe('worker pool', () => {
     expect(pool.stats.restarts).toBe(0)
   })
 
+  it('answers a worker\'s questions and takes its notes on the main thread, naming the worker, and says when a worker has gone', async () => {
+    const told: Array<{ message: unknown, worker: number }> = []
+    const gone: number[] = []
+    pool = workerPool({
+      script: echoWorker,
+      size: 1,
+      answer: async (message, worker) => {
+        const { n } = message as { n: number }
+        if (n < 0) throw Object.assign(new Error('no negatives'), { name: 'InvalidRequestError' })
+        return { twice: 2 * n, worker }
+      },
+      told: (message, worker) => { told.push({ message, worker }) },
+      gone: worker => { gone.push(worker) }
+    })
+    expect(await pool.run({ ask: { n: 21 } })).toMatchObject({ answer: { twice: 42, worker: 0 } })
+    expect(told).toEqual([{ message: { asking: { n: 21 } }, worker: 0 }])
+    expect(await pool.run({ ask: { n: -1 } })).toMatchObject({ askFailed: { name: 'InvalidRequestError', message: 'no negatives' } })
+    expect(gone).toEqual([])
+    await pool.run({ exit: true }).catch(() => {})
+    await until(() => gone.length === 1)
+    expect(gone).toEqual([0])
+  })
+
+  it('fails a worker\'s question in a pool that answers none', async () => {
+    pool = workerPool({ script: echoWorker, size: 1 })
+    expect(await pool.run({ ask: { n: 1 } })).toMatchObject({ askFailed: { name: 'UnsupportedOperationError' } })
+  })
+
   it('refuses a size that is not a positive integer', () => {
     expect(() => workerPool({ script: echoWorker, size: 0 })).toThrow(RangeError)
   })
