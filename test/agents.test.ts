@@ -85,6 +85,20 @@ describe('agents pull from each other first', () => {
     expect(status.code, status.stderr).toBe(0)
     expect((status.done?.peers as string[]).length).toBeGreaterThanOrEqual(1)
     expect((status.done?.models as Array<{ manifestCid: string }>)[0]?.manifestCid).toBe(manifestCid)
+
+    // every upload left from the byte workers' data servers (two per agent here): the main
+    // thread's stopped taking connections once they listened, and served nothing
+    let servedInAll = 0
+    for (const agent of agents) {
+      const { done, code, stderr } = await swarm(['status', '--json'], agent.env)
+      expect(code, stderr).toBe(0)
+      const served = done?.served as { bytesServed: number, bytesByThread: Record<string, number> }
+      expect(Object.keys(served.bytesByThread).sort()).toEqual(['main', 'worker-0', 'worker-1'])
+      expect(served.bytesByThread.main).toBe(0)
+      expect(served.bytesByThread['worker-0']! + served.bytesByThread['worker-1']!).toBe(served.bytesServed)
+      servedInAll += served.bytesServed
+    }
+    expect(servedInAll).toBeGreaterThanOrEqual(peerBytes)
   }, 180_000)
 
   it('a sixth agent that starts after the others finished takes nothing from the origin', async () => {

@@ -14,14 +14,18 @@
  * start, a pull resolving its manifest), not in the first chunks of a transfer, where it took
  * 0.3–0.7 CPU-s per GB of a 1 GiB peer transfer (bench/peer-transfer). What a worker has loaded
  * is in its report (`WorkerPool.threadReports`).
+ *
+ * In an agent the workers also serve: each runs a data server on the node's data port
+ * (`serve`; see worker-serving.ts), so uploads leave the main thread too.
  */
 import { threadId, workerData } from 'node:worker_threads'
 import { OriginUnavailableError } from '@swarm/interface'
 import { serveChunkJobs } from '@swarm/workers'
 import { ORIGIN_PACKAGES, openOriginSpec } from './origin-spec.js'
 import type { OriginSpec } from './origin-spec.js'
+import type { WorkerServing } from './worker-serving.js'
 import type { Config } from '@swarm/config'
-import type { DataClient } from '@swarm/exchange'
+import type { DataClient, DataServer, DataServerStats } from '@swarm/exchange'
 import type { Logger, Origin } from '@swarm/interface'
 
 /** What the main thread hands every byte worker. */
@@ -35,12 +39,16 @@ export interface ByteWorkerData {
   connectionsPerPeer: number
   /** this worker's share of the download rate limit; 0 = none */
   downloadBytesPerSecond: number
+  /** where this worker serves the node's data port; absent: the main thread serves */
+  serve?: WorkerServing
 }
 
 /** What a byte worker reports about itself (`describe`). */
 export interface ByteWorkerReport {
   /** the packages it loaded for its jobs, in the order it loaded them */
   loaded: string[]
+  /** its data server's counters, where it serves */
+  served?: Readonly<DataServerStats>
 }
 
 const data = workerData as ByteWorkerData
@@ -48,6 +56,7 @@ const loaded: string[] = []
 let logger: Promise<Logger> | undefined
 let origin: Promise<Origin | undefined> | undefined
 let client: Promise<DataClient | undefined> | undefined
+let server: DataServer | undefined
 
 async function getLogger (): Promise<Logger> {
   logger ??= import('./logger.js').then(({ createLogger }) => {
@@ -104,7 +113,7 @@ serveChunkJobs({
     else void origin?.then(from => { from?.release?.(bytes) })
   },
   describe (): ByteWorkerReport {
-    return { loaded: [...loaded] }
+    return { loaded: [...loaded], ...(server !== undefined ? { served: server.stats } : {}) }
   }
 })
 
@@ -112,3 +121,13 @@ serveChunkJobs({
 // first job's to report, as it would have been
 getOrigin().catch(() => {})
 getClient().catch(() => {})
+
+const serving = data.serve
+if (serving !== undefined) {
+  // a worker that cannot listen leaves the port to the others and to the main thread, which keeps listening until every worker does
+  void getLogger().then(async log => {
+    loaded.push('@swarm/exchange (server)')
+    const { serveFromWorker } = await import('./worker-serving.js')
+    server = await serveFromWorker(serving, data.privateKey, log)
+  }).catch(async (err: Error) => { (await getLogger()).error({ err }, 'this worker could not serve the data port') })
+}

@@ -22,6 +22,7 @@ import type { Logger, Origin } from '@swarm/interface'
 import type { ChunkWorkers, WorkerPool } from '@swarm/workers'
 import type { PrivateKey } from '@libp2p/interface'
 import type { ByteWorkerData } from './byte-worker.js'
+import type { WorkerServing } from './worker-serving.js'
 import type { OriginSpec } from './origin-spec.js'
 import { ORIGIN_PACKAGES } from './origin-spec.js'
 
@@ -140,7 +141,15 @@ export function workerPeerSpread (config: Config, workers: number): number {
 export const MAIN_CONNECTIONS_PER_PEER = 1
 
 /** Byte workers from the configuration: `agent.workers` threads (default: `defaultWorkerCount()`), or undefined for 0. */
-export function createByteWorkers (config: Config, privateKey: PrivateKey | undefined, logger: Logger): ByteWorkers | undefined {
+/** An agent's workers serve the data port too: where, and the main thread's side of it (see agent/served-by-workers.ts). */
+export interface ByteWorkersServing {
+  serve: WorkerServing
+  answer(message: unknown, worker: number): unknown
+  told(message: unknown, worker: number): void
+  gone(worker: number): void
+}
+
+export function createByteWorkers (config: Config, privateKey: PrivateKey | undefined, logger: Logger, serving?: ByteWorkersServing): ByteWorkers | undefined {
   const size = config.agent.workers ?? defaultWorkerCount()
   if (size === 0) return undefined
   // a process with no node key (swarm pull --no-agent) reaches no peer: its workers fetch from the origin only
@@ -152,9 +161,11 @@ export function createByteWorkers (config: Config, privateKey: PrivateKey | unde
     privateKey: peers ? exchange().privateKeyToBytes(privateKey) : new Uint8Array(0),
     // the connections a peer accepts from this node, shared among the workers that may reach it
     connectionsPerPeer: peers ? Math.max(1, Math.floor(((config.agent.dataConnectionsPerPeer ?? exchange().DEFAULT_MAX_CONNECTIONS_PER_PEER) - MAIN_CONNECTIONS_PER_PEER) / spread)) : 1,
-    downloadBytesPerSecond: config.agent.downloadRate > 0 ? Math.max(1, Math.floor(config.agent.downloadRate / spread)) : 0
+    downloadBytesPerSecond: config.agent.downloadRate > 0 ? Math.max(1, Math.floor(config.agent.downloadRate / spread)) : 0,
+    ...(serving !== undefined ? { serve: serving.serve } : {})
   }
   const pool = workerPool({ script: new URL('./byte-worker.js', import.meta.url), workerData: data, size, name: 'worker', decodeError: decodeChunkError, logger,
-    resourceLimits: { maxYoungGenerationSizeMb: CHUNK_WORKER_YOUNG_GENERATION_MB } })
+    resourceLimits: { maxYoungGenerationSizeMb: CHUNK_WORKER_YOUNG_GENERATION_MB },
+    ...(serving !== undefined ? { answer: serving.answer, told: serving.told, gone: serving.gone } : {}) })
   return { pool, chunks: chunkWorkers({ pool, peerSpread: spread }), close: async () => { await pool.close() } }
 }

@@ -265,6 +265,13 @@ export interface Store extends ChunkStore {
    * again; a plan is recorded at most once. `written` is false when nothing was recorded.
    */
   recordWritten(plan: WritePlan, options?: RecordWrittenOptions): Promise<PutResult>
+  /**
+   * Where a present chunk's bytes lie, for a reader on another thread (a byte worker serving
+   * peers): a content file and the chunk's offset in it; undefined when the chunk is absent. The
+   * answer holds until the model leaves the store; a reader that opens the file after that finds
+   * it gone.
+   */
+  locateChunk(cid: CidString): { path: string, offset: number, size: number } | undefined
   /** re-hashes every present chunk of a model from disk; bad ones become missing again */
   verify(manifestCid: CidString, options?: VerifyOptions): Promise<VerifyReport>
   usage(): StoreUsage
@@ -809,6 +816,14 @@ class LocalStore implements Store {
       const chunk = slotChunk(slot)
       return await this.readRange(slot.content, chunk.offset, chunk.size, options.allocate)
     })
+  }
+
+  locateChunk (cid: CidString): { path: string, offset: number, size: number } | undefined {
+    this.assertOpen()
+    const slot = this.presentSlot(cid)
+    if (slot === undefined) return undefined
+    const chunk = slotChunk(slot)
+    return { path: slot.content.dataPath, offset: chunk.offset, size: chunk.size }
   }
 
   async read (manifestCid: CidString, path: string, offset: number, length: number, options: AbortOptions = {}): Promise<Uint8Array> {

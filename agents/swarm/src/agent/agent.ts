@@ -18,22 +18,24 @@
 
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { DEFAULT_MAX_UPLOADS_PER_PEER, DEFAULT_UPLOAD_LANDING_MS, dataClient, dataServer } from '@swarm/exchange'
+import { DEFAULT_MAX_UPLOADS_PER_PEER, DEFAULT_UPLOAD_LANDING_MS, UploadGate, dataClient, dataServer } from '@swarm/exchange'
 import { fetcher as createFetcher } from '@swarm/fetcher'
 import { OriginUnavailableError, SwarmError, heldBitfield, silentLogger, uniqueChunks } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
 import { createSwarmNode, loadOrCreateKey, parseSelector } from '@swarm/p2p'
 import { guarded, PullSession, resolveManifest } from '@swarm/pull'
 import { createStore } from '@swarm/store'
+import { defaultWorkerCount } from '@swarm/workers'
 import { checkOriginContent, placeFiles } from '../pull.js'
 import { MAIN_CONNECTIONS_PER_PEER, createByteWorkers } from '../runtime.js'
 import { AgentFleet } from './fleet.js'
+import { ServedByWorkers } from './served-by-workers.js'
 import { fleetRoutes } from './fleet-page.js'
 import { agentMetrics, serveMetrics } from './metrics.js'
 import { mountAgentView } from './mount.js'
 import { agentManifestPeers, agentSources, nodePullPeers } from './pull-peers.js'
 import type { Config } from '@swarm/config'
-import type { DataClient, DataServer } from '@swarm/exchange'
+import type { DataClient, DataServer, DataServerStats } from '@swarm/exchange'
 import type { Fetcher } from '@swarm/fetcher'
 import type { AbortOptions, GcReport, Logger, Manifest, ModelRef, Origin, TransferProgress } from '@swarm/interface'
 import type { PeerBannedEvent, SwarmNode } from '@swarm/p2p'
@@ -84,6 +86,9 @@ async function threadCpu (workers: ByteWorkers | undefined): Promise<ThreadCpuTi
 
 export { ManifestUnavailableError } from '@swarm/pull'
 
+/** How long an agent's start waits for its byte workers to serve the data port before it goes online anyway. */
+const WORKERS_LISTEN_TIMEOUT_MS = 10_000
+
 /** An agent asked to join a swarm without a key, which would let any host that reaches it in. */
 export class SwarmKeyRequiredError extends SwarmError {
   override readonly code = 'ERR_SWARM_KEY_REQUIRED'
@@ -97,7 +102,10 @@ export class Agent {
   readonly config: Config
   readonly store: Store
   readonly node: SwarmNode
+  /** the main thread's data server; with byte workers it stops listening once they all serve the port */
   readonly server: DataServer
+  /** what the node's data servers have done, the workers' included */
+  readonly serverStats: () => Promise<Readonly<DataServerStats>>
   readonly client: DataClient
   readonly fetcher: Fetcher
   readonly metrics: AgentMetrics
@@ -116,11 +124,12 @@ export class Agent {
   private lastGc?: GcReport & { at: number }
   private started = false
 
-  private constructor (init: { config: Config, store: Store, node: SwarmNode, server: DataServer, client: DataClient, metrics: AgentMetrics, origin?: Origin, log: Logger, workers?: ByteWorkers }) {
+  private constructor (init: { config: Config, store: Store, node: SwarmNode, server: DataServer, serverStats(): Promise<Readonly<DataServerStats>>, client: DataClient, metrics: AgentMetrics, origin?: Origin, log: Logger, workers?: ByteWorkers }) {
     this.config = init.config
     this.store = init.store
     this.node = init.node
     this.server = init.server
+    this.serverStats = init.serverStats
     this.client = init.client
     this.metrics = init.metrics
     this.origin = init.origin
@@ -170,25 +179,55 @@ export class Agent {
         agent?.mount?.evicted(manifestCid)
       }
     })
-    const server = dataServer({
-      privateKey,
-      store,
+    // the node's one gate, whichever threads serve: its admission, connection caps and upload slots
+    const gate = new UploadGate({
       // only peers connected to us over libp2p (which the swarm key guards) and not banned are served
       isAdmitted: peerId => node?.isConnected(peerId) === true && !node.peerScores.isBanned(peerId),
-      host: config.agent.dataHost ?? '0.0.0.0',
-      port: config.agent.dataPort,
       maxUploads: config.agent.uploadSlots,
       // on a slow uplink, fewer uploads at once land each chunk sooner, to be passed on sooner
       uploadLandingMs: DEFAULT_UPLOAD_LANDING_MS,
-      uploadBytesPerSecond: config.agent.uploadRate,
       maxConnections: config.agent.dataConnections,
       maxConnectionsPerPeer: config.agent.dataConnectionsPerPeer,
-      writeTimeoutMs: config.agent.dataWriteTimeoutMs,
-      idleTimeoutMs: config.agent.dataIdleTimeoutMs,
-      handshakeTimeoutMs: config.agent.dataHandshakeTimeoutMs,
+      onAdmissionError: (err, peer) => { log.error({ err, peer }, 'admission check failed') }
+    })
+    const timeouts = { writeTimeoutMs: config.agent.dataWriteTimeoutMs, idleTimeoutMs: config.agent.dataIdleTimeoutMs, handshakeTimeoutMs: config.agent.dataHandshakeTimeoutMs }
+    const workerCount = config.agent.workers ?? defaultWorkerCount()
+    // uploads move to the byte workers, except under an upload rate limit: one bucket on one thread paces every connection
+    const serveFromWorkers = workerCount > 0 && config.agent.uploadRate === 0
+    const host = config.agent.dataHost ?? '0.0.0.0'
+    const server = dataServer({
+      privateKey,
+      store,
+      gate,
+      host,
+      port: config.agent.dataPort,
+      reusePort: serveFromWorkers,
+      uploadBytesPerSecond: config.agent.uploadRate,
+      ...timeouts,
       logger: init.logger
     })
     const bound = await server.start()
+    const served = serveFromWorkers
+      ? new ServedByWorkers({
+        gate,
+        store,
+        workers: workerCount,
+        everyWorkerListens: () => {
+          server.stopListening().catch(err => { log.warn({ err }, 'the main thread could not stop listening on the data port') })
+        },
+        logger: log
+      })
+      : undefined
+    const workers = createByteWorkers(config, privateKey, log, served !== undefined
+      ? { serve: { host, port: bound.port, ...timeouts }, answer: (m, w) => served.answer(m, w), told: (m, w) => { served.told(m, w) }, gone: w => { served.gone(w) } }
+      : undefined)
+    // what the node's data servers have done: the main thread's, and the workers' where they serve
+    const serverStats = async (): Promise<Readonly<DataServerStats>> => served !== undefined && workers !== undefined ? await served.stats(server, workers.pool) : server.stats
+    // the workers load their clients now, not during the first pull's chunks
+    workers?.pool.start()
+    // a peer's data connections last: the node goes online once its workers serve the port, so
+    // they carry the uploads from the first (a worker that cannot listen leaves them to this thread)
+    await served?.everyWorkerListening(WORKERS_LISTEN_TIMEOUT_MS)
     node = await createSwarmNode({
       privateKey,
       listen: config.agent.listen,
@@ -200,22 +239,19 @@ export class Agent {
       dataAddress: () => ({ host: config.agent.dataHost != null && config.agent.dataHost !== '0.0.0.0' ? config.agent.dataHost : undefined, port: bound.port }),
       logger: init.logger
     })
-    const workers = createByteWorkers(config, privateKey, log)
-    // the workers load their clients while the node starts, not during the first pull's chunks
-    workers?.pool.start()
     // with workers the main thread fetches only manifests; the workers hold the peer connections
     const client = dataClient({ privateKey, downloadBytesPerSecond: config.agent.downloadRate, logger: init.logger, ...(workers != null ? { connectionsPerPeer: MAIN_CONNECTIONS_PER_PEER } : {}) })
     const metrics = agentMetrics({
       openSwarm: swarmKey == null,
       threads: async () => await threadCpu(workers),
       peers: () => node?.connectedPeers().length ?? 0,
-      bytesServed: () => server.stats.bytesServed,
-      dataServer: () => server.stats,
+      bytesServed: async () => (await serverStats()).bytesServed,
+      dataServer: serverStats,
       fuse: () => agent?.mount?.fuseStats(),
       peerCounts: () => node != null ? { control: node.control.stats(), scores: node.peerScores.stats() } : undefined,
       fleet: () => agent?.fleetState != null ? { view: agent.fleet(), stats: agent.node.fleet.stats() } : undefined
     })
-    agent = new Agent({ config, store, node, server, client, metrics, origin: init.origin, log, workers })
+    agent = new Agent({ config, store, node, server, serverStats, client, metrics, origin: init.origin, log, workers })
     agent.fleetState = new AgentFleet(agent, config.agent.labels)
     agent.metricsServer = await serveMetrics(metrics, config.agent.metricsHost, config.agent.metricsPort, () => agent?.started === true, fleetRoutes(agent))
 
@@ -383,6 +419,11 @@ export class Agent {
   /** CPU time of the main thread and of each byte worker so far */
   async threads (): Promise<ThreadCpuTime[]> {
     return await threadCpu(this.workers)
+  }
+
+  /** the status, with what every thread's data server has done (status() alone has the main thread's) */
+  async fullStatus (): Promise<Record<string, unknown>> {
+    return { ...this.status(), served: await this.serverStats() }
   }
 
   status (): Record<string, unknown> {

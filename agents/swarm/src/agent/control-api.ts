@@ -104,7 +104,7 @@ export async function serveControlApi (agent: Agent, socket: string, describe: (
       }
       if (req.method === 'GET' && req.url === '/v1/status') {
         // per-thread CPU comes from the workers themselves, so it is asked for
-        agent.threads().then(threads => { reply(200, { ...agent.status(), threads }) }, fail)
+        Promise.all([agent.fullStatus(), agent.threads()]).then(([status, threads]) => { reply(200, { ...status, threads }) }, fail)
         return
       }
       if (req.method === 'GET' && req.url === '/v1/fleet') {

@@ -60,7 +60,7 @@ export interface ThreadCpuTime {
   systemSeconds: number
 }
 
-export function agentMetrics (collect: { openSwarm?: boolean, threads?(): Promise<ThreadCpuTime[]>, peers(): number, bytesServed(): number, dataServer?(): Readonly<DataServerStats>, fuse?(): FuseCounts | undefined, peerCounts?(): PeerCounts | undefined, fleet?(): FleetCounts | undefined }): AgentMetrics {
+export function agentMetrics (collect: { openSwarm?: boolean, threads?(): Promise<ThreadCpuTime[]>, peers(): number, bytesServed(): Promise<number> | number, dataServer?(): Promise<Readonly<DataServerStats>> | Readonly<DataServerStats>, fuse?(): FuseCounts | undefined, peerCounts?(): PeerCounts | undefined, fleet?(): FleetCounts | undefined }): AgentMetrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'swarm_process_' })
   const bytes = new Counter({ name: 'swarm_bytes_total', help: 'Chunk bytes stored, by where they came from', labelNames: ['source'] as const, registers: [registry] })
@@ -86,7 +86,7 @@ export function agentMetrics (collect: { openSwarm?: boolean, threads?(): Promis
     }
   })
   const peers = new Gauge({ name: 'swarm_peers', help: 'Peers connected over libp2p', registers: [registry], collect () { this.set(collect.peers()) } })
-  const bytesServed = new Gauge({ name: 'swarm_bytes_served', help: 'Bytes served to peers since start', registers: [registry], collect () { this.set(collect.bytesServed()) } })
+  const bytesServed = new Gauge({ name: 'swarm_bytes_served', help: 'Bytes served to peers since start', registers: [registry], async collect () { this.set(await collect.bytesServed()) } })
   // cumulative since the mount, read from the adapter at each scrape (hence gauges)
   const fuseGauge = (name: string, help: string, value: (counts: FuseCounts) => number): Gauge => new Gauge({
     name,
@@ -218,7 +218,7 @@ function fleetMetrics (registry: Registry, fleet: (() => FleetCounts | undefined
 }
 
 /** The data server's limits at work: timeouts, refused connections, slots and connections in use, BUSY answers. */
-function dataServerMetrics (registry: Registry, stats: (() => Readonly<DataServerStats>) | undefined): void {
+function dataServerMetrics (registry: Registry, stats: (() => Promise<Readonly<DataServerStats>> | Readonly<DataServerStats>) | undefined): void {
   if (stats === undefined) return
   // the server counts; each scrape sets the counters to its totals
   const totals = <L extends string>(name: string, help: string, label: L, values: (s: Readonly<DataServerStats>) => Record<string, number>): Counter<L> => new Counter({
@@ -226,17 +226,18 @@ function dataServerMetrics (registry: Registry, stats: (() => Readonly<DataServe
     help,
     labelNames: [label],
     registers: [registry],
-    collect () {
+    async collect () {
+      const now = values(await stats())
       this.reset()
-      for (const [value, n] of Object.entries(values(stats()))) this.inc({ [label]: value } as Partial<Record<L, string>>, n)
+      for (const [value, n] of Object.entries(now)) this.inc({ [label]: value } as Partial<Record<L, string>>, n)
     }
   })
   totals('swarm_data_timeouts_total', 'Data connections closed for a timeout: a response the peer did not take (write), silence (idle), no authentication in time (handshake)', 'kind', s => s.timeouts)
   totals('swarm_data_connections_refused_total', 'Data connections refused for a cap: on all connections (total) or on the peer\'s (peer)', 'cap', s => ({ total: s.refusedConnections.total, peer: s.refusedConnections.perPeer }))
-  new Counter({ name: 'swarm_data_busy_total', help: 'Requests answered BUSY: no upload slot free to the peer', registers: [registry], collect () { this.reset(); this.inc(stats().busy) } })
-  new Gauge({ name: 'swarm_data_connections', help: 'Authenticated data connections open', registers: [registry], collect () { this.set(stats().connections) } })
-  new Gauge({ name: 'swarm_data_upload_slots_used', help: 'Upload slots taken', registers: [registry], collect () { this.set(stats().uploads) } })
-  new Gauge({ name: 'swarm_data_upload_slots_open', help: 'Upload slots open now: as many as land within a second each, up to SWARM_UPLOAD_SLOTS', registers: [registry], collect () { this.set(stats().uploadLimit) } })
+  new Counter({ name: 'swarm_data_busy_total', help: 'Requests answered BUSY: no upload slot free to the peer', registers: [registry], async collect () { const busy = (await stats()).busy; this.reset(); this.inc(busy) } })
+  new Gauge({ name: 'swarm_data_connections', help: 'Authenticated data connections open', registers: [registry], async collect () { this.set((await stats()).connections) } })
+  new Gauge({ name: 'swarm_data_upload_slots_used', help: 'Upload slots taken', registers: [registry], async collect () { this.set((await stats()).uploads) } })
+  new Gauge({ name: 'swarm_data_upload_slots_open', help: 'Upload slots open now: as many as land within a second each, up to SWARM_UPLOAD_SLOTS', registers: [registry], async collect () { this.set((await stats()).uploadLimit) } })
 }
 
 export async function serveMetrics (metrics: AgentMetrics, host: string, port: number, ready: () => boolean, routes?: (req: IncomingMessage, res: ServerResponse) => boolean): Promise<Server> {
