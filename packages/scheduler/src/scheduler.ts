@@ -324,8 +324,13 @@ export class Scheduler implements ChunkScheduler {
   idleCount = 0
   /** connected, unbanned peers holding each chunk */
   readonly holders: Uint32Array
+  /** chunks with a holder (`holders[i] > 0`), and chunks some peer failed (`failedPeers[i]` set): what the origin scan skips and keeps */
+  readonly heldWords: Uint32Array
+  readonly failedWords: Uint32Array
   /** rotation of chunk order from a random start: the tie-break among equally rare chunks */
   readonly tiebreak: Uint32Array
+  /** the chunk whose tie-break is 0 */
+  readonly tiebreakStart: number
   readonly scratch: Uint32Array
 
   readonly peers = new Map<string, PeerState>()
@@ -439,6 +444,8 @@ export class Scheduler implements ChunkScheduler {
     this.idleWords = new Uint32Array(this.words)
     this.scratch = new Uint32Array(this.words)
     this.holders = new Uint32Array(n)
+    this.heldWords = new Uint32Array(this.words)
+    this.failedWords = new Uint32Array(this.words)
     this.tiebreak = new Uint32Array(n)
     this.byChunk = new Array<Outstanding[] | undefined>(n)
     this.failedPeers = new Array<Map<string, boolean> | undefined>(n)
@@ -463,6 +470,7 @@ export class Scheduler implements ChunkScheduler {
     }
 
     const start = n === 0 ? 0 : Math.floor(this.draw() * n)
+    this.tiebreakStart = start
     for (let i = 0; i < n; i++) this.tiebreak[i] = (i - start + n) % n
 
     if (init.pullerSet !== undefined) {
@@ -612,6 +620,7 @@ export class Scheduler implements ChunkScheduler {
       for (const other of [...others]) this.cancel(other)
     }
     this.failedPeers[chunk] = undefined
+    this.failedWords[chunk >>> 5] = this.failedWords[chunk >>> 5]! & ~(1 << (chunk & 31))
     this.dirty = true
   }
 
@@ -756,7 +765,7 @@ export class Scheduler implements ChunkScheduler {
       this.deliveries++
     }
     this.markSeen(chunk, now)
-    this.holders[chunk]!++
+    if (this.holders[chunk]!++ === 0) this.heldWords[w] = this.heldWords[w]! | mask
     if (hasRoom && !this.dirty && (this.haveWords[w]! & mask) === 0) {
       // an idle chunk can now be asked for; in endgame, an outstanding one can be duplicated
       if ((this.idleWords[w]! & mask) !== 0 || (this.endgameEnabled && inEndgame(this))) this.dirty = true
@@ -848,6 +857,7 @@ export class Scheduler implements ChunkScheduler {
       return
     }
     (this.failedPeers[chunk] ??= new Map()).set(outstanding.peer.id, busy)
+    this.failedWords[chunk >>> 5] = this.failedWords[chunk >>> 5]! | (1 << (chunk & 31))
     this.peerRetryAt[chunk] = now + this.retryAfterMs
   }
 
@@ -864,7 +874,8 @@ export class Scheduler implements ChunkScheduler {
       while (word !== 0) {
         const low = word & -word
         word = (word ^ low) >>> 0
-        this.holders[(w << 5) + 31 - Math.clz32(low)]!--
+        const chunk = (w << 5) + 31 - Math.clz32(low)
+        if (--this.holders[chunk]! === 0) this.heldWords[w] = this.heldWords[w]! & ~low
       }
     }
     for (const outstanding of [...this.outstanding.values()]) {
