@@ -98,6 +98,9 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
  */
 export const HANDSHAKE_TIMEOUT_MS = 10_000
 
+/** certificates whose check a thread remembers (see identity.ts): a few per peer, for a large fleet */
+export const VERIFIED_CERTIFICATES = 4096
+
 /** How long a peer whose new connection failed is not dialled again while other connections to it work. */
 export const RECONNECT_BACKOFF_MS = 1_000
 

@@ -121,10 +121,10 @@ export interface RawClient {
 
 /**
  * A TLS client that speaks no protocol of its own: it connects with the given libp2p identity
- * (or none) and lets the test write raw bytes.
+ * (or none; a fresh certificate for it unless one is given) and lets the test write raw bytes.
  */
-export async function rawClient (port: number, privateKey?: PrivateKey, alpn: string[] = [PROTOCOL]): Promise<RawClient> {
-  const certificate = privateKey != null ? await generateCertificate(privateKey) : undefined
+export async function rawClient (port: number, privateKey?: PrivateKey, alpn: string[] = [PROTOCOL], certificate?: { cert: string, key: string }): Promise<RawClient> {
+  certificate ??= privateKey != null ? await generateCertificate(privateKey) : undefined
   const socket = tls.connect({
     host: '127.0.0.1',
     port,

@@ -1,5 +1,6 @@
+import { generateCertificate } from '@libp2p/tls/utils'
 import {
-  ConnectionClosedError, ConnectionFailedError, PROTOCOL, UnexpectedPeerError, dataClient
+  ConnectionClosedError, ConnectionFailedError, PROTOCOL, UnexpectedPeerError, certificateChecks, dataClient
 } from '../src/index.js'
 import { describe, expect, it } from 'vitest'
 import { admittingServer, captureLogger, cleanupsAfterEach, getFrame, identity, randomChunk, rawClient, within } from './helpers.js'
@@ -119,6 +120,34 @@ describe('peer authentication', () => {
     await expect(client.fetch({ peerId: expected.peerId, host: '127.0.0.1', port: s.port }, { cid: s.chunk.cid, size: 4096 }))
       .rejects.toBeInstanceOf(UnexpectedPeerError)
     expect(s.server.stats.requests).toBe(0)
+    // again, with the server's certificate known from the first time: still not the peer dialled
+    const known = certificateChecks.cached
+    await expect(client.fetch({ peerId: expected.peerId, host: '127.0.0.1', port: s.port }, { cid: s.chunk.cid, size: 4096 }))
+      .rejects.toBeInstanceOf(UnexpectedPeerError)
+    expect(certificateChecks.cached).toBeGreaterThan(known)
+    expect(s.server.stats.requests).toBe(0)
+  })
+
+  it('checks a certificate in full once and knows it on the next connections; another certificate of the same peer is checked again', async () => {
+    const s = await setup()
+    const me = await identity()
+    s.admitted.add(me.peerId)
+    const certificate = await generateCertificate(me.privateKey)
+    const before = { ...certificateChecks }
+    const raws = []
+    for (let i = 0; i < 3; i++) raws.push(await rawClient(s.port, me.privateKey, [PROTOCOL], certificate))
+    cleanups.push(async () => { for (const raw of raws) raw.socket.destroy() })
+    for (const [i, raw] of raws.entries()) {
+      raw.socket.write(getFrame(i + 1, s.chunk.cid, 4096))
+      await within(new Promise<void>(resolve => { const check = (): void => { if (raw.received() > 4096) resolve(); else setTimeout(check, 10) }; check() }), 5000, `the answer on connection ${i}`)
+    }
+    expect(certificateChecks.verified - before.verified).toBe(1)
+    expect(certificateChecks.cached - before.cached).toBe(2)
+    const other = await rawClient(s.port, me.privateKey)
+    cleanups.push(async () => { other.socket.destroy() })
+    other.socket.write(getFrame(9, s.chunk.cid, 4096))
+    await within(new Promise<void>(resolve => { const check = (): void => { if (other.received() > 4096) resolve(); else setTimeout(check, 10) }; check() }), 5000, 'the answer on the connection with another certificate')
+    expect(certificateChecks.verified - before.verified).toBe(2)
   })
 })
 
