@@ -43,15 +43,15 @@ describe('data plane limits in the agent', () => {
 
   it('closes connections beyond SWARM_DATA_CONNECTIONS and those that do not authenticate within SWARM_DATA_HANDSHAKE_TIMEOUT_MS, and counts both', async () => {
     const opened = performance.now()
-    const first = await silentConnection(agent.dataPort)
-    const second = await silentConnection(agent.dataPort)
-    const third = await silentConnection(agent.dataPort)
-    // the third is over the cap: closed at once, not at the handshake deadline
-    expect(await third.closed - opened).toBeLessThan(1000)
-    for (const silent of [first, second]) {
-      const closedAfter = await silent.closed - opened
-      expect(closedAfter).toBeGreaterThanOrEqual(1450)
-      expect(closedAfter).toBeLessThan(6000)
+    const silent = [await silentConnection(agent.dataPort), await silentConnection(agent.dataPort), await silentConnection(agent.dataPort)]
+    const closedAfter = (await Promise.all(silent.map(async s => await s.closed))).map(at => at - opened).sort((a, b) => a - b)
+    // one is over the cap: closed at once, not at the handshake deadline. Which one is the
+    // kernel's and the threads' to say: the byte workers each accept on the port, and the node's
+    // one count decides in the order their questions reach it
+    expect(closedAfter[0]).toBeLessThan(1000)
+    for (const after of closedAfter.slice(1)) {
+      expect(after).toBeGreaterThanOrEqual(1450)
+      expect(after).toBeLessThan(6000)
     }
     expect(await metric(agent, 'swarm_data_connections_refused_total', { cap: 'total' })).toBe(1)
     expect(await metric(agent, 'swarm_data_timeouts_total', { kind: 'handshake' })).toBe(2)

@@ -192,8 +192,9 @@ export class Agent {
     })
     const timeouts = { writeTimeoutMs: config.agent.dataWriteTimeoutMs, idleTimeoutMs: config.agent.dataIdleTimeoutMs, handshakeTimeoutMs: config.agent.dataHandshakeTimeoutMs }
     const workerCount = config.agent.workers ?? defaultWorkerCount()
-    // uploads move to the byte workers, except under an upload rate limit: one bucket on one thread paces every connection
-    const serveFromWorkers = workerCount > 0 && config.agent.uploadRate === 0
+    // uploads move to the byte workers, except under an upload rate limit (one bucket on one thread
+    // paces every connection) and where threads cannot share a port (SO_REUSEPORT: Linux here)
+    const serveFromWorkers = workerCount > 0 && config.agent.uploadRate === 0 && process.platform === 'linux'
     const host = config.agent.dataHost ?? '0.0.0.0'
     const server = dataServer({
       privateKey,
