@@ -107,9 +107,14 @@ static void do_init(sw_server *s, int fd, const struct fuse_in_header *in, const
   s->passthrough = passthrough;
   pthread_mutex_unlock(&s->open_mu);
   if (s->options.passthrough && !passthrough) host_log(s, SW_LOG_WARN, "the kernel does not offer passthrough (it needs Linux 6.9+ and CAP_SYS_ADMIN when mounting): complete files are read through this process");
+  /*
+   * Initialised before the reply goes out: the kernel releases the requests that waited for INIT
+   * as soon as it has the reply, and another thread may read one before this thread runs again
+   * (a stat of the fresh mount answered EIO on a loaded machine).
+   */
+  atomic_store(&s->initialised, 1);
   /* before 7.23 the reply was 24 bytes */
   send_reply(fd, in->unique, 0, &out, out.minor < 23 ? 24 : sizeof out, NULL, 0);
-  atomic_store(&s->initialised, 1);
 }
 
 static void do_lookup(sw_server *s, int fd, const struct fuse_in_header *in, const char *name, size_t nlen) {
