@@ -140,7 +140,6 @@ export function workerPeerSpread (config: Config, workers: number): number {
 /** The main thread's data connections per peer while byte workers carry the transfers. */
 export const MAIN_CONNECTIONS_PER_PEER = 1
 
-/** Byte workers from the configuration: `agent.workers` threads (default: `defaultWorkerCount()`), or undefined for 0. */
 /** An agent's workers serve the data port too: where, and the main thread's side of it (see agent/served-by-workers.ts). */
 export interface ByteWorkersServing {
   serve: WorkerServing
@@ -149,8 +148,14 @@ export interface ByteWorkersServing {
   gone(worker: number): void
 }
 
+/** The byte workers the configuration asks for: `agent.workers`, else `defaultWorkerCount()`. */
+export function byteWorkerCount (config: Config): number {
+  return config.agent.workers ?? defaultWorkerCount()
+}
+
+/** Byte workers from the configuration (`byteWorkerCount`), or undefined for 0. */
 export function createByteWorkers (config: Config, privateKey: PrivateKey | undefined, logger: Logger, serving?: ByteWorkersServing): ByteWorkers | undefined {
-  const size = config.agent.workers ?? defaultWorkerCount()
+  const size = byteWorkerCount(config)
   if (size === 0) return undefined
   // a process with no node key (swarm pull --no-agent) reaches no peer: its workers fetch from the origin only
   const peers = privateKey !== undefined

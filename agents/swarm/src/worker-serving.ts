@@ -8,15 +8,16 @@
  * where a chunk's bytes lie. Those cost a message each way per GET, against the few
  * milliseconds of encryption a 4 MiB chunk costs where it is sent.
  *
- * A worker reads a chunk from the store's content file by path, with descriptors it keeps a
- * few seconds (a content file the store deletes meanwhile still reads whole through them: the
- * bytes are the ones the main thread located; one deleted before the open is NOT_FOUND).
+ * A worker reads a chunk from the store's content file by path, through the store's descriptor
+ * pool (`FdPool`): a lease per read, and descriptors unused for a few seconds closed, since
+ * nobody tells a worker when the store deletes a file. A file deleted after it was opened still
+ * reads whole through its descriptor (the bytes the main thread located); one deleted before the
+ * open is NOT_FOUND.
  */
-import { open } from 'node:fs/promises'
+import { FdPool } from '@swarm/store/fd-pool'
 import { askMain, tellMain } from '@swarm/workers'
 import type { DataServer, PeerVerdict, ServeGate, SlotVerdict } from '@swarm/exchange'
 import type { Logger, ReadChunkOptions } from '@swarm/interface'
-import type { FileHandle } from 'node:fs/promises'
 
 /** How a worker's server listens and times out connections; the limits are the main thread's gate's. */
 export interface WorkerServing {
@@ -49,6 +50,8 @@ export type ServingNote =
 
 /** How long a content file's descriptor is kept after its last read. */
 const KEEP_DESCRIPTOR_MS = 5_000
+/** Content files a worker keeps open at most. */
+const MAX_OPEN_DESCRIPTORS = 64
 
 const ask = async <T>(question: ServingQuestion): Promise<T> => await askMain<T>(question)
 const tell = (note: ServingNote): void => { tellMain(note) }
@@ -63,46 +66,11 @@ export const gateOnMainThread: ServeGate = {
   end: (peer, small, landedAfterMs) => { tell({ serving: 'end', peer, small, ...(landedAfterMs !== undefined ? { landedAfterMs } : {}) }) }
 }
 
-/** Content files opened for reads, each closed once unused for KEEP_DESCRIPTOR_MS. */
-class Descriptors {
-  private readonly open = new Map<string, { handle: Promise<FileHandle>, lastUsed: number }>()
-  private sweeper: NodeJS.Timeout | undefined
-
-  async read (path: string, offset: number, into: Uint8Array): Promise<void> {
-    let entry = this.open.get(path)
-    if (entry === undefined) {
-      entry = { handle: open(path, 'r'), lastUsed: 0 }
-      this.open.set(path, entry)
-      entry.handle.catch(() => { this.open.delete(path) })
-      this.sweeper ??= setInterval(() => { this.sweep() }, KEEP_DESCRIPTOR_MS).unref()
-    }
-    entry.lastUsed = performance.now()
-    const handle = await entry.handle
-    for (let done = 0; done < into.byteLength;) {
-      const { bytesRead } = await handle.read(into, done, into.byteLength - done, offset + done)
-      if (bytesRead === 0) throw new Error(`content file ${path} ends before byte ${offset + into.byteLength}`)
-      done += bytesRead
-    }
-  }
-
-  private sweep (): void {
-    const now = performance.now()
-    for (const [path, entry] of this.open) {
-      if (now - entry.lastUsed < KEEP_DESCRIPTOR_MS) continue
-      this.open.delete(path)
-      void entry.handle.then(async handle => { await handle.close() }).catch(() => {})
-    }
-    if (this.open.size === 0) {
-      clearInterval(this.sweeper)
-      this.sweeper = undefined
-    }
-  }
-}
-
 /** Starts this worker's data server on the node's port; resolves once it listens. */
 export async function serveFromWorker (serving: WorkerServing, privateKeyBytes: Uint8Array, log: Logger): Promise<DataServer> {
   const { dataServer, privateKeyFromBytes } = await import('@swarm/exchange')
-  const descriptors = new Descriptors()
+  const descriptors = new FdPool(MAX_OPEN_DESCRIPTORS)
+  setInterval(() => { descriptors.closeIdle(KEEP_DESCRIPTOR_MS) }, KEEP_DESCRIPTOR_MS).unref()
   const server = dataServer({
     privateKey: privateKeyFromBytes(privateKeyBytes),
     gate: gateOnMainThread,
@@ -112,16 +80,13 @@ export async function serveFromWorker (serving: WorkerServing, privateKeyBytes: 
         if (located.kind === 'none') return undefined
         if (located.kind === 'manifest') return located.bytes
         options.signal?.throwIfAborted()
-        const into = options.allocate?.(located.size) ?? new Uint8Array(located.size)
-        const bytes = into.subarray(0, located.size)
         try {
-          await descriptors.read(located.path, located.offset, bytes)
+          return await descriptors.read(located.path, located.offset, located.size, options.allocate)
         } catch (err) {
           // the store removed the model between the answer and the open: as if it had not been held
           if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
           throw err
         }
-        return bytes
       }
     },
     host: serving.host,

@@ -59,6 +59,15 @@ export async function authenticate (socket: TLSSocket, expected?: PeerId): Promi
   if (raw == null || raw.length === 0) {
     throw new PeerAuthenticationError('remote presented no certificate')
   }
+  return await peerOfCertificate(raw, certificate.valid_from, certificate.valid_to, expected)
+}
+
+/**
+ * The peer id a libp2p TLS certificate proves (its DER bytes, and its validity period as Node
+ * writes it), requiring `expected` when given: checked in full the first time, known by its
+ * SHA-256 after. Throws UnexpectedPeerError or PeerAuthenticationError.
+ */
+export async function peerOfCertificate (raw: Uint8Array, validFrom: string, validTo: string, expected?: PeerId): Promise<PeerId> {
   const key = createHash('sha256').update(raw).digest('base64')
   const now = Date.now()
   let known = verified.get(key)
@@ -72,7 +81,7 @@ export async function authenticate (socket: TLSSocket, expected?: PeerId): Promi
     } catch (err) {
       throw new PeerAuthenticationError(`remote certificate is not a valid libp2p certificate: ${(err as Error).message}`, { cause: err })
     }
-    known = { peerId, validFrom: Date.parse(certificate.valid_from), validTo: Date.parse(certificate.valid_to) }
+    known = { peerId, validFrom: Date.parse(validFrom), validTo: Date.parse(validTo) }
     if (Number.isFinite(known.validFrom) && Number.isFinite(known.validTo)) verified.set(key, known)
   }
   if (expected != null && !known.peerId.equals(expected)) throw new UnexpectedPeerError(expected.toString())

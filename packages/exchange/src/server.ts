@@ -160,7 +160,8 @@ export function dataServer (init: DataServerInit): DataServer {
 }
 
 class TlsDataServer implements DataServer {
-  private readonly counters: DataServerStats = {
+  /** what this server did and holds now; its connections' handlers count here */
+  readonly counters: Omit<DataServerStats, 'uploadLimit'> = {
     bytesServed: 0,
     requests: 0,
     rejectedPeers: 0,
@@ -171,7 +172,6 @@ class TlsDataServer implements DataServer {
     connections: 0,
     uploads: 0,
     smallAnswers: 0,
-    uploadLimit: 0,
     timeouts: { write: 0, idle: 0, handshake: 0 },
     refusedConnections: { total: 0, perPeer: 0 }
   }
@@ -217,21 +217,10 @@ class TlsDataServer implements DataServer {
     this.uploadBucket = rate > 0 ? new TokenBucket(rate) : undefined
   }
 
-  /** the counters of this server, and the gate's counts where the gate is its own */
+  /** this server's counters; the slots open now are a gate's figure, known here where the gate is on this thread */
   get stats (): Readonly<DataServerStats> {
-    const out = { ...this.counters, timeouts: { ...this.counters.timeouts }, refusedConnections: { ...this.counters.refusedConnections } }
-    if (this.gate instanceof UploadGate) {
-      const counts = this.gate.counts
-      out.uploads = counts.uploads
-      out.smallAnswers = counts.smallAnswers
-      out.uploadLimit = counts.uploadLimit
-    }
-    return out
-  }
-
-  /** the counters this server keeps itself; its connections' handlers write them */
-  get counting (): DataServerStats {
-    return this.counters
+    const uploadLimit = this.gate instanceof UploadGate ? this.gate.counts.uploadLimit : 0
+    return { ...this.counters, uploadLimit, timeouts: { ...this.counters.timeouts }, refusedConnections: { ...this.counters.refusedConnections } }
   }
 
   get address (): DataServerAddress {
@@ -447,7 +436,7 @@ class ServerConnection {
       try {
         this.decoder.push(chunk)
       } catch (err) {
-        this.server.counting.protocolErrors++
+        this.server.counters.protocolErrors++
         this.log.error({ err, remote: this.socket.remoteAddress }, 'closing a data connection that broke the protocol')
         this.destroy()
       }
@@ -461,7 +450,7 @@ class ServerConnection {
   /** No byte moved for the idle timeout; a response stuck in the socket is the write timeout's. */
   private idle (): void {
     if (this.socket.destroyed || this.requests.size > 0 || this.queuedResponses > 0) return
-    this.server.counting.timeouts.idle++
+    this.server.counters.timeouts.idle++
     this.log.debug({ remote: this.socket.remoteAddress, timeoutMs: this.server.idleTimeoutMs }, 'closing an idle data connection')
     this.destroy()
   }
@@ -471,7 +460,7 @@ class ServerConnection {
       this.requests.get(request.id)?.abort()
       return
     }
-    const stats = this.server.counting
+    const stats = this.server.counters
     stats.requests++
     if (this.requests.has(request.id)) throw new ProtocolError(`request id ${request.id} is already in flight`)
     // a GET for a few bytes is answered beside the uploads, not behind them (a larger chunk is refused before it is read)
@@ -584,13 +573,13 @@ class ServerConnection {
       }
       await this.write(id, status, payload, release)
       sent = true
-      const stats = this.server.counting
+      const stats = this.server.counters
       if (status === Status.OK) stats.bytesServed += payload?.byteLength ?? 0
       else if (status === Status.NOT_FOUND) stats.notFound++
       else if (status === Status.ERROR) stats.errors++
     }).catch((err: Error) => {
       if (err instanceof WriteTimeoutError) {
-        this.server.counting.timeouts.write++
+        this.server.counters.timeouts.write++
         this.log.info({ remote: this.socket.remoteAddress, timeoutMs: err.timeoutMs }, 'closing a data connection whose peer does not take its responses')
         this.destroy()
         return

@@ -1,6 +1,7 @@
 /**
  * Open descriptors for content files, shared by concurrent reads and writes and closed when
- * idle beyond a cap. A lease keeps its descriptor open; a forgotten path (deleted, switched from
+ * idle beyond a cap, or idle for long (`closeIdle`: a reader that is not told when the store
+ * deletes a file, a byte worker serving peers, lets go of it that way). A lease keeps its descriptor open; a forgotten path (deleted, switched from
  * writable to read-only, or whose fdatasync failed so its descriptor can no longer be trusted) is
  * closed as soon as its last lease ends, and the next acquire opens it afresh.
  */
@@ -68,6 +69,32 @@ export class FdPool {
     }
   }
 
+  /**
+   * `length` bytes of `path` from `offset`, read through a lease on its descriptor, into a buffer
+   * of `allocate`'s (or a new one); a file that ends before them is an error.
+   */
+  async read (path: string, offset: number, length: number, allocate?: (size: number) => Uint8Array): Promise<Uint8Array> {
+    const lease = await this.acquire(path, 'r')
+    try {
+      let out: Uint8Array
+      if (allocate === undefined) {
+        out = Buffer.allocUnsafe(length)
+      } else {
+        out = allocate(length)
+        if (out.byteLength < length) throw new RangeError(`allocate gave ${out.byteLength} bytes for a chunk of ${length}`)
+        if (out.byteLength > length) out = out.subarray(0, length)
+      }
+      for (let done = 0; done < length;) {
+        const { bytesRead } = await lease.handle.read(out, done, length - done, offset + done)
+        if (bytesRead === 0) throw new Error(`content file ${path} ends before byte ${offset + length}`)
+        done += bytesRead
+      }
+      return out
+    } finally {
+      lease.release()
+    }
+  }
+
   /** Stops handing out descriptors of `path`; open ones close once no lease holds them. */
   forget (path: string, mode?: OpenMode): void {
     for (const m of mode === undefined ? ['r', 'r+'] as const : [mode]) {
@@ -77,6 +104,21 @@ export class FdPool {
       this.entries.delete(key)
       if (entry.leases === 0) this.closeEntry(entry)
     }
+  }
+
+  /** Closes the descriptors no lease holds that were last used `idleMs` ago or longer; the next acquire opens afresh. */
+  closeIdle (idleMs: number): void {
+    const before = Date.now() - idleMs
+    for (const [key, entry] of this.entries) {
+      if (entry.leases > 0 || entry.handle === undefined || entry.lastUsed > before) continue
+      this.entries.delete(key)
+      this.closeEntry(entry)
+    }
+  }
+
+  /** descriptors open or opening now */
+  get size (): number {
+    return this.entries.size
   }
 
   /** Closes every descriptor; callers make sure no lease is outstanding. */

@@ -1065,26 +1065,7 @@ class LocalStore implements Store {
 
   /** settles only once no read into the buffer is left running, so a caller may reuse `allocate`'s buffer then */
   private async readRange (content: Content, offset: number, length: number, allocate?: (size: number) => Uint8Array): Promise<Uint8Array> {
-    const lease = await this.pool.acquire(content.dataPath, 'r')
-    try {
-      let out: Uint8Array
-      if (allocate === undefined) {
-        out = Buffer.allocUnsafe(length)
-      } else {
-        out = allocate(length)
-        if (out.byteLength < length) throw new RangeError(`allocate gave ${out.byteLength} bytes for a chunk of ${length}`)
-        if (out.byteLength > length) out = out.subarray(0, length)
-      }
-      let done = 0
-      while (done < length) {
-        const { bytesRead } = await lease.handle.read(out, done, length - done, offset + done)
-        if (bytesRead === 0) throw new Error(`content file ${content.dataPath} ends before byte ${offset + length}`)
-        done += bytesRead
-      }
-      return out
-    } finally {
-      lease.release()
-    }
+    return await this.pool.read(content.dataPath, offset, length, allocate)
   }
 
   /** runs `fn` alone among structural changes and commits */

@@ -25,9 +25,8 @@ import { formatRef } from '@swarm/manifest'
 import { createSwarmNode, loadOrCreateKey, parseSelector } from '@swarm/p2p'
 import { guarded, PullSession, resolveManifest } from '@swarm/pull'
 import { createStore } from '@swarm/store'
-import { defaultWorkerCount } from '@swarm/workers'
 import { checkOriginContent, placeFiles } from '../pull.js'
-import { MAIN_CONNECTIONS_PER_PEER, createByteWorkers } from '../runtime.js'
+import { MAIN_CONNECTIONS_PER_PEER, byteWorkerCount, createByteWorkers } from '../runtime.js'
 import { AgentFleet } from './fleet.js'
 import { ServedByWorkers } from './served-by-workers.js'
 import { fleetRoutes } from './fleet-page.js'
@@ -191,7 +190,7 @@ export class Agent {
       onAdmissionError: (err, peer) => { log.error({ err, peer }, 'admission check failed') }
     })
     const timeouts = { writeTimeoutMs: config.agent.dataWriteTimeoutMs, idleTimeoutMs: config.agent.dataIdleTimeoutMs, handshakeTimeoutMs: config.agent.dataHandshakeTimeoutMs }
-    const workerCount = config.agent.workers ?? defaultWorkerCount()
+    const workerCount = byteWorkerCount(config)
     // uploads move to the byte workers, except under an upload rate limit (one bucket on one thread
     // paces every connection) and where threads cannot share a port (SO_REUSEPORT: Linux here)
     const serveFromWorkers = workerCount > 0 && config.agent.uploadRate === 0 && process.platform === 'linux'

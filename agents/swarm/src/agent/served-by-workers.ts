@@ -18,6 +18,9 @@ import type { ChunkWorkerReport, WorkerPool } from '@swarm/workers'
 /** The counters a server keeps (the rest of DataServerStats is the gate's). */
 type Counters = Pick<DataServerStats, 'bytesServed' | 'requests' | 'rejectedPeers' | 'busy' | 'notFound' | 'errors' | 'protocolErrors' | 'timeouts' | 'refusedConnections'>
 
+/** The node's data server figures, and the bytes each thread's server sent. */
+export type ServedStats = DataServerStats & { bytesByThread: Record<string, number> }
+
 export interface ServedByWorkersInit {
   gate: UploadGate
   store: Pick<Store, 'locateChunk' | 'getManifestBytes'>
@@ -33,6 +36,7 @@ export class ServedByWorkers {
   private readonly reported = new Map<number, Counters>()
   private departed: Counters = zero()
   private readonly allListening = Promise.withResolvers<void>()
+  private asking: Promise<ServedStats> | undefined
 
   constructor (private readonly init: ServedByWorkersInit) {}
 
@@ -87,8 +91,17 @@ export class ServedByWorkers {
     this.reported.delete(worker)
   }
 
-  /** The node's data server figures: the main thread's server's, every worker's, and the gate's; `bytesByThread`: the bytes each thread's server sent. */
-  async stats (main: DataServer, pool: WorkerPool): Promise<DataServerStats & { bytesByThread: Record<string, number> }> {
+  /**
+   * The node's data server figures: the main thread's server's, every worker's, and the gate's;
+   * `bytesByThread`: the bytes each thread's server sent. Asked while an answer is on its way,
+   * it gives that answer: a scrape's metrics ask all at once, and the workers are asked once.
+   */
+  async stats (main: DataServer, pool: WorkerPool): Promise<ServedStats> {
+    this.asking ??= this.collect(main, pool).finally(() => { this.asking = undefined })
+    return await this.asking
+  }
+
+  private async collect (main: DataServer, pool: WorkerPool): Promise<ServedStats> {
     for (const report of await pool.threadReports()) {
       const served = (report.info as ChunkWorkerReport | undefined)?.sources as ByteWorkerReport | undefined
       if (served?.served === undefined) continue
