@@ -21,7 +21,9 @@
 
 import { ENDGAME_SLOWDOWN, HEDGE_SLOWDOWN, MAX_REQUESTS_PER_CHUNK } from './constants.js'
 import { availablePeers, choosePeer, removeAt } from './peers.js'
-import type { Outstanding, PeerState, Request, Scheduler } from './scheduler.js'
+import type { PeerState } from './holdings.js'
+import type { Outstanding, Request } from './requests.js'
+import type { Scheduler } from './scheduler.js'
 
 /** Every missing chunk is being fetched: ask other holders too, least-duplicated chunks first. */
 export function fillEndgame (s: Scheduler, now: number, start: Request[]): void {

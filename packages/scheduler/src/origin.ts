@@ -155,7 +155,8 @@ import {
   TAKEOVER_WAIT_MS
 } from './constants.js'
 import { freshHolders } from './peers.js'
-import type { Outstanding, Request, Scheduler } from './scheduler.js'
+import type { Outstanding, Request } from './requests.js'
+import type { Scheduler } from './scheduler.js'
 
 /**
  * Chunks no usable peer holds: the ones this node owns at once, in chunk order (others count
@@ -280,6 +281,20 @@ function takeFromBusiestOwners (s: Scheduler, now: number, windowEnd: number, st
  */
 export function fallbackWindowEnd (s: Scheduler): number {
   return s.seenCount + Math.ceil(originWindow(s) / 2)
+}
+
+/** A chunk is seen for the first time: the origin window moves one chunk on (see the notes at the top). */
+export function markSeen (s: Scheduler, chunk: number, now: number): void {
+  if (s.seen[chunk] === 1) return
+  s.seen[chunk] = 1
+  s.seenCount++
+  // chunks entering the window: their owners start them only now, so a non-owner's wait for them starts now too
+  if (Number.isFinite(now)) {
+    const end = Math.min(s.chunkCount, fallbackWindowEnd(s))
+    for (let i = s.windowEnd; i < end; i++) s.eligibleSince[i] = now
+    s.windowEnd = Math.max(s.windowEnd, end)
+  }
+  s.dirty = true
 }
 
 /** The origin window in force: none once more pullers are known than there are chunks (see the notes at the top). */

@@ -20,7 +20,9 @@
  *   the pull: its holdings stop counting and its requests are cancelled.
  */
 
-import type { PeerState, Request, Scheduler } from './scheduler.js'
+import type { PeerState } from './holdings.js'
+import type { Request } from './requests.js'
+import type { Scheduler } from './scheduler.js'
 
 /** Rarest first among idle chunks that some peer with a free slot holds. */
 export function fillFromPeers (s: Scheduler, now: number, start: Request[]): void {

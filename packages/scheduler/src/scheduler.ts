@@ -10,7 +10,8 @@
  * Its parts: who takes what from the origin (`origin.ts`), which peer is asked for what
  * (`peers.ts`), and the duplicates of the last and of slow requests (`endgame.ts`); each
  * module's notes say how it decides. This one keeps the state they share and turns events into
- * it.
+ * it, with the bookkeeping of who holds what (`holdings.ts`) and of requests in flight
+ * (`requests.ts`); its options are checked in `options.ts`.
  *
  * ## Cost
  *
@@ -23,51 +24,29 @@
  * in the missing chunks plus (peers with free slots × chunks / 32).
  */
 
-import { LandingLimit, silentLogger } from '@swarm/interface'
-import type { Logger } from '@swarm/interface'
-import { bitfieldLength, validateBitfield } from '@swarm/interface'
-import {
-  DEFAULT_HEDGE_AFTER_MS,
-  DEFAULT_MAX_INFLIGHT_ORIGIN,
-  DEFAULT_MAX_INFLIGHT_PER_PEER,
-  DEFAULT_MAX_INFLIGHT_TOTAL,
-  MIN_PEER_INFLIGHT,
-  DEFAULT_FLEET_INFLIGHT_ORIGIN,
-  DEFAULT_ORIGIN_FALLBACK_MS,
-  DEFAULT_ORIGIN_WINDOW,
-  DEFAULT_REQUEST_TIMEOUT_MS,
-  DEFAULT_RETRY_AFTER_MS,
-  LANDING_SAMPLE_FRACTION
-} from './constants.js'
+import { silentLogger, validateBitfield } from '@swarm/interface'
+import type { LandingLimit, Logger } from '@swarm/interface'
 import {
   InvalidBitfieldError,
   InvalidChunkIndexError,
-  InvalidFailureReasonError,
   InvalidPeerIdError,
   InvalidSchedulerInitError,
   InvalidTimeError,
   RequestMismatchError
 } from './errors.js'
 import { duplicateDueAt, fillEndgame, hedge, inEndgame } from './endgame.js'
+import { addBitfield, addHave, addHolding, clearFailed, haveBitfield, removeHoldings, setIdle } from './holdings.js'
+import type { PeerState } from './holdings.js'
+import { checkRequired, chunkList, haveFlags, pullerSetOf, settings } from './options.js'
+import type { SchedulerInit } from './options.js'
 import { catchUp, expectedUntil, fallbackWindowEnd, fillFromOrigin, releaseLostOwnership, timeoutOf } from './origin.js'
 import { fillFromPeers } from './peers.js'
-import { PullerSet } from './pullers.js'
+import type { PullerSet } from './pullers.js'
+import { cancelRequest, checkFailureReason, endRequest, expireRequests, noteFailure, peerSlotFree, requestDelivered, startRequest } from './requests.js'
+import type { FailureReason, Outstanding, Request } from './requests.js'
 
-/** Where a request goes. */
-export type RequestSource = { kind: 'peer', peerId: string } | { kind: 'origin' }
-
-/** A request for one chunk from one source. The same object is returned when it is cancelled. */
-export interface Request {
-  /** unique within this scheduler, increasing */
-  readonly id: number
-  /** index into the manifest's unique chunk list */
-  readonly chunk: number
-  readonly cid: string
-  readonly size: number
-  readonly source: RequestSource
-  /** a second (or third) request for a chunk already being fetched: a hedge or an endgame duplicate */
-  readonly duplicate: boolean
-}
+export type { FailureReason, Request, RequestSource } from './requests.js'
+export type { SchedulerInit } from './options.js'
 
 /** What the caller should do now. */
 export interface Actions {
@@ -77,88 +56,6 @@ export interface Actions {
   cancel: Request[]
   /** when to call `tick` again if no other event comes first (a deadline), or undefined when only events matter */
   wakeAt: number | undefined
-}
-
-/**
- * How a request ended without delivering its chunk. `bad-data`: the bytes did not match the CID,
- * and the peer is banned for the rest of the pull. `cancelled`: the caller gave it up itself.
- * `busy`: the peer turned it away for want of an upload slot; like `error` it is asked again only
- * at its retry time or when no other holder is left, but it still counts as a holder when this
- * node decides what to take from the origin, since its slot will free up.
- */
-export type FailureReason = 'error' | 'timeout' | 'bad-data' | 'cancelled' | 'busy'
-
-export interface SchedulerInit {
-  /** this node's peer id; it is always one of the pullers */
-  selfId: string
-  /** the manifest's unique chunks in file order; a chunk's index is its position here */
-  chunks: ReadonlyArray<{ cid: string, size: number }>
-  /** what is already local: a bitfield (see `encodeBitfield`) or one flag per chunk */
-  have?: Uint8Array | ArrayLike<boolean>
-  /** a seeded PRNG returning numbers in [0, 1), e.g. `seededRandom(seed)` */
-  random: () => number
-  /**
-   * the other nodes pulling this manifest. Give it (even empty) once known; until it is known
-   * (here or through `setPullers`) nothing is taken from the origin as an owner.
-   */
-  pullers?: Iterable<string>
-  /**
-   * instead of `pullers`: a set shared with other schedulers in this process that see the same
-   * pullers (a simulator's nodes). Changes made through any of them, or to the set itself, apply
-   * to all.
-   */
-  pullerSet?: PullerSet
-  /** when the pull starts; defaults to the time of the first event */
-  now?: number
-  maxInflightPerPeer?: number
-  maxInflightOrigin?: number
-  /** origin requests the fleet keeps outstanding in all, shared out among the fetchers (default 16) */
-  fleetInflightOrigin?: number
-  /**
-   * how many pullers fetch from the origin: the best-ranked for this model (default 16, see
-   * `pullers.ts`); Infinity: every puller
-   */
-  originFetchers?: number
-  /**
-   * how far ahead of the chunks seen anywhere owners fetch from the origin (default 8): chunk i
-   * is fetched once i − window + 1 chunks are seen at this node or its peers (see `origin.ts`);
-   * Infinity: none
-   */
-  originWindow?: number
-  /**
-   * How many nodes may be pulling, this one included, as far as this node can tell before their
-   * joins arrive (e.g. the nodes it is connected to). Until that many pullers are known, its
-   * share of the fleet's origin requests assumes them: a node that starts a moment before the
-   * others sees itself alone, believes it owns every chunk, and would otherwise ask the origin
-   * for many that their owners are about to fetch too. Holds for `EXPECTED_PULLERS_MS` from the
-   * first event, so a node pulling alone among many idle ones is held back only that long. Default 1.
-   */
-  expectedPullers?: number
-  maxInflightTotal?: number
-  /**
-   * how long a chunk from a peer should take to land, in ms: peer requests at once follow it,
-   * from `MIN_PEER_INFLIGHT` up to `maxInflightTotal` (see `LandingLimit` in @swarm/interface). Default 0: always
-   * `maxInflightTotal`; the pull engine (`@swarm/pull`) gives `DEFAULT_PEER_LANDING_MS`
-   */
-  peerLandingMs?: number
-  /**
-   * how long a chunk from the origin should take to land, in ms, while other pullers wait to be
-   * passed it: origin requests at once follow it, from 1 up to this node's share (see
-   * `originCap` in `origin.ts`). Default 0: always the share; the pull engine gives
-   * `DEFAULT_ORIGIN_LANDING_MS`
-   */
-  originLandingMs?: number
-  /** Infinity: a non-owner never falls back to the origin */
-  originFallbackMs?: number
-  requestTimeoutMs?: number
-  /** Infinity: no hedging */
-  hedgeAfterMs?: number
-  retryAfterMs?: number
-  /** duplicate the last outstanding requests to other holders (default true) */
-  endgame?: boolean
-  /** false: peers only, e.g. pulling by CID while the origin is down (default true) */
-  useOrigin?: boolean
-  logger?: Logger
 }
 
 export interface SchedulerStats {
@@ -240,34 +137,10 @@ export interface ChunkScheduler {
   inflight(): Request[]
 }
 
-const ORIGIN: RequestSource = Object.freeze({ kind: 'origin' })
-const FAILURE_REASONS = new Set<string>(['error', 'timeout', 'bad-data', 'cancelled', 'busy'])
-
-/** A connected peer as the scheduler sees it. */
-export interface PeerState {
-  readonly id: string
-  readonly source: RequestSource
-  /** chunk holdings as 32-bit words, bit i of word w = chunk 32w + i */
-  readonly bits: Uint32Array
-  inflight: number
-}
-
-/** A request in flight. */
-export interface Outstanding {
-  readonly request: Request
-  /** undefined: the origin */
-  readonly peer: PeerState | undefined
-  readonly startedAt: number
-  /** already duplicated once, or itself a duplicate: never hedged (again) */
-  hedged: boolean
-  /** an origin request this node made as the chunk's owner (not a fallback) */
-  readonly asOwner: boolean
-}
-
 /**
  * The package exports only {@link ChunkScheduler} (through `chunkScheduler()`); the state below is
  * open to this package's deciding modules (`origin.ts`, `peers.ts`, `endgame.ts`), which read it
- * and start requests through `startRequest`.
+ * and start requests through `startRequest`, and to its bookkeeping (`holdings.ts`, `requests.ts`).
  */
 export class Scheduler implements ChunkScheduler {
   readonly selfId: string
@@ -386,10 +259,7 @@ export class Scheduler implements ChunkScheduler {
   }
 
   constructor (init: SchedulerInit) {
-    if (init == null || typeof init !== 'object') throw new InvalidSchedulerInitError('init must be an object')
-    if (typeof init.selfId !== 'string' || init.selfId === '') throw new InvalidSchedulerInitError('selfId must be a non-empty string')
-    if (typeof init.random !== 'function') throw new InvalidSchedulerInitError('random must be a function returning numbers in [0, 1)')
-    if (!Array.isArray(init.chunks)) throw new InvalidSchedulerInitError('chunks must be an array')
+    checkRequired(init)
     this.selfId = init.selfId
     this.random = init.random
     this.log = (init.logger ?? silentLogger).child({ component: 'scheduler' })
@@ -397,48 +267,27 @@ export class Scheduler implements ChunkScheduler {
     const n = init.chunks.length
     this.chunkCount = n
     this.words = (n + 31) >>> 5
-    this.cids = new Array<string>(n)
-    this.sizes = new Float64Array(n)
-    const seen = new Set<string>()
-    let totalBytes = 0
-    let largest = 0
-    for (let i = 0; i < n; i++) {
-      const chunk = init.chunks[i]
-      if (chunk == null || typeof chunk.cid !== 'string' || chunk.cid === '') {
-        throw new InvalidSchedulerInitError(`chunk ${i} has no CID`)
-      }
-      if (!Number.isSafeInteger(chunk.size) || chunk.size < 0) {
-        throw new InvalidSchedulerInitError(`chunk ${i} has size ${String(chunk.size)}, expected a non-negative integer`)
-      }
-      if (seen.has(chunk.cid)) throw new InvalidSchedulerInitError(`chunk ${i} repeats CID ${chunk.cid}; chunks must be unique`)
-      seen.add(chunk.cid)
-      this.cids[i] = chunk.cid
-      this.sizes[i] = chunk.size
-      totalBytes += chunk.size
-      largest = Math.max(largest, chunk.size)
-    }
-    this.totalBytes = totalBytes
-    this.largestChunk = largest
+    const chunks = chunkList(init.chunks)
+    this.cids = chunks.cids
+    this.sizes = chunks.sizes
+    this.totalBytes = chunks.totalBytes
+    this.largestChunk = chunks.largestChunk
 
-    this.maxPerPeer = count(init.maxInflightPerPeer, DEFAULT_MAX_INFLIGHT_PER_PEER, 1, 'maxInflightPerPeer')
-    this.maxOrigin = count(init.maxInflightOrigin, DEFAULT_MAX_INFLIGHT_ORIGIN, 0, 'maxInflightOrigin')
-    this.fleetOrigin = count(init.fleetInflightOrigin, DEFAULT_FLEET_INFLIGHT_ORIGIN, 1, 'fleetInflightOrigin')
-    this.originWindow = init.originWindow === Infinity ? Infinity : count(init.originWindow, DEFAULT_ORIGIN_WINDOW, 1, 'originWindow')
-    this.expectedPullers = count(init.expectedPullers, 1, 1, 'expectedPullers')
-    this.maxTotal = count(init.maxInflightTotal, DEFAULT_MAX_INFLIGHT_TOTAL, 1, 'maxInflightTotal')
-    const landingMs = duration(init.peerLandingMs, 0, 'peerLandingMs')
-    if (!Number.isFinite(landingMs)) throw new InvalidSchedulerInitError(`peerLandingMs must be 0 (off) or a finite number of milliseconds, got ${String(landingMs)}`)
-    this.peerLimit = new LandingLimit({ min: Math.min(MIN_PEER_INFLIGHT, this.maxTotal), max: this.maxTotal, targetMs: landingMs })
-    const originLandingMs = duration(init.originLandingMs, 0, 'originLandingMs')
-    if (!Number.isFinite(originLandingMs)) throw new InvalidSchedulerInitError(`originLandingMs must be 0 (off) or a finite number of milliseconds, got ${String(originLandingMs)}`)
-    this.originLimit = new LandingLimit({ min: 1, max: Math.max(1, this.maxOrigin), targetMs: originLandingMs })
-    this.originFallbackMs = duration(init.originFallbackMs, DEFAULT_ORIGIN_FALLBACK_MS, 'originFallbackMs')
-    this.requestTimeoutMs = duration(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
-    this.hedgeAfterMs = duration(init.hedgeAfterMs, DEFAULT_HEDGE_AFTER_MS, 'hedgeAfterMs')
-    this.retryAfterMs = duration(init.retryAfterMs, DEFAULT_RETRY_AFTER_MS, 'retryAfterMs')
-    if (this.requestTimeoutMs === 0) throw new InvalidSchedulerInitError('requestTimeoutMs must be above 0')
-    this.endgameEnabled = init.endgame ?? true
-    this.useOrigin = (init.useOrigin ?? true) && this.maxOrigin > 0
+    const limits = settings(init)
+    this.maxPerPeer = limits.maxPerPeer
+    this.maxOrigin = limits.maxOrigin
+    this.fleetOrigin = limits.fleetOrigin
+    this.originWindow = limits.originWindow
+    this.expectedPullers = limits.expectedPullers
+    this.maxTotal = limits.maxTotal
+    this.peerLimit = limits.peerLimit
+    this.originLimit = limits.originLimit
+    this.originFallbackMs = limits.originFallbackMs
+    this.requestTimeoutMs = limits.requestTimeoutMs
+    this.hedgeAfterMs = limits.hedgeAfterMs
+    this.retryAfterMs = limits.retryAfterMs
+    this.endgameEnabled = limits.endgameEnabled
+    this.useOrigin = limits.useOrigin
 
     this.haveWords = new Uint32Array(this.words)
     this.idleWords = new Uint32Array(this.words)
@@ -459,32 +308,15 @@ export class Scheduler implements ChunkScheduler {
 
     const have = init.have === undefined ? undefined : haveFlags(init.have, n)
     for (let i = 0; i < n; i++) {
-      if (have?.[i] === true) {
-        this.haveWords[i >>> 5] = this.haveWords[i >>> 5]! | (1 << (i & 31))
-        this.haveCount++
-        this.bytesDone += this.sizes[i]!
-        this.markSeen(i, -Infinity)
-      } else {
-        this.setIdle(i)
-      }
+      if (have?.[i] === true) addHave(this, i, -Infinity)
+      else setIdle(this, i)
     }
 
     const start = n === 0 ? 0 : Math.floor(this.draw() * n)
     this.tiebreakStart = start
     for (let i = 0; i < n; i++) this.tiebreak[i] = (i - start + n) % n
 
-    if (init.pullerSet !== undefined) {
-      if (init.pullers !== undefined) throw new InvalidSchedulerInitError('give pullers or pullerSet, not both')
-      if (!(init.pullerSet instanceof PullerSet)) throw new InvalidSchedulerInitError('pullerSet must come from pullerSet()')
-      if (!init.pullerSet.covers(this.cids)) throw new InvalidSchedulerInitError('pullerSet was made for other chunks')
-      if (init.originFetchers !== undefined && init.originFetchers !== init.pullerSet.fetcherLimit) {
-        throw new InvalidSchedulerInitError(`pullerSet has ${init.pullerSet.fetcherLimit} fetchers, originFetchers says ${init.originFetchers}`)
-      }
-      this.pullers = init.pullerSet
-    } else {
-      this.pullers = new PullerSet(init.chunks, [this.selfId], { fetchers: init.originFetchers })
-      for (const id of init.pullers ?? []) this.pullers.add(id)
-    }
+    this.pullers = pullerSetOf(init, this.cids)
     this.pullersKnown = init.pullers !== undefined || init.pullerSet !== undefined
     if (init.now !== undefined) this.clock(init.now)
   }
@@ -538,20 +370,12 @@ export class Scheduler implements ChunkScheduler {
     if (chunks instanceof Uint8Array) {
       validateBitfield(chunks, this.chunkCount)
       if (peer === undefined) return
-      const hasRoom = this.peerHasRoom(peer)
-      for (let byte = 0; byte < chunks.length; byte++) {
-        let value = chunks[byte]!
-        while (value !== 0) {
-          const bit = 31 - Math.clz32(value)
-          value ^= 1 << bit
-          this.addHolding(peer, (byte << 3) + (7 - bit), hasRoom, now)
-        }
-      }
+      addBitfield(this, peer, chunks, this.peerHasRoom(peer), now)
     } else if (Array.isArray(chunks)) {
       for (const i of chunks) this.checkChunk(i)
       if (peer === undefined) return
       const hasRoom = this.peerHasRoom(peer)
-      for (const i of chunks) this.addHolding(peer, i, hasRoom, now)
+      for (const i of chunks) addHolding(this, peer, i, hasRoom, now)
     } else {
       throw new InvalidBitfieldError('chunks must be a bitfield (Uint8Array) or an array of chunk indices')
     }
@@ -587,30 +411,11 @@ export class Scheduler implements ChunkScheduler {
     if (delivered !== undefined && delivered.request.chunk !== chunk) {
       throw new RequestMismatchError(`request ${String(requestId)} was for chunk ${delivered.request.chunk}, not chunk ${chunk}`)
     }
-    if (delivered !== undefined) {
-      this.endRequest(delivered)
-      const took = Math.max(0, now - delivered.startedAt)
-      // a small chunk lands in a round trip whatever the link: it says nothing of how long the next large one takes
-      const sample = delivered.request.size * LANDING_SAMPLE_FRACTION >= this.largestChunk
-      if (delivered.peer === undefined) {
-        this.originMs = this.originSamples === 0 ? took : 0.7 * this.originMs + 0.3 * took
-        this.originSamples++
-        if (sample) this.originLimit.landed(took, this.originInflight + 1)
-      } else if (delivered.request.size > 0) {
-        if (sample) this.peerLimit.landed(took, this.outstanding.size - this.originInflight + 1)
-        const perByte = took / delivered.request.size
-        this.peerMsPerByte = this.peerSamples === 0 ? perByte : 0.8 * this.peerMsPerByte + 0.2 * perByte
-        this.peerSamples++
-      }
-    }
+    if (delivered !== undefined) requestDelivered(this, delivered, now)
     if (this.has(chunk)) return
 
-    this.haveWords[chunk >>> 5] = this.haveWords[chunk >>> 5]! | (1 << (chunk & 31))
-    this.haveCount++
-    this.markSeen(chunk, now)
+    addHave(this, chunk, now)
     const size = this.sizes[chunk]!
-    this.bytesDone += size
-    this.clearIdle(chunk)
     if (delivered === undefined) this.counters.bytesOther += size
     else if (delivered.peer === undefined) this.counters.bytesFromOrigin += size
     else this.counters.bytesFromPeers += size
@@ -619,19 +424,16 @@ export class Scheduler implements ChunkScheduler {
     if (others !== undefined) {
       for (const other of [...others]) this.cancel(other)
     }
-    this.failedPeers[chunk] = undefined
-    this.failedWords[chunk >>> 5] = this.failedWords[chunk >>> 5]! & ~(1 << (chunk & 31))
+    clearFailed(this, chunk)
     this.dirty = true
   }
 
   requestFailed (requestId: number, now: number, reason: FailureReason): void {
     now = this.clock(now)
-    if (!FAILURE_REASONS.has(reason)) {
-      throw new InvalidFailureReasonError(reason)
-    }
+    checkFailureReason(reason)
     const failed = this.outstanding.get(requestId)
     if (failed === undefined) return
-    this.endRequest(failed)
+    endRequest(this, failed)
     if (reason === 'cancelled') {
       this.counters.cancelled++
       return
@@ -642,7 +444,7 @@ export class Scheduler implements ChunkScheduler {
     if (reason === 'bad-data' && peer !== undefined) {
       this.ban(peer)
     } else {
-      this.noteFailure(failed, now, reason === 'busy')
+      noteFailure(this, failed, now, reason === 'busy')
     }
   }
 
@@ -670,23 +472,14 @@ export class Scheduler implements ChunkScheduler {
 
     if (this.done) {
       for (const outstanding of [...this.outstanding.values()]) {
-        this.endRequest(outstanding)
+        endRequest(this, outstanding)
         this.counters.cancelled++
         cancel.push(outstanding.request)
       }
       return { start, cancel, wakeAt: undefined }
     }
 
-    let expired: Outstanding[] | undefined
-    for (const outstanding of this.outstanding.values()) {
-      if (now - outstanding.startedAt >= timeoutOf(this, outstanding)) (expired ??= []).push(outstanding)
-    }
-    for (const outstanding of expired ?? []) {
-      this.endRequest(outstanding)
-      this.counters.timeouts++
-      this.noteFailure(outstanding, now)
-      cancel.push(outstanding.request)
-    }
+    expireRequests(this, now, cancel)
 
     hedge(this, now, start)
     if (now >= expectedUntil(this)) {
@@ -713,11 +506,7 @@ export class Scheduler implements ChunkScheduler {
   }
 
   bitfield (): Uint8Array {
-    const bytes = new Uint8Array(bitfieldLength(this.chunkCount))
-    for (let i = 0; i < this.chunkCount; i++) {
-      if (this.has(i)) bytes[i >>> 3] = bytes[i >>> 3]! | (0x80 >>> (i & 7))
-    }
-    return bytes
+    return haveBitfield(this)
   }
 
   inflight (): Request[] {
@@ -752,113 +541,22 @@ export class Scheduler implements ChunkScheduler {
 
   // ---- bookkeeping ----
 
-  /** Records that `peer` holds `chunk`; new work is possible if it has room and we want the chunk. */
-  private addHolding (peer: PeerState, chunk: number, hasRoom: boolean, now: number): void {
-    const w = chunk >>> 5
-    const mask = 1 << (chunk & 31)
-    if ((peer.bits[w]! & mask) !== 0) return
-    peer.bits[w] = peer.bits[w]! | mask
-    if (this.holders[chunk]! === 0 && (this.haveWords[w]! & mask) === 0) {
-      // a chunk showing up for the first time: how long owners take to bring one in
-      const took = Math.max(0, now - this.waitSince[chunk]!)
-      this.deliveryMs = this.deliveries === 0 ? took : 0.8 * this.deliveryMs + 0.2 * took
-      this.deliveries++
-    }
-    this.markSeen(chunk, now)
-    if (this.holders[chunk]!++ === 0) this.heldWords[w] = this.heldWords[w]! | mask
-    if (hasRoom && !this.dirty && (this.haveWords[w]! & mask) === 0) {
-      // an idle chunk can now be asked for; in endgame, an outstanding one can be duplicated
-      if ((this.idleWords[w]! & mask) !== 0 || (this.endgameEnabled && inEndgame(this))) this.dirty = true
-    }
-  }
-
-  /** A chunk is seen for the first time: the origin window moves one chunk on (see `origin.ts`). */
-  private markSeen (chunk: number, now: number): void {
-    if (this.seen[chunk] === 1) return
-    this.seen[chunk] = 1
-    this.seenCount++
-    // chunks entering the window: their owners start them only now, so a non-owner's wait for them starts now too
-    if (Number.isFinite(now)) {
-      const end = Math.min(this.chunkCount, fallbackWindowEnd(this))
-      for (let i = this.windowEnd; i < end; i++) this.eligibleSince[i] = now
-      this.windowEnd = Math.max(this.windowEnd, end)
-    }
-    this.dirty = true
-  }
-
   private peerHasRoom (peer: PeerState): boolean {
     return peer.inflight < this.maxPerPeer && this.peerSlotFree()
   }
 
   /** room for one more peer request: within `maxInflightTotal`, and within what lands in time (`peerLimit`) */
   peerSlotFree (): boolean {
-    return this.outstanding.size < this.maxTotal && this.outstanding.size - this.originInflight < this.peerLimit.limit
+    return peerSlotFree(this)
   }
 
   startRequest (chunk: number, peer: PeerState | undefined, now: number, start: Request[], duplicate = false): void {
-    const request: Request = {
-      id: this.nextRequestId++,
-      chunk,
-      cid: this.cids[chunk]!,
-      size: this.sizes[chunk]!,
-      source: peer?.source ?? ORIGIN,
-      duplicate
-    }
-    const asOwner = peer === undefined && this.pullersKnown && this.pullers.owner(chunk) === this.selfId
-    const outstanding: Outstanding = { request, peer, startedAt: now, hedged: duplicate, asOwner }
-    this.outstanding.set(request.id, outstanding)
-    let list = this.byChunk[chunk]
-    if (list === undefined) {
-      list = []
-      this.byChunk[chunk] = list
-    }
-    list.push(outstanding)
-    this.clearIdle(chunk)
-    if (peer === undefined) {
-      this.originInflight++
-      this.counters.originRequests++
-      if (!asOwner) this.counters.originFallbacks++
-    } else {
-      peer.inflight++
-      this.counters.peerRequests++
-      if (duplicate) this.counters.duplicateRequests++
-    }
-    start.push(request)
-  }
-
-  private endRequest (outstanding: Outstanding): void {
-    const { request, peer } = outstanding
-    if (!this.outstanding.delete(request.id)) return
-    const list = this.byChunk[request.chunk]
-    if (list !== undefined) {
-      const at = list.indexOf(outstanding)
-      if (at >= 0) list.splice(at, 1)
-      if (list.length === 0) {
-        this.byChunk[request.chunk] = undefined
-        if (!this.has(request.chunk)) this.setIdle(request.chunk)
-      }
-    }
-    if (peer === undefined) this.originInflight--
-    else peer.inflight--
-    this.dirty = true
+    startRequest(this, chunk, peer, now, start, duplicate)
   }
 
   /** Ends a request of ours; the next `tick` tells the caller to cancel it. */
   cancel (outstanding: Outstanding): void {
-    this.endRequest(outstanding)
-    this.counters.cancelled++
-    this.pendingCancels.push(outstanding.request)
-  }
-
-  private noteFailure (outstanding: Outstanding, now: number, busy = false): void {
-    const chunk = outstanding.request.chunk
-    if (outstanding.peer === undefined) {
-      this.originRetryAt[chunk] = now + this.retryAfterMs
-      return
-    }
-    (this.failedPeers[chunk] ??= new Map()).set(outstanding.peer.id, busy)
-    this.failedWords[chunk >>> 5] = this.failedWords[chunk >>> 5]! | (1 << (chunk & 31))
-    this.peerRetryAt[chunk] = now + this.retryAfterMs
+    cancelRequest(this, outstanding)
   }
 
   private ban (peer: PeerState): void {
@@ -869,36 +567,11 @@ export class Scheduler implements ChunkScheduler {
 
   private dropPeer (peer: PeerState): void {
     this.peers.delete(peer.id)
-    for (let w = 0; w < this.words; w++) {
-      let word = peer.bits[w]!
-      while (word !== 0) {
-        const low = word & -word
-        word = (word ^ low) >>> 0
-        const chunk = (w << 5) + 31 - Math.clz32(low)
-        if (--this.holders[chunk]! === 0) this.heldWords[w] = this.heldWords[w]! & ~low
-      }
-    }
+    removeHoldings(this, peer)
     for (const outstanding of [...this.outstanding.values()]) {
       if (outstanding.peer === peer) this.cancel(outstanding)
     }
     this.dirty = true
-  }
-
-  private setIdle (chunk: number): void {
-    const w = chunk >>> 5
-    const mask = 1 << (chunk & 31)
-    if ((this.idleWords[w]! & mask) !== 0) return
-    this.idleWords[w] = this.idleWords[w]! | mask
-    this.idleCount++
-    this.dirty = true
-  }
-
-  private clearIdle (chunk: number): void {
-    const w = chunk >>> 5
-    const mask = 1 << (chunk & 31)
-    if ((this.idleWords[w]! & mask) === 0) return
-    this.idleWords[w] = this.idleWords[w]! & ~mask
-    this.idleCount--
   }
 
   // ---- input checks ----
@@ -930,31 +603,6 @@ export class Scheduler implements ChunkScheduler {
   }
 }
 
-function count (value: number | undefined, fallback: number, min: number, name: string): number {
-  if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || value < min) throw new InvalidSchedulerInitError(`${name} must be an integer of at least ${min}, got ${String(value)}`)
-  return value
-}
-
-function duration (value: number | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
-    throw new InvalidSchedulerInitError(`${name} must be a non-negative number of milliseconds (Infinity allowed), got ${String(value)}`)
-  }
-  return value
-}
-
 function checkPeerId (peerId: string): void {
   if (typeof peerId !== 'string' || peerId === '') throw new InvalidPeerIdError(peerId)
-}
-
-function haveFlags (have: Uint8Array | ArrayLike<boolean>, n: number): boolean[] {
-  if (have instanceof Uint8Array) {
-    validateBitfield(have, n)
-    const flags = new Array<boolean>(n)
-    for (let i = 0; i < n; i++) flags[i] = (have[i >>> 3]! & (0x80 >>> (i & 7))) !== 0
-    return flags
-  }
-  if (have.length !== n) throw new InvalidSchedulerInitError(`have lists ${have.length} flags for ${n} chunks`)
-  return Array.from(have, flag => flag === true)
 }
