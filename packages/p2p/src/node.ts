@@ -44,7 +44,8 @@ import {
   MAX_INCOMING_PENDING_CONNECTIONS,
   PROVIDER_VALIDITY_MS
 } from './constants.js'
-import { DefaultControlChannel, parseMultiaddr, parsePeerId } from './control.js'
+import { parseMultiaddr, parsePeerId } from './control-address.js'
+import { DefaultControlChannel } from './control.js'
 import { DefaultFleetGossip } from './fleet.js'
 import { parseSwarmKey } from './keys.js'
 import { peerScores } from './peer-score.js'
