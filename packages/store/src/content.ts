@@ -2,8 +2,9 @@
  * Content files: one plain file per distinct file content, created sparse at full size and
  * filled in place, with its presence journal beside it (see store.ts for the layout and
  * journal.ts for the records). This module opens and creates them, replaying the journal into
- * the in-memory presence map, and holds the helpers on that map; the commit loop that makes
- * writes durable and records them is commit.ts, the model bookkeeping store.ts.
+ * the in-memory presence map, and holds the helpers on that map and the index of the files by key
+ * and of their slots by chunk CID; the commit loop that makes writes durable and records them is
+ * commit.ts, the model bookkeeping store.ts.
  */
 import { createHash } from 'node:crypto'
 import { chmod, open, readFile, stat, statfs, truncate, writeFile } from 'node:fs/promises'
@@ -39,6 +40,37 @@ export interface Content {
 export interface Slot {
   content: Content
   index: number
+}
+
+/** The store's content files in memory: each by key, and per chunk CID the slots that hold or need it. */
+export class ContentIndex {
+  readonly contents = new Map<string, Content>()
+  readonly slotsByCid = new Map<CidString, Slot[]>()
+
+  register (content: Content): Content {
+    this.contents.set(content.key, content)
+    content.chunks.forEach((chunk, index) => {
+      const slots = this.slotsByCid.get(chunk.cid)
+      if (slots === undefined) this.slotsByCid.set(chunk.cid, [{ content, index }])
+      else slots.push({ content, index })
+    })
+    return content
+  }
+
+  unregister (content: Content): void {
+    content.removed = true
+    this.contents.delete(content.key)
+    for (const chunk of new Set(content.chunks.map(c => c.cid))) {
+      const slots = this.slotsByCid.get(chunk)?.filter(slot => slot.content !== content)
+      if (slots === undefined || slots.length === 0) this.slotsByCid.delete(chunk)
+      else this.slotsByCid.set(chunk, slots)
+    }
+  }
+
+  /** a slot of `cid` whose chunk is present, if any */
+  presentSlot (cid: CidString): Slot | undefined {
+    return this.slotsByCid.get(cid)?.find(slot => slot.content.present[slot.index] === 1)
+  }
 }
 
 /** an existing content file with its journal replayed, or a fresh one when the file is missing or the wrong size */

@@ -32,7 +32,8 @@
  * ```
  */
 
-export { createStore, verifyModel } from './store.js'
+export { createStore } from './store.js'
+export { verifyModel } from './verify.js'
 export { contentKey } from './content.js'
 export type {
   Store,
@@ -42,12 +43,10 @@ export type {
   PutChunkOptions,
   WritePlan,
   RecordWrittenOptions,
-  VerifyOptions,
-  VerifyReport,
-  BadChunk,
   EvictDetails,
   EvictReason
-} from './store.js'
+} from './types.js'
+export type { VerifyOptions, VerifyReport, BadChunk } from './verify.js'
 export { StoreLockedError, CorruptModelsFileError, StoreClosedError, ModelLeasedError, ManifestConflictError, ContentSyncError } from './errors.js'
 export type { OpenFile, OpenMode } from './fd-pool.js'
 export * from './constants.js'
