@@ -197,9 +197,11 @@ describe.each(['kernel', 'fuse-native'])('the FUSE view (%s adapter)', (adapter)
   it('32 concurrent readers of the same and of different files on a fresh node all get the right bytes, from the peer first', async () => {
     const a = agents[0] as RunningAgent
     const b = await agent('b', { bootstrap: a.multiaddrs })
+    // a's hello and its join of the model (set aside by b until b's view resolves the name): a
+    // fixed wait for them left b reading everything from the origin on a loaded machine
     const deadline = Date.now() + 15_000
-    while (await metric(b, 'swarm_peers') < 1 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
-    await new Promise(resolve => setTimeout(resolve, 500)) // joins and bitfields arrive
+    while (await metric(b, 'swarm_peer_control_state_bytes') <= 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
+    expect(await metric(b, 'swarm_peer_control_state_bytes')).toBeGreaterThan(0)
     proxy.reset()
     const files = [...originals.keys()]
     const readers = Array.from({ length: 32 }, (_, i) => i < 16 ? 'model.safetensors' : files[i % files.length] as string)

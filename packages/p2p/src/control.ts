@@ -59,7 +59,7 @@ export interface ChunkState {
   /** true while we are still pulling it (peers may prefer seeders) */
   pulling: boolean
   /**
-   * the manifest's origin fetchers we know of, at most {@link MAX_JOIN_FETCHERS}: passed on so
+   * the manifest's origin fetchers we know of, at most `MAX_JOIN_FETCHERS` (constants.ts): passed on so
    * a fleet agrees on who fetches from the origin (see `@swarm/pull`)
    */
   fetchers?: readonly NamedFetcher[]
