@@ -46,7 +46,9 @@
 // Env: FANOUT_N (1,2,4,8,16), FANOUT_MODEL_MIB (128), FANOUT_LINK_MBIT (50), FANOUT_ORIGIN_MBIT (50),
 // FANOUT_CHUNK_SIZE (4MiB), FANOUT_CASES (swarm,bittorrent,baseline,late,churn), FANOUT_EVENTS_N (8),
 // FANOUT_BT_PIECES (256KiB,<chunk size>: a BitTorrent run per piece size), FANOUT_BT_ANNOUNCE_S
-// (5: the tracker's announce interval), FANOUT_CPU_PROF (a directory for the agents' CPU profiles),
+// (5: the tracker's announce interval), FANOUT_WARMUP_MIB (0: off; else every agent first pulls a
+// model of this size, its own bytes, and the figures are of its second pull: an agent that has
+// been running, as a DaemonSet's are, rather than one started for the run), FANOUT_CPU_PROF (a directory for the agents' CPU profiles),
 // FANOUT_RUN_LIMIT (8: a run stops at this many × T*, at least 60 s), FANOUT_TIMEOUT_S (1800),
 // FANOUT_BASELINE_CONCURRENCY (1), FANOUT_SUBNET (10.77.0), FANOUT_NAME (fanout), FANOUT_DOCS_SVG (a path to copy
 // the plot to), FANOUT_AGENT_LOGS (a directory: each agent's JSON log goes to a file there, at
@@ -98,7 +100,8 @@ const settings = {
   agentLogs: process.env.FANOUT_AGENT_LOGS,
   cpuProf: process.env.FANOUT_CPU_PROF,
   btPieces: undefined,
-  btAnnounceS: envNumber('FANOUT_BT_ANNOUNCE_S', 5, 1)
+  btAnnounceS: envNumber('FANOUT_BT_ANNOUNCE_S', 5, 1),
+  warmupMiB: envNumber('FANOUT_WARMUP_MIB', 0, 0)
 }
 for (const c of settings.cases) if (!['swarm', 'bittorrent', 'baseline', 'late', 'churn'].includes(c)) throw new Error(`FANOUT_CASES: unknown case "${c}"`)
 
@@ -571,12 +574,26 @@ function lowerBoundMs (n, modelBytes) {
 
 // ---- runs ----
 
+/** Every agent pulls the warm-up model at once (not measured); the idle figures count from its end. */
+async function warmUp (agents, ctx) {
+  const started = performance.now()
+  const pulls = agents.map(agent => spawnIn(agent.host, ['node', cli, 'pull', ctx.warmupRef, '--json'], { ...ctx.env, SWARM_SOCKET: agent.socket }))
+  const codes = await Promise.all(pulls.map(async p => await p.exited))
+  if (codes.some(code => code !== 0)) throw new Error(`a warm-up pull failed: ${pulls.find(p => p.exitCode !== 0)?.stderrTail}`)
+  log(`  warm-up pull on ${agents.length} agents took ${fmt((performance.now() - started) / 1000)} s`)
+  for (const a of agents) {
+    a.metricsBase = await agentMetrics(a)
+    a.idleFrom = { at: performance.now(), cpu: processCpu(a.child.pid), threads: threadCpu(a.child.pid) }
+  }
+}
+
 /** N agents pull at once. `kill`: { count, atMs } agents SIGKILLed mid-pull. `late`: one more host after. */
 async function swarmRun (n, ctx, { kill, late } = {}) {
   const limitMs = Math.max(settings.runLimit * lowerBoundMs(n, ctx.modelBytes), 60_000)
   const dir = await mkdtemp(join(work, `swarm-${n}-`))
   const agents = await startFleet(Array.from({ length: n }, (_, i) => i + 1), { env: ctx.env, keyFile: ctx.keyFile, dir })
   try {
+    if (ctx.warmupRef != null) await warmUp(agents, ctx)
     const barrier = await pullBarrier(agents)
     const pulls = agents.map(agent => spawnIn(agent.host, ['node', cli, 'pull', ctx.ref, '--json'], { ...ctx.env, SWARM_SOCKET: barrier.paths.get(agent.index) }))
     const before = await fabric.counters('o')
@@ -625,7 +642,12 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     const tEndNs = process.hrtime.bigint()
     const wallMs = performance.now() - barrier.t0
     const after = await fabric.counters('o')
-    const metrics = await Promise.all(survivors().map(async a => await agentMetrics(a).catch(() => ({ originBytes: 0, peerBytes: 0 }))))
+    // counters since the agent started, less what a warm-up pull moved
+    const metrics = await Promise.all(survivors().map(async a => {
+      const m = await agentMetrics(a).catch(() => ({ originBytes: 0, peerBytes: 0, servedBytes: 0 }))
+      const base = a.metricsBase ?? { originBytes: 0, peerBytes: 0, servedBytes: 0 }
+      return { ...m, originBytes: m.originBytes - base.originBytes, peerBytes: m.peerBytes - base.peerBytes, servedBytes: (m.servedBytes ?? 0) - (base.servedBytes ?? 0) }
+    }))
     const tcpAfter = new Map(await Promise.all(survivors().map(async a => [a.host, await tcpSent(a.host).catch(() => new Map())])))
     const agentsCpu = survivors().reduce((sum, a) => sum + ((processCpu(a.child.pid) ?? a.cpuAtStart) - a.cpuAtStart), 0)
     // the kernel's share: on these links it includes the network stack of both ends of a veth pair
@@ -922,6 +944,13 @@ try {
   model = { bytes: modelBytes, files: written.files.length, chunks, manifestCid: pushed.manifestCid, shape }
   log(`model: ${fmt(modelBytes / MiB)} MiB in ${chunks.length} unique chunks; T* = ${fmt(lowerBoundMs(1, modelBytes) / 1000)} s`)
   const ctx = { env, keyFile, ref: 'fanout:v1', modelBytes, modelParent: work, modelName: basename(written.dir), modelFiles: [] }
+  if (settings.warmupMiB > 0) {
+    // other bytes (seed) and another shape (header): nothing of it is a chunk of the measured model
+    const warm = await writeSyntheticModel(join(work, 'warm-up'), { ...modelShape(settings.warmupMiB * MiB), seed: 'fanout warm-up' })
+    await runIn('o', ['node', cli, 'push', warm.dir, '--name', 'fanout-warm-up:v1', '--chunk-size', settings.chunkSize, '--json'], { ...env, SWARM_DATA_DIR: join(work, 'pusher') })
+    ctx.warmupRef = 'fanout-warm-up:v1'
+    log(`warm-up model: ${fmt(warm.totalBytes / MiB)} MiB, pulled by every agent before each Swarm run`)
+  }
   if (settings.cases.includes('bittorrent')) {
     // the same bytes Swarm moves: the model's files, in the order the manifest lists them
     ctx.modelFiles = manifest.files.map(f => ({ path: f.path, size: f.size }))
@@ -1005,7 +1034,7 @@ if (model != null && results.length > 0) {
       lines.push(row([e.n, label, ge(r) + s(r.p50Ms), ge(r) + s(r.p99Ms), ge(r) + s(r.maxMs), s(e.tStarMs), ge(r) + fmt(r.p99Ms / e.tStarMs, 2), fmt(r.originWireBytes / M, 2), num(r.originBytes / M, 2), num(peerShare, 2) + (r.peerShareWire != null ? ' (wire)' : ''), pct(r.originLinkBusy), `${r.finished}/${r.nodes}`,
         num(r.cpu.cpuSecondsPerGB, 1), `${fmt(100 * r.cpu.machineBusyMean, 0)}% / ${fmt(100 * r.cpu.machineBusyMax, 0)}%, ${fmt(cores, 2)}`]))
     }
-    add('swarm', e.swarm)
+    add(settings.warmupMiB > 0 ? `swarm (second pull, after ${fmt(settings.warmupMiB, 0)} MiB)` : 'swarm', e.swarm)
     for (const r of e.bittorrent ?? []) add(`BitTorrent (aria2c), ${fmt(r.pieceLength / 1024, 0)} KiB pieces`, r)
     add(`swarm, ${e.churn?.killed} of ${e.n} killed at ${s(e.churn?.killAtMs)} s`, e.churn)
     add('baseline: all from origin', e.baseline)
