@@ -37,6 +37,8 @@ import {
   DHT_PROTOCOL,
   DIAL_TIMEOUT_MS,
   FLEET_MAX_RPC_BYTES,
+  FLEET_GOSSIP_LAZY_PEERS,
+  FLEET_MESH_DEGREE,
   FLEET_TOPIC,
   PING_TIMEOUT_MS,
   INBOUND_CONNECTION_THRESHOLD,
@@ -184,7 +186,12 @@ export async function createSwarmNode (init: SwarmNodeInit = {}): Promise<SwarmN
         fallbackToFloodsub: false,
         maxInboundDataLength: FLEET_MAX_RPC_BYTES,
         fastMsgIdFn: fleetFastMessageId,
-        doPX: false
+        doPX: false,
+        D: FLEET_MESH_DEGREE,
+        Dlo: FLEET_MESH_DEGREE - 1,
+        Dhi: FLEET_MESH_DEGREE + 2,
+        Dlazy: FLEET_GOSSIP_LAZY_PEERS,
+        floodPublish: false
       }),
       ...(init.mdns === true ? { mdns: mdns({ serviceTag: '_swarm._udp.local' }) } : {})
     }
