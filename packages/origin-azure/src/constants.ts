@@ -1,10 +1,3 @@
-/** Object kinds under the origin's prefix: the S3 origin's layout. */
-export const CHUNKS_PREFIX = 'chunks/'
-export const MANIFESTS_PREFIX = 'manifests/'
-export const REFS_PREFIX = 'refs/'
-
-export { CID_PATTERN } from '@swarm/interface'
-
 /** Retries after the first attempt, for failures that may pass (500, 503, resets, timeouts). */
 export const DEFAULT_RETRIES = 4
 /** The SDK's exponential backoff: base and cap. */

@@ -1,15 +1,11 @@
 import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob'
-import { BufferPool, InvalidRefError, NotFoundError, resolveListedRefs, OriginUnavailableError, silentLogger, checkCid, integerSetting } from '@swarm/interface'
-import { formatRef } from '@swarm/manifest'
+import { BufferPool, NotFoundError, OriginUnavailableError, integerSetting } from '@swarm/interface'
+import { ObjectStoreOrigin } from '@swarm/origin-layout'
 import {
   CHUNK_POOL_IDLE_MS,
   CHUNK_POOL_MAX_FREE_BYTES,
-  CHUNKS_PREFIX,
-  CID_PATTERN,
   DEFAULT_LIST_PAGE_SIZE,
   DEFAULT_RETRIES,
-  MANIFESTS_PREFIX,
-  REFS_PREFIX,
   RETRY_BASE_DELAY_MS,
   RETRY_MAX_DELAY_MS
 } from './constants.js'
@@ -17,7 +13,8 @@ import { AzureContainerNotFoundError, AzureCredentialsError, AzureRequestError }
 import { parseAzureUrl } from './url.js'
 import type { AzureOriginInit } from './index.js'
 import type { TokenCredential } from '@azure/core-auth'
-import type { AbortOptions, CidString, Logger, ModelRef, Origin, RefEntry } from '@swarm/interface'
+import type { AbortOptions } from '@swarm/interface'
+import type { ObjectPut } from '@swarm/origin-layout'
 
 type Credential = StorageSharedKeyCredential | AnonymousCredential | TokenCredential
 
@@ -43,26 +40,21 @@ function describe (err: unknown): Failure {
 
 
 
-export class AzureOrigin implements Origin {
-  readonly url: string
+export class AzureOrigin extends ObjectStoreOrigin {
   private readonly container: string
-  private readonly prefix: string
   private readonly serviceUrl: string
   private readonly retries: number
   private readonly listPageSize: number
-  private readonly log: Logger
   private readonly credentialKind: string
   private readonly client: Promise<ContainerClient>
-  private readonly chunkBuffers = new BufferPool({ maxFreeBytes: CHUNK_POOL_MAX_FREE_BYTES, idleMs: CHUNK_POOL_IDLE_MS })
+  protected override readonly chunkBuffers = new BufferPool({ maxFreeBytes: CHUNK_POOL_MAX_FREE_BYTES, idleMs: CHUNK_POOL_IDLE_MS })
 
   constructor (init: AzureOriginInit) {
     const location = parseAzureUrl(init.url)
+    super({ url: location.display, prefix: location.prefix, logger: init.logger })
     this.container = location.container
-    this.prefix = location.prefix
-    this.url = location.display
     this.serviceUrl = (init.endpoint ?? location.serviceUrl).replace(/\/+$/, '')
     if (!/^https?:\/\/[^/?#]+(\/[^?#]*)?$/.test(this.serviceUrl)) throw new TypeError('invalid Azure endpoint: expected an http(s) URL without a query, e.g. http://127.0.0.1:10000/devstoreaccount1')
-    this.log = (init.logger ?? silentLogger).child({ origin: this.url })
     this.retries = integerSetting(init.retries, DEFAULT_RETRIES, 'retries', 0)
     this.listPageSize = integerSetting(init.listPageSize, DEFAULT_LIST_PAGE_SIZE, 'listPageSize')
 
@@ -102,88 +94,13 @@ export class AzureOrigin implements Origin {
     this.client.catch(() => {})
   }
 
-  async getChunk (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
-    checkCid(cid)
-    return await this.getBlob(`${this.prefix}${CHUNKS_PREFIX}${cid}`, `chunk ${cid}`, options, this.chunkBuffers)
-  }
-
   /** Takes back bytes `getChunk` returned, for a later GET to read into; the caller must not touch them afterwards. */
   release (bytes: Uint8Array): void {
     this.chunkBuffers.give(bytes)
   }
 
-  async hasChunk (cid: CidString, options: AbortOptions = {}): Promise<boolean> {
-    checkCid(cid)
-    const name = `${this.prefix}${CHUNKS_PREFIX}${cid}`
-    return await this.call(`HEAD ${name}`, options, async (client, abortSignal) => await client.getBlobClient(name).exists({ abortSignal }))
-  }
-
-  async putChunk (cid: CidString, bytes: Uint8Array, options: AbortOptions = {}): Promise<void> {
-    checkCid(cid)
-    await this.putBlob(`${this.prefix}${CHUNKS_PREFIX}${cid}`, bytes, 'application/octet-stream', true, options)
-  }
-
-  async * listChunks (options: AbortOptions = {}): AsyncIterable<CidString> {
-    const prefix = `${this.prefix}${CHUNKS_PREFIX}`
-    for await (const names of this.listNames(prefix, options)) {
-      for (const name of names) {
-        const cid = name.slice(prefix.length)
-        if (CID_PATTERN.test(cid)) yield cid
-      }
-    }
-  }
-
-  async getManifest (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
-    checkCid(cid)
-    return await this.getBlob(`${this.prefix}${MANIFESTS_PREFIX}${cid}`, `manifest ${cid}`, options)
-  }
-
-  async putManifest (cid: CidString, bytes: Uint8Array, options: AbortOptions = {}): Promise<void> {
-    checkCid(cid)
-    await this.putBlob(`${this.prefix}${MANIFESTS_PREFIX}${cid}`, bytes, 'application/json', true, options)
-  }
-
-  async resolveRef (ref: ModelRef, options: AbortOptions = {}): Promise<CidString> {
-    const text = formatRef(ref)
-    const bytes = await this.getBlob(this.refName(ref), `ref ${text}`, options)
-    const cid = new TextDecoder().decode(bytes).trim()
-    if (!CID_PATTERN.test(cid)) throw new InvalidRefError(`ref ${text} at ${this.url} does not hold a CID`)
-    return cid
-  }
-
-  async putRef (ref: ModelRef, cid: CidString, options: AbortOptions = {}): Promise<void> {
-    formatRef(ref)
-    checkCid(cid)
-    await this.putBlob(this.refName(ref), new TextEncoder().encode(cid), 'text/plain', false, options)
-  }
-
-  async * listRefs (options: AbortOptions = {}): AsyncIterable<RefEntry> {
-    const prefix = `${this.prefix}${REFS_PREFIX}`
-    for await (const names of this.listNames(prefix, options)) {
-      const refs: ModelRef[] = []
-      for (const name of names) {
-        const rest = name.slice(prefix.length)
-        const slash = rest.lastIndexOf('/')
-        const ref = { name: rest.slice(0, slash), tag: rest.slice(slash + 1) }
-        try {
-          if (slash <= 0) throw new InvalidRefError('no name')
-          formatRef(ref)
-        } catch {
-          this.log.debug({ blob: name }, 'skipping a blob under refs/ that is not a valid ref')
-          continue
-        }
-        refs.push(ref)
-      }
-      yield * resolveListedRefs(refs, async ref => await this.resolveRef(ref, options), this.log)
-    }
-  }
-
   async close (): Promise<void> {
     this.chunkBuffers.clear()
-  }
-
-  private refName (ref: ModelRef): string {
-    return `${this.prefix}${REFS_PREFIX}${ref.name}/${ref.tag}`
   }
 
   /** Runs one SDK call (its own retries included) and turns what failed into the error callers handle. */
@@ -220,7 +137,7 @@ export class AzureOrigin implements Origin {
     return new AzureRequestError(failure.status, failure.azureCode, `${this.serviceUrl} refused ${what} (${this.url}): ${last}`, { cause: err })
   }
 
-  private async getBlob (name: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
+  protected async getObject (name: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
     return await this.call(`GET ${name}`, options, async (client, abortSignal) => {
       const response = await client.getBlobClient(name).download(0, undefined, { abortSignal, maxRetryRequests: this.retries })
       const body = response.readableStreamBody
@@ -243,11 +160,15 @@ export class AzureOrigin implements Origin {
     }, what)
   }
 
+  protected async hasObject (name: string, options: AbortOptions): Promise<boolean> {
+    return await this.call(`HEAD ${name}`, options, async (client, abortSignal) => await client.getBlobClient(name).exists({ abortSignal }))
+  }
+
   /**
-   * One Put Blob. `once`: the blob is content-addressed, so it is written only where none exists
-   * (If-None-Match: *) and the conflict a second writer meets means the bytes are there already.
+   * One Put Blob. A content-addressed blob (chunks, manifests) is written only where none exists
+   * (If-None-Match: *), and the conflict a second writer meets means the bytes are there already.
    */
-  private async putBlob (name: string, bytes: Uint8Array, contentType: string, once: boolean, options: AbortOptions): Promise<void> {
+  protected async putObject (name: string, bytes: Uint8Array, { contentType, contentAddressed: once }: ObjectPut, options: AbortOptions): Promise<void> {
     await this.call(`PUT ${name}`, options, async (client, abortSignal) => {
       try {
         await client.getBlockBlobClient(name).upload(bytes, bytes.byteLength, {
@@ -266,8 +187,8 @@ export class AzureOrigin implements Origin {
     })
   }
 
-  /** List Blobs, a page at a time. */
-  private async * listNames (prefix: string, options: AbortOptions): AsyncIterable<string[]> {
+  /** List Blobs, a page at a time. Blob names are flat: `nested` changes nothing. */
+  protected async * listNames (prefix: string, _nested: boolean, options: AbortOptions): AsyncIterable<string[]> {
     options.signal?.throwIfAborted()
     const client = await this.call(`LIST ${prefix}`, options, async client => client)
     const pages = client.listBlobsFlat({ prefix, abortSignal: options.signal }).byPage({ maxPageSize: this.listPageSize })

@@ -35,10 +35,11 @@ import { randomBytes } from 'node:crypto'
 import { lstat, mkdir, opendir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { InvalidRefError, NotFoundError, OriginUnavailableError, silentLogger, checkCid } from '@swarm/interface'
-import { formatRef } from '@swarm/manifest'
-import { CHUNKS_DIR, CID_PATTERN, FILE_MODE, MANIFESTS_DIR, REFS_DIR, TEMP_PREFIX } from './constants.js'
-import type { AbortOptions, CidString, Logger, ModelRef, Origin, RefEntry } from '@swarm/interface'
+import { NotFoundError, OriginUnavailableError } from '@swarm/interface'
+import { ObjectStoreOrigin } from '@swarm/origin-layout'
+import { FILE_MODE, TEMP_PREFIX } from './constants.js'
+import type { AbortOptions, Logger, Origin } from '@swarm/interface'
+import type { ObjectPut } from '@swarm/origin-layout'
 import type { Dirent } from 'node:fs'
 
 export interface FileOriginInit {
@@ -81,77 +82,21 @@ function parseRootUrl (url: string | URL): string {
   }
 }
 
-class FileOrigin implements Origin {
-  readonly url: string
+/** The layout's object names are paths under the root, each `/` a directory. */
+class FileOrigin extends ObjectStoreOrigin {
   private readonly root: string
-  private readonly log: Logger
 
   constructor (init: FileOriginInit) {
-    this.root = parseRootUrl(init.url)
-    this.url = pathToFileURL(this.root).href
-    this.log = (init.logger ?? silentLogger).child({ origin: this.url })
-  }
-
-  async getChunk (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
-    checkCid(cid)
-    return await this.readObject(join(this.root, CHUNKS_DIR, cid), `chunk ${cid}`, options)
-  }
-
-  async hasChunk (cid: CidString, options: AbortOptions = {}): Promise<boolean> {
-    checkCid(cid)
-    options.signal?.throwIfAborted()
-    try {
-      return (await stat(join(this.root, CHUNKS_DIR, cid))).isFile()
-    } catch (err) {
-      if (errorCode(err) !== 'ENOENT' && errorCode(err) !== 'ENOTDIR') throw err
-      await this.checkRoot()
-      return false
-    }
-  }
-
-  async putChunk (cid: CidString, bytes: Uint8Array, options: AbortOptions = {}): Promise<void> {
-    checkCid(cid)
-    await this.writeObject(join(this.root, CHUNKS_DIR, cid), bytes, false, options)
-  }
-
-  async * listChunks (options: AbortOptions = {}): AsyncIterable<CidString> {
-    yield * this.listObjects(CHUNKS_DIR, options)
-  }
-
-  async getManifest (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
-    checkCid(cid)
-    return await this.readObject(join(this.root, MANIFESTS_DIR, cid), `manifest ${cid}`, options)
-  }
-
-  async putManifest (cid: CidString, bytes: Uint8Array, options: AbortOptions = {}): Promise<void> {
-    checkCid(cid)
-    await this.writeObject(join(this.root, MANIFESTS_DIR, cid), bytes, false, options)
-  }
-
-  async resolveRef (ref: ModelRef, options: AbortOptions = {}): Promise<CidString> {
-    const text = formatRef(ref)
-    const bytes = await this.readObject(this.refPath(ref), `ref ${text}`, options)
-    const cid = new TextDecoder().decode(bytes).trim()
-    if (!CID_PATTERN.test(cid)) throw new InvalidRefError(`ref ${text} at ${this.url} does not hold a CID`)
-    return cid
-  }
-
-  async putRef (ref: ModelRef, cid: CidString, options: AbortOptions = {}): Promise<void> {
-    formatRef(ref)
-    checkCid(cid)
-    await this.writeObject(this.refPath(ref), new TextEncoder().encode(cid), true, options)
-  }
-
-  async * listRefs (options: AbortOptions = {}): AsyncIterable<RefEntry> {
-    options.signal?.throwIfAborted()
-    await this.checkRoot()
-    yield * this.walkRefs(join(this.root, REFS_DIR), [], options)
+    const root = parseRootUrl(init.url)
+    super({ url: pathToFileURL(root).href, logger: init.logger })
+    this.root = root
   }
 
   async close (): Promise<void> {}
 
-  private refPath (ref: ModelRef): string {
-    return join(this.root, REFS_DIR, ...ref.name.split('/'), ref.tag)
+  /** Where the object `name` is; the layout checks every CID and ref first, so none leaves the root. */
+  private path (name: string): string {
+    return join(this.root, ...name.split('/'))
   }
 
   /** Missing root: the share is not there, which is not the same as an empty origin. */
@@ -164,11 +109,11 @@ class FileOrigin implements Origin {
     throw new OriginUnavailableError(`origin directory ${this.root} does not exist (${this.url})`)
   }
 
-  private async readObject (path: string, what: string, { signal }: AbortOptions): Promise<Uint8Array> {
+  protected async getObject (name: string, what: string, { signal }: AbortOptions): Promise<Uint8Array> {
     signal?.throwIfAborted()
     let bytes: Buffer
     try {
-      bytes = await readFile(path, { signal })
+      bytes = await readFile(this.path(name), { signal })
     } catch (err) {
       const code = errorCode(err)
       if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') {
@@ -180,9 +125,22 @@ class FileOrigin implements Origin {
     return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   }
 
-  private async writeObject (path: string, bytes: Uint8Array, replace: boolean, { signal }: AbortOptions): Promise<void> {
+  protected async hasObject (name: string, { signal }: AbortOptions): Promise<boolean> {
     signal?.throwIfAborted()
-    if (!replace) {
+    try {
+      return (await stat(this.path(name))).isFile()
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT' && errorCode(err) !== 'ENOTDIR') throw err
+      await this.checkRoot()
+      return false
+    }
+  }
+
+  /** A content-addressed object that exists already is left as it is; a ref is replaced. */
+  protected async putObject (name: string, bytes: Uint8Array, { contentAddressed }: ObjectPut, { signal }: AbortOptions): Promise<void> {
+    signal?.throwIfAborted()
+    const path = this.path(name)
+    if (contentAddressed) {
       try {
         if ((await stat(path)).isFile()) return
       } catch (err) {
@@ -204,28 +162,37 @@ class FileOrigin implements Origin {
     this.log.trace({ path, bytes: bytes.byteLength }, 'wrote object')
   }
 
-  private async * listObjects (kindDir: string, { signal }: AbortOptions): AsyncIterable<CidString> {
+  protected async * listNames (dir: string, nested: boolean, { signal }: AbortOptions): AsyncIterable<string[]> {
     signal?.throwIfAborted()
     await this.checkRoot()
-    let dir
+    if (nested) {
+      yield * this.walk(dir, signal)
+      return
+    }
+    let entries
     try {
-      dir = await opendir(join(this.root, kindDir))
+      entries = await opendir(this.path(dir))
     } catch (err) {
       if (errorCode(err) === 'ENOENT') return
       throw err
     }
     // streamed, not read whole: an origin may hold millions of chunks
-    for await (const entry of dir) {
+    for await (const entry of entries) {
       signal?.throwIfAborted()
-      if (CID_PATTERN.test(entry.name)) yield entry.name
+      yield [`${dir}${entry.name}`]
     }
   }
 
-  private async * walkRefs (dir: string, nameParts: string[], { signal }: AbortOptions): AsyncIterable<RefEntry> {
+  /**
+   * The files under `dir` in name order, walking each directory where it stands and leaving out
+   * names that start with `.` (temporary files). One file a page: refs are read one at a time.
+   */
+  private async * walk (dir: string, signal: AbortSignal | undefined): AsyncIterable<string[]> {
     signal?.throwIfAborted()
+    const path = this.path(dir)
     let entries: Dirent[]
     try {
-      entries = await readdir(dir, { withFileTypes: true })
+      entries = await readdir(path, { withFileTypes: true })
     } catch (err) {
       if (errorCode(err) === 'ENOENT' || errorCode(err) === 'ENOTDIR') return
       throw err
@@ -233,34 +200,9 @@ class FileOrigin implements Origin {
     entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
     for (const entry of entries) {
       if (entry.name.startsWith('.')) continue
-      const path = join(dir, entry.name)
-      const kind = await entryKind(entry, path)
-      if (kind === 'directory') {
-        yield * this.walkRefs(path, [...nameParts, entry.name], { signal })
-        continue
-      }
-      if (kind !== 'file' || nameParts.length === 0) continue
-      const ref = { name: nameParts.join('/'), tag: entry.name }
-      try {
-        formatRef(ref)
-      } catch {
-        this.log.debug({ path }, 'skipping a file under refs/ that is not a valid ref')
-        continue
-      }
-      let cid: string
-      try {
-        cid = await this.resolveRef(ref, { signal })
-      } catch (err) {
-        // removed between the listing and the read
-        if (err instanceof NotFoundError) continue
-        // one damaged ref must not hide the others
-        if (err instanceof InvalidRefError) {
-          this.log.warn({ path }, err.message)
-          continue
-        }
-        throw err
-      }
-      yield { ...ref, cid }
+      const kind = await entryKind(entry, join(path, entry.name))
+      if (kind === 'directory') yield * this.walk(`${dir}${entry.name}/`, signal)
+      else if (kind === 'file') yield [`${dir}${entry.name}`]
     }
   }
 }

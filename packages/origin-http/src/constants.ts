@@ -1,10 +1,3 @@
-/** Object kinds, each a directory under the origin's prefix: the file origin's layout. */
-export const CHUNKS_DIR = 'chunks'
-export const MANIFESTS_DIR = 'manifests'
-export const REFS_DIR = 'refs'
-
-export { CID_PATTERN } from '@swarm/interface'
-
 /** Connections per server, for the bulk GETs of a pull. */
 export const DEFAULT_MAX_SOCKETS = 64
 

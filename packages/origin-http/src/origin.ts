@@ -1,30 +1,27 @@
 import { readFileSync } from 'node:fs'
 import { rootCertificates } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { BufferPool, InvalidRefError, NotFoundError, resolveListedRefs, OriginReadOnlyError, OriginUnavailableError, silentLogger, checkCid, integerSetting } from '@swarm/interface'
-import { formatRef } from '@swarm/manifest'
+import { BufferPool, NotFoundError, OriginReadOnlyError, OriginUnavailableError, integerSetting } from '@swarm/interface'
+import { ObjectStoreOrigin } from '@swarm/origin-layout'
 import { Agent } from 'undici'
 import { z } from 'zod'
 import {
   CHUNK_POOL_IDLE_MS,
   CHUNK_POOL_MAX_FREE_BYTES,
-  CHUNKS_DIR,
-  CID_PATTERN,
   DEFAULT_MAX_SOCKETS,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_RETRIES,
   KEEP_ALIVE_TIMEOUT_MS,
-  MANIFESTS_DIR,
   MAX_LISTING_BYTES,
   MAX_REDIRECTS,
-  REFS_DIR,
   RETRY_BASE_DELAY_MS,
   RETRY_MAX_DELAY_MS
 } from './constants.js'
 import { HttpListingUnsupportedError, HttpOriginAuthError, HttpOriginRequestError, TransientHttpError } from './errors.js'
 import { parseHttpOriginUrl } from './url.js'
 import type { HttpOriginInit } from './index.js'
-import type { AbortOptions, CidString, Logger, ModelRef, Origin, RefEntry } from '@swarm/interface'
+import type { AbortOptions } from '@swarm/interface'
+import type { ObjectPut } from '@swarm/origin-layout'
 import type { Dispatcher } from 'undici'
 
 /** One entry of a JSON directory listing: nginx writes `type`, others `is_dir`. */
@@ -77,23 +74,21 @@ interface Target {
   etag: string | undefined
 }
 
-export class HttpOrigin implements Origin {
-  readonly url: string
+/** The layout's object names are paths below the URL's own path (`basePath`), so its prefix is empty. */
+export class HttpOrigin extends ObjectStoreOrigin {
   private readonly server: string
   private readonly basePath: string
   private readonly authorization: string | undefined
   private readonly agent: Agent
   private readonly retries: number
-  private readonly log: Logger
-  private readonly chunkBuffers = new BufferPool({ maxFreeBytes: CHUNK_POOL_MAX_FREE_BYTES, idleMs: CHUNK_POOL_IDLE_MS })
+  protected override readonly chunkBuffers = new BufferPool({ maxFreeBytes: CHUNK_POOL_MAX_FREE_BYTES, idleMs: CHUNK_POOL_IDLE_MS })
 
   constructor (init: HttpOriginInit) {
     const parsed = parseHttpOriginUrl(init.url)
+    super({ url: parsed.display, logger: init.logger })
     this.server = parsed.origin
     this.basePath = parsed.basePath
     this.authorization = parsed.authorization
-    this.url = parsed.display
-    this.log = (init.logger ?? silentLogger).child({ origin: this.url })
     this.retries = integerSetting(init.retries, DEFAULT_RETRIES, 'retries', 0)
     const timeout = integerSetting(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
     const extraCa = init.ca === undefined ? [] : Array.isArray(init.ca) ? init.ca : [init.ca]
@@ -107,19 +102,17 @@ export class HttpOrigin implements Origin {
     })
   }
 
-  async getChunk (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
-    checkCid(cid)
-    return await this.getObject(`${CHUNKS_DIR}/${cid}`, `chunk ${cid}`, options, this.chunkBuffers)
-  }
-
   /** Takes back bytes `getChunk` returned, for a later GET to read into; the caller must not touch them afterwards. */
   release (bytes: Uint8Array): void {
     this.chunkBuffers.give(bytes)
   }
 
-  async hasChunk (cid: CidString, options: AbortOptions = {}): Promise<boolean> {
-    checkCid(cid)
-    const path = `${CHUNKS_DIR}/${cid}`
+  async close (): Promise<void> {
+    await this.agent.close()
+    this.chunkBuffers.clear()
+  }
+
+  protected async hasObject (path: string, options: AbortOptions): Promise<boolean> {
     return await this.withRetries(`HEAD ${path}`, options, async signal => {
       const res = await this.send('HEAD', path, {}, signal)
       await res.body.dump()
@@ -129,59 +122,10 @@ export class HttpOrigin implements Origin {
     })
   }
 
-  async putChunk (cid: CidString, _bytes: Uint8Array, options: AbortOptions = {}): Promise<void> {
+  /** Read-only: every write is refused, after the layout's argument checks and an abort. */
+  protected async putObject (_path: string, _bytes: Uint8Array, { what }: ObjectPut, options: AbortOptions): Promise<void> {
     options.signal?.throwIfAborted()
-    checkCid(cid)
-    throw this.readOnly(`chunk ${cid}`)
-  }
-
-  async * listChunks (options: AbortOptions = {}): AsyncIterable<CidString> {
-    for (const entry of await this.list(`${CHUNKS_DIR}/`, options)) {
-      if (!entry.directory && CID_PATTERN.test(entry.name)) yield entry.name
-    }
-  }
-
-  async getManifest (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
-    checkCid(cid)
-    return await this.getObject(`${MANIFESTS_DIR}/${cid}`, `manifest ${cid}`, options)
-  }
-
-  async putManifest (cid: CidString, _bytes: Uint8Array, options: AbortOptions = {}): Promise<void> {
-    options.signal?.throwIfAborted()
-    checkCid(cid)
-    throw this.readOnly(`manifest ${cid}`)
-  }
-
-  async resolveRef (ref: ModelRef, options: AbortOptions = {}): Promise<CidString> {
-    const text = formatRef(ref)
-    const bytes = await this.getObject(this.refPath(ref), `ref ${text}`, options)
-    const cid = new TextDecoder().decode(bytes).trim()
-    if (!CID_PATTERN.test(cid)) throw new InvalidRefError(`ref ${text} at ${this.url} does not hold a CID`)
-    return cid
-  }
-
-  async putRef (ref: ModelRef, cid: CidString, options: AbortOptions = {}): Promise<void> {
-    options.signal?.throwIfAborted()
-    const text = formatRef(ref)
-    checkCid(cid)
-    throw this.readOnly(`ref ${text}`)
-  }
-
-  async * listRefs (options: AbortOptions = {}): AsyncIterable<RefEntry> {
-    yield * this.walkRefs([], options)
-  }
-
-  async close (): Promise<void> {
-    await this.agent.close()
-    this.chunkBuffers.clear()
-  }
-
-  private readOnly (what: string): OriginReadOnlyError {
-    return new OriginReadOnlyError(`${this.url} is a read-only HTTP origin: cannot write ${what}; publish to the directory it serves (--origin file:///dir) or to a writable origin`)
-  }
-
-  private refPath (ref: ModelRef): string {
-    return `${REFS_DIR}/${ref.name}/${ref.tag}`
+    throw new OriginReadOnlyError(`${this.url} is a read-only HTTP origin: cannot write ${what}; publish to the directory it serves (--origin file:///dir) or to a writable origin`)
   }
 
   /**
@@ -245,7 +189,7 @@ export class HttpOrigin implements Origin {
    * GET bound to the first answer's ETag (If-Match), so a file replaced in between is read again
    * from the start instead of being stitched from two versions.
    */
-  private async getObject (path: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
+  protected async getObject (path: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
     let target: Target | undefined
     return await this.withRetries(`GET ${path}`, options, async signal => {
       const resume = target !== undefined && target.received > 0 && target.etag !== undefined ? target : undefined
@@ -319,26 +263,20 @@ export class HttpOrigin implements Origin {
     })
   }
 
-  private async * walkRefs (nameParts: string[], options: AbortOptions): AsyncIterable<RefEntry> {
-    const dir = [REFS_DIR, ...nameParts].join('/') + '/'
-    const entries = (await this.list(dir, options)).filter(e => !e.name.startsWith('.')).sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
-    const refs: ModelRef[] = []
+  /**
+   * The files in directory `dir` (a JSON listing), as one page. Nested: the directories in it are
+   * walked too, in name order, each before the page of `dir`'s own files, leaving out names that
+   * start with `.` (a writer's temporary files).
+   */
+  protected async * listNames (dir: string, nested: boolean, options: AbortOptions): AsyncIterable<string[]> {
+    let entries = await this.list(dir, options)
+    if (nested) entries = entries.filter(e => !e.name.startsWith('.')).sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+    const names: string[] = []
     for (const entry of entries) {
-      if (entry.directory) {
-        yield * this.walkRefs([...nameParts, entry.name], options)
-        continue
-      }
-      if (nameParts.length === 0) continue
-      const ref = { name: nameParts.join('/'), tag: entry.name }
-      try {
-        formatRef(ref)
-      } catch {
-        this.log.debug({ dir, name: entry.name }, 'skipping a file under refs/ that is not a valid ref')
-        continue
-      }
-      refs.push(ref)
+      if (!entry.directory) names.push(`${dir}${entry.name}`)
+      else if (nested) yield * this.listNames(`${dir}${entry.name}/`, true, options)
     }
-    yield * resolveListedRefs(refs, async ref => await this.resolveRef(ref, options), this.log)
+    yield names
   }
 }
 

@@ -8,30 +8,27 @@ import {
   S3Client
 } from '@aws-sdk/client-s3'
 import { getSignedUrl, S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
-import { BufferPool, InvalidRefError, NotFoundError, resolveListedRefs, OriginUnavailableError, silentLogger, checkCid, integerSetting } from '@swarm/interface'
-import { formatRef } from '@swarm/manifest'
+import { BufferPool, NotFoundError, OriginUnavailableError, integerSetting } from '@swarm/interface'
+import { ObjectStoreOrigin } from '@swarm/origin-layout'
 import { Agent as UndiciAgent } from 'undici'
 import {
   CHUNK_POOL_IDLE_MS,
   CHUNK_POOL_MAX_FREE_BYTES,
-  CHUNKS_PREFIX,
-  CID_PATTERN,
   DEFAULT_ENDPOINT_REGION,
   DEFAULT_LIST_PAGE_SIZE,
   DEFAULT_MAX_SOCKETS,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_RETRIES,
   KEEP_ALIVE_TIMEOUT_MS,
-  MANIFESTS_PREFIX,
   MAX_ERROR_BODY_BYTES,
-  PRESIGNED_URL_EXPIRES_S,
-  REFS_PREFIX
+  PRESIGNED_URL_EXPIRES_S
 } from './constants.js'
 import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError, TruncatedBodyError } from './errors.js'
 import { describeFailure, formatFailure, isConnectionFailure, RetriesExhausted, withRetries } from './retry.js'
 import { parseEndpoint, parseS3Url } from './url.js'
 import type { S3OriginInit } from './index.js'
-import type { AbortOptions, CidString, Logger, ModelRef, Origin, RefEntry } from '@swarm/interface'
+import type { AbortOptions, Logger } from '@swarm/interface'
+import type { ObjectPut } from '@swarm/origin-layout'
 
 type PresignRequest = Parameters<S3RequestPresigner['presign']>[0]
 
@@ -74,28 +71,23 @@ function handlerLogger (log: Logger): { trace: (...c: unknown[]) => void, debug:
   }
 }
 
-export class S3Origin implements Origin {
-  readonly url: string
+export class S3Origin extends ObjectStoreOrigin {
   private readonly bucket: string
-  private readonly prefix: string
   private readonly endpointName: string
   private readonly client: S3Client
   private readonly presigner: S3RequestPresigner
   private readonly dispatcher: UndiciAgent | undefined
   private readonly retries: number
   private readonly listPageSize: number
-  private readonly log: Logger
   private objectUrlBase: Promise<ObjectUrlBase> | undefined
-  private readonly chunkBuffers = new BufferPool({ maxFreeBytes: CHUNK_POOL_MAX_FREE_BYTES, idleMs: CHUNK_POOL_IDLE_MS })
+  protected override readonly chunkBuffers = new BufferPool({ maxFreeBytes: CHUNK_POOL_MAX_FREE_BYTES, idleMs: CHUNK_POOL_IDLE_MS })
 
   constructor (init: S3OriginInit) {
     const location = parseS3Url(init.url)
+    super({ url: location.display, prefix: location.prefix, logger: init.logger })
     const endpoint = init.endpoint != null && init.endpoint !== '' ? parseEndpoint(init.endpoint) : undefined
     this.bucket = location.bucket
-    this.prefix = location.prefix
-    this.url = location.display
     this.endpointName = endpoint?.endpoint ?? `AWS S3${init.region !== undefined ? ` (${init.region})` : ''}`
-    this.log = (init.logger ?? silentLogger).child({ origin: this.url })
     this.retries = integerSetting(init.retries, DEFAULT_RETRIES, 'retries', 0)
     this.listPageSize = integerSetting(init.listPageSize, DEFAULT_LIST_PAGE_SIZE, 'listPageSize')
     const maxSockets = integerSetting(init.maxSockets, DEFAULT_MAX_SOCKETS, 'maxSockets')
@@ -138,98 +130,15 @@ export class S3Origin implements Origin {
       : undefined
   }
 
-  async getChunk (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
-    checkCid(cid)
-    return await this.getObject(`${this.prefix}${CHUNKS_PREFIX}${cid}`, `chunk ${cid}`, options, this.chunkBuffers)
-  }
-
   /** Takes back bytes `getChunk` returned, for a later GET to read into; the caller must not touch them afterwards. */
   release (bytes: Uint8Array): void {
     this.chunkBuffers.give(bytes)
-  }
-
-  async hasChunk (cid: CidString, options: AbortOptions = {}): Promise<boolean> {
-    checkCid(cid)
-    const key = `${this.prefix}${CHUNKS_PREFIX}${cid}`
-    try {
-      await this.request(`HEAD ${key}`, options, async signal => {
-        await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal })
-      })
-      return true
-    } catch (err) {
-      if (err instanceof NotFoundError) return false
-      throw err
-    }
-  }
-
-  async putChunk (cid: CidString, bytes: Uint8Array, options: AbortOptions = {}): Promise<void> {
-    checkCid(cid)
-    await this.putObject(`${this.prefix}${CHUNKS_PREFIX}${cid}`, bytes, 'application/octet-stream', options)
-  }
-
-  async * listChunks (options: AbortOptions = {}): AsyncIterable<CidString> {
-    const keyPrefix = `${this.prefix}${CHUNKS_PREFIX}`
-    for await (const keys of this.listKeys(keyPrefix, options)) {
-      for (const key of keys) {
-        const cid = key.slice(keyPrefix.length)
-        if (CID_PATTERN.test(cid)) yield cid
-      }
-    }
-  }
-
-  async getManifest (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
-    checkCid(cid)
-    return await this.getObject(`${this.prefix}${MANIFESTS_PREFIX}${cid}`, `manifest ${cid}`, options)
-  }
-
-  async putManifest (cid: CidString, bytes: Uint8Array, options: AbortOptions = {}): Promise<void> {
-    checkCid(cid)
-    await this.putObject(`${this.prefix}${MANIFESTS_PREFIX}${cid}`, bytes, 'application/json', options)
-  }
-
-  async resolveRef (ref: ModelRef, options: AbortOptions = {}): Promise<CidString> {
-    const text = formatRef(ref)
-    const bytes = await this.getObject(this.refKey(ref), `ref ${text}`, options)
-    const cid = new TextDecoder().decode(bytes).trim()
-    if (!CID_PATTERN.test(cid)) throw new InvalidRefError(`ref ${text} at ${this.url} does not hold a CID`)
-    return cid
-  }
-
-  async putRef (ref: ModelRef, cid: CidString, options: AbortOptions = {}): Promise<void> {
-    formatRef(ref)
-    checkCid(cid)
-    await this.putObject(this.refKey(ref), new TextEncoder().encode(cid), 'text/plain', options)
-  }
-
-  async * listRefs (options: AbortOptions = {}): AsyncIterable<RefEntry> {
-    const keyPrefix = `${this.prefix}${REFS_PREFIX}`
-    for await (const keys of this.listKeys(keyPrefix, options)) {
-      const refs: ModelRef[] = []
-      for (const key of keys) {
-        const rest = key.slice(keyPrefix.length)
-        const slash = rest.lastIndexOf('/')
-        const ref = { name: rest.slice(0, slash), tag: rest.slice(slash + 1) }
-        try {
-          if (slash <= 0) throw new InvalidRefError('no name')
-          formatRef(ref)
-        } catch {
-          this.log.debug({ key }, 'skipping an object under refs/ that is not a valid ref')
-          continue
-        }
-        refs.push(ref)
-      }
-      yield * resolveListedRefs(refs, async ref => await this.resolveRef(ref, options), this.log)
-    }
   }
 
   async close (): Promise<void> {
     this.client.destroy()
     await this.dispatcher?.close()
     this.chunkBuffers.clear()
-  }
-
-  private refKey (ref: ModelRef): string {
-    return `${this.prefix}${REFS_PREFIX}${ref.name}/${ref.tag}`
   }
 
   /** Runs one request under the retry policy and turns what failed into the error callers handle. */
@@ -276,7 +185,7 @@ export class S3Origin implements Origin {
     return new S3RequestError(status, s3Code, `${this.endpointName} refused ${what} (${this.url}): ${formatFailure(err)}`, { cause: err })
   }
 
-  private async getObject (key: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
+  protected async getObject (key: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
     return await this.request(`GET ${key}`, options, async signal => {
       return this.dispatcher !== undefined
         ? await this.getPresigned(this.dispatcher, key, signal, pool)
@@ -336,7 +245,19 @@ export class S3Origin implements Origin {
     }
   }
 
-  private async putObject (key: string, bytes: Uint8Array, contentType: string, options: AbortOptions): Promise<void> {
+  protected async hasObject (key: string, options: AbortOptions): Promise<boolean> {
+    try {
+      await this.request(`HEAD ${key}`, options, async signal => {
+        await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal })
+      })
+      return true
+    } catch (err) {
+      if (err instanceof NotFoundError) return false
+      throw err
+    }
+  }
+
+  protected async putObject (key: string, bytes: Uint8Array, { contentType }: ObjectPut, options: AbortOptions): Promise<void> {
     await this.request(`PUT ${key}`, options, async signal => {
       await this.client.send(new PutObjectCommand({
         Bucket: this.bucket,
@@ -348,8 +269,8 @@ export class S3Origin implements Origin {
     })
   }
 
-  /** ListObjectsV2, a page at a time; each page under the retry policy. */
-  private async * listKeys (keyPrefix: string, options: AbortOptions): AsyncIterable<string[]> {
+  /** ListObjectsV2, a page at a time; each page under the retry policy. Keys are flat: `nested` changes nothing. */
+  protected async * listNames (keyPrefix: string, _nested: boolean, options: AbortOptions): AsyncIterable<string[]> {
     let continuationToken: string | undefined
     do {
       const page = await this.request(`LIST ${keyPrefix}`, options, async signal => {
