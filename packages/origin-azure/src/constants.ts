@@ -19,7 +19,3 @@ export const ACCOUNT_PATTERN = /^[a-z0-9]{3,24}$/
 /** Container names: 3–63 of lowercase letters, digits and single hyphens, starting and ending alphanumeric. */
 export const CONTAINER_PATTERN = /^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$/
 
-/** Free chunk buffers kept for the next GETs: a pull's in-flight chunks at 4 MiB each. */
-export const CHUNK_POOL_MAX_FREE_BYTES = 64 * 1024 * 1024
-/** Free chunk buffers are dropped after this long without a GET that needs one. */
-export const CHUNK_POOL_IDLE_MS = 5_000

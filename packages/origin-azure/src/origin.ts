@@ -1,9 +1,7 @@
 import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob'
-import { BufferPool, NotFoundError, OriginUnavailableError, integerSetting } from '@swarm/interface'
+import { NotFoundError, OriginUnavailableError, integerSetting } from '@swarm/interface'
 import { ObjectStoreOrigin } from '@swarm/origin-layout'
 import {
-  CHUNK_POOL_IDLE_MS,
-  CHUNK_POOL_MAX_FREE_BYTES,
   DEFAULT_LIST_PAGE_SIZE,
   DEFAULT_RETRIES,
   RETRY_BASE_DELAY_MS,
@@ -13,7 +11,7 @@ import { AzureContainerNotFoundError, AzureCredentialsError, AzureRequestError }
 import { parseAzureUrl } from './url.js'
 import type { AzureOriginInit } from './index.js'
 import type { TokenCredential } from '@azure/core-auth'
-import type { AbortOptions } from '@swarm/interface'
+import type { AbortOptions, BufferPool } from '@swarm/interface'
 import type { ObjectPut } from '@swarm/origin-layout'
 
 type Credential = StorageSharedKeyCredential | AnonymousCredential | TokenCredential
@@ -47,11 +45,10 @@ export class AzureOrigin extends ObjectStoreOrigin {
   private readonly listPageSize: number
   private readonly credentialKind: string
   private readonly client: Promise<ContainerClient>
-  protected override readonly chunkBuffers = new BufferPool({ maxFreeBytes: CHUNK_POOL_MAX_FREE_BYTES, idleMs: CHUNK_POOL_IDLE_MS })
 
   constructor (init: AzureOriginInit) {
     const location = parseAzureUrl(init.url)
-    super({ url: location.display, prefix: location.prefix, logger: init.logger })
+    super({ url: location.display, prefix: location.prefix, logger: init.logger, pooledChunks: true })
     this.container = location.container
     this.serviceUrl = (init.endpoint ?? location.serviceUrl).replace(/\/+$/, '')
     if (!/^https?:\/\/[^/?#]+(\/[^?#]*)?$/.test(this.serviceUrl)) throw new TypeError('invalid Azure endpoint: expected an http(s) URL without a query, e.g. http://127.0.0.1:10000/devstoreaccount1')
@@ -95,14 +92,6 @@ export class AzureOrigin extends ObjectStoreOrigin {
   }
 
   /** Takes back bytes `getChunk` returned, for a later GET to read into; the caller must not touch them afterwards. */
-  release (bytes: Uint8Array): void {
-    this.chunkBuffers.give(bytes)
-  }
-
-  async close (): Promise<void> {
-    this.chunkBuffers.clear()
-  }
-
   /** Runs one SDK call (its own retries included) and turns what failed into the error callers handle. */
   private async call<T> (what: string, { signal }: AbortOptions, fn: (client: ContainerClient, signal: AbortSignal | undefined) => Promise<T>, notFound?: string): Promise<T> {
     signal?.throwIfAborted()

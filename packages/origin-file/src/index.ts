@@ -92,8 +92,6 @@ class FileOrigin extends ObjectStoreOrigin {
     this.root = root
   }
 
-  async close (): Promise<void> {}
-
   /** Where the object `name` is; the layout checks every CID and ref first, so none leaves the root. */
   private path (name: string): string {
     return join(this.root, ...name.split('/'))

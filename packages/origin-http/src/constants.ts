@@ -21,7 +21,3 @@ export const MAX_REDIRECTS = 5
 /** Listings and ref bodies are small; a larger answer is refused rather than buffered. */
 export const MAX_LISTING_BYTES = 64 * 1024 * 1024
 
-/** Free chunk buffers kept for the next GETs: a pull's in-flight chunks at 4 MiB each. */
-export const CHUNK_POOL_MAX_FREE_BYTES = 64 * 1024 * 1024
-/** Free chunk buffers are dropped after this long without a GET that needs one. */
-export const CHUNK_POOL_IDLE_MS = 5_000

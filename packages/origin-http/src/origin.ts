@@ -1,13 +1,11 @@
 import { readFileSync } from 'node:fs'
 import { rootCertificates } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { BufferPool, NotFoundError, OriginReadOnlyError, OriginUnavailableError, integerSetting } from '@swarm/interface'
+import { NotFoundError, OriginReadOnlyError, OriginUnavailableError, integerSetting } from '@swarm/interface'
 import { ObjectStoreOrigin } from '@swarm/origin-layout'
 import { Agent } from 'undici'
 import { z } from 'zod'
 import {
-  CHUNK_POOL_IDLE_MS,
-  CHUNK_POOL_MAX_FREE_BYTES,
   DEFAULT_MAX_SOCKETS,
   DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_RETRIES,
@@ -20,7 +18,7 @@ import {
 import { HttpListingUnsupportedError, HttpOriginAuthError, HttpOriginRequestError, TransientHttpError } from './errors.js'
 import { parseHttpOriginUrl } from './url.js'
 import type { HttpOriginInit } from './index.js'
-import type { AbortOptions } from '@swarm/interface'
+import type { AbortOptions, BufferPool } from '@swarm/interface'
 import type { ObjectPut } from '@swarm/origin-layout'
 import type { Dispatcher } from 'undici'
 
@@ -81,11 +79,10 @@ export class HttpOrigin extends ObjectStoreOrigin {
   private readonly authorization: string | undefined
   private readonly agent: Agent
   private readonly retries: number
-  protected override readonly chunkBuffers = new BufferPool({ maxFreeBytes: CHUNK_POOL_MAX_FREE_BYTES, idleMs: CHUNK_POOL_IDLE_MS })
 
   constructor (init: HttpOriginInit) {
     const parsed = parseHttpOriginUrl(init.url)
-    super({ url: parsed.display, logger: init.logger })
+    super({ url: parsed.display, logger: init.logger, pooledChunks: true })
     this.server = parsed.origin
     this.basePath = parsed.basePath
     this.authorization = parsed.authorization
@@ -103,13 +100,8 @@ export class HttpOrigin extends ObjectStoreOrigin {
   }
 
   /** Takes back bytes `getChunk` returned, for a later GET to read into; the caller must not touch them afterwards. */
-  release (bytes: Uint8Array): void {
-    this.chunkBuffers.give(bytes)
-  }
-
-  async close (): Promise<void> {
+  protected override async closeStore (): Promise<void> {
     await this.agent.close()
-    this.chunkBuffers.clear()
   }
 
   protected async hasObject (path: string, options: AbortOptions): Promise<boolean> {

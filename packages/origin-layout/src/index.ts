@@ -16,6 +16,9 @@
  * - Listings come a page of names at a time, so each store's own paging (ListObjectsV2, List Blobs,
  *   one directory) bounds what is held at once. The refs of a page are resolved together
  *   (`resolveListedRefs`); a name under `refs/` that is no valid ref is skipped, never an error.
+ * - The buffers a chunk GET reads into can come from a pool the origin keeps (`pooledChunks`):
+ *   the caller gives them back with `release` once the bytes are written, so a pull of thousands
+ *   of 4 MiB chunks reuses a few buffers instead of leaving each to the collector.
  * - A package of its own, not a module of @swarm/interface: checking a ref is @swarm/manifest's
  *   (`formatRef`), and the interface depends on nothing.
  *
@@ -28,24 +31,22 @@
  *   constructor (init: BlobOriginInit) {
  *     super({ url: init.url, prefix: 'models/', logger: init.logger })
  *   }
- *   // a missing object: new NotFoundError(`${what} not found at ${this.url}`)
+ *   // a missing object: new NotFoundError(`${what} not found at ${this.url}`); with a `pool`, read into pool.take(size)
  *   protected async getObject (name: string, what: string, options: AbortOptions): Promise<Uint8Array> { … }
  *   protected async hasObject (name: string, options: AbortOptions): Promise<boolean> { … }
  *   protected async putObject (name: string, bytes: Uint8Array, put: ObjectPut, options: AbortOptions): Promise<void> { … }
  *   protected async * listNames (prefix: string, nested: boolean, options: AbortOptions): AsyncIterable<string[]> { … }
- *   async close (): Promise<void> {}
+ *   protected async closeStore (): Promise<void> { … }
  * }
  * ```
  */
 
-import { CID_PATTERN, InvalidRefError, checkCid, resolveListedRefs, silentLogger } from '@swarm/interface'
+import { BufferPool, CID_PATTERN, InvalidRefError, checkCid, resolveListedRefs, silentLogger } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
-import type { AbortOptions, BufferPool, CidString, Logger, ModelRef, Origin, RefEntry } from '@swarm/interface'
+import { CHUNKS_PREFIX, CHUNK_POOL_IDLE_MS, CHUNK_POOL_MAX_FREE_BYTES, MANIFESTS_PREFIX, REFS_PREFIX } from './constants.js'
+import type { AbortOptions, CidString, Logger, ModelRef, Origin, RefEntry } from '@swarm/interface'
 
-/** Object kinds under the origin's prefix. */
-export const CHUNKS_PREFIX = 'chunks/'
-export const MANIFESTS_PREFIX = 'manifests/'
-export const REFS_PREFIX = 'refs/'
+export { CHUNKS_PREFIX, CHUNK_POOL_IDLE_MS, CHUNK_POOL_MAX_FREE_BYTES, MANIFESTS_PREFIX, REFS_PREFIX } from './constants.js'
 
 /** What a put writes, so that a store can label it and choose how to write it. */
 export interface ObjectPut {
@@ -67,6 +68,8 @@ export interface ObjectStoreOriginInit {
   prefix?: string
   /** the origin logs through a child of it that names the origin */
   logger?: Logger
+  /** chunk GETs read into buffers lent from a pool the origin keeps, given back by `release` (default false) */
+  pooledChunks?: boolean
 }
 
 /** The ref that a name under `refs/` (without that prefix) stands for, or undefined where it is none. */
@@ -87,13 +90,14 @@ export abstract class ObjectStoreOrigin implements Origin {
   readonly url: string
   protected readonly log: Logger
   private readonly prefix: string
-  /** where the adapter lends chunk buffers (and takes them back in its `release`): what getChunk reads into */
-  protected readonly chunkBuffers?: BufferPool
+  /** the buffers chunk GETs read into, with `pooledChunks`; `release` gives them back */
+  private readonly chunkBuffers?: BufferPool
 
   constructor (init: ObjectStoreOriginInit) {
     this.url = init.url
     this.prefix = init.prefix ?? ''
     this.log = (init.logger ?? silentLogger).child({ origin: this.url })
+    if (init.pooledChunks === true) this.chunkBuffers = new BufferPool({ maxFreeBytes: CHUNK_POOL_MAX_FREE_BYTES, idleMs: CHUNK_POOL_IDLE_MS })
   }
 
   /**
@@ -116,7 +120,21 @@ export abstract class ObjectStoreOrigin implements Origin {
    */
   protected abstract listNames (prefix: string, nested: boolean, options: AbortOptions): AsyncIterable<string[]>
 
-  abstract close (): Promise<void>
+  /** Lets go of the adapter's clients and connections; `close` calls it, then drops the pooled buffers. */
+  protected async closeStore (): Promise<void> {}
+
+  /** Bytes a getChunk returned, no longer needed: their buffer goes back to the pool, if the origin keeps one. */
+  release (bytes: Uint8Array): void {
+    this.chunkBuffers?.give(bytes)
+  }
+
+  async close (): Promise<void> {
+    try {
+      await this.closeStore()
+    } finally {
+      this.chunkBuffers?.clear()
+    }
+  }
 
   async getChunk (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
     checkCid(cid)

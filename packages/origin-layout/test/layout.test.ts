@@ -3,7 +3,7 @@ import { originConformanceTests, randomChunk } from '@swarm/origin-conformance'
 import { describe, expect, it } from 'vitest'
 import { ObjectStoreOrigin } from '../src/index.js'
 import type { ObjectPut } from '../src/index.js'
-import type { AbortOptions } from '@swarm/interface'
+import type { AbortOptions, BufferPool } from '@swarm/interface'
 
 const JSON_CODEC = 0x0200
 
@@ -16,17 +16,27 @@ interface StoredObject {
 class MemoryOrigin extends ObjectStoreOrigin {
   readonly objects = new Map<string, StoredObject>()
 
-  constructor (prefix?: string) {
-    super({ url: 'memory://objects', ...(prefix !== undefined ? { prefix } : {}) })
+  /** the pool each getObject was given, in order */
+  readonly poolsGiven: Array<BufferPool | undefined> = []
+  closedStore = 0
+
+  constructor (prefix?: string, pooledChunks?: boolean) {
+    super({ url: 'memory://objects', ...(prefix !== undefined ? { prefix } : {}), ...(pooledChunks !== undefined ? { pooledChunks } : {}) })
   }
 
-  async close (): Promise<void> {}
+  protected override async closeStore (): Promise<void> {
+    this.closedStore++
+  }
 
-  protected async getObject (name: string, what: string, { signal }: AbortOptions): Promise<Uint8Array> {
+  protected async getObject (name: string, what: string, { signal }: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
     signal?.throwIfAborted()
+    this.poolsGiven.push(pool)
     const object = this.objects.get(name)
     if (object === undefined) throw new NotFoundError(`${what} not found at ${this.url}`)
-    return object.bytes.slice()
+    if (pool === undefined) return object.bytes.slice()
+    const into = pool.take(object.bytes.byteLength)
+    into.set(object.bytes)
+    return into
   }
 
   protected async hasObject (name: string, { signal }: AbortOptions): Promise<boolean> {
@@ -94,5 +104,35 @@ describe('ObjectStoreOrigin', () => {
     await expect(origin.resolveRef({ name: 'damaged', tag: 'v1' })).rejects.toBeInstanceOf(InvalidRefError)
     expect(await collect(origin.listChunks())).toEqual([chunk.cid])
     expect(await collect(origin.listRefs())).toEqual([{ name: 'org/model', tag: 'v1', cid }, { name: 'solo', tag: 'latest', cid }])
+  })
+
+  it('reads chunks into pooled buffers only where asked, takes them back on release, and drops them when closed', async () => {
+    const plain = new MemoryOrigin()
+    // the pool lends buffers of 64 KiB and more
+    const chunk = randomChunk(256 * 1024)
+    await plain.putChunk(chunk.cid, chunk.bytes)
+    await plain.getChunk(chunk.cid)
+    expect(plain.poolsGiven).toEqual([undefined])
+
+    const pooled = new MemoryOrigin(undefined, true)
+    await pooled.putChunk(chunk.cid, chunk.bytes)
+    const first = await pooled.getChunk(chunk.cid)
+    expect(Buffer.compare(first, chunk.bytes)).toBe(0)
+    pooled.release(first)
+    const second = await pooled.getChunk(chunk.cid)
+    expect(Buffer.compare(second, chunk.bytes)).toBe(0)
+    // the released buffer is the one the next read was lent
+    expect(second.buffer).toBe(first.buffer)
+    // manifests and refs are never read into the pool
+    const manifest = randomChunk(32, JSON_CODEC)
+    await pooled.putManifest(manifest.cid, manifest.bytes)
+    await pooled.getManifest(manifest.cid)
+    expect(pooled.poolsGiven.at(-1)).toBeUndefined()
+
+    pooled.release(second)
+    await pooled.close()
+    expect(pooled.closedStore).toBe(1)
+    // once closed, the pool holds nothing: the next read gets a buffer of its own
+    expect((await pooled.getChunk(chunk.cid)).buffer).not.toBe(second.buffer)
   })
 })

@@ -26,7 +26,3 @@ export const MAX_ERROR_BODY_BYTES = 64 * 1024
 /** The region for S3-compatible endpoints given without one; most ignore it but sign with it. */
 export const DEFAULT_ENDPOINT_REGION = 'us-east-1'
 
-/** Free chunk buffers kept for the next GETs: a pull's in-flight chunks at 4 MiB each. */
-export const CHUNK_POOL_MAX_FREE_BYTES = 64 * 1024 * 1024
-/** Free chunk buffers are dropped after this long without a GET that needs one. */
-export const CHUNK_POOL_IDLE_MS = 5_000

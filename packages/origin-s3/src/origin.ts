@@ -8,12 +8,10 @@ import {
   S3Client
 } from '@aws-sdk/client-s3'
 import { getSignedUrl, S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
-import { BufferPool, NotFoundError, OriginUnavailableError, integerSetting } from '@swarm/interface'
+import { NotFoundError, OriginUnavailableError, integerSetting } from '@swarm/interface'
 import { ObjectStoreOrigin } from '@swarm/origin-layout'
 import { Agent as UndiciAgent } from 'undici'
 import {
-  CHUNK_POOL_IDLE_MS,
-  CHUNK_POOL_MAX_FREE_BYTES,
   DEFAULT_ENDPOINT_REGION,
   DEFAULT_LIST_PAGE_SIZE,
   DEFAULT_MAX_SOCKETS,
@@ -27,7 +25,7 @@ import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseErro
 import { describeFailure, formatFailure, isConnectionFailure, RetriesExhausted, withRetries } from './retry.js'
 import { parseEndpoint, parseS3Url } from './url.js'
 import type { S3OriginInit } from './index.js'
-import type { AbortOptions, Logger } from '@swarm/interface'
+import type { AbortOptions, BufferPool, Logger } from '@swarm/interface'
 import type { ObjectPut } from '@swarm/origin-layout'
 
 type PresignRequest = Parameters<S3RequestPresigner['presign']>[0]
@@ -80,11 +78,10 @@ export class S3Origin extends ObjectStoreOrigin {
   private readonly retries: number
   private readonly listPageSize: number
   private objectUrlBase: Promise<ObjectUrlBase> | undefined
-  protected override readonly chunkBuffers = new BufferPool({ maxFreeBytes: CHUNK_POOL_MAX_FREE_BYTES, idleMs: CHUNK_POOL_IDLE_MS })
 
   constructor (init: S3OriginInit) {
     const location = parseS3Url(init.url)
-    super({ url: location.display, prefix: location.prefix, logger: init.logger })
+    super({ url: location.display, prefix: location.prefix, logger: init.logger, pooledChunks: true })
     const endpoint = init.endpoint != null && init.endpoint !== '' ? parseEndpoint(init.endpoint) : undefined
     this.bucket = location.bucket
     this.endpointName = endpoint?.endpoint ?? `AWS S3${init.region !== undefined ? ` (${init.region})` : ''}`
@@ -131,14 +128,9 @@ export class S3Origin extends ObjectStoreOrigin {
   }
 
   /** Takes back bytes `getChunk` returned, for a later GET to read into; the caller must not touch them afterwards. */
-  release (bytes: Uint8Array): void {
-    this.chunkBuffers.give(bytes)
-  }
-
-  async close (): Promise<void> {
+  protected override async closeStore (): Promise<void> {
     this.client.destroy()
     await this.dispatcher?.close()
-    this.chunkBuffers.clear()
   }
 
   /** Runs one request under the retry policy and turns what failed into the error callers handle. */
