@@ -229,8 +229,18 @@ export const FLEET_MAX_NODES = 10_000
 /** A node's state is published at least this often, so a newcomer learns the fleet within it. */
 export const FLEET_HEARTBEAT_MS = 5_000
 
-/** Changes (a pull's progress) are published at most this often. */
+/** Changes of state (a pull started, finished or failed; a preheat declined) are published at most this often. */
 export const FLEET_MIN_PUBLISH_INTERVAL_MS = 1_000
+
+/**
+ * A pull's progress alone is published at most this often. Every message costs every node of
+ * the fleet its checks and relays (see {@link FLEET_MESSAGES_PER_SECOND}): in a shaped fan-out
+ * of 8, publishing progress every second made fleet gossip nearly all of the libp2p traffic
+ * and about a fifth of the agents' busy main-thread samples. Every 5 s keeps progress bars and
+ * rates live; what a rollout waits on (a pull finishing or failing) still goes out within
+ * {@link FLEET_MIN_PUBLISH_INTERVAL_MS}.
+ */
+export const FLEET_PROGRESS_INTERVAL_MS = 5_000
 
 /**
  * A node not heard from for this long is dropped (also at once when its last connection to us

@@ -10,8 +10,10 @@
  * key already guards: a node without the key connects to nobody and sees nothing.
  *
  * Publishing: our state (read from the `local` callback at each publish) goes out when `changed()`
- * is called, at most once per {@link FLEET_MIN_PUBLISH_INTERVAL_MS}, and after a heartbeat
- * ({@link FLEET_HEARTBEAT_MS}) of silence; a state too big for {@link FLEET_MAX_MESSAGE_BYTES} is
+ * is called, at most once per {@link FLEET_MIN_PUBLISH_INTERVAL_MS} for a change of state and once
+ * per {@link FLEET_PROGRESS_INTERVAL_MS} for progress alone (`changed('progress')`: a pull's bytes
+ * move many times a second, and each message costs every node of the fleet), and after a
+ * heartbeat ({@link FLEET_HEARTBEAT_MS}) of silence; a state too big for {@link FLEET_MAX_MESSAGE_BYTES} is
  * cut from the end of its model list (callers order it by importance). In a large fleet both
  * stretch with the number of nodes we know of, so that the fleet as a whole publishes at most
  * {@link FLEET_MESSAGES_PER_SECOND} messages a second ({@link fleetPublishSpacing}); each message
@@ -62,6 +64,7 @@ import {
   FLEET_MAX_TABLE_BYTES,
   FLEET_MESSAGES_PER_SECOND,
   FLEET_MIN_PUBLISH_INTERVAL_MS,
+  FLEET_PROGRESS_INTERVAL_MS,
   FLEET_NODE_TTL_MS,
   FLEET_ORIGIN_MESSAGE_BURST,
   FLEET_ORIGIN_MESSAGES_PER_SECOND,
@@ -158,6 +161,8 @@ export interface FleetLimits {
   nodeTtlMs: number
   heartbeatMs: number
   minPublishIntervalMs: number
+  /** between two messages for progress alone; never shorter than `minPublishIntervalMs` */
+  progressIntervalMs: number
   /** state messages the whole fleet publishes per second, at most (see {@link fleetPublishSpacing}) */
   fleetMessagesPerSecond: number
   originMessagesPerSecond: number
@@ -172,6 +177,7 @@ export const DEFAULT_FLEET_LIMITS: Readonly<FleetLimits> = Object.freeze({
   nodeTtlMs: FLEET_NODE_TTL_MS,
   heartbeatMs: FLEET_HEARTBEAT_MS,
   minPublishIntervalMs: FLEET_MIN_PUBLISH_INTERVAL_MS,
+  progressIntervalMs: FLEET_PROGRESS_INTERVAL_MS,
   fleetMessagesPerSecond: FLEET_MESSAGES_PER_SECOND,
   originMessagesPerSecond: FLEET_ORIGIN_MESSAGES_PER_SECOND,
   originMessageBurst: FLEET_ORIGIN_MESSAGE_BURST,
@@ -198,9 +204,12 @@ export interface FleetEvents {
   change: CustomEvent<{ peerId: string }>
 }
 
+/** What changed in our state: its shape (a model added, finished, failed, declined), or a pull's progress alone. */
+export type FleetChange = 'state' | 'progress'
+
 export interface FleetGossip extends TypedEventTarget<FleetEvents> {
-  /** Publishes our state soon (at most once per minimum interval). */
-  changed(): void
+  /** Publishes our state soon: within the minimum interval for a change of state, the progress interval for progress. */
+  changed(what?: FleetChange): void
   /** remote nodes, not expired */
   nodes(): FleetNodeState[]
   /** Publishes a preheat request and hands it to our own listeners too. */
@@ -361,6 +370,8 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
   #seq = 0
   #lastPublish = 0
   #publishTimer: ReturnType<typeof setTimeout> | undefined
+  /** when the pending publish goes out (performance.now() time) */
+  #publishDue = 0
   #heartbeat: ReturnType<typeof setTimeout> | undefined
   #sweep: ReturnType<typeof setInterval> | undefined
   #running = false
@@ -413,13 +424,20 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
     this.#tableBytes = 0
   }
 
-  changed (): void {
-    if (!this.#running || this.#publishTimer != null) return
-    const wait = Math.max(0, this.#lastPublish + this.#spacing().changeMs - performance.now())
+  changed (what: FleetChange = 'state'): void {
+    if (!this.#running) return
+    const { changeMs, heartbeatMs } = this.#spacing()
+    // progress rides on the spacing of changes in a large fleet, and never waits past a heartbeat
+    const spacing = what === 'progress' ? Math.min(heartbeatMs, Math.max(changeMs, this.#limits.progressIntervalMs)) : changeMs
+    const due = this.#lastPublish + spacing
+    // a change of state brings forward a publish that progress had put off
+    if (this.#publishTimer != null && this.#publishDue <= due) return
+    clearTimeout(this.#publishTimer)
+    this.#publishDue = due
     this.#publishTimer = setTimeout(() => {
       this.#publishTimer = undefined
       this.#publish()
-    }, wait)
+    }, Math.max(0, due - performance.now()))
     this.#publishTimer.unref?.()
   }
 
@@ -459,6 +477,9 @@ export class DefaultFleetGossip extends TypedEventEmitter<FleetEvents> implement
 
   #publish (): void {
     if (!this.#running) return
+    // this message carries whatever a pending publish was for
+    clearTimeout(this.#publishTimer)
+    this.#publishTimer = undefined
     this.#lastPublish = performance.now()
     const { heartbeatMs } = this.#spacing()
     this.#scheduleHeartbeat(heartbeatMs)

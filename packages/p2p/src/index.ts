@@ -69,7 +69,7 @@ export type {
   ResolvedDataAddress
 } from './control.js'
 export { DEFAULT_FLEET_LIMITS, FLEET_REJECTIONS, encodeFleetState, fleetFastMessageId, fleetPublishSpacing } from './fleet.js'
-export type { FleetEvents, FleetGossip, FleetLimits, FleetLocalState, FleetModelState, FleetModelStatus, FleetNodeState, FleetPublishSpacing, FleetRejection, FleetStats, GossipRpcMessage, PreheatRequest } from './fleet.js'
+export type { FleetChange, FleetEvents, FleetGossip, FleetLimits, FleetLocalState, FleetModelState, FleetModelStatus, FleetNodeState, FleetPublishSpacing, FleetRejection, FleetStats, GossipRpcMessage, PreheatRequest } from './fleet.js'
 export { checkLabelKey, checkLabelValue, formatSelector, matchesSelector, parseLabels, parseSelector } from './selector.js'
 export type { Requirement, Selector } from './selector.js'
 export { TokenBucket } from './rate-limit.js'

@@ -193,6 +193,41 @@ describe('fleet gossip', () => {
     expect(a.fleet.nodes().some(n => n.peerId === b.peerId)).toBe(true)
     expect(a.isConnected(b.peerId)).toBe(true)
   }, 30_000)
+  it('progress alone goes out at most once per progress interval; a change of state goes out at once and carries the progress put off', async () => {
+    const limits = { heartbeatMs: 20_000, minPublishIntervalMs: 100, progressIntervalMs: 4_000 }
+    let zone = 'z1'
+    const a = await fleet.add({ swarmKey, fleetLimits: fast })
+    const b = await fleet.add({ swarmKey, fleetLimits: limits, fleetState: () => ({ labels: { zone }, models: [] }), bootstrap: [addressWithPeer(a)] })
+    await waitFor(() => a.fleet.nodes().some(n => n.peerId === b.peerId), 'a to see b')
+    const heardAt: number[] = []
+    a.fleet.addEventListener('change', ({ detail }) => { if (detail.peerId === b.peerId) heardAt.push(performance.now()) })
+    const progress = setInterval(() => { b.fleet.changed('progress') }, 50)
+    try {
+      await new Promise(resolve => setTimeout(resolve, 5_000))
+    } finally {
+      clearInterval(progress)
+    }
+    // 100 progress calls in 5 s: at most one message per 4 s (with the 100 ms interval of changes, about 50)
+    expect(heardAt.length).toBeGreaterThanOrEqual(1)
+    expect(heardAt.length).toBeLessThanOrEqual(2)
+
+    // right after a message, progress is put off by the whole interval...
+    const before = heardAt.length
+    b.fleet.changed('progress')
+    await waitFor(() => heardAt.length > before, 'the progress to go out', 6_000)
+    b.fleet.changed('progress')
+    await new Promise(resolve => setTimeout(resolve, 300))
+    // ...and a change of state does not wait for it
+    zone = 'z2'
+    const changedAt = performance.now()
+    b.fleet.changed('state')
+    await waitFor(() => a.fleet.nodes().find(n => n.peerId === b.peerId)?.labels.zone === 'z2', 'a to hear the change of state', 3_000)
+    expect(performance.now() - changedAt).toBeLessThan(2_000)
+    // the pending progress went with it: nothing more until the next heartbeat
+    const after = heardAt.length
+    await new Promise(resolve => setTimeout(resolve, 4_500))
+    expect(heardAt.length).toBe(after)
+  }, 30_000)
 })
 
 describe('fleet publish spacing', () => {

@@ -376,7 +376,7 @@ export class Agent {
       signal,
       onProgress: progress => {
         status.progress = progress
-        this.fleetState?.changed()
+        this.fleetState?.progressed()
         onProgress?.(progress, manifestCid)
       }
     }).then(result => {
@@ -389,6 +389,7 @@ export class Agent {
       throw err
     }).finally(() => { this.sessions.delete(manifestCid) })
     this.sessions.set(manifestCid, { session: promise, status })
+    this.fleetState?.changed()
     this.node.router.advertise(manifestCid).catch(() => {})
     return await promise
   }

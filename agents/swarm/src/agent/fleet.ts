@@ -144,9 +144,14 @@ export class AgentFleet {
     }
   }
 
-  /** Progress or a state change: the fleet hears of it within the minimum publish interval. */
+  /** A change of state (a pull started, finished, failed, declined): the fleet hears of it within the minimum publish interval. */
   changed (): void {
-    this.#agent.node.fleet.changed()
+    this.#agent.node.fleet.changed('state')
+  }
+
+  /** A pull's progress alone: the fleet hears of it within the progress interval. */
+  progressed (): void {
+    this.#agent.node.fleet.changed('progress')
   }
 
   completed (manifestCid: string, ref: string | undefined, progress: TransferProgress): void {
