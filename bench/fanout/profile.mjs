@@ -15,6 +15,7 @@
 // while its thread is busy) the sampled seconds exceed the CPU seconds by far; the shares hold.
 //
 //   node bench/fanout/profile.mjs <dir> [run name prefix]   # prints a markdown report; --json for JSON
+//   (with up to 2,000 functions by inclusive time, to search for a component's entry points)
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 
@@ -125,7 +126,7 @@ for (const [run, profiles] of runs) {
   const idle = all.self.get('(idle)') ?? 0
   const busy = all.total - idle
   const top = (m, k) => [...m].filter(([name]) => name !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, k).map(([name, us]) => ({ name, ms: us / 1000, share: us / busy }))
-  report.push({ run, agents: profiles.length, windowS: window != null ? (window.toUs - window.fromUs) / 1e6 : undefined, sampledS: all.total / 1e6, busyS: busy / 1e6, bySelf: top(all.self, 25), byCaller: top(all.owner, 25), byFunction: top(all.fns, 40), byInclusive: top(all.inclusive, 60) })
+  report.push({ run, agents: profiles.length, windowS: window != null ? (window.toUs - window.fromUs) / 1e6 : undefined, sampledS: all.total / 1e6, busyS: busy / 1e6, bySelf: top(all.self, 25), byCaller: top(all.owner, 25), byFunction: top(all.fns, 40), byInclusive: top(all.inclusive, asJson ? 2000 : 60) })
 }
 
 if (asJson) {

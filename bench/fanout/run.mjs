@@ -57,7 +57,7 @@ import { execFile, spawn } from 'node:child_process'
 import { createWriteStream, existsSync, readFileSync, readdirSync } from 'node:fs'
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { connect, createServer } from 'node:net'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
 import { promisify } from 'node:util'
 import { writeSyntheticModel } from '@swarm/agent'
@@ -1073,7 +1073,8 @@ if (model != null && results.length > 0) {
     subtitle: `links ${settings.linkMbit} Mbit/s up/down per node, origin ${settings.originMbit} Mbit/s; network namespaces + tbf`,
     series
   })
-  const file = await saveResult(settings.name, { settings, model: { ...model }, chunks: model.chunks, results })
+  // the cores the whole fleet shared: bench/sim gives each simulated node its share of them
+  const file = await saveResult(settings.name, { settings, machineCores: availableParallelism(), model: { ...model }, chunks: model.chunks, results })
   const svgFile = file.replace(/\.json$/, '.svg')
   await writeFile(svgFile, svg)
   // FANOUT_DOCS_SVG: also copy the plot there (the README's docs/fanout.svg)

@@ -36,7 +36,9 @@
 // - CPU: with `SIM_CPU_S_PER_GB` (measured: about 1.5 CPU-s per GB received on one core) and
 //   `SIM_CORES` (1), a node's download takes at most what its cores can process: its receive
 //   link is the lesser of the two. At 50 Mbit/s links (6 MB/s) against 667 MB/s per core this
-//   never binds; it does with fast links or slow cores.
+//   never binds; it does with fast links or slow cores. Against a measured fan-out
+//   (`SIM_CHUNKS_FROM`) each N also runs with the CPU that run measured: its fleet's CPU-s per
+//   GB delivered, on the machine's cores / N a node (the agents shared one machine).
 // - Peers: each node is connected to about `SIM_NEIGHBOURS` random others (each picks half of
 //   them, links are symmetric), as a DHT and gossip would give; it only sees and asks those.
 //   Ownership needs the origin fetchers (the few best-ranked pullers), and who knows whom is
@@ -45,7 +47,7 @@
 //   later: names spread from neighbour to neighbour, as they do between agents.
 //   `SIM_VIEW=partial` (default): each node knows its neighbours that pull (from their joins, at
 //   once), what they name, and what fleet gossip brought it. The agent publishes its state on the fleet topic when
-//   it changes (at most once a second) and every 5 s, both stretched past 100 nodes so the whole
+//   a pull starts or ends (at most once a second), its progress every 5 s, and every 5 s in any case, both stretched past 100 nodes so the whole
 //   fleet publishes at most 100 a second (at 1,000 nodes, a change waits up to 10 s for its node's
 //   turn, which the 1 s delay here does not model); gossipsub relays it through the mesh. Here a
 //   puller's start or end reaches others `SIM_GOSSIP_DELAY_MS` (1,000) later, and each node takes
@@ -94,6 +96,7 @@
 import { seededRandom } from '@swarm/scheduler'
 import { DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_LANDING_MS } from '@swarm/exchange'
 import { readFile } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
 import { MiB, fmt, saveResult } from '../lib/common.mjs'
 import { Mbit, baseline as runBaseline, lowerBound as bound, simulate as runSimulation } from './fleet.mjs'
 import { simulateBitTorrent } from './bittorrent.mjs'
@@ -290,19 +293,38 @@ if (measured != null) {
     out.push('')
     out.push(`Against the measured fan-out (${settings.chunksFrom}), same model, links and origin:`)
     out.push('')
-    out.push(row(['N', 'run', 'measured p50 s', 'simulated p50 s', 'measured p99 s', 'simulated p99 s', 'measured origin / M', 'simulated origin / M']))
-    out.push(row(['---:', '---', '---:', '---:', '---:', '---:', '---:', '---:']))
+    // The measured agents shared one machine's cores; the same pull with each node given its share
+    // of them (cores / N) and the CPU the run measured per GB delivered (the whole fleet's, sending
+    // and the S3 server included, charged to receiving) shows how much of the gap CPU explains.
+    const machineCores = measured.machineCores ?? availableParallelism()
+    const withCpu = new Map()
+    for (const r of both) {
+      const real = measured.results.find(m => m.n === r.n)
+      const cpuSPerGB = real.swarm.cpu?.cpuSecondsPerGB
+      if (!(cpuSPerGB > 0)) continue
+      const cores = machineCores / r.n
+      const limitMs = settings.limitS !== undefined ? settings.limitS * 1000 : Math.max(20 * r.tStarMs, 300_000)
+      const run = await runSimulation({ chunks, settings: { ...settings, cpuSPerGB, cores }, note, n: r.n, seed: settings.seed * 7919 + r.n, limitMs })
+      withCpu.set(r.n, { run, cpuSPerGB, cores })
+      note(`  swarm with the measured CPU (${fmt(cpuSPerGB, 1)} CPU-s/GB, ${fmt(cores, 2)} cores a node): p50 ${s(run.initial.p50Ms)} s, p99 ${s(run.initial.p99Ms)} s`)
+    }
+    out.push(row(['N', 'run', 'measured p50 s', 'simulated p50 s', 'measured p99 s', 'simulated p99 s', 'simulated p99 s, CPU as measured', 'measured origin / M', 'simulated origin / M']))
+    out.push(row(['---:', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:']))
     for (const r of both) {
       const real = measured.results.find(m => m.n === r.n)
       const sim = r.runs.base
       const capped = real.swarm.capped ? '≥ ' : ''
-      out.push(row([r.n, 'swarm', capped + s(real.swarm.p50Ms), s(sim.initial.p50Ms), capped + s(real.swarm.p99Ms), s(sim.initial.p99Ms), fmt(real.swarm.originWireBytes * settings.efficiency / modelBytes, 2), fmt(sim.originBytes / modelBytes, 2)]))
+      const cpu = withCpu.get(r.n)
+      const cpuCell = cpu != null ? `${s(cpu.run.initial.p99Ms)} (${fmt(cpu.cpuSPerGB, 1)} CPU-s/GB, ${fmt(cpu.cores, 2)} cores)` : ''
+      out.push(row([r.n, 'swarm', capped + s(real.swarm.p50Ms), s(sim.initial.p50Ms), capped + s(real.swarm.p99Ms), s(sim.initial.p99Ms), cpuCell, fmt(real.swarm.originWireBytes * settings.efficiency / modelBytes, 2), fmt(sim.originBytes / modelBytes, 2)]))
       if (real.baseline != null) {
-        out.push(row([r.n, 'baseline', s(real.baseline.p50Ms), s(r.baseline.p50Ms), s(real.baseline.p99Ms), s(r.baseline.p99Ms), fmt(real.baseline.originWireBytes * settings.efficiency / modelBytes, 2), fmt(r.baseline.originBytes / modelBytes, 2)]))
+        out.push(row([r.n, 'baseline', s(real.baseline.p50Ms), s(r.baseline.p50Ms), s(real.baseline.p99Ms), s(r.baseline.p99Ms), '', fmt(real.baseline.originWireBytes * settings.efficiency / modelBytes, 2), fmt(r.baseline.originBytes / modelBytes, 2)]))
       }
+      if (cpu != null) r.withMeasuredCpu = { cpuSPerGB: cpu.cpuSPerGB, cores: cpu.cores, p50Ms: cpu.run.initial.p50Ms, p99Ms: cpu.run.initial.p99Ms, originBytes: cpu.run.originBytes }
     }
     out.push('')
     out.push('Origin / M here counts every byte the origin sent, also of transfers cancelled half-way (measured: wire bytes × 1448/1514).')
+    out.push(`CPU as measured: each node gets ${machineCores} cores / N (the measured agents shared one machine of ${machineCores}) and spends what the measured fleet spent per GB delivered (sending and the S3 server included) on each GB it receives.`)
   }
 }
 console.log(out.join('\n'))
