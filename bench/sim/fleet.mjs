@@ -64,7 +64,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
   const manifest = { version: 1, chunkSize: Math.max(...chunks.map(c => c.size)), files: [{ path: 'model.bin', size: chunks.reduce((sum, c) => sum + c.size, 0), mode: 0o644, chunks: chunks.map(c => { const ref = { cid: c.cid, offset, size: c.size }; offset += c.size; return ref }) }] }
   let events = 0
   let allDoneAt
-  const counters = { busy: 0 }
+  const counters = { busy: 0, relays: 0 }
   let pullingCount = 0
   let now = 0
   let ended = false
@@ -75,7 +75,17 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
   const announced = []
   let lastFinishAt = 0
   let originBusyAtLastFinish = 0
-  const net = new Network({ queue, linkRate, downRate: receiveRate(linkRate, settings), originRate, maxDownloads, weight: weights(seededRandom(seed + 17), settings.fairnessSigma), onComplete: delivered })
+  const net = new Network({
+    queue,
+    linkRate,
+    downRate: receiveRate(linkRate, settings),
+    originRate,
+    maxDownloads,
+    weight: weights(seededRandom(seed + 17), settings.fairnessSigma),
+    onComplete: delivered,
+    // a relay whose own source failed or was cancelled fails too: the requester asks elsewhere
+    onUpstreamLost: flow => { queue.push(now, { type: 'fail', transfer: flow.tag, why: 'upstream gone' }) }
+  })
 
   // virtual time for the sessions: their timers are events in the queue
   const clock = {
@@ -101,6 +111,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       stop: new AbortController(),
       neighbours: new Set(),
       holds: new Uint8Array(chunks.length),
+      /** cut-through: chunks announced while they were still arriving */
+      arriving: new Set(),
       // as an agent's data server: uploads at once follow how long they take to land
       uploads: new LandingLimit({ min: Math.min(MIN_UPLOADS, settings.uploadSlots), max: settings.uploadSlots, targetMs: settings.uploadLandingMs }),
       /** the chunk indices of `holds`, as announced to a peer that connects */
@@ -313,7 +325,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     const transfer = flow.tag
     const node = transfer.node
     if (!node.alive || transfer.done) return
-    if (transfer.source.kind !== 'origin' && transfer.size > SMALL_ANSWER_LENGTH) {
+    // a relay lands as fast as its upstream, not as the uploader's link allows: not a landing time
+    if (transfer.source.kind !== 'origin' && transfer.size > SMALL_ANSWER_LENGTH && !transfer.relayed) {
       const peer = byId.get(transfer.source.peerId)
       peer?.uploads.landed(now - transfer.openedAt, net.uploads(peer.index) + 1)
     }
@@ -327,15 +340,53 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     transfer.resolve({ kind: transfer.source.kind })
   }
 
+  /**
+   * Cut-through (`settings.cutThrough`), which the agent does not do yet: a node that starts
+   * receiving a chunk tells its neighbours at once (here as a `have`, so the engine asks it as it
+   * would a holder), and serves it while it arrives, never faster than it arrives. It stands for
+   * relaying verified blocks of a chunk before the chunk is whole.
+   */
+  function announceArriving (node, chunk) {
+    if (!settings.cutThrough || node.holds[chunk] === 1 || node.arriving.has(chunk)) return
+    node.arriving.add(chunk)
+    if (node.pendingHaves.length === 0) queue.push(now + HAVE_FLUSH_MS + lat.node(node.index), { type: 'have', node })
+    node.pendingHaves.push(chunk)
+  }
+
+  /** The transfer into `node` of `chunk` that has come furthest, for a relay to follow. */
+  function arriving (node, chunk) {
+    let best
+    for (const flow of net.down[node.index]) {
+      if (flow.tag.chunk !== chunk || flow.tag.done) continue
+      if (best === undefined || net.remainingAt(flow, now) < net.remainingAt(best, now)) best = flow
+    }
+    return best
+  }
+
   function open (transfer) {
     const node = transfer.node
     if (transfer.done || !node.alive) return
     if (transfer.source.kind === 'origin') {
       if (traceOrigin) noteOriginRequest(transfer)
       transfer.flow = net.start(ORIGIN, node.index, transfer.size, transfer, now)
+      announceArriving(node, transfer.chunk)
       return
     }
     const peer = byId.get(transfer.source.peerId)
+    const upstream = settings.cutThrough && peer !== undefined && peer.alive && peer.holds[transfer.chunk] !== 1 ? arriving(peer, transfer.chunk) : undefined
+    if (upstream !== undefined) {
+      if (transfer.size > SMALL_ANSWER_LENGTH && !slotFree(peer, node)) {
+        counters.busy++
+        queue.push(now + lat.link(node.index, peer.index), { type: 'fail', transfer, why: 'busy' })
+        return
+      }
+      transfer.openedAt = now
+      transfer.relayed = true
+      counters.relays++
+      transfer.flow = net.start(peer.index, node.index, transfer.size, transfer, now, upstream)
+      announceArriving(node, transfer.chunk)
+      return
+    }
     if (peer === undefined || !peer.alive || peer.holds[transfer.chunk] !== 1) {
       queue.push(now + (peer === undefined ? settings.peerLatencyMs : lat.link(node.index, peer.index)), { type: 'fail', transfer, why: 'not held' })
       return
@@ -349,6 +400,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     }
     transfer.openedAt = now
     transfer.flow = net.start(peer.index, node.index, transfer.size, transfer, now)
+    announceArriving(node, transfer.chunk)
   }
 
   /** Whether `peer`'s data server gives `node` an upload slot: the server's own rule. */
@@ -545,6 +597,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     timeouts: sum('timeouts'),
     failures: sum('failures'),
     busy: counters.busy,
+    /** cut-through: peer transfers that relayed a chunk still arriving at the sender */
+    relays: counters.relays,
     /** the share of the time until the last node finished in which the origin's link carried a transfer */
     originBusyShare: lastFinishAt > 0 ? originBusyAtLastFinish / lastFinishAt : NaN,
     events,

@@ -39,7 +39,12 @@ export const DEFAULT_SETTINGS = {
   gossipIntervalMs: 1_000,
   gossipPerInterval: 100,
   /** a peer's answer to a request cancelled after it began: 'finish' (sent whole, as the data server does) or 'stop' */
-  cancelledPeerAnswers: 'finish'
+  cancelledPeerAnswers: 'finish',
+  /**
+   * relaying a chunk while it arrives (not built in the agent; see fleet.mjs): a node still
+   * receiving a chunk announces it and serves it at most as fast as it arrives
+   */
+  cutThrough: false
 }
 
 /** The lower bound no system beats, in ms (nominal rates). */
@@ -159,8 +164,9 @@ export function weights (random, sigma) {
  * equal shares.
  */
 export class Network {
-  constructor ({ queue, linkRate, downRate = linkRate, originRate, maxDownloads, weight, onComplete }) {
+  constructor ({ queue, linkRate, downRate = linkRate, originRate, maxDownloads, weight, onComplete, onUpstreamLost = () => {} }) {
     this.queue = queue
+    this.onUpstreamLost = onUpstreamLost
     this.linkRate = linkRate
     this.downRate = downRate
     this.originRate = originRate
@@ -185,6 +191,8 @@ export class Network {
     this.originBusyMs = 0
     this.originBusySince = 0
     this.nextId = 1
+    /** transfers ever started as relays: until one is, links share by weight alone */
+    this.relays = 0
   }
 
   addNode () {
@@ -197,8 +205,20 @@ export class Network {
 
   uploads (node) { return this.up[node].size }
 
-  start (src, dst, size, tag, now) {
-    const flow = { id: this.nextId++, src, dst, size, tag, weight: this.weight(), remaining: size, rate: 0, last: now, due: Infinity, live: true, pooled: false, pooledLive: false, vStart: 0, vEnd: 0 }
+  /**
+   * A transfer of `size` bytes. `upstream`: a live transfer into `src` of the same bytes, which
+   * this one relays as they arrive: while the upstream runs, this one is never faster than it (a
+   * relay that starts behind stays behind: pessimistic, with no catch-up to model); when the
+   * upstream completes this one goes on at its own share; when the upstream ends early, this one
+   * is removed and `onUpstreamLost` told.
+   */
+  start (src, dst, size, tag, now, upstream) {
+    const flow = { id: this.nextId++, src, dst, size, tag, weight: this.weight(), remaining: size, rate: 0, last: now, due: Infinity, live: true, pooled: false, pooledLive: false, vStart: 0, vEnd: 0, upstream: undefined, dependents: undefined }
+    if (upstream !== undefined && upstream.live) {
+      flow.upstream = upstream
+      ;(upstream.dependents ??= new Set()).add(flow)
+      this.relays++
+    }
     this.down[dst].add(flow)
     this.downWeight[dst] += flow.weight
     if (src === ORIGIN) {
@@ -231,8 +251,10 @@ export class Network {
     return this.originBusyMs + (this.originFlows.size > 0 ? now - this.originBusySince : 0)
   }
 
-  detach (flow, now) {
+  detach (flow, now, completed = false) {
     flow.live = false
+    flow.upstream?.dependents?.delete(flow)
+    flow.upstream = undefined
     const down = this.down[flow.dst]
     down.delete(flow)
     this.downWeight[flow.dst] = down.size === 0 ? 0 : this.downWeight[flow.dst] - flow.weight
@@ -253,6 +275,17 @@ export class Network {
       this.bytes.peer += moved
     }
     this.relink(flow.src, flow.dst, now)
+    const dependents = flow.dependents
+    flow.dependents = undefined
+    for (const dependent of dependents ?? []) {
+      dependent.upstream = undefined
+      if (!dependent.live) continue
+      if (completed) this.rerate(dependent, now)
+      else {
+        this.detach(dependent, now)
+        this.onUpstreamLost(dependent, now)
+      }
+    }
     return moved
   }
 
@@ -274,10 +307,32 @@ export class Network {
     for (const flow of this.down[dst]) this.rerate(flow, now)
   }
 
-  rerate (flow, now) {
+  /**
+   * The rate per unit of weight a link gives the transfers on it that no upstream holds back:
+   * relays held below their share leave the rest to the others (one round of water-filling,
+   * as TCP would hand it on), which matters only once relays exist (cut-through).
+   */
+  shareOf (flows, rate, weight, exclude) {
+    if (this.relays === 0) return rate / weight
+    let capacity = rate
+    let free = weight
+    for (const other of flows) {
+      if (other === exclude || other.upstream === undefined || !other.live) continue
+      const cap = this.rateOf(other.upstream)
+      if (cap < other.weight * rate / weight) {
+        capacity -= cap
+        free -= other.weight
+      }
+    }
+    return free > 0 && capacity > 0 ? capacity / free : rate / weight
+  }
+
+  rerate (flow, now, depth = 0) {
     if (flow.pooled) return
-    const share = flow.src === ORIGIN ? this.originRate / this.originWeight : this.linkRate / this.upWeight[flow.src]
-    const rate = flow.weight * Math.min(share, this.downRate / this.downWeight[flow.dst])
+    const share = flow.src === ORIGIN ? this.originRate / this.originWeight : this.shareOf(this.up[flow.src], this.linkRate, this.upWeight[flow.src], flow)
+    let rate = flow.weight * Math.min(share, this.shareOf(this.down[flow.dst], this.downRate, this.downWeight[flow.dst], flow))
+    // a relay runs no faster than what it relays (a pooled origin transfer: its share now)
+    if (flow.upstream !== undefined) rate = Math.min(rate, this.rateOf(flow.upstream))
     if (rate === flow.rate) return
     flow.remaining = this.remainingAt(flow, now)
     flow.last = now
@@ -287,6 +342,14 @@ export class Network {
     if (due < flow.due) {
       flow.due = due
       this.queue.push(due, { type: 'flow', flow, due })
+    }
+    // what it relays moves with it, and so do the shares of the links those relays run on
+    if (flow.dependents !== undefined && depth < 8) {
+      for (const dependent of flow.dependents) {
+        this.rerate(dependent, now, depth + 1)
+        for (const other of this.up[dependent.src]) if (other !== dependent) this.rerate(other, now, depth + 1)
+        for (const other of this.down[dependent.dst]) if (other !== dependent) this.rerate(other, now, depth + 1)
+      }
     }
   }
 
@@ -345,6 +408,15 @@ export class Network {
     if (event.type === 'flow') {
       const flow = event.flow
       if (!flow.live || flow.pooled || event.due !== flow.due) return
+      if (flow.upstream !== undefined && flow.upstream.live && this.remainingAt(flow, now) / flow.rate <= 1e-6) {
+        // a relay that caught up with a pooled upstream (whose share moved without telling it)
+        // ends with the upstream: its last bytes are the upstream's last
+        flow.remaining = 0
+        flow.last = now
+        flow.rate = 0
+        flow.due = Infinity
+        return
+      }
       const left = this.remainingAt(flow, now)
       if (left / flow.rate > 1e-6) {
         flow.due = now + left / flow.rate
@@ -372,7 +444,7 @@ export class Network {
     flow.remaining = 0
     flow.rate = 0
     if (flow.pooled) flow.vStart = this.V - flow.size / flow.weight
-    this.detach(flow, now)
+    this.detach(flow, now, true)
     this.onComplete(flow, now)
   }
 }

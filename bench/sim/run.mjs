@@ -91,7 +91,9 @@
 // SIM_CANCEL (finish: a peer's answer to a cancelled request still crosses both links, as the data
 // server sends an answer it began whole; stop: it ends at once, which flatters duplicates),
 // SIM_START_SPREAD_MS (0: each node's session begins at a uniformly random time up to this after
-// the release), SIM_NAME (results file name, "sim").
+// the release), SIM_CUT_THROUGH (off; on: a node announces a chunk as soon as it starts arriving
+// and serves it while it arrives, never faster: relaying verified blocks of a chunk before the
+// chunk is whole, which the agent does not do yet; see fleet.mjs), SIM_NAME (results file name, "sim").
 
 import { seededRandom } from '@swarm/scheduler'
 import { DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_LANDING_MS } from '@swarm/exchange'
@@ -133,6 +135,7 @@ const settings = {
   neighbours: envNumber('SIM_NEIGHBOURS', 40, 1),
   view: envList('SIM_VIEW', ['partial'], ['partial', 'shared', 'neighbours'])[0],
   cancelledPeerAnswers: envList('SIM_CANCEL', ['finish'], ['finish', 'stop'])[0],
+  cutThrough: envList('SIM_CUT_THROUGH', ['off'], ['off', 'on'])[0] === 'on',
   gossipDelayMs: envNumber('SIM_GOSSIP_DELAY_MS', 1_000),
   gossipIntervalMs: envNumber('SIM_GOSSIP_INTERVAL_MS', 1_000, 1),
   gossipPerInterval: envNumber('SIM_GOSSIP_PER_INTERVAL', 100, 1),
@@ -254,7 +257,8 @@ for (const n of settings.sizes) {
 
 const realism = [
   settings.latencyMs != null ? `link round trips log-normal, median ${settings.latencyMs} ms (σ ${settings.latencySigma})` : `peer links ${settings.peerLatencyMs} ms`,
-  settings.cpuSPerGB != null ? `receiving costs ${settings.cpuSPerGB} CPU-s/GB on ${settings.cores} core${settings.cores === 1 ? '' : 's'}` : 'no CPU limit'
+  settings.cpuSPerGB != null ? `receiving costs ${settings.cpuSPerGB} CPU-s/GB on ${settings.cores} core${settings.cores === 1 ? '' : 's'}` : 'no CPU limit',
+  ...(settings.cutThrough ? ['chunks relayed while they arrive (cut-through, modelled: not built)'] : [])
 ].join(', ')
 const viewText = settings.view === 'partial'
   ? `partial view of the pullers (neighbours, and gossip: ${settings.gossipPerInterval} per ${fmt(settings.gossipIntervalMs / 1000, 0)} s, ${fmt(settings.gossipDelayMs / 1000, 1)} s late)`

@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest'
 import { lowerBound, simulate } from '../../../bench/sim/fleet.mjs'
 // @ts-expect-error an ES module of the benchmarks, without types
 import { UPLOAD_SLOTS, simulateBitTorrent } from '../../../bench/sim/bittorrent.mjs'
+// @ts-expect-error an ES module of the benchmarks, without types
+import { EventQueue, Network, ORIGIN } from '../../../bench/sim/network.mjs'
 // the engine as built, which is what the simulator imports
 import { PullSession } from '@swarm/pull'
 
@@ -59,6 +61,85 @@ describe('the fleet simulator', () => {
     const result = await simulate({ chunks, settings: { neighbours: 6, churnShare: 0.25 }, n: 8, seed: 5, limitMs: 600_000, churnAt: 1_500 })
     expect(result.left).toBe(2)
     expect(result.initial).toMatchObject({ nodes: 6, finished: 6, failed: 0 })
+  })
+})
+
+/** what the tests read of a simulated transfer */
+interface SimFlow { tag: string, live: boolean, upstream?: SimFlow }
+
+/** Runs a network's events to the end; what completed or was lost, with when. */
+function drive (build: (net: any, queue: any) => void): { done: Map<string, number>, lost: Map<string, number>, net: any } {
+  const queue = new EventQueue()
+  const done = new Map<string, number>()
+  const lost = new Map<string, number>()
+  const rate = 1_000 // bytes per ms on every link
+  const net = new Network({
+    queue,
+    linkRate: rate,
+    originRate: rate,
+    maxDownloads: 4,
+    weight: () => 1,
+    onComplete: (flow: SimFlow, now: number) => { done.set(flow.tag, now) },
+    onUpstreamLost: (flow: SimFlow, now: number) => { lost.set(flow.tag, now) }
+  })
+  for (let i = 0; i < 3; i++) net.addNode()
+  build(net, queue)
+  while (queue.size > 0) {
+    const now = queue.peekTime()
+    const event = queue.pop()
+    if (event.type === 'remove') net.remove(event.flow, now)
+    else net.handle(event, now)
+  }
+  return { done, lost, net }
+}
+
+describe('the simulator\'s relays (cut-through, modelled)', () => {
+  it('a relay runs no faster than what it relays, and goes on at its own share once that lands', () => {
+    let relay: SimFlow | undefined
+    const { done } = drive(net => {
+      // the origin sends node 0 a chunk while node 0 also takes another: each gets half the origin's link
+      const upstream = net.start(ORIGIN, 0, 100_000, 'upstream', 0)
+      net.start(ORIGIN, 0, 100_000, 'other', 0)
+      // node 1 relays the first from node 0 as it arrives, starting 10 ms later
+      relay = net.start(0, 1, 100_000, 'relay', 10, upstream)
+      expect(net.rateOf(relay)).toBeLessThanOrEqual(net.rateOf(upstream))
+    })
+    // the origin's two transfers share its link: 200 ms for 100 kB at half of 1,000 B/ms
+    expect(done.get('upstream')).toBeCloseTo(200, 6)
+    // the relay, held to the upstream's 500 B/ms, has 95 kB when the upstream lands (never ahead of
+    // it), then runs at its own share, the link's 1,000 B/ms, for the 5 kB left
+    expect(done.get('relay')).toBeCloseTo(205, 6)
+    expect(relay?.upstream).toBeUndefined()
+  })
+
+  it('a relay whose upstream ends early is removed and told, having moved only part of the bytes', () => {
+    const { done, lost, net } = drive((net, queue) => {
+      const upstream = net.start(ORIGIN, 0, 100_000, 'upstream', 0)
+      net.start(0, 1, 100_000, 'relay', 0, upstream)
+      queue.push(50, { type: 'remove', flow: upstream })
+    })
+    expect(lost.get('relay')).toBe(50)
+    expect(done.has('relay')).toBe(false)
+    expect(done.has('upstream')).toBe(false)
+    // 50 ms at 1,000 B/ms each: what both moved before the upstream ended
+    expect(net.bytes.origin).toBeCloseTo(50_000, 3)
+    expect(net.bytes.peer).toBeCloseTo(50_000, 3)
+  })
+
+  it('a fleet relaying chunks while they arrive completes, every byte counted once, the origin serving about one copy', async () => {
+    const chunks = chunksOf(16, 1 * MiB)
+    const modelBytes = 16 * MiB
+    const n = 8
+    const result = await simulate({ chunks, settings: { neighbours: 6, stallMs: 60_000, cutThrough: true, uploadLandingMs: 0, schedulerInit: { peerLandingMs: 0 } }, n, seed: 3, limitMs: 600_000 })
+    expect(result.initial).toMatchObject({ nodes: n, finished: n, failed: 0 })
+    expect(result.relays).toBeGreaterThan(0)
+    expect(result.sessionBytes.origin + result.sessionBytes.peer).toBe(n * modelBytes)
+    expect(result.bytesFromOrigin + result.bytesFromPeers).toBe(n * modelBytes)
+    expect(result.originBytes).toBeLessThan(1.5 * modelBytes)
+    expect(result.initial.p99Ms).toBeGreaterThanOrEqual(lowerBound(n, modelBytes, { linkMbit: 50, originMbit: 50 }))
+    // without cut-through nothing is relayed
+    const plain = await simulate({ chunks, settings: { neighbours: 6, stallMs: 60_000 }, n, seed: 3, limitMs: 600_000 })
+    expect(plain.relays).toBe(0)
   })
 })
 
