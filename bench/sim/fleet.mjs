@@ -111,8 +111,6 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       stop: new AbortController(),
       neighbours: new Set(),
       holds: new Uint8Array(chunks.length),
-      /** cut-through: chunks announced while they were still arriving */
-      arriving: new Set(),
       // as an agent's data server: uploads at once follow how long they take to land
       uploads: new LandingLimit({ min: Math.min(MIN_UPLOADS, settings.uploadSlots), max: settings.uploadSlots, targetMs: settings.uploadLandingMs }),
       /** the chunk indices of `holds`, as announced to a peer that connects */
@@ -165,6 +163,14 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
         if (node.pendingHaves.length === 0) queue.push(now + HAVE_FLUSH_MS + lat.node(node.index), { type: 'have', node })
         node.pendingHaves.push(...indices)
       },
+      // cut-through: what the node began receiving, and what it no longer is, on the control
+      // channel after the same coalescing as haves
+      ...(settings.cutThrough
+        ? {
+            arriving (indices) { notice(node, 'arriving', indices) },
+            notArriving (indices) { notice(node, 'notArriving', indices) }
+          }
+        : {}),
       subscribe (events) {
         node.events = events
         return () => { node.events = undefined }
@@ -341,16 +347,14 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
   }
 
   /**
-   * Cut-through (`settings.cutThrough`), which the agent does not do yet: a node that starts
-   * receiving a chunk tells its neighbours at once (here as a `have`, so the engine asks it as it
-   * would a holder), and serves it while it arrives, never faster than it arrives. It stands for
-   * relaying verified blocks of a chunk before the chunk is whole.
+   * Cut-through (`settings.cutThrough`), which the agent's data plane does not do yet: the engine
+   * tells its neighbours which chunks it began receiving and which it no longer is (`arriving`,
+   * `notArriving`), asks a neighbour receiving a chunk only when none holds it, and the
+   * neighbour serves it while it arrives, never faster than it arrives. It stands for relaying
+   * verified blocks of a chunk before the chunk is whole.
    */
-  function announceArriving (node, chunk) {
-    if (!settings.cutThrough || node.holds[chunk] === 1 || node.arriving.has(chunk)) return
-    node.arriving.add(chunk)
-    if (node.pendingHaves.length === 0) queue.push(now + HAVE_FLUSH_MS + lat.node(node.index), { type: 'have', node })
-    node.pendingHaves.push(chunk)
+  function notice (node, kind, indices) {
+    queue.push(now + HAVE_FLUSH_MS + lat.node(node.index), { type: 'notice', node, kind, indices: [...indices] })
   }
 
   /** The transfer into `node` of `chunk` that has come furthest, for a relay to follow. */
@@ -369,7 +373,6 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     if (transfer.source.kind === 'origin') {
       if (traceOrigin) noteOriginRequest(transfer)
       transfer.flow = net.start(ORIGIN, node.index, transfer.size, transfer, now)
-      announceArriving(node, transfer.chunk)
       return
     }
     const peer = byId.get(transfer.source.peerId)
@@ -384,7 +387,6 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       transfer.relayed = true
       counters.relays++
       transfer.flow = net.start(peer.index, node.index, transfer.size, transfer, now, upstream)
-      announceArriving(node, transfer.chunk)
       return
     }
     if (peer === undefined || !peer.alive || peer.holds[transfer.chunk] !== 1) {
@@ -400,16 +402,22 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     }
     transfer.openedAt = now
     transfer.flow = net.start(peer.index, node.index, transfer.size, transfer, now)
-    announceArriving(node, transfer.chunk)
   }
 
   /** Whether `peer`'s data server gives `node` an upload slot: the server's own rule. */
   function slotFree (peer, node) {
     let takenByPeer = 0
-    for (const flow of net.up[peer.index]) if (flow.dst === node.index) takenByPeer++
+    let relays = 0
+    for (const flow of net.up[peer.index]) {
+      if (flow.dst === node.index) takenByPeer++
+      if (flow.upstream !== undefined) relays++
+    }
+    // a relay lands at its source's pace: the data server would count it against its slots, not
+    // against how many land within its landing time (see docs/cut-through.md)
+    if (relays > 0 && net.uploads(peer.index) >= settings.uploadSlots) return false
     return uploadSlotFree({
       open: peer.uploads.limit,
-      taken: net.uploads(peer.index),
+      taken: net.uploads(peer.index) - relays,
       takenByPeer,
       maxUploads: settings.uploadSlots,
       maxUploadsPerPeer: DEFAULT_MAX_UPLOADS_PER_PEER,
@@ -515,6 +523,15 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
           for (const j of node.neighbours) {
             const peer = nodes[j]
             if (peer.alive && peer.events !== undefined && peer.pulling) peer.events.have(node.id, indices)
+          }
+          break
+        }
+        case 'notice': {
+          const node = event.node
+          if (!node.alive) break
+          for (const j of node.neighbours) {
+            const peer = nodes[j]
+            if (peer.alive && peer.events !== undefined && peer.pulling) peer.events[event.kind](node.id, event.indices)
           }
           break
         }

@@ -91,9 +91,10 @@
 // SIM_CANCEL (finish: a peer's answer to a cancelled request still crosses both links, as the data
 // server sends an answer it began whole; stop: it ends at once, which flatters duplicates),
 // SIM_START_SPREAD_MS (0: each node's session begins at a uniformly random time up to this after
-// the release), SIM_CUT_THROUGH (off; on: a node announces a chunk as soon as it starts arriving
-// and serves it while it arrives, never faster: relaying verified blocks of a chunk before the
-// chunk is whole, which the agent does not do yet; see fleet.mjs), SIM_NAME (results file name, "sim").
+// the release), SIM_CUT_THROUGH (off; on: the engine tells its neighbours which chunks it began
+// receiving and which it no longer is, asks a neighbour receiving a chunk when none holds it, and
+// the neighbour serves it while it arrives, never faster: relaying verified blocks of a chunk
+// before the chunk is whole, which the agent's data plane does not do yet; see fleet.mjs), SIM_NAME (results file name, "sim").
 
 import { seededRandom } from '@swarm/scheduler'
 import { DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_LANDING_MS } from '@swarm/exchange'
@@ -258,7 +259,7 @@ for (const n of settings.sizes) {
 const realism = [
   settings.latencyMs != null ? `link round trips log-normal, median ${settings.latencyMs} ms (σ ${settings.latencySigma})` : `peer links ${settings.peerLatencyMs} ms`,
   settings.cpuSPerGB != null ? `receiving costs ${settings.cpuSPerGB} CPU-s/GB on ${settings.cores} core${settings.cores === 1 ? '' : 's'}` : 'no CPU limit',
-  ...(settings.cutThrough ? ['chunks relayed while they arrive (cut-through, modelled: not built)'] : [])
+  ...(settings.cutThrough ? ['chunks relayed while they arrive (cut-through: the engine\'s policy, a modelled data plane)'] : [])
 ].join(', ')
 const viewText = settings.view === 'partial'
   ? `partial view of the pullers (neighbours, and gossip: ${settings.gossipPerInterval} per ${fmt(settings.gossipIntervalMs / 1000, 0)} s, ${fmt(settings.gossipDelayMs / 1000, 1)} s late)`

@@ -92,6 +92,10 @@ export interface PullPeerEvents {
   joined(peer: PullPeer): void
   /** a peer got these chunks */
   have(peerId: string, indices: readonly number[]): void
+  /** a peer began receiving these chunks and relays each as it arrives (cut-through) */
+  arriving(peerId: string, indices: readonly number[]): void
+  /** a peer no longer receives these chunks: its transfer failed or was given up */
+  notArriving(peerId: string, indices: readonly number[]): void
   /** a peer left the manifest, hung up or was banned: it is asked for nothing more */
   left(peerId: string, why: 'left' | 'disconnected' | 'banned'): void
 }
@@ -112,6 +116,13 @@ export interface PullPeers {
   join(state: { bitfield: Uint8Array, chunkCount: number, pulling: boolean, fetchers?: readonly NamedFetcher[] }): void
   /** announces chunks that arrived */
   have(indices: number[]): void
+  /**
+   * Announces chunks we began receiving, which our data server relays as they arrive
+   * (cut-through), and withdraws them when their last transfer ends without them. Absent where the
+   * data plane cannot relay a chunk before it is whole: nothing is announced.
+   */
+  arriving?(indices: number[]): void
+  notArriving?(indices: number[]): void
   /** starts hearing the manifest's peer events; returns what stops it */
   subscribe(events: PullPeerEvents): () => void
   /** provides the manifest to others (best effort) */
@@ -220,6 +231,8 @@ export class PullSession {
   private namedVersion = 0
   /** what we would name, worked out for this version and scheduler list */
   private toName: { version: string, list: NamedFetcher[], key: string } = { version: '', list: [], key: '' }
+  /** transfers under way per chunk, while our peers are told what we are receiving */
+  private readonly receiving = new Map<number, number>()
   /** what our last join named, as a key, and when it went out */
   private announced = ''
   private announcedAt = -Infinity
@@ -338,6 +351,12 @@ export class PullSession {
         },
         have: (peerId, indices) => {
           this.guard('peer:have', () => { this.peerHas(peerId, indices) })
+        },
+        arriving: (peerId, indices) => {
+          this.guard('peer:arriving', () => { this.peerArriving(peerId, indices, true) })
+        },
+        notArriving: (peerId, indices) => {
+          this.guard('peer:not-arriving', () => { this.peerArriving(peerId, indices, false) })
         },
         left: (peerId, why) => {
           this.guard(why === 'left' ? 'peer:left' : `peer:${why}`, () => {
@@ -517,6 +536,43 @@ export class PullSession {
     this.pump()
   }
 
+  private peerArriving (peerId: string, indices: readonly number[], arriving: boolean): void {
+    if (this.scheduler == null || this.init.peers?.isBanned(peerId) === true) return
+    const chunkCount = this.chunks.length
+    if (!Array.isArray(indices) || !indices.every(i => Number.isInteger(i) && i >= 0 && i < chunkCount)) {
+      this.log.warn({ peer: peerId, chunks: chunkCount }, 'ignoring an arriving notice with indices outside the manifest')
+      return
+    }
+    if (arriving) {
+      this.scheduler.peerArriving(peerId, indices, this.clock.now())
+      this.pump()
+    } else {
+      this.scheduler.peerNotArriving(peerId, indices, this.clock.now())
+    }
+  }
+
+  /** One more transfer of `chunk` under way here: peers hear of the first (see `PullPeers.arriving`). */
+  private receivingStarted (chunk: number): void {
+    const peers = this.init.peers
+    if (peers?.arriving == null) return
+    const count = this.receiving.get(chunk) ?? 0
+    this.receiving.set(chunk, count + 1)
+    if (count === 0) peers.arriving([chunk])
+  }
+
+  /** A transfer of `chunk` ended; when the last ends without it, peers hear that it is not coming. */
+  private receivingEnded (chunk: number, arrived: boolean): void {
+    const peers = this.init.peers
+    const count = this.receiving.get(chunk)
+    if (peers?.arriving == null || count === undefined) return
+    if (count > 1) {
+      this.receiving.set(chunk, count - 1)
+      return
+    }
+    this.receiving.delete(chunk)
+    if (!arrived && !this.settled && this.scheduler?.has(chunk) !== true) peers.notArriving?.([chunk])
+  }
+
   private sourceFor (request: Request): ChunkSource | undefined {
     if (request.source.kind === 'origin') return this.init.sources.origin
     try {
@@ -587,8 +643,10 @@ export class PullSession {
     } catch (err) {
       fetching = Promise.reject(err as Error)
     }
+    this.receivingStarted(request.chunk)
     fetching.then(result => {
       this.controllers.delete(request.id)
+      this.receivingEnded(request.chunk, true)
       if (this.settled) return
       if (scheduler.has(request.chunk)) {
         // a duplicate (endgame, hedge) that shared the winning fetch: counted once already
@@ -610,6 +668,7 @@ export class PullSession {
       this.pump()
     }, (err: Error) => {
       this.controllers.delete(request.id)
+      this.receivingEnded(request.chunk, false)
       if (this.settled || controller.signal.aborted) return
       this.failed(request, chunk, source, err)
     })

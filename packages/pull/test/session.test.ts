@@ -8,6 +8,14 @@ import type { Harness, Model } from './helpers.js'
 import type { ChunkSource, ChunkStore, SourceKind } from '@swarm/interface'
 import type { PullSessionInit } from '../src/index.js'
 
+/** Peers whose data plane relays chunks as they arrive: they hear what the session begins receiving. */
+class RelayingPeers extends ScriptedPeers {
+  readonly began: number[] = []
+  readonly withdrawn: number[] = []
+  arriving (indices: number[]): void { this.began.push(...indices) }
+  notArriving (indices: number[]): void { this.withdrawn.push(...indices) }
+}
+
 describe('PullSession', () => {
   let h: Harness
 
@@ -329,6 +337,36 @@ describe('PullSession', () => {
     expect(counted).toEqual(new Array(8).fill(['origin', CHUNK]))
     expect(s.stats?.failures).toBe(2)
     expect(s.stats?.chunksDone).toBe(8)
+    expect(await holdsModel(h.store, model)).toBe(true)
+  })
+
+  it('tells peers what it begins receiving and withdraws what a failed transfer did not bring, where the peers relay', async () => {
+    const model = makeModel(8)
+    const cids = uniqueChunks(model.manifest).map(c => c.cid)
+    const origin = scriptedSource('origin', 'origin', model, { delayMs: 10, failFirst: cid => cid === cids[0] })
+    const peers = new RelayingPeers()
+    const s = await session(model, { peers, sources: { origin, peer: () => undefined } })
+    await s.run()
+    // every chunk announced when its transfer began, chunk 0 again for its second attempt
+    expect([...peers.began].sort((x, y) => x - y)).toEqual([0, 0, 1, 2, 3, 4, 5, 6, 7])
+    // and withdrawn once, when its first attempt failed; the others arrived
+    expect(peers.withdrawn).toEqual([0])
+    expect([...peers.haves].sort((x, y) => x - y)).toEqual([...Array(8).keys()])
+  })
+
+  it('asks a peer that is receiving chunks nobody holds, as relays', async () => {
+    const model = makeModel(6)
+    const peers = new ScriptedPeers()
+    const relay = scriptedSource('peer:r', 'peer', model)
+    const s = await session(model, { peers, sources: { peer: id => id === '12D3KooWrelay' ? relay : undefined } })
+    const running = s.run()
+    await vi.waitFor(() => { expect(peers.listeners).toBe(1) })
+    peers.joinAs({ peerId: '12D3KooWrelay', pulling: true, bitfield: new Uint8Array(1) })
+    peers.emit(events => { events.arriving('12D3KooWrelay', [...Array(6).keys()]) })
+    const result = await running
+    expect(result.progress.bytesBySource).toEqual({ peer: model.bytes, origin: 0, local: 0 })
+    expect(relay.calls).toHaveLength(6)
+    expect(s.stats?.relayRequests).toBe(6)
     expect(await holdsModel(h.store, model)).toBe(true)
   })
 

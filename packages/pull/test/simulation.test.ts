@@ -130,7 +130,7 @@ describe('the simulator\'s relays (cut-through, modelled)', () => {
     const chunks = chunksOf(16, 1 * MiB)
     const modelBytes = 16 * MiB
     const n = 8
-    const result = await simulate({ chunks, settings: { neighbours: 6, stallMs: 60_000, cutThrough: true, uploadLandingMs: 0, schedulerInit: { peerLandingMs: 0 } }, n, seed: 3, limitMs: 600_000 })
+    const result = await simulate({ chunks, settings: { neighbours: 6, stallMs: 60_000, cutThrough: true }, n, seed: 3, limitMs: 600_000 })
     expect(result.initial).toMatchObject({ nodes: n, finished: n, failed: 0 })
     expect(result.relays).toBeGreaterThan(0)
     expect(result.sessionBytes.origin + result.sessionBytes.peer).toBe(n * modelBytes)
@@ -140,6 +140,14 @@ describe('the simulator\'s relays (cut-through, modelled)', () => {
     // without cut-through nothing is relayed
     const plain = await simulate({ chunks, settings: { neighbours: 6, stallMs: 60_000 }, n, seed: 3, limitMs: 600_000 })
     expect(plain.relays).toBe(0)
+  })
+
+  it('keeps pulling through churn while relaying: the nodes that stay finish, and relays whose source vanished are asked again elsewhere', async () => {
+    const chunks = chunksOf(16, 1 * MiB)
+    const result = await simulate({ chunks, settings: { neighbours: 6, churnShare: 0.25, cutThrough: true }, n: 8, seed: 5, limitMs: 600_000, churnAt: 1_500 })
+    expect(result.left).toBe(2)
+    expect(result.relays).toBeGreaterThan(0)
+    expect(result.initial).toMatchObject({ nodes: 6, finished: 6, failed: 0 })
   })
 })
 

@@ -20,6 +20,8 @@ export interface PeerState {
   readonly source: RequestSource
   /** chunk holdings as 32-bit words, bit i of word w = chunk 32w + i */
   readonly bits: Uint32Array
+  /** chunks it is receiving and relays as they arrive (see `fillFromArriving` in `peers.ts`), same layout */
+  readonly arriving: Uint32Array
   inflight: number
 }
 
@@ -29,6 +31,7 @@ export function addHolding (s: Scheduler, peer: PeerState, chunk: number, hasRoo
   const mask = 1 << (chunk & 31)
   if ((peer.bits[w]! & mask) !== 0) return
   peer.bits[w] = peer.bits[w]! | mask
+  dropArriving(s, peer, chunk)
   if (s.holders[chunk]! === 0 && (s.haveWords[w]! & mask) === 0) {
     // a chunk showing up for the first time: how long owners take to bring one in
     const took = Math.max(0, now - s.waitSince[chunk]!)
@@ -113,4 +116,39 @@ export function setFailed (s: Scheduler, chunk: number, peerId: string, busy: bo
 export function clearFailed (s: Scheduler, chunk: number): void {
   s.failedPeers[chunk] = undefined
   s.failedWords[chunk >>> 5] = s.failedWords[chunk >>> 5]! & ~(1 << (chunk & 31))
+}
+
+/**
+ * Records that `peer` is receiving `chunk` and relays it as it arrives. It does not count as a
+ * holder: not for rarest-first, not for what this node takes from the origin and when.
+ */
+export function addArriving (s: Scheduler, peer: PeerState, chunk: number): void {
+  const w = chunk >>> 5
+  const mask = 1 << (chunk & 31)
+  if (((peer.bits[w]! | peer.arriving[w]!) & mask) !== 0) return
+  peer.arriving[w] = peer.arriving[w]! | mask
+  s.arrivingCount++
+  if (!s.dirty && (s.idleWords[w]! & mask) !== 0 && peer.inflight < s.maxPerPeer) s.dirty = true
+}
+
+/** `peer` no longer receives `chunk` (its transfer failed or was given up, or it failed us). */
+export function dropArriving (s: Scheduler, peer: PeerState, chunk: number): void {
+  const w = chunk >>> 5
+  const mask = 1 << (chunk & 31)
+  if ((peer.arriving[w]! & mask) === 0) return
+  peer.arriving[w] = peer.arriving[w]! & ~mask
+  s.arrivingCount--
+}
+
+/** A peer is gone: what it was receiving stops counting. */
+export function removeArriving (s: Scheduler, peer: PeerState): void {
+  for (let w = 0; w < s.words; w++) {
+    let word = peer.arriving[w]!
+    while (word !== 0) {
+      const low = word & -word
+      word = (word ^ low) >>> 0
+      s.arrivingCount--
+    }
+    peer.arriving[w] = 0
+  }
 }

@@ -369,7 +369,8 @@ export function releaseLostOwnership (s: Scheduler, now: number): void {
 }
 
 export function timeoutOf (s: Scheduler, outstanding: Outstanding): number {
-  return outstanding.peer === undefined ? Math.max(s.requestTimeoutMs, ORIGIN_TIMEOUT_FACTOR * s.originMs) : s.requestTimeoutMs
+  // a relay lands when its source's own transfer does, often an origin request
+  return outstanding.peer === undefined || outstanding.request.relay === true ? Math.max(s.requestTimeoutMs, ORIGIN_TIMEOUT_FACTOR * s.originMs) : s.requestTimeoutMs
 }
 
 /** Restarts the wait of every chunk whose owner changed since last looked. */

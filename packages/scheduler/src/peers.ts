@@ -18,9 +18,24 @@
  *   peer is not asked for that chunk again while any other holder exists (and then only after
  *   `retryAfterMs`). A peer that sent bytes that failed verification is banned for the rest of
  *   the pull: its holdings stop counting and its requests are cancelled.
+ *
+ * ## Peers still receiving a chunk (cut-through)
+ *
+ * A peer may say it has begun receiving a chunk and relays it as it arrives (`peerArriving`).
+ * Such a chunk is asked of it only when no connected peer holds it (so never in place of a
+ * holder), as a relay: one per chunk, within `maxInflightTotal` and the peer's slots but not
+ * the landing-time limit, and with the origin's timeout, since it lands at the pace its source
+ * receives it. An arriving peer is not a holder: rarest-first, the origin's decisions and their
+ * waits do not count it, so a relay that never comes only delays what a holder or the origin
+ * would have brought anyway. A relay that fails is not asked again until the peer says it is
+ * receiving the chunk anew; a peer that says it no longer is (`peerNotArriving`) is not asked.
+ * In `bench/sim` (`SIM_CUT_THROUGH`) announcing arriving chunks as `have`s, which the engine
+ * counted as holdings and nothing withdrew, made a churned fleet of 1,000 wait for holders that
+ * never were (p99 4.41 × T*).
  */
 
 import type { PeerState } from './holdings.js'
+import { relaySlotFree } from './requests.js'
 import type { Request } from './requests.js'
 import type { Scheduler } from './scheduler.js'
 
@@ -29,13 +44,7 @@ export function fillFromPeers (s: Scheduler, now: number, start: Request[]): voi
   if (!s.peerSlotFree() || s.idleCount === 0) return
   const available = availablePeers(s)
   if (available.length === 0) return
-  const candidates = s.scratch
-  candidates.fill(0)
-  for (const peer of available) {
-    const bits = peer.bits
-    for (let w = 0; w < s.words; w++) candidates[w] = candidates[w]! | bits[w]!
-  }
-  for (let w = 0; w < s.words; w++) candidates[w] = candidates[w]! & s.idleWords[w]!
+  const candidates = idleAt(s, available, 'bits')
 
   while (s.peerSlotFree() && available.length > 0) {
     const best = rarest(s, candidates)
@@ -47,6 +56,62 @@ export function fillFromPeers (s: Scheduler, now: number, start: Request[]): voi
     s.startRequest(best, peer, now, start)
     if (peer.inflight >= s.maxPerPeer) removeAt(available, chosen)
   }
+}
+
+/** Relays (see "Peers still receiving a chunk" at the top): idle chunks no connected peer holds, from peers receiving them. */
+export function fillFromArriving (s: Scheduler, now: number, start: Request[]): void {
+  if (s.arrivingCount === 0 || s.idleCount === 0 || !relaySlotFree(s)) return
+  const available = availablePeers(s)
+  if (available.length === 0) return
+  const candidates = idleAt(s, available, 'arriving')
+  for (let w = 0; w < s.words; w++) candidates[w] = candidates[w]! & ~s.heldWords[w]!
+  while (relaySlotFree(s) && available.length > 0) {
+    const chunk = rarest(s, candidates)
+    if (chunk < 0) return
+    candidates[chunk >>> 5] = candidates[chunk >>> 5]! & ~(1 << (chunk & 31))
+    const chosen = chooseRelay(s, chunk, available)
+    if (chosen < 0) continue
+    const peer = available[chosen]!
+    s.startRequest(chunk, peer, now, start, false, true)
+    if (peer.inflight >= s.maxPerPeer) removeAt(available, chosen)
+  }
+}
+
+/** Idle chunks that some peer in `available` holds (`bits`) or is receiving (`arriving`), in `s.scratch`. */
+function idleAt (s: Scheduler, available: PeerState[], which: 'bits' | 'arriving'): Uint32Array {
+  const candidates = s.scratch
+  candidates.fill(0)
+  for (const peer of available) {
+    const words = peer[which]
+    for (let w = 0; w < s.words; w++) candidates[w] = candidates[w]! | words[w]!
+  }
+  for (let w = 0; w < s.words; w++) candidates[w] = candidates[w]! & s.idleWords[w]!
+  return candidates
+}
+
+/**
+ * The least-loaded peer in `available` receiving `chunk` and not asked for it already. One that
+ * failed a relay of it is not receiving it as far as we know (`noteFailure` drops that) until
+ * it says so again.
+ */
+function chooseRelay (s: Scheduler, chunk: number, available: PeerState[]): number {
+  const word = chunk >>> 5
+  const mask = 1 << (chunk & 31)
+  const asked = s.byChunk[chunk]
+  let best = -1
+  let bestLoad = Infinity
+  const count = available.length
+  const offset = Math.floor(s.draw() * count)
+  for (let k = 0; k < count; k++) {
+    const j = offset + k < count ? offset + k : offset + k - count
+    const peer = available[j]!
+    if ((peer.arriving[word]! & mask) === 0 || asked?.some(o => o.peer === peer) === true) continue
+    if (peer.inflight < bestLoad) {
+      best = j
+      bestLoad = peer.inflight
+    }
+  }
+  return best
 }
 
 /**

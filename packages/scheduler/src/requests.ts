@@ -14,7 +14,7 @@
 
 import { LANDING_SAMPLE_FRACTION } from './constants.js'
 import { InvalidFailureReasonError } from './errors.js'
-import { clearIdle, setFailed, setIdle } from './holdings.js'
+import { clearIdle, dropArriving, setFailed, setIdle } from './holdings.js'
 import type { PeerState } from './holdings.js'
 import { timeoutOf } from './origin.js'
 import type { Scheduler } from './scheduler.js'
@@ -33,6 +33,8 @@ export interface Request {
   readonly source: RequestSource
   /** a second (or third) request for a chunk already being fetched: a hedge or an endgame duplicate */
   readonly duplicate: boolean
+  /** asked of a peer that is still receiving the chunk and relays it as it arrives (see `fillFromArriving` in `peers.ts`) */
+  readonly relay?: true
 }
 
 /**
@@ -65,19 +67,29 @@ export function checkFailureReason (reason: FailureReason): void {
   }
 }
 
-/** room for one more peer request: within `maxInflightTotal`, and within what lands in time (`peerLimit`) */
+/**
+ * room for one more peer request: within `maxInflightTotal`, and within what lands in time
+ * (`peerLimit`). Relays do not count against the second: one lands at the pace its source
+ * receives the chunk, not at this node's link's, and would read as a slow peer.
+ */
 export function peerSlotFree (s: Scheduler): boolean {
-  return s.outstanding.size < s.maxTotal && s.outstanding.size - s.originInflight < s.peerLimit.limit
+  return s.outstanding.size < s.maxTotal && s.outstanding.size - s.originInflight - s.relayInflight < s.peerLimit.limit
 }
 
-export function startRequest (s: Scheduler, chunk: number, peer: PeerState | undefined, now: number, start: Request[], duplicate = false): void {
+/** room for one more relay: within `maxInflightTotal` alone */
+export function relaySlotFree (s: Scheduler): boolean {
+  return s.outstanding.size < s.maxTotal
+}
+
+export function startRequest (s: Scheduler, chunk: number, peer: PeerState | undefined, now: number, start: Request[], duplicate = false, relay = false): void {
   const request: Request = {
     id: s.nextRequestId++,
     chunk,
     cid: s.cids[chunk]!,
     size: s.sizes[chunk]!,
     source: peer?.source ?? ORIGIN,
-    duplicate
+    duplicate,
+    ...(relay && peer !== undefined ? { relay: true as const } : {})
   }
   const asOwner = peer === undefined && s.pullersKnown && s.pullers.owner(chunk) === s.selfId
   const outstanding: Outstanding = { request, peer, startedAt: now, hedged: duplicate, asOwner }
@@ -97,6 +109,10 @@ export function startRequest (s: Scheduler, chunk: number, peer: PeerState | und
     peer.inflight++
     s.counters.peerRequests++
     if (duplicate) s.counters.duplicateRequests++
+    if (request.relay === true) {
+      s.relayInflight++
+      s.counters.relayRequests++
+    }
   }
   start.push(request)
 }
@@ -114,7 +130,10 @@ export function endRequest (s: Scheduler, outstanding: Outstanding): void {
     }
   }
   if (peer === undefined) s.originInflight--
-  else peer.inflight--
+  else {
+    peer.inflight--
+    if (request.relay === true) s.relayInflight--
+  }
   s.dirty = true
 }
 
@@ -135,8 +154,10 @@ export function requestDelivered (s: Scheduler, delivered: Outstanding, now: num
     s.originMs = s.originSamples === 0 ? took : 0.7 * s.originMs + 0.3 * took
     s.originSamples++
     if (sample) s.originLimit.landed(took, s.originInflight + 1)
+  } else if (delivered.request.relay === true) {
+    // it came at its source's pace: it says nothing of how long a peer that holds a chunk takes
   } else if (delivered.request.size > 0) {
-    if (sample) s.peerLimit.landed(took, s.outstanding.size - s.originInflight + 1)
+    if (sample) s.peerLimit.landed(took, s.outstanding.size - s.originInflight - s.relayInflight + 1)
     const perByte = took / delivered.request.size
     s.peerMsPerByte = s.peerSamples === 0 ? perByte : 0.8 * s.peerMsPerByte + 0.2 * perByte
     s.peerSamples++
@@ -166,4 +187,6 @@ export function noteFailure (s: Scheduler, outstanding: Outstanding, now: number
   }
   setFailed(s, chunk, outstanding.peer.id, busy)
   s.peerRetryAt[chunk] = now + s.retryAfterMs
+  // a relay that failed is not asked again until the peer says it is receiving the chunk anew
+  if (outstanding.request.relay === true) dropArriving(s, outstanding.peer, chunk)
 }

@@ -35,12 +35,12 @@ import {
   RequestMismatchError
 } from './errors.js'
 import { duplicateDueAt, fillEndgame, hedge, inEndgame } from './endgame.js'
-import { addBitfield, addHave, addHolding, clearFailed, haveBitfield, removeHoldings, setIdle } from './holdings.js'
+import { addArriving, addBitfield, addHave, addHolding, clearFailed, dropArriving, haveBitfield, removeArriving, removeHoldings, setIdle } from './holdings.js'
 import type { PeerState } from './holdings.js'
 import { checkRequired, chunkList, haveFlags, pullerSetOf, settings } from './options.js'
 import type { SchedulerInit } from './options.js'
 import { catchUp, expectedUntil, fallbackWindowEnd, fillFromOrigin, releaseLostOwnership, timeoutOf } from './origin.js'
-import { fillFromPeers } from './peers.js'
+import { fillFromArriving, fillFromPeers } from './peers.js'
 import type { PullerSet } from './pullers.js'
 import { cancelRequest, checkFailureReason, endRequest, expireRequests, noteFailure, peerSlotFree, requestDelivered, startRequest } from './requests.js'
 import type { FailureReason, Outstanding, Request } from './requests.js'
@@ -75,6 +75,8 @@ export interface SchedulerStats {
   peerRequests: number
   /** hedges and endgame duplicates, counted in `peerRequests` too */
   duplicateRequests: number
+  /** requests to peers still receiving the chunk (cut-through), counted in `peerRequests` too */
+  relayRequests: number
   inflight: number
   inflightOrigin: number
   cancelled: number
@@ -104,6 +106,14 @@ export interface ChunkScheduler {
    * grow, so this adds to what is known. Ignored for peers not connected or banned.
    */
   peerHas(peerId: string, chunks: Uint8Array | readonly number[], now: number): void
+  /**
+   * A connected peer has begun receiving these chunks and relays each as it arrives
+   * (cut-through): it is asked for one only when no connected peer holds it (see `peers.ts`).
+   * Ignored for chunks it holds, and for peers not connected or banned.
+   */
+  peerArriving(peerId: string, chunks: readonly number[], now: number): void
+  /** The peer no longer receives these chunks (its transfer failed or was given up). */
+  peerNotArriving(peerId: string, chunks: readonly number[], now: number): void
   /** The complete set of other pullers (self is added, and ignored if listed); marks the set known. */
   setPullers(peerIds: Iterable<string>, now: number): void
   pullerJoined(peerId: string, now: number): void
@@ -211,6 +221,10 @@ export class Scheduler implements ChunkScheduler {
   readonly outstanding = new Map<number, Outstanding>()
   readonly byChunk: Array<Outstanding[] | undefined>
   originInflight = 0
+  /** relays outstanding (see `peers.ts`): peer requests outside the landing-time limit */
+  relayInflight = 0
+  /** chunks connected peers said they are receiving, summed over peers */
+  arrivingCount = 0
   nextRequestId = 1
   /**
    * peers that failed us for a chunk, each with whether its last failure was only `busy`: asked
@@ -253,6 +267,7 @@ export class Scheduler implements ChunkScheduler {
     originSteals: 0,
     peerRequests: 0,
     duplicateRequests: 0,
+    relayRequests: 0,
     cancelled: 0,
     failures: 0,
     timeouts: 0
@@ -351,6 +366,7 @@ export class Scheduler implements ChunkScheduler {
       id: peerId,
       source: Object.freeze({ kind: 'peer', peerId }),
       bits: new Uint32Array(this.words),
+      arriving: new Uint32Array(this.words),
       inflight: 0
     })
   }
@@ -379,6 +395,16 @@ export class Scheduler implements ChunkScheduler {
     } else {
       throw new InvalidBitfieldError('chunks must be a bitfield (Uint8Array) or an array of chunk indices')
     }
+  }
+
+  peerArriving (peerId: string, chunks: readonly number[], now: number): void {
+    const peer = this.arrivingNotice(peerId, chunks, now)
+    if (peer !== undefined) for (const i of chunks) addArriving(this, peer, i)
+  }
+
+  peerNotArriving (peerId: string, chunks: readonly number[], now: number): void {
+    const peer = this.arrivingNotice(peerId, chunks, now)
+    if (peer !== undefined) for (const i of chunks) dropArriving(this, peer, i)
   }
 
   setPullers (peerIds: Iterable<string>, now: number): void {
@@ -522,6 +548,7 @@ export class Scheduler implements ChunkScheduler {
     if (this.done) return
     fillFromOrigin(this, now, start)
     fillFromPeers(this, now, start)
+    fillFromArriving(this, now, start)
     if (this.endgameEnabled && inEndgame(this)) fillEndgame(this, now, start)
   }
 
@@ -550,8 +577,8 @@ export class Scheduler implements ChunkScheduler {
     return peerSlotFree(this)
   }
 
-  startRequest (chunk: number, peer: PeerState | undefined, now: number, start: Request[], duplicate = false): void {
-    startRequest(this, chunk, peer, now, start, duplicate)
+  startRequest (chunk: number, peer: PeerState | undefined, now: number, start: Request[], duplicate = false, relay = false): void {
+    startRequest(this, chunk, peer, now, start, duplicate, relay)
   }
 
   /** Ends a request of ours; the next `tick` tells the caller to cancel it. */
@@ -568,6 +595,7 @@ export class Scheduler implements ChunkScheduler {
   private dropPeer (peer: PeerState): void {
     this.peers.delete(peer.id)
     removeHoldings(this, peer)
+    removeArriving(this, peer)
     for (const outstanding of [...this.outstanding.values()]) {
       if (outstanding.peer === peer) this.cancel(outstanding)
     }
@@ -575,6 +603,15 @@ export class Scheduler implements ChunkScheduler {
   }
 
   // ---- input checks ----
+
+  /** Checks a notice of chunks a peer is (or is no longer) receiving; the peer, if connected and not banned. */
+  private arrivingNotice (peerId: string, chunks: readonly number[], now: number): PeerState | undefined {
+    this.clock(now)
+    checkPeerId(peerId)
+    if (!Array.isArray(chunks)) throw new InvalidBitfieldError('chunks must be an array of chunk indices')
+    for (const i of chunks) this.checkChunk(i)
+    return this.peers.get(peerId)
+  }
 
   private clock (now: number): number {
     if (typeof now !== 'number' || !Number.isFinite(now)) throw new InvalidTimeError(now)
