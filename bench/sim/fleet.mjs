@@ -181,10 +181,10 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
   /** Fetches as transfers: opened after a latency, ended by the network, failed when the peer cannot serve. */
   function fetcherOf (node) {
     return {
-      fetch (request, { sources, signal }) {
+      fetch (request, { sources, signal, onReceiving }) {
         const source = sources[0]
         return new Promise((resolve, reject) => {
-          const transfer = { node, chunk: indexOf.get(request.cid), size: request.size, source, flow: undefined, resolve, reject, done: false }
+          const transfer = { node, chunk: indexOf.get(request.cid), size: request.size, source, flow: undefined, resolve, reject, done: false, onReceiving }
           transfer.abort = () => {
             if (transfer.done) return
             transfer.done = true
@@ -373,6 +373,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     if (transfer.source.kind === 'origin') {
       if (traceOrigin) noteOriginRequest(transfer)
       transfer.flow = net.start(ORIGIN, node.index, transfer.size, transfer, now)
+      receiving(transfer)
       return
     }
     const peer = byId.get(transfer.source.peerId)
@@ -387,6 +388,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       transfer.relayed = true
       counters.relays++
       transfer.flow = net.start(peer.index, node.index, transfer.size, transfer, now, upstream)
+      receiving(transfer)
       return
     }
     if (peer === undefined || !peer.alive || peer.holds[transfer.chunk] !== 1) {
@@ -402,6 +404,14 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     }
     transfer.openedAt = now
     transfer.flow = net.start(peer.index, node.index, transfer.size, transfer, now)
+    receiving(transfer)
+  }
+
+  /** The transfer's bytes begin to flow: the engine may tell its peers (cut-through). */
+  function receiving (transfer) {
+    if (transfer.onReceiving === undefined) return
+    touch()
+    transfer.onReceiving()
   }
 
   /** Whether `peer`'s data server gives `node` an upload slot: the server's own rule. */

@@ -194,6 +194,8 @@ export class Network {
     this.nextId = 1
     /** transfers ever started as relays: until one is, links share by weight alone */
     this.relays = 0
+    /** while a rate change works through the relays it moves: the transfers still to look at */
+    this.cascade = undefined
   }
 
   addNode () {
@@ -328,13 +330,48 @@ export class Network {
     return free > 0 && capacity > 0 ? capacity / free : rate / weight
   }
 
-  rerate (flow, now, depth = 0) {
-    if (flow.pooled) return
+  /**
+   * Recomputes a transfer's rate. With relays, a change moves what relays it, and the shares of
+   * the links those relays run on: the transfers touched are worked through once each, a set
+   * rather than a recursion, which in a fleet of 100 with relays of relays grew without bound.
+   */
+  rerate (flow, now) {
+    if (this.cascade !== undefined) {
+      this.cascade.add(flow)
+      return
+    }
+    if (!this.rerateOne(flow, now) || flow.dependents === undefined) return
+    const cascade = new Set()
+    this.cascade = cascade
+    const touch = changed => {
+      for (const dependent of changed.dependents ?? []) {
+        cascade.add(dependent)
+        for (const other of this.up[dependent.src]) cascade.add(other)
+        for (const other of this.down[dependent.dst]) cascade.add(other)
+      }
+    }
+    touch(flow)
+    const done = new Set([flow])
+    try {
+      for (const next of cascade) {
+        cascade.delete(next)
+        if (done.has(next) || !next.live) continue
+        done.add(next)
+        if (this.rerateOne(next, now)) touch(next)
+      }
+    } finally {
+      this.cascade = undefined
+    }
+  }
+
+  /** Sets a transfer's rate from its links (and its upstream); whether it changed. */
+  rerateOne (flow, now) {
+    if (flow.pooled) return false
     const share = flow.src === ORIGIN ? this.originRate / this.originWeight : this.shareOf(this.up[flow.src], this.linkRate, this.upWeight[flow.src], flow)
     let rate = flow.weight * Math.min(share, this.shareOf(this.down[flow.dst], this.downRate, this.downWeight[flow.dst], flow))
     // a relay runs no faster than what it relays (a pooled origin transfer: its share now)
     if (flow.upstream !== undefined) rate = Math.min(rate, this.rateOf(flow.upstream))
-    if (rate === flow.rate) return
+    if (rate === flow.rate) return false
     flow.remaining = this.remainingAt(flow, now)
     flow.last = now
     flow.rate = rate
@@ -344,14 +381,7 @@ export class Network {
       flow.due = due
       this.queue.push(due, { type: 'flow', flow, due })
     }
-    // what it relays moves with it, and so do the shares of the links those relays run on
-    if (flow.dependents !== undefined && depth < 8) {
-      for (const dependent of flow.dependents) {
-        this.rerate(dependent, now, depth + 1)
-        for (const other of this.up[dependent.src]) if (other !== dependent) this.rerate(other, now, depth + 1)
-        for (const other of this.down[dependent.dst]) if (other !== dependent) this.rerate(other, now, depth + 1)
-      }
-    }
+    return true
   }
 
   // Pooled origin transfers share one virtual clock V: a flow of weight w moves w bytes per unit

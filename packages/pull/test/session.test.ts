@@ -5,7 +5,7 @@ import { pullerSet } from '@swarm/scheduler'
 import { MAX_FETCHER_HOPS, PullSession, SessionStartedError } from '../src/index.js'
 import { CHUNK, harness, holdsModel, makeModel, ScriptedPeers, scriptedSource } from './helpers.js'
 import type { Harness, Model } from './helpers.js'
-import type { ChunkSource, ChunkStore, SourceKind } from '@swarm/interface'
+import type { ChunkRequest, ChunkSource, ChunkStore, SourceKind } from '@swarm/interface'
 import type { PullSessionInit } from '../src/index.js'
 
 /** Peers whose data plane relays chunks as they arrive: they hear what the session begins receiving. */
@@ -345,7 +345,9 @@ describe('PullSession', () => {
     const cids = uniqueChunks(model.manifest).map(c => c.cid)
     const origin = scriptedSource('origin', 'origin', model, { delayMs: 10, failFirst: cid => cid === cids[0] })
     const peers = new RelayingPeers()
-    const s = await session(model, { peers, sources: { origin, peer: () => undefined } })
+    // a fetcher that sees bytes begin as soon as it asks
+    const fetcher = { fetch: async (request: ChunkRequest, options: Parameters<typeof h.fetcher.fetch>[1] & { onReceiving?: () => void }) => { options.onReceiving?.(); return await h.fetcher.fetch(request, options) } }
+    const s = await session(model, { peers, fetcher, sources: { origin, peer: () => undefined } })
     await s.run()
     // every chunk announced when its transfer began, chunk 0 again for its second attempt
     expect([...peers.began].sort((x, y) => x - y)).toEqual([0, 0, 1, 2, 3, 4, 5, 6, 7])
