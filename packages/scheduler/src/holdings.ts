@@ -143,12 +143,14 @@ export function dropArriving (s: Scheduler, peer: PeerState, chunk: number): voi
 /** A peer is gone: what it was receiving stops counting. */
 export function removeArriving (s: Scheduler, peer: PeerState): void {
   for (let w = 0; w < s.words; w++) {
-    let word = peer.arriving[w]!
-    while (word !== 0) {
-      const low = word & -word
-      word = (word ^ low) >>> 0
-      s.arrivingCount--
-    }
+    s.arrivingCount -= bitCount(peer.arriving[w]!)
     peer.arriving[w] = 0
   }
+}
+
+/** Set bits in a 32-bit word. */
+function bitCount (word: number): number {
+  let v = word - ((word >>> 1) & 0x55555555)
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333)
+  return (((v + (v >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24
 }
