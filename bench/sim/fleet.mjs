@@ -377,21 +377,10 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       return
     }
     const peer = byId.get(transfer.source.peerId)
-    const upstream = settings.cutThrough && peer !== undefined && peer.alive && peer.holds[transfer.chunk] !== 1 ? arriving(peer, transfer.chunk) : undefined
-    if (upstream !== undefined) {
-      if (transfer.size > SMALL_ANSWER_LENGTH && !slotFree(peer, node)) {
-        counters.busy++
-        queue.push(now + lat.link(node.index, peer.index), { type: 'fail', transfer, why: 'busy' })
-        return
-      }
-      transfer.openedAt = now
-      transfer.relayed = true
-      counters.relays++
-      transfer.flow = net.start(peer.index, node.index, transfer.size, transfer, now, upstream)
-      receiving(transfer)
-      return
-    }
-    if (peer === undefined || !peer.alive || peer.holds[transfer.chunk] !== 1) {
+    const held = peer !== undefined && peer.alive && peer.holds[transfer.chunk] === 1
+    // cut-through: a peer still receiving the chunk relays it, following its own transfer
+    const upstream = settings.cutThrough && !held && peer?.alive === true ? arriving(peer, transfer.chunk) : undefined
+    if (!held && upstream === undefined) {
       queue.push(now + (peer === undefined ? settings.peerLatencyMs : lat.link(node.index, peer.index)), { type: 'fail', transfer, why: 'not held' })
       return
     }
@@ -403,8 +392,21 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       return
     }
     transfer.openedAt = now
-    transfer.flow = net.start(peer.index, node.index, transfer.size, transfer, now)
+    if (upstream !== undefined) {
+      transfer.relayed = true
+      counters.relays++
+    }
+    transfer.flow = net.start(peer.index, node.index, transfer.size, transfer, now, upstream)
     receiving(transfer)
+  }
+
+  /** What a live node's control channel says reaches its neighbours that are pulling. */
+  function toPullingNeighbours (node, tell) {
+    if (!node.alive) return
+    for (const j of node.neighbours) {
+      const peer = nodes[j]
+      if (peer.alive && peer.events !== undefined && peer.pulling) tell(peer.events)
+    }
   }
 
   /** The transfer's bytes begin to flow: the engine may tell its peers (cut-through). */
@@ -529,34 +531,18 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
           const node = event.node
           const indices = node.pendingHaves
           node.pendingHaves = []
-          if (!node.alive) break
-          for (const j of node.neighbours) {
-            const peer = nodes[j]
-            if (peer.alive && peer.events !== undefined && peer.pulling) peer.events.have(node.id, indices)
-          }
+          toPullingNeighbours(node, events => { events.have(node.id, indices) })
           break
         }
-        case 'notice': {
-          const node = event.node
-          if (!node.alive) break
-          for (const j of node.neighbours) {
-            const peer = nodes[j]
-            if (peer.alive && peer.events !== undefined && peer.pulling) peer.events[event.kind](node.id, event.indices)
-          }
+        case 'notice':
+          toPullingNeighbours(event.node, events => { events[event.kind](event.node.id, event.indices) })
           break
-        }
         case 'gossip':
           gossip(event.node)
           break
-        case 'joined': {
-          const node = event.node
-          if (!node.alive) break
-          for (const j of node.neighbours) {
-            const peer = nodes[j]
-            if (peer.alive && peer.events !== undefined && peer.pulling) peer.events.joined(peerState(node))
-          }
+        case 'joined':
+          toPullingNeighbours(event.node, events => { events.joined(peerState(event.node)) })
           break
-        }
         case 'begin':
           if (event.node.alive) startPull(event.node)
           break

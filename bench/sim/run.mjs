@@ -199,6 +199,9 @@ const note = line => { process.stderr.write(line + '\n') }
 const lowerBound = n => bound(n, modelBytes, settings)
 const simulate = async options => await runSimulation({ chunks, settings, trace: process.env.SIM_TRACE != null ? Number(process.env.SIM_TRACE) : undefined, traceOrigin: process.env.SIM_TRACE_ORIGIN != null, note, ...options })
 const baseline = options => runBaseline({ chunks, settings, ...options })
+/** The virtual time a run may take, and the seed of a run of n nodes: the same for every system and variant. */
+const runLimitMs = tStar => settings.limitS !== undefined ? settings.limitS * 1000 : Math.max(20 * tStar, 300_000)
+const seedFor = n => settings.seed * 7919 + n
 
 // ---- the runs ----
 
@@ -218,14 +221,14 @@ const systemRuns = (entry, scenario) => [
 
 for (const n of settings.sizes) {
   const tStar = lowerBound(n)
-  const limitMs = settings.limitS !== undefined ? settings.limitS * 1000 : Math.max(20 * tStar, 300_000)
+  const limitMs = runLimitMs(tStar)
   const base = baseline({ n, limitMs: Math.max(limitMs, 4 * n * modelBytes / (settings.originMbit * Mbit)) })
   const entry = { n, tStarMs: tStar, baseline: base, runs: {}, bittorrent: {} }
   results.push(entry)
   note(`N=${n}: T* ${s(tStar)} s; baseline p99 ${s(base.p99Ms)} s`)
   const undisturbed = {}
   for (const scenario of settings.scenarios) {
-    const seed = settings.seed * 7919 + n
+    const seed = seedFor(n)
     // mid-pull: half the system's own undisturbed median (T* when that run had no median)
     const moments = system => {
       const reference = Number.isFinite(undisturbed[system]?.initial.p50Ms) ? undisturbed[system].initial.p50Ms : tStar
@@ -308,8 +311,7 @@ if (measured != null) {
       const cpuSPerGB = real.swarm.cpu?.cpuSecondsPerGB
       if (!(cpuSPerGB > 0)) continue
       const cores = machineCores / r.n
-      const limitMs = settings.limitS !== undefined ? settings.limitS * 1000 : Math.max(20 * r.tStarMs, 300_000)
-      const run = await runSimulation({ chunks, settings: { ...settings, cpuSPerGB, cores }, note, n: r.n, seed: settings.seed * 7919 + r.n, limitMs })
+      const run = await runSimulation({ chunks, settings: { ...settings, cpuSPerGB, cores }, note, n: r.n, seed: seedFor(r.n), limitMs: runLimitMs(r.tStarMs) })
       withCpu.set(r.n, { run, cpuSPerGB, cores })
       note(`  swarm with the measured CPU (${fmt(cpuSPerGB, 1)} CPU-s/GB, ${fmt(cores, 2)} cores a node): p50 ${s(run.initial.p50Ms)} s, p99 ${s(run.initial.p99Ms)} s`)
     }

@@ -235,8 +235,8 @@ export const FLEET_MIN_PUBLISH_INTERVAL_MS = 1_000
 /**
  * A pull's progress alone is published at most this often. Every message costs every node of
  * the fleet its checks and relays (see {@link FLEET_MESSAGES_PER_SECOND}): in a shaped fan-out
- * of 8, publishing progress every second made fleet gossip nearly all of the libp2p traffic
- * and about a fifth of the agents' busy main-thread samples. Every 5 s keeps progress bars and
+ * of 8, publishing progress every second made fleet gossip nearly all of the libp2p traffic,
+ * and gossipsub's message handling a tenth of the agents' busy main-thread samples. Every 5 s keeps progress bars and
  * rates live; what a rollout waits on (a pull finishing or failing) still goes out within
  * {@link FLEET_MIN_PUBLISH_INTERVAL_MS}.
  */

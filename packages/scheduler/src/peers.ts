@@ -90,14 +90,13 @@ function idleAt (s: Scheduler, available: PeerState[], which: 'bits' | 'arriving
 }
 
 /**
- * The least-loaded peer in `available` receiving `chunk` and not asked for it already. One that
- * failed a relay of it is not receiving it as far as we know (`noteFailure` drops that) until
- * it says so again.
+ * The least-loaded peer in `available` receiving `chunk` (an idle chunk: nobody is asked for it
+ * yet). One that failed a relay of it is not receiving it as far as we know (`noteFailure` drops
+ * that) until it says so again.
  */
 function chooseRelay (s: Scheduler, chunk: number, available: PeerState[]): number {
   const word = chunk >>> 5
   const mask = 1 << (chunk & 31)
-  const asked = s.byChunk[chunk]
   let best = -1
   let bestLoad = Infinity
   const count = available.length
@@ -105,7 +104,7 @@ function chooseRelay (s: Scheduler, chunk: number, available: PeerState[]): numb
   for (let k = 0; k < count; k++) {
     const j = offset + k < count ? offset + k : offset + k - count
     const peer = available[j]!
-    if ((peer.arriving[word]! & mask) === 0 || asked?.some(o => o.peer === peer) === true) continue
+    if ((peer.arriving[word]! & mask) === 0) continue
     if (peer.inflight < bestLoad) {
       best = j
       bestLoad = peer.inflight

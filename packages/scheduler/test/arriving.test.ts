@@ -95,14 +95,16 @@ describe('peers still receiving a chunk', () => {
     expect(start.map(r => [r.chunk, r.relay])).toEqual([[1, undefined]])
   })
 
-  it('are ignored for unknown peers and chunks this node has; bad input is refused', () => {
-    const scheduler = make({ chunks: chunkList(2), have: [true, false] })
-    scheduler.peerArriving('nobody', [1], 0)
+  it('are not kept for peers not connected, nor asked for chunks this node has; bad input is refused', () => {
+    const scheduler = make({ chunks: chunkList(3), have: [true, false, false] })
+    // a notice from a peer before it connects is not remembered for when it does
+    scheduler.peerArriving('early', [1], 0)
+    scheduler.peerJoined('early', 0)
     expect(scheduler.tick(1).start).toEqual([])
     scheduler.peerJoined('b', 0)
-    scheduler.peerArriving('b', [0], 0)
-    expect(scheduler.tick(2).start).toEqual([])
-    expect(() => { scheduler.peerArriving('b', [2], 0) }).toThrow(InvalidChunkIndexError)
+    scheduler.peerArriving('b', [0, 2], 0)
+    expect(scheduler.tick(2).start.map(r => [peerOf(r), r.chunk, r.relay])).toEqual([['b', 2, true]])
+    expect(() => { scheduler.peerArriving('b', [3], 0) }).toThrow(InvalidChunkIndexError)
     expect(() => { scheduler.peerNotArriving('b', [-1], 0) }).toThrow(InvalidChunkIndexError)
     expect(() => { scheduler.peerArriving('b', 'x' as unknown as number[], 0) }).toThrow(InvalidBitfieldError)
   })
