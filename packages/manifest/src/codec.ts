@@ -85,13 +85,30 @@ function canonicalCopy (value: unknown): unknown {
 
 /** Validates `manifest`, then returns its canonical bytes and their CID. */
 export function encodeManifest (manifest: Manifest): EncodedManifest {
+  const { bytes, cid } = encodeCanonical(manifest)
+  return { bytes, cid }
+}
+
+/**
+ * Validates `manifest` once and returns its canonical bytes, their CID, and a copy of it that is
+ * exactly what those bytes say (the form a store keeps). The copy is parsed from the canonical
+ * text this function just wrote from the validated manifest, so it is not validated again: a
+ * holder that encoded and then decoded its own bytes paid for the schema twice.
+ */
+export function canonicalManifest (manifest: Manifest): EncodedManifest & { manifest: Manifest } {
+  const { bytes, cid, text } = encodeCanonical(manifest)
+  return { bytes, cid, manifest: JSON.parse(text) as Manifest }
+}
+
+function encodeCanonical (manifest: Manifest): EncodedManifest & { text: string } {
   const valid = validateManifest(manifest)
   const sorted: Manifest = { ...valid, files: [...valid.files].sort((a, b) => compareCodePoints(a.path, b.path)) }
-  const bytes = new TextEncoder().encode(JSON.stringify(canonicalCopy(sorted)))
+  const text = JSON.stringify(canonicalCopy(sorted))
+  const bytes = new TextEncoder().encode(text)
   if (bytes.length > MANIFEST_LIMITS.maxManifestBytes) {
     throw new InvalidManifestError(`invalid manifest: it encodes to ${bytes.length} bytes; the limit is ${MANIFEST_LIMITS.maxManifestBytes} (256 MiB)`)
   }
-  return { bytes, cid: manifestCid(bytes) }
+  return { bytes, cid: manifestCid(bytes), text }
 }
 
 /**

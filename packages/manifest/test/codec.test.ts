@@ -6,6 +6,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { InvalidManifestError, type Manifest } from '@swarm/interface'
 import { cidForBytes } from '@swarm/chunker'
 import {
+  canonicalManifest,
   decodeManifest,
   encodeManifest,
   InvalidManifestCidError,
@@ -96,6 +97,24 @@ describe('encodeManifest', () => {
     const bad = { ...manifest, files: [{ ...manifest.files[1]!, path: '/etc/passwd' }] }
     expect(() => encodeManifest(bad)).toThrow(InvalidManifestError)
     expect(() => encodeManifest(bad)).toThrow('files[0].path "/etc/passwd": must be relative, not start with "/"')
+  })
+})
+
+describe('canonicalManifest', () => {
+  it('gives encodeManifest\'s bytes and CID, and the copy decoding them gives, in key order too', () => {
+    const manifest = reverseKeys(sampleManifest()) as Manifest
+    const { bytes, cid, manifest: copy } = canonicalManifest(manifest)
+    expect({ bytes, cid }).toEqual(encodeManifest(manifest))
+    const decoded = decodeManifest(bytes, { expectedCid: cid })
+    expect(copy).toEqual(decoded)
+    expect(JSON.stringify(copy)).toBe(text(bytes))
+    expect(copy).not.toBe(manifest)
+  })
+
+  it('validates as encodeManifest does', () => {
+    const manifest = sampleManifest()
+    const bad = { ...manifest, files: [{ ...manifest.files[0]!, size: -1 }] }
+    expect(() => canonicalManifest(bad)).toThrow(InvalidManifestError)
   })
 })
 

@@ -64,8 +64,7 @@ import { ChunkMissingError, ChunkVerificationError, NotFoundError, silentLogger 
 import {
   InvalidManifestCidError,
   ManifestCidMismatchError,
-  decodeManifest,
-  encodeManifest,
+  canonicalManifest,
   formatRef,
   parseManifestCid,
   parseRef
@@ -252,10 +251,9 @@ class LocalStore implements Store {
   private async addModel (manifestCid: CidString, manifest: Manifest, requireSpace: boolean): Promise<Model> {
     // a CID is also a file name here: nothing but a canonical manifest CID gets that far
     if (parseManifestCid(manifestCid) !== manifestCid) throw new InvalidManifestCidError(`${manifestCid} is not in canonical base32 form`)
-    const encoded = encodeManifest(manifest)
-    if (encoded.cid !== manifestCid) throw new ManifestCidMismatchError(manifestCid, encoded.cid)
     // our own copy, exactly what the canonical bytes say
-    const canonical = decodeManifest(encoded.bytes, { expectedCid: manifestCid })
+    const { manifest: canonical, ...encoded } = canonicalManifest(manifest)
+    if (encoded.cid !== manifestCid) throw new ManifestCidMismatchError(manifestCid, encoded.cid)
     checkLayout(canonical)
     return await this.exclusive(async () => {
       const existing = this.held.get(manifestCid)
