@@ -5,8 +5,7 @@
 
 import { connect as tlsConnect } from 'node:tls'
 import { connect as netConnect } from 'node:net'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { generateKeyPair } from '@libp2p/crypto/keys'
@@ -16,64 +15,46 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { createSwarmNode, generateSwarmKey } from '@swarm/p2p'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { lyingPeer } from './fixtures/lying-peer.js'
-import { metric, startAgent } from './helpers/agents.js'
+import { metric } from './helpers/agents.js'
 import { swarm } from './helpers/cli.js'
 import { hashes, writeSyntheticModel } from './helpers/model.js'
-import { cliEnv, deletePrefix, s3Client, s3Settings, uniquePrefix } from './helpers/s3.js'
-import type { RunningAgent } from './helpers/agents.js'
+import { s3Client } from './helpers/s3.js'
+import { openWorld } from './helpers/world.js'
 import type { SyntheticModel } from './helpers/model.js'
-import type { S3Settings } from './helpers/s3.js'
+import type { TestWorld } from './helpers/world.js'
 import type { S3Client } from '@aws-sdk/client-s3'
 
 describe('agents among hostile and failing peers', () => {
-  let s3: S3Settings
+  let world: TestWorld
   let client: S3Client
-  let work: string
-  let prefix: string
-  let env: Record<string, string>
-  let keyFile: string
-  let swarmKey: Uint8Array
   let model: SyntheticModel
   let manifestCid: string
-  const agents: RunningAgent[] = []
 
   beforeAll(async () => {
-    s3 = s3Settings()
-    client = s3Client(s3)
-    work = await mkdtemp(join(tmpdir(), 'swarm-hostile-'))
-    prefix = uniquePrefix('hostile')
-    env = cliEnv(s3, prefix)
-    keyFile = join(work, 'swarm.key')
-    swarmKey = generateSwarmKey()
-    await writeFile(keyFile, swarmKey, { mode: 0o600 })
-    model = await writeSyntheticModel(join(work, 'model'), { layers: 4, hidden: 512, intermediate: 1536, vocab: 8192 })
-    const push = await swarm(['push', model.dir, '--name', 'hostile:v1', '--chunk-size', '1MiB', '--json'], env)
-    expect(push.code, push.stderr).toBe(0)
-    manifestCid = String(push.done?.manifestCid)
+    world = await openWorld('hostile')
+    client = s3Client(world.s3)
+    model = await writeSyntheticModel(join(world.work, 'model'), { layers: 4, hidden: 512, intermediate: 1536, vocab: 8192 })
+    manifestCid = await world.push(model.dir, 'hostile:v1')
   })
 
   afterAll(async () => {
-    await Promise.allSettled(agents.map(async a => await a.kill()))
-    await deletePrefix(client, s3.bucket, prefix)
-    client.destroy()
-    await rm(work, { recursive: true, force: true })
+    client?.destroy()
+    await world?.close()
   })
 
   async function originChunk (cid: string): Promise<Uint8Array> {
-    const res = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `${prefix}/chunks/${cid}` }))
+    const res = await client.send(new GetObjectCommand({ Bucket: world.s3.bucket, Key: `${world.prefix}/chunks/${cid}` }))
     return await res.Body!.transformToByteArray()
   }
 
   it('a lying peer is detected and dropped; its bytes are never stored; the pull completes correctly', async () => {
-    const seed = await startAgent({ dataDir: join(work, 'seed'), env, swarmKeyFile: keyFile })
-    agents.push(seed)
-    const manifestBytes = await (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `${prefix}/manifests/${manifestCid}` }))).Body!.transformToByteArray()
+    const seed = await world.startAgent('seed')
+    const manifestBytes = await (await client.send(new GetObjectCommand({ Bucket: world.s3.bucket, Key: `${world.prefix}/manifests/${manifestCid}` }))).Body!.transformToByteArray()
     const manifest = decodeManifest(manifestBytes, { expectedCid: manifestCid })
-    const liar = await lyingPeer({ swarmKey, bootstrap: seed.multiaddrs, manifestCid, manifest, manifestBytes, chunk: originChunk, lie: () => true })
+    const liar = await lyingPeer({ swarmKey: world.swarmKey, bootstrap: seed.multiaddrs, manifestCid, manifest, manifestBytes, chunk: originChunk, lie: () => true })
     try {
-      const victim = await startAgent({ dataDir: join(work, 'victim'), env, swarmKeyFile: keyFile, bootstrap: liar.node.multiaddrs() })
-      agents.push(victim)
-      const to = join(work, 'victim-out')
+      const victim = await world.startAgent('victim', { bootstrap: liar.node.multiaddrs() })
+      const to = join(world.work, 'victim-out')
       const pull = await swarm(['pull', 'hostile:v1', '--to', to, '--json'], victim.env)
       expect(pull.code, pull.stderr + victim.stderr()).toBe(0)
       expect(await hashes(to, model.files)).toEqual(await hashes(model.dir, model.files))
@@ -91,10 +72,10 @@ describe('agents among hostile and failing peers', () => {
       await new Promise(resolve => setTimeout(resolve, 300))
       expect(again == null || again.status !== 'open').toBe(true)
       expect((await swarm(['status', '--json'], victim.env)).done?.peers).not.toContain(liar.node.peerId)
-      const verify = await swarm(['verify', 'hostile:v1', '--json', '--data-dir', join(work, 'victim-verify-unused')], env)
+      const verify = await swarm(['verify', 'hostile:v1', '--json', '--data-dir', join(world.work, 'victim-verify-unused')], world.env)
       expect(verify.code).toBe(3) // not held there: verify runs against the agent's own store below
       await victim.stop()
-      const own = await swarm(['verify', 'hostile:v1', '--json'], { ...env, SWARM_DATA_DIR: victim.dataDir })
+      const own = await swarm(['verify', 'hostile:v1', '--json'], { ...world.env, SWARM_DATA_DIR: victim.dataDir })
       expect(own.code, own.stderr).toBe(0)
       expect(own.done?.bad).toEqual([])
       expect(own.done?.missingChunks).toBe(0)
@@ -104,7 +85,7 @@ describe('agents among hostile and failing peers', () => {
   }, 180_000)
 
   it('a node without the swarm key can neither connect over libp2p nor fetch over the data port', async () => {
-    const member = agents[0]!
+    const member = world.agents[0]!
     // the member holds the model, so a refusal below is about admission, not a missing chunk
     const held = await swarm(['pull', 'hostile:v1', '--json'], member.env)
     expect(held.code, held.stderr).toBe(0)
@@ -128,7 +109,7 @@ describe('agents among hostile and failing peers', () => {
   }, 180_000)
 
   it('garbage on the libp2p and data ports does not disturb the agent', async () => {
-    const member = agents[0]!
+    const member = world.agents[0]!
     const libp2pPort = Number(/\/tcp\/(\d+)/.exec(member.multiaddrs[0]!)?.[1])
     for (const port of [libp2pPort, member.dataPort]) {
       await new Promise<void>(resolve => {
@@ -160,29 +141,20 @@ describe('agents among hostile and failing peers', () => {
   }, 180_000)
 
   it('a peer killed with SIGKILL mid-transfer: the others finish byte-identical', async () => {
-    const prefix2 = uniquePrefix('killed')
-    const env2 = { ...cliEnv(s3, prefix2), SWARM_DOWNLOAD_RATE: '24MiB' }
-    try {
-      const push = await swarm(['push', model.dir, '--name', 'killed:v1', '--chunk-size', '1MiB', '--json'], env2)
-      expect(push.code).toBe(0)
-      const fleet: RunningAgent[] = []
-      fleet.push(await startAgent({ dataDir: join(work, 'k0'), env: env2, swarmKeyFile: keyFile }))
-      for (let i = 1; i < 4; i++) fleet.push(await startAgent({ dataDir: join(work, `k${i}`), env: env2, swarmKeyFile: keyFile, bootstrap: fleet[0]!.multiaddrs }))
-      agents.push(...fleet)
-      const pulls = fleet.map(async (agent, i) => await swarm(['pull', 'killed:v1', '--to', join(work, `k-out-${i}`), '--json'], agent.env))
-      await new Promise(resolve => setTimeout(resolve, 1_000))
-      await fleet[1]!.kill()
-      const results = await Promise.all(pulls)
-      expect(results[1]!.code).not.toBe(0)
-      const expected = await hashes(model.dir, model.files)
-      for (const i of [0, 2, 3]) {
-        expect(results[i]!.code, results[i]!.stderr + fleet[i]!.stderr()).toBe(0)
-        expect(await hashes(join(work, `k-out-${i}`), model.files)).toEqual(expected)
-      }
-      const stopped = await fleet[0]!.stop()
-      expect(stopped).toBe(0)
-    } finally {
-      await deletePrefix(client, s3.bucket, prefix2)
+    await world.push(model.dir, 'killed:v1')
+    // slow enough that the kill lands mid-transfer
+    const fleet = await world.startFleet('k', 4, { env: { ...world.env, SWARM_DOWNLOAD_RATE: '24MiB' } })
+    const pulls = fleet.map(async (agent, i) => await swarm(['pull', 'killed:v1', '--to', join(world.work, `k-out-${i}`), '--json'], agent.env))
+    await new Promise(resolve => setTimeout(resolve, 1_000))
+    await fleet[1]!.kill()
+    const results = await Promise.all(pulls)
+    expect(results[1]!.code).not.toBe(0)
+    const expected = await hashes(model.dir, model.files)
+    for (const i of [0, 2, 3]) {
+      expect(results[i]!.code, results[i]!.stderr + fleet[i]!.stderr()).toBe(0)
+      expect(await hashes(join(world.work, `k-out-${i}`), model.files)).toEqual(expected)
     }
+    const stopped = await fleet[0]!.stop()
+    expect(stopped).toBe(0)
   }, 180_000)
 })

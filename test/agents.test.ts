@@ -4,69 +4,48 @@
  * measured where it happens.
  */
 
-import { mkdtemp, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateSwarmKey } from '@swarm/p2p'
-import { metric, startAgent } from './helpers/agents.js'
+import { metric } from './helpers/agents.js'
 import { swarm } from './helpers/cli.js'
-import { cleanUp } from './helpers/fleet.js'
 import { hashes, writeSyntheticModel } from './helpers/model.js'
-import { originProxy } from './helpers/proxy.js'
-import { cliEnv, s3Settings, uniquePrefix } from './helpers/s3.js'
+import { openWorld } from './helpers/world.js'
 import type { RunningAgent } from './helpers/agents.js'
-import type { OriginProxy } from './helpers/proxy.js'
 import type { SyntheticModel } from './helpers/model.js'
-import type { S3Settings } from './helpers/s3.js'
+import type { ProxiedWorld } from './helpers/world.js'
 
 describe('agents pull from each other first', () => {
-  let s3: S3Settings
-  let work: string
-  let proxy: OriginProxy
-  let prefix: string
-  let env: Record<string, string>
-  let keyFile: string
+  let world: ProxiedWorld
+  /** the five agents that pull together */
+  let agents: RunningAgent[]
   let model: SyntheticModel
   let manifestCid: string
-  const agents: RunningAgent[] = []
 
   beforeAll(async () => {
-    s3 = s3Settings()
-    work = await mkdtemp(join(tmpdir(), 'swarm-agents-'))
-    proxy = await originProxy(s3.endpoint)
-    prefix = uniquePrefix('agents')
-    env = cliEnv(s3, prefix, proxy.endpoint)
-    keyFile = join(work, 'swarm.key')
-    await writeFile(keyFile, generateSwarmKey(), { mode: 0o600 })
-    model = await writeSyntheticModel(join(work, 'model'), { layers: 6, hidden: 512, intermediate: 1536, vocab: 8192, shards: 2 })
-    const push = await swarm(['push', model.dir, '--name', 'fleet:v1', '--chunk-size', '1MiB', '--json'], env)
-    expect(push.code, push.stderr).toBe(0)
-    manifestCid = String(push.done?.manifestCid)
-    const first = await startAgent({ dataDir: join(work, 'agent-0'), env, swarmKeyFile: keyFile })
-    agents.push(first)
-    for (let i = 1; i < 5; i++) {
-      agents.push(await startAgent({ dataDir: join(work, `agent-${i}`), env, swarmKeyFile: keyFile, bootstrap: first.multiaddrs }))
-    }
+    world = await openWorld('agents', { proxy: true })
+    model = await writeSyntheticModel(join(world.work, 'model'), { layers: 6, hidden: 512, intermediate: 1536, vocab: 8192, shards: 2 })
+    manifestCid = await world.push(model.dir, 'fleet:v1')
+    agents = await world.startFleet('agent', 5)
   })
 
   afterAll(async () => {
-    await cleanUp({ agents, s3, prefix, work })
-    await proxy.stop().catch(() => {})
+    await world?.close()
   }, 180_000)
 
   it('five agents pulling at once: byte-identical copies, origin egress near one copy, most bytes from peers', async () => {
-    proxy.reset()
+    world.proxy.reset()
     const pulls = await Promise.all(agents.map(async (agent, i) =>
-      await swarm(['pull', 'fleet:v1', '--to', join(work, `out-${i}`), '--json'], agent.env)))
+      await swarm(['pull', 'fleet:v1', '--to', join(world.work, `out-${i}`), '--json'], agent.env)))
     for (const [i, pull] of pulls.entries()) {
       expect(pull.code, `${pull.stderr}\n${agents[i]!.stderr()}`).toBe(0)
       expect(pull.done?.via).toBe('agent')
     }
     const expected = await hashes(model.dir, model.files)
-    for (let i = 0; i < agents.length; i++) expect(await hashes(join(work, `out-${i}`), model.files)).toEqual(expected)
+    for (let i = 0; i < agents.length; i++) expect(await hashes(join(world.work, `out-${i}`), model.files)).toEqual(expected)
 
-    const originBytes = proxy.getBytes.chunks ?? 0
+    const originBytes = world.proxy.getBytes.chunks ?? 0
     const ratio = originBytes / model.totalBytes
     process.stderr.write(`5 agents: origin egress ${(ratio).toFixed(3)} × model size\n`)
     expect(ratio).toBeLessThanOrEqual(1.5)
@@ -102,58 +81,54 @@ describe('agents pull from each other first', () => {
   }, 180_000)
 
   it('a sixth agent that starts after the others finished takes nothing from the origin', async () => {
-    const late = await startAgent({ dataDir: join(work, 'agent-late'), env, swarmKeyFile: keyFile, bootstrap: agents[0]!.multiaddrs })
-    agents.push(late)
+    const late = await world.startAgent('agent-late', { bootstrap: agents[0]!.multiaddrs })
     // a late agent that has joined the fleet: on a loaded machine its first dial can take longer
     // than a pull's settle time, and a node with no peer has nobody to ask but the origin
     const until = Date.now() + 30_000
     while (await metric(late, 'swarm_peers') < 1 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 200))
     expect(await metric(late, 'swarm_peers')).toBeGreaterThanOrEqual(1)
-    proxy.reset()
-    const pull = await swarm(['pull', 'fleet:v1', '--to', join(work, 'out-late'), '--json'], late.env)
+    world.proxy.reset()
+    const pull = await swarm(['pull', 'fleet:v1', '--to', join(world.work, 'out-late'), '--json'], late.env)
     expect(pull.code, pull.stderr + late.stderr()).toBe(0)
-    expect(proxy.gets.chunks ?? 0).toBe(0)
+    expect(world.proxy.gets.chunks ?? 0).toBe(0)
     expect((pull.done?.bytesBySource as { peer: number }).peer).toBeGreaterThan(0)
-    expect(await hashes(join(work, 'out-late'), model.files)).toEqual(await hashes(model.dir, model.files))
+    expect(await hashes(join(world.work, 'out-late'), model.files)).toEqual(await hashes(model.dir, model.files))
   }, 180_000)
 
   it('with the origin down and one seeder that turns most requests away as busy, a node still pulls everything from it', async () => {
     // a swarm of two: the seeder is the only peer, and it serves one request at a time
-    const pairKey = join(work, 'pair.key')
+    const pairKey = join(world.work, 'pair.key')
     await writeFile(pairKey, generateSwarmKey(), { mode: 0o600 })
-    const seeder = await startAgent({ dataDir: join(work, 'agent-busy-seeder'), env: { ...env, SWARM_UPLOAD_SLOTS: '1' }, swarmKeyFile: pairKey })
-    agents.push(seeder)
+    const seeder = await world.startAgent('agent-busy-seeder', { env: { ...world.env, SWARM_UPLOAD_SLOTS: '1' }, swarmKeyFile: pairKey })
     const warm = await swarm(['pull', '--cid', manifestCid, '--json'], seeder.env)
     expect(warm.code, warm.stderr + seeder.stderr()).toBe(0)
-    await proxy.stop()
+    await world.proxy.stop()
     try {
-      const puller = await startAgent({ dataDir: join(work, 'agent-busy-puller'), env, swarmKeyFile: pairKey, bootstrap: seeder.multiaddrs })
-      agents.push(puller)
-      const pull = await swarm(['pull', '--cid', manifestCid, '--to', join(work, 'out-busy'), '--json'], puller.env)
+      const puller = await world.startAgent('agent-busy-puller', { swarmKeyFile: pairKey, bootstrap: seeder.multiaddrs })
+      const pull = await swarm(['pull', '--cid', manifestCid, '--to', join(world.work, 'out-busy'), '--json'], puller.env)
       expect(pull.code, pull.stderr + puller.stderr()).toBe(0)
       expect((pull.done?.bytesBySource as { origin: number, peer: number })).toMatchObject({ origin: 0, peer: model.totalBytes })
-      expect(await hashes(join(work, 'out-busy'), model.files)).toEqual(await hashes(model.dir, model.files))
+      expect(await hashes(join(world.work, 'out-busy'), model.files)).toEqual(await hashes(model.dir, model.files))
       // it was turned away, and the origin failed in between: the pull went on from the seeder
       expect(await metric(seeder, 'swarm_data_busy_total')).toBeGreaterThan(0)
     } finally {
-      await proxy.restart()
+      await world.proxy.restart()
     }
   }, 180_000)
 
   it('with the origin down, a node pulls by manifest CID entirely from peers', async () => {
-    await proxy.stop()
+    await world.proxy.stop()
     try {
-      const orphan = await startAgent({ dataDir: join(work, 'agent-orphan'), env, swarmKeyFile: keyFile, bootstrap: agents[1]!.multiaddrs })
-      agents.push(orphan)
-      const pull = await swarm(['pull', '--cid', manifestCid, '--to', join(work, 'out-orphan'), '--json'], orphan.env)
+      const orphan = await world.startAgent('agent-orphan', { bootstrap: agents[1]!.multiaddrs })
+      const pull = await swarm(['pull', '--cid', manifestCid, '--to', join(world.work, 'out-orphan'), '--json'], orphan.env)
       expect(pull.code, pull.stderr + orphan.stderr()).toBe(0)
       expect((pull.done?.bytesBySource as { origin: number }).origin).toBe(0)
-      expect(await hashes(join(work, 'out-orphan'), model.files)).toEqual(await hashes(model.dir, model.files))
+      expect(await hashes(join(world.work, 'out-orphan'), model.files)).toEqual(await hashes(model.dir, model.files))
       // a name still needs the origin: peers never name models
       const byName = await swarm(['pull', 'fleet:v1', '--json'], orphan.env)
       expect(byName.code).toBe(5)
     } finally {
-      await proxy.restart()
+      await world.proxy.restart()
     }
   }, 180_000)
 })

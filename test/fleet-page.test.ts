@@ -6,21 +6,17 @@
  * seeing all three hold the model. A screenshot goes to .test-results/fleet-page.png.
  */
 
-import { mkdir, mkdtemp } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { swarm } from './helpers/cli.js'
-import { cleanUp, startFleet } from './helpers/fleet.js'
 import { writeSyntheticModel } from './helpers/model.js'
-import { originProxy } from './helpers/proxy.js'
-import { cliEnv, s3Settings, uniquePrefix } from './helpers/s3.js'
+import { openWorld } from './helpers/world.js'
 import type { Browser, Page } from 'playwright-core'
 import type { RunningAgent } from './helpers/agents.js'
-import type { OriginProxy } from './helpers/proxy.js'
-import type { S3Settings } from './helpers/s3.js'
+import type { ProxiedWorld } from './helpers/world.js'
 
 const RESULTS = fileURLToPath(new URL('../.test-results/', import.meta.url))
 const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking']
@@ -37,40 +33,29 @@ async function cells (page: Page, manifestCid: string): Promise<Cell[]> {
 }
 
 describe('the fleet page', () => {
-  let s3: S3Settings
-  let work: string
-  let proxy: OriginProxy
-  let prefix: string
+  let world: ProxiedWorld
   let browser: Browser | undefined
-  const agents: RunningAgent[] = []
+  let agents: RunningAgent[] = []
 
   beforeAll(async () => {
-    s3 = s3Settings()
-    work = await mkdtemp(join(tmpdir(), 'swarm-fleet-page-'))
-    proxy = await originProxy(s3.endpoint)
-    prefix = uniquePrefix('fleet-page')
+    world = await openWorld('fleet-page', { proxy: true })
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS })
   })
 
   afterAll(async () => {
     await browser?.close()
-    await proxy.stop().catch(() => {})
-    await cleanUp({ agents, s3, prefix, work })
+    await world?.close()
   }, 60_000)
 
   it('shows three agents pulling, their progress, and all three complete', async () => {
-    const model = await writeSyntheticModel(join(work, 'model'), { layers: 4, hidden: 512, intermediate: 1536, vocab: 8192, shards: 2 })
-    const push = await swarm(['push', model.dir, '--name', 'page:v1', '--chunk-size', '1MiB', '--json', '--data-dir', join(work, 'pusher')], cliEnv(s3, prefix))
-    expect(push.code, push.stderr).toBe(0)
-    const manifestCid = String(push.done?.manifestCid)
-
-    const env = { ...cliEnv(s3, prefix, proxy.endpoint), SWARM_DOWNLOAD_RATE: '6MiB' }
-    await startFleet(3, { work, env, agents })
+    const model = await writeSyntheticModel(join(world.work, 'model'), { layers: 4, hidden: 512, intermediate: 1536, vocab: 8192, shards: 2 })
+    const manifestCid = await world.push(model.dir, 'page:v1', { env: world.directEnv, args: ['--data-dir', join(world.work, 'pusher')] })
+    agents = await world.startFleet('agent', 3, { env: { ...world.env, SWARM_DOWNLOAD_RATE: '6MiB' } })
     const peerIds = agents.map(a => a.peerId).sort()
 
     // the origin lets one chunk GET start every 100 ms
     let gate = Promise.resolve()
-    proxy.holdChunkGet = () => {
+    world.proxy.holdChunkGet = () => {
       gate = gate.then(async () => { await new Promise(resolve => setTimeout(resolve, 100)) })
       return gate
     }

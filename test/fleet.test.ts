@@ -6,22 +6,16 @@
  * shows nodes × models.
  */
 
-import { mkdtemp, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { generateSwarmKey } from '@swarm/p2p'
-import { metric, startAgent } from './helpers/agents.js'
+import { metric } from './helpers/agents.js'
 import { collect, spawnSwarm, swarm } from './helpers/cli.js'
-import { cleanUp } from './helpers/fleet.js'
 import { SMALL_SHAPE, writeSyntheticModel } from './helpers/model.js'
-import { originProxy } from './helpers/proxy.js'
-import { cliEnv, s3Settings, uniquePrefix } from './helpers/s3.js'
+import { openWorld } from './helpers/world.js'
 import type { FleetView } from '../agents/swarm/src/agent/fleet.js'
 import type { RunningAgent } from './helpers/agents.js'
-import type { OriginProxy } from './helpers/proxy.js'
-import type { S3Settings } from './helpers/s3.js'
+import type { ProxiedWorld } from './helpers/world.js'
 
 async function fleetOf (agent: RunningAgent): Promise<FleetView> {
   const res = await fetch(`http://127.0.0.1:${agent.metricsPort}/api/fleet`)
@@ -42,27 +36,16 @@ function stateOn (view: FleetView, peerId: string, manifestCid: string): string 
 }
 
 describe('fleet operations', () => {
-  let s3: S3Settings
-  let work: string
-  let proxy: OriginProxy
-  let prefix: string
-  let env: Record<string, string>
+  let world: ProxiedWorld
   const cids: Record<string, string> = {}
-  const agents: RunningAgent[] = []
+  /** the five labelled agents, in the order of their set-ups */
+  let agents: RunningAgent[]
 
   beforeAll(async () => {
-    s3 = s3Settings()
-    work = await mkdtemp(join(tmpdir(), 'swarm-fleet-'))
-    proxy = await originProxy(s3.endpoint)
-    prefix = uniquePrefix('fleet')
-    env = cliEnv(s3, prefix, proxy.endpoint)
-    const keyFile = join(work, 'swarm.key')
-    await writeFile(keyFile, generateSwarmKey(), { mode: 0o600 })
+    world = await openWorld('fleet', { proxy: true })
     for (const tag of ['v1', 'v2']) {
-      const model = await writeSyntheticModel(join(work, `model-${tag}`), { ...SMALL_SHAPE, seed: tag })
-      const push = await swarm(['push', model.dir, '--name', `fleet:${tag}`, '--chunk-size', '1MiB', '--json'], env)
-      expect(push.code, push.stderr).toBe(0)
-      cids[tag] = String(push.done?.manifestCid)
+      const model = await writeSyntheticModel(join(world.work, `model-${tag}`), { ...SMALL_SHAPE, seed: tag })
+      cids[tag] = await world.push(model.dir, `fleet:${tag}`)
     }
     // labels by flag, by env, and a comma list in one flag; a3's cache budget cannot hold a model
     const setups: Array<{ args?: string[], env?: Record<string, string> }> = [
@@ -73,8 +56,9 @@ describe('fleet operations', () => {
       { args: ['--label', 'pool=b', '--label', 'zone=z1'] }
     ]
     for (const [i, setup] of setups.entries()) {
-      agents.push(await startAgent({ dataDir: join(work, `agent-${i}`), env: { ...env, ...setup.env }, swarmKeyFile: keyFile, args: setup.args, ...(i > 0 ? { bootstrap: agents[0]!.multiaddrs } : {}) }))
+      await world.startAgent(`agent-${i}`, { env: { ...world.env, ...setup.env }, args: setup.args, ...(i > 0 ? { bootstrap: world.agents[0]!.multiaddrs } : {}) })
     }
+    agents = world.agents
     let known: number[] = []
     const allKnown = async (): Promise<boolean> => {
       known = (await Promise.all(agents.map(fleetOf))).map(view => view.nodes.length)
@@ -85,15 +69,15 @@ describe('fleet operations', () => {
   }, 180_000)
 
   afterAll(async () => {
-    proxy.holdChunkGet = undefined
-    await cleanUp({ agents, s3, prefix, work })
-    await proxy.stop().catch(() => {})
+    if (world === undefined) return
+    world.proxy.holdChunkGet = undefined
+    await world.close()
   }, 120_000)
 
   it('swarm preheat on one node makes exactly the selected nodes pull, shows them progressing, and reports a decline with its reason', async () => {
     const [a0, a1, a2, a3, a4] = agents as [RunningAgent, RunningAgent, RunningAgent, RunningAgent, RunningAgent]
     // every chunk read from the origin takes a second: pulls last long enough to be seen pulling
-    proxy.holdChunkGet = async () => { await sleep(1_000) }
+    world.proxy.holdChunkGet = async () => { await sleep(1_000) }
     try {
       const preheat = await swarm(['preheat', 'fleet:v1', '--nodes', 'pool=a', '--min', '3', '--timeout', '2m', '--json'], a4.env)
       expect(preheat.code, preheat.stderr).toBe(0)
@@ -104,7 +88,7 @@ describe('fleet operations', () => {
       expect(typeof progress[0]?.status).toBe('string')
       expect(new Set(preheat.done?.held as string[])).toEqual(new Set([a0.peerId, a1.peerId, a2.peerId]))
     } finally {
-      proxy.holdChunkGet = undefined
+      world.proxy.holdChunkGet = undefined
     }
     // the node outside the selector pulled nothing; the one whose budget cannot hold it declined and said why
     await until(async () => stateOn(await fleetOf(a4), a3.peerId, cids.v1!) === 'declined', 'a3 to report its decline', 10_000)

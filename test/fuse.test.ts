@@ -9,21 +9,17 @@
 
 import { execFile } from 'node:child_process'
 import { createHash, randomInt } from 'node:crypto'
-import { open, readFile, readdir, rm, stat, writeFile, mkdtemp, mkdir } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { open, readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { generateSwarmKey } from '@swarm/p2p'
-import { metric, startAgent } from './helpers/agents.js'
-import { swarm } from './helpers/cli.js'
+import { metric } from './helpers/agents.js'
 import { MMAP_SAFETENSORS, TORCH_LOAD, TORCH_SAVE, python, runProgram } from './helpers/fuse-loaders.js'
 import { writeSyntheticModel } from './helpers/model.js'
-import { originProxy } from './helpers/proxy.js'
-import { cliEnv, deletePrefix, s3Client, s3Settings, uniquePrefix } from './helpers/s3.js'
+import { s3Client } from './helpers/s3.js'
+import { openWorld } from './helpers/world.js'
 import type { RunningAgent } from './helpers/agents.js'
-import type { OriginProxy } from './helpers/proxy.js'
-import type { S3Settings } from './helpers/s3.js'
+import type { ProxiedWorld } from './helpers/world.js'
 import type { FileEntry, Manifest } from '@swarm/interface'
 
 const run = promisify(execFile)
@@ -38,72 +34,55 @@ async function mountedAt (mountpoint: string): Promise<boolean> {
 }
 
 describe.each(['kernel', 'fuse-native'])('the FUSE view (%s adapter)', (adapter) => {
-  let s3: S3Settings
-  let work: string
-  let proxy: OriginProxy
-  let prefix: string
-  let env: Record<string, string>
-  let keyFile: string
+  let world: ProxiedWorld
   let modelDir: string
   let manifest: Manifest
   const originals = new Map<string, Buffer>()
+  /** the mounting agents, `a` first */
   const agents: RunningAgent[] = []
 
-  const mountOf = (name: string): string => join(work, `mnt-${name}`)
+  const mountOf = (name: string): string => join(world.work, `mnt-${name}`)
   const inView = (mountpoint: string, file: string): string => join(mountpoint, NAME, file)
+  const mountEnv = (name: string): Record<string, string> => ({ ...world.env, SWARM_MOUNT: mountOf(name), SWARM_MOUNT_READ_AHEAD: String(READ_AHEAD), SWARM_MOUNT_ADAPTER: adapter })
 
   async function agent (name: string, extra: { bootstrap?: string[] } = {}): Promise<RunningAgent> {
-    const started = await startAgent({
-      dataDir: join(work, `agent-${name}`),
-      env: { ...env, SWARM_MOUNT: mountOf(name), SWARM_MOUNT_READ_AHEAD: String(READ_AHEAD), SWARM_MOUNT_ADAPTER: adapter },
-      swarmKeyFile: keyFile,
-      ...extra
-    })
+    const started = await world.startAgent(`agent-${name}`, { env: mountEnv(name), ...extra })
     agents.push(started)
     return started
   }
 
   beforeAll(async () => {
-    s3 = s3Settings()
-    work = await mkdtemp(join(tmpdir(), 'swarm-fuse-e2e-'))
-    proxy = await originProxy(s3.endpoint)
-    prefix = uniquePrefix('fuse')
-    env = cliEnv(s3, prefix, proxy.endpoint)
-    keyFile = join(work, 'swarm.key')
-    await writeFile(keyFile, generateSwarmKey(), { mode: 0o600 })
-    modelDir = join(work, 'model')
+    world = await openWorld('fuse', { proxy: true })
+    modelDir = join(world.work, 'model')
     const model = await writeSyntheticModel(modelDir, { layers: 4, hidden: 512, intermediate: 1536, vocab: 8192 })
     const saved = await python(TORCH_SAVE, [join(modelDir, 'checkpoint.pt')])
     expect(saved.code, saved.stderr).toBe(0)
     await mkdir(join(modelDir, 'extra', 'deep'), { recursive: true })
     await writeFile(join(modelDir, 'extra', 'deep', 'notes.txt'), 'nested file\n')
     for (const file of [...model.files, 'checkpoint.pt', 'extra/deep/notes.txt']) originals.set(file, await readFile(join(modelDir, file)))
-    const push = await swarm(['push', modelDir, '--name', 'org/fuse-model:v1', '--chunk-size', '1MiB', '--json'], env)
-    expect(push.code, push.stderr).toBe(0)
-    const client = s3Client(s3)
+    const manifestCid = await world.push(modelDir, 'org/fuse-model:v1')
+    const client = s3Client(world.s3)
     const { GetObjectCommand } = await import('@aws-sdk/client-s3')
-    const body = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `${prefix}/manifests/${String(push.done?.manifestCid)}` }))
+    const body = await client.send(new GetObjectCommand({ Bucket: world.s3.bucket, Key: `${world.prefix}/manifests/${manifestCid}` }))
     manifest = JSON.parse(await body.Body?.transformToString() ?? '') as Manifest
     client.destroy()
   })
 
   afterAll(async () => {
-    await Promise.allSettled(agents.map(async a => await a.stop()))
-    for (const entry of await readdir(work).catch(() => [] as string[])) {
-      if (entry.startsWith('mnt-')) await run('umount', ['-l', join(work, entry)]).catch(() => {})
+    if (world === undefined) return
+    // stopped, not killed, so that each unmounts its view; a mount left behind is detached
+    await Promise.allSettled(world.agents.map(async a => await a.stop()))
+    for (const entry of await readdir(world.work).catch(() => [] as string[])) {
+      if (entry.startsWith('mnt-')) await run('umount', ['-l', join(world.work, entry)]).catch(() => {})
     }
-    await proxy.stop().catch(() => {})
-    const client = s3Client(s3)
-    await deletePrefix(client, s3.bucket, prefix)
-    client.destroy()
-    await rm(work, { recursive: true, force: true })
+    await world.close()
   })
 
   it('lazy: with nothing local, reading only the last tensor fetches that tensor and at most the window besides', async () => {
     const a = await agent('a')
     expect(await mountedAt(mountOf('a'))).toBe(true)
     expect(a.mountAdapter).toBe(adapter)
-    proxy.reset()
+    world.proxy.reset()
     const entry = manifest.files.find(f => f.path === 'model.safetensors') as FileEntry
     const last = entry.tensors?.[entry.tensors.length - 1]
     if (last == null) throw new Error('no tensor table')
@@ -119,13 +98,13 @@ describe.each(['kernel', 'fuse-native'])('the FUSE view (%s adapter)', (adapter)
     await new Promise(resolve => setTimeout(resolve, 1000)) // prefetches in flight land
     const tensorBytes = entry.chunks.filter(c => c.offset < last.end && c.offset + c.size > last.start).reduce((sum, c) => sum + c.size, 0)
     const headerChunk = entry.chunks[0]?.size ?? 0
-    const fetched = proxy.getBytes.chunks ?? 0
+    const fetched = world.proxy.getBytes.chunks ?? 0
     process.stderr.write(`lazy: file ${entry.size} B, last tensor ${tensorBytes} B in chunks, fetched ${fetched} B from the origin\n`)
     expect(fetched).toBeGreaterThanOrEqual(tensorBytes)
     expect(fetched).toBeLessThanOrEqual(tensorBytes + headerChunk + READ_AHEAD + MiB)
     expect(fetched).toBeLessThan(entry.size / 2)
     // the manifest was added, the model was not pulled
-    expect(proxy.gets.manifests).toBe(1)
+    expect(world.proxy.gets.manifests).toBe(1)
     expect(a.stderr()).not.toMatch(/"level":50/)
   })
 
@@ -202,7 +181,7 @@ describe.each(['kernel', 'fuse-native'])('the FUSE view (%s adapter)', (adapter)
     const deadline = Date.now() + 15_000
     while (await metric(b, 'swarm_peer_control_state_bytes') <= 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
     expect(await metric(b, 'swarm_peer_control_state_bytes')).toBeGreaterThan(0)
-    proxy.reset()
+    world.proxy.reset()
     const files = [...originals.keys()]
     const readers = Array.from({ length: 32 }, (_, i) => i < 16 ? 'model.safetensors' : files[i % files.length] as string)
     const results = await Promise.all(readers.map(async (file, i) => {
@@ -226,7 +205,7 @@ describe.each(['kernel', 'fuse-native'])('the FUSE view (%s adapter)', (adapter)
     }))
     expect(results.every(Boolean)).toBe(true)
     const peerBytes = await metric(b, 'swarm_bytes_total', { source: 'peer' })
-    const originBytes = proxy.getBytes.chunks ?? 0
+    const originBytes = world.proxy.getBytes.chunks ?? 0
     process.stderr.write(`concurrent readers on a fresh node: ${peerBytes} B from the peer, ${originBytes} B from the origin\n`)
     expect(peerBytes).toBeGreaterThan(originBytes)
   })
@@ -238,7 +217,7 @@ describe.each(['kernel', 'fuse-native'])('the FUSE view (%s adapter)', (adapter)
     // whatever is left (nothing once auto_unmount has run, or a stale mount) answers at once
     await run('ls', [mountOf('a')]).catch(() => {})
     expect(Date.now() - started).toBeLessThan(5000)
-    const again = await startAgent({ dataDir: a.dataDir, env: { ...env, SWARM_MOUNT: mountOf('a'), SWARM_MOUNT_READ_AHEAD: String(READ_AHEAD), SWARM_MOUNT_ADAPTER: adapter }, swarmKeyFile: keyFile })
+    const again = await world.startAgent('agent-a', { env: mountEnv('a') })
     agents[0] = again
     expect(await mountedAt(mountOf('a'))).toBe(true)
     const sums = await run('sha256sum', [inView(mountOf('a'), 'model.safetensors'), inView(mountOf('a'), 'checkpoint.pt')])

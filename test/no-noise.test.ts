@@ -6,19 +6,14 @@
  * what used to print `MaxListenersExceededWarning`.
  */
 
-import { mkdtemp, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { generateSwarmKey } from '@swarm/p2p'
-import { startAgent } from './helpers/agents.js'
 import { swarm } from './helpers/cli.js'
-import { cleanUp } from './helpers/fleet.js'
 import { writeSyntheticModel } from './helpers/model.js'
-import { cliEnv, s3Settings, uniquePrefix } from './helpers/s3.js'
+import { openWorld } from './helpers/world.js'
 import type { RunningAgent } from './helpers/agents.js'
 import type { CliResult } from './helpers/cli.js'
-import type { S3Settings } from './helpers/s3.js'
+import type { TestWorld } from './helpers/world.js'
 
 /** stderr lines a warning puts there: Node's `(node:PID) XWarning: …` and the SDK's notices */
 function warnings (result: CliResult | string): string[] {
@@ -27,53 +22,47 @@ function warnings (result: CliResult | string): string[] {
 }
 
 describe('normal commands print no warnings', () => {
-  let s3: S3Settings
-  let work: string
-  let prefix: string
+  let world: TestWorld
   let env: Record<string, string | undefined>
   let model: Awaited<ReturnType<typeof writeSyntheticModel>>
   let agent: RunningAgent | undefined
 
   beforeAll(async () => {
-    s3 = s3Settings()
-    work = await mkdtemp(join(tmpdir(), 'swarm-quiet-'))
-    prefix = uniquePrefix('quiet')
+    world = await openWorld('quiet')
     env = {
-      ...cliEnv(s3, prefix),
+      ...world.env,
       // what a user's shell has: the SDK's opt-out unset, Node's warnings on
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: undefined,
       NODE_OPTIONS: undefined,
       NODE_NO_WARNINGS: undefined
     }
     // ~40 chunks of 1 MiB: more than the pull's 16 fetches in flight
-    model = await writeSyntheticModel(join(work, 'model'), { layers: 4, hidden: 512, intermediate: 1536, vocab: 8192, shards: 2 })
+    model = await writeSyntheticModel(join(world.work, 'model'), { layers: 4, hidden: 512, intermediate: 1536, vocab: 8192, shards: 2 })
   })
 
   afterAll(async () => {
-    await cleanUp({ agents: [agent], s3, prefix, work })
+    await world?.close()
   }, 60_000)
 
   it('push, pull --no-agent, pull through the agent, ls and status', async () => {
     expect(model.totalBytes).toBeGreaterThan(32 * 1024 * 1024)
-    const push = await swarm(['push', model.dir, '--name', 'quiet:v1', '--chunk-size', '1MiB', '--data-dir', join(work, 'pusher')], env)
+    const push = await swarm(['push', model.dir, '--name', 'quiet:v1', '--chunk-size', '1MiB', '--data-dir', join(world.work, 'pusher')], env)
     expect(push.code, push.stderr).toBe(0)
     expect(warnings(push)).toEqual([])
 
-    const alone = await swarm(['pull', 'quiet:v1', '--no-agent', '--to', join(work, 'out-alone'), '--data-dir', join(work, 'alone')], env)
+    const alone = await swarm(['pull', 'quiet:v1', '--no-agent', '--to', join(world.work, 'out-alone'), '--data-dir', join(world.work, 'alone')], env)
     expect(alone.code, alone.stderr).toBe(0)
     expect(warnings(alone)).toEqual([])
 
-    const keyFile = join(work, 'swarm.key')
-    await writeFile(keyFile, generateSwarmKey(), { mode: 0o600 })
-    agent = await startAgent({ dataDir: join(work, 'agent'), env: env as Record<string, string>, swarmKeyFile: keyFile })
+    agent = await world.startAgent('agent', { env: env as Record<string, string> })
     const agentEnv = { ...env, ...agent.env }
-    const viaAgent = await swarm(['pull', 'quiet:v1', '--to', join(work, 'out-agent'), '--json'], agentEnv)
+    const viaAgent = await swarm(['pull', 'quiet:v1', '--to', join(world.work, 'out-agent'), '--json'], agentEnv)
     expect(viaAgent.code, viaAgent.stderr).toBe(0)
     expect(viaAgent.done?.via).toBe('agent')
     expect(warnings(viaAgent)).toEqual([])
 
     // ls reads a store directly, and the agent holds its own: list the pusher's
-    const ls = await swarm(['ls', '--data-dir', join(work, 'pusher')], env)
+    const ls = await swarm(['ls', '--data-dir', join(world.work, 'pusher')], env)
     expect(ls.code, ls.stderr).toBe(0)
     expect(ls.stdout).toContain('quiet')
     expect(warnings(ls)).toEqual([])
@@ -82,7 +71,7 @@ describe('normal commands print no warnings', () => {
     expect(status.code, status.stderr).toBe(0)
     expect(warnings(status)).toEqual([])
 
-    // the agent did the pull's work: its own stderr holds no warning either
+    // the agent did the pull's world.work: its own stderr holds no warning either
     expect(warnings(agent.stderr())).toEqual([])
     expect(await agent.stop()).toBe(0)
     expect(warnings(agent.stderr())).toEqual([])

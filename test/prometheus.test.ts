@@ -8,9 +8,8 @@
  */
 
 import { execFile, spawn } from 'node:child_process'
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -18,12 +17,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { swarm } from './helpers/cli.js'
-import { cleanUp, startFleet } from './helpers/fleet.js'
 import { SMALL_SHAPE, writeSyntheticModel } from './helpers/model.js'
-import { cliEnv, s3Settings, uniquePrefix } from './helpers/s3.js'
+import { openWorld } from './helpers/world.js'
 import type { ChildProcess } from 'node:child_process'
 import type { RunningAgent } from './helpers/agents.js'
-import type { S3Settings } from './helpers/s3.js'
+import type { TestWorld } from './helpers/world.js'
 
 const MONITORING = fileURLToPath(new URL('../agents/swarm/deploy/monitoring/', import.meta.url))
 const RULES = join(MONITORING, 'prometheus-rules.yaml')
@@ -81,13 +79,11 @@ async function exportedSeries (agent: RunningAgent): Promise<Set<string>> {
 }
 
 describe('Prometheus scraping three agents', () => {
-  let s3: S3Settings
-  let work: string
-  let prefix: string
+  let world: TestWorld
   let prometheus: ChildProcess | undefined
   let prometheusLog = ''
   let api: string
-  const agents: RunningAgent[] = []
+  let agents: RunningAgent[] = []
 
   async function query (expr: string): Promise<Sample[]> {
     const res = await fetch(`${api}/api/v1/query?${new URLSearchParams({ query: expr })}`)
@@ -109,9 +105,7 @@ describe('Prometheus scraping three agents', () => {
   }
 
   beforeAll(async () => {
-    s3 = s3Settings()
-    work = await mkdtemp(join(tmpdir(), 'swarm-prometheus-'))
-    prefix = uniquePrefix('prometheus')
+    world = await openWorld('prometheus')
   })
 
   afterAll(async () => {
@@ -120,7 +114,7 @@ describe('Prometheus scraping three agents', () => {
       prometheus.kill('SIGTERM')
       await exited
     }
-    await cleanUp({ agents, s3, prefix, work })
+    await world?.close()
   }, 60_000)
 
   it('the alert rules pass promtool check rules and their unit tests', async () => {
@@ -131,7 +125,7 @@ describe('Prometheus scraping three agents', () => {
   })
 
   it('promtool refuses a broken rule: the check is not vacuous', async () => {
-    const broken = join(work, 'broken-rules.yaml')
+    const broken = join(world.work, 'broken-rules.yaml')
     const rules = Rules.parse(parseYaml(await readFile(RULES, 'utf8')))
     rules.groups[0]!.rules[0]!.expr = 'sum by (instance) (rate(swarm_bytes_total[5m])'
     await writeFile(broken, JSON.stringify(rules))
@@ -139,15 +133,13 @@ describe('Prometheus scraping three agents', () => {
   })
 
   it('scrapes bytes by source and fleet progress from three agents pulling, with the rules loaded', async () => {
-    const model = await writeSyntheticModel(join(work, 'model'), { ...SMALL_SHAPE, shards: 1 })
-    const env = cliEnv(s3, prefix)
-    const push = await swarm(['push', model.dir, '--name', 'prom:v1', '--chunk-size', '1MiB', '--json', '--data-dir', join(work, 'pusher')], env)
-    expect(push.code, push.stderr).toBe(0)
-    await startFleet(3, { work, env, agents })
+    const model = await writeSyntheticModel(join(world.work, 'model'), { ...SMALL_SHAPE, shards: 1 })
+    await world.push(model.dir, 'prom:v1', { args: ['--data-dir', join(world.work, 'pusher')] })
+    agents = await world.startFleet('agent', 3)
 
     const port = await freePort()
     api = `http://127.0.0.1:${port}`
-    const config = join(work, 'prometheus.yml')
+    const config = join(world.work, 'prometheus.yml')
     await writeFile(config, JSON.stringify({
       global: { scrape_interval: '1s', evaluation_interval: '1s' },
       rule_files: [RULES],
@@ -155,7 +147,7 @@ describe('Prometheus scraping three agents', () => {
     }))
     prometheus = spawn('prometheus', [
       `--config.file=${config}`,
-      `--storage.tsdb.path=${join(work, 'prometheus-data')}`,
+      `--storage.tsdb.path=${join(world.work, 'prometheus-data')}`,
       `--web.listen-address=127.0.0.1:${port}`,
       '--log.level=warn'
     ], { stdio: ['ignore', 'ignore', 'pipe'] })

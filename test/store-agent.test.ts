@@ -8,22 +8,18 @@
  */
 
 import { execFileSync } from 'node:child_process'
-import { mkdir, mkdtemp, rm, rmdir, statfs, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, rm, rmdir, statfs, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { decodeManifest } from '@swarm/manifest'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startAgent } from './helpers/agents.js'
 import { swarm } from './helpers/cli.js'
-import { cleanUp } from './helpers/fleet.js'
 import { hashes, SMALL_SHAPE, writeSyntheticModel } from './helpers/model.js'
-import { originProxy } from './helpers/proxy.js'
-import { cliEnv, s3Client, s3Settings, uniquePrefix } from './helpers/s3.js'
+import { s3Client } from './helpers/s3.js'
+import { openWorld } from './helpers/world.js'
 import type { RunningAgent } from './helpers/agents.js'
 import type { SyntheticModel } from './helpers/model.js'
-import type { OriginProxy } from './helpers/proxy.js'
-import type { S3Settings } from './helpers/s3.js'
+import type { ProxiedWorld } from './helpers/world.js'
 
 const MiB = 1024 * 1024
 
@@ -49,51 +45,35 @@ async function waitFor (what: string, check: () => Promise<boolean>, timeoutMs =
   }
 }
 
-async function push (model: SyntheticModel, name: string, env: Record<string, string>): Promise<string> {
-  const result = await swarm(['push', model.dir, '--name', name, '--chunk-size', '1MiB', '--json'], env)
-  expect(result.code, result.stderr).toBe(0)
-  return String(result.done?.manifestCid)
-}
-
 describe('the store under a running agent', () => {
-  let s3: S3Settings
-  let work: string
-  let proxy: OriginProxy
-  let prefix: string
-  let env: Record<string, string>
-  const agents: RunningAgent[] = []
+  let world: ProxiedWorld
 
   beforeAll(async () => {
-    s3 = s3Settings()
-    work = await mkdtemp(join(tmpdir(), 'swarm-store-agent-'))
-    proxy = await originProxy(s3.endpoint)
-    prefix = uniquePrefix('store-agent')
-    env = cliEnv(s3, prefix, proxy.endpoint)
+    world = await openWorld('store-agent', { proxy: true })
   })
 
   afterAll(async () => {
-    await cleanUp({ agents, s3, prefix, work })
-    await proxy.stop().catch(() => {})
+    await world?.close()
   }, 120_000)
 
   it('a pull in flight is leased: the gc after another pull skips it, and it completes byte-identical', async () => {
-    const a = await writeSyntheticModel(join(work, 'lease-a'), { ...SMALL_SHAPE, seed: 'lease-a' })
-    const b = await writeSyntheticModel(join(work, 'lease-b'), { layers: 1, hidden: 256, intermediate: 512, vocab: 1024, seed: 'lease-b' })
-    const aCid = await push(a, 'lease-a:v1', env)
-    const bCid = await push(b, 'lease-b:v1', env)
-    const client = s3Client(s3)
-    const bManifest = decodeManifest(await (await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `${prefix}/manifests/${bCid}` }))).Body!.transformToByteArray(), { expectedCid: bCid })
+    const a = await writeSyntheticModel(join(world.work, 'lease-a'), { ...SMALL_SHAPE, seed: 'lease-a' })
+    const b = await writeSyntheticModel(join(world.work, 'lease-b'), { layers: 1, hidden: 256, intermediate: 512, vocab: 1024, seed: 'lease-b' })
+    const aCid = await world.push(a.dir, 'lease-a:v1')
+    const bCid = await world.push(b.dir, 'lease-b:v1')
+    const client = s3Client(world.s3)
+    const bManifest = decodeManifest(await (await client.send(new GetObjectCommand({ Bucket: world.s3.bucket, Key: `${world.prefix}/manifests/${bCid}` }))).Body!.transformToByteArray(), { expectedCid: bCid })
     client.destroy()
     const bChunks = new Set(bManifest.files.flatMap(f => f.chunks.map(c => c.cid)))
 
     // a budget far below either model: without a lease, B's gc would evict A mid-pull
-    const agent = await startAgent({ dataDir: join(work, 'agent-lease'), env: { ...env, SWARM_CACHE_SIZE: '1MiB' } })
-    agents.push(agent)
+    // each agent of this file is a swarm of its own: what it stores, it fetched from the origin
+    const agent = await world.startAgent('agent-lease', { env: { ...world.env, SWARM_CACHE_SIZE: '1MiB' }, swarmKeyFile: undefined })
     const held = gate()
     let passed = 0
-    proxy.holdChunkGet = cid => bChunks.has(cid) || passed++ < 2 ? undefined : held.promise
+    world.proxy.holdChunkGet = cid => bChunks.has(cid) || passed++ < 2 ? undefined : held.promise
     try {
-      const pullA = swarm(['pull', 'lease-a:v1', '--to', join(work, 'out-a'), '--json'], agent.env)
+      const pullA = swarm(['pull', 'lease-a:v1', '--to', join(world.work, 'out-a'), '--json'], agent.env)
       await waitFor('A to store its first chunks', async () => {
         const transfer = (await status(agent)).transfers.find((t: { manifestCid: string }) => t.manifestCid === aCid)
         return transfer != null && transfer.progress.doneChunks >= 2
@@ -110,7 +90,7 @@ describe('the store under a running agent', () => {
       held.open()
       const doneA = await pullA
       expect(doneA.code, doneA.stderr + agent.stderr()).toBe(0)
-      expect(await hashes(join(work, 'out-a'), a.files)).toEqual(await hashes(a.dir, a.files))
+      expect(await hashes(join(world.work, 'out-a'), a.files)).toEqual(await hashes(a.dir, a.files))
 
       // A's own gc ran while A was still leased: B, done and unleased, is what went
       const after = await status(agent)
@@ -120,14 +100,14 @@ describe('the store under a running agent', () => {
       expect(after.leases).toEqual([])
     } finally {
       held.open()
-      proxy.holdChunkGet = undefined
+      world.proxy.holdChunkGet = undefined
     }
   }, 180_000)
 
   it('swarm gc --json reports what it evicted and what it kept and why', async () => {
-    const tiny = await writeSyntheticModel(join(work, 'gc-tiny'), { layers: 1, hidden: 256, intermediate: 512, vocab: 1024, seed: 'gc-tiny' })
-    const cid = await push(tiny, 'gc-tiny:v1', env)
-    const local = { ...env, SWARM_DATA_DIR: join(work, 'gc-cli') }
+    const tiny = await writeSyntheticModel(join(world.work, 'gc-tiny'), { layers: 1, hidden: 256, intermediate: 512, vocab: 1024, seed: 'gc-tiny' })
+    const cid = await world.push(tiny.dir, 'gc-tiny:v1')
+    const local = { ...world.env, SWARM_DATA_DIR: join(world.work, 'gc-cli') }
     const pull = await swarm(['pull', 'gc-tiny:v1', '--no-agent', '--pin', '--json'], local)
     expect(pull.code, pull.stderr).toBe(0)
 
@@ -148,11 +128,11 @@ describe('the store under a running agent', () => {
     let big: SyntheticModel
 
     beforeAll(async () => {
-      model = await writeSyntheticModel(join(work, 'fits'), { ...SMALL_SHAPE, seed: 'disk-fits' })
-      big = await writeSyntheticModel(join(work, 'big'), { ...SMALL_SHAPE, layers: 8, seed: 'disk-big' })
-      await push(model, 'disk:fits', env)
-      await push(big, 'disk:big', env)
-      mountpoint = join(work, 'small-fs')
+      model = await writeSyntheticModel(join(world.work, 'fits'), { ...SMALL_SHAPE, seed: 'disk-fits' })
+      big = await writeSyntheticModel(join(world.work, 'big'), { ...SMALL_SHAPE, layers: 8, seed: 'disk-big' })
+      await world.push(model.dir, 'disk:fits')
+      await world.push(big.dir, 'disk:big')
+      mountpoint = join(world.work, 'small-fs')
       await mkdir(mountpoint)
       // room for the model and the default margin (4 MiB on a volume this small), not for the big one
       const size = Math.ceil(model.totalBytes / MiB) + 10
@@ -161,15 +141,14 @@ describe('the store under a running agent', () => {
     })
 
     afterAll(async () => {
-      await Promise.allSettled(agents.map(async a => await a.kill()))
+      await Promise.allSettled(world.agents.map(async a => await a.kill()))
       execFileSync('umount', [mountpoint])
       await rmdir(mountpoint)
     })
 
     it('refuses what cannot fit, ends a pull that fills the disk with its own error and exit code, keeps running, and resumes without fetching again what it stored', async () => {
       const dataDir = join(mountpoint, 'data')
-      const agent = await startAgent({ dataDir, env })
-      agents.push(agent)
+      const agent = await world.startAgent('disk', { dataDir, swarmKeyFile: undefined })
 
       const refused = await swarm(['pull', 'disk:big', '--json'], agent.env)
       expect(refused.code, refused.stderr).toBe(6)
@@ -180,7 +159,7 @@ describe('the store under a running agent', () => {
       // let three chunks through, fill the disk, then let the rest come
       const held = gate()
       let passed = 0
-      proxy.holdChunkGet = () => passed++ < 3 ? undefined : held.promise
+      world.proxy.holdChunkGet = () => passed++ < 3 ? undefined : held.promise
       const filler = join(mountpoint, 'filler')
       let pull: Awaited<ReturnType<typeof swarm>>
       try {
@@ -195,7 +174,7 @@ describe('the store under a running agent', () => {
         pull = await pulling
       } finally {
         held.open()
-        proxy.holdChunkGet = undefined
+        world.proxy.holdChunkGet = undefined
       }
       expect(pull.code, pull.stderr + agent.stderr()).toBe(6)
       expect(pull.error?.code).toBe('ERR_DISK_FULL')
@@ -210,17 +189,17 @@ describe('the store under a running agent', () => {
       expect(recorded).toBeLessThan(held1!.totalBytes)
 
       await rm(filler)
-      proxy.reset()
-      const again = await swarm(['pull', 'disk:fits', '--to', join(work, 'out-fits'), '--json'], agent.env)
+      world.proxy.reset()
+      const again = await swarm(['pull', 'disk:fits', '--to', join(world.work, 'out-fits'), '--json'], agent.env)
       expect(again.code, again.stderr + agent.stderr()).toBe(0)
       const bySource = again.done?.bytesBySource as { origin: number, peer: number, local: number }
       expect(bySource.origin).toBe(Number(again.done?.totalBytes) - recorded)
-      expect(proxy.getBytes.chunks).toBe(Number(again.done?.totalBytes) - recorded)
-      expect(await hashes(join(work, 'out-fits'), model.files)).toEqual(await hashes(model.dir, model.files))
+      expect(world.proxy.getBytes.chunks).toBe(Number(again.done?.totalBytes) - recorded)
+      expect(await hashes(join(world.work, 'out-fits'), model.files)).toEqual(await hashes(model.dir, model.files))
       await agent.stop()
 
       // without an agent, the same refusal and exit code
-      const alone = await swarm(['pull', 'disk:big', '--no-agent', '--json'], { ...env, SWARM_DATA_DIR: dataDir })
+      const alone = await swarm(['pull', 'disk:big', '--no-agent', '--json'], { ...world.env, SWARM_DATA_DIR: dataDir })
       expect(alone.code, alone.stderr).toBe(6)
       expect(alone.error?.code).toBe('ERR_DISK_FULL')
       expect(String(alone.error?.message)).toContain(`data dir ${dataDir}`)

@@ -5,6 +5,7 @@ import { createReadStream } from 'node:fs'
 import { join } from 'node:path'
 
 export { writeSyntheticModel } from '../../agents/swarm/src/synthetic.js'
+export type { SyntheticModel } from '../../agents/swarm/src/synthetic.js'
 
 export async function sha256File (path: string): Promise<string> {
   const hash = createHash('sha256')
