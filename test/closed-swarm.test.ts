@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { loopbackAgentEnv } from '../agents/swarm/src/loopback.js'
 import { metric, startAgent } from './helpers/agents.js'
 import { collect, spawnSwarm, swarm } from './helpers/cli.js'
 import { sha256File } from './helpers/model.js'
@@ -47,14 +48,7 @@ describe('a swarm is closed by default', () => {
     await rm(work, { recursive: true, force: true })
   })
 
-  const agentEnv = (dir: string): Record<string, string> => ({
-    SWARM_DATA_DIR: join(work, dir),
-    SWARM_SOCKET: join(work, dir, 'agent.sock'),
-    SWARM_LISTEN: '/ip4/127.0.0.1/tcp/0',
-    SWARM_DATA_HOST: '127.0.0.1',
-    SWARM_DATA_PORT: '0',
-    SWARM_METRICS_PORT: '0'
-  })
+  const agentEnv = (dir: string): Record<string, string> => loopbackAgentEnv(join(work, dir))
 
   it('an agent without a swarm key does not start, and says how to give one', async () => {
     const result = await swarm(['agent', '--json'], agentEnv('no-key'))

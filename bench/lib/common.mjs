@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { loopbackAgentEnv } from '../../agents/swarm/dist/loopback.js'
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 /** The CLI the benches run: this checkout's build, or another build's `cli.js` named by SWARM_BENCH_CLI. */
@@ -81,14 +82,8 @@ export async function startAgent ({ dataDir, env = {}, bootstrap, nodeOptions, a
       ...process.env,
       SWARM_LOG_LEVEL: 'warn',
       ...env,
-      SWARM_DATA_DIR: dataDir,
-      SWARM_SOCKET: join(dataDir, 'agent.sock'),
-      SWARM_LISTEN: '/ip4/127.0.0.1/tcp/0',
-      SWARM_DATA_HOST: '127.0.0.1',
-      SWARM_DATA_PORT: '0',
-      SWARM_METRICS_PORT: '0',
-      SWARM_SWARM_KEY_FILE: keyFile,
-      ...(bootstrap ? { SWARM_BOOTSTRAP: bootstrap.join(',') } : {})
+      ...loopbackAgentEnv(dataDir, { bootstrap }),
+      SWARM_SWARM_KEY_FILE: keyFile
     },
     stdio: ['ignore', 'pipe', 'inherit']
   })

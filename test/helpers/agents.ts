@@ -3,6 +3,7 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateSwarmKey } from '@swarm/p2p'
+import { loopbackAgentEnv } from '../../agents/swarm/src/loopback.js'
 import { spawnSwarm } from './cli.js'
 import type { ChildProcess } from 'node:child_process'
 
@@ -37,7 +38,6 @@ export interface AgentOptions {
  * find each other share a `swarmKeyFile`.
  */
 export async function startAgent (options: AgentOptions): Promise<RunningAgent> {
-  const socket = join(options.dataDir, 'agent.sock')
   if (options.swarmKeyFile == null && options.env.SWARM_INSECURE_OPEN_SWARM == null && options.env.SWARM_SWARM_KEY_FILE == null) {
     await mkdir(options.dataDir, { recursive: true })
     const keyFile = join(options.dataDir, 'swarm.key')
@@ -48,13 +48,7 @@ export async function startAgent (options: AgentOptions): Promise<RunningAgent> 
     // the byte path on worker threads, as on a real node (the default keeps it on the main thread below 4 cores)
     SWARM_WORKERS: '2',
     ...options.env,
-    SWARM_DATA_DIR: options.dataDir,
-    SWARM_SOCKET: socket,
-    SWARM_LISTEN: '/ip4/127.0.0.1/tcp/0',
-    SWARM_DATA_HOST: '127.0.0.1',
-    SWARM_DATA_PORT: '0',
-    SWARM_METRICS_PORT: '0',
-    ...(options.bootstrap != null ? { SWARM_BOOTSTRAP: options.bootstrap.join(',') } : {}),
+    ...loopbackAgentEnv(options.dataDir, { bootstrap: options.bootstrap }),
     ...(options.swarmKeyFile != null ? { SWARM_SWARM_KEY_FILE: options.swarmKeyFile } : {})
   }
   const child = spawnSwarm(['agent', '--json', ...(options.args ?? [])], { ...env, SWARM_LOG_LEVEL: process.env.SWARM_TEST_AGENT_LOG ?? 'warn' })
@@ -82,7 +76,7 @@ export async function startAgent (options: AgentOptions): Promise<RunningAgent> 
     multiaddrs: ready.multiaddrs as string[],
     dataPort: Number(ready.dataPort),
     metricsPort: Number(ready.metricsPort),
-    socket,
+    socket: env.SWARM_SOCKET!,
     mountAdapter: typeof ready.mountAdapter === 'string' ? ready.mountAdapter : null,
     dataDir: options.dataDir,
     child,

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { demoMount } from './agent/mount.js'
+import { loopbackAgentEnv } from './loopback.js'
 import { formatBytes } from './progress.js'
 import { writeSyntheticModel } from './synthetic.js'
 
@@ -38,14 +39,8 @@ interface DemoAgent { child: ChildProcess, env: Record<string, string>, multiadd
 async function startAgent (dataDir: string, env: Record<string, string>, bootstrap?: string[]): Promise<DemoAgent> {
   const agentEnv = {
     ...env,
-    SWARM_DATA_DIR: dataDir,
-    SWARM_SOCKET: join(dataDir, 'agent.sock'),
-    SWARM_LISTEN: '/ip4/127.0.0.1/tcp/0',
-    SWARM_DATA_HOST: '127.0.0.1',
-    SWARM_DATA_PORT: '0',
-    SWARM_METRICS_PORT: '0',
-    SWARM_LOG_LEVEL: process.env.SWARM_DEMO_LOG_LEVEL ?? 'warn',
-    ...(bootstrap != null ? { SWARM_BOOTSTRAP: bootstrap.join(',') } : {})
+    ...loopbackAgentEnv(dataDir, { bootstrap }),
+    SWARM_LOG_LEVEL: process.env.SWARM_DEMO_LOG_LEVEL ?? 'warn'
   }
   const child = spawn(process.execPath, [cli, 'agent', '--json'], { env: { ...process.env, ...agentEnv }, stdio: ['ignore', 'pipe', 'inherit'] })
   const ready = await new Promise<{ multiaddrs: string[] }>((resolve, reject) => {
