@@ -3,9 +3,12 @@
 // CID's digest, positional writes into files created at full size with ftruncate (as the store
 // creates its content files), fdatasync of the written files, group-committed as the store does
 // (writes that land while a sync runs go into the next one). The chunks are spread over
-// `threads` worker threads, each with its own undici agent and `inflight / threads` requests in
-// flight, taking the next chunk from one shared counter. No manifest handling, no journal, no
-// scheduler, no progress: what Swarm's byte path cannot avoid doing.
+// `threads` worker threads, each with its own connections and `inflight / threads` requests in
+// flight, taking the next chunk from one shared counter. The GETs go through the HTTP client the
+// S3 origin uses for object bodies (`@swarm/origin-s3`'s in-place GETs: each body read straight
+// into its chunk's buffer), so the transport is the same bytes and the same copies. No manifest
+// handling, no journal, no scheduler, no retries, no progress: what Swarm's byte path cannot avoid
+// doing.
 //
 //   node necessary-work.mjs PLAN.json   prints one JSON line: { seconds, bytes, threads: [{ name, userSeconds, systemSeconds }] }
 //
@@ -15,7 +18,7 @@ import { createHash } from 'node:crypto'
 import { open, readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
-import { Agent, request } from 'undici'
+import { InPlaceGets } from '../../packages/origin-s3/dist/in-place-get.js'
 import { cpuOfThisThread, groupCommit } from '../lib/common.mjs'
 
 if (isMainThread) {
@@ -39,7 +42,7 @@ if (isMainThread) {
   process.stdout.write(JSON.stringify({ seconds, bytes, threads: [cpuOfThisThread('main'), ...results.map(r => r.cpu)] }) + '\n')
 } else {
   const { plan, inflight, next, name } = workerData
-  const agent = new Agent({ connections: inflight, pipelining: 1, keepAliveTimeout: 30_000 })
+  const gets = new InPlaceGets({ maxConnections: inflight, keepAliveMs: 30_000, timeoutMs: 30_000, maxErrorBodyBytes: 4096 })
   const handles = await Promise.all(plan.files.map(f => open(f.path, 'r+')))
   const commits = groupCommit()
   let bytes = 0
@@ -49,16 +52,13 @@ if (isMainThread) {
     const slab = Buffer.allocUnsafe(largest)
     for (let i = Atomics.add(next, 0, 1); i < plan.chunks.length; i = Atomics.add(next, 0, 1)) {
       const chunk = plan.chunks[i]
-      const res = await request(chunk.url, { dispatcher: agent })
-      if (res.statusCode !== 200) throw new Error(`GET ${chunk.url}: ${res.statusCode}`)
-      const buf = slab.subarray(0, chunk.size)
-      let at = 0
-      for await (const piece of res.body) {
-        if (at + piece.length > buf.length) throw new Error(`GET ${chunk.url}: more than ${chunk.size} bytes`)
-        piece.copy(buf, at)
-        at += piece.length
-      }
-      if (at !== chunk.size) throw new Error(`GET ${chunk.url}: ${at} of ${chunk.size} bytes`)
+      const url = new URL(chunk.url)
+      const endpoint = { protocol: url.protocol, hostname: url.hostname, port: url.port === '' ? undefined : Number(url.port), host: url.host }
+      // the slab is the one buffer this slot reads into, lent again for every GET
+      const res = await gets.get(endpoint, `${url.pathname}${url.search}`, { pool: { take: size => slab.subarray(0, size) } })
+      if (res.status !== 200) throw new Error(`GET ${chunk.url}: ${res.status}`)
+      const buf = res.body
+      if (buf.byteLength !== chunk.size) throw new Error(`GET ${chunk.url}: ${buf.byteLength} of ${chunk.size} bytes`)
       if (createHash('sha256').update(buf).digest('hex') !== chunk.sha256) throw new Error(`GET ${chunk.url}: SHA-256 does not match`)
       // durability is what the pull owes at its end, so the next GET does not wait for the sync
       for (const slot of chunk.slots) {
@@ -70,6 +70,6 @@ if (isMainThread) {
   }))
   await commits.drain()
   await Promise.all(handles.map(h => h.close()))
-  await agent.close()
+  await gets.close()
   parentPort.postMessage({ bytes, cpu: cpuOfThisThread(name) })
 }

@@ -21,7 +21,8 @@ import {
   MAX_ERROR_BODY_BYTES,
   PRESIGNED_URL_EXPIRES_S
 } from './constants.js'
-import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError, TruncatedBodyError } from './errors.js'
+import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError, TruncatedBodyError, UnsupportedFramingError } from './errors.js'
+import { InPlaceGets } from './in-place-get.js'
 import { describeFailure, formatFailure, isConnectionFailure, RetriesExhausted, withRetries } from './retry.js'
 import { parseEndpoint, parseS3Url } from './url.js'
 import type { S3OriginInit } from './index.js'
@@ -75,6 +76,8 @@ export class S3Origin extends ObjectStoreOrigin {
   private readonly client: S3Client
   private readonly presigner: S3RequestPresigner
   private readonly dispatcher: UndiciAgent | undefined
+  /** object GETs read in place; undefined with `objectGets: 'sdk'`, or once the endpoint framed a body otherwise */
+  private inPlace: InPlaceGets | undefined
   private readonly retries: number
   private readonly listPageSize: number
   private objectUrlBase: Promise<ObjectUrlBase> | undefined
@@ -125,11 +128,15 @@ export class S3Origin extends ObjectStoreOrigin {
         connect: { timeout: requestTimeoutMs }
       })
       : undefined
+    this.inPlace = objectGets === 'presigned'
+      ? new InPlaceGets({ maxConnections: maxSockets, keepAliveMs: KEEP_ALIVE_TIMEOUT_MS, timeoutMs: requestTimeoutMs, maxErrorBodyBytes: MAX_ERROR_BODY_BYTES })
+      : undefined
   }
 
   /** Takes back bytes `getChunk` returned, for a later GET to read into; the caller must not touch them afterwards. */
   protected override async closeStore (): Promise<void> {
     this.client.destroy()
+    await this.inPlace?.close()
     await this.dispatcher?.close()
   }
 
@@ -211,7 +218,23 @@ export class S3Origin extends ObjectStoreOrigin {
     for (const [name, value] of Object.entries(signed.query ?? {})) {
       for (const v of Array.isArray(value) ? value : [value]) if (v != null) query.append(name, v)
     }
-    return await fetchObject(dispatcher, `${base.protocol}//${base.host}`, `${signed.path}?${query.toString()}`, signal, pool)
+    const path = `${signed.path}?${query.toString()}`
+    const inPlace = this.inPlace
+    if (inPlace !== undefined) {
+      try {
+        const response = await inPlace.get(base, path, { signal, pool })
+        if (response.status === 200) return response.body
+        const { s3Code, message } = parseErrorBody(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength).toString('utf8'))
+        throw new S3ResponseError(response.status, s3Code, message ?? `HTTP ${response.status}`)
+      } catch (err) {
+        if (!(err instanceof UnsupportedFramingError)) throw err
+        // a server (or a proxy before it) that frames bodies otherwise: the general client from now on
+        this.log.info({ endpoint: this.endpointName, framing: err.framing }, 'object bodies are not framed by Content-Length here; reading them through the general HTTP client')
+        this.inPlace = undefined
+        void inPlace.close()
+      }
+    }
+    return await fetchObject(dispatcher, `${base.protocol}//${base.host}`, path, signal, pool)
   }
 
   /** Learns the SDK's URL for one key once and reuses its shape: presigning through the SDK costs ~1 ms a request, the presigner ~0.1 ms. */
