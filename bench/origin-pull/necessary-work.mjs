@@ -5,8 +5,8 @@
 // (writes that land while a sync runs go into the next one). The chunks are spread over
 // `threads` worker threads, each with its own connections and `inflight / threads` requests in
 // flight, taking the next chunk from one shared counter. The GETs go through the HTTP client the
-// S3 origin uses for object bodies (`@swarm/origin-s3`'s in-place GETs: each body read straight
-// into its chunk's buffer), so the transport is the same bytes and the same copies. No manifest
+// S3 origin uses for object bodies (`@swarm/http-in-place`: each body read straight into its
+// chunk's buffer), so the transport is the same bytes and the same copies. No manifest
 // handling, no journal, no scheduler, no retries, no progress: what Swarm's byte path cannot avoid
 // doing.
 //
@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto'
 import { open, readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
-import { InPlaceGets } from '../../packages/origin-s3/dist/in-place-get.js'
+import { InPlaceGets } from '../../packages/http-in-place/dist/index.js'
 import { cpuOfThisThread, groupCommit } from '../lib/common.mjs'
 
 if (isMainThread) {
@@ -55,7 +55,7 @@ if (isMainThread) {
       const url = new URL(chunk.url)
       const endpoint = { protocol: url.protocol, hostname: url.hostname, port: url.port === '' ? undefined : Number(url.port), host: url.host }
       // the slab is the one buffer this slot reads into, lent again for every GET
-      const res = await gets.get(endpoint, `${url.pathname}${url.search}`, { pool: { take: size => slab.subarray(0, size) } })
+      const res = await gets.get(endpoint, `${url.pathname}${url.search}`, { into: (status, _headers, size) => status === 200 ? slab.subarray(0, size) : undefined })
       if (res.status !== 200) throw new Error(`GET ${chunk.url}: ${res.status}`)
       const buf = res.body
       if (buf.byteLength !== chunk.size) throw new Error(`GET ${chunk.url}: ${buf.byteLength} of ${chunk.size} bytes`)

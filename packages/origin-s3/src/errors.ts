@@ -44,12 +44,3 @@ export class TruncatedBodyError extends SwarmError {
   }
 }
 
-/**
- * An object's answer was framed in a way the in-place GET does not read (chunked, or ended by
- * closing the connection). Internal: that object is fetched through the general HTTP client.
- */
-export class UnsupportedFramingError extends SwarmError {
-  constructor (readonly framing: string) {
-    super(`a response body framed by ${framing}`)
-  }
-}

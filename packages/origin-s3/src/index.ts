@@ -13,7 +13,7 @@
  *   them, so transport checksums would add nothing.
  * - GETs of objects (chunks, manifests, refs) are the bulk of the bytes. They go out as presigned
  *   URLs (`objectGets: 'presigned'`, the default) over keep-alive connections of our own that read
- *   each body in place (`in-place-get.ts`): the socket, or TLS record by record, copies it straight
+ *   each body in place (`@swarm/http-in-place`): the socket, or TLS record by record, copies it straight
  *   into the buffer it is kept in, with no buffer per read. An endpoint that frames bodies
  *   otherwise (chunked) is read through an undici pool from then on, each body copied into one
  *   buffer of its Content-Length. In `bench/origin-pull` (838 MiB, 16 in flight, 2 workers) the

@@ -9,6 +9,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { getSignedUrl, S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
 import { NotFoundError, OriginUnavailableError, integerSetting } from '@swarm/interface'
+import { InPlaceGets, UnsupportedFramingError } from '@swarm/http-in-place'
 import { ObjectStoreOrigin } from '@swarm/origin-layout'
 import { Agent as UndiciAgent } from 'undici'
 import {
@@ -21,8 +22,7 @@ import {
   MAX_ERROR_BODY_BYTES,
   PRESIGNED_URL_EXPIRES_S
 } from './constants.js'
-import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError, TruncatedBodyError, UnsupportedFramingError } from './errors.js'
-import { InPlaceGets } from './in-place-get.js'
+import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError, TruncatedBodyError } from './errors.js'
 import { describeFailure, formatFailure, isConnectionFailure, RetriesExhausted, withRetries } from './retry.js'
 import { parseEndpoint, parseS3Url } from './url.js'
 import type { S3OriginInit } from './index.js'
@@ -222,7 +222,7 @@ export class S3Origin extends ObjectStoreOrigin {
     const inPlace = this.inPlace
     if (inPlace !== undefined) {
       try {
-        const response = await inPlace.get(base, path, { signal, pool })
+        const response = await inPlace.get(base, path, { signal, into: (status, _headers, length) => status !== 200 ? undefined : pool !== undefined ? pool.take(length) : Buffer.allocUnsafe(length) })
         if (response.status === 200) return response.body
         const { s3Code, message } = parseErrorBody(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength).toString('utf8'))
         throw new S3ResponseError(response.status, s3Code, message ?? `HTTP ${response.status}`)

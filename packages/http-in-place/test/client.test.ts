@@ -1,8 +1,8 @@
 /**
  * The in-place GET client against real servers on loopback: a raw TCP server that answers each
  * request as a test scripts it (split heads, bodies in the head's packet, short and long bodies,
- * chunked framing, silence, closed keep-alive connections), the real S3 server for its ordinary
- * answers, and a TLS server with a certificate from a test CA.
+ * chunked framing, silence, closed keep-alive connections), and a TLS server with a certificate
+ * from a test CA. The S3 origin's own suites run it against the real S3 server.
  */
 
 import { execFile } from 'node:child_process'
@@ -15,9 +15,8 @@ import { createServer as createTlsServer } from 'node:tls'
 import { promisify } from 'node:util'
 import { BufferPool } from '@swarm/interface'
 import { afterEach, describe, expect, it } from 'vitest'
-import { TruncatedBodyError, UnsupportedFramingError } from '../src/errors.js'
-import { InPlaceGets } from '../src/in-place-get.js'
-import type { Endpoint, InPlaceGetInit } from '../src/in-place-get.js'
+import { BodyLengthError, InPlaceGets, UnsupportedFramingError } from '../src/index.js'
+import type { BodyTarget, Endpoint, InPlaceGetInit } from '../src/index.js'
 import type { Server, Socket } from 'node:net'
 
 const run = promisify(execFile)
@@ -67,6 +66,9 @@ async function scriptedServer (): Promise<Scripted> {
   return state
 }
 
+/** every body read whole into a buffer of its own */
+const whole: BodyTarget = (_status, _headers, length) => Buffer.allocUnsafe(length)
+
 const ok = (body: Uint8Array, extra = ''): Answer => socket => {
   socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.byteLength}\r\n${extra}\r\n`)
   socket.write(body)
@@ -87,18 +89,21 @@ async function setUp (init: Partial<InPlaceGetInit> = {}): Promise<{ server: Scr
 describe('in-place GETs', () => {
   it('reads a body into the buffer the pool lends, and keeps the connection for the next request', async () => {
     const { server, client } = await setUp()
-    const first = randomBytes(3 * 1024 * 1024 + 17)
+    const first = randomBytes(4 * 1024 * 1024)
     const second = randomBytes(4 * 1024 * 1024)
     server.answers = [ok(first), ok(second)]
     const pool = new BufferPool()
-    const a = await client.get(server.endpoint, '/bucket/a?X-Amz-Signature=1', { pool })
+    const into: BodyTarget = (status, _headers, length) => status === 200 ? pool.take(length) : undefined
+    const a = await client.get(server.endpoint, '/bucket/a?X-Amz-Signature=1', { into, headers: { 'x-extra': 'yes' } })
     expect(a.status).toBe(200)
     expect(Buffer.compare(a.body, first)).toBe(0)
     pool.give(a.body)
-    const b = await client.get(server.endpoint, '/bucket/b', { pool })
+    const b = await client.get(server.endpoint, '/bucket/b', { into })
     expect(Buffer.compare(b.body, second)).toBe(0)
+    // the second body was read into the memory the first was given back in
+    expect(b.body.buffer === a.body.buffer).toBe(true)
     expect(server.connections).toBe(1)
-    expect(server.requests[0]).toMatch(new RegExp(`^GET /bucket/a\\?X-Amz-Signature=1 HTTP/1.1\r\nHost: 127.0.0.1:${server.endpoint.port}\r\n`))
+    expect(server.requests[0]).toMatch(new RegExp(`^GET /bucket/a\\?X-Amz-Signature=1 HTTP/1.1\r\nHost: 127.0.0.1:${server.endpoint.port}\r\nx-extra: yes$`))
   })
 
   it('reads a head split over many packets and a body that came with it', async () => {
@@ -112,8 +117,9 @@ describe('in-place GETs', () => {
       }
       socket.write(whole.subarray(203 - (203 % 7)))
     }]
-    const response = await client.get(server.endpoint, '/x')
+    const response = await client.get(server.endpoint, '/x', { into: whole })
     expect(Buffer.compare(response.body, body)).toBe(0)
+    expect(response.headers.get('x-long')).toBe('a'.repeat(3000))
   })
 
   it('returns another status with the start of its body, and the connection stays usable', async () => {
@@ -128,21 +134,43 @@ describe('in-place GETs', () => {
     expect(server.connections).toBe(1)
   })
 
-  it('fails a body cut short with TruncatedBodyError and gives back nothing half read', async () => {
+  it('fails a body cut short with BodyLengthError and gives back nothing half read', async () => {
     const { server, client } = await setUp()
     server.answers = [socket => {
       socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n')
       socket.end(randomBytes(5000))
     }]
-    const failed = await client.get(server.endpoint, '/x').catch((err: unknown) => err)
-    expect(failed).toBeInstanceOf(TruncatedBodyError)
+    const failed = await client.get(server.endpoint, '/x', { into: whole }).catch((err: unknown) => err)
+    expect(failed).toBeInstanceOf(BodyLengthError)
     expect(failed).toMatchObject({ expected: 100000, received: 5000 })
   })
 
-  it('fails a body longer than its Content-Length in the first packet with TruncatedBodyError', async () => {
+  it('says how much of a body cut short landed in the buffer named for it, for a ranged resumption', async () => {
+    const { server, client } = await setUp()
+    const start = randomBytes(3000)
+    server.answers = [async socket => {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 8000\r\n\r\n')
+      await new Promise(resolve => setTimeout(resolve, 20))
+      socket.end(start)
+    }]
+    const target = Buffer.alloc(8000)
+    const failed = await client.get(server.endpoint, '/x', { into: () => target }).catch((err: unknown) => err)
+    expect(failed).toMatchObject({ expected: 8000, received: 3000 })
+    expect(Buffer.compare(target.subarray(0, 3000), start)).toBe(0)
+  })
+
+  it('refuses a buffer of the wrong size for a body, and a header with a line break, without sending anything odd', async () => {
+    const { server, client } = await setUp()
+    server.answers = [ok(Buffer.from('12345'))]
+    await expect(client.get(server.endpoint, '/x', { into: () => Buffer.alloc(4) })).rejects.toBeInstanceOf(RangeError)
+    await expect(client.get(server.endpoint, '/y', { headers: { 'x-a': 'b\r\nx-injected: 1' } })).rejects.toThrow(/line break/)
+    expect(server.requests.join('\n')).not.toContain('x-injected')
+  })
+
+  it('fails a body longer than its Content-Length in the first packet with BodyLengthError', async () => {
     const { server, client } = await setUp()
     server.answers = [socket => { socket.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n12345678') }]
-    await expect(client.get(server.endpoint, '/x')).rejects.toBeInstanceOf(TruncatedBodyError)
+    await expect(client.get(server.endpoint, '/x')).rejects.toBeInstanceOf(BodyLengthError)
   })
 
   it('refuses framings it does not read (chunked, no length) with UnsupportedFramingError', async () => {
@@ -160,7 +188,7 @@ describe('in-place GETs', () => {
     const body = randomBytes(2048)
     server.answers = [ok(body), socket => { socket.destroy() }, ok(body)]
     await client.get(server.endpoint, '/warm')
-    const again = await client.get(server.endpoint, '/x')
+    const again = await client.get(server.endpoint, '/x', { into: whole })
     expect(Buffer.compare(again.body, body)).toBe(0)
     expect(server.connections).toBe(2)
   })
@@ -245,7 +273,7 @@ describe('in-place GETs', () => {
     const trusting = new InPlaceGets({ ...INIT, ca: await readFile(join(dir, 'ca.pem'), 'utf8') })
     const untrusting = new InPlaceGets(INIT)
     cleanups.push(async () => { await trusting.close(); await untrusting.close() })
-    expect(Buffer.compare((await trusting.get(endpoint, '/x')).body, body)).toBe(0)
+    expect(Buffer.compare((await trusting.get(endpoint, '/x', { into: whole })).body, body)).toBe(0)
     await expect(untrusting.get(endpoint, '/x')).rejects.toMatchObject({ code: expect.stringMatching(/CERT|SELF_SIGNED|UNABLE/) })
   })
 })

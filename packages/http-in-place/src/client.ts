@@ -1,38 +1,37 @@
 /**
- * Object GETs whose bodies land where they are kept: HTTP/1.1 over keep-alive sockets opened with
- * Node's `onread`, so the kernel (or TLS, record by record) copies a body straight into the
- * buffer the caller gets back, a pooled chunk buffer, and no buffer is allocated per read.
+ * GETs whose bodies land where they are kept: HTTP/1.1 over keep-alive sockets opened with Node's
+ * `onread`, so the kernel (or TLS, record by record) copies a body straight into the buffer the
+ * caller names for it, a pooled chunk buffer say, and no buffer is allocated per read.
  *
- * Why not undici's dispatcher, as before: it hands a body over in pieces, one fresh buffer of up
- * to 64 KiB per socket read, which were copied into the chunk buffer and left to the garbage
+ * Why not undici, as the origins used before: it hands a body over in pieces, one fresh buffer of
+ * up to 64 KiB per socket read, which were copied into the chunk buffer and left to the garbage
  * collector. V8 collects such external memory lazily, so a byte worker could hold tens of MB of
- * dead read buffers beside its chunks in flight: most of what a pull's peak RSS had over the
- * chunks themselves, and a copy and a collection per 64 KiB.
+ * dead read buffers beside its chunks in flight (most of what a pull's peak RSS had over the
+ * chunks themselves), and paid a copy and a collection per 64 KiB.
  *
  * What it speaks is what a GET of an object needs, no more:
  * - one request per connection at a time, no pipelining; idle connections are reused, closed
  *   after `keepAliveMs` of idleness or when the server says `Connection: close`;
- * - a `200` with a Content-Length is read in place; any other answer (an error document, say) is
- *   read into a buffer of its own, of which at most `maxErrorBodyBytes` are kept;
+ * - the caller's `into` names the buffer a body of Content-Length bytes is read into, given the
+ *   status and headers; a body it names none for (an error document, a redirect) is read into a
+ *   buffer of its own, of which at most `maxErrorBodyBytes` are kept;
  * - a body framed otherwise (`Transfer-Encoding: chunked`, or ended by closing the connection)
- *   fails with {@link UnsupportedFramingError}, and the caller fetches that object another way;
- * - a request that meets a connection the server had already closed while it idled is sent again
- *   once on a new one (nothing of the answer was read, so nothing is lost), as HTTP clients do;
+ *   fails with {@link UnsupportedFramingError}, and the caller reads that response another way;
+ * - a request that meets a kept connection the server closed while it idled is sent again, once,
+ *   on a new one (nothing of the answer had arrived), as HTTP clients do;
  * - `timeoutMs` bounds silence (connecting, waiting for the head, between body bytes), not the
  *   whole transfer, and fails the request with `ETIMEDOUT`;
- * - a body longer or shorter than its Content-Length fails with {@link TruncatedBodyError}, and
- *   the connection is closed.
- * Errors carry the socket's own codes (`ECONNREFUSED`, `ECONNRESET`, …) for the retry policy.
+ * - a body shorter or longer than its Content-Length fails with {@link BodyLengthError}, which
+ *   says how many bytes landed, and closes the connection.
+ * Other failures carry the socket's own codes (`ECONNREFUSED`, `ECONNRESET`, TLS's certificate
+ * codes), for the callers' retry policies.
  */
 
 import net from 'node:net'
 import tls from 'node:tls'
 import { AbortError } from '@swarm/interface'
-import { TruncatedBodyError, UnsupportedFramingError } from './errors.js'
-import type { BufferPool } from '@swarm/interface'
-
-/** The most a response head (status line and headers) may take. */
-const MAX_HEAD_BYTES = 16 * 1024
+import { MAX_HEAD_BYTES } from './constants.js'
+import { BodyLengthError, UnsupportedFramingError } from './errors.js'
 
 export interface InPlaceGetInit {
   /** connections per endpoint at most; requests beyond wait for one */
@@ -46,8 +45,23 @@ export interface InPlaceGetInit {
 
 export interface InPlaceResponse {
   status: number
-  /** a 200's body (lent from the pool when one was given); any other answer's first bytes */
+  /** lowercase names */
+  headers: ReadonlyMap<string, string>
+  /** the buffer `into` named, filled; else the first `maxErrorBodyBytes` of the body */
   body: Uint8Array
+}
+
+/**
+ * Where a body of `length` bytes goes, given the answer's status and headers: a buffer of exactly
+ * `length` bytes to read it into, or undefined to keep only its start.
+ */
+export type BodyTarget = (status: number, headers: ReadonlyMap<string, string>, length: number) => Uint8Array | undefined
+
+export interface GetOptions {
+  /** sent after Host; `host` itself is not taken from here */
+  headers?: Readonly<Record<string, string>>
+  into?: BodyTarget
+  signal?: AbortSignal
 }
 
 /** `http:` or `https:`, the host (with its port, as the Host header says it) and a port */
@@ -68,12 +82,12 @@ interface Head {
 interface Exchange {
   resolve(response: InPlaceResponse): void
   reject(err: Error): void
-  pool: Pick<BufferPool, 'take'> | undefined
+  into: BodyTarget | undefined
   /** set once the head has been read */
   head?: Head
-  /** where a 200's body goes */
+  /** the buffer `into` named */
   body?: Uint8Array
-  /** bytes of an answer other than a 200, up to the cap */
+  /** bytes of a body `into` named no buffer for, up to the cap */
   other?: Buffer[]
   otherBytes?: number
   /** body bytes expected in all, and read so far */
@@ -108,13 +122,19 @@ class Connection {
     this.socket.on('close', () => { this.close(Object.assign(new Error('the connection closed'), { code: 'ECONNRESET' })) })
   }
 
-  send (host: string, path: string, exchange: Exchange): void {
+  send (host: string, path: string, headers: Readonly<Record<string, string>>, exchange: Exchange): void {
     this.exchange = exchange
     this.headLength = 0
-    this.socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nAccept: */*\r\n\r\n`)
+    let request = `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n`
+    for (const [name, value] of Object.entries(headers)) {
+      if (name.toLowerCase() === 'host') continue
+      if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) throw new TypeError(`header ${JSON.stringify(name)} holds a line break`)
+      request += `${name}: ${value}\r\n`
+    }
+    this.socket.write(`${request}\r\n`)
   }
 
-  /** where the next read goes: the rest of a 200's body, else the head buffer */
+  /** where the next read goes: the rest of the body `into` named a buffer for, else the head buffer */
   private readBuffer (): Uint8Array {
     const exchange = this.exchange
     if (exchange?.body !== undefined && exchange.length !== undefined) {
@@ -160,14 +180,24 @@ class Connection {
         return
       }
       exchange.length = length
-      if (head.status === 200) {
-        const body = exchange.pool !== undefined ? exchange.pool.take(length) : Buffer.allocUnsafe(length)
+      let body: Uint8Array | undefined
+      try {
+        body = exchange.into?.(head.status, head.headers, length)
+      } catch (err) {
+        this.close(err as Error)
+        return
+      }
+      if (body !== undefined) {
+        if (body.byteLength !== length) {
+          this.close(new RangeError(`a buffer of ${body.byteLength} bytes was named for a body of ${length}`))
+          return
+        }
         exchange.body = body
         const taken = Math.min(rest.byteLength, length)
         body.set(rest.subarray(0, taken), 0)
         exchange.received = taken
         if (rest.byteLength > length) {
-          this.close(new TruncatedBodyError(length, rest.byteLength))
+          this.close(new BodyLengthError(length, rest.byteLength))
           return
         }
       } else {
@@ -179,7 +209,7 @@ class Connection {
       this.maybeDone(exchange)
       return
     }
-    // the body of an answer other than a 200, read through the head buffer
+    // a body `into` named no buffer for, read through the head buffer
     this.keepOther(exchange, this.headBuffer.subarray(0, this.headLength))
     this.headLength = 0
     this.maybeDone(exchange)
@@ -199,14 +229,14 @@ class Connection {
     const length = exchange.length
     if (length === undefined || exchange.received < length) return
     if (exchange.received > length) {
-      this.close(new TruncatedBodyError(length, exchange.received))
+      this.close(new BodyLengthError(length, exchange.received))
       return
     }
     const head = exchange.head as Head
     this.exchange = undefined
     this.reused = true
     const keep = head.httpVersion === '1.1' && head.headers.get('connection')?.toLowerCase() !== 'close'
-    exchange.resolve({ status: head.status, body: exchange.body ?? Buffer.concat(exchange.other ?? []) })
+    exchange.resolve({ status: head.status, headers: head.headers, body: exchange.body ?? Buffer.concat(exchange.other ?? []) })
     if (keep) this.events.answered(this)
     else this.close(Object.assign(new Error('the server asked to close the connection'), { code: 'ECONNRESET' }))
   }
@@ -221,7 +251,7 @@ class Connection {
     if (exchange !== undefined) {
       const { length, received } = exchange
       exchange.reject(length !== undefined && received < length && !(err instanceof UnsupportedFramingError) && (err as { code?: string }).code === 'ECONNRESET'
-        ? new TruncatedBodyError(length, received)
+        ? new BodyLengthError(length, exchange.body !== undefined ? received : 0)
         : err)
     }
     this.events.closed(this)
@@ -260,8 +290,8 @@ export class InPlaceGets {
 
   constructor (private readonly init: InPlaceGetInit) {}
 
-  /** GET `path` (with its query) from `endpoint`; a 200's body lands in a buffer from `pool` when one is given */
-  async get (endpoint: Endpoint, path: string, options: { signal?: AbortSignal, pool?: Pick<BufferPool, 'take'> } = {}): Promise<InPlaceResponse> {
+  /** GET `path` (with its query) from `endpoint` */
+  async get (endpoint: Endpoint, path: string, options: GetOptions = {}): Promise<InPlaceResponse> {
     options.signal?.throwIfAborted()
     const state = this.stateFor(endpoint)
     try {
@@ -291,14 +321,14 @@ export class InPlaceGets {
     return state
   }
 
-  private async attempt (state: EndpointState, path: string, options: { signal?: AbortSignal, pool?: Pick<BufferPool, 'take'> }): Promise<InPlaceResponse> {
+  private async attempt (state: EndpointState, path: string, options: GetOptions): Promise<InPlaceResponse> {
     const connection = await this.connection(state, options.signal)
     const reused = connection.reused
     return await new Promise<InPlaceResponse>((resolve, reject) => {
       const onAbort = (): void => { connection.close(options.signal?.reason as Error) }
       options.signal?.addEventListener('abort', onAbort, { once: true })
       const exchange: Exchange = {
-        pool: options.pool,
+        into: options.into,
         received: 0,
         heard: false,
         resolve: response => {
@@ -311,7 +341,11 @@ export class InPlaceGets {
           reject(reused && !exchange.heard && options.signal?.aborted !== true && (code === 'ECONNRESET' || code === 'EPIPE') ? Object.assign(err, { stale: true }) : err)
         }
       }
-      connection.send(state.endpoint.host, path, exchange)
+      try {
+        connection.send(state.endpoint.host, path, options.headers ?? {}, exchange)
+      } catch (err) {
+        connection.close(err as Error)
+      }
     })
   }
 
