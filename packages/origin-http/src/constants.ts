@@ -18,6 +18,12 @@ export const KEEP_ALIVE_TIMEOUT_MS = 30_000
 export const MAX_REDIRECTS = 5
 
 
+/** Of an answer that is not the object (an error page, a redirect), at most this much is read. */
+export const MAX_OTHER_BODY_BYTES = 4096
+
+/** Redirect statuses followed. */
+export const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308])
+
 /** Listings and ref bodies are small; a larger answer is refused rather than buffered. */
 export const MAX_LISTING_BYTES = 64 * 1024 * 1024
 

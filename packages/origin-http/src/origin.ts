@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { rootCertificates } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { NotFoundError, OriginReadOnlyError, OriginUnavailableError, integerSetting } from '@swarm/interface'
+import { BodyLengthError, InPlaceGets, UnsupportedFramingError } from '@swarm/http-in-place'
 import { ObjectStoreOrigin } from '@swarm/origin-layout'
 import { Agent } from 'undici'
 import { z } from 'zod'
@@ -11,7 +12,9 @@ import {
   DEFAULT_RETRIES,
   KEEP_ALIVE_TIMEOUT_MS,
   MAX_LISTING_BYTES,
+  MAX_OTHER_BODY_BYTES,
   MAX_REDIRECTS,
+  REDIRECT_STATUSES,
   RETRY_BASE_DELAY_MS,
   RETRY_MAX_DELAY_MS
 } from './constants.js'
@@ -20,6 +23,7 @@ import { parseHttpOriginUrl } from './url.js'
 import type { HttpOriginInit } from './index.js'
 import type { AbortOptions, BufferPool } from '@swarm/interface'
 import type { ObjectPut } from '@swarm/origin-layout'
+import type { BodyTarget, InPlaceResponse } from '@swarm/http-in-place'
 import type { Dispatcher } from 'undici'
 
 /** One entry of a JSON directory listing: nginx writes `type`, others `is_dir`. */
@@ -78,6 +82,8 @@ export class HttpOrigin extends ObjectStoreOrigin {
   private readonly basePath: string
   private readonly authorization: string | undefined
   private readonly agent: Agent
+  /** object GETs read in place; undefined once the server framed a body otherwise (then undici reads them) */
+  private inPlace: InPlaceGets | undefined
   private readonly retries: number
 
   constructor (init: HttpOriginInit) {
@@ -89,18 +95,22 @@ export class HttpOrigin extends ObjectStoreOrigin {
     this.retries = integerSetting(init.retries, DEFAULT_RETRIES, 'retries', 0)
     const timeout = integerSetting(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
     const extraCa = init.ca === undefined ? [] : Array.isArray(init.ca) ? init.ca : [init.ca]
+    const maxSockets = integerSetting(init.maxSockets, DEFAULT_MAX_SOCKETS, 'maxSockets')
+    const ca = extraCa.length > 0 ? [...rootCertificates, ...extraCa, ...extraCaFromEnv()] : undefined
+    this.inPlace = new InPlaceGets({ maxConnections: maxSockets, keepAliveMs: KEEP_ALIVE_TIMEOUT_MS, timeoutMs: timeout, maxErrorBodyBytes: MAX_OTHER_BODY_BYTES, ...(ca !== undefined ? { ca } : {}) })
     this.agent = new Agent({
-      connections: integerSetting(init.maxSockets, DEFAULT_MAX_SOCKETS, 'maxSockets'),
+      connections: maxSockets,
       keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
       headersTimeout: timeout,
       bodyTimeout: timeout,
       // without `ca` Node's default store applies, NODE_EXTRA_CA_CERTS included; with it, both are kept
-      connect: { timeout, ...(extraCa.length > 0 ? { ca: [...rootCertificates, ...extraCa, ...extraCaFromEnv()] } : {}) }
+      connect: { timeout, ...(ca !== undefined ? { ca } : {}) }
     })
   }
 
   /** Takes back bytes `getChunk` returned, for a later GET to read into; the caller must not touch them afterwards. */
   protected override async closeStore (): Promise<void> {
+    await this.inPlace?.close()
     await this.agent.close()
   }
 
@@ -177,11 +187,93 @@ export class HttpOrigin extends ObjectStoreOrigin {
   }
 
   /**
-   * GETs one object whole. A body that breaks off is resumed from where it stopped with a ranged
-   * GET bound to the first answer's ETag (If-Match), so a file replaced in between is read again
-   * from the start instead of being stitched from two versions.
+   * GETs one object whole, its body read in place into the buffer it is returned in. A body that
+   * breaks off is resumed from where it stopped with a ranged GET bound to the first answer's
+   * ETag (If-Match), so a file replaced in between is read again from the start instead of being
+   * stitched from two versions. A server that frames bodies otherwise (chunked) is read through
+   * undici from then on.
    */
   protected async getObject (path: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
+    const inPlace = this.inPlace
+    if (inPlace === undefined) return await this.getObjectThroughUndici(path, what, options, pool)
+    let target: Target | undefined
+    try {
+      return await this.withRetries(`GET ${path}`, options, async signal => {
+        const resume = target !== undefined && target.received > 0 && target.etag !== undefined ? target : undefined
+        // where in the object the buffer named for this answer's body starts
+        let landsAt: number | undefined
+        const into: BodyTarget = (status, headers, length) => {
+          if (status === 206 && resume !== undefined) {
+            const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(headers.get('content-range') ?? '')
+            if (range === null || Number(range[1]) !== resume.received || Number(range[3]) !== resume.bytes.byteLength || length !== resume.bytes.byteLength - resume.received) return undefined
+            landsAt = resume.received
+            return resume.bytes.subarray(resume.received)
+          }
+          if (status !== 200) return undefined
+          target = { bytes: pool !== undefined ? pool.take(length) : new Uint8Array(length), received: 0, etag: headers.get('etag')?.startsWith('"') === true ? headers.get('etag') : undefined }
+          landsAt = 0
+          return target.bytes
+        }
+        let res: InPlaceResponse
+        try {
+          res = await this.getInPlace(inPlace, path, resume !== undefined ? { range: `bytes=${resume.received}-`, 'if-match': resume.etag as string } : {}, signal, into)
+        } catch (err) {
+          if (!(err instanceof BodyLengthError)) throw err
+          // what landed stays for the next attempt to resume after; a body that ran past its length starts over
+          if (target !== undefined && landsAt !== undefined && err.received <= err.expected) target.received = landsAt + err.received
+          else target = undefined
+          throw new TransientHttpError(undefined, `${path}: ${err.message}`)
+        }
+        if (res.status === 404) throw new NotFoundError(`${what} not found at ${this.url}`)
+        if (res.status === 412 && resume !== undefined) {
+          this.log.debug({ path }, 'object changed between a broken read and its resumption; reading it again from the start')
+          target = undefined
+          throw new TransientHttpError(412, `${path} changed while being read`)
+        }
+        if (landsAt === undefined || target === undefined) throw this.statusError(res.status, `GET ${path}`)
+        if (landsAt > 0) this.log.trace({ path, from: landsAt }, 'resumed a broken read')
+        const bytes = (target as Target).bytes
+        target = undefined
+        return bytes
+      })
+    } catch (err) {
+      if (!(err instanceof UnsupportedFramingError)) throw err
+      this.log.info({ server: this.server, framing: err.framing }, 'object bodies are not framed by Content-Length here; reading them through the general HTTP client')
+      if (this.inPlace === inPlace) {
+        this.inPlace = undefined
+        void inPlace.close()
+      }
+      return await this.getObjectThroughUndici(path, what, options, pool)
+    }
+  }
+
+  /**
+   * A GET read in place, following redirects as `send` does; the body of a redirect is never
+   * given to `into`.
+   */
+  private async getInPlace (inPlace: InPlaceGets, path: string, headers: Record<string, string>, signal: AbortSignal | undefined, into: BodyTarget): Promise<InPlaceResponse> {
+    let target = new URL(`${this.basePath}${path.split('/').map(encodeURIComponent).join('/')}`, this.server)
+    for (let hop = 0; ; hop++) {
+      const sameServer = target.origin === this.server
+      const endpoint = { protocol: target.protocol, hostname: target.hostname.replace(/^\[(.*)\]$/, '$1'), port: target.port === '' ? undefined : Number(target.port), host: target.host }
+      const res = await inPlace.get(endpoint, `${target.pathname}${target.search}`, {
+        // credentials go to the configured server only, never to wherever it redirects
+        headers: { ...headers, ...(sameServer && this.authorization !== undefined ? { authorization: this.authorization } : {}) },
+        signal,
+        into: (status, responseHeaders, length) => REDIRECT_STATUSES.has(status) && responseHeaders.has('location') ? undefined : into(status, responseHeaders, length)
+      })
+      const location = res.headers.get('location')
+      if (!REDIRECT_STATUSES.has(res.status) || location === undefined) return res
+      const next = new URL(location, target)
+      if (next.origin === target.origin && next.pathname === `${target.pathname}/`) return { ...res, status: 404 }
+      if (hop >= MAX_REDIRECTS) throw new HttpOriginRequestError(res.status, `GET ${path} at ${this.url}: more than ${MAX_REDIRECTS} redirects`)
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new HttpOriginRequestError(res.status, `GET ${path} at ${this.url}: redirected to a ${next.protocol} URL`)
+      target = next
+    }
+  }
+
+  /** `getObject` through undici, for a server whose bodies are not framed by Content-Length. */
+  private async getObjectThroughUndici (path: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
     let target: Target | undefined
     return await this.withRetries(`GET ${path}`, options, async signal => {
       const resume = target !== undefined && target.received > 0 && target.etag !== undefined ? target : undefined

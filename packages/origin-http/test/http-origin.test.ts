@@ -129,6 +129,51 @@ describe('httpOrigin against nginx', () => {
     expect(proxy.seen.map(s => [s.headers.range !== undefined, s.status])).toEqual([[false, 200], [true, 412], [false, 200]])
   })
 
+  it('follows a redirect to another server for a chunk without taking the credentials along', async () => {
+    const writer = await served()
+    const bytes = new Uint8Array(randomBytes(2 * 1024 * 1024 + 3))
+    const cid = cidForBytes(bytes)
+    await writer.putChunk(cid, bytes)
+    const storage = await cuttingProxy(nginx.url, {})
+    closers.push(storage.close)
+    // a CDN edge that hands every GET on to the storage host
+    const asked: IncomingHttpHeaders[] = []
+    const edge = createServer((req, res) => {
+      asked.push(req.headers)
+      res.writeHead(302, { location: `${storage.url}${req.url ?? ''}`, 'content-length': '2' })
+      res.end('go')
+    })
+    await new Promise<void>(resolve => edge.listen(0, '127.0.0.1', resolve))
+    closers.push(async () => { edge.closeAllConnections(); await new Promise<void>(resolve => edge.close(() => { resolve() })) })
+    const port = (edge.address() as { port: number }).port
+    const got = await open(`http://swarm:token@127.0.0.1:${port}`).getChunk(cid)
+    expect(Buffer.from(got).equals(Buffer.from(bytes))).toBe(true)
+    expect(asked[0]?.authorization).toBe(`Basic ${Buffer.from('swarm:token').toString('base64')}`)
+    expect(storage.seen.map(s => [s.status, s.headers.authorization])).toEqual([[200, undefined]])
+  })
+
+  it('reads bodies the server sends chunked, without a Content-Length, through the general client', async () => {
+    const writer = await served()
+    const chunks = [new Uint8Array(randomBytes(300_000)), new Uint8Array(randomBytes(5000))]
+    for (const bytes of chunks) await writer.putChunk(cidForBytes(bytes), bytes)
+    // node's own server writes a body chunked when it is given no length
+    const server = createServer((req, res) => {
+      const name = (req.url ?? '').split('/').pop() ?? ''
+      const bytes = chunks.find(c => cidForBytes(c) === name)
+      if (bytes === undefined) {
+        res.writeHead(404).end()
+        return
+      }
+      res.writeHead(200)
+      res.write(bytes.subarray(0, 1000))
+      res.end(bytes.subarray(1000))
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    closers.push(async () => { server.closeAllConnections(); await new Promise<void>(resolve => server.close(() => { resolve() })) })
+    const origin = open(`http://127.0.0.1:${(server.address() as { port: number }).port}`)
+    for (const bytes of chunks) expect(Buffer.from(await origin.getChunk(cidForBytes(bytes))).equals(Buffer.from(bytes))).toBe(true)
+  })
+
   it('takes a directory for no object: a prefix of a name is not found, not followed', async () => {
     const writer = await served()
     await writer.putRef({ name: 'org/team/model', tag: 'latest' }, cidForBytes(new Uint8Array(randomBytes(8)), 0x0200))
