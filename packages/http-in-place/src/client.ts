@@ -14,7 +14,8 @@
  *   after `keepAliveMs` of idleness or when the server says `Connection: close`;
  * - the caller's `into` names the buffer a body of Content-Length bytes is read into, given the
  *   status and headers; a body it names none for (an error document, a redirect) is read into a
- *   buffer of its own, of which at most `maxErrorBodyBytes` are kept;
+ *   buffer of its own, of which at most `maxErrorBodyBytes` are kept; one it does not want at all
+ *   is not read, and its connection is closed;
  * - a body framed otherwise (`Transfer-Encoding: chunked`, or ended by closing the connection)
  *   fails with {@link UnsupportedFramingError}, and the caller reads that response another way;
  * - a request that meets a kept connection the server closed while it idled is sent again, once,
@@ -53,9 +54,11 @@ export interface InPlaceResponse {
 
 /**
  * Where a body of `length` bytes goes, given the answer's status and headers: a buffer of exactly
- * `length` bytes to read it into, or undefined to keep only its start.
+ * `length` bytes to read it into; undefined to keep only its start; false to read none of it
+ * (the answer comes back with an empty body and the connection is closed, not drained: a whole
+ * blob sent for a range is not worth reading through).
  */
-export type BodyTarget = (status: number, headers: ReadonlyMap<string, string>, length: number) => Uint8Array | undefined
+export type BodyTarget = (status: number, headers: ReadonlyMap<string, string>, length: number) => Uint8Array | undefined | false
 
 export interface GetOptions {
   /** sent after Host; `host` itself is not taken from here */
@@ -180,11 +183,17 @@ class Connection {
         return
       }
       exchange.length = length
-      let body: Uint8Array | undefined
+      let body: Uint8Array | undefined | false
       try {
         body = exchange.into?.(head.status, head.headers, length)
       } catch (err) {
         this.close(err as Error)
+        return
+      }
+      if (body === false) {
+        this.exchange = undefined
+        exchange.resolve({ status: head.status, headers: head.headers, body: new Uint8Array(0) })
+        this.close(Object.assign(new Error('a body not wanted'), { code: 'ECONNRESET' }))
         return
       }
       if (body !== undefined) {

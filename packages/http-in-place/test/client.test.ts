@@ -167,6 +167,22 @@ describe('in-place GETs', () => {
     expect(server.requests.join('\n')).not.toContain('x-injected')
   })
 
+  it('reads none of a body the caller does not want, and closes that connection instead of draining it', async () => {
+    const { server, client } = await setUp()
+    let closed = false
+    server.answers = [socket => {
+      socket.on('close', () => { closed = true })
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n')
+      socket.write(randomBytes(64 * 1024))
+    }, ok(Buffer.from('next'))]
+    const skipped = await client.get(server.endpoint, '/whole-blob', { into: () => false })
+    expect(skipped.status).toBe(200)
+    expect(skipped.body.byteLength).toBe(0)
+    expect(Buffer.from((await client.get(server.endpoint, '/next', { into: whole })).body).toString()).toBe('next')
+    expect(server.connections).toBe(2)
+    expect(closed).toBe(true)
+  })
+
   it('fails a body longer than its Content-Length in the first packet with BodyLengthError', async () => {
     const { server, client } = await setUp()
     server.answers = [socket => { socket.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n12345678') }]

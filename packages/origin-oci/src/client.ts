@@ -16,6 +16,7 @@
 
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { InPlaceGets } from '@swarm/http-in-place'
 import { NotFoundError, OriginUnavailableError } from '@swarm/interface'
 import pRetry from 'p-retry'
 import { Agent } from 'undici'
@@ -36,6 +37,7 @@ import {
 import { OciCredentialsError, OciRequestError, RegistryResponseError, TruncatedBodyError } from './errors.js'
 import type { RegistryCredentials } from './auth.js'
 import type { BufferPool, Logger } from '@swarm/interface'
+import type { BodyTarget, InPlaceResponse } from '@swarm/http-in-place'
 import type { Dispatcher } from 'undici'
 
 export interface Descriptor {
@@ -71,9 +73,22 @@ interface Request {
   body?: () => Uint8Array | AsyncIterable<Uint8Array>
 }
 
+/** What one request was answered, whichever client sent it (see `exchange`). */
+interface Answered<T> {
+  status: number
+  location: string | undefined
+  challenge: string | undefined
+  /** the body of a refusal, as text */
+  errorText(): Promise<string>
+  /** lets go of a body not to be read (a redirect's) */
+  discard(): void
+  response: T
+}
+
 const TRANSIENT_NET_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
-  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED', 'ERR_TRUNCATED_BODY'
+  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED', 'ERR_TRUNCATED_BODY',
+  'ERR_BODY_LENGTH'
 ])
 
 function netCode (err: unknown): string | undefined {
@@ -134,6 +149,8 @@ function nextLink (link: string | undefined): string | undefined {
 
 export class RegistryClient {
   private readonly agent: Agent
+  /** ranged blob GETs read in place; undefined once a server framed one otherwise (then undici reads them) */
+  private inPlace: InPlaceGets | undefined
   private readonly base: string
   private readonly registry: string
   private readonly log: Logger
@@ -158,9 +175,11 @@ export class RegistryClient {
       bodyTimeout: init.requestTimeoutMs,
       connect: { timeout: init.requestTimeoutMs }
     })
+    this.inPlace = new InPlaceGets({ maxConnections: init.maxSockets, keepAliveMs: KEEP_ALIVE_TIMEOUT_MS, timeoutMs: init.requestTimeoutMs, maxErrorBodyBytes: MAX_ERROR_BODY_BYTES * 16 })
   }
 
   async close (): Promise<void> {
+    await this.inPlace?.close()
     await this.agent.close()
   }
 
@@ -209,15 +228,7 @@ export class RegistryClient {
    * unread, anything else is read and thrown as RegistryResponseError.
    */
   async send (request: Request, signal: AbortSignal | undefined): Promise<Dispatcher.ResponseData> {
-    let url = new URL(request.url, this.base)
-    let answeredChallenge = false
-    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-      const ours = url.origin === new URL(this.base).origin
-      const headers: Record<string, string> = { ...request.headers }
-      if (ours) {
-        const authorization = await this.authorization(request.scope, signal)
-        if (authorization !== undefined) headers.authorization = authorization
-      }
+    return await this.exchange(request, signal, async (url, headers) => {
       const body = request.body?.()
       const response = await this.agent.request({
         origin: url.origin,
@@ -227,18 +238,43 @@ export class RegistryClient {
         ...(body !== undefined ? { body: body as Uint8Array } : {}),
         ...(signal !== undefined ? { signal } : {})
       })
-      const { statusCode } = response
-      if (statusCode >= 200 && statusCode < 300) return response
-      const location = header(response.headers, 'location')
-      if ([301, 302, 303, 307, 308].includes(statusCode) && location !== undefined && (request.method === 'GET' || request.method === 'HEAD')) {
-        response.body.resume()
-        url = new URL(location, url)
+      return {
+        status: response.statusCode,
+        location: header(response.headers, 'location'),
+        challenge: header(response.headers, 'www-authenticate'),
+        errorText: async () => request.method === 'HEAD' ? '' : (await readAll(response.body, MAX_ERROR_BODY_BYTES * 16, 'error answer').catch(() => Buffer.alloc(0))).toString('utf8'),
+        discard: () => { response.body.resume() },
+        response
+      }
+    })
+  }
+
+  /**
+   * The steps around one request, whichever client sends it (`once`): credentials for the
+   * registry's own URLs, redirects for GET and HEAD, one answer to an authentication challenge,
+   * and a refusal thrown as RegistryResponseError.
+   */
+  private async exchange<T> (request: Request, signal: AbortSignal | undefined, once: (url: URL, headers: Record<string, string>) => Promise<Answered<T>>): Promise<T> {
+    let url = new URL(request.url, this.base)
+    let answeredChallenge = false
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      const ours = url.origin === new URL(this.base).origin
+      const headers: Record<string, string> = { ...request.headers }
+      if (ours) {
+        const authorization = await this.authorization(request.scope, signal)
+        if (authorization !== undefined) headers.authorization = authorization
+      }
+      const answer = await once(url, headers)
+      const { status } = answer
+      if (status >= 200 && status < 300) return answer.response
+      if ([301, 302, 303, 307, 308].includes(status) && answer.location !== undefined && (request.method === 'GET' || request.method === 'HEAD')) {
+        answer.discard()
+        url = new URL(answer.location, url)
         continue
       }
-      const text = request.method === 'HEAD' ? '' : (await readAll(response.body, MAX_ERROR_BODY_BYTES * 16, 'error answer').catch(() => Buffer.alloc(0))).toString('utf8')
-      const { registryCode, message } = describeErrorBody(text)
-      const failure = new RegistryResponseError(statusCode, registryCode, message ?? `HTTP ${statusCode}`, header(response.headers, 'www-authenticate'))
-      if (statusCode === 401 && ours && !answeredChallenge) {
+      const { registryCode, message } = describeErrorBody(await answer.errorText())
+      const failure = new RegistryResponseError(status, registryCode, message ?? `HTTP ${status}`, answer.challenge)
+      if (status === 401 && ours && !answeredChallenge) {
         answeredChallenge = true
         if (await this.answer(failure.challenge, request.scope, headers.authorization !== undefined, signal)) {
           hop--
@@ -361,9 +397,61 @@ export class RegistryClient {
 
   /**
    * Bytes `[offset, offset + length)` of a blob, read into one buffer (lent from `pool` when
-   * given). A server that ignores Range and sends the whole blob is read through to the range.
+   * given), in place (`@swarm/http-in-place`): the socket copies the range straight into that
+   * buffer. A server that ignores Range and sends the whole blob, or sends it chunked, is read
+   * through undici, through to the range.
    */
   async readBlobRange (repository: string, digest: string, offset: number, length: number, signal?: AbortSignal, pool?: BufferPool): Promise<Uint8Array> {
+    const inPlace = this.inPlace
+    if (inPlace === undefined) return await this.readBlobRangeThroughUndici(repository, digest, offset, length, signal, pool)
+    let out: Uint8Array | undefined
+    const into: BodyTarget = (status, headers, size) => {
+      const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(headers.get('content-range') ?? '')
+      // a whole blob for a range, or another range: not read here (see below)
+      if (status !== 206 || size !== length || range === null || Number(range[1]) !== offset) return false
+      out ??= pool !== undefined ? pool.take(length) : Buffer.allocUnsafe(length)
+      return out
+    }
+    try {
+      const response = await this.call(`GET blob ${repository}@${digest} [${offset}, +${length})`, signal, async () => {
+        return await this.sendInPlace(inPlace, { method: 'GET', url: `/v2/${repository}/blobs/${digest}`, scope: pullScope(repository), headers: { range: `bytes=${offset}-${offset + length - 1}` } }, signal, into)
+      })
+      if (response.status === 206 && out !== undefined && response.body === out) return out
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ERR_UNSUPPORTED_FRAMING') throw err
+      this.log.info({ registry: this.registry }, 'blob ranges are not framed by Content-Length here; reading them through the general HTTP client')
+      if (this.inPlace === inPlace) {
+        this.inPlace = undefined
+        void inPlace.close()
+      }
+    }
+    // a whole blob for a range (the server ignored Range) or chunked framing: read it as before
+    return await this.readBlobRangeThroughUndici(repository, digest, offset, length, signal, pool)
+  }
+
+  /** `send` for a GET whose 2xx body is read in place where `into` says. */
+  private async sendInPlace (inPlace: InPlaceGets, request: Request, signal: AbortSignal | undefined, into: BodyTarget): Promise<InPlaceResponse> {
+    return await this.exchange(request, signal, async (url, headers) => {
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OciRequestError(0, undefined, `${request.method} ${request.url}: redirected to a ${url.protocol} URL`)
+      const endpoint = { protocol: url.protocol, hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: url.port === '' ? undefined : Number(url.port), host: url.host }
+      const response = await inPlace.get(endpoint, url.pathname + url.search, {
+        headers,
+        into: (status, responseHeaders, size) => status >= 200 && status < 300 ? into(status, responseHeaders, size) : undefined,
+        ...(signal !== undefined ? { signal } : {})
+      })
+      return {
+        status: response.status,
+        location: response.headers.get('location'),
+        challenge: response.headers.get('www-authenticate'),
+        errorText: async () => Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength).toString('utf8'),
+        discard: () => {},
+        response
+      }
+    })
+  }
+
+  /** `readBlobRange` through undici: a server that ignores Range is read through to the range. */
+  private async readBlobRangeThroughUndici (repository: string, digest: string, offset: number, length: number, signal?: AbortSignal, pool?: BufferPool): Promise<Uint8Array> {
     return await this.call(`GET blob ${repository}@${digest} [${offset}, +${length})`, signal, async () => {
       const response = await this.send({ method: 'GET', url: `/v2/${repository}/blobs/${digest}`, scope: pullScope(repository), headers: { range: `bytes=${offset}-${offset + length - 1}` } }, signal)
       const skip = response.statusCode === 206 ? 0 : offset
