@@ -417,16 +417,21 @@ export class RegistryClient {
         return await this.sendInPlace(inPlace, { method: 'GET', url: `/v2/${repository}/blobs/${digest}`, scope: pullScope(repository), headers: { range: `bytes=${offset}-${offset + length - 1}` } }, signal, into)
       })
       if (response.status === 206 && out !== undefined && response.body === out) return out
+      if (response.status === 200) this.stopInPlace(inPlace, 'this registry answers a range with the whole blob; reading ranges through the general HTTP client')
     } catch (err) {
       if ((err as { code?: string }).code !== 'ERR_UNSUPPORTED_FRAMING') throw err
-      this.log.info({ registry: this.registry }, 'blob ranges are not framed by Content-Length here; reading them through the general HTTP client')
-      if (this.inPlace === inPlace) {
-        this.inPlace = undefined
-        void inPlace.close()
-      }
+      this.stopInPlace(inPlace, 'blob ranges are not framed by Content-Length here; reading them through the general HTTP client')
     }
     // a whole blob for a range (the server ignored Range) or chunked framing: read it as before
     return await this.readBlobRangeThroughUndici(repository, digest, offset, length, signal, pool)
+  }
+
+  /** Reads ranges through undici from now on (once, whichever request found out first). */
+  private stopInPlace (inPlace: InPlaceGets, why: string): void {
+    if (this.inPlace !== inPlace) return
+    this.log.info({ registry: this.registry }, why)
+    this.inPlace = undefined
+    void inPlace.close()
   }
 
   /** `send` for a GET whose 2xx body is read in place where `into` says. */

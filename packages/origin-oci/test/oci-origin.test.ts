@@ -2,8 +2,10 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
+import { createServer } from 'node:http'
 import { verifyChunk } from '@swarm/chunker'
-import { InvalidRefError } from '@swarm/interface'
+import { InvalidRefError, silentLogger } from '@swarm/interface'
+import type { Logger } from '@swarm/interface'
 import { decodeManifest } from '@swarm/manifest'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { publishModctlArtifact } from '../../../test/fixtures/modctl-artifact.js'
@@ -168,5 +170,46 @@ describe('a registry that redirects blob reads to S3', () => {
       expect(Buffer.compare(Buffer.from(bytes), weights.subarray(chunk.offset, chunk.offset + chunk.size))).toBe(0)
     }
     await origin.close()
+  })
+
+  it('reads a chunk right from a registry that ignores Range and sends the whole blob', async () => {
+    const dir = join(work, 'whole')
+    await mkdir(dir, { recursive: true })
+    const weights = randomBytes(3 * 1024 * 1024 + 7)
+    await writeFile(join(dir, 'w.bin'), weights)
+    await publishModctlArtifact(registry.endpoint, 'whole/model', 'v1', dir, ['w.bin'])
+    // a front that answers every blob GET with the whole blob, 200, whatever range was asked for
+    let blobGets = 0
+    const front = createServer((req, res) => {
+      const isBlob = /\/blobs\/sha256:/.test(req.url ?? '')
+      if (isBlob) blobGets++
+      void fetch(`${registry.endpoint}${req.url ?? ''}`, { headers: { accept: req.headers.accept ?? '*/*' } }).then(async answer => {
+        const body = Buffer.from(await answer.arrayBuffer())
+        res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/octet-stream', 'content-length': String(body.byteLength), ...(answer.headers.get('docker-content-digest') !== null ? { 'docker-content-digest': answer.headers.get('docker-content-digest') as string } : {}) })
+        res.end(body)
+      })
+    })
+    await new Promise<void>(resolve => front.listen(0, '127.0.0.1', resolve))
+    const said: string[] = []
+    const logger: Logger = { ...silentLogger, info: (a: object | string, b?: string) => { said.push(typeof a === 'string' ? a : b ?? '') }, child: () => logger }
+    const origin = ociOrigin({ url: `oci://127.0.0.1:${(front.address() as { port: number }).port}/whole`, chunkSize: 1024 * 1024, logger })
+    try {
+      const cid = await origin.resolveRef({ name: 'model', tag: 'v1' })
+      const manifest = decodeManifest(await origin.getManifest(cid), { expectedCid: cid })
+      const chunks = manifest.files.find(f => f.path === 'w.bin')?.chunks ?? []
+      expect(chunks.length).toBe(4)
+      const before = blobGets
+      for (const chunk of chunks) {
+        const bytes = await origin.getChunk(chunk.cid)
+        expect(Buffer.compare(Buffer.from(bytes), weights.subarray(chunk.offset, chunk.offset + chunk.size))).toBe(0)
+      }
+      // found out once (the first range read, while the manifest was derived), then read through the general client
+      expect(said.filter(line => line.includes('answers a range with the whole blob'))).toHaveLength(1)
+      expect(blobGets - before).toBe(chunks.length)
+    } finally {
+      await origin.close()
+      front.closeAllConnections()
+      await new Promise<void>(resolve => front.close(() => { resolve() }))
+    }
   })
 })
