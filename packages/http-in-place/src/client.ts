@@ -67,7 +67,7 @@ export interface GetOptions {
   signal?: AbortSignal
 }
 
-/** `http:` or `https:`, the host (with its port, as the Host header says it) and a port */
+/** `http:` or `https:`, the host name (an IPv6 address in brackets or not), the port, and the Host header (with the port unless it is the default) */
 export interface Endpoint {
   protocol: string
   hostname: string
@@ -112,10 +112,12 @@ class Connection {
   reused = false
   constructor (endpoint: Endpoint, private readonly init: InPlaceGetInit, private readonly events: { answered(connection: Connection): void, closed(connection: Connection): void }) {
     const port = endpoint.port ?? (endpoint.protocol === 'https:' ? 443 : 80)
+    // an IPv6 address as a URL writes it, in brackets
+    const host = endpoint.hostname.replace(/^\[(.*)\]$/, '$1')
     const onread = { buffer: () => this.readBuffer(), callback: (length: number): boolean => { this.received(length); return !this.closed } }
     this.socket = endpoint.protocol === 'https:'
-      ? tls.connect({ host: endpoint.hostname, port, servername: net.isIP(endpoint.hostname) === 0 ? endpoint.hostname : undefined, ALPNProtocols: ['http/1.1'], ...(init.ca !== undefined ? { ca: init.ca } : {}), onread } as tls.ConnectionOptions)
-      : net.connect({ host: endpoint.hostname, port, onread })
+      ? tls.connect({ host, port, servername: net.isIP(host) === 0 ? host : undefined, ALPNProtocols: ['http/1.1'], ...(init.ca !== undefined ? { ca: init.ca } : {}), onread } as tls.ConnectionOptions)
+      : net.connect({ host, port, onread })
     this.socket.setNoDelay(true)
     this.socket.setTimeout(init.timeoutMs, () => {
       this.close(Object.assign(new Error(`no answer within ${init.timeoutMs} ms`), { code: 'ETIMEDOUT' }))

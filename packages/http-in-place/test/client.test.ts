@@ -262,6 +262,17 @@ describe('in-place GETs', () => {
     expect(server.connections).toBe(2)
   })
 
+  it('reaches an IPv6 address written as a URL writes it', async () => {
+    const server = createServer(socket => { socket.on('data', () => { ok(Buffer.from('v6'))(socket, '') }) })
+    await new Promise<void>(resolve => server.listen(0, '::1', resolve))
+    cleanups.push(async () => { await new Promise<void>(resolve => server.close(() => { resolve() })) })
+    const port = (server.address() as { port: number }).port
+    const client = new InPlaceGets(INIT)
+    cleanups.push(async () => { await client.close() })
+    const response = await client.get({ protocol: 'http:', hostname: '[::1]', port, host: `[::1]:${port}` }, '/x', { into: whole })
+    expect(Buffer.from(response.body).toString()).toBe('v6')
+  })
+
   it('refuses a response that is not HTTP/1.x', async () => {
     const { server, client } = await setUp()
     server.answers = [socket => { socket.write('SSH-2.0-OpenSSH\r\n\r\n') }]

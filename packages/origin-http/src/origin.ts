@@ -255,7 +255,7 @@ export class HttpOrigin extends ObjectStoreOrigin {
     let target = new URL(`${this.basePath}${path.split('/').map(encodeURIComponent).join('/')}`, this.server)
     for (let hop = 0; ; hop++) {
       const sameServer = target.origin === this.server
-      const endpoint = { protocol: target.protocol, hostname: target.hostname.replace(/^\[(.*)\]$/, '$1'), port: target.port === '' ? undefined : Number(target.port), host: target.host }
+      const endpoint = { protocol: target.protocol, hostname: target.hostname, port: target.port === '' ? undefined : Number(target.port), host: target.host }
       const res = await inPlace.get(endpoint, `${target.pathname}${target.search}`, {
         // credentials go to the configured server only, never to wherever it redirects
         headers: { ...headers, ...(sameServer && this.authorization !== undefined ? { authorization: this.authorization } : {}) },

@@ -438,7 +438,7 @@ export class RegistryClient {
   private async sendInPlace (inPlace: InPlaceGets, request: Request, signal: AbortSignal | undefined, into: BodyTarget): Promise<InPlaceResponse> {
     return await this.exchange(request, signal, async (url, headers) => {
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OciRequestError(0, undefined, `${request.method} ${request.url}: redirected to a ${url.protocol} URL`)
-      const endpoint = { protocol: url.protocol, hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: url.port === '' ? undefined : Number(url.port), host: url.host }
+      const endpoint = { protocol: url.protocol, hostname: url.hostname, port: url.port === '' ? undefined : Number(url.port), host: url.host }
       const response = await inPlace.get(endpoint, url.pathname + url.search, {
         headers,
         into: (status, responseHeaders, size) => status >= 200 && status < 300 ? into(status, responseHeaders, size) : undefined,
