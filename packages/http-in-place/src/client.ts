@@ -130,6 +130,7 @@ class Connection {
   send (host: string, path: string, headers: Readonly<Record<string, string>>, exchange: Exchange): void {
     this.exchange = exchange
     this.headLength = 0
+    if (!path.startsWith('/') || /[\s]/.test(path)) throw new TypeError(`${JSON.stringify(path)} is not a request target (a path starting with /, with no spaces or line breaks)`)
     let request = `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n`
     for (const [name, value] of Object.entries(headers)) {
       if (name.toLowerCase() === 'host') continue

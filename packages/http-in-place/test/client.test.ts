@@ -159,11 +159,12 @@ describe('in-place GETs', () => {
     expect(Buffer.compare(target.subarray(0, 3000), start)).toBe(0)
   })
 
-  it('refuses a buffer of the wrong size for a body, and a header with a line break, without sending anything odd', async () => {
+  it('refuses a buffer of the wrong size for a body, and a header or a path with a line break, without sending anything odd', async () => {
     const { server, client } = await setUp()
     server.answers = [ok(Buffer.from('12345'))]
     await expect(client.get(server.endpoint, '/x', { into: () => Buffer.alloc(4) })).rejects.toBeInstanceOf(RangeError)
     await expect(client.get(server.endpoint, '/y', { headers: { 'x-a': 'b\r\nx-injected: 1' } })).rejects.toThrow(/line break/)
+    await expect(client.get(server.endpoint, '/z HTTP/1.1\r\nx-injected: 1\r\n\r\nGET /w')).rejects.toThrow(/not a request target/)
     expect(server.requests.join('\n')).not.toContain('x-injected')
   })
 
