@@ -369,6 +369,7 @@ export class InPlaceGets {
       if (idle !== undefined) {
         if (idle.idleTimer !== undefined) clearTimeout(idle.idleTimer)
         idle.idleTimer = undefined
+        idle.socket.ref()
         state.busy.add(idle)
         return idle
       }
@@ -404,6 +405,8 @@ export class InPlaceGets {
     }
     connection.idleTimer = setTimeout(() => { connection.close(Object.assign(new Error('idle too long'), { code: 'ECONNRESET' })) }, this.init.keepAliveMs)
     connection.idleTimer.unref()
+    // an idle connection does not keep the process alive, as undici's do not
+    connection.socket.unref()
     state.idle.push(connection)
     state.waiting.shift()?.()
   }

@@ -274,6 +274,22 @@ describe('in-place GETs', () => {
     expect(Buffer.from(response.body).toString()).toBe('v6')
   })
 
+  it('lets a process that is done exit while its connections idle, as undici does', async () => {
+    const { server } = await setUp()
+    server.answers = [ok(Buffer.from('done'))]
+    // the built package, as the CLI runs it; the server keeps the connection open
+    const dist = new URL('../dist/index.js', import.meta.url).href
+    const script = `const { InPlaceGets } = await import(${JSON.stringify(dist)})
+const gets = new InPlaceGets({ maxConnections: 1, keepAliveMs: 60000, timeoutMs: 60000, maxErrorBodyBytes: 64 })
+const response = await gets.get(${JSON.stringify(server.endpoint)}, '/x', { into: (s, h, n) => Buffer.alloc(n) })
+process.stdout.write(Buffer.from(response.body).toString())`
+    const started = Date.now()
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { timeout: 20_000 })
+    expect(stdout).toBe('done')
+    expect(Date.now() - started).toBeLessThan(10_000)
+    expect(server.connections).toBe(1)
+  })
+
   it('refuses a response that is not HTTP/1.x', async () => {
     const { server, client } = await setUp()
     server.answers = [socket => { socket.write('SSH-2.0-OpenSSH\r\n\r\n') }]

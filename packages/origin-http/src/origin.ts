@@ -82,8 +82,9 @@ export class HttpOrigin extends ObjectStoreOrigin {
   private readonly basePath: string
   private readonly authorization: string | undefined
   private readonly agent: Agent
-  /** object GETs read in place; undefined once the server framed a body otherwise (then undici reads them) */
-  private inPlace: InPlaceGets | undefined
+  private readonly inPlace: InPlaceGets
+  /** set once the server framed a body otherwise: object GETs go through undici from then on */
+  private inPlaceRetired = false
   private readonly retries: number
 
   constructor (init: HttpOriginInit) {
@@ -110,7 +111,7 @@ export class HttpOrigin extends ObjectStoreOrigin {
 
   /** Takes back bytes `getChunk` returned, for a later GET to read into; the caller must not touch them afterwards. */
   protected override async closeStore (): Promise<void> {
-    await this.inPlace?.close()
+    await this.inPlace.close()
     await this.agent.close()
   }
 
@@ -195,7 +196,7 @@ export class HttpOrigin extends ObjectStoreOrigin {
    */
   protected async getObject (path: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
     const inPlace = this.inPlace
-    if (inPlace === undefined) return await this.getObjectThroughUndici(path, what, options, pool)
+    if (this.inPlaceRetired) return await this.getObjectThroughUndici(path, what, options, pool)
     let target: Target | undefined
     try {
       return await this.withRetries(`GET ${path}`, options, async signal => {
@@ -238,11 +239,9 @@ export class HttpOrigin extends ObjectStoreOrigin {
       })
     } catch (err) {
       if (!(err instanceof UnsupportedFramingError)) throw err
-      this.log.info({ server: this.server, framing: err.framing }, 'object bodies are not framed by Content-Length here; reading them through the general HTTP client')
-      if (this.inPlace === inPlace) {
-        this.inPlace = undefined
-        void inPlace.close()
-      }
+      // GETs already under way finish where they are
+      if (!this.inPlaceRetired) this.log.info({ server: this.server, framing: err.framing }, 'object bodies are not framed by Content-Length here; reading them through the general HTTP client')
+      this.inPlaceRetired = true
       return await this.getObjectThroughUndici(path, what, options, pool)
     }
   }

@@ -149,8 +149,9 @@ function nextLink (link: string | undefined): string | undefined {
 
 export class RegistryClient {
   private readonly agent: Agent
-  /** ranged blob GETs read in place; undefined once a server framed one otherwise (then undici reads them) */
-  private inPlace: InPlaceGets | undefined
+  private readonly inPlace: InPlaceGets
+  /** set once the registry answered a range otherwise (the whole blob, chunked): ranges go through undici from then on */
+  private inPlaceRetired = false
   private readonly base: string
   private readonly registry: string
   private readonly log: Logger
@@ -179,7 +180,7 @@ export class RegistryClient {
   }
 
   async close (): Promise<void> {
-    await this.inPlace?.close()
+    await this.inPlace.close()
     await this.agent.close()
   }
 
@@ -403,7 +404,7 @@ export class RegistryClient {
    */
   async readBlobRange (repository: string, digest: string, offset: number, length: number, signal?: AbortSignal, pool?: BufferPool): Promise<Uint8Array> {
     const inPlace = this.inPlace
-    if (inPlace === undefined) return await this.readBlobRangeThroughUndici(repository, digest, offset, length, signal, pool)
+    if (this.inPlaceRetired) return await this.readBlobRangeThroughUndici(repository, digest, offset, length, signal, pool)
     let out: Uint8Array | undefined
     const into: BodyTarget = (status, headers, size) => {
       const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(headers.get('content-range') ?? '')
@@ -417,21 +418,20 @@ export class RegistryClient {
         return await this.sendInPlace(inPlace, { method: 'GET', url: `/v2/${repository}/blobs/${digest}`, scope: pullScope(repository), headers: { range: `bytes=${offset}-${offset + length - 1}` } }, signal, into)
       })
       if (response.status === 206 && out !== undefined && response.body === out) return out
-      if (response.status === 200) this.stopInPlace(inPlace, 'this registry answers a range with the whole blob; reading ranges through the general HTTP client')
+      if (response.status === 200) this.retireInPlace('this registry answers a range with the whole blob; reading ranges through the general HTTP client')
     } catch (err) {
       if ((err as { code?: string }).code !== 'ERR_UNSUPPORTED_FRAMING') throw err
-      this.stopInPlace(inPlace, 'blob ranges are not framed by Content-Length here; reading them through the general HTTP client')
+      this.retireInPlace('blob ranges are not framed by Content-Length here; reading them through the general HTTP client')
     }
     // a whole blob for a range (the server ignored Range) or chunked framing: read it as before
     return await this.readBlobRangeThroughUndici(repository, digest, offset, length, signal, pool)
   }
 
-  /** Reads ranges through undici from now on (once, whichever request found out first). */
-  private stopInPlace (inPlace: InPlaceGets, why: string): void {
-    if (this.inPlace !== inPlace) return
+  /** Reads ranges through undici from now on; ranges already under way finish where they are. */
+  private retireInPlace (why: string): void {
+    if (this.inPlaceRetired) return
     this.log.info({ registry: this.registry }, why)
-    this.inPlace = undefined
-    void inPlace.close()
+    this.inPlaceRetired = true
   }
 
   /** `send` for a GET whose 2xx body is read in place where `into` says. */

@@ -76,8 +76,10 @@ export class S3Origin extends ObjectStoreOrigin {
   private readonly client: S3Client
   private readonly presigner: S3RequestPresigner
   private readonly dispatcher: UndiciAgent | undefined
-  /** object GETs read in place; undefined with `objectGets: 'sdk'`, or once the endpoint framed a body otherwise */
-  private inPlace: InPlaceGets | undefined
+  /** object GETs read in place; undefined with `objectGets: 'sdk'` */
+  private readonly inPlace: InPlaceGets | undefined
+  /** set once the endpoint framed a body otherwise: object GETs go through undici from then on */
+  private inPlaceRetired = false
   private readonly retries: number
   private readonly listPageSize: number
   private objectUrlBase: Promise<ObjectUrlBase> | undefined
@@ -220,7 +222,7 @@ export class S3Origin extends ObjectStoreOrigin {
     }
     const path = `${signed.path}?${query.toString()}`
     const inPlace = this.inPlace
-    if (inPlace !== undefined) {
+    if (inPlace !== undefined && !this.inPlaceRetired) {
       try {
         const response = await inPlace.get(base, path, { signal, into: (status, _headers, length) => status !== 200 ? undefined : pool !== undefined ? pool.take(length) : Buffer.allocUnsafe(length) })
         if (response.status === 200) return response.body
@@ -228,10 +230,10 @@ export class S3Origin extends ObjectStoreOrigin {
         throw new S3ResponseError(response.status, s3Code, message ?? `HTTP ${response.status}`)
       } catch (err) {
         if (!(err instanceof UnsupportedFramingError)) throw err
-        // a server (or a proxy before it) that frames bodies otherwise: the general client from now on
-        this.log.info({ endpoint: this.endpointName, framing: err.framing }, 'object bodies are not framed by Content-Length here; reading them through the general HTTP client')
-        this.inPlace = undefined
-        void inPlace.close()
+        // a server (or a proxy before it) that frames bodies otherwise: the general client from now
+        // on; GETs already under way finish where they are
+        if (!this.inPlaceRetired) this.log.info({ endpoint: this.endpointName, framing: err.framing }, 'object bodies are not framed by Content-Length here; reading them through the general HTTP client')
+        this.inPlaceRetired = true
       }
     }
     return await fetchObject(dispatcher, `${base.protocol}//${base.host}`, path, signal, pool)
