@@ -64,8 +64,7 @@ function header (headers: Dispatcher.ResponseData['headers'], name: string): str
 }
 
 /** A strong ETag, the only kind If-Match may compare. */
-function strongEtag (headers: Dispatcher.ResponseData['headers']): string | undefined {
-  const etag = header(headers, 'etag')
+function strongEtag (etag: string | undefined): string | undefined {
   return etag !== undefined && etag.startsWith('"') ? etag : undefined
 }
 
@@ -74,6 +73,30 @@ interface Target {
   bytes: Uint8Array
   received: number
   etag: string | undefined
+}
+
+/** The part of a broken read worth asking for again: bound to its ETag, so a changed file is not stitched. */
+function resumable (target: Target | undefined): Target | undefined {
+  return target !== undefined && target.received > 0 && target.etag !== undefined ? target : undefined
+}
+
+function resumeHeaders (resume: Target | undefined): Record<string, string> {
+  return resume !== undefined ? { range: `bytes=${resume.received}-`, 'if-match': resume.etag as string } : {}
+}
+
+/** Whether a 206's Content-Range carries on exactly where `resume` stopped, to the end of the object. */
+function continues (resume: Target, contentRange: string | undefined): boolean {
+  const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(contentRange ?? '')
+  return range !== null && Number(range[1]) === resume.received && Number(range[2]) === resume.bytes.byteLength - 1 && Number(range[3]) === resume.bytes.byteLength
+}
+
+/** What a server answered, whichever client asked (see `follow`). */
+interface Answered<T> {
+  status: number
+  location: string | undefined
+  /** lets go of a body not to be read (a redirect's) */
+  discard(): Promise<void>
+  response: T
 }
 
 /** The layout's object names are paths below the URL's own path (`basePath`), so its prefix is empty. */
@@ -131,32 +154,44 @@ export class HttpOrigin extends ObjectStoreOrigin {
     throw new OriginReadOnlyError(`${this.url} is a read-only HTTP origin: cannot write ${what}; publish to the directory it serves (--origin file:///dir) or to a writable origin`)
   }
 
-  /**
-   * One request, following redirects. A redirect to the same path plus `/` is a web server
-   * pointing at a directory: answered as 404, since no object lives there.
-   */
+  /** One request through undici, following redirects (see `follow`). */
   private async send (method: 'GET' | 'HEAD', path: string, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Dispatcher.ResponseData> {
+    const { status, response } = await this.follow(method, path, headers, async (url, withCredentials) => {
+      const res = await this.agent.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method, headers: withCredentials, signal })
+      return { status: res.statusCode, location: header(res.headers, 'location'), discard: async () => { await res.body.dump() }, response: res }
+    })
+    return status === response.statusCode ? response : { ...response, statusCode: status }
+  }
+
+  /**
+   * One request, following redirects; `once` sends it to one URL with the headers for that server
+   * (credentials go to the configured server only, never to wherever it redirects). A redirect to
+   * the same path plus `/` is a web server pointing at a directory: its answer comes back as a
+   * 404, since no object lives there.
+   */
+  private async follow<T> (method: 'GET' | 'HEAD', path: string, headers: Record<string, string>, once: (url: URL, headers: Record<string, string>) => Promise<Answered<T>>): Promise<{ status: number, response: T }> {
     let target = new URL(`${this.basePath}${path.split('/').map(encodeURIComponent).join('/')}`, this.server)
     for (let hop = 0; ; hop++) {
       const sameServer = target.origin === this.server
-      const res = await this.agent.request({
-        origin: target.origin,
-        path: `${target.pathname}${target.search}`,
-        method,
-        // credentials go to the configured server only, never to wherever it redirects
-        headers: { ...headers, ...(sameServer && this.authorization !== undefined ? { authorization: this.authorization } : {}) },
-        signal
-      })
-      const location = header(res.headers, 'location')
-      if (![301, 302, 303, 307, 308].includes(res.statusCode) || location === undefined) return res
-      await res.body.dump()
-      const next = new URL(location, target)
-      if (next.origin === target.origin && next.pathname === `${target.pathname}/`) {
-        return { ...res, statusCode: 404 }
-      }
-      if (hop >= MAX_REDIRECTS) throw new HttpOriginRequestError(res.statusCode, `${method} ${path} at ${this.url}: more than ${MAX_REDIRECTS} redirects`)
+      const answer = await once(target, { ...headers, ...(sameServer && this.authorization !== undefined ? { authorization: this.authorization } : {}) })
+      if (!REDIRECT_STATUSES.has(answer.status) || answer.location === undefined) return { status: answer.status, response: answer.response }
+      await answer.discard()
+      const next = new URL(answer.location, target)
+      if (next.origin === target.origin && next.pathname === `${target.pathname}/`) return { status: 404, response: answer.response }
+      if (hop >= MAX_REDIRECTS) throw new HttpOriginRequestError(answer.status, `${method} ${path} at ${this.url}: more than ${MAX_REDIRECTS} redirects`)
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new HttpOriginRequestError(answer.status, `${method} ${path} at ${this.url}: redirected to a ${next.protocol} URL`)
       target = next
     }
+  }
+
+  /** An object's answer that ends the read: 404, and on a resumption 412 (the object changed since the read broke). */
+  private objectRefusal (status: number, resuming: boolean, path: string, what: string): Error | undefined {
+    if (status === 404) return new NotFoundError(`${what} not found at ${this.url}`)
+    if (status === 412 && resuming) {
+      this.log.debug({ path }, 'object changed between a broken read and its resumption; reading it again from the start')
+      return new TransientHttpError(412, `${path} changed while being read`)
+    }
+    return undefined
   }
 
   private statusError (status: number, what: string): Error {
@@ -200,24 +235,24 @@ export class HttpOrigin extends ObjectStoreOrigin {
     let target: Target | undefined
     try {
       return await this.withRetries(`GET ${path}`, options, async signal => {
-        const resume = target !== undefined && target.received > 0 && target.etag !== undefined ? target : undefined
+        const resume = resumable(target)
         // where in the object the buffer named for this answer's body starts
         let landsAt: number | undefined
         const into: BodyTarget = (status, headers, length) => {
           if (status === 206 && resume !== undefined) {
-            const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(headers.get('content-range') ?? '')
-            if (range === null || Number(range[1]) !== resume.received || Number(range[3]) !== resume.bytes.byteLength || length !== resume.bytes.byteLength - resume.received) return undefined
+            // another range than asked for is not worth reading
+            if (!continues(resume, headers.get('content-range'))) return false
             landsAt = resume.received
             return resume.bytes.subarray(resume.received)
           }
           if (status !== 200) return undefined
-          target = { bytes: pool !== undefined ? pool.take(length) : new Uint8Array(length), received: 0, etag: headers.get('etag')?.startsWith('"') === true ? headers.get('etag') : undefined }
+          target = { bytes: pool !== undefined ? pool.take(length) : new Uint8Array(length), received: 0, etag: strongEtag(headers.get('etag')) }
           landsAt = 0
           return target.bytes
         }
         let res: InPlaceResponse
         try {
-          res = await this.getInPlace(inPlace, path, resume !== undefined ? { range: `bytes=${resume.received}-`, 'if-match': resume.etag as string } : {}, signal, into)
+          res = await this.getInPlace(inPlace, path, resumeHeaders(resume), signal, into)
         } catch (err) {
           if (!(err instanceof BodyLengthError)) throw err
           // what landed stays for the next attempt to resume after; a body that ran past its length starts over
@@ -225,11 +260,10 @@ export class HttpOrigin extends ObjectStoreOrigin {
           else target = undefined
           throw new TransientHttpError(undefined, `${path}: ${err.message}`)
         }
-        if (res.status === 404) throw new NotFoundError(`${what} not found at ${this.url}`)
-        if (res.status === 412 && resume !== undefined) {
-          this.log.debug({ path }, 'object changed between a broken read and its resumption; reading it again from the start')
+        const refusal = this.objectRefusal(res.status, resume !== undefined, path, what)
+        if (refusal !== undefined) {
           target = undefined
-          throw new TransientHttpError(412, `${path} changed while being read`)
+          throw refusal
         }
         if (landsAt === undefined || target === undefined) throw this.statusError(res.status, `GET ${path}`)
         if (landsAt > 0) this.log.trace({ path, from: landsAt }, 'resumed a broken read')
@@ -246,49 +280,33 @@ export class HttpOrigin extends ObjectStoreOrigin {
     }
   }
 
-  /**
-   * A GET read in place, following redirects as `send` does; the body of a redirect is never
-   * given to `into`.
-   */
+  /** A GET read in place, following redirects as `send` does; the body of a redirect is never given to `into`. */
   private async getInPlace (inPlace: InPlaceGets, path: string, headers: Record<string, string>, signal: AbortSignal | undefined, into: BodyTarget): Promise<InPlaceResponse> {
-    let target = new URL(`${this.basePath}${path.split('/').map(encodeURIComponent).join('/')}`, this.server)
-    for (let hop = 0; ; hop++) {
-      const sameServer = target.origin === this.server
-      const endpoint = { protocol: target.protocol, hostname: target.hostname, port: target.port === '' ? undefined : Number(target.port), host: target.host }
-      const res = await inPlace.get(endpoint, `${target.pathname}${target.search}`, {
-        // credentials go to the configured server only, never to wherever it redirects
-        headers: { ...headers, ...(sameServer && this.authorization !== undefined ? { authorization: this.authorization } : {}) },
+    const { status, response } = await this.follow('GET', path, headers, async (url, withCredentials) => {
+      const endpoint = { protocol: url.protocol, hostname: url.hostname, port: url.port === '' ? undefined : Number(url.port), host: url.host }
+      const res = await inPlace.get(endpoint, `${url.pathname}${url.search}`, {
+        headers: withCredentials,
         signal,
-        into: (status, responseHeaders, length) => REDIRECT_STATUSES.has(status) && responseHeaders.has('location') ? undefined : into(status, responseHeaders, length)
+        into: (answer, responseHeaders, length) => REDIRECT_STATUSES.has(answer) && responseHeaders.has('location') ? undefined : into(answer, responseHeaders, length)
       })
-      const location = res.headers.get('location')
-      if (!REDIRECT_STATUSES.has(res.status) || location === undefined) return res
-      const next = new URL(location, target)
-      if (next.origin === target.origin && next.pathname === `${target.pathname}/`) return { ...res, status: 404 }
-      if (hop >= MAX_REDIRECTS) throw new HttpOriginRequestError(res.status, `GET ${path} at ${this.url}: more than ${MAX_REDIRECTS} redirects`)
-      if (next.protocol !== 'http:' && next.protocol !== 'https:') throw new HttpOriginRequestError(res.status, `GET ${path} at ${this.url}: redirected to a ${next.protocol} URL`)
-      target = next
-    }
+      return { status: res.status, location: res.headers.get('location'), discard: async () => {}, response: res }
+    })
+    return status === response.status ? response : { ...response, status }
   }
 
   /** `getObject` through undici, for a server whose bodies are not framed by Content-Length. */
   private async getObjectThroughUndici (path: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
     let target: Target | undefined
     return await this.withRetries(`GET ${path}`, options, async signal => {
-      const resume = target !== undefined && target.received > 0 && target.etag !== undefined ? target : undefined
-      const res = await this.send('GET', path, resume !== undefined ? { range: `bytes=${resume.received}-`, 'if-match': resume.etag as string } : {}, signal)
-      if (res.statusCode === 404) {
+      const resume = resumable(target)
+      const res = await this.send('GET', path, resumeHeaders(resume), signal)
+      const refusal = this.objectRefusal(res.statusCode, resume !== undefined, path, what)
+      if (refusal !== undefined) {
         await res.body.dump()
-        throw new NotFoundError(`${what} not found at ${this.url}`)
-      }
-      if (res.statusCode === 412 && resume !== undefined) {
-        await res.body.dump()
-        this.log.debug({ path }, 'object changed between a broken read and its resumption; reading it again from the start')
         target = undefined
-        throw new TransientHttpError(412, `${path} changed while being read`)
+        throw refusal
       }
-      const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header(res.headers, 'content-range') ?? '')
-      if (res.statusCode === 206 && resume !== undefined && range !== null && Number(range[1]) === resume.received && Number(range[3]) === resume.bytes.byteLength) {
+      if (res.statusCode === 206 && resume !== undefined && continues(resume, header(res.headers, 'content-range'))) {
         this.log.trace({ path, from: resume.received }, 'resuming a broken read')
       } else if (res.statusCode === 200) {
         const length = Number(header(res.headers, 'content-length'))
@@ -298,7 +316,7 @@ export class HttpOrigin extends ObjectStoreOrigin {
           const bytes = new Uint8Array(await res.body.arrayBuffer())
           return bytes
         }
-        target = { bytes: pool !== undefined ? pool.take(length) : new Uint8Array(length), received: 0, etag: strongEtag(res.headers) }
+        target = { bytes: pool !== undefined ? pool.take(length) : new Uint8Array(length), received: 0, etag: strongEtag(header(res.headers, 'etag')) }
       } else {
         await res.body.dump()
         throw this.statusError(res.statusCode, `GET ${path}`)
