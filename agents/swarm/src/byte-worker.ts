@@ -4,7 +4,9 @@
  * and its own data client with the node's key, and answers chunk jobs with them. Nothing here is
  * shared with the main thread but the store's files, which the jobs name by path.
  *
- * A worker loads what its jobs will use and nothing more, as soon as it starts: the one origin
+ * A worker loads what its jobs will use and nothing more, as soon as it starts: the light chunk
+ * reader of the origin the main thread holds, where its adapter offers one (the S3 adapter's, from
+ * the spec the main thread's origin resolves: see `CHUNK_READER_QUESTION`), else the one origin
  * adapter the spec names (see origin-spec.ts), the peer data client (@swarm/exchange) when the
  * process has a node key, and the logger. Statically it imports only the worker side of
  * @swarm/workers and @swarm/interface. Loading every adapter, the configuration schema and the
@@ -20,18 +22,20 @@
  */
 import { threadId, workerData } from 'node:worker_threads'
 import { OriginUnavailableError } from '@swarm/interface'
-import { serveChunkJobs } from '@swarm/workers'
-import { ORIGIN_PACKAGES, openOriginSpec } from './origin-spec.js'
+import { askMain, serveChunkJobs } from '@swarm/workers'
+import { CHUNK_READER_PACKAGES, CHUNK_READER_QUESTION, ORIGIN_PACKAGES, openChunkReader, openOriginSpec } from './origin-spec.js'
 import type { OriginSpec } from './origin-spec.js'
 import type { WorkerServing } from './worker-serving.js'
 import type { Config } from '@swarm/config'
 import type { DataClient, DataServer, DataServerStats } from '@swarm/exchange'
-import type { Logger, Origin } from '@swarm/interface'
+import type { ChunkReader, ChunkReaderSpec, Logger } from '@swarm/interface'
 
 /** What the main thread hands every byte worker. */
 export interface ByteWorkerData {
   /** the origin's adapter and init; absent: none configured */
   origin?: OriginSpec
+  /** the main thread answers CHUNK_READER_QUESTION: the worker reads chunks with the adapter's light reader */
+  originReader?: boolean
   logLevel: Config['logLevel']
   /** the node's libp2p key (privateKeyToBytes); empty: no peers (swarm pull --no-agent) */
   privateKey: Uint8Array
@@ -54,7 +58,7 @@ export interface ByteWorkerReport {
 const data = workerData as ByteWorkerData
 const loaded: string[] = []
 let logger: Promise<Logger> | undefined
-let origin: Promise<Origin | undefined> | undefined
+let origin: Promise<ChunkReader | undefined> | undefined
 let client: Promise<DataClient | undefined> | undefined
 let server: DataServer | undefined
 
@@ -66,15 +70,34 @@ async function getLogger (): Promise<Logger> {
   return await logger
 }
 
-async function getOrigin (): Promise<Origin | undefined> {
+async function askForReader (): Promise<ChunkReaderSpec | undefined> {
+  return await askMain<ChunkReaderSpec | undefined>(CHUNK_READER_QUESTION)
+}
+
+async function getOrigin (): Promise<ChunkReader | undefined> {
   const spec = data.origin
   origin ??= spec === undefined
     ? Promise.resolve(undefined)
     : getLogger().then(async log => {
-      loaded.push(ORIGIN_PACKAGES[spec.adapter])
-      return await openOriginSpec(spec, log)
+      const readerSpec = data.originReader === true ? await askForReader() : undefined
+      if (readerSpec === undefined) {
+        loaded.push(ORIGIN_PACKAGES[spec.adapter])
+        return await openOriginSpec(spec, log)
+      }
+      loaded.push(CHUNK_READER_PACKAGES[spec.adapter] ?? ORIGIN_PACKAGES[spec.adapter])
+      return await openChunkReader(readerSpec, async () => {
+        const fresh = await askForReader()
+        if (fresh === undefined) throw new OriginUnavailableError('the main thread no longer offers a reader of its origin')
+        return fresh
+      }, log)
     })
-  return await origin
+  try {
+    return await origin
+  } catch (err) {
+    // asked again at the next job: the main thread's origin may resolve its credentials later
+    origin = undefined
+    throw err
+  }
 }
 
 async function getClient (): Promise<DataClient | undefined> {

@@ -6,9 +6,14 @@
  * worker thus loads neither the configuration schema (zod) nor the CLI nor the other adapters:
  * loading all of them cost each worker about a second of CPU and 60–90 MB of heap.
  *
+ * An adapter may offer a lighter reader of its chunks for the workers (`Origin.chunkReaderSpec`):
+ * a worker asks the main thread for its spec (`CHUNK_READER_QUESTION`) and opens it with
+ * `openChunkReader`, loading the adapter's reader module rather than the adapter. The S3 adapter
+ * does (its reader presigns GETs without the SDK's client).
+ *
  * This module imports no adapter and nothing heavy itself; its imports are types only.
  */
-import type { Logger, Origin } from '@swarm/interface'
+import type { ChunkReader, ChunkReaderSpec, Logger, Origin } from '@swarm/interface'
 import type { AzureOriginInit } from '@swarm/origin-azure'
 import type { FileOriginInit } from '@swarm/origin-file'
 import type { HttpOriginInit } from '@swarm/origin-http'
@@ -43,5 +48,26 @@ export async function openOriginSpec (spec: OriginSpec, logger: Logger): Promise
     case 'http': return (await import('@swarm/origin-http')).httpOrigin({ ...spec.init, logger })
     case 's3': return (await import('@swarm/origin-s3')).s3Origin({ ...spec.init, logger })
     default: throw new TypeError(`unknown origin adapter ${JSON.stringify((spec as { adapter: unknown }).adapter)}`)
+  }
+}
+
+/** What a byte worker asks the main thread for its origin's chunk reader spec (answered by `answerChunkReader`). */
+export const CHUNK_READER_QUESTION = { origin: 'chunk-reader' } as const
+
+/** Whether a worker's question is `CHUNK_READER_QUESTION`. */
+export function isChunkReaderQuestion (question: unknown): boolean {
+  return typeof question === 'object' && question !== null && (question as { origin?: unknown }).origin === CHUNK_READER_QUESTION.origin
+}
+
+/** The packages that hold each adapter's chunk reader, where it has one. */
+export const CHUNK_READER_PACKAGES: Partial<Record<OriginSpec['adapter'], string>> = {
+  s3: '@swarm/origin-s3/reader'
+}
+
+/** Opens the chunk reader a spec names (`Origin.chunkReaderSpec`), loading only that reader's module. */
+export async function openChunkReader (spec: ChunkReaderSpec, refresh: () => Promise<ChunkReaderSpec>, logger: Logger): Promise<ChunkReader> {
+  switch (spec.adapter) {
+    case 's3': return (await import('@swarm/origin-s3/reader')).s3ChunkReader({ spec, refresh, logger })
+    default: throw new TypeError(`no chunk reader for origin adapter ${JSON.stringify(spec.adapter)}`)
   }
 }

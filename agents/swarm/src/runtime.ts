@@ -24,7 +24,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import type { ByteWorkerData } from './byte-worker.js'
 import type { WorkerServing } from './worker-serving.js'
 import type { OriginSpec } from './origin-spec.js'
-import { ORIGIN_PACKAGES } from './origin-spec.js'
+import { CHUNK_READER_PACKAGES, ORIGIN_PACKAGES, isChunkReaderQuestion } from './origin-spec.js'
 
 export class NoOriginError extends SwarmError {
   override readonly code = 'ERR_NO_ORIGIN'
@@ -153,15 +153,28 @@ export function byteWorkerCount (config: Config): number {
   return config.agent.workers ?? defaultWorkerCount()
 }
 
+export interface ByteWorkersOptions {
+  /**
+   * the origin this thread holds: where it offers a light chunk reader (`chunkReaderSpec`), the
+   * workers ask it for one rather than opening the whole adapter
+   */
+  origin?: Origin
+  /** the data port the workers serve, in an agent */
+  serving?: ByteWorkersServing
+}
+
 /** Byte workers from the configuration (`byteWorkerCount`), or undefined for 0. */
-export function createByteWorkers (config: Config, privateKey: PrivateKey | undefined, logger: Logger, serving?: ByteWorkersServing): ByteWorkers | undefined {
+export function createByteWorkers (config: Config, privateKey: PrivateKey | undefined, logger: Logger, { origin, serving }: ByteWorkersOptions = {}): ByteWorkers | undefined {
   const size = byteWorkerCount(config)
   if (size === 0) return undefined
+  const spec = config.origin !== '' ? originSpec(config) : undefined
+  const reader = spec !== undefined && CHUNK_READER_PACKAGES[spec.adapter] !== undefined ? origin?.chunkReaderSpec?.bind(origin) : undefined
   // a process with no node key (swarm pull --no-agent) reaches no peer: its workers fetch from the origin only
   const peers = privateKey !== undefined
   const spread = peers ? workerPeerSpread(config, size) : size
   const data: ByteWorkerData = {
-    origin: config.origin !== '' ? originSpec(config) : undefined,
+    origin: spec,
+    originReader: reader !== undefined,
     logLevel: config.logLevel,
     privateKey: peers ? exchange().privateKeyToBytes(privateKey) : new Uint8Array(0),
     // the connections a peer accepts from this node, shared among the workers that may reach it
@@ -171,6 +184,11 @@ export function createByteWorkers (config: Config, privateKey: PrivateKey | unde
   }
   const pool = workerPool({ script: new URL('./byte-worker.js', import.meta.url), workerData: data, size, name: 'worker', decodeError: decodeChunkError, logger,
     resourceLimits: { maxYoungGenerationSizeMb: CHUNK_WORKER_YOUNG_GENERATION_MB },
-    ...(serving !== undefined ? { answer: serving.answer, told: serving.told, gone: serving.gone } : {}) })
+    ...(serving !== undefined ? { told: serving.told, gone: serving.gone } : {}),
+    answer: (question, worker) => {
+      if (isChunkReaderQuestion(question) && reader !== undefined) return reader()
+      if (serving !== undefined) return serving.answer(question, worker)
+      throw new Error(`a byte worker asked something this process does not answer: ${JSON.stringify(question)}`)
+    } })
   return { pool, chunks: chunkWorkers({ pool, peerSpread: spread }), close: async () => { await pool.close() } }
 }

@@ -10,9 +10,12 @@ import { silentLogger } from '@swarm/interface'
 import { loadOrCreateKey } from '@swarm/p2p'
 import { encodeManifest } from '@swarm/manifest'
 import { fileOrigin } from '@swarm/origin-file'
+import { s3Origin } from '@swarm/origin-s3'
 import { createStore } from '@swarm/store'
 import { afterEach, describe, expect, it, vi } from 'vitest'
+import { deletePrefix, s3Client, s3Settings, uniquePrefix } from '../../../test/helpers/s3.js'
 import type { ByteWorkers } from '@swarm/agent'
+import type { Origin } from '@swarm/interface'
 import type { ChunkWorkerReport } from '@swarm/workers'
 
 const CHUNK = 256 * 1024
@@ -55,6 +58,50 @@ describe('byte workers', () => {
       expect(loaded).not.toContain('@swarm/exchange')
     } finally {
       await store.close()
+    }
+  })
+
+  it('read an S3 origin through the light reader the main thread describes, with the credentials it resolved', async () => {
+    const s3 = s3Settings()
+    const prefix = uniquePrefix('byte-worker-reader')
+    const url = `s3://${s3.bucket}/${prefix}`
+    dir = await mkdtemp(join(tmpdir(), 'swarm-byte-worker-'))
+    const held: Origin[] = []
+    const store = await createStore({ dir: join(dir, 'store') })
+    try {
+      const base = defaultConfig({})
+      const settings = { endpoint: s3.endpoint, region: s3.region, forcePathStyle: true }
+      for (const objectGets of ['presigned', 'sdk'] as const) {
+        const origin = s3Origin({ url, endpoint: s3.endpoint, region: s3.region, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }, objectGets })
+        held.push(origin)
+        const bytes = randomBytes(CHUNK)
+        const cid = cidForBytes(bytes)
+        await origin.putChunk(cid, bytes)
+        const manifest = { version: 1, chunkSize: CHUNK, files: [{ path: 'weights.bin', size: CHUNK, mode: 0o644, chunks: [{ cid, offset: 0, size: CHUNK }] }] }
+        await store.addManifest(encodeManifest(manifest).cid, manifest)
+        // with a reader on offer the configuration names no credentials: only the main thread's
+        // origin holds them; without one the worker opens the adapter from the configuration
+        const s3Config = objectGets === 'presigned' ? settings : { ...settings, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }
+        const config = { ...base, origin: url, s3: s3Config, agent: { ...base.agent, workers: 1 } }
+        workers = createByteWorkers(config, undefined, silentLogger, { origin })
+        const plan = store.planWrite(cid)
+        await workers!.chunks.fetchChunk({ cid, size: CHUNK, source: { kind: 'origin' }, sourceName: 'origin', slots: plan.slots, dataDir: plan.dir })
+        await store.recordWritten(plan)
+        expect(Buffer.from(await store.readChunk(cid)).equals(bytes)).toBe(true)
+        const { loaded } = ((await workers!.pool.threadReports())[0]!.info as ChunkWorkerReport).sources as { loaded: string[] }
+        if (objectGets === 'presigned') {
+          expect(loaded).toContain('@swarm/origin-s3/reader')
+          expect(loaded).not.toContain(ORIGIN_PACKAGES.s3)
+        } else {
+          expect(loaded).toContain(ORIGIN_PACKAGES.s3)
+        }
+        await workers!.close()
+        workers = undefined
+      }
+    } finally {
+      await store.close()
+      await Promise.all(held.map(async o => { await o.close() }))
+      await deletePrefix(s3Client(s3), s3.bucket, prefix)
     }
   })
 

@@ -170,6 +170,23 @@ export interface ContentCheck {
   parts: Array<{ path: string } | { bytes: Uint8Array }>
 }
 
+/** A light reader of an origin's chunks, described by {@link Origin.chunkReaderSpec}. */
+export interface ChunkReaderSpec {
+  /** the adapter whose reader opens it (`s3`) */
+  adapter: string
+  /** the reader's init, as the adapter defines it; may hold credentials, so never logged */
+  init: unknown
+  /** ms since the epoch after which it must be asked for again (credentials that expire); absent: never */
+  expiresAt?: number
+}
+
+/** What reads chunks in a thread that does not hold the origin: `getChunk` and `release` as {@link Origin}'s. */
+export interface ChunkReader {
+  getChunk(cid: CidString, options?: AbortOptions): Promise<Uint8Array>
+  release?(bytes: Uint8Array): void
+  close(): Promise<void>
+}
+
 /**
  * Object storage holding chunks, manifests and refs. Layout under the origin's prefix:
  * `chunks/<cid>`, `manifests/<cid>`, `refs/<name>/<tag>` (the ref object's body is the manifest CID).
@@ -191,6 +208,13 @@ export interface Origin {
    * `getChunk` may reuse their memory (see {@link ChunkSource.release}).
    */
   release?(bytes: Uint8Array): void
+  /**
+   * Optional: what another thread needs to read this origin's chunks without opening the whole
+   * adapter (its control clients, their SDK): plain data, structured-cloneable, opened there with
+   * the adapter's light reader. Byte workers ask for it so that each need not load what only the
+   * main thread uses. Undefined: it has none to offer as set up (the thread opens the adapter).
+   */
+  chunkReaderSpec?(options?: AbortOptions): Promise<ChunkReaderSpec | undefined>
   hasChunk(cid: CidString, options?: AbortOptions): Promise<boolean>
   putChunk(cid: CidString, bytes: Uint8Array, options?: AbortOptions): Promise<void>
   /** every chunk CID the origin holds */

@@ -1,4 +1,4 @@
-import { MAX_CHUNK_SIZE } from '@swarm/chunker'
+import { MAX_CHUNK_SIZE } from '@swarm/chunker/constants'
 
 /**
  * Bounds on what a manifest may describe. Manifests come from the origin and from peers, so

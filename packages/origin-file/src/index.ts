@@ -32,15 +32,16 @@
  */
 
 import { randomBytes } from 'node:crypto'
-import { lstat, mkdir, opendir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, open, opendir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { NotFoundError, OriginUnavailableError } from '@swarm/interface'
 import { ObjectStoreOrigin } from '@swarm/origin-layout'
 import { FILE_MODE, TEMP_PREFIX } from './constants.js'
-import type { AbortOptions, Logger, Origin } from '@swarm/interface'
+import type { AbortOptions, BufferPool, Logger, Origin } from '@swarm/interface'
 import type { ObjectPut } from '@swarm/origin-layout'
 import type { Dirent } from 'node:fs'
+import type { FileHandle } from 'node:fs/promises'
 
 export interface FileOriginInit {
   /** `file:///dir`: the origin's root directory, which must exist */
@@ -88,7 +89,9 @@ class FileOrigin extends ObjectStoreOrigin {
 
   constructor (init: FileOriginInit) {
     const root = parseRootUrl(init.url)
-    super({ url: pathToFileURL(root).href, logger: init.logger })
+    // chunks are read into buffers lent from a pool and given back with `release`: a fresh buffer
+    // per chunk left each byte worker holding tens of MB of dead ones between collections
+    super({ url: pathToFileURL(root).href, logger: init.logger, pooledChunks: true })
     this.root = root
   }
 
@@ -107,20 +110,45 @@ class FileOrigin extends ObjectStoreOrigin {
     throw new OriginUnavailableError(`origin directory ${this.root} does not exist (${this.url})`)
   }
 
-  protected async getObject (name: string, what: string, { signal }: AbortOptions): Promise<Uint8Array> {
+  protected async getObject (name: string, what: string, { signal }: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
     signal?.throwIfAborted()
-    let bytes: Buffer
+    const notFound = async (): Promise<never> => {
+      await this.checkRoot()
+      throw new NotFoundError(`${what} not found at ${this.url}`)
+    }
+    let handle: FileHandle
     try {
-      bytes = await readFile(this.path(name), { signal })
+      handle = await open(this.path(name), 'r')
     } catch (err) {
       const code = errorCode(err)
-      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') {
-        await this.checkRoot()
-        throw new NotFoundError(`${what} not found at ${this.url}`)
-      }
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return await notFound()
       throw abortReason(err, signal)
     }
-    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    try {
+      const info = await handle.stat()
+      if (!info.isFile()) return await notFound()
+      const size = info.size
+      const bytes = pool !== undefined ? pool.take(size) : Buffer.allocUnsafe(size)
+      let filled = 0
+      try {
+        while (filled < size) {
+          signal?.throwIfAborted()
+          const { bytesRead } = await handle.read(bytes, filled, size - filled, filled)
+          // objects are replaced by rename, never cut short in place; a file that shrank is read as it is now
+          if (bytesRead === 0) break
+          filled += bytesRead
+        }
+      } catch (err) {
+        pool?.give(bytes)
+        throw abortReason(err, signal)
+      }
+      if (filled === size) return bytes
+      const short = Buffer.from(bytes.subarray(0, filled))
+      pool?.give(bytes)
+      return short
+    } finally {
+      await handle.close()
+    }
   }
 
   protected async hasObject (name: string, { signal }: AbortOptions): Promise<boolean> {

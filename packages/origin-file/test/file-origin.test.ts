@@ -113,6 +113,30 @@ describe('fileOrigin', () => {
     await expect(origin.getChunk(chunk('absent').cid)).rejects.toThrow(/not found at file:\/\//)
   })
 
+  it('reads a later chunk into memory given back through release, and only into that', async () => {
+    const first = chunk('a'.repeat(300_000))
+    const second = chunk('b'.repeat(300_000))
+    await origin.putChunk(first.cid, first.bytes)
+    await origin.putChunk(second.cid, second.bytes)
+    const got = await origin.getChunk(first.cid)
+    expect(Buffer.compare(got, first.bytes)).toBe(0)
+    origin.release?.(got)
+    const again = await origin.getChunk(second.cid)
+    expect(again.buffer).toBe(got.buffer)
+    expect(Buffer.compare(again, second.bytes)).toBe(0)
+    // lent once: bytes still held are never handed out again
+    const third = await origin.getChunk(first.cid)
+    expect(third.buffer).not.toBe(again.buffer)
+    expect(Buffer.compare(third, first.bytes)).toBe(0)
+    expect(Buffer.compare(again, second.bytes)).toBe(0)
+  })
+
+  it('says NotFound for a directory where a chunk would be', async () => {
+    const { cid } = chunk('a directory')
+    await mkdir(join(dir, 'chunks', cid), { recursive: true })
+    await expect(origin.getChunk(cid)).rejects.toThrow(NotFoundError)
+  })
+
   it('names itself by its file URL', () => {
     expect(origin.url).toBe(pathToFileURL(dir).href)
   })

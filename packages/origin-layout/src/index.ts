@@ -42,7 +42,8 @@
  */
 
 import { BufferPool, CID_PATTERN, InvalidRefError, checkCid, resolveListedRefs, silentLogger } from '@swarm/interface'
-import { formatRef } from '@swarm/manifest'
+// the ref rules alone: the package's manifest schemas load zod, which every byte worker would carry
+import { formatRef } from '@swarm/manifest/refs'
 import { CHUNKS_PREFIX, CHUNK_POOL_IDLE_MS, CHUNK_POOL_MAX_FREE_BYTES, MANIFESTS_PREFIX, REFS_PREFIX } from './constants.js'
 import type { AbortOptions, CidString, Logger, ModelRef, Origin, RefEntry } from '@swarm/interface'
 
@@ -202,7 +203,7 @@ export abstract class ObjectStoreOrigin implements Origin {
   }
 
   /** The name of chunk `cid`'s object. */
-  private chunkName (cid: CidString): string {
+  protected chunkName (cid: CidString): string {
     return `${this.prefix}${CHUNKS_PREFIX}${cid}`
   }
 

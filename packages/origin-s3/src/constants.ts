@@ -26,3 +26,6 @@ export const MAX_ERROR_BODY_BYTES = 64 * 1024
 /** The region for S3-compatible endpoints given without one; most ignore it but sign with it. */
 export const DEFAULT_ENDPOINT_REGION = 'us-east-1'
 
+
+/** A byte worker's reader asks for fresh credentials this long before the ones it holds expire. */
+export const READER_SPEC_REFRESH_MARGIN_MS = 5 * 60_000

@@ -30,6 +30,13 @@
  *   CPU, ~1.4 s/GB, was the same). Reading the body with undici's `request()` + `body.bytes()`
  *   instead of the dispatcher API cost ~15% more CPU. `objectGets: 'sdk'` keeps the SDK for GETs
  *   too (for a store that refuses presigned URLs).
+ * - Byte workers read chunks through a light reader (`@swarm/origin-s3/reader`, reader.ts) that
+ *   the origin describes as plain data (`chunkReaderSpec`: the URLs' base after the SDK's endpoint
+ *   rules, the region, the credentials its chain resolved, and when they expire). It presigns and
+ *   reads as the origin does (object-reads.ts: the same GETs, retries and errors) without loading
+ *   the SDK's client: a worker that opened the whole origin spent ~0.2 CPU-s and ~25 MB of RSS
+ *   loading it. undici, for the rare endpoint that frames bodies otherwise, loads at the first such
+ *   body.
  * - Chunk bodies are read into buffers lent from a small pool (`BufferPool` from @swarm/interface); `release(bytes)`
  *   gives them back once the store has them, and the fetcher's `originSource` calls it. A fresh
  *   4 MiB buffer per chunk kept the garbage collector busy: with the pool, `bench/origin-pull`
@@ -68,6 +75,7 @@ import type { S3ClientConfig } from '@aws-sdk/client-s3'
 import type { Logger, Origin } from '@swarm/interface'
 
 export * from './errors.js'
+export type { S3ChunkReaderInit } from './reader.js'
 export {
   DEFAULT_LIST_PAGE_SIZE,
   DEFAULT_MAX_SOCKETS,

@@ -67,6 +67,8 @@ export function recordingLogger (records: LogRecord[] = [], bindings: Record<str
 /** What the fault-injecting server does with one request. */
 export type Action =
   | 'proxy'
+  /** passed through, the answer's body sent chunked rather than with its Content-Length */
+  | 'proxy-chunked'
   | 'hang'
   | 'reset'
   | { status: number, code?: string }
@@ -112,11 +114,13 @@ export async function startFaultServer (decide: (req: IncomingMessage, seen: See
       req.socket.destroy()
       return
     }
-    if (action === 'proxy') {
+    if (action === 'proxy' || action === 'proxy-chunked') {
       const headers = { ...req.headers }
       delete headers.expect
       const upstream = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers)
+        const answerHeaders = { ...answer.headers }
+        if (action === 'proxy-chunked') delete answerHeaders['content-length']
+        res.writeHead(answer.statusCode ?? 502, answerHeaders)
         answer.pipe(res)
       })
       upstream.on('error', () => { res.destroy() })

@@ -6,7 +6,7 @@ import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { S3CredentialsError, S3NoSuchBucketError, s3Origin } from '../src/index.js'
 import { adminClient, closedPort, deletePrefix, recordingLogger, s3, startFaultServer, uniquePrefix } from './helpers.js'
-import type { Action, FaultServer } from './helpers.js'
+import type { Action, FaultServer, LogRecord } from './helpers.js'
 import type { S3OriginInit } from '../src/index.js'
 import type { Origin } from '@swarm/interface'
 import type { IncomingMessage } from 'node:http'
@@ -129,6 +129,19 @@ describe('s3Origin', () => {
       expect(third.buffer).not.toBe(again.buffer)
       expect(Buffer.from(third).equals(Buffer.from(first.bytes))).toBe(true)
       expect(Buffer.from(again).equals(Buffer.from(second.bytes))).toBe(true)
+    })
+  })
+
+  describe('object GETs', () => {
+    it('reads bodies framed otherwise (chunked) through undici from then on, and says so once', async () => {
+      const records: LogRecord[] = []
+      const front = await faultServer(req => req.method === 'GET' ? 'proxy-chunked' : 'proxy')
+      const origin = open({ endpoint: front.endpoint, logger: recordingLogger(records) })
+      const chunks = [chunk(), chunk(300_000), chunk(1)]
+      for (const c of chunks) await origin.putChunk(c.cid, c.bytes)
+      for (const c of chunks) expect(Buffer.compare(await origin.getChunk(c.cid), c.bytes)).toBe(0)
+      expect(front.count('/chunks/' + chunks[2].cid, 'GET')).toBe(1)
+      expect(records.filter(r => String(r.msg).includes('not framed by Content-Length'))).toHaveLength(1)
     })
   })
 

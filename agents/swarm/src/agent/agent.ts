@@ -218,9 +218,10 @@ export class Agent {
         logger: log
       })
       : undefined
-    const workers = createByteWorkers(config, privateKey, log, served !== undefined
-      ? { serve: { host, port: bound.port, ...timeouts }, answer: (m, w) => served.answer(m, w), told: (m, w) => { served.told(m, w) }, gone: w => { served.gone(w) } }
-      : undefined)
+    const workers = createByteWorkers(config, privateKey, log, {
+      origin: init.origin,
+      ...(served !== undefined ? { serving: { serve: { host, port: bound.port, ...timeouts }, answer: (m, w) => served.answer(m, w), told: (m, w) => { served.told(m, w) }, gone: w => { served.gone(w) } } } : {})
+    })
     // what the node's data servers have done: the main thread's, and the workers' where they serve
     const serverStats = async (): Promise<Readonly<DataServerStats>> => served !== undefined && workers !== undefined ? await served.stats(server, workers.pool) : server.stats
     // the workers load their clients now, not during the first pull's chunks

@@ -33,7 +33,7 @@ export async function pullCommand (target: string, local: { to?: string, cid?: b
     const logger = createLogger(logLevelFor(config, options))
     const origin = createOrigin(config, logger)
     // started now, so the threads load their clients while the store opens and the manifest resolves
-    const workers = createByteWorkers(config, undefined, logger)
+    const workers = createByteWorkers(config, undefined, logger, { origin })
     workers?.pool.start()
     try {
       await withStore(config, logger, async store => {

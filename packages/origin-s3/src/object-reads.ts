@@ -1,0 +1,262 @@
+/**
+ * Object GETs and the retry policy, without the SDK: what both the S3 origin and the light chunk
+ * reader of byte workers (reader.ts) run. The SDK is needed only to sign (the origin's presigner
+ * after its endpoint rules) and for control calls; each caller brings its own `sign`.
+ */
+import { NotFoundError, OriginUnavailableError } from '@swarm/interface'
+import { InPlaceGets, UnsupportedFramingError } from '@swarm/http-in-place'
+import { KEEP_ALIVE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES, PRESIGNED_URL_EXPIRES_S } from './constants.js'
+import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError, TruncatedBodyError } from './errors.js'
+import { describeFailure, formatFailure, isConnectionFailure, RetriesExhausted, withRetries } from './retry.js'
+import type { AbortOptions, BufferPool, Logger } from '@swarm/interface'
+import type { S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
+import type { Agent as UndiciAgent } from 'undici'
+
+type PresignRequest = Parameters<S3RequestPresigner['presign']>[0]
+
+/** Where object URLs start, learned once from the SDK's endpoint rules (path or virtual-host style, partitions, …). */
+export interface ObjectUrlBase {
+  protocol: string
+  hostname: string
+  port: number | undefined
+  /** the host header: hostname plus a non-default port */
+  host: string
+  /** the path before the key, e.g. `/bucket/` (path style) or `/` (virtual host) */
+  pathPrefix: string
+}
+
+/** A GET of one key, signed: where to send it, and the path with its signed query. */
+export interface SignedGet {
+  base: ObjectUrlBase
+  path: string
+}
+
+export interface S3ObjectReadsInit {
+  /** the origin's URL, without credentials, for errors */
+  url: string
+  bucket: string
+  /** the endpoint's name for errors (`http://…`, `AWS S3 (eu-west-1)`) */
+  endpointName: string
+  retries: number
+  maxSockets: number
+  requestTimeoutMs: number
+  /** whether object GETs go out as presigned URLs (`objectGets: 'presigned'`); false: `get` is not used */
+  presigned: boolean
+  /** signs a GET of `key` */
+  sign(key: string): Promise<SignedGet>
+  logger: Logger
+}
+
+/** The path and signed query of a GET of `key` under `base`. */
+export async function presignedGet (presigner: Pick<S3RequestPresigner, 'presign'>, base: ObjectUrlBase, key: string): Promise<string> {
+  const request: PresignRequest = {
+    method: 'GET',
+    protocol: base.protocol,
+    hostname: base.hostname,
+    ...(base.port !== undefined ? { port: base.port } : {}),
+    path: `${base.pathPrefix}${encodeKey(key)}`,
+    query: {},
+    headers: { host: base.host }
+  }
+  const signed = await presigner.presign(request, { expiresIn: PRESIGNED_URL_EXPIRES_S })
+  const query = new URLSearchParams()
+  for (const [name, value] of Object.entries(signed.query ?? {})) {
+    for (const v of Array.isArray(value) ? value : [value]) if (v != null) query.append(name, v)
+  }
+  return `${signed.path}?${query.toString()}`
+}
+
+const CREDENTIAL_S3_CODES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'ExpiredToken', 'InvalidToken', 'TokenRefreshRequired', 'AuthorizationHeaderMalformed'])
+
+export class S3ObjectReads {
+  private readonly init: S3ObjectReadsInit
+  /** object GETs read in place; undefined unless presigned */
+  private readonly inPlace: InPlaceGets | undefined
+  /** set once the endpoint framed a body otherwise: object GETs go through undici from then on */
+  private inPlaceRetired = false
+  /** undici's pool for presigned GETs, loaded only once the in-place reads are retired */
+  private dispatcher: Promise<UndiciAgent> | undefined
+
+  constructor (init: S3ObjectReadsInit) {
+    this.init = init
+    this.inPlace = init.presigned
+      ? new InPlaceGets({ maxConnections: init.maxSockets, keepAliveMs: KEEP_ALIVE_TIMEOUT_MS, timeoutMs: init.requestTimeoutMs, maxErrorBodyBytes: MAX_ERROR_BODY_BYTES })
+      : undefined
+  }
+
+  async close (): Promise<void> {
+    await this.inPlace?.close()
+    await (await this.dispatcher)?.close()
+  }
+
+  /** The whole object `key` through a presigned GET, under the retry policy; with a `pool`, into a buffer lent from it. */
+  async get (key: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
+    return await this.request(`GET ${key}`, options, async signal => await this.getSigned(key, signal, pool), what)
+  }
+
+  /** Runs one request under the retry policy and turns what failed into the error callers handle. */
+  async request<T> (what: string, { signal }: AbortOptions, attempt: (signal: AbortSignal | undefined) => Promise<T>, notFound?: string): Promise<T> {
+    signal?.throwIfAborted()
+    // The caller's signal is often long-lived and shared (a whole pull, an agent's lifetime) while
+    // the SDK and our own GET add abort listeners per request and retry: hung on the caller's
+    // signal they pile up with concurrency (Node warns past 10). A signal of its own per request
+    // follows the caller's without adding a listener to it, and is collected with the request.
+    const own = signal !== undefined ? AbortSignal.any([signal]) : undefined
+    try {
+      return await withRetries(attempt, { retries: this.init.retries, signal: own, log: this.init.logger, what })
+    } catch (err) {
+      if (signal?.aborted === true) throw signal.reason
+      throw this.toOriginError(err, what, notFound)
+    }
+  }
+
+  private toOriginError (err: unknown, what: string, notFound: string | undefined): unknown {
+    const { url, endpointName, bucket } = this.init
+    if (err instanceof RetriesExhausted) {
+      const reached = isConnectionFailure(err.last) ? 'cannot be reached' : 'keeps failing'
+      return new OriginUnavailableError(
+        `S3 endpoint ${endpointName} ${reached} (${url}): ${what} failed ${err.attempts} times; last: ${formatFailure(err.last)}`,
+        { cause: err.last }
+      )
+    }
+    const { status, s3Code, name } = describeFailure(err)
+    if (name === 'CredentialsProviderError') {
+      return new S3CredentialsError(`no S3 credentials for ${url}: ${(err as Error).message}`, { cause: err })
+    }
+    if (status === undefined) return err
+    if (s3Code === 'NoSuchBucket') {
+      return new S3NoSuchBucketError(bucket, `bucket ${bucket} does not exist at ${endpointName} (${url})`, { cause: err })
+    }
+    if (status === 404) return new NotFoundError(`${notFound ?? what} not found at ${url}`)
+    if (status === 403 || (s3Code !== undefined && CREDENTIAL_S3_CODES.has(s3Code))) {
+      const hint = s3Code === 'SignatureDoesNotMatch'
+        ? 'the secret access key is wrong'
+        : s3Code === 'InvalidAccessKeyId'
+          ? 'the access key id is unknown'
+          : 'check the credentials and their permissions on the bucket'
+      return new S3CredentialsError(`${endpointName} refused ${what} (${url}): ${formatFailure(err)}; ${hint}`, { cause: err })
+    }
+    return new S3RequestError(status, s3Code, `${endpointName} refused ${what} (${url}): ${formatFailure(err)}`, { cause: err })
+  }
+
+  private async getSigned (key: string, signal: AbortSignal | undefined, pool: BufferPool | undefined): Promise<Uint8Array> {
+    const { base, path } = await this.init.sign(key)
+    const inPlace = this.inPlace
+    if (inPlace !== undefined && !this.inPlaceRetired) {
+      try {
+        const response = await inPlace.get(base, path, { signal, into: (status, _headers, length) => status !== 200 ? undefined : pool !== undefined ? pool.take(length) : Buffer.allocUnsafe(length) })
+        if (response.status === 200) return response.body
+        const { s3Code, message } = parseErrorBody(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength).toString('utf8'))
+        throw new S3ResponseError(response.status, s3Code, message ?? `HTTP ${response.status}`)
+      } catch (err) {
+        if (!(err instanceof UnsupportedFramingError)) throw err
+        // a server (or a proxy before it) that frames bodies otherwise: the general client from now
+        // on; GETs already under way finish where they are
+        if (!this.inPlaceRetired) this.init.logger.info({ endpoint: this.init.endpointName, framing: err.framing }, 'object bodies are not framed by Content-Length here; reading them through the general HTTP client')
+        this.inPlaceRetired = true
+      }
+    }
+    return await fetchObject(await this.fallbackDispatcher(), `${base.protocol}//${base.host}`, path, signal, pool)
+  }
+
+  /**
+   * undici, loaded at the first GET that needs it: nearly every endpoint frames bodies by
+   * Content-Length, and loading undici cost each thread (the main thread and every byte worker)
+   * about 0.14 CPU-s and 30 MB of RSS.
+   */
+  private async fallbackDispatcher (): Promise<UndiciAgent> {
+    const { maxSockets, requestTimeoutMs } = this.init
+    this.dispatcher ??= import('undici').then(({ Agent }) => new Agent({
+      connections: maxSockets,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      headersTimeout: requestTimeoutMs,
+      bodyTimeout: requestTimeoutMs,
+      connect: { timeout: requestTimeoutMs }
+    }))
+    return await this.dispatcher
+  }
+}
+
+/**
+ * One GET through undici's dispatcher API: the body is copied straight into one buffer of the
+ * announced length, with no stream in between. Measured against `request()` + `body.bytes()`
+ * (the same pool): ~10% more throughput and ~15% less CPU, most of it garbage collection.
+ * With a `pool` the buffer is lent from it; a failed GET does not give it back, since undici may
+ * still be writing into it.
+ */
+async function fetchObject (dispatcher: UndiciAgent, origin: string, path: string, signal: AbortSignal | undefined, pool?: BufferPool): Promise<Uint8Array> {
+  signal?.throwIfAborted()
+  return await new Promise<Uint8Array>((resolve, reject) => {
+    let controller: { abort(reason: Error): void } | undefined
+    let status = 0
+    let body: Uint8Array | undefined
+    let received = 0
+    const parts: Buffer[] = []
+    const onAbort = (): void => { controller?.abort(signal?.reason) }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    const settle = (error: Error | undefined, bytes?: Uint8Array): void => {
+      signal?.removeEventListener('abort', onAbort)
+      if (error !== undefined) reject(error)
+      else resolve(bytes as Uint8Array)
+    }
+    dispatcher.dispatch({ origin, path, method: 'GET' }, {
+      onRequestStart (ctl) {
+        controller = ctl
+        if (signal?.aborted === true) ctl.abort(signal.reason)
+      },
+      onResponseStart (_controller, statusCode, headers) {
+        status = statusCode
+        const length = Number(headers['content-length'])
+        if (status === 200 && Number.isSafeInteger(length) && length >= 0) body = pool !== undefined ? pool.take(length) : Buffer.allocUnsafe(length)
+      },
+      onResponseData (ctl, chunk) {
+        if (status !== 200) {
+          // an error document: keep the start of it
+          if (received < MAX_ERROR_BODY_BYTES) parts.push(chunk)
+        } else if (body !== undefined) {
+          if (received + chunk.byteLength > body.byteLength) {
+            ctl.abort(new TruncatedBodyError(body.byteLength, received + chunk.byteLength))
+            return
+          }
+          chunk.copy(body, received)
+        } else {
+          parts.push(chunk)
+        }
+        received += chunk.byteLength
+      },
+      onResponseEnd () {
+        if (status !== 200) {
+          const { s3Code, message } = parseErrorBody(Buffer.concat(parts).toString('utf8'))
+          settle(new S3ResponseError(status, s3Code, message ?? `HTTP ${status}`))
+        } else if (body === undefined) {
+          const bytes = Buffer.concat(parts)
+          settle(undefined, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+        } else if (received !== body.byteLength) {
+          settle(new TruncatedBodyError(body.byteLength, received))
+        } else {
+          // a lent view goes out as it is: only that view can be given back
+          // the very view the pool lent (a Buffer is a Uint8Array), so that release can give it back
+          settle(undefined, body)
+        }
+      },
+      onResponseError (_controller, error) {
+        settle(error)
+      }
+    })
+  })
+}
+
+
+/** S3 keys in a URL path: each segment escaped, slashes kept. */
+export function encodeKey (key: string): string {
+  return key.split('/').map(encodeURIComponent).join('/')
+}
+
+
+/** The `<Code>` and `<Message>` of an S3 XML error body. */
+export function parseErrorBody (text: string): { s3Code?: string, message?: string } {
+  const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1]
+  const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1]
+  return { ...(code !== undefined ? { s3Code: code } : {}), ...(message !== undefined ? { message } : {}) }
+}
+
