@@ -30,6 +30,7 @@ export * from './logger.js'
 export * from './redact.js'
 export * from './origin-checks.js'
 export * from './refs.js'
+export * from './retry.js'
 
 /** Every async API takes this last and honours it. */
 export interface AbortOptions {

@@ -1,10 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { rootCertificates } from 'node:tls'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { NotFoundError, OriginReadOnlyError, OriginUnavailableError, integerSetting } from '@swarm/interface'
+import { NotFoundError, OriginReadOnlyError, OriginUnavailableError, RetriesExhaustedError, integerSetting, retrying } from '@swarm/interface'
 import { BodyLengthError, InPlaceGets, UnsupportedFramingError } from '@swarm/http-in-place'
 import { ObjectStoreOrigin } from '@swarm/origin-layout'
-import { z } from 'zod'
 import {
   DEFAULT_MAX_SOCKETS,
   DEFAULT_REQUEST_TIMEOUT_MS,
@@ -25,12 +23,19 @@ import type { ObjectPut } from '@swarm/origin-layout'
 import type { BodyTarget, InPlaceResponse } from '@swarm/http-in-place'
 import type { Agent, Dispatcher } from 'undici'
 
-/** One entry of a JSON directory listing: nginx writes `type`, others `is_dir`. */
-const listingSchema = z.array(z.object({
-  name: z.string().min(1),
-  type: z.string().optional(),
-  is_dir: z.boolean().optional()
-}).loose())
+/**
+ * The schema of a JSON directory listing (one entry each: nginx writes `type`, others `is_dir`);
+ * zod is loaded with the first listing, so that a byte worker reading chunks never loads it.
+ */
+let listingSchema: Promise<{ safeParse(value: unknown): { success: true, data: Array<{ name: string, type?: string, is_dir?: boolean }> } | { success: false } }> | undefined
+async function listingSchemaOf (): Promise<Awaited<NonNullable<typeof listingSchema>>> {
+  listingSchema ??= import('zod').then(({ z }) => z.array(z.object({
+    name: z.string().min(1),
+    type: z.string().optional(),
+    is_dir: z.boolean().optional()
+  }).loose()))
+  return await listingSchema
+}
 
 type Listing = Array<{ name: string, directory: boolean }>
 
@@ -213,23 +218,21 @@ export class HttpOrigin extends ObjectStoreOrigin {
     return new HttpOriginRequestError(status, `${this.url} refused ${what} (HTTP ${status})`)
   }
 
-  /** Runs `attempt` until it succeeds, fails in a way retrying cannot fix, or runs out of retries; aborts end the wait at once. */
+  /** Runs `attempt` under the retry policy (`retrying`); a transient failure that outlasts it is OriginUnavailableError. */
   private async withRetries<T> (what: string, { signal }: AbortOptions, attempt: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
-    signal?.throwIfAborted()
-    for (let tries = 1; ; tries++) {
-      try {
-        return await attempt(signal)
-      } catch (err) {
-        if (signal?.aborted === true) throw signal.reason
-        if (!isTransient(err)) throw err
-        if (tries > this.retries) {
-          const reached = err instanceof TransientHttpError ? 'keeps failing' : 'cannot be reached'
-          throw new OriginUnavailableError(`HTTP origin ${this.url} ${reached}: ${what} failed ${tries} times; last: ${netCode(err) ?? (err as Error).message}`, { cause: err })
-        }
-        const delayMs = Math.random() * Math.min(RETRY_MAX_DELAY_MS, RETRY_BASE_DELAY_MS * 2 ** (tries - 1))
-        this.log.debug({ request: what, attempt: tries, delayMs: Math.round(delayMs), error: (err as Error).message }, 'HTTP request failed; retrying')
-        await sleep(delayMs, undefined, { signal }).catch(() => { throw signal?.reason })
-      }
+    try {
+      return await retrying(attempt, {
+        retries: this.retries,
+        baseDelayMs: RETRY_BASE_DELAY_MS,
+        maxDelayMs: RETRY_MAX_DELAY_MS,
+        transient: isTransient,
+        onRetry: ({ attempt: tries, delayMs, error }) => { this.log.debug({ request: what, attempt: tries, delayMs: Math.round(delayMs), error: (error as Error).message }, 'HTTP request failed; retrying') }
+      }, { signal })
+    } catch (err) {
+      if (!(err instanceof RetriesExhaustedError)) throw err
+      const last = err.last
+      const reached = last instanceof TransientHttpError ? 'keeps failing' : 'cannot be reached'
+      throw new OriginUnavailableError(`HTTP origin ${this.url} ${reached}: ${what} failed ${err.attempts} times; last: ${netCode(last) ?? (last as Error).message}`, { cause: last })
     }
   }
 
@@ -369,7 +372,7 @@ export class HttpOrigin extends ObjectStoreOrigin {
         await res.body.dump()
         throw new HttpOriginRequestError(200, `the listing of ${dir} at ${this.url} is ${length} bytes; the limit is ${MAX_LISTING_BYTES}`)
       }
-      const parsed = listingSchema.safeParse(await res.body.json().catch(() => undefined))
+      const parsed = (await listingSchemaOf()).safeParse(await res.body.json().catch(() => undefined))
       if (!parsed.success) throw new HttpListingUnsupportedError(`${this.url} answered the listing of ${dir} with JSON that is not a directory listing (expected [{ "name", "type": "file" | "directory" }])`)
       return parsed.data.map(entry => ({ name: entry.name.replace(/\/$/, ''), directory: entry.type === 'directory' || entry.is_dir === true || entry.name.endsWith('/') }))
     })

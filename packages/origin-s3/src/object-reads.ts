@@ -4,10 +4,11 @@
  * after its endpoint rules) and for control calls; each caller brings its own `sign`.
  */
 import { NotFoundError, OriginUnavailableError } from '@swarm/interface'
-import { InPlaceGets, UnsupportedFramingError } from '@swarm/http-in-place'
+import { InPlaceGets, UnsupportedFramingError, getThrough } from '@swarm/http-in-place'
 import { KEEP_ALIVE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES, PRESIGNED_URL_EXPIRES_S } from './constants.js'
-import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError, TruncatedBodyError } from './errors.js'
+import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError } from './errors.js'
 import { describeFailure, formatFailure, isConnectionFailure, RetriesExhausted, withRetries } from './retry.js'
+import type { BodyTarget, InPlaceResponse } from '@swarm/http-in-place'
 import type { AbortOptions, BufferPool, Logger } from '@swarm/interface'
 import type { S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
 import type { Agent as UndiciAgent } from 'undici'
@@ -141,13 +142,19 @@ export class S3ObjectReads {
 
   private async getSigned (key: string, signal: AbortSignal | undefined, pool: BufferPool | undefined): Promise<Uint8Array> {
     const { base, path } = await this.init.sign(key)
+    const into = (status: number, _headers: ReadonlyMap<string, string>, length: number): Uint8Array | undefined => status !== 200 ? undefined : pool !== undefined ? pool.take(length) : Buffer.allocUnsafe(length)
+    const response = await this.read(base, path, into, signal)
+    if (response.status === 200) return response.body
+    const { s3Code, message } = parseErrorBody(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength).toString('utf8'))
+    throw new S3ResponseError(response.status, s3Code, message ?? `HTTP ${response.status}`)
+  }
+
+  /** In place, or through undici once the endpoint framed a body otherwise. */
+  private async read (base: ObjectUrlBase, path: string, into: BodyTarget, signal: AbortSignal | undefined): Promise<InPlaceResponse> {
     const inPlace = this.inPlace
     if (inPlace !== undefined && !this.inPlaceRetired) {
       try {
-        const response = await inPlace.get(base, path, { signal, into: (status, _headers, length) => status !== 200 ? undefined : pool !== undefined ? pool.take(length) : Buffer.allocUnsafe(length) })
-        if (response.status === 200) return response.body
-        const { s3Code, message } = parseErrorBody(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength).toString('utf8'))
-        throw new S3ResponseError(response.status, s3Code, message ?? `HTTP ${response.status}`)
+        return await inPlace.get(base, path, { signal, into })
       } catch (err) {
         if (!(err instanceof UnsupportedFramingError)) throw err
         // a server (or a proxy before it) that frames bodies otherwise: the general client from now
@@ -156,7 +163,7 @@ export class S3ObjectReads {
         this.inPlaceRetired = true
       }
     }
-    return await fetchObject(await this.fallbackDispatcher(), `${base.protocol}//${base.host}`, path, signal, pool)
+    return await getThrough(await this.fallbackDispatcher(), base, path, { signal, into, maxErrorBodyBytes: MAX_ERROR_BODY_BYTES })
   }
 
   /**
@@ -177,74 +184,6 @@ export class S3ObjectReads {
   }
 }
 
-/**
- * One GET through undici's dispatcher API: the body is copied straight into one buffer of the
- * announced length, with no stream in between. Measured against `request()` + `body.bytes()`
- * (the same pool): ~10% more throughput and ~15% less CPU, most of it garbage collection.
- * With a `pool` the buffer is lent from it; a failed GET does not give it back, since undici may
- * still be writing into it.
- */
-async function fetchObject (dispatcher: UndiciAgent, origin: string, path: string, signal: AbortSignal | undefined, pool?: BufferPool): Promise<Uint8Array> {
-  signal?.throwIfAborted()
-  return await new Promise<Uint8Array>((resolve, reject) => {
-    let controller: { abort(reason: Error): void } | undefined
-    let status = 0
-    let body: Uint8Array | undefined
-    let received = 0
-    const parts: Buffer[] = []
-    const onAbort = (): void => { controller?.abort(signal?.reason) }
-    signal?.addEventListener('abort', onAbort, { once: true })
-    const settle = (error: Error | undefined, bytes?: Uint8Array): void => {
-      signal?.removeEventListener('abort', onAbort)
-      if (error !== undefined) reject(error)
-      else resolve(bytes as Uint8Array)
-    }
-    dispatcher.dispatch({ origin, path, method: 'GET' }, {
-      onRequestStart (ctl) {
-        controller = ctl
-        if (signal?.aborted === true) ctl.abort(signal.reason)
-      },
-      onResponseStart (_controller, statusCode, headers) {
-        status = statusCode
-        const length = Number(headers['content-length'])
-        if (status === 200 && Number.isSafeInteger(length) && length >= 0) body = pool !== undefined ? pool.take(length) : Buffer.allocUnsafe(length)
-      },
-      onResponseData (ctl, chunk) {
-        if (status !== 200) {
-          // an error document: keep the start of it
-          if (received < MAX_ERROR_BODY_BYTES) parts.push(chunk)
-        } else if (body !== undefined) {
-          if (received + chunk.byteLength > body.byteLength) {
-            ctl.abort(new TruncatedBodyError(body.byteLength, received + chunk.byteLength))
-            return
-          }
-          chunk.copy(body, received)
-        } else {
-          parts.push(chunk)
-        }
-        received += chunk.byteLength
-      },
-      onResponseEnd () {
-        if (status !== 200) {
-          const { s3Code, message } = parseErrorBody(Buffer.concat(parts).toString('utf8'))
-          settle(new S3ResponseError(status, s3Code, message ?? `HTTP ${status}`))
-        } else if (body === undefined) {
-          const bytes = Buffer.concat(parts)
-          settle(undefined, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength))
-        } else if (received !== body.byteLength) {
-          settle(new TruncatedBodyError(body.byteLength, received))
-        } else {
-          // a lent view goes out as it is: only that view can be given back
-          // the very view the pool lent (a Buffer is a Uint8Array), so that release can give it back
-          settle(undefined, body)
-        }
-      },
-      onResponseError (_controller, error) {
-        settle(error)
-      }
-    })
-  })
-}
 
 
 /** S3 keys in a URL path: each segment escaped, slashes kept. */
