@@ -8,8 +8,9 @@
  *
  * An adapter may offer a lighter reader of its chunks for the workers (`Origin.chunkReaderSpec`):
  * a worker asks the main thread for its spec (`CHUNK_READER_QUESTION`) and opens it with
- * `openChunkReader`, loading the adapter's reader module rather than the adapter. The S3 adapter
- * does (its reader presigns GETs without the SDK's client).
+ * `openChunkReader`, loading the adapter's reader module rather than the adapter. The S3 and Azure
+ * adapters do (their readers GET in place with what the main thread's origin signed or resolved,
+ * without their SDKs).
  *
  * This module imports no adapter and nothing heavy itself; its imports are types only.
  */
@@ -61,13 +62,15 @@ export function isChunkReaderQuestion (question: unknown): boolean {
 
 /** The packages that hold each adapter's chunk reader, where it has one. */
 export const CHUNK_READER_PACKAGES: Partial<Record<OriginSpec['adapter'], string>> = {
-  s3: '@swarm/origin-s3/reader'
+  s3: '@swarm/origin-s3/reader',
+  azure: '@swarm/origin-azure/reader'
 }
 
 /** Opens the chunk reader a spec names (`Origin.chunkReaderSpec`), loading only that reader's module. */
 export async function openChunkReader (spec: ChunkReaderSpec, refresh: () => Promise<ChunkReaderSpec>, logger: Logger): Promise<ChunkReader> {
   switch (spec.adapter) {
     case 's3': return (await import('@swarm/origin-s3/reader')).s3ChunkReader({ spec, refresh, logger })
+    case 'azure': return (await import('@swarm/origin-azure/reader')).azureChunkReader({ spec, refresh, logger })
     default: throw new TypeError(`no chunk reader for origin adapter ${JSON.stringify(spec.adapter)}`)
   }
 }

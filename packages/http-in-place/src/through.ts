@@ -6,8 +6,9 @@
  * copied once its length is known). The dispatcher is the caller's: this module loads no undici,
  * so an origin loads it only once a server needs it.
  */
-import { BodyLengthError } from './errors.js'
-import type { Endpoint, GetOptions, InPlaceResponse } from './client.js'
+import { InPlaceGets } from './client.js'
+import { BodyLengthError, UnsupportedFramingError } from './errors.js'
+import type { Endpoint, GetOptions, InPlaceGetInit, InPlaceResponse } from './client.js'
 import type { Dispatcher } from 'undici'
 
 export interface ThroughOptions extends GetOptions {
@@ -95,4 +96,56 @@ export async function getThrough (dispatcher: Dispatcher, endpoint: Endpoint, pa
       }
     })
   })
+}
+
+export interface ObjectGetsInit extends InPlaceGetInit {
+  /** told once, when a body framed otherwise sends every later GET through undici */
+  onRetire?(framing: string): void
+}
+
+/**
+ * GETs in place while the endpoint frames bodies by Content-Length, and through undici from the
+ * first one it frames otherwise (GETs under way in place finish there); undici is loaded then,
+ * not before. What the S3 and Azure origins read objects with.
+ */
+export class ObjectGets {
+  private readonly init: ObjectGetsInit
+  private readonly inPlace: InPlaceGets
+  private retired = false
+  private dispatcher: Promise<Dispatcher & { close(): Promise<void> }> | undefined
+
+  constructor (init: ObjectGetsInit) {
+    this.init = init
+    this.inPlace = new InPlaceGets(init)
+  }
+
+  async get (endpoint: Endpoint, path: string, options: GetOptions): Promise<InPlaceResponse> {
+    if (!this.retired) {
+      try {
+        return await this.inPlace.get(endpoint, path, options)
+      } catch (err) {
+        if (!(err instanceof UnsupportedFramingError)) throw err
+        if (!this.retired) this.init.onRetire?.(err.framing)
+        this.retired = true
+      }
+    }
+    return await getThrough(await this.undici(), endpoint, path, { ...options, maxErrorBodyBytes: this.init.maxErrorBodyBytes })
+  }
+
+  async close (): Promise<void> {
+    await this.inPlace.close()
+    await (await this.dispatcher)?.close()
+  }
+
+  private async undici (): Promise<Dispatcher & { close(): Promise<void> }> {
+    const { maxConnections, keepAliveMs, timeoutMs, ca } = this.init
+    this.dispatcher ??= import('undici').then(({ Agent }) => new Agent({
+      connections: maxConnections,
+      keepAliveTimeout: keepAliveMs,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      connect: { timeout: timeoutMs, ...(ca !== undefined ? { ca } : {}) }
+    }))
+    return await this.dispatcher
+  }
 }

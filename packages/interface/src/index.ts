@@ -31,6 +31,7 @@ export * from './redact.js'
 export * from './origin-checks.js'
 export * from './refs.js'
 export * from './retry.js'
+export * from './reader-spec.js'
 
 /** Every async API takes this last and honours it. */
 export interface AbortOptions {

@@ -4,6 +4,21 @@ export const DEFAULT_RETRIES = 4
 export const RETRY_BASE_DELAY_MS = 200
 export const RETRY_MAX_DELAY_MS = 10_000
 
+/** Blob GETs in place: connections to the endpoint at most, and how long one may stay silent. */
+export const DEFAULT_MAX_SOCKETS = 64
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
+/** Idle keep-alive connections are kept this long. */
+export const KEEP_ALIVE_TIMEOUT_MS = 30_000
+/** At most this much of an error response body is read. */
+export const MAX_ERROR_BODY_BYTES = 64 * 1024
+/** The Blob service REST version the GETs in place ask for (a bearer token needs 2017-11-09 or later). */
+export const AZURE_API_VERSION = '2023-11-03'
+/** A SAS the origin makes from a shared key for its GETs lives this long, and is made anew this long before it ends. */
+export const DERIVED_SAS_LIFETIME_MS = 60 * 60_000
+export const CREDENTIAL_REFRESH_MARGIN_MS = 5 * 60_000
+/** The scope of a bearer token for Blob Storage. */
+export const STORAGE_TOKEN_SCOPE = 'https://storage.azure.com/.default'
+
 /** Blobs per List Blobs page; 5000 is the most Azure returns. */
 export const DEFAULT_LIST_PAGE_SIZE = 5000
 

@@ -1,20 +1,34 @@
-import { AnonymousCredential, ContainerClient, StorageSharedKeyCredential } from '@azure/storage-blob'
+import { AnonymousCredential, ContainerClient, ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob'
 import { NotFoundError, OriginUnavailableError, integerSetting } from '@swarm/interface'
 import { ObjectStoreOrigin } from '@swarm/origin-layout'
+import { AzureBlobReads } from './blob-reads.js'
 import {
+  CREDENTIAL_REFRESH_MARGIN_MS,
   DEFAULT_LIST_PAGE_SIZE,
+  DEFAULT_MAX_SOCKETS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
   DEFAULT_RETRIES,
+  DERIVED_SAS_LIFETIME_MS,
   RETRY_BASE_DELAY_MS,
-  RETRY_MAX_DELAY_MS
+  RETRY_MAX_DELAY_MS,
+  STORAGE_TOKEN_SCOPE
 } from './constants.js'
 import { AzureContainerNotFoundError, AzureCredentialsError, AzureRequestError } from './errors.js'
 import { parseAzureUrl } from './url.js'
 import type { AzureOriginInit } from './index.js'
 import type { TokenCredential } from '@azure/core-auth'
-import type { AbortOptions, BufferPool } from '@swarm/interface'
+import type { BlobAuth } from './blob-reads.js'
+import type { AzureChunkReaderInit } from './reader.js'
+import type { AbortOptions, BufferPool, ChunkReaderSpec } from '@swarm/interface'
 import type { ObjectPut } from '@swarm/origin-layout'
 
 type Credential = StorageSharedKeyCredential | AnonymousCredential | TokenCredential
+
+/** How blob GETs are authorized now, and until when (ms since the epoch; absent: for good). */
+interface Authorization {
+  auth: BlobAuth
+  expiresAt?: number
+}
 
 /** What a failed SDK call said. */
 interface Failure {
@@ -45,6 +59,13 @@ export class AzureOrigin extends ObjectStoreOrigin {
   private readonly listPageSize: number
   private readonly credentialKind: string
   private readonly client: Promise<ContainerClient>
+  /** chunk, manifest and ref GETs, in place */
+  private readonly reads: AzureBlobReads
+  private readonly readSettings: Pick<AzureChunkReaderInit, 'retries' | 'maxSockets' | 'requestTimeoutMs'>
+  private readonly sas: string | undefined
+  private readonly sharedKey: StorageSharedKeyCredential | undefined
+  private readonly tokenCredential: Promise<TokenCredential> | undefined
+  private authorization: Promise<Authorization> | undefined
 
   constructor (init: AzureOriginInit) {
     const location = parseAzureUrl(init.url)
@@ -58,40 +79,114 @@ export class AzureOrigin extends ObjectStoreOrigin {
     const env = init.env ?? process.env
     const given = init.credential
     let sas: string | undefined
-    let credential: Credential | undefined
+    let sharedKey: StorageSharedKeyCredential | undefined
+    let tokenCredential: Promise<TokenCredential> | undefined
     const envKey = env.AZURE_STORAGE_KEY !== undefined && env.AZURE_STORAGE_KEY !== '' && (env.AZURE_STORAGE_ACCOUNT ?? location.account) === location.account ? env.AZURE_STORAGE_KEY : undefined
     if (given !== undefined && 'accountKey' in given) {
-      credential = new StorageSharedKeyCredential(location.account, given.accountKey)
+      sharedKey = new StorageSharedKeyCredential(location.account, given.accountKey)
       this.credentialKind = 'the shared key given'
     } else if (given !== undefined && 'sasToken' in given) {
       sas = given.sasToken
       this.credentialKind = 'the SAS given'
     } else if (given !== undefined) {
-      credential = given.tokenCredential
+      tokenCredential = Promise.resolve(given.tokenCredential)
       this.credentialKind = 'the token credential given'
     } else if (location.sasToken !== undefined) {
       sas = location.sasToken
       this.credentialKind = 'the SAS in the URL'
     } else if (envKey !== undefined) {
-      credential = new StorageSharedKeyCredential(location.account, envKey)
+      sharedKey = new StorageSharedKeyCredential(location.account, envKey)
       this.credentialKind = 'AZURE_STORAGE_KEY'
     } else if (env.AZURE_STORAGE_SAS_TOKEN !== undefined && env.AZURE_STORAGE_SAS_TOKEN !== '') {
       sas = env.AZURE_STORAGE_SAS_TOKEN
       this.credentialKind = 'AZURE_STORAGE_SAS_TOKEN'
     } else {
+      // the identity library is large: loaded only for the chain
+      tokenCredential = import('@azure/identity').then(({ DefaultAzureCredential }) => new DefaultAzureCredential())
       this.credentialKind = 'DefaultAzureCredential'
     }
-    const containerUrl = `${this.serviceUrl}/${this.container}${sas !== undefined ? `?${sas.replace(/^\?/, '')}` : ''}`
+    this.sas = sas?.replace(/^\?/, '')
+    this.sharedKey = sharedKey
+    this.tokenCredential = tokenCredential
+    const containerUrl = `${this.serviceUrl}/${this.container}${this.sas !== undefined ? `?${this.sas}` : ''}`
     const options = { retryOptions: { maxTries: this.retries + 1, retryDelayInMs: RETRY_BASE_DELAY_MS, maxRetryDelayInMs: RETRY_MAX_DELAY_MS } }
-    this.client = credential !== undefined || sas !== undefined
-      ? Promise.resolve(new ContainerClient(containerUrl, credential ?? new AnonymousCredential(), options))
-      // the identity library is large: loaded only for the chain
-      : import('@azure/identity').then(({ DefaultAzureCredential }) => new ContainerClient(containerUrl, new DefaultAzureCredential(), options))
+    this.client = tokenCredential !== undefined
+      ? tokenCredential.then(credential => new ContainerClient(containerUrl, credential, options))
+      : Promise.resolve(new ContainerClient(containerUrl, sharedKey ?? new AnonymousCredential(), options))
     // an import that fails surfaces on the first call, not as an unhandled rejection
     this.client.catch(() => {})
+    this.readSettings = {
+      retries: this.retries,
+      maxSockets: integerSetting(init.maxSockets, DEFAULT_MAX_SOCKETS, 'maxSockets'),
+      requestTimeoutMs: integerSetting(init.requestTimeoutMs, DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
+    }
+    this.reads = new AzureBlobReads({
+      url: this.url,
+      serviceUrl: this.serviceUrl,
+      container: this.container,
+      credentialKind: this.credentialKind,
+      ...this.readSettings,
+      authorize: async options => (await this.authorize(options)).auth,
+      logger: this.log
+    })
   }
 
-  /** Takes back bytes `getChunk` returned, for a later GET to read into; the caller must not touch them afterwards. */
+  protected override async closeStore (): Promise<void> {
+    await this.reads.close()
+  }
+
+  /**
+   * What a byte worker's light reader (reader.ts) needs: where blobs are, and how to authorize
+   * its GETs (a SAS, the one given or one this origin makes from its shared key, or a bearer
+   * token from its token credential), with their expiry; the worker asks again before it.
+   */
+  async chunkReaderSpec (options: AbortOptions = {}): Promise<ChunkReaderSpec> {
+    const { auth, expiresAt } = await this.authorize(options)
+    const init: AzureChunkReaderInit = {
+      url: this.url,
+      serviceUrl: this.serviceUrl,
+      container: this.container,
+      credentialKind: this.credentialKind,
+      chunkNamePrefix: this.chunkName(''),
+      auth,
+      ...this.readSettings
+    }
+    return { adapter: 'azure', init, ...(expiresAt !== undefined ? { expiresAt: expiresAt - CREDENTIAL_REFRESH_MARGIN_MS } : {}) }
+  }
+
+  /** The authorization of blob GETs, made anew once it is within CREDENTIAL_REFRESH_MARGIN_MS of its end. */
+  private async authorize (options: AbortOptions): Promise<Authorization> {
+    const held = this.authorization
+    if (held !== undefined) {
+      const current = await held.catch(() => undefined)
+      if (current !== undefined && (current.expiresAt === undefined || Date.now() < current.expiresAt - CREDENTIAL_REFRESH_MARGIN_MS)) return current
+      if (this.authorization !== held) return await this.authorize(options)
+    }
+    const fresh = this.freshAuthorization(options)
+    this.authorization = fresh
+    // a failure is not kept: the next GET asks again
+    fresh.catch(() => { if (this.authorization === fresh) this.authorization = undefined })
+    return await fresh
+  }
+
+  private async freshAuthorization ({ signal }: AbortOptions): Promise<Authorization> {
+    if (this.sas !== undefined) return { auth: { query: this.sas } }
+    if (this.sharedKey !== undefined) {
+      const expiresOn = new Date(Date.now() + DERIVED_SAS_LIFETIME_MS)
+      const query = generateBlobSASQueryParameters({ containerName: this.container, permissions: ContainerSASPermissions.parse('r'), expiresOn }, this.sharedKey).toString()
+      return { auth: { query }, expiresAt: expiresOn.getTime() }
+    }
+    try {
+      const credential = await (this.tokenCredential as Promise<TokenCredential>)
+      const token = await credential.getToken(STORAGE_TOKEN_SCOPE, { abortSignal: signal })
+      if (token === null) throw new AzureCredentialsError(`no Azure token for ${this.url} (${this.credentialKind})`)
+      return { auth: { headers: { authorization: `Bearer ${token.token}` } }, expiresAt: token.expiresOnTimestamp }
+    } catch (err) {
+      if (signal?.aborted === true) throw signal.reason
+      throw this.toOriginError(err, 'a token for blob reads', undefined)
+    }
+  }
+
   /** Runs one SDK call (its own retries included) and turns what failed into the error callers handle. */
   private async call<T> (what: string, { signal }: AbortOptions, fn: (client: ContainerClient, signal: AbortSignal | undefined) => Promise<T>, notFound?: string): Promise<T> {
     signal?.throwIfAborted()
@@ -127,26 +222,7 @@ export class AzureOrigin extends ObjectStoreOrigin {
   }
 
   protected async getObject (name: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
-    return await this.call(`GET ${name}`, options, async (client, abortSignal) => {
-      const response = await client.getBlobClient(name).download(0, undefined, { abortSignal, maxRetryRequests: this.retries })
-      const body = response.readableStreamBody
-      const length = response.contentLength
-      if (body === undefined) throw new AzureRequestError(undefined, undefined, `${what} at ${this.url}: the response has no body`)
-      if (length === undefined) {
-        const parts: Buffer[] = []
-        for await (const piece of body as AsyncIterable<Buffer>) parts.push(piece)
-        return new Uint8Array(Buffer.concat(parts))
-      }
-      const bytes = pool !== undefined ? pool.take(length) : new Uint8Array(length)
-      let received = 0
-      for await (const piece of body as AsyncIterable<Buffer>) {
-        if (received + piece.byteLength > length) throw new AzureRequestError(200, undefined, `${what} at ${this.url}: the body ran past its Content-Length ${length}`)
-        bytes.set(piece, received)
-        received += piece.byteLength
-      }
-      if (received !== length) throw new AzureRequestError(200, undefined, `${what} at ${this.url}: the body ended after ${received} of ${length} bytes`)
-      return bytes
-    }, what)
+    return await this.reads.get(name, what, options, pool)
   }
 
   protected async hasObject (name: string, options: AbortOptions): Promise<boolean> {

@@ -4,14 +4,12 @@
  * after its endpoint rules) and for control calls; each caller brings its own `sign`.
  */
 import { NotFoundError, OriginUnavailableError } from '@swarm/interface'
-import { InPlaceGets, UnsupportedFramingError, getThrough } from '@swarm/http-in-place'
+import { ObjectGets } from '@swarm/http-in-place'
 import { KEEP_ALIVE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES, PRESIGNED_URL_EXPIRES_S } from './constants.js'
 import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError } from './errors.js'
 import { describeFailure, formatFailure, isConnectionFailure, RetriesExhausted, withRetries } from './retry.js'
-import type { BodyTarget, InPlaceResponse } from '@swarm/http-in-place'
 import type { AbortOptions, BufferPool, Logger } from '@swarm/interface'
 import type { S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
-import type { Agent as UndiciAgent } from 'undici'
 
 type PresignRequest = Parameters<S3RequestPresigner['presign']>[0]
 
@@ -71,23 +69,25 @@ const CREDENTIAL_S3_CODES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatc
 
 export class S3ObjectReads {
   private readonly init: S3ObjectReadsInit
-  /** object GETs read in place; undefined unless presigned */
-  private readonly inPlace: InPlaceGets | undefined
-  /** set once the endpoint framed a body otherwise: object GETs go through undici from then on */
-  private inPlaceRetired = false
-  /** undici's pool for presigned GETs, loaded only once the in-place reads are retired */
-  private dispatcher: Promise<UndiciAgent> | undefined
+  /** object GETs read in place (undici once the endpoint frames a body otherwise); undefined unless presigned */
+  private readonly gets: ObjectGets | undefined
 
   constructor (init: S3ObjectReadsInit) {
     this.init = init
-    this.inPlace = init.presigned
-      ? new InPlaceGets({ maxConnections: init.maxSockets, keepAliveMs: KEEP_ALIVE_TIMEOUT_MS, timeoutMs: init.requestTimeoutMs, maxErrorBodyBytes: MAX_ERROR_BODY_BYTES })
+    this.gets = init.presigned
+      ? new ObjectGets({
+        maxConnections: init.maxSockets,
+        keepAliveMs: KEEP_ALIVE_TIMEOUT_MS,
+        timeoutMs: init.requestTimeoutMs,
+        maxErrorBodyBytes: MAX_ERROR_BODY_BYTES,
+        // a server (or a proxy before it) that frames bodies otherwise, chunked
+        onRetire: framing => { init.logger.info({ endpoint: init.endpointName, framing }, 'object bodies are not framed by Content-Length here; reading them through the general HTTP client') }
+      })
       : undefined
   }
 
   async close (): Promise<void> {
-    await this.inPlace?.close()
-    await (await this.dispatcher)?.close()
+    await this.gets?.close()
   }
 
   /** The whole object `key` through a presigned GET, under the retry policy; with a `pool`, into a buffer lent from it. */
@@ -143,54 +143,18 @@ export class S3ObjectReads {
   private async getSigned (key: string, signal: AbortSignal | undefined, pool: BufferPool | undefined): Promise<Uint8Array> {
     const { base, path } = await this.init.sign(key)
     const into = (status: number, _headers: ReadonlyMap<string, string>, length: number): Uint8Array | undefined => status !== 200 ? undefined : pool !== undefined ? pool.take(length) : Buffer.allocUnsafe(length)
-    const response = await this.read(base, path, into, signal)
+    if (this.gets === undefined) throw new TypeError('this S3 origin reads objects through the SDK')
+    const response = await this.gets.get(base, path, { signal, into })
     if (response.status === 200) return response.body
     const { s3Code, message } = parseErrorBody(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength).toString('utf8'))
     throw new S3ResponseError(response.status, s3Code, message ?? `HTTP ${response.status}`)
   }
-
-  /** In place, or through undici once the endpoint framed a body otherwise. */
-  private async read (base: ObjectUrlBase, path: string, into: BodyTarget, signal: AbortSignal | undefined): Promise<InPlaceResponse> {
-    const inPlace = this.inPlace
-    if (inPlace !== undefined && !this.inPlaceRetired) {
-      try {
-        return await inPlace.get(base, path, { signal, into })
-      } catch (err) {
-        if (!(err instanceof UnsupportedFramingError)) throw err
-        // a server (or a proxy before it) that frames bodies otherwise: the general client from now
-        // on; GETs already under way finish where they are
-        if (!this.inPlaceRetired) this.init.logger.info({ endpoint: this.init.endpointName, framing: err.framing }, 'object bodies are not framed by Content-Length here; reading them through the general HTTP client')
-        this.inPlaceRetired = true
-      }
-    }
-    return await getThrough(await this.fallbackDispatcher(), base, path, { signal, into, maxErrorBodyBytes: MAX_ERROR_BODY_BYTES })
-  }
-
-  /**
-   * undici, loaded at the first GET that needs it: nearly every endpoint frames bodies by
-   * Content-Length, and loading undici cost each thread (the main thread and every byte worker)
-   * about 0.14 CPU-s and 30 MB of RSS.
-   */
-  private async fallbackDispatcher (): Promise<UndiciAgent> {
-    const { maxSockets, requestTimeoutMs } = this.init
-    this.dispatcher ??= import('undici').then(({ Agent }) => new Agent({
-      connections: maxSockets,
-      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-      headersTimeout: requestTimeoutMs,
-      bodyTimeout: requestTimeoutMs,
-      connect: { timeout: requestTimeoutMs }
-    }))
-    return await this.dispatcher
-  }
 }
-
-
 
 /** S3 keys in a URL path: each segment escaped, slashes kept. */
 export function encodeKey (key: string): string {
   return key.split('/').map(encodeURIComponent).join('/')
 }
-
 
 /** The `<Code>` and `<Message>` of an S3 XML error body. */
 export function parseErrorBody (text: string): { s3Code?: string, message?: string } {

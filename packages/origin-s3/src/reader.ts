@@ -27,12 +27,12 @@
  */
 import { createHash, createHmac } from 'node:crypto'
 import { S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
-import { BufferPool, checkCid, silentLogger } from '@swarm/interface'
-import { CHUNK_POOL_IDLE_MS, CHUNK_POOL_MAX_FREE_BYTES } from '@swarm/origin-layout/constants'
+import { silentLogger } from '@swarm/interface'
+import { LayoutChunkReader } from '@swarm/origin-layout/reader'
 import { S3CredentialsError } from './errors.js'
 import { S3ObjectReads, presignedGet } from './object-reads.js'
 import type { ObjectUrlBase } from './object-reads.js'
-import type { AbortOptions, ChunkReader, ChunkReaderSpec, CidString, Logger } from '@swarm/interface'
+import type { AbortOptions, BufferPool, ChunkReader, ChunkReaderSpec, CidString, Logger } from '@swarm/interface'
 import type { BinaryLike, Hash, Hmac } from 'node:crypto'
 
 /** What `S3Origin.chunkReaderSpec` resolves, as `ChunkReaderSpec.init` for the `s3` adapter. */
@@ -90,17 +90,23 @@ function readerInit (spec: ChunkReaderSpec): S3ChunkReaderInit {
   return spec.init as S3ChunkReaderInit
 }
 
-class S3ChunkReader implements ChunkReader {
-  private current: { spec: ChunkReaderSpec, init: S3ChunkReaderInit, presigner: S3RequestPresigner }
-  private refreshing: Promise<void> | undefined
-  private readonly refreshSpec: S3ChunkReaderOptions['refresh']
+/** the spec's init, and a presigner with its credentials */
+interface Opened {
+  init: S3ChunkReaderInit
+  presigner: S3RequestPresigner
+}
+
+function open (spec: ChunkReaderSpec): Opened {
+  const init = readerInit(spec)
+  return { init, presigner: new S3RequestPresigner({ credentials: init.credentials, region: init.region, sha256: Sha256 }) }
+}
+
+class S3ChunkReader extends LayoutChunkReader<Opened> {
   private readonly reads: S3ObjectReads
-  private readonly buffers = new BufferPool({ maxFreeBytes: CHUNK_POOL_MAX_FREE_BYTES, idleMs: CHUNK_POOL_IDLE_MS })
 
   constructor (options: S3ChunkReaderOptions) {
-    this.current = this.open(options.spec)
-    this.refreshSpec = options.refresh
-    const init = this.current.init
+    super({ spec: options.spec, open, ...(options.refresh !== undefined ? { refresh: options.refresh } : {}) })
+    const { init } = this.spec.init
     this.reads = new S3ObjectReads({
       url: init.url,
       bucket: init.bucket,
@@ -110,52 +116,24 @@ class S3ChunkReader implements ChunkReader {
       requestTimeoutMs: init.requestTimeoutMs,
       presigned: true,
       sign: async key => {
-        const { init, presigner } = this.current
+        const { init, presigner } = this.spec.init
         return { base: init.base, path: await presignedGet(presigner, init.base, key) }
       },
       logger: (options.logger ?? silentLogger).child({ origin: init.url })
     })
   }
 
-  async getChunk (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
-    checkCid(cid)
-    const expiresAt = this.current.spec.expiresAt
-    if (expiresAt !== undefined && Date.now() >= expiresAt) await this.refresh(options)
-    const key = `${this.current.init.chunkKeyPrefix}${cid}`
-    try {
-      return await this.reads.get(key, `chunk ${cid}`, options, this.buffers)
-    } catch (err) {
-      // credentials that expired before the spec said: once more with fresh ones
-      if (!(err instanceof S3CredentialsError) || !/ExpiredToken|TokenRefreshRequired/.test(err.message) || this.refreshSpec === undefined) throw err
-      await this.refresh(options)
-      return await this.reads.get(key, `chunk ${cid}`, options, this.buffers)
-    }
+  protected async read ({ init }: Opened, cid: CidString, options: AbortOptions, pool: BufferPool): Promise<Uint8Array> {
+    return await this.reads.get(`${init.chunkKeyPrefix}${cid}`, `chunk ${cid}`, options, pool)
   }
 
-  release (bytes: Uint8Array): void {
-    this.buffers.give(bytes)
+  /** session credentials that expired before the spec said */
+  protected isStale (err: unknown): boolean {
+    return err instanceof S3CredentialsError && /ExpiredToken|TokenRefreshRequired/.test(err.message)
   }
 
-  async close (): Promise<void> {
-    try {
-      await this.reads.close()
-    } finally {
-      this.buffers.clear()
-    }
-  }
-
-  private open (spec: ChunkReaderSpec): S3ChunkReader['current'] {
-    const init = readerInit(spec)
-    const presigner = new S3RequestPresigner({ credentials: init.credentials, region: init.region, sha256: Sha256 })
-    return { spec, init, presigner }
-  }
-
-  /** one refresh at a time, whoever needs it */
-  private async refresh (options: AbortOptions): Promise<void> {
-    const refreshSpec = this.refreshSpec
-    if (refreshSpec === undefined) return
-    this.refreshing ??= refreshSpec(options).then(spec => { this.current = this.open(spec) }).finally(() => { this.refreshing = undefined })
-    await this.refreshing
+  protected async closeReads (): Promise<void> {
+    await this.reads.close()
   }
 }
 
