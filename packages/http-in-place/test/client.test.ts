@@ -15,7 +15,7 @@ import { createServer as createTlsServer } from 'node:tls'
 import { promisify } from 'node:util'
 import { BufferPool } from '@swarm/interface'
 import { afterEach, describe, expect, it } from 'vitest'
-import { BodyLengthError, InPlaceGets, UnsupportedFramingError } from '../src/index.js'
+import { BodyLengthError, InPlaceGets, ObjectGets, UnsupportedFramingError, getThrough } from '../src/index.js'
 import type { BodyTarget, Endpoint, InPlaceGetInit } from '../src/index.js'
 import type { Server, Socket } from 'node:net'
 
@@ -319,5 +319,62 @@ process.stdout.write(Buffer.from(response.body).toString())`
     cleanups.push(async () => { await trusting.close(); await untrusting.close() })
     expect(Buffer.compare((await trusting.get(endpoint, '/x', { into: whole })).body, body)).toBe(0)
     await expect(untrusting.get(endpoint, '/x')).rejects.toMatchObject({ code: expect.stringMatching(/CERT|SELF_SIGNED|UNABLE/) })
+  })
+})
+
+describe('ObjectGets and getThrough: the same answers through undici for bodies framed otherwise', () => {
+  const chunked = (body: Buffer, status = 200): Answer => socket => {
+    socket.write(`HTTP/1.1 ${status} X\r\nTransfer-Encoding: chunked\r\n\r\n`)
+    for (let at = 0; at < body.byteLength; at += 1000) {
+      const piece = body.subarray(at, at + 1000)
+      socket.write(`${piece.byteLength.toString(16)}\r\n`)
+      socket.write(piece)
+      socket.write('\r\n')
+    }
+    socket.write('0\r\n\r\n')
+  }
+
+  it('reads in place until a body comes chunked, then through undici from then on, saying so once', async () => {
+    const server = await scriptedServer()
+    const framed = randomBytes(3000)
+    const first = randomBytes(2500)
+    const second = randomBytes(10)
+    server.answers = [ok(framed), chunked(first), chunked(first), chunked(second)]
+    const retired: string[] = []
+    const gets = new ObjectGets({ ...INIT, onRetire: framing => { retired.push(framing) } })
+    cleanups.push(async () => { await gets.close(); await server.close() })
+    const pool = new BufferPool({ maxFreeBytes: 1 << 20, idleMs: 1000 })
+    expect(Buffer.compare((await gets.get(server.endpoint, '/a', { into: whole })).body, framed)).toBe(0)
+    // the first chunked body is asked for again through undici, into the buffer `into` names
+    const got = await gets.get(server.endpoint, '/b', { into: (_s, _h, length) => pool.take(length), headers: { 'x-test': '1' } })
+    expect(got.status).toBe(200)
+    expect(Buffer.compare(got.body, first)).toBe(0)
+    expect(Buffer.compare((await gets.get(server.endpoint, '/c', { into: whole })).body, second)).toBe(0)
+    expect(retired).toEqual(['chunked'])
+    expect(server.requests.map(r => r.split(' ')[1])).toEqual(['/a', '/b', '/b', '/c'])
+    expect(server.requests[2]).toMatch(/x-test: 1/i)
+  })
+
+  it('keeps only the start of an error document, and reads none of a body not wanted', async () => {
+    const server = await scriptedServer()
+    const { Agent } = await import('undici')
+    const agent = new Agent()
+    cleanups.push(async () => { await agent.close(); await server.close() })
+    server.answers = [chunked(Buffer.from('<Error>' + 'x'.repeat(500) + '</Error>'), 503), ok(randomBytes(5000))]
+    const error = await getThrough(agent, server.endpoint, '/e', { into: whole, maxErrorBodyBytes: 64 })
+    expect(error.status).toBe(503)
+    expect(Buffer.from(error.body).toString()).toBe(('<Error>' + 'x'.repeat(500)).slice(0, 64))
+    const skipped = await getThrough(agent, server.endpoint, '/f', { into: () => false, maxErrorBodyBytes: 64 })
+    expect(skipped).toMatchObject({ status: 200 })
+    expect(skipped.body.byteLength).toBe(0)
+  })
+
+  it('fails a body cut short, with the code of a failure the origins retry', async () => {
+    const server = await scriptedServer()
+    const { Agent } = await import('undici')
+    const agent = new Agent()
+    cleanups.push(async () => { await agent.close(); await server.close() })
+    server.answers = [socket => { socket.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234'); socket.destroy() }]
+    await expect(getThrough(agent, server.endpoint, '/g', { into: whole, maxErrorBodyBytes: 64 })).rejects.toMatchObject({ code: expect.stringMatching(/^UND_ERR_(SOCKET|RES_CONTENT_LENGTH_MISMATCH)$|^ERR_BODY_LENGTH$/) })
   })
 })
