@@ -10,9 +10,11 @@ import { silentLogger } from '@swarm/interface'
 import { loadOrCreateKey } from '@swarm/p2p'
 import { encodeManifest } from '@swarm/manifest'
 import { fileOrigin } from '@swarm/origin-file'
+import { azureOrigin } from '@swarm/origin-azure'
 import { s3Origin } from '@swarm/origin-s3'
 import { createStore } from '@swarm/store'
 import { afterEach, describe, expect, it, vi } from 'vitest'
+import { startAzurite } from '../../../test/helpers/azurite.mjs'
 import { deletePrefix, s3Client, s3Settings, uniquePrefix } from '../../../test/helpers/s3.js'
 import type { ByteWorkers } from '@swarm/agent'
 import type { Origin } from '@swarm/interface'
@@ -102,6 +104,38 @@ describe('byte workers', () => {
       await store.close()
       await Promise.all(held.map(async o => { await o.close() }))
       await deletePrefix(s3Client(s3), s3.bucket, prefix)
+    }
+  })
+
+  it('read an Azure origin through the light reader, with the SAS the main thread derives from its shared key', async () => {
+    const azurite = await startAzurite()
+    dir = await mkdtemp(join(tmpdir(), 'swarm-byte-worker-'))
+    const store = await createStore({ dir: join(dir, 'store') })
+    const url = `az://${azurite.account}/models/byte-worker`
+    const origin = azureOrigin({ url, endpoint: azurite.endpoint, credential: { accountKey: azurite.accountKey }, env: {} })
+    try {
+      const { ContainerClient, StorageSharedKeyCredential } = await import('@azure/storage-blob')
+      await new ContainerClient(`${azurite.endpoint}/models`, new StorageSharedKeyCredential(azurite.account, azurite.accountKey)).create()
+      const bytes = randomBytes(CHUNK)
+      const cid = cidForBytes(bytes)
+      await origin.putChunk(cid, bytes)
+      const manifest = { version: 1, chunkSize: CHUNK, files: [{ path: 'weights.bin', size: CHUNK, mode: 0o644, chunks: [{ cid, offset: 0, size: CHUNK }] }] }
+      await store.addManifest(encodeManifest(manifest).cid, manifest)
+      const base = defaultConfig({})
+      // the configuration names no key: only the main thread's origin holds it
+      const config = { ...base, origin: url, azure: { endpoint: azurite.endpoint }, agent: { ...base.agent, workers: 1 } }
+      workers = createByteWorkers(config, undefined, silentLogger, { origin })
+      const plan = store.planWrite(cid)
+      await workers!.chunks.fetchChunk({ cid, size: CHUNK, source: { kind: 'origin' }, sourceName: 'origin', slots: plan.slots, dataDir: plan.dir })
+      await store.recordWritten(plan)
+      expect(Buffer.from(await store.readChunk(cid)).equals(bytes)).toBe(true)
+      const { loaded } = ((await workers!.pool.threadReports())[0]!.info as ChunkWorkerReport).sources as { loaded: string[] }
+      expect(loaded).toContain('@swarm/origin-azure/reader')
+      expect(loaded).not.toContain(ORIGIN_PACKAGES.azure)
+    } finally {
+      await store.close()
+      await origin.close()
+      await azurite.stop()
     }
   })
 
