@@ -15,10 +15,8 @@
  */
 
 import { createHash } from 'node:crypto'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { InPlaceGets } from '@swarm/http-in-place'
-import { NotFoundError, OriginUnavailableError } from '@swarm/interface'
-import pRetry from 'p-retry'
+import { NotFoundError, OriginUnavailableError, RetriesExhaustedError, retrying } from '@swarm/interface'
 import { Agent } from 'undici'
 import { basicAuthorization, parseChallenge, TokenAnswerSchema } from './auth.js'
 import {
@@ -190,29 +188,19 @@ export class RegistryClient {
    * failures outlast the retries. An abort rejects with the signal's reason.
    */
   async call<T> (what: string, signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
-    signal?.throwIfAborted()
-    let attempts = 0
     try {
-      return await pRetry(async () => {
-        attempts++
-        return await attempt()
-      }, {
+      return await retrying(async () => await attempt(), {
         retries: this.retries,
-        minTimeout: 0,
-        signal,
-        shouldRetry: async ({ error, attemptNumber }) => {
-          if (signal?.aborted === true || !isTransient(error)) return false
-          const delayMs = Math.random() * Math.min(RETRY_MAX_DELAY_MS, RETRY_BASE_DELAY_MS * 2 ** (attemptNumber - 1))
-          this.log.debug({ request: what, attempt: attemptNumber, delayMs: Math.round(delayMs), error: (error as Error).message }, 'registry request failed; retrying')
-          await sleep(delayMs, undefined, { signal })
-          return true
-        }
-      })
+        baseDelayMs: RETRY_BASE_DELAY_MS,
+        maxDelayMs: RETRY_MAX_DELAY_MS,
+        transient: isTransient,
+        onRetry: ({ attempt: tries, delayMs, error }) => { this.log.debug({ request: what, attempt: tries, delayMs: Math.round(delayMs), error: (error as Error).message }, 'registry request failed; retrying') }
+      }, { signal })
     } catch (err) {
-      if (signal?.aborted === true) throw signal.reason
-      if (isTransient(err)) {
-        const reached = err instanceof RegistryResponseError ? 'keeps failing' : 'cannot be reached'
-        return await Promise.reject(new OriginUnavailableError(`registry ${this.registry} ${reached}: ${what} failed ${attempts} times; last: ${(err as Error).message}`, { cause: err }))
+      if (err instanceof RetriesExhaustedError) {
+        const last = err.last
+        const reached = last instanceof RegistryResponseError ? 'keeps failing' : 'cannot be reached'
+        throw new OriginUnavailableError(`registry ${this.registry} ${reached}: ${what} failed ${err.attempts} times; last: ${(last as Error).message}`, { cause: last })
       }
       if (err instanceof RegistryResponseError) {
         if (err.status === 404) throw new NotFoundError(`${what}: not found at ${this.registry}`)

@@ -3,11 +3,11 @@
  * reader of byte workers (reader.ts) run. The SDK is needed only to sign (the origin's presigner
  * after its endpoint rules) and for control calls; each caller brings its own `sign`.
  */
-import { NotFoundError, OriginUnavailableError } from '@swarm/interface'
+import { NotFoundError, OriginUnavailableError, RetriesExhaustedError, retrying } from '@swarm/interface'
 import { ObjectGets } from '@swarm/http-in-place'
 import { KEEP_ALIVE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES, PRESIGNED_URL_EXPIRES_S } from './constants.js'
 import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError } from './errors.js'
-import { describeFailure, formatFailure, isConnectionFailure, RetriesExhausted, withRetries } from './retry.js'
+import { describeFailure, formatFailure, isConnectionFailure, s3RetryPolicy } from './retry.js'
 import type { AbortOptions, BufferPool, Logger } from '@swarm/interface'
 import type { S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
 
@@ -104,7 +104,7 @@ export class S3ObjectReads {
     // follows the caller's without adding a listener to it, and is collected with the request.
     const own = signal !== undefined ? AbortSignal.any([signal]) : undefined
     try {
-      return await withRetries(attempt, { retries: this.init.retries, signal: own, log: this.init.logger, what })
+      return await retrying(attempt, s3RetryPolicy(this.init.retries, this.init.logger, what), { signal: own })
     } catch (err) {
       if (signal?.aborted === true) throw signal.reason
       throw this.toOriginError(err, what, notFound)
@@ -113,7 +113,7 @@ export class S3ObjectReads {
 
   private toOriginError (err: unknown, what: string, notFound: string | undefined): unknown {
     const { url, endpointName, bucket } = this.init
-    if (err instanceof RetriesExhausted) {
+    if (err instanceof RetriesExhaustedError) {
       const reached = isConnectionFailure(err.last) ? 'cannot be reached' : 'keeps failing'
       return new OriginUnavailableError(
         `S3 endpoint ${endpointName} ${reached} (${url}): ${what} failed ${err.attempts} times; last: ${formatFailure(err.last)}`,

@@ -1,6 +1,6 @@
 /**
- * The one retry policy of the S3 origin: which failures are worth another attempt, and how long to
- * wait before it. The SDK's own retries are off (`maxAttempts: 1`) so that control calls and bulk
+ * The one retry policy of the S3 origin (run by `retrying` from @swarm/interface): which failures
+ * are worth another attempt, and how long to wait before it. The SDK's own retries are off (`maxAttempts: 1`) so that control calls and bulk
  * GETs retry the same way and the attempt count is bounded in one place.
  *
  * Retried: HTTP 5xx (but 501), 429, 408, S3's throttling codes (SlowDown, …), connection errors
@@ -9,12 +9,9 @@
  * that all failed at once).
  */
 
-import { setTimeout as sleep } from 'node:timers/promises'
-import pRetry from 'p-retry'
 import { RETRY_BASE_DELAY_MS, RETRY_MAX_DELAY_MS } from './constants.js'
 import { S3ResponseError, TruncatedBodyError } from './errors.js'
-import type { Logger } from '@swarm/interface'
-import { SwarmError } from '@swarm/interface'
+import type { Logger, RetryPolicy } from '@swarm/interface'
 
 /** What a failed request said, whichever client raised it. */
 export interface Failure {
@@ -88,53 +85,13 @@ export function formatFailure (err: unknown): string {
   return message ?? String(err)
 }
 
-/** Full jitter: uniform in [0, min(cap, base × 2^(retry − 1))]. */
-export function backoffDelay (retry: number, baseMs = RETRY_BASE_DELAY_MS, capMs = RETRY_MAX_DELAY_MS): number {
-  return Math.random() * Math.min(capMs, baseMs * 2 ** (retry - 1))
-}
-
-export interface RetryOptions {
-  retries: number
-  signal?: AbortSignal
-  log: Logger
-  /** names the request in logs, e.g. `GET chunks/bafk…` */
-  what: string
-}
-
-export class RetriesExhausted extends SwarmError {
-  constructor (readonly attempts: number, readonly last: unknown) {
-    super(`failed ${attempts} times`)
-  }
-}
-
-/**
- * Runs `attempt` until it succeeds, fails in a way retrying cannot fix, or runs out of retries.
- * A transient failure that used up the retries is thrown as {@link RetriesExhausted}; anything else
- * as it was. An abort ends the wait at once.
- */
-export async function withRetries<T> (attempt: (signal: AbortSignal | undefined) => Promise<T>, options: RetryOptions): Promise<T> {
-  const { retries, signal, log, what } = options
-  let attempts = 0
-  try {
-    return await pRetry(async () => {
-      attempts++
-      return await attempt(signal)
-    }, {
-      retries,
-      // the delay is ours (full jitter), taken in shouldRetry
-      minTimeout: 0,
-      signal,
-      shouldRetry: async ({ error, attemptNumber, retriesLeft }) => {
-        if (signal?.aborted === true || !isTransient(error)) return false
-        const delayMs = backoffDelay(attemptNumber)
-        log.debug({ request: what, attempt: attemptNumber, retriesLeft, delayMs: Math.round(delayMs), error: formatFailure(error) }, 'S3 request failed; retrying')
-        await sleep(delayMs, undefined, { signal })
-        return true
-      }
-    })
-  } catch (err) {
-    if (signal?.aborted === true) throw signal.reason
-    if (isTransient(err)) throw new RetriesExhausted(attempts, err)
-    throw err
+/** The S3 origin's policy for `retrying` (@swarm/interface): what is transient, and its waits, logged. */
+export function s3RetryPolicy (retries: number, log: Logger, what: string): RetryPolicy {
+  return {
+    retries,
+    baseDelayMs: RETRY_BASE_DELAY_MS,
+    maxDelayMs: RETRY_MAX_DELAY_MS,
+    transient: isTransient,
+    onRetry: ({ attempt, delayMs, error }) => { log.debug({ request: what, attempt, delayMs: Math.round(delayMs), error: formatFailure(error) }, 'S3 request failed; retrying') }
   }
 }
