@@ -5,8 +5,8 @@
  * shared with the main thread but the store's files, which the jobs name by path.
  *
  * A worker loads what its jobs will use and nothing more, as soon as it starts: the light chunk
- * reader of the origin the main thread holds, where its adapter offers one (the S3 adapter's, from
- * the spec the main thread's origin resolves: see `CHUNK_READER_QUESTION`), else the one origin
+ * reader of the origin the main thread holds, where its adapter offers one (the S3 and Azure
+ * adapters', from the spec the main thread's origin resolves: see `CHUNK_READER_QUESTION`), else the one origin
  * adapter the spec names (see origin-spec.ts), the peer data client (@swarm/exchange) when the
  * process has a node key, and the logger. Statically it imports only the worker side of
  * @swarm/workers and @swarm/interface. Loading every adapter, the configuration schema and the
@@ -91,11 +91,12 @@ async function getOrigin (): Promise<ChunkReader | undefined> {
         return fresh
       }, log)
     })
+  const opening = origin
   try {
-    return await origin
+    return await opening
   } catch (err) {
     // asked again at the next job: the main thread's origin may resolve its credentials later
-    origin = undefined
+    if (origin === opening) origin = undefined
     throw err
   }
 }
