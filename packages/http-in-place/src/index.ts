@@ -22,7 +22,7 @@
 
 export { InPlaceGets } from './client.js'
 export type { BodyTarget, Endpoint, GetOptions, InPlaceGetInit, InPlaceResponse } from './client.js'
-export { MAX_HEAD_BYTES } from './constants.js'
+export { DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_ERROR_BODY_BYTES, MAX_HEAD_BYTES } from './constants.js'
 export { BodyLengthError, UnsupportedFramingError } from './errors.js'
 export { ObjectGets, getThrough } from './through.js'
 export type { ObjectGetsInit, ThroughOptions } from './through.js'

@@ -10,8 +10,8 @@
  * the necessary work's, and its peak RSS past 300 MB.
  */
 import { NotFoundError, OriginUnavailableError, RetriesExhaustedError, retrying } from '@swarm/interface'
-import { ObjectGets } from '@swarm/http-in-place'
-import { AZURE_API_VERSION, KEEP_ALIVE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES, RETRY_BASE_DELAY_MS, RETRY_MAX_DELAY_MS } from './constants.js'
+import { DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_ERROR_BODY_BYTES, ObjectGets } from '@swarm/http-in-place'
+import { AZURE_API_VERSION, RETRY_BASE_DELAY_MS, RETRY_MAX_DELAY_MS } from './constants.js'
 import { AzureContainerNotFoundError, AzureCredentialsError, AzureRequestError } from './errors.js'
 import type { Endpoint } from '@swarm/http-in-place'
 import type { AbortOptions, BufferPool, Logger } from '@swarm/interface'
@@ -78,9 +78,9 @@ export class AzureBlobReads {
     this.pathPrefix = `${service.pathname.replace(/\/+$/, '')}/${encodeURIComponent(init.container)}/`
     this.gets = new ObjectGets({
       maxConnections: init.maxSockets,
-      keepAliveMs: KEEP_ALIVE_TIMEOUT_MS,
+      keepAliveMs: DEFAULT_KEEP_ALIVE_MS,
       timeoutMs: init.requestTimeoutMs,
-      maxErrorBodyBytes: MAX_ERROR_BODY_BYTES,
+      maxErrorBodyBytes: DEFAULT_MAX_ERROR_BODY_BYTES,
       onRetire: framing => { init.logger.info({ endpoint: init.serviceUrl, framing }, 'blob bodies are not framed by Content-Length here; reading them through the general HTTP client') }
     })
   }

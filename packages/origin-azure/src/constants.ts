@@ -7,10 +7,6 @@ export const RETRY_MAX_DELAY_MS = 10_000
 /** Blob GETs in place: connections to the endpoint at most, and how long one may stay silent. */
 export const DEFAULT_MAX_SOCKETS = 64
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
-/** Idle keep-alive connections are kept this long. */
-export const KEEP_ALIVE_TIMEOUT_MS = 30_000
-/** At most this much of an error response body is read. */
-export const MAX_ERROR_BODY_BYTES = 64 * 1024
 /** The Blob service REST version the GETs in place ask for (a bearer token needs 2017-11-09 or later). */
 export const AZURE_API_VERSION = '2023-11-03'
 /** A SAS the origin makes from a shared key for its GETs lives this long, and is made anew this long before it ends. */

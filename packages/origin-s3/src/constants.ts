@@ -17,12 +17,6 @@ export const DEFAULT_LIST_PAGE_SIZE = 1000
 /** Presigned GET URLs are used at once; the expiry only bounds a leaked URL. */
 export const PRESIGNED_URL_EXPIRES_S = 300
 
-/** Idle keep-alive connections are kept this long. */
-export const KEEP_ALIVE_TIMEOUT_MS = 30_000
-
-/** At most this much of an error response body is read. */
-export const MAX_ERROR_BODY_BYTES = 64 * 1024
-
 /** The region for S3-compatible endpoints given without one; most ignore it but sign with it. */
 export const DEFAULT_ENDPOINT_REGION = 'us-east-1'
 

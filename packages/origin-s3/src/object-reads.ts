@@ -4,8 +4,8 @@
  * after its endpoint rules) and for control calls; each caller brings its own `sign`.
  */
 import { NotFoundError, OriginUnavailableError, RetriesExhaustedError, retrying } from '@swarm/interface'
-import { ObjectGets } from '@swarm/http-in-place'
-import { KEEP_ALIVE_TIMEOUT_MS, MAX_ERROR_BODY_BYTES, PRESIGNED_URL_EXPIRES_S } from './constants.js'
+import { DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_ERROR_BODY_BYTES, ObjectGets } from '@swarm/http-in-place'
+import { PRESIGNED_URL_EXPIRES_S } from './constants.js'
 import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError } from './errors.js'
 import { describeFailure, formatFailure, isConnectionFailure, s3RetryPolicy } from './retry.js'
 import type { AbortOptions, BufferPool, Logger } from '@swarm/interface'
@@ -77,9 +77,9 @@ export class S3ObjectReads {
     this.gets = init.presigned
       ? new ObjectGets({
         maxConnections: init.maxSockets,
-        keepAliveMs: KEEP_ALIVE_TIMEOUT_MS,
+        keepAliveMs: DEFAULT_KEEP_ALIVE_MS,
         timeoutMs: init.requestTimeoutMs,
-        maxErrorBodyBytes: MAX_ERROR_BODY_BYTES,
+        maxErrorBodyBytes: DEFAULT_MAX_ERROR_BODY_BYTES,
         // a server (or a proxy before it) that frames bodies otherwise, chunked
         onRetire: framing => { init.logger.info({ endpoint: init.endpointName, framing }, 'object bodies are not framed by Content-Length here; reading them through the general HTTP client') }
       })
