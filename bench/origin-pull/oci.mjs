@@ -4,14 +4,17 @@
 // discarded, same registry, same run. The model is published with `swarm push --origin oci://…`
 // (a ModelPack artifact, one raw layer per file, and its chunk manifest as a referrer), so the
 // pulls read the published manifest and fetch each chunk as a ranged GET of its layer. Runs
-// alternate (plain, swarm, …); the best of each is reported.
+// alternate (plain, swarm, …); the best of each is reported. BENCH_WORKERS=N pulls with
+// `--workers N` (default: the build's default for this machine, in-thread below 4 cores).
 import { spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { writeSyntheticModel } from '@swarm/agent'
-import { alternate, fmt, MB, MiB, pullOnce, root, saveResult, swarm } from '../lib/common.mjs'
+import { alternate, fmt, fmtBreakdown, MB, MiB, pullMeasured, root, saveResult, swarm } from '../lib/common.mjs'
+
+const WORKERS = process.env.BENCH_WORKERS
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2)
 const INFLIGHT = 16
@@ -71,7 +74,7 @@ try {
   }
 
   async function swarmPull (round) {
-    const result = await pullOnce('model:v1', join(work, `node-${round}`), env, INFLIGHT, ['--no-agent'])
+    const result = await pullMeasured('model:v1', join(work, `node-${round}`), env, { inflight: INFLIGHT, workers: WORKERS, takesWorkers: WORKERS !== undefined })
     if (result.manifestCid !== pushed.manifestCid) throw new Error('the pull resolved another manifest')
     return result
   }
@@ -92,11 +95,13 @@ try {
     swarmPullMBps: swarmMBps,
     ratio: swarmMBps / plainMBps,
     pullPeakRssMB: Math.max(...pulls.map(r => r.peakRssBytes)) / MB,
+    swarmCpuSecondsPerGB: best(pulls).cpuSeconds / (best(pulls).bytes / 1e9),
+    swarmThreads: best(pulls).perThread,
     rounds: { plain: plain.map(r => r.bytes / MB / r.seconds), swarm: pulls.map(r => r.bytes / MB / r.seconds) }
   }
-  console.log(`origin-pull --origin oci: ${fmt(totalBytes / MiB, 0)} MiB in ${ranges.length} chunks (ranged layer GETs), ${INFLIGHT} in flight, best of ${ROUNDS}`)
+  console.log(`origin-pull --origin oci: ${fmt(totalBytes / MiB, 0)} MiB in ${ranges.length} chunks (ranged layer GETs), ${INFLIGHT} in flight, ${WORKERS !== undefined ? `--workers ${WORKERS}` : 'the default byte path'}, best of ${ROUNDS}`)
   console.log(`  plain client (undici, ranged GETs):    ${fmt(plainMBps)} MB/s`)
-  console.log(`  swarm pull (verify + store + fsync):   ${fmt(swarmMBps)} MB/s`)
+  console.log(`  swarm pull (verify + store + fsync):   ${fmt(swarmMBps)} MB/s, ${fmt(result.swarmCpuSecondsPerGB, 2)} CPU-s/GB; ${fmtBreakdown(best(pulls).perThread, best(pulls).bytes / 1e9)}`)
   console.log(`  ratio swarm/plain: ${fmt(result.ratio, 2)}`)
   console.log(`  swarm pull peak RSS: ${fmt(result.pullPeakRssMB, 0)} MB`)
   console.log(`  results: ${await saveResult('origin-pull-oci', result)}`)

@@ -23,7 +23,7 @@
 import { threadId, workerData } from 'node:worker_threads'
 import { OriginUnavailableError } from '@swarm/interface'
 import { askMain, serveChunkJobs } from '@swarm/workers'
-import { CHUNK_READER_PACKAGES, CHUNK_READER_QUESTION, ORIGIN_PACKAGES, openChunkReader, openOriginSpec } from './origin-spec.js'
+import { CHUNK_READER_PACKAGES, CHUNK_READER_QUESTION, ORIGIN_PACKAGES, locateQuestion, openChunkReader, openOriginSpec } from './origin-spec.js'
 import type { OriginSpec } from './origin-spec.js'
 import type { WorkerServing } from './worker-serving.js'
 import type { Config } from '@swarm/config'
@@ -125,6 +125,11 @@ serveChunkJobs({
     }
     const from = await getOrigin()
     if (from === undefined) throw new OriginUnavailableError('no origin is configured')
+    if (from.addChunkLocation !== undefined) {
+      // an origin whose chunks lie where only the main thread's instance learned (OCI layers)
+      const location = await askMain(locateQuestion(request.cid))
+      if (location != null) from.addChunkLocation(request.cid, location)
+    }
     return await from.getChunk(request.cid, options)
   },
   // a peer banned on the main thread loses this worker's connections too

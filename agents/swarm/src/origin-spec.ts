@@ -12,6 +12,11 @@
  * adapters do (their readers GET in place with what the main thread's origin signed or resolved,
  * without their SDKs).
  *
+ * An origin that learns where chunks lie as it resolves models (the OCI origin: ranges of layer
+ * blobs) says so to the workers' instances, which resolved nothing: a worker asks the main thread
+ * where a chunk lies (`locateQuestion`) before it reads one (`Origin.chunkLocation`,
+ * `addChunkLocation`).
+ *
  * This module imports no adapter and nothing heavy itself; its imports are types only.
  */
 import type { ChunkReader, ChunkReaderSpec, Logger, Origin } from '@swarm/interface'
@@ -58,6 +63,17 @@ export const CHUNK_READER_QUESTION = { origin: 'chunk-reader' } as const
 /** Whether a worker's question is `CHUNK_READER_QUESTION`. */
 export function isChunkReaderQuestion (question: unknown): boolean {
   return typeof question === 'object' && question !== null && (question as { origin?: unknown }).origin === CHUNK_READER_QUESTION.origin
+}
+
+/** What a byte worker asks the main thread of a chunk whose place only the main thread's origin knows (`Origin.chunkLocation`). */
+export function locateQuestion (cid: string): { origin: 'locate', cid: string } {
+  return { origin: 'locate', cid }
+}
+
+/** The chunk a `locateQuestion` asks of, or undefined for another question. */
+export function locatedCid (question: unknown): string | undefined {
+  const q = question as { origin?: unknown, cid?: unknown } | null
+  return typeof q === 'object' && q !== null && q.origin === 'locate' && typeof q.cid === 'string' ? q.cid : undefined
 }
 
 /** The packages that hold each adapter's chunk reader, where it has one. */

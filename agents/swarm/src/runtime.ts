@@ -24,7 +24,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import type { ByteWorkerData } from './byte-worker.js'
 import type { WorkerServing } from './worker-serving.js'
 import type { OriginSpec } from './origin-spec.js'
-import { CHUNK_READER_PACKAGES, ORIGIN_PACKAGES, isChunkReaderQuestion } from './origin-spec.js'
+import { CHUNK_READER_PACKAGES, ORIGIN_PACKAGES, isChunkReaderQuestion, locatedCid } from './origin-spec.js'
 
 export class NoOriginError extends SwarmError {
   override readonly code = 'ERR_NO_ORIGIN'
@@ -187,6 +187,8 @@ export function createByteWorkers (config: Config, privateKey: PrivateKey | unde
     ...(serving !== undefined ? { told: serving.told, gone: serving.gone } : {}),
     answer: (question, worker) => {
       if (isChunkReaderQuestion(question) && reader !== undefined) return reader()
+      const cid = locatedCid(question)
+      if (cid !== undefined) return origin?.chunkLocation?.(cid)
       if (serving !== undefined) return serving.answer(question, worker)
       throw new Error(`a byte worker asked something this process does not answer: ${JSON.stringify(question)}`)
     } })

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -11,10 +11,14 @@ import { loadOrCreateKey } from '@swarm/p2p'
 import { encodeManifest } from '@swarm/manifest'
 import { fileOrigin } from '@swarm/origin-file'
 import { azureOrigin } from '@swarm/origin-azure'
+import { ociOrigin } from '@swarm/origin-oci'
+import { decodeManifest } from '@swarm/manifest'
 import { s3Origin } from '@swarm/origin-s3'
 import { createStore } from '@swarm/store'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { startAzurite } from '../../../test/helpers/azurite.mjs'
+import { publishModctlArtifact } from '../../../test/fixtures/modctl-artifact.js'
+import { startRegistry } from '../../../test/helpers/oci-registry.js'
 import { deletePrefix, s3Client, s3Settings, uniquePrefix } from '../../../test/helpers/s3.js'
 import type { ByteWorkers } from '@swarm/agent'
 import type { Origin } from '@swarm/interface'
@@ -136,6 +140,39 @@ describe('byte workers', () => {
       await store.close()
       await origin.close()
       await azurite.stop()
+    }
+  })
+
+  it('read the layer ranges of an OCI model the main thread resolved, asking it where each chunk lies', async () => {
+    const registry = await startRegistry()
+    dir = await mkdtemp(join(tmpdir(), 'swarm-byte-worker-'))
+    await mkdir(join(dir, 'model'))
+    const chunkSize = 1024 * 1024
+    const weights = randomBytes(2 * chunkSize + 77)
+    await writeFile(join(dir, 'model', 'w.bin'), weights)
+    await publishModctlArtifact(registry.endpoint, 'workers/model', 'v1', join(dir, 'model'), ['w.bin'])
+    const url = `oci://${registry.host}/workers`
+    const origin = ociOrigin({ url, chunkSize })
+    const store = await createStore({ dir: join(dir, 'store') })
+    try {
+      const manifestCid = await origin.resolveRef({ name: 'model', tag: 'v1' })
+      const manifest = decodeManifest(await origin.getManifest(manifestCid), { expectedCid: manifestCid })
+      await store.addManifest(manifestCid, manifest)
+      const base = defaultConfig({})
+      workers = createByteWorkers({ ...base, origin: url, chunkSize, agent: { ...base.agent, workers: 1 } }, undefined, silentLogger, { origin })
+      const file = manifest.files.find(f => f.path === 'w.bin')!
+      for (const chunk of file.chunks) {
+        const plan = store.planWrite(chunk.cid)
+        await workers!.chunks.fetchChunk({ cid: chunk.cid, size: chunk.size, source: { kind: 'origin' }, sourceName: 'origin', slots: plan.slots, dataDir: plan.dir })
+        await store.recordWritten(plan)
+        expect(Buffer.from(await store.readChunk(chunk.cid)).equals(weights.subarray(chunk.offset, chunk.offset + chunk.size))).toBe(true)
+      }
+      const { loaded } = ((await workers!.pool.threadReports())[0]!.info as ChunkWorkerReport).sources as { loaded: string[] }
+      expect(loaded).toContain(ORIGIN_PACKAGES.oci)
+    } finally {
+      await store.close()
+      await origin.close()
+      await registry.stop()
     }
   })
 

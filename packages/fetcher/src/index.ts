@@ -313,8 +313,8 @@ export function originSource (origin: Origin): ChunkSource {
   return {
     name: 'origin',
     kind: 'origin',
-    // an origin that cannot be opened again elsewhere is read on this thread only
-    remote: origin.reopenable === false ? undefined : { kind: 'origin' },
+    // an origin that cannot be opened again elsewhere, nor say where its chunks lie, is read on this thread only
+    remote: origin.reopenable === false && origin.chunkLocation === undefined ? undefined : { kind: 'origin' },
     async fetch (request: ChunkRequest, options?: AbortOptions): Promise<Uint8Array> {
       return await origin.getChunk(request.cid, options)
     },

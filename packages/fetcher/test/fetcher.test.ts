@@ -294,5 +294,7 @@ describe('originSource', () => {
     expect(originSource(origin).remote).toEqual({ kind: 'origin' })
     expect(originSource({ ...origin, reopenable: true }).remote).toEqual({ kind: 'origin' })
     expect(originSource({ ...origin, reopenable: false }).remote).toBeUndefined()
+    // one that can say where its chunks lie is read in a worker too, told where each lies
+    expect(originSource({ ...origin, reopenable: false, chunkLocation: () => undefined }).remote).toEqual({ kind: 'origin' })
   })
 })

@@ -186,6 +186,8 @@ export interface ChunkReaderSpec {
 export interface ChunkReader {
   getChunk(cid: CidString, options?: AbortOptions): Promise<Uint8Array>
   release?(bytes: Uint8Array): void
+  /** as {@link Origin.addChunkLocation}, where it reads an origin whose chunks must be located for it */
+  addChunkLocation?(cid: CidString, location: unknown): void
   close(): Promise<void>
 }
 
@@ -200,10 +202,15 @@ export interface Origin {
   /**
    * false when another instance opened from the same settings cannot read the chunks this one
    * reads (it learned where they are as it went, e.g. the OCI origin's chunk manifests derived
-   * from layers): byte workers then leave this origin's reads to the thread that holds it.
+   * from layers): byte workers then leave this origin's reads to the thread that holds it, unless
+   * it can say where each chunk lies (`chunkLocation`) to another instance (`addChunkLocation`).
    * Absent means true.
    */
   readonly reopenable?: boolean
+  /** Optional: where chunk `cid` lies, as plain data another instance takes in `addChunkLocation`; undefined when this one does not know */
+  chunkLocation?(cid: CidString): unknown
+  /** Optional: learns where chunk `cid` lies from another instance's `chunkLocation`; TypeError for what is not such a location */
+  addChunkLocation?(cid: CidString, location: unknown): void
   getChunk(cid: CidString, options?: AbortOptions): Promise<Uint8Array>
   /**
    * Optional: takes back bytes `getChunk` returned once nothing reads them any more, so a later

@@ -30,6 +30,7 @@ import {
   OCI_INDEX,
   OCI_MANIFEST,
   REF_ARTIFACT,
+  REPOSITORY_COMPONENT,
   TITLE_ANNOTATION
 } from './constants.js'
 import { UnsupportedArtifactError } from './errors.js'
@@ -58,11 +59,19 @@ interface OpenModel {
   bytes: Uint8Array
 }
 
+/** Where a chunk of a model read from layers lies; plain data, handed to another instance by `chunkLocation`. */
 interface ChunkLocation {
   repository: string
-  layer: Descriptor
+  /** the layer blob's digest */
+  digest: string
   offset: number
   size: number
+}
+
+function isChunkLocation (value: unknown): value is ChunkLocation {
+  const l = value as Partial<ChunkLocation> | null | undefined
+  return typeof l?.repository === 'string' && l.repository.split('/').every(part => REPOSITORY_COMPONENT.test(part)) && typeof l.digest === 'string' && DIGEST_PATTERN.test(l.digest) &&
+    Number.isSafeInteger(l.offset) && (l.offset as number) >= 0 && Number.isSafeInteger(l.size) && (l.size as number) > 0
 }
 
 const MANIFEST_ACCEPT = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST]
@@ -150,13 +159,28 @@ export class OciOrigin implements Origin {
     checkCid(cid)
     signal?.throwIfAborted()
     const at = this.chunks.get(cid)
-    if (at !== undefined) return await this.client.readBlobRange(at.repository, at.layer.digest, at.offset, at.size, signal, this.chunkBuffers)
+    if (at !== undefined) return await this.client.readBlobRange(at.repository, at.digest, at.offset, at.size, signal, this.chunkBuffers)
     if (codecOf(cid) !== RAW_CODEC) throw new NotFoundError(`chunk ${cid} not found at ${this.url}`)
     return await this.client.readBlob(this.objects, digestOf(cid), MAX_CHUNK_SIZE, signal).catch(err => { throw this.notFound(err, `chunk ${cid}`) })
   }
 
   release (bytes: Uint8Array): void {
     this.chunkBuffers.give(bytes)
+  }
+
+  /**
+   * Where a chunk of a model this instance resolved lies (its repository, layer and range), for
+   * an instance in a byte worker, which cannot learn it itself: it resolved no model.
+   */
+  chunkLocation (cid: CidString): ChunkLocation | undefined {
+    const at = this.chunks.get(cid)
+    return at === undefined ? undefined : { ...at }
+  }
+
+  addChunkLocation (cid: CidString, location: unknown): void {
+    checkCid(cid)
+    if (!isChunkLocation(location)) throw new TypeError(`not where a chunk lies in a registry: ${JSON.stringify(location)}`)
+    this.chunks.set(cid, { repository: location.repository, digest: location.digest, offset: location.offset, size: location.size })
   }
 
   async hasChunk (cid: CidString, { signal }: AbortOptions = {}): Promise<boolean> {
@@ -399,7 +423,7 @@ export class OciOrigin implements Origin {
     for (const entry of found.manifest.files) {
       const file = files.get(entry.path)
       if (file === undefined) continue
-      for (const chunk of entry.chunks) this.chunks.set(chunk.cid, { repository, layer: file.layer, offset: file.dataOffset + chunk.offset, size: chunk.size })
+      for (const chunk of entry.chunks) this.chunks.set(chunk.cid, { repository, digest: file.layer.digest, offset: file.dataOffset + chunk.offset, size: chunk.size })
     }
     return found.cid
   }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { createServer } from 'node:http'
-import { verifyChunk } from '@swarm/chunker'
+import { cidForBytes, verifyChunk } from '@swarm/chunker'
 import { InvalidRefError, silentLogger } from '@swarm/interface'
 import type { Logger } from '@swarm/interface'
 import { decodeManifest } from '@swarm/manifest'
@@ -210,6 +210,52 @@ describe('a registry that redirects blob reads to S3', () => {
       await origin.close()
       front.closeAllConnections()
       await new Promise<void>(resolve => front.close(() => { resolve() }))
+    }
+  })
+})
+
+describe('chunk locations handed to another instance (a byte worker\'s)', () => {
+  let registry: TestRegistry
+  let work: string
+  beforeAll(async () => {
+    registry = await startRegistry()
+    work = await mkdtemp(join(tmpdir(), 'swarm-oci-locations-'))
+  })
+  afterAll(async () => {
+    await registry?.stop()
+    await rm(work, { recursive: true, force: true })
+  })
+
+  it('reads the layer ranges the resolving instance found, once told where they lie, and refuses what is no location', async () => {
+    const dir = join(work, 'model')
+    await mkdir(dir, { recursive: true })
+    const weights = randomBytes(3 * 1024 * 1024 + 5)
+    await writeFile(join(dir, 'w.bin'), weights)
+    await publishModctlArtifact(registry.endpoint, 'located/model', 'v1', dir, ['w.bin'])
+    const resolving = ociOrigin({ url: `oci://${registry.host}/located`, chunkSize: 1024 * 1024 })
+    const other = ociOrigin({ url: `oci://${registry.host}/located`, chunkSize: 1024 * 1024 })
+    try {
+      const manifest = decodeManifest(await resolving.getManifest(await resolving.resolveRef({ name: 'model', tag: 'v1' })))
+      const chunks = manifest.files.find(f => f.path === 'w.bin')?.chunks ?? []
+      expect(chunks.length).toBe(4)
+      const first = chunks[0]!
+      // another instance resolved nothing: it looks among the generic blobs and finds none
+      await expect(other.getChunk(first.cid)).rejects.toThrow(/not found/)
+      for (const chunk of chunks) {
+        const location = resolving.chunkLocation!(chunk.cid)
+        expect(structuredClone(location)).toEqual(location)
+        other.addChunkLocation!(chunk.cid, location)
+        const bytes = await other.getChunk(chunk.cid)
+        expect(Buffer.compare(Buffer.from(bytes), weights.subarray(chunk.offset, chunk.offset + chunk.size))).toBe(0)
+      }
+      expect(resolving.chunkLocation!(cidForBytes(new TextEncoder().encode('in no layer')))).toBeUndefined()
+      const good = resolving.chunkLocation!(first.cid) as Record<string, unknown>
+      for (const bad of [undefined, { ...good, repository: '../etc' }, { ...good, digest: 'md5:abc' }, { ...good, offset: -1 }, { ...good, size: 0 }]) {
+        expect(() => other.addChunkLocation!(first.cid, bad)).toThrow(TypeError)
+      }
+    } finally {
+      await resolving.close()
+      await other.close()
     }
   })
 })
