@@ -33,6 +33,10 @@
  *   basic and bearer-token registries (`client.ts`). Retries, timeouts and abort as in the S3
  *   origin: transient failures retried with jittered backoff, then OriginUnavailableError.
  *
+ * - Byte workers: their instances resolved no model, so each asks the main thread's instance where
+ *   a chunk lies (`chunkLocation`: repository, layer digest, range; taken with `addChunkLocation`,
+ *   checked as it arrives) and GETs the range itself.
+ *
  * Limits: a chunk of a model this origin has not resolved (a `--cid` pull after a restart) is
  * found only among the generic blobs; compressed layers are refused, as Swarm reads by range.
  *
