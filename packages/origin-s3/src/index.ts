@@ -105,7 +105,7 @@ export interface S3OriginInit {
   requestTimeoutMs?: number
   /** keys per ListObjectsV2 page (default 1000) */
   listPageSize?: number
-  /** how objects are fetched: presigned URLs through undici (default), or the SDK's GetObject */
+  /** how objects are fetched: presigned URLs read in place (default; through undici for bodies framed otherwise), or the SDK's GetObject */
   objectGets?: 'presigned' | 'sdk'
   logger?: Logger
 }
