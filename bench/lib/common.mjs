@@ -121,12 +121,40 @@ export async function pullOnce (target, dataDir, env, inflight, extra = []) {
   return { seconds: done.durationMs / 1000, bytes: done.bytesBySource.origin, peakRssBytes: done.peakRssBytes, manifestCid: done.manifestCid }
 }
 
-/** The baseline and Swarm, alternating for `rounds` rounds so that a noisy neighbour hurts both alike. */
-export async function alternate (rounds, baseline, run) {
+/**
+ * Has the pages a run is about to fill in the page cache start out as every run's do: writes
+ * `bytes` into a scratch file and deletes it. On the VMs these benches run on, the host backs guest
+ * memory only when the guest first touches it and takes freed memory back within seconds (free page
+ * reporting), and that touch costs the writer about 2 CPU-s per GB: `dd` of 2 GiB into a new file
+ * took 4.35 s of system time, 0.5 s when repeated at once over the pages just freed. So a run that
+ * followed one whose output had just been deleted wrote into warm pages, and one that followed a
+ * run that wrote nothing (the plain client) into cold ones: in one `bench/origin-pull --origin
+ * http` run the necessary-work client, second in line, spent 2.53 CPU-s/GB in its libuv pool and
+ * runtime threads and Swarm, after it, 0.40. Before each measured run the same amount is written
+ * and freed, so each starts on pages just freed.
+ */
+export async function warmPageCache (bytes) {
+  if (!(bytes > 0)) return
+  const { open, unlink } = await import('node:fs/promises')
+  const path = join(tmpdir(), `swarm-bench-warm-${process.pid}`)
+  const piece = Buffer.alloc(16 * MiB, 1)
+  const handle = await open(path, 'w')
+  try {
+    for (let written = 0; written < bytes; written += piece.length) await handle.write(piece, 0, piece.length, written)
+  } finally {
+    await handle.close()
+    await unlink(path)
+  }
+}
+
+/** The baseline and Swarm, alternating for `rounds` rounds so that a noisy neighbour hurts both alike; each on warmed pages (`warmPageCache`) when `warmBytes` is given. */
+export async function alternate (rounds, baseline, run, { warmBytes = 0 } = {}) {
   const plain = []
   const pulls = []
   for (let round = 0; round < rounds; round++) {
+    await warmPageCache(warmBytes)
     plain.push(await baseline())
+    await warmPageCache(warmBytes)
     pulls.push(await run(round))
   }
   return { plain, pulls }
@@ -143,11 +171,14 @@ export const median = values => {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
-/** Each runner once per round, in the same order every round, so a noisy neighbour hurts all alike. */
-export async function alternateAll (rounds, runners) {
+/** Each runner once per round, in the same order every round, so a noisy neighbour hurts all alike; each on warmed pages (`warmPageCache`) when `warmBytes` is given. */
+export async function alternateAll (rounds, runners, { warmBytes = 0 } = {}) {
   const out = Object.fromEntries(Object.keys(runners).map(name => [name, []]))
   for (let round = 0; round < rounds; round++) {
-    for (const [name, run] of Object.entries(runners)) out[name].push(await run(round))
+    for (const [name, run] of Object.entries(runners)) {
+      await warmPageCache(warmBytes)
+      out[name].push(await run(round))
+    }
   }
   return out
 }

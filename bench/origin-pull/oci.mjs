@@ -79,7 +79,7 @@ try {
     return result
   }
 
-  const { plain, pulls } = await alternate(ROUNDS, plainClient, swarmPull)
+  const { plain, pulls } = await alternate(ROUNDS, plainClient, swarmPull, { warmBytes: totalBytes })
   await agent.close()
 
   const best = runs => runs.reduce((a, b) => (a.bytes / a.seconds >= b.bytes / b.seconds ? a : b))

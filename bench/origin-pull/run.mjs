@@ -226,7 +226,8 @@ try {
   const swarmPull = async round => await pullMeasured('bench:v1', join(work, `node-${round}`), { ...env, ...backend.pullEnv }, { inflight: INFLIGHT, workers: WORKERS, takesWorkers })
 
   const runners = { plain: plainClient, necessary: necessaryWork, ...(backend.rclone != null ? { rclone } : {}), swarm: swarmPull }
-  const runs = await alternateAll(ROUNDS, runners)
+  // each run writes into pages just freed, whatever ran before it (see warmPageCache)
+  const runs = await alternateAll(ROUNDS, runners, { warmBytes: uniqueBytes })
   await agent.close()
 
   // hashing on one core, the way the store verifies: 4 MiB pieces through OpenSSL

@@ -24,7 +24,7 @@ import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { writeSyntheticModel } from '@swarm/agent'
 import { parseChunkCid } from '@swarm/chunker'
-import { MB, MiB, agentThreadBreakdown, breakdownDelta, cpuSeconds, fmt, fmtBreakdown, fmtOr, measured, peakRssOf, procThreads, saveResult, threadBreakdown, startAgent, swarm, swarmTakes } from '../lib/common.mjs'
+import { MB, MiB, agentThreadBreakdown, breakdownDelta, cpuSeconds, fmt, fmtBreakdown, fmtOr, measured, peakRssOf, procThreads, saveResult, threadBreakdown, startAgent, swarm, swarmTakes, warmPageCache } from '../lib/common.mjs'
 
 const layers = Number(process.env.BENCH_LAYERS ?? 8) // ≈ 1 GiB with the shape below
 const WORKERS = Number(process.env.BENCH_WORKERS ?? availableParallelism())
@@ -162,9 +162,12 @@ try {
 
   const raw = await rawTcp(storeFiles, totalBytes)
   const manifest = JSON.parse(await readFile(join(originDir, 'manifests', pushed.manifestCid), 'utf8'))
+  // the receivers that write start on pages just freed, whatever ran before them (see warmPageCache)
+  await warmPageCache(totalBytes)
   const necessary = await necessaryWork(manifest, model.dir)
   if (necessary.bytes !== totalBytes) throw new Error(`the necessary-work receiver moved ${necessary.bytes} of ${totalBytes} bytes`)
 
+  await warmPageCache(totalBytes)
   const before = [await cpuSeconds(seeder.pid), await cpuSeconds(leecher.pid)]
   const threadsBefore = await agentThreadBreakdown(leecher)
   const osThreads = async agent => threadBreakdown(await procThreads(agent.pid))

@@ -59,7 +59,8 @@ try {
   const key = n => (n === 'default' ? 'default' : `workers-${n}`)
   const runners = Object.fromEntries(rowsRun.map(n => [key(n), async round =>
     await pullMeasured('bench:v1', join(work, `store-${n}-${round}`), env, { inflight: INFLIGHT, workers: n === 'default' ? undefined : n, takesWorkers })]))
-  const runs = await alternateAll(ROUNDS, runners)
+  // each run writes into pages just freed, whatever ran before it (see warmPageCache)
+  const runs = await alternateAll(ROUNDS, runners, { warmBytes: model.totalBytes })
 
   const rows = {}
   for (const [n, list] of Object.entries(runs)) {
