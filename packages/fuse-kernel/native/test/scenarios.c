@@ -125,6 +125,22 @@ static void write_file(const char *path, const uint8_t *bytes, size_t size, int 
   close(f);
 }
 
+/*
+ * Replaces the file at `path` with a new, empty (sparse) one, as a store that evicts a model and
+ * adds it back does. Made beside it and renamed over it, so the two exist at once and the new one
+ * cannot get the old one's inode number: unlinked first, the number could be reused within the
+ * same tick of the file system's clock, and the two would be the same file to anyone who looks.
+ */
+static void replace_with_sparse(const char *path, size_t size) {
+  char fresh[4200];
+  snprintf(fresh, sizeof fresh, "%s.new", path);
+  write_file(fresh, NULL, size, 1);
+  if (rename(fresh, path) != 0) {
+    perror(fresh);
+    exit(2);
+  }
+}
+
 /* A read through `fh` must give the model's bytes, or EIO; never other bytes. Passed-up reads are answered by the "host" with the right bytes. */
 static void expect_model_bytes(sw_server *s, int fd, int peer, uint64_t ino, uint64_t fh, const uint8_t *model, const char *what) {
   for (uint64_t offset = 0; offset < SIZE; offset += 1u << 20) {
@@ -196,8 +212,7 @@ static void replaced_scenario(sw_server *s, int fd, int peer, const char *dir, i
   expect_model_bytes(s, fd, peer, ino, before, model, "before eviction");
 
   /* evicted and added back: the same path now names a new, empty file */
-  unlink(path);
-  write_file(path, NULL, SIZE, 1);
+  replace_with_sparse(path, SIZE);
   if (tell) {
     uint64_t inos[4];
     CHECK(sw_evict(s, ino, inos, 4) == 1 && inos[0] == ino, "eviction of one file");
@@ -276,8 +291,7 @@ static void replaced_while_closed_scenario(sw_server *s, int fd, int peer, const
   send_request(s, fd, FUSE_RELEASE, ino, &rel, sizeof rel);
   next_reply(peer, &out);
   (void)take_upcall(0);
-  unlink(path);
-  write_file(path, NULL, SIZE, 1);
+  replace_with_sparse(path, SIZE);
   fh = do_open(s, fd, peer, ino, &error);
   CHECK(fh == 0 && error == -1, "the replaced file was opened as the complete one");
   sw_upcall *u = take_upcall(SW_UP_OPEN);
