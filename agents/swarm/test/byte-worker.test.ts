@@ -22,9 +22,33 @@ import { startRegistry } from '../../../test/helpers/oci-registry.js'
 import { deletePrefix, s3Client, s3Settings, uniquePrefix } from '../../../test/helpers/s3.js'
 import type { ByteWorkers } from '@swarm/agent'
 import type { Origin } from '@swarm/interface'
+import type { Store } from '@swarm/store'
 import type { ChunkWorkerReport } from '@swarm/workers'
 
 const CHUNK = 256 * 1024
+
+/** A chunk of random bytes at `origin`, and a one-file model of it in `store`. */
+async function oneChunkModel (origin: Origin, store: Store): Promise<{ cid: string, bytes: Buffer }> {
+  const bytes = randomBytes(CHUNK)
+  const cid = cidForBytes(bytes)
+  await origin.putChunk(cid, bytes)
+  const manifest = { version: 1, chunkSize: CHUNK, files: [{ path: 'weights.bin', size: CHUNK, mode: 0o644, chunks: [{ cid, offset: 0, size: CHUNK }] }] }
+  await store.addManifest(encodeManifest(manifest).cid, manifest)
+  return { cid, bytes }
+}
+
+/** Chunk `cid` fetched from the origin by a worker, written where the store planned it and recorded: what the store reads back. */
+async function fetchedByWorker (workers: ByteWorkers, store: Store, cid: string, size: number): Promise<Buffer> {
+  const plan = store.planWrite(cid)
+  await workers.chunks.fetchChunk({ cid, size, source: { kind: 'origin' }, sourceName: 'origin', slots: plan.slots, dataDir: plan.dir })
+  await store.recordWritten(plan)
+  return Buffer.from(await store.readChunk(cid))
+}
+
+/** What the pool's one worker says it loaded. */
+async function loadedBy (workers: ByteWorkers): Promise<string[]> {
+  return (((await workers.pool.threadReports())[0]!.info as ChunkWorkerReport).sources as { loaded: string[] }).loaded
+}
 
 describe('byte workers', () => {
   let dir: string | undefined
@@ -39,22 +63,15 @@ describe('byte workers', () => {
     await mkdir(join(dir, 'origin'))
     const url = pathToFileURL(join(dir, 'origin')).href
     const origin = fileOrigin({ url })
-    const bytes = randomBytes(CHUNK)
-    const cid = cidForBytes(bytes)
-    await origin.putChunk(cid, bytes)
-    await origin.close()
-    const manifest = { version: 1, chunkSize: CHUNK, files: [{ path: 'weights.bin', size: CHUNK, mode: 0o644, chunks: [{ cid, offset: 0, size: CHUNK }] }] }
     const store = await createStore({ dir: join(dir, 'store') })
     try {
-      await store.addManifest(encodeManifest(manifest).cid, manifest)
+      const { cid, bytes } = await oneChunkModel(origin, store)
+      await origin.close()
       const base = defaultConfig({})
       const config = { ...base, origin: url, agent: { ...base.agent, workers: 1 } }
       workers = createByteWorkers(config, undefined, silentLogger)
       expect(workers).toBeDefined()
-      const plan = store.planWrite(cid)
-      await workers!.chunks.fetchChunk({ cid, size: CHUNK, source: { kind: 'origin' }, sourceName: 'origin', slots: plan.slots, dataDir: plan.dir })
-      await store.recordWritten(plan)
-      expect(Buffer.from(await store.readChunk(cid)).equals(bytes)).toBe(true)
+      expect((await fetchedByWorker(workers!, store, cid, CHUNK)).equals(bytes)).toBe(true)
 
       const reports = await workers!.pool.threadReports()
       expect(reports.map(r => r.name)).toEqual(['worker-0'])
@@ -80,21 +97,14 @@ describe('byte workers', () => {
       for (const objectGets of ['presigned', 'sdk'] as const) {
         const origin = s3Origin({ url, endpoint: s3.endpoint, region: s3.region, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }, objectGets })
         held.push(origin)
-        const bytes = randomBytes(CHUNK)
-        const cid = cidForBytes(bytes)
-        await origin.putChunk(cid, bytes)
-        const manifest = { version: 1, chunkSize: CHUNK, files: [{ path: 'weights.bin', size: CHUNK, mode: 0o644, chunks: [{ cid, offset: 0, size: CHUNK }] }] }
-        await store.addManifest(encodeManifest(manifest).cid, manifest)
+        const { cid, bytes } = await oneChunkModel(origin, store)
         // with a reader on offer the configuration names no credentials: only the main thread's
         // origin holds them; without one the worker opens the adapter from the configuration
         const s3Config = objectGets === 'presigned' ? settings : { ...settings, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }
         const config = { ...base, origin: url, s3: s3Config, agent: { ...base.agent, workers: 1 } }
         workers = createByteWorkers(config, undefined, silentLogger, { origin })
-        const plan = store.planWrite(cid)
-        await workers!.chunks.fetchChunk({ cid, size: CHUNK, source: { kind: 'origin' }, sourceName: 'origin', slots: plan.slots, dataDir: plan.dir })
-        await store.recordWritten(plan)
-        expect(Buffer.from(await store.readChunk(cid)).equals(bytes)).toBe(true)
-        const { loaded } = ((await workers!.pool.threadReports())[0]!.info as ChunkWorkerReport).sources as { loaded: string[] }
+        expect((await fetchedByWorker(workers!, store, cid, CHUNK)).equals(bytes)).toBe(true)
+        const loaded = await loadedBy(workers!)
         if (objectGets === 'presigned') {
           expect(loaded).toContain('@swarm/origin-s3/reader')
           expect(loaded).not.toContain(ORIGIN_PACKAGES.s3)
@@ -120,20 +130,13 @@ describe('byte workers', () => {
     try {
       const { ContainerClient, StorageSharedKeyCredential } = await import('@azure/storage-blob')
       await new ContainerClient(`${azurite.endpoint}/models`, new StorageSharedKeyCredential(azurite.account, azurite.accountKey)).create()
-      const bytes = randomBytes(CHUNK)
-      const cid = cidForBytes(bytes)
-      await origin.putChunk(cid, bytes)
-      const manifest = { version: 1, chunkSize: CHUNK, files: [{ path: 'weights.bin', size: CHUNK, mode: 0o644, chunks: [{ cid, offset: 0, size: CHUNK }] }] }
-      await store.addManifest(encodeManifest(manifest).cid, manifest)
+      const { cid, bytes } = await oneChunkModel(origin, store)
       const base = defaultConfig({})
       // the configuration names no key: only the main thread's origin holds it
       const config = { ...base, origin: url, azure: { endpoint: azurite.endpoint }, agent: { ...base.agent, workers: 1 } }
       workers = createByteWorkers(config, undefined, silentLogger, { origin })
-      const plan = store.planWrite(cid)
-      await workers!.chunks.fetchChunk({ cid, size: CHUNK, source: { kind: 'origin' }, sourceName: 'origin', slots: plan.slots, dataDir: plan.dir })
-      await store.recordWritten(plan)
-      expect(Buffer.from(await store.readChunk(cid)).equals(bytes)).toBe(true)
-      const { loaded } = ((await workers!.pool.threadReports())[0]!.info as ChunkWorkerReport).sources as { loaded: string[] }
+      expect((await fetchedByWorker(workers!, store, cid, CHUNK)).equals(bytes)).toBe(true)
+      const loaded = await loadedBy(workers!)
       expect(loaded).toContain('@swarm/origin-azure/reader')
       expect(loaded).not.toContain(ORIGIN_PACKAGES.azure)
     } finally {
@@ -162,13 +165,9 @@ describe('byte workers', () => {
       workers = createByteWorkers({ ...base, origin: url, chunkSize, agent: { ...base.agent, workers: 1 } }, undefined, silentLogger, { origin })
       const file = manifest.files.find(f => f.path === 'w.bin')!
       for (const chunk of file.chunks) {
-        const plan = store.planWrite(chunk.cid)
-        await workers!.chunks.fetchChunk({ cid: chunk.cid, size: chunk.size, source: { kind: 'origin' }, sourceName: 'origin', slots: plan.slots, dataDir: plan.dir })
-        await store.recordWritten(plan)
-        expect(Buffer.from(await store.readChunk(chunk.cid)).equals(weights.subarray(chunk.offset, chunk.offset + chunk.size))).toBe(true)
+        expect((await fetchedByWorker(workers!, store, chunk.cid, chunk.size)).equals(weights.subarray(chunk.offset, chunk.offset + chunk.size))).toBe(true)
       }
-      const { loaded } = ((await workers!.pool.threadReports())[0]!.info as ChunkWorkerReport).sources as { loaded: string[] }
-      expect(loaded).toContain(ORIGIN_PACKAGES.oci)
+      expect(await loadedBy(workers!)).toContain(ORIGIN_PACKAGES.oci)
     } finally {
       await store.close()
       await origin.close()

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { RetriesExhaustedError, retrying } from '../src/index.js'
+import { RetriesExhaustedError, isTransientNetworkError, isUnreachable, networkErrorCode, retrying } from '../src/index.js'
 import type { RetryPolicy } from '../src/index.js'
 
 class Passing extends Error {}
@@ -39,5 +39,25 @@ describe('retrying', () => {
     setTimeout(() => { controller.abort(new Error('stopped')) }, 20)
     await expect(run).rejects.toThrow('stopped')
     expect(Date.now() - started).toBeLessThan(5_000)
+  })
+})
+
+describe('network failures, alike for every origin', () => {
+  const withCode = (code: string): Error => Object.assign(new Error(code), { code })
+
+  it('reads the code of the error or of its cause, and tells failures worth another try from the rest', () => {
+    const wrapped = new TypeError('fetch failed', { cause: withCode('ECONNRESET') })
+    expect(networkErrorCode(wrapped)).toBe('ECONNRESET')
+    expect(isTransientNetworkError(wrapped)).toBe(true)
+    expect(isTransientNetworkError(withCode('ERR_BODY_LENGTH'))).toBe(true)
+    expect(isTransientNetworkError(Object.assign(new Error('slow'), { name: 'TimeoutError' }))).toBe(true)
+    expect(isTransientNetworkError(withCode('CERT_HAS_EXPIRED'))).toBe(false)
+    expect(isTransientNetworkError(new Error('no code'))).toBe(false)
+  })
+
+  it('says which of them mean the endpoint was never reached', () => {
+    expect(isUnreachable(withCode('ECONNREFUSED'))).toBe(true)
+    expect(isUnreachable(new Error('x', { cause: withCode('ENOTFOUND') }))).toBe(true)
+    expect(isUnreachable(withCode('ECONNRESET'))).toBe(false)
   })
 })

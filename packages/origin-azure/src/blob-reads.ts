@@ -9,7 +9,7 @@
  * left to the collector; in `bench/origin-pull --origin azure` that was most of a pull's CPU above
  * the necessary work's, and its peak RSS past 300 MB.
  */
-import { NotFoundError, OriginUnavailableError, RetriesExhaustedError, retrying } from '@swarm/interface'
+import { NotFoundError, OriginUnavailableError, RetriesExhaustedError, isTransientNetworkError, retrying } from '@swarm/interface'
 import { DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_ERROR_BODY_BYTES, ObjectGets } from '@swarm/http-in-place'
 import { AZURE_API_VERSION, RETRY_BASE_DELAY_MS, RETRY_MAX_DELAY_MS } from './constants.js'
 import { AzureContainerNotFoundError, AzureCredentialsError, AzureRequestError } from './errors.js'
@@ -37,21 +37,10 @@ export interface AzureBlobReadsInit {
   logger: Logger
 }
 
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'ENETDOWN', 'EHOSTUNREACH', 'EHOSTDOWN'])
-const TRANSIENT_CODES = new Set([...CONNECTION_CODES, 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ERR_BODY_LENGTH',
-  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED'])
-
-function codeOf (err: unknown): string | undefined {
-  const e = err as { code?: unknown, cause?: { code?: unknown } } | undefined
-  if (typeof e?.code === 'string') return e.code
-  return typeof e?.cause?.code === 'string' ? e.cause.code : undefined
-}
-
 /** 5xx but 501, 408 and 429 answers, and failures to reach or hear from the endpoint */
 function isTransient (err: unknown): boolean {
   if (err instanceof AzureRequestError) return err.status !== undefined && ((err.status >= 500 && err.status !== 501) || err.status === 408 || err.status === 429)
-  const code = codeOf(err)
-  return code !== undefined && TRANSIENT_CODES.has(code)
+  return isTransientNetworkError(err)
 }
 
 /** Blob names in a URL path: each segment escaped, slashes kept. */

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { rootCertificates } from 'node:tls'
-import { NotFoundError, OriginReadOnlyError, OriginUnavailableError, RetriesExhaustedError, integerSetting, retrying } from '@swarm/interface'
+import { NotFoundError, OriginReadOnlyError, OriginUnavailableError, RetriesExhaustedError, integerSetting, isTransientNetworkError, networkErrorCode, retrying } from '@swarm/interface'
 import { BodyLengthError, InPlaceGets, UnsupportedFramingError } from '@swarm/http-in-place'
 import { ObjectStoreOrigin } from '@swarm/origin-layout'
 import {
@@ -39,25 +39,8 @@ async function listingSchemaOf (): Promise<Awaited<NonNullable<typeof listingSch
 
 type Listing = Array<{ name: string, directory: boolean }>
 
-/** Errors of the socket or of undici that mean the attempt may pass on another try. */
-const TRANSIENT_NET_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN',
-  'ENETUNREACH', 'ENETDOWN', 'EHOSTUNREACH', 'EHOSTDOWN',
-  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH'
-])
-
-function netCode (err: unknown): string | undefined {
-  const e = err as { code?: unknown, cause?: { code?: unknown } } | undefined
-  if (typeof e?.code === 'string') return e.code
-  if (typeof e?.cause?.code === 'string') return e.cause.code
-  return undefined
-}
-
 function isTransient (err: unknown): boolean {
-  if (err instanceof TransientHttpError) return true
-  const code = netCode(err)
-  return code !== undefined && TRANSIENT_NET_CODES.has(code)
+  return err instanceof TransientHttpError || isTransientNetworkError(err)
 }
 
 
@@ -232,7 +215,7 @@ export class HttpOrigin extends ObjectStoreOrigin {
       if (!(err instanceof RetriesExhaustedError)) throw err
       const last = err.last
       const reached = last instanceof TransientHttpError ? 'keeps failing' : 'cannot be reached'
-      throw new OriginUnavailableError(`HTTP origin ${this.url} ${reached}: ${what} failed ${err.attempts} times; last: ${netCode(last) ?? (last as Error).message}`, { cause: last })
+      throw new OriginUnavailableError(`HTTP origin ${this.url} ${reached}: ${what} failed ${err.attempts} times; last: ${networkErrorCode(last) ?? (last as Error).message}`, { cause: last })
     }
   }
 

@@ -16,7 +16,7 @@
 
 import { createHash } from 'node:crypto'
 import { InPlaceGets } from '@swarm/http-in-place'
-import { NotFoundError, OriginUnavailableError, RetriesExhaustedError, retrying } from '@swarm/interface'
+import { NotFoundError, OriginUnavailableError, RetriesExhaustedError, isTransientNetworkError, retrying } from '@swarm/interface'
 import { Agent } from 'undici'
 import { basicAuthorization, parseChallenge, TokenAnswerSchema } from './auth.js'
 import {
@@ -83,22 +83,9 @@ interface Answered<T> {
   response: T
 }
 
-const TRANSIENT_NET_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH',
-  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED', 'ERR_TRUNCATED_BODY',
-  'ERR_BODY_LENGTH'
-])
-
-function netCode (err: unknown): string | undefined {
-  const e = err as { code?: unknown, cause?: { code?: unknown } } | undefined
-  if (typeof e?.code === 'string') return e.code
-  return typeof e?.cause?.code === 'string' ? e.cause.code : undefined
-}
-
 function isTransient (err: unknown): boolean {
   if (err instanceof RegistryResponseError) return err.status !== 501 && (err.status >= 500 || err.status === 429 || err.status === 408)
-  const code = netCode(err)
-  return (code !== undefined && TRANSIENT_NET_CODES.has(code)) || (err as Error | undefined)?.name === 'TimeoutError'
+  return isTransientNetworkError(err)
 }
 
 export function sha256Digest (bytes: Uint8Array): string {

@@ -3,11 +3,11 @@
  * reader of byte workers (reader.ts) run. The SDK is needed only to sign (the origin's presigner
  * after its endpoint rules) and for control calls; each caller brings its own `sign`.
  */
-import { NotFoundError, OriginUnavailableError, RetriesExhaustedError, retrying } from '@swarm/interface'
+import { NotFoundError, OriginUnavailableError, RetriesExhaustedError, isUnreachable, retrying } from '@swarm/interface'
 import { DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_ERROR_BODY_BYTES, ObjectGets } from '@swarm/http-in-place'
 import { PRESIGNED_URL_EXPIRES_S } from './constants.js'
 import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError } from './errors.js'
-import { describeFailure, formatFailure, isConnectionFailure, s3RetryPolicy } from './retry.js'
+import { describeFailure, formatFailure, s3RetryPolicy } from './retry.js'
 import type { AbortOptions, BufferPool, Logger } from '@swarm/interface'
 import type { S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
 
@@ -114,7 +114,7 @@ export class S3ObjectReads {
   private toOriginError (err: unknown, what: string, notFound: string | undefined): unknown {
     const { url, endpointName, bucket } = this.init
     if (err instanceof RetriesExhaustedError) {
-      const reached = isConnectionFailure(err.last) ? 'cannot be reached' : 'keeps failing'
+      const reached = isUnreachable(err.last) ? 'cannot be reached' : 'keeps failing'
       return new OriginUnavailableError(
         `S3 endpoint ${endpointName} ${reached} (${url}): ${what} failed ${err.attempts} times; last: ${formatFailure(err.last)}`,
         { cause: err.last }

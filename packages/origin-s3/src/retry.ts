@@ -10,7 +10,8 @@
  */
 
 import { RETRY_BASE_DELAY_MS, RETRY_MAX_DELAY_MS } from './constants.js'
-import { S3ResponseError, TruncatedBodyError } from './errors.js'
+import { S3ResponseError } from './errors.js'
+import { isTransientNetworkError } from '@swarm/interface'
 import type { Logger, RetryPolicy } from '@swarm/interface'
 
 /** What a failed request said, whichever client raised it. */
@@ -27,16 +28,6 @@ const TRANSIENT_S3_CODES = new Set([
   'SlowDown', 'Throttling', 'ThrottlingException', 'RequestThrottled', 'RequestLimitExceeded', 'TooManyRequestsException',
   'RequestTimeout', 'RequestTimeoutException', 'InternalError', 'ServiceUnavailable', 'PriorRequestNotComplete'
 ])
-
-const TRANSIENT_NET_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN',
-  'ENETUNREACH', 'ENETDOWN', 'EHOSTUNREACH', 'EHOSTDOWN',
-  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
-  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'ERR_TRUNCATED_BODY', 'ERR_BODY_LENGTH'
-])
-
-/** Errors that mean "could not reach or hear from the endpoint", as opposed to "it answered". */
-const CONNECTION_NET_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ENETUNREACH', 'ENETDOWN', 'EHOSTUNREACH', 'EHOSTDOWN', 'UND_ERR_CONNECT_TIMEOUT'])
 
 export function describeFailure (err: unknown): Failure {
   if (err instanceof S3ResponseError) return { status: err.status, s3Code: err.s3Code, name: err.name }
@@ -60,19 +51,12 @@ export function describeFailure (err: unknown): Failure {
 }
 
 export function isTransient (err: unknown): boolean {
-  if (err instanceof TruncatedBodyError) return true
-  const { status, s3Code, netCode, name } = describeFailure(err)
+  const { status, s3Code } = describeFailure(err)
   if (status !== undefined) {
     if (status === 501) return false
     return status >= 500 || status === 429 || status === 408 || (s3Code !== undefined && TRANSIENT_S3_CODES.has(s3Code))
   }
-  if (netCode !== undefined && TRANSIENT_NET_CODES.has(netCode)) return true
-  return name === 'TimeoutError'
-}
-
-export function isConnectionFailure (err: unknown): boolean {
-  const { netCode } = describeFailure(err)
-  return netCode !== undefined && CONNECTION_NET_CODES.has(netCode)
+  return isTransientNetworkError(err)
 }
 
 /** One line for logs and messages: `HTTP 503 SlowDown`, `ECONNREFUSED`, … */
