@@ -80,8 +80,10 @@ describe('origins through the CLI', () => {
     const push = await swarm(['push', '--hf-cache', 'Org/Tiny-Llama', '--chunk-size', CHUNK, '--json', '--origin', `file://${root}`, '--data-dir', join(work, 'hf-a')], { HF_HUB_CACHE: hub })
     expect(push.code, push.stderr).toBe(0)
     expect(push.done).toMatchObject({ ref: 'org/tiny-llama:latest', files: files.size, metadata: { 'huggingface.repo': 'Org/Tiny-Llama', 'huggingface.revision': commit } })
-    const manifest = JSON.parse(await readFile(join(root, 'manifests', push.done?.manifestCid as string), 'utf8')) as { version: number, metadata: Record<string, string> }
-    expect(manifest.version).toBe(2)
+    const manifest = JSON.parse(await readFile(join(root, 'manifests', push.done?.manifestCid as string), 'utf8')) as { version: number, blockSize: number, metadata: Record<string, string> }
+    // version 3: metadata and the blocks' digests
+    expect(manifest.version).toBe(3)
+    expect(manifest.blockSize).toBe(256 * 1024)
     expect(manifest.metadata['huggingface.revision']).toBe(commit)
 
     const to = join(work, 'hf-out')

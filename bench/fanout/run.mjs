@@ -391,6 +391,8 @@ async function agentMetrics (agent) {
     originBytes: value('swarm_bytes_total', '{source="origin"}'),
     peerBytes: value('swarm_bytes_total', '{source="peer"}'),
     servedBytes: value('swarm_bytes_served'),
+    relays: value('swarm_data_relays_total', '{outcome="started"}'),
+    relaysCut: value('swarm_data_relays_total', '{outcome="cut"}'),
     peers: value('swarm_peers')
   }
 }
@@ -646,7 +648,7 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     const metrics = await Promise.all(survivors().map(async a => {
       const m = await agentMetrics(a).catch(() => ({ originBytes: 0, peerBytes: 0, servedBytes: 0 }))
       const base = a.metricsBase ?? { originBytes: 0, peerBytes: 0, servedBytes: 0 }
-      return { ...m, originBytes: m.originBytes - base.originBytes, peerBytes: m.peerBytes - base.peerBytes, servedBytes: (m.servedBytes ?? 0) - (base.servedBytes ?? 0) }
+      return { ...m, originBytes: m.originBytes - base.originBytes, peerBytes: m.peerBytes - base.peerBytes, servedBytes: (m.servedBytes ?? 0) - (base.servedBytes ?? 0), relays: (m.relays ?? 0) - (base.relays ?? 0), relaysCut: (m.relaysCut ?? 0) - (base.relaysCut ?? 0) }
     }))
     const tcpAfter = new Map(await Promise.all(survivors().map(async a => [a.host, await tcpSent(a.host).catch(() => new Map())])))
     const agentsCpu = survivors().reduce((sum, a) => sum + ((processCpu(a.child.pid) ?? a.cpuAtStart) - a.cpuAtStart), 0)
@@ -684,6 +686,9 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
       peerBytes: metrics.reduce((sum, m) => sum + m.peerBytes, 0),
       // chunk bytes the agents' data servers answered with: above peerBytes, peers sent what was not kept
       servedBytes: metrics.reduce((sum, m) => sum + (m.servedBytes ?? 0), 0),
+      // chunks the agents sent on while they still arrived (cut-through), and those cut short
+      relays: metrics.reduce((sum, m) => sum + (m.relays ?? 0), 0),
+      relaysCut: metrics.reduce((sum, m) => sum + (m.relaysCut ?? 0), 0),
       perNode: survivors().map((a, k) => ({ host: a.host, ms: barrier.outcome.get(a.index)?.ms, originBytes: metrics[k].originBytes, peerBytes: metrics[k].peerBytes, servedBytes: metrics[k].servedBytes })),
       originLinkBusy,
       // busy share of each second from the release to the last node's finish
@@ -973,6 +978,7 @@ try {
       entry.swarm = await swarmRun(n, ctx, { late: settings.cases.includes('late') && n === settings.eventsN })
       log(`  N=${n} swarm: p50 ${fmt(entry.swarm.p50Ms / 1000)} s, p99 ${fmt(entry.swarm.p99Ms / 1000)} s, ${entry.swarm.finished}/${entry.swarm.nodes} finished, origin ${fmt(entry.swarm.originWireBytes / modelBytes, 2)} × M on the wire`)
       log(`    origin link busy per second: ${entry.swarm.originLinkTimeline.map(v => fmt(v * 100, 0)).join(' ')}`)
+      log(`    chunks sent on while arriving: ${entry.swarm.relays ?? 0} (${entry.swarm.relaysCut ?? 0} cut short)`)
       if (entry.swarm.late != null) log(`  late joiner: ${fmt((entry.swarm.late.ms ?? NaN) / 1000)} s, origin ${fmt(entry.swarm.late.originBytes / MiB)} MiB`)
     }
     if (settings.cases.includes('bittorrent')) {

@@ -22,6 +22,8 @@ export interface OriginProxy {
   onChunkGet?: (count: number) => void
   /** asked for every GET of a chunk, by CID: a promise holds the request until it settles */
   holdChunkGet?: (cid: string) => Promise<void> | undefined
+  /** when set, each chunk GET's body is sent at this many bytes per second (the origin's link, slow) */
+  chunkBytesPerSecond?: number
   reset(): void
   stop(): Promise<void>
   restart(): Promise<void>
@@ -71,7 +73,18 @@ export async function originProxy (target: string, port = 0): Promise<OriginProx
           if (req.method === 'GET') {
             upstreamRes.on('data', (piece: Buffer) => { proxy.getBytes[kind] = (proxy.getBytes[kind] ?? 0) + piece.length })
           }
-          upstreamRes.pipe(res)
+          const rate = proxy.chunkBytesPerSecond
+          if (req.method !== 'GET' || kind !== 'chunks' || rate === undefined) {
+            upstreamRes.pipe(res)
+            return
+          }
+          // paced: each piece waits its share of a second before the next is read
+          upstreamRes.on('data', (piece: Buffer) => {
+            res.write(piece)
+            upstreamRes.pause()
+            setTimeout(() => { upstreamRes.resume() }, piece.length / rate * 1000)
+          })
+          upstreamRes.on('end', () => { res.end() })
         })
         forward.on('error', () => { res.destroy() })
         req.pipe(forward)

@@ -42,6 +42,7 @@ export function program (): Command {
     .option('--name <name[:tag]>', 'name and tag to publish under (tag defaults to latest; with --hf-cache: the repository, lowercased)')
     .option('--hf-cache <org/name[@rev]>', 'push a model from the Hugging Face cache (HF_HUB_CACHE, HF_HOME; revision default main)')
     .option('--chunk-size <size>', 'target chunk size, 1MiB–64MiB (SWARM_CHUNK_SIZE)')
+    .option('--block-size <size>', 'block size of the manifest\'s block digests, 16KiB–64MiB, or 0 for none (SWARM_BLOCK_SIZE, default 256KiB)')
     .action(lazy(async () => await import('./commands/push.js'), 'pushCommand'))
 
   cmd.command('pull')

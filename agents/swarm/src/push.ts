@@ -10,6 +10,10 @@
  * An origin that stores whole files (`Origin.putModel`: an OCI registry, one layer per file) gets
  * no chunks: the files are still cut and hashed here for the manifest, then handed to it whole.
  *
+ * The manifest is version 3 by default: each chunk's blocks are hashed too (`blockSize`, one
+ * more SHA-256 pass over the bytes), so pulling nodes can pass a chunk on while it arrives.
+ * `blockSize: 0` writes version 1 (or 2 with metadata), which older readers take.
+ *
  * A Hugging Face cache snapshot (`hf-cache.ts`) is pushed with `linksWithin` set to its `blobs/`,
  * so a link that resolves anywhere else is refused before anything is uploaded, and with its
  * repository and revision as manifest metadata.
@@ -19,7 +23,7 @@ import { createReadStream } from 'node:fs'
 import { open, readdir, realpath, stat } from 'node:fs/promises'
 import { join, relative, sep } from 'node:path'
 import { cidForBytes, DEFAULT_CHUNK_SIZE, parseSafetensorsHeader, planChunks, safetensorsHeaderLength } from '@swarm/chunker'
-import { encodeManifest, formatRef } from '@swarm/manifest'
+import { blockDigests, DEFAULT_BLOCK_SIZE, encodeManifest, formatRef } from '@swarm/manifest'
 import pLimit from 'p-limit'
 import type { AbortOptions, ChunkRef, FileEntry, Logger, Manifest, ModelRef, Origin, TensorInfo } from '@swarm/interface'
 import { SwarmError } from '@swarm/interface'
@@ -28,8 +32,10 @@ export interface PushOptions extends AbortOptions {
   origin: Origin
   ref: ModelRef
   chunkSize?: number
+  /** bytes of each block whose digest the manifest lists (version 3; default 256 KiB); 0: none (version 1 or 2) */
+  blockSize?: number
   concurrency?: number
-  /** recorded in the manifest (which is then version 2), e.g. the Hugging Face revision */
+  /** recorded in the manifest (version 2, or 3 with block digests), e.g. the Hugging Face revision */
   metadata?: Record<string, string>
   /** a real path every symbolic link must resolve inside (a Hugging Face cache's `blobs/`); others are refused */
   linksWithin?: string
@@ -105,6 +111,7 @@ export async function pushDirectory (dir: string, options: PushOptions): Promise
   const started = performance.now()
   const { origin, signal } = options
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE
+  const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE
   const limit = pLimit(options.concurrency ?? 8)
   const rootStat = await stat(dir).catch(() => undefined)
   if (rootStat?.isDirectory() !== true) throw new PushSourceError(`${dir} is not a directory`)
@@ -158,7 +165,7 @@ export async function pushDirectory (dir: string, options: PushOptions): Promise
         await upload
         progress.doneBytes += length
         options.onProgress?.({ ...progress })
-        return { cid, offset, size: length }
+        return blockSize > 0 ? { cid, offset, size: length, blocks: blockDigests(bytes, blockSize) } : { cid, offset, size: length }
       })))
       const entry: FileEntry = { path: rel, size, mode: info.mode & 0o777, chunks }
       if (tensors != null) entry.tensors = tensors
@@ -169,7 +176,9 @@ export async function pushDirectory (dir: string, options: PushOptions): Promise
   }
 
   const metadata = options.metadata !== undefined && Object.keys(options.metadata).length > 0 ? options.metadata : undefined
-  const manifest: Manifest = metadata !== undefined ? { version: 2, chunkSize, files, metadata } : { version: 1, chunkSize, files }
+  const manifest: Manifest = blockSize > 0
+    ? { version: 3, chunkSize, blockSize, files, ...(metadata !== undefined ? { metadata } : {}) }
+    : metadata !== undefined ? { version: 2, chunkSize, files, metadata } : { version: 1, chunkSize, files }
   const { bytes, cid: manifestCid } = encodeManifest(manifest)
   if (origin.putModel != null) {
     const sources = new Map(paths.map(path => [relative(dir, path).split(sep).join('/'), path]))

@@ -1,6 +1,8 @@
 export const DEFAULT_CONFIG_FILE = '/etc/swarm/config.yaml'
 export const DEFAULT_DATA_DIR_ROOT = '/var/lib/swarm'
 export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
+/** Block digests `swarm push` lists per chunk (manifest version 3), as @swarm/manifest's DEFAULT_BLOCK_SIZE. */
+export const DEFAULT_BLOCK_SIZE = 256 * 1024
 export const DEFAULT_CONCURRENCY = 16
 export const DEFAULT_P2P_PORT = 4001
 export const DEFAULT_DATA_PORT = 4002

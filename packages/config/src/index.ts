@@ -22,7 +22,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
-import { DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR_ROOT, DEFAULT_DATA_PORT, DEFAULT_METRICS_PORT, DEFAULT_P2P_PORT, DEFAULT_PEER_BAN_SECONDS, DEFAULT_UPLOAD_SLOTS } from './constants.js'
+import { DEFAULT_BLOCK_SIZE, DEFAULT_CHUNK_SIZE, DEFAULT_CONCURRENCY, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR_ROOT, DEFAULT_DATA_PORT, DEFAULT_METRICS_PORT, DEFAULT_P2P_PORT, DEFAULT_PEER_BAN_SECONDS, DEFAULT_UPLOAD_SLOTS } from './constants.js'
 import { ConfigError } from './errors.js'
 
 export * from './constants.js'
@@ -115,6 +115,8 @@ export const ConfigSchema = z.object({
   dataDir: z.string().min(1),
   cacheSize: byteSize,
   chunkSize: byteSize.refine(v => v >= 1024 * 1024 && v <= 64 * 1024 * 1024, 'must be between 1MiB and 64MiB'),
+  /** push: bytes per block whose digest the manifest lists (version 3); 0 writes none (version 1 or 2) */
+  blockSize: byteSize.refine(v => v === 0 || (v >= 16 * 1024 && v <= 64 * 1024 * 1024), 'must be 0 (no block digests) or between 16KiB and 64MiB'),
   concurrency: integer(1, 1024),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']),
   s3: z.object({
@@ -183,6 +185,7 @@ export const ENV_KEYS: Record<string, string> = {
   SWARM_DATA_DIR: 'dataDir',
   SWARM_CACHE_SIZE: 'cacheSize',
   SWARM_CHUNK_SIZE: 'chunkSize',
+  SWARM_BLOCK_SIZE: 'blockSize',
   SWARM_CONCURRENCY: 'concurrency',
   SWARM_LOG_LEVEL: 'logLevel',
   SWARM_S3_ENDPOINT: 's3.endpoint',
@@ -232,6 +235,7 @@ export function defaultConfig (env: Record<string, string | undefined> = process
     dataDir,
     cacheSize: 0,
     chunkSize: DEFAULT_CHUNK_SIZE,
+    blockSize: DEFAULT_BLOCK_SIZE,
     concurrency: DEFAULT_CONCURRENCY,
     logLevel: 'info',
     s3: {},

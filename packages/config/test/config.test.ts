@@ -22,6 +22,13 @@ describe('config', () => {
     expect(config.agent.socket).toBe('/tmp/a/agent.sock')
   })
 
+  it('takes a block size for the manifest\'s block digests, 0 for none, and refuses others', async () => {
+    expect((await loadConfig({ env: {} })).blockSize).toBe(256 * 1024)
+    expect((await loadConfig({ env: { SWARM_BLOCK_SIZE: '1MiB' } })).blockSize).toBe(1024 * 1024)
+    expect((await loadConfig({ env: { SWARM_BLOCK_SIZE: '0' } })).blockSize).toBe(0)
+    await expect(loadConfig({ env: { SWARM_BLOCK_SIZE: '4KiB' } })).rejects.toThrow(/SWARM_BLOCK_SIZE \(env\): must be 0 \(no block digests\) or between 16KiB and 64MiB/)
+  })
+
   it('names the env variable of a bad value', async () => {
     const err = await loadConfig({ env: { SWARM_CONCURRENCY: 'lots' } }).catch(e => e)
     expect(err).toBeInstanceOf(ConfigError)

@@ -18,6 +18,11 @@
  * `disconnect` on a peer that sent bad ones. The download rate limit stops reading sockets,
  * so TCP flow control slows the senders.
  *
+ * A relay (a GET of a chunk the peer is still receiving, see the protocol's notes) goes on a
+ * connection with nothing else in flight, and nothing else is sent on that connection until its
+ * answer is in: the answer takes as long as the peer's own transfer, and a request queued behind
+ * it would wait as long. A relay given up closes its connection, which ends the answer.
+ *
  * Responses are read in place (see `FrameReader`): Node's TLS decrypts each record straight into
  * the buffer the payload is handed out in, so a chunk costs no allocation per read and no copy in
  * JavaScript. Payload buffers come from a pool; a caller that is done with the bytes gives them
@@ -43,7 +48,7 @@ import { positiveInteger } from './options.js'
 import { TokenBucket } from './rate-limit.js'
 import type { Certificate } from './identity.js'
 import type { PeerId, PrivateKey } from '@libp2p/interface'
-import type { AbortOptions, ChunkRequest, ChunkSource, Logger } from '@swarm/interface'
+import type { ChunkFetchOptions, ChunkRequest, ChunkSource, Logger, OnChunkData } from '@swarm/interface'
 import type { OnReadOpts } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 
@@ -91,11 +96,12 @@ export interface DataClientStats {
 export interface DataClient {
   /**
    * The bytes a peer holds under `request.cid` (a chunk or a manifest), at most `request.size`
-   * of them, unverified. Rejects with NotFoundError, PeerBusyError, RemoteError,
+   * of them, unverified; `onData` hears of them as they land, `relay` takes them from a chunk the
+   * peer is still receiving. Rejects with NotFoundError, PeerBusyError, RemoteError,
    * RequestTimeoutError, UnexpectedPeerError, PeerAuthenticationError, ConnectionFailedError,
    * ConnectionClosedError, ResponseTooLargeError, ProtocolError, InvalidRequestError or AbortError.
    */
-  fetch(peer: DataPeer, request: ChunkRequest, options?: AbortOptions): Promise<Uint8Array>
+  fetch(peer: DataPeer, request: ChunkRequest, options?: PeerFetchOptions): Promise<Uint8Array>
   /**
    * Gives back bytes a fetch resolved with, once nothing reads them any more, so that their memory
    * carries a later response. Optional; anything else, or a second release, is ignored.
@@ -108,17 +114,23 @@ export interface DataClient {
   readonly stats: Readonly<DataClientStats>
 }
 
+export interface PeerFetchOptions extends ChunkFetchOptions {
+  /** the peer said the chunk is arriving there: it may answer while it still arrives */
+  relay?: boolean
+}
+
 export function dataClient (init: DataClientInit): DataClient {
   return new TlsDataClient(init)
 }
 
-/** A {@link ChunkSource} for one peer, named `peer:<peerId>`. */
-export function peerSource (client: DataClient, peer: DataPeer): ChunkSource {
+/** A {@link ChunkSource} for one peer, named `peer:<peerId>`; `relay`: asked for a chunk it is still receiving. */
+export function peerSource (client: DataClient, peer: DataPeer, relay = false): ChunkSource {
   return {
     name: `peer:${peer.peerId}`,
     kind: 'peer',
-    remote: { kind: 'peer', peerId: peer.peerId, host: peer.host, port: peer.port },
-    fetch: async (request, options) => await client.fetch(peer, request, options),
+    // a worker's client does not ask for relays
+    ...(relay ? {} : { remote: { kind: 'peer', peerId: peer.peerId, host: peer.host, port: peer.port } as const }),
+    fetch: async (request, options) => await client.fetch(peer, request, relay ? { ...options, relay } : options),
     release: bytes => { client.release(bytes) }
   }
 }
@@ -127,6 +139,8 @@ interface PendingRequest {
   readonly cid: string
   readonly maxSize: number
   readonly pool: PeerPool
+  readonly relay: boolean
+  readonly onData: OnChunkData | undefined
   id: number
   connection: ClientConnection | undefined
   sentAt: number
@@ -155,6 +169,8 @@ interface ClientConnection {
   readonly inflight: Map<number, PendingRequest>
   /** ids of cancelled requests still owed a response, with their size bound */
   readonly cancelled: Map<number, number>
+  /** a relay in flight: nothing else is sent on the connection until its answer is in */
+  relaying: boolean
   nextId: number
   lastReceiveAt: number
   readonly closed: Promise<void>
@@ -197,7 +213,7 @@ class TlsDataClient implements DataClient {
     return { ...this.counters, connections }
   }
 
-  async fetch (peer: DataPeer, request: ChunkRequest, options: AbortOptions = {}): Promise<Uint8Array> {
+  async fetch (peer: DataPeer, request: ChunkRequest, options: PeerFetchOptions = {}): Promise<Uint8Array> {
     if (this.closed) throw new ClientClosedError()
     validateRequest(request)
     const expected = validatePeer(peer)
@@ -222,6 +238,8 @@ class TlsDataClient implements DataClient {
         cid: request.cid,
         maxSize: request.size,
         pool,
+        relay: options.relay === true,
+        onData: options.onData,
         id: -1,
         connection: undefined,
         sentAt: 0,
@@ -308,6 +326,12 @@ class TlsDataClient implements DataClient {
     if (connection.inflight.get(request.id) !== request) return
     connection.inflight.delete(request.id)
     if (connection.socket.destroyed) return
+    if (request.relay) {
+      // the answer would go on for as long as the peer's transfer: closing the connection ends it
+      connection.error ??= new ConnectionClosedError('relay given up')
+      connection.socket.destroy()
+      return
+    }
     connection.cancelled.set(request.id, request.maxSize)
     connection.socket.write(encodeCancel(request.id))
     if (connection.cancelled.size > MAX_CANCELLED_PER_CONNECTION) {
@@ -325,12 +349,16 @@ class TlsDataClient implements DataClient {
       let connecting = 0
       for (const connection of pool.connections) {
         if (!connection.ready) connecting++
+        else if (connection.relaying) continue
         else if (least == null || connection.inflight.size < least.inflight.size) least = connection
       }
-      const hasRoom = least != null && least.inflight.size < this.maxInflight
       const canDial = pool.connections.size < this.connectionsPerPeer && (least == null || performance.now() >= pool.dialAfter)
-      if (least != null && hasRoom && (least.inflight.size === 0 || !canDial)) {
-        const request = pool.queue.shift()
+      // the first request that can go now: a relay only on an empty connection, and the others need not wait behind it
+      const index = pool.queue.findIndex(request => least != null && (request.relay
+        ? least.inflight.size === 0
+        : least.inflight.size < this.maxInflight && (least.inflight.size === 0 || !canDial)))
+      if (least != null && index >= 0) {
+        const [request] = pool.queue.splice(index, 1)
         if (request != null) this.send(least, request)
         continue
       }
@@ -350,8 +378,9 @@ class TlsDataClient implements DataClient {
     request.connection = connection
     request.sentAt = performance.now()
     connection.inflight.set(id, request)
+    if (request.relay) connection.relaying = true
     this.counters.requests++
-    connection.socket.write(encodeGet(id, request.cid, request.maxSize))
+    connection.socket.write(encodeGet(id, request.cid, request.maxSize, request.relay))
   }
 
   private dial (pool: PeerPool): void {
@@ -365,6 +394,9 @@ class TlsDataClient implements DataClient {
       maxBodyLength: MAX_RESPONSE_BODY_LENGTH,
       onHeader: (header, payloadLength) => this.responseHeader(connection, header, payloadLength),
       allocate: payloadLength => this.buffers.take(payloadLength),
+      onProgress: ({ request, status }, payload, filled) => {
+        if (status === Status.OK && !request.settled) request.onData?.(payload, filled)
+      },
       onFrame: (context, payload) => { this.response(connection, context, payload) }
     })
     // `onread` makes Node decrypt into the buffers the reader names (see FrameReader)
@@ -383,6 +415,7 @@ class TlsDataClient implements DataClient {
       error: undefined,
       inflight: new Map(),
       cancelled: new Map(),
+      relaying: false,
       nextId: 0,
       lastReceiveAt: 0,
       closed: new Promise<void>(resolve => { markClosed = resolve })
@@ -524,6 +557,7 @@ class TlsDataClient implements DataClient {
     const { pool } = connection
     if (connection.inflight.get(request.id) === request) connection.inflight.delete(request.id)
     else connection.cancelled.delete(request.id)
+    if (request.relay) connection.relaying = false
     let delivered = false
     if (!request.settled) {
       switch (status) {

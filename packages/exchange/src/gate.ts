@@ -31,10 +31,14 @@ export interface ServeGate {
   peerConnected(peer: string): PeerVerdict | Promise<PeerVerdict>
   /** an authenticated connection of `peer` closed */
   peerDisconnected(peer: string): void
-  /** a GET from `peer`; `small`: it accepts at most SMALL_ANSWER_LENGTH bytes and takes no upload slot */
-  begin(peer: string, small: boolean): SlotVerdict | Promise<SlotVerdict>
+  /**
+   * a GET from `peer`; `small`: it accepts at most SMALL_ANSWER_LENGTH bytes and takes no upload
+   * slot; `relay`: it is answered as its chunk arrives here, paced by that chunk's source, and
+   * takes a slot of `maxUploads` but none of those the landing-time limit opens
+   */
+  begin(peer: string, small: boolean, options?: { relay?: boolean }): SlotVerdict | Promise<SlotVerdict>
   /** a GET begun with 'ok' is over; `landedAfterMs`: its chunk went out whole, this long after it was asked for */
-  end(peer: string, small: boolean, landedAfterMs?: number): void
+  end(peer: string, small: boolean, landedAfterMs?: number, options?: { relay?: boolean }): void
 }
 
 /** What an `UploadGate` holds now. */
@@ -44,6 +48,8 @@ export interface GateCounts {
   /** authenticated connections */
   peerConnections: number
   uploads: number
+  /** of `uploads`, relays (see ServeGate.begin) */
+  relays: number
   smallAnswers: number
   /** upload slots open now */
   uploadLimit: number
@@ -107,7 +113,7 @@ export class UploadGate implements ServeGate {
     this.reservedUploads = reserved === 0 ? 0 : positiveInteger(reserved, 'reservedUploads')
     this.maxConnections = positiveInteger(init.maxConnections ?? DEFAULT_MAX_CONNECTIONS, 'maxConnections')
     this.maxConnectionsPerPeer = positiveInteger(init.maxConnectionsPerPeer ?? DEFAULT_MAX_CONNECTIONS_PER_PEER, 'maxConnectionsPerPeer')
-    this.counted = { connections: 0, peerConnections: 0, uploads: 0, smallAnswers: 0, uploadLimit: this.landing.limit }
+    this.counted = { connections: 0, peerConnections: 0, uploads: 0, relays: 0, smallAnswers: 0, uploadLimit: this.landing.limit }
   }
 
   get counts (): Readonly<GateCounts> {
@@ -159,7 +165,8 @@ export class UploadGate implements ServeGate {
     this.counted.peerConnections = Math.max(0, this.counted.peerConnections - 1)
   }
 
-  begin (peer: string, small: boolean, holder?: number): SlotVerdict {
+  /** `holder`: a worker the slot is counted for (see `release`) */
+  begin (peer: string, small: boolean, { holder, relay = false }: { holder?: number, relay?: boolean } = {}): SlotVerdict {
     if (!this.admitted(peer)) return 'not-admitted'
     if (small) {
       if (this.counted.smallAnswers >= MAX_SMALL_ANSWERS) return 'busy'
@@ -168,15 +175,20 @@ export class UploadGate implements ServeGate {
       return 'ok'
     }
     const takenByPeer = this.uploadsByPeer.get(peer) ?? 0
-    const slots = { open: this.landing.limit, taken: this.counted.uploads, takenByPeer, maxUploads: this.maxUploads, maxUploadsPerPeer: this.maxUploadsPerPeer, reservedUploads: this.reservedUploads }
-    if (!uploadSlotFree(slots)) return 'busy'
+    // relays are paced by their sources, not by our uplink: they do not take the slots landing times open
+    const { uploads, relays } = this.counted
+    const slots = relay
+      ? { open: this.maxUploads, taken: uploads, takenByPeer, maxUploads: this.maxUploads, maxUploadsPerPeer: this.maxUploadsPerPeer, reservedUploads: this.reservedUploads }
+      : { open: this.landing.limit, taken: uploads - relays, takenByPeer, maxUploads: this.maxUploads, maxUploadsPerPeer: this.maxUploadsPerPeer, reservedUploads: this.reservedUploads }
+    if (uploads >= this.maxUploads || !uploadSlotFree(slots)) return 'busy'
     this.counted.uploads++
+    if (relay) this.counted.relays++
     this.uploadsByPeer.set(peer, takenByPeer + 1)
     if (holder !== undefined) bump(this.holding(holder).uploads, peer, 1)
     return 'ok'
   }
 
-  end (peer: string, small: boolean, landedAfterMs?: number, holder?: number): void {
+  end (peer: string, small: boolean, landedAfterMs?: number, { holder, relay = false }: { holder?: number, relay?: boolean } = {}): void {
     if (holder !== undefined) {
       const held = this.holders.get(holder)
       if (held === undefined) return
@@ -197,6 +209,7 @@ export class UploadGate implements ServeGate {
       this.counted.uploadLimit = this.landing.limit
     }
     this.counted.uploads = Math.max(0, this.counted.uploads - 1)
+    if (relay) this.counted.relays = Math.max(0, this.counted.relays - 1)
     bump(this.uploadsByPeer, peer, -1)
   }
 

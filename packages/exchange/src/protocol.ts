@@ -18,7 +18,8 @@
  * u8    type        1 = GET, 2 = CANCEL
  * u32be requestId   chosen by the client, unique among its requests in flight on this connection
  * GET only:
- * u32be maxSize     the most payload bytes the client accepts, ≤ 64 MiB
+ * u32be maxSize     bits 0–30: the most payload bytes the client accepts, ≤ 64 MiB;
+ *                   bit 31 (RELAY_FLAG): the client takes a chunk the server is still receiving
  * u8    cidLength   1..128
  * bytes cid         printable ASCII, the CID's string form
  * ```
@@ -39,6 +40,15 @@
  * answered yet makes it answer CANCELLED instead (a response already being written is finished);
  * a CANCEL for an unknown id is ignored, as it may have crossed the response. A client drops
  * responses to requests it cancelled. BUSY means every upload slot is taken: ask another peer.
+ *
+ * Relays (cut-through). A GET with RELAY_FLAG may be answered from a chunk the server is still
+ * receiving: the OK header names the chunk's whole length, and the payload follows as the
+ * server's own copy arrives and is checked block by block against the manifest's digests, so
+ * the answer takes as long as the server's transfer does. Nothing else is written on that
+ * connection meanwhile (frames do not interleave), so a client sends a relay GET on a connection
+ * of its own. A server whose transfer fails mid-answer closes the connection, the only way to
+ * end a frame early; a client that gives a relay up closes it too. Only peers that announced the
+ * chunk as arriving over the control channel are asked so.
  *
  * Any frame over its limit, of an unknown type, of the wrong length, with a reused id or, on the
  * client, a response to no request or larger than asked, closes the connection; other
@@ -61,18 +71,21 @@ export type Status = typeof Status[keyof typeof Status]
 
 export const MAX_RESPONSE_BODY_LENGTH = HEADER_BYTES + MAX_CHUNK_SIZE
 
+/** In a GET's maxSize field: the client takes a chunk the server is still receiving. */
+export const RELAY_FLAG = 0x8000_0000
+
 export type Request =
-  | { type: typeof RequestType.GET, id: number, maxSize: number, cid: string }
+  | { type: typeof RequestType.GET, id: number, maxSize: number, cid: string, relay: boolean }
   | { type: typeof RequestType.CANCEL, id: number }
 
-export function encodeGet (id: number, cid: string, maxSize: number): Buffer {
+export function encodeGet (id: number, cid: string, maxSize: number, relay = false): Buffer {
   const cidBytes = Buffer.from(cid, 'latin1')
   const body = GET_FIXED_BYTES + cidBytes.length
   const frame = Buffer.allocUnsafe(LENGTH_PREFIX_BYTES + body)
   frame.writeUInt32BE(body, 0)
   frame[4] = RequestType.GET
   frame.writeUInt32BE(id, 5)
-  frame.writeUInt32BE(maxSize, 9)
+  frame.writeUInt32BE((relay ? RELAY_FLAG : 0) + maxSize, 9)
   frame[13] = cidBytes.length
   cidBytes.copy(frame, 14)
   return frame
@@ -134,7 +147,9 @@ export function decodeRequest (header: Buffer, rest: Buffer): Request {
   }
   if (type !== RequestType.GET) throw new ProtocolError(`unknown request type ${String(type)}`)
   if (rest.length < GET_FIXED_BYTES - HEADER_BYTES) throw new ProtocolError('GET frame too short')
-  const maxSize = rest.readUInt32BE(0)
+  const field = rest.readUInt32BE(0)
+  const relay = field >= RELAY_FLAG
+  const maxSize = relay ? field - RELAY_FLAG : field
   const cidLength = rest[4] ?? 0
   if (rest.length !== GET_FIXED_BYTES - HEADER_BYTES + cidLength) {
     throw new ProtocolError(`GET frame of ${HEADER_BYTES + rest.length} bytes does not match its CID length ${cidLength}`)
@@ -142,7 +157,7 @@ export function decodeRequest (header: Buffer, rest: Buffer): Request {
   if (maxSize > MAX_CHUNK_SIZE) throw new ProtocolError(`GET asks for up to ${maxSize} bytes, more than ${MAX_CHUNK_SIZE}`)
   const cid = rest.toString('latin1', 5)
   if (!isValidCid(cid)) throw new ProtocolError('GET carries an invalid CID string')
-  return { type, id, maxSize, cid }
+  return { type, id, maxSize, cid, relay }
 }
 
 export interface FrameDecoderInit<T> {
@@ -233,6 +248,8 @@ export class FrameDecoder<T> {
 export interface FrameReaderInit<T> extends FrameDecoderInit<T> {
   /** the buffer a payload of `payloadLength` accepted bytes is read into; `onFrame` gets it once full */
   allocate(payloadLength: number): Buffer
+  /** bytes `[0, filled)` of an accepted payload have been read (after each read, the last one before `onFrame`) */
+  onProgress?(context: T, payload: Buffer, filled: number): void
 }
 
 /**
@@ -296,6 +313,8 @@ export class FrameReader<T> {
           // a longer buffer would let the next frame's bytes in
           if (this.payload.length !== this.payloadLength) throw new RangeError(`allocate returned ${this.payload.length} bytes for a payload of ${this.payloadLength}`)
         }
+      } else if (this.part === 'payload' && this.init.onProgress !== undefined) {
+        this.init.onProgress(this.context as T, this.payload as Buffer, this.filled)
       }
       if (this.filled === this.payloadLength) this.finishFrame()
     } catch (err) {

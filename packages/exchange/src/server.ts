@@ -38,6 +38,14 @@
  * thread asked through messages, with the bytes read from the store's files by path
  * (`ServedContent`). Such servers share the node's port (`reusePort`) and its limits.
  *
+ * A GET with the relay flag for a chunk the store does not hold yet but is arriving here
+ * (`arrivals`: checked block by block against the manifest's digests, see @swarm/fetcher's
+ * `ArrivingChunks`) is answered as the chunk arrives: the header names its whole length and each
+ * checked block follows as a copy, written as soon as it is checked. It holds an upload slot like
+ * any GET, but its time does not count as a landing time (the gate's landing-time limit would
+ * read a relay, paced by its source, as a slow peer). A relay whose chunk stops arriving closes
+ * its connection, the only way to cut a frame short; so does a write that times out.
+ *
  * Chunks are read into buffers from a pool (see BufferPool in @swarm/interface) and each goes back once the
  * socket has taken its payload: Node's TLS encrypts a write before its callback runs, so the
  * buffer is free then. Buffers of responses that are never written are left to the collector.
@@ -62,7 +70,7 @@ import { waitForDrain } from './socket.js'
 import type { PeerVerdict, ServeGate, SlotVerdict, UploadLimits } from './gate.js'
 import type { Request } from './protocol.js'
 import type { PrivateKey } from '@libp2p/interface'
-import type { AbortOptions, ChunkStore, Logger, ReadChunkOptions } from '@swarm/interface'
+import type { AbortOptions, ArrivingChunk, ChunkArrivals, ChunkStore, Logger, ReadChunkOptions } from '@swarm/interface'
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 
@@ -86,6 +94,8 @@ export interface DataServerInit extends UploadLimits {
   store?: ChunkProvider
   /** what the server serves, where it holds no store; takes the place of `store` */
   content?: ServedContent
+  /** chunks arriving here, passed on as they arrive to a GET with the relay flag (see above) */
+  arrivals?: ChunkArrivals
   /** only peers currently admitted to the swarm are served (required without a `gate`) */
   isAdmitted?(peerId: string): boolean
   /**
@@ -124,6 +134,9 @@ export interface DataServerStats {
   rejectedPeers: number
   /** GETs answered BUSY */
   busy: number
+  /** GETs answered from a chunk still arriving here, and those cut short when it stopped arriving */
+  relays: number
+  relaysCut: number
   notFound: number
   /** GETs answered ERROR */
   errors: number
@@ -166,6 +179,8 @@ class TlsDataServer implements DataServer {
     requests: 0,
     rejectedPeers: 0,
     busy: 0,
+    relays: 0,
+    relaysCut: 0,
     notFound: 0,
     errors: 0,
     protocolErrors: 0,
@@ -367,8 +382,8 @@ class TlsDataServer implements DataServer {
   }
 
   /** The gate's verdict on a GET, and this server's count of the uploads and small answers it holds. */
-  async begin (peer: string, small: boolean): Promise<SlotVerdict> {
-    const verdict = await settle<SlotVerdict>(this.gate.begin(peer, small), 'busy')
+  async begin (peer: string, small: boolean, relay: boolean): Promise<SlotVerdict> {
+    const verdict = await settle<SlotVerdict>(this.gate.begin(peer, small, relay ? { relay } : undefined), 'busy')
     if (verdict === 'ok') {
       if (small) this.counters.smallAnswers++
       else this.counters.uploads++
@@ -376,10 +391,16 @@ class TlsDataServer implements DataServer {
     return verdict
   }
 
-  end (peer: string, small: boolean, landedAfterMs?: number): void {
+  end (peer: string, small: boolean, relay: boolean, landedAfterMs?: number): void {
     if (small) this.counters.smallAnswers--
     else this.counters.uploads--
-    this.gate.end(peer, small, landedAfterMs)
+    this.gate.end(peer, small, landedAfterMs, relay ? { relay } : undefined)
+  }
+
+  /** whether a relay GET for `cid` is answered as the chunk arrives: the store does not hold it, and it is arriving */
+  relays (cid: string): boolean {
+    const { arrivals, store } = this.init
+    return arrivals !== undefined && store !== undefined && !store.hasChunk(cid) && arrivals.arriving(cid)
   }
 
   /** The chunk, else the manifest, stored under `cid`; undefined when neither is held. */
@@ -389,6 +410,11 @@ class TlsDataServer implements DataServer {
     if (store === undefined) return undefined
     if (store.hasChunk(cid)) return await store.readChunk(cid, options)
     return store.getManifestBytes(cid)
+  }
+
+  /** a reader of chunk `cid` while it arrives here, if it does */
+  arriving (cid: string): ArrivingChunk | undefined {
+    return this.init.arrivals?.open(cid)
   }
 }
 
@@ -469,7 +495,9 @@ class ServerConnection {
     // held from now, so a CANCEL or a second GET with this id finds it while the gate answers
     this.requests.set(request.id, controller)
     const startedAt = performance.now()
-    this.server.begin(this.peer, small).then(verdict => {
+    // decided now, for the slot it takes (see ServeGate.begin); served from the store if it lands meanwhile
+    const relay = request.relay && !small && this.server.relays(request.cid)
+    this.server.begin(this.peer, small, relay).then(verdict => {
       if (verdict === 'ok') return true
       this.requests.delete(request.id)
       if (verdict === 'not-admitted') {
@@ -496,7 +524,7 @@ class ServerConnection {
         this.destroy()
       } finally {
         this.requests.delete(request.id)
-        this.server.end(this.peer, small, landed ? performance.now() - startedAt : undefined)
+        this.server.end(this.peer, small, relay, landed ? performance.now() - startedAt : undefined)
       }
     }).catch((err: Error) => {
       this.log.error({ err, cid: request.cid }, 'failed to serve a request')
@@ -505,7 +533,7 @@ class ServerConnection {
   }
 
   /** resolves true once an OK payload past the coalescing size went out whole: a chunk's landing (a small answer, an error, a refusal or a cancelled request is none) */
-  private async serve ({ id, cid, maxSize }: { id: number, cid: string, maxSize: number }, controller: AbortController): Promise<boolean> {
+  private async serve ({ id, cid, maxSize, relay }: { id: number, cid: string, maxSize: number, relay: boolean }, controller: AbortController): Promise<boolean> {
     let status: Status
     let payload: Uint8Array | undefined
     let pooled: Buffer | undefined
@@ -516,6 +544,12 @@ class ServerConnection {
     }
     try {
       payload = await this.server.lookup(cid, this.peer, { signal: controller.signal, allocate })
+      const arriving = payload === undefined && relay ? this.server.arriving(cid) : undefined
+      if (arriving !== undefined) {
+        if (arriving.size <= maxSize) return await this.relay(id, cid, arriving, controller.signal)
+        arriving.close()
+        throw new AnswerTooLargeError(cid, arriving.size, maxSize)
+      }
       if (payload === undefined) {
         status = Status.NOT_FOUND
       } else if (payload.byteLength > maxSize) {
@@ -592,6 +626,61 @@ class ServerConnection {
     this.writeTail = write
     await write
     return sent
+  }
+
+  /**
+   * Answers with chunk `cid` as it arrives (see the notes at the top), queued like any response.
+   * Resolves false: a relay's time is its source's, not a landing time. Never rejects.
+   */
+  private async relay (id: number, cid: string, arriving: ArrivingChunk, cancelled: AbortSignal): Promise<false> {
+    this.queuedResponses++
+    if (this.queuedResponses > MAX_QUEUED_RESPONSES) this.socket.pause()
+    const stats = this.server.counters
+    const write = this.writeTail.then(async () => {
+      if (this.socket.destroyed) return
+      if (cancelled.aborted) {
+        await this.write(id, Status.CANCELLED)
+        return
+      }
+      stats.relays++
+      await this.writeArriving(id, arriving)
+      stats.bytesServed += arriving.size
+    }).catch((err: Error) => {
+      if (err instanceof WriteTimeoutError) {
+        stats.timeouts.write++
+        this.log.info({ remote: this.socket.remoteAddress, timeoutMs: err.timeoutMs }, 'closing a data connection whose peer does not take its responses')
+      } else {
+        stats.relaysCut++
+        this.log.debug({ err, cid }, 'a relay ended before its chunk was whole; closing its connection')
+      }
+      // a frame cut short: nothing more can be read right on this connection
+      this.destroy()
+    }).finally(() => {
+      arriving.close()
+      this.queuedResponses--
+      if (this.queuedResponses <= MAX_QUEUED_RESPONSES / 2 && this.socket.isPaused() && !this.socket.destroyed) this.socket.resume()
+    })
+    this.writeTail = write
+    await write
+    return false
+  }
+
+  /** the OK header with the chunk's whole length, then each checked piece as a copy, as it is checked */
+  private async writeArriving (id: number, arriving: ArrivingChunk): Promise<void> {
+    const { socket } = this
+    const bucket = this.server.uploadBucket
+    const options = { signal: this.closed.signal }
+    const buffers = this.server.buffers
+    let flushed = socket.write(encodeResponseHeader(id, Status.OK, arriving.size))
+    for (let offset = 0; offset < arriving.size;) {
+      if (!flushed) await waitForDrain(socket, this.server.writeTimeoutMs)
+      const piece = await arriving.read(offset, RATE_LIMIT_SLICE_LENGTH * 4, length => buffers.take(length), options)
+      if (bucket !== undefined) await bucket.take(piece.byteLength, options)
+      if (socket.destroyed) throw new ConnectionClosedError()
+      flushed = socket.write(piece, () => { buffers.give(piece) })
+      offset += piece.byteLength
+    }
+    if (!flushed) await waitForDrain(socket, this.server.writeTimeoutMs)
   }
 
   /** `release` runs once the socket is done with the payload's memory (not at all if it never gets all of it) */

@@ -10,7 +10,7 @@ export const MAX_REQUEST_BODY = 1024
 export const MAX_CHUNK = 64 * 1024 * 1024
 
 export type ModelRequest =
-  | { type: 'get', id: number, maxSize: number, cid: string }
+  | { type: 'get', id: number, maxSize: number, cid: string, relay: boolean }
   | { type: 'cancel', id: number }
 
 export interface ModelParse {
@@ -42,12 +42,15 @@ export function parseRequests (bytes: Uint8Array): ModelParse {
       requests.push({ type: 'cancel', id })
     } else if (type === 1) {
       if (length < 10) return { requests, error: true, partial: false }
-      const maxSize = body.readUInt32BE(5)
+      // the top bit of the size field asks for a relay; the other 31 bits are the size
+      const field = body.readUInt32BE(5)
+      const relay = (field & 0x80000000) !== 0
+      const maxSize = field & 0x7fffffff
       const cidLength = body[9] as number
       if (length !== 10 + cidLength || cidLength === 0 || maxSize > MAX_CHUNK) return { requests, error: true, partial: false }
       const cid = body.subarray(10)
       if (!cid.every(c => c >= 0x21 && c <= 0x7e)) return { requests, error: true, partial: false }
-      requests.push({ type: 'get', id, maxSize, cid: cid.toString('latin1') })
+      requests.push({ type: 'get', id, maxSize, cid: cid.toString('latin1'), relay })
     } else {
       return { requests, error: true, partial: false }
     }

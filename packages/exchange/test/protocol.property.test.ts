@@ -37,7 +37,7 @@ function decodeAsServer (bytes: Buffer, cuts: number[]): { requests: Request[], 
 
 function asModel (request: Request): ModelRequest {
   return request.type === RequestType.GET
-    ? { type: 'get', id: request.id, maxSize: request.maxSize, cid: request.cid }
+    ? { type: 'get', id: request.id, maxSize: request.maxSize, cid: request.cid, relay: request.relay }
     : { type: 'cancel', id: request.id }
 }
 
@@ -69,11 +69,11 @@ describe('request decoder', () => {
 
   it('decodes every request the encoder writes to what was encoded', () => {
     const request = fc.oneof(
-      fc.record({ type: fc.constant(RequestType.GET), id: fc.nat({ max: 0xffffffff }), maxSize: fc.integer({ min: 0, max: 64 * 1024 * 1024 }), cid: fc.constantFrom(...cids) }),
+      fc.record({ type: fc.constant(RequestType.GET), id: fc.nat({ max: 0xffffffff }), maxSize: fc.integer({ min: 0, max: 64 * 1024 * 1024 }), cid: fc.constantFrom(...cids), relay: fc.boolean() }),
       fc.record({ type: fc.constant(RequestType.CANCEL), id: fc.nat({ max: 0xffffffff }) })
     )
     fc.assert(fc.property(fc.array(request, { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 8 }), (list, cuts) => {
-      const bytes = Buffer.concat(list.map(r => r.type === RequestType.GET ? encodeGet(r.id, r.cid, r.maxSize) : encodeCancel(r.id)))
+      const bytes = Buffer.concat(list.map(r => r.type === RequestType.GET ? encodeGet(r.id, r.cid, r.maxSize, r.relay) : encodeCancel(r.id)))
       const { requests, error } = decodeAsServer(bytes, cuts)
       expect(error).toBeUndefined()
       expect(requests).toEqual(list)

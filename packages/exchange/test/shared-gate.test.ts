@@ -20,8 +20,8 @@ function across (gate: UploadGate, holder: number): ServeGate {
     connectionClosed: () => { gate.connectionClosed(holder) },
     peerConnected: async (peer): Promise<PeerVerdict> => await later(() => gate.peerConnected(peer, holder)),
     peerDisconnected: peer => { gate.peerDisconnected(peer, holder) },
-    begin: async (peer, small): Promise<SlotVerdict> => await later(() => gate.begin(peer, small, holder)),
-    end: (peer, small, landedAfterMs) => { gate.end(peer, small, landedAfterMs, holder) }
+    begin: async (peer, small): Promise<SlotVerdict> => await later(() => gate.begin(peer, small, { holder })),
+    end: (peer, small, landedAfterMs) => { gate.end(peer, small, landedAfterMs, { holder }) }
   }
 }
 

@@ -28,6 +28,10 @@
  * fetches, `onBadSource` and DiskFullError work as on the in-thread path; a worker that died
  * mid-chunk has recorded nothing, and the attempt runs once more on its replacement.
  *
+ * Given a registry of arriving chunks (`arrivals`, see `arrivals.ts`), an attempt on this thread
+ * whose chunk has block digests registers the chunk as its first bytes land, so the data server
+ * can pass checked blocks on while the rest arrives, and tells the caller (`onReceiving`).
+ *
  * @example
  *
  * ```ts
@@ -42,9 +46,11 @@
 import { AbortError, ChunkUnavailableError, ChunkVerificationError, DiskFullError, silentLogger } from '@swarm/interface'
 import { DEFAULT_HEDGE_AFTER_MS, DEFAULT_SOURCE_TIMEOUT_MS, WORKER_TRIES } from './constants.js'
 import { SourceTimeoutError } from './errors.js'
-import type { AbortOptions, ChunkRequest, ChunkSource, ChunkStore, CidString, Logger, Origin, PutResult, RemoteSource, SourceKind } from '@swarm/interface'
+import type { ArrivingChunks, Arrival } from './arrivals.js'
+import type { AbortOptions, ChunkFetchOptions, ChunkRequest, ChunkSource, ChunkStore, CidString, Logger, OnChunkData, Origin, PutResult, RemoteSource, SourceKind } from '@swarm/interface'
 import type { ChunkWorkers } from '@swarm/workers'
 
+export * from './arrivals.js'
 export * from './constants.js'
 export * from './errors.js'
 
@@ -74,6 +80,8 @@ export interface FetcherInit {
    * settled them, stored or refused, before the bytes go back to their source.
    */
   landing?(cid: CidString, bytes: Uint8Array): (() => void) | undefined
+  /** chunks with block digests are registered here as they arrive, for the data server to pass on (attempts on this thread) */
+  arrivals?: ArrivingChunks
   logger?: Logger
 }
 
@@ -87,6 +95,8 @@ export interface FetchResult {
 export interface FetchOptions extends AbortOptions {
   /** overrides the fetcher's sources for this request */
   sources?: ChunkSource[]
+  /** the chunk was registered as arriving here (see `arrivals`): peers may be told */
+  onReceiving?: () => void
 }
 
 export interface Fetcher {
@@ -98,6 +108,9 @@ interface InFlight {
   promise: Promise<FetchResult>
   controller: AbortController
   waiters: number
+  /** whether an attempt registered the chunk as arriving; those told, and those still to tell */
+  receiving: boolean
+  onReceiving: Array<() => void>
 }
 
 class ChunkFetcher implements Fetcher {
@@ -109,6 +122,7 @@ class ChunkFetcher implements Fetcher {
   private readonly sourceTimeoutMs: number
   private readonly onBadSource?: (source: ChunkSource, cid: CidString) => void
   private readonly landing?: (cid: CidString, bytes: Uint8Array) => (() => void) | undefined
+  private readonly arrivals?: ArrivingChunks
   private readonly log: Logger
   private readonly inFlight = new Map<CidString, InFlight>()
 
@@ -125,6 +139,7 @@ class ChunkFetcher implements Fetcher {
     this.sourceTimeoutMs = init.sourceTimeoutMs ?? DEFAULT_SOURCE_TIMEOUT_MS
     this.onBadSource = init.onBadSource
     this.landing = init.landing
+    this.arrivals = init.arrivals
     this.log = (init.logger ?? silentLogger).child({ component: 'fetcher' })
   }
 
@@ -137,10 +152,17 @@ class ChunkFetcher implements Fetcher {
     if (flight == null) {
       const controller = new AbortController()
       const sources = options.sources ?? this.sources(request)
-      const promise = this.race(request, sources, controller.signal)
-        .finally(() => { this.inFlight.delete(request.cid) })
-      flight = { promise, controller, waiters: 0 }
+      const created: InFlight = { promise: Promise.resolve({ source: 'local', kind: 'local', bytes: 0 }), controller, waiters: 0, receiving: false, onReceiving: [] }
+      created.promise = this.race(request, sources, controller.signal, () => {
+        created.receiving = true
+        for (const told of created.onReceiving.splice(0)) told()
+      }).finally(() => { this.inFlight.delete(request.cid) })
+      flight = created
       this.inFlight.set(request.cid, flight)
+    }
+    if (options.onReceiving !== undefined) {
+      if (flight.receiving) options.onReceiving()
+      else flight.onReceiving.push(options.onReceiving)
     }
     return await this.wait(flight, options.signal)
   }
@@ -172,7 +194,7 @@ class ChunkFetcher implements Fetcher {
    * Tries sources in order, starting the next one when the current has failed or has been
    * silent for `hedgeAfterMs`. Resolves with the first copy the store accepts.
    */
-  private async race (request: ChunkRequest, sources: ChunkSource[], signal: AbortSignal): Promise<FetchResult> {
+  private async race (request: ChunkRequest, sources: ChunkSource[], signal: AbortSignal, receiving: () => void): Promise<FetchResult> {
     const causes: Array<{ source: string, error: Error }> = []
     const attempts = new Set<AbortController>()
     let next = 0
@@ -207,7 +229,7 @@ class ChunkFetcher implements Fetcher {
         // combined per attempt (AbortSignal.any and .timeout cost the main thread per chunk)
         const deadline = setTimeout(() => { attempt.abort(new SourceTimeoutError(source.name, this.sourceTimeoutMs)) }, this.sourceTimeoutMs)
         deadline.unref?.()
-        this.attempt(request, source, attempt.signal)
+        this.attempt(request, source, attempt.signal, receiving)
           .finally(() => { clearTimeout(deadline) })
           .then(result => {
             attempts.delete(attempt)
@@ -235,16 +257,74 @@ class ChunkFetcher implements Fetcher {
     })
   }
 
-  private async attempt (request: ChunkRequest, source: ChunkSource, signal: AbortSignal): Promise<FetchResult> {
+  private async attempt (request: ChunkRequest, source: ChunkSource, signal: AbortSignal, receiving: () => void): Promise<FetchResult> {
     if (this.workers !== undefined && this.planner !== undefined && source.remote !== undefined) {
       return await this.attemptInWorker(request, source, source.remote, this.workers, this.planner, signal)
     }
+    const arrival = this.arrivalFor(request, signal, receiving)
     let bytes: Uint8Array
     try {
-      bytes = await source.fetch(request, { signal })
+      bytes = await source.fetch(request, { signal, ...(arrival !== undefined ? { onData: arrival.onData } : {}) } satisfies ChunkFetchOptions)
     } catch (err) {
+      arrival?.end({ reason: `${source.name} failed` })
       throw timedOut(signal) ?? err
     }
+    if (arrival !== undefined) {
+      // the source's buffer goes back once the data server's readers of it are done
+      const release = source.release
+      const stored = await this.storeBytes(request, source, bytes, signal, () => {})
+        .catch((err: unknown) => {
+          arrival.end({ reason: err instanceof ChunkVerificationError ? `${source.name} sent bytes that failed verification` : 'it was not stored' })
+          release?.call(source, bytes)
+          throw err
+        })
+      arrival.end({ bytes, free: () => { release?.call(source, bytes) } })
+      return stored
+    }
+    return await this.storeBytes(request, source, bytes, signal, () => { source.release?.(bytes) })
+  }
+
+  /**
+   * The chunk's arrival, registered with the first bytes an attempt on it reports, where the
+   * fetcher keeps a registry and the chunk has block digests; undefined otherwise.
+   */
+  private arrivalFor (request: ChunkRequest, signal: AbortSignal, receiving: () => void): { onData: OnChunkData, end: Arrival['end'] } | undefined {
+    const arrivals = this.arrivals
+    const blocks = request.blocks
+    if (arrivals === undefined || blocks === undefined) return undefined
+    let arrival: Arrival | undefined
+    let declined = false
+    let ended: Parameters<Arrival['end']>[0] | undefined
+    // an attempt given up (a lost hedge, a timeout) stops its readers at once: its source may reuse the buffer
+    const onAbort = (): void => { end({ reason: 'its transfer was given up' }) }
+    const end = (outcome: Parameters<Arrival['end']>[0]): void => {
+      if (ended !== undefined) return
+      ended = outcome
+      signal.removeEventListener('abort', onAbort)
+      if (arrival !== undefined) arrival.end(outcome)
+      // never registered (no bytes reported, or another attempt's): nobody reads the buffer
+      else if ('free' in outcome) outcome.free()
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    return {
+      onData: (buffer, filled) => {
+        if (arrival === undefined) {
+          if (declined || ended !== undefined) return
+          arrival = arrivals.begin(request.cid, request.size, blocks)
+          if (arrival === undefined) {
+            declined = true
+            return
+          }
+          receiving()
+        }
+        if (ended === undefined) arrival.land(buffer, filled)
+      },
+      end
+    }
+  }
+
+  /** checks the bytes' length and has the store verify and write them; `release` once the store has settled them */
+  private async storeBytes (request: ChunkRequest, source: ChunkSource, bytes: Uint8Array, signal: AbortSignal, release: () => void): Promise<FetchResult> {
     let landed: (() => void) | undefined
     const landing = this.landing
     try {
@@ -261,7 +341,7 @@ class ChunkFetcher implements Fetcher {
     } finally {
       // putChunk has settled, so nothing reads the bytes any more
       landed?.()
-      source.release?.(bytes)
+      release()
     }
     return { source: source.name, kind: source.kind, bytes: bytes.byteLength }
   }

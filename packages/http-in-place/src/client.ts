@@ -64,6 +64,8 @@ export interface GetOptions {
   /** sent after Host; `host` itself is not taken from here */
   headers?: Readonly<Record<string, string>>
   into?: BodyTarget
+  /** bytes `[0, received)` of the buffer `into` named have landed (called as they do) */
+  onBody?(body: Uint8Array, received: number): void
   signal?: AbortSignal
 }
 
@@ -86,6 +88,7 @@ interface Exchange {
   resolve(response: InPlaceResponse): void
   reject(err: Error): void
   into: BodyTarget | undefined
+  onBody: ((body: Uint8Array, received: number) => void) | undefined
   /** set once the head has been read */
   head?: Head
   /** the buffer `into` named */
@@ -160,6 +163,7 @@ class Connection {
     exchange.heard = true
     if (exchange.body !== undefined) {
       exchange.received += length
+      if (exchange.received <= (exchange.length ?? 0)) exchange.onBody?.(exchange.body, exchange.received)
       this.maybeDone(exchange)
       return
     }
@@ -212,6 +216,7 @@ class Connection {
           this.close(new BodyLengthError(length, rest.byteLength))
           return
         }
+        if (taken > 0) exchange.onBody?.(body, taken)
       } else {
         exchange.other = []
         exchange.otherBytes = 0
@@ -341,6 +346,7 @@ export class InPlaceGets {
       options.signal?.addEventListener('abort', onAbort, { once: true })
       const exchange: Exchange = {
         into: options.into,
+        onBody: options.onBody,
         received: 0,
         heard: false,
         resolve: response => {

@@ -18,7 +18,7 @@ export interface ThroughOptions extends GetOptions {
 
 /** One GET of `path` at `endpoint` through `dispatcher`; a failed GET may still write into the buffer `into` named, so it is not given back. */
 export async function getThrough (dispatcher: Dispatcher, endpoint: Endpoint, path: string, options: ThroughOptions): Promise<InPlaceResponse> {
-  const { signal, into, headers, maxErrorBodyBytes } = options
+  const { signal, into, onBody, headers, maxErrorBodyBytes } = options
   signal?.throwIfAborted()
   return await new Promise<InPlaceResponse>((resolve, reject) => {
     let controller: { abort(reason: Error): void } | undefined
@@ -66,6 +66,9 @@ export async function getThrough (dispatcher: Dispatcher, endpoint: Endpoint, pa
             return
           }
           target.set(chunk, received)
+          received += chunk.byteLength
+          onBody?.(target, received)
+          return
         } else if (startOnly || status < 200 || status >= 300) {
           // an error document, or a body not wanted whole: keep its start
           if (received < maxErrorBodyBytes) parts.push(chunk)

@@ -14,14 +14,18 @@ import { InvalidBitfieldError, InvalidChunkIndexError } from './errors.js'
 import type { ChunkRef, ChunkRequest, Manifest } from './index.js'
 
 /** The manifest's distinct chunks in file order: the index space of bitfields and the scheduler. */
-export function uniqueChunks (manifest: Pick<Manifest, 'files'>): ChunkRequest[] {
+export function uniqueChunks (manifest: Pick<Manifest, 'files'> & Partial<Pick<Manifest, 'blockSize'>>): ChunkRequest[] {
   const seen = new Set<string>()
   const out: ChunkRequest[] = []
+  const blockSize = manifest.blockSize
   for (const file of manifest.files) {
     for (const chunk of file.chunks) {
       if (seen.has(chunk.cid)) continue
       seen.add(chunk.cid)
-      out.push({ cid: chunk.cid, size: chunk.size })
+      // a version 3 manifest's block digests, for a chunk to be checked and passed on as it arrives
+      out.push(blockSize !== undefined && chunk.blocks !== undefined
+        ? { cid: chunk.cid, size: chunk.size, blocks: { blockSize, digests: Buffer.from(chunk.blocks, 'base64') } }
+        : { cid: chunk.cid, size: chunk.size })
     }
   }
   return out

@@ -116,3 +116,11 @@ export class InvalidChunkIndexError extends SwarmError {
 export class InvalidBitfieldError extends SwarmError {
   override readonly code = 'ERR_INVALID_BITFIELD'
 }
+
+/** A chunk stopped arriving before a reader of it had all its bytes: its source failed, or a block failed its digest. */
+export class ChunkArrivalFailedError extends SwarmError {
+  override readonly code = 'ERR_CHUNK_ARRIVAL_FAILED'
+  constructor (readonly cid: string, reason: string) {
+    super(`chunk ${cid} stopped arriving: ${reason}`)
+  }
+}

@@ -48,6 +48,11 @@ export interface ChunkRef {
   offset: number
   /** bytes */
   size: number
+  /**
+   * Version 3 only: the SHA-256 digests of the chunk's blocks of the manifest's `blockSize`
+   * (the last one shorter), concatenated, in base64
+   */
+  blocks?: string
 }
 
 /** A tensor of a safetensors file; `start`/`end` are absolute file offsets (end exclusive). */
@@ -77,7 +82,14 @@ export const MANIFEST_VERSION = 1
  * only version 1 refuses a version 2 manifest by its version, not by an unknown field.
  */
 export const MANIFEST_VERSION_WITH_METADATA = 2
-export type ManifestVersion = typeof MANIFEST_VERSION | typeof MANIFEST_VERSION_WITH_METADATA
+/**
+ * Version 3 is version 1 or 2 plus `blockSize` and each chunk's `blocks`: the SHA-256 of every
+ * block of the chunk, so a node can check a chunk's bytes, and pass them on, block by block
+ * while the chunk still arrives. `metadata` stays optional. Readers of versions 1 and 2 refuse it
+ * by its version.
+ */
+export const MANIFEST_VERSION_WITH_BLOCKS = 3
+export type ManifestVersion = typeof MANIFEST_VERSION | typeof MANIFEST_VERSION_WITH_METADATA | typeof MANIFEST_VERSION_WITH_BLOCKS
 
 /**
  * A model's content. Deliberately carries no name, tag or timestamp, so the same
@@ -87,6 +99,8 @@ export interface Manifest {
   version: ManifestVersion
   /** the target chunk size the files were cut with */
   chunkSize: number
+  /** version 3 only: the bytes of each block the chunks' `blocks` digests cover */
+  blockSize?: number
   files: FileEntry[]
   /**
    * Version 2 only, and then not empty: where the content came from, as short strings
@@ -109,6 +123,29 @@ export interface RefEntry extends ModelRef {
 export interface ChunkRequest {
   cid: CidString
   size: number
+  /**
+   * the chunk's block digests, where its manifest lists them (version 3): bytes checked block by
+   * block may be passed on to peers while the rest of the chunk arrives
+   */
+  blocks?: BlockDigests
+}
+
+/** The SHA-256 of each `blockSize` bytes of a chunk, the last block shorter, concatenated (32 bytes each). */
+export interface BlockDigests {
+  blockSize: number
+  digests: Uint8Array
+}
+
+/**
+ * Reported by a source as a chunk's bytes land: bytes `[0, filled)` of `buffer`, the buffer
+ * `fetch` resolves with, are in place. `filled` only grows; a source that must start over (a
+ * retried GET) reports a smaller `filled`, and whatever read ahead of it must stop.
+ */
+export type OnChunkData = (buffer: Uint8Array, filled: number) => void
+
+/** A chunk fetch's options: its signal, and who hears of its bytes as they land. */
+export interface ChunkFetchOptions extends AbortOptions {
+  onData?: OnChunkData
 }
 
 export type SourceKind = 'local' | 'peer' | 'origin'
@@ -121,7 +158,8 @@ export interface ChunkSource {
   /** stable and unique among sources, e.g. `origin` or `peer:12D3Koo…` */
   readonly name: string
   readonly kind: SourceKind
-  fetch(request: ChunkRequest, options?: AbortOptions): Promise<Uint8Array>
+  /** `onData`: where the source can tell (peers, HTTP GETs read in place), as its bytes land */
+  fetch(request: ChunkRequest, options?: ChunkFetchOptions): Promise<Uint8Array>
   /**
    * Called with bytes `fetch` returned once nothing reads them any more (stored or dropped), so
    * the source may reuse their memory for a later fetch. Optional on both sides: a source without
@@ -133,6 +171,31 @@ export interface ChunkSource {
    * absent when it cannot be (then the fetcher fetches in its own thread).
    */
   readonly remote?: RemoteSource
+}
+
+/**
+ * A chunk this node is receiving, as its data server may pass it on before it is whole
+ * (`@swarm/fetcher`'s `ChunkArrivals` keeps them). Only bytes checked against the chunk's block
+ * digests are ever handed out, and always as a copy.
+ */
+export interface ArrivingChunk {
+  readonly size: number
+  /**
+   * Waits until bytes past `offset` are verified, then copies the verified bytes from `offset` on
+   * (at most `maxLength`) into a buffer from `take` and returns it. Rejects with
+   * ChunkArrivalFailedError when the chunk stops arriving here or a block fails its digest.
+   */
+  read(offset: number, maxLength: number, take: (length: number) => Uint8Array, options?: AbortOptions): Promise<Uint8Array>
+  /** no more reads: the arriving bytes' memory may go back to their source */
+  close(): void
+}
+
+/** Chunks arriving at this node, by CID. */
+export interface ChunkArrivals {
+  /** a reader of chunk `cid` while it arrives; undefined when it is not arriving (or not checkable block by block) */
+  open(cid: CidString): ArrivingChunk | undefined
+  /** whether chunk `cid` is arriving (and `open` would give a reader now) */
+  arriving(cid: CidString): boolean
 }
 
 /** A chunk source as a worker thread can reach it: the configured origin, or a peer's data address. */
@@ -211,7 +274,8 @@ export interface Origin {
   chunkLocation?(cid: CidString): unknown
   /** Optional: learns where chunk `cid` lies from another instance's `chunkLocation`; TypeError for what is not such a location */
   addChunkLocation?(cid: CidString, location: unknown): void
-  getChunk(cid: CidString, options?: AbortOptions): Promise<Uint8Array>
+  /** `onData`: where the adapter can tell, as the chunk's bytes land (see {@link OnChunkData}) */
+  getChunk(cid: CidString, options?: ChunkFetchOptions): Promise<Uint8Array>
   /**
    * Optional: takes back bytes `getChunk` returned once nothing reads them any more, so a later
    * `getChunk` may reuse their memory (see {@link ChunkSource.release}).

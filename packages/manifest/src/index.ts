@@ -20,6 +20,7 @@
  * ```
  */
 
+export * from './blocks.js'
 export * from './codec.js'
 export * from './constants.js'
 export * from './errors.js'

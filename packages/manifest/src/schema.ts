@@ -13,9 +13,9 @@
  */
 
 import { z } from 'zod'
-import { InvalidManifestError, MANIFEST_VERSION, MANIFEST_VERSION_WITH_METADATA, type FileEntry, type Manifest } from '@swarm/interface'
+import { InvalidManifestError, MANIFEST_VERSION, MANIFEST_VERSION_WITH_BLOCKS, MANIFEST_VERSION_WITH_METADATA, type FileEntry, type Manifest } from '@swarm/interface'
 import { isChunkCid, parseChunkCid } from '@swarm/chunker'
-import { MANIFEST_LIMITS, MAX_METADATA_KEY_LENGTH, METADATA_KEY_PATTERN } from './constants.js'
+import { BLOCK_DIGEST_BYTES, MANIFEST_LIMITS, MAX_BLOCK_SIZE, MAX_METADATA_KEY_LENGTH, METADATA_KEY_PATTERN, MIN_BLOCK_SIZE } from './constants.js'
 
 const { maxChunkSize, maxFileSize, maxFiles, maxMetadataEntries, maxMetadataValueLength, maxPathLength, maxPathSegmentLength, maxTensorsPerFile, maxTotalChunks } = MANIFEST_LIMITS
 
@@ -48,7 +48,11 @@ const chunkRefSchema = z.strictObject({
   size: z.number(expected('a number'))
     .min(1, 'chunks must not be empty')
     .max(maxChunkSize, `exceeds the chunk size limit of ${maxChunkSize} bytes (64 MiB)`)
-    .int('must be an integer')
+    .int('must be an integer'),
+  blocks: z.string(expected('a string'))
+    .max(Math.ceil(maxChunkSize / MIN_BLOCK_SIZE) * BLOCK_DIGEST_BYTES * 4 / 3 + 4, 'holds more digests than any chunk has blocks')
+    .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'must be the block digests in base64')
+    .optional()
 }, expected('an object'))
 
 const tensorSchema = z.strictObject({
@@ -76,16 +80,17 @@ const metadataSchema = z.record(
   { error: (issue) => issue.code === 'invalid_type' ? 'must be an object of strings' : undefined }
 ).refine(record => Object.keys(record).length <= maxMetadataEntries, { error: `holds more than ${maxMetadataEntries} entries` })
 
-/** Types and per-field bounds of a version 1 or 2 manifest, without the checks that span fields. */
+/** Types and per-field bounds of a version 1, 2 or 3 manifest, without the checks that span fields. */
 export const manifestShapeSchema = z.strictObject({
-  version: z.union([z.literal(MANIFEST_VERSION), z.literal(MANIFEST_VERSION_WITH_METADATA)], { error: `must be ${MANIFEST_VERSION} or ${MANIFEST_VERSION_WITH_METADATA}` }),
+  version: z.union([z.literal(MANIFEST_VERSION), z.literal(MANIFEST_VERSION_WITH_METADATA), z.literal(MANIFEST_VERSION_WITH_BLOCKS)], { error: `must be ${MANIFEST_VERSION}, ${MANIFEST_VERSION_WITH_METADATA} or ${MANIFEST_VERSION_WITH_BLOCKS}` }),
   chunkSize: integer({ min: 1, max: maxChunkSize, tooBig: `exceeds the chunk size limit of ${maxChunkSize} bytes (64 MiB)` }),
+  blockSize: integer({ min: MIN_BLOCK_SIZE, max: MAX_BLOCK_SIZE, tooBig: `exceeds the block size limit of ${MAX_BLOCK_SIZE} bytes` }).optional(),
   files: z.array(fileEntrySchema, expected('an array'))
     .max(maxFiles, { error: (issue) => `holds ${(issue.input as unknown[]).length} files; the limit is ${maxFiles}` }),
   metadata: metadataSchema.optional()
 })
 
-/** A complete version 1 or 2 manifest: shape, then the checks that span fields. */
+/** A complete version 1, 2 or 3 manifest: shape, then the checks that span fields. */
 export const manifestSchema = manifestShapeSchema.pipe(z.custom<Manifest>().superRefine((manifest, ctx) => {
   checkManifest(manifest, (path, message, input) => {
     ctx.addIssue({ code: 'custom', path, message, ...(input === undefined ? {} : { input }) })
@@ -121,13 +126,18 @@ function foldPath (path: string): string {
 }
 
 function checkManifest (manifest: Manifest, report: Report): void {
-  // one content, one CID: metadata exactly when version 2
+  // one content, one CID: metadata exactly when version 2 (or 3, where it is optional); block digests exactly when version 3
   const hasMetadata = manifest.metadata !== undefined && Object.keys(manifest.metadata).length > 0
+  const withBlocks = manifest.version === MANIFEST_VERSION_WITH_BLOCKS
   if (manifest.version === MANIFEST_VERSION && manifest.metadata !== undefined) {
     report(['metadata'], `needs version ${MANIFEST_VERSION_WITH_METADATA}; version ${MANIFEST_VERSION} manifests carry none`)
   } else if (manifest.version === MANIFEST_VERSION_WITH_METADATA && !hasMetadata) {
     report(['version'], `${MANIFEST_VERSION_WITH_METADATA} carries metadata; a manifest without any is version ${MANIFEST_VERSION}`, manifest.version)
+  } else if (withBlocks && manifest.metadata !== undefined && !hasMetadata) {
+    report(['metadata'], 'must not be empty; leave it out')
   }
+  if (withBlocks && manifest.blockSize === undefined) report(['blockSize'], `is required in version ${MANIFEST_VERSION_WITH_BLOCKS}`)
+  else if (!withBlocks && manifest.blockSize !== undefined) report(['blockSize'], `needs version ${MANIFEST_VERSION_WITH_BLOCKS}`)
   for (const key of Object.keys(manifest.metadata ?? {})) {
     if (key.length > MAX_METADATA_KEY_LENGTH) report(['metadata', key], `keys are at most ${MAX_METADATA_KEY_LENGTH} characters`)
     else if (!METADATA_KEY_PATTERN.test(key)) report(['metadata', key], 'keys are lowercase dotted names such as huggingface.revision')
@@ -145,6 +155,7 @@ function checkManifest (manifest: Manifest, report: Report): void {
     }
     totalChunks += file.chunks.length
     checkChunks(file, i, manifest.chunkSize, report)
+    if (!withBlocks || manifest.blockSize !== undefined) checkBlocks(file, i, withBlocks ? manifest.blockSize : undefined, report)
     checkTensors(file, i, report)
   })
 
@@ -212,6 +223,30 @@ function checkChunks (file: FileEntry, i: number, chunkSize: number, report: Rep
   }
 }
 
+/** each chunk's block digests: exactly in version 3, one per block of `blockSize` */
+function checkBlocks (file: FileEntry, i: number, blockSize: number | undefined, report: Report): void {
+  for (let j = 0; j < file.chunks.length; j++) {
+    const chunk = file.chunks[j] as FileEntry['chunks'][number]
+    if (blockSize === undefined) {
+      if (chunk.blocks !== undefined) {
+        report(['files', i, 'chunks', j, 'blocks'], `needs version ${MANIFEST_VERSION_WITH_BLOCKS}`)
+        return
+      }
+      continue
+    }
+    if (chunk.blocks === undefined) {
+      report(['files', i, 'chunks', j, 'blocks'], `is required in version ${MANIFEST_VERSION_WITH_BLOCKS}`)
+      return
+    }
+    const blocks = Math.ceil(chunk.size / blockSize)
+    const length = Buffer.byteLength(chunk.blocks, 'base64')
+    if (length !== blocks * BLOCK_DIGEST_BYTES) {
+      report(['files', i, 'chunks', j, 'blocks'], `holds ${length} bytes of digests; a chunk of ${chunk.size} bytes has ${blocks} block${blocks === 1 ? '' : 's'} of ${blockSize}, ${blocks * BLOCK_DIGEST_BYTES} bytes`)
+      return
+    }
+  }
+}
+
 function checkTensors (file: FileEntry, i: number, report: Report): void {
   if (file.tensors === undefined) return
   const names = new Map<string, number>()
@@ -269,7 +304,7 @@ export function formatIssue (issue: z.core.$ZodIssue): string {
 }
 
 /**
- * Checks that `value` is a valid version 1 or 2 manifest and returns it (a copy with nothing
+ * Checks that `value` is a valid version 1, 2 or 3 manifest and returns it (a copy with nothing
  * dropped: unknown fields are rejected). Throws InvalidManifestError naming the first problem
  * and counting the rest.
  */
@@ -277,11 +312,11 @@ export function validateManifest (value: unknown): Manifest {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new InvalidManifestError(`invalid manifest: must be a JSON object, got ${Array.isArray(value) ? 'an array' : value === null ? 'null' : typeof value}`)
   }
-  const supported = `${MANIFEST_VERSION}, ${MANIFEST_VERSION_WITH_METADATA}`
+  const supported = `${MANIFEST_VERSION}, ${MANIFEST_VERSION_WITH_METADATA}, ${MANIFEST_VERSION_WITH_BLOCKS}`
   if (!('version' in value)) {
     throw new InvalidManifestError(`invalid manifest: no version field (supported: ${supported})`)
   }
-  if (value.version !== MANIFEST_VERSION && value.version !== MANIFEST_VERSION_WITH_METADATA) {
+  if (value.version !== MANIFEST_VERSION && value.version !== MANIFEST_VERSION_WITH_METADATA && value.version !== MANIFEST_VERSION_WITH_BLOCKS) {
     throw new InvalidManifestError(`invalid manifest: version ${JSON.stringify(value.version)} is not supported (supported: ${supported})`)
   }
   const result = manifestSchema.safeParse(value, { reportInput: true })

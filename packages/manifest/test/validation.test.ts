@@ -60,9 +60,9 @@ describe('decodeManifest rejects', () => {
   })
 
   it('unsupported or missing versions, naming the supported ones', () => {
-    expectRejected(changed(m => { (m as Record<string, unknown>).version = 3 }), 'version 3 is not supported (supported: 1, 2)')
-    expectRejected(changed(m => { (m as Record<string, unknown>).version = '1' }), 'version "1" is not supported (supported: 1, 2)')
-    expectRejected(changed(m => { delete (m as Partial<Manifest>).version }), 'no version field (supported: 1, 2)')
+    expectRejected(changed(m => { (m as Record<string, unknown>).version = 4 }), 'version 4 is not supported (supported: 1, 2, 3)')
+    expectRejected(changed(m => { (m as Record<string, unknown>).version = '1' }), 'version "1" is not supported (supported: 1, 2, 3)')
+    expectRejected(changed(m => { delete (m as Partial<Manifest>).version }), 'no version field (supported: 1, 2, 3)')
   })
 
   it('metadata outside version 2, version 2 without metadata, and metadata that is not short named strings', () => {

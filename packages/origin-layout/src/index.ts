@@ -45,7 +45,7 @@ import { BufferPool, CID_PATTERN, InvalidRefError, checkCid, resolveListedRefs, 
 // the ref rules alone: the package's manifest schemas load zod, which every byte worker would carry
 import { formatRef } from '@swarm/manifest/refs'
 import { CHUNKS_PREFIX, CHUNK_POOL_IDLE_MS, CHUNK_POOL_MAX_FREE_BYTES, MANIFESTS_PREFIX, REFS_PREFIX } from './constants.js'
-import type { AbortOptions, CidString, Logger, ModelRef, Origin, RefEntry } from '@swarm/interface'
+import type { AbortOptions, ChunkFetchOptions, CidString, Logger, ModelRef, Origin, RefEntry } from '@swarm/interface'
 
 export { CHUNKS_PREFIX, CHUNK_POOL_IDLE_MS, CHUNK_POOL_MAX_FREE_BYTES, MANIFESTS_PREFIX, REFS_PREFIX } from './constants.js'
 
@@ -103,9 +103,10 @@ export abstract class ObjectStoreOrigin implements Origin {
 
   /**
    * The whole object `name`. A missing one rejects with NotFoundError naming `what` (`chunk <cid>`,
-   * `manifest <cid>`, `ref <name>:<tag>`); with a `pool`, the bytes may be lent from it.
+   * `manifest <cid>`, `ref <name>:<tag>`); with a `pool`, the bytes may be lent from it. An adapter
+   * that reads a body in place reports its bytes as they land (`options.onData`); others need not.
    */
-  protected abstract getObject (name: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array>
+  protected abstract getObject (name: string, what: string, options: ChunkFetchOptions, pool?: BufferPool): Promise<Uint8Array>
 
   /** Whether the object `name` exists. */
   protected abstract hasObject (name: string, options: AbortOptions): Promise<boolean>
@@ -137,7 +138,7 @@ export abstract class ObjectStoreOrigin implements Origin {
     }
   }
 
-  async getChunk (cid: CidString, options: AbortOptions = {}): Promise<Uint8Array> {
+  async getChunk (cid: CidString, options: ChunkFetchOptions = {}): Promise<Uint8Array> {
     checkCid(cid)
     return await this.getObject(this.chunkName(cid), `chunk ${cid}`, options, this.chunkBuffers)
   }

@@ -8,7 +8,7 @@ import { DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_ERROR_BODY_BYTES, ObjectGets } from 
 import { PRESIGNED_URL_EXPIRES_S } from './constants.js'
 import { S3CredentialsError, S3NoSuchBucketError, S3RequestError, S3ResponseError } from './errors.js'
 import { describeFailure, formatFailure, s3RetryPolicy } from './retry.js'
-import type { AbortOptions, BufferPool, Logger } from '@swarm/interface'
+import type { AbortOptions, BufferPool, ChunkFetchOptions, Logger, OnChunkData } from '@swarm/interface'
 import type { S3RequestPresigner } from '@aws-sdk/s3-request-presigner'
 
 type PresignRequest = Parameters<S3RequestPresigner['presign']>[0]
@@ -91,8 +91,8 @@ export class S3ObjectReads {
   }
 
   /** The whole object `key` through a presigned GET, under the retry policy; with a `pool`, into a buffer lent from it. */
-  async get (key: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
-    return await this.request(`GET ${key}`, options, async signal => await this.getSigned(key, signal, pool), what)
+  async get (key: string, what: string, options: ChunkFetchOptions, pool?: BufferPool): Promise<Uint8Array> {
+    return await this.request(`GET ${key}`, options, async signal => await this.getSigned(key, signal, pool, options.onData), what)
   }
 
   /** Runs one request under the retry policy and turns what failed into the error callers handle. */
@@ -140,11 +140,11 @@ export class S3ObjectReads {
     return new S3RequestError(status, s3Code, `${endpointName} refused ${what} (${url}): ${formatFailure(err)}`, { cause: err })
   }
 
-  private async getSigned (key: string, signal: AbortSignal | undefined, pool: BufferPool | undefined): Promise<Uint8Array> {
+  private async getSigned (key: string, signal: AbortSignal | undefined, pool: BufferPool | undefined, onData: OnChunkData | undefined): Promise<Uint8Array> {
     const { base, path } = await this.init.sign(key)
     const into = (status: number, _headers: ReadonlyMap<string, string>, length: number): Uint8Array | undefined => status !== 200 ? undefined : pool !== undefined ? pool.take(length) : Buffer.allocUnsafe(length)
     if (this.gets === undefined) throw new TypeError('this S3 origin reads objects through the SDK')
-    const response = await this.gets.get(base, path, { signal, into })
+    const response = await this.gets.get(base, path, { signal, into, ...(onData !== undefined ? { onBody: onData } : {}) })
     if (response.status === 200) return response.body
     const { s3Code, message } = parseErrorBody(Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength).toString('utf8'))
     throw new S3ResponseError(response.status, s3Code, message ?? `HTTP ${response.status}`)

@@ -25,7 +25,7 @@ import { parseEndpoint, parseS3Url } from './url.js'
 import type { S3OriginInit } from './index.js'
 import type { ObjectUrlBase, SignedGet } from './object-reads.js'
 import type { S3ChunkReaderInit } from './reader.js'
-import type { AbortOptions, BufferPool, ChunkReaderSpec, Logger } from '@swarm/interface'
+import type { AbortOptions, BufferPool, ChunkFetchOptions, ChunkReaderSpec, Logger } from '@swarm/interface'
 import type { ObjectPut } from '@swarm/origin-layout'
 
 /** The HTTP handler warns through this (e.g. sockets exhausted), so nothing reaches the console. */
@@ -149,7 +149,7 @@ export class S3Origin extends ObjectStoreOrigin {
     return { base, path: await presignedGet(this.presigner, base, key) }
   }
 
-  protected async getObject (key: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
+  protected async getObject (key: string, what: string, options: ChunkFetchOptions, pool?: BufferPool): Promise<Uint8Array> {
     if (this.objectGets === 'presigned') return await this.reads.get(key, what, options, pool)
     return await this.reads.request(`GET ${key}`, options, async signal => await this.getWithSdk(key, signal), what)
   }

@@ -171,6 +171,22 @@ export class ControlReader {
         events.safeDispatchEvent('peer:have', { detail: { peerId: session.id, manifestCid: message.manifest, indices: message.indices } })
         break
       }
+      case 'arriving':
+      case 'not-arriving': {
+        // only for a manifest both hold or pull: a peer's arrivals of others are none of ours
+        const state = session.manifests.get(message.manifest)
+        if (state == null) {
+          if (!session.aside.has(message.manifest)) peers.reject(session, 'peer-not-joined')
+          break
+        }
+        const outside = message.indices.find(index => index >= state.chunkCount)
+        if (outside != null) {
+          peers.reject(session, 'index-out-of-range', `${message.type} index ${outside} is outside manifest ${message.manifest} of ${state.chunkCount} chunks`)
+          break
+        }
+        events.safeDispatchEvent(message.type === 'arriving' ? 'peer:arriving' : 'peer:not-arriving', { detail: { peerId: session.id, manifestCid: message.manifest, indices: message.indices } })
+        break
+      }
       case 'leave': {
         peers.forget(session, message.manifest)
         peers.dropAside(session, message.manifest)

@@ -20,6 +20,9 @@
  * - When a peer joins a manifest we hold and it had not joined before, or it held every chunk
  *   and now lacks some, we send it our current `join` again, because the `have`s it missed in
  *   between were never sent to it.
+ * - `arriving` / `not-arriving` go, at once, to the same peers as `have`s: chunks we began
+ *   receiving and our data server passes on as they arrive, and chunks whose transfer ended
+ *   without them. Not kept as state: a peer hears of an arrival only while it is under way.
  * A peer's state lives until its last connection closes (`peer:disconnected`) or it sends a
  * new `hello`.
  *
@@ -133,6 +136,10 @@ export interface PeerDataAddressEvent {
 export interface ControlEvents {
   'peer:joined': CustomEvent<PeerJoinedEvent>
   'peer:have': CustomEvent<PeerHaveEvent>
+  /** the peer began receiving these chunks and passes them on as they arrive (same detail as a have) */
+  'peer:arriving': CustomEvent<PeerHaveEvent>
+  /** the peer's transfers of these chunks ended without them */
+  'peer:not-arriving': CustomEvent<PeerHaveEvent>
   'peer:left': CustomEvent<PeerLeftEvent>
   'peer:disconnected': CustomEvent<PeerDisconnectedEvent>
   'peer:data-address': CustomEvent<PeerDataAddressEvent>
@@ -147,6 +154,12 @@ export interface ControlChannel extends TypedEventTarget<ControlEvents> {
   join(manifestCid: string, state: ChunkState): void
   /** Chunks that landed locally; coalesced and sent to the peers that joined the manifest. Ignored for manifests not joined. */
   have(manifestCid: string, indices: Iterable<number>): void
+  /**
+   * Chunks we began receiving (`arriving: true`) and pass on as they arrive, or whose transfer
+   * ended without them (false); sent at once to the peers that joined the manifest and lack
+   * chunks. Ignored for manifests not joined.
+   */
+  arriving(manifestCid: string, indices: number[], arriving: boolean): void
   leave(manifestCid: string): void
   /** manifests we have joined */
   joined(): string[]
@@ -296,6 +309,24 @@ export class DefaultControlChannel extends TypedEventEmitter<ControlEvents> impl
     if (local.pending.size > 0 && this.#flushTimer == null) {
       this.#flushTimer = setTimeout(() => { this.#flushHaves() }, HAVE_FLUSH_DELAY_MS)
       this.#flushTimer.unref?.()
+    }
+  }
+
+  arriving (manifestCid: string, indices: number[], arriving: boolean): void {
+    const cid = this.#local.has(manifestCid) ? manifestCid : manifestKey(manifestCid)
+    const local = this.#local.get(cid)
+    if (local == null || indices.length === 0) return
+    for (const index of indices) {
+      if (!Number.isInteger(index) || index < 0 || index >= local.chunkCount) {
+        throw new InvalidChunkStateError(`chunk index ${index} is outside manifest ${cid} of ${local.chunkCount} chunks`)
+      }
+    }
+    const type = arriving ? 'arriving' : 'not-arriving'
+    for (const session of this.#peers.values()) {
+      if (session.manifests.get(cid)?.complete !== false) continue
+      for (let start = 0; start < indices.length; start += MAX_HAVE_INDICES_PER_MESSAGE) {
+        this.#writer.send(session, { type, manifest: cid, indices: indices.slice(start, start + MAX_HAVE_INDICES_PER_MESSAGE) })
+      }
     }
   }
 

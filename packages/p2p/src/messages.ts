@@ -13,6 +13,9 @@
  *   manifest's origin fetchers we know of, each a peer id and how many hops away we heard of it
  *   (see `@swarm/pull`: a fleet agrees on them by passing them on). Sent again when state changes.
  * - `have`: chunks that landed since; only for a manifest joined on this stream.
+ * - `arriving`: chunks we began receiving and pass on as they arrive (cut-through, see
+ *   `@swarm/fetcher`'s `ArrivingChunks`); `not-arriving`: chunks whose transfer ended without
+ *   them. Only for a manifest joined on this stream; a `have` ends a chunk's arrival too.
  * - `leave`: we dropped a manifest.
  * - `address`: the data server moved (or stopped: `null`).
  *
@@ -48,6 +51,7 @@ export type ControlMessage =
   | { type: 'address', dataAddress: DataAddress | null }
   | { type: 'join', manifest: string, chunkCount: number, pulling: boolean, bitfield: Uint8Array, fetchers?: NamedFetcher[] }
   | { type: 'have', manifest: string, indices: number[] }
+  | { type: 'arriving' | 'not-arriving', manifest: string, indices: number[] }
   | { type: 'leave', manifest: string }
 
 /** An origin fetcher a join names: its peer id, and how far from the sender it is (0: the sender itself). */
@@ -100,6 +104,18 @@ const fetchersSchema = z.array(z.strictObject({
   hops: z.number().int().min(0).max(MAX_FETCHER_HOPS)
 })).max(MAX_JOIN_FETCHERS)
 
+/** chunk indices, checked in one loop rather than a schema per element: 65,536 in a millisecond or two */
+const indicesSchema = z.array(z.unknown()).max(MAX_HAVE_INDICES_PER_MESSAGE).transform((indices, ctx) => {
+  for (let i = 0; i < indices.length; i++) {
+    const index = indices[i]
+    if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index >= MAX_CHUNK_COUNT) {
+      ctx.addIssue({ code: 'custom', path: [i], message: `expected an integer from 0 to ${MAX_CHUNK_COUNT - 1}, got ${JSON.stringify(index)?.slice(0, 20)}` })
+      return z.NEVER
+    }
+  }
+  return indices as number[]
+})
+
 const messageSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('hello'),
@@ -138,17 +154,17 @@ const messageSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('have'),
     manifest: manifestSchema,
-    // checked in one loop rather than a schema per element: 65,536 indices in a millisecond or two
-    indices: z.array(z.unknown()).max(MAX_HAVE_INDICES_PER_MESSAGE).transform((indices, ctx) => {
-      for (let i = 0; i < indices.length; i++) {
-        const index = indices[i]
-        if (typeof index !== 'number' || !Number.isInteger(index) || index < 0 || index >= MAX_CHUNK_COUNT) {
-          ctx.addIssue({ code: 'custom', path: [i], message: `expected an integer from 0 to ${MAX_CHUNK_COUNT - 1}, got ${JSON.stringify(index)?.slice(0, 20)}` })
-          return z.NEVER
-        }
-      }
-      return indices as number[]
-    })
+    indices: indicesSchema
+  }),
+  z.object({
+    type: z.literal('arriving'),
+    manifest: manifestSchema,
+    indices: indicesSchema
+  }),
+  z.object({
+    type: z.literal('not-arriving'),
+    manifest: manifestSchema,
+    indices: indicesSchema
   }),
   z.object({
     type: z.literal('leave'),
@@ -156,7 +172,7 @@ const messageSchema = z.discriminatedUnion('type', [
   })
 ])
 
-const KNOWN_TYPES = new Set(['hello', 'address', 'join', 'have', 'leave'])
+const KNOWN_TYPES = new Set(['hello', 'address', 'join', 'have', 'arriving', 'not-arriving', 'leave'])
 
 /**
  * Parses one frame body. Returns undefined for a well-formed message of a type this version

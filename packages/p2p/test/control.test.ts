@@ -31,7 +31,7 @@ type Recorded = Array<{ type: keyof ControlEvents, detail: any }>
 
 function record (control: ControlChannel): Recorded {
   const events: Recorded = []
-  for (const type of ['peer:joined', 'peer:have', 'peer:left', 'peer:disconnected', 'peer:data-address'] as const) {
+  for (const type of ['peer:joined', 'peer:have', 'peer:arriving', 'peer:not-arriving', 'peer:left', 'peer:disconnected', 'peer:data-address'] as const) {
     control.addEventListener(type, (event) => { events.push({ type, detail: event.detail }) })
   }
   return events
@@ -188,6 +188,34 @@ describe('control channel', () => {
     await waitFor(() => indicesOf(viewOf(b, m, a.peerId)?.bitfield, 8).includes(3), 'b to see chunks sent after the loss')
     expect(indicesOf(viewOf(b, m, a.peerId)?.bitfield, 8)).toEqual([1, 2, 3])
     expect(writerOfA()).not.toBe(lost)
+  })
+
+  it('tells peers still pulling which chunks are arriving and which stopped, as events, not as holdings', async () => {
+    const [seeder, puller] = await connectedPair(fleet)
+    const other = await fleet.add({ swarmKey, bootstrap: [addressWithPeer(seeder), addressWithPeer(puller)] })
+    await waitFor(() => other.isConnected(puller.peerId) && puller.isConnected(other.peerId), 'the third node to connect')
+    const eventsOfSeeder = record(seeder.control)
+    const eventsOfOther = record(other.control)
+    const m = await manifestCid('arrivals')
+    seeder.control.join(m, { bitfield: bitfieldOf(8, [0, 1, 2, 3, 4, 5, 6, 7]), chunkCount: 8, pulling: false })
+    puller.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true })
+    other.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true })
+    await waitFor(() => viewOf(puller, m, other.peerId) != null && viewOf(puller, m, seeder.peerId) != null && viewOf(other, m, puller.peerId) != null, 'all three to join')
+
+    puller.control.arriving(m, [3, 5], true)
+    await waitFor(() => eventsOfOther.some(event => event.type === 'peer:arriving'), 'the other puller to hear of the arrivals')
+    puller.control.arriving(m, [5], false)
+    await waitFor(() => eventsOfOther.some(event => event.type === 'peer:not-arriving'), 'the other puller to hear one stopped')
+    expect(eventsOfOther.filter(event => event.type === 'peer:arriving' || event.type === 'peer:not-arriving')).toEqual([
+      { type: 'peer:arriving', detail: { peerId: puller.peerId, manifestCid: m, indices: [3, 5] } },
+      { type: 'peer:not-arriving', detail: { peerId: puller.peerId, manifestCid: m, indices: [5] } }
+    ])
+    // an arriving chunk is no holding
+    expect(indicesOf(viewOf(other, m, puller.peerId)?.bitfield, 8)).toEqual([])
+    // a seeder asks nobody for anything: it hears of no arrivals
+    await new Promise(resolve => setTimeout(resolve, 200))
+    expect(eventsOfSeeder.filter(event => event.type === 'peer:arriving' || event.type === 'peer:not-arriving')).toEqual([])
+    expect(() => { puller.control.arriving(m, [8], true) }).toThrow(/outside manifest/)
   })
 
   it('sends no haves to a peer that holds every chunk, and its whole state once it lacks some again', async () => {

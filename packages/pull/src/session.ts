@@ -133,11 +133,14 @@ export interface PullPeers {
   rejected?(peerId: string): void
 }
 
-/** Where chunks come from: a peer by id (undefined when it cannot be reached), and the origin. */
+/**
+ * Where chunks come from: a peer by id (undefined when it cannot be reached), and the origin.
+ * `relay`: the peer announced the chunk as arriving, and is asked for it as it arrives.
+ */
 export interface PullSources {
   /** undefined: peers only */
   origin?: ChunkSource
-  peer(peerId: string): ChunkSource | undefined
+  peer(peerId: string, relay?: boolean): ChunkSource | undefined
 }
 
 /**
@@ -588,7 +591,7 @@ export class PullSession {
   private sourceFor (request: Request): ChunkSource | undefined {
     if (request.source.kind === 'origin') return this.init.sources.origin
     try {
-      return this.init.sources.peer(request.source.peerId)
+      return this.init.sources.peer(request.source.peerId, request.relay === true)
     } catch (err) {
       // a request without a source fails now; left started, it would hold its slot until it timed out
       this.log.warn({ peer: request.source.peerId, err: (err as Error).message }, 'no source for a peer')

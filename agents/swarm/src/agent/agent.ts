@@ -19,7 +19,7 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DEFAULT_MAX_UPLOADS_PER_PEER, DEFAULT_UPLOAD_LANDING_MS, UploadGate, dataClient, dataServer } from '@swarm/exchange'
-import { fetcher as createFetcher } from '@swarm/fetcher'
+import { ArrivingChunks, fetcher as createFetcher } from '@swarm/fetcher'
 import { OriginUnavailableError, SwarmError, heldBitfield, silentLogger, uniqueChunks } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
 import { createSwarmNode, loadOrCreateKey, parseSelector } from '@swarm/p2p'
@@ -112,6 +112,8 @@ export class Agent {
   readonly log: Logger
   /** the threads that carry the byte path; undefined with `agent.workers: 0` */
   readonly workers?: ByteWorkers
+  /** chunks this node passes on as they arrive; undefined where byte workers carry the bytes */
+  private readonly arrivals?: ArrivingChunks
   private metricsServer?: Server
   /** the FUSE view, when mounted */
   mount?: ModelMount
@@ -123,7 +125,7 @@ export class Agent {
   private lastGc?: GcReport & { at: number }
   private started = false
 
-  private constructor (init: { config: Config, store: Store, node: SwarmNode, server: DataServer, serverStats(): Promise<Readonly<DataServerStats>>, client: DataClient, metrics: AgentMetrics, origin?: Origin, log: Logger, workers?: ByteWorkers }) {
+  private constructor (init: { config: Config, store: Store, node: SwarmNode, server: DataServer, serverStats(): Promise<Readonly<DataServerStats>>, client: DataClient, metrics: AgentMetrics, origin?: Origin, log: Logger, workers?: ByteWorkers, arrivals?: ArrivingChunks }) {
     this.config = init.config
     this.store = init.store
     this.node = init.node
@@ -134,11 +136,13 @@ export class Agent {
     this.origin = init.origin
     this.log = init.log
     this.workers = init.workers
+    this.arrivals = init.arrivals
     this.fetcher = createFetcher({
       store: this.store,
       sources: [],
       // pulls and FUSE misses alike move their bytes in the workers
       workers: init.workers?.chunks,
+      ...(init.arrivals !== undefined ? { arrivals: init.arrivals } : {}),
       logger: this.log,
       // pulls and FUSE reads alike, counted here because the ban that follows may cancel the
       // pull's request before the pull sees why it failed
@@ -195,10 +199,13 @@ export class Agent {
     // paces every connection) and where threads cannot share a port (SO_REUSEPORT: Linux here)
     const serveFromWorkers = workerCount > 0 && config.agent.uploadRate === 0 && process.platform === 'linux'
     const host = config.agent.dataHost ?? '0.0.0.0'
+    // chunks passed on as they arrive (cut-through): where this thread both receives and serves them
+    const arrivals = workerCount === 0 ? new ArrivingChunks() : undefined
     const server = dataServer({
       privateKey,
       store,
       gate,
+      ...(arrivals !== undefined ? { arrivals } : {}),
       host,
       port: config.agent.dataPort,
       reusePort: serveFromWorkers,
@@ -252,7 +259,7 @@ export class Agent {
       peerCounts: () => node != null ? { control: node.control.stats(), scores: node.peerScores.stats() } : undefined,
       fleet: () => agent?.fleetState != null ? { view: agent.fleet(), stats: agent.node.fleet.stats() } : undefined
     })
-    agent = new Agent({ config, store, node, server, serverStats, client, metrics, origin: init.origin, log, workers })
+    agent = new Agent({ config, store, node, server, serverStats, client, metrics, origin: init.origin, log, workers, arrivals })
     agent.fleetState = new AgentFleet(agent, config.agent.labels)
     agent.metricsServer = await serveMetrics(metrics, config.agent.metricsHost, config.agent.metricsPort, () => agent?.started === true, fleetRoutes(agent))
 
@@ -364,7 +371,7 @@ export class Agent {
       store: this.store,
       fetcher: this.fetcher,
       sources: agentSources(this.node, this.client, this.origin),
-      peers: nodePullPeers(this.node, this.client, manifestCid, this.log),
+      peers: nodePullPeers(this.node, this.client, manifestCid, this.log, this.arrivals !== undefined),
       // a peer gets as many requests at once as it serves one peer
       maxInflightPerPeer: DEFAULT_MAX_UPLOADS_PER_PEER,
       logger: this.log,

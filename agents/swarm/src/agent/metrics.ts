@@ -234,6 +234,7 @@ function dataServerMetrics (registry: Registry, stats: (() => Promise<Readonly<D
   })
   totals('swarm_data_timeouts_total', 'Data connections closed for a timeout: a response the peer did not take (write), silence (idle), no authentication in time (handshake)', 'kind', s => s.timeouts)
   totals('swarm_data_connections_refused_total', 'Data connections refused for a cap: on all connections (total) or on the peer\'s (peer)', 'cap', s => ({ total: s.refusedConnections.total, peer: s.refusedConnections.perPeer }))
+  totals('swarm_data_relays_total', 'Chunks sent on while they still arrived here (cut-through): all (started), and those cut short when the chunk stopped arriving (cut)', 'outcome', s => ({ started: s.relays, cut: s.relaysCut }))
   new Counter({ name: 'swarm_data_busy_total', help: 'Requests answered BUSY: no upload slot free to the peer', registers: [registry], async collect () { const busy = (await stats()).busy; this.reset(); this.inc(busy) } })
   new Gauge({ name: 'swarm_data_connections', help: 'Authenticated data connections open', registers: [registry], async collect () { this.set((await stats()).connections) } })
   new Gauge({ name: 'swarm_data_upload_slots_used', help: 'Upload slots taken', registers: [registry], async collect () { this.set((await stats()).uploads) } })

@@ -4,7 +4,7 @@
  * peers and sources from here, so they reach a peer the same way and never a banned one.
  *
  * - Peers of one manifest (`nodePullPeers`): joins (with the origin fetchers each peer names),
- *   haves and leaves from the control channel, filtered to the manifest; disconnects and bans (the node's peer scores) for every manifest;
+ *   haves, arrivals and leaves from the control channel, filtered to the manifest; disconnects and bans (the node's peer scores) for every manifest;
  *   announcements go out on the control channel, the manifest is provided in the DHT, and other
  *   providers are looked up and dialled so they get our join and we their bitfields.
  * - Sources (`agentSources`): a peer by id over the TLS data plane at the data address its
@@ -26,8 +26,11 @@ const LOOKUP_TIMEOUT_MS = 30_000
 /** How long dialling one provider may take. */
 const DIAL_TIMEOUT_MS = 10_000
 
-/** The node's peers of one manifest, for a pull of it. */
-export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid: string, log: Logger): PullPeers {
+/**
+ * The node's peers of one manifest, for a pull of it. `cutThrough`: our data server passes on
+ * chunks as they arrive (see @swarm/fetcher's `ArrivingChunks`), so we announce them as arriving.
+ */
+export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid: string, log: Logger, cutThrough = false): PullPeers {
   return {
     selfId: node.peerId,
     peers: () => node.control.peersFor(manifestCid).map(p => ({ peerId: p.peerId, pulling: p.pulling, bitfield: p.bitfield, fetchers: p.fetchers })),
@@ -35,6 +38,12 @@ export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid:
     isBanned: peerId => node.peerScores.isBanned(peerId),
     join (state) { node.control.join(manifestCid, state) },
     have (indices) { node.control.have(manifestCid, indices) },
+    ...(cutThrough
+      ? {
+          arriving (indices: number[]) { node.control.arriving(manifestCid, indices, true) },
+          notArriving (indices: number[]) { node.control.arriving(manifestCid, indices, false) }
+        }
+      : {}),
     async advertise () { await node.router.advertise(manifestCid) },
     async discover (options) {
       const signal = AbortSignal.any([AbortSignal.timeout(LOOKUP_TIMEOUT_MS), ...(options.signal != null ? [options.signal] : [])])
@@ -56,6 +65,12 @@ export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid:
       const onHave = (event: CustomEvent<PeerHaveEvent>): void => {
         if (event.detail.manifestCid === manifestCid) events.have(event.detail.peerId, event.detail.indices)
       }
+      const onArriving = (event: CustomEvent<PeerHaveEvent>): void => {
+        if (event.detail.manifestCid === manifestCid) events.arriving(event.detail.peerId, event.detail.indices)
+      }
+      const onNotArriving = (event: CustomEvent<PeerHaveEvent>): void => {
+        if (event.detail.manifestCid === manifestCid) events.notArriving(event.detail.peerId, event.detail.indices)
+      }
       const onLeft = (event: CustomEvent<PeerLeftEvent>): void => {
         if (event.detail.manifestCid === manifestCid) events.left(event.detail.peerId, 'left')
       }
@@ -64,11 +79,15 @@ export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid:
       scores.addEventListener('peer:banned', onBanned)
       control.addEventListener('peer:joined', onJoined)
       control.addEventListener('peer:have', onHave)
+      control.addEventListener('peer:arriving', onArriving)
+      control.addEventListener('peer:not-arriving', onNotArriving)
       control.addEventListener('peer:left', onLeft)
       control.addEventListener('peer:disconnected', onDisconnected)
       return () => {
         control.removeEventListener('peer:joined', onJoined)
         control.removeEventListener('peer:have', onHave)
+        control.removeEventListener('peer:arriving', onArriving)
+        control.removeEventListener('peer:not-arriving', onNotArriving)
         control.removeEventListener('peer:left', onLeft)
         control.removeEventListener('peer:disconnected', onDisconnected)
         scores.removeEventListener('peer:banned', onBanned)
@@ -81,10 +100,10 @@ export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid:
 export function agentSources (node: SwarmNode, client: DataClient, origin: Origin | undefined): PullSources {
   return {
     origin: origin != null ? originSource(origin) : undefined,
-    peer (peerId): ChunkSource | undefined {
+    peer (peerId, relay): ChunkSource | undefined {
       const address = node.control.dataAddressOf(peerId)
       if (address == null) return undefined
-      return peerSource(client, { peerId, host: address.host, port: address.port })
+      return peerSource(client, { peerId, host: address.host, port: address.port }, relay === true)
     }
   }
 }

@@ -16,7 +16,7 @@ import type { Store } from '@swarm/store'
 import type { ChunkWorkerReport, WorkerPool } from '@swarm/workers'
 
 /** The counters a server keeps (the rest of DataServerStats is the gate's). */
-type Counters = Pick<DataServerStats, 'bytesServed' | 'requests' | 'rejectedPeers' | 'busy' | 'notFound' | 'errors' | 'protocolErrors' | 'timeouts' | 'refusedConnections'>
+type Counters = Pick<DataServerStats, 'bytesServed' | 'requests' | 'rejectedPeers' | 'busy' | 'relays' | 'relaysCut' | 'notFound' | 'errors' | 'protocolErrors' | 'timeouts' | 'refusedConnections'>
 
 /** The node's data server figures, and the bytes each thread's server sent. */
 export type ServedStats = DataServerStats & { bytesByThread: Record<string, number> }
@@ -58,7 +58,7 @@ export class ServedByWorkers {
     switch (q.serving) {
       case 'open': return gate.connectionOpened(worker)
       case 'peer': return gate.peerConnected(q.peer, worker)
-      case 'begin': return gate.begin(q.peer, q.small, worker)
+      case 'begin': return gate.begin(q.peer, q.small, { holder: worker })
       case 'locate': return this.locate(q.cid)
       default: throw new Error(`a byte worker asked something this agent does not answer: ${JSON.stringify(question)}`)
     }
@@ -71,7 +71,7 @@ export class ServedByWorkers {
     switch (n.serving) {
       case 'closed': gate.connectionClosed(worker); return
       case 'left': gate.peerDisconnected(n.peer, worker); return
-      case 'end': gate.end(n.peer, n.small, n.landedAfterMs, worker); return
+      case 'end': gate.end(n.peer, n.small, n.landedAfterMs, { holder: worker }); return
       case 'listening':
         this.listening.add(worker)
         if (this.listening.size === this.init.workers) {
@@ -128,7 +128,7 @@ export class ServedByWorkers {
 }
 
 function zero (): Counters {
-  return { bytesServed: 0, requests: 0, rejectedPeers: 0, busy: 0, notFound: 0, errors: 0, protocolErrors: 0, timeouts: { write: 0, idle: 0, handshake: 0 }, refusedConnections: { total: 0, perPeer: 0 } }
+  return { bytesServed: 0, requests: 0, rejectedPeers: 0, busy: 0, relays: 0, relaysCut: 0, notFound: 0, errors: 0, protocolErrors: 0, timeouts: { write: 0, idle: 0, handshake: 0 }, refusedConnections: { total: 0, perPeer: 0 } }
 }
 
 function counters (s: Readonly<DataServerStats>): Counters {
@@ -141,6 +141,8 @@ function add (a: Counters, b: Counters): Counters {
     requests: a.requests + b.requests,
     rejectedPeers: a.rejectedPeers + b.rejectedPeers,
     busy: a.busy + b.busy,
+    relays: a.relays + b.relays,
+    relaysCut: a.relaysCut + b.relaysCut,
     notFound: a.notFound + b.notFound,
     errors: a.errors + b.errors,
     protocolErrors: a.protocolErrors + b.protocolErrors,

@@ -19,6 +19,7 @@ export interface GlobalOptions {
   concurrency?: string
   cacheSize?: string
   chunkSize?: string
+  blockSize?: string
   workers?: string
   json?: boolean
 }
@@ -59,6 +60,7 @@ export async function configFrom (options: GlobalOptions, agent?: Record<string,
   if (options.concurrency != null) flags.concurrency = options.concurrency
   if (options.cacheSize != null) flags.cacheSize = options.cacheSize
   if (options.chunkSize != null) flags.chunkSize = options.chunkSize
+  if (options.blockSize != null) flags.blockSize = options.blockSize
   if (options.workers != null) flags.agent = { ...(flags.agent as Record<string, unknown> | undefined), workers: options.workers }
   return await loadConfig({ flags, file: options.config })
 }

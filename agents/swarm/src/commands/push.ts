@@ -22,7 +22,7 @@ export async function pushCommand (dirArg: string | undefined, local: { name?: s
   const progress = reporter(outputMode(options.json === true), `push ${formatRef(ref)}`)
   try {
     const result = await pushDirectory(dir, {
-      origin, ref, chunkSize: config.chunkSize, concurrency: config.concurrency, logger, signal: controller.signal,
+      origin, ref, chunkSize: config.chunkSize, blockSize: config.blockSize, concurrency: config.concurrency, logger, signal: controller.signal,
       ...(snapshot != null ? { metadata: hfMetadata(snapshot), linksWithin: snapshot.blobsDir } : {}),
       onProgress: p => { progress.update({ doneBytes: p.doneBytes, totalBytes: p.totalBytes, detail: { uploadedChunks: p.uploadedChunks, skippedChunks: p.skippedChunks } }) }
     })

@@ -1,0 +1,179 @@
+import { randomBytes } from 'node:crypto'
+import { ArrivingChunks } from '@swarm/fetcher'
+import { NotFoundError } from '@swarm/interface'
+import { blockDigests } from '@swarm/manifest'
+import { afterEach, describe, expect, it } from 'vitest'
+import { ConnectionClosedError, dataClient, dataServer } from '../src/index.js'
+import { MemoryStore, cidOf, identity, randomChunk } from './helpers.js'
+import type { DataClient, DataPeer, DataServer, DataServerInit } from '../src/index.js'
+import type { BlockDigests } from '@swarm/interface'
+
+const BLOCK = 256 * 1024
+const SIZE = 3 * 1024 * 1024 + 5
+const cleanups: Array<() => Promise<void>> = []
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+function digestsOf (bytes: Uint8Array): BlockDigests {
+  return { blockSize: BLOCK, digests: Buffer.from(blockDigests(bytes, BLOCK), 'base64') }
+}
+
+async function setUp (limits: Partial<DataServerInit> = {}): Promise<{ server: DataServer, store: MemoryStore, arrivals: ArrivingChunks, client: DataClient, peer: DataPeer }> {
+  const serverId = await identity()
+  const store = new MemoryStore()
+  const arrivals = new ArrivingChunks()
+  const server = dataServer({ privateKey: serverId.privateKey, store, arrivals, isAdmitted: () => true, ...limits })
+  const { port } = await server.start()
+  cleanups.push(async () => { await server.stop() })
+  const client = dataClient({ privateKey: (await identity()).privateKey })
+  cleanups.push(async () => { await client.close() })
+  return { server, store, arrivals, client, peer: { peerId: serverId.peerId, host: '127.0.0.1', port } }
+}
+
+async function until (condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5_000
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}
+
+describe('relays: a chunk passed on while it arrives', () => {
+  it('sends checked blocks while the rest of the chunk has not arrived, and the whole chunk once it has', async () => {
+    const { server, arrivals, client, peer } = await setUp()
+    const bytes = randomBytes(SIZE)
+    const cid = await cidOf(bytes)
+    const arrival = arrivals.begin(cid, SIZE, digestsOf(bytes))
+    if (arrival === undefined) throw new Error('not registered')
+    const buffer = new Uint8Array(SIZE)
+    buffer.set(bytes.subarray(0, 5 * BLOCK + 100))
+    arrival.land(buffer, 5 * BLOCK + 100)
+
+    let received = 0
+    const fetching = client.fetch(peer, { cid, size: SIZE }, { relay: true, onData: (_b, filled) => { received = filled } })
+    // the five checked blocks reach the client before the chunk is whole here
+    await until(() => received >= 5 * BLOCK, 'the checked blocks')
+    expect(received).toBe(5 * BLOCK)
+    buffer.set(bytes.subarray(5 * BLOCK), 5 * BLOCK)
+    arrival.land(buffer, SIZE)
+    let freed = false
+    arrival.end({ bytes: buffer, free: () => { freed = true } })
+    const got = await fetching
+    expect(Buffer.compare(got, bytes)).toBe(0)
+    expect(server.stats.relays).toBe(1)
+    expect(server.stats.bytesServed).toBe(SIZE)
+    await until(() => freed, 'the arriving buffer to go back')
+    // a relay's time is its source's: it is not counted as a landing, and its slot is free again
+    expect(server.stats.uploads).toBe(0)
+  })
+
+  it('closes the connection when a block fails its digest, having sent only the checked ones', async () => {
+    const { server, arrivals, client, peer } = await setUp()
+    const bytes = randomBytes(SIZE)
+    const cid = await cidOf(bytes)
+    const arrival = arrivals.begin(cid, SIZE, digestsOf(bytes))
+    const lying = Buffer.from(bytes)
+    lying[3 * BLOCK + 1] = (lying[3 * BLOCK + 1] as number) ^ 0x40
+    arrival?.land(lying, 2 * BLOCK)
+    let received = 0
+    const fetching = client.fetch(peer, { cid, size: SIZE }, { relay: true, onData: (_b, filled) => { received = filled } })
+    await until(() => received >= 2 * BLOCK, 'the checked blocks')
+    arrival?.land(lying, SIZE)
+    await expect(fetching).rejects.toThrow(ConnectionClosedError)
+    // block 2 was good, but once block 3 failed the source is a liar: nothing more went out
+    expect(received).toBe(2 * BLOCK)
+    await until(() => server.stats.relaysCut === 1, 'the relay to be cut')
+  })
+
+  it('ends the answer when the chunk stops arriving, and the next GET gets the chunk the store then holds', async () => {
+    const { server, store, arrivals, client, peer } = await setUp()
+    const bytes = randomBytes(SIZE)
+    const cid = await cidOf(bytes)
+    const arrival = arrivals.begin(cid, SIZE, digestsOf(bytes))
+    arrival?.land(Buffer.from(bytes), BLOCK)
+    const fetching = client.fetch(peer, { cid, size: SIZE }, { relay: true })
+    await until(() => server.stats.relays === 1, 'the relay to begin')
+    arrival?.end({ reason: 'its source failed' })
+    await expect(fetching).rejects.toThrow(ConnectionClosedError)
+    store.chunks.set(cid, bytes)
+    const again = await client.fetch(peer, { cid, size: SIZE }, { relay: true })
+    expect(Buffer.compare(again, bytes)).toBe(0)
+  })
+
+  it('answers NOT_FOUND for an arriving chunk to a GET without the relay flag', async () => {
+    const { arrivals, client, peer } = await setUp()
+    const bytes = randomBytes(SIZE)
+    const cid = await cidOf(bytes)
+    arrivals.begin(cid, SIZE, digestsOf(bytes))?.land(Buffer.from(bytes), SIZE)
+    await expect(client.fetch(peer, { cid, size: SIZE })).rejects.toThrow(NotFoundError)
+  })
+
+  it('puts a relay on a connection of its own: other requests to the peer are answered while it waits', async () => {
+    const { store, arrivals, client, peer } = await setUp()
+    const bytes = randomBytes(SIZE)
+    const cid = await cidOf(bytes)
+    const arrival = arrivals.begin(cid, SIZE, digestsOf(bytes))
+    const buffer = Buffer.from(bytes)
+    arrival?.land(buffer, BLOCK)
+    const relayed = client.fetch(peer, { cid, size: SIZE }, { relay: true })
+    // within the peer's share of upload slots, one of which the relay holds
+    const stored = await Promise.all(Array.from({ length: 3 }, async () => await randomChunk(100_000)))
+    for (const chunk of stored) store.chunks.set(chunk.cid, chunk.bytes)
+    const answers = await Promise.all(stored.map(async chunk => await client.fetch(peer, { cid: chunk.cid, size: chunk.bytes.length })))
+    answers.forEach((got, i) => { expect(Buffer.compare(got, stored[i]!.bytes)).toBe(0) })
+    arrival?.land(buffer, SIZE)
+    arrival?.end({ bytes: buffer, free: () => {} })
+    expect(Buffer.compare(await relayed, bytes)).toBe(0)
+  })
+
+  it('counts relays against the server\'s slots but not against those its landing times open', async () => {
+    // landing times open 2 slots at first; relays, paced by their sources, leave those to the uploads
+    const { server, store, arrivals, client, peer } = await setUp({ maxUploads: 4, maxUploadsPerPeer: 4, reservedUploads: 0, uploadLandingMs: 1_000 })
+    const arriving = await Promise.all([1, 2, 3].map(async () => {
+      const bytes = randomBytes(SIZE)
+      const cid = await cidOf(bytes)
+      const arrival = arrivals.begin(cid, SIZE, digestsOf(bytes))
+      const buffer = Buffer.from(bytes)
+      arrival?.land(buffer, BLOCK)
+      return { cid, bytes, buffer, arrival }
+    }))
+    const relayed = arriving.slice(0, 2).map(async ({ cid }) => await client.fetch(peer, { cid, size: SIZE }, { relay: true }))
+    await until(() => server.stats.uploads === 2, 'two relays to hold slots')
+    const stored = await Promise.all([1, 2].map(async () => await randomChunk(100_000)))
+    for (const chunk of stored) store.chunks.set(chunk.cid, chunk.bytes)
+    const answers = await Promise.all(stored.map(async chunk => await client.fetch(peer, { cid: chunk.cid, size: chunk.bytes.length })))
+    answers.forEach((got, i) => { expect(Buffer.compare(got, stored[i]!.bytes)).toBe(0) })
+    expect(server.stats.busy).toBe(0)
+    // maxUploads still bounds everything: with 2 relays and 2 uploads under way, a third relay is BUSY
+    const held = stored.map(chunk => store.gate(chunk.cid))
+    const uploads = stored.map(async chunk => await client.fetch(peer, { cid: chunk.cid, size: chunk.bytes.length }))
+    await Promise.all(held.map(async gate => await gate.started))
+    const third = arriving[2] as typeof arriving[number]
+    // from another client: this one's connections are all taken
+    const other = dataClient({ privateKey: (await identity()).privateKey })
+    cleanups.push(async () => { await other.close() })
+    await expect(other.fetch(peer, { cid: third.cid, size: SIZE }, { relay: true })).rejects.toThrow(/busy/)
+    for (const gate of held) gate.release()
+    await Promise.all(uploads)
+    for (const { arrival, buffer } of arriving) {
+      arrival?.land(buffer, SIZE)
+      arrival?.end({ bytes: buffer, free: () => {} })
+    }
+    for (const [i, relay] of relayed.entries()) expect(Buffer.compare(await relay, arriving[i]!.bytes)).toBe(0)
+  })
+
+  it('closes a relay the client gives up, which frees the server\'s slot', async () => {
+    const { server, arrivals, client, peer } = await setUp()
+    const bytes = randomBytes(SIZE)
+    const cid = await cidOf(bytes)
+    arrivals.begin(cid, SIZE, digestsOf(bytes))?.land(Buffer.from(bytes), BLOCK)
+    const controller = new AbortController()
+    const fetching = client.fetch(peer, { cid, size: SIZE }, { relay: true, signal: controller.signal })
+    await until(() => server.stats.uploads === 1, 'the relay to hold a slot')
+    controller.abort()
+    await expect(fetching).rejects.toThrow()
+    await until(() => server.stats.uploads === 0 && server.stats.connections === 0, 'the slot and the connection to go')
+  })
+})
