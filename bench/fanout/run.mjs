@@ -44,7 +44,7 @@
 // global time limit; processes still running inside them are ended first.
 //
 // Env: FANOUT_N (1,2,4,8,16), FANOUT_MODEL_MIB (128), FANOUT_LINK_MBIT (50), FANOUT_ORIGIN_MBIT (50),
-// FANOUT_CHUNK_SIZE (4MiB), FANOUT_CASES (swarm,bittorrent,baseline,late,churn), FANOUT_EVENTS_N (8),
+// FANOUT_CHUNK_SIZE (4MiB), FANOUT_BLOCK_SIZE (256KiB; 0: no block digests, so no cut-through), FANOUT_CASES (swarm,bittorrent,baseline,late,churn), FANOUT_EVENTS_N (8),
 // FANOUT_BT_PIECES (256KiB,<chunk size>: a BitTorrent run per piece size), FANOUT_BT_ANNOUNCE_S
 // (5: the tracker's announce interval), FANOUT_WARMUP_MIB (0: off; else every agent first pulls a
 // model of this size, its own bytes, and the figures are of its second pull: an agent that has
@@ -90,6 +90,8 @@ const settings = {
   linkMbit: envNumber('FANOUT_LINK_MBIT', 50, 1),
   originMbit: envNumber('FANOUT_ORIGIN_MBIT', 50, 1),
   chunkSize: process.env.FANOUT_CHUNK_SIZE ?? '4MiB',
+  // the manifest's block digests: 0 pushes a version 1 manifest, whose chunks pass on only once whole
+  blockSize: process.env.FANOUT_BLOCK_SIZE ?? '256KiB',
   cases: (process.env.FANOUT_CASES ?? 'swarm,bittorrent,baseline,late,churn').split(',').map(s => s.trim()),
   eventsN: envNumber('FANOUT_EVENTS_N', 8, 1),
   runLimit: envNumber('FANOUT_RUN_LIMIT', 8, 1),
@@ -939,7 +941,7 @@ try {
   const shape = modelShape(settings.modelMiB * MiB)
   const written = await writeSyntheticModel(join(work, 'model'), shape)
   // pushed from inside the origin's namespace: its own address is local there, so this is not shaped
-  const push = await runIn('o', ['node', cli, 'push', written.dir, '--name', 'fanout:v1', '--chunk-size', settings.chunkSize, '--json'], { ...env, SWARM_DATA_DIR: join(work, 'pusher') })
+  const push = await runIn('o', ['node', cli, 'push', written.dir, '--name', 'fanout:v1', '--chunk-size', settings.chunkSize, '--block-size', settings.blockSize, '--json'], { ...env, SWARM_DATA_DIR: join(work, 'pusher') })
   const pushed = push.lines.find(l => l.event === 'done')
   const { stdout: manifestText } = await exec('ip', ['netns', 'exec', 'swfo-o', 'curl', '-sf', '--max-time', '10', '--aws-sigv4', 'aws:amz:us-east-1:s3', '--user', 'test:testsecret',
     '-H', 'x-amz-content-sha256: UNSIGNED-PAYLOAD', `http://${originAddress}:${S3_PORT}/swarm-test/${prefix}/manifests/${pushed.manifestCid}`], { maxBuffer: 64 * MiB })
@@ -952,7 +954,7 @@ try {
   if (settings.warmupMiB > 0) {
     // other bytes (seed) and another shape (header): nothing of it is a chunk of the measured model
     const warm = await writeSyntheticModel(join(work, 'warm-up'), { ...modelShape(settings.warmupMiB * MiB), seed: 'fanout warm-up' })
-    await runIn('o', ['node', cli, 'push', warm.dir, '--name', 'fanout-warm-up:v1', '--chunk-size', settings.chunkSize, '--json'], { ...env, SWARM_DATA_DIR: join(work, 'pusher') })
+    await runIn('o', ['node', cli, 'push', warm.dir, '--name', 'fanout-warm-up:v1', '--chunk-size', settings.chunkSize, '--block-size', settings.blockSize, '--json'], { ...env, SWARM_DATA_DIR: join(work, 'pusher') })
     ctx.warmupRef = 'fanout-warm-up:v1'
     log(`warm-up model: ${fmt(warm.totalBytes / MiB)} MiB, pulled by every agent before each Swarm run`)
   }
@@ -1024,7 +1026,7 @@ if (model != null && results.length > 0) {
   const s = ms => Number.isFinite(ms) ? fmt(ms / 1000) : '–'
   const row = cells => '| ' + cells.join(' | ') + ' |'
   const lines = []
-  lines.push(`Fan-out over shaped links: ${fmt(M / MiB, 1)} MiB model (${model.chunks.length} chunks of ≤ ${settings.chunkSize}), per-node links ${settings.linkMbit} Mbit/s up and down, origin ${settings.originMbit} Mbit/s; ` +
+  lines.push(`Fan-out over shaped links: ${fmt(M / MiB, 1)} MiB model (${model.chunks.length} chunks of ≤ ${settings.chunkSize}, ${settings.blockSize === '0' ? 'no block digests' : `block digests of ${settings.blockSize}`}), per-node links ${settings.linkMbit} Mbit/s up and down, origin ${settings.originMbit} Mbit/s; ` +
     `a run stops at ${settings.runLimit} × T* (≥ 60 s), and a node still pulling then counts as that long ("≥").`)
   lines.push('')
   lines.push(row(['N', 'run', 'p50 s', 'p99 s', 'max s', 'T* s', 'p99 / T*', 'origin egress / M (wire)', 'origin / M (chunks)', 'peer share', 'origin link busy', 'finished', 'fleet CPU s / GB', 'CPU: machine busy mean / max, fleet cores']))

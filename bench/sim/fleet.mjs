@@ -347,11 +347,11 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
   }
 
   /**
-   * Cut-through (`settings.cutThrough`), which the agent's data plane does not do yet: the engine
+   * Cut-through (`settings.cutThrough`), as the agent's data plane does it (docs/cut-through.md): the engine
    * tells its neighbours which chunks it began receiving and which it no longer is (`arriving`,
    * `notArriving`), asks a neighbour receiving a chunk only when none holds it, and the
-   * neighbour serves it while it arrives, never faster than it arrives. It stands for relaying
-   * verified blocks of a chunk before the chunk is whole.
+   * neighbour serves it while it arrives, never faster than it arrives: verified blocks of a chunk
+   * passed on before the chunk is whole.
    */
   function notice (node, kind, indices) {
     queue.push(now + HAVE_FLUSH_MS + lat.node(node.index), { type: 'notice', node, kind, indices: [...indices] })

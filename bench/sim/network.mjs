@@ -41,11 +41,11 @@ export const DEFAULT_SETTINGS = {
   /** a peer's answer to a request cancelled after it began: 'finish' (sent whole, as the data server does) or 'stop' */
   cancelledPeerAnswers: 'finish',
   /**
-   * relaying a chunk while it arrives (the engine's side is built, the agent's data plane is not;
-   * see fleet.mjs): the engine announces what it begins receiving and withdraws what does not come,
-   * and a node serves a chunk it is receiving at most as fast as it arrives
+   * relaying a chunk while it arrives, as an agent does with a version 3 manifest (see fleet.mjs):
+   * the engine announces what it begins receiving and withdraws what does not come, and a node
+   * serves a chunk it is receiving at most as fast as it arrives
    */
-  cutThrough: false
+  cutThrough: true
 }
 
 /** The lower bound no system beats, in ms (nominal rates). */

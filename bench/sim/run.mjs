@@ -91,10 +91,11 @@
 // SIM_CANCEL (finish: a peer's answer to a cancelled request still crosses both links, as the data
 // server sends an answer it began whole; stop: it ends at once, which flatters duplicates),
 // SIM_START_SPREAD_MS (0: each node's session begins at a uniformly random time up to this after
-// the release), SIM_CUT_THROUGH (off; on: the engine tells its neighbours which chunks it began
-// receiving and which it no longer is, asks a neighbour receiving a chunk when none holds it, and
-// the neighbour serves it while it arrives, never faster: relaying verified blocks of a chunk
-// before the chunk is whole, which the agent's data plane does not do yet; see fleet.mjs), SIM_NAME (results file name, "sim").
+// the release), SIM_CUT_THROUGH (on, as an agent does with a version 3 manifest: the engine tells
+// its neighbours which chunks it began receiving and which it no longer is, asks a neighbour
+// receiving a chunk when none holds it, and the neighbour serves it while it arrives, never
+// faster; off: chunks passed on only once whole, as with a version 1 or 2 manifest or byte
+// workers; see fleet.mjs), SIM_NAME (results file name, "sim").
 
 import { seededRandom } from '@swarm/scheduler'
 import { DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_LANDING_MS } from '@swarm/exchange'
@@ -136,7 +137,7 @@ const settings = {
   neighbours: envNumber('SIM_NEIGHBOURS', 40, 1),
   view: envList('SIM_VIEW', ['partial'], ['partial', 'shared', 'neighbours'])[0],
   cancelledPeerAnswers: envList('SIM_CANCEL', ['finish'], ['finish', 'stop'])[0],
-  cutThrough: envList('SIM_CUT_THROUGH', ['off'], ['off', 'on'])[0] === 'on',
+  cutThrough: envList('SIM_CUT_THROUGH', ['on'], ['off', 'on'])[0] === 'on',
   gossipDelayMs: envNumber('SIM_GOSSIP_DELAY_MS', 1_000),
   gossipIntervalMs: envNumber('SIM_GOSSIP_INTERVAL_MS', 1_000, 1),
   gossipPerInterval: envNumber('SIM_GOSSIP_PER_INTERVAL', 100, 1),
