@@ -354,7 +354,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
    * passed on before the chunk is whole.
    */
   function notice (node, kind, indices) {
-    queue.push(now + HAVE_FLUSH_MS + lat.node(node.index), { type: 'notice', node, kind, indices: [...indices] })
+    // sent at once, as the control channel sends them (haves wait HAVE_FLUSH_MS to be coalesced)
+    queue.push(now + lat.node(node.index), { type: 'notice', node, kind, indices: [...indices] })
   }
 
   /** The transfer into `node` of `chunk` that has come furthest, for a relay to follow. */
@@ -516,6 +517,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       switch (event.type) {
         case 'flow':
         case 'origin':
+        case 'catch-up':
           net.handle(event, now)
           break
         case 'open':

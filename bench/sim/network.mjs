@@ -147,6 +147,8 @@ export const ORIGIN = -1
 // flow weights are log-normal, clipped to this range
 const MIN_WEIGHT = 0.25
 const MAX_WEIGHT = 4
+/** A relay this close behind its upstream counts as caught up (rounding in the rates must not start another catch-up). */
+const CAUGHT_UP_BYTES = 64
 
 /** Draws flow weights: log-normal with `sigma` (0: all equal), from a seeded PRNG. */
 export function weights (random, sigma) {
@@ -210,13 +212,14 @@ export class Network {
 
   /**
    * A transfer of `size` bytes. `upstream`: a live transfer into `src` of the same bytes, which
-   * this one relays as they arrive: while the upstream runs, this one is never faster than it (a
-   * relay that starts behind stays behind: pessimistic, with no catch-up to model); when the
-   * upstream completes this one goes on at its own share; when the upstream ends early, this one
-   * is removed and `onUpstreamLost` told.
+   * this one relays as they arrive: while it is behind the upstream it sends what has landed
+   * there at its own share (as the data server sends every checked block at once), and once it
+   * has caught up it is never faster than the upstream; when the upstream completes this one
+   * goes on at its own share; when the upstream ends early, this one is removed and
+   * `onUpstreamLost` told.
    */
   start (src, dst, size, tag, now, upstream) {
-    const flow = { id: this.nextId++, src, dst, size, tag, weight: this.weight(), remaining: size, rate: 0, last: now, due: Infinity, live: true, pooled: false, pooledLive: false, vStart: 0, vEnd: 0, upstream: undefined, dependents: undefined }
+    const flow = { id: this.nextId++, src, dst, size, tag, weight: this.weight(), remaining: size, rate: 0, last: now, due: Infinity, live: true, pooled: false, pooledLive: false, vStart: 0, vEnd: 0, upstream: undefined, dependents: undefined, catchUpAt: undefined }
     if (upstream !== undefined && upstream.live) {
       flow.upstream = upstream
       ;(upstream.dependents ??= new Set()).add(flow)
@@ -296,6 +299,13 @@ export class Network {
     return Math.max(0, flow.remaining - flow.rate * (now - flow.last))
   }
 
+  /** Bytes a live transfer has moved by `now` (a pooled origin transfer: by the origin's clock). */
+  movedAt (flow, now) {
+    if (!flow.pooled) return flow.size - this.remainingAt(flow, now)
+    this.advanceClock(now)
+    return Math.min(flow.size, Math.max(0, (this.V - flow.vStart) * flow.weight))
+  }
+
   /** Recomputes the transfers on a sender's upload and a receiver's download. */
   relink (src, dst, now) {
     if (src === ORIGIN) {
@@ -369,8 +379,22 @@ export class Network {
     if (flow.pooled) return false
     const share = flow.src === ORIGIN ? this.originRate / this.originWeight : this.shareOf(this.up[flow.src], this.linkRate, this.upWeight[flow.src], flow)
     let rate = flow.weight * Math.min(share, this.shareOf(this.down[flow.dst], this.downRate, this.downWeight[flow.dst], flow))
-    // a relay runs no faster than what it relays (a pooled origin transfer: its share now)
-    if (flow.upstream !== undefined) rate = Math.min(rate, this.rateOf(flow.upstream))
+    if (flow.upstream !== undefined) {
+      const upstreamRate = this.rateOf(flow.upstream)
+      const lead = this.movedAt(flow.upstream, now) - this.movedAt(flow, now)
+      if (lead > CAUGHT_UP_BYTES && rate > upstreamRate) {
+        // behind: what has landed upstream goes at this one's share, until it has caught up
+        const at = now + lead / (rate - upstreamRate)
+        if (flow.catchUpAt === undefined || Math.abs(at - flow.catchUpAt) > 1e-6) {
+          flow.catchUpAt = at
+          this.queue.push(at, { type: 'catch-up', flow, at })
+        }
+      } else {
+        // caught up: no faster than what it relays (a pooled origin transfer: its share now)
+        flow.catchUpAt = undefined
+        rate = Math.min(rate, upstreamRate)
+      }
+    }
     if (rate === flow.rate) return false
     flow.remaining = this.remainingAt(flow, now)
     flow.last = now
@@ -436,6 +460,15 @@ export class Network {
 
   /** A queued event about a transfer ending: completes the ones really done. */
   handle (event, now) {
+    if (event.type === 'catch-up') {
+      // a relay reached what its upstream has landed: from now on it follows the upstream
+      const flow = event.flow
+      if (flow.live && flow.catchUpAt === event.at) {
+        flow.catchUpAt = undefined
+        this.rerate(flow, now)
+      }
+      return
+    }
     if (event.type === 'flow') {
       const flow = event.flow
       if (!flow.live || flow.pooled || event.due !== flow.due) return

@@ -68,7 +68,7 @@ describe('the fleet simulator', () => {
 interface SimFlow { tag: string, live: boolean, upstream?: SimFlow }
 
 /** Runs a network's events to the end; what completed or was lost, with when. */
-function drive (build: (net: any, queue: any) => void): { done: Map<string, number>, lost: Map<string, number>, net: any } {
+function drive (build: (net: any, queue: any) => void, probe?: (net: any, now: number) => void): { done: Map<string, number>, lost: Map<string, number>, net: any } {
   const queue = new EventQueue()
   const done = new Map<string, number>()
   const lost = new Map<string, number>()
@@ -88,27 +88,49 @@ function drive (build: (net: any, queue: any) => void): { done: Map<string, numb
     const now = queue.peekTime()
     const event = queue.pop()
     if (event.type === 'remove') net.remove(event.flow, now)
+    else if (event.type === 'probe') probe?.(net, now)
     else net.handle(event, now)
   }
   return { done, lost, net }
 }
 
 describe('the simulator\'s relays (cut-through, modelled)', () => {
-  it('a relay runs no faster than what it relays, and goes on at its own share once that lands', () => {
+  it('a relay sends what has landed upstream at its own share, then follows the upstream, never ahead of it', () => {
     let relay: SimFlow | undefined
-    const { done } = drive(net => {
+    let upstream: SimFlow | undefined
+    const { done } = drive((net, queue) => {
       // the origin sends node 0 a chunk while node 0 also takes another: each gets half the origin's link
-      const upstream = net.start(ORIGIN, 0, 100_000, 'upstream', 0)
+      upstream = net.start(ORIGIN, 0, 100_000, 'upstream', 0)
       net.start(ORIGIN, 0, 100_000, 'other', 0)
-      // node 1 relays the first from node 0 as it arrives, starting 10 ms later
+      // node 1 relays the first from node 0 as it arrives, starting 10 ms later, 5 kB behind
       relay = net.start(0, 1, 100_000, 'relay', 10, upstream)
-      expect(net.rateOf(relay)).toBeLessThanOrEqual(net.rateOf(upstream))
+      // behind: the 5 kB that landed go at the relay's own share, the link's 1,000 B/ms
+      expect(net.rateOf(relay)).toBe(1_000)
+      queue.push(30, { type: 'probe' })
+    }, (net, now) => {
+      // caught up at 20 ms (5 kB at 1,000 - 500 B/ms): from then on held to the upstream's 500 B/ms
+      expect(now).toBe(30)
+      expect(net.rateOf(relay)).toBe(500)
+      expect(net.movedAt(relay, now)).toBeCloseTo(net.movedAt(upstream, now), 6)
     })
     // the origin's two transfers share its link: 200 ms for 100 kB at half of 1,000 B/ms
     expect(done.get('upstream')).toBeCloseTo(200, 6)
-    // the relay, held to the upstream's 500 B/ms, has 95 kB when the upstream lands (never ahead of
-    // it), then runs at its own share, the link's 1,000 B/ms, for the 5 kB left
-    expect(done.get('relay')).toBeCloseTo(205, 6)
+    // the relay keeps up from 20 ms on and lands with its upstream
+    expect(done.get('relay')).toBeCloseTo(200, 3)
+    expect(relay?.upstream).toBeUndefined()
+  })
+
+  it('a relay that starts level with its upstream never runs ahead of it, and goes on at its own share once that lands', () => {
+    let relay: SimFlow | undefined
+    const { done } = drive(net => {
+      const upstream = net.start(ORIGIN, 0, 100_000, 'upstream', 0)
+      net.start(ORIGIN, 0, 100_000, 'other', 0)
+      relay = net.start(0, 1, 200_000, 'relay', 0, upstream)
+      expect(net.rateOf(relay)).toBe(500)
+    })
+    expect(done.get('upstream')).toBeCloseTo(200, 6)
+    // 100 kB by 200 ms held to the upstream, then the rest at the link's 1,000 B/ms
+    expect(done.get('relay')).toBeCloseTo(300, 3)
     expect(relay?.upstream).toBeUndefined()
   })
 
