@@ -84,6 +84,32 @@ describe('agents among hostile and failing peers', () => {
     }
   }, 180_000)
 
+  it('a peer that announces every chunk as arriving and relays lies is banned; nothing it sent is stored', async () => {
+    const manifestBytes = await (await client.send(new GetObjectCommand({ Bucket: world.s3.bucket, Key: `${world.prefix}/manifests/${manifestCid}` }))).Body!.transformToByteArray()
+    const manifest = decodeManifest(manifestBytes, { expectedCid: manifestCid })
+    expect(manifest.version).toBe(3)
+    const seed = await world.startAgent('relay-seed')
+    const liar = await lyingPeer({ swarmKey: world.swarmKey, bootstrap: seed.multiaddrs, manifestCid, manifest, manifestBytes, chunk: originChunk, lie: () => true, relaying: true })
+    try {
+      // on the main thread's byte path, where an agent asks for and passes on relays
+      const victim = await world.startAgent('relay-victim', { env: { ...world.env, SWARM_WORKERS: '0' }, bootstrap: liar.node.multiaddrs() })
+      const to = join(world.work, 'relay-victim-out')
+      const pull = await swarm(['pull', 'hostile:v1', '--to', to, '--json'], victim.env)
+      expect(pull.code, pull.stderr + victim.stderr()).toBe(0)
+      expect(await hashes(to, model.files)).toEqual(await hashes(model.dir, model.files))
+      // it was asked for relays, and its bytes failed the chunks' CIDs
+      expect(liar.server.stats.requests).toBeGreaterThan(0)
+      expect(await metric(victim, 'swarm_chunks_rejected_total', { source: 'peer' })).toBeGreaterThanOrEqual(1)
+      expect(await metric(victim, 'swarm_peer_bans_total')).toBeGreaterThanOrEqual(1)
+      await victim.stop()
+      const own = await swarm(['verify', 'hostile:v1', '--json'], { ...world.env, SWARM_DATA_DIR: victim.dataDir })
+      expect(own.code, own.stderr).toBe(0)
+      expect(own.done?.bad).toEqual([])
+    } finally {
+      await liar.stop()
+    }
+  }, 180_000)
+
   it('a node without the swarm key can neither connect over libp2p nor fetch over the data port', async () => {
     const member = world.agents[0]!
     // the member holds the model, so a refusal below is about admission, not a missing chunk

@@ -122,6 +122,30 @@ describe('in-place GETs', () => {
     expect(response.headers.get('x-long')).toBe('a'.repeat(3000))
   })
 
+  it('reports a body\'s bytes as they land in the buffer named for it, the part that came with the head first', async () => {
+    const { server, client } = await setUp()
+    const body = randomBytes(50_000)
+    server.answers = [async socket => {
+      socket.write(Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 50000\r\n\r\n'), body.subarray(0, 100)]))
+      for (let at = 100; at < body.length; at += 10_000) {
+        await new Promise(resolve => setTimeout(resolve, 10))
+        socket.write(body.subarray(at, at + 10_000))
+      }
+    }]
+    const reports: Array<{ buffer: Uint8Array, received: number, copy: Buffer }> = []
+    const response = await client.get(server.endpoint, '/x', { into: whole, onBody: (buffer, received) => { reports.push({ buffer, received, copy: Buffer.from(buffer.subarray(0, received)) }) } })
+    expect(Buffer.compare(response.body, body)).toBe(0)
+    expect(reports[0]?.received).toBe(100)
+    expect(reports.length).toBeGreaterThan(2)
+    for (const [i, report] of reports.entries()) {
+      expect(report.buffer).toBe(response.body)
+      if (i > 0) expect(report.received).toBeGreaterThan(reports[i - 1]!.received)
+      // what was reported had landed: the bytes so far are the body's
+      expect(Buffer.compare(report.copy, body.subarray(0, report.received))).toBe(0)
+    }
+    expect(reports.at(-1)?.received).toBe(50_000)
+  })
+
   it('returns another status with the start of its body, and the connection stays usable', async () => {
     const { server, client } = await setUp()
     const document = `<?xml version="1.0"?><Error><Code>SlowDown</Code><Message>${'m'.repeat(200)}</Message></Error>`

@@ -14,7 +14,7 @@ import { DEFAULT_KEEP_ALIVE_MS, DEFAULT_MAX_ERROR_BODY_BYTES, ObjectGets } from 
 import { AZURE_API_VERSION, RETRY_BASE_DELAY_MS, RETRY_MAX_DELAY_MS } from './constants.js'
 import { AzureContainerNotFoundError, AzureCredentialsError, AzureRequestError } from './errors.js'
 import type { Endpoint } from '@swarm/http-in-place'
-import type { AbortOptions, BufferPool, Logger } from '@swarm/interface'
+import type { AbortOptions, BufferPool, ChunkFetchOptions, Logger, OnChunkData } from '@swarm/interface'
 
 /** How a request is authorized: a SAS (the query without `?`), or headers such as `authorization: Bearer …`. */
 export interface BlobAuth {
@@ -79,10 +79,10 @@ export class AzureBlobReads {
   }
 
   /** The whole blob `name`; with a `pool`, into a buffer lent from it. A missing one is NotFoundError naming `what`. */
-  async get (name: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
+  async get (name: string, what: string, options: ChunkFetchOptions, pool?: BufferPool): Promise<Uint8Array> {
     const { signal } = options
     try {
-      return await retrying(async attemptSignal => await this.getOnce(name, attemptSignal, pool), {
+      return await retrying(async attemptSignal => await this.getOnce(name, attemptSignal, pool, options.onData), {
         retries: this.init.retries,
         baseDelayMs: RETRY_BASE_DELAY_MS,
         maxDelayMs: RETRY_MAX_DELAY_MS,
@@ -95,13 +95,14 @@ export class AzureBlobReads {
     }
   }
 
-  private async getOnce (name: string, signal: AbortSignal | undefined, pool: BufferPool | undefined): Promise<Uint8Array> {
+  private async getOnce (name: string, signal: AbortSignal | undefined, pool: BufferPool | undefined, onData: OnChunkData | undefined): Promise<Uint8Array> {
     const auth = await this.init.authorize({ signal })
     const query = auth.query !== undefined && auth.query !== '' ? `?${auth.query.replace(/^\?/, '')}` : ''
     const response = await this.gets.get(this.endpoint, `${this.pathPrefix}${encodeName(name)}${query}`, {
       signal,
       headers: { 'x-ms-version': AZURE_API_VERSION, ...auth.headers },
-      into: (status, _headers, length) => status !== 200 ? undefined : pool !== undefined ? pool.take(length) : Buffer.allocUnsafe(length)
+      into: (status, _headers, length) => status !== 200 ? undefined : pool !== undefined ? pool.take(length) : Buffer.allocUnsafe(length),
+      ...(onData !== undefined ? { onBody: onData } : {})
     })
     if (response.status === 200) return response.body
     const text = Buffer.from(response.body.buffer, response.body.byteOffset, response.body.byteLength).toString('utf8')

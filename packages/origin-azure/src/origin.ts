@@ -19,7 +19,7 @@ import type { AzureOriginInit } from './index.js'
 import type { TokenCredential } from '@azure/core-auth'
 import type { BlobAuth } from './blob-reads.js'
 import type { AzureChunkReaderInit } from './reader.js'
-import type { AbortOptions, BufferPool, ChunkReaderSpec } from '@swarm/interface'
+import type { AbortOptions, BufferPool, ChunkFetchOptions, ChunkReaderSpec } from '@swarm/interface'
 import type { ObjectPut } from '@swarm/origin-layout'
 
 type Credential = StorageSharedKeyCredential | AnonymousCredential | TokenCredential
@@ -221,7 +221,7 @@ export class AzureOrigin extends ObjectStoreOrigin {
     return new AzureRequestError(failure.status, failure.azureCode, `${this.serviceUrl} refused ${what} (${this.url}): ${last}`, { cause: err })
   }
 
-  protected async getObject (name: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
+  protected async getObject (name: string, what: string, options: ChunkFetchOptions, pool?: BufferPool): Promise<Uint8Array> {
     return await this.reads.get(name, what, options, pool)
   }
 

@@ -133,6 +133,19 @@ describe('s3Origin', () => {
   })
 
   describe('object GETs', () => {
+    it('reports a chunk\'s bytes as they land, in the buffer getChunk then returns', async () => {
+      const origin = open()
+      const big = chunk(3 * 1024 * 1024)
+      await origin.putChunk(big.cid, big.bytes)
+      const reports: Array<{ buffer: Uint8Array, filled: number }> = []
+      const got = await origin.getChunk(big.cid, { onData: (buffer, filled) => { reports.push({ buffer, filled }) } })
+      expect(Buffer.from(got).equals(Buffer.from(big.bytes))).toBe(true)
+      expect(reports.length).toBeGreaterThan(1)
+      expect(reports.every(r => r.buffer === got)).toBe(true)
+      expect(reports.every((r, i) => i === 0 || r.filled > reports[i - 1]!.filled)).toBe(true)
+      expect(reports.at(-1)?.filled).toBe(big.bytes.length)
+    })
+
     it('reads bodies framed otherwise (chunked) through undici from then on, and says so once', async () => {
       const records: LogRecord[] = []
       const front = await faultServer(req => req.method === 'GET' ? 'proxy-chunked' : 'proxy')
