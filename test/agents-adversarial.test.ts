@@ -47,17 +47,28 @@ describe('agents among hostile and failing peers', () => {
     return await res.Body!.transformToByteArray()
   }
 
-  it('a lying peer is detected and dropped; its bytes are never stored; the pull completes correctly', async () => {
-    const seed = await world.startAgent('seed')
+  /** a lying peer of the model, and a victim agent (with `env`) that knows only it, pulling the model into a directory; the victim is checked to finish byte for byte */
+  async function victimOfLiar (name: string, relaying: boolean, env: Record<string, string> = world.env): Promise<{ liar: Awaited<ReturnType<typeof lyingPeer>>, victim: Awaited<ReturnType<TestWorld['startAgent']>>, manifest: ReturnType<typeof decodeManifest> }> {
+    const seed = await world.startAgent(`${name}-seed`)
     const manifestBytes = await (await client.send(new GetObjectCommand({ Bucket: world.s3.bucket, Key: `${world.prefix}/manifests/${manifestCid}` }))).Body!.transformToByteArray()
     const manifest = decodeManifest(manifestBytes, { expectedCid: manifestCid })
-    const liar = await lyingPeer({ swarmKey: world.swarmKey, bootstrap: seed.multiaddrs, manifestCid, manifest, manifestBytes, chunk: originChunk, lie: () => true })
+    const liar = await lyingPeer({ swarmKey: world.swarmKey, bootstrap: seed.multiaddrs, manifestCid, manifest, manifestBytes, chunk: originChunk, lie: () => true, relaying })
     try {
-      const victim = await world.startAgent('victim', { bootstrap: liar.node.multiaddrs() })
-      const to = join(world.work, 'victim-out')
+      const victim = await world.startAgent(name, { env, bootstrap: liar.node.multiaddrs() })
+      const to = join(world.work, `${name}-out`)
       const pull = await swarm(['pull', 'hostile:v1', '--to', to, '--json'], victim.env)
       expect(pull.code, pull.stderr + victim.stderr()).toBe(0)
       expect(await hashes(to, model.files)).toEqual(await hashes(model.dir, model.files))
+      return { liar, victim, manifest }
+    } catch (err) {
+      await liar.stop()
+      throw err
+    }
+  }
+
+  it('a lying peer is detected and dropped; its bytes are never stored; the pull completes correctly', async () => {
+    const { liar, victim, manifest } = await victimOfLiar('victim', false)
+    try {
       expect(liar.server.stats.requests).toBeGreaterThan(0)
       expect(await metric(victim, 'swarm_chunks_rejected_total', { source: 'peer' })).toBeGreaterThanOrEqual(1)
       // banned after its first bad answers: it was not asked for most chunks
@@ -85,18 +96,10 @@ describe('agents among hostile and failing peers', () => {
   }, 180_000)
 
   it('a peer that announces every chunk as arriving and relays lies is banned; nothing it sent is stored', async () => {
-    const manifestBytes = await (await client.send(new GetObjectCommand({ Bucket: world.s3.bucket, Key: `${world.prefix}/manifests/${manifestCid}` }))).Body!.transformToByteArray()
-    const manifest = decodeManifest(manifestBytes, { expectedCid: manifestCid })
-    expect(manifest.version).toBe(3)
-    const seed = await world.startAgent('relay-seed')
-    const liar = await lyingPeer({ swarmKey: world.swarmKey, bootstrap: seed.multiaddrs, manifestCid, manifest, manifestBytes, chunk: originChunk, lie: () => true, relaying: true })
+    // on the main thread's byte path, where an agent asks for and passes on relays
+    const { liar, victim, manifest } = await victimOfLiar('relay-victim', true, { ...world.env, SWARM_WORKERS: '0' })
     try {
-      // on the main thread's byte path, where an agent asks for and passes on relays
-      const victim = await world.startAgent('relay-victim', { env: { ...world.env, SWARM_WORKERS: '0' }, bootstrap: liar.node.multiaddrs() })
-      const to = join(world.work, 'relay-victim-out')
-      const pull = await swarm(['pull', 'hostile:v1', '--to', to, '--json'], victim.env)
-      expect(pull.code, pull.stderr + victim.stderr()).toBe(0)
-      expect(await hashes(to, model.files)).toEqual(await hashes(model.dir, model.files))
+      expect(manifest.version).toBe(3)
       // it was asked for relays, and its bytes failed the chunks' CIDs
       expect(liar.server.stats.requests).toBeGreaterThan(0)
       expect(await metric(victim, 'swarm_chunks_rejected_total', { source: 'peer' })).toBeGreaterThanOrEqual(1)
