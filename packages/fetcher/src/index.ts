@@ -108,9 +108,8 @@ interface InFlight {
   promise: Promise<FetchResult>
   controller: AbortController
   waiters: number
-  /** whether an attempt registered the chunk as arriving; those told, and those still to tell */
-  receiving: boolean
-  onReceiving: Array<() => void>
+  /** whether an attempt registered the chunk as arriving, and the waiters still to tell when one does */
+  receiving: { started: boolean, untold: Array<() => void> }
 }
 
 class ChunkFetcher implements Fetcher {
@@ -152,17 +151,17 @@ class ChunkFetcher implements Fetcher {
     if (flight == null) {
       const controller = new AbortController()
       const sources = options.sources ?? this.sources(request)
-      const created: InFlight = { promise: Promise.resolve({ source: 'local', kind: 'local', bytes: 0 }), controller, waiters: 0, receiving: false, onReceiving: [] }
-      created.promise = this.race(request, sources, controller.signal, () => {
-        created.receiving = true
-        for (const told of created.onReceiving.splice(0)) told()
+      const receiving: InFlight['receiving'] = { started: false, untold: [] }
+      const promise = this.race(request, sources, controller.signal, () => {
+        receiving.started = true
+        for (const tell of receiving.untold.splice(0)) tell()
       }).finally(() => { this.inFlight.delete(request.cid) })
-      flight = created
+      flight = { promise, controller, waiters: 0, receiving }
       this.inFlight.set(request.cid, flight)
     }
     if (options.onReceiving !== undefined) {
-      if (flight.receiving) options.onReceiving()
-      else flight.onReceiving.push(options.onReceiving)
+      if (flight.receiving.started) options.onReceiving()
+      else flight.receiving.untold.push(options.onReceiving)
     }
     return await this.wait(flight, options.signal)
   }
