@@ -387,7 +387,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     }
     // as the data server: a small answer takes no upload slot; a large one a free slot, within the
     // peer's share, and not one of those reserved for peers holding none
-    if (transfer.size > SMALL_ANSWER_LENGTH && !slotFree(peer, node)) {
+    if (transfer.size > SMALL_ANSWER_LENGTH && !slotFree(peer, node, upstream !== undefined)) {
       counters.busy++
       queue.push(now + lat.link(node.index, peer.index), { type: 'fail', transfer, why: 'busy' })
       return
@@ -417,20 +417,23 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
     transfer.onReceiving()
   }
 
-  /** Whether `peer`'s data server gives `node` an upload slot: the server's own rule. */
-  function slotFree (peer, node) {
+  /**
+   * Whether `peer`'s data server gives `node` an upload slot: the server's own rule (its gate's).
+   * A relay lands at its source's pace: it takes one of `uploadSlots` but none of those its
+   * landing times open, and a relay asked for takes a slot on the same terms.
+   */
+  function slotFree (peer, node, relay) {
     let takenByPeer = 0
     let relays = 0
     for (const flow of net.up[peer.index]) {
       if (flow.dst === node.index) takenByPeer++
       if (flow.upstream !== undefined) relays++
     }
-    // a relay lands at its source's pace: the data server would count it against its slots, not
-    // against how many land within its landing time (see docs/cut-through.md)
-    if (relays > 0 && net.uploads(peer.index) >= settings.uploadSlots) return false
+    const uploads = net.uploads(peer.index)
+    if (uploads >= settings.uploadSlots) return false
     return uploadSlotFree({
-      open: peer.uploads.limit,
-      taken: net.uploads(peer.index) - relays,
+      open: relay ? settings.uploadSlots : peer.uploads.limit,
+      taken: relay ? uploads : uploads - relays,
       takenByPeer,
       maxUploads: settings.uploadSlots,
       maxUploadsPerPeer: DEFAULT_MAX_UPLOADS_PER_PEER,
