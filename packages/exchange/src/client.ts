@@ -21,7 +21,9 @@
  * A relay (a GET of a chunk the peer is still receiving, see the protocol's notes) goes on a
  * connection with nothing else in flight, and nothing else is sent on that connection until its
  * answer is in: the answer takes as long as the peer's own transfer, and a request queued behind
- * it would wait as long. A relay given up closes its connection, which ends the answer.
+ * it would wait as long. A relay given up closes its connection, which ends the answer. Its
+ * timeout counts from the last bytes it brought, not from when it was sent: it is as slow as
+ * the peer's source, and alive while bytes come.
  *
  * Responses are read in place (see `FrameReader`): Node's TLS decrypts each record straight into
  * the buffer the payload is handed out in, so a chunk costs no allocation per read and no copy in
@@ -36,7 +38,8 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { AbortError, BufferPool, NotFoundError, silentLogger } from '@swarm/interface'
 import {
   DEFAULT_CONNECTIONS_PER_PEER, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_INFLIGHT_PER_CONNECTION, DEFAULT_REQUEST_TIMEOUT_MS,
-  HANDSHAKE_TIMEOUT_MS, MAX_CANCELLED_PER_CONNECTION, MAX_CHUNK_SIZE, MAX_ERROR_MESSAGE_LENGTH, RECONNECT_BACKOFF_MS
+  HANDSHAKE_TIMEOUT_MS, MAX_CANCELLED_PER_CONNECTION, MAX_CHUNK_SIZE, MAX_ERROR_MESSAGE_LENGTH, RECONNECT_BACKOFF_MS,
+  RELAY_TIMEOUT_REFRESH_MS
 } from './constants.js'
 import {
   ClientClosedError, ConnectionClosedError, ConnectionFailedError, InvalidRequestError, PeerAuthenticationError,
@@ -141,6 +144,8 @@ interface PendingRequest {
   readonly pool: PeerPool
   readonly relay: boolean
   readonly onData: OnChunkData | undefined
+  /** a relay's bytes came: its timeout starts again */
+  progressed?: () => void
   id: number
   connection: ClientConnection | undefined
   sentAt: number
@@ -262,6 +267,16 @@ class TlsDataClient implements DataClient {
           connection.socket.destroy()
         }
       }, this.requestTimeoutMs)
+      if (pending.relay) {
+        let refreshedAt = performance.now()
+        pending.progressed = () => {
+          // at most once a second: a timer moved per read would cost more than the read
+          const now = performance.now()
+          if (now - refreshedAt < RELAY_TIMEOUT_REFRESH_MS) return
+          refreshedAt = now
+          timer.refresh()
+        }
+      }
       signal?.addEventListener('abort', onAbort, { once: true })
       pool.queue.push(pending)
       this.dispatch(pool)
@@ -395,7 +410,9 @@ class TlsDataClient implements DataClient {
       onHeader: (header, payloadLength) => this.responseHeader(connection, header, payloadLength),
       allocate: payloadLength => this.buffers.take(payloadLength),
       onProgress: ({ request, status }, payload, filled) => {
-        if (status === Status.OK && !request.settled) request.onData?.(payload, filled)
+        if (status !== Status.OK || request.settled) return
+        request.progressed?.()
+        request.onData?.(payload, filled)
       },
       onFrame: (context, payload) => { this.response(connection, context, payload) }
     })

@@ -92,6 +92,9 @@ export const DEFAULT_MAX_INFLIGHT_PER_CONNECTION = 8
 /** A fetch, from the call to the last payload byte, including any wait for a connection. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000
 
+/** A relay's timeout starts again when bytes come, at most this often. */
+export const RELAY_TIMEOUT_REFRESH_MS = 1_000
+
 /**
  * TLS handshake plus certificate verification, on both sides, counted from the TCP accept or
  * dial as one deadline (not as inactivity, which a peer trickling bytes could stretch forever).

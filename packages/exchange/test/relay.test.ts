@@ -3,7 +3,7 @@ import { ArrivingChunks } from '@swarm/fetcher'
 import { NotFoundError } from '@swarm/interface'
 import { blockDigests } from '@swarm/manifest'
 import { afterEach, describe, expect, it } from 'vitest'
-import { ConnectionClosedError, dataClient, dataServer } from '../src/index.js'
+import { ConnectionClosedError, RequestTimeoutError, dataClient, dataServer } from '../src/index.js'
 import { MemoryStore, cidOf, identity, randomChunk } from './helpers.js'
 import type { DataClient, DataPeer, DataServer, DataServerInit } from '../src/index.js'
 import type { BlockDigests } from '@swarm/interface'
@@ -163,6 +163,33 @@ describe('relays: a chunk passed on while it arrives', () => {
     }
     for (const [i, relay] of relayed.entries()) expect(Buffer.compare(await relay, arriving[i]!.bytes)).toBe(0)
   })
+
+  it('keeps a relay alive past the request timeout while its bytes come, and times it out once they stop', async () => {
+    const { arrivals, peer } = await setUp()
+    const client = dataClient({ privateKey: (await identity()).privateKey, requestTimeoutMs: 1_500 })
+    cleanups.push(async () => { await client.close() })
+    const bytes = randomBytes(SIZE)
+    const cid = await cidOf(bytes)
+    const arrival = arrivals.begin(cid, SIZE, digestsOf(bytes))
+    const buffer = Buffer.from(bytes)
+    arrival?.land(buffer, BLOCK)
+    const started = performance.now()
+    const relayed = client.fetch(peer, { cid, size: SIZE }, { relay: true })
+    // a block every 400 ms: the whole chunk takes about 4.8 s, over three times the timeout
+    for (let filled = 2 * BLOCK; filled < SIZE; filled += BLOCK) {
+      await new Promise(resolve => setTimeout(resolve, 400))
+      arrival?.land(buffer, filled)
+    }
+    arrival?.land(buffer, SIZE)
+    arrival?.end({ bytes: buffer, free: () => {} })
+    expect(Buffer.compare(await relayed, bytes)).toBe(0)
+    expect(performance.now() - started).toBeGreaterThan(3_000)
+
+    const stalled = randomBytes(SIZE)
+    const stalledCid = await cidOf(stalled)
+    arrivals.begin(stalledCid, SIZE, digestsOf(stalled))?.land(Buffer.from(stalled), BLOCK)
+    await expect(client.fetch(peer, { cid: stalledCid, size: SIZE }, { relay: true })).rejects.toThrow(RequestTimeoutError)
+  }, 20_000)
 
   it('closes a relay the client gives up, which frees the server\'s slot', async () => {
     const { server, arrivals, client, peer } = await setUp()
