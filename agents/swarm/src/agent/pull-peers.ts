@@ -18,7 +18,7 @@ import { originSource } from '@swarm/fetcher'
 import { MANIFEST_LIMITS } from '@swarm/manifest'
 import type { DataClient } from '@swarm/exchange'
 import type { ChunkSource, Logger, Origin } from '@swarm/interface'
-import type { PeerBannedEvent, PeerDisconnectedEvent, PeerHaveEvent, PeerJoinedEvent, PeerLeftEvent, SwarmNode } from '@swarm/p2p'
+import type { ControlEvents, PeerBannedEvent, PeerHaveEvent, SwarmNode } from '@swarm/p2p'
 import type { ManifestPeers, PullPeers, PullSources } from '@swarm/pull'
 
 /** How long one provider lookup of a running pull may take. */
@@ -59,37 +59,29 @@ export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid:
     subscribe (events) {
       const control = node.control
       const scores = node.peerScores
-      const onJoined = (event: CustomEvent<PeerJoinedEvent>): void => {
+      const removers: Array<() => void> = []
+      const on = <K extends keyof ControlEvents>(type: K, handler: (event: ControlEvents[K]) => void): void => {
+        control.addEventListener(type, handler)
+        removers.push(() => { control.removeEventListener(type, handler) })
+      }
+      // haves and arrivals of this manifest, each to its handler
+      const indicesOf = (deliver: (peerId: string, indices: readonly number[]) => void) => (event: CustomEvent<PeerHaveEvent>): void => {
+        if (event.detail.manifestCid === manifestCid) deliver(event.detail.peerId, event.detail.indices)
+      }
+      on('peer:joined', event => {
         if (event.detail.manifestCid === manifestCid) events.joined({ peerId: event.detail.peerId, pulling: event.detail.pulling, bitfield: event.detail.bitfield, fetchers: event.detail.fetchers })
-      }
-      const onHave = (event: CustomEvent<PeerHaveEvent>): void => {
-        if (event.detail.manifestCid === manifestCid) events.have(event.detail.peerId, event.detail.indices)
-      }
-      const onArriving = (event: CustomEvent<PeerHaveEvent>): void => {
-        if (event.detail.manifestCid === manifestCid) events.arriving(event.detail.peerId, event.detail.indices)
-      }
-      const onNotArriving = (event: CustomEvent<PeerHaveEvent>): void => {
-        if (event.detail.manifestCid === manifestCid) events.notArriving(event.detail.peerId, event.detail.indices)
-      }
-      const onLeft = (event: CustomEvent<PeerLeftEvent>): void => {
+      })
+      on('peer:have', indicesOf(events.have))
+      on('peer:arriving', indicesOf(events.arriving))
+      on('peer:not-arriving', indicesOf(events.notArriving))
+      on('peer:left', event => {
         if (event.detail.manifestCid === manifestCid) events.left(event.detail.peerId, 'left')
-      }
-      const onDisconnected = (event: CustomEvent<PeerDisconnectedEvent>): void => { events.left(event.detail.peerId, 'disconnected') }
+      })
+      on('peer:disconnected', event => { events.left(event.detail.peerId, 'disconnected') })
       const onBanned = (event: CustomEvent<PeerBannedEvent>): void => { events.left(event.detail.peerId, 'banned') }
       scores.addEventListener('peer:banned', onBanned)
-      control.addEventListener('peer:joined', onJoined)
-      control.addEventListener('peer:have', onHave)
-      control.addEventListener('peer:arriving', onArriving)
-      control.addEventListener('peer:not-arriving', onNotArriving)
-      control.addEventListener('peer:left', onLeft)
-      control.addEventListener('peer:disconnected', onDisconnected)
       return () => {
-        control.removeEventListener('peer:joined', onJoined)
-        control.removeEventListener('peer:have', onHave)
-        control.removeEventListener('peer:arriving', onArriving)
-        control.removeEventListener('peer:not-arriving', onNotArriving)
-        control.removeEventListener('peer:left', onLeft)
-        control.removeEventListener('peer:disconnected', onDisconnected)
+        for (const remove of removers.splice(0)) remove()
         scores.removeEventListener('peer:banned', onBanned)
       }
     }
