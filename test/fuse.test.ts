@@ -177,8 +177,9 @@ describe.each(['kernel', 'fuse-native'])('the FUSE view (%s adapter)', (adapter)
     const a = agents[0] as RunningAgent
     const b = await agent('b', { bootstrap: a.multiaddrs })
     // a's hello and its join of the model (set aside by b until b's view resolves the name): a
-    // fixed wait for them left b reading everything from the origin on a loaded machine
-    const deadline = Date.now() + 15_000
+    // fixed wait for them left b reading everything from the origin on a loaded machine, and with
+    // the whole suite running, 15 s was once not enough (a failed first dial backs off 1, 2, 4 s…)
+    const deadline = Date.now() + 40_000
     while (await metric(b, 'swarm_peer_control_state_bytes') <= 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
     expect(await metric(b, 'swarm_peer_control_state_bytes')).toBeGreaterThan(0)
     world.proxy.reset()
@@ -208,7 +209,7 @@ describe.each(['kernel', 'fuse-native'])('the FUSE view (%s adapter)', (adapter)
     const originBytes = world.proxy.getBytes.chunks ?? 0
     process.stderr.write(`concurrent readers on a fresh node: ${peerBytes} B from the peer, ${originBytes} B from the origin\n`)
     expect(peerBytes).toBeGreaterThan(originBytes)
-  })
+  }, 120_000)
 
   it('an agent killed with SIGKILL leaves no hung readers, and serves the mount again when restarted', async () => {
     const a = agents[0] as RunningAgent
