@@ -513,7 +513,7 @@ class ServerConnection {
       if (!go) return
       let landed = false
       try {
-        landed = await this.serve(request, controller)
+        landed = await this.serve({ ...request, relay }, controller)
       } catch (err) {
         if (err instanceof PeerNotAdmittedError) {
           stats.rejectedPeers++
@@ -532,7 +532,7 @@ class ServerConnection {
     })
   }
 
-  /** resolves true once an OK payload past the coalescing size went out whole: a chunk's landing (a small answer, an error, a refusal or a cancelled request is none) */
+  /** `relay`: as decided when the slot was taken (never on a slot the landing times opened); resolves true once an OK payload past the coalescing size went out whole: a chunk's landing (a small answer, an error, a refusal or a cancelled request is none) */
   private async serve ({ id, cid, maxSize, relay }: { id: number, cid: string, maxSize: number, relay: boolean }, controller: AbortController): Promise<boolean> {
     let status: Status
     let payload: Uint8Array | undefined

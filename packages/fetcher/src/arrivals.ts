@@ -26,10 +26,8 @@
  */
 
 import { createHash } from 'node:crypto'
-import { AbortError, ChunkArrivalFailedError } from '@swarm/interface'
+import { AbortError, BLOCK_DIGEST_BYTES, ChunkArrivalFailedError } from '@swarm/interface'
 import type { AbortOptions, ArrivingChunk, BlockDigests, ChunkArrivals, CidString } from '@swarm/interface'
-
-const DIGEST_BYTES = 32
 
 /** The fetcher's side of one arrival. */
 export interface Arrival {
@@ -158,7 +156,7 @@ class ArrivingChunkState {
       if (end > this.filled) break
       const block = this.verified / blockSize
       const digest = createHash('sha256').update(buffer.subarray(this.verified, end)).digest()
-      if (!digest.equals(digests.subarray(block * DIGEST_BYTES, (block + 1) * DIGEST_BYTES))) {
+      if (!digest.equals(digests.subarray(block * BLOCK_DIGEST_BYTES, (block + 1) * BLOCK_DIGEST_BYTES))) {
         this.fail(`block ${block} does not match its digest`)
         return
       }
@@ -236,5 +234,5 @@ export class ArrivingChunks implements ChunkArrivals {
 /** whether `blocks` holds one digest for each block of a chunk of `size` bytes */
 export function coversSize (blocks: BlockDigests, size: number): boolean {
   return Number.isInteger(blocks.blockSize) && blocks.blockSize > 0 && size > 0 &&
-    blocks.digests.byteLength === Math.ceil(size / blocks.blockSize) * DIGEST_BYTES
+    blocks.digests.byteLength === Math.ceil(size / blocks.blockSize) * BLOCK_DIGEST_BYTES
 }

@@ -268,19 +268,20 @@ class ChunkFetcher implements Fetcher {
       arrival?.end({ reason: `${source.name} failed` })
       throw timedOut(signal) ?? err
     }
-    if (arrival !== undefined) {
-      // the source's buffer goes back once the data server's readers of it are done
-      const release = source.release
-      const stored = await this.storeBytes(request, source, bytes, signal, () => {})
-        .catch((err: unknown) => {
-          arrival.end({ reason: err instanceof ChunkVerificationError ? `${source.name} sent bytes that failed verification` : 'it was not stored' })
-          release?.call(source, bytes)
-          throw err
-        })
-      arrival.end({ bytes, free: () => { release?.call(source, bytes) } })
-      return stored
+    // once the store has settled the bytes, they go back to their source; while the chunk is
+    // arriving, after the data server's last reader of them too
+    const release = (): void => { source.release?.(bytes) }
+    let stored: FetchResult
+    try {
+      stored = await this.storeBytes(request, source, bytes, signal)
+    } catch (err) {
+      arrival?.end({ reason: err instanceof ChunkVerificationError ? `${source.name} sent bytes that failed verification` : 'it was not stored' })
+      release()
+      throw err
     }
-    return await this.storeBytes(request, source, bytes, signal, () => { source.release?.(bytes) })
+    if (arrival !== undefined) arrival.end({ bytes, free: release })
+    else release()
+    return stored
   }
 
   /**
@@ -322,8 +323,8 @@ class ChunkFetcher implements Fetcher {
     }
   }
 
-  /** checks the bytes' length and has the store verify and write them; `release` once the store has settled them */
-  private async storeBytes (request: ChunkRequest, source: ChunkSource, bytes: Uint8Array, signal: AbortSignal, release: () => void): Promise<FetchResult> {
+  /** checks the bytes' length and has the store verify and write them (lent to a waiting reader meanwhile, see `landing`) */
+  private async storeBytes (request: ChunkRequest, source: ChunkSource, bytes: Uint8Array, signal: AbortSignal): Promise<FetchResult> {
     let landed: (() => void) | undefined
     const landing = this.landing
     try {
@@ -338,9 +339,8 @@ class ChunkFetcher implements Fetcher {
         throw err
       }
     } finally {
-      // putChunk has settled, so nothing reads the bytes any more
+      // putChunk has settled: the reader they were lent to is done with them
       landed?.()
-      release()
     }
     return { source: source.name, kind: source.kind, bytes: bytes.byteLength }
   }

@@ -130,6 +130,9 @@ export interface ChunkRequest {
   blocks?: BlockDigests
 }
 
+/** Bytes of one block digest (SHA-256) in {@link BlockDigests} and a version 3 manifest. */
+export const BLOCK_DIGEST_BYTES = 32
+
 /** The SHA-256 of each `blockSize` bytes of a chunk, the last block shorter, concatenated (32 bytes each). */
 export interface BlockDigests {
   blockSize: number

@@ -2,12 +2,12 @@
  * Block digests of a version 3 manifest: the SHA-256 of each `blockSize` bytes of a chunk (the
  * last block shorter), concatenated, in base64 in the manifest. They let a node check a chunk
  * block by block while it arrives, and pass the checked blocks on (see @swarm/fetcher's
- * `ArrivingChunks`); the chunk's CID still checks it whole before it is stored.
+ * `ArrivingChunks`); the chunk's CID still checks it whole before it is stored. Decoded for each
+ * chunk request by `uniqueChunks` (@swarm/interface).
  */
 
 import { createHash } from 'node:crypto'
-import { BLOCK_DIGEST_BYTES } from './constants.js'
-import type { BlockDigests, ChunkRef, Manifest } from '@swarm/interface'
+import { BLOCK_DIGEST_BYTES } from '@swarm/interface'
 
 /** The digests of `bytes` cut in blocks of `blockSize`, as a version 3 manifest writes them. */
 export function blockDigests (bytes: Uint8Array, blockSize: number): string {
@@ -18,10 +18,4 @@ export function blockDigests (bytes: Uint8Array, blockSize: number): string {
     createHash('sha256').update(bytes.subarray(k * blockSize, (k + 1) * blockSize)).digest().copy(digests, k * BLOCK_DIGEST_BYTES)
   }
   return digests.toString('base64')
-}
-
-/** A chunk's block digests, where its (validated) manifest lists them; undefined before version 3. */
-export function chunkBlocks (manifest: Pick<Manifest, 'blockSize'>, chunk: Pick<ChunkRef, 'blocks'>): BlockDigests | undefined {
-  if (manifest.blockSize === undefined || chunk.blocks === undefined) return undefined
-  return { blockSize: manifest.blockSize, digests: Buffer.from(chunk.blocks, 'base64') }
 }

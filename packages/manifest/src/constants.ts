@@ -32,8 +32,6 @@ export const MAX_REF_NAME_LENGTH = 200
 
 export const MAX_TAG_LENGTH = 128
 
-/** Bytes of one block digest in a version 3 manifest (SHA-256). */
-export const BLOCK_DIGEST_BYTES = 32
 /** Block sizes a version 3 manifest may name: small enough to pass on early, large enough that digests stay a small part of it. */
 export const MIN_BLOCK_SIZE = 16 * 1024
 export const MAX_BLOCK_SIZE = MANIFEST_LIMITS.maxChunkSize

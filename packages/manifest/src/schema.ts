@@ -13,9 +13,9 @@
  */
 
 import { z } from 'zod'
-import { InvalidManifestError, MANIFEST_VERSION, MANIFEST_VERSION_WITH_BLOCKS, MANIFEST_VERSION_WITH_METADATA, type FileEntry, type Manifest } from '@swarm/interface'
+import { BLOCK_DIGEST_BYTES, InvalidManifestError, MANIFEST_VERSION, MANIFEST_VERSION_WITH_BLOCKS, MANIFEST_VERSION_WITH_METADATA, type FileEntry, type Manifest } from '@swarm/interface'
 import { isChunkCid, parseChunkCid } from '@swarm/chunker'
-import { BLOCK_DIGEST_BYTES, MANIFEST_LIMITS, MAX_BLOCK_SIZE, MAX_METADATA_KEY_LENGTH, METADATA_KEY_PATTERN, MIN_BLOCK_SIZE } from './constants.js'
+import { MANIFEST_LIMITS, MAX_BLOCK_SIZE, MAX_METADATA_KEY_LENGTH, METADATA_KEY_PATTERN, MIN_BLOCK_SIZE } from './constants.js'
 
 const { maxChunkSize, maxFileSize, maxFiles, maxMetadataEntries, maxMetadataValueLength, maxPathLength, maxPathSegmentLength, maxTensorsPerFile, maxTotalChunks } = MANIFEST_LIMITS
 

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { InvalidManifestError, uniqueChunks, type Manifest } from '@swarm/interface'
 import { cidForBytes } from '@swarm/chunker'
-import { blockDigests, chunkBlocks, decodeManifest, encodeManifest, validateManifest } from '../src/index.js'
+import { blockDigests, decodeManifest, encodeManifest, validateManifest } from '../src/index.js'
 
 const KiB = 1024
 
@@ -46,7 +46,7 @@ describe('version 3: block digests', () => {
     const requests = uniqueChunks(manifest)
     expect(requests.map(r => r.blocks?.digests.byteLength)).toEqual([4 * 32, 3 * 32])
     expect(requests[0]?.blocks?.blockSize).toBe(16 * KiB)
-    expect(chunkBlocks(manifest, manifest.files[0]?.chunks[1] ?? {})).toEqual(requests[1]?.blocks)
+    expect(Buffer.from(requests[1]?.blocks?.digests ?? []).toString('base64')).toBe(manifest.files[0]?.chunks[1]?.blocks)
     const v1: Manifest = { version: 1, chunkSize: manifest.chunkSize, files: manifest.files.map(f => ({ ...f, chunks: f.chunks.map(({ blocks: _, ...c }) => c) })) }
     expect(uniqueChunks(v1).every(r => r.blocks === undefined)).toBe(true)
   })
