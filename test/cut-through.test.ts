@@ -5,7 +5,9 @@
  * other's; with the block digests of a version 3 manifest, each passes its chunks on while they
  * still arrive from the origin, instead of once they are whole. What must hold: both pulls
  * return the model byte for byte, chunks were relayed while arriving (the agents' metrics), the
- * origin sent about one copy, and with a manifest without block digests nothing is relayed.
+ * origin sent about one copy, and with a manifest without block digests nothing is relayed. The
+ * same holds where byte workers carry the bytes: a chunk lands in one worker and is relayed by
+ * whichever thread's data server the relay's connection reached, from the memory they share.
  */
 
 import { createHash } from 'node:crypto'
@@ -43,37 +45,43 @@ describe('cut-through: chunks passed on while they arrive', () => {
     await world.close()
   }, 120_000)
 
-  /** two agents on the main thread's byte path (cut-through needs it), pulling `name` at once */
-  async function pullOnTwo (name: string, fleet: string): Promise<{ agents: RunningAgent[], outs: string[] }> {
-    const agents = await world.startFleet(fleet, 2, { env: { ...world.env, SWARM_WORKERS: '0' } })
+  /** two agents pulling `name` at once, their bytes on the main thread or on `workers` byte workers */
+  async function pullOnTwo (name: string, fleet: string, workers = 0): Promise<{ agents: RunningAgent[], outs: string[] }> {
+    const agents = await world.startFleet(fleet, 2, { env: { ...world.env, SWARM_WORKERS: String(workers) } })
     const outs = agents.map((_, i) => join(world.work, `${fleet}-out-${i}`))
     const pulls = await Promise.all(agents.map(async (agent, i) => await swarm(['pull', name, '--to', outs[i] as string, '--json'], agent.env)))
     for (const [i, pull] of pulls.entries()) expect(pull.code, pull.stderr + (agents[i] as RunningAgent).stderr()).toBe(0)
     return { agents, outs }
   }
 
-  it('relays chunks between two agents while the origin still sends them, the origin sending about one copy', async () => {
-    const model = await writeSyntheticModel(join(world.work, 'model'), { ...SMALL_SHAPE, seed: 'cut-through' })
-    const manifestCid = await world.push(model.dir, 'relayed:v1')
+  async function pushedChunks (dir: string, ref: string): Promise<number> {
+    const manifestCid = await world.push(dir, ref)
     const client = s3Client(world.s3)
     const manifest = decodeManifest(await (await client.send(new GetObjectCommand({ Bucket: world.s3.bucket, Key: `${world.prefix}/manifests/${manifestCid}` }))).Body!.transformToByteArray(), { expectedCid: manifestCid })
     client.destroy()
     expect(manifest.version).toBe(3)
-    const chunks = uniqueChunks(manifest).length
-    world.proxy.reset()
-    world.proxy.chunkBytesPerSecond = ORIGIN_RATE
-    const { agents, outs } = await pullOnTwo('relayed:v1', 'relay')
-    for (const out of outs) {
-      for (const file of model.files) expect(await sha256(join(out, file)), file).toBe(await sha256(join(model.dir, file)))
-    }
-    const relays = await Promise.all(agents.map(async agent => await metric(agent, 'swarm_data_relays_total', { outcome: 'started' })))
-    const cut = await Promise.all(agents.map(async agent => await metric(agent, 'swarm_data_relays_total', { outcome: 'cut' })))
-    expect(relays[0]! + relays[1]!).toBeGreaterThan(0)
-    expect(cut).toEqual([0, 0])
-    // about one copy from the origin: the agents share what they fetch (a fallback may fetch a late chunk twice)
-    expect(world.proxy.gets.chunks).toBeGreaterThanOrEqual(chunks)
-    expect(world.proxy.gets.chunks).toBeLessThanOrEqual(Math.ceil(chunks * 1.1))
-  }, 180_000)
+    return uniqueChunks(manifest).length
+  }
+
+  for (const workers of [0, 2]) {
+    it(`relays chunks between two agents while the origin still sends them, the origin sending about one copy (${workers === 0 ? 'bytes on the main thread' : `${workers} byte workers`})`, async () => {
+      const model = await writeSyntheticModel(join(world.work, `model-${workers}`), { ...SMALL_SHAPE, seed: `cut-through-${workers}` })
+      const chunks = await pushedChunks(model.dir, `relayed-${workers}:v1`)
+      world.proxy.reset()
+      world.proxy.chunkBytesPerSecond = ORIGIN_RATE
+      const { agents, outs } = await pullOnTwo(`relayed-${workers}:v1`, `relay-${workers}`, workers)
+      for (const out of outs) {
+        for (const file of model.files) expect(await sha256(join(out, file)), file).toBe(await sha256(join(model.dir, file)))
+      }
+      const relays = await Promise.all(agents.map(async agent => await metric(agent, 'swarm_data_relays_total', { outcome: 'started' })))
+      const cut = await Promise.all(agents.map(async agent => await metric(agent, 'swarm_data_relays_total', { outcome: 'cut' })))
+      expect(relays[0]! + relays[1]!).toBeGreaterThan(0)
+      expect(cut).toEqual([0, 0])
+      // about one copy from the origin: the agents share what they fetch (a fallback may fetch a late chunk twice)
+      expect(world.proxy.gets.chunks).toBeGreaterThanOrEqual(chunks)
+      expect(world.proxy.gets.chunks).toBeLessThanOrEqual(Math.ceil(chunks * 1.1))
+    }, 180_000)
+  }
 
   it('relays nothing for a manifest without block digests', async () => {
     const model = await writeSyntheticModel(join(world.work, 'model-plain'), { ...SMALL_SHAPE, seed: 'plain' })

@@ -44,7 +44,8 @@
 // global time limit; processes still running inside them are ended first.
 //
 // Env: FANOUT_N (1,2,4,8,16), FANOUT_MODEL_MIB (128), FANOUT_LINK_MBIT (50), FANOUT_ORIGIN_MBIT (50),
-// FANOUT_CHUNK_SIZE (4MiB), FANOUT_BLOCK_SIZE (256KiB; 0: no block digests, so no cut-through), FANOUT_CASES (swarm,bittorrent,baseline,late,churn), FANOUT_EVENTS_N (8),
+// FANOUT_CHUNK_SIZE (4MiB), FANOUT_BLOCK_SIZE (256KiB; 0: no block digests, so no cut-through),
+// FANOUT_WORKERS (the agents' byte workers, SWARM_WORKERS; unset: their default, none below 4 cores), FANOUT_CASES (swarm,bittorrent,baseline,late,churn), FANOUT_EVENTS_N (8),
 // FANOUT_BT_PIECES (256KiB,<chunk size>: a BitTorrent run per piece size), FANOUT_BT_ANNOUNCE_S
 // (5: the tracker's announce interval), FANOUT_WARMUP_MIB (0: off; else every agent first pulls a
 // model of this size, its own bytes, and the figures are of its second pull: an agent that has
@@ -92,6 +93,8 @@ const settings = {
   chunkSize: process.env.FANOUT_CHUNK_SIZE ?? '4MiB',
   // the manifest's block digests: 0 pushes a version 1 manifest, whose chunks pass on only once whole
   blockSize: process.env.FANOUT_BLOCK_SIZE ?? '256KiB',
+  // the agents' byte workers; unset: the agents' own default
+  workers: process.env.FANOUT_WORKERS,
   cases: (process.env.FANOUT_CASES ?? 'swarm,bittorrent,baseline,late,churn').split(',').map(s => s.trim()),
   eventsN: envNumber('FANOUT_EVENTS_N', 8, 1),
   runLimit: envNumber('FANOUT_RUN_LIMIT', 8, 1),
@@ -441,6 +444,7 @@ async function startAgent (index, { bootstrap, env, keyFile, dir }) {
     SWARM_METRICS_HOST: '127.0.0.1',
     SWARM_METRICS_PORT: '9464',
     SWARM_SWARM_KEY_FILE: keyFile,
+    ...(settings.workers != null ? { SWARM_WORKERS: settings.workers } : {}),
     ...(bootstrap != null ? { SWARM_BOOTSTRAP: bootstrap.join(',') } : {})
   }
   let onReady
@@ -1026,7 +1030,7 @@ if (model != null && results.length > 0) {
   const s = ms => Number.isFinite(ms) ? fmt(ms / 1000) : '–'
   const row = cells => '| ' + cells.join(' | ') + ' |'
   const lines = []
-  lines.push(`Fan-out over shaped links: ${fmt(M / MiB, 1)} MiB model (${model.chunks.length} chunks of ≤ ${settings.chunkSize}, ${settings.blockSize === '0' ? 'no block digests' : `block digests of ${settings.blockSize}`}), per-node links ${settings.linkMbit} Mbit/s up and down, origin ${settings.originMbit} Mbit/s; ` +
+  lines.push(`Fan-out over shaped links: ${fmt(M / MiB, 1)} MiB model (${model.chunks.length} chunks of ≤ ${settings.chunkSize}, ${settings.blockSize === '0' ? 'no block digests' : `block digests of ${settings.blockSize}`}${settings.workers != null ? `, agents with ${settings.workers} byte workers` : ''}), per-node links ${settings.linkMbit} Mbit/s up and down, origin ${settings.originMbit} Mbit/s; ` +
     `a run stops at ${settings.runLimit} × T* (≥ 60 s), and a node still pulling then counts as that long ("≥").`)
   lines.push('')
   lines.push(row(['N', 'run', 'p50 s', 'p99 s', 'max s', 'T* s', 'p99 / T*', 'origin egress / M (wire)', 'origin / M (chunks)', 'peer share', 'origin link busy', 'finished', 'fleet CPU s / GB', 'CPU: machine busy mean / max, fleet cores']))

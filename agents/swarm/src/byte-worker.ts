@@ -21,7 +21,7 @@
  * (`serve`; see worker-serving.ts), so uploads leave the main thread too.
  */
 import { threadId, workerData } from 'node:worker_threads'
-import { OriginUnavailableError } from '@swarm/interface'
+import { OriginUnavailableError, shareBufferPoolMemory } from '@swarm/interface'
 import { askMain, serveChunkJobs } from '@swarm/workers'
 import { CHUNK_READER_PACKAGES, CHUNK_READER_QUESTION, ORIGIN_PACKAGES, locateQuestion, openChunkReader, openOriginSpec } from './origin-spec.js'
 import type { OriginSpec } from './origin-spec.js'
@@ -45,6 +45,11 @@ export interface ByteWorkerData {
   downloadBytesPerSecond: number
   /** where this worker serves the node's data port; absent: the main thread serves */
   serve?: WorkerServing
+  /**
+   * chunks land in memory shared with the other threads, which relay them while they arrive
+   * (@swarm/workers' shared-arrival.ts): this thread's buffer pools allocate from SharedArrayBuffer
+   */
+  shareArrivals?: boolean
 }
 
 /** What a byte worker reports about itself (`describe`). */
@@ -56,6 +61,8 @@ export interface ByteWorkerReport {
 }
 
 const data = workerData as ByteWorkerData
+// before any client makes its pools
+if (data.shareArrivals === true) shareBufferPoolMemory(true)
 const loaded: string[] = []
 let logger: Promise<Logger> | undefined
 let origin: Promise<ChunkReader | undefined> | undefined

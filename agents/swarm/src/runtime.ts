@@ -161,10 +161,12 @@ export interface ByteWorkersOptions {
   origin?: Origin
   /** the data port the workers serve, in an agent */
   serving?: ByteWorkersServing
+  /** the workers share the chunks they receive with other threads as they land (cut-through; an agent's, whose data servers relay them) */
+  shareArrivals?: boolean
 }
 
 /** Byte workers from the configuration (`byteWorkerCount`), or undefined for 0. */
-export function createByteWorkers (config: Config, privateKey: PrivateKey | undefined, logger: Logger, { origin, serving }: ByteWorkersOptions = {}): ByteWorkers | undefined {
+export function createByteWorkers (config: Config, privateKey: PrivateKey | undefined, logger: Logger, { origin, serving, shareArrivals = false }: ByteWorkersOptions = {}): ByteWorkers | undefined {
   const size = byteWorkerCount(config)
   if (size === 0) return undefined
   const spec = config.origin !== '' ? originSpec(config) : undefined
@@ -180,7 +182,8 @@ export function createByteWorkers (config: Config, privateKey: PrivateKey | unde
     // the connections a peer accepts from this node, shared among the workers that may reach it
     connectionsPerPeer: peers ? Math.max(1, Math.floor(((config.agent.dataConnectionsPerPeer ?? exchange().DEFAULT_MAX_CONNECTIONS_PER_PEER) - MAIN_CONNECTIONS_PER_PEER) / spread)) : 1,
     downloadBytesPerSecond: config.agent.downloadRate > 0 ? Math.max(1, Math.floor(config.agent.downloadRate / spread)) : 0,
-    ...(serving !== undefined ? { serve: serving.serve } : {})
+    ...(serving !== undefined ? { serve: serving.serve } : {}),
+    shareArrivals
   }
   const pool = workerPool({ script: new URL('./byte-worker.js', import.meta.url), workerData: data, size, name: 'worker', decodeError: decodeChunkError, logger,
     resourceLimits: { maxYoungGenerationSizeMb: CHUNK_WORKER_YOUNG_GENERATION_MB },

@@ -13,11 +13,16 @@
  * nobody tells a worker when the store deletes a file. A file deleted after it was opened still
  * reads whole through its descriptor (the bytes the main thread located); one deleted before the
  * open is NOT_FOUND.
+ *
+ * A chunk still arriving (cut-through) is relayed from the memory the worker that receives it
+ * shares (@swarm/workers' shared-arrival.ts): a GET with the relay flag asks the main thread,
+ * which keeps the node's registry of arrivals, and reads what it answers.
  */
 import { FdPool } from '@swarm/store/fd-pool'
-import { askMain, tellMain } from '@swarm/workers'
+import { askMain, openSharedArrival, sharedArrivalReadable, tellMain } from '@swarm/workers'
 import type { DataServer, PeerVerdict, ServeGate, SlotVerdict } from '@swarm/exchange'
-import type { Logger, ReadChunkOptions } from '@swarm/interface'
+import type { ArrivingChunk, ChunkArrivals, Logger, ReadChunkOptions } from '@swarm/interface'
+import type { SharedArrival } from '@swarm/workers'
 
 /** How a worker's server listens and times out connections; the limits are the main thread's gate's. */
 export interface WorkerServing {
@@ -32,8 +37,10 @@ export interface WorkerServing {
 export type ServingQuestion =
   | { serving: 'open' }
   | { serving: 'peer', peer: string }
-  | { serving: 'begin', peer: string, small: boolean }
+  | { serving: 'begin', peer: string, small: boolean, relay?: boolean }
   | { serving: 'locate', cid: string }
+  /** answered with a SharedArrival, or undefined where the chunk is stored or not arriving in shared memory */
+  | { serving: 'arriving', cid: string }
 
 /** Where the main thread says a CID's bytes are. */
 export type Located =
@@ -45,13 +52,15 @@ export type Located =
 export type ServingNote =
   | { serving: 'closed' }
   | { serving: 'left', peer: string }
-  | { serving: 'end', peer: string, small: boolean, landedAfterMs?: number }
+  | { serving: 'end', peer: string, small: boolean, landedAfterMs?: number, relay?: boolean }
   | { serving: 'listening', port: number }
 
 /** How long a content file's descriptor is kept after its last read. */
 const KEEP_DESCRIPTOR_MS = 5_000
 /** Content files a worker keeps open at most. */
 const MAX_OPEN_DESCRIPTORS = 64
+/** How long an arrival the main thread named is kept for the relay that asked (it opens it within milliseconds). */
+const KEEP_ARRIVAL_MS = 5_000
 
 const ask = async <T>(question: ServingQuestion): Promise<T> => await askMain<T>(question)
 const tell = (note: ServingNote): void => { tellMain(note) }
@@ -62,8 +71,40 @@ export const gateOnMainThread: ServeGate = {
   connectionClosed: () => { tell({ serving: 'closed' }) },
   peerConnected: async peer => await ask<PeerVerdict>({ serving: 'peer', peer }),
   peerDisconnected: peer => { tell({ serving: 'left', peer }) },
-  begin: async (peer, small) => await ask<SlotVerdict>({ serving: 'begin', peer, small }),
-  end: (peer, small, landedAfterMs) => { tell({ serving: 'end', peer, small, ...(landedAfterMs !== undefined ? { landedAfterMs } : {}) }) }
+  begin: async (peer, small, options) => await ask<SlotVerdict>({ serving: 'begin', peer, small, ...(options?.relay === true ? { relay: true } : {}) }),
+  end: (peer, small, landedAfterMs, options) => { tell({ serving: 'end', peer, small, ...(landedAfterMs !== undefined ? { landedAfterMs } : {}), ...(options?.relay === true ? { relay: true } : {}) }) }
+}
+
+/** The node's arrivals as the main thread keeps them: asked for each relay GET, read from the memory it names. */
+export class ArrivalsOnMainThread implements ChunkArrivals {
+  private readonly named = new Map<string, { shared: SharedArrival, at: number }>()
+
+  async arriving (cid: string): Promise<boolean> {
+    const shared = await ask<SharedArrival | undefined>({ serving: 'arriving', cid })
+    this.forgetOld()
+    if (shared == null) {
+      this.named.delete(cid)
+      return false
+    }
+    this.named.set(cid, { shared, at: performance.now() })
+    return true
+  }
+
+  open (cid: string): ArrivingChunk | undefined {
+    const named = this.named.get(cid)
+    if (named === undefined) return undefined
+    const reader = openSharedArrival(named.shared)
+    if (reader === undefined) this.named.delete(cid)
+    return reader
+  }
+
+  /** arrivals no longer readable, or named long ago, are let go (their memory is the receiving worker's) */
+  private forgetOld (): void {
+    const now = performance.now()
+    for (const [cid, { shared, at }] of this.named) {
+      if (now - at > KEEP_ARRIVAL_MS || !sharedArrivalReadable(shared)) this.named.delete(cid)
+    }
+  }
 }
 
 /** Starts this worker's data server on the node's port; resolves once it listens. */
@@ -74,6 +115,7 @@ export async function serveFromWorker (serving: WorkerServing, privateKeyBytes: 
   const server = dataServer({
     privateKey: privateKeyFromBytes(privateKeyBytes),
     gate: gateOnMainThread,
+    arrivals: new ArrivalsOnMainThread(),
     content: {
       async read (cid: string, _peer: string, options: ReadChunkOptions): Promise<Uint8Array | undefined> {
         const located = await ask<Located>({ serving: 'locate', cid })

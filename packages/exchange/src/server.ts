@@ -398,9 +398,10 @@ class TlsDataServer implements DataServer {
   }
 
   /** whether a relay GET for `cid` is answered as the chunk arrives: the store does not hold it, and it is arriving */
-  relays (cid: string): boolean {
+  relays (cid: string): boolean | Promise<boolean> {
     const { arrivals, store } = this.init
-    return arrivals !== undefined && store !== undefined && !store.hasChunk(cid) && arrivals.arriving(cid)
+    if (arrivals === undefined || store?.hasChunk(cid) === true) return false
+    return arrivals.arriving(cid)
   }
 
   /** The chunk, else the manifest, stored under `cid`; undefined when neither is held. */
@@ -496,7 +497,24 @@ class ServerConnection {
     this.requests.set(request.id, controller)
     const startedAt = performance.now()
     // decided now, for the slot it takes (see ServeGate.begin); served from the store if it lands meanwhile
-    const relay = request.relay && !small && this.server.relays(request.cid)
+    const relay = request.relay && !small ? this.server.relays(request.cid) : false
+    if (relay instanceof Promise) {
+      relay.then(relay => { this.admit(request, small, relay, controller, startedAt) }, (err: Error) => {
+        this.log.warn({ err, cid: request.cid }, 'could not tell whether a chunk is arriving here; served as a GET')
+        this.admit(request, small, false, controller, startedAt)
+      })
+    } else {
+      this.admit(request, small, relay, controller, startedAt)
+    }
+  }
+
+  /** takes a slot for a GET from the gate, then serves it */
+  private admit (request: Extract<Request, { type: typeof RequestType.GET }>, small: boolean, relay: boolean, controller: AbortController, startedAt: number): void {
+    const stats = this.server.counters
+    if (this.socket.destroyed) {
+      this.requests.delete(request.id)
+      return
+    }
     this.server.begin(this.peer, small, relay).then(verdict => {
       if (verdict === 'ok') return true
       this.requests.delete(request.id)

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { ArrivingChunks } from '@swarm/fetcher'
 import { NotFoundError } from '@swarm/interface'
 import { blockDigests } from '@swarm/manifest'
+import { SharedArrivalWriter, openSharedArrival, sharedArrivalReadable } from '@swarm/workers'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ConnectionClosedError, RequestTimeoutError, dataClient, dataServer } from '../src/index.js'
 import { MemoryStore, cidOf, identity, randomChunk } from './helpers.js'
@@ -202,5 +203,46 @@ describe('relays: a chunk passed on while it arrives', () => {
     controller.abort()
     await expect(fetching).rejects.toThrow()
     await until(() => server.stats.uploads === 0 && server.stats.connections === 0, 'the slot and the connection to go')
+  })
+
+  it('relays from memory another thread shares, where the registry answers asynchronously and the server serves content it does not hold (a byte worker\'s)', async () => {
+    const serverId = await identity()
+    const bytes = randomBytes(SIZE)
+    const cid = await cidOf(bytes)
+    const memory = Buffer.from(new SharedArrayBuffer(SIZE))
+    const writer = SharedArrivalWriter.begin(cid, SIZE, digestsOf(bytes), memory)
+    if (writer === undefined) throw new Error('not shared')
+    let asked = 0
+    const arrivals = {
+      arriving: async (c: string) => {
+        asked++
+        await new Promise(resolve => setTimeout(resolve, 5))
+        return c === cid && sharedArrivalReadable(writer.shared)
+      },
+      open: (c: string) => c === cid ? openSharedArrival(writer.shared) : undefined
+    }
+    const server = dataServer({ privateKey: serverId.privateKey, content: { read: async () => undefined }, arrivals, isAdmitted: () => true })
+    const { port } = await server.start()
+    cleanups.push(async () => { await server.stop() })
+    const client = dataClient({ privateKey: (await identity()).privateKey })
+    cleanups.push(async () => { await client.close() })
+    const peer = { peerId: serverId.peerId, host: '127.0.0.1', port }
+    memory.set(bytes.subarray(0, 2 * BLOCK))
+    writer.land(memory, 2 * BLOCK)
+    let received = 0
+    const fetching = client.fetch(peer, { cid, size: SIZE }, { relay: true, onData: (_b, filled) => { received = filled } })
+    await until(() => received >= 2 * BLOCK, 'the checked blocks')
+    expect(received).toBe(2 * BLOCK)
+    memory.set(bytes.subarray(2 * BLOCK), 2 * BLOCK)
+    writer.land(memory, SIZE)
+    writer.whole()
+    expect(Buffer.compare(await fetching, bytes)).toBe(0)
+    expect(asked).toBe(1)
+    expect(server.stats.relays).toBe(1)
+    // the reader closed once sent: the writer may take its memory back
+    await writer.close()
+    // without the relay flag, nothing is asked and nothing is found
+    await expect(client.fetch(peer, { cid, size: SIZE })).rejects.toThrow(NotFoundError)
+    expect(asked).toBe(1)
   })
 })

@@ -26,8 +26,10 @@
  */
 
 import { createHash } from 'node:crypto'
-import { AbortError, BLOCK_DIGEST_BYTES, ChunkArrivalFailedError } from '@swarm/interface'
+import { AbortError, BLOCK_DIGEST_BYTES, ChunkArrivalFailedError, digestsCover } from '@swarm/interface'
+import { openSharedArrival, sharedArrivalReadable } from '@swarm/workers'
 import type { AbortOptions, ArrivingChunk, BlockDigests, ChunkArrivals, CidString } from '@swarm/interface'
+import type { SharedArrival } from '@swarm/workers'
 
 /** The fetcher's side of one arrival. */
 export interface Arrival {
@@ -45,7 +47,28 @@ interface Waiter {
   wake(): void
 }
 
-class ArrivingChunkState {
+/** A registered arrival: one landing on this thread, or in a byte worker's shared memory. */
+interface ArrivingEntry {
+  readonly readable: boolean
+  open(): ArrivingChunk | undefined
+  /** the arrival as other threads open it, where it lands in shared memory */
+  readonly shared?: SharedArrival
+}
+
+/** A chunk landing in a byte worker (see @swarm/workers' shared-arrival.ts): it checks its own blocks, the readers theirs. */
+class SharedArrivingChunk implements ArrivingEntry {
+  constructor (readonly shared: SharedArrival) {}
+
+  get readable (): boolean {
+    return sharedArrivalReadable(this.shared)
+  }
+
+  open (): ArrivingChunk | undefined {
+    return openSharedArrival(this.shared)
+  }
+}
+
+class ArrivingChunkState implements ArrivingEntry {
   private buffer: Uint8Array | undefined
   private filled = 0
   /** bytes from the start checked against the block digests: a block boundary, or the size */
@@ -197,14 +220,14 @@ class ArrivingChunkState {
  * arrivals, a data server opens them.
  */
 export class ArrivingChunks implements ChunkArrivals {
-  private readonly chunks = new Map<CidString, ArrivingChunkState>()
+  private readonly chunks = new Map<CidString, ArrivingEntry>()
 
   /**
    * Registers chunk `cid` as arriving, checked against `blocks`; undefined when it is already
    * registered (another attempt is receiving it) or its digests do not cover `size` bytes.
    */
   begin (cid: CidString, size: number, blocks: BlockDigests): Arrival | undefined {
-    if (this.chunks.has(cid) || !coversSize(blocks, size)) return undefined
+    if (this.chunks.has(cid) || !digestsCover(blocks, size)) return undefined
     const state = new ArrivingChunkState(cid, size, blocks)
     this.chunks.set(cid, state)
     return {
@@ -216,8 +239,27 @@ export class ArrivingChunks implements ChunkArrivals {
     }
   }
 
+  /**
+   * Registers chunk `cid` as arriving in a byte worker's shared memory, until `end`; undefined
+   * when it is already registered.
+   */
+  adopt (cid: CidString, shared: SharedArrival): { end(): void } | undefined {
+    if (this.chunks.has(cid) || shared.cid !== cid) return undefined
+    const entry = new SharedArrivingChunk(shared)
+    this.chunks.set(cid, entry)
+    return {
+      end: () => { if (this.chunks.get(cid) === entry) this.chunks.delete(cid) }
+    }
+  }
+
   open (cid: CidString): ArrivingChunk | undefined {
     return this.chunks.get(cid)?.open()
+  }
+
+  /** chunk `cid` as another thread opens it, where it is arriving in shared memory and may be read */
+  share (cid: CidString): SharedArrival | undefined {
+    const entry = this.chunks.get(cid)
+    return entry?.shared !== undefined && entry.readable ? entry.shared : undefined
   }
 
   /** whether chunk `cid` is arriving and may be read */
@@ -229,10 +271,4 @@ export class ArrivingChunks implements ChunkArrivals {
   get size (): number {
     return this.chunks.size
   }
-}
-
-/** whether `blocks` holds one digest for each block of a chunk of `size` bytes */
-export function coversSize (blocks: BlockDigests, size: number): boolean {
-  return Number.isInteger(blocks.blockSize) && blocks.blockSize > 0 && size > 0 &&
-    blocks.digests.byteLength === Math.ceil(size / blocks.blockSize) * BLOCK_DIGEST_BYTES
 }

@@ -28,9 +28,11 @@
  * fetches, `onBadSource` and DiskFullError work as on the in-thread path; a worker that died
  * mid-chunk has recorded nothing, and the attempt runs once more on its replacement.
  *
- * Given a registry of arriving chunks (`arrivals`, see `arrivals.ts`), an attempt on this thread
- * whose chunk has block digests registers the chunk as its first bytes land, so the data server
- * can pass checked blocks on while the rest arrives, and tells the caller (`onReceiving`).
+ * Given a registry of arriving chunks (`arrivals`, see `arrivals.ts`), an attempt whose chunk has
+ * block digests registers the chunk as its first bytes land, so the data servers can pass checked
+ * blocks on while the rest arrives, and tells the caller (`onReceiving`): an attempt on this
+ * thread with its own buffer, one in a byte worker with the memory the worker shares (see
+ * @swarm/workers' shared-arrival.ts).
  *
  * @example
  *
@@ -48,7 +50,7 @@ import { DEFAULT_HEDGE_AFTER_MS, DEFAULT_SOURCE_TIMEOUT_MS, WORKER_TRIES } from 
 import { SourceTimeoutError } from './errors.js'
 import type { ArrivingChunks, Arrival } from './arrivals.js'
 import type { AbortOptions, ChunkFetchOptions, ChunkRequest, ChunkSource, ChunkStore, CidString, Logger, OnChunkData, Origin, PutResult, RemoteSource, SourceKind } from '@swarm/interface'
-import type { ChunkWorkers } from '@swarm/workers'
+import type { ChunkWorkers, SharedArrival } from '@swarm/workers'
 
 export * from './arrivals.js'
 export * from './constants.js'
@@ -80,7 +82,10 @@ export interface FetcherInit {
    * settled them, stored or refused, before the bytes go back to their source.
    */
   landing?(cid: CidString, bytes: Uint8Array): (() => void) | undefined
-  /** chunks with block digests are registered here as they arrive, for the data server to pass on (attempts on this thread) */
+  /**
+   * chunks with block digests are registered here as they arrive, for the data servers to pass
+   * on: attempts on this thread, and those in byte workers, which share the arriving bytes
+   */
   arrivals?: ArrivingChunks
   logger?: Logger
 }
@@ -258,7 +263,7 @@ class ChunkFetcher implements Fetcher {
 
   private async attempt (request: ChunkRequest, source: ChunkSource, signal: AbortSignal, receiving: () => void): Promise<FetchResult> {
     if (this.workers !== undefined && this.planner !== undefined && source.remote !== undefined) {
-      return await this.attemptInWorker(request, source, source.remote, this.workers, this.planner, signal)
+      return await this.attemptInWorker(request, source, source.remote, this.workers, this.planner, signal, receiving)
     }
     const arrival = this.arrivalFor(request, signal, receiving)
     let bytes: Uint8Array
@@ -345,16 +350,31 @@ class ChunkFetcher implements Fetcher {
     return { source: source.name, kind: source.kind, bytes: bytes.byteLength }
   }
 
-  /** the whole attempt in a worker; this thread records the chunk once the worker has made it durable */
-  private async attemptInWorker (request: ChunkRequest, source: ChunkSource, remote: RemoteSource, workers: ChunkWorkers, planner: WritePlanner, signal: AbortSignal): Promise<FetchResult> {
+  /**
+   * the whole attempt in a worker; this thread records the chunk once the worker has made it
+   * durable. Where this fetcher keeps a registry of arriving chunks and the chunk has block
+   * digests, the worker shares the chunk as it lands (see @swarm/workers' shared-arrival.ts) and
+   * it is registered here until recorded, as an attempt on this thread registers its own.
+   */
+  private async attemptInWorker (request: ChunkRequest, source: ChunkSource, remote: RemoteSource, workers: ChunkWorkers, planner: WritePlanner, signal: AbortSignal, receiving: () => void): Promise<FetchResult> {
+    const arrivals = this.arrivals
+    const blocks = arrivals !== undefined ? request.blocks : undefined
     for (let tries = 1; ; tries++) {
       // the held manifests say how large the chunk is (the store refuses two sizes for one CID);
       // the worker checks the bytes against the CID, so a source is blamed only for its bytes
       const plan = planner.planWrite(request.cid)
       if (plan.slots.length === 0) return { source: 'local', kind: 'local', bytes: 0 }
+      let adopted: { end(): void } | undefined
+      const onArriving = (shared: SharedArrival): void => {
+        if (adopted !== undefined || signal.aborted || arrivals === undefined) return
+        adopted = arrivals.adopt(request.cid, shared)
+        if (adopted !== undefined) receiving()
+      }
       try {
-        await workers.fetchChunk({ cid: request.cid, size: plan.size, source: remote, sourceName: source.name, slots: plan.slots, dataDir: plan.dir }, { signal })
+        await workers.fetchChunk({ cid: request.cid, size: plan.size, source: remote, sourceName: source.name, slots: plan.slots, dataDir: plan.dir, ...(blocks !== undefined ? { blocks } : {}) },
+          { signal, ...(blocks !== undefined ? { onArriving } : {}) })
       } catch (err) {
+        adopted?.end()
         const timeout = timedOut(signal)
         if (timeout !== undefined) throw timeout
         // written meanwhile by another writer (a local copy, a put): the file may even be sealed
@@ -369,8 +389,13 @@ class ChunkFetcher implements Fetcher {
         throw err
       }
       // verified and durable: recorded even when the caller gave up meanwhile (a hedge lost, a
-      // pull cancelled), so the bytes on disk are never fetched again
-      await planner.recordWritten(plan, { source: source.name })
+      // pull cancelled), so the bytes on disk are never fetched again; a relay asked for meanwhile
+      // is still answered as the chunk arrives, then from the store
+      try {
+        await planner.recordWritten(plan, { source: source.name })
+      } finally {
+        adopted?.end()
+      }
       // a deadline that passed while the chunk was being recorded is no failure: it is stored
       if (timedOut(signal) === undefined) signal.throwIfAborted()
       return { source: source.name, kind: source.kind, bytes: plan.size }

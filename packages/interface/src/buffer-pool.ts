@@ -12,6 +12,11 @@
  * or a give of anything else, is ignored, so a buffer can never be lent to two holders at once.
  * Free buffers are kept up to `maxFreeBytes` and all dropped after `idleMs` without a take, so
  * an idle node holds none.
+ *
+ * A pool may allocate from SharedArrayBuffer (`shared`), so that another thread can read a
+ * buffer's bytes while they land (cut-through with byte workers, see @swarm/workers'
+ * shared-arrival.ts); a byte worker makes that the default of its thread's pools
+ * (`shareBufferPoolMemory`), since the pools are its clients' own.
  */
 
 /** smaller buffers are cheap to allocate and not pooled */
@@ -28,6 +33,15 @@ export interface BufferPoolInit {
   maxFreeBytes?: number
   /** free buffers are dropped after this long without a take */
   idleMs?: number
+  /** allocate from SharedArrayBuffer (default: as `shareBufferPoolMemory` last set in this thread, else false) */
+  shared?: boolean
+}
+
+let sharedByDefault = false
+
+/** Whether pools made from now on in this thread allocate from SharedArrayBuffer unless told otherwise. */
+export function shareBufferPoolMemory (shared: boolean): void {
+  sharedByDefault = shared
 }
 
 export class BufferPool {
@@ -39,10 +53,13 @@ export class BufferPool {
   private idleTimer: NodeJS.Timeout | undefined
   private readonly maxFreeBytes: number
   private readonly idleMs: number
+  /** whether buffers are allocated from SharedArrayBuffer */
+  readonly shared: boolean
 
   constructor (init: BufferPoolInit = {}) {
     this.maxFreeBytes = init.maxFreeBytes ?? BUFFER_POOL_MAX_FREE_BYTES
     this.idleMs = init.idleMs ?? BUFFER_POOL_IDLE_MS
+    this.shared = init.shared ?? sharedByDefault
   }
 
   /** Bytes held for reuse now. */
@@ -58,7 +75,7 @@ export class BufferPool {
     const list = this.free.get(capacity)
     let whole = list?.pop()
     if (whole === undefined) {
-      whole = Buffer.allocUnsafeSlow(capacity)
+      whole = this.shared ? Buffer.from(new SharedArrayBuffer(capacity)) : Buffer.allocUnsafeSlow(capacity)
     } else {
       this.freeBytes -= capacity
       if (list?.length === 0) this.free.delete(capacity)

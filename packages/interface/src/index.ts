@@ -139,6 +139,12 @@ export interface BlockDigests {
   digests: Uint8Array
 }
 
+/** whether `blocks` holds one digest for each block of a chunk of `size` bytes */
+export function digestsCover (blocks: BlockDigests, size: number): boolean {
+  return Number.isInteger(blocks.blockSize) && blocks.blockSize > 0 && size > 0 &&
+    blocks.digests.byteLength === Math.ceil(size / blocks.blockSize) * BLOCK_DIGEST_BYTES
+}
+
 /**
  * Reported by a source as a chunk's bytes land: bytes `[0, filled)` of `buffer`, the buffer
  * `fetch` resolves with, are in place. `filled` only grows; a source that must start over (a
@@ -197,8 +203,11 @@ export interface ArrivingChunk {
 export interface ChunkArrivals {
   /** a reader of chunk `cid` while it arrives; undefined when it is not arriving (or not checkable block by block) */
   open(cid: CidString): ArrivingChunk | undefined
-  /** whether chunk `cid` is arriving (and `open` would give a reader now) */
-  arriving(cid: CidString): boolean
+  /**
+   * whether chunk `cid` is arriving (and `open` would give a reader now); a registry kept in
+   * another thread answers asynchronously
+   */
+  arriving(cid: CidString): boolean | Promise<boolean>
 }
 
 /** A chunk source as a worker thread can reach it: the configured origin, or a peer's data address. */

@@ -27,7 +27,9 @@ import { SyncFailedError, WorkerJobError } from './errors.js'
 import { serveJobs } from './worker.js'
 import type { DurableFilesInit, DurableFilesStats } from './durable-files.js'
 import type { RunOptions, SerializedError, WorkerPool } from './pool.js'
-import type { AbortOptions, ChunkRequest, RemoteSource } from '@swarm/interface'
+import { SharedArrivalWriter } from './shared-arrival.js'
+import type { SharedArrival } from './shared-arrival.js'
+import type { AbortOptions, BlockDigests, ChunkFetchOptions, ChunkRequest, OnChunkData, RemoteSource } from '@swarm/interface'
 
 /** where a chunk goes: a content file and the offset of the chunk in it */
 export interface ChunkSlot {
@@ -44,6 +46,17 @@ export interface ChunkJob {
   slots: readonly ChunkSlot[]
   /** the store's data directory, named in a disk-full error */
   dataDir?: string
+  /**
+   * the chunk's block digests, where it may be passed on while it arrives: the worker then
+   * shares the arriving bytes with other threads (see shared-arrival.ts) and says so with a
+   * `{ arriving: SharedArrival }` progress message at the first bytes
+   */
+  blocks?: BlockDigests
+}
+
+/** The progress a chunk job reports: its chunk arriving in shared memory. */
+export interface ChunkJobProgress {
+  arriving: SharedArrival
 }
 
 export interface ChunkJobResult {
@@ -54,7 +67,12 @@ export interface ChunkJobResult {
 /** Runs chunk jobs in a pool; what the fetcher is given. */
 export interface ChunkWorkers {
   readonly size: number
-  fetchChunk(job: ChunkJob, options?: AbortOptions): Promise<ChunkJobResult>
+  fetchChunk(job: ChunkJob, options?: ChunkJobOptions): Promise<ChunkJobResult>
+}
+
+export interface ChunkJobOptions extends AbortOptions {
+  /** the chunk (a job with `blocks`) is arriving in memory other threads may read */
+  onArriving?(shared: SharedArrival): void
 }
 
 export interface ChunkWorkersInit {
@@ -75,6 +93,8 @@ export function chunkWorkers (init: ChunkWorkersInit): ChunkWorkers {
     async fetchChunk (job, options = {}) {
       const run: RunOptions = { signal: options.signal }
       if (job.source.kind === 'peer') run.affinity = { key: job.source.peerId, spread }
+      const onArriving = options.onArriving
+      if (onArriving !== undefined) run.onProgress = message => { onArriving((message as ChunkJobProgress).arriving) }
       return await pool.run<ChunkJobResult>(job, run)
     }
   }
@@ -100,7 +120,7 @@ function numberOr (value: unknown): number | undefined {
 
 export interface ChunkJobSources {
   /** the bytes of a chunk from a source this worker can reach */
-  fetch(source: RemoteSource, request: ChunkRequest, options: Required<AbortOptions>): Promise<Uint8Array>
+  fetch(source: RemoteSource, request: ChunkRequest, options: Required<AbortOptions> & ChunkFetchOptions): Promise<Uint8Array>
   /** gives bytes back to the client that fetched them, once written */
   release?(source: RemoteSource, bytes: Uint8Array): void
   /** a message the main thread broadcast to every worker (`WorkerPool.broadcast`) */
@@ -118,21 +138,35 @@ export interface ChunkWorkerReport {
 /** In a worker's entry script: answers chunk jobs with these sources (`files`: how it syncs, for tests). */
 export function serveChunkJobs (sources: ChunkJobSources, files: DurableFilesInit = {}): () => void {
   const durable = new DurableFiles(files)
-  return serveJobs(async (job: ChunkJob, options) => await runChunkJob(job, sources, options, durable), message => { sources.control?.(message) },
+  return serveJobs(async (job: ChunkJob, options) => await runChunkJob(job, sources, { signal: options.signal, onArriving: shared => { options.progress({ arriving: shared } satisfies ChunkJobProgress) } }, durable), message => { sources.control?.(message) },
     (): ChunkWorkerReport => ({ sources: sources.describe?.(), files: { ...durable.stats } }))
 }
 
-/** fetch, verify, pwrite every slot; resolves only once a sync has made the bytes durable */
-export async function runChunkJob (job: ChunkJob, sources: ChunkJobSources, options: Required<AbortOptions>, files: DurableFiles = new DurableFiles()): Promise<ChunkJobResult> {
+/**
+ * fetch, verify, pwrite every slot; resolves only once a sync has made the bytes durable.
+ * `onArriving`: where the job has block digests, the chunk is shared with other threads as it
+ * lands (when its source reads into shared memory), and this is told so once.
+ */
+export async function runChunkJob (job: ChunkJob, sources: ChunkJobSources, options: Required<AbortOptions> & { onArriving?(shared: SharedArrival): void }, files: DurableFiles = new DurableFiles()): Promise<ChunkJobResult> {
   const { signal } = options
   signal.throwIfAborted()
-  const bytes = await sources.fetch(job.source, { cid: job.cid, size: job.size }, { signal })
+  const arrival = job.blocks !== undefined && options.onArriving !== undefined ? sharing(job, job.blocks, options.onArriving, signal) : undefined
+  let bytes: Uint8Array
+  try {
+    bytes = await sources.fetch(job.source, { cid: job.cid, size: job.size }, { signal, ...(arrival !== undefined ? { onData: arrival.onData } : {}) })
+  } catch (err) {
+    arrival?.end(false)
+    throw err
+  }
+  let whole = false
   try {
     if (signal.aborted) throw new AbortError()
     if (bytes.byteLength !== job.size) {
       throw new ChunkVerificationError(job.cid, job.sourceName, `chunk ${job.cid} from ${job.sourceName} has ${bytes.byteLength} bytes, expected ${job.size}`)
     }
     if (!verifyChunk(job.cid, bytes)) throw new ChunkVerificationError(job.cid, job.sourceName)
+    whole = true
+    arrival?.whole()
     const byPath = new Map<string, number[]>()
     for (const slot of job.slots) {
       const offsets = byPath.get(slot.path)
@@ -141,9 +175,42 @@ export async function runChunkJob (job: ChunkJob, sources: ChunkJobSources, opti
     }
     await Promise.all([...byPath].map(async ([path, offsets]) => { await writeDurably(files, path, offsets, bytes, job) }))
   } finally {
-    sources.release?.(job.source, bytes)
+    // other threads may still read a shared chunk: its memory goes back once none does
+    const release = (): void => { sources.release?.(job.source, bytes) }
+    if (arrival === undefined) release()
+    else void arrival.end(whole).then(release)
   }
   return { bytes: bytes.byteLength }
+}
+
+/** The job's chunk shared with other threads from its first bytes, where they land in shared memory. */
+function sharing (job: ChunkJob, blocks: BlockDigests, onArriving: (shared: SharedArrival) => void, signal: AbortSignal): { onData: OnChunkData, whole(): void, end(whole: boolean): Promise<void> } {
+  let writer: SharedArrivalWriter | undefined
+  let declined = false
+  // a transfer given up stops the readers at once: its source may reuse the memory
+  const onAbort = (): void => { writer?.fail() }
+  signal.addEventListener('abort', onAbort, { once: true })
+  return {
+    onData: (buffer, filled) => {
+      if (writer === undefined) {
+        if (declined) return
+        writer = SharedArrivalWriter.begin(job.cid, job.size, blocks, buffer)
+        if (writer === undefined) {
+          declined = true
+          return
+        }
+        onArriving(writer.shared)
+      }
+      writer.land(buffer, filled)
+    },
+    whole: () => { writer?.whole() },
+    end: async whole => {
+      signal.removeEventListener('abort', onAbort)
+      if (writer === undefined) return
+      if (!whole) writer.fail()
+      await writer.close()
+    }
+  }
 }
 
 async function writeDurably (files: DurableFiles, path: string, offsets: readonly number[], bytes: Uint8Array, job: ChunkJob): Promise<void> {

@@ -69,6 +69,8 @@ export interface RunOptions extends AbortOptions {
   transfer?: readonly TransferListItem[]
   /** jobs with one key run on at most `spread` workers, chosen by the key */
   affinity?: { key: string, spread: number }
+  /** takes what the job says while it runs (the `progress` a job handler is given) */
+  onProgress?(message: unknown): void
 }
 
 /** An error as it crosses from a worker: its name, message, code and any plain fields. */
@@ -145,10 +147,12 @@ export type FromWorker =
   | { t: 'report', id: number, memory: ThreadMemory, info: unknown }
   | { t: 'ask', id: number, message: unknown }
   | { t: 'tell', message: unknown }
+  | { t: 'progress', id: number, message: unknown }
 
 interface Job {
   readonly message: ToWorker
   readonly transfer?: readonly TransferListItem[]
+  readonly onProgress?: (message: unknown) => void
   resolve(value: unknown): void
   reject(err: Error): void
   slot: Slot
@@ -254,6 +258,14 @@ class ThreadPool implements WorkerPool {
     }
     const job = slot.jobs.get(message.id)
     if (job === undefined) return
+    if (message.t === 'progress') {
+      try {
+        job.onProgress?.(message.message)
+      } catch (err) {
+        this.log.error({ worker: slot.name, err }, 'a job\'s progress failed on the main thread')
+      }
+      return
+    }
     slot.jobs.delete(message.id)
     if (message.t === 'done') {
       slot.crashes = 0
@@ -355,6 +367,7 @@ class ThreadPool implements WorkerPool {
         slot,
         message,
         transfer: options.transfer,
+        ...(options.onProgress !== undefined ? { onProgress: options.onProgress } : {}),
         resolve: value => { done(); resolve(value as T) },
         reject: err => { done(); reject(err) }
       })

@@ -47,7 +47,12 @@ export function tellMain (message: unknown): void {
   mainPort().postMessage({ t: 'tell', message } satisfies FromWorker)
 }
 
-export type JobHandler = (job: any, options: Required<AbortOptions>) => Promise<unknown>
+/** What a job handler is given beside its job: the job's signal, and `progress`, which the pool's `onProgress` for the job takes. */
+export interface JobOptions extends Required<AbortOptions> {
+  progress(message: unknown): void
+}
+
+export type JobHandler = (job: any, options: JobOptions) => Promise<unknown>
 
 /**
  * Answers the pool's jobs in this worker (and its broadcasts with `onControl`, its reports with
@@ -79,7 +84,9 @@ export function serveJobs (handler: JobHandler, onControl?: (message: unknown) =
     }
     const controller = new AbortController()
     running.set(message.id, controller)
-    handler(message.job, { signal: controller.signal }).then(value => {
+    const id = message.id
+    const progress = (note: unknown): void => { if (running.has(id)) port.postMessage({ t: 'progress', id, message: note } satisfies FromWorker) }
+    handler(message.job, { signal: controller.signal, progress }).then(value => {
       port.postMessage({ t: 'done', id: message.id, value } satisfies FromWorker)
     }, (err: unknown) => {
       port.postMessage({ t: 'fail', id: message.id, error: serializeError(err) } satisfies FromWorker)

@@ -112,8 +112,6 @@ export class Agent {
   readonly log: Logger
   /** the threads that carry the byte path; undefined with `agent.workers: 0` */
   readonly workers?: ByteWorkers
-  /** chunks this node passes on as they arrive; undefined where byte workers carry the bytes */
-  private readonly arrivals?: ArrivingChunks
   private metricsServer?: Server
   /** the FUSE view, when mounted */
   mount?: ModelMount
@@ -125,7 +123,7 @@ export class Agent {
   private lastGc?: GcReport & { at: number }
   private started = false
 
-  private constructor (init: { config: Config, store: Store, node: SwarmNode, server: DataServer, serverStats(): Promise<Readonly<DataServerStats>>, client: DataClient, metrics: AgentMetrics, origin?: Origin, log: Logger, workers?: ByteWorkers, arrivals?: ArrivingChunks }) {
+  private constructor (init: { config: Config, store: Store, node: SwarmNode, server: DataServer, serverStats(): Promise<Readonly<DataServerStats>>, client: DataClient, metrics: AgentMetrics, origin?: Origin, log: Logger, workers?: ByteWorkers, arrivals: ArrivingChunks }) {
     this.config = init.config
     this.store = init.store
     this.node = init.node
@@ -136,13 +134,12 @@ export class Agent {
     this.origin = init.origin
     this.log = init.log
     this.workers = init.workers
-    this.arrivals = init.arrivals
     this.fetcher = createFetcher({
       store: this.store,
       sources: [],
       // pulls and FUSE misses alike move their bytes in the workers
       workers: init.workers?.chunks,
-      ...(init.arrivals !== undefined ? { arrivals: init.arrivals } : {}),
+      arrivals: init.arrivals,
       logger: this.log,
       // pulls and FUSE reads alike, counted here because the ban that follows may cancel the
       // pull's request before the pull sees why it failed
@@ -199,13 +196,14 @@ export class Agent {
     // paces every connection) and where threads cannot share a port (SO_REUSEPORT: Linux here)
     const serveFromWorkers = workerCount > 0 && config.agent.uploadRate === 0 && process.platform === 'linux'
     const host = config.agent.dataHost ?? '0.0.0.0'
-    // chunks passed on as they arrive (cut-through): where this thread both receives and serves them
-    const arrivals = workerCount === 0 ? new ArrivingChunks() : undefined
+    // chunks passed on as they arrive (cut-through): registered here whichever thread receives
+    // them (byte workers share theirs, see @swarm/workers' shared-arrival.ts) and served by any
+    const arrivals = new ArrivingChunks()
     const server = dataServer({
       privateKey,
       store,
       gate,
-      ...(arrivals !== undefined ? { arrivals } : {}),
+      arrivals,
       host,
       port: config.agent.dataPort,
       reusePort: serveFromWorkers,
@@ -218,6 +216,7 @@ export class Agent {
       ? new ServedByWorkers({
         gate,
         store,
+        arrivals,
         workers: workerCount,
         everyWorkerListens: () => {
           server.stopListening().catch(err => { log.warn({ err }, 'the main thread could not stop listening on the data port') })
@@ -227,6 +226,7 @@ export class Agent {
       : undefined
     const workers = createByteWorkers(config, privateKey, log, {
       origin: init.origin,
+      shareArrivals: true,
       ...(served !== undefined ? { serving: { serve: { host, port: bound.port, ...timeouts }, answer: (m, w) => served.answer(m, w), told: (m, w) => { served.told(m, w) }, gone: w => { served.gone(w) } } } : {})
     })
     // what the node's data servers have done: the main thread's, and the workers' where they serve
@@ -371,7 +371,7 @@ export class Agent {
       store: this.store,
       fetcher: this.fetcher,
       sources: agentSources(this.node, this.client, this.origin),
-      peers: nodePullPeers(this.node, this.client, manifestCid, this.log, this.arrivals !== undefined),
+      peers: nodePullPeers(this.node, this.client, manifestCid, this.log),
       // a peer gets as many requests at once as it serves one peer
       maxInflightPerPeer: DEFAULT_MAX_UPLOADS_PER_PEER,
       logger: this.log,

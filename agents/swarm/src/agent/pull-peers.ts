@@ -27,10 +27,10 @@ const LOOKUP_TIMEOUT_MS = 30_000
 const DIAL_TIMEOUT_MS = 10_000
 
 /**
- * The node's peers of one manifest, for a pull of it. `cutThrough`: our data server passes on
- * chunks as they arrive (see @swarm/fetcher's `ArrivingChunks`), so we announce them as arriving.
+ * The node's peers of one manifest, for a pull of it. Our data servers pass on chunks as they
+ * arrive (see @swarm/fetcher's `ArrivingChunks`), so we announce them as arriving.
  */
-export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid: string, log: Logger, cutThrough = false): PullPeers {
+export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid: string, log: Logger): PullPeers {
   return {
     selfId: node.peerId,
     peers: () => node.control.peersFor(manifestCid).map(p => ({ peerId: p.peerId, pulling: p.pulling, bitfield: p.bitfield, fetchers: p.fetchers })),
@@ -38,12 +38,8 @@ export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid:
     isBanned: peerId => node.peerScores.isBanned(peerId),
     join (state) { node.control.join(manifestCid, state) },
     have (indices) { node.control.have(manifestCid, indices) },
-    ...(cutThrough
-      ? {
-          arriving (indices: number[]) { node.control.arriving(manifestCid, indices, true) },
-          notArriving (indices: number[]) { node.control.arriving(manifestCid, indices, false) }
-        }
-      : {}),
+    arriving (indices) { node.control.arriving(manifestCid, indices, true) },
+    notArriving (indices) { node.control.arriving(manifestCid, indices, false) },
     async advertise () { await node.router.advertise(manifestCid) },
     async discover (options) {
       const signal = AbortSignal.any([AbortSignal.timeout(LOOKUP_TIMEOUT_MS), ...(options.signal != null ? [options.signal] : [])])

@@ -11,6 +11,7 @@
 import type { Located, ServingNote, ServingQuestion } from '../worker-serving.js'
 import type { ByteWorkerReport } from '../byte-worker.js'
 import type { DataServer, DataServerStats, UploadGate } from '@swarm/exchange'
+import type { ArrivingChunks } from '@swarm/fetcher'
 import type { Logger } from '@swarm/interface'
 import type { Store } from '@swarm/store'
 import type { ChunkWorkerReport, WorkerPool } from '@swarm/workers'
@@ -23,7 +24,9 @@ export type ServedStats = DataServerStats & { bytesByThread: Record<string, numb
 
 export interface ServedByWorkersInit {
   gate: UploadGate
-  store: Pick<Store, 'locateChunk' | 'getManifestBytes'>
+  store: Pick<Store, 'locateChunk' | 'getManifestBytes' | 'hasChunk'>
+  /** the chunks arriving at this node; those arriving in shared memory are relayed by the workers too */
+  arrivals?: Pick<ArrivingChunks, 'share'>
   /** the workers there are; once all of them listen, `everyWorkerListens` runs */
   workers: number
   everyWorkerListens(): void
@@ -58,8 +61,9 @@ export class ServedByWorkers {
     switch (q.serving) {
       case 'open': return gate.connectionOpened(worker)
       case 'peer': return gate.peerConnected(q.peer, worker)
-      case 'begin': return gate.begin(q.peer, q.small, { holder: worker })
+      case 'begin': return gate.begin(q.peer, q.small, { holder: worker, relay: q.relay === true })
       case 'locate': return this.locate(q.cid)
+      case 'arriving': return this.init.store.hasChunk(q.cid) ? undefined : this.init.arrivals?.share(q.cid)
       default: throw new Error(`a byte worker asked something this agent does not answer: ${JSON.stringify(question)}`)
     }
   }
@@ -71,7 +75,7 @@ export class ServedByWorkers {
     switch (n.serving) {
       case 'closed': gate.connectionClosed(worker); return
       case 'left': gate.peerDisconnected(n.peer, worker); return
-      case 'end': gate.end(n.peer, n.small, n.landedAfterMs, { holder: worker }); return
+      case 'end': gate.end(n.peer, n.small, n.landedAfterMs, { holder: worker, relay: n.relay === true }); return
       case 'listening':
         this.listening.add(worker)
         if (this.listening.size === this.init.workers) {
