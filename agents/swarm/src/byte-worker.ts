@@ -128,7 +128,7 @@ serveChunkJobs({
     if (source.kind === 'peer') {
       const peers = await getClient()
       if (peers === undefined) throw new OriginUnavailableError('this process has no node key, so its workers reach no peer')
-      return await peers.fetch({ peerId: source.peerId, host: source.host, port: source.port }, request, options)
+      return await peers.fetch({ peerId: source.peerId, host: source.host, port: source.port }, request, source.relay === true ? { ...options, relay: true } : options)
     }
     const from = await getOrigin()
     if (from === undefined) throw new OriginUnavailableError('no origin is configured')

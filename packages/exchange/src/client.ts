@@ -131,8 +131,7 @@ export function peerSource (client: DataClient, peer: DataPeer, relay = false): 
   return {
     name: `peer:${peer.peerId}`,
     kind: 'peer',
-    // a worker's client does not ask for relays
-    ...(relay ? {} : { remote: { kind: 'peer', peerId: peer.peerId, host: peer.host, port: peer.port } as const }),
+    remote: { kind: 'peer', peerId: peer.peerId, host: peer.host, port: peer.port, ...(relay ? { relay } : {}) },
     fetch: async (request, options) => await client.fetch(peer, request, relay ? { ...options, relay } : options),
     release: bytes => { client.release(bytes) }
   }

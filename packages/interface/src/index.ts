@@ -213,7 +213,8 @@ export interface ChunkArrivals {
 /** A chunk source as a worker thread can reach it: the configured origin, or a peer's data address. */
 export type RemoteSource =
   | { kind: 'origin' }
-  | { kind: 'peer', peerId: string, host: string, port: number }
+  /** `relay`: asked for a chunk the peer is still receiving (see @swarm/exchange's relay flag) */
+  | { kind: 'peer', peerId: string, host: string, port: number, relay?: true }
 
 /** What an origin can do beyond what every origin does; a missing field means true. */
 export interface OriginCapabilities {
