@@ -91,9 +91,12 @@ export class SharedArrivalWriter {
       this.fail()
       return
     }
+    const { blockSize, size } = this.shared
+    // readers take whole blocks: they are woken when one is complete, not at every read of the socket
+    const completed = Math.floor(filled / blockSize) > Math.floor(this.filled / blockSize) || filled === size
     this.filled = filled
     Atomics.store(this.control, CONTROL_FILLED, filled)
-    Atomics.notify(this.control, CONTROL_FILLED)
+    if (completed) Atomics.notify(this.control, CONTROL_FILLED)
   }
 
   /** every byte is in place and checked against the CID */
