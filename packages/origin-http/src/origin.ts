@@ -18,7 +18,7 @@ import {
 import { HttpListingUnsupportedError, HttpOriginAuthError, HttpOriginRequestError, TransientHttpError } from './errors.js'
 import { parseHttpOriginUrl } from './url.js'
 import type { HttpOriginInit } from './index.js'
-import type { AbortOptions, BufferPool } from '@swarm/interface'
+import type { AbortOptions, BufferPool, ChunkFetchOptions } from '@swarm/interface'
 import type { ObjectPut } from '@swarm/origin-layout'
 import type { BodyTarget, InPlaceResponse } from '@swarm/http-in-place'
 import type { Agent, Dispatcher } from 'undici'
@@ -224,9 +224,11 @@ export class HttpOrigin extends ObjectStoreOrigin {
    * breaks off is resumed from where it stopped with a ranged GET bound to the first answer's
    * ETag (If-Match), so a file replaced in between is read again from the start instead of being
    * stitched from two versions. A server that frames bodies otherwise (chunked) is read through
-   * undici from then on.
+   * undici from then on. Bytes read in place are reported as they land (`options.onData`), in the
+   * buffer the object is returned in: a resumed read goes on filling it, a read started over
+   * fills another.
    */
-  protected async getObject (path: string, what: string, options: AbortOptions, pool?: BufferPool): Promise<Uint8Array> {
+  protected async getObject (path: string, what: string, options: ChunkFetchOptions, pool?: BufferPool): Promise<Uint8Array> {
     const inPlace = this.inPlace
     if (this.inPlaceRetired) return await this.getObjectThroughUndici(path, what, options, pool)
     let target: Target | undefined
@@ -247,9 +249,13 @@ export class HttpOrigin extends ObjectStoreOrigin {
           landsAt = 0
           return target.bytes
         }
+        const onData = options.onData
+        const onBody = onData === undefined
+          ? undefined
+          : (_body: Uint8Array, received: number): void => { if (target !== undefined && landsAt !== undefined) onData(target.bytes, landsAt + received) }
         let res: InPlaceResponse
         try {
-          res = await this.getInPlace(inPlace, path, resumeHeaders(resume), signal, into)
+          res = await this.getInPlace(inPlace, path, resumeHeaders(resume), signal, into, onBody)
         } catch (err) {
           if (!(err instanceof BodyLengthError)) throw err
           // what landed stays for the next attempt to resume after; a body that ran past its length starts over
@@ -278,12 +284,13 @@ export class HttpOrigin extends ObjectStoreOrigin {
   }
 
   /** A GET read in place, following redirects as `send` does; the body of a redirect is never given to `into`. */
-  private async getInPlace (inPlace: InPlaceGets, path: string, headers: Record<string, string>, signal: AbortSignal | undefined, into: BodyTarget): Promise<InPlaceResponse> {
+  private async getInPlace (inPlace: InPlaceGets, path: string, headers: Record<string, string>, signal: AbortSignal | undefined, into: BodyTarget, onBody?: (body: Uint8Array, received: number) => void): Promise<InPlaceResponse> {
     const { status, response } = await this.follow('GET', path, headers, async (url, withCredentials) => {
       const endpoint = { protocol: url.protocol, hostname: url.hostname, port: url.port === '' ? undefined : Number(url.port), host: url.host }
       const res = await inPlace.get(endpoint, `${url.pathname}${url.search}`, {
         headers: withCredentials,
         signal,
+        ...(onBody !== undefined ? { onBody } : {}),
         into: (answer, responseHeaders, length) => REDIRECT_STATUSES.has(answer) && responseHeaders.has('location') ? undefined : into(answer, responseHeaders, length)
       })
       return { status: res.status, location: res.headers.get('location'), discard: async () => {}, response: res }

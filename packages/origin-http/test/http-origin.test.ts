@@ -114,6 +114,25 @@ describe('httpOrigin against nginx', () => {
     expect(second?.status).toBe(206)
   })
 
+  it('reports a chunk\'s bytes as they land, in the buffer it returns, on through a resumed read', async () => {
+    const writer = await served()
+    const bytes = new Uint8Array(randomBytes(3 * 1024 * 1024 + 5))
+    const cid = cidForBytes(bytes)
+    await writer.putChunk(cid, bytes)
+    const proxy = await cuttingProxy(nginx.url, { cutAfter: n => n === 0 ? 1024 * 1024 : undefined })
+    closers.push(proxy.close)
+    const reports: Array<{ buffer: Uint8Array, filled: number }> = []
+    const got = await open(proxy.url).getChunk(cid, { onData: (buffer, filled) => { reports.push({ buffer, filled }) } })
+    expect(Buffer.from(got).equals(Buffer.from(bytes))).toBe(true)
+    expect(proxy.seen).toHaveLength(2)
+    expect(reports.length).toBeGreaterThan(2)
+    expect(reports.every(r => r.buffer === got)).toBe(true)
+    // never backwards: the resumed read goes on from where the first stopped
+    expect(reports.every((r, i) => i === 0 || r.filled >= reports[i - 1]!.filled)).toBe(true)
+    expect(reports.some(r => r.filled > 0 && r.filled < 1024 * 1024)).toBe(true)
+    expect(reports.at(-1)?.filled).toBe(bytes.length)
+  })
+
   it('reads an object again from the start when it changed between a broken read and the resumption (412)', async () => {
     const writer = await served()
     const a = cidForBytes(new Uint8Array(randomBytes(64)), 0x0200)

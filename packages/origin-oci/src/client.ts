@@ -34,7 +34,7 @@ import {
 } from './constants.js'
 import { OciCredentialsError, OciRequestError, RegistryResponseError, TruncatedBodyError } from './errors.js'
 import type { RegistryCredentials } from './auth.js'
-import type { BufferPool, Logger } from '@swarm/interface'
+import type { BufferPool, Logger, OnChunkData } from '@swarm/interface'
 import type { BodyTarget, InPlaceResponse } from '@swarm/http-in-place'
 import type { Dispatcher } from 'undici'
 
@@ -375,9 +375,10 @@ export class RegistryClient {
    * Bytes `[offset, offset + length)` of a blob, read into one buffer (lent from `pool` when
    * given), in place (`@swarm/http-in-place`): the socket copies the range straight into that
    * buffer. A server that ignores Range and sends the whole blob, or sends it chunked, is read
-   * through undici, through to the range.
+   * through undici, through to the range. Bytes read in place are reported as they land
+   * (`onData`, in the buffer returned; a retry starts that buffer over).
    */
-  async readBlobRange (repository: string, digest: string, offset: number, length: number, signal?: AbortSignal, pool?: BufferPool): Promise<Uint8Array> {
+  async readBlobRange (repository: string, digest: string, offset: number, length: number, signal?: AbortSignal, pool?: BufferPool, onData?: OnChunkData): Promise<Uint8Array> {
     const inPlace = this.inPlace
     if (this.inPlaceRetired) return await this.readBlobRangeThroughUndici(repository, digest, offset, length, signal, pool)
     let out: Uint8Array | undefined
@@ -390,7 +391,8 @@ export class RegistryClient {
     }
     try {
       const response = await this.call(`GET blob ${repository}@${digest} [${offset}, +${length})`, signal, async () => {
-        return await this.sendInPlace(inPlace, { method: 'GET', url: `/v2/${repository}/blobs/${digest}`, scope: pullScope(repository), headers: { range: `bytes=${offset}-${offset + length - 1}` } }, signal, into)
+        return await this.sendInPlace(inPlace, { method: 'GET', url: `/v2/${repository}/blobs/${digest}`, scope: pullScope(repository), headers: { range: `bytes=${offset}-${offset + length - 1}` } }, signal, into,
+          onData !== undefined ? (body, received) => { onData(body, received) } : undefined)
       })
       if (response.status === 206 && out !== undefined && response.body === out) return out
       if (response.status === 200) this.retireInPlace('this registry answers a range with the whole blob; reading ranges through the general HTTP client')
@@ -410,13 +412,14 @@ export class RegistryClient {
   }
 
   /** `send` for a GET whose 2xx body is read in place where `into` says. */
-  private async sendInPlace (inPlace: InPlaceGets, request: Request, signal: AbortSignal | undefined, into: BodyTarget): Promise<InPlaceResponse> {
+  private async sendInPlace (inPlace: InPlaceGets, request: Request, signal: AbortSignal | undefined, into: BodyTarget, onBody?: (body: Uint8Array, received: number) => void): Promise<InPlaceResponse> {
     return await this.exchange(request, signal, async (url, headers) => {
       if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OciRequestError(0, undefined, `${request.method} ${request.url}: redirected to a ${url.protocol} URL`)
       const endpoint = { protocol: url.protocol, hostname: url.hostname, port: url.port === '' ? undefined : Number(url.port), host: url.host }
       const response = await inPlace.get(endpoint, url.pathname + url.search, {
         headers,
         into: (status, responseHeaders, size) => status >= 200 && status < 300 ? into(status, responseHeaders, size) : undefined,
+        ...(onBody !== undefined ? { onBody } : {}),
         ...(signal !== undefined ? { signal } : {})
       })
       return {

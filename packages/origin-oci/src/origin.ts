@@ -40,7 +40,7 @@ import type { Descriptor } from './client.js'
 import type { OciOriginInit } from './index.js'
 import type { LayerLayout } from './layout.js'
 import type { OciLocation, Target } from './reference.js'
-import type { AbortOptions, CidString, ContentCheck, Logger, Manifest, ModelRef, ModelUpload, Origin, OriginCapabilities, RefEntry } from '@swarm/interface'
+import type { AbortOptions, ChunkFetchOptions, CidString, ContentCheck, Logger, Manifest, ModelRef, ModelUpload, Origin, OriginCapabilities, RefEntry } from '@swarm/interface'
 
 interface ImageManifest {
   mediaType: string
@@ -155,11 +155,11 @@ export class OciOrigin implements Origin {
     })
   }
 
-  async getChunk (cid: CidString, { signal }: AbortOptions = {}): Promise<Uint8Array> {
+  async getChunk (cid: CidString, { signal, onData }: ChunkFetchOptions = {}): Promise<Uint8Array> {
     checkCid(cid)
     signal?.throwIfAborted()
     const at = this.chunks.get(cid)
-    if (at !== undefined) return await this.client.readBlobRange(at.repository, at.digest, at.offset, at.size, signal, this.chunkBuffers)
+    if (at !== undefined) return await this.client.readBlobRange(at.repository, at.digest, at.offset, at.size, signal, this.chunkBuffers, onData)
     if (codecOf(cid) !== RAW_CODEC) throw new NotFoundError(`chunk ${cid} not found at ${this.url}`)
     return await this.client.readBlob(this.objects, digestOf(cid), MAX_CHUNK_SIZE, signal).catch(err => { throw this.notFound(err, `chunk ${cid}`) })
   }

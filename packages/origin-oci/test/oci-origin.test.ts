@@ -147,7 +147,7 @@ describe('a registry that redirects blob reads to S3', () => {
     await rm(work, { recursive: true, force: true })
   })
 
-  it('follows the registry redirects to presigned S3 URLs, for the layer stream and for ranged chunk reads', async () => {
+  it('follows the registry redirects to presigned S3 URLs, for the layer stream and for ranged chunk reads, reporting a chunk\'s bytes as they land', async () => {
     const dir = join(work, 'model')
     await mkdir(dir, { recursive: true })
     const weights = randomBytes(5 * 1024 * 1024 + 123)
@@ -165,9 +165,14 @@ describe('a registry that redirects blob reads to S3', () => {
     const file = manifest.files.find(f => f.path === 'w.bin')
     expect(file?.chunks.length).toBe(6)
     for (const chunk of file?.chunks ?? []) {
-      const bytes = await origin.getChunk(chunk.cid)
+      // the range's bytes are reported as they land, in the buffer getChunk returns
+      const reports: Array<{ buffer: Uint8Array, filled: number }> = []
+      const bytes = await origin.getChunk(chunk.cid, { onData: (buffer, filled) => { reports.push({ buffer, filled }) } })
       expect(verifyChunk(chunk.cid, bytes)).toBe(true)
       expect(Buffer.compare(Buffer.from(bytes), weights.subarray(chunk.offset, chunk.offset + chunk.size))).toBe(0)
+      expect(reports.length).toBeGreaterThan(0)
+      expect(reports.every((r, i) => r.buffer === bytes && (i === 0 || r.filled > reports[i - 1]!.filled))).toBe(true)
+      expect(reports.at(-1)?.filled).toBe(chunk.size)
     }
     await origin.close()
   })
