@@ -96,25 +96,7 @@ describe('httpOrigin against nginx', () => {
     return origin
   }
 
-  it('resumes a body cut off mid-read with a ranged GET bound to the ETag, and gets the same bytes', async () => {
-    const writer = await served()
-    const bytes = new Uint8Array(randomBytes(3 * 1024 * 1024 + 5))
-    const cid = cidForBytes(bytes)
-    await writer.putChunk(cid, bytes)
-    const proxy = await cuttingProxy(nginx.url, { cutAfter: n => n === 0 ? 1024 * 1024 : undefined })
-    closers.push(proxy.close)
-    const got = await open(proxy.url).getChunk(cid)
-    expect(Buffer.from(got).equals(Buffer.from(bytes))).toBe(true)
-    expect(proxy.seen).toHaveLength(2)
-    const [first, second] = proxy.seen
-    expect(first?.headers.range).toBeUndefined()
-    expect(second?.headers.range).toMatch(/^bytes=\d+-$/)
-    expect(Number(/^bytes=(\d+)-$/.exec(second?.headers.range ?? '')?.[1])).toBeGreaterThan(0)
-    expect(second?.headers['if-match']).toMatch(/^"[^"]+"$/)
-    expect(second?.status).toBe(206)
-  })
-
-  it('reports a chunk\'s bytes as they land, in the buffer it returns, on through a resumed read', async () => {
+  it('resumes a body cut off mid-read with a ranged GET bound to the ETag, and gets the same bytes, reported as they land in one buffer', async () => {
     const writer = await served()
     const bytes = new Uint8Array(randomBytes(3 * 1024 * 1024 + 5))
     const cid = cidForBytes(bytes)
@@ -124,13 +106,18 @@ describe('httpOrigin against nginx', () => {
     const reports: Array<{ buffer: Uint8Array, filled: number }> = []
     const got = await open(proxy.url).getChunk(cid, { onData: (buffer, filled) => { reports.push({ buffer, filled }) } })
     expect(Buffer.from(got).equals(Buffer.from(bytes))).toBe(true)
-    expect(proxy.seen).toHaveLength(2)
-    expect(reports.length).toBeGreaterThan(2)
     expect(reports.every(r => r.buffer === got)).toBe(true)
     // never backwards: the resumed read goes on from where the first stopped
     expect(reports.every((r, i) => i === 0 || r.filled >= reports[i - 1]!.filled)).toBe(true)
     expect(reports.some(r => r.filled > 0 && r.filled < 1024 * 1024)).toBe(true)
     expect(reports.at(-1)?.filled).toBe(bytes.length)
+    expect(proxy.seen).toHaveLength(2)
+    const [first, second] = proxy.seen
+    expect(first?.headers.range).toBeUndefined()
+    expect(second?.headers.range).toMatch(/^bytes=\d+-$/)
+    expect(Number(/^bytes=(\d+)-$/.exec(second?.headers.range ?? '')?.[1])).toBeGreaterThan(0)
+    expect(second?.headers['if-match']).toMatch(/^"[^"]+"$/)
+    expect(second?.status).toBe(206)
   })
 
   it('reads an object again from the start when it changed between a broken read and the resumption (412)', async () => {
