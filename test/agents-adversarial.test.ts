@@ -95,23 +95,24 @@ describe('agents among hostile and failing peers', () => {
     }
   }, 180_000)
 
-  it('a peer that announces every chunk as arriving and relays lies is banned; nothing it sent is stored', async () => {
-    // on the main thread's byte path, where an agent asks for and passes on relays
-    const { liar, victim, manifest } = await victimOfLiar('relay-victim', true, { ...world.env, SWARM_WORKERS: '0' })
-    try {
-      expect(manifest.version).toBe(3)
-      // it was asked for relays, and its bytes failed the chunks' CIDs
-      expect(liar.server.stats.requests).toBeGreaterThan(0)
-      expect(await metric(victim, 'swarm_chunks_rejected_total', { source: 'peer' })).toBeGreaterThanOrEqual(1)
-      expect(await metric(victim, 'swarm_peer_bans_total')).toBeGreaterThanOrEqual(1)
-      await victim.stop()
-      const own = await swarm(['verify', 'hostile:v1', '--json'], { ...world.env, SWARM_DATA_DIR: victim.dataDir })
-      expect(own.code, own.stderr).toBe(0)
-      expect(own.done?.bad).toEqual([])
-    } finally {
-      await liar.stop()
-    }
-  }, 180_000)
+  for (const workers of [0, 2]) {
+    it(`a peer that announces every chunk as arriving and relays lies is banned; nothing it sent is stored (${workers === 0 ? 'bytes on the main thread' : `${workers} byte workers`})`, async () => {
+      const { liar, victim, manifest } = await victimOfLiar(`relay-victim-${workers}`, true, { ...world.env, SWARM_WORKERS: String(workers) })
+      try {
+        expect(manifest.version).toBe(3)
+        // it was asked for relays, and its bytes failed the chunks' CIDs
+        expect(liar.server.stats.requests).toBeGreaterThan(0)
+        expect(await metric(victim, 'swarm_chunks_rejected_total', { source: 'peer' })).toBeGreaterThanOrEqual(1)
+        expect(await metric(victim, 'swarm_peer_bans_total')).toBeGreaterThanOrEqual(1)
+        await victim.stop()
+        const own = await swarm(['verify', 'hostile:v1', '--json'], { ...world.env, SWARM_DATA_DIR: victim.dataDir })
+        expect(own.code, own.stderr).toBe(0)
+        expect(own.done?.bad).toEqual([])
+      } finally {
+        await liar.stop()
+      }
+    }, 180_000)
+  }
 
   it('a node without the swarm key can neither connect over libp2p nor fetch over the data port', async () => {
     const member = world.agents[0]!
