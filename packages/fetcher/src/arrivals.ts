@@ -27,7 +27,7 @@
 
 import { createHash } from 'node:crypto'
 import { AbortError, BLOCK_DIGEST_BYTES, ChunkArrivalFailedError, digestsCover } from '@swarm/interface'
-import { openSharedArrival, sharedArrivalReadable } from '@swarm/workers'
+import { failSharedArrival, openSharedArrival, sharedArrivalReadable } from '@swarm/workers'
 import type { AbortOptions, ArrivingChunk, BlockDigests, ChunkArrivals, CidString } from '@swarm/interface'
 import type { SharedArrival } from '@swarm/workers'
 
@@ -241,14 +241,18 @@ export class ArrivingChunks implements ChunkArrivals {
 
   /**
    * Registers chunk `cid` as arriving in a byte worker's shared memory, until `end`; undefined
-   * when it is already registered.
+   * when it is already registered. `end(true)`: the attempt failed, and the arrival fails with it
+   * unless whole (the worker says so itself, unless it died).
    */
-  adopt (cid: CidString, shared: SharedArrival): { end(): void } | undefined {
+  adopt (cid: CidString, shared: SharedArrival): { end(failed?: boolean): void } | undefined {
     if (this.chunks.has(cid) || shared.cid !== cid) return undefined
     const entry = new SharedArrivingChunk(shared)
     this.chunks.set(cid, entry)
     return {
-      end: () => { if (this.chunks.get(cid) === entry) this.chunks.delete(cid) }
+      end: failed => {
+        if (this.chunks.get(cid) === entry) this.chunks.delete(cid)
+        if (failed === true) failSharedArrival(shared)
+      }
     }
   }
 

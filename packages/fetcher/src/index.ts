@@ -364,7 +364,7 @@ class ChunkFetcher implements Fetcher {
       // the worker checks the bytes against the CID, so a source is blamed only for its bytes
       const plan = planner.planWrite(request.cid)
       if (plan.slots.length === 0) return { source: 'local', kind: 'local', bytes: 0 }
-      let adopted: { end(): void } | undefined
+      let adopted: { end(failed?: boolean): void } | undefined
       const onArriving = (shared: SharedArrival): void => {
         if (adopted !== undefined || signal.aborted || arrivals === undefined) return
         adopted = arrivals.adopt(request.cid, shared)
@@ -374,7 +374,8 @@ class ChunkFetcher implements Fetcher {
         await workers.fetchChunk({ cid: request.cid, size: plan.size, source: remote, sourceName: source.name, slots: plan.slots, dataDir: plan.dir, ...(blocks !== undefined ? { blocks } : {}) },
           { signal, ...(blocks !== undefined ? { onArriving } : {}) })
       } catch (err) {
-        adopted?.end()
+        // a worker that died cannot fail its readers itself
+        adopted?.end(true)
         const timeout = timedOut(signal)
         if (timeout !== undefined) throw timeout
         // written meanwhile by another writer (a local copy, a put): the file may even be sealed

@@ -128,6 +128,16 @@ export class SharedArrivalWriter {
   }
 }
 
+/**
+ * Fails an arrival from another thread than the one receiving it: the main thread does so when
+ * the worker that received it died (it can no longer say so itself). An arrival already whole
+ * stays readable.
+ */
+export function failSharedArrival (shared: SharedArrival): void {
+  const control = new Int32Array(shared.control)
+  if (Atomics.compareExchange(control, CONTROL_STATE, ARRIVING, FAILED) === ARRIVING) Atomics.notify(control, CONTROL_FILLED)
+}
+
 /** A reader of an arrival, in any thread; undefined when it is closed or failed. */
 export function openSharedArrival (shared: SharedArrival): ArrivingChunk | undefined {
   const control = new Int32Array(shared.control)

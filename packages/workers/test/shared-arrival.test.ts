@@ -171,8 +171,8 @@ describe('an arrival shared between threads, across a byte worker', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  async function start (chunks: Record<string, Uint8Array>, hooks: { stepMs: number, lieAtBlock?: Record<string, number> }): Promise<WorkerPool> {
-    pool = workerPool({ script: arrivingWorker, size: 1, workerData: { chunks, blockSize: BLOCK, ...hooks }, decodeError: decodeChunkError })
+  async function start (chunks: Record<string, Uint8Array>, hooks: { stepMs: number, lieAtBlock?: Record<string, number>, dieAtBlock?: Record<string, number> }): Promise<WorkerPool> {
+    pool = workerPool({ script: arrivingWorker, size: 1, workerData: { chunks, blockSize: BLOCK, dir, ...hooks }, decodeError: decodeChunkError })
     return pool
   }
 
@@ -259,6 +259,46 @@ describe('an arrival shared between threads, across a byte worker', () => {
       expect(store.hasChunk(cid)).toBe(true)
       expect(arrivals.arriving(cid)).toBe(false)
       expect(arrivals.open(cid)).toBeUndefined()
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('a worker that dies mid-chunk: the readers of what it shared fail at once, and the chunk is fetched again and stored', async () => {
+    const bytes = randomBytes(SIZE)
+    const cid = cidForBytes(bytes)
+    const p = await start({ [cid]: bytes }, { stepMs: 40, dieAtBlock: { [cid]: 2 } })
+    const manifest: Manifest = { version: 1, chunkSize: SIZE, files: [{ path: 'weights.bin', size: SIZE, mode: 0o644, chunks: [{ cid, offset: 0, size: SIZE }] }] }
+    const store = await createStore({ dir: join(dir, 'store') })
+    try {
+      await store.addManifest(encodeManifest(manifest).cid, manifest)
+      const arrivals = new ArrivingChunks()
+      const unreachable: ChunkSource = { name: 'origin', kind: 'origin', remote: { kind: 'origin' }, fetch: async () => { throw new Error('read in the worker only') } }
+      const fetch = fetcher({ store, sources: [unreachable], workers: chunkWorkers({ pool: p }), arrivals })
+      let told = false
+      const fetching = fetch.fetch({ cid, size: SIZE, blocks: digestsOf(bytes) }, { onReceiving: () => { told = true } })
+      await vi.waitFor(() => { if (!told) throw new Error('not yet') }, { timeout: 5_000, interval: 5 })
+      const reader = arrivals.open(cid)!
+      const handedOut: Uint8Array[] = []
+      let error: unknown
+      const startedAt = performance.now()
+      try {
+        for (let offset = 0; offset < SIZE;) {
+          const piece = await reader.read(offset, BLOCK, length => Buffer.alloc(length))
+          handedOut.push(piece)
+          offset += piece.byteLength
+        }
+      } catch (err) {
+        error = err
+      }
+      reader.close()
+      expect(error).toBeInstanceOf(ChunkArrivalFailedError)
+      // told by the main thread once the pool saw the worker go, not left waiting for bytes that never come
+      expect(performance.now() - startedAt).toBeLessThan(5_000)
+      // what was handed out was checked: a prefix of the chunk
+      expect(bytes.subarray(0, Buffer.concat(handedOut).byteLength)).toEqual(Buffer.concat(handedOut))
+      expect(await fetching).toMatchObject({ source: 'origin', bytes: SIZE })
+      expect(store.hasChunk(cid)).toBe(true)
     } finally {
       await store.close()
     }
