@@ -12,6 +12,7 @@ import type { SharedArrival, WorkerPool } from '../src/index.js'
 import { createStore } from '@swarm/store'
 import { encodeManifest } from '@swarm/manifest'
 import type { ArrivingChunk, BlockDigests, ChunkSource, Manifest } from '@swarm/interface'
+import type { Store } from '@swarm/store'
 
 const arrivingWorker = new URL('./fixtures/arriving-worker.mjs', import.meta.url)
 const BLOCK = 16 * 1024
@@ -30,6 +31,23 @@ async function readAll (reader: ArrivingChunk): Promise<Buffer> {
     offset += piece.byteLength
   }
   return Buffer.concat(pieces)
+}
+
+/** reads block by block until the reader fails (or the chunk ends); what it handed out, and why it stopped */
+async function readUntilFailure (reader: ArrivingChunk): Promise<{ handedOut: Buffer, error: unknown }> {
+  const pieces: Uint8Array[] = []
+  let error: unknown
+  try {
+    for (let offset = 0; offset < reader.size;) {
+      const piece = await reader.read(offset, BLOCK, length => Buffer.alloc(length))
+      pieces.push(piece)
+      offset += piece.byteLength
+    }
+  } catch (err) {
+    error = err
+  }
+  reader.close()
+  return { handedOut: Buffer.concat(pieces), error }
 }
 
 describe('an arrival shared between threads, in one thread', () => {
@@ -218,28 +236,20 @@ describe('an arrival shared between threads, across a byte worker', () => {
       { onArriving: s => { shared = s } })
     const failed = expect(job).rejects.toThrow(ChunkVerificationError)
     await vi.waitFor(() => { if (shared === undefined) throw new Error('not yet') }, { timeout: 5_000, interval: 5 })
-    const reader = openSharedArrival(shared!)!
-    const handedOut: Uint8Array[] = []
-    let error: unknown
-    try {
-      for (let offset = 0; offset < SIZE;) {
-        const piece = await reader.read(offset, BLOCK, length => Buffer.alloc(length))
-        handedOut.push(piece)
-        offset += piece.byteLength
-      }
-    } catch (err) {
-      error = err
-    }
-    reader.close()
+    const { handedOut, error } = await readUntilFailure(openSharedArrival(shared!)!)
     expect(error).toBeInstanceOf(ChunkArrivalFailedError)
-    expect(Buffer.concat(handedOut)).toEqual(bytes.subarray(0, 2 * BLOCK))
+    expect(handedOut).toEqual(bytes.subarray(0, 2 * BLOCK))
     await failed
   })
 
-  it('through the fetcher: registered as arriving while a worker receives it, told to the caller, then stored and let go', async () => {
+  /**
+   * A fetch through the fetcher, its one source read by the worker, into a real store; `body`
+   * runs once the fetcher has told the caller the chunk is arriving
+   */
+  async function fetchedThroughWorker (hooks: { stepMs: number, dieAtBlock?: boolean }, body: (t: { cid: string, bytes: Buffer, arrivals: ArrivingChunks, fetching: Promise<unknown> }) => Promise<void>): Promise<Store> {
     const bytes = randomBytes(SIZE)
     const cid = cidForBytes(bytes)
-    const p = await start({ [cid]: bytes }, { stepMs: 40 })
+    const p = await start({ [cid]: bytes }, { stepMs: hooks.stepMs, ...(hooks.dieAtBlock === true ? { dieAtBlock: { [cid]: 2 } } : {}) })
     const manifest: Manifest = { version: 1, chunkSize: SIZE, files: [{ path: 'weights.bin', size: SIZE, mode: 0o644, chunks: [{ cid, offset: 0, size: SIZE }] }] }
     const store = await createStore({ dir: join(dir, 'store') })
     try {
@@ -250,57 +260,39 @@ describe('an arrival shared between threads, across a byte worker', () => {
       let told = false
       const fetching = fetch.fetch({ cid, size: SIZE, blocks: digestsOf(bytes) }, { onReceiving: () => { told = true } })
       await vi.waitFor(() => { if (!told) throw new Error('not yet') }, { timeout: 5_000, interval: 5 })
-      expect(arrivals.arriving(cid)).toBe(true)
-      expect(arrivals.share(cid)?.cid).toBe(cid)
-      const reader = arrivals.open(cid)!
-      expect(await readAll(reader)).toEqual(bytes)
-      reader.close()
+      await body({ cid, bytes, arrivals, fetching })
       expect(await fetching).toMatchObject({ source: 'origin', bytes: SIZE })
       expect(store.hasChunk(cid)).toBe(true)
-      expect(arrivals.arriving(cid)).toBe(false)
-      expect(arrivals.open(cid)).toBeUndefined()
+      return store
     } finally {
       await store.close()
     }
+  }
+
+  it('through the fetcher: registered as arriving while a worker receives it, told to the caller, then stored and let go', async () => {
+    let arrivals: ArrivingChunks | undefined
+    let cid = ''
+    await fetchedThroughWorker({ stepMs: 40 }, async t => {
+      ({ arrivals, cid } = t)
+      expect(t.arrivals.arriving(cid)).toBe(true)
+      expect(t.arrivals.share(cid)?.cid).toBe(cid)
+      const reader = t.arrivals.open(cid)!
+      expect(await readAll(reader)).toEqual(t.bytes)
+      reader.close()
+    })
+    expect(arrivals?.arriving(cid)).toBe(false)
+    expect(arrivals?.open(cid)).toBeUndefined()
   })
 
   it('a worker that dies mid-chunk: the readers of what it shared fail at once, and the chunk is fetched again and stored', async () => {
-    const bytes = randomBytes(SIZE)
-    const cid = cidForBytes(bytes)
-    const p = await start({ [cid]: bytes }, { stepMs: 40, dieAtBlock: { [cid]: 2 } })
-    const manifest: Manifest = { version: 1, chunkSize: SIZE, files: [{ path: 'weights.bin', size: SIZE, mode: 0o644, chunks: [{ cid, offset: 0, size: SIZE }] }] }
-    const store = await createStore({ dir: join(dir, 'store') })
-    try {
-      await store.addManifest(encodeManifest(manifest).cid, manifest)
-      const arrivals = new ArrivingChunks()
-      const unreachable: ChunkSource = { name: 'origin', kind: 'origin', remote: { kind: 'origin' }, fetch: async () => { throw new Error('read in the worker only') } }
-      const fetch = fetcher({ store, sources: [unreachable], workers: chunkWorkers({ pool: p }), arrivals })
-      let told = false
-      const fetching = fetch.fetch({ cid, size: SIZE, blocks: digestsOf(bytes) }, { onReceiving: () => { told = true } })
-      await vi.waitFor(() => { if (!told) throw new Error('not yet') }, { timeout: 5_000, interval: 5 })
-      const reader = arrivals.open(cid)!
-      const handedOut: Uint8Array[] = []
-      let error: unknown
+    await fetchedThroughWorker({ stepMs: 40, dieAtBlock: true }, async ({ cid, bytes, arrivals }) => {
       const startedAt = performance.now()
-      try {
-        for (let offset = 0; offset < SIZE;) {
-          const piece = await reader.read(offset, BLOCK, length => Buffer.alloc(length))
-          handedOut.push(piece)
-          offset += piece.byteLength
-        }
-      } catch (err) {
-        error = err
-      }
-      reader.close()
+      const { handedOut, error } = await readUntilFailure(arrivals.open(cid)!)
       expect(error).toBeInstanceOf(ChunkArrivalFailedError)
       // told by the main thread once the pool saw the worker go, not left waiting for bytes that never come
       expect(performance.now() - startedAt).toBeLessThan(5_000)
       // what was handed out was checked: a prefix of the chunk
-      expect(bytes.subarray(0, Buffer.concat(handedOut).byteLength)).toEqual(Buffer.concat(handedOut))
-      expect(await fetching).toMatchObject({ source: 'origin', bytes: SIZE })
-      expect(store.hasChunk(cid)).toBe(true)
-    } finally {
-      await store.close()
-    }
+      expect(bytes.subarray(0, handedOut.byteLength)).toEqual(handedOut)
+    })
   })
 })
