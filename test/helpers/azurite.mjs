@@ -10,6 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { stopServer } from './processes.mjs'
 
 /** Azurite's well-known development account and key (public, the same in every Azurite). */
 export const AZURITE_ACCOUNT = 'devstoreaccount1'
@@ -57,13 +58,7 @@ export async function startAzurite () {
     account: AZURITE_ACCOUNT,
     accountKey: AZURITE_KEY,
     async stop () {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM')
-        const timer = setTimeout(() => { child.kill('SIGKILL') }, 5000)
-        await exited
-        clearTimeout(timer)
-      }
-      await rm(dir, { recursive: true, force: true })
+      await stopServer(child, exited, dir)
     }
   }
 }

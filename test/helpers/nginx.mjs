@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
+import { stopServer } from './processes.mjs'
 
 const run = promisify(execFile)
 const NGINX = process.env.SWARM_TEST_NGINX ?? '/usr/sbin/nginx'
@@ -119,13 +120,7 @@ http {
     ca,
     /** stops nginx (fast shutdown) and removes its temp dir, the served root included when it made it */
     async stop () {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM')
-        const timer = setTimeout(() => { child.kill('SIGKILL') }, 5000)
-        await exited
-        clearTimeout(timer)
-      }
-      await rm(dir, { recursive: true, force: true })
+      await stopServer(child, exited, dir)
     }
   }
 }
