@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { BufferPool, dataClient, dataServer, peerSource } from '../src/index.js'
 import { MemoryStore, identity, randomChunk, rogueServer, within } from './helpers.js'
+import { shareBufferPoolMemory } from '@swarm/interface'
 import type { AbortOptions, ReadChunkOptions } from '@swarm/interface'
 import type { TLSSocket } from 'node:tls'
 
@@ -122,6 +123,28 @@ describe('payload memory', () => {
     expect(third.buffer).not.toBe(second.buffer)
     expect(Buffer.compare(second, b.bytes)).toBe(0)
     expect(Buffer.compare(third, c.bytes)).toBe(0)
+  })
+
+  it('lands responses in shared memory where pools are made shared, as in an agent\'s byte workers, reporting them as they land', async () => {
+    shareBufferPoolMemory(true)
+    let shared: Awaited<ReturnType<typeof setup>>
+    try {
+      shared = await setup()
+    } finally {
+      shareBufferPoolMemory(false)
+    }
+    const { store, peer, client } = shared
+    const { cid, bytes } = await randomChunk(2 * MiB)
+    store.chunks.set(cid, bytes)
+    const reports: Uint8Array[] = []
+    const got = await client.fetch(peer, { cid, size: bytes.length }, { onData: buffer => { reports.push(buffer) } })
+    expect(got.buffer).toBeInstanceOf(SharedArrayBuffer)
+    expect(Buffer.compare(got, bytes)).toBe(0)
+    expect(reports.length).toBeGreaterThan(0)
+    expect(reports.every(buffer => buffer === got)).toBe(true)
+    // pools made after are this thread's own again
+    expect(new BufferPool().take(MiB).buffer).toBeInstanceOf(ArrayBuffer)
+    expect(new BufferPool({ shared: true }).take(MiB).buffer).toBeInstanceOf(SharedArrayBuffer)
   })
 
   it('serves chunks from read buffers it reuses once written', async () => {
