@@ -27,7 +27,7 @@
 
 import { createHash } from 'node:crypto'
 import { AbortError, BLOCK_DIGEST_BYTES, ChunkArrivalFailedError, digestsCover } from '@swarm/interface'
-import { failSharedArrival, openSharedArrival, sharedArrivalReadable } from '@swarm/workers'
+import { failSharedArrival, openSharedArrival, settleSharedArrival, sharedArrivalReadable } from '@swarm/workers'
 import type { AbortOptions, ArrivingChunk, BlockDigests, ChunkArrivals, CidString } from '@swarm/interface'
 import type { SharedArrival } from '@swarm/workers'
 
@@ -240,18 +240,23 @@ export class ArrivingChunks implements ChunkArrivals {
   }
 
   /**
-   * Registers chunk `cid` as arriving in a byte worker's shared memory, until `end`; undefined
-   * when it is already registered. `end(true)`: the attempt failed, and the arrival fails with it
-   * unless whole (the worker says so itself, unless it died).
+   * Registers chunk `cid` as arriving in a byte worker's shared memory, until `end` (once the
+   * chunk is recorded, or the attempt failed); undefined when it is already registered, and then
+   * the worker is told at once that nobody here hands it out. `end(true)`: the attempt failed,
+   * and the arrival fails with it unless whole (the worker says so itself, unless it died).
    */
   adopt (cid: CidString, shared: SharedArrival): { end(failed?: boolean): void } | undefined {
-    if (this.chunks.has(cid) || shared.cid !== cid) return undefined
+    if (this.chunks.has(cid) || shared.cid !== cid) {
+      settleSharedArrival(shared)
+      return undefined
+    }
     const entry = new SharedArrivingChunk(shared)
     this.chunks.set(cid, entry)
     return {
       end: failed => {
         if (this.chunks.get(cid) === entry) this.chunks.delete(cid)
         if (failed === true) failSharedArrival(shared)
+        settleSharedArrival(shared)
       }
     }
   }

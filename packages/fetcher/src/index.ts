@@ -46,6 +46,7 @@
  */
 
 import { AbortError, ChunkUnavailableError, ChunkVerificationError, DiskFullError, silentLogger } from '@swarm/interface'
+import { settleSharedArrival } from '@swarm/workers'
 import { DEFAULT_HEDGE_AFTER_MS, DEFAULT_SOURCE_TIMEOUT_MS, WORKER_TRIES } from './constants.js'
 import { SourceTimeoutError } from './errors.js'
 import type { ArrivingChunks, Arrival } from './arrivals.js'
@@ -366,7 +367,11 @@ class ChunkFetcher implements Fetcher {
       if (plan.slots.length === 0) return { source: 'local', kind: 'local', bytes: 0 }
       let adopted: { end(failed?: boolean): void } | undefined
       const onArriving = (shared: SharedArrival): void => {
-        if (adopted !== undefined || signal.aborted || arrivals === undefined) return
+        if (adopted !== undefined || signal.aborted || arrivals === undefined) {
+          // handed out by nobody here: the worker need not wait for this thread to record it
+          settleSharedArrival(shared)
+          return
+        }
         adopted = arrivals.adopt(request.cid, shared)
         if (adopted !== undefined) receiving()
       }

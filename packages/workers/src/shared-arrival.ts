@@ -22,7 +22,9 @@
  * - Readers are counted in the control array. The fetching worker gives the buffer back to its
  *   pool only once it has closed the arrival to new readers while none was open (one
  *   compare-and-swap from 0 readers to closed), so a relay still reading after the chunk was stored
- *   reads on from the same memory; until then the buffer is merely not reused.
+ *   reads on from the same memory; until then the buffer is merely not reused. A whole chunk
+ *   stays open to new readers until the main thread has recorded it (it says so in the control
+ *   array), so a relay asked for in between never finds the chunk neither arriving nor stored.
  */
 import { createHash } from 'node:crypto'
 import { AbortError, BLOCK_DIGEST_BYTES, ChunkArrivalFailedError, digestsCover } from '@swarm/interface'
@@ -48,7 +50,9 @@ const CONTROL_FILLED = 0
 const CONTROL_STATE = 1
 /** readers open now; CLOSED once the fetching thread may reuse the memory */
 const CONTROL_READERS = 2
-const CONTROL_SLOTS = 3
+/** 1 once the main thread no longer hands the arrival out (the chunk is recorded, or was never registered) */
+const CONTROL_SETTLED = 3
+const CONTROL_SLOTS = 4
 
 const ARRIVING = 0
 const WHOLE = 1
@@ -57,6 +61,12 @@ const CLOSED = -1
 
 /** how often a waiting reader looks at its abort signal (Atomics.waitAsync takes none) */
 const ABORT_POLL_MS = 250
+/**
+ * How long a whole arrival stays open to new readers at most, waiting for the main thread to
+ * settle it: past this, a main thread that never heard of it (a job given up there as it
+ * finished here) does not hold the memory for long.
+ */
+const SETTLE_WAIT_MS = 5_000
 
 /** The fetching thread's side of one arrival. */
 export class SharedArrivalWriter {
@@ -114,11 +124,17 @@ export class SharedArrivalWriter {
 
   /**
    * Closes the arrival to new readers; resolves once no reader has it open, when the memory may
-   * be used again. A reader that never closes (its thread died) keeps it unresolved: the memory
-   * is then merely not reused.
+   * be used again. A whole chunk stays open until the main thread has settled it (recorded it
+   * in the store, see `settleSharedArrival`), so a relay asked for in between finds it arriving
+   * rather than neither arriving nor stored. A reader that never closes (its thread died) keeps
+   * it unresolved: the memory is then merely not reused.
    */
   async close (): Promise<void> {
     this.fail()
+    if (Atomics.load(this.control, CONTROL_STATE) === WHOLE && Atomics.load(this.control, CONTROL_SETTLED) === 0) {
+      const wait = Atomics.waitAsync(this.control, CONTROL_SETTLED, 0, SETTLE_WAIT_MS)
+      if (wait.async) await wait.value
+    }
     for (;;) {
       const readers = Atomics.compareExchange(this.control, CONTROL_READERS, 0, CLOSED)
       if (readers === 0 || readers === CLOSED) return
@@ -136,6 +152,16 @@ export class SharedArrivalWriter {
 export function failSharedArrival (shared: SharedArrival): void {
   const control = new Int32Array(shared.control)
   if (Atomics.compareExchange(control, CONTROL_STATE, ARRIVING, FAILED) === ARRIVING) Atomics.notify(control, CONTROL_FILLED)
+}
+
+/**
+ * The main thread no longer hands the arrival out: the chunk is recorded (its store serves it),
+ * or the arrival was never registered or has ended. The receiving worker may then close it.
+ */
+export function settleSharedArrival (shared: SharedArrival): void {
+  const control = new Int32Array(shared.control)
+  Atomics.store(control, CONTROL_SETTLED, 1)
+  Atomics.notify(control, CONTROL_SETTLED)
 }
 
 /** A reader of an arrival, in any thread; undefined when it is closed or failed. */

@@ -7,7 +7,7 @@ import { ArrivingChunks, fetcher } from '@swarm/fetcher'
 import { ChunkArrivalFailedError, ChunkVerificationError } from '@swarm/interface'
 import { blockDigests } from '@swarm/manifest'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { SharedArrivalWriter, chunkWorkers, decodeChunkError, openSharedArrival, sharedArrivalReadable, workerPool } from '../src/index.js'
+import { SharedArrivalWriter, chunkWorkers, decodeChunkError, openSharedArrival, settleSharedArrival, sharedArrivalReadable, workerPool } from '../src/index.js'
 import type { SharedArrival, WorkerPool } from '../src/index.js'
 import { createStore } from '@swarm/store'
 import { encodeManifest } from '@swarm/manifest'
@@ -154,6 +154,8 @@ describe('an arrival shared between threads, in one thread', () => {
     memory.set(bytes)
     writer.land(memory, SIZE)
     writer.whole()
+    // recorded on the main thread: only the readers hold it now
+    settleSharedArrival(writer.shared)
     let closed = false
     const closing = writer.close().then(() => { closed = true })
     await new Promise(resolve => setTimeout(resolve, 30))
@@ -175,6 +177,23 @@ describe('an arrival shared between threads, in one thread', () => {
   it('closes at once with no reader, and then opens none', async () => {
     const { writer } = begin()
     await writer.close()
+    expect(openSharedArrival(writer.shared)).toBeUndefined()
+  })
+
+  it('keeps a whole arrival open to new readers until the main thread settles it', async () => {
+    const { writer, memory } = begin()
+    memory.set(bytes)
+    writer.land(memory, SIZE)
+    writer.whole()
+    let closed = false
+    const closing = writer.close().then(() => { closed = true })
+    await new Promise(resolve => setTimeout(resolve, 30))
+    expect(closed).toBe(false)
+    const reader = openSharedArrival(writer.shared)!
+    expect(await readAll(reader)).toEqual(bytes)
+    reader.close()
+    settleSharedArrival(writer.shared)
+    await closing
     expect(openSharedArrival(writer.shared)).toBeUndefined()
   })
 })
@@ -222,7 +241,15 @@ describe('an arrival shared between threads, across a byte worker', () => {
     const rest = await reader.read(BLOCK, SIZE, length => Buffer.alloc(length))
     expect(Buffer.concat([first, rest])).toEqual(bytes)
     reader.close()
+    // whole, and open to new readers until the main thread has recorded the chunk and says so
+    await new Promise(resolve => setTimeout(resolve, 100))
+    expect(await released(p)).toBe(0)
+    const late = openSharedArrival(shared!)
+    expect(late).toBeDefined()
+    late?.close()
+    settleSharedArrival(shared!)
     await vi.waitFor(async () => { if (await released(p) !== 1) throw new Error('not yet') }, { timeout: 5_000, interval: 20 })
+    expect(openSharedArrival(shared!)).toBeUndefined()
   })
 
   it('a lying source: readers get the blocks before the lie and an error, never the lie; the job fails verification', async () => {
