@@ -25,9 +25,8 @@
  *   client asks another source).
  */
 
-import { createHash } from 'node:crypto'
-import { AbortError, BLOCK_DIGEST_BYTES, ChunkArrivalFailedError, digestsCover } from '@swarm/interface'
-import { failSharedArrival, openSharedArrival, settleSharedArrival, sharedArrivalReadable } from '@swarm/workers'
+import { AbortError, ChunkArrivalFailedError, digestsCover } from '@swarm/interface'
+import { blockMatches, failSharedArrival, openSharedArrival, settleSharedArrival, sharedArrivalReadable } from '@swarm/workers'
 import type { AbortOptions, ArrivingChunk, BlockDigests, ChunkArrivals, CidString } from '@swarm/interface'
 import type { SharedArrival } from '@swarm/workers'
 
@@ -173,13 +172,12 @@ class ArrivingChunkState implements ArrivingEntry {
       this.wakeAll()
       return
     }
-    const { blockSize, digests } = this.blocks
+    const { blockSize } = this.blocks
     while (this.verified < this.size) {
       const end = Math.min(this.verified + blockSize, this.size)
       if (end > this.filled) break
       const block = this.verified / blockSize
-      const digest = createHash('sha256').update(buffer.subarray(this.verified, end)).digest()
-      if (!digest.equals(digests.subarray(block * BLOCK_DIGEST_BYTES, (block + 1) * BLOCK_DIGEST_BYTES))) {
+      if (!blockMatches(this.blocks, block, buffer.subarray(this.verified, end))) {
         this.fail(`block ${block} does not match its digest`)
         return
       }

@@ -155,17 +155,15 @@ export async function runChunkJob (job: ChunkJob, sources: ChunkJobSources, opti
   try {
     bytes = await sources.fetch(job.source, { cid: job.cid, size: job.size }, { signal, ...(arrival !== undefined ? { onData: arrival.onData } : {}) })
   } catch (err) {
-    arrival?.end(false)
+    void arrival?.end()
     throw err
   }
-  let whole = false
   try {
     if (signal.aborted) throw new AbortError()
     if (bytes.byteLength !== job.size) {
       throw new ChunkVerificationError(job.cid, job.sourceName, `chunk ${job.cid} from ${job.sourceName} has ${bytes.byteLength} bytes, expected ${job.size}`)
     }
     if (!verifyChunk(job.cid, bytes)) throw new ChunkVerificationError(job.cid, job.sourceName)
-    whole = true
     arrival?.whole()
     const byPath = new Map<string, number[]>()
     for (const slot of job.slots) {
@@ -178,13 +176,13 @@ export async function runChunkJob (job: ChunkJob, sources: ChunkJobSources, opti
     // other threads may still read a shared chunk: its memory goes back once none does
     const release = (): void => { sources.release?.(job.source, bytes) }
     if (arrival === undefined) release()
-    else void arrival.end(whole).then(release)
+    else void arrival.end().then(release)
   }
   return { bytes: bytes.byteLength }
 }
 
 /** The job's chunk shared with other threads from its first bytes, where they land in shared memory. */
-function sharing (job: ChunkJob, blocks: BlockDigests, onArriving: (shared: SharedArrival) => void, signal: AbortSignal): { onData: OnChunkData, whole(): void, end(whole: boolean): Promise<void> } {
+function sharing (job: ChunkJob, blocks: BlockDigests, onArriving: (shared: SharedArrival) => void, signal: AbortSignal): { onData: OnChunkData, whole(): void, end(): Promise<void> } {
   let writer: SharedArrivalWriter | undefined
   let declined = false
   // a transfer given up stops the readers at once: its source may reuse the memory
@@ -204,11 +202,10 @@ function sharing (job: ChunkJob, blocks: BlockDigests, onArriving: (shared: Shar
       writer.land(buffer, filled)
     },
     whole: () => { writer?.whole() },
-    end: async whole => {
+    // an arrival not whole by now failed (close fails it): readers stop
+    end: async () => {
       signal.removeEventListener('abort', onAbort)
-      if (writer === undefined) return
-      if (!whole) writer.fail()
-      await writer.close()
+      await writer?.close()
     }
   }
 }

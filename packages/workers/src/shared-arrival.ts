@@ -118,8 +118,7 @@ export class SharedArrivalWriter {
 
   /** the arrival failed: readers stop, and get nothing more */
   fail (): void {
-    if (Atomics.compareExchange(this.control, CONTROL_STATE, ARRIVING, FAILED) !== ARRIVING) return
-    Atomics.notify(this.control, CONTROL_FILLED)
+    failSharedArrival(this.shared)
   }
 
   /**
@@ -162,6 +161,12 @@ export function settleSharedArrival (shared: SharedArrival): void {
   const control = new Int32Array(shared.control)
   Atomics.store(control, CONTROL_SETTLED, 1)
   Atomics.notify(control, CONTROL_SETTLED)
+}
+
+/** whether `bytes`, block `block` of a chunk, match its digest in `blocks` */
+export function blockMatches (blocks: BlockDigests, block: number, bytes: Uint8Array): boolean {
+  const digest = createHash('sha256').update(bytes).digest()
+  return digest.equals(blocks.digests.subarray(block * BLOCK_DIGEST_BYTES, (block + 1) * BLOCK_DIGEST_BYTES))
 }
 
 /** A reader of an arrival, in any thread; undefined when it is closed or failed. */
@@ -250,11 +255,10 @@ class SharedArrivalReader implements ArrivingChunk {
 
   /** checks `copy`, the blocks from `start` on, against their digests; a mismatch fails this reader */
   private check (copy: Uint8Array, start: number): void {
-    const { blockSize, digests } = this.shared
+    const { blockSize } = this.shared
     for (let at = 0; at < copy.byteLength; at += blockSize) {
       const block = (start + at) / blockSize
-      const digest = createHash('sha256').update(copy.subarray(at, Math.min(at + blockSize, copy.byteLength))).digest()
-      if (!digest.equals(digests.subarray(block * BLOCK_DIGEST_BYTES, (block + 1) * BLOCK_DIGEST_BYTES))) {
+      if (!blockMatches(this.shared, block, copy.subarray(at, Math.min(at + blockSize, copy.byteLength)))) {
         this.close()
         throw new ChunkArrivalFailedError(this.shared.cid, `block ${block} does not match its digest`)
       }
