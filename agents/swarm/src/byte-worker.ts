@@ -8,7 +8,8 @@
  * reader of the origin the main thread holds, where its adapter offers one (the S3 and Azure
  * adapters', from the spec the main thread's origin resolves: see `CHUNK_READER_QUESTION`), else the one origin
  * adapter the spec names (see origin-spec.ts), the peer data client (@swarm/exchange) when the
- * process has a node key, and the logger. Statically it imports only the worker side of
+ * process has a node key (whose certificate and checks the main thread answers for: see
+ * worker-identity.ts), and the logger. Statically it imports only the worker side of
  * @swarm/workers and @swarm/interface. Loading every adapter, the configuration schema and the
  * peer stack cost each worker about a second of CPU and some 60–90 MB of heap; a process with no
  * key (`swarm pull --no-agent`) never loads the peer stack. Loading at start rather than at the
@@ -23,6 +24,7 @@
 import { threadId, workerData } from 'node:worker_threads'
 import { OriginUnavailableError, shareBufferPoolMemory } from '@swarm/interface'
 import { askMain, serveChunkJobs } from '@swarm/workers'
+import { workerIdentity } from './worker-identity.js'
 import { CHUNK_READER_PACKAGES, CHUNK_READER_QUESTION, ORIGIN_PACKAGES, locateQuestion, openChunkReader, openOriginSpec } from './origin-spec.js'
 import type { OriginSpec } from './origin-spec.js'
 import type { WorkerServing } from './worker-serving.js'
@@ -37,8 +39,11 @@ export interface ByteWorkerData {
   /** the main thread answers CHUNK_READER_QUESTION: the worker reads chunks with the adapter's light reader */
   originReader?: boolean
   logLevel: Config['logLevel']
-  /** the node's libp2p key (privateKeyToBytes); empty: no peers (swarm pull --no-agent) */
-  privateKey: Uint8Array
+  /**
+   * the process has a node key, so the worker reaches peers, with the identity the main thread
+   * answers for (worker-identity.ts); false: no peers (swarm pull --no-agent)
+   */
+  peers: boolean
   /** data connections this worker opens to one peer */
   connectionsPerPeer: number
   /** this worker's share of the download rate limit; 0 = none */
@@ -68,6 +73,7 @@ let logger: Promise<Logger> | undefined
 let origin: Promise<ChunkReader | undefined> | undefined
 let client: Promise<DataClient | undefined> | undefined
 let server: DataServer | undefined
+const identity = workerIdentity()
 
 async function getLogger (): Promise<Logger> {
   logger ??= import('./logger.js').then(({ createLogger }) => {
@@ -109,12 +115,12 @@ async function getOrigin (): Promise<ChunkReader | undefined> {
 }
 
 async function getClient (): Promise<DataClient | undefined> {
-  client ??= data.privateKey.byteLength === 0
+  client ??= !data.peers
     ? Promise.resolve(undefined)
-    : Promise.all([import('@swarm/exchange'), getLogger()]).then(([{ dataClient, privateKeyFromBytes }, log]) => {
+    : Promise.all([import('@swarm/exchange'), getLogger()]).then(([{ dataClient }, log]) => {
       loaded.push('@swarm/exchange')
       return dataClient({
-        privateKey: privateKeyFromBytes(data.privateKey),
+        identity,
         connectionsPerPeer: data.connectionsPerPeer,
         downloadBytesPerSecond: data.downloadBytesPerSecond,
         logger: log
@@ -164,6 +170,6 @@ if (serving !== undefined) {
   void getLogger().then(async log => {
     loaded.push('@swarm/exchange (server)')
     const { serveFromWorker } = await import('./worker-serving.js')
-    server = await serveFromWorker(serving, data.privateKey, log)
+    server = await serveFromWorker(serving, identity, log)
   }).catch(async (err: Error) => { (await getLogger()).error({ err }, 'this worker could not serve the data port') })
 }

@@ -20,10 +20,11 @@ import type { Config } from '@swarm/config'
 import { SwarmError, redactDeep, redactSecrets } from '@swarm/interface'
 import type { Logger, Origin } from '@swarm/interface'
 import type { ChunkWorkers, WorkerPool } from '@swarm/workers'
-import type { PrivateKey } from '@libp2p/interface'
+import type { PeerIdentity } from '@swarm/exchange'
 import type { ByteWorkerData } from './byte-worker.js'
 import type { WorkerServing } from './worker-serving.js'
 import type { OriginSpec } from './origin-spec.js'
+import { answerIdentityQuestion } from './worker-identity.js'
 import { CHUNK_READER_PACKAGES, ORIGIN_PACKAGES, isChunkReaderQuestion, locatedCid } from './origin-spec.js'
 
 export class NoOriginError extends SwarmError {
@@ -166,19 +167,19 @@ export interface ByteWorkersOptions {
 }
 
 /** Byte workers from the configuration (`byteWorkerCount`), or undefined for 0. */
-export function createByteWorkers (config: Config, privateKey: PrivateKey | undefined, logger: Logger, { origin, serving, shareArrivals = false }: ByteWorkersOptions = {}): ByteWorkers | undefined {
+export function createByteWorkers (config: Config, identity: PeerIdentity | undefined, logger: Logger, { origin, serving, shareArrivals = false }: ByteWorkersOptions = {}): ByteWorkers | undefined {
   const size = byteWorkerCount(config)
   if (size === 0) return undefined
   const spec = config.origin !== '' ? originSpec(config) : undefined
   const reader = spec !== undefined && CHUNK_READER_PACKAGES[spec.adapter] !== undefined ? origin?.chunkReaderSpec?.bind(origin) : undefined
   // a process with no node key (swarm pull --no-agent) reaches no peer: its workers fetch from the origin only
-  const peers = privateKey !== undefined
+  const peers = identity !== undefined
   const spread = peers ? workerPeerSpread(config, size) : size
   const data: ByteWorkerData = {
     origin: spec,
     originReader: reader !== undefined,
     logLevel: config.logLevel,
-    privateKey: peers ? exchange().privateKeyToBytes(privateKey) : new Uint8Array(0),
+    peers,
     // the connections a peer accepts from this node, shared among the workers that may reach it
     connectionsPerPeer: peers ? Math.max(1, Math.floor(((config.agent.dataConnectionsPerPeer ?? exchange().DEFAULT_MAX_CONNECTIONS_PER_PEER) - MAIN_CONNECTIONS_PER_PEER) / spread)) : 1,
     downloadBytesPerSecond: config.agent.downloadRate > 0 ? Math.max(1, Math.floor(config.agent.downloadRate / spread)) : 0,
@@ -190,6 +191,8 @@ export function createByteWorkers (config: Config, privateKey: PrivateKey | unde
     ...(serving !== undefined ? { told: serving.told, gone: serving.gone } : {}),
     answer: (question, worker) => {
       if (isChunkReaderQuestion(question) && reader !== undefined) return reader()
+      const answer = identity !== undefined ? answerIdentityQuestion(question, identity) : undefined
+      if (answer !== undefined) return answer
       const cid = locatedCid(question)
       if (cid !== undefined) return origin?.chunkLocation?.(cid)
       if (serving !== undefined) return serving.answer(question, worker)

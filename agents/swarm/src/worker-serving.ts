@@ -20,7 +20,7 @@
  */
 import { FdPool } from '@swarm/store/fd-pool'
 import { askMain, openSharedArrival, sharedArrivalReadable, tellMain } from '@swarm/workers'
-import type { DataServer, PeerVerdict, ServeGate, SlotVerdict } from '@swarm/exchange'
+import type { DataServer, PeerIdentity, PeerVerdict, ServeGate, SlotVerdict } from '@swarm/exchange'
 import type { ArrivingChunk, ChunkArrivals, Logger, ReadChunkOptions } from '@swarm/interface'
 import type { SharedArrival } from '@swarm/workers'
 
@@ -108,12 +108,12 @@ export class ArrivalsOnMainThread implements ChunkArrivals {
 }
 
 /** Starts this worker's data server on the node's port; resolves once it listens. */
-export async function serveFromWorker (serving: WorkerServing, privateKeyBytes: Uint8Array, log: Logger): Promise<DataServer> {
-  const { dataServer, privateKeyFromBytes } = await import('@swarm/exchange')
+export async function serveFromWorker (serving: WorkerServing, identity: PeerIdentity, log: Logger): Promise<DataServer> {
+  const { dataServer } = await import('@swarm/exchange')
   const descriptors = new FdPool(MAX_OPEN_DESCRIPTORS)
   setInterval(() => { descriptors.closeIdle(KEEP_DESCRIPTOR_MS) }, KEEP_DESCRIPTOR_MS).unref()
   const server = dataServer({
-    privateKey: privateKeyFromBytes(privateKeyBytes),
+    identity,
     gate: gateOnMainThread,
     arrivals: new ArrivalsOnMainThread(),
     content: {

@@ -6,8 +6,10 @@ import { pathToFileURL } from 'node:url'
 import { ORIGIN_PACKAGES, createByteWorkers } from '@swarm/agent'
 import { cidForBytes } from '@swarm/chunker'
 import { defaultConfig } from '@swarm/config'
+import { UnexpectedPeerError, dataServer, keyIdentity } from '@swarm/exchange'
 import { silentLogger } from '@swarm/interface'
 import { loadOrCreateKey } from '@swarm/p2p'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { encodeManifest } from '@swarm/manifest'
 import { fileOrigin } from '@swarm/origin-file'
 import { azureOrigin } from '@swarm/origin-azure'
@@ -180,7 +182,7 @@ describe('byte workers', () => {
     await mkdir(join(dir, 'origin'))
     const base = defaultConfig({})
     const config = { ...base, origin: pathToFileURL(join(dir, 'origin')).href, agent: { ...base.agent, workers: 2 } }
-    workers = createByteWorkers(config, await loadOrCreateKey(join(dir, 'node.key')), silentLogger)
+    workers = createByteWorkers(config, keyIdentity(await loadOrCreateKey(join(dir, 'node.key'))), silentLogger)
     workers!.pool.start()
     await vi.waitFor(async () => {
       const reports = await workers!.pool.threadReports()
@@ -191,5 +193,43 @@ describe('byte workers', () => {
       }
     }, { timeout: 15_000, interval: 50 })
     expect(workers!.pool.stats.jobsDone + workers!.pool.stats.jobsFailed).toBe(0)
+  })
+
+  it('fetch from a peer as their node, with the certificate and the checks of the main thread, never its key', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'swarm-byte-worker-'))
+    const base = defaultConfig({})
+    const config = { ...base, agent: { ...base.agent, workers: 1 } }
+    const nodeKey = await loadOrCreateKey(join(dir, 'node.key'))
+    const node = keyIdentity(nodeKey)
+    let checksOnMain = 0
+    workers = createByteWorkers(config, { certificate: async () => await node.certificate(), verifyCertificate: async raw => { checksOnMain++; return await node.verifyCertificate(raw) } }, silentLogger)
+    const store = await createStore({ dir: join(dir, 'store') })
+    // the peer: a data server on this thread that admits this node's peer id alone
+    const peerKey = await loadOrCreateKey(join(dir, 'peer.key'))
+    const bytes = randomBytes(CHUNK)
+    const cid = cidForBytes(bytes)
+    const manifest = { version: 1, chunkSize: CHUNK, files: [{ path: 'weights.bin', size: CHUNK, mode: 0o644, chunks: [{ cid, offset: 0, size: CHUNK }] }] }
+    await store.addManifest(encodeManifest(manifest).cid, manifest)
+    const server = dataServer({ privateKey: peerKey, isAdmitted: peer => peer === peerIdFromPrivateKey(nodeKey).toString(), content: { read: async asked => asked === cid ? bytes : undefined } })
+    const { port } = await server.start()
+    try {
+      const peer = { kind: 'peer' as const, peerId: peerIdFromPrivateKey(peerKey).toString(), host: '127.0.0.1', port }
+      const plan = store.planWrite(cid)
+      await workers!.chunks.fetchChunk({ cid, size: CHUNK, source: peer, sourceName: 'peer', slots: plan.slots, dataDir: plan.dir })
+      await store.recordWritten(plan)
+      expect(Buffer.from(await store.readChunk(cid)).equals(bytes)).toBe(true)
+      // the server admitted the node's peer id (the certificate the worker presented is the main thread's), and the worker had the server's checked there
+      expect(server.stats.requests).toBe(1)
+      expect(checksOnMain).toBe(1)
+      // a peer dialled under another's id: the main thread's check names the server, so the worker refuses it
+      const other = peerIdFromPrivateKey(await loadOrCreateKey(join(dir, 'other.key'))).toString()
+      const again = store.planWrite(cid)
+      await expect(workers!.chunks.fetchChunk({ cid, size: CHUNK, source: { ...peer, peerId: other }, sourceName: 'peer', slots: again.slots, dataDir: again.dir }))
+        .rejects.toMatchObject({ code: new UnexpectedPeerError(other).code })
+      expect(server.stats.requests).toBe(1)
+    } finally {
+      await server.stop()
+      await store.close()
+    }
   })
 })

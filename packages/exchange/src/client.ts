@@ -34,23 +34,23 @@
  */
 
 import tls from 'node:tls'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { AbortError, BufferPool, NotFoundError, silentLogger } from '@swarm/interface'
 import {
   DEFAULT_CONNECTIONS_PER_PEER, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_INFLIGHT_PER_CONNECTION, DEFAULT_REQUEST_TIMEOUT_MS,
-  HANDSHAKE_TIMEOUT_MS, MAX_CANCELLED_PER_CONNECTION, MAX_CHUNK_SIZE, MAX_ERROR_MESSAGE_LENGTH, RECONNECT_BACKOFF_MS,
+  HANDSHAKE_TIMEOUT_MS, MAX_CANCELLED_PER_CONNECTION, MAX_CHUNK_SIZE, MAX_ERROR_MESSAGE_LENGTH, PEER_ID_FORM, RECONNECT_BACKOFF_MS,
   RELAY_TIMEOUT_REFRESH_MS
 } from './constants.js'
 import {
   ClientClosedError, ConnectionClosedError, ConnectionFailedError, InvalidRequestError, PeerAuthenticationError,
   PeerBusyError, ProtocolError, RemoteError, RequestTimeoutError, ResponseTooLargeError, UnexpectedPeerError
 } from './errors.js'
-import { authenticate, certificateFor, tlsOptions } from './identity.js'
+import { authenticate, identityOf, tlsOptions } from './identity.js'
 import { FrameReader, MAX_RESPONSE_BODY_LENGTH, Status, encodeCancel, encodeGet, isValidCid } from './protocol.js'
 import { positiveInteger } from './options.js'
 import { TokenBucket } from './rate-limit.js'
 import type { Certificate } from './identity.js'
-import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { PeerIdentity } from './identity.js'
+import type { PrivateKey } from '@libp2p/interface'
 import type { ChunkFetchOptions, ChunkRequest, ChunkSource, Logger, OnChunkData } from '@swarm/interface'
 import type { OnReadOpts } from 'node:net'
 import type { TLSSocket } from 'node:tls'
@@ -63,8 +63,10 @@ export interface DataPeer {
 }
 
 export interface DataClientInit {
-  /** the node's libp2p key; servers see this node's peer id */
-  privateKey: PrivateKey
+  /** the node's libp2p key; servers see this node's peer id (or `identity`) */
+  privateKey?: PrivateKey
+  /** how this client shows who it is and checks who a server is, in place of `privateKey` (see identity.ts) */
+  identity?: PeerIdentity
   /** connections opened to one peer at most (default 4) */
   connectionsPerPeer?: number
   /** requests in flight on one connection at most; more wait (default 8) */
@@ -155,7 +157,8 @@ interface PendingRequest {
 
 interface PeerPool {
   readonly peerId: string
-  readonly expected: PeerId
+  /** the peer id the server must prove */
+  readonly expected: string
   host: string
   port: number
   readonly connections: Set<ClientConnection>
@@ -199,9 +202,13 @@ class TlsDataClient implements DataClient {
   private readonly handshakeTimeoutMs: number
   private readonly downloadBucket: TokenBucket | undefined
   private readonly buffers = new BufferPool()
+  private readonly identity: PeerIdentity
 
   constructor (private readonly init: DataClientInit) {
     this.log = (init.logger ?? silentLogger).child({ component: 'exchange-client' })
+    const identity = identityOf(init)
+    if (identity === undefined) throw new InvalidRequestError('a data client needs the node\'s privateKey or an identity')
+    this.identity = identity
     this.connectionsPerPeer = positiveInteger(init.connectionsPerPeer ?? DEFAULT_CONNECTIONS_PER_PEER, 'connectionsPerPeer')
     this.maxInflight = positiveInteger(init.maxInflightPerConnection ?? DEFAULT_MAX_INFLIGHT_PER_CONNECTION, 'maxInflightPerConnection')
     this.requestTimeoutMs = positiveInteger(init.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs')
@@ -223,7 +230,7 @@ class TlsDataClient implements DataClient {
     const expected = validatePeer(peer)
     const { signal } = options
     throwIfAborted(signal)
-    this.certifying ??= certificateFor(this.init.privateKey).catch(err => {
+    this.certifying ??= this.identity.certificate().catch(err => {
       this.certifying = undefined
       throw err
     })
@@ -303,7 +310,7 @@ class TlsDataClient implements DataClient {
     this.buffers.clear()
   }
 
-  private poolFor (peer: DataPeer, expected: PeerId): PeerPool {
+  private poolFor (peer: DataPeer, expected: string): PeerPool {
     let pool = this.pools.get(peer.peerId)
     if (pool == null) {
       pool = { peerId: peer.peerId, expected, host: peer.host, port: peer.port, connections: new Set(), queue: [], dialAfter: 0, disposed: false }
@@ -449,7 +456,7 @@ class TlsDataClient implements DataClient {
     socket.once('secureConnect', () => {
       // Until authenticate() passes, nothing is written to the socket, and a byte that arrives
       // closes it unread (see received).
-      authenticate(socket, pool.expected).then(() => {
+      authenticate(socket, this.identity, pool.expected).then(() => {
         clearTimeout(handshakeTimer)
         if (socket.destroyed) return
         connection.ready = true
@@ -609,14 +616,16 @@ function validateRequest (request: ChunkRequest): void {
   }
 }
 
-function validatePeer (peer: DataPeer): PeerId {
+/**
+ * The peer id a request names, in the form libp2p writes it (base58btc). Only the form is
+ * checked here: that the server is that peer, its certificate proves at the handshake, and a
+ * string that names no key matches no certificate.
+ */
+function validatePeer (peer: DataPeer): string {
   if (typeof peer.host !== 'string' || peer.host.length === 0) throw new InvalidRequestError('peer host must be a non-empty string')
   if (!Number.isInteger(peer.port) || peer.port < 1 || peer.port > 65535) throw new InvalidRequestError(`invalid peer port ${String(peer.port)}`)
-  try {
-    return peerIdFromString(peer.peerId)
-  } catch (err) {
-    throw new InvalidRequestError(`invalid peer id ${JSON.stringify(peer.peerId)}`, { cause: err })
-  }
+  if (typeof peer.peerId !== 'string' || !PEER_ID_FORM.test(peer.peerId)) throw new InvalidRequestError(`invalid peer id ${JSON.stringify(peer.peerId)}`)
+  return peer.peerId
 }
 
 function throwIfAborted (signal: AbortSignal | undefined): void {

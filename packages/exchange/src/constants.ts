@@ -101,6 +101,12 @@ export const RELAY_TIMEOUT_REFRESH_MS = 1_000
  */
 export const HANDSHAKE_TIMEOUT_MS = 10_000
 
+/**
+ * The form of a peer id a request names: libp2p's string form (base58btc: `12D3KooW…` for
+ * Ed25519 keys, `Qm…` and `16Uiu2…` for others). A form check only; the certificate proves the rest.
+ */
+export const PEER_ID_FORM = /^[1-9A-HJ-NP-Za-km-z]{40,100}$/
+
 /** certificates whose check a thread remembers (see identity.ts): a few per peer, for a large fleet */
 export const VERIFIED_CERTIFICATES = 4096
 

@@ -1,7 +1,7 @@
 /**
  * Binds TLS to libp2p identities. Certificates are the libp2p TLS ones (a fresh P-256 key,
  * signed by the node's libp2p key in an extension), and TLS itself checks no chain: the only
- * authentication is `verifyPeerCertificate` on the remote certificate after the handshake.
+ * authentication is the check of the remote certificate after the handshake.
  *
  * That check parses the certificate and verifies two signatures: 3–5 ms of CPU. A peer presents
  * the same certificate on each of its connections (a client's pool, a reconnect), so the peer id
@@ -9,24 +9,57 @@
  * (`VERIFIED_CERTIFICATES`, per thread). What the check proved depends on the certificate's bytes
  * alone; that the peer holds its key, TLS proves on every handshake; its validity period is
  * checked again on every use.
+ *
+ * Making and checking certificates is a `PeerIdentity`'s job. `keyIdentity` does both with the
+ * node's key, through @libp2p/tls's X.509 code, loaded at the first use. That code and the key
+ * types under it are about 9 MB of heap in each thread that loads them, so a byte worker, which
+ * serves and fetches with the same certificate as its process, uses an identity that asks the
+ * main thread for both instead (see the agent's byte-worker.ts): the worker never holds the key,
+ * and a process with many workers loads the X.509 code once.
  */
 
 import { createHash } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
-import { privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
-import { generateCertificate, verifyPeerCertificate } from '@libp2p/tls/utils'
 import { LRUCache } from 'lru-cache'
 import { PROTOCOL, VERIFIED_CERTIFICATES } from './constants.js'
 import { PeerAuthenticationError, UnexpectedPeerError } from './errors.js'
-import type { PeerId, PrivateKey } from '@libp2p/interface'
+import type { PrivateKey } from '@libp2p/interface'
 
 export interface Certificate {
   cert: string
   key: string
 }
 
-export async function certificateFor (privateKey: PrivateKey): Promise<Certificate> {
-  return await generateCertificate(privateKey)
+/** How a data client or server shows which node it is and learns which node the other end is. */
+export interface PeerIdentity {
+  /** this node's libp2p TLS certificate and its key, in PEM (the same on every call) */
+  certificate(): Promise<Certificate>
+  /**
+   * The peer id (its string form) a remote libp2p TLS certificate proves, given its DER bytes;
+   * checked in full (the caller remembers what it proved). Rejects when it proves none.
+   */
+  verifyCertificate(raw: Uint8Array): Promise<string>
+}
+
+/** The identity of the node whose libp2p key this thread holds. */
+export function keyIdentity (privateKey: PrivateKey): PeerIdentity {
+  let certificate: Promise<Certificate> | undefined
+  return {
+    async certificate () {
+      certificate ??= import('@libp2p/tls/utils').then(async ({ generateCertificate }) => await generateCertificate(privateKey))
+      certificate.catch(() => { certificate = undefined })
+      return await certificate
+    },
+    async verifyCertificate (raw) {
+      const { verifyPeerCertificate } = await import('@libp2p/tls/utils')
+      return (await verifyPeerCertificate(raw)).toString()
+    }
+  }
+}
+
+/** the identity a client or server was given: `identity`, else one made from `privateKey`; undefined with neither */
+export function identityOf (init: { privateKey?: PrivateKey, identity?: PeerIdentity }): PeerIdentity | undefined {
+  return init.identity ?? (init.privateKey !== undefined ? keyIdentity(init.privateKey) : undefined)
 }
 
 /** TLS options both sides use; authentication is left to {@link authenticate}. */
@@ -44,13 +77,13 @@ export function tlsOptions (certificate: Certificate): { key: string, cert: stri
 export const certificateChecks = { verified: 0, cached: 0 }
 
 /** the peer id each recently seen certificate proved, by the certificate's SHA-256, and when it is valid */
-const verified = new LRUCache<string, { peerId: PeerId, validFrom: number, validTo: number }>({ max: VERIFIED_CERTIFICATES })
+const verified = new LRUCache<string, { peerId: string, validFrom: number, validTo: number }>({ max: VERIFIED_CERTIFICATES })
 
 /**
  * Returns the remote peer id of a socket that finished its handshake, requiring `expected`
- * when given. Throws UnexpectedPeerError or PeerAuthenticationError.
+ * (a peer id's string form) when given. Throws UnexpectedPeerError or PeerAuthenticationError.
  */
-export async function authenticate (socket: TLSSocket, expected?: PeerId): Promise<PeerId> {
+export async function authenticate (socket: TLSSocket, identity: PeerIdentity, expected?: string): Promise<string> {
   if (socket.alpnProtocol !== PROTOCOL) {
     throw new PeerAuthenticationError(`remote did not negotiate ${PROTOCOL}`)
   }
@@ -59,15 +92,16 @@ export async function authenticate (socket: TLSSocket, expected?: PeerId): Promi
   if (raw == null || raw.length === 0) {
     throw new PeerAuthenticationError('remote presented no certificate')
   }
-  return await peerOfCertificate(raw, certificate.valid_from, certificate.valid_to, expected)
+  return await peerOfCertificate(raw, certificate.valid_from, certificate.valid_to, { identity, expected })
 }
 
 /**
  * The peer id a libp2p TLS certificate proves (its DER bytes, and its validity period as Node
- * writes it), requiring `expected` when given: checked in full the first time, known by its
- * SHA-256 after. Throws UnexpectedPeerError or PeerAuthenticationError.
+ * writes it), requiring `expected` when given: checked in full by `identity` (default: with no
+ * key of this node's, which a check does not need) the first time, known by its SHA-256 after.
+ * Throws UnexpectedPeerError or PeerAuthenticationError.
  */
-export async function peerOfCertificate (raw: Uint8Array, validFrom: string, validTo: string, expected?: PeerId): Promise<PeerId> {
+export async function peerOfCertificate (raw: Uint8Array, validFrom: string, validTo: string, { identity = checker, expected }: { identity?: PeerIdentity, expected?: string } = {}): Promise<string> {
   const key = createHash('sha256').update(raw).digest('base64')
   const now = Date.now()
   let known = verified.get(key)
@@ -75,25 +109,24 @@ export async function peerOfCertificate (raw: Uint8Array, validFrom: string, val
     certificateChecks.cached++
   } else {
     certificateChecks.verified++
-    let peerId: PeerId
+    let peerId: string
     try {
-      peerId = await verifyPeerCertificate(new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength))
+      peerId = await identity.verifyCertificate(new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength))
     } catch (err) {
       throw new PeerAuthenticationError(`remote certificate is not a valid libp2p certificate: ${(err as Error).message}`, { cause: err })
     }
     known = { peerId, validFrom: Date.parse(validFrom), validTo: Date.parse(validTo) }
     if (Number.isFinite(known.validFrom) && Number.isFinite(known.validTo)) verified.set(key, known)
   }
-  if (expected != null && !known.peerId.equals(expected)) throw new UnexpectedPeerError(expected.toString())
+  if (expected != null && known.peerId !== expected) throw new UnexpectedPeerError(expected)
   return known.peerId
 }
 
-/** A node key as bytes, to hand to a worker thread that opens its own data client with it. */
-export function privateKeyToBytes (privateKey: PrivateKey): Uint8Array {
-  return privateKeyToProtobuf(privateKey)
-}
-
-/** The node key from {@link privateKeyToBytes}. */
-export function privateKeyFromBytes (bytes: Uint8Array): PrivateKey {
-  return privateKeyFromProtobuf(bytes)
+/** checks certificates only: what `peerOfCertificate` uses when given no identity */
+const checker: PeerIdentity = {
+  async certificate () { throw new TypeError('this identity only checks certificates') },
+  async verifyCertificate (raw) {
+    const { verifyPeerCertificate } = await import('@libp2p/tls/utils')
+    return (await verifyPeerCertificate(raw)).toString()
+  }
 }

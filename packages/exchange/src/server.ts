@@ -60,7 +60,8 @@ import {
 } from './constants.js'
 import { AnswerTooLargeError, ConnectionClosedError, InvalidRequestError, PeerNotAdmittedError, ProtocolError, ServerStateError, WriteTimeoutError } from './errors.js'
 import { UploadGate } from './gate.js'
-import { authenticate, certificateFor, tlsOptions } from './identity.js'
+import { authenticate, identityOf, tlsOptions } from './identity.js'
+import type { PeerIdentity } from './identity.js'
 import {
   FrameDecoder, RequestType, Status, decodeRequest, encodeErrorMessage, encodeResponse, encodeResponseHeader
 } from './protocol.js'
@@ -88,8 +89,10 @@ export interface ServedContent {
 
 /** A data server's settings; the upload and connection limits (`UploadLimits`) are its own gate's, where it has no shared one. */
 export interface DataServerInit extends UploadLimits {
-  /** the node's libp2p key; the certificate is bound to its peer id */
-  privateKey: PrivateKey
+  /** the node's libp2p key; the certificate is bound to its peer id (or `identity`) */
+  privateKey?: PrivateKey
+  /** how this server shows who it is and checks who a client is, in place of `privateKey` (see identity.ts) */
+  identity?: PeerIdentity
   /** what the server serves from; or `content` */
   store?: ChunkProvider
   /** what the server serves, where it holds no store; takes the place of `store` */
@@ -210,10 +213,14 @@ class TlsDataServer implements DataServer {
   readonly idleTimeoutMs: number
   readonly uploadBucket: TokenBucket | undefined
   readonly buffers = new BufferPool()
+  private readonly identity: PeerIdentity
 
   constructor (private readonly init: DataServerInit) {
     this.log = (init.logger ?? silentLogger).child({ component: 'exchange-server' })
     if (init.store === undefined && init.content === undefined) throw new InvalidRequestError('a data server needs a store or content to serve')
+    const identity = identityOf(init)
+    if (identity === undefined) throw new InvalidRequestError('a data server needs the node\'s privateKey or an identity')
+    this.identity = identity
     if (init.gate !== undefined) {
       this.gate = init.gate
     } else {
@@ -245,7 +252,7 @@ class TlsDataServer implements DataServer {
 
   async start (options: AbortOptions = {}): Promise<DataServerAddress> {
     if (this.server != null) throw new ServerStateError('data server is already started')
-    const certificate = await certificateFor(this.init.privateKey)
+    const certificate = await this.identity.certificate()
     options.signal?.throwIfAborted()
     const server = tls.createServer({
       ...tlsOptions(certificate),
@@ -343,8 +350,7 @@ class TlsDataServer implements DataServer {
     const key = connectionKey(socket)
     const opened = this.opened.get(key) ?? Promise.resolve(true)
     // Until authenticate() passes and the gate keeps the connection, no listener reads the socket and nothing is written to it.
-    authenticate(socket).then(async peerId => {
-      const peer = peerId.toString()
+    authenticate(socket, this.identity).then(async peer => {
       const verdict: PeerVerdict = (await opened) ? await settle<PeerVerdict>(this.gate.peerConnected(peer), 'not-admitted') : 'not-admitted'
       if (socket.destroyed || this.server == null) {
         if (verdict === 'ok') this.gate.peerDisconnected(peer)

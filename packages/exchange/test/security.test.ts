@@ -1,10 +1,13 @@
 import { generateCertificate } from '@libp2p/tls/utils'
 import {
-  ConnectionClosedError, ConnectionFailedError, PROTOCOL, UnexpectedPeerError, certificateChecks, dataClient
+  ConnectionClosedError, ConnectionFailedError, InvalidRequestError, PROTOCOL, UnexpectedPeerError, certificateChecks, dataClient,
+  dataServer, keyIdentity
 } from '../src/index.js'
 import { describe, expect, it } from 'vitest'
 import { admittingServer, captureLogger, cleanupsAfterEach, getFrame, identity, randomChunk, rawClient, within } from './helpers.js'
 import type { AdmittingServer, LogEntry, RawClient } from './helpers.js'
+import type { PeerIdentity } from '../src/index.js'
+import type { PrivateKey } from '@libp2p/interface'
 
 const cleanups = cleanupsAfterEach()
 
@@ -148,6 +151,103 @@ describe('peer authentication', () => {
     other.socket.write(getFrame(9, s.chunk.cid, 4096))
     await within(new Promise<void>(resolve => { const check = (): void => { if (other.received() > 4096) resolve(); else setTimeout(check, 10) }; check() }), 5000, 'the answer on the connection with another certificate')
     expect(certificateChecks.verified - before.verified).toBe(2)
+  })
+})
+
+/**
+ * An identity that makes and checks certificates with `privateKey` as a byte worker's main thread
+ * does, counting the checks it is asked for; `claims`, when given, is the peer id its checks name
+ * whatever the certificate (a lying or mistaken checker).
+ */
+function delegatingIdentity (privateKey: PrivateKey, claims?: string): PeerIdentity & { checks: number } {
+  const own = keyIdentity(privateKey)
+  const delegating = {
+    checks: 0,
+    certificate: async () => await own.certificate(),
+    async verifyCertificate (raw: Uint8Array) {
+      delegating.checks++
+      const proved = await own.verifyCertificate(raw)
+      return claims ?? proved
+    }
+  }
+  return delegating
+}
+
+describe('identities given in place of keys', () => {
+  it('serve and fetch with the certificate the identity makes and the checks it answers, on both sides', async () => {
+    const serverIdentity = await identity()
+    const served = delegatingIdentity(serverIdentity.privateKey)
+    const s = await setup()
+    const server = dataServer({ identity: served, store: s.store, isAdmitted: peer => s.admitted.has(peer) })
+    const { port } = await server.start()
+    cleanups.push(async () => { await server.stop() })
+    const me = await identity()
+    s.admitted.add(me.peerId)
+    const fetching = delegatingIdentity(me.privateKey)
+    const client = dataClient({ identity: fetching })
+    cleanups.push(async () => { await client.close() })
+
+    const got = await client.fetch({ peerId: serverIdentity.peerId, host: '127.0.0.1', port }, { cid: s.chunk.cid, size: s.chunk.bytes.length })
+    expect(Buffer.compare(got, s.chunk.bytes)).toBe(0)
+    // each side checked the other's certificate through its identity: a fresh certificate each, so not known from before
+    expect(served.checks).toBe(1)
+    expect(fetching.checks).toBe(1)
+    expect(server.stats.requests).toBe(1)
+  })
+
+  it('refuse a server whose certificate the identity finds to be another peer, and ask it nothing', async () => {
+    const s = await setup()
+    const me = await identity()
+    s.admitted.add(me.peerId)
+    const someoneElse = await identity()
+    const client = dataClient({ identity: delegatingIdentity(me.privateKey, someoneElse.peerId) })
+    cleanups.push(async () => { await client.close() })
+
+    await expect(client.fetch({ peerId: s.id.peerId, host: '127.0.0.1', port: s.port }, { cid: s.chunk.cid, size: 4096 }))
+      .rejects.toBeInstanceOf(UnexpectedPeerError)
+    expect(s.server.stats.requests).toBe(0)
+  })
+
+  it('turn away a client whose certificate the identity cannot check, serving it nothing', async () => {
+    const s = await setup()
+    const serverIdentity = await identity()
+    const failing: PeerIdentity = {
+      certificate: async () => await keyIdentity(serverIdentity.privateKey).certificate(),
+      verifyCertificate: async () => { throw new Error('the main thread is gone') }
+    }
+    const server = dataServer({ identity: failing, store: s.store, isAdmitted: () => true })
+    const { port } = await server.start()
+    cleanups.push(async () => { await server.stop() })
+    const me = await identity()
+    const raw = await rawClient(port, me.privateKey)
+    cleanups.push(async () => { raw.socket.destroy() })
+    raw.socket.write(getFrame(1, s.chunk.cid, 4096))
+
+    await within(raw.closed, 5000, 'the server closing the connection')
+    expect(raw.received()).toBe(0)
+    expect(server.stats.requests).toBe(0)
+    expect(s.store.reads).toBe(0)
+  })
+
+  it('are required: a client or server with neither a key nor an identity is refused at once', async () => {
+    const s = await setup()
+    expect(() => dataClient({})).toThrow(InvalidRequestError)
+    expect(() => dataServer({ store: s.store, isAdmitted: () => true })).toThrow(InvalidRequestError)
+  })
+
+  it('name peers by their string form: a malformed one is refused before any connection, a well-formed one of another peer fails the handshake', async () => {
+    const s = await setup()
+    const me = await identity()
+    s.admitted.add(me.peerId)
+    const client = dataClient({ privateKey: me.privateKey })
+    cleanups.push(async () => { await client.close() })
+    for (const peerId of ['', 'not-a-peer-id', `${s.id.peerId} `, s.id.peerId.replace(/.$/, '0'), 'l'.repeat(60)]) {
+      await expect(client.fetch({ peerId, host: '127.0.0.1', port: s.port }, { cid: s.chunk.cid, size: 4096 })).rejects.toBeInstanceOf(InvalidRequestError)
+    }
+    expect(client.stats.connectionsOpened).toBe(0)
+    const other = await identity()
+    await expect(client.fetch({ peerId: other.peerId, host: '127.0.0.1', port: s.port }, { cid: s.chunk.cid, size: 4096 })).rejects.toBeInstanceOf(UnexpectedPeerError)
+    expect(s.server.stats.requests).toBe(0)
   })
 })
 

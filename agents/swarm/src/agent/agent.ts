@@ -18,7 +18,7 @@
 
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { DEFAULT_MAX_UPLOADS_PER_PEER, DEFAULT_UPLOAD_LANDING_MS, UploadGate, dataClient, dataServer } from '@swarm/exchange'
+import { DEFAULT_MAX_UPLOADS_PER_PEER, DEFAULT_UPLOAD_LANDING_MS, UploadGate, dataClient, dataServer, keyIdentity } from '@swarm/exchange'
 import { ArrivingChunks, fetcher as createFetcher } from '@swarm/fetcher'
 import { OriginUnavailableError, SwarmError, heldBitfield, silentLogger, uniqueChunks } from '@swarm/interface'
 import { formatRef } from '@swarm/manifest'
@@ -199,8 +199,10 @@ export class Agent {
     // chunks passed on as they arrive (cut-through): registered here whichever thread receives
     // them (byte workers share theirs, see @swarm/workers' shared-arrival.ts) and served by any
     const arrivals = new ArrivingChunks()
+    // one certificate for every thread's data client and server; the workers ask this thread for it
+    const identity = keyIdentity(privateKey)
     const server = dataServer({
-      privateKey,
+      identity,
       store,
       gate,
       arrivals,
@@ -224,7 +226,7 @@ export class Agent {
         logger: log
       })
       : undefined
-    const workers = createByteWorkers(config, privateKey, log, {
+    const workers = createByteWorkers(config, identity, log, {
       origin: init.origin,
       shareArrivals: true,
       ...(served !== undefined ? { serving: { serve: { host, port: bound.port, ...timeouts }, answer: (m, w) => served.answer(m, w), told: (m, w) => { served.told(m, w) }, gone: w => { served.gone(w) } } } : {})
@@ -248,7 +250,7 @@ export class Agent {
       logger: init.logger
     })
     // with workers the main thread fetches only manifests; the workers hold the peer connections
-    const client = dataClient({ privateKey, downloadBytesPerSecond: config.agent.downloadRate, logger: init.logger, ...(workers != null ? { connectionsPerPeer: MAIN_CONNECTIONS_PER_PEER } : {}) })
+    const client = dataClient({ identity, downloadBytesPerSecond: config.agent.downloadRate, logger: init.logger, ...(workers != null ? { connectionsPerPeer: MAIN_CONNECTIONS_PER_PEER } : {}) })
     const metrics = agentMetrics({
       openSwarm: swarmKey == null,
       threads: async () => await threadCpu(workers),
