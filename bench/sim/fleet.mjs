@@ -17,7 +17,7 @@
 import { PullSession } from '@swarm/pull'
 import { LandingLimit, PEER_BUSY_CODE, encodeBitfield } from '@swarm/interface'
 import { DEFAULT_MAX_INFLIGHT_TOTAL, pullerSet, seededRandom } from '@swarm/scheduler'
-import { DEFAULT_MAX_UPLOADS_PER_PEER, MIN_UPLOADS, SMALL_ANSWER_LENGTH, defaultReservedUploads, uploadSlotFree } from '@swarm/exchange'
+import { DEFAULT_MAX_UPLOADS_PER_PEER, MIN_UPLOADS, SMALL_ANSWER_LENGTH, defaultReservedUploads, slotGranted } from '@swarm/exchange'
 import { DEFAULT_SETTINGS, EventQueue, Mbit, Network, ORIGIN, latencies, linkRandomly, percentile, receiveRate, weights } from './network.mjs'
 
 export { DEFAULT_SETTINGS, EventQueue, Mbit, Network, lowerBound, percentile } from './network.mjs'
@@ -418,9 +418,8 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
   }
 
   /**
-   * Whether `peer`'s data server gives `node` an upload slot: the server's own rule (its gate's).
-   * A relay lands at its source's pace: it takes one of `uploadSlots` but none of those its
-   * landing times open, and a relay asked for takes a slot on the same terms.
+   * Whether `peer`'s data server gives `node` a slot: the server's own rule (its gate's,
+   * `slotGranted`). A relay lands at its source's pace and takes one of `relaySlots`.
    */
   function slotFree (peer, node, relay) {
     let takenByPeer = 0
@@ -429,16 +428,16 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       if (flow.dst === node.index) takenByPeer++
       if (flow.upstream !== undefined) relays++
     }
-    const uploads = net.uploads(peer.index)
-    if (uploads >= settings.uploadSlots) return false
-    return uploadSlotFree({
-      open: relay ? settings.uploadSlots : peer.uploads.limit,
-      taken: relay ? uploads : uploads - relays,
+    return slotGranted({
+      uploads: net.uploads(peer.index),
+      relays,
       takenByPeer,
+      landingLimit: peer.uploads.limit,
       maxUploads: settings.uploadSlots,
+      maxRelays: settings.relaySlots,
       maxUploadsPerPeer: DEFAULT_MAX_UPLOADS_PER_PEER,
       reservedUploads: defaultReservedUploads(settings.uploadSlots)
-    })
+    }, relay)
   }
 
   function vanish (node) {

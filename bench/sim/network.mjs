@@ -20,6 +20,8 @@ export const DEFAULT_SETTINGS = {
   startSpreadMs: 0,
   stallMs: 120_000,
   uploadSlots: 8,
+  /** relays a node's data server runs beside its upload slots (`maxRelays`) */
+  relaySlots: 8,
   /** uploads at once follow how long they take to land, as an agent's data server (`uploadLandingMs`); 0: always `uploadSlots` */
   uploadLandingMs: 1_000,
   baselineConcurrency: 16,

@@ -83,7 +83,7 @@
 // SIM_GOSSIP_INTERVAL_MS, SIM_LATENCY_MS, SIM_LATENCY_SIGMA, SIM_CPU_S_PER_GB, SIM_CORES,
 // SIM_SYSTEMS (swarm,bittorrent), SIM_BT_PIECE_KIB (256,4096),
 // SIM_CHURN (0.1), SIM_LATE (0.1), SIM_SEED (1), SIM_SCHEDULER (JSON: scheduler init overrides,
-// e.g. '{"originFallbackMs":60000}'), SIM_UPLOAD_SLOTS (8, the agent's default), SIM_UPLOAD_LANDING_MS (1000, the agent's data server's: uploads at once follow how long they take to land; 0: always SIM_UPLOAD_SLOTS at once; '{"peerLandingMs":0}' in SIM_SCHEDULER does the same for downloads), SIM_CHUNKS_FROM
+// e.g. '{"originFallbackMs":60000}'), SIM_UPLOAD_SLOTS (8, the agent's default), SIM_RELAY_SLOTS (8, the agent's default: relays beside the upload slots), SIM_UPLOAD_LANDING_MS (1000, the agent's data server's: uploads at once follow how long they take to land; 0: always SIM_UPLOAD_SLOTS at once; '{"peerLandingMs":0}' in SIM_SCHEDULER does the same for downloads), SIM_CHUNKS_FROM
 // (a bench/results/fanout*.json: use that model's chunks, links and origin, and compare with its
 // measurements at the N both ran), SIM_LIMIT_S (virtual time a run may take; 20 × T*, ≥ 300 s),
 // SIM_TRACE (ms: print the fleet's state every so often, and events by kind at the end),
@@ -98,7 +98,7 @@
 // workers; see fleet.mjs), SIM_NAME (results file name, "sim").
 
 import { seededRandom } from '@swarm/scheduler'
-import { DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_LANDING_MS } from '@swarm/exchange'
+import { DEFAULT_MAX_RELAYS, DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_LANDING_MS } from '@swarm/exchange'
 import { readFile } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { MiB, fmt, saveResult } from '../lib/common.mjs'
@@ -157,6 +157,7 @@ const settings = {
   startSpreadMs: envNumber('SIM_START_SPREAD_MS', 0),
   stallMs: envNumber('SIM_STALL_MS', 120_000, 1),
   uploadSlots: envNumber('SIM_UPLOAD_SLOTS', DEFAULT_MAX_UPLOADS, 1),
+  relaySlots: envNumber('SIM_RELAY_SLOTS', DEFAULT_MAX_RELAYS, 1),
   uploadLandingMs: envNumber('SIM_UPLOAD_LANDING_MS', DEFAULT_UPLOAD_LANDING_MS),
   baselineConcurrency: envNumber('SIM_BASELINE_CONCURRENCY', 16, 1),
   churnShare: envNumber('SIM_CHURN', 0.1),

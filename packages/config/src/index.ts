@@ -149,6 +149,8 @@ export const ConfigSchema = z.object({
     metricsPort: integer(0, 65535),
     metricsHost: z.string().min(1),
     uploadSlots: integer(1, 4096),
+    /** relays at once (chunks passed on while they arrive), beside the upload slots; absent: @swarm/exchange's default */
+    relaySlots: integer(1, 4096).optional(),
     uploadRate: byteSize,
     downloadRate: byteSize,
     // data plane limits; absent: the defaults of @swarm/exchange
@@ -208,6 +210,7 @@ export const ENV_KEYS: Record<string, string> = {
   SWARM_METRICS_PORT: 'agent.metricsPort',
   SWARM_METRICS_HOST: 'agent.metricsHost',
   SWARM_UPLOAD_SLOTS: 'agent.uploadSlots',
+  SWARM_RELAY_SLOTS: 'agent.relaySlots',
   SWARM_UPLOAD_RATE: 'agent.uploadRate',
   SWARM_DOWNLOAD_RATE: 'agent.downloadRate',
   SWARM_DATA_CONNECTIONS: 'agent.dataConnections',

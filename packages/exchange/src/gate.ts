@@ -11,10 +11,10 @@
  */
 
 import { LandingLimit } from '@swarm/interface'
-import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_PEER, DEFAULT_MAX_UPLOADS, DEFAULT_MAX_UPLOADS_PER_PEER, MAX_SMALL_ANSWERS, MIN_UPLOADS } from './constants.js'
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_PEER, DEFAULT_MAX_RELAYS, DEFAULT_MAX_UPLOADS, DEFAULT_MAX_UPLOADS_PER_PEER, MAX_SMALL_ANSWERS, MIN_UPLOADS } from './constants.js'
 import { InvalidRequestError } from './errors.js'
 import { positiveInteger } from './options.js'
-import { defaultReservedUploads, uploadSlotFree } from './slots.js'
+import { defaultReservedUploads, slotGranted } from './slots.js'
 
 /** an authenticated connection: kept, its peer not admitted, or one too many for its peer */
 export type PeerVerdict = 'ok' | 'not-admitted' | 'too-many'
@@ -34,7 +34,7 @@ export interface ServeGate {
   /**
    * a GET from `peer`; `small`: it accepts at most SMALL_ANSWER_LENGTH bytes and takes no upload
    * slot; `relay`: it is answered as its chunk arrives here, paced by that chunk's source, and
-   * takes a slot of `maxUploads` but none of those the landing-time limit opens
+   * takes one of `maxRelays`, not an upload slot (see `slotGranted`)
    */
   begin(peer: string, small: boolean, options?: { relay?: boolean }): SlotVerdict | Promise<SlotVerdict>
   /** a GET begun with 'ok' is over; `landedAfterMs`: its chunk went out whole, this long after it was asked for */
@@ -65,7 +65,9 @@ export interface UploadLimits {
    * agent gives `DEFAULT_UPLOAD_LANDING_MS`
    */
   uploadLandingMs?: number
-  /** concurrent uploads to one peer (default 4) */
+  /** concurrent relays (GETs answered as their chunk arrives), beside `maxUploads` (default 8) */
+  maxRelays?: number
+  /** concurrent uploads to one peer, relays included (default 4) */
   maxUploadsPerPeer?: number
   /** free slots only a peer that holds none may take (default `min(2, maxUploads / 4)`, rounded down); 0 turns it off */
   reservedUploads?: number
@@ -87,12 +89,15 @@ interface Holdings {
   connections: number
   peers: Map<string, number>
   uploads: Map<string, number>
+  /** of `uploads`, relays */
+  relays: number
   smallAnswers: number
 }
 
 /** The node's one gate: synchronous answers, for a server on this thread or relayed to workers. */
 export class UploadGate implements ServeGate {
   readonly maxUploads: number
+  readonly maxRelays: number
   readonly maxUploadsPerPeer: number
   readonly reservedUploads: number
   readonly maxConnections: number
@@ -108,6 +113,7 @@ export class UploadGate implements ServeGate {
     const landingMs = init.uploadLandingMs ?? 0
     if (!Number.isFinite(landingMs) || landingMs < 0) throw new InvalidRequestError(`uploadLandingMs must be 0 (off) or a finite number of milliseconds, got ${String(landingMs)}`)
     this.landing = new LandingLimit({ min: Math.min(MIN_UPLOADS, this.maxUploads), max: this.maxUploads, targetMs: landingMs })
+    this.maxRelays = positiveInteger(init.maxRelays ?? DEFAULT_MAX_RELAYS, 'maxRelays')
     this.maxUploadsPerPeer = positiveInteger(init.maxUploadsPerPeer ?? DEFAULT_MAX_UPLOADS_PER_PEER, 'maxUploadsPerPeer')
     const reserved = init.reservedUploads ?? defaultReservedUploads(this.maxUploads)
     this.reservedUploads = reserved === 0 ? 0 : positiveInteger(reserved, 'reservedUploads')
@@ -175,16 +181,16 @@ export class UploadGate implements ServeGate {
       return 'ok'
     }
     const takenByPeer = this.uploadsByPeer.get(peer) ?? 0
-    // relays are paced by their sources, not by our uplink: they do not take the slots landing times open
     const { uploads, relays } = this.counted
-    const slots = relay
-      ? { open: this.maxUploads, taken: uploads, takenByPeer, maxUploads: this.maxUploads, maxUploadsPerPeer: this.maxUploadsPerPeer, reservedUploads: this.reservedUploads }
-      : { open: this.landing.limit, taken: uploads - relays, takenByPeer, maxUploads: this.maxUploads, maxUploadsPerPeer: this.maxUploadsPerPeer, reservedUploads: this.reservedUploads }
-    if (uploads >= this.maxUploads || !uploadSlotFree(slots)) return 'busy'
+    if (!slotGranted({ uploads, relays, takenByPeer, landingLimit: this.landing.limit, maxUploads: this.maxUploads, maxRelays: this.maxRelays, maxUploadsPerPeer: this.maxUploadsPerPeer, reservedUploads: this.reservedUploads }, relay)) return 'busy'
     this.counted.uploads++
     if (relay) this.counted.relays++
     this.uploadsByPeer.set(peer, takenByPeer + 1)
-    if (holder !== undefined) bump(this.holding(holder).uploads, peer, 1)
+    if (holder !== undefined) {
+      const held = this.holding(holder)
+      bump(held.uploads, peer, 1)
+      if (relay) held.relays++
+    }
     return 'ok'
   }
 
@@ -198,6 +204,7 @@ export class UploadGate implements ServeGate {
       } else {
         if ((held.uploads.get(peer) ?? 0) === 0) return
         bump(held.uploads, peer, -1)
+        if (relay) held.relays = Math.max(0, held.relays - 1)
       }
     }
     if (small) {
@@ -227,13 +234,14 @@ export class UploadGate implements ServeGate {
       bump(this.uploadsByPeer, peer, -n)
       this.counted.uploads = Math.max(0, this.counted.uploads - n)
     }
+    this.counted.relays = Math.max(0, this.counted.relays - held.relays)
     this.counted.smallAnswers = Math.max(0, this.counted.smallAnswers - held.smallAnswers)
   }
 
   private holding (holder: number): Holdings {
     let held = this.holders.get(holder)
     if (held === undefined) {
-      held = { connections: 0, peers: new Map(), uploads: new Map(), smallAnswers: 0 }
+      held = { connections: 0, peers: new Map(), uploads: new Map(), relays: 0, smallAnswers: 0 }
       this.holders.set(holder, held)
     }
     return held

@@ -129,9 +129,9 @@ describe('relays: a chunk passed on while it arrives', () => {
     expect(Buffer.compare(await relayed, bytes)).toBe(0)
   })
 
-  it('counts relays against the server\'s slots but not against those its landing times open', async () => {
-    // landing times open 2 slots at first; relays, paced by their sources, leave those to the uploads
-    const { server, store, arrivals, client, peer } = await setUp({ maxUploads: 4, maxUploadsPerPeer: 4, reservedUploads: 0, uploadLandingMs: 1_000 })
+  it('counts relays on slots of their own, beside the upload slots its landing times open', async () => {
+    // 2 upload slots, which landing times never close below 2; relays, paced by their sources, have 2 of their own
+    const { server, store, arrivals, client, peer } = await setUp({ maxUploads: 2, maxRelays: 2, maxUploadsPerPeer: 4, reservedUploads: 0, uploadLandingMs: 1_000 })
     const arriving = await Promise.all([1, 2, 3].map(async () => {
       const bytes = randomBytes(SIZE)
       const cid = await cidOf(bytes)
@@ -142,20 +142,23 @@ describe('relays: a chunk passed on while it arrives', () => {
     }))
     const relayed = arriving.slice(0, 2).map(async ({ cid }) => await client.fetch(peer, { cid, size: SIZE }, { relay: true }))
     await until(() => server.stats.uploads === 2, 'two relays to hold slots')
-    const stored = await Promise.all([1, 2].map(async () => await randomChunk(100_000)))
+    const stored = await Promise.all([1, 2, 3].map(async () => await randomChunk(100_000)))
     for (const chunk of stored) store.chunks.set(chunk.cid, chunk.bytes)
-    const answers = await Promise.all(stored.map(async chunk => await client.fetch(peer, { cid: chunk.cid, size: chunk.bytes.length })))
+    const answers = await Promise.all(stored.slice(0, 2).map(async chunk => await client.fetch(peer, { cid: chunk.cid, size: chunk.bytes.length })))
     answers.forEach((got, i) => { expect(Buffer.compare(got, stored[i]!.bytes)).toBe(0) })
     expect(server.stats.busy).toBe(0)
-    // maxUploads still bounds everything: with 2 relays and 2 uploads under way, a third relay is BUSY
-    const held = stored.map(chunk => store.gate(chunk.cid))
-    const uploads = stored.map(async chunk => await client.fetch(peer, { cid: chunk.cid, size: chunk.bytes.length }))
+    // with 2 relays and 2 uploads under way, each kind is full: a third relay is BUSY, and so is a third upload
+    const held = stored.slice(0, 2).map(chunk => store.gate(chunk.cid))
+    const uploads = stored.slice(0, 2).map(async chunk => await client.fetch(peer, { cid: chunk.cid, size: chunk.bytes.length }))
     await Promise.all(held.map(async gate => await gate.started))
     const third = arriving[2] as typeof arriving[number]
     // from another client: this one's connections are all taken
     const other = dataClient({ privateKey: (await identity()).privateKey })
     cleanups.push(async () => { await other.close() })
     await expect(other.fetch(peer, { cid: third.cid, size: SIZE }, { relay: true })).rejects.toThrow(/busy/)
+    const thirdUpload = stored[2]!
+    await expect(other.fetch(peer, { cid: thirdUpload.cid, size: thirdUpload.bytes.length })).rejects.toThrow(/busy/)
+    expect(server.stats.busy).toBe(2)
     for (const gate of held) gate.release()
     await Promise.all(uploads)
     for (const { arrival, buffer } of arriving) {
@@ -163,6 +166,8 @@ describe('relays: a chunk passed on while it arrives', () => {
       arrival?.end({ bytes: buffer, free: () => {} })
     }
     for (const [i, relay] of relayed.entries()) expect(Buffer.compare(await relay, arriving[i]!.bytes)).toBe(0)
+    // the slots are given back: the upload turned away gets its chunk now
+    expect(Buffer.compare(await other.fetch(peer, { cid: thirdUpload.cid, size: thirdUpload.bytes.length }), thirdUpload.bytes)).toBe(0)
   })
 
   it('keeps a relay alive past the request timeout while its bytes come, and times it out once they stop', async () => {

@@ -172,6 +172,20 @@ describe('data servers sharing a port and a gate', () => {
     expect(n.gate.counts).toMatchObject({ connections: 0, peerConnections: 0, uploads: 0, smallAnswers: 0 })
   })
 
+  it('give back the relays of a server that went away, so their slots open again', () => {
+    const gate = new UploadGate({ isAdmitted: () => true, maxUploads: 2, maxRelays: 1 })
+    expect(gate.begin('a', false, { holder: 0, relay: true })).toBe('ok')
+    expect(gate.begin('b', false, { holder: 1, relay: true })).toBe('busy')
+    // the upload slots are apart: both are free
+    expect(gate.begin('b', false, { holder: 1 })).toBe('ok')
+    gate.release(0)
+    expect(gate.counts).toMatchObject({ uploads: 1, relays: 0 })
+    expect(gate.begin('b', false, { holder: 1, relay: true })).toBe('ok')
+    // the server that went away ending its relay later changes nothing
+    gate.end('a', false, undefined, { holder: 0, relay: true })
+    expect(gate.counts).toMatchObject({ uploads: 2, relays: 1 })
+  })
+
   it('lets one server stop listening while the other takes every new connection and its own go on', async () => {
     const { n, chunk, raw: before } = await holdingOne(4096)
     await until(() => n.gate.counts.peerConnections === 1, 'the connection authenticating')

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { defaultReservedUploads, uploadSlotFree } from '../src/index.js'
-import type { UploadSlots } from '../src/index.js'
+import { defaultReservedUploads, slotGranted, uploadSlotFree } from '../src/index.js'
+import type { NodeUploads, UploadSlots } from '../src/index.js'
 
 const server = (over: Partial<UploadSlots>): UploadSlots => ({ open: 8, taken: 0, takenByPeer: 0, maxUploads: 8, maxUploadsPerPeer: 4, reservedUploads: 2, ...over })
 
@@ -28,5 +28,35 @@ describe('who gets an upload slot', () => {
     expect(defaultReservedUploads(32)).toBe(2)
     expect(defaultReservedUploads(4)).toBe(1)
     expect(defaultReservedUploads(2)).toBe(0)
+  })
+
+  describe('relays and uploads', () => {
+    const node = (over: Partial<NodeUploads>): NodeUploads => ({ uploads: 0, relays: 0, takenByPeer: 0, landingLimit: 8, maxUploads: 8, maxRelays: 8, maxUploadsPerPeer: 4, reservedUploads: 2, ...over })
+
+    it('gives relays slots of their own: 8 uploads under way leave every relay slot free, 8 relays every upload slot', () => {
+      expect(slotGranted(node({ uploads: 8 }), true)).toBe(true)
+      expect(slotGranted(node({ uploads: 8 }), false)).toBe(false)
+      expect(slotGranted(node({ uploads: 8, relays: 8 }), false)).toBe(true)
+      expect(slotGranted(node({ uploads: 8, relays: 8 }), true)).toBe(false)
+      expect(slotGranted(node({ uploads: 16, relays: 8 }), false)).toBe(false)
+    })
+
+    it('opens to uploads only the slots landing times open; relays do not follow them', () => {
+      expect(slotGranted(node({ landingLimit: 2, uploads: 2 }), false)).toBe(false)
+      expect(slotGranted(node({ landingLimit: 2, uploads: 2 }), true)).toBe(true)
+      expect(slotGranted(node({ landingLimit: 2, uploads: 3, relays: 2 }), false)).toBe(true)
+    })
+
+    it('counts both kinds towards the peer\'s share', () => {
+      expect(slotGranted(node({ uploads: 4, relays: 2, takenByPeer: 4 }), true)).toBe(false)
+      expect(slotGranted(node({ uploads: 4, relays: 2, takenByPeer: 4 }), false)).toBe(false)
+      expect(slotGranted(node({ uploads: 4, relays: 2, takenByPeer: 3 }), true)).toBe(true)
+    })
+
+    it('keeps no relay slots for peers holding none: whoever asks a relay has found no holder yet', () => {
+      expect(slotGranted(node({ uploads: 7, relays: 7, takenByPeer: 1 }), true)).toBe(true)
+      // the uploads keep theirs
+      expect(slotGranted(node({ uploads: 6, takenByPeer: 1 }), false)).toBe(false)
+    })
   })
 })

@@ -184,6 +184,7 @@ export class Agent {
       // only peers connected to us over libp2p (which the swarm key guards) and not banned are served
       isAdmitted: peerId => node?.isConnected(peerId) === true && !node.peerScores.isBanned(peerId),
       maxUploads: config.agent.uploadSlots,
+      maxRelays: config.agent.relaySlots,
       // on a slow uplink, fewer uploads at once land each chunk sooner, to be passed on sooner
       uploadLandingMs: DEFAULT_UPLOAD_LANDING_MS,
       maxConnections: config.agent.dataConnections,
