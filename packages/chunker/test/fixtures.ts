@@ -1,18 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { TensorInfo } from '@swarm/interface'
+import { seededRandom } from '@swarm/scheduler'
 import { encodeSafetensorsHeader, type TensorSpec } from '../src/index.js'
-
-/** A small seeded PRNG (mulberry32), so random cases are reproducible. */
-export function random (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
-  }
-}
 
 export function randomInt (next: () => number, min: number, max: number): number {
   return min + Math.floor(next() * (max - min + 1))
@@ -20,7 +9,7 @@ export function randomInt (next: () => number, min: number, max: number): number
 
 /** Fills `data` with pseudo-random bytes derived from `seed`. */
 export function fillFromSeed (seed: string, data: Uint8Array): void {
-  const next = random(createHash('sha256').update(seed).digest().readUInt32LE(0))
+  const next = seededRandom(createHash('sha256').update(seed).digest().readUInt32LE(0))
   const words = Math.floor(data.length / 4)
   const view = new DataView(data.buffer, data.byteOffset, data.length)
   for (let i = 0; i < words; i++) view.setUint32(i * 4, next() * 2 ** 32, true)

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { TensorInfo } from '@swarm/interface'
+import { seededRandom } from '@swarm/scheduler'
 import {
   ChunkOutOfRangeError,
   cidForBytes,
@@ -19,7 +20,7 @@ import {
   type SafetensorsLayout,
   type TensorSpec
 } from '../src/index.js'
-import { expectTiling, random, randomInt, safetensorsFile } from './fixtures.js'
+import { expectTiling, randomInt, safetensorsFile } from './fixtures.js'
 
 const MiB = 1024 * 1024
 
@@ -70,7 +71,7 @@ describe('planChunks without a layout', () => {
   })
 
   it('tiles files of random sizes exactly', () => {
-    const next = random(1)
+    const next = seededRandom(1)
     for (let i = 0; i < 300; i++) {
       const chunkSize = randomInt(next, MIN_CHUNK_SIZE, MAX_CHUNK_SIZE)
       const size = next() < 0.1 ? randomInt(next, 0, 10) : randomInt(next, 0, 20 * chunkSize)
@@ -140,7 +141,7 @@ describe('planChunks with a safetensors layout', () => {
   })
 
   it('tiles random layouts and honours its rules', () => {
-    const next = random(2)
+    const next = seededRandom(2)
     for (let i = 0; i < 200; i++) {
       const chunkSize = randomInt(next, MIN_CHUNK_SIZE, 4 * MIN_CHUNK_SIZE)
       const { layout, size } = randomLayout(next, chunkSize)
@@ -164,12 +165,12 @@ describe('planChunks with a safetensors layout', () => {
   })
 
   it('plans the same chunks for tensors however far their offsets shift', () => {
-    const next = random(3)
+    const next = seededRandom(3)
     for (let i = 0; i < 100; i++) {
       const chunkSize = MIN_CHUNK_SIZE
       const seed = randomInt(next, 0, 2 ** 31)
       const shift = randomInt(next, 1, 3 * MiB)
-      const { layout, size } = randomLayout(random(seed), chunkSize, 64)
+      const { layout, size } = randomLayout(seededRandom(seed), chunkSize, 64)
       const shifted: SafetensorsLayout = {
         headerSize: 64 + shift,
         tensors: layout.tensors.map(t => ({ ...t, start: t.start + shift, end: t.end + shift }))
@@ -182,7 +183,7 @@ describe('planChunks with a safetensors layout', () => {
   })
 
   it('is deterministic and ignores the order tensors are listed in', () => {
-    const { layout, size } = randomLayout(random(4), DEFAULT_CHUNK_SIZE)
+    const { layout, size } = randomLayout(seededRandom(4), DEFAULT_CHUNK_SIZE)
     const reversed = { ...layout, tensors: [...layout.tensors].reverse() }
     expect(planChunks({ size, layout: reversed })).toEqual(planChunks({ size, layout }))
   })

@@ -5,7 +5,7 @@ import {
 import { AbortError, NotFoundError } from '@swarm/interface'
 import { afterEach, describe, expect, it } from 'vitest'
 import { MemoryStore, cidOf, identity, randomChunk, rogueServer, within } from './helpers.js'
-import type { DataClient, DataServer, DataServerInit } from '../src/index.js'
+import type { DataClient, DataPeer, DataServer, DataServerInit } from '../src/index.js'
 import type { Identity } from './helpers.js'
 
 const MiB = 1024 * 1024
@@ -34,6 +34,31 @@ async function startClient (init: Partial<Parameters<typeof dataClient>[0]> = {}
   const client = dataClient({ privateKey: id.privateKey, ...init })
   cleanups.push(async () => { await client.close() })
   return { client, id }
+}
+
+/** A client's fetch of a 1000-byte chunk whose read the server has begun and holds until `gate` is released. */
+async function fetchHeldInRead (): Promise<{ server: DataServer, store: MemoryStore, gate: ReturnType<MemoryStore['gate']>, client: DataClient, peer: DataPeer, chunk: Awaited<ReturnType<typeof randomChunk>>, fetching: Promise<Uint8Array>, readSignal: AbortSignal | undefined }> {
+  const { server, store, id, port } = await startServer()
+  const chunk = await randomChunk(1000)
+  store.chunks.set(chunk.cid, chunk.bytes)
+  const gate = store.gate(chunk.cid)
+  const { client } = await startClient()
+  const peer = { peerId: id.peerId, host: '127.0.0.1', port }
+  const fetching = client.fetch(peer, { cid: chunk.cid, size: 1000 })
+  const readSignal = await within(gate.started, 5000, 'the read')
+  return { server, store, gate, client, peer, chunk, fetching, readSignal }
+}
+
+/** A client asking for a 10-byte chunk from a server that answers as `answer` does, and when it asked. */
+async function fetchFromRogue (answer: Parameters<typeof rogueServer>[1], requestTimeoutMs: number): Promise<{ client: DataClient, fetching: Promise<Uint8Array>, started: number }> {
+  const rogueId = await identity()
+  const rogue = await rogueServer(rogueId.privateKey, answer)
+  cleanups.push(rogue.close)
+  const { client } = await startClient({ requestTimeoutMs })
+  const chunk = await randomChunk(10)
+  const started = performance.now()
+  const fetching = client.fetch({ peerId: rogueId.peerId, host: '127.0.0.1', port: rogue.port }, { cid: chunk.cid, size: 10 })
+  return { client, fetching, started }
 }
 
 describe('data exchange', () => {
@@ -260,22 +285,14 @@ describe('data exchange', () => {
   })
 
   it('times out with a named error when the server never answers', async () => {
-    const silent = await identity()
-    const rogue = await rogueServer(silent.privateKey, socket => { socket.resume() })
-    cleanups.push(rogue.close)
-    const { client } = await startClient({ requestTimeoutMs: 300 })
-    const chunk = await randomChunk(10)
-
-    const started = performance.now()
-    await expect(client.fetch({ peerId: silent.peerId, host: '127.0.0.1', port: rogue.port }, { cid: chunk.cid, size: 10 }))
-      .rejects.toBeInstanceOf(RequestTimeoutError)
+    const { client, fetching, started } = await fetchFromRogue(socket => { socket.resume() }, 300)
+    await expect(fetching).rejects.toBeInstanceOf(RequestTimeoutError)
     expect(performance.now() - started).toBeGreaterThanOrEqual(250)
     expect(client.stats.timeouts).toBe(1)
   })
 
   it('refuses a response larger than asked for before reading it', async () => {
-    const rogueId = await identity()
-    const rogue = await rogueServer(rogueId.privateKey, socket => {
+    const { fetching, started } = await fetchFromRogue(socket => {
       socket.once('data', (frame: Buffer) => {
         // answer request id (bytes 5..8 of the GET) with a 64 MiB OK, then nothing more
         const header = Buffer.alloc(9)
@@ -284,27 +301,13 @@ describe('data exchange', () => {
         header[8] = 0
         socket.write(header)
       })
-    })
-    cleanups.push(rogue.close)
-    const { client } = await startClient({ requestTimeoutMs: 10_000 })
-    const chunk = await randomChunk(10)
-
-    const started = performance.now()
-    await expect(client.fetch({ peerId: rogueId.peerId, host: '127.0.0.1', port: rogue.port }, { cid: chunk.cid, size: 10 }))
-      .rejects.toBeInstanceOf(ResponseTooLargeError)
+    }, 10_000)
+    await expect(fetching).rejects.toBeInstanceOf(ResponseTooLargeError)
     expect(performance.now() - started).toBeLessThan(5000)
   })
 
   it('closes its connections on stop, failing requests in progress', async () => {
-    const { server, store, id, port } = await startServer()
-    const chunk = await randomChunk(1000)
-    store.chunks.set(chunk.cid, chunk.bytes)
-    const gate = store.gate(chunk.cid)
-    const { client } = await startClient()
-    const peer = { peerId: id.peerId, host: '127.0.0.1', port }
-
-    const fetching = client.fetch(peer, { cid: chunk.cid, size: 1000 })
-    const readSignal = await within(gate.started, 5000, 'the read')
+    const { server, client, peer, chunk, fetching, readSignal } = await fetchHeldInRead()
     await within(server.stop(), 5000, 'stop')
     await expect(fetching).rejects.toBeInstanceOf(ConnectionClosedError)
     expect(readSignal?.aborted).toBe(true)
@@ -313,16 +316,8 @@ describe('data exchange', () => {
   })
 
   it('disconnect fails requests in flight and later fetches dial again', async () => {
-    const { store, id, port } = await startServer()
-    const chunk = await randomChunk(1000)
-    store.chunks.set(chunk.cid, chunk.bytes)
-    const gate = store.gate(chunk.cid)
-    const { client } = await startClient()
-    const peer = { peerId: id.peerId, host: '127.0.0.1', port }
-
-    const fetching = client.fetch(peer, { cid: chunk.cid, size: 1000 })
-    await within(gate.started, 5000, 'the read')
-    client.disconnect(id.peerId)
+    const { store, gate, client, peer, fetching } = await fetchHeldInRead()
+    client.disconnect(peer.peerId)
     await expect(fetching).rejects.toBeInstanceOf(ConnectionClosedError)
     gate.release()
     const other = await randomChunk(77)

@@ -33,6 +33,13 @@ async function setUp (limits: Partial<DataServerInit> = {}): Promise<{ server: D
   return { server, store, arrivals, client, peer: { peerId: serverId.peerId, host: '127.0.0.1', port } }
 }
 
+/** A fetch that takes the chunk while it arrives, and how many of its bytes the client holds so far. */
+function relayedFetch (client: DataClient, peer: DataPeer, cid: string): { fetching: Promise<Uint8Array>, received: () => number } {
+  let received = 0
+  const fetching = client.fetch(peer, { cid, size: SIZE }, { relay: true, onData: (_b, filled) => { received = filled } })
+  return { fetching, received: () => received }
+}
+
 async function until (condition: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + 5_000
   while (!condition()) {
@@ -52,11 +59,10 @@ describe('relays: a chunk passed on while it arrives', () => {
     buffer.set(bytes.subarray(0, 5 * BLOCK + 100))
     arrival.land(buffer, 5 * BLOCK + 100)
 
-    let received = 0
-    const fetching = client.fetch(peer, { cid, size: SIZE }, { relay: true, onData: (_b, filled) => { received = filled } })
+    const { fetching, received } = relayedFetch(client, peer, cid)
     // the five checked blocks reach the client before the chunk is whole here
-    await until(() => received >= 5 * BLOCK, 'the checked blocks')
-    expect(received).toBe(5 * BLOCK)
+    await until(() => received() >= 5 * BLOCK, 'the checked blocks')
+    expect(received()).toBe(5 * BLOCK)
     buffer.set(bytes.subarray(5 * BLOCK), 5 * BLOCK)
     arrival.land(buffer, SIZE)
     let freed = false
@@ -78,13 +84,12 @@ describe('relays: a chunk passed on while it arrives', () => {
     const lying = Buffer.from(bytes)
     lying[3 * BLOCK + 1] = (lying[3 * BLOCK + 1] as number) ^ 0x40
     arrival?.land(lying, 2 * BLOCK)
-    let received = 0
-    const fetching = client.fetch(peer, { cid, size: SIZE }, { relay: true, onData: (_b, filled) => { received = filled } })
-    await until(() => received >= 2 * BLOCK, 'the checked blocks')
+    const { fetching, received } = relayedFetch(client, peer, cid)
+    await until(() => received() >= 2 * BLOCK, 'the checked blocks')
     arrival?.land(lying, SIZE)
     await expect(fetching).rejects.toThrow(ConnectionClosedError)
     // block 2 was good, but once block 3 failed the source is a liar: nothing more went out
-    expect(received).toBe(2 * BLOCK)
+    expect(received()).toBe(2 * BLOCK)
     await until(() => server.stats.relaysCut === 1, 'the relay to be cut')
   })
 
@@ -234,10 +239,9 @@ describe('relays: a chunk passed on while it arrives', () => {
     const peer = { peerId: serverId.peerId, host: '127.0.0.1', port }
     memory.set(bytes.subarray(0, 2 * BLOCK))
     writer.land(memory, 2 * BLOCK)
-    let received = 0
-    const fetching = client.fetch(peer, { cid, size: SIZE }, { relay: true, onData: (_b, filled) => { received = filled } })
-    await until(() => received >= 2 * BLOCK, 'the checked blocks')
-    expect(received).toBe(2 * BLOCK)
+    const { fetching, received } = relayedFetch(client, peer, cid)
+    await until(() => received() >= 2 * BLOCK, 'the checked blocks')
+    expect(received()).toBe(2 * BLOCK)
     memory.set(bytes.subarray(2 * BLOCK), 2 * BLOCK)
     writer.land(memory, SIZE)
     writer.whole()

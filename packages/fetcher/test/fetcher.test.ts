@@ -1,32 +1,21 @@
-import { randomBytes } from 'node:crypto'
 import { getEventListeners } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { cidForBytes } from '@swarm/chunker'
 import { ChunkUnavailableError } from '@swarm/interface'
-import { encodeManifest } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { SourceTimeoutError, fetcher, originSource } from '../src/index.js'
+import { lyingCopy, randomModel } from './model.js'
 import type { Fetcher } from '../src/index.js'
-import type { ChunkRequest, ChunkSource, ChunkStore, Manifest, Origin } from '@swarm/interface'
+import type { Model } from './model.js'
+import type { ChunkRequest, ChunkSource, ChunkStore, Origin } from '@swarm/interface'
 
 const CHUNK = 256 * 1024
 
-interface Model { manifest: Manifest, cid: string, chunks: Map<string, Uint8Array> }
-
 function makeModel (chunkCount: number): Model {
-  const chunks = new Map<string, Uint8Array>()
-  const refs = []
-  for (let i = 0; i < chunkCount; i++) {
-    const bytes = randomBytes(CHUNK)
-    const cid = cidForBytes(bytes)
-    chunks.set(cid, bytes)
-    refs.push({ cid, offset: i * CHUNK, size: CHUNK })
-  }
-  const manifest: Manifest = { version: 1, chunkSize: 1024 * 1024, files: [{ path: 'weights.bin', size: chunkCount * CHUNK, mode: 0o644, chunks: refs }] }
-  return { manifest, cid: encodeManifest(manifest).cid, chunks }
+  return randomModel(chunkCount, CHUNK, 1024 * 1024)
 }
 
 /** A source with programmable behaviour, counting what it was asked. */
@@ -45,12 +34,7 @@ function source (name: string, model: Model, behaviour: { delayMs?: number, lie?
       if (behaviour.fail === true) throw new Error(`${name} is down`)
       const bytes = model.chunks.get(cid)
       if (bytes == null) throw new Error('unknown chunk')
-      if (behaviour.lie === true) {
-        const wrong = Uint8Array.from(bytes)
-        wrong[0] = (wrong[0] ?? 0) ^ 0xff
-        return wrong
-      }
-      return bytes
+      return behaviour.lie === true ? lyingCopy(bytes) : bytes
     }
   }
   return s

@@ -1,33 +1,23 @@
-import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { cidForBytes } from '@swarm/chunker'
 import { fetcher } from '@swarm/fetcher'
 import { PEER_BUSY_CODE, encodeBitfield, uniqueChunks } from '@swarm/interface'
-import { encodeManifest } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
+import { lyingCopy, randomModel } from '../../fetcher/test/model.js'
 import type { Fetcher } from '@swarm/fetcher'
-import type { ChunkRequest, ChunkSource, Manifest } from '@swarm/interface'
+import type { ChunkRequest, ChunkSource } from '@swarm/interface'
+import type { Model } from '../../fetcher/test/model.js'
 import type { NamedFetcher, PullPeer, PullPeerEvents, PullPeers } from '../src/index.js'
 import type { Store } from '@swarm/store'
 
 export const CHUNK = 64 * 1024
 
-export interface Model { manifest: Manifest, cid: string, chunks: Map<string, Uint8Array>, bytes: number }
+export type { Model }
 
 /** A model of `chunkCount` random chunks in one file. */
 export function makeModel (chunkCount: number): Model {
-  const chunks = new Map<string, Uint8Array>()
-  const refs = []
-  for (let i = 0; i < chunkCount; i++) {
-    const bytes = randomBytes(CHUNK)
-    const cid = cidForBytes(bytes)
-    chunks.set(cid, bytes)
-    refs.push({ cid, offset: i * CHUNK, size: CHUNK })
-  }
-  const manifest: Manifest = { version: 1, chunkSize: CHUNK, files: [{ path: 'weights.bin', size: chunkCount * CHUNK, mode: 0o644, chunks: refs }] }
-  return { manifest, cid: encodeManifest(manifest).cid, chunks, bytes: chunkCount * CHUNK }
+  return randomModel(chunkCount, CHUNK)
 }
 
 export interface Behaviour {
@@ -70,12 +60,7 @@ export function scriptedSource (name: string, kind: 'peer' | 'origin', model: Mo
       }
       const bytes = model.chunks.get(cid)
       if (bytes == null) throw new Error(`${name} does not have ${cid}`)
-      if (behaviour.lie === true) {
-        const wrong = Uint8Array.from(bytes)
-        wrong[0] = (wrong[0] ?? 0) ^ 0xff
-        return wrong
-      }
-      return bytes
+      return behaviour.lie === true ? lyingCopy(bytes) : bytes
     }
   }
   return source

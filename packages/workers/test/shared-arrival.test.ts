@@ -61,6 +61,13 @@ describe('an arrival shared between threads, in one thread', () => {
     return { writer, memory }
   }
 
+  /** The whole chunk lands at once, and its source says it is whole. */
+  function landWhole (writer: SharedArrivalWriter, memory: Buffer): void {
+    memory.set(bytes)
+    writer.land(memory, SIZE)
+    writer.whole()
+  }
+
   it('is not shared from memory of one thread, nor with digests that do not cover the chunk', () => {
     expect(SharedArrivalWriter.begin('bafy-test', SIZE, blocks, Buffer.alloc(SIZE))).toBeUndefined()
     expect(SharedArrivalWriter.begin('bafy-test', SIZE + BLOCK, blocks, Buffer.from(new SharedArrayBuffer(SIZE + BLOCK)))).toBeUndefined()
@@ -111,9 +118,7 @@ describe('an arrival shared between threads, in one thread', () => {
   it('reads unaligned offsets and pieces smaller than a block from one checked copy', async () => {
     const { writer, memory } = begin()
     const reader = openSharedArrival(writer.shared)!
-    memory.set(bytes)
-    writer.land(memory, SIZE)
-    writer.whole()
+    landWhole(writer, memory)
     const pieces: Uint8Array[] = []
     for (let offset = 0; offset < SIZE;) {
       const piece = await reader.read(offset, 5000, length => Buffer.alloc(length))
@@ -151,9 +156,7 @@ describe('an arrival shared between threads, in one thread', () => {
   it('gives its memory back only once no reader has it open, and is read whole by a reader that stays', async () => {
     const { writer, memory } = begin()
     const reader = openSharedArrival(writer.shared)!
-    memory.set(bytes)
-    writer.land(memory, SIZE)
-    writer.whole()
+    landWhole(writer, memory)
     // recorded on the main thread: only the readers hold it now
     settleSharedArrival(writer.shared)
     let closed = false
@@ -182,9 +185,7 @@ describe('an arrival shared between threads, in one thread', () => {
 
   it('keeps a whole arrival open to new readers until the main thread settles it', async () => {
     const { writer, memory } = begin()
-    memory.set(bytes)
-    writer.land(memory, SIZE)
-    writer.whole()
+    landWhole(writer, memory)
     let closed = false
     const closing = writer.close().then(() => { closed = true })
     await new Promise(resolve => setTimeout(resolve, 30))
