@@ -191,7 +191,12 @@ export function createByteWorkers (config: Config, identity: PeerIdentity | unde
     ...(serving !== undefined ? { told: serving.told, gone: serving.gone } : {}),
     answer: (question, worker) => {
       if (isChunkReaderQuestion(question) && reader !== undefined) return reader()
-      const answer = identity !== undefined ? answerIdentityQuestion(question, identity) : undefined
+      const answer = identity !== undefined
+        ? answerIdentityQuestion(question, {
+          certificate: async () => await identity.certificate(),
+          peerOf: async (raw, { validFrom, validTo }) => await exchange().peerOfCertificate(raw, validFrom, validTo, { identity })
+        })
+        : undefined
       if (answer !== undefined) return answer
       const cid = locatedCid(question)
       if (cid !== undefined) return origin?.chunkLocation?.(cid)

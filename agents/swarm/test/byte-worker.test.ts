@@ -7,6 +7,7 @@ import { ORIGIN_PACKAGES, createByteWorkers } from '@swarm/agent'
 import { cidForBytes } from '@swarm/chunker'
 import { defaultConfig } from '@swarm/config'
 import { UnexpectedPeerError, dataServer, keyIdentity } from '@swarm/exchange'
+import type { PeerIdentity } from '@swarm/exchange'
 import { silentLogger } from '@swarm/interface'
 import { loadOrCreateKey } from '@swarm/p2p'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -195,14 +196,18 @@ describe('byte workers', () => {
     expect(workers!.pool.stats.jobsDone + workers!.pool.stats.jobsFailed).toBe(0)
   })
 
-  it('fetch from a peer as their node, with the certificate and the checks of the main thread, never its key', async () => {
+  it('fetch from a peer as their node, with the certificate and the checks of the main thread, which checks each certificate once for all its workers', async () => {
     dir = await mkdtemp(join(tmpdir(), 'swarm-byte-worker-'))
     const base = defaultConfig({})
     const config = { ...base, agent: { ...base.agent, workers: 1 } }
     const nodeKey = await loadOrCreateKey(join(dir, 'node.key'))
     const node = keyIdentity(nodeKey)
     let checksOnMain = 0
-    workers = createByteWorkers(config, { certificate: async () => await node.certificate(), verifyCertificate: async raw => { checksOnMain++; return await node.verifyCertificate(raw) } }, silentLogger)
+    const counting: PeerIdentity = {
+      certificate: async () => await node.certificate(),
+      verifyCertificate: async (raw, validity) => { checksOnMain++; return await node.verifyCertificate(raw, validity) }
+    }
+    workers = createByteWorkers(config, counting, silentLogger)
     const store = await createStore({ dir: join(dir, 'store') })
     // the peer: a data server on this thread that admits this node's peer id alone
     const peerKey = await loadOrCreateKey(join(dir, 'peer.key'))
@@ -218,15 +223,22 @@ describe('byte workers', () => {
       await workers!.chunks.fetchChunk({ cid, size: CHUNK, source: peer, sourceName: 'peer', slots: plan.slots, dataDir: plan.dir })
       await store.recordWritten(plan)
       expect(Buffer.from(await store.readChunk(cid)).equals(bytes)).toBe(true)
-      // the server admitted the node's peer id (the certificate the worker presented is the main thread's), and the worker had the server's checked there
+      // the server admitted the node's peer id (the worker presented the main thread's certificate), and the worker had the server's checked there
       expect(server.stats.requests).toBe(1)
       expect(checksOnMain).toBe(1)
-      // a peer dialled under another's id: the main thread's check names the server, so the worker refuses it
+      // a new worker meets the same certificate: the main thread knows it and does not check it again
+      await workers!.close()
+      workers = createByteWorkers(config, counting, silentLogger)
+      const second = store.planWrite(cid)
+      await workers!.chunks.fetchChunk({ cid, size: CHUNK, source: peer, sourceName: 'peer', slots: second.slots, dataDir: second.dir })
+      expect(server.stats.requests).toBe(2)
+      expect(checksOnMain).toBe(1)
+      // a peer dialled under another's id: the certificate names the server, so the worker refuses it
       const other = peerIdFromPrivateKey(await loadOrCreateKey(join(dir, 'other.key'))).toString()
       const again = store.planWrite(cid)
       await expect(workers!.chunks.fetchChunk({ cid, size: CHUNK, source: { ...peer, peerId: other }, sourceName: 'peer', slots: again.slots, dataDir: again.dir }))
         .rejects.toMatchObject({ code: new UnexpectedPeerError(other).code })
-      expect(server.stats.requests).toBe(1)
+      expect(server.stats.requests).toBe(2)
     } finally {
       await server.stop()
       await store.close()

@@ -35,10 +35,18 @@ export interface PeerIdentity {
   /** this node's libp2p TLS certificate and its key, in PEM (the same on every call) */
   certificate(): Promise<Certificate>
   /**
-   * The peer id (its string form) a remote libp2p TLS certificate proves, given its DER bytes;
-   * checked in full (the caller remembers what it proved). Rejects when it proves none.
+   * The peer id (its string form) a remote libp2p TLS certificate proves, given its DER bytes
+   * and the validity period it states (as Node writes it); rejects when it proves none. The
+   * caller remembers what a certificate proved (`peerOfCertificate`), so this is asked once per
+   * certificate a thread meets.
    */
-  verifyCertificate(raw: Uint8Array): Promise<string>
+  verifyCertificate(raw: Uint8Array, validity: CertificateValidity): Promise<string>
+}
+
+/** A certificate's validity period, as Node writes it (`getPeerCertificate().valid_from`, `valid_to`). */
+export interface CertificateValidity {
+  validFrom: string
+  validTo: string
 }
 
 /** The identity of the node whose libp2p key this thread holds. */
@@ -111,7 +119,7 @@ export async function peerOfCertificate (raw: Uint8Array, validFrom: string, val
     certificateChecks.verified++
     let peerId: string
     try {
-      peerId = await identity.verifyCertificate(new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength))
+      peerId = await identity.verifyCertificate(new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength), { validFrom, validTo })
     } catch (err) {
       throw new PeerAuthenticationError(`remote certificate is not a valid libp2p certificate: ${(err as Error).message}`, { cause: err })
     }

@@ -6,7 +6,7 @@ import {
 import { describe, expect, it } from 'vitest'
 import { admittingServer, captureLogger, cleanupsAfterEach, getFrame, identity, randomChunk, rawClient, within } from './helpers.js'
 import type { AdmittingServer, LogEntry, RawClient } from './helpers.js'
-import type { PeerIdentity } from '../src/index.js'
+import type { CertificateValidity, PeerIdentity } from '../src/index.js'
 import type { PrivateKey } from '@libp2p/interface'
 
 const cleanups = cleanupsAfterEach()
@@ -164,9 +164,9 @@ function delegatingIdentity (privateKey: PrivateKey, claims?: string): PeerIdent
   const delegating = {
     checks: 0,
     certificate: async () => await own.certificate(),
-    async verifyCertificate (raw: Uint8Array) {
+    async verifyCertificate (raw: Uint8Array, validity: CertificateValidity) {
       delegating.checks++
-      const proved = await own.verifyCertificate(raw)
+      const proved = await own.verifyCertificate(raw, validity)
       return claims ?? proved
     }
   }
