@@ -58,11 +58,14 @@ export function keyIdentity (privateKey: PrivateKey): PeerIdentity {
       certificate.catch(() => { certificate = undefined })
       return await certificate
     },
-    async verifyCertificate (raw) {
-      const { verifyPeerCertificate } = await import('@libp2p/tls/utils')
-      return (await verifyPeerCertificate(raw)).toString()
-    }
+    verifyCertificate: checkCertificate
   }
+}
+
+/** the full check of a libp2p TLS certificate: the peer id it proves, which needs no key of this node's */
+async function checkCertificate (raw: Uint8Array): Promise<string> {
+  const { verifyPeerCertificate } = await import('@libp2p/tls/utils')
+  return (await verifyPeerCertificate(raw)).toString()
 }
 
 /** the identity a client or server was given: `identity`, else one made from `privateKey`; undefined with neither */
@@ -133,8 +136,5 @@ export async function peerOfCertificate (raw: Uint8Array, validFrom: string, val
 /** checks certificates only: what `peerOfCertificate` uses when given no identity */
 const checker: PeerIdentity = {
   async certificate () { throw new TypeError('this identity only checks certificates') },
-  async verifyCertificate (raw) {
-    const { verifyPeerCertificate } = await import('@libp2p/tls/utils')
-    return (await verifyPeerCertificate(raw)).toString()
-  }
+  verifyCertificate: checkCertificate
 }
