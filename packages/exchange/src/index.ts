@@ -19,12 +19,14 @@
  * @example
  *
  * ```ts
- * import { dataClient, dataServer, peerSource } from '@swarm/exchange'
+ * import { dataClient, dataServer, keyIdentity, peerSource } from '@swarm/exchange'
  *
- * const server = dataServer({ privateKey, store, isAdmitted: peerId => swarm.has(peerId), host: '0.0.0.0', writeTimeoutMs: 30_000 })
+ * // one certificate for every client and server of the node (a `privateKey` alone makes its own)
+ * const identity = keyIdentity(privateKey)
+ * const server = dataServer({ identity, store, isAdmitted: peerId => swarm.has(peerId), host: '0.0.0.0', writeTimeoutMs: 30_000 })
  * const { port } = await server.start()           // announce the port over libp2p
  *
- * const client = dataClient({ privateKey })
+ * const client = dataClient({ identity })
  * const source = peerSource(client, { peerId: '12D3Koo…', host: '10.0.0.7', port: 7001 })
  * const bytes = await source.fetch({ cid, size }, { signal })
  * if (!verifies(cid, bytes)) client.disconnect('12D3Koo…')
