@@ -67,6 +67,16 @@ describe('config', () => {
     await expect(loadConfig({ env: { SWARM_WORKERS: '-1' } })).rejects.toThrow(/SWARM_WORKERS \(env\)/)
   })
 
+  it('takes the relay slots from file and env (absent: the data server\'s default), and rejects a bad one', async () => {
+    expect((await loadConfig({ env: {} })).agent.relaySlots).toBeUndefined()
+    const file = await tempFile('agent:\n  relaySlots: 4\n')
+    expect((await loadConfig({ file, env: {} })).agent.relaySlots).toBe(4)
+    expect((await loadConfig({ file, env: { SWARM_RELAY_SLOTS: '16' } })).agent.relaySlots).toBe(16)
+    await expect(loadConfig({ env: { SWARM_RELAY_SLOTS: '0' } })).rejects.toThrow(/SWARM_RELAY_SLOTS \(env\)/)
+    await expect(loadConfig({ env: { SWARM_RELAY_SLOTS: 'some' } })).rejects.toThrow(/SWARM_RELAY_SLOTS \(env\): expected a number/)
+    await expect(loadConfig({ file: await tempFile('agent:\n  relaySlots: 2.5\n'), env: {} })).rejects.toThrow(/relaySlots/)
+  })
+
   it('takes the peer ban time from file, env and flag, and rejects a bad one', async () => {
     expect((await loadConfig({ env: {} })).agent.peerBanSeconds).toBe(600)
     const file = await tempFile('agent:\n  peerBanSeconds: 30\n')
