@@ -342,10 +342,21 @@ export async function agentThreadBreakdown (agent) {
 }
 
 /** Peak RSS of a live process so far (VmHWM), in bytes. */
-export async function peakRssOf (pid) {
+/** A field of /proc/<pid>/status given in kB (VmRSS, VmHWM), in bytes; null where it is not there. */
+async function procStatusBytes (pid, field) {
   const { readFile } = await import('node:fs/promises')
-  const m = /^VmHWM:\s+(\d+) kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(await readFile(`/proc/${pid}/status`, 'utf8'))
   return m == null ? null : Number(m[1]) * 1024
+}
+
+/** A process's resident set now, in bytes. */
+export async function rssOf (pid) {
+  return await procStatusBytes(pid, 'VmRSS')
+}
+
+/** A process's largest resident set over its life so far, in bytes. */
+export async function peakRssOf (pid) {
+  return await procStatusBytes(pid, 'VmHWM')
 }
 
 // ---- shared by the necessary-work baselines ----

@@ -24,7 +24,7 @@ import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { writeSyntheticModel } from '@swarm/agent'
 import { parseChunkCid } from '@swarm/chunker'
-import { MB, MiB, agentThreadBreakdown, breakdownDelta, cpuSeconds, fmt, fmtBreakdown, fmtOr, measured, peakRssOf, procThreads, saveResult, threadBreakdown, startAgent, swarm, swarmTakes, warmPageCache } from '../lib/common.mjs'
+import { MB, MiB, agentThreadBreakdown, breakdownDelta, cpuSeconds, fmt, fmtBreakdown, fmtOr, measured, peakRssOf, procThreads, rssOf, saveResult, threadBreakdown, startAgent, swarm, swarmTakes, warmPageCache } from '../lib/common.mjs'
 
 const layers = Number(process.env.BENCH_LAYERS ?? 8) // ≈ 1 GiB with the shape below
 const WORKERS = Number(process.env.BENCH_WORKERS ?? availableParallelism())
@@ -156,6 +156,8 @@ try {
   })
   agents.push(leecher)
   await new Promise(r => setTimeout(r, 1000))
+  // the receiving agent before it has moved a byte: what its threads and loaded code cost alone
+  const leecherIdleRss = await rssOf(leecher.pid)
 
   const storeFiles = (await readdir(join(seeder.dataDir, 'content'))).filter(f => !f.endsWith('.have')).map(f => join(seeder.dataDir, 'content', f))
   const totalBytes = model.totalBytes
@@ -217,6 +219,7 @@ try {
       // whole life of each agent: the sender's includes its own pull from the origin
       senderPeakRssMB: seederRss == null ? null : seederRss / MB,
       receiverPeakRssMB: leecherRss == null ? null : leecherRss / MB,
+      receiverIdleRssMB: leecherIdleRss == null ? null : leecherIdleRss / MB,
       // requests the receiver made, hedges and retries included: the per-chunk work its main thread did
       peerRequests: done.peerRequests ?? null,
       chunks: done.progress?.totalChunks ?? null
@@ -232,7 +235,7 @@ try {
   console.log(`  necessary work: ${fmt(nw.MBps).padStart(7)} MB/s, ${fmt(nw.cpuSecondsPerGB, 2)} CPU-s/GB (${nw.cipher}, SHA-256, pwrite, fdatasync; sender ${fmt(nw.senderCpuSecondsPerGB, 2)}, receiver ${fmt(nw.receiverCpuSecondsPerGB, 2)}: main ${fmt(nw.receiverMainThreadCpuSecondsPerGB, 2)}, workers ${fmt(nw.receiverWorkersCpuSecondsPerGB, 2)}); peak RSS sender ${fmt(nw.senderPeakRssMB, 0)} MB, receiver ${fmt(nw.receiverPeakRssMB, 0)} MB`)
   console.log(`  swarm:          ${fmt(result.swarm.MBps).padStart(7)} MB/s, ${fmt(result.swarm.cpuSecondsPerGB, 2)} CPU-s/GB (both agents: TLS, SHA-256, store writes, fsync; sender ${fmt(result.swarm.senderCpuSecondsPerGB, 2)}, receiver ${fmt(result.swarm.receiverCpuSecondsPerGB, 2)})${takesWorkers ? `, --workers ${WORKERS}` : ' (this build has no --workers)'}`)
   console.log(`                  ${fmtOr(result.swarm.peerRequests, 0)} peer requests for ${fmtOr(result.swarm.chunks, 0)} chunks`)
-  console.log(`                  receiving agent per thread: ${fmtBreakdown(receiverThreads, GB)}; peak RSS sender ${fmtOr(result.swarm.senderPeakRssMB, 0)} MB, receiver ${fmtOr(result.swarm.receiverPeakRssMB, 0)} MB (whole life; goal <= 300)`)
+  console.log(`                  receiving agent per thread: ${fmtBreakdown(receiverThreads, GB)}; peak RSS sender ${fmtOr(result.swarm.senderPeakRssMB, 0)} MB, receiver ${fmtOr(result.swarm.receiverPeakRssMB, 0)} MB (whole life; goal <= 300); receiver idle before the pull ${fmtOr(result.swarm.receiverIdleRssMB, 0)} MB`)
   console.log(`                  every thread (from /proc), sender: ${fmtBreakdown(senderOsThreads, GB)}`)
   console.log(`                  every thread (from /proc), receiver: ${fmtBreakdown(receiverOsThreads, GB)}`)
   console.log(`  ratio to raw TCP:        CPU/GB ${fmt(result.cpuRatio, 2)}× (goal <= 2), rate ${fmt(result.rateRatio, 2)}×`)

@@ -191,7 +191,6 @@ type ResponseContext = { request: PendingRequest, status: Status }
 class TlsDataClient implements DataClient {
   private readonly pools = new Map<string, PeerPool>()
   private readonly counters = { requests: 0, bytesReceived: 0, timeouts: 0, idleTimeouts: 0, handshakeTimeouts: 0, connectionsOpened: 0 }
-  private certifying: Promise<Certificate> | undefined
   private certificate: Certificate | undefined
   private closed = false
   private readonly log: Logger
@@ -230,11 +229,8 @@ class TlsDataClient implements DataClient {
     const expected = validatePeer(peer)
     const { signal } = options
     throwIfAborted(signal)
-    this.certifying ??= this.identity.certificate().catch(err => {
-      this.certifying = undefined
-      throw err
-    })
-    this.certificate ??= await this.certifying
+    // the identity makes its certificate once; this copy is for connections opened synchronously
+    this.certificate ??= await this.identity.certificate()
     throwIfAborted(signal)
     if (this.closed) throw new ClientClosedError()
     const pool = this.poolFor(peer, expected)

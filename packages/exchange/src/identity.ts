@@ -32,7 +32,7 @@ export interface Certificate {
 
 /** How a data client or server shows which node it is and learns which node the other end is. */
 export interface PeerIdentity {
-  /** this node's libp2p TLS certificate and its key, in PEM (the same on every call) */
+  /** this node's libp2p TLS certificate and its key, in PEM: made once, the same on every call (a call after a failure tries again) */
   certificate(): Promise<Certificate>
   /**
    * The peer id (its string form) a remote libp2p TLS certificate proves, given its DER bytes
