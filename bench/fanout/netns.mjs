@@ -7,7 +7,12 @@
 // bridge port what the bridge hands the host (its download). Loopback inside a namespace is not
 // shaped. Everything is removed by `destroy()`, which also ends any process still running in one
 // of the namespaces (only processes in namespaces made here, found by `ip netns pids`).
-import { execFile, execFileSync } from 'node:child_process'
+//
+// Every link's counters are read at the bridge's ports: a port's rx is what its host sent, its tx
+// what the host received. One idle process in the bridge's namespace lets them be read from
+// /proc/<pid>/net/dev as often as wanted, with no process started per read.
+import { execFile, execFileSync, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { promisify } from 'node:util'
 
 const exec = promisify(execFile)
@@ -51,6 +56,29 @@ export class Fabric {
     await ip('-n', this.bridge, 'link', 'add', 'br0', 'type', 'bridge')
     await ip('-n', this.bridge, 'link', 'set', 'br0', 'up')
     await ip('-n', this.bridge, 'link', 'set', 'lo', 'up')
+    this.watcher = spawn('ip', ['netns', 'exec', this.bridge, 'sleep', 'infinity'], { stdio: 'ignore' })
+    this.watcher.on('error', () => {})
+  }
+
+  /**
+   * What each host's link has carried so far, read at its bridge port: Map host name → { sentBytes,
+   * receivedBytes } (Ethernet headers included, as tbf counts them). Synchronous and cheap.
+   */
+  linkBytes () {
+    const dev = readFileSync(`/proc/${this.watcher.pid}/net/dev`, 'utf8')
+    const byPort = new Map()
+    for (const line of dev.split('\n')) {
+      const colon = line.indexOf(':')
+      if (colon < 0) continue
+      const fields = line.slice(colon + 1).trim().split(/\s+/)
+      byPort.set(line.slice(0, colon).trim(), { rx: Number(fields[0]), tx: Number(fields[8]) })
+    }
+    const out = new Map()
+    for (const [name, host] of this.hosts) {
+      const port = byPort.get(host.port)
+      if (port != null) out.set(name, { sentBytes: port.rx, receivedBytes: port.tx })
+    }
+    return out
   }
 
   async namespace (name) {

@@ -30,7 +30,8 @@
 //   and from the agents (`swarm_bytes_total{source="origin"}`: verified chunk bytes). Peer bytes
 //   come from the agents' metrics. The origin link's busy share: its wire counter sampled every
 //   100 ms, each interval busy in proportion to what it sent over what the link's rate allows,
-//   from the release until the last node finished. CPU: the whole machine's busy share from
+//   from the release until the last node finished; each node's link receiving the same way, from
+//   the release to its own finish (per second too, to see where a tail comes from). CPU: the whole machine's busy share from
 //   /proc/stat each second (other tenants included) and the CPU time of the fleet: Swarm's agents
 //   and the S3 server's namespace (aria2c's fleet: every aria2c, the seeder included), also per GB
 //   delivered; for Swarm also split into agents, gateway and the `swarm pull` CLIs (start-up
@@ -274,66 +275,78 @@ function threadCpu (pid) {
 }
 
 /**
- * Samples what the origin's link has sent (eth0's tx bytes, read from /proc/<pid>/net/dev of a
- * process in the origin's namespace: no process is started per sample) every 100 ms, so a run can
- * say how much of its time the origin link was busy.
+ * Samples every link's counters (at the bridge's ports, see netns.mjs) every 100 ms, so a run can
+ * say how much of its time the origin's link was busy sending and each node's link busy receiving:
+ * with the origin as fast as a node, an idle second on either is a second added to the finish.
  */
-async function originLinkSampler () {
-  const { stdout } = await exec('ip', ['netns', 'pids', 'swfo-o'])
-  const pids = stdout.split('\n').filter(Boolean).map(Number)
-  const read = () => {
-    for (const pid of pids) {
-      try {
-        const line = readFileSync(`/proc/${pid}/net/dev`, 'utf8').split('\n').find(l => l.trim().startsWith('eth0:'))
-        if (line != null) return Number(line.slice(line.indexOf(':') + 1).trim().split(/\s+/)[8])
-      } catch {}
-    }
-    return undefined
-  }
+function linkSampler (hosts) {
   const samples = []
   const sample = () => {
-    const tx = read()
-    if (tx != null) samples.push({ at: performance.now(), tx })
+    const bytes = fabric.linkBytes()
+    const origin = bytes.get('o')
+    if (origin != null) samples.push({ at: performance.now(), origin: origin.sentBytes, hosts: hosts.map(h => bytes.get(h)?.receivedBytes ?? 0), hostsSent: hosts.map(h => bytes.get(h)?.sentBytes ?? 0) })
   }
   sample()
   const timer = setInterval(sample, 100)
-  // the share of an interval the link spent sending: what it sent over what its rate allows,
-  // capped at 1 (tbf shapes on the same bytes the counter counts, Ethernet headers included)
-  const rate = Mbyte(settings.originMbit) / 1000
-  const busyShare = (a, b) => Math.min(1, (b.tx - a.tx) / (rate * (b.at - a.at)))
+  // the share of an interval a link spent busy: what it carried over what its rate allows, capped
+  // at 1 (tbf shapes on the same bytes the counter counts, Ethernet headers included)
+  const originRate = Mbyte(settings.originMbit) / 1000
+  const hostRate = Mbyte(settings.linkMbit) / 1000
+  const busy = (read, rate) => (a, b) => Math.min(1, (read(b) - read(a)) / (rate * (b.at - a.at)))
+  const originBusy = busy(s => s.origin, originRate)
+  const hostBusy = k => busy(s => s.hosts[k], hostRate)
+  const hostSending = k => busy(s => s.hostsSent[k], hostRate)
+  /** The share of [fromMs, toMs] a link spent busy. */
+  const share = (busyShare, fromMs, toMs) => {
+    let busyMs = 0
+    for (let k = 1; k < samples.length; k++) {
+      const a = samples[k - 1]
+      const b = samples[k]
+      const lo = Math.max(a.at, fromMs)
+      const hi = Math.min(b.at, toMs)
+      if (hi <= lo || b.at <= a.at) continue
+      busyMs += busyShare(a, b) * (hi - lo)
+    }
+    return toMs > fromMs ? busyMs / (toMs - fromMs) : NaN
+  }
+  /** A link's busy share in each whole second of [fromMs, toMs]. */
+  const timeline = (busyShare, fromMs, toMs) => {
+    const seconds = Math.ceil((toMs - fromMs) / 1000)
+    const out = new Array(Math.max(0, seconds)).fill(0)
+    for (let k = 1; k < samples.length; k++) {
+      const a = samples[k - 1]
+      const b = samples[k]
+      if (b.at <= a.at) continue
+      const value = busyShare(a, b)
+      for (let second = Math.max(0, Math.floor((a.at - fromMs) / 1000)); second < seconds; second++) {
+        const lo = Math.max(a.at, fromMs + second * 1000)
+        const hi = Math.min(b.at, toMs, fromMs + (second + 1) * 1000)
+        if (lo >= b.at) break
+        if (hi > lo) out[second] += value * (hi - lo) / 1000
+      }
+    }
+    return out.map(v => Math.round(v * 100) / 100)
+  }
   return {
-    /** The share of [fromMs, toMs] (performance.now() times) the link spent sending. */
-    stop (fromMs, toMs) {
+    stop () {
       clearInterval(timer)
       sample()
-      let busyMs = 0
-      for (let k = 1; k < samples.length; k++) {
-        const a = samples[k - 1]
-        const b = samples[k]
-        const lo = Math.max(a.at, fromMs)
-        const hi = Math.min(b.at, toMs)
-        if (hi <= lo || b.at <= a.at) continue
-        busyMs += busyShare(a, b) * (hi - lo)
-      }
-      return toMs > fromMs ? busyMs / (toMs - fromMs) : NaN
     },
-    /** After stop: the link's busy share in each whole second from fromMs on, to see where it idled. */
-    timeline (fromMs, toMs) {
-      const seconds = Math.ceil((toMs - fromMs) / 1000)
-      const busy = new Array(Math.max(0, seconds)).fill(0)
-      for (let k = 1; k < samples.length; k++) {
-        const a = samples[k - 1]
-        const b = samples[k]
-        if (b.at <= a.at) continue
-        const share = busyShare(a, b)
-        for (let second = Math.max(0, Math.floor((a.at - fromMs) / 1000)); second < seconds; second++) {
-          const lo = Math.max(a.at, fromMs + second * 1000)
-          const hi = Math.min(b.at, toMs, fromMs + (second + 1) * 1000)
-          if (lo >= b.at) break
-          if (hi > lo) busy[second] += share * (hi - lo) / 1000
-        }
-      }
-      return busy.map(v => Math.round(v * 100) / 100)
+    /** The origin link's busy share of [fromMs, toMs] (performance.now() times). */
+    originBusy: (fromMs, toMs) => share(originBusy, fromMs, toMs),
+    /** Its busy share in each whole second from fromMs on, to see where it idled. */
+    originTimeline: (fromMs, toMs) => timeline(originBusy, fromMs, toMs),
+    /** Each node's link, receiving, from fromMs to its own finish (doneMs[k], ms after fromMs; missing: toMs). */
+    hostsBusy: (fromMs, toMs, doneMs) => hosts.map((_, k) => share(hostBusy(k), fromMs, doneMs[k] != null ? fromMs + doneMs[k] : toMs)),
+    /** Each node's link in each whole second: { host, receiving, sending }. */
+    perHostTimelines: (fromMs, toMs) => hosts.map((host, k) => ({ host, receiving: timeline(hostBusy(k), fromMs, toMs), sending: timeline(hostSending(k), fromMs, toMs) })),
+    /** The nodes' links, receiving, in each whole second: the mean over the nodes not yet finished then. */
+    hostsTimeline (fromMs, toMs, doneMs) {
+      const perHost = hosts.map((_, k) => timeline(hostBusy(k), fromMs, toMs))
+      return perHost[0]?.map((_, second) => {
+        const pulling = perHost.filter((_, k) => doneMs[k] == null || doneMs[k] > second * 1000)
+        return pulling.length === 0 ? 0 : Math.round(100 * pulling.reduce((sum, row) => sum + row[second], 0) / pulling.length) / 100
+      }) ?? []
     }
   }
 }
@@ -605,7 +618,7 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     const barrier = await pullBarrier(agents)
     const pulls = agents.map(agent => spawnIn(agent.host, ['node', cli, 'pull', ctx.ref, '--json'], { ...ctx.env, SWARM_SOCKET: barrier.paths.get(agent.index) }))
     const before = await fabric.counters('o')
-    const link = await originLinkSampler()
+    const link = linkSampler(agents.map(a => a.host))
     // CPU is counted from the release: before it the agents only wait while the CLIs start
     // (on a loaded machine, for over a minute at N = 8)
     await barrier.whenAllHere(120_000)
@@ -668,8 +681,13 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     const fleetCpu = agentsCpu + gatewayCpu
     const doneTimes = survivors().map(a => barrier.outcome.get(a.index)).filter(o => o?.ok === true).map(o => o.ms)
     const lastMs = doneTimes.length === survivors().length ? Math.max(...doneTimes) : limitMs
-    const originLinkBusy = link.stop(barrier.t0, barrier.t0 + lastMs)
-    const originLinkTimeline = link.timeline(barrier.t0, barrier.t0 + lastMs)
+    link.stop()
+    const originLinkBusy = link.originBusy(barrier.t0, barrier.t0 + lastMs)
+    const originLinkTimeline = link.originTimeline(barrier.t0, barrier.t0 + lastMs)
+    const hostDoneMs = agents.map(a => barrier.outcome.get(a.index)?.ok === true ? barrier.outcome.get(a.index).ms : undefined)
+    const nodeLinksBusy = link.hostsBusy(barrier.t0, barrier.t0 + lastMs, hostDoneMs)
+    const nodeLinksTimeline = link.hostsTimeline(barrier.t0, barrier.t0 + lastMs, hostDoneMs)
+    const nodeLinkTimelines = link.perHostTimelines(barrier.t0, barrier.t0 + lastMs)
     if (settings.cpuProf != null) {
       // the pull's window on the clock the profiles use (V8 stamps samples with the monotonic clock, as hrtime)
       await writeFile(join(settings.cpuProf, `${basename(dir)}.window.json`), JSON.stringify({ n, fromUs: Number(t0Ns / 1000n), toUs: Number(t0Ns / 1000n) + Math.round(lastMs * 1000), endUs: Number(tEndNs / 1000n) }) + '\n')
@@ -699,6 +717,10 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
       originLinkBusy,
       // busy share of each second from the release to the last node's finish
       originLinkTimeline,
+      // each node's link receiving, from the release to its finish; and the mean of those still pulling, per second
+      nodeLinksBusy,
+      nodeLinksTimeline,
+      nodeLinkTimelines,
       cpu: {
         ...fleetCpuFigures(cpu, fleetCpu, wallMs, times.length * ctx.modelBytes),
         agentsCpuSeconds: agentsCpu,
@@ -802,7 +824,7 @@ date +%s%N > ${join(dir, `${host}.done`)}.tmp && mv ${join(dir, `${host}.done`)}
     const seederCpuBefore = processCpu(seeder.pid) ?? 0
     const trackerCpuBefore = processCpu(ctx.tracker.child.pid) ?? 0
     const sampler = cpuSampler()
-    const link = await originLinkSampler()
+    const link = linkSampler(hosts)
     const t0 = performance.now()
     const t0Wall = Date.now()
     const leechers = hosts.map(host => spawnIn(host, ['aria2c', ...aria2Options(n), `--dir=${join(dir, host)}`, `--on-bt-download-complete=${join(dir, `${host}.hook`)}`, torrentFile], {}))
@@ -841,8 +863,13 @@ date +%s%N > ${join(dir, `${host}.done`)}.tmp && mv ${join(dir, `${host}.done`)}
     const leechersCpu = [...lastCpu.values()].reduce((a, b) => a + b, 0)
     const times = [...doneMs.values()]
     const lastMs = times.length === n ? Math.max(...times) : limitMs
-    const originLinkBusy = link.stop(t0, t0 + lastMs)
-    const originLinkTimeline = link.timeline(t0, t0 + lastMs)
+    link.stop()
+    const originLinkBusy = link.originBusy(t0, t0 + lastMs)
+    const originLinkTimeline = link.originTimeline(t0, t0 + lastMs)
+    const hostDoneMs = hosts.map((_, k) => doneMs.get(k))
+    const nodeLinksBusy = link.hostsBusy(t0, t0 + lastMs, hostDoneMs)
+    const nodeLinksTimeline = link.hostsTimeline(t0, t0 + lastMs, hostDoneMs)
+    const nodeLinkTimelines = link.perHostTimelines(t0, t0 + lastMs)
     const errors = leechers.map((l, k) => l.exitCode != null && !doneMs.has(k) ? `${hosts[k]}: aria2c exited with ${l.exitCode}: ${l.stderrTail.slice(-300)}` : undefined).filter(Boolean)
     if (errors.length > 0) log(`  bittorrent errors: ${errors.slice(0, 3).join(' | ')}`)
     const received = hostsAfter.reduce((sum, c, k) => sum + c.rxBytes - hostsBefore[k].rxBytes, 0)
@@ -863,6 +890,10 @@ date +%s%N > ${join(dir, `${host}.done`)}.tmp && mv ${join(dir, `${host}.done`)}
       originLinkBusy,
       // busy share of each second from the release to the last node's finish
       originLinkTimeline,
+      // each node's link receiving, from the release to its finish; and the mean of those still pulling, per second
+      nodeLinksBusy,
+      nodeLinksTimeline,
+      nodeLinkTimelines,
       cpu: {
         ...fleetCpuFigures(cpu, fleetCpu, wallMs, times.length * ctx.modelBytes),
         leechersCpuSeconds: leechersCpu,
@@ -984,6 +1015,7 @@ try {
       entry.swarm = await swarmRun(n, ctx, { late: settings.cases.includes('late') && n === settings.eventsN })
       log(`  N=${n} swarm: p50 ${fmt(entry.swarm.p50Ms / 1000)} s, p99 ${fmt(entry.swarm.p99Ms / 1000)} s, ${entry.swarm.finished}/${entry.swarm.nodes} finished, origin ${fmt(entry.swarm.originWireBytes / modelBytes, 2)} × M on the wire`)
       log(`    origin link busy per second: ${entry.swarm.originLinkTimeline.map(v => fmt(v * 100, 0)).join(' ')}`)
+      log(`    nodes' links receiving per second (mean of those pulling): ${entry.swarm.nodeLinksTimeline.map(v => fmt(v * 100, 0)).join(' ')}`)
       log(`    chunks sent on while arriving: ${entry.swarm.relays ?? 0} (${entry.swarm.relaysCut ?? 0} cut short)`)
       if (entry.swarm.late != null) log(`  late joiner: ${fmt((entry.swarm.late.ms ?? NaN) / 1000)} s, origin ${fmt(entry.swarm.late.originBytes / MiB)} MiB`)
     }
@@ -995,6 +1027,7 @@ try {
         const r = await bittorrentRun(n, ctx, pieceLength)
         entry.bittorrent.push(r)
         log(`  N=${n} bittorrent ${fmt(pieceLength / 1024, 0)} KiB: p50 ${fmt(r.p50Ms / 1000)} s, p99 ${fmt(r.p99Ms / 1000)} s, ${r.finished}/${r.nodes} finished, origin ${fmt(r.originWireBytes / modelBytes, 2)} × M on the wire, link busy ${fmt(100 * r.originLinkBusy, 0)}%`)
+        log(`    nodes' links receiving per second (mean of those pulling): ${r.nodeLinksTimeline.map(v => fmt(v * 100, 0)).join(' ')}`)
       }
     }
     if (settings.cases.includes('churn') && n === settings.eventsN) {
@@ -1033,17 +1066,18 @@ if (model != null && results.length > 0) {
   lines.push(`Fan-out over shaped links: ${fmt(M / MiB, 1)} MiB model (${model.chunks.length} chunks of ≤ ${settings.chunkSize}, ${settings.blockSize === '0' ? 'no block digests' : `block digests of ${settings.blockSize}`}${settings.workers != null ? `, agents with ${settings.workers} byte workers` : ''}), per-node links ${settings.linkMbit} Mbit/s up and down, origin ${settings.originMbit} Mbit/s; ` +
     `a run stops at ${settings.runLimit} × T* (≥ 60 s), and a node still pulling then counts as that long ("≥").`)
   lines.push('')
-  lines.push(row(['N', 'run', 'p50 s', 'p99 s', 'max s', 'T* s', 'p99 / T*', 'origin egress / M (wire)', 'origin / M (chunks)', 'peer share', 'origin link busy', 'finished', 'fleet CPU s / GB', 'CPU: machine busy mean / max, fleet cores']))
-  lines.push(row(['---:', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---']))
+  lines.push(row(['N', 'run', 'p50 s', 'p99 s', 'max s', 'T* s', 'p99 / T*', 'origin egress / M (wire)', 'origin / M (chunks)', 'peer share', 'origin link busy', 'node links busy (mean)', 'finished', 'fleet CPU s / GB', 'CPU: machine busy mean / max, fleet cores']))
+  lines.push(row(['---:', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---']))
   const pct = v => Number.isFinite(v) ? `${fmt(100 * v, 0)}%` : '–'
   const num = (v, d) => Number.isFinite(v) ? fmt(v, d) : '–'
   const ge = r => r.capped ? '≥ ' : ''
+  const mean = values => Array.isArray(values) && values.length > 0 ? values.reduce((a, b) => a + b, 0) / values.length : NaN
   for (const e of results) {
     const add = (label, r) => {
       if (r == null) return
       const peerShare = r.peerShareWire ?? r.peerBytes / Math.max(1, r.peerBytes + r.originBytes)
       const cores = r.cpu.fleetCores ?? r.cpu.gatewayCores
-      lines.push(row([e.n, label, ge(r) + s(r.p50Ms), ge(r) + s(r.p99Ms), ge(r) + s(r.maxMs), s(e.tStarMs), ge(r) + fmt(r.p99Ms / e.tStarMs, 2), fmt(r.originWireBytes / M, 2), num(r.originBytes / M, 2), num(peerShare, 2) + (r.peerShareWire != null ? ' (wire)' : ''), pct(r.originLinkBusy), `${r.finished}/${r.nodes}`,
+      lines.push(row([e.n, label, ge(r) + s(r.p50Ms), ge(r) + s(r.p99Ms), ge(r) + s(r.maxMs), s(e.tStarMs), ge(r) + fmt(r.p99Ms / e.tStarMs, 2), fmt(r.originWireBytes / M, 2), num(r.originBytes / M, 2), num(peerShare, 2) + (r.peerShareWire != null ? ' (wire)' : ''), pct(r.originLinkBusy), pct(mean(r.nodeLinksBusy)), `${r.finished}/${r.nodes}`,
         num(r.cpu.cpuSecondsPerGB, 1), `${fmt(100 * r.cpu.machineBusyMean, 0)}% / ${fmt(100 * r.cpu.machineBusyMax, 0)}%, ${fmt(cores, 2)}`]))
     }
     add(settings.warmupMiB > 0 ? `swarm (second pull, after ${fmt(settings.warmupMiB, 0)} MiB)` : 'swarm', e.swarm)
@@ -1057,7 +1091,7 @@ if (model != null && results.length > 0) {
     }
   }
   lines.push('')
-  lines.push('Origin link busy: the share of the time from the release to the last node\'s finish that the origin\'s link spent sending (100 ms samples of its wire counter against its rate). Fleet CPU: Swarm: the agents and the S3 server\'s namespace (gateway, monitor, storage daemon); BitTorrent: every aria2c, the seeder included; per GB delivered to the nodes.')
+  lines.push('Origin link busy: the share of the time from the release to the last node\'s finish that the origin\'s link spent sending (100 ms samples of its wire counter against its rate). Node links busy: the same for each node\'s link receiving, from the release to that node\'s finish, averaged over the nodes (with the origin as fast as a node, a node\'s idle download is time added to its finish). Fleet CPU: Swarm: the agents and the S3 server\'s namespace (gateway, monitor, storage daemon); BitTorrent: every aria2c, the seeder included; per GB delivered to the nodes.')
   lines.push('Goals: p99 ≤ 1.25 × T* and origin egress ≤ 1.1 × M (payload the origin sent: wire bytes × 1448/1514, so cancelled and repeated transfers count; verified chunk bytes alone would hide them).')
   for (const e of results) {
     if (e.swarm == null) continue
