@@ -143,9 +143,9 @@ export class ControlReader {
         }
         const previous = session.manifests.get(message.manifest)
         const state = remoteState(message)
-        // a peer that held everything was sent no haves: once it lacks chunks again (it evicted
-        // some), it gets our whole state, as a peer that joins for the first time does
-        if (peers.adopt(session, message.manifest, state) && (previous == null || (previous.complete && !state.complete))) {
+        // a peer is sent no haves of chunks it held: once it lacks one of those again (it
+        // evicted some), it gets our whole state, as a peer that joins for the first time does
+        if (peers.adopt(session, message.manifest, state) && (previous == null || lostChunks(previous.bitfield, state.bitfield))) {
           this.#init.writer.send(session, joinMessage(message.manifest, local))
         }
         break
@@ -194,4 +194,12 @@ export class ControlReader {
       }
     }
   }
+}
+
+/** Whether `now` lacks a chunk `before` had (bitfields of one manifest). */
+function lostChunks (before: Uint8Array, now: Uint8Array): boolean {
+  for (let i = 0; i < before.length; i++) {
+    if ((before[i]! & ~(now[i] ?? 0)) !== 0) return true
+  }
+  return false
 }

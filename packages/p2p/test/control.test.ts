@@ -48,6 +48,14 @@ async function connectedPair (fleet: Fleet, initA = {}, initB = {}): Promise<[Sw
   return [a, b]
 }
 
+/** Three nodes, each connected to the other two. */
+async function connectedTrio (fleet: Fleet): Promise<[SwarmNode, SwarmNode, SwarmNode]> {
+  const [a, b] = await connectedPair(fleet)
+  const c = await fleet.add({ swarmKey, bootstrap: [addressWithPeer(a), addressWithPeer(b)] })
+  await waitFor(() => [a, b].every(node => c.isConnected(node.peerId) && node.isConnected(c.peerId)), 'the third node to connect to both')
+  return [a, b, c]
+}
+
 describe('control channel', () => {
   const fleet = new Fleet()
   afterEach(async () => { await fleet.stopAll() })
@@ -191,9 +199,7 @@ describe('control channel', () => {
   })
 
   it('tells peers still pulling which chunks are arriving and which stopped, as events, not as holdings', async () => {
-    const [seeder, puller] = await connectedPair(fleet)
-    const other = await fleet.add({ swarmKey, bootstrap: [addressWithPeer(seeder), addressWithPeer(puller)] })
-    await waitFor(() => other.isConnected(puller.peerId) && puller.isConnected(other.peerId), 'the third node to connect')
+    const [seeder, puller, other] = await connectedTrio(fleet)
     const eventsOfSeeder = record(seeder.control)
     const eventsOfOther = record(other.control)
     const m = await manifestCid('arrivals')
@@ -219,9 +225,7 @@ describe('control channel', () => {
   })
 
   it('sends no haves to a peer that holds every chunk, and its whole state once it lacks some again', async () => {
-    const [seeder, puller] = await connectedPair(fleet)
-    const other = await fleet.add({ swarmKey, bootstrap: [addressWithPeer(seeder), addressWithPeer(puller)] })
-    await waitFor(() => other.isConnected(puller.peerId) && puller.isConnected(other.peerId), 'the third node to connect')
+    const [seeder, puller, other] = await connectedTrio(fleet)
     const eventsOfSeeder = record(seeder.control)
     const m = await manifestCid('seeder-haves')
     seeder.control.join(m, { bitfield: bitfieldOf(8, [0, 1, 2, 3, 4, 5, 6, 7]), chunkCount: 8, pulling: false })
@@ -243,6 +247,41 @@ describe('control channel', () => {
     // and, lacking a chunk, it gets haves again
     puller.control.have(m, [5])
     await waitFor(() => eventsOfSeeder.some(event => event.type === 'peer:have' && event.detail.indices.includes(5)), 'the seeder to get a have again')
+  })
+
+  it('names in haves and arrivals only the chunks each peer lacks, and sends a peer that lost one its whole state', async () => {
+    const [announcer, holder, empty] = await connectedTrio(fleet)
+    const eventsOfHolder = record(holder.control)
+    const eventsOfEmpty = record(empty.control)
+    const m = await manifestCid('lacking')
+    announcer.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true })
+    holder.control.join(m, { bitfield: bitfieldOf(8, [0, 1]), chunkCount: 8, pulling: true })
+    empty.control.join(m, { bitfield: createBitfield(8), chunkCount: 8, pulling: true })
+    await waitFor(() => viewOf(announcer, m, holder.peerId) != null && viewOf(announcer, m, empty.peerId) != null && viewOf(holder, m, announcer.peerId) != null && viewOf(empty, m, announcer.peerId) != null, 'all three to join')
+
+    announcer.control.have(m, [0, 1, 2])
+    announcer.control.arriving(m, [1, 3], true)
+    await waitFor(() => eventsOfEmpty.some(event => event.type === 'peer:have') && eventsOfEmpty.some(event => event.type === 'peer:arriving'), 'the empty node to hear of both')
+    await waitFor(() => eventsOfHolder.some(event => event.type === 'peer:have') && eventsOfHolder.some(event => event.type === 'peer:arriving'), 'the holder to hear of both')
+    // (arrivals go out at once, haves after a short coalescing delay: compared by kind)
+    const fromAnnouncer = (events: Recorded, type: keyof ControlEvents): number[][] => events.filter(event => event.type === type && event.detail.peerId === announcer.peerId).map(event => event.detail.indices)
+    expect(fromAnnouncer(eventsOfEmpty, 'peer:have')).toEqual([[0, 1, 2]])
+    expect(fromAnnouncer(eventsOfEmpty, 'peer:arriving')).toEqual([[1, 3]])
+    // the holder had chunks 0 and 1: it hears only of 2 landing and 3 arriving
+    expect(fromAnnouncer(eventsOfHolder, 'peer:have')).toEqual([[2]])
+    expect(fromAnnouncer(eventsOfHolder, 'peer:arriving')).toEqual([[3]])
+    expect(indicesOf(viewOf(holder, m, announcer.peerId)?.bitfield, 8)).toEqual([2])
+
+    // an arrival that names only chunks the peer holds sends it nothing
+    announcer.control.arriving(m, [0], false)
+    await waitFor(() => eventsOfEmpty.some(event => event.type === 'peer:not-arriving'), 'the empty node to hear the arrival stopped')
+    await new Promise(resolve => setTimeout(resolve, 200))
+    expect(eventsOfHolder.filter(event => event.type === 'peer:not-arriving')).toEqual([])
+
+    // the holder lost chunk 1 (evicted) and joins again: it learns what the haves it was spared said
+    holder.control.join(m, { bitfield: bitfieldOf(8, [0]), chunkCount: 8, pulling: true })
+    await waitFor(() => indicesOf(viewOf(holder, m, announcer.peerId)?.bitfield, 8).length === 3, 'the holder to get the announcer\'s whole state')
+    expect(indicesOf(viewOf(holder, m, announcer.peerId)?.bitfield, 8)).toEqual([0, 1, 2])
   })
 
   it('passes on the origin fetchers a join names, and counts them against the budgets', async () => {
