@@ -127,8 +127,12 @@ export interface PullPeers {
   subscribe(events: PullPeerEvents): () => void
   /** provides the manifest to others (best effort) */
   advertise?(): Promise<void>
-  /** looks up other providers and connects to them, so they get our join and we their bitfields (best effort) */
-  discover?(options: AbortOptions): Promise<void>
+  /**
+   * looks up other providers and connects to them, so they get our join and we their bitfields
+   * (best effort); `again`: a lookup after the first, which may be skipped when it cannot find
+   * anyone the first did not (see `REDISCOVER_AFTER_MS`)
+   */
+  discover?(options: AbortOptions & { again?: boolean }): Promise<void>
   /** a peer's bytes failed verification: its data connections go */
   rejected?(peerId: string): void
 }
@@ -408,7 +412,7 @@ export class PullSession {
     // pullers that started after our lookup are only found by looking again; every puller
     // missing from our view makes us take chunks from the origin that it owns
     if (peers.discover != null) {
-      for (const delay of REDISCOVER_AFTER_MS) this.after(delay, () => { void this.discover() })
+      for (const delay of REDISCOVER_AFTER_MS) this.after(delay, () => { void this.discover(true) })
     }
   }
 
@@ -503,12 +507,12 @@ export class PullSession {
     guarded(this.log, handler, body, this.init.onHandlerError)
   }
 
-  private async discover (): Promise<void> {
+  private async discover (again = false): Promise<void> {
     const peers = this.init.peers
     if (peers?.discover == null || this.settled) return
     this.lookups++
     try {
-      await peers.discover({ signal: this.signal != null ? AbortSignal.any([this.signal, this.lifetime.signal]) : this.lifetime.signal })
+      await peers.discover({ signal: this.signal != null ? AbortSignal.any([this.signal, this.lifetime.signal]) : this.lifetime.signal, again })
     } catch (err) {
       if (!this.settled) this.log.debug({ err: (err as Error).message }, 'provider lookup ended')
     }

@@ -42,6 +42,7 @@ export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid:
     notArriving (indices) { node.control.arriving(manifestCid, indices, false) },
     async advertise () { await node.router.advertise(manifestCid) },
     async discover (options) {
+      if (options.again === true && await connectedToAllKnown(node)) return
       const signal = AbortSignal.any([AbortSignal.timeout(LOOKUP_TIMEOUT_MS), ...(options.signal != null ? [options.signal] : [])])
       for await (const peer of node.router.lookup(manifestCid, { signal })) {
         options.signal?.throwIfAborted()
@@ -82,6 +83,17 @@ export function nodePullPeers (node: SwarmNode, client: DataClient, manifestCid:
       }
     }
   }
+}
+
+/**
+ * Whether the node is connected to every peer it knows of (its peer store): then a provider
+ * lookup can only name peers that already joined on the control channel, or nodes that know us
+ * better than we know them and will find our own record (see `REDISCOVER_AFTER_MS`).
+ */
+async function connectedToAllKnown (node: SwarmNode): Promise<boolean> {
+  const connected = new Set(node.connectedPeers())
+  const known = await node.libp2p.peerStore.all()
+  return known.every(peer => connected.has(peer.id.toString()))
 }
 
 /** A peer by id over the data plane (when its data address is known), and the origin. */
