@@ -33,7 +33,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { CID } from 'multiformats/cid'
 import { z } from 'zod'
 import { bitfieldLength, fitsChunkCount } from '@swarm/interface'
-import { MAX_BITFIELD_BYTES, MAX_CHUNK_COUNT, MAX_HAVE_INDICES_PER_MESSAGE, MAX_FETCHER_HOPS, MAX_JOIN_FETCHERS, MAX_MESSAGE_BYTES } from './constants.js'
+import { CANONICAL_CID_MEMO_ENTRIES, MAX_BITFIELD_BYTES, MAX_CHUNK_COUNT, MAX_HAVE_INDICES_PER_MESSAGE, MAX_FETCHER_HOPS, MAX_JOIN_FETCHERS, MAX_MESSAGE_BYTES } from './constants.js'
 import { ControlMessageTooLargeError, InvalidControlMessageError } from './errors.js'
 
 export const PROTOCOL_VERSION = 1
@@ -60,13 +60,21 @@ export interface NamedFetcher {
   hops: number
 }
 
+const canonicalMemo = new Map<string, string | undefined>()
+
 /** A CID in canonical string form (CIDv1 base32 or CIDv0 base58), or undefined when it is not one. */
 export function canonicalCid (value: string): string | undefined {
+  const known = canonicalMemo.get(value)
+  if (known !== undefined || canonicalMemo.has(value)) return known
+  let canonical: string | undefined
   try {
-    return CID.parse(value).toString()
+    canonical = CID.parse(value).toString()
   } catch {
-    return undefined
+    canonical = undefined
   }
+  if (canonicalMemo.size >= CANONICAL_CID_MEMO_ENTRIES) canonicalMemo.clear()
+  canonicalMemo.set(value, canonical)
+  return canonical
 }
 
 const manifestSchema = z.string().max(256).transform((value, ctx) => {

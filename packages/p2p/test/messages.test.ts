@@ -4,6 +4,7 @@ import { sha256 } from 'multiformats/hashes/sha2'
 import { InvalidChunkIndexError } from '@swarm/interface'
 import { describe, expect, it } from 'vitest'
 import {
+  CANONICAL_CID_MEMO_ENTRIES,
   ControlMessageTooLargeError,
   countBits,
   createBitfield,
@@ -20,6 +21,7 @@ import {
   parseBootstrapEntry,
   setBit
 } from '../src/index.js'
+import { canonicalCid } from '../src/messages.js'
 import type { ControlMessage } from '../src/index.js'
 
 // peer ids as a join names origin fetchers
@@ -150,6 +152,21 @@ describe('control messages', () => {
     expect(inBase36).not.toBe(manifest)
     const [frame] = bodies(body({ type: 'leave', manifest: inBase36 }))
     expect(decodeMessage(frame as Uint8Array)).toEqual({ type: 'leave', manifest })
+  })
+
+  it('gives the same canonical CIDs and refusals from its memo, also once the memo has started over', async () => {
+    const inBase36 = CID.parse(manifest).toString(base36)
+    const others = await Promise.all(Array.from({ length: CANONICAL_CID_MEMO_ENTRIES + 10 }, async (_, i) => CID.createV1(0x55, await sha256.digest(new TextEncoder().encode(`other ${i}`)))))
+    for (let round = 0; round < 2; round++) {
+      expect(canonicalCid(inBase36)).toBe(manifest)
+      expect(canonicalCid(manifest)).toBe(manifest)
+      expect(canonicalCid('not a cid')).toBeUndefined()
+      expect(canonicalCid('')).toBeUndefined()
+      // more strings than the memo holds: it starts over, the answers stay
+      for (const cid of others) expect(canonicalCid(cid.toString(base36))).toBe(cid.toString())
+    }
+    const [frame] = bodies(body({ type: 'leave', manifest: 'not a cid' }))
+    expect(() => decodeMessage(frame as Uint8Array)).toThrow(InvalidControlMessageError)
   })
 })
 
