@@ -327,26 +327,37 @@ function linkSampler (hosts) {
     }
     return out.map(v => Math.round(v * 100) / 100)
   }
+  /** Each node's link receiving, from fromMs to its own finish (doneMs[k], ms after fromMs; missing: toMs). */
+  const hostsBusy = (fromMs, toMs, doneMs) => hosts.map((_, k) => share(hostBusy(k), fromMs, doneMs[k] != null ? fromMs + doneMs[k] : toMs))
+  /** The nodes' links, receiving, in each whole second: the mean over the nodes not yet finished then. */
+  const hostsTimeline = (fromMs, toMs, doneMs) => {
+    const perHost = hosts.map((_, k) => timeline(hostBusy(k), fromMs, toMs))
+    return perHost[0]?.map((_, second) => {
+      const pulling = perHost.filter((_, k) => doneMs[k] == null || doneMs[k] > second * 1000)
+      return pulling.length === 0 ? 0 : Math.round(100 * pulling.reduce((sum, row) => sum + row[second], 0) / pulling.length) / 100
+    }) ?? []
+  }
   return {
     stop () {
       clearInterval(timer)
       sample()
     },
-    /** The origin link's busy share of [fromMs, toMs] (performance.now() times). */
-    originBusy: (fromMs, toMs) => share(originBusy, fromMs, toMs),
-    /** Its busy share in each whole second from fromMs on, to see where it idled. */
-    originTimeline: (fromMs, toMs) => timeline(originBusy, fromMs, toMs),
-    /** Each node's link, receiving, from fromMs to its own finish (doneMs[k], ms after fromMs; missing: toMs). */
-    hostsBusy: (fromMs, toMs, doneMs) => hosts.map((_, k) => share(hostBusy(k), fromMs, doneMs[k] != null ? fromMs + doneMs[k] : toMs)),
-    /** Each node's link in each whole second: { host, receiving, sending }. */
-    perHostTimelines: (fromMs, toMs) => hosts.map((host, k) => ({ host, receiving: timeline(hostBusy(k), fromMs, toMs), sending: timeline(hostSending(k), fromMs, toMs) })),
-    /** The nodes' links, receiving, in each whole second: the mean over the nodes not yet finished then. */
-    hostsTimeline (fromMs, toMs, doneMs) {
-      const perHost = hosts.map((_, k) => timeline(hostBusy(k), fromMs, toMs))
-      return perHost[0]?.map((_, second) => {
-        const pulling = perHost.filter((_, k) => doneMs[k] == null || doneMs[k] > second * 1000)
-        return pulling.length === 0 ? 0 : Math.round(100 * pulling.reduce((sum, row) => sum + row[second], 0) / pulling.length) / 100
-      }) ?? []
+    /**
+     * What a run reports of its links from fromMs (performance.now()) for runMs, each node's
+     * finish doneMs[k] ms after fromMs (missing: not finished).
+     */
+    figures (fromMs, runMs, doneMs) {
+      const toMs = fromMs + runMs
+      return {
+        originLinkBusy: share(originBusy, fromMs, toMs),
+        // busy share of each second from the release to the last node's finish, to see where it idled
+        originLinkTimeline: timeline(originBusy, fromMs, toMs),
+        // each node's link receiving, from the release to its finish; the mean of those still
+        // pulling, per second; and each node's link per second, both ways
+        nodeLinksBusy: hostsBusy(fromMs, toMs, doneMs),
+        nodeLinksTimeline: hostsTimeline(fromMs, toMs, doneMs),
+        nodeLinkTimelines: hosts.map((host, k) => ({ host, receiving: timeline(hostBusy(k), fromMs, toMs), sending: timeline(hostSending(k), fromMs, toMs) }))
+      }
     }
   }
 }
@@ -682,12 +693,7 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     const doneTimes = survivors().map(a => barrier.outcome.get(a.index)).filter(o => o?.ok === true).map(o => o.ms)
     const lastMs = doneTimes.length === survivors().length ? Math.max(...doneTimes) : limitMs
     link.stop()
-    const originLinkBusy = link.originBusy(barrier.t0, barrier.t0 + lastMs)
-    const originLinkTimeline = link.originTimeline(barrier.t0, barrier.t0 + lastMs)
-    const hostDoneMs = agents.map(a => barrier.outcome.get(a.index)?.ok === true ? barrier.outcome.get(a.index).ms : undefined)
-    const nodeLinksBusy = link.hostsBusy(barrier.t0, barrier.t0 + lastMs, hostDoneMs)
-    const nodeLinksTimeline = link.hostsTimeline(barrier.t0, barrier.t0 + lastMs, hostDoneMs)
-    const nodeLinkTimelines = link.perHostTimelines(barrier.t0, barrier.t0 + lastMs)
+    const links = link.figures(barrier.t0, lastMs, agents.map(a => barrier.outcome.get(a.index)?.ok === true ? barrier.outcome.get(a.index).ms : undefined))
     if (settings.cpuProf != null) {
       // the pull's window on the clock the profiles use (V8 stamps samples with the monotonic clock, as hrtime)
       await writeFile(join(settings.cpuProf, `${basename(dir)}.window.json`), JSON.stringify({ n, fromUs: Number(t0Ns / 1000n), toUs: Number(t0Ns / 1000n) + Math.round(lastMs * 1000), endUs: Number(tEndNs / 1000n) }) + '\n')
@@ -714,13 +720,7 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
       relays: metrics.reduce((sum, m) => sum + (m.relays ?? 0), 0),
       relaysCut: metrics.reduce((sum, m) => sum + (m.relaysCut ?? 0), 0),
       perNode: survivors().map((a, k) => ({ host: a.host, ms: barrier.outcome.get(a.index)?.ms, originBytes: metrics[k].originBytes, peerBytes: metrics[k].peerBytes, servedBytes: metrics[k].servedBytes })),
-      originLinkBusy,
-      // busy share of each second from the release to the last node's finish
-      originLinkTimeline,
-      // each node's link receiving, from the release to its finish; and the mean of those still pulling, per second
-      nodeLinksBusy,
-      nodeLinksTimeline,
-      nodeLinkTimelines,
+      ...links,
       cpu: {
         ...fleetCpuFigures(cpu, fleetCpu, wallMs, times.length * ctx.modelBytes),
         agentsCpuSeconds: agentsCpu,
@@ -864,12 +864,7 @@ date +%s%N > ${join(dir, `${host}.done`)}.tmp && mv ${join(dir, `${host}.done`)}
     const times = [...doneMs.values()]
     const lastMs = times.length === n ? Math.max(...times) : limitMs
     link.stop()
-    const originLinkBusy = link.originBusy(t0, t0 + lastMs)
-    const originLinkTimeline = link.originTimeline(t0, t0 + lastMs)
-    const hostDoneMs = hosts.map((_, k) => doneMs.get(k))
-    const nodeLinksBusy = link.hostsBusy(t0, t0 + lastMs, hostDoneMs)
-    const nodeLinksTimeline = link.hostsTimeline(t0, t0 + lastMs, hostDoneMs)
-    const nodeLinkTimelines = link.perHostTimelines(t0, t0 + lastMs)
+    const links = link.figures(t0, lastMs, hosts.map((_, k) => doneMs.get(k)))
     const errors = leechers.map((l, k) => l.exitCode != null && !doneMs.has(k) ? `${hosts[k]}: aria2c exited with ${l.exitCode}: ${l.stderrTail.slice(-300)}` : undefined).filter(Boolean)
     if (errors.length > 0) log(`  bittorrent errors: ${errors.slice(0, 3).join(' | ')}`)
     const received = hostsAfter.reduce((sum, c, k) => sum + c.rxBytes - hostsBefore[k].rxBytes, 0)
@@ -887,13 +882,7 @@ date +%s%N > ${join(dir, `${host}.done`)}.tmp && mv ${join(dir, `${host}.done`)}
       peerBytes: NaN,
       peerShareWire: received > 0 ? Math.max(0, 1 - originWireBytes / received) : NaN,
       perNode: hosts.map((host, k) => ({ host, ms: doneMs.get(k), rxWireBytes: hostsAfter[k].rxBytes - hostsBefore[k].rxBytes, txWireBytes: hostsAfter[k].txBytes - hostsBefore[k].txBytes })),
-      originLinkBusy,
-      // busy share of each second from the release to the last node's finish
-      originLinkTimeline,
-      // each node's link receiving, from the release to its finish; and the mean of those still pulling, per second
-      nodeLinksBusy,
-      nodeLinksTimeline,
-      nodeLinkTimelines,
+      ...links,
       cpu: {
         ...fleetCpuFigures(cpu, fleetCpu, wallMs, times.length * ctx.modelBytes),
         leechersCpuSeconds: leechersCpu,
