@@ -16,9 +16,10 @@
  * - `have` goes only to peers that joined the same manifest and lack some of its chunks, and
  *   names only chunks the peer lacks as far as its join and haves say: a peer asks nobody for a
  *   chunk it holds, so hearing of it only costs both ends a frame (a pull from one seeder spent
- *   a tenth of its main thread on haves to it; in bench/fanout at 8 nodes about half of each
- *   node's haves and arrivals went to peers that held the chunk already). Indices are coalesced
- *   for {@link HAVE_FLUSH_DELAY_MS} and only chunks not already announced are sent.
+ *   a tenth of its main thread on haves to it; in bench/fanout at 8 nodes an agent's haves a
+ *   pull went from about 400 to about 220 with this rule, its arrivals from 448 to about 380).
+ *   Indices are coalesced for {@link HAVE_FLUSH_DELAY_MS} and only chunks not already announced
+ *   are sent.
  * - When a peer joins a manifest we hold and it had not joined before, or its join lacks a chunk
  *   it held before (it evicted some), we send it our current `join` again, because the `have`s
  *   it missed in between were never sent to it.
