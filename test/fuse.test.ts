@@ -182,6 +182,8 @@ describe.each(['kernel', 'fuse-native'])('the FUSE view (%s adapter)', (adapter)
     const deadline = Date.now() + 40_000
     while (await metric(b, 'swarm_peer_control_state_bytes') <= 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
     expect(await metric(b, 'swarm_peer_control_state_bytes')).toBeGreaterThan(0)
+    // what b holds of a came in a's join, which a counts as sent
+    expect(await metric(a, 'swarm_peer_messages_sent_total', { type: 'join' })).toBeGreaterThan(0)
     world.proxy.reset()
     const files = [...originals.keys()]
     const readers = Array.from({ length: 32 }, (_, i) => i < 16 ? 'model.safetensors' : files[i % files.length] as string)

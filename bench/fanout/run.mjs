@@ -410,6 +410,9 @@ function fleetCpuFigures (machine, fleetCpu, wallMs, deliveredBytes) {
   return { ...machine, fleetCpuSeconds: fleetCpu, fleetCores: fleetCpu / (wallMs / 1000), cpuSecondsPerGB: fleetCpu / (deliveredBytes / 1e9) }
 }
 
+/** the control message types bench runs report (see `swarm_peer_messages_sent_total`) */
+const CONTROL_TYPES = ['join', 'have', 'arriving', 'not-arriving']
+
 async function agentMetrics (agent) {
   const { stdout } = await exec('ip', ['netns', 'exec', fabric.hosts.get(agent.host).ns, 'curl', '-sf', '--max-time', '10', `http://127.0.0.1:${agent.metricsPort}/metrics`])
   const value = (name, labels = '') => {
@@ -422,7 +425,9 @@ async function agentMetrics (agent) {
     servedBytes: value('swarm_bytes_served'),
     relays: value('swarm_data_relays_total', '{outcome="started"}'),
     relaysCut: value('swarm_data_relays_total', '{outcome="cut"}'),
-    peers: value('swarm_peers')
+    peers: value('swarm_peers'),
+    // control messages the agent wrote to its peers, by type
+    controlSent: Object.fromEntries(CONTROL_TYPES.map(type => [type, value('swarm_peer_messages_sent_total', `{type="${type}"}`)]))
   }
 }
 
@@ -678,7 +683,8 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
     const metrics = await Promise.all(survivors().map(async a => {
       const m = await agentMetrics(a).catch(() => ({ originBytes: 0, peerBytes: 0, servedBytes: 0 }))
       const base = a.metricsBase ?? { originBytes: 0, peerBytes: 0, servedBytes: 0 }
-      return { ...m, originBytes: m.originBytes - base.originBytes, peerBytes: m.peerBytes - base.peerBytes, servedBytes: (m.servedBytes ?? 0) - (base.servedBytes ?? 0), relays: (m.relays ?? 0) - (base.relays ?? 0), relaysCut: (m.relaysCut ?? 0) - (base.relaysCut ?? 0) }
+      const controlSent = Object.fromEntries(CONTROL_TYPES.map(type => [type, (m.controlSent?.[type] ?? 0) - (base.controlSent?.[type] ?? 0)]))
+      return { ...m, originBytes: m.originBytes - base.originBytes, peerBytes: m.peerBytes - base.peerBytes, servedBytes: (m.servedBytes ?? 0) - (base.servedBytes ?? 0), relays: (m.relays ?? 0) - (base.relays ?? 0), relaysCut: (m.relaysCut ?? 0) - (base.relaysCut ?? 0), controlSent }
     }))
     const tcpAfter = new Map(await Promise.all(survivors().map(async a => [a.host, await tcpSent(a.host).catch(() => new Map())])))
     const agentsCpu = survivors().reduce((sum, a) => sum + ((processCpu(a.child.pid) ?? a.cpuAtStart) - a.cpuAtStart), 0)
@@ -719,6 +725,9 @@ async function swarmRun (n, ctx, { kill, late } = {}) {
       // chunks the agents sent on while they still arrived (cut-through), and those cut short
       relays: metrics.reduce((sum, m) => sum + (m.relays ?? 0), 0),
       relaysCut: metrics.reduce((sum, m) => sum + (m.relaysCut ?? 0), 0),
+      // control messages an agent sent, by type, the mean over the agents (counted from its start,
+      // or from after the warm-up pull)
+      controlSentPerAgent: Object.fromEntries(CONTROL_TYPES.map(type => [type, metrics.length === 0 ? 0 : metrics.reduce((sum, m) => sum + m.controlSent[type], 0) / metrics.length])),
       perNode: survivors().map((a, k) => ({ host: a.host, ms: barrier.outcome.get(a.index)?.ms, originBytes: metrics[k].originBytes, peerBytes: metrics[k].peerBytes, servedBytes: metrics[k].servedBytes })),
       ...links,
       cpu: {
@@ -1006,6 +1015,7 @@ try {
       log(`    origin link busy per second: ${entry.swarm.originLinkTimeline.map(v => fmt(v * 100, 0)).join(' ')}`)
       log(`    nodes' links receiving per second (mean of those pulling): ${entry.swarm.nodeLinksTimeline.map(v => fmt(v * 100, 0)).join(' ')}`)
       log(`    chunks sent on while arriving: ${entry.swarm.relays ?? 0} (${entry.swarm.relaysCut ?? 0} cut short)`)
+      log(`    control messages sent per agent: ${Object.entries(entry.swarm.controlSentPerAgent).map(([type, n]) => `${type} ${fmt(n, 0)}`).join(', ')}`)
       if (entry.swarm.late != null) log(`  late joiner: ${fmt((entry.swarm.late.ms ?? NaN) / 1000)} s, origin ${fmt(entry.swarm.late.originBytes / MiB)} MiB`)
     }
     if (settings.cases.includes('bittorrent')) {

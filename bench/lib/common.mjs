@@ -341,7 +341,6 @@ export async function agentThreadBreakdown (agent) {
   return reported != null ? threadBreakdown(reported, { reported: true }) : threadBreakdown(await procThreads(agent.pid))
 }
 
-/** Peak RSS of a live process so far (VmHWM), in bytes. */
 /** A field of /proc/<pid>/status given in kB (VmRSS, VmHWM), in bytes; null where it is not there. */
 async function procStatusBytes (pid, field) {
   const { readFile } = await import('node:fs/promises')

@@ -114,6 +114,14 @@ export function countBits (bytes: Uint8Array): number {
   return count
 }
 
+/** Whether `bytes` marks held every chunk `of` marks (two bitfields of one manifest; a shorter one lacks what it does not reach). */
+export function holdsAll (bytes: Uint8Array, of: Uint8Array): boolean {
+  for (let i = 0; i < of.length; i++) {
+    if ((of[i]! & ~(bytes[i] ?? 0)) !== 0) return false
+  }
+  return true
+}
+
 /** The bitfield of what a store holds of `chunks` (a manifest's `uniqueChunks`). */
 export function heldBitfield (chunks: readonly ChunkRequest[], has: (cid: string) => boolean): Uint8Array {
   const bytes = createBitfield(chunks.length)

@@ -11,6 +11,7 @@ import {
   chunkAt,
   fitsChunkCount,
   heldBitfield,
+  holdsAll,
   uniqueChunks
 } from '../src/index.js'
 
@@ -30,6 +31,17 @@ describe('bitfields', () => {
       expect(countBits(bytes)).toBe(flags.filter(Boolean).length)
       flags.forEach((flag, i) => expect(hasBit(bytes, i)).toBe(flag))
     }
+  })
+
+  it('says whether one bitfield holds every chunk another does', () => {
+    const some = encodeBitfield([true, false, true, false, false, false, false, false, true])
+    const more = encodeBitfield([true, true, true, false, false, false, false, false, true])
+    expect(holdsAll(more, some)).toBe(true)
+    expect(holdsAll(some, more)).toBe(false)
+    expect(holdsAll(some, some)).toBe(true)
+    expect(holdsAll(some, new Uint8Array(2))).toBe(true)
+    // the last chunk only: lacking it shows in the second byte
+    expect(holdsAll(encodeBitfield([true, false, true]), some)).toBe(false)
   })
 
   it('sets bits one at a time', () => {

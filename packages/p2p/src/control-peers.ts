@@ -81,6 +81,8 @@ export interface ControlStats {
   maxPeerStateBytes: number
   /** messages dropped since start, by reason */
   rejected: Record<ControlRejection, number>
+  /** our messages written to peers since start, by type */
+  sent: Record<ControlMessage['type'], number>
 }
 
 export interface RemoteManifest {
@@ -279,7 +281,8 @@ export class PeerSessions {
     this.#scores.penalize(session.id, reason)
   }
 
-  stats (): ControlStats {
+  /** the sessions' part of the channel's stats (what we sent is the writer's) */
+  stats (): Omit<ControlStats, 'sent'> {
     let maxPeerStateBytes = 0
     for (const session of this.#sessions.values()) {
       maxPeerStateBytes = Math.max(maxPeerStateBytes, session.stateBytes)

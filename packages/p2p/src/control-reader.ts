@@ -21,7 +21,7 @@
  * peer are not read.
  */
 
-import { setBit } from '@swarm/interface'
+import { holdsAll, setBit } from '@swarm/interface'
 import { OPEN_STREAM_TIMEOUT_MS } from './constants.js'
 import { observedHost, updateDataAddress } from './control-address.js'
 import { joinMessage } from './control-local.js'
@@ -145,7 +145,7 @@ export class ControlReader {
         const state = remoteState(message)
         // a peer is sent no haves of chunks it held: once it lacks one of those again (it
         // evicted some), it gets our whole state, as a peer that joins for the first time does
-        if (peers.adopt(session, message.manifest, state) && (previous == null || lostChunks(previous.bitfield, state.bitfield))) {
+        if (peers.adopt(session, message.manifest, state) && (previous == null || !holdsAll(state.bitfield, previous.bitfield))) {
           this.#init.writer.send(session, joinMessage(message.manifest, local))
         }
         break
@@ -194,12 +194,4 @@ export class ControlReader {
       }
     }
   }
-}
-
-/** Whether `now` lacks a chunk `before` had (bitfields of one manifest). */
-function lostChunks (before: Uint8Array, now: Uint8Array): boolean {
-  for (let i = 0; i < before.length; i++) {
-    if ((before[i]! & ~(now[i] ?? 0)) !== 0) return true
-  }
-  return false
 }

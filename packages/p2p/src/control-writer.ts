@@ -29,6 +29,8 @@ export interface ControlWriterInit {
 
 export class ControlWriter {
   readonly #init: ControlWriterInit
+  /** messages queued on a stream since start, by type (what the channel's stats report as sent) */
+  readonly sent: Record<ControlMessage['type'], number> = { hello: 0, address: 0, join: 0, have: 0, arriving: 0, 'not-arriving': 0, leave: 0 }
 
   constructor (init: ControlWriterInit) {
     this.#init = init
@@ -45,6 +47,7 @@ export class ControlWriter {
       return
     }
     const frame = encodeMessage(message)
+    this.sent[message.type]++
     session.queue.push(frame)
     session.queuedBytes += frame.length
     if (session.queuedBytes > MAX_QUEUED_BYTES) {

@@ -277,6 +277,8 @@ describe('control channel', () => {
     await waitFor(() => eventsOfEmpty.some(event => event.type === 'peer:not-arriving'), 'the empty node to hear the arrival stopped')
     await new Promise(resolve => setTimeout(resolve, 200))
     expect(eventsOfHolder.filter(event => event.type === 'peer:not-arriving')).toEqual([])
+    // what the announcer counts as sent: a have and an arrival to each, the stop to the empty node only
+    expect(announcer.control.stats().sent).toMatchObject({ have: 2, arriving: 2, 'not-arriving': 1 })
 
     // the holder lost chunk 1 (evicted) and joins again: it learns what the haves it was spared said
     holder.control.join(m, { bitfield: bitfieldOf(8, [0]), chunkCount: 8, pulling: true })

@@ -31,7 +31,7 @@ export const DEFAULT_POLL_MS = 1_000
  * nodes we are not connected to (connected ones joined on the control channel), so the agent
  * skips these while it is connected to every node it knows of: in a fleet small enough to be
  * fully connected, four lookups again were about a tenth of the agents' CPU in bench/fanout at
- * 8 nodes, and found no one.
+ * 8 nodes, and could find no one new.
  */
 export const REDISCOVER_AFTER_MS: readonly number[] = [2_000, 5_000, 10_000, 20_000]
 

@@ -105,18 +105,20 @@ export function agentMetrics (collect: { openSwarm?: boolean, threads?(): Promis
   new Gauge({ name: 'swarm_insecure_open_swarm', help: '1 when the agent runs without a swarm key (--insecure-open-swarm): any host that reaches it may join', registers: [registry] }).set(collect.openSwarm === true ? 1 : 0)
   dataServerMetrics(registry, collect.dataServer)
   // counted inside @swarm/p2p and read at each scrape: a flood costs no metric updates
-  new Counter({
-    name: 'swarm_peer_messages_rejected_total',
-    help: 'Control messages from peers dropped, by reason (see the Limits table in README.md)',
-    labelNames: ['reason'] as const,
+  const peerCounterBy = (name: string, help: string, label: string, counted: (counts: PeerCounts) => Record<string, number>): Counter => new Counter({
+    name,
+    help,
+    labelNames: [label],
     registers: [registry],
     collect () {
       const counts = collect.peerCounts?.()
       if (counts === undefined) return
       this.reset()
-      for (const [reason, n] of Object.entries(counts.control.rejected)) this.inc({ reason }, n)
+      for (const [value, n] of Object.entries(counted(counts))) this.inc({ [label]: value }, n)
     }
   })
+  peerCounterBy('swarm_peer_messages_rejected_total', 'Control messages from peers dropped, by reason (see the Limits table in README.md)', 'reason', c => c.control.rejected)
+  peerCounterBy('swarm_peer_messages_sent_total', 'Control messages written to peers, by type (join, have, arriving, ...)', 'type', c => c.control.sent)
   const peerGauge = (name: string, help: string, value: (counts: PeerCounts) => number): Gauge => new Gauge({
     name,
     help,
