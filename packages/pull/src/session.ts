@@ -645,6 +645,11 @@ export class PullSession {
     const scheduler = this.scheduler as ChunkScheduler
     const chunk = this.chunks[request.chunk] as ChunkRequest
     const source = this.sourceFor(request)
+    // Without its block digests the chunk lands as a whole, shared with no other thread and
+    // announced to nobody: when every connected peer already holds it (a pull from seeders),
+    // nobody would ask for it while it arrives, and sharing it cost the main thread a message and
+    // a registration per chunk.
+    const wanted = chunk.blocks !== undefined && !scheduler.peerLacks(request.chunk) ? { cid: chunk.cid, size: chunk.size } : chunk
     if (source == null) {
       queueMicrotask(() => {
         if (this.settled) return
@@ -660,7 +665,7 @@ export class PullSession {
     // whether peers were told this transfer's chunk is arriving here
     let receiving = false
     try {
-      fetching = this.init.fetcher.fetch(chunk, { sources: [source], signal: controller.signal, ...(this.init.peers?.arriving != null ? { onReceiving: () => { receiving = this.receivingStarted(request.chunk) } } : {}) })
+      fetching = this.init.fetcher.fetch(wanted, { sources: [source], signal: controller.signal, ...(this.init.peers?.arriving != null ? { onReceiving: () => { receiving = this.receivingStarted(request.chunk) } } : {}) })
     } catch (err) {
       fetching = Promise.reject(err as Error)
     }

@@ -1,6 +1,7 @@
 import { ChunkUnavailableError, DiskFullError, OriginUnavailableError, uniqueChunks } from '@swarm/interface'
 import { fetcher } from '@swarm/fetcher'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { blockDigests, encodeManifest } from '@swarm/manifest'
 import { pullerSet } from '@swarm/scheduler'
 import { MAX_FETCHER_HOPS, PullSession, SessionStartedError } from '../src/index.js'
 import { CHUNK, harness, holdsModel, makeModel, ScriptedPeers, scriptedSource } from './helpers.js'
@@ -370,6 +371,39 @@ describe('PullSession', () => {
     expect(relay.calls).toHaveLength(6)
     expect(s.stats?.relayRequests).toBe(6)
     expect(await holdsModel(h.store, model)).toBe(true)
+  })
+
+  it('shares a chunk as it arrives (asks with its block digests) only while a connected peer lacks it', async () => {
+    /** `model` as a version 3 manifest, whose chunks carry block digests */
+    const withBlocks = (base: Model): Model => {
+      const manifest = { ...base.manifest, version: 3 as const, blockSize: BLOCK, files: base.manifest.files.map(f => ({ ...f, chunks: f.chunks.map(c => ({ ...c, blocks: blockDigests(base.chunks.get(c.cid)!, BLOCK) })) })) }
+      return { ...base, manifest, cid: encodeManifest(manifest).cid }
+    }
+    const BLOCK = 16 * 1024
+    const asked: Array<{ cid: string, blocks: boolean }> = []
+    const recording = { fetch: async (request: ChunkRequest, options: Parameters<typeof h.fetcher.fetch>[1]) => { asked.push({ cid: request.cid, blocks: request.blocks !== undefined }); return await h.fetcher.fetch(request, options) } }
+
+    // from a seeder alone: nobody connected lacks anything, so nothing is shared while it arrives
+    const seeded = withBlocks(makeModel(4))
+    const seeders = new ScriptedPeers()
+    seeders.add('12D3KooWseed', seeded)
+    const fromSeed = scriptedSource('peer:seed', 'peer', seeded)
+    await (await session(seeded, { peers: seeders, fetcher: recording, sources: { peer: id => id === '12D3KooWseed' ? fromSeed : undefined } })).run()
+    expect(fromSeed.calls).toHaveLength(4)
+    const byCid = (a: { cid: string }, b: { cid: string }): number => a.cid.localeCompare(b.cid)
+    expect(asked.sort(byCid)).toEqual(uniqueChunks(seeded.manifest).map(c => ({ cid: c.cid, blocks: false })).sort(byCid))
+    expect(await holdsModel(h.store, seeded)).toBe(true)
+
+    // the same with a connected puller that holds nothing: every chunk may be asked of us as it arrives
+    asked.length = 0
+    const shared = withBlocks(makeModel(4))
+    const both = new ScriptedPeers()
+    both.add('12D3KooWseed', shared)
+    both.joinAs({ peerId: '12D3KooWpuller', pulling: true, bitfield: new Uint8Array(1) })
+    const fromSeedAgain = scriptedSource('peer:seed', 'peer', shared)
+    await (await session(shared, { peers: both, fetcher: recording, sources: { peer: id => id === '12D3KooWseed' ? fromSeedAgain : undefined } })).run()
+    expect(asked.sort(byCid)).toEqual(uniqueChunks(shared.manifest).map(c => ({ cid: c.cid, blocks: true })).sort(byCid))
+    expect(await holdsModel(h.store, shared)).toBe(true)
   })
 
   it('ignores peers and haves that do not fit the manifest, and survives a handler that throws', async () => {

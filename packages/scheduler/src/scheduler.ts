@@ -139,6 +139,11 @@ export interface ChunkScheduler {
   /** The rendezvous owner of a chunk among the current pullers (self included unless a shared set dropped it). */
   owner(chunk: number): string | undefined
   has(chunk: number): boolean
+  /**
+   * Whether a connected peer lacks the chunk (holds no copy that this node knows of), and so may
+   * ask this node for it while it arrives. A peer whose holdings are not known yet lacks everything.
+   */
+  peerLacks(chunk: number): boolean
   /** What this node holds, to announce to peers. */
   bitfield(): Uint8Array
   /** The pullers that fetch from the origin as this node knows them, best-ranked first: to tell peers (see `pullers.ts`). */
@@ -525,6 +530,11 @@ export class Scheduler implements ChunkScheduler {
 
   has (chunk: number): boolean {
     return (this.haveWords[chunk >>> 5]! & (1 << (chunk & 31))) !== 0
+  }
+
+  peerLacks (chunk: number): boolean {
+    this.checkChunk(chunk)
+    return this.holders[chunk]! < this.peers.size
   }
 
   fetchers (): string[] {

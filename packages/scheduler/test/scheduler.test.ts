@@ -977,6 +977,22 @@ describe('state and bad input', () => {
     expect(scheduler.stats).toMatchObject({ chunksDone: 4, bytesDone: 4000, bytes: 8000 })
   })
 
+  it('tells whether a connected peer lacks a chunk', () => {
+    const scheduler = make({ chunks: chunkList(4), pullers: [] })
+    // nobody connected: nobody lacks anything
+    expect(range(4).map(i => scheduler.peerLacks(i))).toEqual([false, false, false, false])
+    connect(scheduler, 'seeder', [0, 1, 2, 3])
+    expect(range(4).map(i => scheduler.peerLacks(i))).toEqual([false, false, false, false])
+    // a peer whose holdings are not known yet lacks everything
+    scheduler.peerJoined('newcomer', 0)
+    expect(range(4).map(i => scheduler.peerLacks(i))).toEqual([true, true, true, true])
+    scheduler.peerHas('newcomer', [1, 3], 0)
+    expect(range(4).map(i => scheduler.peerLacks(i))).toEqual([true, false, true, false])
+    scheduler.peerLeft('newcomer', 0)
+    expect(scheduler.peerLacks(0)).toBe(false)
+    expect(() => scheduler.peerLacks(4)).toThrow(InvalidChunkIndexError)
+  })
+
   it('counts bytes by where they came from and cancels everything for a chunk that arrives by other means', () => {
     const scheduler = make({ chunks: chunkList(2), pullers: [], hedgeAfterMs: Infinity })
     const requests = scheduler.tick(0).start
