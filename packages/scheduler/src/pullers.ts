@@ -94,6 +94,12 @@ export class PullerSet {
   private readonly modelA: number
   private readonly modelB: number
   private readonly members = new Map<string, Member>()
+  /**
+   * The worst-ranked retained puller while the set is full, kept until the set changes: a node
+   * hears the same unretained names again with every join that names them, and each was a scan of
+   * the whole set.
+   */
+  private worst: { id: string, member: Member } | undefined
   /** the fetchers ownership was last assigned among */
   private assigned: string[] = []
   private changed = false
@@ -216,24 +222,30 @@ export class PullerSet {
     const member = { hash, high, low: scoreLow(this.modelB, hash.b, high) }
     if (this.members.size >= this.retainLimit) {
       // full: it replaces the worst-ranked retained puller, or is not recorded
-      let worst: string | undefined
-      let worstMember: Member | undefined
-      for (const [id, other] of this.members) {
-        if (worstMember === undefined || outranks(worstMember.high, worstMember.low, worst!, other.high, other.low, id)) {
-          worst = id
-          worstMember = other
-        }
-      }
-      if (!outranks(member.high, member.low, peerId, worstMember!.high, worstMember!.low, worst!)) return
-      this.members.delete(worst!)
+      const worst = this.worst ??= this.worstRetained()
+      if (!outranks(member.high, member.low, peerId, worst.member.high, worst.member.low, worst.id)) return
+      this.members.delete(worst.id)
     }
     this.members.set(peerId, member)
+    this.worst = undefined
     this.changed = true
   }
 
   remove (peerId: string): void {
     checkPeerId(peerId)
-    if (this.members.delete(peerId)) this.changed = true
+    if (this.members.delete(peerId)) {
+      this.worst = undefined
+      this.changed = true
+    }
+  }
+
+  /** The worst-ranked retained puller (the set is not empty). */
+  private worstRetained (): { id: string, member: Member } {
+    let worst: { id: string, member: Member } | undefined
+    for (const [id, other] of this.members) {
+      if (worst === undefined || outranks(worst.member.high, worst.member.low, worst.id, other.high, other.low, id)) worst = { id, member: other }
+    }
+    return worst!
   }
 
   /** Makes the set exactly `peerIds` (as far as it retains them). */

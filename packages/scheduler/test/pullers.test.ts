@@ -200,6 +200,25 @@ describe('puller sets', () => {
       expect(set.version).toBe(version)
     })
 
+    it('measures a newcomer against the worst puller retained now, as the set changes', () => {
+      const set = pullerSet(model, fleet)
+      const retained = new Set(set.ids())
+      const outranked = fleet.filter(id => !retained.has(id))
+      // rejected while full; then a retained one leaves, and the outranked one fills its place
+      set.add(outranked[0]!)
+      expect(set.has(outranked[0]!)).toBe(false)
+      const leaver = set.fetchers()[0]!
+      set.remove(leaver)
+      set.add(outranked[0]!)
+      expect(set.has(outranked[0]!)).toBe(true)
+      // full again: the one that left outranks the newcomer, now the worst, and takes its place back
+      set.add(leaver)
+      expect(new Set(set.ids())).toEqual(retained)
+      // and one ranked below all of them is still turned away
+      set.add(outranked[1]!)
+      expect(new Set(set.ids())).toEqual(retained)
+    })
+
     it('hand over to the next in line when one leaves', () => {
       const set = pullerSet(model, fleet)
       const before = set.fetchers()
