@@ -645,11 +645,6 @@ export class PullSession {
     const scheduler = this.scheduler as ChunkScheduler
     const chunk = this.chunks[request.chunk] as ChunkRequest
     const source = this.sourceFor(request)
-    // Without its block digests the chunk lands as a whole, shared with no other thread and
-    // announced to nobody: when every connected peer already holds it (a pull from seeders),
-    // nobody would ask for it while it arrives, and sharing it cost the main thread a message and
-    // a registration per chunk.
-    const wanted = chunk.blocks !== undefined && !scheduler.peerLacks(request.chunk) ? { cid: chunk.cid, size: chunk.size } : chunk
     if (source == null) {
       queueMicrotask(() => {
         if (this.settled) return
@@ -664,6 +659,11 @@ export class PullSession {
     let fetching: Promise<{ kind: SourceKind }>
     // whether peers were told this transfer's chunk is arriving here
     let receiving = false
+    // Without its block digests the chunk lands as a whole, shared with no other thread and
+    // announced to nobody: when every connected peer already holds it (a pull from seeders),
+    // nobody would ask for it while it arrives, and sharing it cost the main thread a message and
+    // a registration per chunk.
+    const wanted = chunk.blocks !== undefined && !scheduler.peerLacks(request.chunk) ? { cid: chunk.cid, size: chunk.size } : chunk
     try {
       fetching = this.init.fetcher.fetch(wanted, { sources: [source], signal: controller.signal, ...(this.init.peers?.arriving != null ? { onReceiving: () => { receiving = this.receivingStarted(request.chunk) } } : {}) })
     } catch (err) {

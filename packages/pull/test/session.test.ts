@@ -374,12 +374,12 @@ describe('PullSession', () => {
   })
 
   it('shares a chunk as it arrives (asks with its block digests) only while a connected peer lacks it', async () => {
+    const BLOCK = 16 * 1024
     /** `model` as a version 3 manifest, whose chunks carry block digests */
     const withBlocks = (base: Model): Model => {
       const manifest = { ...base.manifest, version: 3 as const, blockSize: BLOCK, files: base.manifest.files.map(f => ({ ...f, chunks: f.chunks.map(c => ({ ...c, blocks: blockDigests(base.chunks.get(c.cid)!, BLOCK) })) })) }
       return { ...base, manifest, cid: encodeManifest(manifest).cid }
     }
-    const BLOCK = 16 * 1024
     const asked: Array<{ cid: string, blocks: boolean }> = []
     const recording = { fetch: async (request: ChunkRequest, options: Parameters<typeof h.fetcher.fetch>[1]) => { asked.push({ cid: request.cid, blocks: request.blocks !== undefined }); return await h.fetcher.fetch(request, options) } }
 
