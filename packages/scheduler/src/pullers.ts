@@ -95,9 +95,10 @@ export class PullerSet {
   private readonly modelB: number
   private readonly members = new Map<string, Member>()
   /**
-   * The worst-ranked retained puller while the set is full, kept until the set changes: a node
-   * hears the same unretained names again with every join that names them, and each was a scan of
-   * the whole set.
+   * The worst-ranked retained puller, found when a newcomer meets a full set and kept until a
+   * puller is added: a node hears the same unretained names again with every join that names
+   * them, and each was a scan of the whole set. A removal needs no reset: it leaves the set short
+   * of full, and it is full again only after an add, which resets it.
    */
   private worst: { id: string, member: Member } | undefined
   /** the fetchers ownership was last assigned among */
@@ -233,10 +234,7 @@ export class PullerSet {
 
   remove (peerId: string): void {
     checkPeerId(peerId)
-    if (this.members.delete(peerId)) {
-      this.worst = undefined
-      this.changed = true
-    }
+    if (this.members.delete(peerId)) this.changed = true
   }
 
   /** The worst-ranked retained puller (the set is not empty). */
