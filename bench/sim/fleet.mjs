@@ -472,7 +472,7 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
   let lateDone = lateAt === undefined
   const joinersPending = () => !lateDone || (lateAt !== undefined && afterAll === undefined)
   // every microtask runs before a macrotask: the sessions' answers to one instant's events
-  const settle = async () => { await new Promise(resolve => setImmediate(resolve)) }
+  const settle = async () => { await new Promise(resolve => process.nextTick(resolve)) }
   // Waiting for the microtasks costs a turn of the event loop; an instant whose events settled no
   // promise and called into no session (a transfer's queued end that found it slowed down, the
   // origin's clock moving on) leaves nothing to wait for, and those are most instants.
@@ -491,11 +491,11 @@ export async function simulate ({ chunks, settings: given = {}, n, seed, churnAt
       const st = nodes.filter(p => p.session?.stats !== undefined).map(p => p.session.stats)
       const tot = k => st.reduce((a, x) => a + x[k], 0)
       let peerFlows = 0
-      for (const set of net.up) peerFlows += set.size
+      for (const flows of net.up) peerFlows += flows.length
       // how busy the links of the nodes still pulling are: what a p99 beyond T* is made of
       const pulling = nodes.filter(p => p.alive && p.finishedAt === undefined && p.failedAt === undefined)
-      const linkUse = (sets, rate) => pulling.length === 0 ? 0 : pulling.reduce((a, p) => a + Math.min(1, [...sets[p.index]].reduce((b, f) => b + net.rateOf(f), 0) / rate), 0) / pulling.length
-      const idleDown = pulling.filter(p => net.down[p.index].size === 0).length
+      const linkUse = (links, rate) => pulling.length === 0 ? 0 : pulling.reduce((a, p) => a + Math.min(1, links[p.index].reduce((b, f) => b + net.rateOf(f), 0) / rate), 0) / pulling.length
+      const idleDown = pulling.filter(p => net.down[p.index].length === 0).length
       note(`t=${(now / 1000).toFixed(1)} down ${(linkUse(net.down, net.downRate) * 100).toFixed(0)}% up ${(linkUse(net.up, net.linkRate) * 100).toFixed(0)}% idle downlinks ${idleDown}/${pulling.length} origin flows ${net.originFlows.size} peer flows ${peerFlows} done ${tot('chunksDone')} inflight ${tot('inflight')} timeouts ${tot('timeouts')} failures ${tot('failures')} busy ${counters.busy} dup ${tot('duplicateRequests')} originReq ${tot('originRequests')} originFallbacks ${tot('originFallbacks')} steals ${tot('originSteals')} peerReq ${tot('peerRequests')} finished ${nodes.filter(p => p.finishedAt !== undefined).length} failed ${nodes.filter(p => p.failedAt !== undefined).length} originMB ${(net.bytes.origin / 1e6).toFixed(0)} peerMB ${(net.bytes.peer / 1e6).toFixed(0)}`)
     }
     if (lateAt !== undefined && afterAll === undefined && allDoneAt !== undefined && now >= lateAt) {
