@@ -66,9 +66,9 @@ export class EventQueue {
   seq = 0
   get size () { return this.items.length }
   // sifts move a hole rather than swap pairs: a third of the writes, and this is the hottest loop
-  push (time, item) {
+  /** `seq`: one taken earlier with `takeSeq`, for an event that stands for one not queued then */
+  push (time, item, seq = this.seq++) {
     const { times, seqs, items } = this
-    const seq = this.seq++
     let i = items.length
     times.push(time); seqs.push(seq); items.push(item)
     while (i > 0) {
@@ -79,6 +79,8 @@ export class EventQueue {
     }
     times[i] = time; seqs[i] = seq; items[i] = item
   }
+  /** the order an event queued now would have among events of its time */
+  takeSeq () { return this.seq++ }
   peekTime () { return this.items.length > 0 ? this.times[0] : undefined }
   pop () {
     const { times, seqs, items } = this
@@ -224,7 +226,7 @@ export class Network {
    * `onUpstreamLost` told.
    */
   start (src, dst, size, tag, now, upstream) {
-    const flow = { id: this.nextId++, src, dst, size, tag, weight: this.weight(), remaining: size, rate: 0, last: now, due: Infinity, live: true, pooled: false, pooledLive: false, vStart: 0, vEnd: 0, upstream: undefined, dependents: undefined, catchUpAt: undefined, queuedIn: 0, ratedIn: 0 }
+    const flow = { id: this.nextId++, src, dst, size, tag, weight: this.weight(), remaining: size, rate: 0, last: now, due: Infinity, live: true, pooled: false, pooledLive: false, vStart: 0, vEnd: 0, upstream: undefined, dependents: undefined, catchUpAt: undefined, catchUpSeq: 0, catchUpEvent: undefined, queuedIn: 0, ratedIn: 0 }
     if (upstream !== undefined && upstream.live) {
       flow.upstream = upstream
       ;(upstream.dependents ??= new Set()).add(flow)
@@ -404,7 +406,15 @@ export class Network {
         const at = now + lead / (rate - upstreamRate)
         if (flow.catchUpAt === undefined || Math.abs(at - flow.catchUpAt) > 1e-6) {
           flow.catchUpAt = at
-          this.queue.push(at, { type: 'catch-up', flow, at })
+          // One queued event per relay, not one per change (most changes move it later, and at
+          // 1,000 nodes those stale events were most of the queue): a later catch-up waits for the
+          // queued one, which then moves on to it. It keeps the order among events of its time
+          // that an event queued now would have, so runs are the same, event for event.
+          flow.catchUpSeq = this.queue.takeSeq()
+          if (flow.catchUpEvent === undefined || at < flow.catchUpEvent.at) {
+            flow.catchUpEvent = { type: 'catch-up', flow, at }
+            this.queue.push(at, flow.catchUpEvent, flow.catchUpSeq)
+          }
         }
       } else {
         // caught up: no faster than what it relays (a pooled origin transfer: its share now)
@@ -480,9 +490,15 @@ export class Network {
     if (event.type === 'catch-up') {
       // a relay reached what its upstream has landed: from now on it follows the upstream
       const flow = event.flow
-      if (flow.live && flow.catchUpAt === event.at) {
+      if (flow.catchUpEvent !== event) return
+      flow.catchUpEvent = undefined
+      if (!flow.live || flow.catchUpAt === undefined) return
+      if (flow.catchUpAt === event.at) {
         flow.catchUpAt = undefined
         this.rerate(flow, now)
+      } else if (flow.catchUpAt > event.at) {
+        flow.catchUpEvent = { type: 'catch-up', flow, at: flow.catchUpAt }
+        this.queue.push(flow.catchUpAt, flow.catchUpEvent, flow.catchUpSeq)
       }
       return
     }
@@ -492,7 +508,7 @@ export class Network {
       if (flow.upstream !== undefined && flow.upstream.live && this.remainingAt(flow, now) / flow.rate <= 1e-6) {
         // a relay that caught up with a pooled upstream (whose share moved without telling it)
         // ends with the upstream: its last bytes are the upstream's last
-        flow.remaining = 0
+            flow.remaining = 0
         flow.last = now
         flow.rate = 0
         flow.due = Infinity

@@ -134,6 +134,45 @@ describe('the simulator\'s relays (cut-through, modelled)', () => {
     expect(relay?.upstream).toBeUndefined()
   })
 
+  it('a relay whose catch-up moves later keeps one event queued, and catches up when the rates say', () => {
+    let relay: SimFlow | undefined
+    let upstream: SimFlow | undefined
+    const catchUps = (queue: any): number => queue.items.filter((e: { type: string, flow?: SimFlow }) => e.type === 'catch-up' && e.flow === relay).length
+    const { done } = drive((net, queue) => {
+      // four transfers share the origin's link: the upstream into node 0 gets 250 B/ms
+      upstream = net.start(ORIGIN, 0, 100_000, 'upstream', 0)
+      for (const tag of ['a', 'b', 'c']) net.start(ORIGIN, 2, 100_000, tag, 0)
+      // node 1 relays it from 10 ms, 2.5 kB behind, at 1,000 B/ms: level at 10 + 2,500 / 750 ms
+      relay = net.start(0, 1, 100_000, 'relay', 10, upstream)
+      expect(net.rateOf(relay)).toBe(1_000)
+      expect(catchUps(queue)).toBe(1)
+      queue.push(12, { type: 'probe' })
+      queue.push(14, { type: 'probe' })
+      queue.push(15.9, { type: 'probe' })
+      queue.push(16.1, { type: 'probe' })
+    }, (net, now) => {
+      if (now === 12) {
+        // another download into node 1 halves the relay's share: 1 kB behind at 500 - 250 B/ms, level at 16 ms, later than first due
+        net.start(2, 1, 100_000, 'x', now)
+        expect(net.rateOf(relay)).toBe(500)
+        expect(catchUps(net.queue)).toBe(1)
+      } else if (now === 14) {
+        // the event first due has moved on to the new time: still one
+        expect(catchUps(net.queue)).toBe(1)
+        expect(net.rateOf(relay)).toBe(500)
+      } else if (now === 15.9) {
+        expect(net.rateOf(relay)).toBe(500)
+        expect(net.movedAt(upstream, now) - net.movedAt(relay, now)).toBeGreaterThan(0)
+      } else {
+        // level at 16 ms: from then on held to the upstream's rate
+        expect(net.rateOf(relay)).toBe(250)
+        expect(net.movedAt(relay, now)).toBeCloseTo(net.movedAt(upstream, now), 6)
+        expect(catchUps(net.queue)).toBe(0)
+      }
+    })
+    expect(done.get('relay')).toBeGreaterThanOrEqual(done.get('upstream')!)
+  })
+
   it('a relay whose upstream ends early is removed and told, having moved only part of the bytes', () => {
     const { done, lost, net } = drive((net, queue) => {
       const upstream = net.start(ORIGIN, 0, 100_000, 'upstream', 0)
