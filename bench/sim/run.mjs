@@ -74,7 +74,7 @@
 // Not modelled: disk, TCP slow start and loss, DHT and connection set-up, sending CPU.
 //
 // Wall time: most instants only move a transfer's end (its rate changed); the loop waits for the
-// sessions' microtasks (a turn of the event loop) only after instants that settled a fetch or
+// sessions' microtasks (a tick) only after instants that settled a fetch or
 // called into a session.
 //
 // Env: SIM_N (100,1000,10000), SIM_SCENARIOS (base,churn,late), SIM_MODEL_MIB (128),
