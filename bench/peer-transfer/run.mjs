@@ -28,6 +28,7 @@ import { pathToFileURL } from 'node:url'
 import { promisify } from 'node:util'
 import { writeSyntheticModel } from '@swarm/agent'
 import { parseChunkCid } from '@swarm/chunker'
+import { uniqueChunks } from '@swarm/interface'
 import { MB, MiB, agentThreadBreakdown, breakdownDelta, cpuSeconds, fmt, fmtBreakdown, fmtOr, measured, peakRssOf, procThreads, rssOf, saveResult, threadBreakdown, startAgent, swarm, swarmTakes, warmPageCache } from '../lib/common.mjs'
 
 const layers = Number(process.env.BENCH_LAYERS ?? 8) // ≈ 1 GiB with the shape below
@@ -141,7 +142,7 @@ async function necessaryWork (manifest, sourceDir) {
  * The receiver's first pull, of a small model of other bytes from the same sender: what the
  * measured pull no longer pays for (compiling the pull's code, the data connections).
  */
-async function warmUp (env, seeder, leecher) {
+async function warmUp (env, originDir, seeder, leecher) {
   const model = await writeSyntheticModel(join(work, 'warm-up'), { layers: 2, hidden: 1024, intermediate: 2816, vocab: 4096, shards: 2, seed: 'peer-transfer warm-up' })
   const pushed = await swarm(['push', model.dir, '--name', 'bench-warm-up:v1'], { ...env, SWARM_DATA_DIR: join(work, 'pusher') })
   await swarm(['pull', 'bench-warm-up:v1'], seeder.env)
@@ -150,7 +151,8 @@ async function warmUp (env, seeder, leecher) {
   if (done.bytesBySource.peer !== model.totalBytes) throw new Error(`warm-up: expected every byte from the peer, got ${JSON.stringify(done.bytesBySource)}`)
   const threads = breakdownDelta(before, await agentThreadBreakdown(leecher))
   await rm(model.dir, { recursive: true, force: true })
-  return { bytes: model.totalBytes, seconds: done.durationMs / 1000, receiverMainThreadCpuSeconds: threads?.main ?? null }
+  const manifest = JSON.parse(await readFile(join(originDir, 'manifests', pushed.manifestCid), 'utf8'))
+  return { bytes: model.totalBytes, seconds: done.durationMs / 1000, receiverMainThreadCpuSeconds: threads?.main ?? null, chunks: new Set(uniqueChunks(manifest).map(c => c.cid)) }
 }
 
 try {
@@ -183,7 +185,7 @@ try {
   const storeFiles = (await readdir(join(seeder.dataDir, 'content'))).filter(f => !f.endsWith('.have')).map(f => join(seeder.dataDir, 'content', f))
   const totalBytes = model.totalBytes
   // after the store's files are listed: the raw TCP baseline sends the measured model's alone
-  const warmup = WARMUP ? await warmUp(env, seeder, leecher) : undefined
+  const warmup = WARMUP ? await warmUp(env, originDir, seeder, leecher) : undefined
 
   const raw = await rawTcp(storeFiles, totalBytes)
   const manifest = JSON.parse(await readFile(join(originDir, 'manifests', pushed.manifestCid), 'utf8'))
@@ -207,9 +209,9 @@ try {
   // every OS thread of both agents from /proc: the libuv pool (file writes, syncs) and V8's own threads (GC) too
   const [senderOsThreads, receiverOsThreads] = [breakdownDelta(osBefore[0], await osThreads(seeder)), breakdownDelta(osBefore[1], await osThreads(leecher))]
   const [seederCpu, leecherCpu] = [after[0] - before[0], after[1] - before[1]]
-  // after a warm-up the store already holds the small files both models share (the tokenizer's), fetched by nobody
-  const fromPeer = warmup != null ? done.bytesBySource.origin === 0 && done.bytesBySource.peer > totalBytes - 64 * 1024 : done.bytesBySource.peer === totalBytes
-  if (!fromPeer) throw new Error(`expected every byte from the peer, got ${JSON.stringify(done.bytesBySource)}`)
+  // after a warm-up the store already holds the chunks both models share (the tokenizer's small files), fetched by nobody
+  const held = uniqueChunks(manifest).filter(c => warmup?.chunks.has(c.cid) === true).reduce((sum, c) => sum + c.size, 0)
+  if (done.bytesBySource.peer !== totalBytes - held || done.bytesBySource.origin !== 0) throw new Error(`expected every byte but the ${held} already held from the peer, got ${JSON.stringify(done.bytesBySource)}`)
   const swarmSeconds = done.durationMs / 1000
   const swarmCpu = seederCpu + leecherCpu
   const [seederRss, leecherRss] = [await peakRssOf(seeder.pid), await peakRssOf(leecher.pid)]
@@ -220,7 +222,7 @@ try {
     workers: WORKERS,
     connections: CONNECTIONS,
     agentsTakeWorkers: takesWorkers,
-    warmup: warmup ?? null,
+    warmup: warmup != null ? { bytes: warmup.bytes, seconds: warmup.seconds, receiverMainThreadCpuSeconds: warmup.receiverMainThreadCpuSeconds, sharedBytes: held } : null,
     // the measured pull on the monotonic clock (µs), and the agents' pids: to line up a profile (perf -k CLOCK_MONOTONIC)
     pullWindow,
     rawTcp: { MBps: totalBytes / MB / raw.seconds, cpuSecondsPerGB: raw.cpu / GB, senderPeakRssMB: raw.senderPeakRssBytes / MB, receiverPeakRssMB: raw.receiverPeakRssBytes / MB },
