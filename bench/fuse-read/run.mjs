@@ -7,7 +7,8 @@
 //       three times and the medians are compared)
 //   (c) the same file re-read through the mount (kernel page cache)
 //   (d) the same file read through a mount over an empty store: every chunk fetched as it is read;
-//       (d) and a fresh (e) alternate BENCH_LAZY_ROUNDS times (default 3) and the medians are compared
+//       (d) and a fresh (e) alternate BENCH_LAZY_ROUNDS times (default 3) and the medians are compared,
+//       each started on as many pages just freed as (d) fills (BENCH_WARM_PAGES=0: not)
 // Reader: dd with 16 MiB blocks. Ratios: (b)/(a), (c)/(a), (d)/(e). CPU per GiB of (a) and (b)
 // counts the reader and the serving process together (with passthrough the kernel reads the
 // store's file in the reader's own system time). Also FUSE read requests and how long they waited.
@@ -26,7 +27,7 @@ import { writeSyntheticModel } from '@swarm/agent'
 import { checkKernelFuse } from '@swarm/fuse-kernel'
 import { checkFuse } from '@swarm/fuse-native'
 import { createStore } from '@swarm/store'
-import { MB, MiB, cli, fmt, procThreads, s3Env, s3Server, saveResult, swarm } from '../lib/common.mjs'
+import { MB, MiB, cli, fmt, procThreads, s3Env, s3Server, saveResult, swarm, warmPageCache } from '../lib/common.mjs'
 import { smallFilesCase } from './small-files.mjs'
 
 const layers = Number(process.env.BENCH_LAYERS ?? 22) // one file of ≈ 2.3 GiB with the shape below
@@ -131,6 +132,10 @@ try {
   const lazyOnly = process.env.BENCH_FUSE_PARTS === 'lazy'
   const lazyRounds = Number(process.env.BENCH_LAZY_ROUNDS ?? 3)
   const baselineClis = (process.env.BENCH_LAZY_BASELINE_CLI ?? '').split(',').filter(Boolean)
+  // (d) fills the page cache twice (the store's file and the mount's own pages), (e) once: both
+  // start on as many pages just freed (see warmPageCache), so neither pays this VM's first touch
+  // of memory its host took back; BENCH_WARM_PAGES=0 measures them on whatever pages they get
+  const lazyWarmBytes = process.env.BENCH_WARM_PAGES === '0' ? 0 : 2 * fileBytes
   for (const adapter of adapters) {
     const r = byAdapter[adapter] = lazyOnly ? {} : await completeReads(adapter)
     // (e) and (d) alternate, each from an empty store: a pull and a lazy read take seconds, and a
@@ -140,6 +145,7 @@ try {
     const baselines = []
     for (let round = 0; round < lazyRounds; round++) {
       const again = join(work, `pull-${adapter}-${round}`)
+      await warmPageCache(lazyWarmBytes)
       const { pull: p, cpu } = await timedPull(again)
       await rm(again, { recursive: true, force: true })
       pulls.push({ MBps: p.bytesBySource.origin / MB / (p.durationMs / 1000), cpu })
@@ -187,6 +193,7 @@ try {
     const lazyMount = await startMount(dir, mnt, adapter, swarmCli)
     await run('stat', ['-L', viewPath])
     await new Promise(resolve => setTimeout(resolve, 3000))
+    await warmPageCache(lazyWarmBytes)
     const cpuBefore = await cpuSeconds(lazyMount.pid)
     const threadsBefore = await procThreads(lazyMount.pid)
     const read = await ddRead(viewPath)
