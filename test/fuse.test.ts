@@ -231,6 +231,7 @@ describe.each(['kernel', 'fuse-native'])('the FUSE view (%s adapter)', (adapter)
       expect(await metric(again, 'swarm_fuse_passthrough')).toBe(1)
       expect(await metric(again, 'swarm_fuse_passthrough_opens')).toBeGreaterThanOrEqual(2)
       expect(await metric(again, 'swarm_fuse_read_requests')).toBe(0)
+      expect(await metric(again, 'swarm_fuse_reads_spliced')).toBe(0)
     }
   })
 

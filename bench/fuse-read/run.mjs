@@ -9,13 +9,15 @@
 //   (d) the same file read through a mount over an empty store: every chunk fetched as it is read;
 //       (d) and a fresh (e) alternate BENCH_LAZY_ROUNDS times (default 3) and the medians are compared,
 //       each started on as many pages just freed as (d) fills (BENCH_WARM_PAGES=0: not)
+//   (f) kernel adapter: the complete file read through the server's threads (passthrough off),
+//       replies spliced from the store's file against copied through the server, alternating
 // Reader: dd with 16 MiB blocks. Ratios: (b)/(a), (c)/(a), (d)/(e). CPU per GiB of (a) and (b)
 // counts the reader and the serving process together (with passthrough the kernel reads the
 // store's file in the reader's own system time). Also FUSE read requests and how long they waited.
 // Needs root (drop_caches) and FUSE; run as root on a quiet machine. BENCH_ADAPTERS picks adapters.
 // BENCH_FUSE_CASES picks cases (default `small-files,large`): `small-files` is a checkpoint of
 // thousands of small files (small-files.mjs), `large` the one large file above. BENCH_FUSE_PARTS=lazy
-// measures only (e) and (d) (and (a) once), for a quick look at the lazy read. BENCH_LAZY_BASELINE_CLI
+// measures only (e) and (d) (and (a) once), for a quick look at the lazy read; =served only (f). BENCH_LAZY_BASELINE_CLI
 // names another build's cli.js whose lazy read runs in each round too, just before this build's.
 import { execFile, spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -83,8 +85,8 @@ async function timedPull (dataDir) {
 }
 
 /** `swarm mount` over `dataDir`; resolves once mounted. */
-async function startMount (dataDir, mountpoint, adapter, swarmCli = cli) {
-  const child = spawn(process.execPath, [swarmCli, 'mount', mountpoint, '--data-dir', dataDir, '--adapter', adapter, '--json'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
+async function startMount (dataDir, mountpoint, adapter, swarmCli = cli, extraEnv = {}) {
+  const child = spawn(process.execPath, [swarmCli, 'mount', mountpoint, '--data-dir', dataDir, '--adapter', adapter, '--json'], { env: { ...process.env, ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'inherit'] })
   children.add(child)
   let out = ''
   child.stdout.setEncoding('utf8').on('data', d => { out += d })
@@ -130,6 +132,7 @@ try {
   const viewPath = join(mnt, 'bench@v1', fileName)
   const byAdapter = {}
   const lazyOnly = process.env.BENCH_FUSE_PARTS === 'lazy'
+  const servedOnly = process.env.BENCH_FUSE_PARTS === 'served'
   const lazyRounds = Number(process.env.BENCH_LAZY_ROUNDS ?? 3)
   const baselineClis = (process.env.BENCH_LAZY_BASELINE_CLI ?? '').split(',').filter(Boolean)
   // (d) fills the page cache twice (the store's file and the mount's own pages), (e) once: both
@@ -137,7 +140,12 @@ try {
   // of memory its host took back; BENCH_WARM_PAGES=0 measures them on whatever pages they get
   const lazyWarmBytes = process.env.BENCH_WARM_PAGES === '0' ? 0 : 2 * fileBytes
   for (const adapter of adapters) {
+    if (servedOnly) {
+      if (adapter === 'kernel') byAdapter[adapter] = { served: await servedReads() }
+      continue
+    }
     const r = byAdapter[adapter] = lazyOnly ? {} : await completeReads(adapter)
+    if (adapter === 'kernel' && !lazyOnly) r.served = await servedReads()
     // (e) and (d) alternate, each from an empty store: a pull and a lazy read take seconds, and a
     // shared machine's load moves in that time
     const pulls = []
@@ -168,6 +176,8 @@ try {
         cpuSecondsPerGiB: mean(lazies, 'cpu') / GiB,
         requests: lazy.stats?.fuse != null ? lazy.stats.fuse.reads : lazy.stats?.reads,
         requestsForwarded: lazy.stats?.fuse?.readsForwarded,
+        // answered from the store's file by splicing it to the kernel (kernel adapter)
+        requestsSpliced: lazy.stats?.fuse?.readsSpliced,
         readsThatWaited: lazy.stats?.readsWaited,
         waitSeconds: lazy.stats != null ? lazy.stats.waitMs / 1000 : undefined,
         chunksFetchedForReads: lazy.stats?.chunksFetched,
@@ -202,6 +212,35 @@ try {
     const stats = await lazyMount.stop()
     await rm(dir, { recursive: true, force: true })
     return { MBps: read.MBps, cpu, stats, threads }
+  }
+
+  /**
+   * (f) kernel adapter: the complete file read through the server's threads (passthrough off), its
+   * replies spliced from the store's file and copied (pread + writev), alternating three rounds.
+   * The store's file stays in the page cache and each read starts on warmed pages, so what
+   * differs is the server's copies.
+   */
+  async function servedReads () {
+    const rounds = { copied: [], spliced: [] }
+    for (let round = 0; round < 3; round++) {
+      for (const [way, splice] of [['copied', '0'], ['spliced', '1']]) {
+        const served = await startMount(full, mnt, 'kernel', cli, { SWARM_MOUNT_PASSTHROUGH: '0', SWARM_MOUNT_SPLICE: splice })
+        await run('stat', ['-L', viewPath])
+        await ddRead(stored.path)
+        await warmPageCache(fileBytes)
+        const cpuBefore = await cpuSeconds(served.pid)
+        const read = await ddRead(viewPath)
+        const cpu = await cpuSeconds(served.pid) - cpuBefore
+        const stats = await served.stop()
+        if (read.bytes !== fileBytes) throw new Error(`(f) read ${read.bytes} of ${fileBytes} bytes`)
+        rounds[way].push({ MBps: read.MBps, cpu, readerCpu: read.cpu, reads: stats?.fuse?.reads, spliced: stats?.fuse?.readsSpliced })
+      }
+    }
+    const summary = list => {
+      const sorted = [...list].sort((x, y) => x.MBps - y.MBps)
+      return { MBps: sorted[1].MBps, rounds: list.map(x => x.MBps), serverCpuSecondsPerGiB: list.reduce((sum, x) => sum + x.cpu, 0) / list.length / GiB, readerCpuSecondsPerGiB: list.reduce((sum, x) => sum + x.readerCpu, 0) / list.length / GiB, reads: list[0].reads, spliced: list[0].spliced }
+    }
+    return { copied: summary(rounds.copied), spliced: summary(rounds.spliced) }
   }
 
   /** (a), (b) and (c) for one adapter, over the pulled store. */
@@ -269,8 +308,16 @@ try {
       console.log(`    (b) mount, first read, cold cache:  ${fmt(r.mountFirstMBps)} MB/s  (b)/(a) = ${fmt(r.firstOverDirect, 2)} (goal >= 0.9); ${fmt(r.mountFirst.cpuSecondsPerGiB, 2)} CPU-s/GiB reader + server = ${fmt(r.mountFirst.cpuOverDirect, 2)} × (a) (goal <= 1.5), ${fmt(r.mountFirst.serverCpuSecondsPerGiB, 2)} in the server; ${r.mountFirst.requests} read requests reached it${r.mountFirst.passthroughOpens != null ? `, ${r.mountFirst.passthroughOpens} passthrough opens` : ''}`)
       console.log(`    (c) mount, re-read (page cache):    ${fmt(r.mountRereadMBps)} MB/s  (c)/(a) = ${fmt(r.rereadOverDirect, 2)}; ${fmt(r.mountReread.cpuSecondsPerGiB, 2)} CPU-s/GiB`)
     }
+    if (r.served != null) {
+      for (const way of ['copied', 'spliced']) {
+        const w = r.served[way]
+        console.log(`    (f) read by the server's threads, ${way === 'spliced' ? 'spliced from the store\'s file' : 'copied (pread + writev)'}: ${fmt(w.MBps)} MB/s (median of 3: ${w.rounds.map(x => fmt(x, 0)).join(', ')}); ${fmt(w.serverCpuSecondsPerGiB, 2)} CPU-s/GiB in the server, ${fmt(w.readerCpuSecondsPerGiB, 2)} in the reader; ${w.reads} read requests, ${w.spliced} spliced`)
+      }
+      console.log(`        spliced / copied: rate ${fmt(r.served.spliced.MBps / r.served.copied.MBps, 2)} ×, server CPU ${fmt(r.served.spliced.serverCpuSecondsPerGiB / r.served.copied.serverCpuSecondsPerGiB, 2)} ×`)
+    }
+    if (r.pullMBps == null) continue
     console.log(`    (e) swarm pull from S3, alternating with (d): ${fmt(r.pullMBps)} MB/s (median of ${r.pullRounds.length}: ${r.pullRounds.map(x => fmt(x, 0)).join(', ')}); ${fmt(r.pullCpuSecondsPerGiB, 2)} CPU-s/GiB`)
-    console.log(`    (d) mount, lazy first read from S3: ${fmt(r.lazyMBps)} MB/s (median of ${r.lazyRounds.length}: ${r.lazyRounds.map(x => fmt(x, 0)).join(', ')})  (d)/(e) = ${fmt(r.lazyOverPull, 2)} (goal >= 0.9); ${fmt(r.lazy.cpuSecondsPerGiB, 2)} CPU-s/GiB in the server; ${r.lazy.requests} requests${r.lazy.requestsForwarded != null ? ` (${r.lazy.requestsForwarded} forwarded to the view)` : ''}, ${r.lazy.readsThatWaited} waited ${fmt(r.lazy.waitSeconds ?? 0, 1)} s in all; ${r.lazy.chunksFetchedForReads} chunks fetched by reads, ${r.lazy.chunksPrefetched} prefetched${r.lazy.readsFromMemory != null ? `, ${r.lazy.readsFromMemory} reads served from verified bytes in memory` : ''}`)
+    console.log(`    (d) mount, lazy first read from S3: ${fmt(r.lazyMBps)} MB/s (median of ${r.lazyRounds.length}: ${r.lazyRounds.map(x => fmt(x, 0)).join(', ')})  (d)/(e) = ${fmt(r.lazyOverPull, 2)} (goal >= 0.9); ${fmt(r.lazy.cpuSecondsPerGiB, 2)} CPU-s/GiB in the server; ${r.lazy.requests} requests${r.lazy.requestsForwarded != null ? ` (${r.lazy.requestsForwarded} forwarded to the view${r.lazy.requestsSpliced != null ? `, ${r.lazy.requestsSpliced} spliced from the store's file` : ''})` : ''}, ${r.lazy.readsThatWaited} waited ${fmt(r.lazy.waitSeconds ?? 0, 1)} s in all; ${r.lazy.chunksFetchedForReads} chunks fetched by reads, ${r.lazy.chunksPrefetched} prefetched${r.lazy.readsFromMemory != null ? `, ${r.lazy.readsFromMemory} reads served from verified bytes in memory` : ''}`)
     for (const b of r.baselines) console.log(`    (d) with ${b.cli}, same rounds: ${fmt(b.lazyMBps)} MB/s (${b.lazyRounds.map(x => fmt(x, 0)).join(', ')})  (d)/(this) = ${fmt(r.lazyMBps / b.lazyMBps, 2)}, (this)/(e) = ${fmt(b.lazyMBps / r.pullMBps, 2)}; ${fmt(b.lazyCpuSecondsPerGiB, 2)} CPU-s/GiB`)
     console.log(`      server CPU-s/GiB by thread: ${Object.entries(r.lazy.threadsCpuSecondsPerGiB).filter(([, v]) => v >= 0.01).map(([k, v]) => `${k} ${fmt(v, 2)}`).join(', ')}`)
   }

@@ -26,7 +26,7 @@ const work = await mkdtemp(join(tmpdir(), 'swarm-fuzz-fuse-'))
 const artifacts = join(root, 'bench', 'results', 'fuzz-fuse')
 try {
   const binary = join(work, 'fuzz')
-  await run('clang', ['-g', '-O1', '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=undefined', join(native, 'test', 'fuzz.c'), ...['server.c', 'nodes.c', 'requests.c'].map(file => join(native, file)), '-o', binary, '-lpthread'])
+  await run('clang', ['-g', '-O1', '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=undefined', join(native, 'test', 'fuzz.c'), ...['server.c', 'nodes.c', 'requests.c', 'splice.c'].map(file => join(native, file)), '-o', binary, '-lpthread'])
   const corpus = join(work, 'corpus')
   await cp(join(native, 'test', 'corpus'), corpus, { recursive: true })
   await mkdir(artifacts, { recursive: true })

@@ -103,6 +103,8 @@ const mount = z.object({
   adapter: z.enum(['auto', 'kernel', 'fuse-native']).optional(),
   /** kernel adapter: open complete files in passthrough */
   passthrough: boolean.optional(),
+  /** kernel adapter: answer reads from the store's file by splicing it to the kernel */
+  splice: boolean.optional(),
   /** kernel adapter: its threads drop CAP_SYS_ADMIN once mounted (passthrough is then refused) */
   dropSysAdmin: boolean.optional()
 }).strict()
@@ -227,6 +229,7 @@ export const ENV_KEYS: Record<string, string> = {
   SWARM_MOUNT_READ_TIMEOUT_MS: 'mount.readTimeoutMs',
   SWARM_MOUNT_ADAPTER: 'mount.adapter',
   SWARM_MOUNT_PASSTHROUGH: 'mount.passthrough',
+  SWARM_MOUNT_SPLICE: 'mount.splice',
   SWARM_MOUNT_DROP_SYS_ADMIN: 'mount.dropSysAdmin'
 }
 

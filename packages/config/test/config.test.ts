@@ -109,11 +109,12 @@ describe('config', () => {
       SWARM_MOUNT_READ_TIMEOUT_MS: '5000',
       SWARM_MOUNT_ADAPTER: 'fuse-native',
       SWARM_MOUNT_PASSTHROUGH: '1',
+      SWARM_MOUNT_SPLICE: '0',
       SWARM_MOUNT_DROP_SYS_ADMIN: 'true'
     }
-    expect((await loadConfig({ file, env })).mount).toEqual({ dir: '/env-models', readAhead: 32 * 1024 ** 2, prefetch: 8, readTimeoutMs: 5000, adapter: 'fuse-native', passthrough: true, dropSysAdmin: true })
+    expect((await loadConfig({ file, env })).mount).toEqual({ dir: '/env-models', readAhead: 32 * 1024 ** 2, prefetch: 8, readTimeoutMs: 5000, adapter: 'fuse-native', passthrough: true, splice: false, dropSysAdmin: true })
     const flagged = await loadConfig({ file, env, flags: { mount: { dir: '/flag-models', readAhead: '2MiB', adapter: 'kernel' } } })
-    expect(flagged.mount).toEqual({ dir: '/flag-models', readAhead: 2 * 1024 ** 2, prefetch: 8, readTimeoutMs: 5000, adapter: 'kernel', passthrough: true, dropSysAdmin: true })
+    expect(flagged.mount).toEqual({ dir: '/flag-models', readAhead: 2 * 1024 ** 2, prefetch: 8, readTimeoutMs: 5000, adapter: 'kernel', passthrough: true, splice: false, dropSysAdmin: true })
     // an empty variable is unset, as for every other setting
     expect((await loadConfig({ env: { SWARM_MOUNT: '', SWARM_MOUNT_ADAPTER: '' } })).mount).toEqual({})
   })
@@ -125,6 +126,7 @@ describe('config', () => {
     await expect(loadConfig({ env: { SWARM_MOUNT_READ_TIMEOUT_MS: '50' } })).rejects.toThrow(/SWARM_MOUNT_READ_TIMEOUT_MS \(env\)/)
     await expect(loadConfig({ env: { SWARM_MOUNT_ADAPTER: 'fuse3' } })).rejects.toThrow(/SWARM_MOUNT_ADAPTER \(env\)/)
     await expect(loadConfig({ env: { SWARM_MOUNT_PASSTHROUGH: 'maybe' } })).rejects.toThrow(/SWARM_MOUNT_PASSTHROUGH \(env\)/)
+    await expect(loadConfig({ env: { SWARM_MOUNT_SPLICE: 'sometimes' } })).rejects.toThrow(/SWARM_MOUNT_SPLICE \(env\)/)
     await expect(loadConfig({ env: {}, flags: { mount: { dir: '' } } })).rejects.toThrow(/mount.dir \(flag\): the mount point is empty/)
     await expect(loadConfig({ env: {}, flags: { mount: { adapter: 'fuse3' } } })).rejects.toThrow(ConfigError)
     const typo = await tempFile('mount:\n  readahead: 64MiB\n')

@@ -174,6 +174,7 @@ static void *work(void *arg) {
   }
   free(request);
   free(scratch);
+  sw_thread_end();
   if (w->fd != st->session_fd) close(w->fd);
   free(w);
   atomic_fetch_sub(&st->workers, 1);
@@ -269,7 +270,7 @@ static state *unwrap(napi_env env, napi_value value) {
   return data;
 }
 
-/* mount({ mountpoint, threads, maxRead, passthrough, maxStackDepth, allowOther, rootTimeout, dropSysAdmin }, onUpcall) */
+/* mount({ mountpoint, threads, maxRead, passthrough, splice, maxStackDepth, allowOther, rootTimeout, dropSysAdmin }, onUpcall) */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -289,6 +290,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   sw_options options = {
     .max_read = (uint32_t)get_number(env, argv[0], "maxRead", 1 << 20),
     .passthrough = get_bool(env, argv[0], "passthrough", 1),
+    .splice_reads = get_bool(env, argv[0], "splice", 1),
     .max_stack_depth = (uint32_t)get_number(env, argv[0], "maxStackDepth", 1),
     .root_timeout = get_number(env, argv[0], "rootTimeout", 1),
     .request_timeout = get_number(env, argv[0], "requestTimeout", 30),
@@ -707,8 +709,12 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   set_number(env, obj, "requestTimeouts", (double)stats.timeouts);
   set_number(env, obj, "staleBacking", (double)stats.stale_backing);
   set_number(env, obj, "evictions", (double)stats.evictions);
+  set_number(env, obj, "readsSpliced", (double)stats.reads_spliced);
   napi_get_boolean(env, stats.passthrough != 0, &passthrough);
   napi_set_named_property(env, obj, "passthrough", passthrough);
+  napi_value splice_reads;
+  napi_get_boolean(env, stats.splice_reads != 0, &splice_reads);
+  napi_set_named_property(env, obj, "spliceReads", splice_reads);
   return obj;
 }
 

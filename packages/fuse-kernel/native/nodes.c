@@ -448,6 +448,8 @@ void sw_get_stats(sw_server *s, sw_stats *out) {
   out->timeouts = s->stats.timeouts;
   out->stale_backing = s->stats.stale_backing;
   out->evictions = s->stats.evictions;
+  out->reads_spliced = s->stats.reads_spliced;
+  out->splice_reads = s->splice_reads;
   pthread_mutex_lock(&s->open_mu);
   out->passthrough = s->passthrough;
   pthread_mutex_unlock(&s->open_mu);

@@ -266,6 +266,14 @@ static void do_open(sw_server *s, int fd, const struct fuse_in_header *in, const
   }
 }
 
+/* this server thread's pipe for spliced replies (splice.c), closed by sw_thread_end */
+static __thread sw_pipe thread_pipe = { -1, -1, 0 };
+
+void sw_thread_end(void) {
+  splice_close(&thread_pipe);
+  thread_pipe.capacity = 0;
+}
+
 /* Reads exactly `want` bytes at `offset`; 0, or -EIO on a short read. */
 static int pread_all(int fd, uint8_t *into, size_t want, uint64_t offset) {
   size_t done = 0;
@@ -322,6 +330,16 @@ static void do_read(sw_server *s, int fd, const struct fuse_in_header *in, const
     atomic_fetch_add(&s->stats.reads_host, 1);
     if (upcall(s, SW_UP_READ, fd, in, h.ino, h.host_handle, read_in.offset, (uint32_t)want, 0, NULL) != 0) reply_error(fd, in->unique, EIO);
     return;
+  }
+  if (splice_fill(s, &thread_pipe, in->unique, b->fd, read_in.offset, want)) {
+    int sent = splice_send(s, &thread_pipe, fd, want);
+    if (sent == 0 || sent == -ENOENT) {
+      backing_unref(b);
+      atomic_fetch_add(&s->stats.bytes_local, want);
+      if (sent == 0) atomic_fetch_add(&s->stats.reads_spliced, 1);
+      if (h.mode == H_HOST && !complete) host_notice(s, SW_EV_READ, h.ino, h.host_handle, read_in.offset, (uint32_t)want);
+      return;
+    }
   }
   int rc = pread_all(b->fd, scratch, want, read_in.offset);
   backing_unref(b);
@@ -670,8 +688,37 @@ int sw_reply_local(sw_server *s, uint32_t token, uint64_t unique) {
   /* not (all) here after all, or not in the file the host named: the host answers as it would have */
   if (b == NULL) return -EAGAIN;
   pthread_mutex_lock(&s->local_mu);
-  if (s->local_buf == NULL) s->local_buf = malloc(s->max_read);
   size_t want = p.size < s->max_read ? p.size : s->max_read;
+  if (splice_fill(s, &s->local_pipe, p.unique, b->fd, p.offset, want)) {
+    pending spliced;
+    if (slot_release(s, token, unique, &spliced) != 0) {
+      splice_close(&s->local_pipe);
+      pthread_mutex_unlock(&s->local_mu);
+      backing_unref(b);
+      return -ENOENT;
+    }
+    int sent = splice_send(s, &s->local_pipe, spliced.fd, want);
+    if (sent == 0 || sent == -ENOENT) {
+      pthread_mutex_unlock(&s->local_mu);
+      backing_unref(b);
+      atomic_fetch_add(&s->stats.bytes_local, want);
+      if (sent == 0) atomic_fetch_add(&s->stats.reads_spliced, 1);
+      return 0;
+    }
+    /* the kernel refused the splice and still waits for the reply: read and send it as below */
+    if (s->local_buf == NULL) s->local_buf = malloc(s->max_read);
+    rc = s->local_buf != NULL ? pread_all(b->fd, s->local_buf, want, p.offset) : -ENOMEM;
+    backing_unref(b);
+    if (rc == 0) {
+      atomic_fetch_add(&s->stats.bytes_local, want);
+      send_reply(spliced.fd, spliced.unique, 0, s->local_buf, want, NULL, 0);
+    } else {
+      reply_error(spliced.fd, spliced.unique, EIO);
+    }
+    pthread_mutex_unlock(&s->local_mu);
+    return 0;
+  }
+  if (s->local_buf == NULL) s->local_buf = malloc(s->max_read);
   rc = s->local_buf != NULL ? pread_all(b->fd, s->local_buf, want, p.offset) : -ENOMEM;
   backing_unref(b);
   pending taken;

@@ -24,6 +24,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -98,6 +99,13 @@ typedef struct handle {
   size_t nentries;
 } handle;
 
+/* A pipe a READ's reply is assembled in (splice_fill) and sent from (splice_send); -1: none yet. */
+typedef struct sw_pipe {
+  int r, w;
+  /* 0: not tried; SIZE_MAX: could not be made large enough for a reply (pread + writev instead) */
+  size_t capacity;
+} sw_pipe;
+
 typedef struct pending {
   int used;
   int fd;
@@ -134,11 +142,14 @@ struct sw_server {
   /* for sw_reply_local, which only the host's one thread calls */
   pthread_mutex_t local_mu;
   uint8_t *local_buf;
+  sw_pipe local_pipe;
+  /* options.splice_reads, until the kernel or the store's file system refuses a splice */
+  atomic_int splice_reads;
   atomic_int initialised;
   uint32_t max_read;
   struct {
     atomic_ullong requests, reads, reads_host, bytes_local, lookups_host, opens_passthrough, opens_local, opens_host, malformed;
-    atomic_ullong timeouts, stale_backing, evictions;
+    atomic_ullong timeouts, stale_backing, evictions, reads_spliced;
   } stats;
 };
 
@@ -155,6 +166,11 @@ uint64_t handle_new(sw_server *s, int mode, uint64_t ino, uint64_t host_handle, 
 int handle_get(sw_server *s, uint64_t fh, unsigned modes, handle *out);
 int handle_take(sw_server *s, uint64_t fh, unsigned modes, handle *out);
 void free_entries(dir_entry *entries, size_t count);
+
+/* splice.c */
+int splice_fill(sw_server *s, sw_pipe *p, uint64_t unique, int file, uint64_t offset, size_t want);
+int splice_send(sw_server *s, sw_pipe *p, int fd, size_t want);
+void splice_close(sw_pipe *p);
 
 /* nodes.c */
 node *node_at(sw_server *s, uint64_t ino);

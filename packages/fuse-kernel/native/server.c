@@ -71,6 +71,8 @@ sw_server *sw_server_new(const sw_options *options, const sw_host *host) {
   if (s->options.max_read > (1u << 20)) s->options.max_read = 1u << 20;
   if (s->options.max_stack_depth < 1 || s->options.max_stack_depth > 2) s->options.max_stack_depth = 1;
   s->max_read = s->options.max_read;
+  s->local_pipe = (sw_pipe){ .r = -1, .w = -1, .capacity = 0 };
+  atomic_init(&s->splice_reads, s->options.splice_reads ? 1 : 0);
   s->host = *host;
   pthread_rwlock_init(&s->table, NULL);
   pthread_mutex_init(&s->open_mu, NULL);
@@ -112,6 +114,7 @@ void sw_server_free(sw_server *s) {
   pthread_mutex_destroy(&s->slots_mu);
   pthread_mutex_destroy(&s->local_mu);
   free(s->local_buf);
+  splice_close(&s->local_pipe);
   free(s);
 }
 

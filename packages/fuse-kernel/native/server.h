@@ -60,6 +60,11 @@ typedef struct sw_options {
   uint32_t max_read;
   /* try kernel passthrough for complete files */
   int passthrough;
+  /*
+   * answer READs served from the store's file by splicing its pages through a pipe to the kernel
+   * (one copy, into the reader's pages) rather than pread + writev (two, through this process)
+   */
+  int splice_reads;
   /* 1, or 2 when the store sits on a stacking file system (overlayfs) */
   uint32_t max_stack_depth;
   double root_timeout;
@@ -112,7 +117,9 @@ typedef struct sw_stats {
   uint64_t timeouts;      /* requests passed to the host and answered EIO at their deadline */
   uint64_t stale_backing; /* backing files that were not the file the host named; served through the host */
   uint64_t evictions;     /* files whose content the host said was gone */
+  uint64_t reads_spliced; /* READs answered by splicing the store's file to the kernel */
   int passthrough; /* still enabled */
+  int splice_reads; /* still enabled */
 } sw_stats;
 
 #define SW_ROOT_INO 1
@@ -157,6 +164,8 @@ void sw_get_stats(sw_server *s, sw_stats *out);
 void sw_handle(sw_server *s, int fd, const uint8_t *request, size_t length, uint8_t *scratch, size_t scratch_length);
 /* The scratch a worker needs for sw_handle. */
 size_t sw_scratch_size(const sw_server *s);
+/* A thread that called sw_handle lets go of what it kept for spliced replies; call as it ends. */
+void sw_thread_end(void);
 /* Whether INIT has been answered and DESTROY not yet received. */
 int sw_initialised(sw_server *s);
 

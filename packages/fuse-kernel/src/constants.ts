@@ -3,10 +3,14 @@ export const DEFAULT_CACHE_TIMEOUT_SECONDS = 3600
 /** Seconds the kernel keeps names (`/<name>`, name directories): a name moves when a new version is pulled or pushed. */
 export const DEFAULT_NAME_TIMEOUT_SECONDS = 1
 /**
- * Largest read answered, and the mount's read-ahead: with 1 MiB requests (max_pages 256, the
- * kernel's limit) a sequential reader costs a quarter of the requests of 256 KiB ones.
+ * Largest read answered, and the mount's read-ahead: with requests of about 1 MiB a sequential
+ * reader costs a quarter of the requests of 256 KiB ones. One page short of 1 MiB so that a reply
+ * (a page for its header, 255 of data) fits a pipe of 1 MiB, the largest an unprivileged process
+ * (without CAP_SYS_RESOURCE, as in most containers) may make: replies from the store's file are
+ * spliced through one (native/splice.c), a copy fewer than pread and writev. With 1 MiB requests
+ * none would fit, and the server copied them.
  */
-export const DEFAULT_MAX_READ = 1024 * 1024
+export const DEFAULT_MAX_READ = 1024 * 1024 - 4096
 /** Threads reading /dev/fuse, each on its own cloned descriptor. */
 export const DEFAULT_THREADS = 4
 /** How often open files that are not yet complete are checked for chunks that arrived. */

@@ -2,13 +2,14 @@
  * @packageDocumentation
  *
  * Mounts a model view (`@swarm/fs`) with a FUSE server of our own (native/server.c, nodes.c,
- * requests.c) that speaks the kernel protocol on /dev/fuse, with no libfuse:
+ * requests.c, splice.c) that speaks the kernel protocol on /dev/fuse, with no libfuse:
  *
  * - Complete files are opened in passthrough: the kernel reads the store's file itself, at the
  *   speed of a local read, and no read request reaches this process.
  * - Files not yet complete are read by the server's threads from the store's file where their
- *   chunks are present; only ranges with missing chunks come here, where the view fetches them
- *   (peers first, then the origin) and prefetches ahead of the reader.
+ *   chunks are present, its pages spliced to the kernel (native/splice.c); only ranges with
+ *   missing chunks come here, where the view fetches them (peers first, then the origin) and
+ *   prefetches ahead of the reader.
  * - A model's directories and files are handed to the server when the model is first looked up,
  *   so path walks and attributes inside a model never wait on JavaScript. Names (`/<name>`,
  *   `/<name>@<tag>`, name directories) are asked of the view each time the kernel's short cache
@@ -78,12 +79,17 @@ export interface MountInit {
   cacheTimeoutSeconds?: number
   /** seconds the kernel caches names (default 1) */
   nameTimeoutSeconds?: number
-  /** largest read request and the mount's read-ahead, bytes (default 1 MiB, the kernel's limit) */
+  /** largest read request and the mount's read-ahead, bytes (default 1 MiB less a page; see DEFAULT_MAX_READ) */
   maxRead?: number
   /** threads reading requests (default 4) */
   threads?: number
   /** open complete files in kernel passthrough (default true) */
   passthrough?: boolean
+  /**
+   * answer reads from the store's file by splicing its pages to the kernel through a pipe, one
+   * copy instead of pread's and writev's two (default true; see native/splice.c)
+   */
+  splice?: boolean
   /** the store's directory: on overlayfs, passthrough needs a stack depth of 2 */
   backingDir?: string
   /** the server's threads drop CAP_SYS_ADMIN once mounted, so the kernel refuses passthrough */
@@ -215,6 +221,7 @@ class KernelMount implements Mount {
       threads: init.threads ?? DEFAULT_THREADS,
       maxRead: init.maxRead ?? DEFAULT_MAX_READ,
       passthrough: init.passthrough !== false,
+      splice: init.splice !== false,
       maxStackDepth: init.maxStackDepth,
       allowOther: init.allowOther ?? process.getuid?.() === 0,
       rootTimeout: this.nameTimeout,

@@ -60,7 +60,11 @@ export interface NativeStats {
   staleBacking: number
   /** files whose content was evicted while the mount knew them */
   evictions: number
+  /** reads answered by splicing the store's file to the kernel (one copy instead of two) */
+  readsSpliced: number
   passthrough: boolean
+  /** reads from the store's file are spliced (asked for, and not refused by the kernel) */
+  spliceReads: boolean
 }
 
 export interface NativeMountOptions {
@@ -68,6 +72,8 @@ export interface NativeMountOptions {
   threads?: number
   maxRead?: number
   passthrough?: boolean
+  /** answer reads from the store's file by splicing it to the kernel (default true) */
+  splice?: boolean
   maxStackDepth?: number
   allowOther?: boolean
   rootTimeout?: number

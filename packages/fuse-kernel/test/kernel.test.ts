@@ -26,7 +26,7 @@ const MiB = 1024 * 1024
 const PYTHON = '/usr/bin/python3'
 const NATIVE = fileURLToPath(new URL('../native', import.meta.url))
 /** the server without the addon, as the C tests build it */
-const SERVER_SOURCES = ['server.c', 'nodes.c', 'requests.c'].map(file => join(NATIVE, file))
+const SERVER_SOURCES = ['server.c', 'nodes.c', 'requests.c', 'splice.c'].map(file => join(NATIVE, file))
 
 function bytesFor (seed: string, length: number): Buffer {
   const key = createHash('sha256').update(seed).digest()
@@ -177,6 +177,36 @@ describe('the kernel adapter', () => {
       expect(stats.readsForwarded).toBe(0)
       expect(stats.bytesReadLocally).toBeGreaterThanOrEqual(2 * (files['complete.bin'] as Buffer).length)
       expect(warnings.filter(w => /refused passthrough/.test(w))).toHaveLength(1)
+      // a read that starts and ends inside pages: the reply is exactly the range asked for
+      await dropCaches()
+      const middle = await run(PYTHON, ['-c', 'import os,sys,hashlib\nfd=os.open(sys.argv[1],os.O_RDONLY)\nprint(hashlib.sha256(os.pread(fd,300001,12345)).hexdigest())', file])
+      expect(middle.stdout.trim()).toBe(sha256((files['complete.bin'] as Buffer).subarray(12345, 12345 + 300001)))
+      // every read answered from the store's file was spliced to the kernel, none copied through the server
+      const after = mount.stats()
+      expect(after.spliceReads).toBe(true)
+      expect(after.readsSpliced).toBeGreaterThan(stats.readsSpliced)
+      expect(after.readsSpliced).toBe(after.reads)
+    } finally {
+      await mount.unmount()
+    }
+  })
+
+  it('without splicing (splice: false), reads from the store\'s file are copied through the server, with the same bytes', async () => {
+    const mountpoint = join(dir, 'mnt-copied')
+    const mount = await mountFs({ fs: view, mountpoint, dropSysAdmin: true, splice: false })
+    try {
+      const file = join(mountpoint, 'by-cid', cid, 'complete.bin')
+      await dropCaches()
+      const { stdout } = await run('sha256sum', [file])
+      expect(stdout.split(' ')[0]).toBe(sha256(files['complete.bin'] as Buffer))
+      // and a read that starts and ends inside pages: the reply is exactly the range asked for
+      const middle = await run(PYTHON, ['-c', 'import os,sys,hashlib\nfd=os.open(sys.argv[1],os.O_RDONLY)\nprint(hashlib.sha256(os.pread(fd,300001,12345)).hexdigest())', file])
+      expect(middle.stdout.trim()).toBe(sha256((files['complete.bin'] as Buffer).subarray(12345, 12345 + 300001)))
+      const stats = mount.stats()
+      expect(stats.spliceReads).toBe(false)
+      expect(stats.readsSpliced).toBe(0)
+      expect(stats.reads).toBeGreaterThan(0)
+      expect(stats.bytesReadLocally).toBeGreaterThanOrEqual((files['complete.bin'] as Buffer).length)
     } finally {
       await mount.unmount()
     }

@@ -47,6 +47,7 @@ export interface PeerCounts {
 export interface FuseCounts {
   reads: number
   readsForwarded: number
+  readsSpliced: number
   opensPassthrough: number
   requestTimeouts: number
   passthrough: boolean
@@ -99,6 +100,7 @@ export function agentMetrics (collect: { openSwarm?: boolean, threads?(): Promis
   })
   fuseGauge('swarm_fuse_read_requests', 'Read requests that reached the FUSE server (none for files opened in passthrough)', c => c.reads)
   fuseGauge('swarm_fuse_reads_forwarded', 'Read requests that needed chunks fetched first', c => c.readsForwarded)
+  fuseGauge('swarm_fuse_reads_spliced', 'Read requests answered by splicing the store\'s file to the kernel', c => c.readsSpliced)
   fuseGauge('swarm_fuse_passthrough_opens', 'Opens of complete files the kernel reads itself', c => c.opensPassthrough)
   fuseGauge('swarm_fuse_passthrough', '1 while the kernel accepts passthrough', c => c.passthrough ? 1 : 0)
   fuseGauge('swarm_fuse_request_timeouts', 'Requests the view did not answer in time, answered EIO by the FUSE server', c => c.requestTimeouts)

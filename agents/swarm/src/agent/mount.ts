@@ -61,6 +61,8 @@ export interface MountOptions {
   adapter?: FuseAdapter
   /** kernel adapter: open complete files in passthrough (default true) */
   passthrough?: boolean
+  /** kernel adapter: answer reads from the store's file by splicing it to the kernel (default true) */
+  splice?: boolean
   /** kernel adapter: its threads drop CAP_SYS_ADMIN once mounted (passthrough is then refused) */
   dropSysAdmin?: boolean
 }
@@ -93,6 +95,7 @@ export function mountOptionsFrom (settings: Config['mount']): MountOptions | und
     readTimeoutMs: settings.readTimeoutMs,
     adapter: settings.adapter,
     passthrough: settings.passthrough,
+    splice: settings.splice,
     dropSysAdmin: settings.dropSysAdmin
   }
 }
@@ -125,6 +128,7 @@ async function mountView (parts: ViewParts, options: MountOptions): Promise<Mode
         mountpoint: options.mountpoint,
         backingDir: parts.store.dir,
         passthrough: options.passthrough,
+        splice: options.splice,
         dropSysAdmin: options.dropSysAdmin,
         // the view answers a read first, with EIO and the chunk it missed named in the log
         requestTimeoutMs: (options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS) + READ_TIMEOUT_MARGIN_MS,
