@@ -79,7 +79,7 @@ int splice_fill(sw_server *s, sw_pipe *p, uint64_t unique, int file, uint64_t of
   loff_t at = (loff_t)offset;
   size_t left = want;
   while (left > 0) {
-    ssize_t moved = splice(file, &at, p->w, NULL, left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ssize_t moved = splice(file, &at, p->w, NULL, left, SPLICE_F_NONBLOCK);
     if (moved < 0 && errno == EINTR) continue;
     if (moved <= 0) {
       if (moved < 0 && errno == EINVAL) refused(s, "the store's file into a pipe", errno);
@@ -98,8 +98,10 @@ int splice_fill(sw_server *s, sw_pipe *p, uint64_t unique, int file, uint64_t of
 int splice_send(sw_server *s, sw_pipe *p, int fd, size_t want) {
   size_t total = sizeof(struct fuse_out_header) + want;
   ssize_t sent;
+  /* no SPLICE_F_MOVE: a kernel that moves the pages into the reader's file instead of copying
+   * them would take them out of the store file's page cache */
   do {
-    sent = splice(p->r, NULL, fd, NULL, total, SPLICE_F_MOVE);
+    sent = splice(p->r, NULL, fd, NULL, total, 0);
   } while (sent < 0 && errno == EINTR);
   if (sent == (ssize_t)total) return 0;
   int error = sent < 0 ? errno : EIO;
