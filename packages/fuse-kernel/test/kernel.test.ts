@@ -15,7 +15,7 @@ import { fuseConformanceTests, fuseEvictionTests } from '@swarm/fuse-conformance
 import { encodeManifest } from '@swarm/manifest'
 import { createStore } from '@swarm/store'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { KernelFuseUnavailableError, checkKernelFuse, mountFs } from '../src/index.js'
+import { DEFAULT_MAX_READ, KernelFuseUnavailableError, checkKernelFuse, mountFs } from '../src/index.js'
 import type { Mount } from '../src/index.js'
 import type { ModelFs } from '@swarm/fs'
 import type { ChunkRequest, ChunkSource, Logger, Manifest } from '@swarm/interface'
@@ -186,6 +186,24 @@ describe('the kernel adapter', () => {
       expect(after.spliceReads).toBe(true)
       expect(after.readsSpliced).toBeGreaterThan(stats.readsSpliced)
       expect(after.readsSpliced).toBe(after.reads)
+    } finally {
+      await mount.unmount()
+    }
+  })
+
+  it('a reply too large for the splice pipe (an unaligned direct read of the largest size) is copied instead, with the right bytes, and splicing stays on', async () => {
+    const mountpoint = join(dir, 'mnt-unaligned')
+    const mount = await mountFs({ fs: view, mountpoint, dropSysAdmin: true })
+    try {
+      const file = join(mountpoint, 'by-cid', cid, 'complete.bin')
+      // O_DIRECT reads reach the server at the reader's own offset: 2,000 bytes into a page, a
+      // reply of DEFAULT_MAX_READ bytes spans one page more than the pipe holds beside its header
+      const offset = 2000
+      const { stdout } = await run(PYTHON, ['-c', 'import os,sys,hashlib\nfd=os.open(sys.argv[1],os.O_RDONLY|os.O_DIRECT)\nprint(hashlib.sha256(os.pread(fd,int(sys.argv[2]),int(sys.argv[3]))).hexdigest())', file, String(DEFAULT_MAX_READ), String(offset)])
+      expect(stdout.trim()).toBe(sha256((files['complete.bin'] as Buffer).subarray(offset, offset + DEFAULT_MAX_READ)))
+      const stats = mount.stats()
+      expect(stats.reads - stats.readsSpliced).toBeGreaterThanOrEqual(1)
+      expect(stats.spliceReads).toBe(true)
     } finally {
       await mount.unmount()
     }
