@@ -33,8 +33,13 @@ void splice_close(sw_pipe *p) {
   p->r = p->w = -1;
 }
 
-/* 1 when `p` is open and can hold a reply of `want` bytes; 0 otherwise (the caller reads instead) */
-static int pipe_ready(sw_server *s, sw_pipe *p, size_t want) {
+/*
+ * 1 when `p` is open and can hold a reply of `want` bytes at `offset`; 0 otherwise (the caller
+ * reads instead). A pipe holds a page per slot: the header takes one, and the file's pages one
+ * each, so a reply that starts inside a page (a direct read) needs a slot more than its size says;
+ * counted here, so such a read costs no splice that could not finish.
+ */
+static int pipe_ready(sw_server *s, sw_pipe *p, uint64_t offset, size_t want) {
   if (p->capacity == SIZE_MAX) return 0;
   if (p->r < 0) {
     int fds[2];
@@ -50,7 +55,9 @@ static int pipe_ready(sw_server *s, sw_pipe *p, size_t want) {
     }
     p->capacity = (size_t)got;
   }
-  return sizeof(struct fuse_out_header) + want <= p->capacity;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  size_t slots = 1 + ((size_t)(offset % page) + want + page - 1) / page;
+  return slots <= p->capacity / page;
 }
 
 static void refused(sw_server *s, const char *what, int error) {
@@ -66,7 +73,7 @@ static void refused(sw_server *s, const char *what, int error) {
  * the pipe emptied, and the caller answers with pread + writev.
  */
 int splice_fill(sw_server *s, sw_pipe *p, uint64_t unique, int file, uint64_t offset, size_t want) {
-  if (!atomic_load(&s->splice_reads) || !pipe_ready(s, p, want)) return 0;
+  if (!atomic_load(&s->splice_reads) || !pipe_ready(s, p, offset, want)) return 0;
   struct fuse_out_header out = { .len = (uint32_t)(sizeof out + want), .error = 0, .unique = unique };
   ssize_t put;
   do {
