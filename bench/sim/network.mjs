@@ -508,7 +508,7 @@ export class Network {
       if (flow.upstream !== undefined && flow.upstream.live && this.remainingAt(flow, now) / flow.rate <= 1e-6) {
         // a relay that caught up with a pooled upstream (whose share moved without telling it)
         // ends with the upstream: its last bytes are the upstream's last
-            flow.remaining = 0
+        flow.remaining = 0
         flow.last = now
         flow.rate = 0
         flow.due = Infinity

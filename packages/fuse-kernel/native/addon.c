@@ -288,7 +288,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (threads < 1) threads = 1;
   if (threads > MAX_THREADS) threads = MAX_THREADS;
   sw_options options = {
-    .max_read = (uint32_t)get_number(env, argv[0], "maxRead", 1 << 20),
+    /* 1 MiB less a page: a reply then fits a 1 MiB pipe and is spliced (splice.c) */
+    .max_read = (uint32_t)get_number(env, argv[0], "maxRead", (1 << 20) - 4096),
     .passthrough = get_bool(env, argv[0], "passthrough", 1),
     .splice_reads = get_bool(env, argv[0], "splice", 1),
     .max_stack_depth = (uint32_t)get_number(env, argv[0], "maxStackDepth", 1),

@@ -274,17 +274,6 @@ void sw_thread_end(void) {
   thread_pipe.capacity = 0;
 }
 
-/* Reads exactly `want` bytes at `offset`; 0, or -EIO on a short read. */
-static int pread_all(int fd, uint8_t *into, size_t want, uint64_t offset) {
-  size_t done = 0;
-  while (done < want) {
-    ssize_t got = pread(fd, into + done, want - done, (off_t)(offset + done));
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return -EIO;
-    done += (size_t)got;
-  }
-  return 0;
-}
 
 static void do_read(sw_server *s, int fd, const struct fuse_in_header *in, const uint8_t *body, size_t blen, uint8_t *scratch, size_t slen) {
   struct fuse_read_in read_in;
@@ -331,25 +320,14 @@ static void do_read(sw_server *s, int fd, const struct fuse_in_header *in, const
     if (upcall(s, SW_UP_READ, fd, in, h.ino, h.host_handle, read_in.offset, (uint32_t)want, 0, NULL) != 0) reply_error(fd, in->unique, EIO);
     return;
   }
-  if (splice_fill(s, &thread_pipe, in->unique, b->fd, read_in.offset, want)) {
-    int sent = splice_send(s, &thread_pipe, fd, want);
-    if (sent == 0 || sent == -ENOENT) {
-      backing_unref(b);
-      atomic_fetch_add(&s->stats.bytes_local, want);
-      if (sent == 0) atomic_fetch_add(&s->stats.reads_spliced, 1);
-      if (h.mode == H_HOST && !complete) host_notice(s, SW_EV_READ, h.ino, h.host_handle, read_in.offset, (uint32_t)want);
-      return;
-    }
-  }
-  int rc = pread_all(b->fd, scratch, want, read_in.offset);
+  int ready = file_reply_ready(s, &thread_pipe, scratch, in->unique, b->fd, read_in.offset, want);
+  int rc = ready < 0 ? ready : file_reply_send(s, &thread_pipe, scratch, ready, fd, in->unique, b->fd, read_in.offset, want);
   backing_unref(b);
-  if (rc != 0) {
+  if (rc == -EIO) {
     host_log(s, SW_LOG_WARN, "short read of the store's file for inode %llu at %llu (%zu bytes)", (unsigned long long)h.ino, (unsigned long long)read_in.offset, want);
-    reply_error(fd, in->unique, EIO);
+    if (ready < 0) reply_error(fd, in->unique, EIO);
     return;
   }
-  atomic_fetch_add(&s->stats.bytes_local, want);
-  send_reply(fd, in->unique, 0, scratch, want, NULL, 0);
   if (h.mode == H_HOST && !complete) host_notice(s, SW_EV_READ, h.ino, h.host_handle, read_in.offset, (uint32_t)want);
 }
 
@@ -688,46 +666,21 @@ int sw_reply_local(sw_server *s, uint32_t token, uint64_t unique) {
   /* not (all) here after all, or not in the file the host named: the host answers as it would have */
   if (b == NULL) return -EAGAIN;
   pthread_mutex_lock(&s->local_mu);
-  size_t want = p.size < s->max_read ? p.size : s->max_read;
-  if (splice_fill(s, &s->local_pipe, p.unique, b->fd, p.offset, want)) {
-    pending spliced;
-    if (slot_release(s, token, unique, &spliced) != 0) {
-      splice_close(&s->local_pipe);
-      pthread_mutex_unlock(&s->local_mu);
-      backing_unref(b);
-      return -ENOENT;
-    }
-    int sent = splice_send(s, &s->local_pipe, spliced.fd, want);
-    if (sent == 0 || sent == -ENOENT) {
-      pthread_mutex_unlock(&s->local_mu);
-      backing_unref(b);
-      atomic_fetch_add(&s->stats.bytes_local, want);
-      if (sent == 0) atomic_fetch_add(&s->stats.reads_spliced, 1);
-      return 0;
-    }
-    /* the kernel refused the splice and still waits for the reply: read and send it as below */
-    if (s->local_buf == NULL) s->local_buf = malloc(s->max_read);
-    rc = s->local_buf != NULL ? pread_all(b->fd, s->local_buf, want, p.offset) : -ENOMEM;
-    backing_unref(b);
-    if (rc == 0) {
-      atomic_fetch_add(&s->stats.bytes_local, want);
-      send_reply(spliced.fd, spliced.unique, 0, s->local_buf, want, NULL, 0);
-    } else {
-      reply_error(spliced.fd, spliced.unique, EIO);
-    }
-    pthread_mutex_unlock(&s->local_mu);
-    return 0;
-  }
   if (s->local_buf == NULL) s->local_buf = malloc(s->max_read);
-  rc = s->local_buf != NULL ? pread_all(b->fd, s->local_buf, want, p.offset) : -ENOMEM;
-  backing_unref(b);
+  size_t want = p.size < s->max_read ? p.size : s->max_read;
+  int ready = s->local_buf != NULL ? file_reply_ready(s, &s->local_pipe, s->local_buf, p.unique, b->fd, p.offset, want) : -ENOMEM;
+  /* the request is claimed only once its bytes are ready: a file that cannot be read leaves it to the host */
   pending taken;
-  if (rc == 0 && slot_release(s, token, unique, &taken) == 0) {
-    atomic_fetch_add(&s->stats.bytes_local, want);
-    send_reply(taken.fd, taken.unique, 0, s->local_buf, want, NULL, 0);
-  } else if (rc == 0) {
+  if (ready >= 0 && slot_release(s, token, unique, &taken) == 0) {
+    file_reply_send(s, &s->local_pipe, s->local_buf, ready, taken.fd, taken.unique, b->fd, p.offset, want);
+    rc = 0;
+  } else if (ready >= 0) {
+    file_reply_drop(&s->local_pipe, ready);
     rc = -ENOENT;
+  } else {
+    rc = ready;
   }
+  backing_unref(b);
   pthread_mutex_unlock(&s->local_mu);
   return rc == -ENOENT ? rc : rc != 0 ? -EIO : 0;
 }

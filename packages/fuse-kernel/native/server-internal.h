@@ -99,7 +99,7 @@ typedef struct handle {
   size_t nentries;
 } handle;
 
-/* A pipe a READ's reply is assembled in (splice_fill) and sent from (splice_send); -1: none yet. */
+/* A pipe a READ's reply is assembled in and sent from (splice.c); -1: none yet. */
 typedef struct sw_pipe {
   int r, w;
   /* 0: not tried; SIZE_MAX: could not be made large enough for a reply (pread + writev instead) */
@@ -167,9 +167,22 @@ int handle_get(sw_server *s, uint64_t fh, unsigned modes, handle *out);
 int handle_take(sw_server *s, uint64_t fh, unsigned modes, handle *out);
 void free_entries(dir_entry *entries, size_t count);
 
-/* splice.c */
-int splice_fill(sw_server *s, sw_pipe *p, uint64_t unique, int file, uint64_t offset, size_t want);
-int splice_send(sw_server *s, sw_pipe *p, int fd, size_t want);
+/* splice.c: a READ's reply from the store's file */
+enum { FILE_REPLY_READ = 0, FILE_REPLY_SPLICED = 1 };
+/*
+ * Makes the reply's `want` bytes at `offset` of `file` ready to send: spliced into `p` with the
+ * header for `unique` (FILE_REPLY_SPLICED), or read into `buf` (FILE_REPLY_READ); -EIO when the
+ * file could not be read (a short read), nothing held.
+ */
+int file_reply_ready(sw_server *s, sw_pipe *p, uint8_t *buf, uint64_t unique, int file, uint64_t offset, size_t want);
+/*
+ * Sends a reply file_reply_ready made ready (`ready`: what it returned) and counts it: 0, -ENOENT
+ * when the request was interrupted and is gone, -EIO when a spliced reply the kernel refused could
+ * not be read again for a copy (the request is then answered EIO).
+ */
+int file_reply_send(sw_server *s, sw_pipe *p, uint8_t *buf, int ready, int fd, uint64_t unique, int file, uint64_t offset, size_t want);
+/* Lets go of a reply made ready and not sent (its request was taken by another answer). */
+void file_reply_drop(sw_pipe *p, int ready);
 void splice_close(sw_pipe *p);
 
 /* nodes.c */

@@ -8,9 +8,14 @@
  * them once into the reader's pages. libfuse does the same where it can.
  *
  * - The whole reply must sit in the pipe before the kernel takes it (/dev/fuse takes a message in
- *   one splice), so a pipe is grown to hold the largest READ (max_read and a header, rounded up by
- *   the kernel to a power of two pages: 2 MiB for 1 MiB reads). Beyond /proc/sys/fs/pipe-max-size
- *   that needs CAP_SYS_RESOURCE; a thread whose pipe cannot grow answers with pread + writev.
+ *   one splice), so a pipe is grown to hold the largest READ: a page per slot, one for the header
+ *   and one for each page of data. Beyond /proc/sys/fs/pipe-max-size (1 MiB by default) that needs
+ *   CAP_SYS_RESOURCE, which is why the adapter's reads are 1 MiB less a page; a thread whose pipe
+ *   cannot grow, and a reply that needs more slots than its pipe has (a direct read starting
+ *   inside a page), are answered with pread + writev.
+ * - The two call sites (a server thread's READ, and the host's answer from the store, which must
+ *   claim its request between reading and sending) share file_reply_ready and file_reply_send:
+ *   the bytes are made ready first (spliced into the pipe, or read into a buffer), then sent.
  * - Each server thread has its own pipe (a thread-local one, closed when the thread ends), and the
  *   host's answers from the store (sw_reply_local) use the server's, under local_mu.
  * - A splice that fails part way leaves bytes in the pipe that belong to no reply: the pipe is
@@ -23,9 +28,6 @@
  */
 #define _GNU_SOURCE
 #include "server-internal.h"
-
-/* room for the reply's header besides max_read; the kernel rounds a pipe's size up to pages */
-#define HEADER_ROOM 4096
 
 void splice_close(sw_pipe *p) {
   if (p->r >= 0) close(p->r);
@@ -46,8 +48,9 @@ static int pipe_ready(sw_server *s, sw_pipe *p, uint64_t offset, size_t want) {
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return 0;
     p->r = fds[0];
     p->w = fds[1];
-    int got = fcntl(p->w, F_SETPIPE_SZ, (int)(s->max_read + HEADER_ROOM));
-    if (got < 0 || (size_t)got < s->max_read + HEADER_ROOM) {
+    size_t wanted = s->max_read + (size_t)sysconf(_SC_PAGESIZE);
+    int got = fcntl(p->w, F_SETPIPE_SZ, (int)wanted);
+    if (got < 0 || (size_t)got < wanted) {
       /* EPERM above pipe-max-size without CAP_SYS_RESOURCE: this thread reads instead, for good */
       splice_close(p);
       p->capacity = SIZE_MAX;
@@ -72,7 +75,7 @@ static void refused(sw_server *s, const char *what, int error) {
  * `offset`. 1 when it is there; 0 when not (splicing off, no pipe, a short or failed read), with
  * the pipe emptied, and the caller answers with pread + writev.
  */
-int splice_fill(sw_server *s, sw_pipe *p, uint64_t unique, int file, uint64_t offset, size_t want) {
+static int splice_fill(sw_server *s, sw_pipe *p, uint64_t unique, int file, uint64_t offset, size_t want) {
   if (!atomic_load(&s->splice_reads) || !pipe_ready(s, p, offset, want)) return 0;
   struct fuse_out_header out = { .len = (uint32_t)(sizeof out + want), .error = 0, .unique = unique };
   ssize_t put;
@@ -102,7 +105,7 @@ int splice_fill(sw_server *s, sw_pipe *p, uint64_t unique, int file, uint64_t of
  * Sends the reply splice_fill put in `p` to the kernel. 0, or -errno when the kernel did not take
  * it (ENOENT: the request was interrupted and is gone); the pipe is emptied either way.
  */
-int splice_send(sw_server *s, sw_pipe *p, int fd, size_t want) {
+static int splice_send(sw_server *s, sw_pipe *p, int fd, size_t want) {
   size_t total = sizeof(struct fuse_out_header) + want;
   ssize_t sent;
   /* no SPLICE_F_MOVE: a kernel that moves the pages into the reader's file instead of copying
@@ -116,4 +119,43 @@ int splice_send(sw_server *s, sw_pipe *p, int fd, size_t want) {
   /* what the kernel left in the pipe belongs to no reply */
   splice_close(p);
   return -error;
+}
+
+/* Reads exactly `want` bytes at `offset`; 0, or -EIO on a short read. */
+static int pread_all(int fd, uint8_t *into, size_t want, uint64_t offset) {
+  size_t done = 0;
+  while (done < want) {
+    ssize_t got = pread(fd, into + done, want - done, (off_t)(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return -EIO;
+    done += (size_t)got;
+  }
+  return 0;
+}
+
+int file_reply_ready(sw_server *s, sw_pipe *p, uint8_t *buf, uint64_t unique, int file, uint64_t offset, size_t want) {
+  if (splice_fill(s, p, unique, file, offset, want)) return FILE_REPLY_SPLICED;
+  return pread_all(file, buf, want, offset) == 0 ? FILE_REPLY_READ : -EIO;
+}
+
+int file_reply_send(sw_server *s, sw_pipe *p, uint8_t *buf, int ready, int fd, uint64_t unique, int file, uint64_t offset, size_t want) {
+  if (ready == FILE_REPLY_SPLICED) {
+    int sent = splice_send(s, p, fd, want);
+    if (sent == 0) atomic_fetch_add(&s->stats.reads_spliced, 1);
+    if (sent == 0 || sent == -ENOENT) {
+      atomic_fetch_add(&s->stats.bytes_local, want);
+      return sent;
+    }
+    /* the kernel refused the spliced reply and still waits for one: read the bytes and copy them */
+    if (pread_all(file, buf, want, offset) != 0) {
+      reply_error(fd, unique, EIO);
+      return -EIO;
+    }
+  }
+  atomic_fetch_add(&s->stats.bytes_local, want);
+  return send_reply(fd, unique, 0, buf, want, NULL, 0) == -ENOENT ? -ENOENT : 0;
+}
+
+void file_reply_drop(sw_pipe *p, int ready) {
+  if (ready == FILE_REPLY_SPLICED) splice_close(p);
 }
